@@ -1,0 +1,104 @@
+"""Connector references, as a user writes them.
+
+pypi:NAME[==VERSION]    installed once into a managed venv under FERRYMAN_HOME/venvs
+exec:PATH               a local executable
+builtin:NAME            one of Ferryman's connectors (``ferryman connectors`` lists them)
+docker:IMAGE[:TAG]      reserved for the Docker launcher
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ferryman.errors import ConnectorReferenceError
+
+BUILTIN_MODULES = {
+    "source-bench": "ferryman.builtin.source_bench",
+    "source-empty": "ferryman.builtin.source_empty",
+    "destination-duckdb": "ferryman.builtin.destination_duckdb",
+    "destination-jsonl": "ferryman.builtin.destination_jsonl",
+    "destination-devnull": "ferryman.builtin.destination_devnull",
+}
+
+KINDS = ("pypi", "exec", "builtin", "docker")
+_PYPI_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+_VERSION = re.compile(r"^[A-Za-z0-9.+!_-]+$")
+
+
+@dataclass(frozen=True)
+class ConnectorRef:
+    kind: str
+    name: str
+    version: str | None = None
+
+    def __str__(self) -> str:
+        suffix = f"=={self.version}" if self.version else ""
+        return f"{self.kind}:{self.name}{suffix}"
+
+
+@dataclass(frozen=True)
+class ResolvedConnector:
+    """A connector ready to launch: the command that precedes ``spec``, ``read`` and the rest."""
+
+    ref: ConnectorRef
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    # Where immutable facts about this connector (its spec) may be cached; None = do not cache.
+    cache_dir: Path | None = None
+
+
+def parse_reference(text: str) -> ConnectorRef:
+    kind, sep, rest = text.partition(":")
+    if not sep or kind not in KINDS or not rest:
+        raise ConnectorReferenceError(
+            f"connector reference {text!r} is not valid: write pypi:NAME[==VERSION], "
+            "exec:PATH, builtin:NAME or docker:IMAGE[:TAG]"
+        )
+    if kind == "pypi":
+        name, _, version = rest.partition("==")
+        if not _PYPI_NAME.match(name) or (version and not _VERSION.match(version)):
+            raise ConnectorReferenceError(
+                f"{text!r} is not a valid PyPI reference: write pypi:NAME or pypi:NAME==VERSION"
+            )
+        return ConnectorRef("pypi", name.lower().replace("_", "-"), version or None)
+    if kind == "builtin" and rest not in BUILTIN_MODULES:
+        known = ", ".join(sorted(BUILTIN_MODULES))
+        raise ConnectorReferenceError(f"unknown built-in connector {rest!r}: choose one of {known}")
+    return ConnectorRef(kind, rest)
+
+
+def resolve(ref: ConnectorRef, venvs_dir: Path) -> ResolvedConnector:
+    """Turn a reference into a command, installing a PyPI connector on first use."""
+    if ref.kind == "builtin":
+        return ResolvedConnector(ref, [sys.executable, "-m", BUILTIN_MODULES[ref.name]])
+    if ref.kind == "exec":
+        return ResolvedConnector(ref, [_executable(ref.name)])
+    if ref.kind == "pypi":
+        from ferryman.connectors.pypi import ensure_installed
+
+        installed = ensure_installed(ref.name, ref.version, venvs_dir)
+        return ResolvedConnector(
+            ConnectorRef("pypi", ref.name, installed.version),
+            installed.command,
+            cache_dir=installed.venv,
+        )
+    raise ConnectorReferenceError(
+        f"{ref} cannot run yet: Docker connectors need the Docker launcher, which is not built; "
+        "use pypi:, exec: or builtin:"
+    )
+
+
+def _executable(path: str) -> str:
+    found = shutil.which(path) if os.sep not in path else path
+    if found is None or not os.path.isfile(found):
+        raise ConnectorReferenceError(f"exec:{path}: no such file; give a path to an executable")
+    if not os.access(found, os.X_OK):
+        raise ConnectorReferenceError(
+            f"exec:{path}: the file is not executable; run chmod +x on it"
+        )
+    return os.path.abspath(found)

@@ -1,0 +1,56 @@
+"""Ferryman's exception tree.
+
+    FerrymanError                      root; ``retryable`` tells an engine whether to try again
+    +-- UserInputError (ValueError)    bad input from a user: shown as one line, never a traceback
+    |   +-- ConnectorReferenceError    a connector reference that cannot be parsed or found
+    |   +-- ConnectorInstallError      a PyPI package that does not exist or is not a connector
+    +-- LaunchError                    a connector process could not be started
+    +-- ProtocolError                  a connector broke the Airbyte protocol
+    +-- WorkerError                    a job could not produce its output
+
+Errors render as ``message (key=value, ...)`` with their structured context, so a log line
+or a CLI error carries what is needed to act on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FerrymanError(Exception):
+    retryable: bool = False
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context = {k: v for k, v in context.items() if v is not None}
+
+    def __str__(self) -> str:
+        if not self.context:
+            return self.message
+        details = ", ".join(f"{k}={v}" for k, v in self.context.items())
+        return f"{self.message} ({details})"
+
+
+class UserInputError(FerrymanError, ValueError):
+    """Something the user gave us is wrong; the message says what and what to do."""
+
+
+class ConnectorReferenceError(UserInputError):
+    pass
+
+
+class ConnectorInstallError(UserInputError):
+    pass
+
+
+class LaunchError(FerrymanError):
+    retryable = True
+
+
+class ProtocolError(FerrymanError):
+    pass
+
+
+class WorkerError(FerrymanError):
+    retryable = True

@@ -1,0 +1,1 @@
+"""Job vocabulary shared by workers, engines and the store. Pure."""

@@ -1,0 +1,91 @@
+"""Why an attempt failed, in Airbyte's terms (``FailureReason``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class FailureOrigin(StrEnum):
+    SOURCE = "source"
+    DESTINATION = "destination"
+    REPLICATION = "replication"
+    PERSISTENCE = "persistence"
+    PLATFORM = "airbyte_platform"
+    UNKNOWN = "unknown"
+
+
+class FailureType(StrEnum):
+    CONFIG_ERROR = "config_error"
+    SYSTEM_ERROR = "system_error"
+    TRANSIENT_ERROR = "transient_error"
+    MANUAL_CANCELLATION = "manual_cancellation"
+    HEARTBEAT_TIMEOUT = "heartbeat_timeout"
+    DESTINATION_TIMEOUT = "destination_timeout"
+
+
+# Airbyte truncates trace messages and stack traces so one failure cannot bloat a row.
+MAX_MESSAGE_CHARS = 50_000
+MAX_STACK_TRACE_CHARS = 100_000
+
+
+@dataclass(frozen=True)
+class FailureReason:
+    origin: FailureOrigin
+    type: FailureType
+    message: str
+    timestamp_ms: int
+    internal_message: str | None = None
+    stack_trace: str | None = None
+    retryable: bool = True
+    from_trace_message: bool = False
+    stream: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        origin: FailureOrigin,
+        type_: FailureType,
+        message: str,
+        timestamp_ms: int,
+        **extra: Any,
+    ) -> FailureReason:
+        retryable = type_ not in (FailureType.CONFIG_ERROR, FailureType.MANUAL_CANCELLATION)
+        return cls(
+            origin, type_, message[:MAX_MESSAGE_CHARS], timestamp_ms, retryable=retryable, **extra
+        )
+
+    @classmethod
+    def from_trace(
+        cls, origin: FailureOrigin, trace: dict[str, Any], command: str
+    ) -> FailureReason:
+        """A TRACE ERROR message as a failure; an unknown failure_type counts as system_error."""
+        error = trace.get("error") or {}
+        try:
+            type_ = FailureType(error.get("failure_type") or "system_error")
+        except ValueError:
+            type_ = FailureType.SYSTEM_ERROR
+        descriptor = error.get("stream_descriptor") or {}
+        stack = error.get("stack_trace")
+        internal = error.get("internal_message")
+        return cls.of(
+            origin,
+            type_,
+            str(error.get("message") or internal or "the connector reported an error"),
+            int(trace.get("emitted_at") or 0),
+            internal_message=str(internal)[:MAX_MESSAGE_CHARS] if internal else None,
+            stack_trace=str(stack)[:MAX_STACK_TRACE_CHARS] if stack else None,
+            from_trace_message=True,
+            stream=descriptor.get("name"),
+            metadata={"connector_command": command},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None and v != {}}
+
+
+def ordered(failures: list[FailureReason]) -> list[FailureReason]:
+    """Connector trace errors first, then by time: the first one decides whether to retry."""
+    return sorted(failures, key=lambda f: (not f.from_trace_message, f.timestamp_ms))

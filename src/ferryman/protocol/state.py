@@ -1,0 +1,106 @@
+"""Connector state: reading a user's state file, matching echoes, aggregating commits.
+
+Airbyte's rules: the first STATE fixes the type (a missing type means LEGACY); STREAM state
+keeps the latest message per stream; GLOBAL and LEGACY keep the latest message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ferryman.errors import UserInputError
+
+# Fields that connectors add to a STATE on its way and that do not change what it checkpoints.
+_STATS_FIELDS = ("sourceStats", "destinationStats", "id")
+
+
+def state_type(state: dict[str, Any]) -> str:
+    return str(state.get("type") or "LEGACY")
+
+
+def state_key(state: dict[str, Any]) -> bytes:
+    """A canonical form of a STATE's content, equal for a source STATE and its echo."""
+    content = {k: v for k, v in state.items() if k not in _STATS_FIELDS}
+    if content.get("type") is None:
+        content["type"] = "LEGACY"
+    return orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+
+
+def _descriptor_key(state: dict[str, Any]) -> tuple[str, str | None]:
+    descriptor = (state.get("stream") or {}).get("stream_descriptor") or {}
+    return str(descriptor.get("name")), descriptor.get("namespace")
+
+
+class StateAggregator:
+    """The committed state of a connection, built from the STATE messages echoed to it."""
+
+    def __init__(self, initial: list[dict[str, Any]] | None = None) -> None:
+        self._type: str | None = None
+        self._streams: dict[tuple[str, str | None], dict[str, Any]] = {}
+        self._single: dict[str, Any] | None = None
+        for state in initial or []:
+            self.accept(state)
+
+    def accept(self, state: dict[str, Any]) -> None:
+        kind = state_type(state)
+        if self._type is not None and kind != self._type:
+            raise UserInputError(
+                f"a connector mixed {self._type} and {kind} STATE messages in one sync; "
+                "the protocol allows one type per sync"
+            )
+        self._type = kind
+        clean = {k: v for k, v in state.items() if k not in _STATS_FIELDS}
+        if kind == "STREAM":
+            self._streams[_descriptor_key(clean)] = clean
+        else:
+            self._single = clean
+
+    @property
+    def empty(self) -> bool:
+        return self._type is None
+
+    @property
+    def type(self) -> str | None:
+        return self._type
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The state as a list of STATE messages, the format ``--state`` reads back."""
+        if self._type == "STREAM":
+            return list(self._streams.values())
+        return [self._single] if self._single is not None else []
+
+
+def load_state(document: Any) -> list[dict[str, Any]]:
+    """Accept a state file as Airbyte and PyAirbyte write it.
+
+    A list of STATE messages (or of whole ``{"type": "STATE", "state": ...}`` messages), one
+    STATE object, or a bare legacy state object.
+    """
+    if document is None:
+        return []
+    items = document if isinstance(document, list) else [document]
+    states: list[dict[str, Any]] = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise UserInputError("a state file must hold a JSON object or a list of STATE objects")
+        if item.get("type") == "STATE" and isinstance(item.get("state"), dict):
+            item = item["state"]
+        if item.get("type") in ("STREAM", "GLOBAL", "LEGACY"):
+            states.append(item)
+        elif not isinstance(document, list):
+            states.append({"type": "LEGACY", "data": item})
+        else:
+            raise UserInputError(
+                "a state list must hold STATE objects with type STREAM, GLOBAL or LEGACY"
+            )
+    StateAggregator(states)  # refuses mixed types with one clear line
+    return states
+
+
+def connector_state_file(states: list[dict[str, Any]]) -> Any:
+    """What goes into ``input_state.json``: the list of states, or the bare data of a legacy one."""
+    if len(states) == 1 and state_type(states[0]) == "LEGACY":
+        return states[0].get("data")
+    return states

@@ -1,0 +1,69 @@
+"""Knobs read from the environment. Airbyte's names for Airbyte's knobs, ``FERRYMAN_*`` for ours."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ferryman.errors import UserInputError
+
+
+def ferryman_home() -> Path:
+    return Path(os.environ.get("FERRYMAN_HOME") or Path.home() / ".ferryman").expanduser()
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UserInputError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise UserInputError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class LifecycleSettings:
+    """Grace periods and timeouts of connector processes (Airbyte's defaults)."""
+
+    exit_grace_s: float = 60.0
+    term_grace_s: float = 60.0
+    cancel_grace_s: float = 10.0
+    source_heartbeat_timeout_s: float = 10800.0
+    destination_timeout_s: float = 7200.0
+
+    @classmethod
+    def from_env(cls) -> LifecycleSettings:
+        return cls(
+            exit_grace_s=_seconds("FERRYMAN_EXIT_GRACE_S", cls.exit_grace_s),
+            term_grace_s=_seconds("FERRYMAN_TERM_GRACE_S", cls.term_grace_s),
+            cancel_grace_s=_seconds("FERRYMAN_CANCEL_GRACE_S", cls.cancel_grace_s),
+            source_heartbeat_timeout_s=_seconds(
+                "FERRYMAN_SOURCE_HEARTBEAT_TIMEOUT_S", cls.source_heartbeat_timeout_s
+            ),
+            destination_timeout_s=_seconds(
+                "FERRYMAN_DESTINATION_TIMEOUT_S", cls.destination_timeout_s
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=ferryman_home)
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
+
+    @property
+    def workspace(self) -> Path:
+        return self.home / "workspace"
+
+    @property
+    def venvs(self) -> Path:
+        return self.home / "venvs"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(home=ferryman_home(), lifecycle=LifecycleSettings.from_env())

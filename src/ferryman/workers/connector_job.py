@@ -1,0 +1,221 @@
+"""Workers that talk to one connector: spec, check and discover.
+
+The worker reads the connector's stdout until it ends, gives it the exit grace period, and
+returns the first SPEC, CONNECTION_STATUS or CATALOG. A TRACE error is the job's failure; a
+check that answers FAILED is a completed job whose check failed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from ferryman.connectors import ResolvedConnector
+from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
+from ferryman.launchers import Launcher, LaunchRequest, LocalLauncher
+from ferryman.protocol.codec import parse_message
+from ferryman.workers.attempt_log import AttemptLog, decode_line
+from ferryman.workers.files import LOG_FILE, write_private_json
+from ferryman.workers.lifecycle import WORKER, ConnectorLifecycle, StderrDrain
+from ferryman.workers.models import AttemptContext, ConnectorInput, ConnectorJobOutput
+
+_TICK_S = 0.05
+_WANTED = {"spec": "SPEC", "check": "CONNECTION_STATUS", "discover": "CATALOG"}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ConnectorJobWorker:
+    def __init__(self, launcher: Launcher | None = None) -> None:
+        self.launcher = launcher or LocalLauncher()
+
+    def spec(
+        self,
+        connector: ResolvedConnector,
+        ctx: AttemptContext,
+        cancel: threading.Event | None = None,
+    ) -> ConnectorJobOutput:
+        return self._run("spec", ConnectorInput(connector), ctx, cancel, FailureOrigin.SOURCE)
+
+    def check(
+        self,
+        connector: ConnectorInput,
+        ctx: AttemptContext,
+        cancel: threading.Event | None = None,
+        origin: FailureOrigin = FailureOrigin.SOURCE,
+    ) -> ConnectorJobOutput:
+        return self._run("check", connector, ctx, cancel, origin)
+
+    def discover(
+        self, connector: ConnectorInput, ctx: AttemptContext, cancel: threading.Event | None = None
+    ) -> ConnectorJobOutput:
+        return self._run("discover", connector, ctx, cancel, FailureOrigin.SOURCE)
+
+    def _run(
+        self,
+        command: str,
+        connector: ConnectorInput,
+        ctx: AttemptContext,
+        cancel: threading.Event | None,
+        origin: FailureOrigin,
+    ) -> ConnectorJobOutput:
+        cancel = cancel or threading.Event()
+        log = AttemptLog(ctx.workdir / LOG_FILE, ctx.secrets)
+        args = [command]
+        if command != "spec":
+            # Airbyte passes source_config.json for checks of either side; so do we.
+            write_private_json(ctx.workdir / "source_config.json", connector.config)
+            args += ["--config", "source_config.json"]
+        log.info(WORKER, f"{command}: starting {connector.connector.ref}")
+        try:
+            process = self.launcher.launch(
+                LaunchRequest(
+                    connector.connector, args, ctx.workdir, command, env=_job_env(ctx, connector)
+                )
+            )
+            reader = _StdoutReader(process.stdout, log, origin, command)
+            stderr = StderrDrain(process, log, origin.value)
+            lifecycle = ConnectorLifecycle(process, ctx.lifecycle, log)
+            cancelled = self._supervise(reader, lifecycle, cancel)
+            reader.thread.join()
+            stderr.join(5)
+            process.close()
+            return self._output(
+                command, reader, lifecycle, cancelled, stderr, origin, connector.config
+            )
+        finally:
+            log.info(WORKER, f"{command}: done")
+            log.close()
+
+    @staticmethod
+    def _supervise(
+        reader: _StdoutReader, lifecycle: ConnectorLifecycle, cancel: threading.Event
+    ) -> bool:
+        cancelled = False
+        while True:
+            now = time.monotonic()
+            if cancel.is_set() and not cancelled:
+                cancelled = True
+                lifecycle.stop(now, "cancelled")
+            if reader.done.is_set():
+                lifecycle.input_ended(now)
+            if lifecycle.tick(now) and reader.done.is_set():
+                return cancelled
+            reader.done.wait(_TICK_S)
+
+    @staticmethod
+    def _output(
+        command: str,
+        reader: _StdoutReader,
+        lifecycle: ConnectorLifecycle,
+        cancelled: bool,
+        stderr: StderrDrain,
+        origin: FailureOrigin,
+        config: dict[str, Any],
+    ) -> ConnectorJobOutput:
+        out = ConnectorJobOutput(exit_code=lifecycle.exit_code, failures=list(reader.failures))
+        found = reader.found
+        if command == "spec":
+            out.spec = found
+        elif command == "check" and found is not None:
+            out.check_succeeded = found.get("status") == "SUCCEEDED"
+            out.check_message = found.get("message")
+        elif command == "discover":
+            out.catalog = found
+        if reader.last_config is not None and reader.last_config != config:
+            out.updated_config = reader.last_config
+        if cancelled:
+            out.failures.insert(
+                0,
+                FailureReason.of(
+                    origin, FailureType.MANUAL_CANCELLATION, f"{command} was cancelled", _now_ms()
+                ),
+            )
+        elif found is None and not out.failures:
+            why = (
+                lifecycle.exit_failure() or f"the connector exited with code {lifecycle.exit_code}"
+            )
+            tail = stderr.last_lines()
+            message = f"{command} produced no {_WANTED[command]} message: {why}"
+            out.failures.append(
+                FailureReason.of(
+                    origin,
+                    FailureType.SYSTEM_ERROR,
+                    message + (f"; last stderr lines:\n{tail}" if tail else ""),
+                    _now_ms(),
+                    metadata={"connector_command": command},
+                )
+            )
+        return out
+
+
+def _job_env(ctx: AttemptContext, connector: ConnectorInput) -> dict[str, str]:
+    return {
+        "WORKER_CONNECTOR_IMAGE": str(connector.connector.ref),
+        "WORKER_JOB_ID": ctx.job_id,
+        "WORKER_JOB_ATTEMPT": str(ctx.attempt),
+    }
+
+
+class _StdoutReader:
+    """Reads one connector's stdout on a thread: the wanted message, trace errors, logs."""
+
+    def __init__(self, stream: Any, log: AttemptLog, origin: FailureOrigin, command: str) -> None:
+        self.found: dict[str, Any] | None = None
+        self.failures: list[FailureReason] = []
+        self.last_config: dict[str, Any] | None = None
+        self.done = threading.Event()
+        self._wanted = _WANTED[command]
+        self._stream = stream
+        self._log = log
+        self._origin = origin
+        self._command = command
+        self.thread = threading.Thread(target=self._run, name=f"{command}-stdout", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for raw in self._stream:
+                self._accept(raw)
+        except (OSError, ValueError):
+            pass
+        finally:
+            self.done.set()
+
+    def _accept(self, raw: bytes) -> None:
+        side = self._origin.value
+        message = parse_message(raw)
+        if message is None:
+            if raw.strip():
+                self._log.info(side, decode_line(raw))
+            return
+        kind = message["type"]
+        if kind == self._wanted:
+            if self.found is None:
+                self.found = _payload(message, kind)
+        elif kind == "LOG":
+            body = message.get("log") or {}
+            self._log.write(side, str(body.get("level") or "INFO"), str(body.get("message", "")))
+        elif kind == "TRACE":
+            trace = message.get("trace") or {}
+            if trace.get("type") == "ERROR":
+                failure = FailureReason.from_trace(self._origin, trace, self._command)
+                self.failures.append(failure)
+                self._log.error(side, f"trace error: {failure.message}")
+        elif kind == "CONTROL":
+            control = message.get("control") or {}
+            config = (control.get("connectorConfig") or {}).get("config")
+            if control.get("type") == "CONNECTOR_CONFIG" and isinstance(config, dict):
+                self.last_config = config
+                self._log.info(side, "the connector updated its configuration")
+        else:
+            self._log.info(side, f"ignored a {kind} message during {self._command}")
+
+
+def _payload(message: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    key = {"SPEC": "spec", "CONNECTION_STATUS": "connectionStatus", "CATALOG": "catalog"}[kind]
+    payload = message.get(key)
+    return payload if isinstance(payload, dict) else None

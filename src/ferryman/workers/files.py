@@ -1,0 +1,28 @@
+"""Connector input files in the attempt dir, readable by the owner only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+SOURCE_CONFIG = "source_config.json"
+SOURCE_CATALOG = "source_catalog.json"
+INPUT_STATE = "input_state.json"
+DESTINATION_CONFIG = "destination_config.json"
+DESTINATION_CATALOG = "destination_catalog.json"
+LOG_FILE = "logs.log"
+
+
+def write_private_json(path: Path, document: Any) -> Path:
+    """Write JSON with mode 0600 from the first byte: never world-readable, not even briefly."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, orjson.dumps(document))
+    finally:
+        os.close(fd)
+    return path

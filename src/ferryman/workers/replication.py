@@ -1,0 +1,512 @@
+"""The sync worker: source stdout -> (envelope inspection) -> destination stdin.
+
+Threads, each blocking on one pipe (asyncio costs twice as much per line on this path):
+
+    record path       reads source stdout, counts, forwards RECORD and STATE bytes as they came
+    destination out   reads the destination's STATE echoes (commits), TRACE, LOG and CONTROL
+    2 x stderr        log every line of both connectors
+    supervisor        the caller's thread: cancel, timeouts, grace periods, progress
+
+Only RECORD and STATE reach the destination. A STATE is flushed at once, records are written
+through a 1 MiB buffer. A record is re-encoded only when namespace mapping renames it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import orjson
+
+from ferryman.errors import FerrymanError
+from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType, ordered
+from ferryman.launchers import ConnectorProcess, Launcher, LaunchRequest, LocalLauncher
+from ferryman.protocol.catalog import NamespaceMapping, map_catalog, stream_descriptors
+from ferryman.protocol.codec import Envelope, parse_message
+from ferryman.protocol.state import StateAggregator, connector_state_file
+from ferryman.workers import files
+from ferryman.workers.attempt_log import MAX_LINE_CHARS, AttemptLog, decode_line
+from ferryman.workers.lifecycle import WORKER, ConnectorLifecycle, StderrDrain
+from ferryman.workers.models import (
+    AttemptContext,
+    ProgressCallback,
+    ReplicationStatus,
+    StateCallback,
+    StateCommit,
+    SyncInput,
+    SyncOutput,
+    SyncProgress,
+)
+from ferryman.workers.tracker import MessageTracker
+
+_TICK_S = 0.05
+_ENVELOPE = msgspec.json.Decoder(Envelope)
+_NOT_A_MESSAGE = (msgspec.DecodeError, msgspec.ValidationError)
+SOURCE, DESTINATION = "source", "destination"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ReplicationWorker:
+    def __init__(self, launcher: Launcher | None = None, progress_interval_s: float = 1.0) -> None:
+        self.launcher = launcher or LocalLauncher()
+        self.progress_interval_s = progress_interval_s
+
+    def run(
+        self,
+        sync: SyncInput,
+        ctx: AttemptContext,
+        cancel: threading.Event | None = None,
+        on_progress: ProgressCallback | None = None,
+        on_state: StateCallback | None = None,
+    ) -> SyncOutput:
+        replication = _Replication(self.launcher, sync, ctx, cancel or threading.Event())
+        return replication.run(on_progress, on_state, self.progress_interval_s)
+
+
+def _record_mapper(mapping: NamespaceMapping) -> Callable[[bytes], bytes] | None:
+    if mapping.is_identity:
+        return None
+
+    def remap(line: bytes) -> bytes:
+        message = orjson.loads(line)
+        record = message["record"]
+        record["stream"] = mapping.name(record["stream"])
+        namespace = mapping.namespace(record.get("namespace"))
+        if namespace is None:
+            record.pop("namespace", None)
+        else:
+            record["namespace"] = namespace
+        return orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE)
+
+    return remap
+
+
+class _Replication:
+    """One run of the sync worker; holds what its threads share."""
+
+    def __init__(
+        self, launcher: Launcher, sync: SyncInput, ctx: AttemptContext, cancel: threading.Event
+    ) -> None:
+        self.launcher = launcher
+        self.sync = sync
+        self.ctx = ctx
+        self.cancel = cancel
+        self.log = AttemptLog(ctx.workdir / files.LOG_FILE, ctx.secrets)
+        self.tracker = MessageTracker(stream_descriptors(sync.catalog))
+        self.states = StateAggregator(sync.state)
+        self.failures: list[FailureReason] = []
+        self.pump_done = threading.Event()
+        self.destination_gone = False  # a write to the destination failed
+        self.source_update: dict[str, Any] | None = None
+        self.destination_update: dict[str, Any] | None = None
+        self.on_state: StateCallback | None = None
+        self._warned_streams: set[tuple[str, str | None]] = set()
+        self._source_stopped_for: str | None = None
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def _write_files(self) -> tuple[list[str], list[str]]:
+        workdir, sync = self.ctx.workdir, self.sync
+        files.write_private_json(workdir / files.SOURCE_CONFIG, sync.source.config)
+        files.write_private_json(workdir / files.SOURCE_CATALOG, sync.catalog)
+        files.write_private_json(workdir / files.DESTINATION_CONFIG, sync.destination.config)
+        destination_catalog = map_catalog(sync.catalog, sync.namespace_mapping)
+        files.write_private_json(workdir / files.DESTINATION_CATALOG, destination_catalog)
+        read = ["read", "--config", files.SOURCE_CONFIG, "--catalog", files.SOURCE_CATALOG]
+        if sync.state:
+            files.write_private_json(workdir / files.INPUT_STATE, connector_state_file(sync.state))
+            read += ["--state", files.INPUT_STATE]
+        write = [
+            "write",
+            "--config",
+            files.DESTINATION_CONFIG,
+            "--catalog",
+            files.DESTINATION_CATALOG,
+        ]
+        return read, write
+
+    def _launch(self, role: str, args: list[str], with_stdin: bool) -> ConnectorProcess:
+        side = self.sync.source if role == SOURCE else self.sync.destination
+        env = {
+            "WORKER_CONNECTOR_IMAGE": str(side.connector.ref),
+            "WORKER_JOB_ID": self.ctx.job_id,
+            "WORKER_JOB_ATTEMPT": str(self.ctx.attempt),
+        }
+        self.log.info(WORKER, f"starting the {role}: {side.connector.ref} {' '.join(args)}")
+        return self.launcher.launch(
+            LaunchRequest(side.connector, args, self.ctx.workdir, role, with_stdin, env)
+        )
+
+    # -- the run --------------------------------------------------------------------------
+
+    def run(
+        self,
+        on_progress: ProgressCallback | None,
+        on_state: StateCallback | None,
+        progress_interval_s: float,
+    ) -> SyncOutput:
+        started_ms = _now_ms()
+        self.on_state = on_state
+        try:
+            read_args, write_args = self._write_files()
+            try:
+                destination = self._launch(DESTINATION, write_args, with_stdin=True)
+            except FerrymanError as exc:
+                return self._launch_failed(FailureOrigin.DESTINATION, exc, started_ms)
+            try:
+                source = self._launch(SOURCE, read_args, with_stdin=False)
+            except FerrymanError as exc:
+                if destination.stdin is not None:
+                    destination.stdin.close()
+                self._finish_alone(destination)
+                return self._launch_failed(FailureOrigin.SOURCE, exc, started_ms)
+            self._run_pair(source, destination, on_progress, progress_interval_s)
+            return self._output(started_ms)
+        finally:
+            self.log.close()
+
+    def _run_pair(
+        self,
+        source: ConnectorProcess,
+        destination: ConnectorProcess,
+        on_progress: ProgressCallback | None,
+        progress_interval_s: float,
+    ) -> None:
+        threads = [
+            threading.Thread(target=self._pump, args=(source, destination), name="record-path"),
+            threading.Thread(target=self._read_destination, args=(destination,), name="dest-out"),
+        ]
+        for thread in threads:
+            thread.daemon = True
+            thread.start()
+        drains = [
+            StderrDrain(source, self.log, SOURCE),
+            StderrDrain(destination, self.log, DESTINATION),
+        ]
+        src = ConnectorLifecycle(source, self.ctx.lifecycle, self.log)
+        dst = ConnectorLifecycle(destination, self.ctx.lifecycle, self.log)
+        self._supervise(src, dst, destination, threads[1], on_progress, progress_interval_s)
+        for thread in threads:
+            thread.join()
+        for drain in drains:
+            drain.join(5)
+        source.close()
+        destination.close()
+        self._exit_failures(src, dst, drains)
+
+    def _supervise(
+        self,
+        src: ConnectorLifecycle,
+        dst: ConnectorLifecycle,
+        destination: ConnectorProcess,
+        dest_reader: threading.Thread,
+        on_progress: ProgressCallback | None,
+        progress_interval_s: float,
+    ) -> None:
+        settings = self.ctx.lifecycle
+        started = time.monotonic()
+        last_seen, last_change = -1, started
+        next_progress = started + progress_interval_s
+        while True:
+            now = time.monotonic()
+            if self.cancel.is_set() and not self.cancelled:
+                self.cancelled = True
+                dst.stop(now, "the job was cancelled")
+                src.stop(now, "the job was cancelled")
+            if self.pump_done.is_set():
+                src.input_ended(now)
+                dst.input_ended(now)
+            elif dst.exited or self.destination_gone:
+                self._stop_source(src, now, "the destination exited")
+            else:
+                blocked_since = (
+                    destination.stdin_raw.blocked_since if destination.stdin_raw else None
+                )
+                seen = self.tracker.messages_seen()
+                if seen != last_seen or blocked_since is not None:
+                    last_seen, last_change = seen, now
+                elif now - last_change > settings.source_heartbeat_timeout_s:
+                    self._fail(
+                        FailureOrigin.SOURCE,
+                        FailureType.HEARTBEAT_TIMEOUT,
+                        f"the source sent no record or state for {settings.source_heartbeat_timeout_s:g}s",
+                    )
+                    self._stop_source(src, now, "heartbeat timeout")
+                if (
+                    blocked_since is not None
+                    and now - blocked_since > settings.destination_timeout_s
+                ):
+                    self._fail(
+                        FailureOrigin.DESTINATION,
+                        FailureType.DESTINATION_TIMEOUT,
+                        f"the destination accepted no input for {settings.destination_timeout_s:g}s",
+                    )
+                    dst.stop(now, "destination timeout")
+                    self._stop_source(src, now, "destination timeout")
+            src_gone, dst_gone = src.tick(now), dst.tick(now)
+            if src_gone and dst_gone and self.pump_done.is_set() and not dest_reader.is_alive():
+                break
+            if on_progress is not None and now >= next_progress:
+                next_progress = now + progress_interval_s
+                on_progress(
+                    SyncProgress(
+                        now - started, self.tracker.snapshot(), self.tracker.states_committed
+                    )
+                )
+            self.pump_done.wait(_TICK_S)
+
+    cancelled = False
+
+    def _stop_source(self, src: ConnectorLifecycle, now: float, reason: str) -> None:
+        if self._source_stopped_for is None:
+            self._source_stopped_for = reason
+            src.stop(now, reason)
+
+    # -- the record path ------------------------------------------------------------------
+
+    def _pump(self, source: ConnectorProcess, destination: ConnectorProcess) -> None:
+        sink = destination.stdin
+        assert sink is not None
+        write = sink.write
+        decode = _ENVELOPE.decode
+        lookup = self.tracker.lookup
+        remap = _record_mapper(self.sync.namespace_mapping)
+        try:
+            for line in source.stdout:
+                try:
+                    envelope = decode(line)
+                except _NOT_A_MESSAGE:
+                    self._not_a_message(SOURCE, line)
+                    continue
+                if envelope.type == "RECORD" and envelope.record is not None:
+                    key = (envelope.record.stream, envelope.record.namespace)
+                    try:
+                        counter = lookup[key]
+                    except KeyError:
+                        counter = self._new_stream_key(key)
+                    if counter is None:
+                        continue
+                    counter[0] += 1
+                    counter[1] += len(line)
+                    write(line if remap is None else remap(line))
+                elif envelope.type == "STATE":
+                    self._source_state(line, sink)
+                else:
+                    self._source_message(line)
+        except OSError as exc:  # BrokenPipeError and friends: the destination went away
+            self.destination_gone = True
+            self.log.warn(WORKER, f"could not write to the destination: {exc}")
+        except ValueError:
+            pass  # the source's stdout was closed under us during shutdown
+        finally:
+            try:
+                sink.close()  # flushes what is buffered: the end of input for the destination
+            except OSError as exc:
+                self.destination_gone = True
+                self.log.warn(WORKER, f"could not close the destination's input: {exc}")
+            self.pump_done.set()
+
+    def _new_stream_key(self, key: tuple[str, str | None]) -> list[int] | None:
+        counter = self.tracker.counter_for(key)
+        if counter is None and key not in self._warned_streams:
+            self._warned_streams.add(key)
+            self.log.warn(
+                WORKER, f"dropping records of stream {key[0]!r}: it is not in the catalog"
+            )
+        return counter
+
+    def _source_state(self, line: bytes, sink: Any) -> None:
+        message = parse_message(line)
+        state = message.get("state") if message else None
+        if not isinstance(state, dict):
+            self._not_a_message(SOURCE, line)
+            return
+        self.tracker.source_state(state)
+        sink.write(line)
+        sink.flush()
+
+    def _source_message(self, line: bytes) -> None:
+        message = parse_message(line)
+        if message is None:
+            self._not_a_message(SOURCE, line)
+            return
+        kind = message["type"]
+        if kind == "TRACE":
+            self._trace(FailureOrigin.SOURCE, message.get("trace") or {}, "read")
+        elif kind == "LOG":
+            self._log_message(SOURCE, message)
+        elif kind == "CONTROL":
+            self.source_update = _control_config(message) or self.source_update
+            self.log.info(SOURCE, "the source updated its configuration")
+        else:
+            self.log.info(SOURCE, f"ignored a {kind} message: only RECORD and STATE are forwarded")
+
+    # -- the destination's output ---------------------------------------------------------
+
+    def _read_destination(self, destination: ConnectorProcess) -> None:
+        try:
+            for line in destination.stdout:
+                message = parse_message(line)
+                if message is None:
+                    self._not_a_message(DESTINATION, line)
+                    continue
+                kind = message["type"]
+                if kind == "STATE" and isinstance(message.get("state"), dict):
+                    self._commit(message["state"])
+                elif kind == "TRACE":
+                    self._trace(FailureOrigin.DESTINATION, message.get("trace") or {}, "write")
+                elif kind == "LOG":
+                    self._log_message(DESTINATION, message)
+                elif kind == "CONTROL":
+                    self.destination_update = _control_config(message) or self.destination_update
+                    self.log.info(DESTINATION, "the destination updated its configuration")
+                else:
+                    self.log.info(DESTINATION, f"ignored a {kind} message from the destination")
+        except (OSError, ValueError):
+            pass
+
+    def _commit(self, state: dict[str, Any]) -> None:
+        self.tracker.destination_state(state)
+        try:
+            self.states.accept(state)
+        except FerrymanError as exc:
+            self._fail(FailureOrigin.DESTINATION, FailureType.SYSTEM_ERROR, str(exc))
+            return
+        if self.on_state is not None:
+            commit = StateCommit(state, self.states.snapshot(), self.tracker.snapshot())
+            try:
+                self.on_state(commit)
+            except Exception as exc:  # the engine's persistence failed: keep going, report it
+                self._fail(
+                    FailureOrigin.PERSISTENCE,
+                    FailureType.SYSTEM_ERROR,
+                    f"saving state failed: {exc}",
+                )
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _trace(self, origin: FailureOrigin, trace: dict[str, Any], command: str) -> None:
+        side = origin.value
+        kind = trace.get("type")
+        if kind == "ERROR":
+            failure = FailureReason.from_trace(origin, trace, command)
+            self.failures.append(failure)
+            self.log.error(side, f"trace error ({failure.type}): {failure.message}")
+            if failure.stack_trace:
+                self.log.error(side, failure.stack_trace)
+        elif kind == "ESTIMATE":
+            estimate = trace.get("estimate") or {}
+            if estimate.get("type", "STREAM") == "STREAM" and estimate.get("name"):
+                key = (str(estimate["name"]), estimate.get("namespace"))
+                self.tracker.estimate(
+                    key, estimate.get("row_estimate"), estimate.get("byte_estimate")
+                )
+        elif kind == "STREAM_STATUS":
+            status = trace.get("stream_status") or {}
+            descriptor = status.get("stream_descriptor") or {}
+            key = (str(descriptor.get("name")), descriptor.get("namespace"))
+            self.tracker.stream_status[key] = str(status.get("status"))
+            self.log.info(side, f"stream {key[0]}: {status.get('status')}")
+        else:
+            self.log.info(side, f"trace {kind}: {orjson.dumps(trace).decode()[:2000]}")
+
+    def _log_message(self, side: str, message: dict[str, Any]) -> None:
+        body = message.get("log") or {}
+        self.log.write(side, str(body.get("level") or "INFO"), str(body.get("message", "")))
+        if body.get("stack_trace"):
+            self.log.write(side, str(body.get("level") or "INFO"), str(body["stack_trace"]))
+
+    def _not_a_message(self, side: str, line: bytes) -> None:
+        if line.strip():
+            self.log.info(side, decode_line(line[: MAX_LINE_CHARS + 1]))
+
+    def _fail(self, origin: FailureOrigin, type_: FailureType, message: str) -> None:
+        self.log.error(WORKER, f"{origin.value} failure ({type_.value}): {message}")
+        self.failures.append(FailureReason.of(origin, type_, message, _now_ms()))
+
+    def _exit_failures(
+        self, src: ConnectorLifecycle, dst: ConnectorLifecycle, drains: list[StderrDrain]
+    ) -> None:
+        if self.cancelled:
+            return
+        source_why = src.exit_failure()
+        if source_why and self._source_stopped_for is None:
+            self._fail(
+                FailureOrigin.SOURCE, FailureType.SYSTEM_ERROR, _with_tail(source_why, drains[0])
+            )
+        destination_why = dst.exit_failure()
+        if destination_why is None and self.destination_gone:
+            destination_why = "the destination exited before reading all of its input"
+        if destination_why:
+            self._fail(
+                FailureOrigin.DESTINATION,
+                FailureType.SYSTEM_ERROR,
+                _with_tail(destination_why, drains[1]),
+            )
+
+    def _finish_alone(self, destination: ConnectorProcess) -> None:
+        lifecycle = ConnectorLifecycle(destination, self.ctx.lifecycle, self.log)
+        lifecycle.input_ended(time.monotonic())
+        reader = threading.Thread(target=self._read_destination, args=(destination,), daemon=True)
+        reader.start()
+        drain = StderrDrain(destination, self.log, DESTINATION)
+        while not lifecycle.tick(time.monotonic()):
+            reader.join(_TICK_S)
+        reader.join()
+        drain.join(5)
+        destination.close()
+
+    def _launch_failed(
+        self, origin: FailureOrigin, exc: FerrymanError, started_ms: int
+    ) -> SyncOutput:
+        self._fail(origin, FailureType.SYSTEM_ERROR, str(exc))
+        return self._output(started_ms)
+
+    def _output(self, started_ms: int) -> SyncOutput:
+        if self.cancelled:
+            status = ReplicationStatus.CANCELLED
+            self.failures.insert(
+                0,
+                FailureReason.of(
+                    FailureOrigin.PLATFORM,
+                    FailureType.MANUAL_CANCELLATION,
+                    "the sync was cancelled",
+                    _now_ms(),
+                ),
+            )
+        elif self.failures:
+            status = ReplicationStatus.FAILED
+        else:
+            status = ReplicationStatus.COMPLETED
+        failures = self.failures if self.cancelled else ordered(self.failures)
+        return SyncOutput(
+            status=status,
+            streams=self.tracker.snapshot(all_committed=status is ReplicationStatus.COMPLETED),
+            state=self.states.snapshot(),
+            failures=failures,
+            started_at_ms=started_ms,
+            ended_at_ms=_now_ms(),
+            states_emitted=self.tracker.states_emitted,
+            states_committed=self.tracker.states_committed,
+            source_config_update=self.source_update,
+            destination_config_update=self.destination_update,
+        )
+
+
+def _control_config(message: dict[str, Any]) -> dict[str, Any] | None:
+    control = message.get("control") or {}
+    config = (control.get("connectorConfig") or {}).get("config")
+    return (
+        config if control.get("type") == "CONNECTOR_CONFIG" and isinstance(config, dict) else None
+    )
+
+
+def _with_tail(message: str, drain: StderrDrain) -> str:
+    tail = drain.last_lines()
+    return f"{message}; last stderr lines:\n{tail}" if tail else message
