@@ -63,9 +63,7 @@ def secret_values(config: Any, keys: set[str] | None = None) -> list[str]:
 def mask_config(config: Any, keys: set[str] | None = None) -> Any:
     if isinstance(config, dict):
         return {
-            k: MASK
-            if _is_secret(str(k), keys) and not isinstance(v, dict | list)
-            else mask_config(v, keys)
+            k: MASK if _is_secret(str(k), keys) and not isinstance(v, dict | list) else mask_config(v, keys)
             for k, v in config.items()
         }
     if isinstance(config, list):

@@ -45,9 +45,7 @@ class LifecycleSettings:
             source_heartbeat_timeout_s=_seconds(
                 "FERRYMAN_SOURCE_HEARTBEAT_TIMEOUT_S", cls.source_heartbeat_timeout_s
             ),
-            destination_timeout_s=_seconds(
-                "FERRYMAN_DESTINATION_TIMEOUT_S", cls.destination_timeout_s
-            ),
+            destination_timeout_s=_seconds("FERRYMAN_DESTINATION_TIMEOUT_S", cls.destination_timeout_s),
         )
 
 

@@ -98,7 +98,5 @@ def _executable(path: str) -> str:
     if found is None or not os.path.isfile(found):
         raise ConnectorReferenceError(f"exec:{path}: no such file; give a path to an executable")
     if not os.access(found, os.X_OK):
-        raise ConnectorReferenceError(
-            f"exec:{path}: the file is not executable; run chmod +x on it"
-        )
+        raise ConnectorReferenceError(f"exec:{path}: the file is not executable; run chmod +x on it")
     return os.path.abspath(found)

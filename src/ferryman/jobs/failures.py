@@ -53,14 +53,10 @@ class FailureReason:
         **extra: Any,
     ) -> FailureReason:
         retryable = type_ not in (FailureType.CONFIG_ERROR, FailureType.MANUAL_CANCELLATION)
-        return cls(
-            origin, type_, message[:MAX_MESSAGE_CHARS], timestamp_ms, retryable=retryable, **extra
-        )
+        return cls(origin, type_, message[:MAX_MESSAGE_CHARS], timestamp_ms, retryable=retryable, **extra)
 
     @classmethod
-    def from_trace(
-        cls, origin: FailureOrigin, trace: dict[str, Any], command: str
-    ) -> FailureReason:
+    def from_trace(cls, origin: FailureOrigin, trace: dict[str, Any], command: str) -> FailureReason:
         """A TRACE ERROR message as a failure; an unknown failure_type counts as system_error."""
         error = trace.get("error") or {}
         try:

@@ -21,7 +21,7 @@ BUFFER_SIZE = 1 << 20
 class LaunchRequest:
     connector: ResolvedConnector
     args: list[str]
-    workdir: Path
+    workdir: Path  # the attempt dir, holding the files named in ``args``
     role: str  # "source", "destination" or the command of a single-connector job
     with_stdin: bool = False
     env: dict[str, str] = field(default_factory=dict)

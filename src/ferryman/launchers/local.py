@@ -6,6 +6,7 @@ it started and nothing it started outlives the job.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -30,7 +31,9 @@ class LocalProcess:
                 stdin=stdin_r,
                 stdout=stdout_w,
                 stderr=stderr_w,
-                cwd=request.workdir,
+                # The caller's directory, as for any command a user runs: relative paths in a
+                # connector's config mean what the user meant. Inputs are passed by absolute path.
+                cwd=None,
                 env=env,
                 start_new_session=True,
             )
@@ -65,10 +68,8 @@ class LocalProcess:
             return None
 
     def _signal_group(self, sig: signal.Signals) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def terminate(self) -> None:
         self._signal_group(signal.SIGTERM)
@@ -82,16 +83,10 @@ class LocalProcess:
         self._signal_group(signal.SIGKILL)
 
     def close(self) -> None:
-        for stream in (self.stdout, self.stderr):
-            try:
-                stream.close()
-            except OSError:
-                pass
-        if self.stdin is not None:
-            try:
-                self.stdin.close()
-            except OSError:
-                pass
+        for stream in (self.stdout, self.stderr, self.stdin):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
 
 
 class LocalLauncher:

@@ -89,8 +89,7 @@ def _configure_stream(stream: dict[str, Any], prefer_incremental: bool) -> dict[
 
 def stream_descriptors(configured_catalog: dict[str, Any]) -> list[tuple[str, str | None]]:
     return [
-        (c["stream"]["name"], c["stream"].get("namespace"))
-        for c in configured_catalog.get("streams", [])
+        (c["stream"]["name"], c["stream"].get("namespace")) for c in configured_catalog.get("streams", [])
     ]
 
 

@@ -39,9 +39,7 @@ def stream_state(
     return {"type": MessageType.STATE.value, "state": message}
 
 
-def global_state(
-    shared_state: Any, stream_states: list[tuple[str, str | None, Any]]
-) -> dict[str, Any]:
+def global_state(shared_state: Any, stream_states: list[tuple[str, str | None, Any]]) -> dict[str, Any]:
     return {
         "type": MessageType.STATE.value,
         "state": {

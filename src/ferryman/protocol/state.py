@@ -92,9 +92,7 @@ def load_state(document: Any) -> list[dict[str, Any]]:
         elif not isinstance(document, list):
             states.append({"type": "LEGACY", "data": item})
         else:
-            raise UserInputError(
-                "a state list must hold STATE objects with type STREAM, GLOBAL or LEGACY"
-            )
+            raise UserInputError("a state list must hold STATE objects with type STREAM, GLOBAL or LEGACY")
     StateAggregator(states)  # refuses mixed types with one clear line
     return states
 

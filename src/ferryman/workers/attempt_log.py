@@ -36,9 +36,7 @@ class AttemptLog:
         if self._secrets:
             message = mask_text(message, self._secrets)
         now = time.time()
-        stamp = (
-            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}"
-        )
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}"
         line = f"{stamp} {side} {level.upper()} {message.rstrip()}\n"
         with self._lock:
             if not self._closed:

@@ -16,7 +16,7 @@ from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
 from ferryman.launchers import Launcher, LaunchRequest, LocalLauncher
 from ferryman.protocol.codec import parse_message
 from ferryman.workers.attempt_log import AttemptLog, decode_line
-from ferryman.workers.files import LOG_FILE, write_private_json
+from ferryman.workers.files import LOG_FILE, SOURCE_CONFIG, write_private_json
 from ferryman.workers.lifecycle import WORKER, ConnectorLifecycle, StderrDrain
 from ferryman.workers.models import AttemptContext, ConnectorInput, ConnectorJobOutput
 
@@ -67,14 +67,12 @@ class ConnectorJobWorker:
         args = [command]
         if command != "spec":
             # Airbyte passes source_config.json for checks of either side; so do we.
-            write_private_json(ctx.workdir / "source_config.json", connector.config)
-            args += ["--config", "source_config.json"]
+            config_file = write_private_json(ctx.workdir.absolute() / SOURCE_CONFIG, connector.config)
+            args += ["--config", str(config_file)]
         log.info(WORKER, f"{command}: starting {connector.connector.ref}")
         try:
             process = self.launcher.launch(
-                LaunchRequest(
-                    connector.connector, args, ctx.workdir, command, env=_job_env(ctx, connector)
-                )
+                LaunchRequest(connector.connector, args, ctx.workdir, command, env=_job_env(ctx, connector))
             )
             reader = _StdoutReader(process.stdout, log, origin, command)
             stderr = StderrDrain(process, log, origin.value)
@@ -83,17 +81,13 @@ class ConnectorJobWorker:
             reader.thread.join()
             stderr.join(5)
             process.close()
-            return self._output(
-                command, reader, lifecycle, cancelled, stderr, origin, connector.config
-            )
+            return self._output(command, reader, lifecycle, cancelled, stderr, origin, connector.config)
         finally:
             log.info(WORKER, f"{command}: done")
             log.close()
 
     @staticmethod
-    def _supervise(
-        reader: _StdoutReader, lifecycle: ConnectorLifecycle, cancel: threading.Event
-    ) -> bool:
+    def _supervise(reader: _StdoutReader, lifecycle: ConnectorLifecycle, cancel: threading.Event) -> bool:
         cancelled = False
         while True:
             now = time.monotonic()
@@ -135,9 +129,7 @@ class ConnectorJobWorker:
                 ),
             )
         elif found is None and not out.failures:
-            why = (
-                lifecycle.exit_failure() or f"the connector exited with code {lifecycle.exit_code}"
-            )
+            why = lifecycle.exit_failure() or f"the connector exited with code {lifecycle.exit_code}"
             tail = stderr.last_lines()
             message = f"{command} produced no {_WANTED[command]} message: {why}"
             out.failures.append(

@@ -29,9 +29,7 @@ class Phase(StrEnum):
 
 
 class ConnectorLifecycle:
-    def __init__(
-        self, process: ConnectorProcess, settings: LifecycleSettings, log: AttemptLog
-    ) -> None:
+    def __init__(self, process: ConnectorProcess, settings: LifecycleSettings, log: AttemptLog) -> None:
         self.process = process
         self.settings = settings
         self.log = log

@@ -112,22 +112,25 @@ class _Replication:
     # -- set-up ---------------------------------------------------------------------------
 
     def _write_files(self) -> tuple[list[str], list[str]]:
-        workdir, sync = self.ctx.workdir, self.sync
-        files.write_private_json(workdir / files.SOURCE_CONFIG, sync.source.config)
-        files.write_private_json(workdir / files.SOURCE_CATALOG, sync.catalog)
-        files.write_private_json(workdir / files.DESTINATION_CONFIG, sync.destination.config)
+        """Write the connectors' inputs; arguments carry absolute paths, so the launcher picks the cwd."""
+        workdir, sync = self.ctx.workdir.absolute(), self.sync
         destination_catalog = map_catalog(sync.catalog, sync.namespace_mapping)
-        files.write_private_json(workdir / files.DESTINATION_CATALOG, destination_catalog)
-        read = ["read", "--config", files.SOURCE_CONFIG, "--catalog", files.SOURCE_CATALOG]
+        read = [
+            "read",
+            "--config",
+            str(files.write_private_json(workdir / files.SOURCE_CONFIG, sync.source.config)),
+            "--catalog",
+            str(files.write_private_json(workdir / files.SOURCE_CATALOG, sync.catalog)),
+        ]
         if sync.state:
-            files.write_private_json(workdir / files.INPUT_STATE, connector_state_file(sync.state))
-            read += ["--state", files.INPUT_STATE]
+            state = connector_state_file(sync.state)
+            read += ["--state", str(files.write_private_json(workdir / files.INPUT_STATE, state))]
         write = [
             "write",
             "--config",
-            files.DESTINATION_CONFIG,
+            str(files.write_private_json(workdir / files.DESTINATION_CONFIG, sync.destination.config)),
             "--catalog",
-            files.DESTINATION_CATALOG,
+            str(files.write_private_json(workdir / files.DESTINATION_CATALOG, destination_catalog)),
         ]
         return read, write
 
@@ -225,9 +228,7 @@ class _Replication:
             elif dst.exited or self.destination_gone:
                 self._stop_source(src, now, "the destination exited")
             else:
-                blocked_since = (
-                    destination.stdin_raw.blocked_since if destination.stdin_raw else None
-                )
+                blocked_since = destination.stdin_raw.blocked_since if destination.stdin_raw else None
                 seen = self.tracker.messages_seen()
                 if seen != last_seen or blocked_since is not None:
                     last_seen, last_change = seen, now
@@ -238,10 +239,7 @@ class _Replication:
                         f"the source sent no record or state for {settings.source_heartbeat_timeout_s:g}s",
                     )
                     self._stop_source(src, now, "heartbeat timeout")
-                if (
-                    blocked_since is not None
-                    and now - blocked_since > settings.destination_timeout_s
-                ):
+                if blocked_since is not None and now - blocked_since > settings.destination_timeout_s:
                     self._fail(
                         FailureOrigin.DESTINATION,
                         FailureType.DESTINATION_TIMEOUT,
@@ -255,9 +253,7 @@ class _Replication:
             if on_progress is not None and now >= next_progress:
                 next_progress = now + progress_interval_s
                 on_progress(
-                    SyncProgress(
-                        now - started, self.tracker.snapshot(), self.tracker.states_committed
-                    )
+                    SyncProgress(now - started, self.tracker.snapshot(), self.tracker.states_committed)
                 )
             self.pump_done.wait(_TICK_S)
 
@@ -316,9 +312,7 @@ class _Replication:
         counter = self.tracker.counter_for(key)
         if counter is None and key not in self._warned_streams:
             self._warned_streams.add(key)
-            self.log.warn(
-                WORKER, f"dropping records of stream {key[0]!r}: it is not in the catalog"
-            )
+            self.log.warn(WORKER, f"dropping records of stream {key[0]!r}: it is not in the catalog")
         return counter
 
     def _source_state(self, line: bytes, sink: Any) -> None:
@@ -404,9 +398,7 @@ class _Replication:
             estimate = trace.get("estimate") or {}
             if estimate.get("type", "STREAM") == "STREAM" and estimate.get("name"):
                 key = (str(estimate["name"]), estimate.get("namespace"))
-                self.tracker.estimate(
-                    key, estimate.get("row_estimate"), estimate.get("byte_estimate")
-                )
+                self.tracker.estimate(key, estimate.get("row_estimate"), estimate.get("byte_estimate"))
         elif kind == "STREAM_STATUS":
             status = trace.get("stream_status") or {}
             descriptor = status.get("stream_descriptor") or {}
@@ -437,9 +429,7 @@ class _Replication:
             return
         source_why = src.exit_failure()
         if source_why and self._source_stopped_for is None:
-            self._fail(
-                FailureOrigin.SOURCE, FailureType.SYSTEM_ERROR, _with_tail(source_why, drains[0])
-            )
+            self._fail(FailureOrigin.SOURCE, FailureType.SYSTEM_ERROR, _with_tail(source_why, drains[0]))
         destination_why = dst.exit_failure()
         if destination_why is None and self.destination_gone:
             destination_why = "the destination exited before reading all of its input"
@@ -462,9 +452,7 @@ class _Replication:
         drain.join(5)
         destination.close()
 
-    def _launch_failed(
-        self, origin: FailureOrigin, exc: FerrymanError, started_ms: int
-    ) -> SyncOutput:
+    def _launch_failed(self, origin: FailureOrigin, exc: FerrymanError, started_ms: int) -> SyncOutput:
         self._fail(origin, FailureType.SYSTEM_ERROR, str(exc))
         return self._output(started_ms)
 
@@ -502,9 +490,7 @@ class _Replication:
 def _control_config(message: dict[str, Any]) -> dict[str, Any] | None:
     control = message.get("control") or {}
     config = (control.get("connectorConfig") or {}).get("config")
-    return (
-        config if control.get("type") == "CONNECTOR_CONFIG" and isinstance(config, dict) else None
-    )
+    return config if control.get("type") == "CONNECTOR_CONFIG" and isinstance(config, dict) else None
 
 
 def _with_tail(message: str, drain: StderrDrain) -> str:

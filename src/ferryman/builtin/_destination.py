@@ -1,0 +1,181 @@
+"""The input side of the built-in destinations: reading stdin and releasing states.
+
+:func:`read_chunks` reads stdin in large blocks and hands out runs of complete lines.
+:func:`load` drives a :class:`Sink` with them: records go to the sink's buffers, STATE messages
+wait in a queue and are echoed (each followed by a flush of stdout) only once the sink has
+committed everything received before them.
+
+States are released in groups rather than one commit per state, which would make a source
+that checkpoints every thousand records very slow to load. The queue is committed when the
+sink's buffers are full, when the oldest waiting state is older than ``commit_interval``
+seconds, when stdin has nothing more to read right now (so an idle or slow source gets its
+states back at once), and at the end of the input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import time
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+from ferryman.builtin._catalog import ConfiguredStream, StreamKey, state_scope
+from ferryman.builtin._runtime import BUFFER_SIZE, Output
+from ferryman.protocol.codec import decode_envelope, parse_message
+
+FLUSH_BYTES = 32 << 20
+COMMIT_INTERVAL = 1.0
+
+
+def _grow_pipe(fd: int) -> None:
+    """Ask for a 1 MiB pipe buffer (Linux), so each read moves more data."""
+    with contextlib.suppress(Exception):
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, BUFFER_SIZE)
+
+
+def _would_block(fd: int) -> bool:
+    try:
+        ready, _, _ = select.select([fd], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not ready
+
+
+def read_chunks(fd: int = 0, on_idle: Callable[[], None] | None = None) -> Iterator[bytes]:
+    """Blocks of complete lines from ``fd``; a final line without a newline comes last.
+
+    ``on_idle`` is called before any read that would have to wait for more input.
+    """
+    _grow_pipe(fd)
+    tail: list[bytes] = []
+    while True:
+        if on_idle is not None and _would_block(fd):
+            on_idle()
+        data = os.read(fd, BUFFER_SIZE)
+        if not data:
+            break
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            tail.append(data)
+            continue
+        if tail:
+            tail.append(data[:cut])
+            block = b"".join(tail)
+            tail.clear()
+        else:
+            block = data[:cut] if cut < len(data) else data
+        if cut < len(data):
+            tail.append(data[cut:])
+        yield block
+    rest = b"".join(tail)
+    if rest.strip():
+        yield rest + b"\n"
+
+
+class Sink(Protocol):
+    """Where a destination puts records."""
+
+    def add(self, stream: ConfiguredStream, line: bytes) -> None:
+        """Buffer one RECORD line of ``stream``."""
+
+    def buffered_bytes(self) -> int:
+        """Bytes waiting in buffers."""
+
+    def flush(self) -> None:
+        """Move buffered records out of memory (not necessarily durably)."""
+
+    def commit(self, scopes: set[StreamKey] | None) -> None:
+        """Make every record received so far durable.
+
+        ``scopes`` names the streams for which a state is being released (None: every stream);
+        a stream being overwritten replaces its old data the first time it is in scope.
+        """
+
+
+class _StateQueue:
+    def __init__(self, sink: Sink, out: Output) -> None:
+        self.sink = sink
+        self.out = out
+        self.lines: list[bytes] = []
+        self.scopes: set[StreamKey] = set()
+        self.everything = False
+        self.since = 0.0
+
+    def add(self, line: bytes) -> None:
+        if not self.lines:
+            self.since = time.monotonic()
+        self.lines.append(line)
+        message = parse_message(line)
+        scope = state_scope(message) if message is not None else None
+        if scope is None:
+            self.everything = True
+        else:
+            self.scopes.add(scope)
+
+    def release(self, final: bool = False) -> None:
+        """Commit, then echo every waiting state in order."""
+        if not self.lines and not final:
+            return
+        self.sink.commit(None if self.everything or final else self.scopes)
+        for line in self.lines:
+            self.out.state(line)
+        self.lines.clear()
+        self.scopes.clear()
+        self.everything = False
+
+    def due(self, commit_interval: float) -> bool:
+        return bool(self.lines) and time.monotonic() - self.since >= commit_interval
+
+
+def load(
+    name: str,
+    catalog: list[ConfiguredStream],
+    sink: Sink,
+    out: Output,
+    *,
+    fd: int = 0,
+    flush_bytes: int = FLUSH_BYTES,
+    commit_interval: float = COMMIT_INTERVAL,
+) -> int:
+    """Feed the messages on ``fd`` to ``sink`` until the input ends; returns the record count.
+
+    Records of streams missing from the catalog are skipped with one warning per stream; lines
+    that are not protocol messages, and messages other than RECORD and STATE, are ignored.
+    """
+    streams = {stream.key: stream for stream in catalog}
+    unknown: set[StreamKey] = set()
+    states = _StateQueue(sink, out)
+    records = 0
+    add = sink.add
+    for block in read_chunks(fd, on_idle=states.release):
+        for line in block.split(b"\n"):
+            envelope = decode_envelope(line)
+            if envelope is None:
+                continue
+            head = envelope.record
+            if head is not None and envelope.type == "RECORD":
+                stream = streams.get((head.namespace, head.stream))
+                if stream is None:
+                    key = (head.namespace, head.stream)
+                    if key not in unknown:
+                        unknown.add(key)
+                        label = f"{head.namespace}.{head.stream}" if head.namespace else head.stream
+                        out.log("WARN", f"{name}: skipping records of '{label}', not in the catalog")
+                    continue
+                add(stream, line)
+                records += 1
+            elif envelope.type == "STATE":
+                states.add(line)
+        if sink.buffered_bytes() >= flush_bytes:
+            if states.lines:
+                states.release()
+            else:
+                sink.flush()
+        elif states.due(commit_interval):
+            states.release()
+    states.release(final=True)
+    return records

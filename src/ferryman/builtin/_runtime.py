@@ -1,0 +1,236 @@
+"""Command line and output plumbing shared by the built-in connectors.
+
+A connector module describes itself with a :class:`Connector` and calls :func:`main`, which
+gives it the Airbyte CDK's command line::
+
+    spec
+    check    --config CONFIG
+    discover --config CONFIG
+    read     --config CONFIG --catalog CATALOG [--state STATE]
+    write    --config CONFIG --catalog CATALOG          (messages on stdin)
+
+Only the commands the connector implements are offered; anything else prints the usage on
+stderr and exits with 2. A bad config (or catalog, or state) makes ``check`` report a FAILED
+connection status and exit 0, and every other command emit a TRACE error with failure type
+``config_error`` and exit 1. An unexpected exception becomes a TRACE ``system_error`` with its
+stack trace inside the message, and exit 1. Nothing but protocol messages is written to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Generic, TypeVar
+
+import orjson
+
+from ferryman.builtin._catalog import ConfiguredStream, parse_catalog, parse_input_state
+from ferryman.protocol import messages
+from ferryman.protocol.codec import encode
+
+BUFFER_SIZE = 1 << 20
+DRAFT_07 = "http://json-schema.org/draft-07/schema#"
+
+C = TypeVar("C")
+
+
+class ConfigError(Exception):
+    """The config, catalog or state handed to a connector cannot be used."""
+
+
+def now_ms() -> float:
+    return time.time() * 1000
+
+
+class Output:
+    """Protocol messages to stdout through one large buffer."""
+
+    def __init__(self, fd: int = 1) -> None:
+        self._fd = fd
+        self._file: BinaryIO = open(fd, "wb", buffering=BUFFER_SIZE, closefd=False)  # noqa: SIM115
+        self.write: Callable[[bytes], int] = self._file.write
+
+    def emit(self, message: dict[str, Any]) -> None:
+        self._file.write(encode(message))
+
+    def state(self, line: bytes) -> None:
+        """Echo one STATE line (newline included or not) and push it out at once."""
+        self._file.write(line if line.endswith(b"\n") else line + b"\n")
+        self._file.flush()
+
+    def log(self, level: str, message: str) -> None:
+        self.emit(messages.log(level, message))
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def discard(self) -> None:
+        """The reader went away: point stdout at /dev/null so later flushes cannot fail."""
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._fd)
+            os.close(devnull)
+
+
+@dataclass(frozen=True)
+class Connector(Generic[C]):
+    """What a built-in connector implements.
+
+    ``parse_config`` turns the raw config object into the connector's typed config, raising
+    :class:`ConfigError` when it cannot. ``check`` raises (any exception) when the connection
+    does not work and may return a message for a successful check.
+    """
+
+    name: str
+    specification: dict[str, Any]
+    parse_config: Callable[[Any], C]
+    check: Callable[[C], str | None]
+    spec_extra: dict[str, Any] | None = None
+    discover: Callable[[C], list[dict[str, Any]]] | None = None
+    read: Callable[[C, list[ConfiguredStream], dict[tuple[str | None, str], Any], Output], None] | None = None
+    write: Callable[[C, list[ConfiguredStream], Output], None] | None = None
+
+
+def _parser(connector: Connector[Any]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=connector.name, description=f"{connector.name} connector")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("spec", help="print the connector's specification")
+    check = commands.add_parser("check", help="test the configuration")
+    check.add_argument("--config", required=True)
+    if connector.discover is not None:
+        discover = commands.add_parser("discover", help="list the streams")
+        discover.add_argument("--config", required=True)
+    if connector.read is not None:
+        read = commands.add_parser("read", help="emit records and states")
+        read.add_argument("--config", required=True)
+        read.add_argument("--catalog", required=True)
+        read.add_argument("--state")
+    if connector.write is not None:
+        write = commands.add_parser("write", help="load the messages read from stdin")
+        write.add_argument("--config", required=True)
+        write.add_argument("--catalog", required=True)
+    return parser
+
+
+def _load_json(path: str, what: str) -> Any:
+    try:
+        with open(path, "rb") as handle:
+            return orjson.loads(handle.read())
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} file {path}: {exc.strerror}") from exc
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"the {what} file {path} is not valid JSON: {exc}") from exc
+
+
+def _load_config(connector: Connector[C], path: str) -> C:
+    raw = _load_json(path, "config")
+    if not isinstance(raw, dict):
+        raise ConfigError("the config must be a JSON object")
+    return connector.parse_config(raw)
+
+
+def _load_catalog(path: str) -> list[ConfiguredStream]:
+    try:
+        return parse_catalog(_load_json(path, "catalog"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _load_state(path: str | None) -> dict[tuple[str | None, str], Any]:
+    if path is None:
+        return {}
+    try:
+        return parse_input_state(_load_json(path, "state"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _run_check(connector: Connector[C], args: argparse.Namespace, out: Output) -> None:
+    try:
+        note = connector.check(_load_config(connector, args.config))
+    except Exception as exc:
+        out.emit(messages.connection_status(False, str(exc) or type(exc).__name__))
+    else:
+        out.emit(messages.connection_status(True, note))
+
+
+def _dispatch(connector: Connector[C], args: argparse.Namespace, out: Output) -> None:
+    command: str = args.command
+    if command == "spec":
+        out.emit(messages.spec(connector.specification, **(connector.spec_extra or {})))
+    elif command == "check":
+        _run_check(connector, args, out)
+    elif command == "discover" and connector.discover is not None:
+        streams = connector.discover(_load_config(connector, args.config))
+        out.emit(messages.catalog(streams))
+    elif command == "read" and connector.read is not None:
+        config = _load_config(connector, args.config)
+        connector.read(config, _load_catalog(args.catalog), _load_state(args.state), out)
+    elif command == "write" and connector.write is not None:
+        config = _load_config(connector, args.config)
+        connector.write(config, _load_catalog(args.catalog), out)
+
+
+def main(connector: Connector[Any], argv: Sequence[str] | None = None) -> int:
+    """Run one command of ``connector``; returns the process exit code."""
+    args = _parser(connector).parse_args(argv)
+    out = Output()
+    code = 0
+    try:
+        _dispatch(connector, args, out)
+    except ConfigError as exc:
+        out.emit(messages.trace_error(str(exc), now_ms(), failure_type="config_error"))
+        code = 1
+    except BrokenPipeError:
+        out.discard()
+        return 1
+    except Exception as exc:
+        stack = traceback.format_exc()
+        sys.stderr.write(stack)
+        text = f"{connector.name} failed: {exc}" if str(exc) else f"{connector.name} failed"
+        out.emit(messages.trace_error(text, now_ms(), internal_message=repr(exc), stack_trace=stack))
+        code = 1
+    try:
+        out.flush()
+    except BrokenPipeError:
+        out.discard()
+        return 1
+    return code
+
+
+def run(connector: Connector[Any]) -> None:
+    """``python -m`` entry point: run and exit with the command's status."""
+    sys.exit(main(connector))
+
+
+def object_schema(properties: dict[str, Any], required: Sequence[str] = (), **extra: Any) -> dict[str, Any]:
+    """A draft-07 schema for a JSON object with the given properties."""
+    schema: dict[str, Any] = {"$schema": DRAFT_07, "type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    schema.update(extra)
+    return schema
+
+
+def require_int(config: dict[str, Any], key: str, default: int, minimum: int = 0) -> int:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"config field '{key}' must be an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"config field '{key}' must be at least {minimum}, got {value}")
+    return value
+
+
+def require_str(config: dict[str, Any], key: str, default: str | None = None) -> str:
+    value = config.get(key, default)
+    if not isinstance(value, str) or not value:
+        if value is None:
+            raise ConfigError(f"config field '{key}' is required")
+        raise ConfigError(f"config field '{key}' must be a non-empty string, got {value!r}")
+    return value

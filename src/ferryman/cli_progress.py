@@ -1,0 +1,91 @@
+"""Sync progress for people: a live table on a terminal, a plain line every few seconds otherwise."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import TextIO
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from ferryman.workers.models import StreamStats, SyncProgress
+
+
+def _rate(records: int, elapsed_s: float) -> float:
+    return records / elapsed_s if elapsed_s > 0 else 0.0
+
+
+def _percent(stream: StreamStats) -> str:
+    if not stream.estimated_records:
+        return ""
+    return f"{min(100.0, 100.0 * stream.records_emitted / stream.estimated_records):.0f}%"
+
+
+class LiveProgress:
+    """A table per stream on a terminal: records, rate, percent of the estimate, committed."""
+
+    def __init__(self, console: Console) -> None:
+        self._live = Live(console=console, auto_refresh=False, transient=False)
+        self._started = False
+
+    def __call__(self, progress: SyncProgress) -> None:
+        if not self._started:
+            self._live.start()
+            self._started = True
+        table = Table(title=f"sync {progress.elapsed_s:,.0f}s", title_justify="left")
+        for column in ("stream", "records", "rate/s", "done", "committed"):
+            table.add_column(column, justify="left" if column == "stream" else "right")
+        for stream in progress.streams:
+            committed = stream.records_committed
+            table.add_row(
+                stream.name,
+                f"{stream.records_emitted:,}",
+                f"{_rate(stream.records_emitted, progress.elapsed_s):,.0f}",
+                _percent(stream),
+                "?" if committed is None else f"{committed:,}",
+            )
+        self._live.update(table, refresh=True)
+
+    def close(self) -> None:
+        if self._started:
+            self._live.stop()
+
+
+class PlainProgress:
+    """One line on stderr every ``interval_s`` seconds, for logs and CI."""
+
+    def __init__(self, stream: TextIO, interval_s: float) -> None:
+        self._stream = stream
+        self._interval_s = interval_s
+        self._next = time.monotonic() + interval_s
+
+    def __call__(self, progress: SyncProgress) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self._interval_s
+        total = progress.records_emitted
+        parts = [
+            f"{s.name} {s.records_emitted:,}" + (f" ({_percent(s)})" if _percent(s) else "")
+            for s in progress.streams
+        ]
+        print(
+            f"sync {progress.elapsed_s:,.0f}s: {total:,} records "
+            f"({_rate(total, progress.elapsed_s):,.0f}/s), {progress.states_committed} states committed; "
+            + ", ".join(parts),
+            file=self._stream,
+            flush=True,
+        )
+
+    def close(self) -> None:
+        pass
+
+
+def progress_display(console: Console) -> LiveProgress | PlainProgress:
+    if console.is_terminal and sys.stderr.isatty():
+        return LiveProgress(console)
+    interval = float(os.environ.get("FERRYMAN_PROGRESS_INTERVAL_S") or 5)
+    return PlainProgress(sys.stderr, interval)

@@ -1,0 +1,198 @@
+"""Run one job in this process and wait for it: what the CLI calls.
+
+It resolves connector references, lays out ``<workspace>/<job>/<attempt>/``, learns which
+config fields are secret (from the connector's spec, cached per installed version), and hands
+inputs to a worker. It keeps nothing: the jobs issue adds a store and engines on top.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets as _random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from ferryman.connectors import ResolvedConnector, parse_reference, resolve
+from ferryman.errors import UserInputError, WorkerError
+from ferryman.launchers import Launcher, LocalLauncher
+from ferryman.protocol.catalog import NamespaceMapping, configure_catalog
+from ferryman.secrets import secret_keys, secret_values
+from ferryman.settings import Settings
+from ferryman.workers import (
+    AttemptContext,
+    ConnectorInput,
+    ConnectorJobOutput,
+    ConnectorJobWorker,
+    ReplicationWorker,
+    SyncInput,
+    SyncOutput,
+    files,
+    reset_input,
+)
+from ferryman.workers.models import ProgressCallback, StateCallback
+
+SPEC_CACHE = "ferryman-spec.json"
+
+
+def load_document(text: str, what: str) -> Any:
+    """A JSON or YAML file, or inline JSON."""
+    stripped = text.strip()
+    if stripped.startswith(("{", "[")):
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise UserInputError(
+                f"{what}: inline JSON is not valid ({exc.msg} at column {exc.colno})"
+            ) from None
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise UserInputError(f"{what}: {text!r} is neither a file nor inline JSON")
+    raw = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            return yaml.safe_load(raw)
+        return json.loads(raw)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        kind = "YAML" if path.suffix.lower() in (".yaml", ".yml") else "JSON"
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserInputError(f"{what}: {path} is not valid {kind} ({first})") from None
+
+
+def load_config(text: str, what: str) -> dict[str, Any]:
+    document = load_document(text, what)
+    if not isinstance(document, dict):
+        raise UserInputError(f"{what} must be a JSON or YAML object (key: value pairs)")
+    return document
+
+
+def new_job_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + _random.token_hex(3)
+
+
+@dataclass
+class Runner:
+    settings: Settings = field(default_factory=Settings.from_env)
+    launcher: Launcher = field(default_factory=LocalLauncher)
+
+    def connector(self, reference: str) -> ResolvedConnector:
+        return resolve(parse_reference(reference), self.settings.venvs)
+
+    def attempt(self, job_id: str, secrets: list[str] | None = None) -> AttemptContext:
+        workdir = self.settings.workspace / job_id / "0"
+        workdir.mkdir(parents=True, exist_ok=True)
+        return AttemptContext(job_id, 0, workdir, self.settings.lifecycle, secrets or [])
+
+    # -- single-connector jobs ------------------------------------------------------------
+
+    def spec(self, connector: ResolvedConnector, cancel: threading.Event | None = None) -> ConnectorJobOutput:
+        cached = self._cached_spec(connector)
+        if cached is not None:
+            return ConnectorJobOutput(spec=cached, exit_code=0)
+        output = ConnectorJobWorker(self.launcher).spec(connector, self.attempt(new_job_id()), cancel)
+        if output.spec is not None and connector.cache_dir is not None:
+            files.write_private_json(connector.cache_dir / SPEC_CACHE, output.spec)
+        return output
+
+    def _cached_spec(self, connector: ResolvedConnector) -> dict[str, Any] | None:
+        if connector.cache_dir is None:
+            return None
+        path = connector.cache_dir / SPEC_CACHE
+        try:
+            cached = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        return cached if isinstance(cached, dict) else None
+
+    def secrets(self, connector: ResolvedConnector, config: dict[str, Any]) -> list[str]:
+        """Secret values of a config: airbyte_secret fields of the spec, else credential-like names."""
+        output = self.spec(connector)
+        keys = secret_keys(output.spec) if output.spec is not None else None
+        return secret_values(config, keys) + secret_values(config, None)
+
+    def check(
+        self,
+        connector: ResolvedConnector,
+        config: dict[str, Any],
+        cancel: threading.Event | None = None,
+    ) -> tuple[str, ConnectorJobOutput]:
+        job_id = new_job_id()
+        ctx = self.attempt(job_id, self.secrets(connector, config))
+        try:
+            return job_id, ConnectorJobWorker(self.launcher).check(
+                ConnectorInput(connector, config), ctx, cancel
+            )
+        finally:
+            _forget_configs(ctx.workdir)
+
+    def discover(
+        self,
+        connector: ResolvedConnector,
+        config: dict[str, Any],
+        cancel: threading.Event | None = None,
+    ) -> tuple[str, ConnectorJobOutput]:
+        job_id = new_job_id()
+        ctx = self.attempt(job_id, self.secrets(connector, config))
+        try:
+            return job_id, ConnectorJobWorker(self.launcher).discover(
+                ConnectorInput(connector, config), ctx, cancel
+            )
+        finally:
+            _forget_configs(ctx.workdir)
+
+    # -- replication ----------------------------------------------------------------------
+
+    def configured_catalog(
+        self,
+        source: ConnectorInput,
+        streams: list[str] | None,
+        cancel: threading.Event | None = None,
+        prefer_incremental: bool = True,
+    ) -> dict[str, Any]:
+        _, output = self.discover(source.connector, source.config, cancel)
+        if output.catalog is None:
+            failure = output.failure
+            raise WorkerError(
+                f"discover failed: {failure.message if failure else 'no catalog'}",
+                source=str(source.connector.ref),
+            )
+        return configure_catalog(output.catalog, streams, prefer_incremental)
+
+    def sync(
+        self,
+        source: ConnectorInput,
+        destination: ConnectorInput,
+        catalog: dict[str, Any],
+        state: list[dict[str, Any]] | None = None,
+        mapping: NamespaceMapping | None = None,
+        cancel: threading.Event | None = None,
+        on_progress: ProgressCallback | None = None,
+        on_state: StateCallback | None = None,
+        reset: bool = False,
+    ) -> tuple[str, SyncOutput]:
+        job_id = new_job_id()
+        secret = self.secrets(source.connector, source.config) + self.secrets(
+            destination.connector, destination.config
+        )
+        ctx = self.attempt(job_id, secret)
+        mapping = mapping or NamespaceMapping()
+        if reset:
+            sync = reset_input(destination, catalog, state, mapping)
+        else:
+            sync = SyncInput(source, destination, catalog, state or [], mapping)
+        try:
+            output = ReplicationWorker(self.launcher).run(sync, ctx, cancel, on_progress, on_state)
+        finally:
+            _forget_configs(ctx.workdir)
+        return job_id, output
+
+
+def _forget_configs(workdir: Path) -> None:
+    """Config files hold secrets: they stay on disk only while the connectors run."""
+    for name in (files.SOURCE_CONFIG, files.DESTINATION_CONFIG):
+        (workdir / name).unlink(missing_ok=True)

@@ -1,0 +1,101 @@
+"""A destination whose (mis)behaviour is set by its config. Standalone, standard library only.
+
+    write --config C --catalog CAT
+
+Config fields (all optional):
+
+    output               file that receives every input line, byte for byte, as it arrives
+    echo_states          echo each STATE after the output is flushed (default true)
+    fail_after_records   after that many records: a TRACE system_error, then exit 1
+    exit_at_start        exit at once with this code, without reading any input
+    stop_reading         never read the input: sleep until killed
+    ignore_sigterm       SIGTERM does nothing
+    stderr_lines         that many numbered lines on stderr before reading
+    log                  a LOG message to send before reading
+    control_config       a CONTROL connector-config update to send before reading
+    exit_code            the exit code once the input has ended (default 0)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+OUT = sys.stdout.buffer
+
+
+def send(message: dict) -> None:
+    OUT.write((json.dumps(message) + "\n").encode())
+    OUT.flush()
+
+
+def main(argv: list[str]) -> int:
+    options = dict(zip(argv[1::2], argv[2::2], strict=False))
+    if not argv or argv[0] != "write" or "--config" not in options or "--catalog" not in options:
+        sys.stderr.write(f"usage: scripted_destination.py write --config C --catalog CAT, not {argv!r}\n")
+        return 2
+    with open(options["--config"]) as handle:
+        config = json.load(handle)
+    with open(options["--catalog"]) as handle:
+        json.load(handle)
+    if config.get("ignore_sigterm"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if "exit_at_start" in config:
+        sys.stderr.write("leaving before reading anything\n")
+        return int(config["exit_at_start"])
+    for i in range(config.get("stderr_lines", 0)):
+        sys.stderr.write(f"destination stderr line {i}\n")
+    sys.stderr.flush()
+    if config.get("log"):
+        send({"type": "LOG", "log": {"level": "INFO", "message": config["log"]}})
+    if config.get("control_config") is not None:
+        control = {
+            "type": "CONNECTOR_CONFIG",
+            "emitted_at": int(time.time() * 1000),
+            "connectorConfig": {"config": config["control_config"]},
+        }
+        send({"type": "CONTROL", "control": control})
+    if config.get("stop_reading"):
+        while True:
+            time.sleep(3600)
+
+    output = open(config["output"], "ab") if config.get("output") else None  # noqa: SIM115
+    echo = config.get("echo_states", True)
+    fail_after = config.get("fail_after_records")
+    records = 0
+    for line in sys.stdin.buffer:
+        if output is not None:
+            output.write(line)
+        message = json.loads(line)
+        if message["type"] == "RECORD":
+            records += 1
+            if fail_after is not None and records >= fail_after:
+                if output is not None:
+                    output.flush()
+                error = {
+                    "failure_type": "system_error",
+                    "message": f"the warehouse refused record {records}",
+                    "internal_message": "simulated write failure",
+                    "stack_trace": "Traceback: scripted_destination.write\nRuntimeError: refused",
+                }
+                trace = {"type": "ERROR", "emitted_at": int(time.time() * 1000), "error": error}
+                send({"type": "TRACE", "trace": trace})
+                sys.stderr.write("destination failing on purpose\n")
+                sys.stderr.flush()
+                os._exit(1)
+        elif message["type"] == "STATE":
+            if output is not None:
+                output.flush()
+            if echo:
+                OUT.write(line)
+                OUT.flush()
+    if output is not None:
+        output.close()
+    return int(config.get("exit_code", 0))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,256 @@
+"""Installing PyPI connectors into managed venvs, for real: no mocks.
+
+Two kinds of tests:
+
+* against PyPI: ``airbyte-source-faker`` (about a minute to install the first time; point
+  ``FERRYMAN_TEST_VENVS`` at a directory to keep the venv between sessions), a package that
+  does not exist and a small package that is not a connector;
+* offline, against wheels built here and served with ``PIP_NO_INDEX``/``PIP_FIND_LINKS``:
+  the launcher's argv, choosing the newest version, stale staging dirs, concurrent installs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ferryman.connectors.pypi import (
+    MARKER,
+    STAGING_PREFIX,
+    InstalledConnector,
+    ensure_installed,
+    list_installed,
+)
+from ferryman.connectors.references import parse_reference, resolve
+from ferryman.errors import ConnectorInstallError
+
+pytestmark = pytest.mark.slow
+
+FAKER = "airbyte-source-faker"
+FAKER_VERSION = "7.2.1"
+DEMO = "airbyte-source-ferryman-demo"
+
+
+@pytest.fixture(scope="session")
+def venvs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    configured = os.environ.get("FERRYMAN_TEST_VENVS")
+    if configured:
+        return Path(configured).expanduser().absolute()
+    return tmp_path_factory.mktemp("venvs")
+
+
+@pytest.fixture(scope="session")
+def faker(venvs_dir: Path) -> InstalledConnector:
+    return ensure_installed(FAKER, FAKER_VERSION, venvs_dir)
+
+
+def leftovers(venvs_dir: Path) -> list[str]:
+    """Entries other than install logs and lock files."""
+    return sorted(
+        p.name
+        for p in venvs_dir.iterdir()
+        if not (p.name.endswith("-install.log") or (p.name.startswith(".") and p.suffix == ".lock"))
+    )
+
+
+def staging_dirs(venvs_dir: Path) -> list[Path]:
+    return list(venvs_dir.glob(STAGING_PREFIX + "*"))
+
+
+# --- real PyPI ------------------------------------------------------------------------------
+
+
+def test_faker_installs_and_answers_spec(
+    faker: InstalledConnector, venvs_dir: Path, tmp_path: Path
+) -> None:
+    assert (faker.name, faker.version) == (FAKER, FAKER_VERSION)
+    assert faker.venv == venvs_dir / f"{FAKER}-{FAKER_VERSION}"
+    marker = json.loads((faker.venv / MARKER).read_text())
+    assert marker["entry_point"] == "source_faker.run:run"
+    assert marker["script"] == "source-faker"
+
+    done = subprocess.run(
+        [*faker.command, "spec"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    types = [json.loads(line)["type"] for line in done.stdout.splitlines() if line.startswith("{")]
+    assert "SPEC" in types
+
+
+def test_second_call_reuses_the_venv(faker: InstalledConnector, venvs_dir: Path) -> None:
+    again = ensure_installed(FAKER, FAKER_VERSION, venvs_dir)
+    assert again == faker
+    assert staging_dirs(venvs_dir) == []
+
+
+def test_unversioned_reference_reuses_an_installed_version(
+    faker: InstalledConnector, venvs_dir: Path
+) -> None:
+    before = sorted(p.name for p in venvs_dir.iterdir() if p.is_dir())
+    found = ensure_installed(FAKER, None, venvs_dir)
+    # The newest installed faker (7.2.1 unless FERRYMAN_TEST_VENVS holds a newer one).
+    newest = [c for c in list_installed(venvs_dir) if c.name == FAKER][-1]
+    assert found == newest
+    assert sorted(p.name for p in venvs_dir.iterdir() if p.is_dir()) == before
+    assert faker in list_installed(venvs_dir)
+
+
+def test_resolve_a_pypi_reference(faker: InstalledConnector, venvs_dir: Path) -> None:
+    resolved = resolve(parse_reference(f"pypi:{FAKER}=={FAKER_VERSION}"), venvs_dir)
+    assert resolved.command == faker.command
+    assert resolved.cache_dir == faker.venv
+    assert str(resolved.ref) == f"pypi:{FAKER}=={FAKER_VERSION}"
+
+
+def test_missing_package_is_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(ConnectorInstallError) as caught:
+        ensure_installed("airbyte-source-this-does-not-exist-ferryman", None, tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("PyPI has no package airbyte-source-this-does-not-exist-ferryman")
+    assert "pypi:airbyte-source-faker" in message
+    assert leftovers(tmp_path) == []
+
+
+def test_package_without_connector_entry_point(tmp_path: Path) -> None:
+    with pytest.raises(ConnectorInstallError, match="has no connector entry point") as caught:
+        ensure_installed("six", "1.16.0", tmp_path)
+    assert "\n" not in str(caught.value)
+    assert leftovers(tmp_path) == []
+
+
+# --- offline, with wheels built here --------------------------------------------------------
+
+DEMO_RUN = '''\
+import json, sys
+
+def run():
+    print(json.dumps({"argv": sys.argv, "version": VERSION}))
+    return 3
+'''
+
+
+def build_wheel(directory: Path, version: str, scripts: dict[str, str] | None = None) -> None:
+    """A minimal pure-Python wheel of ``DEMO`` with a ``source-ferryman-demo`` console script."""
+    scripts = scripts or {"source-ferryman-demo": "demo_connector.run:run"}
+    info = f"airbyte_source_ferryman_demo-{version}.dist-info"
+    entries = "".join(f"{name} = {value}\n" for name, value in scripts.items())
+    files = {
+        "demo_connector/__init__.py": "",
+        "demo_connector/run.py": f"VERSION = {version!r}\n" + DEMO_RUN,
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {DEMO}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: ferryman-tests\n"
+        "Root-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{info}/entry_points.txt": f"[console_scripts]\n{entries}",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{path},,\n" for path in [*files, f"{info}/RECORD"])
+    wheel = directory / f"airbyte_source_ferryman_demo-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+
+
+@pytest.fixture
+def wheels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    directory = tmp_path / "wheels"
+    directory.mkdir()
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(directory))
+    return directory
+
+
+def run_demo(connector: InstalledConnector, *args: str, cwd: Path) -> tuple[int, dict[str, str]]:
+    done = subprocess.run(
+        [*connector.command, *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_launcher_passes_arguments_like_a_console_script(wheels: Path, tmp_path: Path) -> None:
+    build_wheel(wheels, "1.0.0")
+    demo = ensure_installed(DEMO, "1.0.0", tmp_path / "venvs")
+    # A module in the working directory must not shadow the connector's.
+    shadow = tmp_path / "cwd" / "demo_connector"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise SystemExit('imported from the cwd')\n")
+    (shadow / "run.py").write_text("raise SystemExit('imported from the cwd')\n")
+
+    code, out = run_demo(demo, "check", "--config", "x y.json", cwd=shadow.parent)
+    assert code == 3  # the entry point's return value is the exit code
+    assert out == {"argv": ["source-ferryman-demo", "check", "--config", "x y.json"], "version": "1.0.0"}
+
+
+def test_unversioned_installs_latest_then_reuses_the_newest(wheels: Path, tmp_path: Path) -> None:
+    venvs = tmp_path / "venvs"
+    for version in ("1.9.0", "1.10.0"):
+        build_wheel(wheels, version)
+    latest = ensure_installed(DEMO, None, venvs)
+    assert latest.version == "1.10.0"
+    assert latest.venv == venvs / f"{DEMO}-1.10.0"
+
+    older = ensure_installed(DEMO, "1.9.0", venvs)  # installed after 1.10.0, yet older
+    assert older.venv == venvs / f"{DEMO}-1.9.0"
+    assert ensure_installed(DEMO, None, venvs) == latest
+    assert ensure_installed(DEMO.replace("-", "_").upper(), "1.9", venvs) == older
+    assert [c.version for c in list_installed(venvs)] == ["1.9.0", "1.10.0"]
+
+
+def test_incomplete_dirs_are_replaced_and_stale_staging_removed(
+    wheels: Path, tmp_path: Path
+) -> None:
+    build_wheel(wheels, "1.0.0")
+    venvs = tmp_path / "venvs"
+    half_made = venvs / f"{DEMO}-1.0.0"
+    half_made.mkdir(parents=True)
+    (half_made / "junk").write_text("no marker here")
+    stale, fresh = venvs / f"{STAGING_PREFIX}x-old", venvs / f"{STAGING_PREFIX}y-new"
+    stale.mkdir()
+    fresh.mkdir()
+    hours_ago = time.time() - 7200
+    os.utime(stale, (hours_ago, hours_ago))
+
+    demo = ensure_installed(DEMO, "1.0.0", venvs)
+    assert demo.venv == half_made
+    assert not (half_made / "junk").exists()
+    assert (half_made / MARKER).is_file()
+    assert not stale.exists()
+    assert fresh.exists()  # may belong to an install in progress
+
+
+def test_failed_entry_point_leaves_nothing(wheels: Path, tmp_path: Path) -> None:
+    build_wheel(wheels, "1.0.0", {"source-ferryman-demo": "demo_connector.missing:run"})
+    venvs = tmp_path / "venvs"
+    with pytest.raises(ConnectorInstallError, match=r"demo_connector\.missing:run does not load"):
+        ensure_installed(DEMO, "1.0.0", venvs)
+    assert leftovers(venvs) == []
+
+
+CONCURRENT = """\
+import json, sys
+from pathlib import Path
+from ferryman.connectors.pypi import ensure_installed
+found = ensure_installed(sys.argv[1], sys.argv[2], Path(sys.argv[3]))
+print(json.dumps([str(found.venv), found.command]))
+"""
+
+
+def test_concurrent_installs_share_one_venv(wheels: Path, tmp_path: Path) -> None:
+    build_wheel(wheels, "2.0.0")
+    venvs = tmp_path / "venvs"
+    argv = [sys.executable, "-c", CONCURRENT, DEMO, "2.0.0", str(venvs)]
+    processes = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = [process.communicate(timeout=120) for process in processes]
+    assert all(p.returncode == 0 for p in processes), [err for _, err in results]
+    first, second = (json.loads(out) for out, _ in results)
+    assert first == second
+    assert leftovers(venvs) == [f"{DEMO}-2.0.0"]
