@@ -324,8 +324,7 @@ def _run(command: list[str], transcript: IO[str]) -> subprocess.CompletedProcess
         errors="replace",
         check=False,
     )
-    transcript.write(result.stdout)
-    transcript.write(f"[exit code {result.returncode}]\n\n")
+    transcript.write(f"{result.stdout}[exit code {result.returncode}]\n\n")
     transcript.flush()
     return result
 
@@ -360,19 +359,15 @@ def _write_marker(
 
 
 def _move_into_place(staging: Path, final: Path) -> None:
-    if _load(final) is not None:  # a complete install is already there: keep it
-        shutil.rmtree(staging, ignore_errors=True)
-        return
-    if final.is_dir() and not final.is_symlink():
-        shutil.rmtree(final)  # an incomplete or broken install
-    elif final.exists() or final.is_symlink():
-        final.unlink()
-    try:
-        staging.rename(final)
-    except OSError:
-        if _load(final) is None:
-            raise
-        shutil.rmtree(staging, ignore_errors=True)
+    if _load(final) is None:
+        shutil.rmtree(final, ignore_errors=True)  # an incomplete or broken install, if any
+        try:
+            staging.rename(final)
+            return
+        except OSError:
+            if _load(final) is None:
+                raise
+    shutil.rmtree(staging, ignore_errors=True)  # a complete install is already there: keep it
 
 
 # --- pip's errors as one line ---------------------------------------------------------------

@@ -7,6 +7,7 @@ lifecycle decides, from the clock, when to escalate. Nothing here sleeps.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from enum import StrEnum
 
@@ -106,6 +107,7 @@ class StderrDrain:
 
     def __init__(self, process: ConnectorProcess, log: AttemptLog, side: str, keep: int = 20):
         self.tail: deque[str] = deque(maxlen=keep)
+        self.cpu_s = 0.0
         self._process = process
         self._log = log
         self._side = side
@@ -120,6 +122,8 @@ class StderrDrain:
                 self._log.write(self._side, "INFO", line)
         except (OSError, ValueError):
             pass
+        finally:
+            self.cpu_s = time.thread_time()
 
     def join(self, timeout_s: float | None = None) -> None:
         self.thread.join(timeout_s)

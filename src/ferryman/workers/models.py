@@ -122,6 +122,8 @@ class SyncOutput:
     states_committed: int = 0
     source_config_update: dict[str, Any] | None = None
     destination_config_update: dict[str, Any] | None = None
+    worker_cpu_s: float = 0.0  # CPU of this sync's worker threads (the connectors not included)
+    worker_peak_rss_bytes: int = 0  # peak RSS of the process the worker runs in
 
     @property
     def records_emitted(self) -> int:
@@ -163,6 +165,10 @@ class SyncOutput:
             "partial_success": self.partial_success,
             "source_config_updated": self.source_config_update is not None,
             "destination_config_updated": self.destination_config_update is not None,
+            "worker": {
+                "cpu_s": round(self.worker_cpu_s, 4),
+                "peak_rss_bytes": self.worker_peak_rss_bytes,
+            },
         }
 
 

@@ -13,6 +13,7 @@ through a 1 MiB buffer. A record is re-encoded only when namespace mapping renam
 
 from __future__ import annotations
 
+import resource
 import threading
 import time
 from collections.abc import Callable
@@ -108,6 +109,8 @@ class _Replication:
         self.on_state: StateCallback | None = None
         self._warned_streams: set[tuple[str, str | None]] = set()
         self._source_stopped_for: str | None = None
+        self._cpu_lock = threading.Lock()
+        self.cpu_s = 0.0  # CPU used by this sync's worker threads, not the connectors
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -182,8 +185,10 @@ class _Replication:
         progress_interval_s: float,
     ) -> None:
         threads = [
-            threading.Thread(target=self._pump, args=(source, destination), name="record-path"),
-            threading.Thread(target=self._read_destination, args=(destination,), name="dest-out"),
+            threading.Thread(target=self._timed(self._pump), args=(source, destination), name="record-path"),
+            threading.Thread(
+                target=self._timed(self._read_destination), args=(destination,), name="dest-out"
+            ),
         ]
         for thread in threads:
             thread.daemon = True
@@ -194,14 +199,32 @@ class _Replication:
         ]
         src = ConnectorLifecycle(source, self.ctx.lifecycle, self.log)
         dst = ConnectorLifecycle(destination, self.ctx.lifecycle, self.log)
+        supervisor_cpu = time.thread_time()
         self._supervise(src, dst, destination, threads[1], on_progress, progress_interval_s)
+        self._add_cpu(time.thread_time() - supervisor_cpu)
         for thread in threads:
             thread.join()
         for drain in drains:
             drain.join(5)
         source.close()
         destination.close()
+        self._add_cpu(sum(drain.cpu_s for drain in drains))
         self._exit_failures(src, dst, drains)
+
+    def _timed(self, target: Callable[..., None]) -> Callable[..., None]:
+        """Run a thread's work and count the CPU it used towards the worker's total."""
+
+        def run(*args: Any) -> None:
+            try:
+                target(*args)
+            finally:
+                self._add_cpu(time.thread_time())
+
+        return run
+
+    def _add_cpu(self, seconds: float) -> None:
+        with self._cpu_lock:
+            self.cpu_s += seconds
 
     def _supervise(
         self,
@@ -484,7 +507,14 @@ class _Replication:
             states_committed=self.tracker.states_committed,
             source_config_update=self.source_update,
             destination_config_update=self.destination_update,
+            worker_cpu_s=self.cpu_s,
+            worker_peak_rss_bytes=_peak_rss_bytes(),
         )
+
+
+def _peak_rss_bytes() -> int:
+    """The worker process's peak resident memory (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _control_config(message: dict[str, Any]) -> dict[str, Any] | None:
