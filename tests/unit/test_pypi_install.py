@@ -71,7 +71,11 @@ def test_launcher_runs_the_entry_point_with_the_arguments(tmp_path: Path) -> Non
     )
     command = launch_command(Path(sys.executable), "source-demo", "entry:Holder.main")
     env = {**os.environ, "PYTHONPATH": str(package)}
-    done = subprocess.run([*command, "read", "--config", "c.json"], env=env, capture_output=True)
+    # A module of the same name in the working directory must not shadow the connector's.
+    shadow = tmp_path / "cwd"
+    shadow.mkdir()
+    (shadow / "entry.py").write_text("raise SystemExit('imported from the working directory')\n")
+    done = subprocess.run([*command, "read", "--config", "c.json"], env=env, cwd=shadow, capture_output=True)
     assert done.returncode == 5
     assert json.loads(done.stdout) == ["source-demo", "read", "--config", "c.json"]
 
