@@ -8,6 +8,7 @@ Config fields (all optional):
     echo_states          echo each STATE after the output is flushed (default true)
     fail_after_records   after that many records: a TRACE system_error, then exit 1
     exit_at_start        exit at once with this code, without reading any input
+    exit_on_input        wait until input is pending, then exit 0 without reading it
     stop_reading         never read the input: sleep until killed
     ignore_sigterm       SIGTERM does nothing
     stderr_lines         that many numbered lines on stderr before reading
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import sys
 import time
@@ -58,6 +60,10 @@ def main(argv: list[str]) -> int:
             "connectorConfig": {"config": config["control_config"]},
         }
         send({"type": "CONTROL", "control": control})
+    if config.get("exit_on_input"):
+        select.select([sys.stdin.buffer], [], [], 20)
+        sys.stderr.write("leaving with input still unread\n")
+        return 0
     if config.get("stop_reading"):
         while True:
             time.sleep(3600)

@@ -119,7 +119,7 @@ class Script:
             self.step(step)
         self.flush()
 
-    def step(self, step: dict) -> None:  # noqa: C901 - a flat dispatch reads best here
+    def step(self, step: dict) -> None:
         if "records" in step:
             self.records(
                 step["records"], step.get("stream", "users"), step.get("namespace"), step.get("pad", 0)

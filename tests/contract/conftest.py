@@ -61,8 +61,6 @@ def context(attempt: AttemptContext) -> Callable[..., AttemptContext]:
     """The test's attempt context, with some lifecycle settings changed."""
 
     def make(**lifecycle: float) -> AttemptContext:
-        return dataclasses.replace(
-            attempt, lifecycle=dataclasses.replace(attempt.lifecycle, **lifecycle)
-        )
+        return dataclasses.replace(attempt, lifecycle=dataclasses.replace(attempt.lifecycle, **lifecycle))
 
     return make

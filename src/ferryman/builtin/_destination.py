@@ -21,12 +21,17 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from ferryman.builtin._catalog import ConfiguredStream, StreamKey, state_scope
+import msgspec
+
+from ferryman.builtin._catalog import StreamKey, state_scope
 from ferryman.builtin._runtime import BUFFER_SIZE, Output
-from ferryman.protocol.codec import decode_envelope, parse_message
+from ferryman.protocol.codec import Envelope, parse_message
 
 FLUSH_BYTES = 32 << 20
 COMMIT_INTERVAL = 1.0
+
+_decoder = msgspec.json.Decoder(Envelope)
+_NOT_A_MESSAGE = (msgspec.DecodeError, msgspec.ValidationError)
 
 
 def _grow_pipe(fd: int) -> None:
@@ -77,19 +82,19 @@ def read_chunks(fd: int = 0, on_idle: Callable[[], None] | None = None) -> Itera
 
 
 class Sink(Protocol):
-    """Where a destination puts records."""
+    """Where a destination puts records.
 
-    def add(self, stream: ConfiguredStream, line: bytes) -> None:
-        """Buffer one RECORD line of ``stream``."""
+    ``buffers`` maps each configured stream to the list the loader appends that stream's RECORD
+    lines to (without their newline); the sink empties the lists when it flushes.
+    """
 
-    def buffered_bytes(self) -> int:
-        """Bytes waiting in buffers."""
+    buffers: dict[StreamKey, list[bytes]]
 
     def flush(self) -> None:
-        """Move buffered records out of memory (not necessarily durably)."""
+        """Move the buffered records out of memory (not necessarily durably)."""
 
     def commit(self, scopes: set[StreamKey] | None) -> None:
-        """Make every record received so far durable.
+        """Flush, then make every record received so far durable.
 
         ``scopes`` names the streams for which a state is being released (None: every stream);
         a stream being overwritten replaces its old data the first time it is in scope.
@@ -104,6 +109,7 @@ class _StateQueue:
         self.scopes: set[StreamKey] = set()
         self.everything = False
         self.since = 0.0
+        self.buffered = 0  # bytes read since the sink last flushed
 
     def add(self, line: bytes) -> None:
         if not self.lines:
@@ -121,6 +127,7 @@ class _StateQueue:
         if not self.lines and not final:
             return
         self.sink.commit(None if self.everything or final else self.scopes)
+        self.buffered = 0
         for line in self.lines:
             self.out.state(line)
         self.lines.clear()
@@ -133,49 +140,47 @@ class _StateQueue:
 
 def load(
     name: str,
-    catalog: list[ConfiguredStream],
     sink: Sink,
     out: Output,
     *,
     fd: int = 0,
     flush_bytes: int = FLUSH_BYTES,
     commit_interval: float = COMMIT_INTERVAL,
-) -> int:
-    """Feed the messages on ``fd`` to ``sink`` until the input ends; returns the record count.
+) -> None:
+    """Feed the messages on ``fd`` to ``sink`` until the input ends, then commit.
 
-    Records of streams missing from the catalog are skipped with one warning per stream; lines
-    that are not protocol messages, and messages other than RECORD and STATE, are ignored.
+    Records of streams missing from ``sink.buffers`` are skipped with one warning per stream;
+    lines that are not protocol messages, and messages other than RECORD and STATE, are
+    ignored.
     """
-    streams = {stream.key: stream for stream in catalog}
+    buffers = sink.buffers
     unknown: set[StreamKey] = set()
     states = _StateQueue(sink, out)
-    records = 0
-    add = sink.add
+    decode = _decoder.decode
     for block in read_chunks(fd, on_idle=states.release):
+        states.buffered += len(block)
         for line in block.split(b"\n"):
-            envelope = decode_envelope(line)
-            if envelope is None:
+            try:
+                envelope = decode(line)
+            except _NOT_A_MESSAGE:
                 continue
             head = envelope.record
             if head is not None and envelope.type == "RECORD":
-                stream = streams.get((head.namespace, head.stream))
-                if stream is None:
-                    key = (head.namespace, head.stream)
-                    if key not in unknown:
-                        unknown.add(key)
-                        label = f"{head.namespace}.{head.stream}" if head.namespace else head.stream
-                        out.log("WARN", f"{name}: skipping records of '{label}', not in the catalog")
-                    continue
-                add(stream, line)
-                records += 1
+                buffer = buffers.get((head.namespace, head.stream))
+                if buffer is not None:
+                    buffer.append(line)
+                elif (head.namespace, head.stream) not in unknown:
+                    unknown.add((head.namespace, head.stream))
+                    label = f"{head.namespace}.{head.stream}" if head.namespace else head.stream
+                    out.log("WARN", f"{name}: skipping records of '{label}', not in the catalog")
             elif envelope.type == "STATE":
                 states.add(line)
-        if sink.buffered_bytes() >= flush_bytes:
+        if states.buffered >= flush_bytes:
             if states.lines:
                 states.release()
             else:
                 sink.flush()
+                states.buffered = 0
         elif states.due(commit_interval):
             states.release()
     states.release(final=True)
-    return records

@@ -91,6 +91,8 @@ class MessageTracker:
         for key, (records, size) in list(self.emitted.items()):
             done = committed.get(key, (0, 0))
             rows, est_bytes = self.estimates.get(key, (None, None))
+            c_records: int | None
+            c_bytes: int | None
             if all_committed:
                 c_records, c_bytes = records, size
             elif reliable:
