@@ -116,3 +116,42 @@ def reset_catalog(configured_catalog: dict[str, Any]) -> dict[str, Any]:
         configured["sync_mode"] = "full_refresh"
         configured["destination_sync_mode"] = "overwrite"
     return reset
+
+
+class StateNames:
+    """STREAM state descriptors in destination names on the way out, in source names on the echo.
+
+    Destinations match a STREAM state to the stream of their catalog, so it must carry the names
+    they were given; the connection's state stays in the source's names. GLOBAL and LEGACY states
+    pass unchanged, as in Airbyte.
+    """
+
+    def __init__(self, configured_catalog: dict[str, Any], mapping: NamespaceMapping) -> None:
+        self.identity = mapping.is_identity
+        self._out: dict[tuple[str, str | None], tuple[str, str | None]] = {}
+        for stream in configured_catalog.get("streams", []):
+            name, namespace = stream["stream"]["name"], stream["stream"].get("namespace")
+            self._out[(name, namespace)] = (mapping.name(name), mapping.namespace(namespace))
+        self._back = {mapped: source for source, mapped in self._out.items()}
+
+    def to_destination(self, state: dict[str, Any]) -> dict[str, Any]:
+        return self._rename(state, self._out)
+
+    def to_source(self, state: dict[str, Any]) -> dict[str, Any]:
+        return self._rename(state, self._back)
+
+    @staticmethod
+    def _rename(
+        state: dict[str, Any], names: dict[tuple[str, str | None], tuple[str, str | None]]
+    ) -> dict[str, Any]:
+        stream = state.get("stream")
+        if state.get("type") != "STREAM" or not isinstance(stream, dict):
+            return state
+        descriptor = stream.get("stream_descriptor") or {}
+        renamed = names.get((str(descriptor.get("name")), descriptor.get("namespace")))
+        if renamed is None:
+            return state
+        new_descriptor: dict[str, Any] = {"name": renamed[0]}
+        if renamed[1] is not None:
+            new_descriptor["namespace"] = renamed[1]
+        return {**state, "stream": {**stream, "stream_descriptor": new_descriptor}}

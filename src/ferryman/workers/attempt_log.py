@@ -29,8 +29,17 @@ class AttemptLog:
         with self._lock:
             self._secrets = sorted(set(self._secrets) | set(values), key=len, reverse=True)
 
+    def write_bytes(self, side: str, level: str, raw: bytes) -> None:
+        """A line as a connector wrote it: invalid UTF-8 replaced, cut at MAX_LINE_CHARS."""
+        raw = raw.rstrip(b"\r\n")
+        if len(raw) > MAX_LINE_CHARS:
+            cut = len(raw) - MAX_LINE_CHARS
+            self.write(side, level, f"{decode_line(raw[:MAX_LINE_CHARS])}... ({cut} more bytes not logged)")
+        else:
+            self.write(side, level, decode_line(raw))
+
     def write(self, side: str, level: str, message: str) -> None:
-        if len(message) > MAX_LINE_CHARS:
+        if len(message) > MAX_LINE_CHARS + 64:
             cut = len(message) - MAX_LINE_CHARS
             message = f"{message[:MAX_LINE_CHARS]}... ({cut} more characters not logged)"
         if self._secrets:

@@ -15,7 +15,7 @@ from ferryman.connectors import ResolvedConnector
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
 from ferryman.launchers import Launcher, LaunchRequest, LocalLauncher
 from ferryman.protocol.codec import parse_message
-from ferryman.workers.attempt_log import AttemptLog, decode_line
+from ferryman.workers.attempt_log import AttemptLog
 from ferryman.workers.files import LOG_FILE, SOURCE_CONFIG, write_private_json
 from ferryman.workers.lifecycle import WORKER, ConnectorLifecycle, StderrDrain
 from ferryman.workers.models import AttemptContext, ConnectorInput, ConnectorJobOutput
@@ -94,7 +94,8 @@ class ConnectorJobWorker:
             if cancel.is_set() and not cancelled:
                 cancelled = True
                 lifecycle.stop(now, "cancelled")
-            if reader.done.is_set():
+            if reader.done.is_set() or reader.found is not None:
+                # Its answer is in (or its stdout ended): the connector has its grace period to exit.
                 lifecycle.input_ended(now)
             if lifecycle.tick(now) and reader.done.is_set():
                 return cancelled
@@ -182,7 +183,7 @@ class _StdoutReader:
         message = parse_message(raw)
         if message is None:
             if raw.strip():
-                self._log.info(side, decode_line(raw))
+                self._log.write_bytes(side, "INFO", raw)
             return
         kind = message["type"]
         if kind == self._wanted:

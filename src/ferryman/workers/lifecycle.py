@@ -117,9 +117,8 @@ class StderrDrain:
     def _run(self) -> None:
         try:
             for raw in self._process.stderr:
-                line = decode_line(raw)
-                self.tail.append(line)
-                self._log.write(self._side, "INFO", line)
+                self.tail.append(decode_line(raw[:2000]))
+                self._log.write_bytes(self._side, "INFO", raw)
         except (OSError, ValueError):
             pass
         finally:

@@ -19,17 +19,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 import orjson
 
 from ferryman.errors import FerrymanError
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType, ordered
 from ferryman.launchers import ConnectorProcess, Launcher, LaunchRequest, LocalLauncher
-from ferryman.protocol.catalog import NamespaceMapping, map_catalog, stream_descriptors
-from ferryman.protocol.codec import Envelope, parse_message
+from ferryman.protocol.catalog import StateNames, map_catalog, stream_descriptors
+from ferryman.protocol.codec import encode, parse_message
 from ferryman.protocol.state import StateAggregator, connector_state_file
-from ferryman.workers import files
-from ferryman.workers.attempt_log import MAX_LINE_CHARS, AttemptLog, decode_line
+from ferryman.workers import files, record_path
+from ferryman.workers.attempt_log import AttemptLog
 from ferryman.workers.lifecycle import WORKER, ConnectorLifecycle, StderrDrain
 from ferryman.workers.models import (
     AttemptContext,
@@ -44,8 +43,6 @@ from ferryman.workers.models import (
 from ferryman.workers.tracker import MessageTracker
 
 _TICK_S = 0.05
-_ENVELOPE = msgspec.json.Decoder(Envelope)
-_NOT_A_MESSAGE = (msgspec.DecodeError, msgspec.ValidationError)
 SOURCE, DESTINATION = "source", "destination"
 
 
@@ -70,24 +67,6 @@ class ReplicationWorker:
         return replication.run(on_progress, on_state, self.progress_interval_s)
 
 
-def _record_mapper(mapping: NamespaceMapping) -> Callable[[bytes], bytes] | None:
-    if mapping.is_identity:
-        return None
-
-    def remap(line: bytes) -> bytes:
-        message = orjson.loads(line)
-        record = message["record"]
-        record["stream"] = mapping.name(record["stream"])
-        namespace = mapping.namespace(record.get("namespace"))
-        if namespace is None:
-            record.pop("namespace", None)
-        else:
-            record["namespace"] = namespace
-        return orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE)
-
-    return remap
-
-
 class _Replication:
     """One run of the sync worker; holds what its threads share."""
 
@@ -101,9 +80,12 @@ class _Replication:
         self.log = AttemptLog(ctx.workdir / files.LOG_FILE, ctx.secrets)
         self.tracker = MessageTracker(stream_descriptors(sync.catalog))
         self.states = StateAggregator(sync.state)
+        self.state_names = StateNames(sync.catalog, sync.namespace_mapping)
         self.failures: list[FailureReason] = []
         self.pump_done = threading.Event()
         self.destination_gone = False  # a write to the destination failed
+        self.destination_quit_early = False  # it exited while the source was still sending
+        self._destination_stopped = False  # the worker stopped it for a failure already recorded
         self.source_update: dict[str, Any] | None = None
         self.destination_update: dict[str, Any] | None = None
         self.on_state: StateCallback | None = None
@@ -245,12 +227,14 @@ class _Replication:
                 self.cancelled = True
                 dst.stop(now, "the job was cancelled")
                 src.stop(now, "the job was cancelled")
+            if self.destination_gone or (dst.exited and not self.pump_done.is_set()):
+                # The destination is gone while the source still sends: stop the source now.
+                self.destination_quit_early = True
+                self._stop_source(src, now, "the destination exited")
             if self.pump_done.is_set():
                 src.input_ended(now)
                 dst.input_ended(now)
-            elif dst.exited or self.destination_gone:
-                self._stop_source(src, now, "the destination exited")
-            else:
+            elif self._source_stopped_for is None:
                 blocked_since = destination.stdin_raw.blocked_since if destination.stdin_raw else None
                 seen = self.tracker.messages_seen()
                 if seen != last_seen or blocked_since is not None:
@@ -268,6 +252,7 @@ class _Replication:
                         FailureType.DESTINATION_TIMEOUT,
                         f"the destination accepted no input for {settings.destination_timeout_s:g}s",
                     )
+                    self._destination_stopped = True
                     dst.stop(now, "destination timeout")
                     self._stop_source(src, now, "destination timeout")
             src_gone, dst_gone = src.tick(now), dst.tick(now)
@@ -292,32 +277,8 @@ class _Replication:
     def _pump(self, source: ConnectorProcess, destination: ConnectorProcess) -> None:
         sink = destination.stdin
         assert sink is not None
-        write = sink.write
-        decode = _ENVELOPE.decode
-        lookup = self.tracker.lookup
-        remap = _record_mapper(self.sync.namespace_mapping)
         try:
-            for line in source.stdout:
-                try:
-                    envelope = decode(line)
-                except _NOT_A_MESSAGE:
-                    self._not_a_message(SOURCE, line)
-                    continue
-                if envelope.type == "RECORD" and envelope.record is not None:
-                    key = (envelope.record.stream, envelope.record.namespace)
-                    try:
-                        counter = lookup[key]
-                    except KeyError:
-                        counter = self._new_stream_key(key)
-                    if counter is None:
-                        continue
-                    counter[0] += 1
-                    counter[1] += len(line)
-                    write(line if remap is None else remap(line))
-                elif envelope.type == "STATE":
-                    self._source_state(line, sink)
-                else:
-                    self._source_message(line)
+            record_path.forward(source.stdout, sink, self.tracker, self, self.sync.namespace_mapping)
         except OSError as exc:  # BrokenPipeError and friends: the destination went away
             self.destination_gone = True
             self.log.warn(WORKER, f"could not write to the destination: {exc}")
@@ -331,24 +292,28 @@ class _Replication:
                 self.log.warn(WORKER, f"could not close the destination's input: {exc}")
             self.pump_done.set()
 
-    def _new_stream_key(self, key: tuple[str, str | None]) -> list[int] | None:
-        counter = self.tracker.counter_for(key)
-        if counter is None and key not in self._warned_streams:
+    # -- RecordPathHandler: what the record path hands back --------------------------------
+
+    def unknown_stream(self, key: tuple[str, str | None]) -> None:
+        if key not in self._warned_streams:
             self._warned_streams.add(key)
             self.log.warn(WORKER, f"dropping records of stream {key[0]!r}: it is not in the catalog")
-        return counter
 
-    def _source_state(self, line: bytes, sink: Any) -> None:
+    def source_state(self, line: bytes) -> bytes | None:
         message = parse_message(line)
         state = message.get("state") if message else None
-        if not isinstance(state, dict):
-            self._not_a_message(SOURCE, line)
-            return
+        if message is None or not isinstance(state, dict):
+            self.not_a_message(line)
+            return None
         self.tracker.source_state(state)
-        sink.write(line)
-        sink.flush()
+        if self.state_names.identity:
+            return line
+        return encode({**message, "state": self.state_names.to_destination(state)})
 
-    def _source_message(self, line: bytes) -> None:
+    def not_a_message(self, line: bytes) -> None:
+        self._not_a_message(SOURCE, line)
+
+    def source_message(self, line: bytes) -> None:
         message = parse_message(line)
         if message is None:
             self._not_a_message(SOURCE, line)
@@ -389,6 +354,7 @@ class _Replication:
             pass
 
     def _commit(self, state: dict[str, Any]) -> None:
+        state = self.state_names.to_source(state)
         self.tracker.destination_state(state)
         try:
             self.states.accept(state)
@@ -439,7 +405,7 @@ class _Replication:
 
     def _not_a_message(self, side: str, line: bytes) -> None:
         if line.strip():
-            self.log.info(side, decode_line(line[: MAX_LINE_CHARS + 1]))
+            self.log.write_bytes(side, "INFO", line)
 
     def _fail(self, origin: FailureOrigin, type_: FailureType, message: str) -> None:
         self.log.error(WORKER, f"{origin.value} failure ({type_.value}): {message}")
@@ -454,9 +420,9 @@ class _Replication:
         if source_why and self._source_stopped_for is None:
             self._fail(FailureOrigin.SOURCE, FailureType.SYSTEM_ERROR, _with_tail(source_why, drains[0]))
         destination_why = dst.exit_failure()
-        if destination_why is None and self.destination_gone:
-            destination_why = "the destination exited before reading all of its input"
-        if destination_why:
+        if destination_why is None and (self.destination_gone or self.destination_quit_early):
+            destination_why = "the destination exited before the end of its input"
+        if destination_why and not self._destination_stopped:
             self._fail(
                 FailureOrigin.DESTINATION,
                 FailureType.SYSTEM_ERROR,
@@ -496,9 +462,18 @@ class _Replication:
         else:
             status = ReplicationStatus.COMPLETED
         failures = self.failures if self.cancelled else ordered(self.failures)
+        # A destination that exits 0 has written all it got (Airbyte's rule), but only when it
+        # also confirmed every checkpoint do we count what followed the last one as committed.
+        all_committed = status is ReplicationStatus.COMPLETED and self.tracker.all_states_echoed()
+        if status is ReplicationStatus.COMPLETED and not all_committed:
+            self.log.warn(
+                WORKER,
+                f"the destination confirmed {self.tracker.states_committed} of "
+                f"{self.tracker.states_emitted} states: the next sync starts from the last one confirmed",
+            )
         return SyncOutput(
             status=status,
-            streams=self.tracker.snapshot(all_committed=status is ReplicationStatus.COMPLETED),
+            streams=self.tracker.snapshot(all_committed=all_committed),
             state=self.states.snapshot(),
             failures=failures,
             started_at_ms=started_ms,

@@ -114,6 +114,11 @@ class MessageTracker:
             )
         return stats
 
+    def all_states_echoed(self) -> bool:
+        """Every source STATE was matched by an echo (or there were none)."""
+        with self._lock:
+            return not self._pending and self.committed_reliable
+
     def messages_seen(self) -> int:
         """Records plus states from the source: the source heartbeat."""
         return sum(v[RECORDS] for v in list(self.emitted.values())) + self.states_emitted
