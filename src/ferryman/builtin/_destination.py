@@ -34,7 +34,7 @@ _decoder = msgspec.json.Decoder(Envelope)
 _NOT_A_MESSAGE = (msgspec.DecodeError, msgspec.ValidationError)
 
 
-def _grow_pipe(fd: int) -> None:
+def grow_pipe(fd: int) -> None:
     """Ask for a 1 MiB pipe buffer (Linux), so each read moves more data."""
     with contextlib.suppress(Exception):
         import fcntl
@@ -50,17 +50,19 @@ def _would_block(fd: int) -> bool:
     return not ready
 
 
-def read_chunks(fd: int = 0, on_idle: Callable[[], None] | None = None) -> Iterator[bytes]:
+def read_chunks(
+    fd: int = 0, on_idle: Callable[[], None] | None = None, size: int = BUFFER_SIZE
+) -> Iterator[bytes]:
     """Blocks of complete lines from ``fd``; a final line without a newline comes last.
 
     ``on_idle`` is called before any read that would have to wait for more input.
     """
-    _grow_pipe(fd)
+    grow_pipe(fd)
     tail: list[bytes] = []
     while True:
         if on_idle is not None and _would_block(fd):
             on_idle()
-        data = os.read(fd, BUFFER_SIZE)
+        data = os.read(fd, size)
         if not data:
             break
         cut = data.rfind(b"\n") + 1
@@ -159,6 +161,8 @@ def load(
     decode = _decoder.decode
     for block in read_chunks(fd, on_idle=states.release):
         states.buffered += len(block)
+        if b"\r" in block:  # only JSON whitespace can hold a raw CR; keep lines one-per-\n
+            block = block.replace(b"\r", b" ")
         for line in block.split(b"\n"):
             try:
                 envelope = decode(line)

@@ -30,7 +30,7 @@ from typing import Any, BinaryIO, Generic, TypeVar
 
 import orjson
 
-from ferryman.builtin._catalog import ConfiguredStream, parse_catalog, parse_input_state
+from ferryman.builtin._catalog import ConfiguredStream, StreamKey, parse_catalog, parse_input_state
 from ferryman.protocol import messages
 from ferryman.protocol.codec import encode
 
@@ -93,7 +93,7 @@ class Connector(Generic[C]):
     check: Callable[[C], str | None]
     spec_extra: dict[str, Any] | None = None
     discover: Callable[[C], list[dict[str, Any]]] | None = None
-    read: Callable[[C, list[ConfiguredStream], dict[tuple[str | None, str], Any], Output], None] | None = None
+    read: Callable[[C, list[ConfiguredStream], dict[StreamKey, Any], Output], None] | None = None
     write: Callable[[C, list[ConfiguredStream], Output], None] | None = None
 
 
@@ -142,7 +142,7 @@ def _load_catalog(path: str) -> list[ConfiguredStream]:
         raise ConfigError(str(exc)) from exc
 
 
-def _load_state(path: str | None) -> dict[tuple[str | None, str], Any]:
+def _load_state(path: str | None) -> dict[StreamKey, Any]:
     if path is None:
         return {}
     try:

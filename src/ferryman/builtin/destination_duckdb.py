@@ -100,7 +100,10 @@ def connect(config: DuckDBConfig) -> duckdb.DuckDBPyConnection:
         Path(config.path).parent.mkdir(parents=True, exist_ok=True)
     # Commits only sync the write-ahead log; the costly checkpoint (compressing what was loaded
     # into the database file) then runs once, when the connection closes, not on every commit.
-    return duckdb.connect(config.path, config={"checkpoint_threshold": "1GB"})
+    # The scratch file is rewritten under the same name for every batch: never cache it.
+    return duckdb.connect(
+        config.path, config={"checkpoint_threshold": "1GB", "enable_external_file_cache": False}
+    )
 
 
 def check(config: DuckDBConfig) -> str | None:
@@ -129,6 +132,35 @@ def _key_type(schema: dict[str, Any], path: list[str]) -> str:
     if len(concrete) == 1 and concrete[0] in _SCHEMA_TYPES:
         return _SCHEMA_TYPES[concrete[0]]
     return "VARCHAR"
+
+
+class Scratch:
+    """The file each batch of lines is written to for ``read_csv``.
+
+    On Linux the file is unlinked at once and read through ``/proc/self/fd``, so it disappears
+    with the process even when the process is killed.
+    """
+
+    def __init__(self) -> None:
+        self.fd, named = tempfile.mkstemp(prefix="ferryman-duckdb-", suffix=".lines")
+        self.path = f"/proc/self/fd/{self.fd}"
+        if os.path.exists(self.path):
+            os.unlink(named)
+            self._named: str | None = None
+        else:
+            self.path = self._named = named
+
+    def replace(self, data: bytes) -> None:
+        os.ftruncate(self.fd, 0)
+        view, offset = memoryview(data), 0
+        while offset < len(data):
+            offset += os.pwrite(self.fd, view[offset:], offset)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        if self._named is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._named)
 
 
 @dataclass
@@ -166,7 +198,10 @@ def _table_for(stream: ConfiguredStream, default_schema: str) -> _Table:
     keys: list[tuple[str, str]] = []
     paths = ["$.record.emitted_at", "$.record.data"]
     for path in stream.primary_key:
-        keys.append(("_".join(path), _key_type(stream.json_schema, path)))
+        column = "_".join(path)
+        if column.startswith("_airbyte_") or column in (name for name, _ in keys):
+            raise ConfigError(f"stream '{stream.label}': primary key field '{column}' clashes with a column")
+        keys.append((column, _key_type(stream.json_schema, path)))
         paths.append("$.record.data" + "".join('."' + part.replace('"', '\\"') + '"' for part in path))
     return _Table(stream.namespace or default_schema, stream.name, stream.destination_sync_mode, keys, paths)
 
@@ -174,7 +209,9 @@ def _table_for(stream: ConfiguredStream, default_schema: str) -> _Table:
 class DuckDBSink:
     """Loads buffered RECORD lines into DuckDB tables; see the module docstring."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, tables: dict[StreamKey, _Table], scratch: str) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, tables: dict[StreamKey, _Table], scratch: Scratch
+    ) -> None:
         self.con = con
         self.tables = tables
         self.scratch = scratch
@@ -209,8 +246,8 @@ class DuckDBSink:
     def flush(self) -> None:
         for table in self.tables.values():
             if table.lines:
-                self._insert(table)
                 self.records += len(table.lines)
+                self._insert(table)
                 table.lines.clear()
 
     def commit(self, scopes: set[StreamKey] | None) -> None:
@@ -226,12 +263,11 @@ class DuckDBSink:
 
     def _insert(self, table: _Table) -> None:
         dedup = table.mode == "append_dedup"
-        with open(self.scratch, "wb") as handle:
-            if dedup:
-                handle.write(b"".join([b"%d\x01%b\n" % item for item in enumerate(table.lines)]))
-            else:
-                handle.write(b"\n".join(table.lines))
-                handle.write(b"\n")
+        if dedup:
+            self.scratch.replace(b"".join([b"%d\x01%b\n" % item for item in enumerate(table.lines)]))
+        else:
+            table.lines.append(b"")
+            self.scratch.replace(b"\n".join(table.lines))
         names = ", ".join(quote(column) for column, _ in table.columns)
         values = [
             "gen_random_uuid()",
@@ -248,7 +284,7 @@ class DuckDBSink:
             f"(SELECT {'_ferryman_seq, ' if dedup else ''}json_extract_string(l, {paths}) AS x"
             f" FROM read_csv($scratch, columns={csv_columns}, {_CSV}))"
         )
-        params = {"scratch": self.scratch}
+        params = {"scratch": self.scratch.path}
         if not dedup:
             self.con.execute(f"INSERT INTO {table.target} ({names}) SELECT {select} FROM {source}", params)
             return
@@ -271,16 +307,20 @@ class DuckDBSink:
 
 def write(config: DuckDBConfig, catalog: list[ConfiguredStream], out: Output) -> None:
     tables = {stream.key: _table_for(stream, config.schema) for stream in catalog}
-    handle, scratch = tempfile.mkstemp(prefix="ferryman-duckdb-", suffix=".lines")
-    os.close(handle)
+    owners: dict[tuple[str, str], str] = {}
+    for stream in catalog:
+        table = tables[stream.key]
+        owner = owners.setdefault((table.schema, table.name), stream.label)
+        if owner != stream.label:
+            raise ConfigError(f"streams '{owner}' and '{stream.label}' would share table {table.target}")
+    scratch = Scratch()
     try:
         with connect(config) as con:
             sink = DuckDBSink(con, tables, scratch)
             load(NAME, sink, out)
         out.log("INFO", f"{NAME}: loaded {sink.records} records into {len(tables)} tables")
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(scratch)
+        scratch.close()
 
 
 CONNECTOR = Connector(

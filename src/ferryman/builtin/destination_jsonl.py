@@ -1,0 +1,202 @@
+"""destination-jsonl: one JSON-lines file per stream.
+
+Config::
+
+    path   the directory to write to (required; created if missing)
+
+Each stream goes to ``<namespace>__<stream>.jsonl`` (``<stream>.jsonl`` without a namespace;
+path separators in names become ``_``), one line per record holding the record's ``data``.
+
+Sync modes:
+
+* ``append`` appends to the file.
+* ``append_dedup`` is treated as ``append``: a JSON-lines file has no keys to upsert on.
+* ``overwrite`` writes into ``<file>.ferryman-tmp`` (truncated when the sync starts) and renames
+  it over the file when the first state covering the stream is committed (a STREAM state for
+  it, or any GLOBAL or LEGACY state) or at the end of the input; later records append to the
+  renamed file. A sync that fails before then leaves the old file as it was.
+
+A state is echoed after the records received before it are written and the files fsync'ed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import msgspec
+
+from ferryman.builtin._catalog import ConfiguredStream, StreamKey
+from ferryman.builtin._destination import load
+from ferryman.builtin._runtime import ConfigError, Connector, Output, object_schema, require_str, run
+
+NAME = "destination-jsonl"
+MODES = ("append", "overwrite", "append_dedup")
+TMP_SUFFIX = ".ferryman-tmp"
+
+
+@dataclass(frozen=True)
+class JsonlConfig:
+    path: str
+
+
+def parse_config(raw: dict[str, Any]) -> JsonlConfig:
+    return JsonlConfig(path=os.path.expanduser(require_str(raw, "path")))
+
+
+SPECIFICATION = object_schema(
+    {
+        "path": {
+            "type": "string",
+            "minLength": 1,
+            "description": "Directory for the files, one per stream.",
+        }
+    },
+    required=("path",),
+    title="JSON-lines destination",
+)
+
+
+class _Data(msgspec.Struct, gc=False):
+    data: msgspec.Raw
+
+
+class _Record(msgspec.Struct, gc=False):
+    record: _Data
+
+
+_decoder = msgspec.json.Decoder(_Record)
+
+
+def file_name(stream: ConfiguredStream) -> str:
+    def clean(part: str) -> str:
+        part = part.replace("/", "_").replace("\\", "_").replace("\0", "_")
+        return "_" if part in (".", "..") else part
+
+    if stream.namespace:
+        return f"{clean(stream.namespace)}__{clean(stream.name)}.jsonl"
+    return f"{clean(stream.name)}.jsonl"
+
+
+def check(config: JsonlConfig) -> str | None:
+    directory = Path(config.path)
+    directory.mkdir(parents=True, exist_ok=True)
+    probe = directory / f".ferryman-check-{os.getpid()}"
+    try:
+        probe.write_bytes(b"{}\n")
+    finally:
+        probe.unlink(missing_ok=True)
+    return None
+
+
+@dataclass
+class _File:
+    final: Path
+    handle: BinaryIO
+    replacing: bool  # overwrite mode, not yet renamed over the final file
+    lines: list[bytes] = field(default_factory=list)
+    dirty: bool = False
+
+
+class JsonlSink:
+    def __init__(self, directory: Path, catalog: list[ConfiguredStream]) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.files: dict[StreamKey, _File] = {}
+        for stream in catalog:
+            final = directory / file_name(stream)
+            if stream.destination_sync_mode == "overwrite":
+                handle = open(final.with_name(final.name + TMP_SUFFIX), "wb")  # noqa: SIM115
+                self.files[stream.key] = _File(final, handle, replacing=True)
+            else:
+                self.files[stream.key] = _File(final, open(final, "ab"), replacing=False)  # noqa: SIM115
+        self.buffers = {key: entry.lines for key, entry in self.files.items()}
+        self.records = 0
+        self.skipped = 0
+
+    def flush(self) -> None:
+        decode = _decoder.decode
+        for entry in self.files.values():
+            if not entry.lines:
+                continue
+            chunk: list[Any] = []
+            for line in entry.lines:
+                try:
+                    chunk.append(decode(line).record.data)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    self.skipped += 1
+            chunk.append(b"")
+            entry.handle.write(b"\n".join(chunk))
+            entry.dirty = True
+            self.records += len(chunk) - 1
+            entry.lines.clear()
+
+    def commit(self, scopes: set[StreamKey] | None) -> None:
+        self.flush()
+        renamed = False
+        for key, entry in self.files.items():
+            if entry.dirty:
+                entry.handle.flush()
+                os.fsync(entry.handle.fileno())
+                entry.dirty = False
+            if entry.replacing and (scopes is None or key in scopes):
+                os.replace(entry.final.with_name(entry.final.name + TMP_SUFFIX), entry.final)
+                entry.replacing = False
+                renamed = True
+        if renamed:
+            _fsync_directory(self.directory)
+
+    def close(self) -> None:
+        for entry in self.files.values():
+            entry.handle.close()
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _validate(catalog: list[ConfiguredStream]) -> None:
+    names: dict[str, str] = {}
+    for stream in catalog:
+        if stream.destination_sync_mode not in MODES:
+            raise ConfigError(
+                f"stream '{stream.label}': destination_sync_mode "
+                f"'{stream.destination_sync_mode}' is not supported (use one of {', '.join(MODES)})"
+            )
+        other = names.setdefault(file_name(stream), stream.label)
+        if other != stream.label:
+            raise ConfigError(f"streams '{other}' and '{stream.label}' would share one file")
+
+
+def write(config: JsonlConfig, catalog: list[ConfiguredStream], out: Output) -> None:
+    _validate(catalog)
+    sink = JsonlSink(Path(config.path), catalog)
+    try:
+        load(NAME, sink, out)
+    finally:
+        sink.close()
+    if sink.skipped:
+        out.log("WARN", f"{NAME}: skipped {sink.skipped} RECORD messages without a data field")
+    out.log("INFO", f"{NAME}: wrote {sink.records} records to {len(catalog)} files")
+
+
+CONNECTOR = Connector(
+    name=NAME,
+    specification=SPECIFICATION,
+    spec_extra={
+        "supportsIncremental": True,
+        "supported_destination_sync_modes": list(MODES),
+    },
+    parse_config=parse_config,
+    check=check,
+    write=write,
+)
+
+if __name__ == "__main__":
+    run(CONNECTOR)

@@ -1,0 +1,556 @@
+"""The built-in connectors, run as real processes the way Ferryman runs any connector."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pytest
+from airbyte_protocol.models import AirbyteMessage
+
+MODULES = ["source_bench", "source_empty", "destination_duckdb", "destination_jsonl", "destination_devnull"]
+
+
+def command(module: str, *args: str | Path) -> list[str]:
+    return [sys.executable, "-m", f"ferryman.builtin.{module}", *map(str, args)]
+
+
+def run(
+    module: str, *args: str | Path, stdin: bytes | Path | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    if isinstance(stdin, Path):
+        with stdin.open("rb") as handle:
+            return subprocess.run(
+                command(module, *args), stdin=handle, capture_output=True, cwd=cwd, timeout=120
+            )
+    return subprocess.run(command(module, *args), input=stdin, capture_output=True, cwd=cwd, timeout=120)
+
+
+def parse(stdout: bytes) -> list[dict[str, Any]]:
+    """Every stdout line, each checked against the official protocol models."""
+    found = []
+    for line in stdout.splitlines():
+        AirbyteMessage.model_validate_json(line)
+        found.append(orjson.loads(line))
+    return found
+
+
+def of_type(found: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [message for message in found if message["type"] == kind]
+
+
+def write_json(path: Path, value: Any) -> Path:
+    path.write_bytes(orjson.dumps(value))
+    return path
+
+
+def configure(
+    streams: list[dict[str, Any]], sync_mode: str = "full_refresh", mode: str = "append"
+) -> dict[str, Any]:
+    return {
+        "streams": [
+            {"stream": stream, "sync_mode": sync_mode, "destination_sync_mode": mode} for stream in streams
+        ]
+    }
+
+
+def bench_catalog(
+    tmp_path: Path,
+    config: Path,
+    sync_mode: str = "full_refresh",
+    mode: str = "append",
+    name: str = "catalog.json",
+) -> Path:
+    done = run("source_bench", "discover", "--config", config)
+    streams = of_type(parse(done.stdout), "CATALOG")[0]["catalog"]["streams"]
+    return write_json(tmp_path / name, configure(streams, sync_mode, mode))
+
+
+def records_by_stream(found: list[dict[str, Any]]) -> dict[str, list[int]]:
+    ids: dict[str, list[int]] = {}
+    for message in of_type(found, "RECORD"):
+        ids.setdefault(message["record"]["stream"], []).append(message["record"]["data"]["id"])
+    return ids
+
+
+def state_lines(stdout: bytes) -> list[bytes]:
+    return [line for line in stdout.splitlines() if orjson.loads(line)["type"] == "STATE"]
+
+
+# --- every connector -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_spec_is_a_draft07_object_schema(module: str) -> None:
+    done = run(module, "spec")
+    assert done.returncode == 0, done.stderr
+    (message,) = parse(done.stdout)
+    schema = message["spec"]["connectionSpecification"]
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    assert schema["type"] == "object"
+    assert isinstance(schema["properties"], dict)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_unknown_command_prints_usage_and_exits_2(module: str) -> None:
+    done = run(module, "frobnicate")
+    assert done.returncode == 2
+    assert done.stdout == b""
+    assert b"usage:" in done.stderr
+
+
+# --- source-bench ----------------------------------------------------------------------------
+
+
+def test_bench_check_and_discover(tmp_path: Path) -> None:
+    config = write_json(tmp_path / "config.json", {"streams": ["orders", "users"]})
+    (status,) = parse(run("source_bench", "check", "--config", config).stdout)
+    assert status["connectionStatus"]["status"] == "SUCCEEDED"
+    (catalog,) = parse(run("source_bench", "discover", "--config", config).stdout)
+    streams = catalog["catalog"]["streams"]
+    assert [stream["name"] for stream in streams] == ["orders", "users"]
+    assert streams[0]["source_defined_primary_key"] == [["id"]]
+    assert streams[0]["default_cursor_field"] == ["id"]
+    assert streams[0]["json_schema"]["properties"]["id"] == {"type": "integer"}
+
+
+def test_bench_bad_config(tmp_path: Path) -> None:
+    config = write_json(tmp_path / "config.json", {"count": "many"})
+    done = run("source_bench", "check", "--config", config)
+    (status,) = parse(done.stdout)
+    assert done.returncode == 0
+    assert status["connectionStatus"]["status"] == "FAILED"
+    assert "count" in status["connectionStatus"]["message"]
+
+    catalog = write_json(tmp_path / "catalog.json", {"streams": []})
+    done = run("source_bench", "read", "--config", config, "--catalog", catalog)
+    assert done.returncode == 1
+    (trace,) = parse(done.stdout)
+    assert trace["trace"]["error"]["failure_type"] == "config_error"
+    assert b"Traceback" not in done.stdout
+
+
+def test_bench_reads_the_configured_streams_in_catalog_order(tmp_path: Path) -> None:
+    config = write_json(tmp_path / "config.json", {"count": 2500, "streams": 3, "state_every": 1000})
+    done = run("source_bench", "discover", "--config", config)
+    streams = {s["name"]: s for s in parse(done.stdout)[0]["catalog"]["streams"]}
+    catalog = write_json(tmp_path / "catalog.json", configure([streams["stream_2"], streams["stream_0"]]))
+    done = run("source_bench", "read", "--config", config, "--catalog", catalog)
+    assert done.returncode == 0, done.stderr
+    found = parse(done.stdout)
+
+    ids = records_by_stream(found)
+    assert list(ids) == ["stream_2", "stream_0"]
+    assert ids["stream_2"] == ids["stream_0"] == list(range(1, 2501))
+    states = [
+        (m["state"]["stream"]["stream_descriptor"]["name"], m["state"]["stream"]["stream_state"])
+        for m in of_type(found, "STATE")
+    ]
+    assert states == [(name, {"id": n}) for name in ("stream_2", "stream_0") for n in (1000, 2000, 2500)]
+    traces = [m["trace"] for m in of_type(found, "TRACE")]
+    assert [t["stream_status"]["status"] for t in traces if t["type"] == "STREAM_STATUS"] == [
+        "STARTED",
+        "COMPLETE",
+    ] * 2
+    assert [t["estimate"]["row_estimate"] for t in traces if t["type"] == "ESTIMATE"] == [2500, 2500]
+    first = [m["type"] for m in found[:3]]
+    assert first == ["TRACE", "TRACE", "RECORD"]
+
+
+def test_bench_resumes_incremental_streams_from_state(tmp_path: Path) -> None:
+    config = write_json(tmp_path / "config.json", {"count": 1200, "streams": 2})
+    state = write_json(
+        tmp_path / "state.json",
+        [
+            {"type": "STREAM", "stream": {"stream_descriptor": {"name": n}, "stream_state": {"id": 700}}}
+            for n in ("stream_0", "stream_1")
+        ],
+    )
+    incremental = bench_catalog(tmp_path, config, "incremental", name="incremental.json")
+    ids = records_by_stream(
+        parse(
+            run("source_bench", "read", "--config", config, "--catalog", incremental, "--state", state).stdout
+        )
+    )
+    assert ids == {"stream_0": list(range(701, 1201)), "stream_1": list(range(701, 1201))}
+
+    full = bench_catalog(tmp_path, config, "full_refresh", name="full.json")
+    ids = records_by_stream(
+        parse(run("source_bench", "read", "--config", config, "--catalog", full, "--state", state).stdout)
+    )
+    assert ids["stream_0"] == list(range(1, 1201))
+
+    done_state = write_json(tmp_path / "done.json", {"stream_0": {"id": 1200}, "stream_1": {"id": 1200}})
+    found = parse(
+        run(
+            "source_bench", "read", "--config", config, "--catalog", incremental, "--state", done_state
+        ).stdout
+    )
+    assert of_type(found, "RECORD") == []
+    assert [m["state"]["stream"]["stream_state"] for m in of_type(found, "STATE")] == [{"id": 1200}] * 2
+
+
+@pytest.mark.parametrize("record_size", [200, 450, 1000])
+def test_bench_output_is_deterministic_and_sized(tmp_path: Path, record_size: int) -> None:
+    config = write_json(tmp_path / "config.json", {"count": 3000, "record_size": record_size})
+    catalog = bench_catalog(tmp_path, config)
+    outputs = [run("source_bench", "read", "--config", config, "--catalog", catalog).stdout for _ in range(2)]
+    strip = re.compile(rb'"emitted_at":[0-9.]+')
+    assert strip.sub(b"", outputs[0]) == strip.sub(b"", outputs[1])
+    lines = [line for line in outputs[0].splitlines() if line.startswith(b'{"type":"RECORD"')]
+    average = sum(len(line) + 1 for line in lines) / len(lines)
+    assert abs(average - record_size) < record_size * 0.1
+
+
+# --- source-empty ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state_type", ["STREAM", "GLOBAL", "LEGACY"])
+def test_empty_source_emits_only_null_states(tmp_path: Path, state_type: str) -> None:
+    streams = [{"name": "users"}, {"name": "orders", "namespace": "shop"}]
+    config = write_json(tmp_path / "config.json", {"streams": streams, "state_type": state_type})
+    (catalog_message,) = parse(run("source_empty", "discover", "--config", config).stdout)
+    discovered = catalog_message["catalog"]["streams"]
+    assert [(s["name"], s.get("namespace")) for s in discovered] == [("users", None), ("orders", "shop")]
+    catalog = write_json(tmp_path / "catalog.json", configure(discovered, mode="overwrite"))
+    done = run("source_empty", "read", "--config", config, "--catalog", catalog)
+    assert done.returncode == 0, done.stderr
+    found = parse(done.stdout)
+    assert all(m["type"] == "STATE" for m in found)
+    states = [m["state"] for m in found]
+    if state_type == "STREAM":
+        assert [s["stream"] for s in states] == [
+            {"stream_descriptor": {"name": "users"}, "stream_state": None},
+            {"stream_descriptor": {"name": "orders", "namespace": "shop"}, "stream_state": None},
+        ]
+    elif state_type == "GLOBAL":
+        (state,) = states
+        assert state["global"]["shared_state"] is None
+        assert [s["stream_state"] for s in state["global"]["stream_states"]] == [None, None]
+    else:
+        assert states == [{"type": "LEGACY", "data": {}}]
+
+
+# --- destination-duckdb ----------------------------------------------------------------------
+
+
+def duckdb_config(tmp_path: Path, **extra: Any) -> Path:
+    return write_json(tmp_path / "duckdb.json", {"path": str(tmp_path / "out" / "db.duckdb"), **extra})
+
+
+def rows(tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(tmp_path / "out" / "db.duckdb"), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def bench_sync(
+    tmp_path: Path, mode: str, count: int = 3000, streams: int = 2, sync_mode: str = "full_refresh"
+) -> tuple[list[bytes], list[bytes]]:
+    """source-bench into destination-duckdb; returns the states sent and the states echoed."""
+    config = write_json(tmp_path / "bench.json", {"count": count, "streams": streams, "state_every": 1000})
+    catalog = bench_catalog(tmp_path, config, sync_mode, mode, name=f"catalog-{mode}.json")
+    source = run("source_bench", "read", "--config", config, "--catalog", catalog)
+    assert source.returncode == 0, source.stderr
+    records = tmp_path / "records.jsonl"
+    records.write_bytes(source.stdout)
+    done = run(
+        "destination_duckdb",
+        "write",
+        "--config",
+        duckdb_config(tmp_path),
+        "--catalog",
+        catalog,
+        stdin=records,
+    )
+    assert done.returncode == 0, done.stderr
+    parse(done.stdout)
+    return state_lines(source.stdout), state_lines(done.stdout)
+
+
+def test_duckdb_check(tmp_path: Path) -> None:
+    (status,) = parse(run("destination_duckdb", "check", "--config", duckdb_config(tmp_path)).stdout)
+    assert status["connectionStatus"]["status"] == "SUCCEEDED"
+    assert (tmp_path / "out" / "db.duckdb").exists()
+
+    for bad in ({}, {"path": 42}, {"path": str(tmp_path)}):
+        config = write_json(tmp_path / "bad.json", bad)
+        done = run("destination_duckdb", "check", "--config", config)
+        (status,) = parse(done.stdout)
+        assert done.returncode == 0
+        assert status["connectionStatus"]["status"] == "FAILED", bad
+
+
+def test_duckdb_overwrite_append_and_dedup(tmp_path: Path) -> None:
+    sent, echoed = bench_sync(tmp_path, "overwrite")
+    assert echoed == sent and len(sent) == 6
+    assert rows(tmp_path, "SELECT count(*) FROM stream_0") == [(3000,)]
+    bench_sync(tmp_path, "overwrite")
+    assert rows(tmp_path, "SELECT count(*), count(DISTINCT id) FROM stream_0") == [(3000, 3000)]
+    assert rows(tmp_path, "SELECT count(*) FROM stream_1") == [(3000,)]
+
+    bench_sync(tmp_path, "append")
+    assert rows(tmp_path, "SELECT count(*), count(DISTINCT id) FROM stream_0") == [(6000, 3000)]
+
+    sent, echoed = bench_sync(tmp_path, "append_dedup")
+    assert echoed == sent
+    assert rows(tmp_path, "SELECT count(*), count(DISTINCT id) FROM stream_0") == [(3000, 3000)]
+    bench_sync(tmp_path, "append_dedup")
+    assert rows(tmp_path, "SELECT count(*), min(id), max(id) FROM stream_1") == [(3000, 1, 3000)]
+
+    columns = dict(
+        rows(
+            tmp_path,
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'stream_0'",
+        )
+    )
+    assert columns == {
+        "_airbyte_raw_id": "UUID",
+        "_airbyte_extracted_at": "TIMESTAMP WITH TIME ZONE",
+        "id": "BIGINT",
+        "_airbyte_data": "JSON",
+    }
+    (data,) = rows(tmp_path, "SELECT _airbyte_data FROM stream_0 WHERE id = 7")[0]
+    assert orjson.loads(data)["name"] == "record-7"
+    assert rows(
+        tmp_path, "SELECT count(*) FROM information_schema.tables WHERE table_name LIKE '_ferryman%'"
+    ) == [(0,)]
+
+
+def messages_in(*messages: dict[str, Any]) -> bytes:
+    return b"".join(orjson.dumps(m) + b"\n" for m in messages)
+
+
+def record(stream: str, data: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"stream": stream, "data": data, "emitted_at": 1_700_000_000_000}
+    if namespace:
+        body["namespace"] = namespace
+    return {"type": "RECORD", "record": body}
+
+
+def state(stream: str, value: Any, namespace: str | None = None) -> dict[str, Any]:
+    descriptor = {"name": stream, **({"namespace": namespace} if namespace else {})}
+    return {
+        "type": "STATE",
+        "state": {"type": "STREAM", "stream": {"stream_descriptor": descriptor, "stream_state": value}},
+    }
+
+
+USERS = {
+    "name": "users",
+    "json_schema": {"type": "object", "properties": {"id": {"type": "integer"}, "v": {"type": "string"}}},
+    "supported_sync_modes": ["incremental"],
+    "source_defined_primary_key": [["id"]],
+}
+
+
+def test_duckdb_dedup_latest_record_wins_and_namespaces_become_schemas(tmp_path: Path) -> None:
+    streams = [USERS, {**USERS, "name": "events", "namespace": "audit", "source_defined_primary_key": None}]
+    catalog = configure(streams, "incremental", "append_dedup")
+    catalog["streams"][1]["destination_sync_mode"] = "append"
+    catalog_path = write_json(tmp_path / "catalog.json", catalog)
+    config = duckdb_config(tmp_path)
+    first = messages_in(
+        record("users", {"id": 1, "v": "a"}),
+        record("users", {"id": 2, "v": "b"}),
+        record("users", {"id": 1, "v": "c"}),
+        record("events", {"v": "x"}, "audit"),
+        record("ghosts", {"id": 9}),
+        state("users", {"cursor": 1}),
+        state("events", None, "audit"),
+    )
+    done = run("destination_duckdb", "write", "--config", config, "--catalog", catalog_path, stdin=first)
+    assert done.returncode == 0, done.stderr
+    found = parse(done.stdout)
+    assert [m["state"]["stream"]["stream_state"] for m in of_type(found, "STATE")] == [{"cursor": 1}, None]
+    assert any("ghosts" in m["log"]["message"] for m in of_type(found, "LOG"))
+
+    second = messages_in(record("users", {"id": 2, "v": "d"}), record("users", {"id": 3, "v": "e"}))
+    assert (
+        run(
+            "destination_duckdb", "write", "--config", config, "--catalog", catalog_path, stdin=second
+        ).returncode
+        == 0
+    )
+    users = rows(tmp_path, "SELECT id, _airbyte_data->>'v' FROM users ORDER BY id")
+    assert users == [(1, "c"), (2, "d"), (3, "e")]
+    assert rows(tmp_path, "SELECT count(*) FROM audit.events") == [(1,)]
+    assert rows(tmp_path, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'ghosts'") == [
+        (0,)
+    ]
+
+
+def test_duckdb_dedup_without_primary_key_is_a_config_error(tmp_path: Path) -> None:
+    catalog = configure([{**USERS, "source_defined_primary_key": None}], "incremental", "append_dedup")
+    catalog_path = write_json(tmp_path / "catalog.json", catalog)
+    done = run(
+        "destination_duckdb",
+        "write",
+        "--config",
+        duckdb_config(tmp_path),
+        "--catalog",
+        catalog_path,
+        stdin=b"",
+    )
+    assert done.returncode == 1
+    (trace,) = parse(done.stdout)
+    assert trace["trace"]["error"]["failure_type"] == "config_error"
+
+
+def test_duckdb_overwrite_replaces_the_table_only_once_a_state_is_committed(tmp_path: Path) -> None:
+    bench_sync(tmp_path, "overwrite", count=3000, streams=1)
+    catalog = write_json(tmp_path / "catalog.json", configure([USERS], mode="overwrite"))
+    args = ["--config", duckdb_config(tmp_path), "--catalog", catalog]
+
+    # Killed before any state: the old table is untouched.
+    proc = subprocess.Popen(
+        command("destination_duckdb", "write", *args), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(messages_in(*(record("users", {"id": i}) for i in range(50))))
+    proc.stdin.flush()
+    proc.kill()
+    proc.wait()
+    proc.stdin.close()
+    proc.stdout.close()
+    assert rows(tmp_path, "SELECT count(*) FROM stream_0") == [(3000,)]
+
+    # A sync killed after its state came back keeps what the state covers, and only that.
+    done = run("destination_duckdb", "write", *args, stdin=messages_in(record("users", {"id": 0})))
+    assert done.returncode == 0
+    proc = subprocess.Popen(
+        command("destination_duckdb", "write", *args), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(
+        messages_in(*(record("users", {"id": i}) for i in range(1, 501)), state("users", {"n": 500}))
+    )
+    proc.stdin.flush()
+    while (line := proc.stdout.readline()) and orjson.loads(line)["type"] != "STATE":
+        pass
+    assert orjson.loads(line)["state"]["stream"]["stream_state"] == {"n": 500}
+    proc.kill()
+    proc.wait()
+    proc.stdin.close()
+    proc.stdout.close()
+    assert rows(tmp_path, "SELECT count(*), min(id), max(id) FROM users") == [(500, 1, 500)]
+
+
+def test_reset_with_the_empty_source_empties_overwritten_tables(tmp_path: Path) -> None:
+    bench_sync(tmp_path, "append", count=1500)
+    config = write_json(tmp_path / "empty.json", {"streams": [{"name": "stream_0"}, {"name": "stream_1"}]})
+    discovered = parse(run("source_empty", "discover", "--config", config).stdout)[0]["catalog"]["streams"]
+    catalog = write_json(tmp_path / "reset.json", configure(discovered, mode="overwrite"))
+    source = subprocess.Popen(
+        command("source_empty", "read", "--config", config, "--catalog", catalog), stdout=subprocess.PIPE
+    )
+    done = subprocess.run(
+        command("destination_duckdb", "write", "--config", duckdb_config(tmp_path), "--catalog", catalog),
+        stdin=source.stdout,
+        capture_output=True,
+        timeout=60,
+    )
+    assert source.stdout is not None
+    source.stdout.close()
+    assert source.wait() == 0
+    assert done.returncode == 0, done.stderr
+    assert len(of_type(parse(done.stdout), "STATE")) == 2
+    assert rows(tmp_path, "SELECT count(*) FROM stream_0 UNION ALL SELECT count(*) FROM stream_1") == [
+        (0,),
+        (0,),
+    ]
+
+
+def test_crlf_input_loads_into_duckdb_and_jsonl(tmp_path: Path) -> None:
+    catalog = write_json(tmp_path / "catalog.json", configure([USERS]))
+    lines = [record("users", {"id": i, "v": "a\r\nb"}) for i in range(3)] + [state("users", {"n": 3})]
+    crlf = b"".join(orjson.dumps(m) + b"\r\n" for m in lines)
+    done = run(
+        "destination_duckdb", "write", "--config", duckdb_config(tmp_path), "--catalog", catalog, stdin=crlf
+    )
+    assert done.returncode == 0, done.stdout
+    assert len(of_type(parse(done.stdout), "STATE")) == 1
+    assert rows(tmp_path, "SELECT id, _airbyte_data->>'v' FROM users ORDER BY id") == [
+        (i, "a\r\nb") for i in range(3)
+    ]
+
+    config = write_json(tmp_path / "jsonl.json", {"path": str(tmp_path / "files")})
+    done = run("destination_jsonl", "write", "--config", config, "--catalog", catalog, stdin=crlf)
+    assert done.returncode == 0, done.stdout
+    written = (tmp_path / "files" / "users.jsonl").read_bytes().split(b"\n")
+    assert [orjson.loads(line) for line in written if line] == [{"id": i, "v": "a\r\nb"} for i in range(3)]
+
+
+# --- destination-jsonl and destination-devnull -----------------------------------------------
+
+
+def pipe(
+    tmp_path: Path, destination: str, dest_config: Path, mode: str, count: int, state_every: int = 1000
+) -> tuple[list[bytes], list[bytes]]:
+    """source-bench piped into a destination; returns the states sent and echoed."""
+    config = write_json(tmp_path / "bench.json", {"count": count, "streams": 2, "state_every": state_every})
+    catalog = bench_catalog(tmp_path, config, mode=mode, name=f"catalog-{mode}.json")
+    sent = tmp_path / "sent.jsonl"
+    source = subprocess.Popen(
+        command("source_bench", "read", "--config", config, "--catalog", catalog), stdout=subprocess.PIPE
+    )
+    tee = subprocess.Popen(["tee", str(sent)], stdin=source.stdout, stdout=subprocess.PIPE)
+    assert source.stdout is not None and tee.stdout is not None
+    source.stdout.close()
+    done = subprocess.run(
+        command(destination, "write", "--config", dest_config, "--catalog", catalog),
+        stdin=tee.stdout,
+        capture_output=True,
+        timeout=120,
+    )
+    tee.stdout.close()
+    assert source.wait() == 0 and tee.wait() == 0
+    assert done.returncode == 0, done.stderr
+    parse(done.stdout)
+    return state_lines(sent.read_bytes()), state_lines(done.stdout)
+
+
+def test_jsonl_overwrite_and_append(tmp_path: Path) -> None:
+    config = write_json(tmp_path / "jsonl.json", {"path": str(tmp_path / "files")})
+    (status,) = parse(run("destination_jsonl", "check", "--config", config).stdout)
+    assert status["connectionStatus"]["status"] == "SUCCEEDED"
+
+    sent, echoed = pipe(tmp_path, "destination_jsonl", config, "overwrite", 2500)
+    assert echoed == sent and len(sent) == 6
+    pipe(tmp_path, "destination_jsonl", config, "overwrite", 2500)
+    lines = (tmp_path / "files" / "stream_0.jsonl").read_bytes().splitlines()
+    assert [orjson.loads(line)["id"] for line in lines] == list(range(1, 2501))
+    pipe(tmp_path, "destination_jsonl", config, "append", 2500)
+    assert len((tmp_path / "files" / "stream_1.jsonl").read_bytes().splitlines()) == 5000
+    assert sorted(p.name for p in (tmp_path / "files").iterdir()) == ["stream_0.jsonl", "stream_1.jsonl"]
+
+
+def test_devnull_echoes_every_state_and_nothing_else(tmp_path: Path) -> None:
+    config = write_json(tmp_path / "devnull.json", {})
+    sent, echoed = pipe(tmp_path, "destination_devnull", config, "append", 20_000, state_every=100)
+    assert echoed == sent and len(sent) == 400
+
+    catalog = write_json(tmp_path / "catalog.json", configure([USERS]))
+    tricky = messages_in(
+        record("users", {"id": 1, "STATE": "x"}), state("users", {"n": 1}), record("users", {"id": 2})
+    )
+    done = run("destination_devnull", "write", "--config", config, "--catalog", catalog, stdin=tricky)
+    assert done.returncode == 0
+    assert [m["type"] for m in parse(done.stdout)] == ["STATE", "LOG"]
+
+
+@pytest.mark.slow
+def test_a_million_records_through_devnull_and_duckdb(tmp_path: Path) -> None:
+    config = write_json(tmp_path / "devnull.json", {})
+    sent, echoed = pipe(tmp_path, "destination_devnull", config, "append", 500_000)
+    assert echoed == sent and len(sent) == 1000
+    sent, echoed = pipe(tmp_path, "destination_duckdb", duckdb_config(tmp_path), "append", 100_000)
+    assert echoed == sent and len(sent) == 200
+    assert rows(tmp_path, "SELECT count(*) FROM stream_0 UNION ALL SELECT count(*) FROM stream_1") == [
+        (100_000,),
+        (100_000,),
+    ]

@@ -1,0 +1,123 @@
+"""The pieces the built-in connectors share: line reading, state finding, catalogs and states."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ferryman.builtin._catalog import parse_catalog, parse_input_state, state_scope
+from ferryman.builtin._destination import read_chunks
+from ferryman.builtin._runtime import Output
+from ferryman.builtin.destination_devnull import discard
+from ferryman.builtin.source_bench import record_template
+
+
+def _state(name: str, value: object) -> bytes:
+    message = {
+        "type": "STATE",
+        "state": {"type": "STREAM", "stream": {"stream_descriptor": {"name": name}, "stream_state": value}},
+    }
+    return orjson.dumps(message)
+
+
+def _record(data: dict[str, object]) -> bytes:
+    return orjson.dumps({"type": "RECORD", "record": {"stream": "s", "data": data, "emitted_at": 1}})
+
+
+INPUT = [
+    _record({"id": 1}),
+    _state("s", {"id": 1}),
+    _record({"id": 2, "STATE": '"STATE"'}),
+    _record({"id": 3, "pad": "x" * 300}),
+    _state("s", None),
+    b'not json but has "STATE" in it',
+    _state("s", {"id": 3}),
+]
+
+
+def _file(tmp_path: Path, data: bytes) -> int:
+    path = tmp_path / "input"
+    path.write_bytes(data)
+    return os.open(path, os.O_RDONLY)
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 64, 1 << 20])
+@pytest.mark.parametrize("final_newline", [True, False])
+def test_read_chunks_yields_whole_lines(tmp_path: Path, size: int, final_newline: bool) -> None:
+    data = b"\n".join(INPUT) + (b"\n" if final_newline else b"")
+    fd = _file(tmp_path, data)
+    try:
+        blocks = list(read_chunks(fd, size=size))
+    finally:
+        os.close(fd)
+    assert all(block.endswith(b"\n") for block in blocks)
+    assert b"".join(blocks) == b"\n".join(INPUT) + b"\n"
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 64, 1 << 20])
+def test_devnull_finds_every_state_whatever_the_read_size(tmp_path: Path, size: int) -> None:
+    fd = _file(tmp_path, b"\n".join(INPUT))  # the last state has no newline
+    out_path = tmp_path / "out"
+    out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT)
+    try:
+        total, echoed = discard(fd, Output(out_fd), buffer_size=size)
+    finally:
+        os.close(fd)
+        os.close(out_fd)
+    assert total == len(b"\n".join(INPUT))
+    assert echoed == 3
+    assert out_path.read_bytes().splitlines() == [INPUT[1], INPUT[4], INPUT[6]]
+
+
+def test_bench_template_is_valid_json_of_about_the_asked_size() -> None:
+    template = record_template('we"ird%name', "ns", 1_700_000_000_000, 450, 4)
+    line = template % (1234, 1234)
+    message = orjson.loads(line)
+    assert message["record"]["stream"] == 'we"ird%name'
+    assert message["record"]["namespace"] == "ns"
+    assert message["record"]["data"]["id"] == 1234
+    assert message["record"]["data"]["name"] == "record-1234"
+    assert abs(len(line) - 450) <= 2
+
+
+def test_catalog_defaults_and_errors() -> None:
+    (stream,) = parse_catalog(
+        {"streams": [{"stream": {"name": "a", "source_defined_primary_key": [["id"]], "json_schema": {}}}]}
+    )
+    assert (stream.sync_mode, stream.destination_sync_mode, stream.primary_key) == (
+        "full_refresh",
+        "append",
+        [["id"]],
+    )
+    with pytest.raises(ValueError, match="twice"):
+        parse_catalog({"streams": [{"stream": {"name": "a"}}, {"stream": {"name": "a"}}]})
+    with pytest.raises(ValueError, match="sync_mode"):
+        parse_catalog({"streams": [{"stream": {"name": "a"}, "sync_mode": "sideways"}]})
+
+
+def test_input_state_formats() -> None:
+    stream = {
+        "type": "STREAM",
+        "stream": {"stream_descriptor": {"name": "a", "namespace": "n"}, "stream_state": 1},
+    }
+    glob = {
+        "type": "GLOBAL",
+        "global": {
+            "shared_state": {},
+            "stream_states": [{"stream_descriptor": {"name": "b"}, "stream_state": 2}],
+        },
+    }
+    assert parse_input_state([stream, {"type": "STATE", "state": glob}]) == {("n", "a"): 1, (None, "b"): 2}
+    assert parse_input_state({"c": {"id": 3}}) == {(None, "c"): {"id": 3}}
+    assert parse_input_state({"type": "LEGACY", "data": {"d": 4}}) == {(None, "d"): 4}
+    assert parse_input_state(None) == {}
+    with pytest.raises(ValueError):
+        parse_input_state([{"type": "NOPE"}])
+
+
+def test_state_scope() -> None:
+    assert state_scope(orjson.loads(_state("s", None))) == (None, "s")
+    assert state_scope({"type": "STATE", "state": {"type": "LEGACY", "data": {}}}) is None
