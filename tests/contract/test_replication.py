@@ -307,6 +307,41 @@ def test_only_records_and_states_reach_the_destination_byte_for_byte(syncs: Sync
     assert {m["type"] for m in run.received} == {"RECORD", "STATE"}
 
 
+def _trailing_statuses(run: Run) -> list[tuple[str, str | None, str]]:
+    """The platform's STREAM_STATUS messages, which may only follow the source's last line."""
+    received = run.received
+    kinds = [m["type"] for m in received]
+    first = kinds.index("TRACE") if "TRACE" in kinds else len(kinds)
+    assert set(kinds[:first]) <= {"RECORD", "STATE"} and set(kinds[first:]) <= {"TRACE"}, kinds
+    statuses = []
+    for message in received[first:]:
+        status = message["trace"]["stream_status"]
+        descriptor = status["stream_descriptor"]
+        statuses.append((descriptor["name"], descriptor.get("namespace"), status["status"]))
+    return statuses
+
+
+def test_streams_are_marked_complete_for_the_destination_after_the_source_succeeds(syncs: Syncs) -> None:
+    events = ("events", "app")
+    run = syncs.run(
+        [records(USERS, 2), state(USERS), records(events, 1)],
+        streams=(USERS, events),
+        mapping=NamespaceMapping(prefix="p_"),
+    )
+
+    assert run.output.status is ReplicationStatus.COMPLETED, run.output.failures
+    # In destination names, after every record and state, so an overwrite can swap safely.
+    assert _trailing_statuses(run) == [("p_users", None, "COMPLETE"), ("p_events", "app", "COMPLETE")]
+
+
+def test_a_failed_source_never_marks_streams_complete(syncs: Syncs) -> None:
+    run = syncs.run([records(USERS, 3), state(USERS), records(USERS, 2), {"exit": 1}])
+
+    assert run.output.status is ReplicationStatus.FAILED
+    assert _trailing_statuses(run) == []
+    assert len(run.received_records()) == 5
+
+
 # -- the catalog: namespaces and stream selection --------------------------------------------
 
 EVENTS: Stream = ("events", None)

@@ -24,6 +24,7 @@ import orjson
 from ferryman.errors import FerrymanError
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType, ordered
 from ferryman.launchers import ConnectorProcess, Launcher, LaunchRequest, LocalLauncher
+from ferryman.protocol import messages
 from ferryman.protocol.catalog import StateNames, map_catalog, stream_descriptors
 from ferryman.protocol.codec import encode, parse_message
 from ferryman.protocol.state import StateAggregator, connector_state_file
@@ -82,7 +83,10 @@ class _Replication:
         self.states = StateAggregator(sync.state)
         self.state_names = StateNames(sync.catalog, sync.namespace_mapping)
         self.failures: list[FailureReason] = []
-        self.pump_done = threading.Event()
+        self.source_eof = threading.Event()  # the source's stdout ended
+        self.source_exited = threading.Event()  # ... and the source process is gone
+        self.pump_done = threading.Event()  # the destination's stdin is closed
+        self._source_exit_error: str | None = None
         self.destination_gone = False  # a write to the destination failed
         self.destination_quit_early = False  # it exited while the source was still sending
         self._destination_stopped = False  # the worker stopped it for a failure already recorded
@@ -231,13 +235,11 @@ class _Replication:
                 # The destination is gone while the source still sends: stop the source now.
                 self.destination_quit_early = True
                 self._stop_source(src, now, "the destination exited")
-            if self.pump_done.is_set():
+            if self.source_eof.is_set():
                 src.input_ended(now)
-                dst.input_ended(now)
             elif self._source_stopped_for is None:
-                blocked_since = destination.stdin_raw.blocked_since if destination.stdin_raw else None
                 seen = self.tracker.messages_seen()
-                if seen != last_seen or blocked_since is not None:
+                if seen != last_seen or self._blocked_since(destination) is not None:
                     last_seen, last_change = seen, now
                 elif now - last_change > settings.source_heartbeat_timeout_s:
                     self._fail(
@@ -246,6 +248,10 @@ class _Replication:
                         f"the source sent no record or state for {settings.source_heartbeat_timeout_s:g}s",
                     )
                     self._stop_source(src, now, "heartbeat timeout")
+            if self.pump_done.is_set():
+                dst.input_ended(now)
+            elif not self._destination_stopped:
+                blocked_since = self._blocked_since(destination)
                 if blocked_since is not None and now - blocked_since > settings.destination_timeout_s:
                     self._fail(
                         FailureOrigin.DESTINATION,
@@ -256,6 +262,9 @@ class _Replication:
                     dst.stop(now, "destination timeout")
                     self._stop_source(src, now, "destination timeout")
             src_gone, dst_gone = src.tick(now), dst.tick(now)
+            if src_gone and not self.source_exited.is_set():
+                self._source_exit_error = src.exit_failure()
+                self.source_exited.set()
             if src_gone and dst_gone and self.pump_done.is_set() and not dest_reader.is_alive():
                 break
             if on_progress is not None and now >= next_progress:
@@ -278,7 +287,13 @@ class _Replication:
         sink = destination.stdin
         assert sink is not None
         try:
-            record_path.forward(source.stdout, sink, self.tracker, self, self.sync.namespace_mapping)
+            try:
+                record_path.forward(source.stdout, sink, self.tracker, self, self.sync.namespace_mapping)
+            finally:
+                self.source_eof.set()
+            self.source_exited.wait()
+            if self._source_succeeded():
+                self._send_streams_complete(sink)
         except OSError as exc:  # BrokenPipeError and friends: the destination went away
             self.destination_gone = True
             self.log.warn(WORKER, f"could not write to the destination: {exc}")
@@ -291,6 +306,24 @@ class _Replication:
                 self.destination_gone = True
                 self.log.warn(WORKER, f"could not close the destination's input: {exc}")
             self.pump_done.set()
+
+    def _source_succeeded(self) -> bool:
+        source_failed = any(f.origin is FailureOrigin.SOURCE for f in self.failures)
+        return not (self.cancelled or source_failed or self._source_stopped_for or self._source_exit_error)
+
+    def _send_streams_complete(self, sink: Any) -> None:
+        """Tell the destination each stream is complete, as the Airbyte platform does after a source
+        exits 0: a destination may then replace an overwritten table, knowing it is whole."""
+        emitted_at = _now_ms()
+        for name, namespace in stream_descriptors(
+            map_catalog(self.sync.catalog, self.sync.namespace_mapping)
+        ):
+            sink.write(encode(messages.trace_stream_status(name, "COMPLETE", emitted_at, namespace)))
+        sink.flush()
+
+    @staticmethod
+    def _blocked_since(destination: ConnectorProcess) -> float | None:
+        return destination.stdin_raw.blocked_since if destination.stdin_raw else None
 
     # -- RecordPathHandler: what the record path hands back --------------------------------
 
