@@ -1,0 +1,37 @@
+"""Lifecycle knobs from the environment: Airbyte's defaults, and one clear line for a bad value."""
+
+from __future__ import annotations
+
+import pytest
+
+from ferryman.errors import UserInputError
+from ferryman.settings import LifecycleSettings, Settings
+
+
+def test_defaults_are_airbytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "EXIT_GRACE_S",
+        "TERM_GRACE_S",
+        "CANCEL_GRACE_S",
+        "SOURCE_HEARTBEAT_TIMEOUT_S",
+        "DESTINATION_TIMEOUT_S",
+    ):
+        monkeypatch.delenv(f"FERRYMAN_{name}", raising=False)
+    assert LifecycleSettings.from_env() == LifecycleSettings(60, 60, 10, 10800, 7200)
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    monkeypatch.setenv("FERRYMAN_EXIT_GRACE_S", "1.5")
+    monkeypatch.setenv("FERRYMAN_DESTINATION_TIMEOUT_S", "30")
+    monkeypatch.setenv("FERRYMAN_HOME", str(tmp_path))
+    settings = Settings.from_env()
+    assert settings.lifecycle.exit_grace_s == 1.5
+    assert settings.lifecycle.destination_timeout_s == 30
+    assert settings.workspace == settings.home / "workspace"
+
+
+@pytest.mark.parametrize("value", ["soon", "-1"])
+def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("FERRYMAN_CANCEL_GRACE_S", value)
+    with pytest.raises(UserInputError, match="FERRYMAN_CANCEL_GRACE_S"):
+        LifecycleSettings.from_env()
