@@ -13,6 +13,17 @@ import orjson
 import pytest
 from airbyte_protocol.models import AirbyteMessage
 
+from ferryman.workers import (
+    AttemptContext,
+    ConnectorInput,
+    ReplicationStatus,
+    ReplicationWorker,
+    SyncInput,
+    reset_input,
+)
+from tests.conftest import builtin, short_lifecycle
+from tests.conftest import test_connector as scripted_connector  # renamed: not a test
+
 MODULES = ["source_bench", "source_empty", "destination_duckdb", "destination_jsonl", "destination_devnull"]
 
 
@@ -340,7 +351,20 @@ def state(stream: str, value: Any, namespace: str | None = None) -> dict[str, An
     }
 
 
-USERS = {
+def complete(stream: str, namespace: str | None = None, status: str = "COMPLETE") -> dict[str, Any]:
+    """The TRACE the worker sends for each stream once the source has succeeded."""
+    descriptor = {"name": stream, **({"namespace": namespace} if namespace else {})}
+    return {
+        "type": "TRACE",
+        "trace": {
+            "type": "STREAM_STATUS",
+            "emitted_at": 1_700_000_000_000,
+            "stream_status": {"stream_descriptor": descriptor, "status": status},
+        },
+    }
+
+
+USERS: dict[str, Any] = {
     "name": "users",
     "json_schema": {"type": "object", "properties": {"id": {"type": "integer"}, "v": {"type": "string"}}},
     "supported_sync_modes": ["incremental"],
@@ -404,7 +428,7 @@ def test_duckdb_dedup_without_primary_key_is_a_config_error(tmp_path: Path) -> N
 def test_duckdb_overwrite_replaces_the_table_only_once_a_state_is_committed(tmp_path: Path) -> None:
     bench_sync(tmp_path, "overwrite", count=3000, streams=1)
     catalog = write_json(tmp_path / "catalog.json", configure([USERS], mode="overwrite"))
-    args = ["--config", duckdb_config(tmp_path), "--catalog", catalog]
+    args: list[str | Path] = ["--config", duckdb_config(tmp_path), "--catalog", catalog]
 
     # Killed before any state: the old table is untouched.
     proc = subprocess.Popen(
@@ -420,8 +444,14 @@ def test_duckdb_overwrite_replaces_the_table_only_once_a_state_is_committed(tmp_
     assert rows(tmp_path, "SELECT count(*) FROM stream_0") == [(3000,)]
 
     # A sync killed after its state came back keeps what the state covers, and only that.
-    done = run("destination_duckdb", "write", *args, stdin=messages_in(record("users", {"id": 0})))
+    done = run(
+        "destination_duckdb",
+        "write",
+        *args,
+        stdin=messages_in(record("users", {"id": 0}), complete("users")),
+    )
     assert done.returncode == 0
+    assert rows(tmp_path, "SELECT count(*) FROM users") == [(1,)]
     proc = subprocess.Popen(
         command("destination_duckdb", "write", *args), stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
@@ -483,6 +513,188 @@ def test_crlf_input_loads_into_duckdb_and_jsonl(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout
     written = (tmp_path / "files" / "users.jsonl").read_bytes().split(b"\n")
     assert [orjson.loads(line) for line in written if line] == [{"id": i, "v": "a\r\nb"} for i in range(3)]
+
+
+# --- overwrite: only a completed stream replaces the old data --------------------------------
+
+SHOP = "shop"
+UNKNOWN_TRACE = {"type": "TRACE", "trace": {"type": "NOT_A_TRACE_TYPE", "emitted_at": 1, "whatever": [1]}}
+
+
+class OverwriteTarget:
+    """destination-duckdb or destination-jsonl, overwriting ``users`` and ``shop.users``."""
+
+    def __init__(self, tmp_path: Path, module: str) -> None:
+        self.tmp_path = tmp_path
+        self.module = module
+        if module == "destination_duckdb":
+            self.config = duckdb_config(tmp_path)
+        else:
+            self.config = write_json(tmp_path / "jsonl.json", {"path": str(tmp_path / "files")})
+        streams = [USERS, {**USERS, "namespace": SHOP}]
+        self.catalog = write_json(tmp_path / "catalog.json", configure(streams, mode="overwrite"))
+
+    def write(self, *messages: dict[str, Any]) -> list[dict[str, Any]]:
+        done = run(
+            self.module,
+            "write",
+            "--config",
+            self.config,
+            "--catalog",
+            self.catalog,
+            stdin=messages_in(*messages),
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return parse(done.stdout)
+
+    def ids(self, namespace: str | None = None) -> list[int] | None:
+        """The ids stored for the stream, or None when it has no table (file) at all."""
+        if self.module == "destination_duckdb":
+            schema = namespace or "main"
+            found = rows(
+                self.tmp_path,
+                f"SELECT count(*) FROM information_schema.tables WHERE table_schema = '{schema}'"
+                " AND table_name = 'users'",
+            )
+            if found == [(0,)]:
+                return None
+            return [row[0] for row in rows(self.tmp_path, f"SELECT id FROM {schema}.users ORDER BY id")]
+        path = self.tmp_path / "files" / (f"{namespace}__users.jsonl" if namespace else "users.jsonl")
+        if not path.exists():
+            return None
+        return sorted(orjson.loads(line)["id"] for line in path.read_bytes().splitlines())
+
+    def leftovers(self) -> list[Any]:
+        if self.module == "destination_duckdb":
+            return rows(
+                self.tmp_path,
+                "SELECT table_name FROM information_schema.tables WHERE table_name LIKE '_ferryman%'",
+            )
+        return sorted(p.name for p in (self.tmp_path / "files").iterdir() if p.name.endswith(".ferryman-tmp"))
+
+
+def users(ids: range, namespace: str | None = None) -> list[dict[str, Any]]:
+    return [record("users", {"id": i}, namespace) for i in ids]
+
+
+def warnings(found: list[dict[str, Any]]) -> list[str]:
+    return [m["log"]["message"] for m in of_type(found, "LOG") if m["log"]["level"] == "WARN"]
+
+
+OVERWRITE_TARGETS = ["destination_duckdb", "destination_jsonl"]
+
+
+@pytest.mark.parametrize("module", OVERWRITE_TARGETS)
+def test_overwrite_without_complete_keeps_the_old_data(tmp_path: Path, module: str) -> None:
+    target = OverwriteTarget(tmp_path, module)
+    target.write(*users(range(1, 6)), *users(range(1, 6), SHOP), complete("users"), complete("users", SHOP))
+    assert target.ids() == target.ids(SHOP) == [1, 2, 3, 4, 5]
+
+    # The source failed: fewer records, no state, no COMPLETE. Statuses other than COMPLETE, a
+    # COMPLETE for another namespace or stream, and trace types nobody knows change nothing.
+    found = target.write(
+        *users(range(100, 102)),
+        *users(range(100, 103), SHOP),
+        complete("users", status="INCOMPLETE"),
+        complete("users", "elsewhere"),
+        complete("ghosts"),
+        UNKNOWN_TRACE,
+        {"type": "TRACE", "trace": {"type": "STREAM_STATUS", "stream_status": "broken"}},
+        {"type": "TRACE", "trace": "not even an object"},
+    )
+    assert target.ids() == target.ids(SHOP) == [1, 2, 3, 4, 5]
+    kept = warnings(found)
+    assert len(kept) == 2
+    assert "'users'" in kept[0] and "2 records" in kept[0] and "did not complete" in kept[0]
+    assert "'shop.users'" in kept[1] and "3 records" in kept[1]
+    assert target.leftovers() == []
+
+
+@pytest.mark.parametrize("module", OVERWRITE_TARGETS)
+def test_overwrite_replaces_the_streams_marked_complete_and_only_those(tmp_path: Path, module: str) -> None:
+    target = OverwriteTarget(tmp_path, module)
+    target.write(*users(range(1, 6)), *users(range(1, 6), SHOP), complete("users"), complete("users", SHOP))
+
+    found = target.write(*users(range(10, 13)), *users(range(10, 12), SHOP), UNKNOWN_TRACE, complete("users"))
+    assert target.ids() == [10, 11, 12]
+    assert target.ids(SHOP) == [1, 2, 3, 4, 5]  # COMPLETE matches the namespace too
+    (kept,) = warnings(found)
+    assert "'shop.users'" in kept
+    assert target.leftovers() == []
+
+    # A covering state still replaces the data at once, COMPLETE or not; later records append.
+    found = target.write(
+        *users(range(20, 22), SHOP), state("users", {"n": 2}, SHOP), *users(range(22, 24), SHOP)
+    )
+    assert target.ids(SHOP) == [20, 21, 22, 23]
+    assert len(of_type(found, "STATE")) == 1
+    assert target.ids() == [10, 11, 12]  # neither state nor COMPLETE: kept
+    assert target.leftovers() == []
+
+
+@pytest.mark.parametrize("module", OVERWRITE_TARGETS)
+def test_overwrite_first_sync_that_fails_creates_nothing(tmp_path: Path, module: str) -> None:
+    target = OverwriteTarget(tmp_path, module)
+    target.write(*users(range(1, 4)))
+    assert target.ids() is None and target.ids(SHOP) is None
+    assert target.leftovers() == []
+
+
+@pytest.mark.parametrize("module", OVERWRITE_TARGETS)
+def test_reset_input_empties_overwritten_streams(tmp_path: Path, module: str) -> None:
+    target = OverwriteTarget(tmp_path, module)
+    target.write(*users(range(1, 6)), *users(range(1, 6), SHOP), complete("users"), complete("users", SHOP))
+
+    found = target.write(
+        state("users", None), state("users", None, SHOP), complete("users"), complete("users", SHOP)
+    )
+    assert target.ids() == target.ids(SHOP) == []
+    assert len(of_type(found, "STATE")) == 2
+    assert warnings(found) == []
+    assert target.leftovers() == []
+
+
+def test_devnull_ignores_trace_messages(tmp_path: Path) -> None:
+    config = write_json(tmp_path / "devnull.json", {})
+    catalog = write_json(tmp_path / "catalog.json", configure([USERS], mode="overwrite"))
+    lines = messages_in(
+        record("users", {"id": 1}),
+        complete("STATE"),  # holds the marker devnull looks for
+        UNKNOWN_TRACE,
+        state("users", {"n": 1}),
+        complete("users"),
+    )
+    done = run("destination_devnull", "write", "--config", config, "--catalog", catalog, stdin=lines)
+    assert done.returncode == 0, done.stderr
+    assert [m["type"] for m in parse(done.stdout)] == ["STATE", "LOG"]
+
+
+def test_overwrite_and_reset_through_the_replication_worker(tmp_path: Path) -> None:
+    """source-bench, then a source that fails midway, then a RESET, all into destination-duckdb."""
+    destination = ConnectorInput(builtin("destination-duckdb"), {"path": str(tmp_path / "out" / "db.duckdb")})
+    bench_config = {"count": 300, "streams": ["users"], "state_every": 0}
+    bench_config_path = write_json(tmp_path / "bench.json", bench_config)
+    catalog = orjson.loads(bench_catalog(tmp_path, bench_config_path, mode="overwrite").read_bytes())
+
+    def sync(sync_input: SyncInput, number: int) -> ReplicationStatus:
+        ctx = AttemptContext(f"job-{number}", 0, tmp_path / f"attempt-{number}", short_lifecycle())
+        return ReplicationWorker().run(sync_input, ctx).status
+
+    bench = ConnectorInput(builtin("source-bench"), bench_config)
+    assert sync(SyncInput(bench, destination, catalog, []), 1) is ReplicationStatus.COMPLETED
+    assert rows(tmp_path, "SELECT count(*) FROM users") == [(300,)]
+
+    # The source dies after 40 records and no state: no COMPLETE, so the 300 rows stay.
+    steps = [{"records": 40, "stream": "users"}, {"exit": 1}]
+    failing = ConnectorInput(scripted_connector("scripted_source"), {"steps": steps})
+    assert sync(SyncInput(failing, destination, catalog, []), 2) is ReplicationStatus.FAILED
+    assert rows(tmp_path, "SELECT count(*) FROM users") == [(300,)]
+    log = (tmp_path / "attempt-2" / "logs.log").read_text()
+    assert "kept the old data of overwrite stream 'users'" in log
+
+    assert sync(reset_input(destination, catalog), 3) is ReplicationStatus.COMPLETED
+    assert rows(tmp_path, "SELECT count(*) FROM users") == [(0,)]
+    assert "kept the old data" not in (tmp_path / "attempt-3" / "logs.log").read_text()
 
 
 # --- destination-jsonl and destination-devnull -----------------------------------------------

@@ -8,8 +8,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ferryman.builtin._catalog import parse_catalog, parse_input_state, state_scope
-from ferryman.builtin._destination import read_chunks
+from ferryman.builtin._catalog import (
+    StreamKey,
+    completed_stream,
+    parse_catalog,
+    parse_input_state,
+    state_scope,
+)
+from ferryman.builtin._destination import load, read_chunks
 from ferryman.builtin._runtime import Output
 from ferryman.builtin.destination_devnull import discard
 from ferryman.builtin.source_bench import record_template
@@ -121,3 +127,90 @@ def test_input_state_formats() -> None:
 def test_state_scope() -> None:
     assert state_scope(orjson.loads(_state("s", None))) == (None, "s")
     assert state_scope({"type": "STATE", "state": {"type": "LEGACY", "data": {}}}) is None
+
+
+def _status(name: str, status: str = "COMPLETE", namespace: str | None = None) -> dict[str, object]:
+    descriptor = {"name": name} if namespace is None else {"name": name, "namespace": namespace}
+    return {
+        "type": "TRACE",
+        "trace": {
+            "type": "STREAM_STATUS",
+            "emitted_at": 1,
+            "stream_status": {"stream_descriptor": descriptor, "status": status},
+        },
+    }
+
+
+def test_completed_stream() -> None:
+    assert completed_stream(_status("s")) == (None, "s")
+    assert completed_stream(_status("s", namespace="n")) == ("n", "s")
+    assert completed_stream(_status("s", "STARTED")) is None
+    assert completed_stream(_status("s", "INCOMPLETE")) is None
+    assert completed_stream({"type": "TRACE", "trace": {"type": "ERROR", "error": {"message": "x"}}}) is None
+    assert completed_stream({"type": "TRACE", "trace": {"type": "STREAM_STATUS", "stream_status": 3}}) is None
+    broken = _status("s")
+    broken["trace"]["stream_status"]["stream_descriptor"] = {"namespace": "n"}  # type: ignore[index]
+    assert completed_stream(broken) is None
+    assert completed_stream({"type": "TRACE", "trace": None}) is None
+
+
+class _FakeSink:
+    """Remembers what the loader asked of it."""
+
+    def __init__(self, *keys: StreamKey) -> None:
+        self.buffers: dict[StreamKey, list[bytes]] = {key: [] for key in keys}
+        self.commits: list[set[StreamKey] | None] = []
+        self.dropped: dict[StreamKey, int] = {}
+
+    def flush(self) -> None:
+        for lines in self.buffers.values():
+            lines.clear()
+
+    def commit(self, scopes: set[StreamKey] | None) -> None:
+        self.flush()
+        self.commits.append(None if scopes is None else set(scopes))
+
+    def drop_staged(self) -> dict[StreamKey, int]:
+        return self.dropped
+
+
+def _load(tmp_path: Path, sink: _FakeSink, *lines: bytes) -> list[dict[str, object]]:
+    fd = _file(tmp_path, b"\n".join(lines) + b"\n")
+    out_path = tmp_path / "out"
+    out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        load("test", sink, Output(out_fd), fd=fd, commit_interval=3600)
+    finally:
+        os.close(fd)
+        os.close(out_fd)
+    return [orjson.loads(line) for line in out_path.read_bytes().splitlines()]
+
+
+def test_the_last_commit_covers_the_completed_streams_and_pending_states(tmp_path: Path) -> None:
+    sink = _FakeSink((None, "s"), (None, "t"), ("n", "s"))
+    sink.dropped = {(None, "t"): 4}
+    out = _load(
+        tmp_path,
+        sink,
+        _record({"id": 1}),
+        orjson.dumps(_status("s", namespace="n")),
+        orjson.dumps(_status("t", "INCOMPLETE")),
+        orjson.dumps({"type": "TRACE", "trace": {"type": "SOMETHING_NEW"}}),
+        _state("u", {"id": 1}),
+    )
+    assert sink.commits == [{("n", "s"), (None, "u")}]
+    assert [message["type"] for message in out] == ["STATE", "LOG"]
+    log = out[1]["log"]
+    assert isinstance(log, dict) and log["level"] == "WARN"
+    assert "'t'" in log["message"] and "4 records" in log["message"]
+
+
+def test_a_global_state_waiting_at_the_end_covers_every_stream(tmp_path: Path) -> None:
+    sink = _FakeSink((None, "s"))
+    glob = {"type": "STATE", "state": {"type": "GLOBAL", "global": {"shared_state": {}, "stream_states": []}}}
+    _load(tmp_path, sink, _record({"id": 1}), orjson.dumps(glob))
+    assert sink.commits == [None]
+
+    sink = _FakeSink((None, "s"))
+    assert _load(tmp_path, sink, _record({"id": 1})) == []
+    assert sink.commits == [set()]

@@ -174,3 +174,20 @@ def state_scope(message: dict[str, Any]) -> StreamKey | None:
             except ValueError:
                 return None
     return None
+
+
+def completed_stream(message: dict[str, Any]) -> StreamKey | None:
+    """The stream a TRACE ``STREAM_STATUS`` message marks ``COMPLETE``, else None.
+
+    Any other TRACE (another status, another trace type, a malformed body) gives None.
+    """
+    trace = message.get("trace")
+    if not isinstance(trace, dict) or trace.get("type") != "STREAM_STATUS":
+        return None
+    status = trace.get("stream_status")
+    if not isinstance(status, dict) or status.get("status") != "COMPLETE":
+        return None
+    try:
+        return _descriptor_key(status.get("stream_descriptor"))
+    except ValueError:
+        return None

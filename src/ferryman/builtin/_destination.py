@@ -10,6 +10,16 @@ that checkpoints every thousand records very slow to load. The queue is committe
 sink's buffers are full, when the oldest waiting state is older than ``commit_interval``
 seconds, when stdin has nothing more to read right now (so an idle or slow source gets its
 states back at once), and at the end of the input.
+
+Overwritten streams: a sink keeps what it receives for an overwrite stream apart (a staging
+table, a temporary file) until the stream is *done*, and only then replaces the old data with
+it. A stream is done when a state covering it is committed (a STREAM state for it, or any GLOBAL
+or LEGACY state: checkpointed progress) or, at the end of the input, when a TRACE
+``STREAM_STATUS`` message marked it ``COMPLETE``. Ferryman's worker, like the Airbyte platform,
+sends COMPLETE for every configured stream after the source has ended successfully, and none
+when it failed. At the end of the input the sink drops whatever is staged for an overwrite
+stream that is not done, keeping its old data, and :func:`load` logs a warning for it. Every
+other TRACE message is ignored.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from typing import Protocol
 
 import msgspec
 
-from ferryman.builtin._catalog import StreamKey, state_scope
+from ferryman.builtin._catalog import StreamKey, completed_stream, state_scope
 from ferryman.builtin._runtime import BUFFER_SIZE, Output
 from ferryman.protocol.codec import Envelope, parse_message
 
@@ -98,8 +108,14 @@ class Sink(Protocol):
     def commit(self, scopes: set[StreamKey] | None) -> None:
         """Flush, then make every record received so far durable.
 
-        ``scopes`` names the streams for which a state is being released (None: every stream);
-        a stream being overwritten replaces its old data the first time it is in scope.
+        ``scopes`` names the streams that are done (None: every stream): those a state being
+        released covers and, for the last commit, those marked COMPLETE. A stream being
+        overwritten replaces its old data the first time it is in scope.
+        """
+
+    def drop_staged(self) -> dict[StreamKey, int]:
+        """After the last commit: drop the staged data of every overwrite stream that never was
+        in scope, keeping its old data; returns those streams with the number of records dropped.
         """
 
 
@@ -124,11 +140,15 @@ class _StateQueue:
         else:
             self.scopes.add(scope)
 
-    def release(self, final: bool = False) -> None:
-        """Commit, then echo every waiting state in order."""
-        if not self.lines and not final:
+    def release(self, complete: set[StreamKey] | None = None) -> None:
+        """Commit, then echo every waiting state in order.
+
+        ``complete`` is given for the last commit, at the end of the input: the streams marked
+        COMPLETE, which are done as well as those the waiting states cover.
+        """
+        if not self.lines and complete is None:
             return
-        self.sink.commit(None if self.everything or final else self.scopes)
+        self.sink.commit(None if self.everything else self.scopes | (complete or set()))
         self.buffered = 0
         for line in self.lines:
             self.out.state(line)
@@ -151,12 +171,14 @@ def load(
 ) -> None:
     """Feed the messages on ``fd`` to ``sink`` until the input ends, then commit.
 
-    Records of streams missing from ``sink.buffers`` are skipped with one warning per stream;
-    lines that are not protocol messages, and messages other than RECORD and STATE, are
-    ignored.
+    Records of streams missing from ``sink.buffers`` are skipped with one warning per stream.
+    TRACE ``STREAM_STATUS`` ``COMPLETE`` messages mark their streams done for the last commit;
+    lines that are not protocol messages, other TRACE messages and messages other than RECORD,
+    STATE and TRACE are ignored.
     """
     buffers = sink.buffers
     unknown: set[StreamKey] = set()
+    complete: set[StreamKey] = set()
     states = _StateQueue(sink, out)
     decode = _decoder.decode
     for block in read_chunks(fd, on_idle=states.release):
@@ -179,6 +201,11 @@ def load(
                     out.log("WARN", f"{name}: skipping records of '{label}', not in the catalog")
             elif envelope.type == "STATE":
                 states.add(line)
+            elif envelope.type == "TRACE":
+                message = parse_message(line)
+                key = completed_stream(message) if message is not None else None
+                if key is not None:
+                    complete.add(key)
         if states.buffered >= flush_bytes:
             if states.lines:
                 states.release()
@@ -187,4 +214,12 @@ def load(
                 states.buffered = 0
         elif states.due(commit_interval):
             states.release()
-    states.release(final=True)
+    states.release(complete=complete)
+    for (namespace, stream), count in sink.drop_staged().items():
+        label = f"{namespace}.{stream}" if namespace else stream
+        records = "1 record" if count == 1 else f"{count} records"
+        out.log(
+            "WARN",
+            f"{name}: kept the old data of overwrite stream '{label}' and dropped the {records}"
+            " received for it: the stream did not complete (no COMPLETE status and no state covering it)",
+        )

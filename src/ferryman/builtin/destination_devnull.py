@@ -2,8 +2,10 @@
 
 Config: any object (``{}`` will do). It reads stdin into one reused 1 MiB buffer and only
 looks for ``"STATE"`` in it; each line holding that marker is decoded, and echoed (then stdout
-flushed) when it really is a STATE message. Records are never split into lines or decoded. It
-measures how fast the rest of a pipeline can go.
+flushed) when it really is a STATE message. Records are never split into lines or decoded;
+every other message, TRACE included (stream statuses or any other trace type), is discarded
+like a record, even when it holds the marker. Having nothing to replace, it needs no COMPLETE
+status. It measures how fast the rest of a pipeline can go.
 """
 
 from __future__ import annotations

@@ -21,16 +21,20 @@ Sync modes:
 * ``overwrite`` writes the sync's records into a staging table (``_ferryman_staging_<stream>``,
   dropped and recreated when the sync starts). The old table is replaced by the staging table,
   in one transaction, when the first state covering the stream is committed (a STREAM state
-  for it, or any GLOBAL or LEGACY state) or at the end of the input, whichever comes first;
-  records that arrive after that go straight to the table. A sync that fails before then
-  leaves the old table untouched; a RESET (null states, no records) leaves an empty table.
+  for it, or any GLOBAL or LEGACY state); records that arrive after that go straight to the
+  table. At the end of the input, a stream not yet replaced is replaced only if a TRACE
+  ``STREAM_STATUS`` message marked it ``COMPLETE`` (sent once the source has succeeded);
+  otherwise its staging table is dropped, the old table is kept as it was, and a warning is
+  logged. So a sync whose source fails, or that is killed, before a covering state never puts
+  partial data in place of a table; a RESET (null states, no records) leaves an empty table.
 
 Loading: records are buffered per stream; a flush writes each stream's buffered lines to a
 scratch file and runs one ``INSERT ... SELECT`` over ``read_csv`` of that file (one column per
 line: a JSON line cannot contain the control character used as delimiter), extracting the
 fields with DuckDB's JSON functions. Everything runs in a transaction that is committed when
 states are released (see :mod:`ferryman.builtin._destination`); a state is echoed only after
-the commit that covers every record received before it.
+the commit that covers every record received before it. TRACE messages other than the COMPLETE
+stream statuses are ignored.
 """
 
 from __future__ import annotations
@@ -171,6 +175,7 @@ class _Table:
     keys: list[tuple[str, str]]  # (column, SQL type), in primary-key order
     paths: list[str]  # JSON paths inside a RECORD line: emitted_at, data, then the keys
     staging: str | None = None
+    staged: int = 0  # records written to the staging table
     lines: list[bytes] = field(default_factory=list)  # the loader's buffer for this stream
 
     @property
@@ -247,6 +252,8 @@ class DuckDBSink:
         for table in self.tables.values():
             if table.lines:
                 self.records += len(table.lines)
+                if table.staging is not None:
+                    table.staged += len(table.lines)
                 self._insert(table)
                 table.lines.clear()
 
@@ -260,6 +267,19 @@ class DuckDBSink:
                 table.staging = None
         self.con.execute("COMMIT")
         self.con.execute("BEGIN TRANSACTION")
+
+    def drop_staged(self) -> dict[StreamKey, int]:
+        dropped: dict[StreamKey, int] = {}
+        for key, table in self.tables.items():
+            if table.staging is not None:
+                self.con.execute(f"DROP TABLE IF EXISTS {table.target}")
+                table.staging = None
+                dropped[key] = table.staged
+                self.records -= table.staged
+        if dropped:
+            self.con.execute("COMMIT")
+            self.con.execute("BEGIN TRANSACTION")
+        return dropped
 
     def _insert(self, table: _Table) -> None:
         dedup = table.mode == "append_dedup"

@@ -13,10 +13,14 @@ Sync modes:
 * ``append_dedup`` is treated as ``append``: a JSON-lines file has no keys to upsert on.
 * ``overwrite`` writes into ``<file>.ferryman-tmp`` (truncated when the sync starts) and renames
   it over the file when the first state covering the stream is committed (a STREAM state for
-  it, or any GLOBAL or LEGACY state) or at the end of the input; later records append to the
-  renamed file. A sync that fails before then leaves the old file as it was.
+  it, or any GLOBAL or LEGACY state); later records append to the renamed file. At the end of
+  the input, a stream not yet renamed is renamed only if a TRACE ``STREAM_STATUS`` message
+  marked it ``COMPLETE`` (sent once the source has succeeded); otherwise the temporary file is
+  removed, the old file is kept as it was, and a warning is logged. A sync that fails or is
+  killed before a covering state thus never replaces a file with partial data.
 
 A state is echoed after the records received before it are written and the files fsync'ed.
+TRACE messages other than the COMPLETE stream statuses are ignored.
 """
 
 from __future__ import annotations
@@ -98,6 +102,11 @@ class _File:
     replacing: bool  # overwrite mode, not yet renamed over the final file
     lines: list[bytes] = field(default_factory=list)
     dirty: bool = False
+    staged: int = 0  # records written to the temporary file
+
+    @property
+    def tmp(self) -> Path:
+        return self.final.with_name(self.final.name + TMP_SUFFIX)
 
 
 class JsonlSink:
@@ -131,6 +140,8 @@ class JsonlSink:
             entry.handle.write(b"\n".join(chunk))
             entry.dirty = True
             self.records += len(chunk) - 1
+            if entry.replacing:
+                entry.staged += len(chunk) - 1
             entry.lines.clear()
 
     def commit(self, scopes: set[StreamKey] | None) -> None:
@@ -142,11 +153,22 @@ class JsonlSink:
                 os.fsync(entry.handle.fileno())
                 entry.dirty = False
             if entry.replacing and (scopes is None or key in scopes):
-                os.replace(entry.final.with_name(entry.final.name + TMP_SUFFIX), entry.final)
+                os.replace(entry.tmp, entry.final)
                 entry.replacing = False
                 renamed = True
         if renamed:
             _fsync_directory(self.directory)
+
+    def drop_staged(self) -> dict[StreamKey, int]:
+        dropped: dict[StreamKey, int] = {}
+        for key, entry in self.files.items():
+            if entry.replacing:
+                entry.handle.close()
+                entry.tmp.unlink(missing_ok=True)
+                entry.replacing = False
+                dropped[key] = entry.staged
+                self.records -= entry.staged
+        return dropped
 
     def close(self) -> None:
         for entry in self.files.values():
