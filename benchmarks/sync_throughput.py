@@ -1,8 +1,10 @@
 """Sync throughput: `ferryman sync` against the same two connector processes piped directly.
 
     python benchmarks/sync_throughput.py [--records 1000000 10000000] [--runs 5] [--record-size 450]
+                                         [--destination devnull|jsonl]
 
-source-bench -> destination-devnull, ~450-byte records, one stream. The direct pipe gets the same
+source-bench -> destination-devnull (or destination-jsonl, which parses every record as a real
+destination does), ~450-byte records, one stream. The direct pipe gets the same
 1 MiB pipe Ferryman uses, so the ratio measures only what the worker in the middle costs. Prints
 the median of each figure over the runs (direct and ferryman runs interleaved, since this shared
 machine's speed drifts): records/s, MB/s, the ratio, worker CPU per message and worker peak RSS.
@@ -31,7 +33,7 @@ def _connector(module: str, *args: str) -> list[str]:
     return [PY, "-m", f"ferryman.builtin.{module}", *args]
 
 
-def _setup(workdir: Path, records: int, record_size: int) -> tuple[Path, Path, Path]:
+def _setup(workdir: Path, records: int, record_size: int, destination: str) -> tuple[Path, Path, Path]:
     source_config = workdir / "source.json"
     source_config.write_text(json.dumps({"count": records, "record_size": record_size, "streams": 1}))
     discovered = subprocess.run(
@@ -51,11 +53,15 @@ def _setup(workdir: Path, records: int, record_size: int) -> tuple[Path, Path, P
     catalog_file = workdir / "catalog.json"
     catalog_file.write_text(json.dumps(configured))
     destination_config = workdir / "destination.json"
-    destination_config.write_text("{}")
+    destination_config.write_text(
+        json.dumps({"path": str(workdir / "out")} if destination == "jsonl" else {})
+    )
     return source_config, catalog_file, destination_config
 
 
-def run_direct(source_config: Path, catalog: Path, destination_config: Path) -> dict[str, float]:
+def run_direct(
+    source_config: Path, catalog: Path, destination_config: Path, dest_name: str
+) -> dict[str, float]:
     read_fd, write_fd = os.pipe()
     enlarge_pipe(read_fd)
     started = time.perf_counter()
@@ -65,7 +71,12 @@ def run_direct(source_config: Path, catalog: Path, destination_config: Path) -> 
     )
     destination = subprocess.Popen(
         _connector(
-            "destination_devnull", "write", "--config", str(destination_config), "--catalog", str(catalog)
+            f"destination_{dest_name}",
+            "write",
+            "--config",
+            str(destination_config),
+            "--catalog",
+            str(catalog),
         ),
         stdin=read_fd,
         stdout=subprocess.DEVNULL,
@@ -78,13 +89,14 @@ def run_direct(source_config: Path, catalog: Path, destination_config: Path) -> 
 
 
 def run_ferryman(
-    source_config: Path, catalog: Path, destination_config: Path, home: Path
+    source_config: Path, catalog: Path, destination_config: Path, dest_name: str, home: Path
 ) -> dict[str, float]:
     del catalog  # ferryman discovers and configures the catalog itself
     command = [
         PY, "-m", "ferryman", "sync", "--json", "--full-refresh",
         "--source", "builtin:source-bench", "--source-config", str(source_config),
-        "--destination", "builtin:destination-devnull", "--destination-config", str(destination_config),
+        "--destination", f"builtin:destination-{dest_name}",
+        "--destination-config", str(destination_config),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, env={**os.environ, "FERRYMAN_HOME": str(home)})
     if result.returncode != 0:
@@ -99,14 +111,14 @@ def run_ferryman(
     }
 
 
-def measure(records: int, runs: int, record_size: int) -> dict[str, float]:
+def measure(records: int, runs: int, record_size: int, destination: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="ferryman-bench-") as tmp:
         workdir = Path(tmp)
-        files = _setup(workdir, records, record_size)
+        files = _setup(workdir, records, record_size, destination)
         direct, through = [], []
         for _ in range(runs):
-            direct.append(run_direct(*files))
-            through.append(run_ferryman(*files, home=workdir / "home"))
+            direct.append(run_direct(*files, destination))
+            through.append(run_ferryman(*files, destination, home=workdir / "home"))
     d_s = statistics.median(r["seconds"] for r in direct)
     f_s = statistics.median(r["seconds"] for r in through)
     total_bytes = through[0]["bytes"]
@@ -129,15 +141,17 @@ def main() -> None:
     parser.add_argument("--records", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--record-size", type=int, default=450)
+    parser.add_argument("--destination", choices=["devnull", "jsonl"], default="devnull")
     args = parser.parse_args()
     cpus, version = os.cpu_count(), platform.python_version()
+    print(f"# source-bench -> destination-{args.destination}")
     print(f"# {platform.node()}: {cpus} CPUs, Python {version}, median of {args.runs} runs")
     columns = ["records", "B/record", "direct rec/s", "direct MB/s", "ferryman rec/s", "ferryman MB/s"]
     columns += ["ratio", "worker CPU us/msg", "worker peak RSS MB"]
     print("| " + " | ".join(columns) + " |")
     print("|---|---|---|---|---|---|---|---|---|")
     for records in args.records:
-        r = measure(records, args.runs, args.record_size)
+        r = measure(records, args.runs, args.record_size, args.destination)
         print(
             f"| {records:,} | {r['bytes_per_record']:.0f} | {r['direct_rps']:,.0f} | {r['direct_mbps']:,.0f} "
             f"| {r['ferryman_rps']:,.0f} | {r['ferryman_mbps']:,.0f} | {r['ratio']:.1%} "

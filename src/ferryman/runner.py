@@ -79,6 +79,8 @@ def new_job_id() -> str:
 class Runner:
     settings: Settings = field(default_factory=Settings.from_env)
     launcher: Launcher = field(default_factory=LocalLauncher)
+    # Specs already fetched by this runner, by command: a sync asks for two of them more than once.
+    _specs: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def connector(self, reference: str) -> ResolvedConnector:
         return resolve(parse_reference(reference), self.settings.venvs)
@@ -91,12 +93,15 @@ class Runner:
     # -- single-connector jobs ------------------------------------------------------------
 
     def spec(self, connector: ResolvedConnector, cancel: threading.Event | None = None) -> ConnectorJobOutput:
-        cached = self._cached_spec(connector)
+        key = tuple(connector.command)
+        cached = self._specs.get(key) or self._cached_spec(connector)
         if cached is not None:
             return ConnectorJobOutput(spec=cached, exit_code=0)
         output = ConnectorJobWorker(self.launcher).spec(connector, self.attempt(new_job_id()), cancel)
-        if output.spec is not None and connector.cache_dir is not None:
-            files.write_private_json(connector.cache_dir / SPEC_CACHE, output.spec)
+        if output.spec is not None:
+            self._specs[key] = output.spec
+            if connector.cache_dir is not None:
+                files.write_private_json(connector.cache_dir / SPEC_CACHE, output.spec)
         return output
 
     def _cached_spec(self, connector: ResolvedConnector) -> dict[str, Any] | None:
