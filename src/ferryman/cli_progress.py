@@ -28,7 +28,7 @@ class LiveProgress:
     """A table per stream on a terminal: records, rate, percent of the estimate, committed."""
 
     def __init__(self, console: Console) -> None:
-        self._live = Live(console=console, auto_refresh=False, transient=False)
+        self._live = Live(console=console, auto_refresh=False, transient=True)  # the summary follows
         self._started = False
 
     def __call__(self, progress: SyncProgress) -> None:

@@ -121,32 +121,28 @@ class Runner:
         return secret_values(config, keys) + secret_values(config, None)
 
     def check(
-        self,
-        connector: ResolvedConnector,
-        config: dict[str, Any],
-        cancel: threading.Event | None = None,
+        self, connector: ResolvedConnector, config: dict[str, Any], cancel: threading.Event | None = None
     ) -> tuple[str, ConnectorJobOutput]:
-        job_id = new_job_id()
-        ctx = self.attempt(job_id, self.secrets(connector, config))
-        try:
-            return job_id, ConnectorJobWorker(self.launcher).check(
-                ConnectorInput(connector, config), ctx, cancel
-            )
-        finally:
-            _forget_configs(ctx.workdir)
+        return self._connector_job("check", connector, config, cancel)
 
     def discover(
+        self, connector: ResolvedConnector, config: dict[str, Any], cancel: threading.Event | None = None
+    ) -> tuple[str, ConnectorJobOutput]:
+        return self._connector_job("discover", connector, config, cancel)
+
+    def _connector_job(
         self,
+        command: str,
         connector: ResolvedConnector,
         config: dict[str, Any],
-        cancel: threading.Event | None = None,
+        cancel: threading.Event | None,
     ) -> tuple[str, ConnectorJobOutput]:
         job_id = new_job_id()
         ctx = self.attempt(job_id, self.secrets(connector, config))
+        worker = ConnectorJobWorker(self.launcher)
+        run = worker.check if command == "check" else worker.discover
         try:
-            return job_id, ConnectorJobWorker(self.launcher).discover(
-                ConnectorInput(connector, config), ctx, cancel
-            )
+            return job_id, run(ConnectorInput(connector, config), ctx, cancel)
         finally:
             _forget_configs(ctx.workdir)
 

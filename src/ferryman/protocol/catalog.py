@@ -45,6 +45,15 @@ class NamespaceMapping:
     def name(self, stream: str) -> str:
         return self.prefix + stream
 
+    def rename(self, target: dict[str, Any], name_key: str) -> None:
+        """Map, in place, a stream or record dict: its ``name_key`` and its ``namespace``."""
+        target[name_key] = self.name(target[name_key])
+        namespace = self.namespace(target.get("namespace"))
+        if namespace is None:
+            target.pop("namespace", None)
+        else:
+            target["namespace"] = namespace
+
 
 def configure_catalog(
     catalog: dict[str, Any],
@@ -99,13 +108,7 @@ def map_catalog(configured_catalog: dict[str, Any], mapping: NamespaceMapping) -
         return configured_catalog
     mapped = copy.deepcopy(configured_catalog)
     for configured in mapped.get("streams", []):
-        stream = configured["stream"]
-        stream["name"] = mapping.name(stream["name"])
-        namespace = mapping.namespace(stream.get("namespace"))
-        if namespace is None:
-            stream.pop("namespace", None)
-        else:
-            stream["namespace"] = namespace
+        mapping.rename(configured["stream"], "name")
     return mapped
 
 

@@ -56,13 +56,7 @@ def record_mapper(mapping: NamespaceMapping) -> Callable[[bytes], bytes] | None:
 
     def remap(line: bytes) -> bytes:
         message = orjson.loads(line)
-        record = message["record"]
-        record["stream"] = mapping.name(record["stream"])
-        namespace = mapping.namespace(record.get("namespace"))
-        if namespace is None:
-            record.pop("namespace", None)
-        else:
-            record["namespace"] = namespace
+        mapping.rename(message["record"], "stream")
         return orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE)
 
     return remap
