@@ -21,6 +21,8 @@ from rich.table import Table
 
 from ferryman import __version__
 from ferryman.cli_progress import progress_display
+from ferryman.connectors.pypi import list_installed
+from ferryman.connectors.references import BUILTIN_MODULES
 from ferryman.errors import FerrymanError, UserInputError
 from ferryman.jobs.failures import FailureReason
 from ferryman.protocol.catalog import NamespaceDefinition, NamespaceMapping
@@ -396,6 +398,31 @@ def reset(
             reset=True,
         )
     )
+
+
+@app.command()
+def connectors(json: JsonOption = False) -> None:
+    """List the built-in connectors and the PyPI connectors installed in FERRYMAN_HOME."""
+
+    def action() -> int:
+        runner = Runner()
+        rows = [
+            {"reference": f"builtin:{name}", "location": module} for name, module in BUILTIN_MODULES.items()
+        ]
+        rows += [
+            {"reference": f"pypi:{c.name}=={c.version}", "location": str(c.venv)}
+            for c in list_installed(runner.settings.venvs)
+        ]
+        if json:
+            _print_json({"connectors": rows}, [])
+        else:
+            table = Table("reference", "location")
+            for row in rows:
+                table.add_row(row["reference"], row["location"])
+            out.print(table)
+        return 0
+
+    _guarded(action)
 
 
 @app.command()

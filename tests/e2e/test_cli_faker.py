@@ -51,6 +51,13 @@ def test_spec(user_home: Path) -> None:
     assert "count" in spec["connectionSpecification"]["properties"]
 
 
+def test_installed_connectors_are_listed(user_home: Path) -> None:
+    result = ferryman(user_home, "connectors", "--json")
+    assert result.returncode == 0, result.stderr
+    references = {c["reference"] for c in as_json(result)["connectors"]}
+    assert {FAKER_REF, "builtin:destination-duckdb", "builtin:source-bench"} <= references
+
+
 def test_check_good_and_bad_config(user_home: Path) -> None:
     good = ferryman(user_home, "check", FAKER_REF, "--config", '{"count": 10}', "--json")
     assert good.returncode == 0, good.stderr
