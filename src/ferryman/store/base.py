@@ -1,0 +1,193 @@
+"""What the store keeps and the operations engines and surfaces call (issue #3).
+
+Rows come back as frozen dataclasses; JSON columns as plain dicts and lists. Every status
+change goes through :func:`ferryman.jobs.states.apply` and is written compare-and-set
+(``UPDATE ... WHERE id = :id AND status = :expected``), so two engines can never both move a job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from ferryman.errors import FerrymanError, UserInputError
+from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
+
+
+class StoreError(FerrymanError):
+    retryable = True
+
+
+class NotFound(UserInputError):
+    """No source, destination, connection or job with that id or name."""
+
+
+class AlreadyExists(UserInputError):
+    """A source, destination or connection with that name exists already."""
+
+
+class ConnectionBusy(UserInputError):
+    """The connection already has a live sync or reset job (pending, running or incomplete)."""
+
+
+class StaleWrite(StoreError):
+    """A compare-and-set found the row in another state: someone else moved it first."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """A configured source or destination (Airbyte's actor)."""
+
+    id: int
+    kind: str  # "source" | "destination"
+    name: str
+    connector: str  # a connector reference: pypi:..., exec:..., builtin:...
+    config: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Connection:
+    id: int
+    name: str
+    source_id: int
+    destination_id: int
+    catalog: dict[str, Any]  # the configured catalog, in source names
+    namespace_definition: str = "source"
+    namespace_format: str | None = None
+    prefix: str = ""
+    status: str = "active"  # "active" | "inactive"
+    schedule: dict[str, Any] | None = None  # for the scheduler issue; unused here
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    type: JobType
+    scope: str | None  # the connection id (as text) for sync/reset, else a free label
+    config: dict[str, Any]  # a snapshot of everything the job needs, secrets included
+    status: JobStatus
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    next_attempt_at: datetime | None = None  # when an incomplete job may run again (backoff)
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True)
+class Attempt:
+    id: int
+    job_id: int
+    number: int  # 0-based
+    status: AttemptStatus
+    log_path: str
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None = None
+    output: dict[str, Any] | None = None
+    failure_summary: dict[str, Any] | None = None  # {"failures": [...], "partial_success": bool|None}
+    engine_id: str | None = None  # the engine process running it
+    heartbeat_at: datetime | None = None
+    pids: list[int] = field(default_factory=list)  # connector process groups, for crash cleanup
+
+
+@dataclass(frozen=True)
+class StreamStat:
+    attempt_id: int
+    name: str
+    namespace: str | None
+    records_emitted: int
+    bytes_emitted: int
+    records_committed: int | None
+    bytes_committed: int | None
+    estimated_records: int | None = None
+    estimated_bytes: int | None = None
+
+
+class JobStore(Protocol):
+    # -- sources, destinations, connections ----------------------------------------------
+    def create_actor(self, kind: str, name: str, connector: str, config: dict[str, Any]) -> Actor: ...
+    def get_actor(self, kind: str, id_or_name: str) -> Actor: ...
+    def list_actors(self, kind: str) -> list[Actor]: ...
+    def delete_actor(self, kind: str, id_or_name: str) -> None: ...
+    def update_actor_config(self, actor_id: int, config: dict[str, Any]) -> None: ...
+
+    def create_connection(
+        self,
+        name: str,
+        source_id: int,
+        destination_id: int,
+        catalog: dict[str, Any],
+        namespace_definition: str = "source",
+        namespace_format: str | None = None,
+        prefix: str = "",
+    ) -> Connection: ...
+    def get_connection(self, id_or_name: str) -> Connection: ...
+    def list_connections(self) -> list[Connection]: ...
+    def delete_connection(self, id_or_name: str) -> None: ...
+
+    # -- jobs and attempts ----------------------------------------------------------------
+    def enqueue(self, type: JobType, scope: str | None, config: dict[str, Any]) -> Job:
+        """A pending job. For sync/reset: ConnectionBusy if the scope has a live one (the
+        database enforces it: a partial unique index on scope where status is live)."""
+
+    def get_job(self, job_id: int) -> Job: ...
+    def list_jobs(
+        self,
+        scope: str | None = None,
+        status: JobStatus | None = None,
+        type: JobType | None = None,
+        limit: int = 50,
+    ) -> list[Job]: ...
+    def list_attempts(self, job_id: int) -> list[Attempt]: ...
+
+    def claim(
+        self, engine_id: str, free_slots: dict[str, int], now: datetime, log_path_for: Any
+    ) -> list[tuple[Job, Attempt]]:
+        """Atomically start runnable jobs, oldest first, at most ``free_slots[job.type.slot]``
+        of each slot: pending jobs, and incomplete jobs whose ``next_attempt_at`` has passed.
+        Each becomes running with a new running attempt (number = attempts so far) owned by
+        ``engine_id``; ``log_path_for(job_id, attempt_number) -> str`` names its log.
+        Postgres: FOR UPDATE SKIP LOCKED; SQLite: one BEGIN IMMEDIATE transaction."""
+
+    def heartbeat(self, engine_id: str, attempt_ids: list[int], now: datetime) -> None: ...
+    def set_attempt_pids(self, attempt_id: int, pids: list[int]) -> None: ...
+
+    def succeed_attempt(self, attempt: Attempt, output: dict[str, Any], now: datetime) -> Job:
+        """Attempt succeeded, job succeeded (no-op if the job is terminal already)."""
+
+    def fail_attempt(
+        self, attempt: Attempt, output: dict[str, Any] | None, failure_summary: dict[str, Any], now: datetime
+    ) -> Job:
+        """Attempt failed, job incomplete."""
+
+    def schedule_retry(self, job_id: int, at: datetime) -> Job:
+        """An incomplete job waits until ``at`` for its next attempt."""
+
+    def fail_job(self, job_id: int) -> Job: ...
+
+    def request_cancel(self, job_id: int) -> Job:
+        """Pending or incomplete: cancelled at once. Running: flagged; the engine running it
+        stops its connectors and calls :meth:`cancel_attempt`. Terminal: unchanged."""
+
+    def cancel_attempt(
+        self, attempt: Attempt, output: dict[str, Any] | None, failure_summary: dict[str, Any], now: datetime
+    ) -> Job:
+        """Attempt failed (manual_cancellation), job cancelled."""
+
+    def stale_attempts(self, older_than: datetime) -> list[Attempt]:
+        """Running attempts whose engine has not heartbeaten since ``older_than``."""
+
+    def save_stream_stats(self, attempt_id: int, stats: list[StreamStat]) -> None:
+        """Replace the attempt's per-stream stats (upsert on attempt, name, namespace)."""
+
+    def list_stream_stats(self, attempt_id: int) -> list[StreamStat]: ...
+
+    # -- connection state -----------------------------------------------------------------
+    def get_state(self, connection_id: int) -> list[dict[str, Any]]: ...
+    def save_state(
+        self, connection_id: int, state: list[dict[str, Any]], job_id: int | None = None
+    ) -> None: ...
+    def clear_state(self, connection_id: int) -> None: ...
