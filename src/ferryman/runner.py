@@ -15,14 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 import yaml
 
 from ferryman.connectors import ResolvedConnector, parse_reference, resolve
 from ferryman.errors import UserInputError, WorkerError
 from ferryman.launchers import Launcher, LocalLauncher
 from ferryman.protocol.catalog import NamespaceMapping, configure_catalog
-from ferryman.secrets import secret_keys, secret_values
 from ferryman.settings import Settings
 from ferryman.workers import (
     AttemptContext,
@@ -36,8 +34,7 @@ from ferryman.workers import (
     reset_input,
 )
 from ferryman.workers.models import ProgressCallback, StateCallback
-
-SPEC_CACHE = "ferryman-spec.json"
+from ferryman.workers.specs import config_secrets, connector_spec
 
 
 def load_document(text: str, what: str) -> Any:
@@ -79,8 +76,6 @@ def new_job_id() -> str:
 class Runner:
     settings: Settings = field(default_factory=Settings.from_env)
     launcher: Launcher = field(default_factory=LocalLauncher)
-    # Specs already fetched by this runner, by command: a sync asks for two of them more than once.
-    _specs: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def connector(self, reference: str) -> ResolvedConnector:
         return resolve(parse_reference(reference), self.settings.venvs)
@@ -93,32 +88,15 @@ class Runner:
     # -- single-connector jobs ------------------------------------------------------------
 
     def spec(self, connector: ResolvedConnector, cancel: threading.Event | None = None) -> ConnectorJobOutput:
-        key = tuple(connector.command)
-        cached = self._specs.get(key) or self._cached_spec(connector)
-        if cached is not None:
-            return ConnectorJobOutput(spec=cached, exit_code=0)
-        output = ConnectorJobWorker(self.launcher).spec(connector, self.attempt(new_job_id()), cancel)
-        if output.spec is not None:
-            self._specs[key] = output.spec
-            if connector.cache_dir is not None:
-                files.write_private_json(connector.cache_dir / SPEC_CACHE, output.spec)
-        return output
-
-    def _cached_spec(self, connector: ResolvedConnector) -> dict[str, Any] | None:
-        if connector.cache_dir is None:
-            return None
-        path = connector.cache_dir / SPEC_CACHE
-        try:
-            cached = orjson.loads(path.read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            return None
-        return cached if isinstance(cached, dict) else None
+        spec = connector_spec(connector, self.launcher, self.settings.workspace, self.settings.lifecycle)
+        if spec is not None:
+            return ConnectorJobOutput(spec=spec, exit_code=0)
+        # No spec: run it once more as a job of its own, so the user sees why.
+        return ConnectorJobWorker(self.launcher).spec(connector, self.attempt(new_job_id()), cancel)
 
     def secrets(self, connector: ResolvedConnector, config: dict[str, Any]) -> list[str]:
-        """Secret values of a config: airbyte_secret fields of the spec, else credential-like names."""
-        output = self.spec(connector)
-        keys = secret_keys(output.spec) if output.spec is not None else None
-        return secret_values(config, keys) + secret_values(config, None)
+        """Secret values of a config: airbyte_secret fields of the spec, and credential-like names."""
+        return config_secrets(self.spec(connector).spec, config)
 
     def check(
         self, connector: ResolvedConnector, config: dict[str, Any], cancel: threading.Event | None = None
