@@ -7,6 +7,7 @@ change goes through :func:`ferryman.jobs.states.apply` and is written compare-an
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -144,13 +145,19 @@ class JobStore(Protocol):
     def list_attempts(self, job_id: int) -> list[Attempt]: ...
 
     def claim(
-        self, engine_id: str, free_slots: dict[str, int], now: datetime, log_path_for: Any
+        self,
+        engine_id: str,
+        free_slots: dict[str, int],
+        now: datetime,
+        log_path_for: Any,
+        only: Collection[int] | None = None,
     ) -> list[tuple[Job, Attempt]]:
         """Atomically start runnable jobs, oldest first, at most ``free_slots[job.type.slot]``
         of each slot: pending jobs, and incomplete jobs whose ``next_attempt_at`` has passed.
         Each becomes running with a new running attempt (number = attempts so far) owned by
         ``engine_id``; ``log_path_for(job_id, attempt_number) -> str`` names its log.
-        Postgres: FOR UPDATE SKIP LOCKED; SQLite: one BEGIN IMMEDIATE transaction."""
+        Postgres: FOR UPDATE SKIP LOCKED; SQLite: one BEGIN IMMEDIATE transaction.
+        ``only``: consider only these job ids (the CLI running its own job in-process)."""
 
     def heartbeat(self, engine_id: str, attempt_ids: list[int], now: datetime) -> None: ...
     def set_attempt_pids(self, attempt_id: int, pids: list[int]) -> None: ...

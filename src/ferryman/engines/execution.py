@@ -1,0 +1,272 @@
+"""One attempt of one stored job: its inputs from the job's config snapshot, its output into the store.
+
+The worker knows nothing of the store; this module is the bridge. Each STATE the destination
+echoes is saved as it arrives, with the attempt's per-stream stats, so a crash loses at most what
+the destination had not acknowledged. The next attempt starts from the last saved state.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ferryman.clock import Clock
+from ferryman.connectors import ResolvedConnector, parse_reference, resolve
+from ferryman.errors import FerrymanError, UserInputError
+from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType, ordered
+from ferryman.jobs.retry import RetryPolicy
+from ferryman.jobs.states import JobType
+from ferryman.launchers import ConnectorProcess, Launcher, LaunchRequest
+from ferryman.protocol.catalog import NamespaceDefinition, NamespaceMapping
+from ferryman.settings import Settings
+from ferryman.store.base import Attempt, Job, JobStore, StreamStat
+from ferryman.workers import (
+    AttemptContext,
+    ConnectorInput,
+    ConnectorJobOutput,
+    ConnectorJobWorker,
+    ReplicationStatus,
+    ReplicationWorker,
+    StateCommit,
+    StreamStats,
+    SyncInput,
+    SyncOutput,
+    SyncProgress,
+    reset_input,
+)
+from ferryman.workers.specs import config_secrets, connector_spec
+
+_STATS_EVERY_S = 5.0
+
+
+class RecordingLauncher:
+    """Passes launches through and tells the store which process groups the attempt started,
+    so an engine that restarts after a crash can kill what its predecessor left running."""
+
+    def __init__(self, inner: Launcher, store: JobStore, attempt_id: int) -> None:
+        self._inner = inner
+        self._store = store
+        self._attempt_id = attempt_id
+        self._pids: list[int] = []
+        self._lock = threading.Lock()
+
+    def launch(self, request: LaunchRequest) -> ConnectorProcess:
+        process = self._inner.launch(request)
+        with self._lock:
+            self._pids.append(process.pid)
+            self._store.set_attempt_pids(self._attempt_id, list(self._pids))
+        return process
+
+
+@dataclass
+class AttemptExecution:
+    store: JobStore
+    settings: Settings
+    retry: RetryPolicy
+    launcher: Launcher
+    clock: Clock
+    job: Job
+    attempt: Attempt
+    cancel: threading.Event
+
+    def run(self) -> Job:
+        """Run the attempt to its end and record the outcome; returns the job as it ends up."""
+        try:
+            if self.job.type.is_replication:
+                return self._replicate()
+            return self._connector_job()
+        except UserInputError as exc:  # a job config that cannot work: never retried
+            return self._failed(None, [self._failure(FailureType.CONFIG_ERROR, str(exc))])
+        except FerrymanError as exc:
+            return self._failed(None, [self._failure(FailureType.SYSTEM_ERROR, str(exc))])
+        except Exception as exc:  # a bug of ours: the attempt fails, the engine lives on
+            message = f"{type(exc).__name__}: {exc}"
+            return self._failed(None, [self._failure(FailureType.SYSTEM_ERROR, message)])
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def _connector(self, reference: str) -> ResolvedConnector:
+        return resolve(parse_reference(reference), self.settings.venvs)
+
+    def _context(self, secrets: list[str]) -> AttemptContext:
+        workdir = Path(self.attempt.log_path).parent
+        return AttemptContext(
+            str(self.job.id), self.attempt.number, workdir, self.settings.lifecycle, secrets
+        )
+
+    def _launcher(self) -> Launcher:
+        return RecordingLauncher(self.launcher, self.store, self.attempt.id)
+
+    def _secrets(self, connector: ResolvedConnector, config: dict[str, Any]) -> list[str]:
+        spec = connector_spec(connector, self.launcher, self.settings.workspace, self.settings.lifecycle)
+        return config_secrets(spec, config)
+
+    # -- spec, check, discover -------------------------------------------------------------
+
+    def _connector_job(self) -> Job:
+        config = self.job.config
+        connector = self._connector(config["connector"])
+        values: dict[str, Any] = config.get("config") or {}
+        ctx = self._context(self._secrets(connector, values) if values else [])
+        worker = ConnectorJobWorker(self._launcher())
+        if self.job.type is JobType.SPEC:
+            output = worker.spec(connector, ctx, self.cancel)
+        elif self.job.type is JobType.DISCOVER:
+            output = worker.discover(ConnectorInput(connector, values), ctx, self.cancel)
+        else:
+            origin = (
+                FailureOrigin.SOURCE if self.job.type is JobType.CHECK_SOURCE else FailureOrigin.DESTINATION
+            )
+            output = worker.check(ConnectorInput(connector, values), ctx, self.cancel, origin)
+        (ctx.workdir / "source_config.json").unlink(missing_ok=True)
+        if output.updated_config is not None and config.get("actor_id") is not None:
+            self.store.update_actor_config(int(config["actor_id"]), output.updated_config)
+        document = _connector_output(output)
+        if self.cancel.is_set():
+            return self._cancelled(document, output.failures)
+        if output.failures:
+            return self._failed(document, output.failures)
+        return self.store.succeed_attempt(self.attempt, document, self.clock.now())
+
+    # -- sync and reset --------------------------------------------------------------------
+
+    def _replicate(self) -> Job:
+        config = self.job.config
+        connection_id = int(config["connection_id"])
+        source = ConnectorInput(self._connector(config["source"]["connector"]), config["source"]["config"])
+        destination = ConnectorInput(
+            self._connector(config["destination"]["connector"]), config["destination"]["config"]
+        )
+        namespace = config.get("namespace") or {}
+        mapping = NamespaceMapping(
+            NamespaceDefinition(namespace.get("definition") or "source"),
+            namespace.get("format"),
+            namespace.get("prefix") or "",
+        )
+        state = self.store.get_state(connection_id)  # the last committed state, from any attempt
+        if self.job.type is JobType.RESET:
+            sync = reset_input(destination, config["catalog"], state, mapping)
+        else:
+            sync = SyncInput(source, destination, config["catalog"], state, mapping)
+        secrets = self._secrets(source.connector, source.config) + self._secrets(
+            destination.connector, destination.config
+        )
+        saver = _ProgressSaver(self.store, self.attempt.id, connection_id, self.job.id)
+        worker = ReplicationWorker(self._launcher())
+        output = worker.run(sync, self._context(secrets), self.cancel, saver.progress, saver.commit)
+        for name in ("source_config.json", "destination_config.json"):
+            (self._context([]).workdir / name).unlink(missing_ok=True)
+        self.store.save_stream_stats(self.attempt.id, _stream_stats(self.attempt.id, output.streams))
+        self._apply_config_updates(config, output)
+        document = output.to_dict()
+        if output.status is ReplicationStatus.CANCELLED:
+            return self._cancelled(document, output.failures, output.partial_success)
+        if output.status is ReplicationStatus.FAILED:
+            return self._failed(document, output.failures, output.partial_success)
+        return self.store.succeed_attempt(self.attempt, document, self.clock.now())
+
+    def _apply_config_updates(self, config: dict[str, Any], output: SyncOutput) -> None:
+        for side, update in (
+            ("source", output.source_config_update),
+            ("destination", output.destination_config_update),
+        ):
+            actor_id = config[side].get("actor_id")
+            if update is not None and actor_id is not None:
+                self.store.update_actor_config(int(actor_id), update)
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    def _failure(self, type_: FailureType, message: str) -> FailureReason:
+        return FailureReason.of(FailureOrigin.PLATFORM, type_, message, int(time.time() * 1000))
+
+    def _summary(self, failures: list[FailureReason], partial: bool | None) -> dict[str, Any]:
+        return {"failures": [f.to_dict() for f in failures], "partial_success": partial}
+
+    def _cancelled(
+        self, output: dict[str, Any] | None, failures: list[FailureReason], partial: bool | None = None
+    ) -> Job:
+        return self.store.cancel_attempt(
+            self.attempt, output, self._summary(failures, partial), self.clock.now()
+        )
+
+    def _failed(
+        self, output: dict[str, Any] | None, failures: list[FailureReason], partial: bool | None = None
+    ) -> Job:
+        failures = ordered(failures)
+        now = self.clock.now()
+        job = self.store.fail_attempt(self.attempt, output, self._summary(failures, partial), now)
+        return decide_retry(self.store, self.retry, job, self.attempt.number + 1, failures, now)
+
+
+def decide_retry(
+    store: JobStore,
+    retry: RetryPolicy,
+    job: Job,
+    attempts_done: int,
+    failures: list[FailureReason],
+    now: datetime,
+) -> Job:
+    """After a failed attempt: schedule the next one after its backoff, or fail the job."""
+    if job.status.terminal:
+        return job
+    if retry.should_retry(job.type, attempts_done, failures):
+        return store.schedule_retry(job.id, now + timedelta(seconds=retry.backoff_s(attempts_done)))
+    return store.fail_job(job.id)
+
+
+class _ProgressSaver:
+    """Saves each commit (state + stats) as it arrives, and stats every few seconds."""
+
+    def __init__(self, store: JobStore, attempt_id: int, connection_id: int, job_id: int) -> None:
+        self.store = store
+        self.attempt_id = attempt_id
+        self.connection_id = connection_id
+        self.job_id = job_id
+        self._next_stats = 0.0
+
+    def commit(self, commit: StateCommit) -> None:
+        self.store.save_state(self.connection_id, commit.aggregated, self.job_id)
+        self.store.save_stream_stats(self.attempt_id, _stream_stats(self.attempt_id, commit.streams))
+
+    def progress(self, progress: SyncProgress) -> None:
+        now = time.monotonic()
+        if now >= self._next_stats:
+            self._next_stats = now + _STATS_EVERY_S
+            self.store.save_stream_stats(self.attempt_id, _stream_stats(self.attempt_id, progress.streams))
+
+
+def _stream_stats(attempt_id: int, streams: list[StreamStats]) -> list[StreamStat]:
+    return [
+        StreamStat(
+            attempt_id,
+            s.name,
+            s.namespace,
+            s.records_emitted,
+            s.bytes_emitted,
+            s.records_committed,
+            s.bytes_committed,
+            s.estimated_records,
+            s.estimated_bytes,
+        )
+        for s in streams
+    ]
+
+
+def _connector_output(output: ConnectorJobOutput) -> dict[str, Any]:
+    document: dict[str, Any] = {"exit_code": output.exit_code}
+    if output.spec is not None:
+        document["spec"] = output.spec
+    if output.check_succeeded is not None:
+        document["check"] = {
+            "status": "succeeded" if output.check_succeeded else "failed",
+            "message": output.check_message,
+        }
+    if output.catalog is not None:
+        document["catalog"] = output.catalog
+    if output.updated_config is not None:
+        document["config_updated"] = True
+    return document

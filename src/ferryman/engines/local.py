@@ -1,0 +1,215 @@
+"""The local engine: claims jobs from the store and runs their attempts on threads of this process.
+
+Several engine processes may share one store (Postgres, or SQLite on one host): claims are
+atomic, each engine heartbeats the attempts it runs, and any engine fails and retries the attempts
+of an engine that stopped heartbeating, killing on its own host the connectors that engine left.
+
+    engine = LocalEngine(store)
+    engine.tick()                      # one pass: recover, heartbeat, cancel, claim and start
+    engine.run(stop_event)             # `ferryman worker`: tick until stopped, then drain
+    engine.run_jobs([job_id])          # the CLI's in-process mode: only these jobs, until they end
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from ferryman.clock import Clock, SystemClock
+from ferryman.engines.execution import AttemptExecution, decide_retry
+from ferryman.engines.limits import worker_limits
+from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
+from ferryman.jobs.retry import RetryPolicy
+from ferryman.launchers import Launcher, LocalLauncher
+from ferryman.settings import Settings
+from ferryman.store.base import Attempt, Job, JobStore
+from ferryman.workers import files
+
+
+@dataclass
+class _Running:
+    job: Job
+    attempt: Attempt
+    cancel: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+
+def new_engine_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class LocalEngine:
+    def __init__(
+        self,
+        store: JobStore,
+        settings: Settings | None = None,
+        retry: RetryPolicy | None = None,
+        limits: dict[str, int] | None = None,
+        launcher: Launcher | None = None,
+        clock: Clock | None = None,
+        engine_id: str | None = None,
+        heartbeat_interval_s: float = 10.0,
+        stale_after_s: float = 60.0,
+        poll_interval_s: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.settings = settings or Settings.from_env()
+        self.retry = retry or RetryPolicy.from_env(os.environ)
+        self.limits = limits or worker_limits(os.environ)
+        self.launcher = launcher or LocalLauncher()
+        self.clock = clock or SystemClock()
+        self.engine_id = engine_id or new_engine_id()
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.stale_after_s = stale_after_s
+        self.poll_interval_s = poll_interval_s
+        self._running: dict[int, _Running] = {}
+        self._lock = threading.Lock()
+        self._next_heartbeat = 0.0
+        self._wake = threading.Event()
+
+    # -- one pass ---------------------------------------------------------------------------
+
+    def tick(self, only: Collection[int] | None = None, claim: bool = True) -> int:
+        """Recover dead engines' attempts, heartbeat, pass on cancels, claim and start jobs.
+
+        Returns how many attempts it started. ``only`` limits claims to those job ids.
+        """
+        self._reap()
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + self.heartbeat_interval_s
+            self.store.heartbeat(self.engine_id, self.running_attempt_ids(), self.clock.now())
+            self.recover()
+        self._pass_on_cancels()
+        if not claim:
+            return 0
+        claimed = self.store.claim(self.engine_id, self.free_slots(), self.clock.now(), self._log_path, only)
+        for job, attempt in claimed:
+            self._start(job, attempt)
+        return len(claimed)
+
+    def free_slots(self) -> dict[str, int]:
+        with self._lock:
+            busy = [r.job.type.slot for r in self._running.values()]
+        return {slot: limit - busy.count(slot) for slot, limit in self.limits.items()}
+
+    def running_attempt_ids(self) -> list[int]:
+        with self._lock:
+            return list(self._running)
+
+    def _log_path(self, job_id: int, attempt_number: int) -> str:
+        return str(self.settings.workspace / str(job_id) / str(attempt_number) / files.LOG_FILE)
+
+    def _start(self, job: Job, attempt: Attempt) -> None:
+        running = _Running(job, attempt)
+        execution = AttemptExecution(
+            self.store, self.settings, self.retry, self.launcher, self.clock, job, attempt, running.cancel
+        )
+
+        def run() -> None:
+            try:
+                execution.run()
+            finally:
+                self._wake.set()
+
+        running.thread = threading.Thread(target=run, name=f"job-{job.id}-{attempt.number}", daemon=True)
+        with self._lock:
+            self._running[attempt.id] = running
+        running.thread.start()
+
+    def _reap(self) -> None:
+        with self._lock:
+            done = [key for key, r in self._running.items() if r.thread and not r.thread.is_alive()]
+            for key in done:
+                del self._running[key]
+
+    def _pass_on_cancels(self) -> None:
+        with self._lock:
+            running = list(self._running.values())
+        for item in running:
+            if not item.cancel.is_set() and self.store.get_job(item.job.id).cancel_requested:
+                item.cancel.set()
+
+    # -- crash recovery ---------------------------------------------------------------------
+
+    def recover(self) -> list[int]:
+        """Fail (and retry) attempts whose engine stopped heartbeating; returns their job ids."""
+        now = self.clock.now()
+        recovered = []
+        for attempt in self.store.stale_attempts(now - timedelta(seconds=self.stale_after_s)):
+            if attempt.engine_id == self.engine_id:
+                continue
+            self._kill_leftovers(attempt)
+            failure = FailureReason.of(
+                FailureOrigin.PLATFORM,
+                FailureType.SYSTEM_ERROR,
+                f"the engine running this attempt ({attempt.engine_id}) stopped heartbeating",
+                int(time.time() * 1000),
+            )
+            summary = {"failures": [failure.to_dict()], "partial_success": None}
+            job = self.store.fail_attempt(attempt, None, summary, now)
+            decide_retry(self.store, self.retry, job, attempt.number + 1, [failure], now)
+            recovered.append(attempt.job_id)
+        return recovered
+
+    def _kill_leftovers(self, attempt: Attempt) -> None:
+        """Kill the connector process groups a dead engine on this host left behind."""
+        if not attempt.engine_id or attempt.engine_id.split(":")[0] != socket.gethostname():
+            return
+        for pid in attempt.pids:
+            if _belongs_to(pid, attempt):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+
+    # -- loops ------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Run until ``stop`` is set, then stop claiming and let running attempts finish."""
+        while not stop.is_set():
+            self.tick()
+            self._wake.wait(self.poll_interval_s)
+            self._wake.clear()
+        while self.running_attempt_ids():
+            self.tick(claim=False)
+            self._wake.wait(self.poll_interval_s)
+            self._wake.clear()
+
+    def run_jobs(self, job_ids: Collection[int], timeout_s: float | None = None) -> list[Job]:
+        """Run these jobs (and their retries) in this process until each is terminal."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            self.tick(only=job_ids)
+            jobs = [self.store.get_job(job_id) for job_id in job_ids]
+            if all(job.status.terminal for job in jobs) and not self.running_attempt_ids():
+                return jobs
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"jobs {list(job_ids)} still running after {timeout_s}s")
+            self._wake.wait(self.poll_interval_s)
+            self._wake.clear()
+
+    def cancel_all(self) -> None:
+        """Stop every running attempt's connectors (used when the process must exit)."""
+        with self._lock:
+            for item in self._running.values():
+                item.cancel.set()
+
+
+def _belongs_to(pid: int, attempt: Attempt) -> bool:
+    """Only a process that carries this attempt's job metadata: a reused pid is left alone."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            environ = handle.read().split(b"\0")
+    except OSError:
+        return False
+    return (
+        f"WORKER_JOB_ID={attempt.job_id}".encode() in environ
+        and f"WORKER_JOB_ATTEMPT={attempt.number}".encode() in environ
+    )
