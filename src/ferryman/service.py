@@ -1,0 +1,199 @@
+"""The job service: what the CLI (and later the HTTP API) calls. Thin rules, no I/O of its own.
+
+It validates input, snapshots everything a job needs into the job's config (so a job runs the
+same whatever happens to its connection later), enqueues, and, when asked to wait, runs the job
+in this process with a local engine limited to that job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ferryman.connectors import parse_reference
+from ferryman.engines.local import LocalEngine
+from ferryman.errors import UserInputError, WorkerError
+from ferryman.jobs.states import JobStatus, JobType
+from ferryman.protocol.catalog import NamespaceDefinition, configure_catalog
+from ferryman.protocol.state import load_state
+from ferryman.settings import Settings
+from ferryman.store.base import Actor, Attempt, Connection, Job, JobStore, StreamStat
+
+SOURCE, DESTINATION = "source", "destination"
+
+
+@dataclass
+class JobService:
+    store: JobStore
+    settings: Settings = field(default_factory=Settings.from_env)
+    engine: LocalEngine | None = None
+
+    def _engine(self) -> LocalEngine:
+        if self.engine is None:
+            self.engine = LocalEngine(self.store, self.settings)
+        return self.engine
+
+    # -- sources and destinations -----------------------------------------------------------
+
+    def create_actor(self, kind: str, name: str, connector: str, config: dict[str, Any]) -> Actor:
+        parse_reference(connector)  # one clear line now rather than a failed job later
+        if not name.strip():
+            raise UserInputError(f"a {kind} needs a name")
+        return self.store.create_actor(kind, name, connector, config)
+
+    # -- connections --------------------------------------------------------------------------
+
+    def create_connection(
+        self,
+        name: str,
+        source: str,
+        destination: str,
+        streams: list[str] | None = None,
+        full_refresh: bool = False,
+        namespace_definition: str = "source",
+        namespace_format: str | None = None,
+        prefix: str = "",
+    ) -> Connection:
+        """Discover the source (as a job of its own) and configure its streams."""
+        NamespaceDefinition(namespace_definition)
+        if namespace_definition == "customformat" and not namespace_format:
+            raise UserInputError(
+                "--namespace customformat needs --namespace-format, e.g. 'raw_${SOURCE_NAMESPACE}'"
+            )
+        src = self.store.get_actor(SOURCE, source)
+        dst = self.store.get_actor(DESTINATION, destination)
+        job = self.run(self.enqueue_discover(src))
+        catalog = (self.last_output(job) or {}).get("catalog")
+        if job.status is not JobStatus.SUCCEEDED or catalog is None:
+            raise WorkerError(
+                f"discover of source {src.name!r} failed (job {job.id}); see: ferryman jobs show {job.id}"
+            )
+        configured = configure_catalog(catalog, streams, prefer_incremental=not full_refresh)
+        return self.store.create_connection(
+            name, src.id, dst.id, configured, namespace_definition, namespace_format, prefix
+        )
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def enqueue_discover(self, source: Actor) -> Job:
+        return self.store.enqueue(
+            JobType.DISCOVER,
+            f"source:{source.id}",
+            {"connector": source.connector, "config": source.config, "actor_id": source.id},
+        )
+
+    def enqueue_check(self, actor: Actor) -> Job:
+        kind = JobType.CHECK_SOURCE if actor.kind == SOURCE else JobType.CHECK_DESTINATION
+        return self.store.enqueue(
+            kind,
+            f"{actor.kind}:{actor.id}",
+            {"connector": actor.connector, "config": actor.config, "actor_id": actor.id},
+        )
+
+    def enqueue_spec(self, connector: str) -> Job:
+        parse_reference(connector)
+        return self.store.enqueue(JobType.SPEC, None, {"connector": connector})
+
+    def enqueue_replication(self, connection: str, reset: bool = False) -> Job:
+        """A sync (or reset) of the connection; ConnectionBusy if one is live already."""
+        conn = self.store.get_connection(connection)
+        src = self.store.get_actor(SOURCE, str(conn.source_id))
+        dst = self.store.get_actor(DESTINATION, str(conn.destination_id))
+        config = {
+            "connection_id": conn.id,
+            "source": {"actor_id": src.id, "connector": src.connector, "config": src.config},
+            "destination": {"actor_id": dst.id, "connector": dst.connector, "config": dst.config},
+            "catalog": conn.catalog,
+            "namespace": {
+                "definition": conn.namespace_definition,
+                "format": conn.namespace_format,
+                "prefix": conn.prefix,
+            },
+        }
+        return self.store.enqueue(JobType.RESET if reset else JobType.SYNC, str(conn.id), config)
+
+    def run(self, job: Job, timeout_s: float | None = None) -> Job:
+        """Run a job in this process and wait for it (retries included)."""
+        return self._engine().run_jobs([job.id], timeout_s)[0]
+
+    def cancel(self, job_id: int) -> Job:
+        return self.store.request_cancel(job_id)
+
+    def last_output(self, job: Job) -> dict[str, Any] | None:
+        attempts = self.store.list_attempts(job.id)
+        return attempts[-1].output if attempts else None
+
+    def job_details(self, job_id: int) -> tuple[Job, list[tuple[Attempt, list[StreamStat]]]]:
+        job = self.store.get_job(job_id)
+        attempts = self.store.list_attempts(job_id)
+        return job, [(a, self.store.list_stream_stats(a.id)) for a in attempts]
+
+    def log_path(self, job_id: int, attempt: int | None = None) -> Path:
+        attempts = self.store.list_attempts(job_id)
+        if not attempts:
+            self.store.get_job(job_id)  # NotFound for an unknown job
+            raise UserInputError(f"job {job_id} has no attempt yet, so no log")
+        chosen = attempts[-1] if attempt is None else next((a for a in attempts if a.number == attempt), None)
+        if chosen is None:
+            raise UserInputError(f"job {job_id} has no attempt {attempt}: it has 0..{len(attempts) - 1}")
+        return Path(chosen.log_path)
+
+    # -- state ------------------------------------------------------------------------------
+
+    def set_state(self, connection: str, document: Any) -> list[dict[str, Any]]:
+        conn = self.store.get_connection(connection)
+        self._refuse_if_live(conn)
+        state = load_state(document)
+        self.store.save_state(conn.id, state)
+        return state
+
+    def clear_state(self, connection: str) -> None:
+        conn = self.store.get_connection(connection)
+        self._refuse_if_live(conn)
+        self.store.clear_state(conn.id)
+
+    def _refuse_if_live(self, conn: Connection) -> None:
+        for status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.INCOMPLETE):
+            live = self.store.list_jobs(scope=str(conn.id), status=status, limit=1)
+            if live:
+                raise UserInputError(
+                    f"connection {conn.name!r} has a {status} job ({live[0].id}): cancel it or let it "
+                    "finish before changing its state"
+                )
+
+
+def tail_lines(path: Path, count: int) -> list[str]:
+    """The last ``count`` lines of a file, read from its end: fast on multi-GB logs."""
+    if count <= 0 or not path.exists():
+        return []
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        end = handle.tell()
+        block, data = 1 << 16, b""
+        while end > 0 and data.count(b"\n") <= count:
+            start = max(0, end - block)
+            handle.seek(start)
+            data = handle.read(end - start) + data
+            end = start
+    return [line.decode("utf-8", errors="replace") for line in data.splitlines()[-count:]]
+
+
+def follow(path: Path, stop: Any, poll_s: float = 0.25) -> Iterator[str]:
+    """New lines of a growing log, until ``stop()`` is true and nothing more arrives."""
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        pending = b""
+        while True:
+            chunk = handle.read()
+            if chunk:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line.decode("utf-8", errors="replace")
+            elif stop():
+                return
+            else:
+                time.sleep(poll_s)
