@@ -38,6 +38,7 @@ from ferryman.workers import (
     SyncProgress,
     reset_input,
 )
+from ferryman.workers.attempt_log import AttemptLog
 from ferryman.workers.specs import config_secrets, connector_spec
 
 _STATS_EVERY_S = 5.0
@@ -75,6 +76,22 @@ class AttemptExecution:
 
     def run(self) -> Job:
         """Run the attempt to its end and record the outcome; returns the job as it ends up."""
+        self._log(
+            f"job {self.job.id} ({self.job.type}) attempt {self.attempt.number} "
+            f"started by engine {self.attempt.engine_id}"
+        )
+        job = self._run()
+        self._log(f"job {self.job.id} attempt {self.attempt.number} ended: job is {job.status}")
+        return job
+
+    def _log(self, message: str) -> None:
+        log = AttemptLog(Path(self.attempt.log_path))
+        try:
+            log.info("platform", message)
+        finally:
+            log.close()
+
+    def _run(self) -> Job:
         try:
             if self.job.type.is_replication:
                 return self._replicate()
@@ -148,6 +165,11 @@ class AttemptExecution:
             namespace.get("prefix") or "",
         )
         state = self.store.get_state(connection_id)  # the last committed state, from any attempt
+        self._log(
+            f"starting from the committed state ({len(state)} state message(s))"
+            if state
+            else "no committed state yet: starting from scratch"
+        )
         if self.job.type is JobType.RESET:
             sync = reset_input(destination, config["catalog"], state, mapping)
         else:

@@ -26,6 +26,7 @@ from datetime import timedelta
 from ferryman.clock import Clock, SystemClock
 from ferryman.engines.execution import AttemptExecution, decide_retry
 from ferryman.engines.limits import worker_limits
+from ferryman.errors import UserInputError
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
 from ferryman.jobs.retry import RetryPolicy
 from ferryman.launchers import Launcher, LocalLauncher
@@ -56,8 +57,8 @@ class LocalEngine:
         launcher: Launcher | None = None,
         clock: Clock | None = None,
         engine_id: str | None = None,
-        heartbeat_interval_s: float = 10.0,
-        stale_after_s: float = 60.0,
+        heartbeat_interval_s: float | None = None,
+        stale_after_s: float | None = None,
         poll_interval_s: float = 0.5,
     ) -> None:
         self.store = store
@@ -67,8 +68,9 @@ class LocalEngine:
         self.launcher = launcher or LocalLauncher()
         self.clock = clock or SystemClock()
         self.engine_id = engine_id or new_engine_id()
-        self.heartbeat_interval_s = heartbeat_interval_s
-        self.stale_after_s = stale_after_s
+        self.heartbeat_interval_s = heartbeat_interval_s or _seconds("FERRYMAN_ENGINE_HEARTBEAT_S", 10.0)
+        # An attempt whose engine has not heartbeaten for this long is failed and retried.
+        self.stale_after_s = stale_after_s or _seconds("FERRYMAN_ENGINE_STALE_AFTER_S", 60.0)
         self.poll_interval_s = poll_interval_s
         self._running: dict[int, _Running] = {}
         self._lock = threading.Lock()
@@ -200,6 +202,16 @@ class LocalEngine:
         with self._lock:
             for item in self._running.values():
                 item.cancel.set()
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise UserInputError(f"{name} must be a number of seconds, got {raw!r}") from None
 
 
 def _belongs_to(pid: int, attempt: Attempt) -> bool:

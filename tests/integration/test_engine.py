@@ -1,0 +1,286 @@
+"""The local engine with real connectors and a real store: limits, retries, cancel, crash recovery."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from ferryman.clock import ManualClock
+from ferryman.engines.local import LocalEngine
+from ferryman.jobs.failures import FailureType
+from ferryman.jobs.retry import RetryPolicy
+from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
+from ferryman.service import JobService
+from ferryman.settings import Settings
+from ferryman.store import open_store
+from ferryman.store.base import Attempt, JobStore
+from tests.conftest import TEST_CONNECTORS, short_lifecycle
+
+HERE = Path(__file__).parent
+LIMITS = {"spec": 5, "check": 5, "discover": 5, "sync": 5}
+
+
+def settings(home: Path) -> Settings:
+    return Settings(home=home, lifecycle=short_lifecycle())
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> JobStore:
+    return open_store(f"sqlite:///{tmp_path / 'ferryman.db'}")
+
+
+def service_for(store: JobStore, home: Path, **engine: Any) -> JobService:
+    config = settings(home)
+    options = {"limits": LIMITS, "retry": RetryPolicy(backoff_min_s=0), "heartbeat_interval_s": 0.2, **engine}
+    return JobService(store, config, LocalEngine(store, config, poll_interval_s=0.05, **options))
+
+
+def bench_connection(service: JobService, name: str, home: Path, count: int, **source: Any) -> str:
+    service.create_actor("source", f"{name}-src", "builtin:source-bench", {"count": count, **source})
+    database = home / f"{name}.duckdb"
+    service.create_actor("destination", f"{name}-dst", "builtin:destination-duckdb", {"path": str(database)})
+    service.create_connection(name, f"{name}-src", f"{name}-dst")
+    return name
+
+
+def rows(database: Path, table: str = "stream_0") -> tuple[int, int]:
+    with duckdb.connect(str(database), read_only=True) as db:
+        total, distinct = db.execute(f'select count(*), count(distinct id) from "{table}"').fetchall()[0]
+    return int(total), int(distinct)
+
+
+def max_overlap(attempts: list[Attempt]) -> int:
+    events = sorted(
+        [(a.created_at, 1) for a in attempts] + [(a.ended_at, -1) for a in attempts if a.ended_at]
+    )
+    running = peak = 0
+    for _, change in events:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+def test_twelve_syncs_with_three_sync_workers_never_run_more_than_three_at_once(
+    store: JobStore, tmp_path: Path
+) -> None:
+    service = service_for(store, tmp_path, limits={**LIMITS, "sync": 3})
+    names = [bench_connection(service, f"c{i}", tmp_path, 20_000) for i in range(12)]
+    jobs = [service.enqueue_replication(name) for name in names]
+
+    finished = service._engine().run_jobs([job.id for job in jobs], timeout_s=300)
+
+    assert [job.status for job in finished] == [JobStatus.SUCCEEDED] * 12
+    attempts = [a for job in jobs for a in store.list_attempts(job.id)]
+    assert len(attempts) == 12
+    assert max_overlap(attempts) == 3  # never more, and the limit was used
+    for name in names:
+        assert rows(tmp_path / f"{name}.duckdb") == (20_000, 20_000)
+
+
+def test_a_config_error_fails_the_job_at_once(store: JobStore, tmp_path: Path) -> None:
+    service = service_for(store, tmp_path)
+    bench_connection(service, "bad", tmp_path, 10)
+    source = store.get_actor("source", "bad-src")
+    store.update_actor_config(source.id, {"count": "many"})  # source-bench refuses it: config_error
+
+    job = service.run(service.enqueue_replication("bad"))
+
+    assert job.status is JobStatus.FAILED
+    (attempt,) = store.list_attempts(job.id)
+    assert attempt.failure_summary is not None
+    assert attempt.failure_summary["failures"][0]["type"] == FailureType.CONFIG_ERROR
+
+
+def scripted(tmp_path: Path) -> str:
+    """The scripted test source as an executable, for an exec: reference."""
+    wrapper = tmp_path / "scripted-source"
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {TEST_CONNECTORS / "scripted_source.py"} "$@"\n')
+    wrapper.chmod(0o755)
+    return f"exec:{wrapper}"
+
+
+def scripted_connection(service: JobService, tmp_path: Path, steps: list[dict[str, Any]]) -> str:
+    service.create_actor("source", "s-src", scripted(tmp_path), {"steps": steps})
+    service.create_actor("destination", "s-dst", "builtin:destination-jsonl", {"path": str(tmp_path / "out")})
+    service.create_connection("s", "s-src", "s-dst")
+    return "s"
+
+
+def test_backoff_between_attempts_follows_the_clock_and_stops_after_three(
+    store: JobStore, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    service = service_for(store, tmp_path, clock=clock, retry=RetryPolicy())
+    scripted_connection(service, tmp_path, [{"records": 1, "stream": "users"}, {"exit": 1}])
+    engine = service._engine()
+    job = service.enqueue_replication("s")
+
+    def attempt_ends() -> JobStatus:
+        assert engine.tick(only=[job.id]) == 1
+        while engine.running_attempt_ids():
+            engine.tick(only=[job.id], claim=False)
+            time.sleep(0.02)
+        return store.get_job(job.id).status
+
+    assert attempt_ends() is JobStatus.INCOMPLETE
+    clock.advance(9.9)
+    assert engine.tick(only=[job.id]) == 0  # 10 s backoff not over
+    clock.advance(0.1)
+    assert attempt_ends() is JobStatus.INCOMPLETE
+    clock.advance(29.9)
+    assert engine.tick(only=[job.id]) == 0  # then 30 s
+    clock.advance(0.1)
+    assert attempt_ends() is JobStatus.FAILED  # SYNC_JOB_MAX_ATTEMPTS = 3
+    assert [a.number for a in store.list_attempts(job.id)] == [0, 1, 2]
+
+
+def test_cancel_in_each_state(store: JobStore, tmp_path: Path) -> None:
+    service = service_for(store, tmp_path, retry=RetryPolicy(backoff_min_s=3600))
+    scripted_connection(
+        service,
+        tmp_path,
+        [{"records": 3, "stream": "users"}, {"state": {"name": "users"}}, {"forever": {"stream": "users"}}],
+    )
+    # pending: cancelled at once and never runs
+    pending = service.enqueue_replication("s")
+    assert service.cancel(pending.id).status is JobStatus.CANCELLED
+    assert service._engine().tick(only=[pending.id]) == 0
+    assert store.list_attempts(pending.id) == []
+
+    # running: connectors stopped, attempt failed with manual_cancellation, committed state kept
+    running = service.enqueue_replication("s")
+    engine = service._engine()
+    done = threading.Thread(target=engine.run_jobs, args=([running.id], 60), daemon=True)
+    done.start()
+    deadline = time.monotonic() + 30
+    while not store.get_state(store.get_connection("s").id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.get_state(store.get_connection("s").id), "no state was committed"
+    service.cancel(running.id)
+    done.join(60)
+    assert store.get_job(running.id).status is JobStatus.CANCELLED
+    (attempt,) = store.list_attempts(running.id)
+    assert attempt.status is AttemptStatus.FAILED
+    assert attempt.failure_summary is not None
+    assert attempt.failure_summary["failures"][0]["type"] == FailureType.MANUAL_CANCELLATION
+    assert store.get_state(store.get_connection("s").id)[0]["stream"]["stream_state"] is not None
+
+
+def test_an_incomplete_job_waiting_for_its_retry_can_be_cancelled(store: JobStore, tmp_path: Path) -> None:
+    service = service_for(store, tmp_path, retry=RetryPolicy(backoff_min_s=3600))
+    scripted_connection(service, tmp_path, [{"exit": 1}])
+    job = service.enqueue_replication("s")
+    engine = service._engine()
+    engine.tick(only=[job.id])
+    while engine.running_attempt_ids():
+        engine.tick(only=[job.id], claim=False)
+        time.sleep(0.02)
+    assert store.get_job(job.id).status is JobStatus.INCOMPLETE
+    assert service.cancel(job.id).status is JobStatus.CANCELLED
+
+
+@pytest.fixture
+def engine_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "FERRYMAN_HOME": str(tmp_path / "home"),
+        "FERRYMAN_ENGINE_HEARTBEAT_S": "0.2",
+        "FERRYMAN_RETRY_BACKOFF_MIN_S": "0",
+    }
+
+
+def start_engine(url: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "engine_process.py"), url], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    process.stdout.readline()  # its engine id: it is up
+    return process
+
+
+def test_sigkill_of_an_engine_mid_sync_loses_no_committed_record(
+    tmp_path: Path, engine_env: dict[str, str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ferryman.db'}"
+    store = open_store(url)
+    home = tmp_path / "home"
+    service = service_for(store, home, stale_after_s=1.0)
+    bench_connection(service, "big", home, 1_000_000, state_every=1000)
+    connection = store.get_connection("big")
+    job = service.enqueue_replication("big")
+
+    doomed = start_engine(url, engine_env)
+    deadline = time.monotonic() + 60
+    while not store.get_state(connection.id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.get_state(connection.id), "the first engine never committed a state"
+    os.kill(doomed.pid, signal.SIGKILL)
+    doomed.wait()
+
+    (finished,) = service._engine().run_jobs([job.id], timeout_s=120)
+
+    assert finished.status is JobStatus.SUCCEEDED
+    first, second = store.list_attempts(job.id)
+    assert first.status is AttemptStatus.FAILED and first.failure_summary is not None
+    assert "stopped heartbeating" in first.failure_summary["failures"][0]["message"]
+    assert second.status is AttemptStatus.SUCCEEDED
+    assert (second.output or {})["records_emitted"] < 1_000_000  # it resumed from the committed state
+    assert rows(home / "big.duckdb") == (1_000_000, 1_000_000)
+
+
+def _postgres_url() -> Iterator[str]:
+    try:
+        import psycopg
+
+        admin = psycopg.connect(
+            "postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3
+        )
+    except Exception as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc})")
+    name = f"ferryman_engine_{uuid.uuid4().hex[:8]}"
+    admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    yield from _postgres_url()
+
+
+def test_two_engines_on_one_postgres_share_twenty_jobs_and_run_none_twice(
+    postgres_url: str, engine_env: dict[str, str]
+) -> None:
+    store = open_store(postgres_url)
+    jobs = [store.enqueue(JobType.SPEC, None, {"connector": "builtin:source-bench"}) for _ in range(20)]
+    env = {**engine_env, "MAX_SPEC_WORKERS": "2"}
+    engines = [start_engine(postgres_url, env) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not all(store.get_job(j.id).status.terminal for j in jobs):
+            time.sleep(0.1)
+    finally:
+        for engine in engines:
+            engine.send_signal(signal.SIGTERM)
+        for engine in engines:
+            assert engine.wait(60) == 0
+    attempts = [store.list_attempts(j.id) for j in jobs]
+    assert all(store.get_job(j.id).status is JobStatus.SUCCEEDED for j in jobs)
+    assert [len(a) for a in attempts] == [1] * 20  # none ran twice
+    assert len({a[0].engine_id for a in attempts}) == 2  # both engines took their share
