@@ -19,7 +19,7 @@ from ferryman.connectors import ResolvedConnector, parse_reference, resolve
 from ferryman.errors import FerrymanError, UserInputError
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType, ordered
 from ferryman.jobs.retry import RetryPolicy
-from ferryman.jobs.states import JobType
+from ferryman.jobs.states import JobStatus, JobType
 from ferryman.launchers import ConnectorProcess, Launcher, LaunchRequest
 from ferryman.protocol.catalog import NamespaceDefinition, NamespaceMapping
 from ferryman.settings import Settings
@@ -232,8 +232,11 @@ def decide_retry(
     failures: list[FailureReason],
     now: datetime,
 ) -> Job:
-    """After a failed attempt: schedule the next one after its backoff, or fail the job."""
-    if job.status.terminal:
+    """After a failed attempt: schedule the next one after its backoff, or fail the job.
+
+    Only for a job the failed attempt left incomplete: if the outcome came late (the job was
+    cancelled, or already retried by another engine), there is nothing to decide."""
+    if job.status is not JobStatus.INCOMPLETE:
         return job
     if retry.should_retry(job.type, attempts_done, failures):
         return store.schedule_retry(job.id, now + timedelta(seconds=retry.backoff_s(attempts_done)))

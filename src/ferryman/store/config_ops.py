@@ -1,0 +1,185 @@
+"""Sources, destinations, connections and connection state: the configuration half of the store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection as SqlConnection
+from sqlalchemy.exc import IntegrityError
+
+from ferryman.errors import UserInputError
+from ferryman.store import rows
+from ferryman.store.base import Actor, AlreadyExists, Connection, NotFound
+from ferryman.store.db import Database
+from ferryman.store.schema import actors, connection_state, connections
+
+KINDS = ("source", "destination")
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise UserInputError(f"unknown actor kind {kind!r}: expected 'source' or 'destination'")
+
+
+def _find(conn: SqlConnection, table: sa.Table, id_or_name: str, *where: Any) -> Any:
+    """A row by exact name, else by id when the text is a number: a name wins over an id."""
+    row = conn.execute(sa.select(table).where(table.c.name == id_or_name, *where)).first()
+    if row is None and str(id_or_name).isdigit():
+        row = conn.execute(sa.select(table).where(table.c.id == int(id_or_name), *where)).first()
+    return row
+
+
+class ConfigOps:
+    _db: Database
+
+    # -- sources and destinations -----------------------------------------------------------
+
+    def create_actor(self, kind: str, name: str, connector: str, config: dict[str, Any]) -> Actor:
+        _check_kind(kind)
+        if not name:
+            raise UserInputError(f"a {kind} needs a name")
+        values = {
+            "kind": kind,
+            "name": name,
+            "connector": connector,
+            "config": config,
+            "created_at": rows.utcnow(),
+        }
+        try:
+            with self._db.write() as conn:
+                row = conn.execute(actors.insert().values(**values).returning(*actors.c)).one()
+        except IntegrityError:
+            raise AlreadyExists(f"a {kind} named {name!r} exists already") from None
+        return rows.actor(row)
+
+    def get_actor(self, kind: str, id_or_name: str) -> Actor:
+        _check_kind(kind)
+        with self._db.read() as conn:
+            row = _find(conn, actors, id_or_name, actors.c.kind == kind)
+        if row is None:
+            raise NotFound(f"no {kind} named or numbered {id_or_name!r}")
+        return rows.actor(row)
+
+    def list_actors(self, kind: str) -> list[Actor]:
+        _check_kind(kind)
+        with self._db.read() as conn:
+            result = conn.execute(sa.select(actors).where(actors.c.kind == kind).order_by(actors.c.id))
+            return [rows.actor(row) for row in result]
+
+    def delete_actor(self, kind: str, id_or_name: str) -> None:
+        _check_kind(kind)
+        refused = UserInputError(
+            f"{kind} {id_or_name!r} is used by a connection: delete the connection first"
+        )
+        try:
+            with self._db.write() as conn:
+                row = _find(conn, actors, id_or_name, actors.c.kind == kind)
+                if row is None:
+                    raise NotFound(f"no {kind} named or numbered {id_or_name!r}")
+                users = conn.execute(
+                    sa.select(connections.c.name).where(
+                        sa.or_(connections.c.source_id == row.id, connections.c.destination_id == row.id)
+                    )
+                ).scalars()
+                names = sorted(users)
+                if names:
+                    raise UserInputError(
+                        f"{kind} {row.name!r} is used by connection(s) {', '.join(names)}: delete them first"
+                    )
+                conn.execute(actors.delete().where(actors.c.id == row.id))
+        except IntegrityError:  # a connection appeared in the meantime (Postgres)
+            raise refused from None
+
+    def update_actor_config(self, actor_id: int, config: dict[str, Any]) -> None:
+        with self._db.write() as conn:
+            result = conn.execute(actors.update().where(actors.c.id == actor_id).values(config=config))
+            if result.rowcount == 0:
+                raise NotFound(f"no source or destination with id {actor_id}")
+
+    # -- connections ------------------------------------------------------------------------
+
+    def create_connection(
+        self,
+        name: str,
+        source_id: int,
+        destination_id: int,
+        catalog: dict[str, Any],
+        namespace_definition: str = "source",
+        namespace_format: str | None = None,
+        prefix: str = "",
+    ) -> Connection:
+        if not name:
+            raise UserInputError("a connection needs a name")
+        values = {
+            "name": name,
+            "source_id": source_id,
+            "destination_id": destination_id,
+            "catalog": catalog,
+            "namespace_definition": namespace_definition,
+            "namespace_format": namespace_format,
+            "prefix": prefix,
+            "status": "active",
+            "schedule": None,
+            "created_at": rows.utcnow(),
+        }
+        try:
+            with self._db.write() as conn:
+                for kind, actor_id in (("source", source_id), ("destination", destination_id)):
+                    found = conn.execute(
+                        sa.select(actors.c.id).where(actors.c.id == actor_id, actors.c.kind == kind)
+                    ).first()
+                    if found is None:
+                        raise NotFound(f"no {kind} with id {actor_id}")
+                row = conn.execute(connections.insert().values(**values).returning(*connections.c)).one()
+        except IntegrityError:
+            raise AlreadyExists(f"a connection named {name!r} exists already") from None
+        return rows.connection(row)
+
+    def get_connection(self, id_or_name: str) -> Connection:
+        with self._db.read() as conn:
+            row = _find(conn, connections, id_or_name)
+        if row is None:
+            raise NotFound(f"no connection named or numbered {id_or_name!r}")
+        return rows.connection(row)
+
+    def list_connections(self) -> list[Connection]:
+        with self._db.read() as conn:
+            result = conn.execute(sa.select(connections).order_by(connections.c.id))
+            return [rows.connection(row) for row in result]
+
+    def _delete_connection_row(self, connection_id: int) -> None:
+        with self._db.write() as conn:
+            conn.execute(connections.delete().where(connections.c.id == connection_id))
+
+    # -- connection state -------------------------------------------------------------------
+
+    def get_state(self, connection_id: int) -> list[dict[str, Any]]:
+        with self._db.read() as conn:
+            state = conn.execute(
+                sa.select(connection_state.c.state).where(connection_state.c.connection_id == connection_id)
+            ).scalar()
+        return list(state or [])
+
+    def save_state(self, connection_id: int, state: list[dict[str, Any]], job_id: int | None = None) -> None:
+        """The connection's committed state, replacing the previous one."""
+        values = {
+            "connection_id": connection_id,
+            "state": state,
+            "updated_at": rows.utcnow(),
+            "job_id": job_id,
+        }
+        statement = self._db.insert(connection_state).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[connection_state.c.connection_id],
+            set_={name: statement.excluded[name] for name in ("state", "updated_at", "job_id")},
+        )
+        try:
+            with self._db.write() as conn:
+                conn.execute(statement)
+        except IntegrityError:
+            raise NotFound(f"no connection with id {connection_id}") from None
+
+    def clear_state(self, connection_id: int) -> None:
+        with self._db.write() as conn:
+            conn.execute(connection_state.delete().where(connection_state.c.connection_id == connection_id))

@@ -1,0 +1,179 @@
+"""Where the store lives and how ferryman talks to it: URLs, engines and transactions.
+
+SQLite (the default, ``FERRYMAN_HOME/ferryman.db``) runs in WAL mode so readers never wait for
+the writer, with a 30 s busy timeout and foreign keys on. Python's sqlite3 module is told to keep
+out of transaction control (``isolation_level = None``) and SQLAlchemy's ``begin`` hook emits the
+BEGIN itself, as SQLAlchemy's SQLite documentation recommends: reads open a plain (deferred)
+transaction, writes open ``BEGIN IMMEDIATE``, which takes the write lock up front. A write
+transaction therefore never has to upgrade a read lock, the step that fails at once with
+"database is locked" no matter the busy timeout, and every write sees the newest data.
+
+Postgres (``FERRYMAN_DATABASE_URL=postgresql+psycopg://...``) uses READ COMMITTED; the queries
+that need more take row locks themselves (``FOR UPDATE SKIP LOCKED``) and every status write is
+compare-and-set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.pool import StaticPool
+
+from ferryman.errors import UserInputError
+from ferryman.settings import ferryman_home
+
+DATABASE_URL_ENV = "FERRYMAN_DATABASE_URL"
+SQLITE_FILENAME = "ferryman.db"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_IMMEDIATE = "ferryman_begin_immediate"
+
+
+def default_sqlite_url(home: Path | None = None) -> str:
+    return f"sqlite:///{(home or ferryman_home()) / SQLITE_FILENAME}"
+
+
+def database_url(url: str | None = None, home: Path | None = None) -> str:
+    """The store's URL: the one given, else ``FERRYMAN_DATABASE_URL``, else SQLite in the home."""
+    return url or os.environ.get(DATABASE_URL_ENV) or default_sqlite_url(home)
+
+
+def parse_url(url: str) -> URL:
+    """The URL, checked: SQLite or Postgres through psycopg 3. A bad one is a one-line error."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UserInputError(
+            f"cannot read the database URL {_redacted(url)!r}: expected sqlite:///PATH "
+            "or postgresql+psycopg://USER@HOST/DB"
+        ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend in ("postgresql", "postgres"):
+        if driver not in ("", "psycopg"):
+            raise UserInputError(f"use postgresql+psycopg:// (psycopg 3) in {_redacted(url)!r}")
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if driver not in ("", "pysqlite"):
+            raise UserInputError(f"only the built-in sqlite driver is supported, got {parsed.drivername!r}")
+        return parsed
+    raise UserInputError(
+        f"unsupported database {backend!r} in {_redacted(url)!r}: use sqlite:/// or postgresql+psycopg://"
+    )
+
+
+def _redacted(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.split("@")[-1] if "@" in url else url
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # integers beyond 64 bits and the like: the slower encoder copes
+        return json.dumps(value)
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The database file of a SQLite URL, None for an in-memory database."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def create_engine(url: URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    try:
+        return sa.create_engine(
+            url,
+            json_serializer=_dumps,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": 10},
+        )
+    except NoSuchModuleError:  # pragma: no cover - psycopg is a dependency
+        raise UserInputError(f"no driver for {url.drivername}") from None
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    path = sqlite_path(url)
+    kwargs: dict[str, Any] = {"json_serializer": _dumps}
+    if path is None:
+        # One shared connection, or every new connection would see its own empty database.
+        kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    engine = sa.create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, see the module doc
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if path is not None:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Database:
+    """An engine plus the two kinds of transaction the store uses."""
+
+    def __init__(self, url: URL, engine: Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine or create_engine(url)
+        self.dialect = self.engine.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A transaction that only reads; rolled back at the end."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A transaction that writes: committed on success, rolled back on an exception.
+
+        SQLite: ``BEGIN IMMEDIATE``, so writers queue on the busy timeout instead of failing."""
+        with self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn.execution_options(**{_IMMEDIATE: True})
+            with conn.begin():
+                yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def insert(self, table: sa.Table) -> Any:
+        """An INSERT that can take ``on_conflict_do_update`` on this engine (SQLite or Postgres)."""
+        if self.is_sqlite:
+            return sqlite_insert(table)
+        return pg_insert(table)

@@ -1,0 +1,368 @@
+"""Jobs, attempts and stream stats: the half of the store that engines drive.
+
+Every status change is decided by :func:`ferryman.jobs.states.apply` (or ``apply_attempt``) and
+written compare-and-set: ``UPDATE ... WHERE id = :id AND status = :seen``. When no row matches,
+someone else moved it since it was read; the decision is taken once more on a fresh read, and a
+second miss raises :class:`StaleWrite`. Each public operation is one transaction.
+
+An attempt's outcome (succeed, fail, cancel) moves the job only if it moved the attempt: an
+outcome reported twice, or for an attempt that another engine already failed as stale, changes
+nothing and returns the job as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection as SqlConnection
+from sqlalchemy.exc import IntegrityError
+
+from ferryman.errors import UserInputError
+from ferryman.jobs.states import AttemptStatus, JobStatus, JobType, apply, apply_attempt
+from ferryman.store import rows
+from ferryman.store.base import Attempt, ConnectionBusy, Job, NotFound, StaleWrite, StreamStat
+from ferryman.store.db import Database
+from ferryman.store.schema import LIVE_STATUSES, REPLICATION_TYPES, UtcDateTime, attempts, jobs, stream_stats
+
+_STAT_COLUMNS = (
+    "records_emitted",
+    "bytes_emitted",
+    "records_committed",
+    "bytes_committed",
+    "estimated_records",
+    "estimated_bytes",
+)
+
+
+def _job_row(conn: SqlConnection, job_id: int) -> Any:
+    row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
+    if row is None:
+        raise NotFound(f"no job {job_id}")
+    return row
+
+
+def _runnable(now: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        sa.not_(jobs.c.cancel_requested),
+        sa.or_(
+            jobs.c.status == JobStatus.PENDING.value,
+            sa.and_(jobs.c.status == JobStatus.INCOMPLETE.value, jobs.c.next_attempt_at <= now),
+        ),
+    )
+
+
+def move_job(conn: SqlConnection, job_id: int, target: JobStatus, now: datetime, **values: Any) -> Job:
+    """Compare-and-set the job to ``target`` (plus ``values``); a terminal job comes back unchanged."""
+    for _ in range(2):
+        row = _job_row(conn, job_id)
+        seen = JobStatus(row.status)
+        to = apply(seen, target)
+        if to is None:
+            return rows.job(row)
+        statement = (
+            jobs.update()
+            .where(jobs.c.id == job_id, jobs.c.status == seen.value)
+            .values(status=to.value, updated_at=now, **values)
+            .returning(*jobs.c)
+        )
+        moved = conn.execute(statement).first()
+        if moved is not None:
+            return rows.job(moved)
+    raise StaleWrite(f"job {job_id} keeps changing under us; not moved to {target}", job_id=job_id)
+
+
+def move_attempt(
+    conn: SqlConnection, attempt_id: int, target: AttemptStatus, now: datetime, **values: Any
+) -> Attempt | None:
+    """Compare-and-set the attempt to ``target``; None when it had ended already (a no-op)."""
+    for _ in range(2):
+        row = conn.execute(sa.select(attempts).where(attempts.c.id == attempt_id)).first()
+        if row is None:
+            raise NotFound(f"no attempt {attempt_id}")
+        seen = AttemptStatus(row.status)
+        to = apply_attempt(seen, target)
+        if to is None:
+            return None
+        statement = (
+            attempts.update()
+            .where(attempts.c.id == attempt_id, attempts.c.status == seen.value)
+            .values(status=to.value, updated_at=now, **values)
+            .returning(*attempts.c)
+        )
+        moved = conn.execute(statement).first()
+        if moved is not None:
+            return rows.attempt(moved)
+    raise StaleWrite(f"attempt {attempt_id} keeps changing under us; not moved to {target}")
+
+
+class JobOps:
+    _db: Database
+
+    # -- creating and reading jobs ----------------------------------------------------------
+
+    def enqueue(self, type: JobType, scope: str | None, config: dict[str, Any]) -> Job:
+        type = JobType(type)
+        if type.is_replication and not scope:
+            raise UserInputError(f"a {type} job needs its connection id as scope")
+        now = rows.utcnow()
+        values = {
+            "type": type.value,
+            "scope": scope,
+            "config": config,
+            "status": JobStatus.PENDING.value,
+            "created_at": now,
+            "updated_at": now,
+            "cancel_requested": False,
+        }
+        for _ in range(2):
+            try:
+                with self._db.write() as conn:
+                    row = conn.execute(jobs.insert().values(**values).returning(*jobs.c)).one()
+                return rows.job(row)
+            except IntegrityError:
+                # Only the partial unique index can refuse this insert: a live sync/reset exists.
+                if not type.is_replication:
+                    raise
+                live = self.live_job(scope)
+                if live is not None:
+                    raise ConnectionBusy(
+                        f"connection {scope} already has a live {live.type} job: wait for it or cancel it",
+                        job_id=live.id,
+                        status=live.status.value,
+                    ) from None
+        raise ConnectionBusy(f"connection {scope} is busy with another sync or reset job")
+
+    def live_job(self, scope: str | None) -> Job | None:
+        """The pending, running or incomplete sync/reset job of this connection, if any."""
+        with self._db.read() as conn:
+            row = conn.execute(
+                sa.select(jobs).where(
+                    jobs.c.scope == scope,
+                    jobs.c.type.in_(REPLICATION_TYPES),
+                    jobs.c.status.in_(LIVE_STATUSES),
+                )
+            ).first()
+        return None if row is None else rows.job(row)
+
+    def get_job(self, job_id: int) -> Job:
+        with self._db.read() as conn:
+            return rows.job(_job_row(conn, job_id))
+
+    def list_jobs(
+        self,
+        scope: str | None = None,
+        status: JobStatus | None = None,
+        type: JobType | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        """Newest first."""
+        query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+        if scope is not None:
+            query = query.where(jobs.c.scope == scope)
+        if status is not None:
+            query = query.where(jobs.c.status == JobStatus(status).value)
+        if type is not None:
+            query = query.where(jobs.c.type == JobType(type).value)
+        with self._db.read() as conn:
+            return [rows.job(row) for row in conn.execute(query)]
+
+    def list_attempts(self, job_id: int) -> list[Attempt]:
+        with self._db.read() as conn:
+            result = conn.execute(
+                sa.select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.number)
+            )
+            return [rows.attempt(row) for row in result]
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    def claim(
+        self,
+        engine_id: str,
+        free_slots: dict[str, int],
+        now: datetime,
+        log_path_for: Callable[[int, int], str],
+        only: Collection[int] | None = None,
+    ) -> list[tuple[Job, Attempt]]:
+        wanted = {slot: count for slot, count in free_slots.items() if count > 0}
+        if not wanted or (only is not None and not only):
+            return []
+        claimed: list[tuple[Job, Attempt]] = []
+        with self._db.write() as conn:  # SQLite: BEGIN IMMEDIATE, one claimer at a time
+            for slot, count in sorted(wanted.items()):
+                types = [t.value for t in JobType if t.slot == slot]
+                if not types:
+                    continue
+                query = (
+                    sa.select(jobs.c.id)
+                    .where(jobs.c.type.in_(types), _runnable(now))
+                    .order_by(jobs.c.id)
+                    .limit(count)
+                )
+                if only is not None:
+                    query = query.where(jobs.c.id.in_(list(only)))
+                if not self._db.is_sqlite:  # Postgres: rows another claimer holds are skipped
+                    query = query.with_for_update(skip_locked=True)
+                for job_id in conn.execute(query).scalars().all():
+                    claimed.append(self._start_attempt(conn, job_id, engine_id, now, log_path_for))
+        return claimed
+
+    def _start_attempt(
+        self,
+        conn: SqlConnection,
+        job_id: int,
+        engine_id: str,
+        now: datetime,
+        log_path_for: Callable[[int, int], str],
+    ) -> tuple[Job, Attempt]:
+        started_at = sa.func.coalesce(jobs.c.started_at, sa.literal(now, UtcDateTime()))
+        job = move_job(conn, job_id, JobStatus.RUNNING, now, started_at=started_at, next_attempt_at=None)
+        number = conn.execute(
+            sa.select(sa.func.count()).select_from(attempts).where(attempts.c.job_id == job_id)
+        ).scalar_one()
+        values = {
+            "job_id": job_id,
+            "number": number,
+            "status": AttemptStatus.RUNNING.value,
+            "log_path": str(log_path_for(job_id, number)),
+            "created_at": now,
+            "updated_at": now,
+            "engine_id": engine_id,
+            "heartbeat_at": now,
+            "pids": [],
+        }
+        row = conn.execute(attempts.insert().values(**values).returning(*attempts.c)).one()
+        return job, rows.attempt(row)
+
+    def heartbeat(self, engine_id: str, attempt_ids: list[int], now: datetime) -> None:
+        if not attempt_ids:
+            return
+        with self._db.write() as conn:
+            conn.execute(
+                attempts.update()
+                .where(
+                    attempts.c.id.in_(attempt_ids),
+                    attempts.c.engine_id == engine_id,
+                    attempts.c.status == AttemptStatus.RUNNING.value,
+                )
+                .values(heartbeat_at=now)
+            )
+
+    def set_attempt_pids(self, attempt_id: int, pids: list[int]) -> None:
+        with self._db.write() as conn:
+            result = conn.execute(
+                attempts.update().where(attempts.c.id == attempt_id).values(pids=list(pids))
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"no attempt {attempt_id}")
+
+    def stale_attempts(self, older_than: datetime) -> list[Attempt]:
+        query = (
+            sa.select(attempts)
+            .where(attempts.c.status == AttemptStatus.RUNNING.value, attempts.c.heartbeat_at < older_than)
+            .order_by(attempts.c.id)
+        )
+        with self._db.read() as conn:
+            return [rows.attempt(row) for row in conn.execute(query)]
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    def _outcome(
+        self,
+        attempt: Attempt,
+        attempt_status: AttemptStatus,
+        job_status: JobStatus,
+        now: datetime,
+        **attempt_values: Any,
+    ) -> Job:
+        with self._db.write() as conn:
+            moved = move_attempt(conn, attempt.id, attempt_status, now, ended_at=now, **attempt_values)
+            if moved is None:
+                return rows.job(_job_row(conn, attempt.job_id))
+            extra = {"next_attempt_at": None} if job_status is JobStatus.INCOMPLETE else {}
+            return move_job(conn, attempt.job_id, job_status, now, **extra)
+
+    def succeed_attempt(self, attempt: Attempt, output: dict[str, Any], now: datetime) -> Job:
+        return self._outcome(attempt, AttemptStatus.SUCCEEDED, JobStatus.SUCCEEDED, now, output=output)
+
+    def fail_attempt(
+        self, attempt: Attempt, output: dict[str, Any] | None, failure_summary: dict[str, Any], now: datetime
+    ) -> Job:
+        return self._outcome(
+            attempt,
+            AttemptStatus.FAILED,
+            JobStatus.INCOMPLETE,
+            now,
+            output=output,
+            failure_summary=failure_summary,
+        )
+
+    def cancel_attempt(
+        self, attempt: Attempt, output: dict[str, Any] | None, failure_summary: dict[str, Any], now: datetime
+    ) -> Job:
+        return self._outcome(
+            attempt,
+            AttemptStatus.FAILED,
+            JobStatus.CANCELLED,
+            now,
+            output=output,
+            failure_summary=failure_summary,
+        )
+
+    def schedule_retry(self, job_id: int, at: datetime) -> Job:
+        """The job waits until ``at``; a job whose cancel was asked for is cancelled instead."""
+        with self._db.write() as conn:
+            row = _job_row(conn, job_id)
+            if row.cancel_requested:
+                return move_job(conn, job_id, JobStatus.CANCELLED, rows.utcnow())
+            return move_job(conn, job_id, JobStatus.INCOMPLETE, rows.utcnow(), next_attempt_at=at)
+
+    def fail_job(self, job_id: int) -> Job:
+        with self._db.write() as conn:
+            return move_job(conn, job_id, JobStatus.FAILED, rows.utcnow())
+
+    def request_cancel(self, job_id: int) -> Job:
+        now = rows.utcnow()
+        with self._db.write() as conn:
+            for _ in range(2):
+                row = _job_row(conn, job_id)
+                status = JobStatus(row.status)
+                if status.terminal:
+                    return rows.job(row)
+                if status is not JobStatus.RUNNING:
+                    return move_job(conn, job_id, JobStatus.CANCELLED, now, cancel_requested=True)
+                flagged = conn.execute(
+                    jobs.update()
+                    .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
+                    .values(cancel_requested=True, updated_at=now)
+                    .returning(*jobs.c)
+                ).first()
+                if flagged is not None:
+                    return rows.job(flagged)
+        raise StaleWrite(f"job {job_id} keeps changing under us; cancel not recorded", job_id=job_id)
+
+    # -- stream stats -----------------------------------------------------------------------
+
+    def save_stream_stats(self, attempt_id: int, stats: list[StreamStat]) -> None:
+        if not stats:
+            return
+        statement = self._db.insert(stream_stats)
+        statement = statement.on_conflict_do_update(
+            index_elements=[stream_stats.c.attempt_id, stream_stats.c.name, stream_stats.c.namespace],
+            set_={name: statement.excluded[name] for name in _STAT_COLUMNS},
+        )
+        values = [rows.stream_stat_values(attempt_id, stat) for stat in stats]
+        try:
+            with self._db.write() as conn:
+                conn.execute(statement, values)
+        except IntegrityError:
+            raise NotFound(f"no attempt {attempt_id}") from None
+
+    def list_stream_stats(self, attempt_id: int) -> list[StreamStat]:
+        query = (
+            sa.select(stream_stats).where(stream_stats.c.attempt_id == attempt_id).order_by(stream_stats.c.id)
+        )
+        with self._db.read() as conn:
+            return [rows.stream_stat(row) for row in conn.execute(query)]

@@ -1,0 +1,89 @@
+"""Bring a database to the newest schema, safely when several processes start at once.
+
+The Alembic environment ships inside the package (``ferryman/store/migrations``) and runs from
+code: no ``alembic.ini``, no CLI. Each process first checks the version table without a lock (the
+common case, a database at head already, costs one query). Otherwise it takes a lock that only one
+process holds at a time, checks again, and upgrades:
+
+* Postgres: ``pg_advisory_lock`` on a constant key, held by the connection that migrates;
+* SQLite: ``fcntl.flock`` on ``<db>.migrate.lock`` next to the database file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+
+from ferryman.store.db import Database, sqlite_path
+
+VERSION_TABLE = "ferryman_schema_version"
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Any constant works as long as nothing else in the same Postgres database uses it: "ferryman" in ASCII.
+PG_ADVISORY_KEY = 0x6665727279_6D616E
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(conn: Connection) -> str | None:
+    context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
+
+
+def upgrade(db: Database) -> None:
+    """Migrate ``db`` to head unless it is there already; idempotent and race-free."""
+    head = head_revision()
+    with db.read() as conn:
+        if current_revision(conn) == head:
+            return
+    with _migration_lock(db) as conn:
+        if current_revision(conn) == head:
+            conn.commit()
+            return
+        conn.commit()  # alembic begins its own transaction on a connection not in one
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+@contextmanager
+def _migration_lock(db: Database) -> Iterator[Connection]:
+    if db.is_sqlite:
+        path = sqlite_path(db.url)
+        if path is None:  # in memory: one process by definition
+            with db.engine.connect() as conn:
+                yield conn
+            return
+        lock_path = path.with_name(path.name + ".migrate.lock")
+        with lock_path.open("a") as lock_file:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+            try:
+                with db.engine.connect() as conn:
+                    yield conn
+            finally:
+                fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+        return
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql(f"SELECT pg_advisory_lock({PG_ADVISORY_KEY})")
+        conn.commit()
+        try:
+            yield conn
+        finally:
+            conn.rollback()
+            conn.exec_driver_sql(f"SELECT pg_advisory_unlock({PG_ADVISORY_KEY})")
+            conn.commit()

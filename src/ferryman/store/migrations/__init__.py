@@ -1,0 +1,1 @@
+"""Alembic environment of the store; :mod:`ferryman.store.migrate` runs it."""

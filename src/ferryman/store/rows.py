@@ -1,0 +1,104 @@
+"""Database rows to the frozen dataclasses of :mod:`ferryman.store.base`, and back for stats."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import Row
+
+from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
+from ferryman.store.base import Actor, Attempt, Connection, Job, StreamStat
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def actor(row: Row[Any]) -> Actor:
+    return Actor(
+        id=row.id,
+        kind=row.kind,
+        name=row.name,
+        connector=row.connector,
+        config=row.config,
+        created_at=row.created_at,
+    )
+
+
+def connection(row: Row[Any]) -> Connection:
+    return Connection(
+        id=row.id,
+        name=row.name,
+        source_id=row.source_id,
+        destination_id=row.destination_id,
+        catalog=row.catalog,
+        namespace_definition=row.namespace_definition,
+        namespace_format=row.namespace_format,
+        prefix=row.prefix,
+        status=row.status,
+        schedule=row.schedule,
+        created_at=row.created_at,
+    )
+
+
+def job(row: Row[Any]) -> Job:
+    return Job(
+        id=row.id,
+        type=JobType(row.type),
+        scope=row.scope,
+        config=row.config,
+        status=JobStatus(row.status),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        started_at=row.started_at,
+        next_attempt_at=row.next_attempt_at,
+        cancel_requested=bool(row.cancel_requested),
+    )
+
+
+def attempt(row: Row[Any]) -> Attempt:
+    return Attempt(
+        id=row.id,
+        job_id=row.job_id,
+        number=row.number,
+        status=AttemptStatus(row.status),
+        log_path=row.log_path,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        ended_at=row.ended_at,
+        output=row.output,
+        failure_summary=row.failure_summary,
+        engine_id=row.engine_id,
+        heartbeat_at=row.heartbeat_at,
+        pids=list(row.pids or []),
+    )
+
+
+def stream_stat(row: Row[Any]) -> StreamStat:
+    return StreamStat(
+        attempt_id=row.attempt_id,
+        name=row.name,
+        namespace=row.namespace or None,
+        records_emitted=row.records_emitted,
+        bytes_emitted=row.bytes_emitted,
+        records_committed=row.records_committed,
+        bytes_committed=row.bytes_committed,
+        estimated_records=row.estimated_records,
+        estimated_bytes=row.estimated_bytes,
+    )
+
+
+def stream_stat_values(attempt_id: int, stat: StreamStat) -> dict[str, Any]:
+    """The row of one stat; a missing namespace is stored as '' (see the schema module)."""
+    return {
+        "attempt_id": attempt_id,
+        "name": stat.name,
+        "namespace": stat.namespace or "",
+        "records_emitted": stat.records_emitted,
+        "bytes_emitted": stat.bytes_emitted,
+        "records_committed": stat.records_committed,
+        "bytes_committed": stat.bytes_committed,
+        "estimated_records": stat.estimated_records,
+        "estimated_bytes": stat.estimated_bytes,
+    }

@@ -1,0 +1,154 @@
+"""The store's tables as SQLAlchemy Core objects, and the column types they share.
+
+The migrations in ``migrations/versions`` create these tables; this module only describes them to
+the queries. Two portable types smooth over SQLite and Postgres:
+
+* :class:`UtcDateTime` always hands back timezone-aware UTC datetimes. Postgres keeps
+  ``timestamptz``; SQLite keeps naive UTC text (``YYYY-MM-DD HH:MM:SS.ffffff``), which sorts and
+  compares correctly as text.
+* :data:`Json` is JSONB on Postgres and JSON text on SQLite; Python ``None`` is SQL NULL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+
+# A job is live in these statuses; the migration's partial unique index
+# uq_jobs_one_live_replication_per_scope keeps one live job of these types per scope.
+LIVE_STATUSES = ("pending", "running", "incomplete")
+REPLICATION_TYPES = ("sync", "reset_connection")
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """A timestamp that goes in and comes out as an aware UTC datetime on every engine."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store only takes timezone-aware times")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def json_type() -> sa.types.TypeEngine[Any]:
+    return sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+Json = json_type()
+# 64-bit ids on Postgres; SQLite needs exactly INTEGER PRIMARY KEY for its rowid alias.
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+metadata = sa.MetaData()
+
+actors = sa.Table(
+    "actors",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("connector", sa.Text, nullable=False),
+    sa.Column("config", Json, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("kind", "name", name="uq_actors_kind_name"),
+)
+
+connections = sa.Table(
+    "connections",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("source_id", Id, sa.ForeignKey("actors.id"), nullable=False),
+    sa.Column("destination_id", Id, sa.ForeignKey("actors.id"), nullable=False),
+    sa.Column("catalog", Json, nullable=False),
+    sa.Column("namespace_definition", sa.String(32), nullable=False),
+    sa.Column("namespace_format", sa.Text, nullable=True),
+    sa.Column("prefix", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("schedule", Json, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("scope", sa.String(255), nullable=True),
+    sa.Column("config", Json, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=True),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=True),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False),
+)
+
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("job_id", Id, sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("output", Json, nullable=True),
+    sa.Column("failure_summary", Json, nullable=True),
+    sa.Column("log_path", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("ended_at", UtcDateTime, nullable=True),
+    sa.Column("engine_id", sa.String(255), nullable=True),
+    sa.Column("heartbeat_at", UtcDateTime, nullable=True),
+    sa.Column("pids", Json, nullable=False),
+    sa.UniqueConstraint("job_id", "number", name="uq_attempts_job_number"),
+)
+
+# A stream without a namespace is stored with namespace '' so the unique key treats it as one value
+# (NULLs never collide in a unique index); it reads back as None.
+stream_stats = sa.Table(
+    "stream_stats",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("attempt_id", Id, sa.ForeignKey("attempts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("namespace", sa.Text, nullable=False),
+    sa.Column("records_emitted", sa.BigInteger, nullable=False),
+    sa.Column("bytes_emitted", sa.BigInteger, nullable=False),
+    sa.Column("records_committed", sa.BigInteger, nullable=True),
+    sa.Column("bytes_committed", sa.BigInteger, nullable=True),
+    sa.Column("estimated_records", sa.BigInteger, nullable=True),
+    sa.Column("estimated_bytes", sa.BigInteger, nullable=True),
+    sa.UniqueConstraint("attempt_id", "name", "namespace", name="uq_stream_stats_attempt_stream"),
+)
+
+connection_state = sa.Table(
+    "connection_state",
+    metadata,
+    sa.Column(
+        "connection_id",
+        Id,
+        sa.ForeignKey("connections.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column("state", Json, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("job_id", Id, nullable=True),
+)

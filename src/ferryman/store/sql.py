@@ -1,0 +1,79 @@
+"""The store on SQLAlchemy Core: SQLite by default, Postgres when many engines share one."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ferryman.store import migrate
+from ferryman.store.base import JobStore, NotFound
+from ferryman.store.config_ops import ConfigOps, _find
+from ferryman.store.db import Database, parse_url
+from ferryman.store.job_ops import JobOps
+from ferryman.store.schema import LIVE_STATUSES, REPLICATION_TYPES, connections, jobs
+
+
+class SqlJobStore(ConfigOps, JobOps):
+    """:class:`~ferryman.store.base.JobStore` on one database. Safe to share between threads;
+    any number of processes may open the same database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @classmethod
+    def open(cls, url: str, migrate_schema: bool = True) -> SqlJobStore:
+        """A store on ``url``, migrated to the newest schema first unless told otherwise."""
+        db = Database(parse_url(url))
+        if migrate_schema:
+            try:
+                migrate.upgrade(db)
+            except BaseException:
+                db.dispose()
+                raise
+        return cls(db)
+
+    @property
+    def url(self) -> str:
+        return self._db.url.render_as_string(hide_password=True)
+
+    @property
+    def dialect(self) -> str:
+        return self._db.dialect
+
+    @property
+    def engine(self) -> sa.Engine:
+        return self._db.engine
+
+    def close(self) -> None:
+        self._db.dispose()
+
+    def __enter__(self) -> SqlJobStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def delete_connection(self, id_or_name: str) -> None:
+        """Delete the connection and its state; its live sync/reset job is cancelled first (a
+        running one is flagged, and its engine stops it), as Airbyte does on delete."""
+        with self._db.read() as conn:
+            row = _find(conn, connections, id_or_name)
+            if row is None:
+                raise NotFound(f"no connection named or numbered {id_or_name!r}")
+            live = (
+                conn.execute(
+                    sa.select(jobs.c.id).where(
+                        jobs.c.scope == str(row.id),
+                        jobs.c.type.in_(REPLICATION_TYPES),
+                        jobs.c.status.in_(LIVE_STATUSES),
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        for job_id in live:
+            self.request_cancel(job_id)
+        self._delete_connection_row(row.id)
+
+
+def _implements(store: SqlJobStore) -> JobStore:
+    return store  # mypy checks here that SqlJobStore satisfies the protocol

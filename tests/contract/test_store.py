@@ -1,0 +1,365 @@
+"""The store contract, run against SQLite and Postgres alike (fixtures in store_support.py)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from ferryman.errors import UserInputError
+from ferryman.jobs.states import AttemptStatus, IllegalTransition, JobStatus, JobType
+from ferryman.store import (
+    AlreadyExists,
+    ConnectionBusy,
+    NotFound,
+    SqlJobStore,
+    StreamStat,
+    database_url,
+    open_store,
+)
+from ferryman.store.migrate import VERSION_TABLE, head_revision
+from ferryman.store.schema import jobs
+from tests.contract.store_support import (
+    ALL_SLOTS,
+    T0,
+    claim_one,
+    failure,
+    later,
+    log_path,
+    run_together,
+    running_sync,
+    store,
+    store_url,
+)
+
+__all__ = ["store", "store_url"]  # fixtures, imported for pytest
+
+
+# -- sources, destinations, connections ---------------------------------------------------------
+
+
+def test_actors_are_created_found_updated_and_deleted(store: SqlJobStore) -> None:
+    source = store.create_actor("source", "faker", "pypi:airbyte-source-faker", {"count": 10})
+    store.create_actor("destination", "faker", "builtin:jsonl", {})  # same name, other kind: fine
+    with pytest.raises(AlreadyExists, match="faker"):
+        store.create_actor("source", "faker", "builtin:bench", {})
+
+    assert store.get_actor("source", "faker") == source
+    assert store.get_actor("source", str(source.id)) == source
+    assert source.created_at.tzinfo is not None and source.created_at.utcoffset().total_seconds() == 0
+    store.update_actor_config(source.id, {"count": 20})
+    assert store.get_actor("source", "faker").config == {"count": 20}
+    assert [a.name for a in store.list_actors("destination")] == ["faker"]
+
+    store.delete_actor("source", "faker")
+    with pytest.raises(NotFound):
+        store.get_actor("source", "faker")
+    with pytest.raises(NotFound):
+        store.update_actor_config(source.id, {})
+    with pytest.raises(UserInputError, match="actor kind"):
+        store.list_actors("sink")
+
+
+def test_connections_name_their_actors_and_keep_them_alive(store: SqlJobStore) -> None:
+    source = store.create_actor("source", "s", "builtin:bench", {})
+    dest = store.create_actor("destination", "d", "builtin:jsonl", {"path": "/tmp/x"})
+    catalog = {"streams": [{"stream": {"name": "users"}, "sync_mode": "full_refresh"}]}
+    made = store.create_connection("s-to-d", source.id, dest.id, catalog, prefix="raw_")
+    assert (made.status, made.prefix, made.catalog, made.schedule) == ("active", "raw_", catalog, None)
+    assert store.get_connection("s-to-d") == made == store.get_connection(str(made.id))
+    assert store.list_connections() == [made]
+
+    with pytest.raises(AlreadyExists):
+        store.create_connection("s-to-d", source.id, dest.id, catalog)
+    with pytest.raises(NotFound, match="no source with id"):
+        store.create_connection("wrong-way", dest.id, source.id, catalog)
+    with pytest.raises(UserInputError, match="s-to-d"):
+        store.delete_actor("source", "s")
+
+    store.delete_connection("s-to-d")
+    with pytest.raises(NotFound):
+        store.get_connection("s-to-d")
+    store.delete_actor("source", "s")  # no longer used
+
+
+# -- jobs and attempts --------------------------------------------------------------------------
+
+
+def test_enqueue_claim_succeed_round_trip(store: SqlJobStore) -> None:
+    queued = store.enqueue(JobType.SYNC, "7", {"connection_id": 7})
+    assert (queued.status, queued.started_at, queued.cancel_requested) == (JobStatus.PENDING, None, False)
+
+    [(job, attempt)] = store.claim("engine-a", ALL_SLOTS, T0, log_path)
+    assert (job.id, job.status, job.started_at) == (queued.id, JobStatus.RUNNING, T0)
+    assert (attempt.number, attempt.status, attempt.engine_id) == (0, AttemptStatus.RUNNING, "engine-a")
+    assert (attempt.log_path, attempt.heartbeat_at) == (log_path(job.id, 0), T0)
+    assert store.claim("engine-b", ALL_SLOTS, T0, log_path) == []  # nothing else to run
+
+    store.set_attempt_pids(attempt.id, [4242])
+    done = store.succeed_attempt(attempt, {"records": 3}, later(5))
+    assert done.status is JobStatus.SUCCEEDED and done.config == {"connection_id": 7}
+    [stored] = store.list_attempts(job.id)
+    assert (stored.status, stored.output, stored.ended_at, stored.pids) == (
+        AttemptStatus.SUCCEEDED,
+        {"records": 3},
+        later(5),
+        [4242],
+    )
+    assert store.list_jobs(scope="7", status=JobStatus.SUCCEEDED) == [done]
+    with pytest.raises(NotFound):
+        store.get_job(done.id + 100)
+
+
+def test_one_live_sync_or_reset_per_connection(store: SqlJobStore) -> None:
+    first = store.enqueue(JobType.SYNC, "1", {})
+    with pytest.raises(ConnectionBusy, match=rf"connection 1 .*job_id={first.id}, status=pending"):
+        store.enqueue(JobType.SYNC, "1", {})
+    with pytest.raises(ConnectionBusy):
+        store.enqueue(JobType.RESET, "1", {})
+    store.enqueue(JobType.SYNC, "2", {})  # another connection
+    store.enqueue(JobType.CHECK_SOURCE, "1", {})  # not a replication job
+    store.enqueue(JobType.CHECK_SOURCE, "1", {})
+
+    store.request_cancel(first.id)  # terminal now: the connection is free again
+    assert store.enqueue(JobType.RESET, "1", {}).status is JobStatus.PENDING
+
+
+def test_the_database_itself_refuses_a_second_live_sync(store: SqlJobStore) -> None:
+    store.enqueue(JobType.SYNC, "1", {})
+    row = {
+        "type": "reset_connection",
+        "scope": "1",
+        "config": {},
+        "status": "incomplete",
+        "created_at": T0,
+        "updated_at": T0,
+        "cancel_requested": False,
+    }
+    with pytest.raises(IntegrityError), store.engine.begin() as conn:
+        conn.execute(sa.insert(jobs).values(**row))
+    with store.engine.begin() as conn:  # a finished one is history, not a live job
+        conn.execute(sa.insert(jobs).values(**{**row, "status": "failed"}))
+
+
+def test_racing_enqueues_on_one_connection_exactly_one_wins(store: SqlJobStore) -> None:
+    barrier = threading.Barrier(6)
+    won: list[int] = []
+    busy: list[str] = []
+
+    def race() -> None:
+        barrier.wait()
+        try:
+            won.append(store.enqueue(JobType.SYNC, "9", {}).id)
+        except ConnectionBusy as exc:
+            busy.append(str(exc))
+
+    threads = [threading.Thread(target=race) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 1 and len(busy) == 5
+    assert all(f"job_id={won[0]}" in message for message in busy)
+
+
+def test_claim_honours_free_slots_oldest_first(store: SqlJobStore) -> None:
+    specs = [store.enqueue(JobType.SPEC, None, {}).id for _ in range(3)]
+    checks = [store.enqueue(t, None, {}).id for t in (JobType.CHECK_DESTINATION, JobType.CHECK_SOURCE)]
+    syncs = [store.enqueue(JobType.SYNC, str(n), {}).id for n in range(2)]
+
+    claimed = store.claim("e", {"spec": 2, "check": 1, "sync": 0}, T0, log_path)
+    assert sorted(job.id for job, _ in claimed) == sorted([*specs[:2], checks[0]])
+    assert store.claim("e", {"discover": 3}, T0, log_path) == []
+    assert store.claim("e", {"sync": 1}, T0, log_path, only=[syncs[1]])[0][0].id == syncs[1]
+    rest = store.claim("e", ALL_SLOTS, T0, log_path)
+    assert sorted(job.id for job, _ in rest) == sorted([specs[2], checks[1], syncs[0]])
+    assert store.get_job(specs[2]).status is JobStatus.RUNNING
+
+
+# Each claimer opens the store before the start signal, then claims one job at a time, pausing
+# briefly between claims as an engine's poll loop would, so that the claimers interleave.
+CLAIMER_SETUP = """
+from datetime import datetime
+from ferryman.store import open_store
+store = open_store(sys.argv[2])
+now = datetime.fromisoformat(sys.argv[3])
+store.list_jobs(limit=1)
+"""
+CLAIMER = """
+got = []
+while claimed := store.claim(f"engine-{sys.argv[1]}", {"spec": 1}, now, lambda job, n: f"/w/{job}/{n}"):
+    got += [job.id for job, _ in claimed]
+    time.sleep(0.003)
+print(json.dumps(got))
+"""
+
+
+def test_concurrent_claimers_never_share_a_job(store: SqlJobStore, store_url: str, tmp_path: Path) -> None:
+    queued = {store.enqueue(JobType.SPEC, None, {}).id for _ in range(20)}
+    results = run_together(CLAIMER, [store_url, T0.isoformat()], 3, tmp_path, setup=CLAIMER_SETUP)
+    claimed = [job_id for got in results for job_id in got]
+    assert sorted(claimed) == sorted(queued)  # every job once: none lost, none twice
+    assert {a.engine_id for job_id in queued for a in store.list_attempts(job_id)} <= {
+        f"engine-{n}" for n in range(3)
+    }
+    assert all(len(store.list_attempts(job_id)) == 1 for job_id in queued)
+
+
+def test_failed_attempts_retry_after_their_backoff(store: SqlJobStore) -> None:
+    job, attempt = running_sync(store)
+    for number in range(3):
+        assert attempt.number == number
+        start = later(100 * number)
+        failed = store.fail_attempt(attempt, {"records": number}, failure(f"try {number}"), start)
+        assert failed.status is JobStatus.INCOMPLETE
+        assert store.claim("e", ALL_SLOTS, start, log_path) == []  # no retry decided yet
+        retry_at = start + timedelta(seconds=30)
+        assert store.schedule_retry(job.id, retry_at).next_attempt_at == retry_at
+        assert store.claim("e", ALL_SLOTS, retry_at - timedelta(seconds=1), log_path) == []  # too early
+        if number < 2:
+            job, attempt = claim_one(store, retry_at)
+    assert store.fail_job(job.id).status is JobStatus.FAILED
+    history = store.list_attempts(job.id)
+    assert [(a.number, a.status) for a in history] == [(n, AttemptStatus.FAILED) for n in range(3)]
+    assert history[1].failure_summary == failure("try 1") and history[1].output == {"records": 1}
+    assert store.enqueue(JobType.SYNC, "1", {}).status is JobStatus.PENDING  # connection free again
+
+
+def test_a_late_outcome_for_an_old_attempt_does_not_touch_the_retry(store: SqlJobStore) -> None:
+    job, first = running_sync(store)
+    store.fail_attempt(first, None, failure(), T0)
+    store.schedule_retry(job.id, T0)
+    _, second = claim_one(store, later(1))
+    # The engine that ran the first attempt reports again (or another engine reaped it).
+    assert store.fail_attempt(first, None, failure("again"), later(2)).status is JobStatus.RUNNING
+    assert store.succeed_attempt(first, {}, later(2)).status is JobStatus.RUNNING
+    assert store.list_attempts(job.id)[0].failure_summary == failure()
+    assert store.succeed_attempt(second, {}, later(3)).status is JobStatus.SUCCEEDED
+
+
+def test_writes_to_a_terminal_job_change_nothing(store: SqlJobStore) -> None:
+    job, attempt = running_sync(store)
+    done = store.succeed_attempt(attempt, {"ok": True}, later(1))
+    assert store.fail_job(job.id) == done
+    assert store.request_cancel(job.id) == done
+    assert store.schedule_retry(job.id, later(60)) == done
+    assert store.fail_attempt(attempt, None, failure(), later(2)) == done
+    assert store.cancel_attempt(attempt, None, failure(), later(2)) == done
+    assert store.list_attempts(job.id)[0].status is AttemptStatus.SUCCEEDED
+
+
+def test_an_illegal_transition_raises_and_changes_nothing(store: SqlJobStore) -> None:
+    pending = store.enqueue(JobType.SYNC, "1", {})
+    with pytest.raises(IllegalTransition, match="pending"):
+        store.schedule_retry(pending.id, later(10))  # pending -> incomplete is not in the table
+    assert store.get_job(pending.id) == pending
+
+
+def test_request_cancel_in_each_state(store: SqlJobStore) -> None:
+    pending = store.enqueue(JobType.SYNC, "1", {})
+    assert store.request_cancel(pending.id).status is JobStatus.CANCELLED
+
+    job, attempt = running_sync(store, "2")
+    store.fail_attempt(attempt, None, failure(), T0)
+    store.schedule_retry(job.id, later(30))
+    assert store.request_cancel(job.id).status is JobStatus.CANCELLED  # incomplete: at once
+    assert store.claim("e", ALL_SLOTS, later(60), log_path) == []
+
+    job, attempt = running_sync(store, "3")
+    flagged = store.request_cancel(job.id)
+    assert (flagged.status, flagged.cancel_requested) == (JobStatus.RUNNING, True)
+    cancelled = store.cancel_attempt(
+        attempt, {"records": 1}, failure("stop", "manual_cancellation"), later(5)
+    )
+    assert cancelled.status is JobStatus.CANCELLED
+    assert store.list_attempts(job.id)[0].status is AttemptStatus.FAILED
+    assert store.request_cancel(job.id) == cancelled  # terminal: unchanged
+
+    job, attempt = running_sync(store, "4")
+    store.request_cancel(job.id)  # the attempt fails before the engine notices the cancel
+    store.fail_attempt(attempt, None, failure(), later(1))
+    assert store.schedule_retry(job.id, later(10)).status is JobStatus.CANCELLED
+
+
+def test_stale_attempts_are_those_whose_engine_went_quiet(store: SqlJobStore) -> None:
+    _, quiet = running_sync(store, "1")
+    _, alive = running_sync(store, "2")
+    store.heartbeat("engine-a", [alive.id], later(60))
+    store.heartbeat("impostor", [quiet.id], later(60))  # only the owner's heartbeat counts
+    assert [a.id for a in store.stale_attempts(later(30))] == [quiet.id]
+    store.fail_attempt(quiet, None, failure(), later(61))
+    assert store.stale_attempts(later(90)) == [store.list_attempts(alive.job_id)[0]]
+
+
+def test_stream_stats_are_upserted_per_stream(store: SqlJobStore) -> None:
+    _, attempt = running_sync(store)
+    store.save_stream_stats(
+        attempt.id,
+        [
+            StreamStat(attempt.id, "users", None, 10, 100, None, None),
+            StreamStat(attempt.id, "users", "hr", 1, 9, 1, 9),
+        ],
+    )
+    store.save_stream_stats(attempt.id, [StreamStat(attempt.id, "users", None, 20, 200, 20, 200, 50, 500)])
+    assert store.list_stream_stats(attempt.id) == [
+        StreamStat(attempt.id, "users", None, 20, 200, 20, 200, 50, 500),
+        StreamStat(attempt.id, "users", "hr", 1, 9, 1, 9),
+    ]
+    with pytest.raises(NotFound):
+        store.save_stream_stats(attempt.id + 99, [StreamStat(attempt.id + 99, "x", None, 0, 0, 0, 0)])
+
+
+def test_connection_state_is_saved_read_and_cleared(store: SqlJobStore) -> None:
+    source = store.create_actor("source", "s", "builtin:bench", {})
+    dest = store.create_actor("destination", "d", "builtin:devnull", {})
+    conn = store.create_connection("c", source.id, dest.id, {"streams": []})
+    assert store.get_state(conn.id) == []
+    first = [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "users"}, "stream_state": {"n": 1}}}]
+    store.save_state(conn.id, first, job_id=1)
+    assert store.get_state(conn.id) == first
+    second = [{"type": "GLOBAL", "global": {"shared_state": {"lsn": 7}}}]
+    store.save_state(conn.id, second)
+    assert store.get_state(conn.id) == second
+    store.clear_state(conn.id)
+    assert store.get_state(conn.id) == []
+    with pytest.raises(NotFound):
+        store.save_state(conn.id + 5, first)
+
+
+# -- opening the store --------------------------------------------------------------------------
+
+OPENER = """
+from ferryman.store import open_store
+open_store(sys.argv[2]).close()
+print(json.dumps("ok"))
+"""
+
+
+def test_several_processes_migrate_a_fresh_database_at_once(store_url: str, tmp_path: Path) -> None:
+    assert run_together(OPENER, [store_url], 4, tmp_path, setup="import ferryman.store") == ["ok"] * 4
+    with open_store(store_url) as store, store.engine.connect() as conn:
+        versions = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+        assert versions == [head_revision()]
+        assert store.list_jobs() == []
+
+
+def test_urls_default_to_sqlite_in_home_and_bad_ones_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FERRYMAN_DATABASE_URL", raising=False)
+    monkeypatch.setenv("FERRYMAN_HOME", str(tmp_path / "home"))
+    assert database_url() == f"sqlite:///{tmp_path / 'home' / 'ferryman.db'}"
+    with open_store() as store, store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    assert (tmp_path / "home" / "ferryman.db").exists()
+    monkeypatch.setenv("FERRYMAN_DATABASE_URL", "postgresql+psycopg://u@h/db")
+    assert database_url() == "postgresql+psycopg://u@h/db"
+    for bad in ("mysql://u:secret@h/db", "not a url", "postgresql+psycopg2://u@h/db"):
+        with pytest.raises(UserInputError) as caught:
+            open_store(bad)
+        assert "\n" not in str(caught.value) and "secret" not in str(caught.value)
