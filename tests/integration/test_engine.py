@@ -111,9 +111,10 @@ def scripted(tmp_path: Path) -> str:
 
 
 def scripted_connection(service: JobService, tmp_path: Path, steps: list[dict[str, Any]]) -> str:
-    service.create_actor("source", "s-src", scripted(tmp_path), {"steps": steps})
+    source = service.create_actor("source", "s-src", scripted(tmp_path), {})  # discovers one stream
     service.create_actor("destination", "s-dst", "builtin:destination-jsonl", {"path": str(tmp_path / "out")})
     service.create_connection("s", "s-src", "s-dst")
+    service.store.update_actor_config(source.id, {"steps": steps})  # what its reads will do
     return "s"
 
 
