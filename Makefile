@@ -14,10 +14,18 @@ $(BIN)/ferryman: pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
-# The main job: a real sync of airbyte-source-faker (from PyPI) into the embedded DuckDB.
+# The main job: a connection from airbyte-source-faker (PyPI) to the embedded DuckDB, synced with
+# progress, then its jobs listed. Safe to run again: what exists already is reused.
+FERRYMAN := FERRYMAN_HOME=$(DEMO_HOME) $(BIN)/ferryman
 demo: install
-	FERRYMAN_HOME=$(DEMO_HOME) $(BIN)/ferryman sync \
-		--source pypi:airbyte-source-faker==7.2.1 --source-config '{"count": 10000, "seed": 42}'
+	@$(FERRYMAN) sources show faker >/dev/null 2>&1 || $(FERRYMAN) sources create faker \
+		--connector pypi:airbyte-source-faker==7.2.1 --config '{"count": 10000, "seed": 42}'
+	@$(FERRYMAN) destinations show local >/dev/null 2>&1 || $(FERRYMAN) destinations create local \
+		--connector builtin:destination-duckdb
+	@$(FERRYMAN) connections show faker-to-duckdb >/dev/null 2>&1 || $(FERRYMAN) connections create \
+		faker-to-duckdb --source faker --destination local
+	$(FERRYMAN) connections sync faker-to-duckdb
+	$(FERRYMAN) jobs list
 
 test: install
 	$(BIN)/pytest

@@ -1,17 +1,24 @@
-"""Sync progress for people: a live table on a terminal, a plain line every few seconds otherwise."""
+"""Sync progress for people: a live table on a terminal, a plain line every few seconds otherwise.
+
+Fed either by the worker's progress callback (ad-hoc ``ferryman sync``) or by polling the
+store's per-stream stats of the running attempt (``ferryman connections sync``).
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from ferryman.workers.models import StreamStats, SyncProgress
+
+if TYPE_CHECKING:
+    from ferryman.store.base import StreamStat
 
 
 def _rate(records: int, elapsed_s: float) -> float:
@@ -22,6 +29,29 @@ def _percent(stream: StreamStats) -> str:
     if not stream.estimated_records:
         return ""
     return f"{min(100.0, 100.0 * stream.records_emitted / stream.estimated_records):.0f}%"
+
+
+def _committed(progress: SyncProgress) -> str:
+    counts = [s.records_committed for s in progress.streams]
+    return "?" if any(c is None for c in counts) else f"{sum(c or 0 for c in counts):,}"
+
+
+def from_stream_stats(stats: list[StreamStat], elapsed_s: float) -> SyncProgress:
+    """A progress snapshot from the stats an engine saved for the running attempt."""
+    streams = [
+        StreamStats(
+            s.name,
+            s.namespace,
+            s.records_emitted,
+            s.bytes_emitted,
+            s.records_committed,
+            s.bytes_committed,
+            s.estimated_records,
+            s.estimated_bytes,
+        )
+        for s in stats
+    ]
+    return SyncProgress(elapsed_s, streams, states_committed=0)
 
 
 class LiveProgress:
@@ -74,7 +104,7 @@ class PlainProgress:
         ]
         print(
             f"sync {progress.elapsed_s:,.0f}s: {total:,} records "
-            f"({_rate(total, progress.elapsed_s):,.0f}/s), {progress.states_committed} states committed; "
+            f"({_rate(total, progress.elapsed_s):,.0f}/s), {_committed(progress)} committed; "
             + ", ".join(parts),
             file=self._stream,
             flush=True,

@@ -1,0 +1,136 @@
+"""``ferryman sources ...`` and ``ferryman destinations ...``: configured connectors, by name.
+
+Configs are shown masked: the fields the connector's spec marks ``airbyte_secret``, and fields
+whose names look like credentials, print as ``**********``, with ``--json`` too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ferryman.cli.common import JsonOption, guarded, mask_strings, out, print_json, say, when
+from ferryman.cli.context import DESTINATION, SOURCE, Secrets, job_service
+from ferryman.cli.render import actor_doc
+from ferryman.errors import UserInputError
+from ferryman.runner import load_config
+from ferryman.settings import ferryman_home
+
+if TYPE_CHECKING:
+    from ferryman.store.base import Actor
+
+DUCKDB = "builtin:destination-duckdb"
+
+NameArgument = Annotated[str, typer.Argument(help="Its name (or id).")]
+NewNameArgument = Annotated[str, typer.Argument(help="A name for it, unique among its kind.")]
+ConnectorOption = Annotated[
+    str, typer.Option("--connector", help="pypi:NAME[==V], exec:PATH or builtin:NAME.")
+]
+OptionalConfig = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="JSON/YAML file or inline JSON (destination-duckdb: default $FERRYMAN_HOME/data.duckdb).",
+    ),
+]
+
+
+def _config(kind: str, connector: str, config: str | None) -> dict[str, Any]:
+    if config is not None:
+        return load_config(config, "--config")
+    if kind == DESTINATION and connector == DUCKDB:
+        return {"path": str(ferryman_home() / "data.duckdb")}
+    raise UserInputError(f"a {kind} needs --config (a JSON/YAML file or inline JSON)")
+
+
+def _show(actor: Actor, secrets: Secrets, json: bool) -> None:
+    document = actor_doc(actor, secrets.masked(actor.connector, actor.config))
+    if json:
+        print_json(document, secrets.of_actors(actor))
+        return
+    say(f"{actor.kind} {actor.name} (id {actor.id}): {actor.connector}, created {when(actor.created_at)}")
+    out.print_json(data=mask_strings(document["config"], secrets.of_actors(actor)))
+
+
+def actor_app(kind: str) -> typer.Typer:
+    """The sub-command group of one kind of actor; ``kind`` is "source" or "destination"."""
+    plural = f"{kind}s"
+    app = typer.Typer(help=f"Configured {plural}: a connector and its config, by name.", no_args_is_help=True)
+
+    @app.command("create")
+    def create(
+        name: NewNameArgument,
+        connector: ConnectorOption,
+        config: OptionalConfig = None,
+        json: JsonOption = False,
+    ) -> None:
+        """Save a connector and its config under a name."""
+
+        def action() -> int:
+            values = _config(kind, connector, config)
+            secrets = Secrets()
+            secrets.spec(connector, strict=True)  # installs a PyPI connector now, not at the first sync
+            with job_service() as service:
+                actor = service.create_actor(kind, name, connector, values)
+            _show(actor, secrets, json)
+            return 0
+
+        guarded(action)
+
+    @app.command("list")
+    def list_(json: JsonOption = False) -> None:
+        """List them, configs masked."""
+
+        def action() -> int:
+            with job_service() as service:
+                actors = service.store.list_actors(kind)
+            secrets = Secrets()
+            documents = [actor_doc(a, secrets.masked(a.connector, a.config)) for a in actors]
+            if json:
+                print_json({plural: documents}, secrets.of_actors(*actors))
+                return 0
+            table = Table("id", "name", "connector", "created")
+            for actor in actors:
+                table.add_row(str(actor.id), escape(actor.name), actor.connector, when(actor.created_at))
+            out.print(table)
+            return 0
+
+        guarded(action)
+
+    @app.command("show")
+    def show(name: NameArgument, json: JsonOption = False) -> None:
+        """Show one, config masked."""
+
+        def action() -> int:
+            with job_service() as service:
+                actor = service.store.get_actor(kind, name)
+            _show(actor, Secrets(), json)
+            return 0
+
+        guarded(action)
+
+    @app.command("delete")
+    def delete(name: NameArgument, json: JsonOption = False) -> None:
+        """Delete one (refused while a connection uses it)."""
+
+        def action() -> int:
+            with job_service() as service:
+                actor = service.store.get_actor(kind, name)
+                service.store.delete_actor(kind, str(actor.id))
+            if json:
+                print_json({"deleted": {"kind": kind, "id": actor.id, "name": actor.name}}, [])
+            else:
+                say(f"deleted {kind} {actor.name} (id {actor.id})")
+            return 0
+
+        guarded(action)
+
+    return app
+
+
+sources_app = actor_app(SOURCE)
+destinations_app = actor_app(DESTINATION)

@@ -1,0 +1,212 @@
+"""The ad-hoc ``ferryman sync`` and ``ferryman reset``: a source and a destination given inline.
+
+Nothing is stored but the attempt directory and, when asked, a state file. Connections
+(``ferryman connections sync``) keep history, retry failed attempts and store their state.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.table import Table
+
+from ferryman.cli.common import (
+    FormatOption,
+    FullRefreshOption,
+    JsonOption,
+    Namespace,
+    NamespaceOption,
+    PrefixOption,
+    StreamsOption,
+    cancel_on_signals,
+    err,
+    guarded,
+    out,
+    print_failures,
+    print_json,
+    stream_names,
+)
+from ferryman.cli.progress import progress_display
+from ferryman.errors import UserInputError
+from ferryman.protocol.catalog import NamespaceDefinition, NamespaceMapping
+from ferryman.protocol.state import load_state
+from ferryman.runner import Runner, load_config, load_document
+from ferryman.workers import ConnectorInput, ReplicationStatus, StateCommit, SyncOutput
+
+DEFAULT_DESTINATION = "builtin:destination-duckdb"
+
+SourceOpt = Annotated[str, typer.Option("--source", "-s", help="Source connector reference.")]
+SourceConfigOpt = Annotated[str, typer.Option("--source-config", help="JSON/YAML file or inline JSON.")]
+DestOpt = Annotated[
+    str,
+    typer.Option("--destination", "-d", help="Destination connector reference (default: embedded DuckDB)."),
+]
+DestConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--destination-config", help="JSON/YAML file or inline JSON (default: $FERRYMAN_HOME/data.duckdb)."
+    ),
+]
+StateOpt = Annotated[Path | None, typer.Option("--state", help="State file to start from.")]
+SaveStateOpt = Annotated[
+    Path | None,
+    typer.Option("--save-state", help="Write the committed state here as it is committed."),
+]
+
+
+def _state_saver(path: Path | None) -> Callable[[StateCommit], None] | None:
+    if path is None:
+        return None
+
+    def save(commit: StateCommit) -> None:
+        # Atomic replace: a crash leaves either the previous or the new committed state.
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(orjson.dumps(commit.aggregated, option=orjson.OPT_INDENT_2))
+        os.replace(tmp, path)
+
+    return save
+
+
+def mapping(namespace: Namespace, namespace_format: str | None, prefix: str) -> NamespaceMapping:
+    if namespace is Namespace.customformat and not namespace_format:
+        raise UserInputError(
+            "--namespace customformat needs --namespace-format, e.g. 'raw_${SOURCE_NAMESPACE}'"
+        )
+    return NamespaceMapping(NamespaceDefinition(namespace.value), namespace_format, prefix)
+
+
+class Replication:
+    """The options of an ad-hoc sync or reset, and running it."""
+
+    def __init__(
+        self, source: str, source_config: str, destination: str, destination_config: str | None
+    ) -> None:
+        self.runner = Runner()
+        connector = self.runner.connector(source)
+        self.source = ConnectorInput(connector, load_config(source_config, "--source-config"))
+        if destination_config is None:
+            if destination != DEFAULT_DESTINATION:
+                raise UserInputError("--destination-config is required with --destination")
+            values = {"path": str(self.runner.settings.home / "data.duckdb")}
+        else:
+            values = load_config(destination_config, "--destination-config")
+        self.destination = ConnectorInput(self.runner.connector(destination), values)
+
+    def run(
+        self,
+        streams: str | None,
+        state: Path | None,
+        save_state: Path | None,
+        namespaces: NamespaceMapping,
+        full_refresh: bool,
+        json: bool,
+        reset: bool,
+    ) -> int:
+        initial_state = load_state(load_document(str(state), "--state")) if state else []
+        names = stream_names(streams)
+        cancel = cancel_on_signals()
+        catalog = self.runner.configured_catalog(
+            self.source, names, cancel, prefer_incremental=not full_refresh
+        )
+        display = progress_display(err) if not json or sys.stderr.isatty() else None
+        try:
+            job_id, output = self.runner.sync(
+                self.source,
+                self.destination,
+                catalog,
+                initial_state,
+                namespaces,
+                cancel,
+                on_progress=display,
+                on_state=_state_saver(save_state),
+                reset=reset,
+            )
+        finally:
+            if display is not None:
+                display.close()
+        secrets = self.runner.secrets(self.source.connector, self.source.config)
+        secrets += self.runner.secrets(self.destination.connector, self.destination.config)
+        log_path = self.runner.settings.workspace / job_id / "0" / "logs.log"
+        if json:
+            print_json({"job_id": job_id, "log": str(log_path), **output.to_dict()}, secrets)
+        else:
+            _print_summary(output, log_path)
+        print_failures(output.failures, secrets)
+        return 0 if output.status is ReplicationStatus.COMPLETED else 1
+
+
+def _print_summary(output: SyncOutput, log_path: Path) -> None:
+    table = Table("stream", "emitted", "committed", "MB")
+    for stream in output.streams:
+        committed = stream.records_committed
+        table.add_row(
+            stream.name,
+            f"{stream.records_emitted:,}",
+            "?" if committed is None else f"{committed:,}",
+            f"{stream.bytes_emitted / 1e6:,.1f}",
+        )
+    out.print(table)
+    seconds = max(0.001, (output.ended_at_ms - output.started_at_ms) / 1000)
+    colour = "green" if output.status is ReplicationStatus.COMPLETED else "red"
+    out.print(
+        f"[{colour}]{output.status.value}[/]: {output.records_emitted:,} records in {seconds:,.1f}s "
+        f"({output.records_emitted / seconds:,.0f}/s), {output.states_committed} states committed; "
+        f"log: {log_path}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def sync(
+    source: SourceOpt,
+    source_config: SourceConfigOpt,
+    destination: DestOpt = DEFAULT_DESTINATION,
+    destination_config: DestConfigOpt = None,
+    streams: StreamsOption = None,
+    state: StateOpt = None,
+    save_state: SaveStateOpt = None,
+    namespace: NamespaceOption = Namespace.source,
+    namespace_format: FormatOption = None,
+    prefix: PrefixOption = "",
+    full_refresh: FullRefreshOption = False,
+    json: JsonOption = False,
+) -> None:
+    """Move data from a source to a destination, ad hoc (incremental where the source supports it)."""
+    guarded(
+        lambda: Replication(source, source_config, destination, destination_config).run(
+            streams,
+            state,
+            save_state,
+            mapping(namespace, namespace_format, prefix),
+            full_refresh,
+            json,
+            False,
+        )
+    )
+
+
+def reset(
+    source: SourceOpt,
+    source_config: SourceConfigOpt,
+    destination: DestOpt = DEFAULT_DESTINATION,
+    destination_config: DestConfigOpt = None,
+    streams: StreamsOption = None,
+    state: StateOpt = None,
+    save_state: SaveStateOpt = None,
+    namespace: NamespaceOption = Namespace.source,
+    namespace_format: FormatOption = None,
+    prefix: PrefixOption = "",
+    json: JsonOption = False,
+) -> None:
+    """Clear the streams' data in the destination and empty their state, ad hoc."""
+    guarded(
+        lambda: Replication(source, source_config, destination, destination_config).run(
+            streams, state, save_state, mapping(namespace, namespace_format, prefix), True, json, True
+        )
+    )

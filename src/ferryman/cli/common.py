@@ -1,0 +1,214 @@
+"""What every command shares: consoles, options, exit codes, JSON output and masking.
+
+Exit codes: 0 success, 1 the job (or the check) failed, 2 bad usage or bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, NoReturn
+
+import orjson
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ferryman.errors import FerrymanError, UserInputError
+from ferryman.jobs.failures import FailureReason
+from ferryman.secrets import mask_text
+
+err = Console(stderr=True)
+out = Console()
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+ConfigOption = Annotated[str, typer.Option("--config", "-c", help="JSON/YAML file or inline JSON.")]
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """One line on stderr and exit; ``message`` is rich markup (escape user text)."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    raise typer.Exit(code)
+
+
+def guarded(action: Callable[[], int]) -> None:
+    """Run a command; bad input becomes one line and exit 2, a failed job exit 1."""
+    try:
+        code = action()
+    except UserInputError as exc:
+        fail(escape(str(exc)), 2)
+    except FerrymanError as exc:
+        fail(escape(str(exc)), 1)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except BrokenPipeError:
+        # The reader went away (`ferryman jobs logs 7 | head`): stop quietly, as `cat` would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    except OSError as exc:  # the machine said no: a full disk, a missing or unwritable directory
+        where = f": {exc.filename}" if exc.filename else ""
+        fail(escape(f"{exc.strerror or exc}{where} (check FERRYMAN_HOME and the disk)"), 1)
+    raise typer.Exit(code)
+
+
+def mask_strings(document: Any, secrets: list[str]) -> Any:
+    """Every string inside a JSON-like document with the secret values masked."""
+    if isinstance(document, str):
+        return mask_text(document, secrets)
+    if isinstance(document, dict):
+        return {k: mask_strings(v, secrets) for k, v in document.items()}
+    if isinstance(document, list):
+        return [mask_strings(v, secrets) for v in document]
+    return document
+
+
+def print_json(document: Any, secrets: list[str], one_line: bool = False) -> None:
+    """``document`` on stdout with the ``secrets`` masked; ``one_line`` for a stream of events."""
+    option = 0 if one_line else orjson.OPT_INDENT_2
+    text = orjson.dumps(mask_strings(document, secrets), option=option, default=_encode)
+    sys.stdout.write(text.decode() + "\n")
+    sys.stdout.flush()
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def say(text: str) -> None:
+    """A line for people on stdout, printed as is (no markup, no highlighting)."""
+    out.print(text, highlight=False, soft_wrap=True, markup=False)
+
+
+def note(text: str) -> None:
+    """A line for people on stderr, printed as is."""
+    err.print(text, highlight=False, soft_wrap=True, markup=False)
+
+
+def print_failures(failures: list[FailureReason], secrets: list[str]) -> None:
+    for failure in failures:
+        print_failure(failure.to_dict(), secrets)
+
+
+def failure_line(failure: dict[str, Any], secrets: list[str], brief: bool = False) -> str:
+    """One failure (a ``FailureReason.to_dict()``) as text, its secret values masked;
+    ``brief``: only the first line of its message (connector stderr tails can be long)."""
+    retry = "retryable" if failure.get("retryable", True) else "not retryable"
+    message = mask_text(str(failure.get("message") or ""), secrets)
+    if brief and "\n" in message.strip():
+        message = message.strip().splitlines()[0] + " [...]"
+    stream = f" [stream {failure['stream']}]" if failure.get("stream") else ""
+    return f"{failure.get('origin')} {failure.get('type')}{stream} ({retry}): {message}"
+
+
+def print_failure(failure: dict[str, Any], secrets: list[str], brief: bool = False) -> None:
+    note(failure_line(failure, secrets, brief))
+
+
+def cancel_on_signals() -> threading.Event:
+    """Ctrl-C or SIGTERM cancels an ad-hoc run: connectors get SIGTERM, grace, then SIGKILL."""
+    cancel = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        note("cancelling: stopping the connectors (again to abort)")
+        cancel.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return cancel
+
+
+class SignalCounter:
+    """Counts SIGINT/SIGTERM without acting in the handler: the main loop decides what to do.
+
+    A handler runs between two bytecodes of the main thread, possibly inside a store call or
+    while it holds a lock, so it only records that a signal came.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._previous = {
+            signum: signal.signal(signum, self._handle) for signum in (signal.SIGINT, signal.SIGTERM)
+        }
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.count += 1
+
+    def restore(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+
+
+# -- dates and durations -----------------------------------------------------------------------
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None:
+        return None
+    return max(0.0, (_aware(end or utcnow()) - _aware(start)).total_seconds())
+
+
+def when(moment: datetime | None, short: bool = False) -> str:
+    """A moment in local time, to the second (``short``: without the year); "" for none."""
+    if moment is None:
+        return ""
+    return _aware(moment).astimezone().strftime("%m-%d %H:%M:%S" if short else "%Y-%m-%d %H:%M:%S")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {rest:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def count(value: int | None) -> str:
+    return "?" if value is None else f"{value:,}"
+
+
+# -- options shared by the ad-hoc sync and connections ------------------------------------------
+
+
+class Namespace(StrEnum):
+    source = "source"
+    destination = "destination"
+    customformat = "customformat"
+
+
+StreamsOption = Annotated[
+    str | None, typer.Option("--streams", help="Comma-separated streams (default: all).")
+]
+NamespaceOption = Annotated[Namespace, typer.Option("--namespace", help="Where streams land.")]
+FormatOption = Annotated[
+    str | None,
+    typer.Option("--namespace-format", help="With customformat: e.g. 'raw_${SOURCE_NAMESPACE}'."),
+]
+PrefixOption = Annotated[str, typer.Option("--prefix", help="Prefix for destination stream names.")]
+FullRefreshOption = Annotated[
+    bool, typer.Option("--full-refresh", help="Full refresh + overwrite every stream.")
+]
+
+
+def stream_names(streams: str | None) -> list[str] | None:
+    return [s.strip() for s in streams.split(",") if s.strip()] if streams else None

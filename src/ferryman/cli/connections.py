@@ -1,0 +1,195 @@
+"""``ferryman connections ...``: a source, a destination and the streams between them.
+
+``sync`` and ``reset`` enqueue a job; unless ``--detach``, this process runs it and shows its
+progress, and the exit code says how it ended (0 succeeded, 1 failed or cancelled). With
+``--detach`` a ``ferryman worker`` runs it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ferryman.cli.common import (
+    FormatOption,
+    FullRefreshOption,
+    JsonOption,
+    Namespace,
+    NamespaceOption,
+    PrefixOption,
+    StreamsOption,
+    err,
+    guarded,
+    out,
+    print_json,
+    say,
+    stream_names,
+)
+from ferryman.cli.context import DESTINATION, SOURCE, Secrets, job_service
+from ferryman.cli.foreground import run_and_watch
+from ferryman.cli.progress import progress_display
+from ferryman.cli.render import connection_doc, streams_table
+from ferryman.cli.summary import print_outcome
+
+if TYPE_CHECKING:
+    from ferryman.service import JobService
+    from ferryman.store.base import Connection
+
+app = typer.Typer(help="Connections: what to sync from a source to a destination.", no_args_is_help=True)
+
+NameArgument = Annotated[str, typer.Argument(help="The connection's name (or id).")]
+DetachOption = Annotated[
+    bool, typer.Option("--detach", help="Only enqueue the job and print its id; a worker runs it.")
+]
+
+
+def _doc(service: JobService, connection: Connection) -> dict[str, Any]:
+    source = service.store.get_actor(SOURCE, str(connection.source_id))
+    destination = service.store.get_actor(DESTINATION, str(connection.destination_id))
+    return connection_doc(connection, source, destination)
+
+
+def _headline(document: dict[str, Any]) -> str:
+    ends = f"{document['source']} -> {document['destination']}"
+    return f"connection {document['name']} (id {document['id']}): {ends}"
+
+
+@app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="A name for the connection.")],
+    source: Annotated[str, typer.Option("--source", "-s", help="The source's name (or id).")],
+    destination: Annotated[str, typer.Option("--destination", "-d", help="The destination's name (or id).")],
+    streams: StreamsOption = None,
+    full_refresh: FullRefreshOption = False,
+    namespace: NamespaceOption = Namespace.source,
+    namespace_format: FormatOption = None,
+    prefix: PrefixOption = "",
+    json: JsonOption = False,
+) -> None:
+    """Discover the source's streams (a job of its own) and save the connection."""
+
+    def action() -> int:
+        with job_service() as service:
+            connection = service.create_connection(
+                name,
+                source,
+                destination,
+                stream_names(streams),
+                full_refresh,
+                namespace.value,
+                namespace_format,
+                prefix,
+            )
+            document = _doc(service, connection)
+        if json:
+            print_json(document, [])
+        else:
+            say(_headline(document))
+            out.print(streams_table(document["streams"]))
+        return 0
+
+    guarded(action)
+
+
+@app.command("list")
+def list_(json: JsonOption = False) -> None:
+    """List connections."""
+
+    def action() -> int:
+        with job_service() as service:
+            documents = [_doc(service, c) for c in service.store.list_connections()]
+        if json:
+            print_json({"connections": documents}, [])
+            return 0
+        table = Table("id", "name", "source", "destination", "streams", "status")
+        for doc in documents:
+            table.add_row(
+                str(doc["id"]),
+                escape(str(doc["name"])),
+                escape(str(doc["source"])),
+                escape(str(doc["destination"])),
+                str(len(doc["streams"])),
+                str(doc["status"]),
+            )
+        out.print(table)
+        return 0
+
+    guarded(action)
+
+
+@app.command("show")
+def show(name: NameArgument, json: JsonOption = False) -> None:
+    """Show a connection: its streams, its state and its latest jobs."""
+
+    def action() -> int:
+        with job_service() as service:
+            connection = service.store.get_connection(name)
+            document = _doc(service, connection)
+            state = service.store.get_state(connection.id)
+            jobs = service.store.list_jobs(scope=str(connection.id), limit=5)
+        document["state_streams"] = len(state)
+        document["latest_jobs"] = [{"id": j.id, "type": j.type.value, "status": j.status.value} for j in jobs]
+        if json:
+            print_json(document, [])
+            return 0
+        say(_headline(document))
+        say(
+            f"namespace: {connection.namespace_definition}"
+            + (f" ({connection.namespace_format})" if connection.namespace_format else "")
+            + (f", prefix {connection.prefix!r}" if connection.prefix else "")
+            + f"; state: {len(state)} stream(s)"
+        )
+        out.print(streams_table(document["streams"]))
+        for job in document["latest_jobs"]:
+            say(f"job {job['id']}: {job['type']} {job['status']}")
+        return 0
+
+    guarded(action)
+
+
+@app.command("delete")
+def delete(name: NameArgument, json: JsonOption = False) -> None:
+    """Delete a connection and its state (its live job, if any, is cancelled)."""
+
+    def action() -> int:
+        with job_service() as service:
+            connection = service.store.get_connection(name)
+            service.store.delete_connection(str(connection.id))
+        if json:
+            print_json({"deleted": {"id": connection.id, "name": connection.name}}, [])
+        else:
+            say(f"deleted connection {connection.name} (id {connection.id})")
+        return 0
+
+    guarded(action)
+
+
+def _replicate(name: str, reset: bool, detach: bool, json: bool) -> int:
+    with job_service() as service:
+        job = service.enqueue_replication(name, reset=reset)
+        if detach:
+            if json:
+                print_json({"job": {"id": job.id, "type": job.type.value, "status": job.status.value}}, [])
+            else:
+                say(f"job {job.id} ({job.type.value}) is {job.status.value}: a `ferryman worker` will run it")
+            return 0
+        display = progress_display(err) if not json or sys.stderr.isatty() else None
+        secrets = Secrets()
+        ended = run_and_watch(service, job, display, secrets.of_job(job))
+        return print_outcome(service, ended, secrets, json)
+
+
+@app.command("sync")
+def sync(name: NameArgument, detach: DetachOption = False, json: JsonOption = False) -> None:
+    """Sync a connection from its stored state; exit 0 if the job succeeded, 1 if not."""
+    guarded(lambda: _replicate(name, False, detach, json))
+
+
+@app.command("reset")
+def reset(name: NameArgument, detach: DetachOption = False, json: JsonOption = False) -> None:
+    """Clear the connection's streams in the destination and empty its state."""
+    guarded(lambda: _replicate(name, True, detach, json))

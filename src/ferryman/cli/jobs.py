@@ -1,0 +1,181 @@
+"""``ferryman jobs ...``: every job is a row (spec, check, discover, sync, reset), with its attempts.
+
+``logs`` reads an attempt's log from its end, so it is fast on multi-GB files, and ``--follow``
+prints new lines until the attempt ends.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ferryman.cli.common import JsonOption, guarded, out, print_json, say
+from ferryman.cli.context import DESTINATION, SOURCE, Secrets, job_service
+from ferryman.cli.render import Names, job_doc, jobs_table
+from ferryman.cli.summary import document_text, job_document, print_details
+from ferryman.jobs.states import JobStatus, JobType
+from ferryman.secrets import mask_text
+
+if TYPE_CHECKING:
+    from ferryman.service import JobService
+    from ferryman.store.base import Attempt
+
+app = typer.Typer(help="Jobs: their attempts, failures, stats and logs.", no_args_is_help=True)
+
+JobArgument = Annotated[int, typer.Argument(help="The job's id.")]
+WAIT_POLL_S = 0.25
+
+
+@app.command("list")
+def list_(
+    connection: Annotated[
+        str | None, typer.Option("--connection", help="Only this connection's syncs and resets.")
+    ] = None,
+    status: Annotated[JobStatus | None, typer.Option("--status", help="Only jobs in this state.")] = None,
+    type_: Annotated[JobType | None, typer.Option("--type", help="Only jobs of this type.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many, newest first.")] = 50,
+    json: JsonOption = False,
+) -> None:
+    """List jobs, newest first."""
+
+    def action() -> int:
+        with job_service() as service:
+            scope = str(service.store.get_connection(connection).id) if connection else None
+            jobs = service.store.list_jobs(scope=scope, status=status, type=type_, limit=limit)
+            names = Names(
+                service.store.list_connections(),
+                service.store.list_actors(SOURCE) + service.store.list_actors(DESTINATION),
+            )
+            rows = [job_doc(job, names, len(service.store.list_attempts(job.id))) for job in jobs]
+        if json:
+            print_json({"jobs": rows}, [])
+        else:
+            out.print(jobs_table(rows))
+        return 0
+
+    guarded(action)
+
+
+@app.command("show")
+def show(job_id: JobArgument, json: JsonOption = False) -> None:
+    """Show a job: each attempt with its status, failures and per-stream stats, and its log."""
+
+    def action() -> int:
+        with job_service() as service:
+            document = job_document(service, job_id)
+            secrets = Secrets().of_job(service.store.get_job(job_id), document_text(document))
+        if json:
+            print_json(document, secrets)
+        else:
+            print_details(document, secrets)
+        return 0
+
+    guarded(action)
+
+
+@app.command("cancel")
+def cancel(job_id: JobArgument, json: JsonOption = False) -> None:
+    """Cancel a job: at once if it waits; a running one stops its connectors (SIGTERM, grace, SIGKILL)."""
+
+    def action() -> int:
+        with job_service() as service:
+            job = service.cancel(job_id)
+        stopping = job.status is JobStatus.RUNNING and job.cancel_requested
+        if json:
+            print_json({"job": {"id": job.id, "status": job.status.value, "cancel_requested": stopping}}, [])
+        elif stopping:
+            say(f"job {job.id} is running: cancel requested, its engine is stopping the connectors")
+        else:
+            say(f"job {job.id} is {job.status.value}")
+        return 0
+
+    guarded(action)
+
+
+def _wait_for_attempt(service: JobService, job_id: int) -> None:
+    """With --follow on a job that has not started yet: wait for its first attempt (or its end)."""
+    while not service.store.list_attempts(job_id):
+        if service.store.get_job(job_id).status.terminal:
+            return  # log_path() then says there is no attempt
+        time.sleep(WAIT_POLL_S)
+
+
+def _attempt(service: JobService, job_id: int, path: Path) -> Attempt:
+    return next(a for a in service.store.list_attempts(job_id) if Path(a.log_path) == path)
+
+
+def _ended(service: JobService, job_id: int, number: int) -> bool:
+    attempts = service.store.list_attempts(job_id)
+    return any(a.number == number and a.status.terminal for a in attempts)
+
+
+def _emit(line: str, json: bool, job_id: int, number: int, secrets: list[str]) -> None:
+    line = mask_text(line, secrets)
+    if json:
+        print_json({"job_id": job_id, "attempt": number, "line": line}, [], one_line=True)
+    else:
+        typer.echo(line)
+
+
+@app.command("logs")
+def logs(
+    job_id: JobArgument,
+    attempt: Annotated[
+        int | None, typer.Option("--attempt", help="Attempt number (default: the last).")
+    ] = None,
+    tail: Annotated[int, typer.Option("--tail", min=0, help="Print the last N lines.")] = 100,
+    follow_: Annotated[
+        bool, typer.Option("--follow", "-f", help="Then print new lines until the attempt ends.")
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """Print an attempt's log (connector output, lifecycle), secrets masked.
+
+    With --json: one document with the lines, or with --follow one JSON object per line.
+    """
+
+    def action() -> int:
+        from ferryman.service import tail_lines
+
+        with job_service() as service:
+            job = service.store.get_job(job_id)
+            if follow_:
+                _wait_for_attempt(service, job_id)
+            path = service.log_path(job_id, attempt)
+            number = _attempt(service, job_id, path).number
+            lines = tail_lines(path, tail)
+            # Following, lines to come are unknown: every secret value of the job's configs.
+            secrets = Secrets().of_job(job, None if follow_ else "\n".join(lines))
+            if json and not follow_:
+                document = {"job_id": job_id, "attempt": number, "log": str(path), "lines": lines}
+                print_json(document, secrets)
+                return 0
+            for line in lines:
+                _emit(line, json, job_id, number, secrets)
+            if follow_:
+                _follow(service, job_id, number, path, json, secrets)
+        return 0
+
+    guarded(action)
+
+
+def _follow(
+    service: JobService, job_id: int, number: int, path: Path, json: bool, secrets: list[str]
+) -> None:
+    from ferryman.service import follow
+
+    def ended() -> bool:
+        return _ended(service, job_id, number)
+
+    while not path.exists():  # the engine creates it as the attempt starts
+        if ended():
+            return
+        time.sleep(WAIT_POLL_S)
+    try:
+        for line in follow(path, ended):
+            _emit(line, json, job_id, number, secrets)
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how one stops following a log: not an error

@@ -1,0 +1,77 @@
+"""``ferryman state show|set|clear CONNECTION``: the connection's committed state.
+
+The state is what the next sync starts from: a list of Airbyte STATE messages (STREAM, GLOBAL
+or LEGACY). ``show`` prints it in the form ``set`` takes back.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import orjson
+import typer
+
+from ferryman.cli.common import JsonOption, guarded, print_json, say
+from ferryman.cli.context import job_service
+from ferryman.runner import load_document
+
+app = typer.Typer(help="A connection's state: what its next sync starts from.", no_args_is_help=True)
+
+ConnectionArgument = Annotated[str, typer.Argument(help="The connection's name (or id).")]
+
+
+@app.command("show")
+def show(connection: ConnectionArgument, json: JsonOption = False) -> None:
+    """Print the stored state (a JSON list of STATE messages; [] when there is none)."""
+
+    def action() -> int:
+        with job_service() as service:
+            conn = service.store.get_connection(connection)
+            state = service.store.get_state(conn.id)
+        if json:
+            print_json({"connection": conn.name, "connection_id": conn.id, "state": state}, [])
+        else:
+            sys.stdout.write(orjson.dumps(state, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+
+    guarded(action)
+
+
+@app.command("set")
+def set_(
+    connection: ConnectionArgument,
+    state: Annotated[str, typer.Argument(help="A JSON/YAML file or inline JSON: a list of STATE messages.")],
+    json: JsonOption = False,
+) -> None:
+    """Replace the stored state (refused while the connection has a live job)."""
+
+    def action() -> int:
+        document = load_document(state, "STATE")
+        with job_service() as service:
+            conn = service.store.get_connection(connection)
+            saved = service.set_state(str(conn.id), document)
+        if json:
+            print_json({"connection": conn.name, "connection_id": conn.id, "state": saved}, [])
+        else:
+            say(f"state of connection {conn.name} set: {len(saved)} state message(s)")
+        return 0
+
+    guarded(action)
+
+
+@app.command("clear")
+def clear(connection: ConnectionArgument, json: JsonOption = False) -> None:
+    """Forget the stored state: the next sync starts from scratch (the data stays)."""
+
+    def action() -> int:
+        with job_service() as service:
+            conn = service.store.get_connection(connection)
+            service.clear_state(str(conn.id))
+        if json:
+            print_json({"connection": conn.name, "connection_id": conn.id, "state": []}, [])
+        else:
+            say(f"state of connection {conn.name} cleared")
+        return 0
+
+    guarded(action)

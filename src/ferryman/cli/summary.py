@@ -1,0 +1,101 @@
+"""A job as people and scripts see it: its attempts, failures and per-stream stats.
+
+``jobs show`` prints every attempt; a sync run in the foreground prints the short summary.
+Both print the same JSON document, with the job's secret values masked in every string.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ferryman.cli.common import duration, failure_line, note, out, print_failure, print_json, say, when
+from ferryman.cli.context import DESTINATION, SOURCE, Secrets
+from ferryman.cli.render import Names, details_doc, stats_table
+from ferryman.jobs.states import JobStatus
+
+if TYPE_CHECKING:
+    from ferryman.service import JobService
+    from ferryman.store.base import Job
+
+
+def job_document(service: JobService, job_id: int) -> dict[str, Any]:
+    job, attempts = service.job_details(job_id)
+    names = Names(
+        service.store.list_connections(),
+        service.store.list_actors(SOURCE) + service.store.list_actors(DESTINATION),
+    )
+    return details_doc(job, names, attempts)
+
+
+def document_text(document: dict[str, Any]) -> str:
+    """All the text of a document, to look for secret values in before printing it."""
+    return orjson.dumps(document, default=str).decode()
+
+
+def print_outcome(service: JobService, job: Job, secrets: Secrets, json: bool) -> int:
+    """The summary of a finished job; its exit code: 0 succeeded, 1 anything else."""
+    document = job_document(service, job.id)
+    masked = secrets.of_job(job, document_text(document))
+    if json:
+        print_json(document, masked)
+    else:
+        _print_summary(document, masked)
+    return 0 if job.status is JobStatus.SUCCEEDED else 1
+
+
+def _print_summary(document: dict[str, Any], secrets: list[str]) -> None:
+    job, attempts = document["job"], document["attempts"]
+    last = attempts[-1] if attempts else None
+    if last is not None and last["streams"]:
+        out.print(stats_table(last["streams"]))
+    emitted = sum(s["records_emitted"] for s in last["streams"]) if last else 0
+    committed = [s["records_committed"] for s in last["streams"]] if last else []
+    committed_text = "?" if None in committed else f"{sum(committed):,}"
+    plural = "s" if len(attempts) != 1 else ""
+    say(
+        f"job {job['id']} {job['type']} {job['status']} in {duration(job['duration_s'])}: "
+        f"{emitted:,} records emitted, {committed_text} committed; {len(attempts)} attempt{plural}"
+    )
+    if document["log"]:
+        say(f"log: {document['log']}")
+    if last is not None:
+        for failure in last["failures"]:
+            print_failure(failure, secrets, brief=True)
+        if any("\n" in str(f.get("message", "")).strip() for f in last["failures"]):
+            note(f"the full messages: ferryman jobs show {job['id']}")
+
+
+def print_details(document: dict[str, Any], secrets: list[str]) -> None:
+    """Everything about a job, for ``ferryman jobs show``."""
+    job = document["job"]
+    say(f"job {job['id']}: {job['type']} of {job['label']}")
+    say(
+        f"status {job['status']}"
+        + (" (cancel requested)" if job["cancel_requested"] and not _terminal(job["status"]) else "")
+        + f"; created {when(job['created_at'])}, duration {duration(job['duration_s'])}"
+        + (f"; next attempt at {when(job['next_attempt_at'])}" if job["next_attempt_at"] else "")
+    )
+    if not document["attempts"]:
+        say("no attempt yet")
+    for attempt in document["attempts"]:
+        say("")
+        ended = f", ended {when(attempt['ended_at'])}" if attempt["ended_at"] else ""
+        partial = attempt["partial_success"]
+        say(
+            f"attempt {attempt['number']}: {attempt['status']}, started {when(attempt['created_at'])}"
+            f"{ended} ({duration(attempt['duration_s'])})"
+            + ("" if partial is None else f"; partial success: {'yes' if partial else 'no'}")
+        )
+        if attempt["streams"]:
+            out.print(stats_table(attempt["streams"]))
+        for failure in attempt["failures"]:
+            say("  " + failure_line(failure, secrets))
+        say(f"log: {attempt['log']}")
+    if job["status"] == JobStatus.PENDING.value:
+        note(f"job {job['id']} has not started: is a `ferryman worker` running?")
+
+
+def _terminal(status: str) -> bool:
+    return JobStatus(status).terminal
