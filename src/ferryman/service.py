@@ -165,26 +165,34 @@ class JobService:
                 )
 
 
-def tail_lines(path: Path, count: int) -> list[str]:
-    """The last ``count`` lines of a file, read from its end: fast on multi-GB logs."""
-    if count <= 0 or not path.exists():
-        return []
+def tail_lines(path: Path, count: int) -> tuple[list[str], int]:
+    """The last ``count`` complete lines of a file, read from its end (fast on multi-GB logs),
+    and the offset just after them, where :func:`follow` picks up without a gap or a repeat."""
+    if not path.exists():
+        return [], 0
     with path.open("rb") as handle:
         handle.seek(0, 2)
         end = handle.tell()
-        block, data = 1 << 16, b""
-        while end > 0 and data.count(b"\n") <= count:
-            start = max(0, end - block)
-            handle.seek(start)
-            data = handle.read(end - start) + data
-            end = start
-    return [line.decode("utf-8", errors="replace") for line in data.splitlines()[-count:]]
+        block, data, start = 1 << 16, b"", end
+        while start > 0 and data.count(b"\n") <= count:
+            step = max(0, start - block)
+            handle.seek(step)
+            data = handle.read(start - step) + data
+            start = step
+    complete = data[: data.rfind(b"\n") + 1]  # a line still being written is for follow()
+    offset = start + len(complete)
+    lines = complete.splitlines()[-count:] if count > 0 else []
+    return [line.decode("utf-8", errors="replace") for line in lines], offset
 
 
-def follow(path: Path, stop: Any, poll_s: float = 0.25) -> Iterator[str]:
-    """New lines of a growing log, until ``stop()`` is true and nothing more arrives."""
+def follow(path: Path, stop: Any, start: int | None = None, poll_s: float = 0.25) -> Iterator[str]:
+    """New lines of a growing log from ``start`` (default: its end), until ``stop()`` is true and
+    nothing more arrives."""
     with path.open("rb") as handle:
-        handle.seek(0, 2)
+        if start is None:
+            handle.seek(0, 2)
+        else:
+            handle.seek(start)
         pending = b""
         while True:
             chunk = handle.read()

@@ -146,7 +146,7 @@ def logs(
                 _wait_for_attempt(service, job_id)
             path = service.log_path(job_id, attempt)
             number = _attempt(service, job_id, path).number
-            lines = tail_lines(path, tail)
+            lines, offset = tail_lines(path, tail)
             # Following, lines to come are unknown: every secret value of the job's configs.
             secrets = Secrets().of_job(job, None if follow_ else "\n".join(lines))
             if json and not follow_:
@@ -156,14 +156,14 @@ def logs(
             for line in lines:
                 _emit(line, json, job_id, number, secrets)
             if follow_:
-                _follow(service, job_id, number, path, json, secrets)
+                _follow(service, job_id, number, path, json, secrets, offset)
         return 0
 
     guarded(action)
 
 
 def _follow(
-    service: JobService, job_id: int, number: int, path: Path, json: bool, secrets: list[str]
+    service: JobService, job_id: int, number: int, path: Path, json: bool, secrets: list[str], offset: int
 ) -> None:
     from ferryman.service import follow
 
@@ -175,7 +175,7 @@ def _follow(
             return
         time.sleep(WAIT_POLL_S)
     try:
-        for line in follow(path, ended):
+        for line in follow(path, ended, offset):
             _emit(line, json, job_id, number, secrets)
     except KeyboardInterrupt:
         return  # Ctrl-C is how one stops following a log: not an error
