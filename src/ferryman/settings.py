@@ -35,6 +35,16 @@ class LifecycleSettings:
     cancel_grace_s: float = 10.0
     source_heartbeat_timeout_s: float = 10800.0
     destination_timeout_s: float = 7200.0
+    # How long spec, check and discover may take before they are stopped (Airbyte's activity
+    # timeouts: 1 h, 5 min, 2 h), so a connector that never answers cannot hold a slot forever.
+    spec_timeout_s: float = 3600.0
+    check_timeout_s: float = 300.0
+    discover_timeout_s: float = 7200.0
+
+    def command_timeout_s(self, command: str) -> float:
+        return {"spec": self.spec_timeout_s, "check": self.check_timeout_s}.get(
+            command, self.discover_timeout_s
+        )
 
     @classmethod
     def from_env(cls) -> LifecycleSettings:
@@ -46,6 +56,9 @@ class LifecycleSettings:
                 "FERRYMAN_SOURCE_HEARTBEAT_TIMEOUT_S", cls.source_heartbeat_timeout_s
             ),
             destination_timeout_s=_seconds("FERRYMAN_DESTINATION_TIMEOUT_S", cls.destination_timeout_s),
+            spec_timeout_s=_seconds("FERRYMAN_SPEC_TIMEOUT_S", cls.spec_timeout_s),
+            check_timeout_s=_seconds("FERRYMAN_CHECK_TIMEOUT_S", cls.check_timeout_s),
+            discover_timeout_s=_seconds("FERRYMAN_DISCOVER_TIMEOUT_S", cls.discover_timeout_s),
         )
 
 

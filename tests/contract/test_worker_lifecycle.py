@@ -288,3 +288,14 @@ def test_cancel_of_a_hanging_discover(jobs: Jobs, tmp_path: Path, ignores_sigter
     assert (failure.type, failure.retryable) == (FailureType.MANUAL_CANCELLATION, False)
     assert ("SIGKILL" in job.log) is ignores_sigterm
     assert job.elapsed < 4
+
+
+def test_a_check_that_never_answers_is_stopped_at_its_timeout(jobs: Jobs) -> None:
+    job = jobs.run("check", [{"hang": True}], lifecycle={"check_timeout_s": 0.5, "cancel_grace_s": 0.5})
+
+    assert job.output.check_succeeded is None
+    failure = job.output.failure
+    assert failure is not None
+    assert (failure.type, failure.retryable) == (FailureType.SYSTEM_ERROR, True)
+    assert "no answer within 0.5s" in failure.message
+    assert "stopping the check (no answer within 0.5s): SIGTERM" in job.log

@@ -77,18 +77,24 @@ class ConnectorJobWorker:
             reader = _StdoutReader(process.stdout, log, origin, command)
             stderr = StderrDrain(process, log, origin.value)
             lifecycle = ConnectorLifecycle(process, ctx.lifecycle, log)
-            cancelled = self._supervise(reader, lifecycle, cancel)
+            cancelled, timed_out = self._supervise(command, reader, lifecycle, cancel)
             reader.thread.join()
             stderr.join(5)
             process.close()
-            return self._output(command, reader, lifecycle, cancelled, stderr, origin, connector.config)
+            return self._output(
+                command, reader, lifecycle, cancelled, timed_out, stderr, origin, connector.config
+            )
         finally:
             log.info(WORKER, f"{command}: done")
             log.close()
 
     @staticmethod
-    def _supervise(reader: _StdoutReader, lifecycle: ConnectorLifecycle, cancel: threading.Event) -> bool:
-        cancelled = False
+    def _supervise(
+        command: str, reader: _StdoutReader, lifecycle: ConnectorLifecycle, cancel: threading.Event
+    ) -> tuple[bool, bool]:
+        """Drive the connector to its end; returns (cancelled, timed out)."""
+        cancelled = timed_out = False
+        deadline = time.monotonic() + lifecycle.settings.command_timeout_s(command)
         while True:
             now = time.monotonic()
             if cancel.is_set() and not cancelled:
@@ -97,8 +103,11 @@ class ConnectorJobWorker:
             if reader.done.is_set() or reader.found is not None:
                 # Its answer is in (or its stdout ended): the connector has its grace period to exit.
                 lifecycle.input_ended(now)
+            elif now > deadline and not timed_out:
+                timed_out = True
+                lifecycle.stop(now, f"no answer within {lifecycle.settings.command_timeout_s(command):g}s")
             if lifecycle.tick(now) and reader.done.is_set():
-                return cancelled
+                return cancelled, timed_out
             reader.done.wait(_TICK_S)
 
     @staticmethod
@@ -107,6 +116,7 @@ class ConnectorJobWorker:
         reader: _StdoutReader,
         lifecycle: ConnectorLifecycle,
         cancelled: bool,
+        timed_out: bool,
         stderr: StderrDrain,
         origin: FailureOrigin,
         config: dict[str, Any],
@@ -131,6 +141,10 @@ class ConnectorJobWorker:
             )
         elif found is None and not out.failures:
             why = lifecycle.exit_failure() or f"the connector exited with code {lifecycle.exit_code}"
+            if timed_out:
+                why = (
+                    f"no answer within {lifecycle.settings.command_timeout_s(command):g}s, so it was stopped"
+                )
             tail = stderr.last_lines()
             message = f"{command} produced no {_WANTED[command]} message: {why}"
             out.failures.append(
