@@ -122,7 +122,7 @@ class Runner:
         try:
             return job_id, run(ConnectorInput(connector, config), ctx, cancel)
         finally:
-            _forget_configs(ctx.workdir)
+            files.forget_configs(ctx.workdir)
 
     # -- replication ----------------------------------------------------------------------
 
@@ -167,11 +167,5 @@ class Runner:
         try:
             output = ReplicationWorker(self.launcher).run(sync, ctx, cancel, on_progress, on_state)
         finally:
-            _forget_configs(ctx.workdir)
+            files.forget_configs(ctx.workdir)
         return job_id, output
-
-
-def _forget_configs(workdir: Path) -> None:
-    """Config files hold secrets: they stay on disk only while the connectors run."""
-    for name in (files.SOURCE_CONFIG, files.DESTINATION_CONFIG):
-        (workdir / name).unlink(missing_ok=True)

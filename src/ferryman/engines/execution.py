@@ -36,6 +36,7 @@ from ferryman.workers import (
     SyncInput,
     SyncOutput,
     SyncProgress,
+    files,
     reset_input,
 )
 from ferryman.workers.attempt_log import AttemptLog
@@ -139,7 +140,7 @@ class AttemptExecution:
                 FailureOrigin.SOURCE if self.job.type is JobType.CHECK_SOURCE else FailureOrigin.DESTINATION
             )
             output = worker.check(ConnectorInput(connector, values), ctx, self.cancel, origin)
-        (ctx.workdir / "source_config.json").unlink(missing_ok=True)
+        files.forget_configs(ctx.workdir)
         if output.updated_config is not None and config.get("actor_id") is not None:
             self.store.update_actor_config(int(config["actor_id"]), output.updated_config)
         document = _connector_output(output)
@@ -180,8 +181,7 @@ class AttemptExecution:
         saver = _ProgressSaver(self.store, self.attempt.id, connection_id, self.job.id)
         worker = ReplicationWorker(self._launcher())
         output = worker.run(sync, self._context(secrets), self.cancel, saver.progress, saver.commit)
-        for name in ("source_config.json", "destination_config.json"):
-            (self._context([]).workdir / name).unlink(missing_ok=True)
+        files.forget_configs(Path(self.attempt.log_path).parent)
         self.store.save_stream_stats(self.attempt.id, _stream_stats(self.attempt.id, output.streams))
         self._apply_config_updates(config, output)
         document = output.to_dict()

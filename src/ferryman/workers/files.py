@@ -26,3 +26,9 @@ def write_private_json(path: Path, document: Any) -> Path:
     finally:
         os.close(fd)
     return path
+
+
+def forget_configs(workdir: Path) -> None:
+    """Config files hold secrets: they stay on disk only while the connectors run."""
+    for name in (SOURCE_CONFIG, DESTINATION_CONFIG):
+        (workdir / name).unlink(missing_ok=True)

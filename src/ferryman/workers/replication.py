@@ -87,6 +87,7 @@ class _Replication:
         self.source_exited = threading.Event()  # ... and the source process is gone
         self.pump_done = threading.Event()  # the destination's stdin is closed
         self._source_exit_error: str | None = None
+        self.cancelled = False  # the cancel signal was seen and the connectors told to stop
         self.destination_gone = False  # a write to the destination failed
         self.destination_quit_early = False  # it exited while the source was still sending
         self._destination_stopped = False  # the worker stopped it for a failure already recorded
@@ -273,8 +274,6 @@ class _Replication:
                     SyncProgress(now - started, self.tracker.snapshot(), self.tracker.states_committed)
                 )
             self.pump_done.wait(_TICK_S)
-
-    cancelled = False
 
     def _stop_source(self, src: ConnectorLifecycle, now: float, reason: str) -> None:
         if self._source_stopped_for is None:
