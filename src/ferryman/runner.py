@@ -19,7 +19,7 @@ import yaml
 
 from ferryman.connectors import ResolvedConnector, parse_reference, resolve
 from ferryman.errors import UserInputError, WorkerError
-from ferryman.launchers import Launcher, LocalLauncher
+from ferryman.launchers import ConnectorLauncher, Launcher
 from ferryman.protocol.catalog import NamespaceMapping, configure_catalog
 from ferryman.settings import Settings
 from ferryman.workers import (
@@ -75,7 +75,7 @@ def new_job_id() -> str:
 @dataclass
 class Runner:
     settings: Settings = field(default_factory=Settings.from_env)
-    launcher: Launcher = field(default_factory=LocalLauncher)
+    launcher: Launcher = field(default_factory=ConnectorLauncher)
 
     def connector(self, reference: str) -> ResolvedConnector:
         return resolve(parse_reference(reference), self.settings.venvs)

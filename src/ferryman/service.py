@@ -38,11 +38,23 @@ class JobService:
 
     # -- sources and destinations -----------------------------------------------------------
 
-    def create_actor(self, kind: str, name: str, connector: str, config: dict[str, Any]) -> Actor:
-        parse_reference(connector)  # one clear line now rather than a failed job later
+    def create_actor(
+        self,
+        kind: str,
+        name: str,
+        connector: str,
+        config: dict[str, Any],
+        resources: dict[str, str] | None = None,
+    ) -> Actor:
+        ref = parse_reference(connector)  # one clear line now rather than a failed job later
         if not name.strip():
             raise UserInputError(f"a {kind} needs a name")
-        return self.store.create_actor(kind, name, connector, config)
+        limits = {key: value for key, value in (resources or {}).items() if value}
+        if limits and ref.kind != "docker":
+            raise UserInputError(
+                f"container limits apply to docker: connectors only, and {connector} runs as a local process"
+            )
+        return self.store.create_actor(kind, name, connector, config, limits or None)
 
     # -- connections --------------------------------------------------------------------------
 
@@ -82,7 +94,7 @@ class JobService:
         return self.store.enqueue(
             JobType.DISCOVER,
             f"source:{source.id}",
-            {"connector": source.connector, "config": source.config, "actor_id": source.id},
+            _snapshot(source),
         )
 
     def enqueue_check(self, actor: Actor) -> Job:
@@ -90,7 +102,7 @@ class JobService:
         return self.store.enqueue(
             kind,
             f"{actor.kind}:{actor.id}",
-            {"connector": actor.connector, "config": actor.config, "actor_id": actor.id},
+            _snapshot(actor),
         )
 
     def enqueue_spec(self, connector: str) -> Job:
@@ -104,8 +116,8 @@ class JobService:
         dst = self.store.get_actor(DESTINATION, str(conn.destination_id))
         config = {
             "connection_id": conn.id,
-            "source": {"actor_id": src.id, "connector": src.connector, "config": src.config},
-            "destination": {"actor_id": dst.id, "connector": dst.connector, "config": dst.config},
+            "source": _snapshot(src),
+            "destination": _snapshot(dst),
             "catalog": conn.catalog,
             "namespace": {
                 "definition": conn.namespace_definition,
@@ -205,3 +217,11 @@ def follow(path: Path, stop: Any, start: int | None = None, poll_s: float = 0.25
                 return
             else:
                 time.sleep(poll_s)
+
+
+def _snapshot(actor: Actor) -> dict[str, Any]:
+    """What a job keeps of an actor: later edits of the actor do not change a queued job."""
+    document: dict[str, Any] = {"actor_id": actor.id, "connector": actor.connector, "config": actor.config}
+    if actor.resources:
+        document["resources"] = actor.resources
+    return document

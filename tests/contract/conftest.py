@@ -5,28 +5,48 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ferryman.connectors import ConnectorRef, ResolvedConnector
-from ferryman.launchers import Launcher, LocalLauncher
+from ferryman.launchers import DockerLauncher, DockerSettings, Launcher, LocalLauncher
 from ferryman.workers.models import AttemptContext
+from tests import docker_support
 
 CONNECTORS = Path(__file__).parent.parent / "connectors"
 
-# One entry per launcher the contract must hold for; a Docker launcher joins this list later.
-LAUNCHERS: dict[str, Callable[[], Launcher]] = {"local": LocalLauncher}
+# The contract holds for every launcher: each contract test runs once per entry.
+LAUNCHERS = ("local", "docker")
 
 
-@pytest.fixture(params=sorted(LAUNCHERS))
-def launcher(request: pytest.FixtureRequest) -> Launcher:
-    return LAUNCHERS[request.param]()
+@pytest.fixture(params=LAUNCHERS)
+def launcher_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
-def scripted(name: str, env: dict[str, str] | None = None) -> ResolvedConnector:
+@pytest.fixture
+def launcher(launcher_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
+    if launcher_kind == "local":
+        yield LocalLauncher()
+        return
+    docker_support.require_docker("scripted-source", "scripted-destination")
+    # The tests' scratch files (markers, tee files) keep their host paths inside the container.
+    scratch = str(tmp_path_factory.getbasetemp())
+    label = f"io.ferryman.test={uuid.uuid4().hex}"
+    settings = DockerSettings(user="0:0", mounts=((scratch, scratch),), labels=dict([label.split("=")]))
+    yield DockerLauncher(settings)
+    left = docker_support.containers(label)
+    docker_support.remove(left)
+    assert not left, f"containers left behind: {left}"
+
+
+def scripted(kind: str, name: str, env: dict[str, str] | None = None) -> ResolvedConnector:
+    if kind == "docker":
+        return docker_support.docker_connector(name.replace("_", "-"), env)
     path = CONNECTORS / f"{name}.py"
     assert path.exists(), path
     return ResolvedConnector(
@@ -35,25 +55,25 @@ def scripted(name: str, env: dict[str, str] | None = None) -> ResolvedConnector:
 
 
 @pytest.fixture
-def source() -> ResolvedConnector:
+def source(launcher_kind: str) -> ResolvedConnector:
     """tests/connectors/scripted_source.py: runs the steps listed in its config."""
-    return scripted("scripted_source")
+    return scripted(launcher_kind, "scripted_source")
 
 
 @pytest.fixture
-def spec_source() -> Callable[[list[dict[str, Any]]], ResolvedConnector]:
+def spec_source(launcher_kind: str) -> Callable[[list[dict[str, Any]]], ResolvedConnector]:
     """The scripted source with the steps of its ``spec`` command (spec has no config)."""
 
     def make(steps: list[dict[str, Any]]) -> ResolvedConnector:
-        return scripted("scripted_source", {"SCRIPTED_SPEC_STEPS": json.dumps(steps)})
+        return scripted(launcher_kind, "scripted_source", {"SCRIPTED_SPEC_STEPS": json.dumps(steps)})
 
     return make
 
 
 @pytest.fixture
-def destination() -> ResolvedConnector:
+def destination(launcher_kind: str) -> ResolvedConnector:
     """tests/connectors/scripted_destination.py: misbehaves as its config says."""
-    return scripted("scripted_destination")
+    return scripted(launcher_kind, "scripted_destination")
 
 
 @pytest.fixture

@@ -703,20 +703,32 @@ def test_a_destination_that_stops_reading_hits_the_destination_timeout(syncs: Sy
 # -- processes that will not go --------------------------------------------------------------
 
 
-def test_a_source_that_ignores_sigterm_is_killed(syncs: Syncs) -> None:
+def test_a_source_that_ignores_sigterm_is_killed(syncs: Syncs, launcher_kind: str) -> None:
+    # A local source ends its output and lives on. In a container stdout ends only with the
+    # container (Docker sends stdout and stderr down one attach stream), so there the source
+    # falls silent instead, and the heartbeat timeout is what stops it.
     steps = [
         records(USERS, 5),
         state(USERS),
-        {"close_stdout": True},
+        {"close_stdout": True} if launcher_kind == "local" else {"log": "going quiet"},
         {"ignore_sigterm": True},
         {"hang": True},
     ]
-    run = syncs.run(steps, lifecycle={"exit_grace_s": 0.5, "term_grace_s": 0.5})
+    lifecycle = {
+        "exit_grace_s": 0.5,
+        "term_grace_s": 0.5,
+        "cancel_grace_s": 0.5,
+        "source_heartbeat_timeout_s": 1.0,
+    }
+    run = syncs.run(steps, lifecycle=lifecycle)
     out = run.output
 
     assert out.status is ReplicationStatus.FAILED
     assert run.failure.origin is FailureOrigin.SOURCE
-    assert "SIGKILL" in run.failure.message
+    if launcher_kind == "local":
+        assert "SIGKILL" in run.failure.message
+    else:
+        assert run.failure.type is FailureType.HEARTBEAT_TIMEOUT
     assert any("SIGKILL" in line for line in run.log_messages("worker"))
     assert out.state == [stream_state(USERS, 5)]
     assert out.records_committed == 5

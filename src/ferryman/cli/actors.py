@@ -16,6 +16,7 @@ from ferryman.cli.common import JsonOption, guarded, mask_strings, out, print_js
 from ferryman.cli.context import DESTINATION, SOURCE, Secrets, job_service
 from ferryman.cli.render import actor_doc
 from ferryman.errors import UserInputError
+from ferryman.launchers.docker import cpus, memory
 from ferryman.runner import load_config
 from ferryman.settings import ferryman_home
 
@@ -27,7 +28,18 @@ DUCKDB = "builtin:destination-duckdb"
 NameArgument = Annotated[str, typer.Argument(help="Its name (or id).")]
 NewNameArgument = Annotated[str, typer.Argument(help="A name for it, unique among its kind.")]
 ConnectorOption = Annotated[
-    str, typer.Option("--connector", help="pypi:NAME[==V], exec:PATH or builtin:NAME.")
+    str, typer.Option("--connector", help="pypi:NAME[==V], exec:PATH, builtin:NAME or docker:IMAGE[:TAG].")
+]
+MemoryLimit = Annotated[
+    str | None,
+    typer.Option("--memory-limit", help="docker: only. Container memory limit, e.g. 2g or 2Gi."),
+]
+MemoryRequest = Annotated[
+    str | None,
+    typer.Option("--memory-request", help="docker: only. Memory reservation (a soft limit), e.g. 1g."),
+]
+CpuLimit = Annotated[
+    str | None, typer.Option("--cpu-limit", help="docker: only. CPUs the container may use, e.g. 0.5.")
 ]
 OptionalConfig = Annotated[
     str | None,
@@ -53,6 +65,8 @@ def _show(actor: Actor, secrets: Secrets, json: bool) -> None:
         print_json(document, secrets.of_actors(actor))
         return
     say(f"{actor.kind} {actor.name} (id {actor.id}): {actor.connector}, created {when(actor.created_at)}")
+    if actor.resources:
+        say("container limits: " + ", ".join(f"{k}={v}" for k, v in sorted(actor.resources.items())))
     out.print_json(data=mask_strings(document["config"], secrets.of_actors(actor)))
 
 
@@ -66,16 +80,25 @@ def actor_app(kind: str) -> typer.Typer:
         name: NewNameArgument,
         connector: ConnectorOption,
         config: OptionalConfig = None,
+        memory_limit: MemoryLimit = None,
+        memory_request: MemoryRequest = None,
+        cpu_limit: CpuLimit = None,
         json: JsonOption = False,
     ) -> None:
         """Save a connector and its config under a name."""
 
         def action() -> int:
             values = _config(kind, connector, config)
+            given = {
+                "memory_limit": memory("--memory-limit", memory_limit),
+                "memory_request": memory("--memory-request", memory_request),
+                "cpu_limit": cpus("--cpu-limit", cpu_limit),
+            }
+            resources = {key: value for key, value in given.items() if value is not None}
             secrets = Secrets()
             secrets.spec(connector, strict=True)  # installs a PyPI connector now, not at the first sync
             with job_service() as service:
-                actor = service.create_actor(kind, name, connector, values)
+                actor = service.create_actor(kind, name, connector, values, resources)
             _show(actor, secrets, json)
             return 0
 

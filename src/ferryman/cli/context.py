@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ferryman.connectors import parse_reference, resolve
 from ferryman.errors import FerrymanError
-from ferryman.launchers import LocalLauncher
+from ferryman.launchers import ConnectorLauncher
 from ferryman.secrets import mask_config, secret_keys
 from ferryman.settings import Settings
 from ferryman.workers.specs import config_secrets, connector_spec
@@ -85,7 +85,7 @@ class Secrets:
             try:
                 connector = resolve(parse_reference(reference), self.settings.venvs)
                 self._specs[reference] = connector_spec(
-                    connector, LocalLauncher(), self.settings.workspace, self.settings.lifecycle
+                    connector, ConnectorLauncher(), self.settings.workspace, self.settings.lifecycle
                 )
             except FerrymanError:
                 if strict:

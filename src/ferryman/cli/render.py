@@ -45,6 +45,7 @@ def actor_doc(actor: Actor, masked_config: Any) -> dict[str, Any]:
         "name": actor.name,
         "connector": actor.connector,
         "config": masked_config,
+        "resources": actor.resources,
         "created_at": actor.created_at,
     }
 

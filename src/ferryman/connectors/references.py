@@ -3,7 +3,7 @@
 pypi:NAME[==VERSION]    installed once into a managed venv under FERRYMAN_HOME/venvs
 exec:PATH               a local executable
 builtin:NAME            one of Ferryman's connectors (``ferryman connectors`` lists them)
-docker:IMAGE[:TAG]      reserved for the Docker launcher
+docker:IMAGE[:TAG]      a Docker image, present locally or pulled on first use
 """
 
 from __future__ import annotations
@@ -50,6 +50,15 @@ class ResolvedConnector:
     env: dict[str, str] = field(default_factory=dict)
     # Where immutable facts about this connector (its spec) may be cached; None = do not cache.
     cache_dir: Path | None = None
+    # The image of a docker: connector (repository:tag); None for a local process.
+    image: str | None = None
+    # Per-connector container limits (memory_limit, memory_request, cpu_limit), over the defaults.
+    limits: dict[str, str] | None = None
+
+    @property
+    def display_image(self) -> str:
+        """What Airbyte passes as WORKER_CONNECTOR_IMAGE: the image, or our reference."""
+        return self.image or str(self.ref)
 
 
 def parse_reference(text: str) -> ConnectorRef:
@@ -66,6 +75,10 @@ def parse_reference(text: str) -> ConnectorRef:
                 f"{text!r} is not a valid PyPI reference: write pypi:NAME or pypi:NAME==VERSION"
             )
         return ConnectorRef("pypi", name.lower().replace("_", "-"), version or None)
+    if kind == "docker":
+        from ferryman.connectors.docker import parse_image
+
+        return ConnectorRef("docker", parse_image(rest).reference)
     if kind == "builtin" and rest not in BUILTIN_MODULES:
         known = ", ".join(sorted(BUILTIN_MODULES))
         raise ConnectorReferenceError(f"unknown built-in connector {rest!r}: choose one of {known}")
@@ -87,10 +100,13 @@ def resolve(ref: ConnectorRef, venvs_dir: Path) -> ResolvedConnector:
             installed.command,
             cache_dir=installed.venv,
         )
-    raise ConnectorReferenceError(
-        f"{ref} cannot run yet: Docker connectors need the Docker launcher, which is not built; "
-        "use pypi:, exec: or builtin:"
-    )
+    if ref.kind == "docker":
+        from ferryman.connectors.docker import ensure_image, parse_image
+
+        image = parse_image(ref.name)
+        ensure_image(image)
+        return ResolvedConnector(ref, [], image=image.reference)
+    raise ConnectorReferenceError(f"{ref}: unknown connector kind {ref.kind!r}")
 
 
 def _executable(path: str) -> str:

@@ -7,6 +7,7 @@ the destination had not acknowledged. The next attempt starts from the last save
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -107,13 +108,22 @@ class AttemptExecution:
 
     # -- inputs -----------------------------------------------------------------------------
 
-    def _connector(self, reference: str) -> ResolvedConnector:
-        return resolve(parse_reference(reference), self.settings.venvs)
+    def _connector(self, actor: dict[str, Any]) -> ResolvedConnector:
+        """The connector of a job's actor snapshot (or of a spec job's config), ready to launch."""
+        resolved = resolve(parse_reference(actor["connector"]), self.settings.venvs)
+        if actor.get("resources"):
+            resolved = dataclasses.replace(resolved, limits=dict(actor["resources"]))
+        return resolved
 
     def _context(self, secrets: list[str]) -> AttemptContext:
         workdir = Path(self.attempt.log_path).parent
         return AttemptContext(
-            str(self.job.id), self.attempt.number, workdir, self.settings.lifecycle, secrets
+            str(self.job.id),
+            self.attempt.number,
+            workdir,
+            self.settings.lifecycle,
+            secrets,
+            job_type=self.job.type.value,
         )
 
     def _launcher(self) -> Launcher:
@@ -127,7 +137,7 @@ class AttemptExecution:
 
     def _connector_job(self) -> Job:
         config = self.job.config
-        connector = self._connector(config["connector"])
+        connector = self._connector(config)
         values: dict[str, Any] = config.get("config") or {}
         ctx = self._context(self._secrets(connector, values) if values else [])
         worker = ConnectorJobWorker(self._launcher())
@@ -155,10 +165,8 @@ class AttemptExecution:
     def _replicate(self) -> Job:
         config = self.job.config
         connection_id = int(config["connection_id"])
-        source = ConnectorInput(self._connector(config["source"]["connector"]), config["source"]["config"])
-        destination = ConnectorInput(
-            self._connector(config["destination"]["connector"]), config["destination"]["config"]
-        )
+        source = ConnectorInput(self._connector(config["source"]), config["source"]["config"])
+        destination = ConnectorInput(self._connector(config["destination"]), config["destination"]["config"])
         namespace = config.get("namespace") or {}
         mapping = NamespaceMapping(
             NamespaceDefinition(namespace.get("definition") or "source"),

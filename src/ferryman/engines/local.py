@@ -13,8 +13,10 @@ of an engine that stopped heartbeating, killing on its own host the connectors t
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import threading
@@ -24,15 +26,21 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from ferryman.clock import Clock, SystemClock
+from ferryman.connectors.docker import DockerUnavailable
 from ferryman.engines.execution import AttemptExecution, decide_retry
 from ferryman.engines.limits import worker_limits
 from ferryman.errors import UserInputError
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
 from ferryman.jobs.retry import RetryPolicy
-from ferryman.launchers import Launcher, LocalLauncher
+from ferryman.jobs.states import AttemptStatus
+from ferryman.launchers import ConnectorLauncher, Launcher
+from ferryman.launchers.docker import LABEL, list_containers, remove_containers, remove_orphans
 from ferryman.settings import Settings
 from ferryman.store.base import Attempt, Job, JobStore
 from ferryman.workers import files
+
+# How often an engine looks for containers nobody will stop (and at its first pass).
+_SWEEP_EVERY_S = 60.0
 
 
 @dataclass
@@ -65,7 +73,9 @@ class LocalEngine:
         self.settings = settings or Settings.from_env()
         self.retry = retry or RetryPolicy.from_env(os.environ)
         self.limits = limits or worker_limits(os.environ)
-        self.launcher = launcher or LocalLauncher()
+        # Containers carry the store they work for, so an engine only judges its own store's.
+        self.store_label = hashlib.sha256(str(getattr(store, "url", "")).encode()).hexdigest()[:12]
+        self.launcher = launcher or ConnectorLauncher(labels={f"{LABEL}.store": self.store_label})
         self.clock = clock or SystemClock()
         self.engine_id = engine_id or new_engine_id()
         self.heartbeat_interval_s = heartbeat_interval_s or _seconds("FERRYMAN_ENGINE_HEARTBEAT_S", 10.0)
@@ -75,6 +85,7 @@ class LocalEngine:
         self._running: dict[int, _Running] = {}
         self._lock = threading.Lock()
         self._next_heartbeat = 0.0
+        self._next_sweep = 0.0  # the first recover pass sweeps containers
         self._wake = threading.Event()
 
     # -- one pass ---------------------------------------------------------------------------
@@ -143,7 +154,9 @@ class LocalEngine:
     # -- crash recovery ---------------------------------------------------------------------
 
     def recover(self) -> list[int]:
-        """Fail (and retry) attempts whose engine stopped heartbeating; returns their job ids."""
+        """Fail (and retry) attempts whose engine stopped heartbeating; returns their job ids.
+
+        Also removes containers nobody will stop (see remove_orphan_containers)."""
         now = self.clock.now()
         recovered = []
         for attempt in self.store.stale_attempts(now - timedelta(seconds=self.stale_after_s)):
@@ -160,10 +173,40 @@ class LocalEngine:
             job = self.store.fail_attempt(attempt, None, summary, now)
             decide_retry(self.store, self.retry, job, attempt.number + 1, [failure], now)
             recovered.append(attempt.job_id)
+        if recovered or time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + _SWEEP_EVERY_S
+            self.remove_orphan_containers()
         return recovered
 
+    def remove_orphan_containers(self) -> list[str]:
+        """Remove containers that no one will stop: their attempt in this store is over, or the
+        process that started them (say, a crashed ad-hoc run) is gone. Returns their names."""
+        if shutil.which("docker") is None:
+            return []
+
+        def attempt_running(labels: dict[str, str]) -> bool | None:
+            job_id, number = labels.get(f"{LABEL}.job-id", ""), labels.get(f"{LABEL}.attempt", "")
+            if labels.get(f"{LABEL}.store") != self.store_label or not job_id.isdigit():
+                return None
+            attempts = {str(a.number): a for a in self.store.list_attempts(int(job_id))}
+            attempt = attempts.get(number)
+            return attempt is not None and attempt.status is AttemptStatus.RUNNING
+
+        try:
+            return remove_orphans(attempt_running)
+        except DockerUnavailable:
+            return []  # no engine, so no container of ours is running either
+
     def _kill_leftovers(self, attempt: Attempt) -> None:
-        """Kill the connector process groups a dead engine on this host left behind."""
+        """Remove a dead engine's containers, and kill the process groups it left on this host."""
+        if shutil.which("docker") is not None:
+            labels = [
+                f"{LABEL}.store={self.store_label}",
+                f"{LABEL}.job-id={attempt.job_id}",
+                f"{LABEL}.attempt={attempt.number}",
+            ]
+            with contextlib.suppress(DockerUnavailable):
+                remove_containers(name for name, _ in list_containers(labels))
         if not attempt.engine_id or attempt.engine_id.split(":")[0] != socket.gethostname():
             return
         for pid in attempt.pids:

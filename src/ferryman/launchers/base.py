@@ -25,6 +25,10 @@ class LaunchRequest:
     role: str  # "source", "destination" or the command of a single-connector job
     with_stdin: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    # Who the process works for, for container names and labels.
+    job_id: str = ""
+    attempt: int = 0
+    job_type: str = ""
 
 
 class TimedPipeWriter(io.FileIO):

@@ -18,13 +18,18 @@ from ferryman.launchers.base import BUFFER_SIZE, LaunchRequest, TimedPipeWriter,
 
 
 class LocalProcess:
-    def __init__(self, request: LaunchRequest) -> None:
+    def __init__(
+        self, request: LaunchRequest, argv: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        """Start the request's connector, or ``argv`` with ``env`` on its behalf (a docker client)."""
         self.role = request.role
         stdout_r, stdout_w = make_pipe()
         stderr_r, stderr_w = os.pipe()
         stdin_r, stdin_w = make_pipe() if request.with_stdin else (subprocess.DEVNULL, -1)
-        argv = [*request.connector.command, *request.args]
-        env = {**os.environ, **request.connector.env, **request.env}
+        if argv is None:
+            argv = [*request.connector.command, *request.args]
+        if env is None:
+            env = {**os.environ, **request.connector.env, **request.env}
         try:
             self._popen = subprocess.Popen(
                 argv,

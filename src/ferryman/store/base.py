@@ -46,6 +46,9 @@ class Actor:
     connector: str  # a connector reference: pypi:..., exec:..., builtin:...
     config: dict[str, Any]
     created_at: datetime
+    # Container limits of a docker: connector (memory_limit, memory_request, cpu_limit), over the
+    # JOB_MAIN_CONTAINER_* defaults; None = the defaults.
+    resources: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,14 @@ class StreamStat:
 
 class JobStore(Protocol):
     # -- sources, destinations, connections ----------------------------------------------
-    def create_actor(self, kind: str, name: str, connector: str, config: dict[str, Any]) -> Actor: ...
+    def create_actor(
+        self,
+        kind: str,
+        name: str,
+        connector: str,
+        config: dict[str, Any],
+        resources: dict[str, str] | None = None,
+    ) -> Actor: ...
     def get_actor(self, kind: str, id_or_name: str) -> Actor: ...
     def list_actors(self, kind: str) -> list[Actor]: ...
     def delete_actor(self, kind: str, id_or_name: str) -> None: ...

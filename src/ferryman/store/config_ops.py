@@ -35,7 +35,14 @@ class ConfigOps:
 
     # -- sources and destinations -----------------------------------------------------------
 
-    def create_actor(self, kind: str, name: str, connector: str, config: dict[str, Any]) -> Actor:
+    def create_actor(
+        self,
+        kind: str,
+        name: str,
+        connector: str,
+        config: dict[str, Any],
+        resources: dict[str, str] | None = None,
+    ) -> Actor:
         _check_kind(kind)
         if not name:
             raise UserInputError(f"a {kind} needs a name")
@@ -44,6 +51,7 @@ class ConfigOps:
             "name": name,
             "connector": connector,
             "config": config,
+            "resources": resources or None,
             "created_at": rows.utcnow(),
         }
         try:

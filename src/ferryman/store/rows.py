@@ -23,6 +23,7 @@ def actor(row: Row[Any]) -> Actor:
         connector=row.connector,
         config=row.config,
         created_at=row.created_at,
+        resources=row.resources,
     )
 
 

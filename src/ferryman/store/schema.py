@@ -67,6 +67,7 @@ actors = sa.Table(
     sa.Column("connector", sa.Text, nullable=False),
     sa.Column("config", Json, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("resources", Json, nullable=True),  # container limits of a docker: connector
     sa.UniqueConstraint("kind", "name", name="uq_actors_kind_name"),
 )
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from ferryman.connectors import ResolvedConnector
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
-from ferryman.launchers import Launcher, LaunchRequest, LocalLauncher
+from ferryman.launchers import ConnectorLauncher, Launcher, LaunchRequest
 from ferryman.protocol.codec import parse_message
 from ferryman.workers.attempt_log import AttemptLog
 from ferryman.workers.files import LOG_FILE, SOURCE_CONFIG, write_private_json
@@ -30,7 +30,7 @@ def _now_ms() -> int:
 
 class ConnectorJobWorker:
     def __init__(self, launcher: Launcher | None = None) -> None:
-        self.launcher = launcher or LocalLauncher()
+        self.launcher = launcher or ConnectorLauncher()
 
     def spec(
         self,
@@ -72,7 +72,16 @@ class ConnectorJobWorker:
         log.info(WORKER, f"{command}: starting {connector.connector.ref}")
         try:
             process = self.launcher.launch(
-                LaunchRequest(connector.connector, args, ctx.workdir, command, env=_job_env(ctx, connector))
+                LaunchRequest(
+                    connector.connector,
+                    args,
+                    ctx.workdir,
+                    command,
+                    env=_job_env(ctx, connector),
+                    job_id=ctx.job_id,
+                    attempt=ctx.attempt,
+                    job_type=ctx.job_type or command,
+                )
             )
             reader = _StdoutReader(process.stdout, log, origin, command)
             stderr = StderrDrain(process, log, origin.value)
@@ -161,7 +170,7 @@ class ConnectorJobWorker:
 
 def _job_env(ctx: AttemptContext, connector: ConnectorInput) -> dict[str, str]:
     return {
-        "WORKER_CONNECTOR_IMAGE": str(connector.connector.ref),
+        "WORKER_CONNECTOR_IMAGE": connector.connector.display_image,
         "WORKER_JOB_ID": ctx.job_id,
         "WORKER_JOB_ATTEMPT": str(ctx.attempt),
     }

@@ -24,6 +24,7 @@ class AttemptContext:
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     # Secret values to mask in the attempt log (from the specs' airbyte_secret fields).
     secrets: list[str] = field(default_factory=list)
+    job_type: str = ""  # a JobType value when an engine runs the job; names containers
 
 
 @dataclass(frozen=True)

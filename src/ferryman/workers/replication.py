@@ -23,7 +23,7 @@ import orjson
 
 from ferryman.errors import FerrymanError
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType, ordered
-from ferryman.launchers import ConnectorProcess, Launcher, LaunchRequest, LocalLauncher
+from ferryman.launchers import ConnectorLauncher, ConnectorProcess, Launcher, LaunchRequest
 from ferryman.protocol import messages
 from ferryman.protocol.catalog import StateNames, map_catalog, stream_descriptors
 from ferryman.protocol.codec import encode, parse_message
@@ -53,7 +53,7 @@ def _now_ms() -> int:
 
 class ReplicationWorker:
     def __init__(self, launcher: Launcher | None = None, progress_interval_s: float = 1.0) -> None:
-        self.launcher = launcher or LocalLauncher()
+        self.launcher = launcher or ConnectorLauncher()
         self.progress_interval_s = progress_interval_s
 
     def run(
@@ -127,13 +127,23 @@ class _Replication:
     def _launch(self, role: str, args: list[str], with_stdin: bool) -> ConnectorProcess:
         side = self.sync.source if role == SOURCE else self.sync.destination
         env = {
-            "WORKER_CONNECTOR_IMAGE": str(side.connector.ref),
+            "WORKER_CONNECTOR_IMAGE": side.connector.display_image,
             "WORKER_JOB_ID": self.ctx.job_id,
             "WORKER_JOB_ATTEMPT": str(self.ctx.attempt),
         }
         self.log.info(WORKER, f"starting the {role}: {side.connector.ref} {' '.join(args)}")
         return self.launcher.launch(
-            LaunchRequest(side.connector, args, self.ctx.workdir, role, with_stdin, env)
+            LaunchRequest(
+                side.connector,
+                args,
+                self.ctx.workdir,
+                role,
+                with_stdin,
+                env,
+                job_id=self.ctx.job_id,
+                attempt=self.ctx.attempt,
+                job_type=self.ctx.job_type or "sync",
+            )
         )
 
     # -- the run --------------------------------------------------------------------------

@@ -1,0 +1,297 @@
+"""Connectors in Docker containers, started as the Airbyte platform's DockerProcessFactory did.
+
+    docker run --rm --init -i -w /data/<job>/<attempt> --log-driver none --name <name>
+        --label io.ferryman.*=... [--network N] -v <attempt dir>:/data/<job>/<attempt> -v <local>:/local
+        [--user UID:GID] -e K ... [--cpus C] [--memory-reservation R] [--memory M] <image> <args>
+
+The worker talks to the ``docker run`` client's stdio, which the engine attaches to the
+container's. Ending the client does not end the container, so every stop goes to the container by
+name (``docker kill``), and after every exit ``docker rm -f`` makes sure it is gone. Containers
+carry labels naming their job, attempt and owner, so a restarted engine can remove what a crashed
+one left (:func:`remove_orphans`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import re
+import socket
+import string
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ferryman.connectors.docker import DockerUnavailable, docker_command, run_docker
+from ferryman.errors import LaunchError, UserInputError
+from ferryman.launchers.base import LaunchRequest
+from ferryman.launchers.local import LocalProcess
+from ferryman.settings import ferryman_home
+
+CONTAINER_ROOT = "/data"  # attempt dirs appear under it, as Airbyte's workspace did
+LOCAL_MOUNT = "/local"  # a host dir for connectors' own output (Airbyte's LOCAL_ROOT)
+LABEL = "io.ferryman"
+MANAGED = f"{LABEL}.managed"
+_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]+")
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmgBKMG]|[KMGkmg]i)?[bB]?$")
+
+
+@dataclass(frozen=True)
+class ResourceLimits:
+    """Docker's --memory, --memory-reservation and --cpus; None = no limit (Airbyte's default)."""
+
+    memory_limit: str | None = None
+    memory_request: str | None = None
+    cpu_limit: str | None = None
+
+    def merged_over(self, base: ResourceLimits) -> ResourceLimits:
+        return ResourceLimits(
+            self.memory_limit or base.memory_limit,
+            self.memory_request or base.memory_request,
+            self.cpu_limit or base.cpu_limit,
+        )
+
+    def docker_args(self) -> list[str]:
+        args = []
+        if self.cpu_limit:
+            args.append(f"--cpus={self.cpu_limit}")
+        if self.memory_request:
+            args.append(f"--memory-reservation={self.memory_request}")
+        if self.memory_limit:
+            args.append(f"--memory={self.memory_limit}")
+        return args
+
+    @classmethod
+    def from_env(cls, prefix: str, environ: dict[str, str] | None = None) -> ResourceLimits:
+        env = os.environ if environ is None else environ
+        return cls(
+            memory(f"{prefix}_MEMORY_LIMIT", env.get(f"{prefix}_MEMORY_LIMIT")),
+            memory(f"{prefix}_MEMORY_REQUEST", env.get(f"{prefix}_MEMORY_REQUEST")),
+            cpus(f"{prefix}_CPU_LIMIT", env.get(f"{prefix}_CPU_LIMIT")),
+        )
+
+
+def memory(name: str, raw: str | None) -> str | None:
+    """A memory size as Docker takes it; Kubernetes' 512Mi / 2Gi (Airbyte's style) are accepted."""
+    if raw is None or not raw.strip():
+        return None
+    match = _MEMORY.match(raw.strip())
+    if not match:
+        raise UserInputError(f"{name} must be a memory size such as 512m, 2g or 2Gi, got {raw!r}")
+    number, unit = match.groups()
+    return f"{number}{(unit or 'b')[0].lower()}"
+
+
+def cpus(name: str, raw: str | None) -> str | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise UserInputError(f"{name} must be a positive number of CPUs such as 0.5 or 2, got {raw!r}")
+    return raw.strip()
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    network: str | None = "host"  # Airbyte's DOCKER_NETWORK default: connectors reach localhost
+    local_root: Path | None = None  # mounted at /local; None = no such mount
+    user: str | None = None  # --user; None = the image's own user
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
+    check_limits: ResourceLimits = field(default_factory=ResourceLimits)
+    mounts: tuple[tuple[str, str], ...] = ()  # further (host, container) bind mounts
+    labels: dict[str, str] = field(default_factory=dict)  # e.g. which store the jobs live in
+
+    @classmethod
+    def from_env(cls, labels: dict[str, str] | None = None) -> DockerSettings:
+        env = os.environ
+        network = env.get("FERRYMAN_DOCKER_NETWORK") or env.get("DOCKER_NETWORK") or "host"
+        local_root = Path(env.get("FERRYMAN_DOCKER_LOCAL_ROOT") or ferryman_home() / "local")
+        user_setting = env.get("FERRYMAN_DOCKER_USER", "host")
+        if user_setting == "host":
+            user: str | None = f"{os.getuid()}:{os.getgid()}"
+        elif user_setting == "image":
+            user = None
+        else:
+            user = user_setting
+        limits = ResourceLimits.from_env("JOB_MAIN_CONTAINER")
+        return cls(
+            network=None if network == "default" else network,
+            local_root=local_root,
+            user=user,
+            limits=limits,
+            check_limits=ResourceLimits.from_env("CHECK_JOB_MAIN_CONTAINER").merged_over(limits),
+            labels=dict(labels or {}),
+        )
+
+
+def container_name(image: str, job_type: str, job_id: str, attempt: int, role: str) -> str:
+    """``<short image>-<job type>-<job>-<attempt>-<role>-<5 letters>``, at most 128 characters,
+    starting with a letter (Airbyte's ProcessFactory.createProcessName, plus the role)."""
+    short = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
+    suffix = "".join(random.choices(string.ascii_lowercase, k=5))
+    parts = [short, job_type, job_id, str(attempt), role, suffix]
+    name = _NAME_CHARS.sub("_", "-".join(part for part in parts if part))
+    name = name[-128:]
+    return name if name[0].isalpha() else "f" + name[1:]
+
+
+def owner_label() -> str:
+    """This process, in a form that stays unique after it dies: host, pid and start time."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
+
+
+def _start_time(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        return fields[19].decode()  # field 22 of stat: start time since boot, in clock ticks
+    except (OSError, IndexError):
+        return "?"
+
+
+def owner_alive(owner: str) -> bool | None:
+    """Whether the process named by an owner label lives; None when it is on another host."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, started = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return None
+    pid = int(pid_text)
+    if not os.path.exists(f"/proc/{pid}"):
+        return False
+    return started in ("?", _start_time(pid))
+
+
+class DockerProcess(LocalProcess):
+    """The ``docker run`` client, whose stops go to the container it attached to."""
+
+    def __init__(self, request: LaunchRequest, argv: list[str], env: dict[str, str], name: str) -> None:
+        self.name = name
+        super().__init__(request, argv, env)
+
+    def _container(self, *args: str) -> bool:
+        """Send one command to the container; False when the engine says it is not there."""
+        try:
+            done = run_docker(*args, self.name, timeout_s=30)
+        except DockerUnavailable:
+            return False
+        return done.returncode == 0
+
+    def terminate(self) -> None:
+        # With --init, docker-init passes SIGTERM to the connector, as a local SIGTERM would.
+        self._container("kill", "--signal", "TERM")
+
+    def kill(self) -> None:
+        # The client first: a container whose output nobody reads cannot finish exiting (the
+        # engine waits to deliver it), and a kill would wait for that too.
+        super().kill()
+        self._container("kill")
+
+    def kill_leftovers(self) -> None:
+        # --init ends whatever the connector started when it exits; the container itself may
+        # still be on its way out (--rm removes it asynchronously): make sure it is gone now.
+        self._container("rm", "--force")
+        super().kill_leftovers()
+
+
+class DockerLauncher:
+    def __init__(self, settings: DockerSettings | None = None) -> None:
+        self.settings = settings or DockerSettings.from_env()
+        self.owner = owner_label()
+
+    def launch(self, request: LaunchRequest) -> DockerProcess:
+        image = request.connector.image
+        if image is None:
+            raise LaunchError(f"{request.connector.ref} is not a docker: connector")
+        name = container_name(image, request.job_type, request.job_id, request.attempt, request.role)
+        argv, env = self.command(request, image, name)
+        return DockerProcess(request, argv, env, name)
+
+    def command(self, request: LaunchRequest, image: str, name: str) -> tuple[list[str], dict[str, str]]:
+        """The ``docker run`` argv and the client's environment (values of ``-e`` come from it,
+        so secrets passed as variables never show in a process list)."""
+        settings = self.settings
+        host_dir = str(request.workdir.absolute())
+        inside = f"{CONTAINER_ROOT}/{request.job_id or 'job'}/{request.attempt}"
+        argv = [docker_command(), "run", "--rm", "--init", "-i", "-w", inside, "--log-driver", "none"]
+        argv += ["--name", name]
+        labels = {
+            MANAGED: "true",
+            f"{LABEL}.owner": self.owner,
+            f"{LABEL}.job-id": request.job_id,
+            f"{LABEL}.attempt": str(request.attempt),
+            f"{LABEL}.job-type": request.job_type,
+            f"{LABEL}.role": request.role,
+            **settings.labels,
+        }
+        for key, value in labels.items():
+            argv += ["--label", f"{key}={value}"]
+        if settings.network:
+            argv += ["--network", settings.network]
+        argv += ["-v", f"{host_dir}:{inside}"]
+        if settings.local_root is not None:
+            settings.local_root.mkdir(parents=True, exist_ok=True)
+            argv += ["-v", f"{settings.local_root.absolute()}:{LOCAL_MOUNT}"]
+        for host, container in settings.mounts:
+            argv += ["-v", f"{host}:{container}"]
+        if settings.user:
+            argv += ["--user", settings.user]
+        variables = {**request.connector.env, **request.env}
+        for key in variables:
+            argv += ["-e", key]
+        limits = settings.check_limits if request.job_type.startswith("check") else settings.limits
+        if request.connector.limits is not None:
+            limits = ResourceLimits(**request.connector.limits).merged_over(limits)
+        argv += limits.docker_args()
+        argv.append(image)
+        argv += [_inside(arg, host_dir, inside) for arg in request.args]
+        return argv, {**os.environ, **variables}
+
+
+def _inside(arg: str, host_dir: str, inside: str) -> str:
+    """An argument naming a file of the attempt dir, as the container sees it."""
+    if arg == host_dir:
+        return inside
+    if arg.startswith(host_dir + os.sep):
+        return inside + arg[len(host_dir) :]
+    return arg
+
+
+def list_containers(filters: Iterable[str] = ()) -> list[tuple[str, dict[str, str]]]:
+    """(name, labels) of every ferryman container, running or not, matching the label filters."""
+    args = ["ps", "--all", "--quiet", "--no-trunc", "--filter", f"label={MANAGED}"]
+    for item in filters:
+        args += ["--filter", f"label={item}"]
+    ids = run_docker(*args).stdout.split()
+    if not ids:
+        return []
+    done = run_docker("inspect", "--format", "{{.Name}} {{json .Config.Labels}}", *ids)
+    found = []
+    for line in done.stdout.splitlines():
+        name, _, labels = line.partition(" ")
+        with contextlib.suppress(ValueError):
+            found.append((name.lstrip("/"), json.loads(labels) or {}))
+    return found
+
+
+def remove_containers(names: Iterable[str]) -> list[str]:
+    names = list(names)
+    if names:
+        run_docker("rm", "--force", *names)
+    return names
+
+
+def remove_orphans(attempt_running: Callable[[dict[str, str]], bool | None] | None = None) -> list[str]:
+    """Remove ferryman containers nobody will stop: their owner process on this host is gone, or
+    ``attempt_running(labels)`` says their attempt is over (None: not one of that store's)."""
+    orphans = []
+    for name, labels in list_containers():
+        running = attempt_running(labels) if attempt_running is not None else None
+        alive = owner_alive(labels.get(f"{LABEL}.owner", ""))
+        if running is False or (running is None and alive is False):
+            orphans.append(name)
+    return remove_containers(orphans)

@@ -1,0 +1,254 @@
+"""The engine with connectors in containers: a real Docker engine, the test images, a real store.
+
+Needs a Docker engine and the images of tests/images/build.py: skipped with the reason when they
+are missing, failed instead when CI=true.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ferryman.connectors import ResolvedConnector
+from ferryman.engines.local import LocalEngine
+from ferryman.jobs.retry import RetryPolicy
+from ferryman.jobs.states import AttemptStatus, JobStatus
+from ferryman.launchers import DockerLauncher, DockerSettings, LaunchRequest
+from ferryman.service import JobService
+from ferryman.settings import Settings
+from ferryman.store import open_store
+from ferryman.store.base import JobStore
+from tests import docker_support
+from tests.conftest import FAKER_REF, short_lifecycle
+from tests.images.build import image
+
+HERE = Path(__file__).parent
+LIMITS = {"spec": 5, "check": 5, "discover": 5, "sync": 5}
+
+
+@pytest.fixture
+def local_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The host dir containers see as /local (their DuckDB files land there)."""
+    path = tmp_path / "local"
+    monkeypatch.setenv("FERRYMAN_DOCKER_LOCAL_ROOT", str(path))
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> JobStore:
+    return open_store(f"sqlite:///{tmp_path / 'ferryman.db'}")
+
+
+def service_for(store: JobStore, home: Path, **engine: object) -> JobService:
+    settings = Settings(home=home, lifecycle=short_lifecycle())
+    options: dict[str, object] = {
+        "limits": LIMITS,
+        "retry": RetryPolicy(backoff_min_s=0),
+        "heartbeat_interval_s": 0.2,
+        **engine,
+    }
+    return JobService(store, settings, LocalEngine(store, settings, poll_interval_s=0.05, **options))  # type: ignore[arg-type]
+
+
+def tables(database: Path) -> dict[str, int]:
+    with duckdb.connect(str(database), read_only=True) as db:
+        names = [row[0] for row in db.execute("select table_name from information_schema.tables").fetchall()]
+        return {name: int(db.execute(f'select count(*) from "{name}"').fetchall()[0][0]) for name in names}
+
+
+def store_containers(engine: LocalEngine) -> list[str]:
+    return docker_support.containers(f"io.ferryman.store={engine.store_label}")
+
+
+@pytest.mark.slow
+def test_faker_in_a_container_into_duckdb_in_a_container_gives_the_local_row_counts(
+    store: JobStore, tmp_path: Path, local_root: Path, venvs_dir: Path, faker: ResolvedConnector
+) -> None:
+    docker_support.require_docker("source-faker", "destination-duckdb")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "venvs").symlink_to(venvs_dir)  # the session's faker venv, installed once
+    service = service_for(store, home)
+    config = {"count": 500, "seed": 7}
+    service.create_actor("source", "faker-local", FAKER_REF, config)
+    service.create_actor("source", "faker-docker", f"docker:{image('source-faker')}", config)
+    service.create_actor(
+        "destination", "duck-local", "builtin:destination-duckdb", {"path": str(tmp_path / "local.duckdb")}
+    )
+    service.create_actor(
+        "destination",
+        "duck-docker",
+        f"docker:{image('destination-duckdb')}",
+        {"path": "/local/docker.duckdb"},
+    )
+    service.create_connection("local", "faker-local", "duck-local")
+    service.create_connection("docker", "faker-docker", "duck-docker")
+
+    jobs = [service.enqueue_replication("local"), service.enqueue_replication("docker")]
+    finished = service._engine().run_jobs([job.id for job in jobs], timeout_s=300)
+
+    assert [job.status for job in finished] == [JobStatus.SUCCEEDED, JobStatus.SUCCEEDED]
+    local, docker = tables(tmp_path / "local.duckdb"), tables(local_root / "docker.duckdb")
+    assert local == docker
+    assert {"users", "products", "purchases"} <= set(docker) and docker["users"] == 500
+    assert store_containers(service._engine()) == []
+
+
+def engine_env(tmp_path: Path, local_root: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "FERRYMAN_HOME": str(tmp_path / "home"),
+        "FERRYMAN_ENGINE_HEARTBEAT_S": "0.2",
+        "FERRYMAN_RETRY_BACKOFF_MIN_S": "0",
+        "FERRYMAN_DOCKER_LOCAL_ROOT": str(local_root),
+    }
+
+
+@pytest.mark.slow
+def test_sigkill_of_an_engine_mid_sync_leaves_no_container_and_loses_no_record(
+    store: JobStore, tmp_path: Path, local_root: Path
+) -> None:
+    docker_support.require_docker("source-bench", "destination-duckdb")
+    url = str(store.url)
+    home = tmp_path / "home"
+    service = service_for(store, home, stale_after_s=1.0)
+    service.create_actor(
+        "source", "bench", f"docker:{image('source-bench')}", {"count": 1_000_000, "state_every": 1000}
+    )
+    service.create_actor(
+        "destination", "duck", f"docker:{image('destination-duckdb')}", {"path": "/local/big.duckdb"}
+    )
+    service.create_connection("big", "bench", "duck")
+    connection = store.get_connection("big")
+    job = service.enqueue_replication("big")
+
+    doomed = subprocess.Popen(
+        [sys.executable, str(HERE / "engine_process.py"), url],
+        env=engine_env(tmp_path, local_root),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert doomed.stdout is not None
+    doomed.stdout.readline()
+    deadline = time.monotonic() + 120
+    while not store.get_state(connection.id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.get_state(connection.id), "the first engine never committed a state"
+    os.kill(doomed.pid, signal.SIGKILL)
+    doomed.wait()
+    orphans = docker_support.containers("io.ferryman.attempt=0")
+    assert orphans, "the killed engine's containers should still be there for the next engine to remove"
+
+    (finished,) = service._engine().run_jobs([job.id], timeout_s=180)
+
+    assert finished.status is JobStatus.SUCCEEDED
+    first, second = store.list_attempts(job.id)
+    assert first.status is AttemptStatus.FAILED and second.status is AttemptStatus.SUCCEEDED
+    with duckdb.connect(str(local_root / "big.duckdb"), read_only=True) as db:
+        total, distinct = db.execute('select count(*), count(distinct id) from "stream_0"').fetchall()[0]
+    assert (total, distinct) == (1_000_000, 1_000_000)
+    assert store_containers(service._engine()) == []
+    wait_for_exit_of_tagged_clients()
+
+
+def wait_for_exit_of_tagged_clients(timeout_s: float = 30) -> None:
+    """docker run clients end once their container is removed; give them the time to notice."""
+    import psutil
+
+    tag = os.environ["FERRYMAN_TEST_TAG"]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = []
+        for proc in psutil.process_iter(["name"]):
+            try:
+                if proc.info["name"] == "docker" and proc.environ().get("FERRYMAN_TEST_TAG") == tag:
+                    alive.append(proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        if not alive:
+            return
+        time.sleep(0.1)
+
+
+def wait_for_container(name: str) -> None:
+    """The docker client asks the engine to create its container: wait until it exists."""
+    deadline = time.monotonic() + 30
+    while name not in docker_support.containers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert name in docker_support.containers(), f"container {name} never appeared"
+
+
+def hanging_request(tmp_path: Path, job_id: str) -> LaunchRequest:
+    connector = docker_support.docker_connector(
+        "scripted-source", {"SCRIPTED_SPEC_STEPS": json.dumps([{"hang": True}])}
+    )
+    workdir = tmp_path / "attempt"
+    workdir.mkdir(exist_ok=True)
+    return LaunchRequest(connector, ["spec"], workdir, "spec", job_id=job_id, attempt=0, job_type="spec")
+
+
+ORPHAN_MAKER = """
+import json, pickle, sys, time
+from ferryman.launchers import DockerLauncher, DockerSettings
+request = pickle.loads(bytes.fromhex(sys.argv[1]))
+process = DockerLauncher(DockerSettings(user="0:0")).launch(request)
+print(json.dumps({"name": process.name, "client": process.pid}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_an_engine_starting_removes_containers_whose_owner_died(store: JobStore, tmp_path: Path) -> None:
+    import pickle
+
+    request = hanging_request(tmp_path, "adhoc-1")
+    maker = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_MAKER, pickle.dumps(request).hex()], stdout=subprocess.PIPE, text=True
+    )
+    assert maker.stdout is not None
+    started = json.loads(maker.stdout.readline())
+    wait_for_container(started["name"])
+    maker.kill()  # an ad-hoc run killed with SIGKILL: nobody stops its container
+    maker.wait()
+    assert started["name"] in docker_support.containers()
+
+    engine = LocalEngine(store, Settings(home=tmp_path / "home"))
+    engine.tick()
+
+    assert started["name"] not in docker_support.containers()
+    os.killpg(started["client"], signal.SIGKILL)  # its docker client, orphaned in its own session
+    wait_for_exit_of_tagged_clients()
+
+
+def test_an_engine_starting_removes_its_store_containers_whose_attempt_is_over(
+    store: JobStore, tmp_path: Path
+) -> None:
+    engine = LocalEngine(store, Settings(home=tmp_path / "home"))
+    labels = {"io.ferryman.store": engine.store_label}
+    process = DockerLauncher(DockerSettings(user="0:0", labels=labels)).launch(
+        hanging_request(tmp_path, "4242")
+    )
+    other = DockerLauncher(DockerSettings(user="0:0", labels={"io.ferryman.store": "another-store"})).launch(
+        hanging_request(tmp_path, "4242")
+    )
+    try:
+        wait_for_container(process.name)
+        wait_for_container(other.name)
+        engine.tick()  # job 4242 has no running attempt in this store; the other store's is not ours
+
+        assert process.name not in docker_support.containers()
+        assert process.wait(30) is not None
+        assert other.name in docker_support.containers()
+    finally:
+        for proc in (process, other):
+            proc.kill()
+            proc.kill_leftovers()
+            proc.wait(30)
+            proc.close()
