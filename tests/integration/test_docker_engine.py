@@ -22,6 +22,7 @@ from ferryman.engines.local import LocalEngine
 from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import AttemptStatus, JobStatus
 from ferryman.launchers import DockerLauncher, DockerSettings, LaunchRequest
+from ferryman.launchers.docker import ResourceLimits
 from ferryman.service import JobService
 from ferryman.settings import Settings
 from ferryman.store import open_store
@@ -252,3 +253,53 @@ def test_an_engine_starting_removes_its_store_containers_whose_attempt_is_over(
             proc.kill_leftovers()
             proc.wait(30)
             proc.close()
+
+
+def test_limits_labels_and_user_reach_the_engine(tmp_path: Path) -> None:
+    settings = DockerSettings(user="0:0", limits=ResourceLimits("256m", "128m", "0.5"), network="none")
+    process = DockerLauncher(settings).launch(hanging_request(tmp_path, "77"))
+    try:
+        wait_for_container(process.name)
+        inspected = subprocess.run(
+            ["docker", "inspect", "--format", "{{json .}}", process.name], capture_output=True, text=True
+        )
+        container = json.loads(inspected.stdout)
+    finally:
+        process.kill()
+        process.kill_leftovers()
+        process.wait(30)
+        process.close()
+
+    host = container["HostConfig"]
+    assert (host["Memory"], host["MemoryReservation"], host["NanoCpus"]) == (
+        256 << 20,
+        128 << 20,
+        500_000_000,
+    )
+    assert host["AutoRemove"] is True and host["Init"] is True and host["NetworkMode"] == "none"
+    assert container["Config"]["User"] == "0:0"
+    assert container["Config"]["WorkingDir"] == "/data/77/0"
+    labels = container["Config"]["Labels"]
+    assert labels["io.ferryman.job-id"] == "77" and labels["io.ferryman.role"] == "spec"
+    assert process.name not in docker_support.containers()
+
+
+def test_each_image_has_its_own_spec_fetched_once(tmp_path: Path, venvs_dir: Path) -> None:
+    docker_support.require_docker("source-faker", "scripted-source")
+    from ferryman.connectors import parse_reference, resolve
+    from ferryman.launchers import ConnectorLauncher
+    from ferryman.workers.specs import SPEC_CACHE, connector_spec
+
+    venvs = tmp_path / "home" / "venvs"
+    faker = resolve(parse_reference(f"docker:{image('source-faker')}"), venvs)
+    scripted = resolve(parse_reference(f"docker:{image('scripted-source')}"), venvs)
+    launcher = ConnectorLauncher(DockerSettings(user="0:0"))
+
+    faker_spec = connector_spec(faker, launcher, tmp_path / "workspace", short_lifecycle())
+    scripted_spec = connector_spec(scripted, launcher, tmp_path / "workspace", short_lifecycle())
+
+    assert faker_spec is not None and scripted_spec is not None
+    assert "count" in faker_spec["connectionSpecification"]["properties"]
+    assert "steps" in scripted_spec["connectionSpecification"]["properties"]
+    assert faker.cache_dir is not None and (faker.cache_dir / SPEC_CACHE).is_file()
+    assert faker.cache_dir.parent == tmp_path / "home" / "images"

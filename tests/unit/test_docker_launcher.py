@@ -13,13 +13,13 @@ from ferryman.launchers import docker as docker_launcher
 from ferryman.launchers.base import LaunchRequest
 from ferryman.launchers.docker import DockerLauncher, DockerSettings, ResourceLimits, container_name
 
-IMAGE = "airbyte/source-faker:6.2.38"
+IMAGE = "airbyte/source-faker:6.2.21"
 
 
 @pytest.mark.parametrize(
     ("text", "repository", "tag"),
     [
-        ("airbyte/source-faker:6.2.38", "airbyte/source-faker", "6.2.38"),
+        ("airbyte/source-faker:6.2.21", "airbyte/source-faker", "6.2.21"),
         ("airbyte/source-faker", "airbyte/source-faker", "latest"),
         ("localhost:5000/team/source-x", "localhost:5000/team/source-x", "latest"),
         ("localhost:5000/team/source-x:1.0", "localhost:5000/team/source-x", "1.0"),

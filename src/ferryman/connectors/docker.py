@@ -59,7 +59,7 @@ def parse_image(text: str) -> ImageName:
     if not _REFERENCE.match(text):
         raise ConnectorReferenceError(
             f"docker:{text} is not a valid image reference: write docker:NAME[:TAG], "
-            "for example docker:airbyte/source-faker:6.2.38"
+            "for example docker:airbyte/source-faker:6.2.21"
         )
     if "@" in text:
         repository, _, digest = text.partition("@")
@@ -119,17 +119,22 @@ def engine_reason(stderr: str) -> str:
     return re.sub(r"^Error response from daemon:\s*", "", reason)
 
 
-def image_present(image: ImageName) -> bool:
-    return run_docker("image", "inspect", "--format", "{{.Id}}", image.reference).returncode == 0
+def image_id(image: ImageName) -> str | None:
+    """The engine's id of the image (``sha256:...``), or None when it does not have it."""
+    done = run_docker("image", "inspect", "--format", "{{.Id}}", image.reference)
+    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
-def ensure_image(image: ImageName) -> None:
-    """Use the image if the engine has it, pull it if not; a failed pull is one clear line."""
-    if image_present(image):
-        return
+def ensure_image(image: ImageName) -> str:
+    """Use the image if the engine has it, pull it if not; returns its id. A failed pull is one
+    clear line."""
+    found = image_id(image)
+    if found:
+        return found
     done = run_docker("pull", "--quiet", image.reference, timeout_s=PULL_TIMEOUT_S)
-    if done.returncode == 0:
-        return
+    found = image_id(image) if done.returncode == 0 else None
+    if found:
+        return found
     reason = engine_reason(done.stderr)
     message = (
         f"could not pull image {image.repository} (tag {image.tag}): {reason}; "

@@ -104,8 +104,11 @@ def resolve(ref: ConnectorRef, venvs_dir: Path) -> ResolvedConnector:
         from ferryman.connectors.docker import ensure_image, parse_image
 
         image = parse_image(ref.name)
-        ensure_image(image)
-        return ResolvedConnector(ref, [], image=image.reference)
+        identity = ensure_image(image).removeprefix("sha256:")[:32]
+        # An image id names its content, so facts about it (its spec) can be kept next to the venvs.
+        return ResolvedConnector(
+            ref, [], cache_dir=venvs_dir.parent / "images" / identity, image=image.reference
+        )
     raise ConnectorReferenceError(f"{ref}: unknown connector kind {ref.kind!r}")
 
 

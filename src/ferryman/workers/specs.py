@@ -24,7 +24,7 @@ def connector_spec(
     connector: ResolvedConnector, launcher: Launcher, workspace: Path, lifecycle: LifecycleSettings
 ) -> dict[str, Any] | None:
     """The spec, from this process's memory, the connector's cache dir, or a spec run."""
-    key = tuple(connector.command)
+    key = (connector.image or "", *connector.command)  # a docker: connector has no command
     if key in _memory:
         return _memory[key]
     cache = connector.cache_dir / SPEC_CACHE if connector.cache_dir else None

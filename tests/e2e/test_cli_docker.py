@@ -1,0 +1,96 @@
+"""docker: connectors from the command line: one clear line when Docker cannot help, limits kept.
+
+Needs a Docker engine and the test images (tests/images/build.py) for most tests; the one about a
+missing engine points DOCKER_HOST at a socket that does not exist, so it runs anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests import docker_support
+from tests.images.build import image
+
+
+def ferryman(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ferryman", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FERRYMAN_HOME": str(home), **env},
+        timeout=120,
+    )
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_no_docker_engine_is_one_line_saying_how_to_start_one(tmp_path: Path) -> None:
+    if docker_support.shutil.which("docker") is None:
+        docker_support.skip_or_fail("no docker command")
+    result = ferryman(
+        tmp_path, "spec", "docker:airbyte/source-faker:6.2.21", DOCKER_HOST="unix:///nowhere.sock"
+    )
+
+    line = one_line(result)
+    assert result.returncode == 1
+    assert "no Docker engine answers" in line and "dockerd" in line
+
+
+def test_an_image_that_cannot_be_pulled_is_one_line_with_image_tag_and_reason(tmp_path: Path) -> None:
+    docker_support.require_docker()
+    result = ferryman(tmp_path, "spec", "docker:ferryman-test/no-such-connector:0.0.1")
+
+    line = one_line(result)
+    assert result.returncode != 0
+    assert "could not pull image ferryman-test/no-such-connector (tag 0.0.1): " in line
+    assert len(line.split("): ", 1)[1]) > 10  # the engine's own reason follows
+
+
+def test_spec_of_a_connector_image(tmp_path: Path) -> None:
+    docker_support.require_docker("source-faker")
+    result = ferryman(tmp_path, "spec", f"docker:{image('source-faker')}", "--json")
+
+    assert result.returncode == 0, result.stderr
+    spec = json.loads(result.stdout)
+    assert "count" in spec["spec"]["connectionSpecification"]["properties"]
+
+
+def test_container_limits_are_kept_with_the_source_and_refused_for_local_connectors(tmp_path: Path) -> None:
+    docker_support.require_docker("scripted-source")
+    source = f"docker:{image('scripted-source')}"
+    created = ferryman(
+        tmp_path,
+        "sources",
+        "create",
+        "limited",
+        "--connector",
+        source,
+        "--config",
+        "{}",
+        "--memory-limit",
+        "512Mi",
+        "--cpu-limit",
+        "0.5",
+        "--json",
+    )
+    refused = ferryman(
+        tmp_path, "sources", "create", "local", "--connector", "builtin:source-bench", "--config", "{}",
+        "--memory-limit", "1g",
+    )  # fmt: skip
+    bad = ferryman(
+        tmp_path, "sources", "create", "bad", "--connector", source, "--config", "{}", "--cpu-limit", "lots"
+    )
+
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["resources"] == {"memory_limit": "512m", "cpu_limit": "0.5"}
+    assert refused.returncode == 2 and "docker: connectors only" in one_line(refused)
+    assert bad.returncode == 2 and "--cpu-limit" in one_line(bad)
