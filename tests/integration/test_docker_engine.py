@@ -21,7 +21,7 @@ from ferryman.connectors import ResolvedConnector
 from ferryman.engines.local import LocalEngine
 from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import AttemptStatus, JobStatus
-from ferryman.launchers import DockerLauncher, DockerSettings, LaunchRequest
+from ferryman.launchers import ConnectorProcess, DockerLauncher, DockerSettings, LaunchRequest
 from ferryman.launchers.docker import ResourceLimits
 from ferryman.service import JobService
 from ferryman.settings import Settings
@@ -284,12 +284,14 @@ def test_limits_labels_and_user_reach_the_engine(tmp_path: Path) -> None:
     assert process.name not in docker_support.containers()
 
 
-def test_each_image_has_its_own_spec_fetched_once(tmp_path: Path, venvs_dir: Path) -> None:
+def test_each_image_has_its_own_spec_fetched_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     docker_support.require_docker("source-faker", "scripted-source")
     from ferryman.connectors import parse_reference, resolve
     from ferryman.launchers import ConnectorLauncher
+    from ferryman.workers import specs
     from ferryman.workers.specs import SPEC_CACHE, connector_spec
 
+    monkeypatch.setattr(specs, "_memory", {})  # what earlier tests of this process fetched
     venvs = tmp_path / "home" / "venvs"
     faker = resolve(parse_reference(f"docker:{image('source-faker')}"), venvs)
     scripted = resolve(parse_reference(f"docker:{image('scripted-source')}"), venvs)
@@ -303,3 +305,11 @@ def test_each_image_has_its_own_spec_fetched_once(tmp_path: Path, venvs_dir: Pat
     assert "steps" in scripted_spec["connectionSpecification"]["properties"]
     assert faker.cache_dir is not None and (faker.cache_dir / SPEC_CACHE).is_file()
     assert faker.cache_dir.parent == tmp_path / "home" / "images"
+
+    class NoLaunches:
+        def launch(self, request: LaunchRequest) -> ConnectorProcess:
+            raise AssertionError("the spec should come from the image's cache, not a container")
+
+    monkeypatch.setattr(specs, "_memory", {})  # a new process: only the cache on disk is left
+    again = resolve(parse_reference(f"docker:{image('source-faker')}"), venvs)
+    assert connector_spec(again, NoLaunches(), tmp_path / "workspace", short_lifecycle()) == faker_spec
