@@ -18,6 +18,8 @@ from ferryman.launchers.docker import MANAGED
 from tests.images.build import BuildError, ensure, image
 
 BUILD_COMMAND = "python tests/images/build.py"
+# Containers run as the user running the tests, as Ferryman's default (FERRYMAN_DOCKER_USER=host).
+HOST_USER = f"{os.getuid()}:{os.getgid()}"
 
 
 @cache

@@ -37,7 +37,9 @@ def launcher(launcher_kind: str, tmp_path_factory: pytest.TempPathFactory) -> It
     # The tests' scratch files (markers, tee files) keep their host paths inside the container.
     scratch = str(tmp_path_factory.getbasetemp())
     label = f"io.ferryman.test={uuid.uuid4().hex}"
-    settings = DockerSettings(user="0:0", mounts=((scratch, scratch),), labels=dict([label.split("=")]))
+    settings = DockerSettings(
+        user=docker_support.HOST_USER, mounts=((scratch, scratch),), labels=dict([label.split("=")])
+    )
     yield DockerLauncher(settings)
     left = docker_support.containers(label)
     docker_support.remove(left)

@@ -200,7 +200,7 @@ ORPHAN_MAKER = """
 import json, pickle, sys, time
 from ferryman.launchers import DockerLauncher, DockerSettings
 request = pickle.loads(bytes.fromhex(sys.argv[1]))
-process = DockerLauncher(DockerSettings(user="0:0")).launch(request)
+process = DockerLauncher(DockerSettings(user=sys.argv[2])).launch(request)
 print(json.dumps({"name": process.name, "client": process.pid}), flush=True)
 time.sleep(600)
 """
@@ -211,7 +211,9 @@ def test_an_engine_starting_removes_containers_whose_owner_died(store: JobStore,
 
     request = hanging_request(tmp_path, "adhoc-1")
     maker = subprocess.Popen(
-        [sys.executable, "-c", ORPHAN_MAKER, pickle.dumps(request).hex()], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", ORPHAN_MAKER, pickle.dumps(request).hex(), docker_support.HOST_USER],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert maker.stdout is not None
     started = json.loads(maker.stdout.readline())
@@ -233,12 +235,12 @@ def test_an_engine_starting_removes_its_store_containers_whose_attempt_is_over(
 ) -> None:
     engine = LocalEngine(store, Settings(home=tmp_path / "home"))
     labels = {"io.ferryman.store": engine.store_label}
-    process = DockerLauncher(DockerSettings(user="0:0", labels=labels)).launch(
+    process = DockerLauncher(DockerSettings(user=docker_support.HOST_USER, labels=labels)).launch(
         hanging_request(tmp_path, "4242")
     )
-    other = DockerLauncher(DockerSettings(user="0:0", labels={"io.ferryman.store": "another-store"})).launch(
-        hanging_request(tmp_path, "4242")
-    )
+    other = DockerLauncher(
+        DockerSettings(user=docker_support.HOST_USER, labels={"io.ferryman.store": "another-store"})
+    ).launch(hanging_request(tmp_path, "4242"))
     try:
         wait_for_container(process.name)
         wait_for_container(other.name)
@@ -256,7 +258,9 @@ def test_an_engine_starting_removes_its_store_containers_whose_attempt_is_over(
 
 
 def test_limits_labels_and_user_reach_the_engine(tmp_path: Path) -> None:
-    settings = DockerSettings(user="0:0", limits=ResourceLimits("256m", "128m", "0.5"), network="none")
+    settings = DockerSettings(
+        user=docker_support.HOST_USER, limits=ResourceLimits("256m", "128m", "0.5"), network="none"
+    )
     process = DockerLauncher(settings).launch(hanging_request(tmp_path, "77"))
     try:
         wait_for_container(process.name)
@@ -277,7 +281,7 @@ def test_limits_labels_and_user_reach_the_engine(tmp_path: Path) -> None:
         500_000_000,
     )
     assert host["AutoRemove"] is True and host["Init"] is True and host["NetworkMode"] == "none"
-    assert container["Config"]["User"] == "0:0"
+    assert container["Config"]["User"] == docker_support.HOST_USER
     assert container["Config"]["WorkingDir"] == "/data/77/0"
     labels = container["Config"]["Labels"]
     assert labels["io.ferryman.job-id"] == "77" and labels["io.ferryman.role"] == "spec"
@@ -295,7 +299,7 @@ def test_each_image_has_its_own_spec_fetched_once(tmp_path: Path, monkeypatch: p
     venvs = tmp_path / "home" / "venvs"
     faker = resolve(parse_reference(f"docker:{image('source-faker')}"), venvs)
     scripted = resolve(parse_reference(f"docker:{image('scripted-source')}"), venvs)
-    launcher = ConnectorLauncher(DockerSettings(user="0:0"))
+    launcher = ConnectorLauncher(DockerSettings(user=docker_support.HOST_USER))
 
     faker_spec = connector_spec(faker, launcher, tmp_path / "workspace", short_lifecycle())
     scripted_spec = connector_spec(scripted, launcher, tmp_path / "workspace", short_lifecycle())
