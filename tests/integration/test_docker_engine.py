@@ -17,7 +17,6 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ferryman.connectors import ResolvedConnector
 from ferryman.engines.local import LocalEngine
 from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import AttemptStatus, JobStatus
@@ -71,9 +70,12 @@ def store_containers(engine: LocalEngine) -> list[str]:
 
 @pytest.mark.slow
 def test_faker_in_a_container_into_duckdb_in_a_container_gives_the_local_row_counts(
-    store: JobStore, tmp_path: Path, local_root: Path, venvs_dir: Path, faker: ResolvedConnector
+    store: JobStore, tmp_path: Path, local_root: Path, venvs_dir: Path, request: pytest.FixtureRequest
 ) -> None:
     docker_support.require_docker("source-faker", "destination-duckdb")
+    request.getfixturevalue(
+        "faker"
+    )  # faker from PyPI in the session's venvs, once Docker is known to be there
     home = tmp_path / "home"
     home.mkdir()
     (home / "venvs").symlink_to(venvs_dir)  # the session's faker venv, installed once
