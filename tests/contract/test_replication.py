@@ -469,6 +469,15 @@ def test_estimates_and_config_updates_are_surfaced(syncs: Syncs) -> None:
     assert run.output.destination_config_update == {"password": "rotated"}
 
 
+def test_the_log_says_where_each_connector_runs(syncs: Syncs, launcher_kind: str) -> None:
+    run = syncs.run(batches(USERS, 1, 1))
+
+    where = [line for line in run.log_messages("worker") if " runs as " in line]
+    assert [line.split(" runs as ")[0] for line in where] == ["the destination", "the source"]
+    expected = "pid " if launcher_kind == "local" else "container scripted-"
+    assert all(line.split(" runs as ")[1].startswith(expected) for line in where), where
+
+
 def test_connector_output_lands_in_the_attempt_log(syncs: Syncs) -> None:
     steps = [
         {"stderr": "source says on stderr", "repeat": 3},

@@ -68,6 +68,9 @@ class ConnectorProcess(Protocol):
 
     def close(self) -> None: ...
 
+    def describe(self) -> str:
+        """Where to look for it: ``pid N``, or the container's name."""
+
 
 class Launcher(Protocol):
     def launch(self, request: LaunchRequest) -> ConnectorProcess: ...

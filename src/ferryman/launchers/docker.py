@@ -191,6 +191,9 @@ class DockerProcess(LocalProcess):
         super().kill()
         self._container("kill")
 
+    def describe(self) -> str:
+        return f"container {self.name} (docker run client pid {self.pid})"
+
     def kill_leftovers(self) -> None:
         # --init ends whatever the connector started when it exits; the container itself may
         # still be on its way out (--rm removes it asynchronously): make sure it is gone now.

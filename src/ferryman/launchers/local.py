@@ -87,6 +87,9 @@ class LocalProcess:
         # open would otherwise keep the worker waiting for an end of file that never comes.
         self._signal_group(signal.SIGKILL)
 
+    def describe(self) -> str:
+        return f"pid {self.pid}"
+
     def close(self) -> None:
         for stream in (self.stdout, self.stderr, self.stdin):
             if stream is not None:

@@ -83,6 +83,7 @@ class ConnectorJobWorker:
                     job_type=ctx.job_type or command,
                 )
             )
+            log.info(WORKER, f"{command}: runs as {process.describe()}")
             reader = _StdoutReader(process.stdout, log, origin, command)
             stderr = StderrDrain(process, log, origin.value)
             lifecycle = ConnectorLifecycle(process, ctx.lifecycle, log)

@@ -132,7 +132,7 @@ class _Replication:
             "WORKER_JOB_ATTEMPT": str(self.ctx.attempt),
         }
         self.log.info(WORKER, f"starting the {role}: {side.connector.ref} {' '.join(args)}")
-        return self.launcher.launch(
+        process = self.launcher.launch(
             LaunchRequest(
                 side.connector,
                 args,
@@ -145,6 +145,8 @@ class _Replication:
                 job_type=self.ctx.job_type or "sync",
             )
         )
+        self.log.info(WORKER, f"the {role} runs as {process.describe()}")
+        return process
 
     # -- the run --------------------------------------------------------------------------
 
