@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_HOME ?= $(CURDIR)/.ferryman
 
-.PHONY: install demo test test-fast test-images lint format bench clean
+.PHONY: install demo test test-fast test-images lint format bench bench-docker clean
 
 install: $(BIN)/ferryman
 
@@ -51,6 +51,10 @@ format: install
 
 bench: install
 	$(BIN)/python benchmarks/sync_throughput.py
+
+# The same with both connectors in containers of the test images (needs a Docker engine).
+bench-docker: install
+	$(BIN)/python benchmarks/sync_throughput.py --launcher docker --records 1000000 --runs 3
 
 clean:
 	rm -rf $(VENV) .ferryman build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
