@@ -74,7 +74,7 @@ def request_for(tmp_path: Path, job_type: str = "sync", **connector: object) -> 
         ["read", "--config", str(workdir / "source_config.json"), "--catalog", str(workdir / "c.json")],
         workdir,
         "source",
-        env={"WORKER_JOB_ID": "42", "WORKER_JOB_ATTEMPT": "1"},
+        env={"TZ": "UTC"},
         job_id="42",
         attempt=1,
         job_type=job_type,
@@ -124,8 +124,13 @@ def test_variables_reach_the_container_by_name_so_secrets_never_show_in_a_proces
     argv, env = DockerLauncher(settings).command(request_for(tmp_path), IMAGE, "n")
 
     names = {argv[i + 1] for i, arg in enumerate(argv) if arg == "-e"}
-    assert names == {"API_TOKEN", "WORKER_JOB_ID", "WORKER_JOB_ATTEMPT"}
+    assert names == {"API_TOKEN", "TZ", "WORKER_CONNECTOR_IMAGE", "WORKER_JOB_ID", "WORKER_JOB_ATTEMPT"}
     assert env["API_TOKEN"] == "s3cret-value"
+    assert (env["WORKER_CONNECTOR_IMAGE"], env["WORKER_JOB_ID"], env["WORKER_JOB_ATTEMPT"]) == (
+        IMAGE,
+        "42",
+        "1",
+    )
     assert not any("s3cret" in arg for arg in argv)
 
 

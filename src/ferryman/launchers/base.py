@@ -30,6 +30,17 @@ class LaunchRequest:
     attempt: int = 0
     job_type: str = ""
 
+    def variables(self) -> dict[str, str]:
+        """What the connector finds in its environment beyond the launcher's own: the connector's
+        variables, the job metadata Airbyte passes, then the request's."""
+        return {
+            **self.connector.env,
+            "WORKER_CONNECTOR_IMAGE": self.connector.display_image,
+            "WORKER_JOB_ID": self.job_id,
+            "WORKER_JOB_ATTEMPT": str(self.attempt),
+            **self.env,
+        }
+
 
 class TimedPipeWriter(io.FileIO):
     """The raw end of a connector's stdin that remembers since when a write has been blocked.

@@ -243,7 +243,7 @@ class DockerLauncher:
             argv += ["-v", f"{host}:{container}"]
         if settings.user:
             argv += ["--user", settings.user]
-        variables = {**request.connector.env, **request.env}
+        variables = request.variables()
         for key in variables:
             argv += ["-e", key]
         limits = settings.check_limits if request.job_type.startswith("check") else settings.limits

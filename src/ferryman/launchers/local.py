@@ -29,7 +29,7 @@ class LocalProcess:
         if argv is None:
             argv = [*request.connector.command, *request.args]
         if env is None:
-            env = {**os.environ, **request.connector.env, **request.env}
+            env = {**os.environ, **request.variables()}
         try:
             self._popen = subprocess.Popen(
                 argv,

@@ -77,7 +77,6 @@ class ConnectorJobWorker:
                     args,
                     ctx.workdir,
                     command,
-                    env=_job_env(ctx, connector),
                     job_id=ctx.job_id,
                     attempt=ctx.attempt,
                     job_type=ctx.job_type or command,
@@ -167,14 +166,6 @@ class ConnectorJobWorker:
                 )
             )
         return out
-
-
-def _job_env(ctx: AttemptContext, connector: ConnectorInput) -> dict[str, str]:
-    return {
-        "WORKER_CONNECTOR_IMAGE": connector.connector.display_image,
-        "WORKER_JOB_ID": ctx.job_id,
-        "WORKER_JOB_ATTEMPT": str(ctx.attempt),
-    }
 
 
 class _StdoutReader:

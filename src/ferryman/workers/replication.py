@@ -126,11 +126,6 @@ class _Replication:
 
     def _launch(self, role: str, args: list[str], with_stdin: bool) -> ConnectorProcess:
         side = self.sync.source if role == SOURCE else self.sync.destination
-        env = {
-            "WORKER_CONNECTOR_IMAGE": side.connector.display_image,
-            "WORKER_JOB_ID": self.ctx.job_id,
-            "WORKER_JOB_ATTEMPT": str(self.ctx.attempt),
-        }
         self.log.info(WORKER, f"starting the {role}: {side.connector.ref} {' '.join(args)}")
         process = self.launcher.launch(
             LaunchRequest(
@@ -139,7 +134,6 @@ class _Replication:
                 self.ctx.workdir,
                 role,
                 with_stdin,
-                env,
                 job_id=self.ctx.job_id,
                 attempt=self.ctx.attempt,
                 job_type=self.ctx.job_type or "sync",
