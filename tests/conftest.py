@@ -22,9 +22,9 @@ FAKER_REF = "pypi:airbyte-source-faker==7.2.1"
 TAG = "FERRYMAN_TEST_TAG"
 
 
-def _tagged(tag: str) -> list[psutil.Process]:
+def tagged_processes(tag: str) -> list[psutil.Process]:
     found = []
-    for proc in psutil.process_iter(["pid", "status"]):
+    for proc in psutil.process_iter(["pid", "name", "status"]):
         if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
             continue
         try:
@@ -41,7 +41,7 @@ def no_leftover_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     tag = uuid.uuid4().hex
     monkeypatch.setenv(TAG, tag)
     yield
-    leftovers = _tagged(tag)
+    leftovers = tagged_processes(tag)
     for proc in leftovers:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()

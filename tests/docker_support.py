@@ -14,7 +14,7 @@ from functools import cache
 import pytest
 
 from ferryman.connectors import ConnectorRef, ResolvedConnector
-from ferryman.launchers.docker import MANAGED
+from ferryman.launchers.docker import MANAGED, list_containers, remove_containers
 from tests.images.build import BuildError, ensure, image
 
 BUILD_COMMAND = "python tests/images/build.py"
@@ -64,16 +64,9 @@ def docker_connector(name: str, env: dict[str, str] | None = None) -> ResolvedCo
 
 
 def containers(label: str = MANAGED) -> list[str]:
-    """Names of the containers carrying ``label`` (key or key=value), running or not."""
-    listed = subprocess.run(
-        ["docker", "ps", "--all", "--filter", f"label={label}", "--format", "{{.Names}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return listed.stdout.split()
+    """Names of the ferryman containers carrying ``label`` (key or key=value), running or not."""
+    return [name for name, _ in list_containers([label])]
 
 
 def remove(names: list[str]) -> None:
-    if names:
-        subprocess.run(["docker", "rm", "--force", *names], capture_output=True, check=False)
+    remove_containers(names)

@@ -18,20 +18,16 @@ import duckdb
 import pytest
 
 from ferryman.engines.local import LocalEngine
-from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import AttemptStatus, JobStatus
 from ferryman.launchers import ConnectorProcess, DockerLauncher, DockerSettings, LaunchRequest
 from ferryman.launchers.docker import ResourceLimits
-from ferryman.service import JobService
 from ferryman.settings import Settings
 from ferryman.store import open_store
 from ferryman.store.base import JobStore
 from tests import docker_support
-from tests.conftest import FAKER_REF, short_lifecycle
+from tests.conftest import FAKER_REF, TAG, short_lifecycle, tagged_processes
 from tests.images.build import image
-
-HERE = Path(__file__).parent
-LIMITS = {"spec": 5, "check": 5, "discover": 5, "sync": 5}
+from tests.integration.test_engine import service_for, start_engine
 
 
 @pytest.fixture
@@ -45,17 +41,6 @@ def local_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def store(tmp_path: Path) -> JobStore:
     return open_store(f"sqlite:///{tmp_path / 'ferryman.db'}")
-
-
-def service_for(store: JobStore, home: Path, **engine: object) -> JobService:
-    settings = Settings(home=home, lifecycle=short_lifecycle())
-    options: dict[str, object] = {
-        "limits": LIMITS,
-        "retry": RetryPolicy(backoff_min_s=0),
-        "heartbeat_interval_s": 0.2,
-        **engine,
-    }
-    return JobService(store, settings, LocalEngine(store, settings, poll_interval_s=0.05, **options))  # type: ignore[arg-type]
 
 
 def tables(database: Path) -> dict[str, int]:
@@ -133,14 +118,7 @@ def test_sigkill_of_an_engine_mid_sync_leaves_no_container_and_loses_no_record(
     connection = store.get_connection("big")
     job = service.enqueue_replication("big")
 
-    doomed = subprocess.Popen(
-        [sys.executable, str(HERE / "engine_process.py"), url],
-        env=engine_env(tmp_path, local_root),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert doomed.stdout is not None
-    doomed.stdout.readline()
+    doomed = start_engine(url, engine_env(tmp_path, local_root))
     deadline = time.monotonic() + 120
     while not store.get_state(connection.id) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -164,20 +142,10 @@ def test_sigkill_of_an_engine_mid_sync_leaves_no_container_and_loses_no_record(
 
 def wait_for_exit_of_tagged_clients(timeout_s: float = 30) -> None:
     """docker run clients end once their container is removed; give them the time to notice."""
-    import psutil
-
-    tag = os.environ["FERRYMAN_TEST_TAG"]
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        alive = []
-        for proc in psutil.process_iter(["name"]):
-            try:
-                if proc.info["name"] == "docker" and proc.environ().get("FERRYMAN_TEST_TAG") == tag:
-                    alive.append(proc)
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-        if not alive:
-            return
+    while time.monotonic() < deadline and any(
+        proc.info["name"] == "docker" for proc in tagged_processes(os.environ[TAG])
+    ):
         time.sleep(0.1)
 
 
