@@ -105,7 +105,7 @@ def test_sigkill_of_an_engine_mid_sync_leaves_no_container_and_loses_no_record(
     store: JobStore, tmp_path: Path, local_root: Path
 ) -> None:
     docker_support.require_docker("source-bench", "destination-duckdb")
-    url = str(store.url)
+    url = store.url
     home = tmp_path / "home"
     service = service_for(store, home, stale_after_s=1.0)
     service.create_actor(

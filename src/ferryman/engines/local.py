@@ -74,7 +74,7 @@ class LocalEngine:
         self.retry = retry or RetryPolicy.from_env(os.environ)
         self.limits = limits or worker_limits(os.environ)
         # Containers carry the store they work for, so an engine only judges its own store's.
-        self.store_label = hashlib.sha256(str(getattr(store, "url", "")).encode()).hexdigest()[:12]
+        self.store_label = hashlib.sha256(store.url.encode()).hexdigest()[:12]
         self.launcher = launcher or ConnectorLauncher(labels={f"{LABEL}.store": self.store_label})
         self.clock = clock or SystemClock()
         self.engine_id = engine_id or new_engine_id()

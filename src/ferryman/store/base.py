@@ -111,6 +111,11 @@ class StreamStat:
 
 
 class JobStore(Protocol):
+    @property
+    def url(self) -> str:
+        """The database, password hidden: names the store (engines label their containers with it)."""
+        ...
+
     # -- sources, destinations, connections ----------------------------------------------
     def create_actor(
         self,
