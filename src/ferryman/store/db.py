@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -127,7 +129,7 @@ def _sqlite_engine(url: URL) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
             if path is not None:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _use_wal(cursor)
                 cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()
@@ -138,6 +140,30 @@ def _sqlite_engine(url: URL) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the database file in WAL mode, waiting for other connections that hold it.
+
+    Switching a fresh file to WAL needs it to itself, and SQLite answers "database is locked" at
+    once instead of calling the busy handler when another process is opening or migrating the
+    same file; so wait here, up to the busy timeout. The mode is kept in the file: once one
+    connection has switched it, the others find it already in WAL."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            mode = None
+        if mode == "wal":
+            return
+        if time.monotonic() >= deadline:
+            raise sqlite3.OperationalError("database is locked: could not switch it to WAL mode")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 class Database:
