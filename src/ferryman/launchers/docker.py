@@ -20,6 +20,7 @@ import random
 import re
 import socket
 import string
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from ferryman.settings import ferryman_home
 CONTAINER_ROOT = "/data"  # attempt dirs appear under it, as Airbyte's workspace did
 LOCAL_MOUNT = "/local"  # a host dir for connectors' own output (Airbyte's LOCAL_ROOT)
 LABEL = "io.ferryman"
+REMOVE_WAIT_S = 30.0  # how long the end of an attempt waits for the engine to remove a container
 MANAGED = f"{LABEL}.managed"
 _NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]+")
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmgBKMG]|[KMGkmg]i)?[bB]?$")
@@ -173,13 +175,13 @@ class DockerProcess(LocalProcess):
         self.name = name
         super().__init__(request, argv, env)
 
-    def _container(self, *args: str) -> bool:
-        """Send one command to the container; False when the engine says it is not there."""
+    def _container(self, *args: str) -> str | None:
+        """Send one command to the container: None when it was done, else the engine's reason."""
         try:
             done = run_docker(*args, self.name, timeout_s=30)
-        except DockerUnavailable:
-            return False
-        return done.returncode == 0
+        except DockerUnavailable as exc:
+            return str(exc)
+        return None if done.returncode == 0 else done.stderr.strip() or f"exit code {done.returncode}"
 
     def terminate(self) -> None:
         # With --init, docker-init passes SIGTERM to the connector, as a local SIGTERM would.
@@ -197,7 +199,15 @@ class DockerProcess(LocalProcess):
     def kill_leftovers(self) -> None:
         # --init ends whatever the connector started when it exits; the container itself may
         # still be on its way out (--rm removes it asynchronously): make sure it is gone now.
-        self._container("rm", "--force")
+        # While the engine is removing it, rm answers "already in progress" and the container
+        # is still listed: ask again until the engine says there is no such container.
+        deadline = time.monotonic() + REMOVE_WAIT_S
+        pause = 0.02
+        while (reason := self._container("rm", "--force")) is not None:
+            if "in progress" not in reason or time.monotonic() >= deadline:
+                break
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
         super().kill_leftovers()
 
 
