@@ -79,12 +79,19 @@ def test_connector(name: str) -> ResolvedConnector:
     return ResolvedConnector(ConnectorRef("exec", str(path)), [sys.executable, str(path)])
 
 
+# A job that ends sooner than this waited out none of short_lifecycle's grace periods (30 s) or
+# timeouts (60 s). The distance from 15 to 30 s is for a loaded CI host, where starting and
+# stopping a container can take seconds; the bound tells "stopped at once" from "waited".
+NOT_WAITED_OUT_S = 15.0
+
+
 def short_lifecycle(**overrides: float) -> LifecycleSettings:
-    """Grace periods and timeouts short enough for tests, long enough never to fire by accident."""
+    """Grace periods and timeouts that tests set short where they mean to see one end, and
+    otherwise long enough never to end by accident, even on a slow host."""
     values = dict(
-        exit_grace_s=5.0,
-        term_grace_s=5.0,
-        cancel_grace_s=5.0,
+        exit_grace_s=30.0,
+        term_grace_s=30.0,
+        cancel_grace_s=30.0,
         source_heartbeat_timeout_s=60.0,
         destination_timeout_s=60.0,
     )

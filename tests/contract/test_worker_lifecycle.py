@@ -24,6 +24,7 @@ from ferryman.launchers import Launcher
 from ferryman.workers import files
 from ferryman.workers.connector_job import ConnectorJobWorker
 from ferryman.workers.models import AttemptContext, ConnectorInput, ConnectorJobOutput
+from tests.conftest import NOT_WAITED_OUT_S
 
 SPEC = {
     "documentationUrl": "https://example.invalid/docs",
@@ -243,7 +244,7 @@ def test_a_connector_hanging_after_its_spec_with_stdout_closed_gets_sigterm(jobs
     assert job.output.spec == SPEC
     assert job.output.failures == []
     assert "SIGTERM" in job.log
-    assert job.elapsed < 4
+    assert job.elapsed < NOT_WAITED_OUT_S
 
 
 def test_a_connector_ignoring_sigterm_after_its_spec_is_killed(jobs: Jobs) -> None:
@@ -252,12 +253,12 @@ def test_a_connector_ignoring_sigterm_after_its_spec_is_killed(jobs: Jobs) -> No
 
     assert job.output.spec == SPEC
     assert "SIGKILL" in job.log
-    assert job.elapsed < 4
+    assert job.elapsed < NOT_WAITED_OUT_S
 
 
 def test_a_connector_hanging_after_its_spec_with_stdout_open_gets_sigterm(jobs: Jobs) -> None:
     cancel = threading.Event()
-    safety_net = threading.Timer(6, cancel.set)  # the job must not hang the test suite
+    safety_net = threading.Timer(2 * NOT_WAITED_OUT_S, cancel.set)  # the job must not hang the test suite
     safety_net.start()
     try:
         job = jobs.run(
@@ -268,7 +269,7 @@ def test_a_connector_hanging_after_its_spec_with_stdout_open_gets_sigterm(jobs: 
 
     assert job.output.spec == SPEC
     assert job.output.failures == []
-    assert job.elapsed < 4
+    assert job.elapsed < NOT_WAITED_OUT_S
 
 
 @pytest.mark.parametrize("ignores_sigterm", [False, True], ids=["dies", "ignores-sigterm"])
@@ -287,7 +288,7 @@ def test_cancel_of_a_hanging_discover(jobs: Jobs, tmp_path: Path, ignores_sigter
     assert failure is not None
     assert (failure.type, failure.retryable) == (FailureType.MANUAL_CANCELLATION, False)
     assert ("SIGKILL" in job.log) is ignores_sigterm
-    assert job.elapsed < 4
+    assert job.elapsed < NOT_WAITED_OUT_S
 
 
 def test_a_check_that_never_answers_is_stopped_at_its_timeout(jobs: Jobs) -> None:
