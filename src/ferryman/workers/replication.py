@@ -13,11 +13,12 @@ through a 1 MiB buffer. A record is re-encoded only when namespace mapping renam
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -44,6 +45,7 @@ from ferryman.workers.models import (
 from ferryman.workers.tracker import MessageTracker
 
 _TICK_S = 0.05
+_DISCARD_CHUNK = 1 << 16
 SOURCE, DESTINATION = "source", "destination"
 
 
@@ -302,6 +304,7 @@ class _Replication:
         except OSError as exc:  # BrokenPipeError and friends: the destination went away
             self.destination_gone = True
             self.log.warn(WORKER, f"could not write to the destination: {exc}")
+            _discard(source.stdout)
         except ValueError:
             pass  # the source's stdout was closed under us during shutdown
         finally:
@@ -523,6 +526,18 @@ class _Replication:
             worker_cpu_s=self.cpu_s,
             worker_peak_rss_bytes=_peak_rss_bytes(),
         )
+
+
+def _discard(stream: BinaryIO) -> None:
+    """Read a stopped source's output to its end, keeping none of it.
+
+    The source is being stopped and nothing it still sends can be delivered, but it must be read:
+    a container cannot finish exiting while output of it waits to be read (the engine holds it
+    until the attach stream takes it), so a SIGTERMed source would otherwise sit out its grace
+    period and be killed."""
+    with contextlib.suppress(OSError, ValueError):
+        while stream.read(_DISCARD_CHUNK):
+            pass
 
 
 def _peak_rss_bytes() -> int:
