@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +76,73 @@ def containers(label: str = MANAGED) -> list[str]:
 
 def remove(names: list[str]) -> None:
     remove_containers(names)
+
+
+REGISTRY_COMMAND = "docker-registry"  # Debian's package of the CNCF distribution registry
+REGISTRY_CONFIG = """\
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: {root}
+http:
+  addr: 127.0.0.1:{port}
+"""
+
+
+class LocalRegistry:
+    """A real registry (Debian's docker-registry) on a free port of 127.0.0.1, storing under a
+    directory. The engine talks plain HTTP to it without configuration: registries on 127.0.0.0/8
+    are trusted by default. CI installs the package (.ci/run)."""
+
+    def __init__(self, root: Path) -> None:
+        binary = shutil.which(REGISTRY_COMMAND)
+        if binary is None:
+            skip_or_fail(f"no {REGISTRY_COMMAND} command (apt-get install docker-registry)")
+        root.mkdir(parents=True, exist_ok=True)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        config = root / "config.yml"
+        config.write_text(REGISTRY_CONFIG.format(root=root / "storage", port=port))
+        self.address = f"127.0.0.1:{port}"
+        self._log_path = root / "registry.log"
+        self._log = self._log_path.open("wb")
+        self._server = subprocess.Popen(
+            [str(binary), "serve", str(config)], stdout=self._log, stderr=subprocess.STDOUT
+        )
+        _wait_until_answering(self._server, f"http://{self.address}/v2/", self._log_path)
+
+    def stop(self) -> None:
+        if self._server.poll() is None:
+            self._server.terminate()
+            self._server.wait(30)
+        self._log.close()
+
+
+@contextmanager
+def local_registry(root: Path) -> Iterator[LocalRegistry]:
+    registry = LocalRegistry(root)
+    try:
+        yield registry
+    finally:
+        registry.stop()
+
+
+def _wait_until_answering(server: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    for _ in range(300):
+        if server.poll() is not None:
+            pytest.fail(f"the registry exited with code {server.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail(f"the registry at {url} did not answer: {log.read_text()[-2000:]}")
+
+
+def image_present(reference: str) -> bool:
+    done = subprocess.run(["docker", "image", "inspect", reference], capture_output=True, check=False)
+    return done.returncode == 0

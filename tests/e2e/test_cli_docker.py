@@ -94,3 +94,27 @@ def test_container_limits_are_kept_with_the_source_and_refused_for_local_connect
     assert json.loads(created.stdout)["resources"] == {"memory_limit": "512m", "cpu_limit": "0.5"}
     assert refused.returncode == 2 and "docker: connectors only" in one_line(refused)
     assert bad.returncode == 2 and "--cpu-limit" in one_line(bad)
+
+
+def test_an_absent_image_is_pulled_from_its_registry_then_used_without_it(tmp_path: Path) -> None:
+    docker_support.require_docker("scripted-source")
+    with docker_support.local_registry(tmp_path / "registry") as registry:
+        remote = f"{registry.address}/ferryman-test/scripted-source:pulled"
+        try:
+            local = image("scripted-source")
+            for args in (("tag", local, remote), ("push", "--quiet", remote), ("rmi", remote)):
+                done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+                assert done.returncode == 0, done.stderr
+            assert not docker_support.image_present(remote)
+            pulled = ferryman(tmp_path / "home", "spec", f"docker:{remote}", "--json")
+            assert pulled.returncode == 0, pulled.stderr
+            assert docker_support.image_present(remote)
+            # Now without the registry (and a new home: no cached spec): the image is used as it is.
+            registry.stop()
+            again = ferryman(tmp_path / "home-2", "spec", f"docker:{remote}", "--json")
+        finally:
+            subprocess.run(["docker", "rmi", remote], capture_output=True, check=False)
+
+    assert "connectionSpecification" in json.loads(pulled.stdout)["spec"]
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == json.loads(pulled.stdout)
