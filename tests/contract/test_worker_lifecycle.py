@@ -272,6 +272,19 @@ def test_a_connector_hanging_after_its_spec_with_stdout_open_gets_sigterm(jobs: 
     assert job.elapsed < NOT_WAITED_OUT_S
 
 
+def test_a_cancel_that_comes_as_the_connector_starts_stops_it_at_once(jobs: Jobs) -> None:
+    # The stop reaches the launcher while the connector is still starting (for a container: before
+    # the engine has created it). It must stop it all the same, not wait out the 30 s cancel grace.
+    cancel = threading.Event()
+    cancel.set()
+    job = jobs.run("discover", [{"hang": True}], cancel=cancel)
+
+    failure = job.output.failure
+    assert failure is not None and failure.type is FailureType.MANUAL_CANCELLATION
+    assert job.output.catalog is None
+    assert job.elapsed < NOT_WAITED_OUT_S
+
+
 @pytest.mark.parametrize("ignores_sigterm", [False, True], ids=["dies", "ignores-sigterm"])
 def test_cancel_of_a_hanging_discover(jobs: Jobs, tmp_path: Path, ignores_sigterm: bool) -> None:
     marker = tmp_path / "discover-is-hanging"

@@ -173,6 +173,7 @@ class DockerProcess(LocalProcess):
 
     def __init__(self, request: LaunchRequest, argv: list[str], env: dict[str, str], name: str) -> None:
         self.name = name
+        self._term_pending = False
         super().__init__(request, argv, env)
 
     def _container(self, *args: str) -> str | None:
@@ -183,9 +184,23 @@ class DockerProcess(LocalProcess):
             return str(exc)
         return None if done.returncode == 0 else done.stderr.strip() or f"exit code {done.returncode}"
 
+    def poll(self) -> int | None:
+        code = super().poll()
+        if code is None and self._term_pending:
+            self._term_pending = self._container("kill", "--signal", "TERM") is not None
+        return code
+
     def terminate(self) -> None:
         # With --init, docker-init passes SIGTERM to the connector, as a local SIGTERM would.
-        self._container("kill", "--signal", "TERM")
+        if self._container("kill", "--signal", "TERM") is None:
+            return
+        # No running container yet: the client is still creating or starting it. SIGTERM to the
+        # client ends it if no container exists yet; between create and start the client passes
+        # the signal on to a container that cannot take it, so until one TERM reaches a running
+        # container each poll sends it again (the lifecycle polls every 50 ms).
+        self._term_pending = True
+        if super().poll() is None:
+            super().terminate()
 
     def kill(self) -> None:
         # The client first: a container whose output nobody reads cannot finish exiting (the
