@@ -676,9 +676,14 @@ def test_a_destination_that_quits_mid_sync_with_code_0_fails_the_sync(syncs: Syn
 # -- timeouts ---------------------------------------------------------------------------------
 
 
+# Long enough for two containers to start on a loaded host before the source's first record (the
+# heartbeat counts from the start of the sync), short enough to keep the tests quick.
+HEARTBEAT_S = 3.0
+
+
 def test_a_silent_source_hits_the_heartbeat_timeout(syncs: Syncs) -> None:
     steps = [records(USERS, 5), state(USERS), {"hang": True}]
-    run = syncs.run(steps, lifecycle={"source_heartbeat_timeout_s": 1.0})
+    run = syncs.run(steps, lifecycle={"source_heartbeat_timeout_s": HEARTBEAT_S})
     out = run.output
 
     assert out.status is ReplicationStatus.FAILED
@@ -728,7 +733,7 @@ def test_a_source_that_ignores_sigterm_is_killed(syncs: Syncs, launcher_kind: st
         "exit_grace_s": 0.5,
         "term_grace_s": 0.5,
         "cancel_grace_s": 0.5,
-        "source_heartbeat_timeout_s": 1.0,
+        "source_heartbeat_timeout_s": HEARTBEAT_S,
     }
     run = syncs.run(steps, lifecycle=lifecycle)
     out = run.output
