@@ -269,10 +269,12 @@ def test_two_engines_on_one_postgres_share_twenty_jobs_and_run_none_twice(
     postgres_url: str, engine_env: dict[str, str]
 ) -> None:
     store = open_store(postgres_url)
-    jobs = [store.enqueue(JobType.SPEC, None, {"connector": "builtin:source-bench"}) for _ in range(20)]
     env = {**engine_env, "MAX_SPEC_WORKERS": "2"}
     engines = [start_engine(postgres_url, env) for _ in range(2)]
     try:
+        # Queued once both are up: on a slow host the first could otherwise run them all before
+        # the second has started.
+        jobs = [store.enqueue(JobType.SPEC, None, {"connector": "builtin:source-bench"}) for _ in range(20)]
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not all(store.get_job(j.id).status.terminal for j in jobs):
             time.sleep(0.1)

@@ -153,15 +153,13 @@ def _use_wal(cursor: Any) -> None:
     pause = 0.005
     while True:
         try:
-            mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-            mode = None
-        if mode == "wal":
+            # A file system without WAL support answers with the mode it keeps: that stands.
+            cursor.execute("PRAGMA journal_mode = WAL")
             return
-        if time.monotonic() >= deadline:
-            raise sqlite3.OperationalError("database is locked: could not switch it to WAL mode")
+        except sqlite3.OperationalError as exc:
+            held = "locked" in str(exc) or "busy" in str(exc)
+            if not held or time.monotonic() >= deadline:
+                raise
         time.sleep(pause)
         pause = min(pause * 2, 0.2)
 
