@@ -6,14 +6,13 @@ instead when CI=true (CI installs and starts the engine, and builds the images, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -93,8 +92,9 @@ http:
 
 class LocalRegistry:
     """A real registry (Debian's docker-registry) on a free port of 127.0.0.1, storing under a
-    directory. The engine talks plain HTTP to it without configuration: registries on 127.0.0.0/8
-    are trusted by default. CI installs the package (.ci/run)."""
+    directory; a context manager that stops it at the end. The engine talks plain HTTP to it
+    without configuration: registries on 127.0.0.0/8 are trusted by default. CI installs the
+    package (.ci/run)."""
 
     def __init__(self, root: Path) -> None:
         binary = shutil.which(REGISTRY_COMMAND)
@@ -112,7 +112,17 @@ class LocalRegistry:
         self._server = subprocess.Popen(
             [str(binary), "serve", str(config)], stdout=self._log, stderr=subprocess.STDOUT
         )
-        _wait_until_answering(self._server, f"http://{self.address}/v2/", self._log_path)
+
+    def __enter__(self) -> LocalRegistry:
+        try:
+            self._wait_until_answering(f"http://{self.address}/v2/")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
 
     def stop(self) -> None:
         if self._server.poll() is None:
@@ -120,29 +130,15 @@ class LocalRegistry:
             self._server.wait(30)
         self._log.close()
 
-
-@contextmanager
-def local_registry(root: Path) -> Iterator[LocalRegistry]:
-    registry = LocalRegistry(root)
-    try:
-        yield registry
-    finally:
-        registry.stop()
-
-
-def _wait_until_answering(server: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    for _ in range(300):
-        if server.poll() is not None:
-            pytest.fail(f"the registry exited with code {server.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as answer:
+    def _wait_until_answering(self, url: str) -> None:
+        for _ in range(300):
+            if self._server.poll() is not None:
+                pytest.fail(f"the registry exited with code {self._server.returncode}: {self._tail()}")
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as answer:
                 if answer.status == 200:
                     return
-        except OSError:
             time.sleep(0.05)
-    pytest.fail(f"the registry at {url} did not answer: {log.read_text()[-2000:]}")
+        pytest.fail(f"the registry at {url} did not answer: {self._tail()}")
 
-
-def image_present(reference: str) -> bool:
-    done = subprocess.run(["docker", "image", "inspect", reference], capture_output=True, check=False)
-    return done.returncode == 0
+    def _tail(self) -> str:
+        return self._log_path.read_text()[-2000:]

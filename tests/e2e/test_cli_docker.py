@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ferryman.connectors.docker import image_id, parse_image, run_docker
 from tests import docker_support
 from tests.images.build import image
 
@@ -98,22 +99,23 @@ def test_container_limits_are_kept_with_the_source_and_refused_for_local_connect
 
 def test_an_absent_image_is_pulled_from_its_registry_then_used_without_it(tmp_path: Path) -> None:
     docker_support.require_docker("scripted-source")
-    with docker_support.local_registry(tmp_path / "registry") as registry:
-        remote = f"{registry.address}/ferryman-test/scripted-source:pulled"
+    with docker_support.LocalRegistry(tmp_path / "registry") as registry:
+        remote = parse_image(f"{registry.address}/ferryman-test/scripted-source:pulled")
         try:
             local = image("scripted-source")
-            for args in (("tag", local, remote), ("push", "--quiet", remote), ("rmi", remote)):
-                done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+            for args in (("tag", local, remote.reference), ("push", "--quiet", remote.reference)):
+                done = run_docker(*args)
                 assert done.returncode == 0, done.stderr
-            assert not docker_support.image_present(remote)
-            pulled = ferryman(tmp_path / "home", "spec", f"docker:{remote}", "--json")
+            assert run_docker("rmi", remote.reference).returncode == 0
+            assert image_id(remote) is None
+            pulled = ferryman(tmp_path / "home", "spec", f"docker:{remote.reference}", "--json")
             assert pulled.returncode == 0, pulled.stderr
-            assert docker_support.image_present(remote)
+            assert image_id(remote) is not None
             # Now without the registry (and a new home: no cached spec): the image is used as it is.
             registry.stop()
-            again = ferryman(tmp_path / "home-2", "spec", f"docker:{remote}", "--json")
+            again = ferryman(tmp_path / "home-2", "spec", f"docker:{remote.reference}", "--json")
         finally:
-            subprocess.run(["docker", "rmi", remote], capture_output=True, check=False)
+            run_docker("rmi", remote.reference)
 
     assert "connectionSpecification" in json.loads(pulled.stdout)["spec"]
     assert again.returncode == 0, again.stderr
