@@ -38,19 +38,7 @@ def _committed(progress: SyncProgress) -> str:
 
 def from_stream_stats(stats: list[StreamStat], elapsed_s: float) -> SyncProgress:
     """A progress snapshot from the stats an engine saved for the running attempt."""
-    streams = [
-        StreamStats(
-            s.name,
-            s.namespace,
-            s.records_emitted,
-            s.bytes_emitted,
-            s.records_committed,
-            s.bytes_committed,
-            s.estimated_records,
-            s.estimated_bytes,
-        )
-        for s in stats
-    ]
+    streams = [StreamStats(**s.figures()) for s in stats]
     return SyncProgress(elapsed_s, streams, states_committed=0)
 
 

@@ -99,19 +99,6 @@ def job_doc(job: Job, names: Names, attempts: int) -> dict[str, Any]:
     }
 
 
-def stat_doc(stat: StreamStat) -> dict[str, Any]:
-    return {
-        "name": stat.name,
-        "namespace": stat.namespace,
-        "records_emitted": stat.records_emitted,
-        "bytes_emitted": stat.bytes_emitted,
-        "records_committed": stat.records_committed,
-        "bytes_committed": stat.bytes_committed,
-        "estimated_records": stat.estimated_records,
-        "estimated_bytes": stat.estimated_bytes,
-    }
-
-
 def attempt_doc(attempt: Attempt, stats: list[StreamStat]) -> dict[str, Any]:
     summary = attempt.failure_summary or {}
     return {
@@ -123,7 +110,7 @@ def attempt_doc(attempt: Attempt, stats: list[StreamStat]) -> dict[str, Any]:
         "engine_id": attempt.engine_id,
         "failures": summary.get("failures") or [],
         "partial_success": summary.get("partial_success"),
-        "streams": [stat_doc(s) for s in stats],
+        "streams": [s.figures() for s in stats],
         "log": attempt.log_path,
         "output": attempt.output,
     }

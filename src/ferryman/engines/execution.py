@@ -273,20 +273,12 @@ class _ProgressSaver:
 
 
 def _stream_stats(attempt_id: int, streams: list[StreamStats]) -> list[StreamStat]:
-    return [
-        StreamStat(
-            attempt_id,
-            s.name,
-            s.namespace,
-            s.records_emitted,
-            s.bytes_emitted,
-            s.records_committed,
-            s.bytes_committed,
-            s.estimated_records,
-            s.estimated_bytes,
-        )
-        for s in streams
-    ]
+    saved = []
+    for stream in streams:
+        figures = stream.to_dict()
+        del figures["status"]  # the store keeps counts; the status is the worker's
+        saved.append(StreamStat(attempt_id, **figures))
+    return saved
 
 
 def _connector_output(output: ConnectorJobOutput) -> dict[str, Any]:

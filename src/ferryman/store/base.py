@@ -8,7 +8,7 @@ change goes through :func:`ferryman.jobs.states.apply` and is written compare-an
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -108,6 +108,12 @@ class StreamStat:
     bytes_committed: int | None
     estimated_records: int | None = None
     estimated_bytes: int | None = None
+
+    def figures(self) -> dict[str, Any]:
+        """The stream and its counts without the attempt: the fields of the worker's StreamStats."""
+        doc = asdict(self)
+        del doc["attempt_id"]
+        return doc
 
 
 class JobStore(Protocol):

@@ -92,14 +92,4 @@ def stream_stat(row: Row[Any]) -> StreamStat:
 
 def stream_stat_values(attempt_id: int, stat: StreamStat) -> dict[str, Any]:
     """The row of one stat; a missing namespace is stored as '' (see the schema module)."""
-    return {
-        "attempt_id": attempt_id,
-        "name": stat.name,
-        "namespace": stat.namespace or "",
-        "records_emitted": stat.records_emitted,
-        "bytes_emitted": stat.bytes_emitted,
-        "records_committed": stat.records_committed,
-        "bytes_committed": stat.bytes_committed,
-        "estimated_records": stat.estimated_records,
-        "estimated_bytes": stat.estimated_bytes,
-    }
+    return {"attempt_id": attempt_id, **stat.figures(), "namespace": stat.namespace or ""}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -78,17 +78,7 @@ class StreamStats:
     status: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "namespace": self.namespace,
-            "records_emitted": self.records_emitted,
-            "bytes_emitted": self.bytes_emitted,
-            "records_committed": self.records_committed,
-            "bytes_committed": self.bytes_committed,
-            "estimated_records": self.estimated_records,
-            "estimated_bytes": self.estimated_bytes,
-            "status": self.status,
-        }
+        return asdict(self)
 
 
 @dataclass
