@@ -27,7 +27,7 @@ from ferryman.store.base import JobStore
 from tests import docker_support
 from tests.conftest import FAKER_REF, TAG, short_lifecycle, tagged_processes
 from tests.images.build import image
-from tests.integration.test_engine import service_for, start_engine
+from tests.integration.test_engine import service_for, start_engine, wait_for_state
 
 
 @pytest.fixture
@@ -119,10 +119,7 @@ def test_sigkill_of_an_engine_mid_sync_leaves_no_container_and_loses_no_record(
     job = service.enqueue_replication("big")
 
     doomed = start_engine(url, engine_env(tmp_path, local_root))
-    deadline = time.monotonic() + 120
-    while not store.get_state(connection.id) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert store.get_state(connection.id), "the first engine never committed a state"
+    wait_for_state(store, connection.id, 120, "the first engine never committed a state")
     os.kill(doomed.pid, signal.SIGKILL)
     doomed.wait()
     orphans = docker_support.containers("io.ferryman.attempt=0")

@@ -164,10 +164,7 @@ def test_cancel_in_each_state(store: JobStore, tmp_path: Path) -> None:
     engine = service._engine()
     done = threading.Thread(target=engine.run_jobs, args=([running.id], 60), daemon=True)
     done.start()
-    deadline = time.monotonic() + 30
-    while not store.get_state(store.get_connection("s").id) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert store.get_state(store.get_connection("s").id), "no state was committed"
+    wait_for_state(store, store.get_connection("s").id, 30, "no state was committed")
     service.cancel(running.id)
     done.join(60)
     assert store.get_job(running.id).status is JobStatus.CANCELLED
@@ -201,6 +198,14 @@ def engine_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
+def wait_for_state(store: JobStore, connection_id: int, timeout_s: float, failure: str) -> None:
+    """Poll until the connection has a committed state; fail with ``failure`` after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while not store.get_state(connection_id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.get_state(connection_id), failure
+
+
 def start_engine(url: str, env: dict[str, str]) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [sys.executable, str(HERE / "engine_process.py"), url], env=env, stdout=subprocess.PIPE, text=True
@@ -222,10 +227,7 @@ def test_sigkill_of_an_engine_mid_sync_loses_no_committed_record(
     job = service.enqueue_replication("big")
 
     doomed = start_engine(url, engine_env)
-    deadline = time.monotonic() + 60
-    while not store.get_state(connection.id) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert store.get_state(connection.id), "the first engine never committed a state"
+    wait_for_state(store, connection.id, 60, "the first engine never committed a state")
     os.kill(doomed.pid, signal.SIGKILL)
     doomed.wait()
 
