@@ -97,18 +97,6 @@ class JobService:
             _snapshot(source),
         )
 
-    def enqueue_check(self, actor: Actor) -> Job:
-        kind = JobType.CHECK_SOURCE if actor.kind == SOURCE else JobType.CHECK_DESTINATION
-        return self.store.enqueue(
-            kind,
-            f"{actor.kind}:{actor.id}",
-            _snapshot(actor),
-        )
-
-    def enqueue_spec(self, connector: str) -> Job:
-        parse_reference(connector)
-        return self.store.enqueue(JobType.SPEC, None, {"connector": connector})
-
     def enqueue_replication(self, connection: str, reset: bool = False) -> Job:
         """A sync (or reset) of the connection; ConnectionBusy if one is live already."""
         conn = self.store.get_connection(connection)

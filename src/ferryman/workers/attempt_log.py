@@ -25,10 +25,6 @@ class AttemptLog:
         self._secrets = list(secrets or [])
         self._closed = False
 
-    def add_secrets(self, values: list[str]) -> None:
-        with self._lock:
-            self._secrets = sorted(set(self._secrets) | set(values), key=len, reverse=True)
-
     def write_bytes(self, side: str, level: str, raw: bytes) -> None:
         """A line as a connector wrote it: invalid UTF-8 replaced, cut at MAX_LINE_CHARS."""
         raw = raw.rstrip(b"\r\n")
