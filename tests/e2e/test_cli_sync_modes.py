@@ -98,6 +98,10 @@ def test_per_stream_modes_at_create_and_update(tmp_path: Path) -> None:
     assert "unknown sync mode" in cli.bad_input("connections", "update", "c", "--stream", "users:upsert")
     assert modes(cli.json("connections", "show", "c")) == {**created, "users": "full_refresh:append"}
 
+    cli("connections", "sync", "c", "--detach")  # a pending job has the catalog it was queued with
+    refused = cli.bad_input("connections", "update", "c", "--stream", "users:incremental:append")
+    assert "has a pending job" in refused and "before changing its streams" in refused
+
 
 def test_a_source_without_keys_gets_them_from_the_user(tmp_path: Path) -> None:
     bare = {"name": "events", "json_schema": {}, "supported_sync_modes": ["full_refresh", "incremental"]}
@@ -134,3 +138,17 @@ def test_a_malformed_or_duplicated_catalog_is_refused_and_nothing_stored(tmp_pat
             "connections", "create", "c", "--source", "src", "--destination", "dst"
         )
         assert cli.json("connections", "list") == {"connections": []}
+
+
+def test_the_ad_hoc_sync_asks_the_destination_too(tmp_path: Path) -> None:
+    cli = setup(tmp_path, [USERS], [{"records": 2, "stream": "users"}, {"state": {"name": "users"}}])
+    source = {
+        "discover_steps": [{"catalog": {"streams": [USERS]}}],
+        "steps": [{"records": 2, "stream": "users"}],
+    }
+    destination = {"output": str(tmp_path / "adhoc.jsonl"), "catalog_copy": str(tmp_path / "adhoc.json")}
+    cli("sync", "--source", executable(tmp_path, "scripted_source"), "--source-config", json.dumps(source),
+        "--destination", executable(tmp_path, "scripted_destination"),
+        "--destination-config", json.dumps(destination))  # fmt: skip
+    given = json.loads((tmp_path / "adhoc.json").read_text())
+    assert [s["destination_sync_mode"] for s in given["streams"]] == ["append"]

@@ -87,7 +87,8 @@ def configure_catalog(
     prefer_incremental: bool = True,
     dest_modes: frozenset[str] = UNDECLARED_DESTINATION_MODES | {APPEND_DEDUP},
 ) -> dict[str, Any]:
-    """A configured catalog from a discovered one (see :func:`plan_catalog`)."""
+    """A configured catalog from a discovered one (see :func:`plan_catalog`); by default every
+    destination mode is allowed, for callers that know nothing of the destination."""
     return plan_catalog(catalog, dest_modes, streams, prefer_incremental=prefer_incremental).catalog
 
 
