@@ -21,6 +21,8 @@ from ferryman.connectors import ResolvedConnector, parse_reference, resolve
 from ferryman.errors import UserInputError, WorkerError
 from ferryman.launchers import ConnectorLauncher, Launcher
 from ferryman.protocol.catalog import NamespaceMapping, configure_catalog
+from ferryman.protocol.discovered import check_discovered
+from ferryman.protocol.sync_modes import DESTINATION_SYNC_MODES, destination_modes
 from ferryman.settings import Settings
 from ferryman.workers import (
     AttemptContext,
@@ -35,6 +37,8 @@ from ferryman.workers import (
 )
 from ferryman.workers.models import ProgressCallback, StateCallback
 from ferryman.workers.specs import config_secrets, connector_spec
+
+ALL_DESTINATION_MODES = frozenset(DESTINATION_SYNC_MODES)
 
 
 def load_document(text: str, what: str) -> Any:
@@ -132,7 +136,9 @@ class Runner:
         streams: list[str] | None,
         cancel: threading.Event | None = None,
         prefer_incremental: bool = True,
+        destination: ResolvedConnector | None = None,
     ) -> dict[str, Any]:
+        """The source's streams, each in the best mode both it and the ``destination`` support."""
         _, output = self.discover(source.connector, source.config, cancel)
         if output.catalog is None:
             failure = output.failure
@@ -140,7 +146,8 @@ class Runner:
                 f"discover failed: {failure.message if failure else 'no catalog'}",
                 source=str(source.connector.ref),
             )
-        return configure_catalog(output.catalog, streams, prefer_incremental)
+        dest_modes = destination_modes(self.spec(destination).spec) if destination else ALL_DESTINATION_MODES
+        return configure_catalog(check_discovered(output.catalog), streams, prefer_incremental, dest_modes)
 
     def sync(
         self,

@@ -8,19 +8,23 @@ in this process with a local engine limited to that job.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ferryman.connectors import parse_reference
+from ferryman.connectors import parse_reference, resolve
 from ferryman.engines.local import LocalEngine
 from ferryman.errors import UserInputError, WorkerError
 from ferryman.jobs.states import JobStatus, JobType
-from ferryman.protocol.catalog import NamespaceDefinition, configure_catalog
+from ferryman.launchers import ConnectorLauncher
+from ferryman.protocol.catalog import NamespaceDefinition, StreamChoice, plan_catalog, replan_catalog
+from ferryman.protocol.discovered import check_configured, check_discovered
 from ferryman.protocol.state import load_state
+from ferryman.protocol.sync_modes import destination_modes
 from ferryman.settings import Settings
 from ferryman.store.base import Actor, Attempt, Connection, Job, JobStore, StreamStat
+from ferryman.workers.specs import connector_spec
 
 SOURCE, DESTINATION = "source", "destination"
 
@@ -68,8 +72,11 @@ class JobService:
         namespace_definition: str = "source",
         namespace_format: str | None = None,
         prefix: str = "",
+        choices: list[StreamChoice] | None = None,
+        on_note: Callable[[str], None] | None = None,
     ) -> Connection:
-        """Discover the source (as a job of its own) and configure its streams."""
+        """Discover the source (as a job of its own) and configure its streams, each in its
+        requested mode or the best one both sides support; ``on_note`` hears of each fallback."""
         NamespaceDefinition(namespace_definition)
         if namespace_definition == "customformat" and not namespace_format:
             raise UserInputError(
@@ -83,10 +90,33 @@ class JobService:
             raise WorkerError(
                 f"discover of source {src.name!r} failed (job {job.id}); see: ferryman jobs show {job.id}"
             )
-        configured = configure_catalog(catalog, streams, prefer_incremental=not full_refresh)
+        plan = plan_catalog(
+            check_discovered(catalog), self.destination_modes(dst), streams, choices, not full_refresh
+        )
+        for text in plan.notes:
+            (on_note or _ignore)(text)
+        configured = plan.catalog
         return self.store.create_connection(
             name, src.id, dst.id, configured, namespace_definition, namespace_format, prefix
         )
+
+    def update_streams(self, connection: str, choices: list[StreamChoice]) -> Connection:
+        """The connection with new modes (or cursor, or primary key) for the streams named."""
+        conn = self.store.get_connection(connection)
+        if not choices:
+            raise UserInputError("name at least one stream to change, e.g. --stream users:incremental:append")
+        self._refuse_if_live(conn, "changing its streams")
+        dst = self.store.get_actor(DESTINATION, str(conn.destination_id))
+        catalog = replan_catalog(check_configured(conn.catalog), self.destination_modes(dst), choices)
+        return self.store.update_connection_catalog(conn.id, catalog)
+
+    def destination_modes(self, destination: Actor) -> frozenset[str]:
+        """The destination sync modes its spec declares (fetched once per installed version)."""
+        connector = resolve(parse_reference(destination.connector), self.settings.venvs)
+        spec = connector_spec(
+            connector, ConnectorLauncher(), self.settings.workspace, self.settings.lifecycle
+        )
+        return destination_modes(spec)
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -145,23 +175,23 @@ class JobService:
 
     def set_state(self, connection: str, document: Any) -> list[dict[str, Any]]:
         conn = self.store.get_connection(connection)
-        self._refuse_if_live(conn)
+        self._refuse_if_live(conn, "changing its state")
         state = load_state(document)
         self.store.save_state(conn.id, state)
         return state
 
     def clear_state(self, connection: str) -> None:
         conn = self.store.get_connection(connection)
-        self._refuse_if_live(conn)
+        self._refuse_if_live(conn, "changing its state")
         self.store.clear_state(conn.id)
 
-    def _refuse_if_live(self, conn: Connection) -> None:
+    def _refuse_if_live(self, conn: Connection, what: str) -> None:
         for status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.INCOMPLETE):
             live = self.store.list_jobs(scope=str(conn.id), status=status, limit=1)
             if live:
                 raise UserInputError(
                     f"connection {conn.name!r} has a {status} job ({live[0].id}): cancel it or let it "
-                    "finish before changing its state"
+                    f"finish before {what}"
                 )
 
 
@@ -205,6 +235,10 @@ def follow(path: Path, stop: Any, start: int | None = None, poll_s: float = 0.25
                 return
             else:
                 time.sleep(poll_s)
+
+
+def _ignore(text: str) -> None:
+    pass
 
 
 def _snapshot(actor: Actor) -> dict[str, Any]:

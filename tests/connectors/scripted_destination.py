@@ -1,9 +1,13 @@
 """A destination whose (mis)behaviour is set by its config. Standalone, standard library only.
 
-    write --config C --catalog CAT
+    spec | write --config C --catalog CAT
+
+``spec`` prints the spec in the JSON environment variable ``SCRIPTED_DESTINATION_SPEC`` (default:
+one that supports append, overwrite and append_dedup).
 
 Config fields (all optional):
 
+    catalog_copy         file that receives a copy of the configured catalog it was given
     output               file that receives every input line, byte for byte, as it arrives
     echo_states          echo each STATE after the output is flushed (default true)
     fail_after_records   after that many records: a TRACE system_error, then exit 1
@@ -27,6 +31,11 @@ import sys
 import time
 
 OUT = sys.stdout.buffer
+DEFAULT_SPEC = {
+    "documentationUrl": "https://example.invalid/scripted-destination",
+    "connectionSpecification": {"type": "object", "properties": {"output": {"type": "string"}}},
+    "supported_destination_sync_modes": ["append", "overwrite", "append_dedup"],
+}
 
 
 def send(message: dict) -> None:
@@ -35,14 +44,22 @@ def send(message: dict) -> None:
 
 
 def main(argv: list[str]) -> int:
+    if argv == ["spec"]:
+        spec = json.loads(os.environ.get("SCRIPTED_DESTINATION_SPEC") or "null") or DEFAULT_SPEC
+        send({"type": "SPEC", "spec": spec})
+        return 0
     options = dict(zip(argv[1::2], argv[2::2], strict=False))
     if not argv or argv[0] != "write" or "--config" not in options or "--catalog" not in options:
-        sys.stderr.write(f"usage: scripted_destination.py write --config C --catalog CAT, not {argv!r}\n")
+        usage = "usage: scripted_destination.py spec | write --config C --catalog CAT"
+        sys.stderr.write(f"{usage}, not {argv!r}\n")
         return 2
     with open(options["--config"]) as handle:
         config = json.load(handle)
     with open(options["--catalog"]) as handle:
-        json.load(handle)
+        catalog = json.load(handle)
+    if config.get("catalog_copy"):
+        with open(config["catalog_copy"], "w") as handle:
+            json.dump(catalog, handle)
     if config.get("ignore_sigterm"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if "exit_at_start" in config:

@@ -4,7 +4,8 @@ Standalone, standard library only. It speaks the Airbyte protocol on the command
 
     spec | check --config C | discover --config C | read --config C --catalog CAT [--state S]
 
-and runs the list of steps found in ``config["steps"]`` (for ``spec``, which has no config, in
+and runs the list of steps found in ``config["steps"]`` (for ``discover``, in
+``config["discover_steps"]`` when set; for ``spec``, which has no config, in
 the JSON environment variable ``SCRIPTED_SPEC_STEPS``). Without steps it behaves: spec prints a
 spec, check succeeds, discover prints a one-stream catalog, read emits nothing.
 
@@ -221,7 +222,8 @@ def main(argv: list[str]) -> int:
     elif command == "check":
         steps, default = config.get("steps"), [{"connection_status": "SUCCEEDED"}]
     elif command == "discover":
-        steps, default = config.get("steps"), [{"catalog": DEFAULT_CATALOG}]
+        steps = config.get("discover_steps", config.get("steps"))
+        default = [{"catalog": DEFAULT_CATALOG}]
     elif command == "read":
         for name in ("--catalog", "--state"):
             if name in options:

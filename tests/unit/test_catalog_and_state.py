@@ -38,7 +38,11 @@ def test_configure_catalog_picks_incremental_where_supported() -> None:
     assert configured["users"]["destination_sync_mode"] == "append_dedup"
     assert configured["users"]["primary_key"] == [["id"]]
     assert configured["users"]["cursor_field"] == ["updated_at"]
-    assert configured["events"]["destination_sync_mode"] == "append"
+    # events offers incremental but no cursor: a full refresh rather than a read the source would fail
+    assert (configured["events"]["sync_mode"], configured["events"]["destination_sync_mode"]) == (
+        "full_refresh",
+        "overwrite",
+    )
     assert configured["static"]["sync_mode"] == "full_refresh"
     assert configured["static"]["destination_sync_mode"] == "overwrite"
 

@@ -112,7 +112,11 @@ class Replication:
         names = stream_names(streams)
         cancel = cancel_on_signals()
         catalog = self.runner.configured_catalog(
-            self.source, names, cancel, prefer_incremental=not full_refresh
+            self.source,
+            names,
+            cancel,
+            prefer_incremental=not full_refresh,
+            destination=self.destination.connector,
         )
         display = progress_display(err) if not json or sys.stderr.isatty() else None
         try:

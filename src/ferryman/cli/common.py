@@ -21,6 +21,8 @@ from rich.markup import escape
 
 from ferryman.errors import FerrymanError, UserInputError
 from ferryman.jobs.failures import FailureReason
+from ferryman.protocol.catalog import StreamChoice
+from ferryman.protocol.sync_modes import StreamMode, parse_mode
 from ferryman.secrets import mask_text
 
 err = Console(stderr=True)
@@ -210,5 +212,57 @@ FullRefreshOption = Annotated[
 ]
 
 
+StreamOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--stream",
+        help="A stream and its mode, e.g. users:incremental:append_dedup or products:full_refresh:overwrite "
+        "(or Airbyte's users:incremental_deduped_history); just 'users' for the best mode. Repeatable.",
+    ),
+]
+CursorOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--cursor", help="STREAM=FIELD[.SUBFIELD]: a cursor where the source defines none. Repeatable."
+    ),
+]
+PrimaryKeyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--primary-key",
+        help="STREAM=FIELD[,FIELD...]: a primary key where the source defines none. Repeatable.",
+    ),
+]
+
+
 def stream_names(streams: str | None) -> list[str] | None:
     return [s.strip() for s in streams.split(",") if s.strip()] if streams else None
+
+
+def stream_choices(
+    streams: list[str] | None, cursors: list[str] | None, primary_keys: list[str] | None
+) -> list[StreamChoice]:
+    """The per-stream requests of ``--stream``, ``--cursor`` and ``--primary-key``, one per stream."""
+    modes: dict[str, StreamMode | None] = {}
+    for text in streams or []:
+        name, _, mode = text.partition(":")
+        if not name.strip():
+            raise UserInputError(f"--stream {text!r}: expected STREAM or STREAM:SYNC_MODE:DESTINATION_MODE")
+        modes[name.strip()] = parse_mode(mode.strip()) if mode.strip() else None
+    cursor = {name: [p.strip() for p in value.split(".")] for name, value in _pairs(cursors, "--cursor")}
+    keys = {
+        name: [[p.strip()] for p in value.split(",")] for name, value in _pairs(primary_keys, "--primary-key")
+    }
+    names = list(dict.fromkeys([*modes, *cursor, *keys]))
+    return [StreamChoice(name, modes.get(name), cursor.get(name), keys.get(name)) for name in names]
+
+
+def _pairs(values: list[str] | None, option: str) -> list[tuple[str, str]]:
+    pairs = []
+    for text in values or []:
+        name, _, value = text.partition("=")
+        parts = [p.strip() for p in value.replace(".", ",").split(",")]
+        if not name.strip() or not value or not all(parts):
+            raise UserInputError(f"{option} {text!r}: expected STREAM=FIELD, e.g. users=updated_at")
+        pairs.append((name.strip(), value.strip()))
+    return pairs

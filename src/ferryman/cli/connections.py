@@ -15,18 +15,23 @@ from rich.markup import escape
 from rich.table import Table
 
 from ferryman.cli.common import (
+    CursorOption,
     FormatOption,
     FullRefreshOption,
     JsonOption,
     Namespace,
     NamespaceOption,
     PrefixOption,
+    PrimaryKeyOption,
+    StreamOption,
     StreamsOption,
     err,
     guarded,
+    note,
     out,
     print_json,
     say,
+    stream_choices,
     stream_names,
 )
 from ferryman.cli.context import DESTINATION, SOURCE, Secrets, job_service
@@ -64,15 +69,22 @@ def create(
     source: Annotated[str, typer.Option("--source", "-s", help="The source's name (or id).")],
     destination: Annotated[str, typer.Option("--destination", "-d", help="The destination's name (or id).")],
     streams: StreamsOption = None,
+    stream: StreamOption = None,
+    cursor: CursorOption = None,
+    primary_key: PrimaryKeyOption = None,
     full_refresh: FullRefreshOption = False,
     namespace: NamespaceOption = Namespace.source,
     namespace_format: FormatOption = None,
     prefix: PrefixOption = "",
     json: JsonOption = False,
 ) -> None:
-    """Discover the source's streams (a job of its own) and save the connection."""
+    """Discover the source's streams (a job of its own) and save the connection.
+
+    Each stream gets the mode asked for with --stream, else the first of incremental:append_dedup,
+    incremental:append, full_refresh:overwrite, full_refresh:append that both sides support."""
 
     def action() -> int:
+        choices = stream_choices(stream, cursor, primary_key)
         with job_service() as service:
             connection = service.create_connection(
                 name,
@@ -83,7 +95,37 @@ def create(
                 namespace.value,
                 namespace_format,
                 prefix,
+                choices,
+                on_note=note,
             )
+            document = _doc(service, connection)
+        if json:
+            print_json(document, [])
+        else:
+            say(_headline(document))
+            out.print(streams_table(document["streams"]))
+        return 0
+
+    guarded(action)
+
+
+@app.command("update")
+def update(
+    name: NameArgument,
+    stream: StreamOption = None,
+    cursor: CursorOption = None,
+    primary_key: PrimaryKeyOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Change the sync mode (or cursor, or primary key) of some of the connection's streams.
+
+    Refused while the connection has a live job. The committed state is kept: run
+    `ferryman connections reset` for a clean start in the new mode."""
+
+    def action() -> int:
+        choices = stream_choices(stream, cursor, primary_key)
+        with job_service() as service:
+            connection = service.update_streams(name, choices)
             document = _doc(service, connection)
         if json:
             print_json(document, [])

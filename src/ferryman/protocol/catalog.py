@@ -7,11 +7,19 @@ pass through to connectors untouched.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from ferryman.errors import UserInputError
+from ferryman.protocol.sync_modes import (
+    APPEND_DEDUP,
+    INCREMENTAL,
+    UNDECLARED_DESTINATION_MODES,
+    StreamKeys,
+    StreamMode,
+    choose_mode,
+)
 
 SOURCE_NAMESPACE_TOKEN = "${SOURCE_NAMESPACE}"
 
@@ -55,44 +63,106 @@ class NamespaceMapping:
             target["namespace"] = namespace
 
 
+@dataclass(frozen=True)
+class StreamChoice:
+    """What a user asked for one stream: a mode, and the cursor or primary key the source lacks."""
+
+    name: str
+    mode: StreamMode | None = None
+    cursor: list[str] | None = None
+    primary_key: list[list[str]] | None = None
+
+
+@dataclass
+class CatalogPlan:
+    """A configured catalog, and a note for each stream whose preferred mode gave way."""
+
+    catalog: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
 def configure_catalog(
     catalog: dict[str, Any],
     streams: list[str] | None = None,
     prefer_incremental: bool = True,
+    dest_modes: frozenset[str] = UNDECLARED_DESTINATION_MODES | {APPEND_DEDUP},
 ) -> dict[str, Any]:
-    """A configured catalog from a discovered one, as a user of ``ferryman sync`` expects it.
+    """A configured catalog from a discovered one (see :func:`plan_catalog`); by default every
+    destination mode is allowed, for callers that know nothing of the destination."""
+    return plan_catalog(catalog, dest_modes, streams, prefer_incremental=prefer_incremental).catalog
 
-    Each selected stream syncs incrementally when the source supports it (append_dedup when it
-    has a primary key, append otherwise), else as full refresh with overwrite.
-    """
+
+def plan_catalog(
+    catalog: dict[str, Any],
+    dest_modes: frozenset[str],
+    streams: list[str] | None = None,
+    choices: list[StreamChoice] | None = None,
+    prefer_incremental: bool = True,
+) -> CatalogPlan:
+    """A configured catalog from a discovered one: the selected streams (all when none is named,
+    in ``streams`` or ``choices``), each in its requested mode or the best mode both sides support."""
     available = catalog.get("streams", [])
-    by_name = {s["name"]: s for s in available}
-    if streams:
-        unknown = [name for name in streams if name not in by_name]
-        if unknown:
-            raise UserInputError(
-                f"unknown stream(s) {', '.join(unknown)}: the source offers "
-                f"{', '.join(sorted(by_name)) or 'no streams'}"
-            )
-        chosen = [by_name[name] for name in streams]
-    else:
-        chosen = list(available)
-    return {"streams": [_configure_stream(s, prefer_incremental) for s in chosen]}
+    by_choice = {choice.name: choice for choice in choices or []}
+    wanted = list(dict.fromkeys([*(streams or []), *by_choice]))
+    offered = {s["name"] for s in available}
+    unknown = [name for name in wanted if name not in offered]
+    if unknown:
+        raise UserInputError(
+            f"unknown stream(s) {', '.join(unknown)}: the source offers "
+            f"{', '.join(sorted(offered)) or 'no streams'}"
+        )
+    chosen = [s for name in wanted for s in available if s["name"] == name] if wanted else list(available)
+    plan = CatalogPlan({"streams": []})
+    for stream in chosen:
+        choice = by_choice.get(stream["name"], StreamChoice(stream["name"]))
+        keys = StreamKeys.of(stream, choice.cursor, choice.primary_key)
+        mode, note = choose_mode(stream, dest_modes, keys, choice.mode, prefer_incremental)
+        plan.catalog["streams"].append(_configured_stream(stream, mode, keys))
+        if note:
+            plan.notes.append(note)
+    return plan
 
 
-def _configure_stream(stream: dict[str, Any], prefer_incremental: bool) -> dict[str, Any]:
-    modes = stream.get("supported_sync_modes") or ["full_refresh"]
-    primary_key = stream.get("source_defined_primary_key") or []
-    configured: dict[str, Any] = {"stream": stream}
-    if prefer_incremental and "incremental" in modes:
-        configured["sync_mode"] = "incremental"
-        configured["destination_sync_mode"] = "append_dedup" if primary_key else "append"
-        configured["cursor_field"] = stream.get("default_cursor_field") or []
-    else:
-        configured["sync_mode"] = "full_refresh"
-        configured["destination_sync_mode"] = "overwrite"
-    if primary_key:
-        configured["primary_key"] = primary_key
+def replan_catalog(
+    configured: dict[str, Any], dest_modes: frozenset[str], choices: list[StreamChoice]
+) -> dict[str, Any]:
+    """A connection's configured catalog with the ``choices`` applied to the streams they name."""
+    entries = configured.get("streams", [])
+    names = {entry["stream"]["name"] for entry in entries}
+    unknown = [choice.name for choice in choices if choice.name not in names]
+    if unknown:
+        raise UserInputError(
+            f"unknown stream(s) {', '.join(unknown)}: the connection syncs "
+            f"{', '.join(sorted(names)) or 'no streams'}"
+        )
+    by_choice = {choice.name: choice for choice in choices}
+    updated = []
+    for entry in entries:
+        choice = by_choice.get(entry["stream"]["name"])
+        if choice is None:
+            updated.append(entry)
+            continue
+        keys = StreamKeys.of(
+            entry["stream"],
+            choice.cursor or entry.get("cursor_field"),
+            choice.primary_key or entry.get("primary_key"),
+        )
+        current = StreamMode(entry["sync_mode"], entry["destination_sync_mode"])
+        mode, _ = choose_mode(entry["stream"], dest_modes, keys, choice.mode or current)
+        updated.append(_configured_stream(entry["stream"], mode, keys))
+    return {**configured, "streams": updated}
+
+
+def _configured_stream(stream: dict[str, Any], mode: StreamMode, keys: StreamKeys) -> dict[str, Any]:
+    configured: dict[str, Any] = {
+        "stream": stream,
+        "sync_mode": mode.sync_mode,
+        "destination_sync_mode": mode.destination_sync_mode,
+    }
+    if mode.sync_mode == INCREMENTAL or keys.cursor:
+        configured["cursor_field"] = keys.cursor
+    if keys.primary_key:
+        configured["primary_key"] = keys.primary_key
     return configured
 
 

@@ -151,6 +151,19 @@ class ConfigOps:
             raise NotFound(f"no connection named or numbered {id_or_name!r}")
         return rows.connection(row)
 
+    def update_connection_catalog(self, connection_id: int, catalog: dict[str, Any]) -> Connection:
+        """Replace the connection's configured catalog (its stream selection and modes)."""
+        with self._db.write() as conn:
+            row = conn.execute(
+                connections.update()
+                .where(connections.c.id == connection_id)
+                .values(catalog=catalog)
+                .returning(*connections.c)
+            ).first()
+        if row is None:
+            raise NotFound(f"no connection with id {connection_id}")
+        return rows.connection(row)
+
     def list_connections(self) -> list[Connection]:
         with self._db.read() as conn:
             result = conn.execute(sa.select(connections).order_by(connections.c.id))
