@@ -21,6 +21,7 @@ from ferryman.protocol.catalog import NamespaceDefinition, configure_catalog
 from ferryman.protocol.state import load_state
 from ferryman.settings import Settings
 from ferryman.store.base import Actor, Attempt, Connection, Job, JobStore, StreamStat
+from ferryman.store.config_ops import check_new_name
 
 SOURCE, DESTINATION = "source", "destination"
 
@@ -47,8 +48,7 @@ class JobService:
         resources: dict[str, str] | None = None,
     ) -> Actor:
         ref = parse_reference(connector)  # one clear line now rather than a failed job later
-        if not name.strip():
-            raise UserInputError(f"a {kind} needs a name")
+        check_new_name(kind, name)
         limits = {key: value for key, value in (resources or {}).items() if value}
         if limits and ref.kind != "docker":
             raise UserInputError(
@@ -71,6 +71,7 @@ class JobService:
     ) -> Connection:
         """Discover the source (as a job of its own) and configure its streams."""
         NamespaceDefinition(namespace_definition)
+        check_new_name("connection", name)  # before the discover job, not after it
         if namespace_definition == "customformat" and not namespace_format:
             raise UserInputError(
                 "--namespace customformat needs --namespace-format, e.g. 'raw_${SOURCE_NAMESPACE}'"
@@ -97,11 +98,14 @@ class JobService:
             _snapshot(source),
         )
 
-    def enqueue_replication(self, connection: str, reset: bool = False) -> Job:
-        """A sync (or reset) of the connection; ConnectionBusy if one is live already."""
-        conn = self.store.get_connection(connection)
-        src = self.store.get_actor(SOURCE, str(conn.source_id))
-        dst = self.store.get_actor(DESTINATION, str(conn.destination_id))
+    def enqueue_replication(self, connection: Connection | str, reset: bool = False) -> Job:
+        """A sync (or reset) of the connection (its row, or what a user typed: resolved once);
+        ConnectionBusy if one is live already.
+
+        Its actors are read by id: a source *named* like another's id must not stand in for it."""
+        conn = self.store.get_connection(connection) if isinstance(connection, str) else connection
+        src = self.store.get_actor_by_id(SOURCE, conn.source_id)
+        dst = self.store.get_actor_by_id(DESTINATION, conn.destination_id)
         config = {
             "connection_id": conn.id,
             "source": _snapshot(src),
@@ -143,15 +147,13 @@ class JobService:
 
     # -- state ------------------------------------------------------------------------------
 
-    def set_state(self, connection: str, document: Any) -> list[dict[str, Any]]:
-        conn = self.store.get_connection(connection)
+    def set_state(self, conn: Connection, document: Any) -> list[dict[str, Any]]:
+        state = load_state(document)  # a malformed state is refused before anything is checked
         self._refuse_if_live(conn)
-        state = load_state(document)
         self.store.save_state(conn.id, state)
         return state
 
-    def clear_state(self, connection: str) -> None:
-        conn = self.store.get_connection(connection)
+    def clear_state(self, conn: Connection) -> None:
         self._refuse_if_live(conn)
         self.store.clear_state(conn.id)
 
