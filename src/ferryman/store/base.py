@@ -12,12 +12,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from ferryman.errors import FerrymanError, UserInputError
+from ferryman.errors import StoreError, UserInputError
 from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
-
-
-class StoreError(FerrymanError):
-    retryable = True
 
 
 class NotFound(UserInputError):
