@@ -339,6 +339,23 @@ def test_a_name_that_is_a_number_never_stands_for_that_id(cli: Cli, tmp_path: Pa
     assert "no job 99999999999999999999999" in cli.bad_input("jobs", "show", "99999999999999999999999")
 
 
+def test_the_ad_hoc_sync_writes_its_own_file_not_the_connections(cli: Cli) -> None:
+    cli("sources", "create", "main", "--connector", "builtin:source-bench", "--config", '{"count": 20}')
+    cli("destinations", "create", "local", "--connector", "builtin:destination-duckdb")  # data.duckdb
+    cli("connections", "create", "main", "--source", "main", "--destination", "local")
+    cli("connections", "sync", "main")
+    main, adhoc = cli.home / "data.duckdb", cli.home / "adhoc.duckdb"
+    assert table_counts(main) == {"stream_0": 20}
+
+    # A full refresh ad hoc overwrites its tables: never the connection's.
+    bench = ["sync", "--source", "builtin:source-bench", "--source-config", '{"count": 3}', "--full-refresh"]
+    result = cli(*bench)
+    assert f"builtin:destination-duckdb at {adhoc}" in result.stderr + result.stdout
+    assert cli.json(*bench)["destination"] == f"builtin:destination-duckdb at {adhoc}"
+    assert table_counts(adhoc) == {"stream_0": 3}
+    assert table_counts(main) == {"stream_0": 20}
+
+
 @pytest.mark.slow
 def test_faker_connection_into_duckdb(tmp_path: Path, venvs_dir: Path, faker: ResolvedConnector) -> None:
     """The README's main job: airbyte-source-faker -> DuckDB as a connection, then its jobs."""
