@@ -7,6 +7,9 @@
     +-- LaunchError                    a connector process could not be started
     +-- ProtocolError                  a connector broke the Airbyte protocol
     +-- WorkerError                    a job could not produce its output
+    +-- StoreError                     the store (SQLite or Postgres) refused an operation
+        +-- StoreUnavailable           it cannot be opened, read or written: damaged, read-only,
+                                       full or unreachable; the CLI's one line names the store
 
 Errors render as ``message (key=value, ...)`` with their structured context, so a log line
 or a CLI error carries what is needed to act on it.
@@ -54,3 +57,12 @@ class ProtocolError(FerrymanError):
 
 class WorkerError(FerrymanError):
     retryable = True
+
+
+class StoreError(FerrymanError):
+    retryable = True
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be used at all (not one row's problem): the message names the store
+    (its URL without the password), the database's reason, and what to do."""

@@ -7,18 +7,16 @@ inputs to a worker. It keeps nothing: the jobs issue adds a store and engines on
 
 from __future__ import annotations
 
-import json
 import secrets as _random
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ferryman.connectors import ResolvedConnector, parse_reference, resolve
-from ferryman.errors import UserInputError, WorkerError
+from ferryman.documents import load_config as load_config
+from ferryman.documents import load_document as load_document
+from ferryman.errors import WorkerError
 from ferryman.launchers import ConnectorLauncher, Launcher
 from ferryman.protocol.catalog import NamespaceMapping, configure_catalog
 from ferryman.protocol.discovered import check_discovered
@@ -39,37 +37,6 @@ from ferryman.workers.models import ProgressCallback, StateCallback
 from ferryman.workers.specs import config_secrets, connector_spec
 
 ALL_DESTINATION_MODES = frozenset(DESTINATION_SYNC_MODES)
-
-
-def load_document(text: str, what: str) -> Any:
-    """A JSON or YAML file, or inline JSON."""
-    stripped = text.strip()
-    if stripped.startswith(("{", "[")):
-        try:
-            return json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise UserInputError(
-                f"{what}: inline JSON is not valid ({exc.msg} at column {exc.colno})"
-            ) from None
-    path = Path(text).expanduser()
-    if not path.is_file():
-        raise UserInputError(f"{what}: {text!r} is neither a file nor inline JSON")
-    raw = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            return yaml.safe_load(raw)
-        return json.loads(raw)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        kind = "YAML" if path.suffix.lower() in (".yaml", ".yml") else "JSON"
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserInputError(f"{what}: {path} is not valid {kind} ({first})") from None
-
-
-def load_config(text: str, what: str) -> dict[str, Any]:
-    document = load_document(text, what)
-    if not isinstance(document, dict):
-        raise UserInputError(f"{what} must be a JSON or YAML object (key: value pairs)")
-    return document
 
 
 def new_job_id() -> str:

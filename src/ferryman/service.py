@@ -24,6 +24,7 @@ from ferryman.protocol.state import load_state
 from ferryman.protocol.sync_modes import destination_modes
 from ferryman.settings import Settings
 from ferryman.store.base import Actor, Attempt, Connection, Job, JobStore, StreamStat
+from ferryman.store.config_ops import check_new_name
 from ferryman.workers.specs import connector_spec
 
 SOURCE, DESTINATION = "source", "destination"
@@ -51,8 +52,7 @@ class JobService:
         resources: dict[str, str] | None = None,
     ) -> Actor:
         ref = parse_reference(connector)  # one clear line now rather than a failed job later
-        if not name.strip():
-            raise UserInputError(f"a {kind} needs a name")
+        check_new_name(kind, name)
         limits = {key: value for key, value in (resources or {}).items() if value}
         if limits and ref.kind != "docker":
             raise UserInputError(
@@ -78,6 +78,7 @@ class JobService:
         """Discover the source (as a job of its own) and configure its streams, each in its
         requested mode or the best one both sides support; ``on_note`` hears of each fallback."""
         NamespaceDefinition(namespace_definition)
+        check_new_name("connection", name)  # before the discover job, not after it
         if namespace_definition == "customformat" and not namespace_format:
             raise UserInputError(
                 "--namespace customformat needs --namespace-format, e.g. 'raw_${SOURCE_NAMESPACE}'"
@@ -100,13 +101,12 @@ class JobService:
             name, src.id, dst.id, configured, namespace_definition, namespace_format, prefix
         )
 
-    def update_streams(self, connection: str, choices: list[StreamChoice]) -> Connection:
+    def update_streams(self, conn: Connection, choices: list[StreamChoice]) -> Connection:
         """The connection with new modes (or cursor, or primary key) for the streams named."""
-        conn = self.store.get_connection(connection)
         if not choices:
             raise UserInputError("name at least one stream to change, e.g. --stream users:incremental:append")
         self._refuse_if_live(conn, "changing its streams")
-        dst = self.store.get_actor(DESTINATION, str(conn.destination_id))
+        dst = self.store.get_actor_by_id(DESTINATION, conn.destination_id)
         catalog = replan_catalog(check_configured(conn.catalog), self.destination_modes(dst), choices)
         return self.store.update_connection_catalog(conn.id, catalog)
 
@@ -127,11 +127,14 @@ class JobService:
             _snapshot(source),
         )
 
-    def enqueue_replication(self, connection: str, reset: bool = False) -> Job:
-        """A sync (or reset) of the connection; ConnectionBusy if one is live already."""
-        conn = self.store.get_connection(connection)
-        src = self.store.get_actor(SOURCE, str(conn.source_id))
-        dst = self.store.get_actor(DESTINATION, str(conn.destination_id))
+    def enqueue_replication(self, connection: Connection | str, reset: bool = False) -> Job:
+        """A sync (or reset) of the connection (its row, or what a user typed: resolved once);
+        ConnectionBusy if one is live already.
+
+        Its actors are read by id: a source *named* like another's id must not stand in for it."""
+        conn = self.store.get_connection(connection) if isinstance(connection, str) else connection
+        src = self.store.get_actor_by_id(SOURCE, conn.source_id)
+        dst = self.store.get_actor_by_id(DESTINATION, conn.destination_id)
         config = {
             "connection_id": conn.id,
             "source": _snapshot(src),
@@ -173,15 +176,13 @@ class JobService:
 
     # -- state ------------------------------------------------------------------------------
 
-    def set_state(self, connection: str, document: Any) -> list[dict[str, Any]]:
-        conn = self.store.get_connection(connection)
+    def set_state(self, conn: Connection, document: Any) -> list[dict[str, Any]]:
+        state = load_state(document)  # a malformed state is refused before anything is checked
         self._refuse_if_live(conn, "changing its state")
-        state = load_state(document)
         self.store.save_state(conn.id, state)
         return state
 
-    def clear_state(self, connection: str) -> None:
-        conn = self.store.get_connection(connection)
+    def clear_state(self, conn: Connection) -> None:
         self._refuse_if_live(conn, "changing its state")
         self.store.clear_state(conn.id)
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ferryman.errors import UserInputError
 from ferryman.jobs.states import AttemptStatus, IllegalTransition, JobStatus, JobType
+from ferryman.service import JobService
 from ferryman.store import (
     AlreadyExists,
     ConnectionBusy,
@@ -21,8 +22,9 @@ from ferryman.store import (
     database_url,
     open_store,
 )
+from ferryman.store.base import Actor, Connection
 from ferryman.store.migrate import VERSION_TABLE, head_revision
-from ferryman.store.schema import jobs
+from ferryman.store.schema import actors, connections, jobs
 from tests.contract.store_support import (
     ALL_SLOTS,
     T0,
@@ -55,7 +57,7 @@ def test_actors_are_created_found_updated_and_deleted(store: SqlJobStore) -> Non
     assert store.get_actor("source", "faker").config == {"count": 20}
     assert [a.name for a in store.list_actors("destination")] == ["faker"]
 
-    store.delete_actor("source", "faker")
+    store.delete_actor("source", source.id)
     with pytest.raises(NotFound):
         store.get_actor("source", "faker")
     with pytest.raises(NotFound):
@@ -78,12 +80,85 @@ def test_connections_name_their_actors_and_keep_them_alive(store: SqlJobStore) -
     with pytest.raises(NotFound, match="no source with id"):
         store.create_connection("wrong-way", dest.id, source.id, catalog)
     with pytest.raises(UserInputError, match="s-to-d"):
-        store.delete_actor("source", "s")
+        store.delete_actor("source", source.id)
 
-    store.delete_connection("s-to-d")
+    store.delete_connection(made.id)
     with pytest.raises(NotFound):
         store.get_connection("s-to-d")
-    store.delete_actor("source", "s")  # no longer used
+    store.delete_actor("source", source.id)  # no longer used
+
+
+# A store written by an older ferryman may hold names that are numbers: new ones are refused, so
+# these tests rename rows in SQL to get them.
+
+
+def _rename(store: SqlJobStore, table: sa.Table, row_id: int, name: str) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(table.update().where(table.c.id == row_id).values(name=name))
+
+
+def _number_named_pair(store: SqlJobStore, kind: str) -> tuple[Actor, Actor]:
+    """Two actors of ``kind``: ``wanted``, and a decoy named like ``wanted``'s id."""
+    wanted = store.create_actor(kind, "wanted", "builtin:bench", {"which": "wanted"})
+    decoy = store.create_actor(kind, "decoy", "builtin:bench", {"which": "decoy"})
+    _rename(store, actors, decoy.id, str(wanted.id))
+    return wanted, store.get_actor_by_id(kind, decoy.id)
+
+
+def _connection(store: SqlJobStore, name: str) -> Connection:
+    source = store.create_actor("source", f"{name}-s", "builtin:bench", {})
+    dest = store.create_actor("destination", f"{name}-d", "builtin:devnull", {})
+    return store.create_connection(name, source.id, dest.id, {"streams": []})
+
+
+def test_a_sync_reads_from_its_own_source_not_one_named_like_its_id(store: SqlJobStore) -> None:
+    wanted, _decoy = _number_named_pair(store, "source")
+    dest = store.create_actor("destination", "d", "builtin:devnull", {})
+    conn = store.create_connection("c", wanted.id, dest.id, {"streams": []})
+    job = JobService(store).enqueue_replication(conn)
+    assert job.config["source"] == {
+        "actor_id": wanted.id,
+        "connector": "builtin:bench",
+        "config": wanted.config,
+    }
+
+
+def test_deleting_an_actor_by_id_never_deletes_the_one_named_like_it(store: SqlJobStore) -> None:
+    wanted, decoy = _number_named_pair(store, "destination")
+    assert store.get_actor("destination", str(wanted.id)) == decoy  # a name wins over an id ...
+    assert store.get_actor("destination", f"id:{wanted.id}") == wanted  # ... id:N is the id
+    store.delete_actor("destination", wanted.id)
+    assert store.list_actors("destination") == [decoy]
+
+
+def test_state_and_delete_of_a_connection_act_on_it_not_on_one_named_like_its_id(store: SqlJobStore) -> None:
+    wanted, decoy = _connection(store, "wanted"), _connection(store, "decoy")
+    _rename(store, connections, decoy.id, str(wanted.id))
+    state = [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "u"}, "stream_state": {"n": 1}}}]
+    JobService(store).set_state(store.get_connection("wanted"), state)
+    assert (store.get_state(wanted.id), store.get_state(decoy.id)) == (state, [])
+    store.delete_connection(wanted.id)
+    assert [c.id for c in store.list_connections()] == [decoy.id]
+
+
+def test_names_that_read_as_ids_are_refused_and_huge_numbers_are_no_id(store: SqlJobStore) -> None:
+    source = store.create_actor("source", "s", "builtin:bench", {})
+    for name in ("12", "id:3", "007", " "):
+        with pytest.raises(UserInputError, match=r"named|needs a name"):
+            store.create_actor("source", name, "builtin:bench", {})
+        with pytest.raises(UserInputError, match=r"named|needs a name"):
+            store.create_connection(name, source.id, source.id, {"streams": []})
+    assert store.get_actor("source", str(source.id)) == source  # a bare number no name uses: the id
+    for text in ("99999999999999999999999", "id:99999999999999999999999", "id:x", "\u00b2", "id:"):
+        with pytest.raises(NotFound):
+            store.get_actor("source", text)
+        with pytest.raises(NotFound):
+            store.get_connection(text)
+    with pytest.raises(NotFound):
+        store.get_job(10**23)
+    assert store.list_attempts(10**23) == []
+    with pytest.raises(NotFound):
+        store.request_cancel(10**23)
 
 
 # -- jobs and attempts --------------------------------------------------------------------------

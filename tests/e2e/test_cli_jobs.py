@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -301,6 +302,58 @@ def test_bad_input_is_one_line_and_exit_code_2(cli: Cli, tmp_path: Path) -> None
     cli("sources", "delete", "b")
     assert cli.json("sources", "list") == {"sources": []}
     assert [c["name"] for c in cli.json("connections", "list")["connections"]] == []
+
+
+def rename(cli: Cli, table: str, row_id: int, name: str) -> None:
+    """What a store written by an older ferryman may hold: a name that is a number (refused now)."""
+    with sqlite3.connect(cli.home / "ferryman.db") as db:
+        db.execute(f"UPDATE {table} SET name = ? WHERE id = ?", (name, row_id))
+
+
+def test_a_name_that_is_a_number_never_stands_for_that_id(cli: Cli, tmp_path: Path) -> None:
+    database = bench_connection(cli, tmp_path, "wanted", 7)
+    bench_connection(cli, tmp_path, "decoy", 3)
+    wanted = cli.json("connections", "show", "wanted")
+    source_id = cli.json("sources", "show", "wanted")["id"]
+    rename(cli, "actors", cli.json("sources", "show", "decoy")["id"], str(source_id))
+    rename(cli, "connections", cli.json("connections", "show", "decoy")["id"], str(wanted["id"]))
+
+    # The sync reads from its own source (7 records), not from the one named like its id (3).
+    assert emitted(cli.json("connections", "sync", "wanted")) == {"stream_0": 7}
+    assert table_counts(database) == {"stream_0": 7}
+    # `state set` writes this connection's state, not the one named like its id.
+    cli("state", "set", "wanted", json.dumps([stream_state("stream_0", 5)]))
+    assert cli.json("state", "show", f"id:{wanted['id']}")["state"] == [stream_state("stream_0", 5)]
+    assert cli.json("state", "show", str(wanted["id"]))["state"] == []  # the name wins: the decoy
+    # Deleting deletes the row named, and leaves the one named like its id.
+    cli("connections", "delete", "wanted")
+    assert [c["name"] for c in cli.json("connections", "list")["connections"]] == [str(wanted["id"])]
+    cli("sources", "delete", "wanted")
+    assert [s["name"] for s in cli.json("sources", "list")["sources"]] == [str(source_id)]
+    assert "cannot be named '12'" in cli.bad_input(
+        "sources", "create", "12", "--connector", "builtin:source-bench", "--config", "{}"
+    )
+    assert "no source named or numbered 'id:99999999999999999999999'" in cli.bad_input(
+        "sources", "show", "id:99999999999999999999999"
+    )
+    assert "no job 99999999999999999999999" in cli.bad_input("jobs", "show", "99999999999999999999999")
+
+
+def test_the_ad_hoc_sync_writes_its_own_file_not_the_connections(cli: Cli) -> None:
+    cli("sources", "create", "main", "--connector", "builtin:source-bench", "--config", '{"count": 20}')
+    cli("destinations", "create", "local", "--connector", "builtin:destination-duckdb")  # data.duckdb
+    cli("connections", "create", "main", "--source", "main", "--destination", "local")
+    cli("connections", "sync", "main")
+    main, adhoc = cli.home / "data.duckdb", cli.home / "adhoc.duckdb"
+    assert table_counts(main) == {"stream_0": 20}
+
+    # A full refresh ad hoc overwrites its tables: never the connection's.
+    bench = ["sync", "--source", "builtin:source-bench", "--source-config", '{"count": 3}', "--full-refresh"]
+    result = cli(*bench)
+    assert f"builtin:destination-duckdb at {adhoc}" in result.stderr + result.stdout
+    assert cli.json(*bench)["destination"] == f"builtin:destination-duckdb at {adhoc}"
+    assert table_counts(adhoc) == {"stream_0": 3}
+    assert table_counts(main) == {"stream_0": 20}
 
 
 @pytest.mark.slow

@@ -143,7 +143,7 @@ def actor_app(kind: str) -> typer.Typer:
         def action() -> int:
             with job_service() as service:
                 actor = service.store.get_actor(kind, name)
-                service.store.delete_actor(kind, str(actor.id))
+                service.store.delete_actor(kind, actor.id)
             if json:
                 print_json({"deleted": {"kind": kind, "id": actor.id, "name": actor.name}}, [])
             else:

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ferryman.cli.common import (
@@ -27,6 +28,7 @@ from ferryman.cli.common import (
     cancel_on_signals,
     err,
     guarded,
+    note,
     out,
     print_failures,
     print_json,
@@ -37,9 +39,13 @@ from ferryman.errors import UserInputError
 from ferryman.protocol.catalog import NamespaceDefinition, NamespaceMapping
 from ferryman.protocol.state import load_state
 from ferryman.runner import Runner, load_config, load_document
+from ferryman.secrets import mask_text
 from ferryman.workers import ConnectorInput, ReplicationStatus, StateCommit, SyncOutput
 
 DEFAULT_DESTINATION = "builtin:destination-duckdb"
+# Its own file: the connections' DuckDB destination defaults to data.duckdb, and an ad-hoc run
+# (a full refresh, a reset) must never replace or clear their tables.
+ADHOC_DUCKDB = "adhoc.duckdb"
 
 SourceOpt = Annotated[str, typer.Option("--source", "-s", help="Source connector reference.")]
 SourceConfigOpt = Annotated[str, typer.Option("--source-config", help="JSON/YAML file or inline JSON.")]
@@ -50,7 +56,7 @@ DestOpt = Annotated[
 DestConfigOpt = Annotated[
     str | None,
     typer.Option(
-        "--destination-config", help="JSON/YAML file or inline JSON (default: $FERRYMAN_HOME/data.duckdb)."
+        "--destination-config", help="JSON/YAML file or inline JSON (default: $FERRYMAN_HOME/adhoc.duckdb)."
     ),
 ]
 StateOpt = Annotated[Path | None, typer.Option("--state", help="State file to start from.")]
@@ -93,10 +99,11 @@ class Replication:
         if destination_config is None:
             if destination != DEFAULT_DESTINATION:
                 raise UserInputError("--destination-config is required with --destination")
-            values = {"path": str(self.runner.settings.home / "data.duckdb")}
+            values = {"path": str(self.runner.settings.home / ADHOC_DUCKDB)}
         else:
             values = load_config(destination_config, "--destination-config")
         self.destination = ConnectorInput(self.runner.connector(destination), values)
+        self.target = destination + (f" at {values['path']}" if isinstance(values.get("path"), str) else "")
 
     def run(
         self,
@@ -119,6 +126,10 @@ class Replication:
             destination=self.destination.connector,
         )
         display = progress_display(err) if not json or sys.stderr.isatty() else None
+        secrets = self.runner.secrets(self.source.connector, self.source.config)
+        secrets += self.runner.secrets(self.destination.connector, self.destination.config)
+        if not json:
+            note(mask_text(f"{'resetting' if reset else 'syncing into'} {self.target}", secrets))
         try:
             job_id, output = self.runner.sync(
                 self.source,
@@ -134,18 +145,17 @@ class Replication:
         finally:
             if display is not None:
                 display.close()
-        secrets = self.runner.secrets(self.source.connector, self.source.config)
-        secrets += self.runner.secrets(self.destination.connector, self.destination.config)
         log_path = self.runner.settings.workspace / job_id / "0" / "logs.log"
         if json:
-            print_json({"job_id": job_id, "log": str(log_path), **output.to_dict()}, secrets)
+            document = {"job_id": job_id, "destination": self.target, "log": str(log_path)}
+            print_json({**document, **output.to_dict()}, secrets)
         else:
-            _print_summary(output, log_path)
+            _print_summary(output, log_path, mask_text(self.target, secrets))
         print_failures(output.failures, secrets)
         return 0 if output.status is ReplicationStatus.COMPLETED else 1
 
 
-def _print_summary(output: SyncOutput, log_path: Path) -> None:
+def _print_summary(output: SyncOutput, log_path: Path, target: str) -> None:
     table = Table("stream", "emitted", "committed", "MB")
     for stream in output.streams:
         committed = stream.records_committed
@@ -160,8 +170,8 @@ def _print_summary(output: SyncOutput, log_path: Path) -> None:
     colour = "green" if output.status is ReplicationStatus.COMPLETED else "red"
     out.print(
         f"[{colour}]{output.status.value}[/]: {output.records_emitted:,} records in {seconds:,.1f}s "
-        f"({output.records_emitted / seconds:,.0f}/s), {output.states_committed} states committed; "
-        f"log: {log_path}",
+        f"({output.records_emitted / seconds:,.0f}/s), {output.states_committed} states committed "
+        f"into {escape(target)}; log: {log_path}",
         highlight=False,
         soft_wrap=True,
     )

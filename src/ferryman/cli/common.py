@@ -1,6 +1,7 @@
 """What every command shares: consoles, options, exit codes, JSON output and masking.
 
-Exit codes: 0 success, 1 the job (or the check) failed, 2 bad usage or bad input.
+Exit codes: 0 success, 1 the job (or the check) failed, 2 bad usage or bad input, or a store or
+disk this command cannot use (nothing ran, so nothing failed).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ferryman.errors import FerrymanError, UserInputError
+from ferryman.errors import FerrymanError, StoreUnavailable, UserInputError
 from ferryman.jobs.failures import FailureReason
 from ferryman.protocol.catalog import StreamChoice
 from ferryman.protocol.sync_modes import StreamMode, parse_mode
@@ -39,10 +40,11 @@ def fail(message: str, code: int) -> NoReturn:
 
 
 def guarded(action: Callable[[], int]) -> None:
-    """Run a command; bad input becomes one line and exit 2, a failed job exit 1."""
+    """Run a command; bad input, or a store or disk it cannot use, becomes one line and exit 2;
+    a failed job exit 1."""
     try:
         code = action()
-    except UserInputError as exc:
+    except (UserInputError, StoreUnavailable) as exc:  # the store's message names it and what to do
         fail(escape(str(exc)), 2)
     except FerrymanError as exc:
         fail(escape(str(exc)), 1)
@@ -54,7 +56,7 @@ def guarded(action: Callable[[], int]) -> None:
         code = 0
     except OSError as exc:  # the machine said no: a full disk, a missing or unwritable directory
         where = f": {exc.filename}" if exc.filename else ""
-        fail(escape(f"{exc.strerror or exc}{where} (check FERRYMAN_HOME and the disk)"), 1)
+        fail(escape(f"{exc.strerror or exc}{where} (check FERRYMAN_HOME and the disk)"), 2)
     raise typer.Exit(code)
 
 

@@ -53,8 +53,8 @@ DetachOption = Annotated[
 
 
 def _doc(service: JobService, connection: Connection) -> dict[str, Any]:
-    source = service.store.get_actor(SOURCE, str(connection.source_id))
-    destination = service.store.get_actor(DESTINATION, str(connection.destination_id))
+    source = service.store.get_actor_by_id(SOURCE, connection.source_id)
+    destination = service.store.get_actor_by_id(DESTINATION, connection.destination_id)
     return connection_doc(connection, source, destination)
 
 
@@ -125,7 +125,7 @@ def update(
     def action() -> int:
         choices = stream_choices(stream, cursor, primary_key)
         with job_service() as service:
-            connection = service.update_streams(name, choices)
+            connection = service.update_streams(service.store.get_connection(name), choices)
             document = _doc(service, connection)
         if json:
             print_json(document, [])
@@ -200,7 +200,7 @@ def delete(name: NameArgument, json: JsonOption = False) -> None:
     def action() -> int:
         with job_service() as service:
             connection = service.store.get_connection(name)
-            service.store.delete_connection(str(connection.id))
+            service.store.delete_connection(connection.id)
         if json:
             print_json({"deleted": {"id": connection.id, "name": connection.name}}, [])
         else:
@@ -212,7 +212,7 @@ def delete(name: NameArgument, json: JsonOption = False) -> None:
 
 def _replicate(name: str, reset: bool, detach: bool, json: bool) -> int:
     with job_service() as service:
-        job = service.enqueue_replication(name, reset=reset)
+        job = service.enqueue_replication(service.store.get_connection(name), reset=reset)
         if detach:
             if json:
                 print_json({"job": {"id": job.id, "type": job.type.value, "status": job.status.value}}, [])

@@ -50,7 +50,7 @@ def set_(
         document = load_document(state, "STATE")
         with job_service() as service:
             conn = service.store.get_connection(connection)
-            saved = service.set_state(str(conn.id), document)
+            saved = service.set_state(conn, document)
         if json:
             print_json({"connection": conn.name, "connection_id": conn.id, "state": saved}, [])
         else:
@@ -67,7 +67,7 @@ def clear(connection: ConnectionArgument, json: JsonOption = False) -> None:
     def action() -> int:
         with job_service() as service:
             conn = service.store.get_connection(connection)
-            service.clear_state(str(conn.id))
+            service.clear_state(conn)
         if json:
             print_json({"connection": conn.name, "connection_id": conn.id, "state": []}, [])
         else:

@@ -76,25 +76,75 @@ def load_state(document: Any) -> list[dict[str, Any]]:
     """Accept a state file as Airbyte and PyAirbyte write it.
 
     A list of STATE messages (or of whole ``{"type": "STATE", "state": ...}`` messages), one
-    STATE object, or a bare legacy state object.
+    STATE object, or a bare legacy state object. Each STATE is checked against the protocol
+    (a STREAM state names its stream and carries ``stream_state``), so a malformed or incomplete
+    one is refused here with one line instead of reaching a connector.
     """
     if document is None:
         return []
     items = document if isinstance(document, list) else [document]
     states: list[dict[str, Any]] = []
-    for item in items:
+    for number, item in enumerate(items):
         if not isinstance(item, dict):
             raise UserInputError("a state file must hold a JSON object or a list of STATE objects")
         if item.get("type") == "STATE" and isinstance(item.get("state"), dict):
             item = item["state"]
         if item.get("type") in ("STREAM", "GLOBAL", "LEGACY"):
+            _check_state(item, f"state {number}" if isinstance(document, list) else "the state")
             states.append(item)
         elif not isinstance(document, list):
             states.append({"type": "LEGACY", "data": item})
         else:
             raise UserInputError("a state list must hold STATE objects with type STREAM, GLOBAL or LEGACY")
     StateAggregator(states)  # refuses mixed types with one clear line
+    _refuse_repeated_streams(states)
     return states
+
+
+def _check_state(state: dict[str, Any], where: str) -> None:
+    kind = state["type"]
+    if kind == "STREAM":
+        _check_stream_state(state.get("stream"), f"{where} (STREAM): stream")
+    elif kind == "GLOBAL":
+        shared = state.get("global")
+        if not isinstance(shared, dict):
+            raise UserInputError(f"{where} (GLOBAL) needs a 'global' object")
+        streams = shared.get("stream_states", [])
+        if not isinstance(streams, list):
+            raise UserInputError(f"{where} (GLOBAL): global.stream_states must be a list")
+        for index, stream in enumerate(streams):
+            _check_stream_state(stream, f"{where} (GLOBAL): global.stream_states[{index}]")
+    elif "data" not in state:
+        raise UserInputError(f"{where} (LEGACY) needs a 'data' field")
+
+
+def _check_stream_state(stream: Any, where: str) -> None:
+    """One AirbyteStreamState: ``stream_descriptor.name`` (text) and ``stream_state`` (an object,
+    or null to say the stream starts over)."""
+    if not isinstance(stream, dict):
+        raise UserInputError(f"{where} must be an object with stream_descriptor and stream_state")
+    descriptor = stream.get("stream_descriptor")
+    name = descriptor.get("name") if isinstance(descriptor, dict) else None
+    if not isinstance(name, str) or not name:
+        raise UserInputError(f"{where} needs stream_descriptor.name, the stream's name")
+    namespace = descriptor.get("namespace") if isinstance(descriptor, dict) else None
+    if namespace is not None and not isinstance(namespace, str):
+        raise UserInputError(f"{where}: stream_descriptor.namespace of {name!r} must be text or null")
+    if "stream_state" not in stream:
+        raise UserInputError(f"{where}: stream {name!r} has no stream_state (use null to start it over)")
+    if not isinstance(stream["stream_state"], dict | None):
+        raise UserInputError(f"{where}: stream_state of {name!r} must be an object or null")
+
+
+def _refuse_repeated_streams(states: list[dict[str, Any]]) -> None:
+    seen: set[tuple[str, str | None]] = set()
+    for state in states:
+        if state_type(state) != "STREAM":
+            continue
+        key = _descriptor_key(state)
+        if key in seen:
+            raise UserInputError(f"the state names stream {key[0]!r} twice: keep one STATE per stream")
+        seen.add(key)
 
 
 def connector_state_file(states: list[dict[str, Any]]) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ferryman.errors import StoreError, StoreUnavailable
 from ferryman.store.base import (
     Actor,
     AlreadyExists,
@@ -21,7 +22,6 @@ from ferryman.store.base import (
     JobStore,
     NotFound,
     StaleWrite,
-    StoreError,
     StreamStat,
 )
 from ferryman.store.db import DATABASE_URL_ENV, database_url, default_sqlite_url
@@ -40,6 +40,7 @@ __all__ = [
     "SqlJobStore",
     "StaleWrite",
     "StoreError",
+    "StoreUnavailable",
     "StreamStat",
     "database_url",
     "default_sqlite_url",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,12 +23,47 @@ def _check_kind(kind: str) -> None:
         raise UserInputError(f"unknown actor kind {kind!r}: expected 'source' or 'destination'")
 
 
+MAX_ID = rows.MAX_ID
+ID_PREFIX = "id:"
+_NUMBER = re.compile(r"[0-9]+")
+
+
+def as_id(text: str) -> int | None:
+    """The id a bare number names (ASCII digits within 64 bits), else None."""
+    if not _NUMBER.fullmatch(text):
+        return None
+    value = int(text)
+    return value if 0 < value <= MAX_ID else None
+
+
+def check_new_name(kind: str, name: str) -> None:
+    """Refuse a name that reads as an id: ``12`` or ``id:12`` would make lookups ambiguous."""
+    if not name.strip():
+        raise UserInputError(f"a {kind} needs a name")
+    if _NUMBER.fullmatch(name) or name.startswith(ID_PREFIX):
+        raise UserInputError(
+            f"a {kind} cannot be named {name!r}: a number (or id:N) means an id; "
+            "use a name with a letter in it"
+        )
+
+
 def _find(conn: SqlConnection, table: sa.Table, id_or_name: str, *where: Any) -> Any:
-    """A row by exact name, else by id when the text is a number: a name wins over an id."""
+    """The row the user means: ``id:12`` is id 12 only; otherwise the row with that exact name,
+    else, for a bare number, the row with that id (a name wins; new names cannot be numbers)."""
+    if id_or_name.startswith(ID_PREFIX):
+        wanted = as_id(id_or_name[len(ID_PREFIX) :])
+        return None if wanted is None else _by_id(conn, table, wanted, *where)
     row = conn.execute(sa.select(table).where(table.c.name == id_or_name, *where)).first()
-    if row is None and str(id_or_name).isdigit():
-        row = conn.execute(sa.select(table).where(table.c.id == int(id_or_name), *where)).first()
+    wanted = as_id(id_or_name)
+    if row is None and wanted is not None:
+        row = _by_id(conn, table, wanted, *where)
     return row
+
+
+def _by_id(conn: SqlConnection, table: sa.Table, row_id: int, *where: Any) -> Any:
+    if not 0 < row_id <= MAX_ID:
+        return None
+    return conn.execute(sa.select(table).where(table.c.id == row_id, *where)).first()
 
 
 class ConfigOps:
@@ -44,8 +80,7 @@ class ConfigOps:
         resources: dict[str, str] | None = None,
     ) -> Actor:
         _check_kind(kind)
-        if not name:
-            raise UserInputError(f"a {kind} needs a name")
+        check_new_name(kind, name)
         values = {
             "kind": kind,
             "name": name,
@@ -62,11 +97,20 @@ class ConfigOps:
         return rows.actor(row)
 
     def get_actor(self, kind: str, id_or_name: str) -> Actor:
+        """The actor a user names: by name, ``id:N``, or a bare number that is no name (an id)."""
         _check_kind(kind)
         with self._db.read() as conn:
             row = _find(conn, actors, id_or_name, actors.c.kind == kind)
         if row is None:
             raise NotFound(f"no {kind} named or numbered {id_or_name!r}")
+        return rows.actor(row)
+
+    def get_actor_by_id(self, kind: str, actor_id: int) -> Actor:
+        _check_kind(kind)
+        with self._db.read() as conn:
+            row = _by_id(conn, actors, actor_id, actors.c.kind == kind)
+        if row is None:
+            raise NotFound(f"no {kind} with id {actor_id}")
         return rows.actor(row)
 
     def list_actors(self, kind: str) -> list[Actor]:
@@ -75,16 +119,14 @@ class ConfigOps:
             result = conn.execute(sa.select(actors).where(actors.c.kind == kind).order_by(actors.c.id))
             return [rows.actor(row) for row in result]
 
-    def delete_actor(self, kind: str, id_or_name: str) -> None:
+    def delete_actor(self, kind: str, actor_id: int) -> None:
+        """Delete the actor with this id; refused while a connection uses it."""
         _check_kind(kind)
-        refused = UserInputError(
-            f"{kind} {id_or_name!r} is used by a connection: delete the connection first"
-        )
         try:
             with self._db.write() as conn:
-                row = _find(conn, actors, id_or_name, actors.c.kind == kind)
+                row = _by_id(conn, actors, actor_id, actors.c.kind == kind)
                 if row is None:
-                    raise NotFound(f"no {kind} named or numbered {id_or_name!r}")
+                    raise NotFound(f"no {kind} with id {actor_id}")
                 users = conn.execute(
                     sa.select(connections.c.name).where(
                         sa.or_(connections.c.source_id == row.id, connections.c.destination_id == row.id)
@@ -97,7 +139,9 @@ class ConfigOps:
                     )
                 conn.execute(actors.delete().where(actors.c.id == row.id))
         except IntegrityError:  # a connection appeared in the meantime (Postgres)
-            raise refused from None
+            raise UserInputError(
+                f"{kind} {actor_id} is used by a connection: delete the connection first"
+            ) from None
 
     def update_actor_config(self, actor_id: int, config: dict[str, Any]) -> None:
         with self._db.write() as conn:
@@ -117,8 +161,7 @@ class ConfigOps:
         namespace_format: str | None = None,
         prefix: str = "",
     ) -> Connection:
-        if not name:
-            raise UserInputError("a connection needs a name")
+        check_new_name("connection", name)
         values = {
             "name": name,
             "source_id": source_id,
@@ -145,10 +188,18 @@ class ConfigOps:
         return rows.connection(row)
 
     def get_connection(self, id_or_name: str) -> Connection:
+        """The connection a user names: by name, ``id:N``, or a bare number that is no name."""
         with self._db.read() as conn:
             row = _find(conn, connections, id_or_name)
         if row is None:
             raise NotFound(f"no connection named or numbered {id_or_name!r}")
+        return rows.connection(row)
+
+    def get_connection_by_id(self, connection_id: int) -> Connection:
+        with self._db.read() as conn:
+            row = _by_id(conn, connections, connection_id)
+        if row is None:
+            raise NotFound(f"no connection with id {connection_id}")
         return rows.connection(row)
 
     def update_connection_catalog(self, connection_id: int, catalog: dict[str, Any]) -> Connection:

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import sqlalchemy as sa
@@ -35,6 +36,7 @@ from sqlalchemy.pool import StaticPool
 
 from ferryman.errors import UserInputError
 from ferryman.settings import ferryman_home
+from ferryman.store.faults import translate_errors
 
 DATABASE_URL_ENV = "FERRYMAN_DATABASE_URL"
 SQLITE_FILENAME = "ferryman.db"
@@ -116,10 +118,17 @@ def _sqlite_engine(url: URL) -> Engine:
     if path is None:
         # One shared connection, or every new connection would see its own empty database.
         kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+    elif _read_only(path):
+        # SQLite reads a WAL database only where it can make the -shm file, unless it is told the
+        # file cannot change: so a read-only store is opened so, and commands that only read
+        # (`jobs list`) work; a write fails with "readonly database", one line.
+        uri = f"file:{quote(str(path))}?mode=ro&immutable=1"
+        kwargs["creator"] = lambda: sqlite3.connect(uri, uri=True, check_same_thread=False)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     engine = sa.create_engine(url, **kwargs)
+    writable = path is not None and "creator" not in kwargs
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -128,7 +137,7 @@ def _sqlite_engine(url: URL) -> Engine:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
-            if path is not None:
+            if writable:
                 _use_wal(cursor)
                 cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
@@ -140,6 +149,12 @@ def _sqlite_engine(url: URL) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _read_only(path: Path) -> bool:
+    """An existing database this process may not write, or whose directory (where SQLite keeps
+    its -wal and -shm files) it may not write: a read-only mount, an immutable file, a user's."""
+    return path.exists() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
 
 
 def _use_wal(cursor: Any) -> None:
@@ -170,6 +185,7 @@ class Database:
     def __init__(self, url: URL, engine: Engine | None = None) -> None:
         self.url = url
         self.engine = engine or create_engine(url)
+        translate_errors(self.engine, url.render_as_string(hide_password=True))
         self.dialect = self.engine.dialect.name
 
     @property

@@ -38,7 +38,9 @@ _STAT_COLUMNS = (
 
 
 def _job_row(conn: SqlConnection, job_id: int) -> Any:
-    row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
+    row = None
+    if 0 < job_id <= rows.MAX_ID:  # a larger number names no job, and would overflow the query
+        row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
     if row is None:
         raise NotFound(f"no job {job_id}")
     return row
@@ -159,7 +161,7 @@ class JobOps:
         limit: int = 50,
     ) -> list[Job]:
         """Newest first."""
-        query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+        query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(min(limit, rows.MAX_ID))
         if scope is not None:
             query = query.where(jobs.c.scope == scope)
         if status is not None:
@@ -170,6 +172,8 @@ class JobOps:
             return [rows.job(row) for row in conn.execute(query)]
 
     def list_attempts(self, job_id: int) -> list[Attempt]:
+        if not 0 < job_id <= rows.MAX_ID:
+            return []
         with self._db.read() as conn:
             result = conn.execute(
                 sa.select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.number)

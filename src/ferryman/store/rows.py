@@ -10,6 +10,9 @@ from sqlalchemy.engine import Row
 from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
 from ferryman.store.base import Actor, Attempt, Connection, Job, StreamStat
 
+# Ids are 64-bit integers in both databases: a larger number names no row (and would overflow).
+MAX_ID = 2**63 - 1
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from ferryman.store import migrate
 from ferryman.store.base import JobStore, NotFound
-from ferryman.store.config_ops import ConfigOps, _find
+from ferryman.store.config_ops import ConfigOps, _by_id
 from ferryman.store.db import Database, parse_url
 from ferryman.store.job_ops import JobOps
 from ferryman.store.schema import LIVE_STATUSES, REPLICATION_TYPES, connections, jobs
@@ -52,13 +52,13 @@ class SqlJobStore(ConfigOps, JobOps):
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def delete_connection(self, id_or_name: str) -> None:
-        """Delete the connection and its state; its live sync/reset job is cancelled first (a
-        running one is flagged, and its engine stops it), as Airbyte does on delete."""
+    def delete_connection(self, connection_id: int) -> None:
+        """Delete the connection with this id and its state; its live sync/reset job is cancelled
+        first (a running one is flagged, and its engine stops it), as Airbyte does on delete."""
         with self._db.read() as conn:
-            row = _find(conn, connections, id_or_name)
+            row = _by_id(conn, connections, connection_id)
             if row is None:
-                raise NotFound(f"no connection named or numbered {id_or_name!r}")
+                raise NotFound(f"no connection with id {connection_id}")
             live = (
                 conn.execute(
                     sa.select(jobs.c.id).where(

@@ -1,0 +1,107 @@
+"""Documents a user hands us (configs, state files): a JSON or YAML file, or inline JSON.
+
+Everything that can go wrong reading one is one :class:`UserInputError` line: a file that is not
+UTF-8, invalid JSON or YAML, nesting deeper than the parsers go, and YAML whose aliases expand
+to far more than was written (a "billion laughs": a few hundred bytes that expand to billions of
+values once anything walks them, as saving the config as JSON does).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ferryman.errors import UserInputError
+
+# Values (scalars, lists and objects) a YAML document may hold once its aliases are expanded.
+# Configs and state files hold thousands; a billion laughs reaches this within a few levels.
+MAX_EXPANDED_VALUES = 1_000_000
+
+
+def load_document(text: str, what: str) -> Any:
+    """A JSON or YAML file, or inline JSON; ``what`` names it in errors (``--config``, ``STATE``)."""
+    try:
+        return _load(text, what)
+    except RecursionError:
+        raise UserInputError(f"{what}: nested too deeply to read") from None
+
+
+def load_config(text: str, what: str) -> dict[str, Any]:
+    document = load_document(text, what)
+    if not isinstance(document, dict):
+        raise UserInputError(f"{what} must be a JSON or YAML object (key: value pairs)")
+    return document
+
+
+def _load(text: str, what: str) -> Any:
+    stripped = text.strip()
+    if stripped.startswith(("{", "[")):
+        try:
+            stripped.encode("utf-8")  # arguments that are not UTF-8 arrive with surrogates
+            return json.loads(stripped)
+        except UnicodeEncodeError:
+            raise UserInputError(f"{what}: inline JSON is not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            raise UserInputError(
+                f"{what}: inline JSON is not valid ({exc.msg} at column {exc.colno})"
+            ) from None
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise UserInputError(f"{what}: {text!r} is neither a file nor inline JSON")
+    raw = _utf8(path.read_bytes(), path, what)
+    is_yaml = path.suffix.lower() in (".yaml", ".yml")
+    try:
+        document = yaml.safe_load(raw) if is_yaml else json.loads(raw)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        kind = "YAML" if is_yaml else "JSON"
+        raise UserInputError(f"{what}: {path} is not valid {kind} ({first})") from None
+    if is_yaml:
+        _refuse_expansion(document, f"{what}: {path}")
+    return document
+
+
+def _utf8(data: bytes, path: Path, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserInputError(
+            f"{what}: {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "save it as UTF-8"
+        ) from None
+
+
+def _refuse_expansion(document: Any, where: str) -> None:
+    """Refuse a YAML document that refers to itself or expands beyond MAX_EXPANDED_VALUES.
+
+    The loader shares one object per anchor, so loading is cheap; the cost comes when the
+    document is walked. Sizes are memoised per shared object, so this walk costs what was
+    written, not what it expands to."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(value: Any) -> int:
+        if not isinstance(value, dict | list):
+            return 1
+        key = id(value)
+        if key in sizes:
+            return sizes[key]
+        if key in open_:
+            raise UserInputError(f"{where} refers to itself (a YAML alias inside its own anchor)")
+        open_.add(key)
+        total = 1
+        for child in value.values() if isinstance(value, dict) else value:
+            total += size(child)
+            if total > MAX_EXPANDED_VALUES:
+                raise UserInputError(
+                    f"{where} expands to more than {MAX_EXPANDED_VALUES:,} values through its aliases "
+                    "(a 'billion laughs'?): refused"
+                )
+        open_.discard(key)
+        sizes[key] = total
+        return total
+
+    size(document)

@@ -1,0 +1,68 @@
+"""A database that cannot be used becomes one :class:`StoreUnavailable` naming the store.
+
+SQLAlchemy calls ``handle_error`` for every database error, on connect too; there the errors that
+are about the store as a whole (a damaged or foreign file, a read-only file or directory, a full
+disk, a server that does not answer) are replaced by one error whose message says which store
+(its URL, password hidden), what the database said, and what to do. Errors about one statement
+(an integrity violation the store catches itself, a bug of ours) pass unchanged.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, ExceptionContext
+from sqlalchemy.exc import DatabaseError, OperationalError
+
+from ferryman.errors import StoreUnavailable
+
+# (words in the database's message, what to do), the first match wins.
+_ADVICE = (
+    (
+        ("not a database", "malformed", "disk image"),
+        "it is damaged or not a ferryman database: restore it from a backup, or move it away "
+        "and ferryman starts a new one",
+    ),
+    (
+        ("readonly", "read-only", "read only"),
+        "it is read-only here: make the file and its directory writable (or point FERRYMAN_HOME "
+        "at a writable one)",
+    ),
+    (("disk is full", "no space left", "disk full"), "the disk is full: free some space and run it again"),
+    (("disk i/o error",), "the disk failed a read or write: is the disk full, or failing?"),
+    (("unable to open",), "the file cannot be opened: check FERRYMAN_HOME and its permissions"),
+    (
+        ("connection refused", "connection failed", "timeout", "timed out", "could not translate", "resolve"),
+        "cannot reach the database server: is it running, and is FERRYMAN_DATABASE_URL right?",
+    ),
+    (
+        ("password authentication", "authentication failed"),
+        "the server refused the login in FERRYMAN_DATABASE_URL",
+    ),
+    (("does not exist",), "create that database first, or fix FERRYMAN_DATABASE_URL"),
+)
+_DEFAULT_ADVICE = "check FERRYMAN_HOME or FERRYMAN_DATABASE_URL"
+
+
+def unavailable(store: str, reason: str) -> StoreUnavailable:
+    """The error for the store at ``store`` (a URL without password) failing with ``reason``."""
+    reason = " ".join(reason.split()) or "unknown error"
+    lowered = reason.lower()
+    advice = next((text for words, text in _ADVICE if any(w in lowered for w in words)), _DEFAULT_ADVICE)
+    return StoreUnavailable(f"the store {store} cannot be used: {reason}; {advice}")
+
+
+def _about_the_store(error: BaseException | None) -> bool:
+    # DatabaseError itself (not a subclass) is what sqlite3 raises for a damaged or foreign file.
+    return isinstance(error, OperationalError) or type(error) is DatabaseError
+
+
+def translate_errors(engine: Engine, store: str) -> None:
+    """Make ``engine`` raise :class:`StoreUnavailable` for errors about the store as a whole."""
+
+    @event.listens_for(engine, "handle_error")
+    def _handle(context: ExceptionContext) -> None:
+        if context.is_pre_ping or not _about_the_store(context.sqlalchemy_exception):
+            return  # a pre-ping failure makes the pool reconnect; let it
+        original = context.original_exception
+        first = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+        raise unavailable(store, first) from None
