@@ -5,8 +5,10 @@ Standalone, standard library only. It speaks the Airbyte protocol on the command
     spec | check --config C | discover --config C | read --config C --catalog CAT [--state S]
 
 and runs the list of steps found in ``config["steps"]`` (for ``spec``, which has no config, in
-the JSON environment variable ``SCRIPTED_SPEC_STEPS``). Without steps it behaves: spec prints a
-spec, check succeeds, discover prints a one-stream catalog, read emits nothing.
+the JSON environment variable ``SCRIPTED_SPEC_STEPS``); ``config["<command>_steps"]``, when set,
+replaces them for that command alone (``read_steps``, ``discover_steps``, ``check_steps``).
+Without steps it behaves: spec prints a spec, check succeeds, discover prints a one-stream
+catalog, read emits nothing.
 
 Each step is a one-key object (plus options):
 
@@ -231,6 +233,7 @@ def main(argv: list[str]) -> int:
     else:
         sys.stderr.write(f"usage: scripted_source.py spec|check|discover|read, not {argv!r}\n")
         return 2
+    steps = config.get(f"{command}_steps", steps)
     Script(config).run(steps if steps is not None else default)
     return 0
 

@@ -3,6 +3,8 @@
 Several engine processes may share one store (Postgres, or SQLite on one host): claims are
 atomic, each engine heartbeats the attempts it runs, and any engine fails and retries the attempts
 of an engine that stopped heartbeating, killing on its own host the connectors that engine left.
+An engine on this host whose process is gone (say, a foreground `connections sync` killed with
+SIGKILL) is recovered at once, without waiting for its heartbeat to go stale.
 
     engine = LocalEngine(store)
     engine.tick()                      # one pass: recover, heartbeat, cancel, claim and start
@@ -23,7 +25,8 @@ import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from ferryman.clock import Clock, SystemClock
 from ferryman.connectors.docker import DockerUnavailable
@@ -32,7 +35,7 @@ from ferryman.engines.limits import worker_limits
 from ferryman.errors import UserInputError
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
 from ferryman.jobs.retry import RetryPolicy
-from ferryman.jobs.states import AttemptStatus
+from ferryman.jobs.states import AttemptStatus, JobStatus
 from ferryman.launchers import ConnectorLauncher, Launcher
 from ferryman.launchers.docker import LABEL, list_containers, remove_containers, remove_orphans
 from ferryman.settings import Settings
@@ -41,6 +44,10 @@ from ferryman.workers import files
 
 # How often an engine looks for containers nobody will stop (and at its first pass).
 _SWEEP_EVERY_S = 60.0
+# The mark of an engine that runs only the jobs of one CLI command (``run_jobs``).
+FOREGROUND = "fg"
+# Far enough ahead that every running attempt's heartbeat is older.
+_EVERY_RUNNING = timedelta(days=36500)
 
 
 @dataclass
@@ -51,8 +58,11 @@ class _Running:
     thread: threading.Thread | None = None
 
 
-def new_engine_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+def new_engine_id(foreground: bool = False) -> str:
+    """``host:pid:token``, and ``:fg`` for a command's own engine: its jobs have no one else to
+    run their retries, which recovery needs to know."""
+    engine_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    return f"{engine_id}:{FOREGROUND}" if foreground else engine_id
 
 
 class LocalEngine:
@@ -65,6 +75,7 @@ class LocalEngine:
         launcher: Launcher | None = None,
         clock: Clock | None = None,
         engine_id: str | None = None,
+        foreground: bool = False,
         heartbeat_interval_s: float | None = None,
         stale_after_s: float | None = None,
         poll_interval_s: float = 0.5,
@@ -77,7 +88,7 @@ class LocalEngine:
         self.store_label = hashlib.sha256(store.url.encode()).hexdigest()[:12]
         self.launcher = launcher or ConnectorLauncher(labels={f"{LABEL}.store": self.store_label})
         self.clock = clock or SystemClock()
-        self.engine_id = engine_id or new_engine_id()
+        self.engine_id = engine_id or new_engine_id(foreground)
         self.heartbeat_interval_s = heartbeat_interval_s or _seconds("FERRYMAN_ENGINE_HEARTBEAT_S", 10.0)
         # An attempt whose engine has not heartbeaten for this long is failed and retried.
         self.stale_after_s = stale_after_s or _seconds("FERRYMAN_ENGINE_STALE_AFTER_S", 60.0)
@@ -153,30 +164,49 @@ class LocalEngine:
 
     # -- crash recovery ---------------------------------------------------------------------
 
-    def recover(self) -> list[int]:
-        """Fail (and retry) attempts whose engine stopped heartbeating; returns their job ids.
+    def recover(self, sweep: bool = True) -> list[Attempt]:
+        """Fail attempts whose engine is gone; returns those attempts.
 
-        Also removes containers nobody will stop (see remove_orphan_containers)."""
+        Gone means: no heartbeat for ``stale_after_s``, or (at once) an engine of this host whose
+        process no longer exists. Their connectors on this host are killed and their config files
+        deleted. A worker's job is retried under the retry rules; a foreground job is failed, as
+        the command that would have run its retries is gone too. ``sweep`` also removes containers
+        nobody will stop (see remove_orphan_containers), at most once a minute."""
         now = self.clock.now()
         recovered = []
-        for attempt in self.store.stale_attempts(now - timedelta(seconds=self.stale_after_s)):
-            if attempt.engine_id == self.engine_id:
-                continue
+        for attempt, why in self._abandoned(now):
             self._kill_leftovers(attempt)
+            files.forget_configs(Path(attempt.log_path).parent)
             failure = FailureReason.of(
-                FailureOrigin.PLATFORM,
-                FailureType.SYSTEM_ERROR,
-                f"the engine running this attempt ({attempt.engine_id}) stopped heartbeating",
-                int(time.time() * 1000),
+                FailureOrigin.PLATFORM, FailureType.SYSTEM_ERROR, why, int(time.time() * 1000)
             )
             summary = {"failures": [failure.to_dict()], "partial_success": None}
             job = self.store.fail_attempt(attempt, None, summary, now)
-            decide_retry(self.store, self.retry, job, attempt.number + 1, [failure], now)
-            recovered.append(attempt.job_id)
-        if recovered or time.monotonic() >= self._next_sweep:
+            if _is_foreground(attempt.engine_id):
+                if job.status is JobStatus.INCOMPLETE:
+                    self.store.fail_job(job.id)
+            else:
+                decide_retry(self.store, self.retry, job, attempt.number + 1, [failure], now)
+            recovered.append(attempt)
+        if sweep and (recovered or time.monotonic() >= self._next_sweep):
             self._next_sweep = time.monotonic() + _SWEEP_EVERY_S
             self.remove_orphan_containers()
         return recovered
+
+    def _abandoned(self, now: datetime) -> list[tuple[Attempt, str]]:
+        """Running attempts of other engines that are gone, each with why we think so."""
+        stale = {a.id for a in self.store.stale_attempts(now - timedelta(seconds=self.stale_after_s))}
+        found = []
+        for attempt in self.store.stale_attempts(now + _EVERY_RUNNING):
+            if attempt.engine_id == self.engine_id:
+                continue
+            if _local_process_gone(attempt.engine_id):
+                found.append((attempt, f"the process running this attempt ({attempt.engine_id}) is gone"))
+            elif attempt.id in stale:
+                found.append(
+                    (attempt, f"the engine running this attempt ({attempt.engine_id}) stopped heartbeating")
+                )
+        return found
 
     def remove_orphan_containers(self) -> list[str]:
         """Remove containers that no one will stop: their attempt in this store is over, or the
@@ -268,3 +298,34 @@ def _belongs_to(pid: int, attempt: Attempt) -> bool:
         f"WORKER_JOB_ID={attempt.job_id}".encode() in environ
         and f"WORKER_JOB_ATTEMPT={attempt.number}".encode() in environ
     )
+
+
+def _is_foreground(engine_id: str | None) -> bool:
+    return bool(engine_id) and str(engine_id).endswith(f":{FOREGROUND}")
+
+
+def _local_process_gone(engine_id: str | None) -> bool:
+    """True only when the engine ran on this host and its process is dead (or a zombie).
+
+    A reused pid makes this say False: the attempt then waits for the stale heartbeat, as an
+    engine on another host does. Never True for a live engine."""
+    host, _, rest = (engine_id or "").partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    if not os.path.isdir("/proc/self"):  # not Linux: ask the kernel whether the pid exists
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    try:
+        with open(f"/proc/{pid_text}/stat", "rb") as handle:
+            state = handle.read().rsplit(b")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    except (OSError, IndexError):
+        return False
+    return state in (b"Z", b"X")  # a zombie: dead, only not yet reaped by its parent
