@@ -25,6 +25,7 @@ Each step is a one-key object (plus options):
     {"wait_for_file": PATH, "timeout": SECONDS}      block until PATH exists (exit 3 if never)
     {"touch": PATH}                                  create PATH (tells a test we got here)
     {"spawn_sleeper": SECONDS}                       start a child that inherits stdout, sleeps
+    {"spawn_daemon": SECONDS, "pidfile": PATH}       the same child, but in a session of its own
     {"close_stdout": true}                           end stdout while the process lives on
     {"ignore_sigterm": true}                         SIGTERM does nothing from now on
     {"hang": true}                                   sleep forever, silently
@@ -181,6 +182,13 @@ class Script:
         elif "spawn_sleeper" in step:
             self.flush()
             subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({step['spawn_sleeper']})"])
+        elif "spawn_daemon" in step:
+            self.flush()
+            code = f"import os, time; os.setsid(); time.sleep({step['spawn_daemon']})"
+            child = subprocess.Popen([sys.executable, "-c", code])
+            if step.get("pidfile"):
+                with open(step["pidfile"], "w") as pidfile:
+                    pidfile.write(str(child.pid))
         elif "close_stdout" in step:
             self.flush()
             devnull = os.open(os.devnull, os.O_WRONLY)

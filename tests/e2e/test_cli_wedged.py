@@ -82,6 +82,8 @@ def test_a_foreground_sync_killed_with_sigkill_does_not_wedge_its_connection(tmp
 @pytest.fixture
 def interrupted(tmp_path: Path) -> Path:
     return tmp_path
+
+
 def test_ctrl_c_during_connections_create_cancels_its_discover(tmp_path: Path) -> None:
     cli = Cli(tmp_path / "home")
     started = tmp_path / "discovering"

@@ -14,9 +14,9 @@ from typing import Any
 from ferryman.connectors import ResolvedConnector
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
 from ferryman.launchers import ConnectorLauncher, Launcher, LaunchRequest
+from ferryman.launchers.base import ConnectorProcess
 from ferryman.protocol.codec import parse_message
 from ferryman.workers.attempt_log import AttemptLog
-from ferryman.launchers.base import ConnectorProcess
 from ferryman.workers.files import LOG_FILE, SOURCE_CONFIG, forget_configs, write_private_json
 from ferryman.workers.lifecycle import WORKER, ConnectorLifecycle, StderrDrain
 from ferryman.workers.models import AttemptContext, ConnectorInput, ConnectorJobOutput
