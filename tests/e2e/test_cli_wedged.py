@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,4 +109,56 @@ def test_ctrl_c_during_connections_create_cancels_its_discover(tmp_path: Path) -
     assert job["job"]["status"] == "cancelled"
     assert [f["type"] for f in job["attempts"][-1]["failures"]] == ["manual_cancellation"]
     assert cli.json("connections", "list")["connections"] == []
+    assert configs_left(cli.home) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs: a real full disk (root only)."""
+    mountpoint = tmp_path / "small"
+    mountpoint.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mountpoint)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs to fill up (needs root): {mounted.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+NOISY = [
+    {"records": 5},
+    {"state": {"name": "users"}},
+    {"stderr": "x" * 200, "repeat": 20_000},  # 4 MB of stderr for a 2 MiB disk
+    {"records": 5},
+    {"state": {"name": "users"}},
+]
+
+
+def test_a_full_disk_under_the_workspace_fails_the_sync_clearly(tmp_path: Path, small_disk: Path) -> None:
+    cli = Cli(small_disk / "home", SYNC_JOB_MAX_ATTEMPTS="1")
+    cli.env["FERRYMAN_DATABASE_URL"] = f"sqlite:///{tmp_path / 'ferryman.db'}"  # the store has room
+    scripted_connection(cli, tmp_path, NOISY, tmp_path / "out.jsonl")
+    synced = cli.start("connections", "sync", "conn")
+    _, stderr = cli.finish(synced)
+
+    assert synced.returncode == 1, stderr
+    job = cli.json("jobs", "list", "--type", "sync")["jobs"][0]
+    assert job["status"] == "failed"
+    failures = cli.json("jobs", "show", str(job["id"]))["attempts"][-1]["failures"]
+    assert any("no space left on device while writing the attempt log" in f["message"] for f in failures)
+    assert configs_left(cli.home) == []
+
+
+def test_a_full_disk_under_the_store_ends_the_command_with_one_line(tmp_path: Path, small_disk: Path) -> None:
+    cli = Cli(small_disk / "home", SYNC_JOB_MAX_ATTEMPTS="1")
+    scripted_connection(cli, tmp_path, NOISY, tmp_path / "out.jsonl")
+    synced = cli.start("connections", "sync", "conn", "--json")
+    _, stderr = cli.finish(synced)
+
+    assert synced.returncode == 1, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr
     assert configs_left(cli.home) == []

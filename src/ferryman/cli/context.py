@@ -47,15 +47,26 @@ def job_service() -> Iterator[JobService]:
     try:
         service = JobService(store, settings, LocalEngine(store, settings, foreground=True))
         service.foreground = partial(run_quietly, service)
-        for attempt in service.recover_abandoned():
-            note(
-                f"job {attempt.job_id} was left running by a process that is gone "
-                f"({attempt.engine_id}): its connectors were stopped and its attempt "
-                f"{attempt.number} marked failed"
-            )
+        _recover(service)
         yield service
     finally:
         store.close()
+
+
+def _recover(service: JobService) -> None:
+    """Recover jobs whose engine is gone; a store that cannot take it (a full disk) must not
+    stop the command itself, least of all one that only reads."""
+    try:
+        recovered = service.recover_abandoned()
+    except Exception as exc:
+        note(f"could not recover jobs whose engine is gone: {str(exc).strip().splitlines()[0][:300]}")
+        return
+    for attempt in recovered:
+        note(
+            f"job {attempt.job_id} was left running by a process that is gone "
+            f"({attempt.engine_id}): its connectors were stopped and its attempt "
+            f"{attempt.number} marked failed"
+        )
 
 
 def _strings(config: Any) -> Iterator[str]:

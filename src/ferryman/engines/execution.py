@@ -88,11 +88,9 @@ class AttemptExecution:
         return job
 
     def _log(self, message: str) -> None:
-        log = AttemptLog(Path(self.attempt.log_path))
-        try:
-            log.info("platform", message)
-        finally:
-            log.close()
+        log = AttemptLog(Path(self.attempt.log_path))  # never raises: a full disk loses the line
+        log.info("platform", message)
+        log.close()
 
     def _run(self) -> Job:
         try:

@@ -32,7 +32,7 @@ from ferryman.clock import Clock, SystemClock
 from ferryman.connectors.docker import DockerUnavailable
 from ferryman.engines.execution import AttemptExecution, decide_retry
 from ferryman.engines.limits import worker_limits
-from ferryman.errors import UserInputError
+from ferryman.errors import UserInputError, WorkerError
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
 from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import AttemptStatus, JobStatus
@@ -56,6 +56,7 @@ class _Running:
     attempt: Attempt
     cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    error: BaseException | None = None  # the attempt's end could not be saved
 
 
 def new_engine_id(foreground: bool = False) -> str:
@@ -94,6 +95,7 @@ class LocalEngine:
         self.stale_after_s = stale_after_s or _seconds("FERRYMAN_ENGINE_STALE_AFTER_S", 60.0)
         self.poll_interval_s = poll_interval_s
         self._running: dict[int, _Running] = {}
+        self._unsaved: dict[int, _Running] = {}  # by job id: attempts whose end was not saved
         self._lock = threading.Lock()
         self._next_heartbeat = 0.0
         self._next_sweep = 0.0  # the first recover pass sweeps containers
@@ -141,6 +143,8 @@ class LocalEngine:
         def run() -> None:
             try:
                 execution.run()
+            except BaseException as exc:  # the store refused the outcome: run_jobs reports it
+                running.error = exc
             finally:
                 self._wake.set()
 
@@ -153,7 +157,9 @@ class LocalEngine:
         with self._lock:
             done = [key for key, r in self._running.items() if r.thread and not r.thread.is_alive()]
             for key in done:
-                del self._running[key]
+                ended = self._running.pop(key)
+                if ended.error is not None:
+                    self._unsaved[ended.job.id] = ended
 
     def _pass_on_cancels(self) -> None:
         with self._lock:
@@ -262,6 +268,7 @@ class LocalEngine:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             self.tick(only=job_ids)
+            self._raise_unsaved(job_ids)
             jobs = [self.store.get_job(job_id) for job_id in job_ids]
             if all(job.status.terminal for job in jobs) and not self.running_attempt_ids():
                 return jobs
@@ -269,6 +276,18 @@ class LocalEngine:
                 raise TimeoutError(f"jobs {list(job_ids)} still running after {timeout_s}s")
             self._wake.wait(self.poll_interval_s)
             self._wake.clear()
+
+    def _raise_unsaved(self, job_ids: Collection[int]) -> None:
+        """An attempt of these jobs ended but the store took no outcome: waiting would be for
+        ever, so say it (the job is recovered later, as one whose engine is gone)."""
+        for job_id in job_ids:
+            ended = self._unsaved.pop(job_id, None)
+            if ended is not None:
+                cause = str(ended.error).strip().splitlines()[0] if str(ended.error).strip() else ""
+                raise WorkerError(
+                    f"job {job_id}: the end of attempt {ended.attempt.number} could not be saved "
+                    f"({type(ended.error).__name__}: {cause[:300]})"
+                )
 
     def cancel_all(self) -> None:
         """Stop every running attempt's connectors (used when the process must exit)."""

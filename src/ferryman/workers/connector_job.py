@@ -97,9 +97,14 @@ class ConnectorJobWorker:
             reader.thread.join()
             stderr.join(5)
             process.close()
-            return self._output(
+            output = self._output(
                 command, reader, lifecycle, cancelled, timed_out, stderr, origin, connector.config
             )
+            lost = log.lost_lines()  # a full disk, most often
+            if lost is not None:
+                platform = FailureOrigin.PLATFORM
+                output.failures.append(FailureReason.of(platform, FailureType.SYSTEM_ERROR, lost, _now_ms()))
+            return output
         finally:
             forget_configs(ctx.workdir)
             log.info(WORKER, f"{command}: done")
