@@ -35,11 +35,21 @@ class JobService:
     store: JobStore
     settings: Settings = field(default_factory=Settings.from_env)
     engine: LocalEngine | None = None
+    # How the jobs the service runs for itself (the discover of a new connection) are run here;
+    # the CLI's turns Ctrl-C into a cancel of the job. Default: run, and wait.
+    foreground: Callable[[Job], Job] | None = None
 
     def _engine(self) -> LocalEngine:
         if self.engine is None:
-            self.engine = LocalEngine(self.store, self.settings)
+            self.engine = LocalEngine(self.store, self.settings, foreground=True)
         return self.engine
+
+    def recover_abandoned(self) -> list[Attempt]:
+        """Fail the attempts whose engine is gone (see LocalEngine.recover), so that a sync killed
+        with its command does not leave its connection busy for ever; returns those attempts.
+
+        Every command that opens the store calls this first: no `ferryman worker` is needed."""
+        return self._engine().recover(sweep=False)
 
     # -- sources and destinations -----------------------------------------------------------
 
@@ -85,8 +95,12 @@ class JobService:
             )
         src = self.store.get_actor(SOURCE, source)
         dst = self.store.get_actor(DESTINATION, destination)
-        job = self.run(self.enqueue_discover(src))
+        job = (self.foreground or self.run)(self.enqueue_discover(src))
         catalog = (self.last_output(job) or {}).get("catalog")
+        if job.status is JobStatus.CANCELLED:
+            raise WorkerError(
+                f"discover of source {src.name!r} was cancelled (job {job.id}): no connection created"
+            )
         if job.status is not JobStatus.SUCCEEDED or catalog is None:
             raise WorkerError(
                 f"discover of source {src.name!r} failed (job {job.id}); see: ferryman jobs show {job.id}"

@@ -4,10 +4,11 @@ Standalone, standard library only. It speaks the Airbyte protocol on the command
 
     spec | check --config C | discover --config C | read --config C --catalog CAT [--state S]
 
-and runs the list of steps found in ``config["steps"]`` (for ``discover``, in
-``config["discover_steps"]`` when set; for ``spec``, which has no config, in
-the JSON environment variable ``SCRIPTED_SPEC_STEPS``). Without steps it behaves: spec prints a
-spec, check succeeds, discover prints a one-stream catalog, read emits nothing.
+and runs the list of steps found in ``config["steps"]`` (for ``spec``, which has no config, in
+the JSON environment variable ``SCRIPTED_SPEC_STEPS``); ``config["<command>_steps"]``, when set,
+replaces them for that command alone (``read_steps``, ``discover_steps``, ``check_steps``).
+Without steps it behaves: spec prints a spec, check succeeds, discover prints a one-stream
+catalog, read emits nothing.
 
 Each step is a one-key object (plus options):
 
@@ -24,6 +25,7 @@ Each step is a one-key object (plus options):
     {"wait_for_file": PATH, "timeout": SECONDS}      block until PATH exists (exit 3 if never)
     {"touch": PATH}                                  create PATH (tells a test we got here)
     {"spawn_sleeper": SECONDS}                       start a child that inherits stdout, sleeps
+    {"spawn_daemon": SECONDS, "pidfile": PATH}       the same child, but in a session of its own
     {"close_stdout": true}                           end stdout while the process lives on
     {"ignore_sigterm": true}                         SIGTERM does nothing from now on
     {"hang": true}                                   sleep forever, silently
@@ -180,6 +182,13 @@ class Script:
         elif "spawn_sleeper" in step:
             self.flush()
             subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({step['spawn_sleeper']})"])
+        elif "spawn_daemon" in step:
+            self.flush()
+            code = f"import os, time; os.setsid(); time.sleep({step['spawn_daemon']})"
+            child = subprocess.Popen([sys.executable, "-c", code])
+            if step.get("pidfile"):
+                with open(step["pidfile"], "w") as pidfile:
+                    pidfile.write(str(child.pid))
         elif "close_stdout" in step:
             self.flush()
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -222,7 +231,7 @@ def main(argv: list[str]) -> int:
     elif command == "check":
         steps, default = config.get("steps"), [{"connection_status": "SUCCEEDED"}]
     elif command == "discover":
-        steps = config.get("discover_steps", config.get("steps"))
+        steps = config.get("steps")
         default = [{"catalog": DEFAULT_CATALOG}]
     elif command == "read":
         for name in ("--catalog", "--state"):
@@ -233,6 +242,7 @@ def main(argv: list[str]) -> int:
     else:
         sys.stderr.write(f"usage: scripted_source.py spec|check|discover|read, not {argv!r}\n")
         return 2
+    steps = config.get(f"{command}_steps", steps)
     Script(config).run(steps if steps is not None else default)
     return 0
 

@@ -760,6 +760,25 @@ def test_a_grandchild_holding_stdout_does_not_hold_up_the_sync(syncs: Syncs) -> 
     assert run.elapsed < NOT_WAITED_OUT_S
 
 
+def test_a_grandchild_in_its_own_session_holding_stdout_does_not_hold_up_the_sync(
+    syncs: Syncs, tmp_path: Path, launcher_kind: str
+) -> None:
+    # The group kill does not reach another session: the end of the source's output is decided
+    # by the launcher's pipe reader. Bound: the pytest timeout (the daemon sleeps 300 s).
+    pidfile = tmp_path / "daemon.pid"
+    steps = [records(USERS, 5), state(USERS), {"spawn_daemon": 300, "pidfile": str(pidfile)}]
+    steps += [records(USERS, 5), state(USERS)]
+    run = syncs.run(steps)
+
+    assert run.output.status is ReplicationStatus.COMPLETED, run.output.failures
+    assert run.output.records_committed == 10
+    assert len(run.received_records()) == 10
+    if launcher_kind == "local":  # in a container, --init ends it and nothing holds the pipe
+        held = [m for m in run.log_messages("worker") if "in a session of its own" in m]
+        assert held and "still held its std" in held[0], run.log
+        assert f"killed {pidfile.read_text()}" in held[0]
+
+
 # -- cancellation -----------------------------------------------------------------------------
 
 

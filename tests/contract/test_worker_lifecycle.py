@@ -172,12 +172,40 @@ def test_a_control_message_in_check_updates_the_config(jobs: Jobs) -> None:
     assert job.output.updated_config == new_config
 
 
-def test_the_config_file_is_private(jobs: Jobs) -> None:
-    job = jobs.run("check", config={"password": "hunter2"})
+def test_the_config_file_is_private_and_gone_when_the_job_ends(jobs: Jobs, tmp_path: Path) -> None:
+    started, release = tmp_path / "started", tmp_path / "release"
+    modes: list[int] = []
+
+    def look_while_it_runs() -> None:
+        deadline = time.monotonic() + 10
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        modes.extend(stat.S_IMODE(os.stat(p).st_mode) for p in tmp_path.rglob(files.SOURCE_CONFIG))
+        release.touch()
+
+    watcher = threading.Thread(target=look_while_it_runs, daemon=True)
+    watcher.start()
+    steps = [{"touch": str(started)}, {"wait_for_file": str(release)}, {"connection_status": "SUCCEEDED"}]
+    job = jobs.run("check", steps, config={"password": "hunter2"})
+    watcher.join()
 
     assert job.output.check_succeeded is True
-    mode = stat.S_IMODE(os.stat(job.workdir / files.SOURCE_CONFIG).st_mode)
-    assert mode == 0o600, oct(mode)
+    assert modes == [0o600], [oct(m) for m in modes]
+    assert not (job.workdir / files.SOURCE_CONFIG).exists(), "the config (with its secrets) was left"
+
+
+def test_a_grandchild_in_its_own_session_holding_stdout_does_not_hold_up_discover(
+    jobs: Jobs, tmp_path: Path, launcher_kind: str
+) -> None:
+    # Bound: the pytest timeout (the daemon sleeps 300 s); the group kill cannot reach it.
+    pidfile = tmp_path / "daemon.pid"
+    job = jobs.run("discover", [{"spawn_daemon": 300, "pidfile": str(pidfile)}, {"catalog": CATALOG}])
+
+    assert job.output.catalog == CATALOG
+    assert job.output.failures == []
+    if launcher_kind == "local":
+        assert "in a session of its own still held its std" in job.log
+        assert f"killed {pidfile.read_text()}" in job.log
 
 
 # -- connectors that fail --------------------------------------------------------------------

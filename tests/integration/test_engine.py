@@ -236,7 +236,8 @@ def test_sigkill_of_an_engine_mid_sync_loses_no_committed_record(
     assert finished.status is JobStatus.SUCCEEDED
     first, second = store.list_attempts(job.id)
     assert first.status is AttemptStatus.FAILED and first.failure_summary is not None
-    assert "stopped heartbeating" in first.failure_summary["failures"][0]["message"]
+    # The engine ran on this host and its process is dead: recovered without waiting for staleness.
+    assert "is gone" in first.failure_summary["failures"][0]["message"]
     assert second.status is AttemptStatus.SUCCEEDED
     assert (second.output or {})["records_emitted"] < 1_000_000  # it resumed from the committed state
     assert rows(home / "big.duckdb") == (1_000_000, 1_000_000)

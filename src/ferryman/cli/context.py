@@ -13,8 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from ferryman.cli.common import note
+from ferryman.cli.foreground import run_quietly
 from ferryman.connectors import parse_reference, resolve
 from ferryman.errors import FerrymanError
 from ferryman.launchers import ConnectorLauncher
@@ -32,7 +35,9 @@ SOURCE, DESTINATION = "source", "destination"  # the actor kinds of the store an
 @contextmanager
 def job_service() -> Iterator[JobService]:
     """The service on the store (FERRYMAN_DATABASE_URL, else SQLite under FERRYMAN_HOME),
-    with a local engine for the jobs this command runs in its own process."""
+    with a local engine for the jobs this command runs in its own process.
+
+    Jobs whose engine is gone are recovered first, with a line on stderr for each."""
     from ferryman.engines.local import LocalEngine
     from ferryman.service import JobService
     from ferryman.store import open_store
@@ -40,9 +45,28 @@ def job_service() -> Iterator[JobService]:
     settings = Settings.from_env()
     store = open_store(home=settings.home)
     try:
-        yield JobService(store, settings, LocalEngine(store, settings))
+        service = JobService(store, settings, LocalEngine(store, settings, foreground=True))
+        service.foreground = partial(run_quietly, service)
+        _recover(service)
+        yield service
     finally:
         store.close()
+
+
+def _recover(service: JobService) -> None:
+    """Recover jobs whose engine is gone; a store that cannot take it (a full disk) must not
+    stop the command itself, least of all one that only reads."""
+    try:
+        recovered = service.recover_abandoned()
+    except Exception as exc:
+        note(f"could not recover jobs whose engine is gone: {str(exc).strip().splitlines()[0][:300]}")
+        return
+    for attempt in recovered:
+        note(
+            f"job {attempt.job_id} was left running by a process that is gone "
+            f"({attempt.engine_id}): its connectors were stopped and its attempt "
+            f"{attempt.number} marked failed"
+        )
 
 
 def _strings(config: Any) -> Iterator[str]:

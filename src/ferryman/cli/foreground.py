@@ -6,6 +6,10 @@ the progress display. SIGINT/SIGTERM only count in their handler; the main loop 
 into a cancel request through the store (whichever engine runs the job stops the connectors:
 SIGTERM, grace, SIGKILL) and a later one into a cancel handed to this process's engine directly,
 then waits for the job to end.
+
+``run_quietly`` does the same for a job a command runs on the way to its result (the discover
+of ``connections create``): Ctrl-C cancels it (connectors stopped, job cancelled, config files
+deleted) and the command reports the cancelled job in its one error line.
 """
 
 from __future__ import annotations
@@ -74,12 +78,32 @@ def run_and_watch(
     return outcome.job
 
 
-def _stop(service: JobService, job: Job, first: bool) -> None:
+def run_quietly(service: JobService, job: Job) -> Job:
+    """Run ``job`` here with no display and no notes; SIGINT/SIGTERM cancel it as in run_and_watch."""
+    signals = SignalCounter()
+    outcome = _run_in_background(service, job)
+    acted_on = 0
+    try:
+        while not outcome.done.wait(POLL_S / 10):
+            if signals.count > acted_on:
+                acted_on = signals.count
+                _stop(service, job, first=acted_on == 1, quiet=True)
+    finally:
+        signals.restore()
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.job is not None
+    return outcome.job
+
+
+def _stop(service: JobService, job: Job, first: bool, quiet: bool = False) -> None:
     if first:
-        note(f"cancelling job {job.id}: stopping the connectors (SIGTERM, grace, SIGKILL)")
+        if not quiet:
+            note(f"cancelling job {job.id}: stopping the connectors (SIGTERM, grace, SIGKILL)")
         service.cancel(job.id)
     else:
-        note(f"cancelling job {job.id} in this process: waiting for the connectors to stop")
+        if not quiet:
+            note(f"cancelling job {job.id} in this process: waiting for the connectors to stop")
         if service.engine is not None:
             service.engine.cancel_all()
 

@@ -8,6 +8,7 @@ the destination had not acknowledged. The next attempt starts from the last save
 from __future__ import annotations
 
 import dataclasses
+import errno
 import threading
 import time
 from dataclasses import dataclass
@@ -87,11 +88,9 @@ class AttemptExecution:
         return job
 
     def _log(self, message: str) -> None:
-        log = AttemptLog(Path(self.attempt.log_path))
-        try:
-            log.info("platform", message)
-        finally:
-            log.close()
+        log = AttemptLog(Path(self.attempt.log_path))  # never raises: a full disk loses the line
+        log.info("platform", message)
+        log.close()
 
     def _run(self) -> Job:
         try:
@@ -102,9 +101,14 @@ class AttemptExecution:
             return self._failed(None, [self._failure(FailureType.CONFIG_ERROR, str(exc))])
         except FerrymanError as exc:
             return self._failed(None, [self._failure(FailureType.SYSTEM_ERROR, str(exc))])
+        except OSError as exc:  # the machine said no: most often a full disk
+            return self._failed(None, [self._failure(FailureType.SYSTEM_ERROR, _os_error(exc))])
         except Exception as exc:  # a bug of ours: the attempt fails, the engine lives on
             message = f"{type(exc).__name__}: {exc}"
             return self._failed(None, [self._failure(FailureType.SYSTEM_ERROR, message)])
+        finally:
+            # Config files hold secrets: gone however the attempt ended.
+            files.forget_configs(Path(self.attempt.log_path).parent)
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -230,6 +234,15 @@ class AttemptExecution:
         now = self.clock.now()
         job = self.store.fail_attempt(self.attempt, output, self._summary(failures, partial), now)
         return decide_retry(self.store, self.retry, job, self.attempt.number + 1, failures, now)
+
+
+def _os_error(exc: OSError) -> str:
+    """``no space left on device while writing /path``: what failed, and where."""
+    what = (exc.strerror or str(exc)).lower()
+    if not exc.filename:
+        return what
+    writing = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+    return f"{what} {'while writing' if writing else 'at'} {exc.filename}"
 
 
 def decide_retry(

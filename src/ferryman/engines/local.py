@@ -3,6 +3,8 @@
 Several engine processes may share one store (Postgres, or SQLite on one host): claims are
 atomic, each engine heartbeats the attempts it runs, and any engine fails and retries the attempts
 of an engine that stopped heartbeating, killing on its own host the connectors that engine left.
+An engine on this host whose process is gone (say, a foreground `connections sync` killed with
+SIGKILL) is recovered at once, without waiting for its heartbeat to go stale.
 
     engine = LocalEngine(store)
     engine.tick()                      # one pass: recover, heartbeat, cancel, claim and start
@@ -23,16 +25,17 @@ import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from ferryman.clock import Clock, SystemClock
 from ferryman.connectors.docker import DockerUnavailable
 from ferryman.engines.execution import AttemptExecution, decide_retry
 from ferryman.engines.limits import worker_limits
-from ferryman.errors import UserInputError
+from ferryman.errors import UserInputError, WorkerError
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
 from ferryman.jobs.retry import RetryPolicy
-from ferryman.jobs.states import AttemptStatus
+from ferryman.jobs.states import AttemptStatus, JobStatus
 from ferryman.launchers import ConnectorLauncher, Launcher
 from ferryman.launchers.docker import LABEL, list_containers, remove_containers, remove_orphans
 from ferryman.settings import Settings
@@ -41,6 +44,10 @@ from ferryman.workers import files
 
 # How often an engine looks for containers nobody will stop (and at its first pass).
 _SWEEP_EVERY_S = 60.0
+# The mark of an engine that runs only the jobs of one CLI command (``run_jobs``).
+FOREGROUND = "fg"
+# Far enough ahead that every running attempt's heartbeat is older.
+_EVERY_RUNNING = timedelta(days=36500)
 
 
 @dataclass
@@ -49,10 +56,14 @@ class _Running:
     attempt: Attempt
     cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    error: BaseException | None = None  # the attempt's end could not be saved
 
 
-def new_engine_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+def new_engine_id(foreground: bool = False) -> str:
+    """``host:pid:token``, and ``:fg`` for a command's own engine: its jobs have no one else to
+    run their retries, which recovery needs to know."""
+    engine_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    return f"{engine_id}:{FOREGROUND}" if foreground else engine_id
 
 
 class LocalEngine:
@@ -65,6 +76,7 @@ class LocalEngine:
         launcher: Launcher | None = None,
         clock: Clock | None = None,
         engine_id: str | None = None,
+        foreground: bool = False,
         heartbeat_interval_s: float | None = None,
         stale_after_s: float | None = None,
         poll_interval_s: float = 0.5,
@@ -77,12 +89,13 @@ class LocalEngine:
         self.store_label = hashlib.sha256(store.url.encode()).hexdigest()[:12]
         self.launcher = launcher or ConnectorLauncher(labels={f"{LABEL}.store": self.store_label})
         self.clock = clock or SystemClock()
-        self.engine_id = engine_id or new_engine_id()
+        self.engine_id = engine_id or new_engine_id(foreground)
         self.heartbeat_interval_s = heartbeat_interval_s or _seconds("FERRYMAN_ENGINE_HEARTBEAT_S", 10.0)
         # An attempt whose engine has not heartbeaten for this long is failed and retried.
         self.stale_after_s = stale_after_s or _seconds("FERRYMAN_ENGINE_STALE_AFTER_S", 60.0)
         self.poll_interval_s = poll_interval_s
         self._running: dict[int, _Running] = {}
+        self._unsaved: dict[int, _Running] = {}  # by job id: attempts whose end was not saved
         self._lock = threading.Lock()
         self._next_heartbeat = 0.0
         self._next_sweep = 0.0  # the first recover pass sweeps containers
@@ -130,6 +143,8 @@ class LocalEngine:
         def run() -> None:
             try:
                 execution.run()
+            except BaseException as exc:  # the store refused the outcome: run_jobs reports it
+                running.error = exc
             finally:
                 self._wake.set()
 
@@ -142,7 +157,9 @@ class LocalEngine:
         with self._lock:
             done = [key for key, r in self._running.items() if r.thread and not r.thread.is_alive()]
             for key in done:
-                del self._running[key]
+                ended = self._running.pop(key)
+                if ended.error is not None:
+                    self._unsaved[ended.job.id] = ended
 
     def _pass_on_cancels(self) -> None:
         with self._lock:
@@ -153,30 +170,49 @@ class LocalEngine:
 
     # -- crash recovery ---------------------------------------------------------------------
 
-    def recover(self) -> list[int]:
-        """Fail (and retry) attempts whose engine stopped heartbeating; returns their job ids.
+    def recover(self, sweep: bool = True) -> list[Attempt]:
+        """Fail attempts whose engine is gone; returns those attempts.
 
-        Also removes containers nobody will stop (see remove_orphan_containers)."""
+        Gone means: no heartbeat for ``stale_after_s``, or (at once) an engine of this host whose
+        process no longer exists. Their connectors on this host are killed and their config files
+        deleted. A worker's job is retried under the retry rules; a foreground job is failed, as
+        the command that would have run its retries is gone too. ``sweep`` also removes containers
+        nobody will stop (see remove_orphan_containers), at most once a minute."""
         now = self.clock.now()
         recovered = []
-        for attempt in self.store.stale_attempts(now - timedelta(seconds=self.stale_after_s)):
-            if attempt.engine_id == self.engine_id:
-                continue
+        for attempt, why in self._abandoned(now):
             self._kill_leftovers(attempt)
+            files.forget_configs(Path(attempt.log_path).parent)
             failure = FailureReason.of(
-                FailureOrigin.PLATFORM,
-                FailureType.SYSTEM_ERROR,
-                f"the engine running this attempt ({attempt.engine_id}) stopped heartbeating",
-                int(time.time() * 1000),
+                FailureOrigin.PLATFORM, FailureType.SYSTEM_ERROR, why, int(time.time() * 1000)
             )
             summary = {"failures": [failure.to_dict()], "partial_success": None}
             job = self.store.fail_attempt(attempt, None, summary, now)
-            decide_retry(self.store, self.retry, job, attempt.number + 1, [failure], now)
-            recovered.append(attempt.job_id)
-        if recovered or time.monotonic() >= self._next_sweep:
+            if _is_foreground(attempt.engine_id):
+                if job.status is JobStatus.INCOMPLETE:
+                    self.store.fail_job(job.id)
+            else:
+                decide_retry(self.store, self.retry, job, attempt.number + 1, [failure], now)
+            recovered.append(attempt)
+        if sweep and (recovered or time.monotonic() >= self._next_sweep):
             self._next_sweep = time.monotonic() + _SWEEP_EVERY_S
             self.remove_orphan_containers()
         return recovered
+
+    def _abandoned(self, now: datetime) -> list[tuple[Attempt, str]]:
+        """Running attempts of other engines that are gone, each with why we think so."""
+        stale = {a.id for a in self.store.stale_attempts(now - timedelta(seconds=self.stale_after_s))}
+        found = []
+        for attempt in self.store.stale_attempts(now + _EVERY_RUNNING):
+            if attempt.engine_id == self.engine_id:
+                continue
+            if _local_process_gone(attempt.engine_id):
+                found.append((attempt, f"the process running this attempt ({attempt.engine_id}) is gone"))
+            elif attempt.id in stale:
+                found.append(
+                    (attempt, f"the engine running this attempt ({attempt.engine_id}) stopped heartbeating")
+                )
+        return found
 
     def remove_orphan_containers(self) -> list[str]:
         """Remove containers that no one will stop: their attempt in this store is over, or the
@@ -232,6 +268,7 @@ class LocalEngine:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             self.tick(only=job_ids)
+            self._raise_unsaved(job_ids)
             jobs = [self.store.get_job(job_id) for job_id in job_ids]
             if all(job.status.terminal for job in jobs) and not self.running_attempt_ids():
                 return jobs
@@ -239,6 +276,18 @@ class LocalEngine:
                 raise TimeoutError(f"jobs {list(job_ids)} still running after {timeout_s}s")
             self._wake.wait(self.poll_interval_s)
             self._wake.clear()
+
+    def _raise_unsaved(self, job_ids: Collection[int]) -> None:
+        """An attempt of these jobs ended but the store took no outcome: waiting would be for
+        ever, so say it (the job is recovered later, as one whose engine is gone)."""
+        for job_id in job_ids:
+            ended = self._unsaved.pop(job_id, None)
+            if ended is not None:
+                cause = str(ended.error).strip().splitlines()[0] if str(ended.error).strip() else ""
+                raise WorkerError(
+                    f"job {job_id}: the end of attempt {ended.attempt.number} could not be saved "
+                    f"({type(ended.error).__name__}: {cause[:300]})"
+                )
 
     def cancel_all(self) -> None:
         """Stop every running attempt's connectors (used when the process must exit)."""
@@ -268,3 +317,34 @@ def _belongs_to(pid: int, attempt: Attempt) -> bool:
         f"WORKER_JOB_ID={attempt.job_id}".encode() in environ
         and f"WORKER_JOB_ATTEMPT={attempt.number}".encode() in environ
     )
+
+
+def _is_foreground(engine_id: str | None) -> bool:
+    return bool(engine_id) and str(engine_id).endswith(f":{FOREGROUND}")
+
+
+def _local_process_gone(engine_id: str | None) -> bool:
+    """True only when the engine ran on this host and its process is dead (or a zombie).
+
+    A reused pid makes this say False: the attempt then waits for the stale heartbeat, as an
+    engine on another host does. Never True for a live engine."""
+    host, _, rest = (engine_id or "").partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    if not os.path.isdir("/proc/self"):  # not Linux: ask the kernel whether the pid exists
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    try:
+        with open(f"/proc/{pid_text}/stat", "rb") as handle:
+            state = handle.read().rsplit(b")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    except (OSError, IndexError):
+        return False
+    return state in (b"Z", b"X")  # a zombie: dead, only not yet reaped by its parent

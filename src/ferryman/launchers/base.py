@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -74,8 +75,10 @@ class ConnectorProcess(Protocol):
 
     def kill(self) -> None: ...
 
-    def kill_leftovers(self) -> None:
-        """Kill whatever the connector left running after it exited (Docker's ``--init`` does the same)."""
+    def kill_leftovers(self, warn: Callable[[str], None] | None = None) -> None:
+        """Kill whatever the connector left running after it exited (Docker's ``--init`` does the
+        same), and from now on let its stdout and stderr end once they are drained, even when a
+        process out of reach still holds them; ``warn`` hears about such a process."""
 
     def close(self) -> None: ...
 

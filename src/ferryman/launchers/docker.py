@@ -211,7 +211,7 @@ class DockerProcess(LocalProcess):
     def describe(self) -> str:
         return f"container {self.name} (docker run client pid {self.pid})"
 
-    def kill_leftovers(self) -> None:
+    def kill_leftovers(self, warn: Callable[[str], None] | None = None) -> None:
         # --init ends whatever the connector started when it exits; the container itself may
         # still be on its way out (--rm removes it asynchronously): make sure it is gone now.
         # While the engine is removing it, rm answers "already in progress" and the container
@@ -223,7 +223,7 @@ class DockerProcess(LocalProcess):
                 break
             time.sleep(pause)
             pause = min(pause * 2, 0.5)
-        super().kill_leftovers()
+        super().kill_leftovers(warn)
 
 
 class DockerLauncher:

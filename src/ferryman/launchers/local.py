@@ -1,7 +1,9 @@
 """Connectors as local processes (built-in, managed venv, or a local executable).
 
 Each connector runs in a session and process group of its own, so a signal reaches everything
-it started and nothing it started outlives the job.
+it started and nothing it started outlives the job. A child that escapes into a session of its
+own is out of the group's reach; its hold on the connector's output is ended by the pipe readers
+(see ``pipes``), which name it, and kill it when it carries the job's environment.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import io
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from typing import BinaryIO
 
 from ferryman.errors import LaunchError
 from ferryman.launchers.base import BUFFER_SIZE, LaunchRequest, TimedPipeWriter, make_pipe
+from ferryman.launchers.pipes import LEFTOVER_DRAIN_S, PipeReader, kill_marked, pipe_holders
 
 
 class LocalProcess:
@@ -55,8 +59,15 @@ class LocalProcess:
         if stdin_r >= 0:
             os.close(stdin_r)
         self.pid = self._popen.pid
-        self.stdout: BinaryIO = open(stdout_r, "rb", buffering=BUFFER_SIZE)  # noqa: SIM115
-        self.stderr: BinaryIO = open(stderr_r, "rb", buffering=1 << 16)  # noqa: SIM115
+        variables = request.variables()
+        self._marks = [f"{k}={variables[k]}".encode() for k in ("WORKER_JOB_ID", "WORKER_JOB_ATTEMPT")]
+        self._warn: Callable[[str], None] | None = None
+        self._readers = {
+            "stdout": PipeReader(stdout_r, self._held_open),
+            "stderr": PipeReader(stderr_r, self._held_open),
+        }
+        self.stdout: BinaryIO = io.BufferedReader(self._readers["stdout"], BUFFER_SIZE)
+        self.stderr: BinaryIO = io.BufferedReader(self._readers["stderr"], 1 << 16)
         self.stdin_raw: TimedPipeWriter | None = None
         self.stdin: io.BufferedWriter | None = None
         if stdin_w >= 0:
@@ -82,10 +93,29 @@ class LocalProcess:
     def kill(self) -> None:
         self._signal_group(signal.SIGKILL)
 
-    def kill_leftovers(self) -> None:
+    def kill_leftovers(self, warn: Callable[[str], None] | None = None) -> None:
         # The group outlives its leader while any member lives: a grandchild holding stdout
         # open would otherwise keep the worker waiting for an end of file that never comes.
         self._signal_group(signal.SIGKILL)
+        self._warn = warn
+        for reader in self._readers.values():
+            reader.owner_gone()
+
+    def _held_open(self, reader: PipeReader) -> None:
+        """A process the connector left in another session holds its output: say so, end it."""
+        name = next(key for key, value in self._readers.items() if value is reader)
+        holders = pipe_holders(reader)
+        killed = kill_marked(holders, self._marks)
+        spared = [pid for pid in holders if pid not in killed]
+        who = f"process(es) {', '.join(map(str, holders))}" if holders else "a process we cannot name"
+        fate = "; killed " + ", ".join(map(str, killed)) if killed else ""
+        if spared:
+            fate += "; left alone (not marked as this job's): " + ", ".join(map(str, spared))
+        if self._warn is not None:
+            self._warn(
+                f"the {self.role} exited but {who} it left in a session of its own still held its "
+                f"{name}: stopped reading after {LEFTOVER_DRAIN_S:g}s of silence{fate}"
+            )
 
     def describe(self) -> str:
         return f"pid {self.pid}"

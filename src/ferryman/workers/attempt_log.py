@@ -6,10 +6,10 @@ the worker's own lines, with every known secret value masked.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
-from typing import TextIO
 
 from ferryman.secrets import mask_text
 
@@ -17,10 +17,20 @@ MAX_LINE_CHARS = 64 * 1024
 
 
 class AttemptLog:
+    """Never raises on a write: a full disk must not kill the threads that drain connectors (a
+    connector blocks once nobody reads its stderr). Lines that cannot be written are counted in
+    ``lost`` with the first ``write_error``; the worker turns them into a failure of the attempt."""
+
     def __init__(self, path: Path, secrets: list[str] | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._file: TextIO = open(path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+        self.lost = 0
+        self.write_error: OSError | None = None
+        self._fd = -1
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            self.write_error = exc
         self._lock = threading.Lock()
         self._secrets = list(secrets or [])
         self._closed = False
@@ -42,11 +52,31 @@ class AttemptLog:
             message = mask_text(message, self._secrets)
         now = time.time()
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}"
-        line = f"{stamp} {side} {level.upper()} {message.rstrip()}\n"
+        line = f"{stamp} {side} {level.upper()} {message.rstrip()}\n".encode(errors="replace")
         with self._lock:
-            if not self._closed:
-                self._file.write(line)
-                self._file.flush()
+            if self._closed:
+                return
+            if self._fd < 0:
+                self.lost += 1
+                return
+            try:
+                # One write per line, as the flush per line did: a reader (`jobs logs --follow`)
+                # sees each line whole as soon as it is written.
+                os.write(self._fd, line)
+            except OSError as exc:
+                self.lost += 1
+                self.write_error = self.write_error or exc
+
+    def lost_lines(self) -> str | None:
+        """Why lines are missing from this log (for the attempt's failure), or None if none are."""
+        if not self.lost:
+            return None
+        why = (
+            (self.write_error.strerror or str(self.write_error)).lower()
+            if self.write_error
+            else "write failed"
+        )
+        return f"{why} while writing the attempt log {self.path}: {self.lost} line(s) lost"
 
     def info(self, side: str, message: str) -> None:
         self.write(side, "INFO", message)
@@ -61,7 +91,8 @@ class AttemptLog:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._file.close()
+                if self._fd >= 0:
+                    os.close(self._fd)
 
 
 def decode_line(raw: bytes) -> str:

@@ -14,9 +14,10 @@ from typing import Any
 from ferryman.connectors import ResolvedConnector
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
 from ferryman.launchers import ConnectorLauncher, Launcher, LaunchRequest
+from ferryman.launchers.base import ConnectorProcess
 from ferryman.protocol.codec import parse_message
 from ferryman.workers.attempt_log import AttemptLog
-from ferryman.workers.files import LOG_FILE, SOURCE_CONFIG, write_private_json
+from ferryman.workers.files import LOG_FILE, SOURCE_CONFIG, forget_configs, write_private_json
 from ferryman.workers.lifecycle import WORKER, ConnectorLifecycle, StderrDrain
 from ferryman.workers.models import AttemptContext, ConnectorInput, ConnectorJobOutput
 
@@ -86,14 +87,26 @@ class ConnectorJobWorker:
             reader = _StdoutReader(process.stdout, log, origin, command)
             stderr = StderrDrain(process, log, origin.value)
             lifecycle = ConnectorLifecycle(process, ctx.lifecycle, log)
-            cancelled, timed_out = self._supervise(command, reader, lifecycle, cancel)
+            try:
+                cancelled, timed_out = self._supervise(command, reader, lifecycle, cancel)
+            except BaseException:
+                # Ctrl-C in a command that runs this on its main thread (the spec of `sources
+                # create`), or a bug: the connector must not outlive us.
+                _abandon(process, log, command)
+                raise
             reader.thread.join()
             stderr.join(5)
             process.close()
-            return self._output(
+            output = self._output(
                 command, reader, lifecycle, cancelled, timed_out, stderr, origin, connector.config
             )
+            lost = log.lost_lines()  # a full disk, most often
+            if lost is not None:
+                platform = FailureOrigin.PLATFORM
+                output.failures.append(FailureReason.of(platform, FailureType.SYSTEM_ERROR, lost, _now_ms()))
+            return output
         finally:
+            forget_configs(ctx.workdir)
             log.info(WORKER, f"{command}: done")
             log.close()
 
@@ -221,6 +234,14 @@ class _StdoutReader:
                 self._log.info(side, "the connector updated its configuration")
         else:
             self._log.info(side, f"ignored a {kind} message during {self._command}")
+
+
+def _abandon(process: ConnectorProcess, log: AttemptLog, command: str) -> None:
+    log.warn(WORKER, f"{command}: interrupted, killing the connector")
+    process.kill()
+    process.wait(5)
+    process.kill_leftovers()
+    process.close()
 
 
 def _payload(message: dict[str, Any], kind: str) -> dict[str, Any] | None:

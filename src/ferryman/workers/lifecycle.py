@@ -67,7 +67,7 @@ class ConnectorLifecycle:
         if code is not None:
             self.exit_code = code
             self.phase = Phase.EXITED
-            self.process.kill_leftovers()
+            self.process.kill_leftovers(lambda message: self.log.warn(WORKER, message))
             return True
         if self.deadline is None or now < self.deadline:
             return False

@@ -195,7 +195,12 @@ class _Replication:
         src = ConnectorLifecycle(source, self.ctx.lifecycle, self.log)
         dst = ConnectorLifecycle(destination, self.ctx.lifecycle, self.log)
         supervisor_cpu = time.thread_time()
-        self._supervise(src, dst, destination, threads[1], on_progress, progress_interval_s)
+        try:
+            self._supervise(src, dst, destination, threads[1], on_progress, progress_interval_s)
+        except BaseException:  # the caller's progress callback failed (its store is full, say)
+            for process in (source, destination):
+                _abandon(process)
+            raise
         self._add_cpu(time.thread_time() - supervisor_cpu)
         for thread in threads:
             thread.join()
@@ -487,6 +492,9 @@ class _Replication:
         return self._output(started_ms)
 
     def _output(self, started_ms: int) -> SyncOutput:
+        lost = self.log.lost_lines()  # a full disk, most often: the sync must not look whole
+        if lost is not None:
+            self._fail(FailureOrigin.PLATFORM, FailureType.SYSTEM_ERROR, lost)
         if self.cancelled:
             status = ReplicationStatus.CANCELLED
             self.failures.insert(
@@ -526,6 +534,13 @@ class _Replication:
             worker_cpu_s=self.cpu_s,
             worker_peak_rss_bytes=_peak_rss_bytes(),
         )
+
+
+def _abandon(process: ConnectorProcess) -> None:
+    """Kill a connector the worker can no longer supervise, and all it left."""
+    process.kill()
+    process.wait(5)
+    process.kill_leftovers()
 
 
 def _discard(stream: BinaryIO) -> None:

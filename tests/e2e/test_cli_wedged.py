@@ -1,0 +1,164 @@
+"""Nothing wedged, nothing orphaned: a CLI killed, interrupted or out of disk as a user meets it.
+
+Each test drives ``python -m ferryman`` in subprocesses against its own home, with the scripted
+test connectors, and checks what the user would see next: the connection usable again, no
+connector process left, no config file (with its secrets) left in the workspace.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.conftest import TEST_CONNECTORS
+from tests.e2e.test_cli_jobs import Cli, wait_for
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def configs_left(home: Path) -> list[Path]:
+    return sorted((home / "workspace").rglob("*_config.json"))
+
+
+def wrapper(tmp_path: Path, name: str) -> str:
+    """An exec: reference to a test connector, run with this interpreter."""
+    script = tmp_path / name
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / f"{name}.py"}" "$@"\n')
+    script.chmod(0o755)
+    return f"exec:{script}"
+
+
+def scripted_connection(cli: Cli, tmp_path: Path, steps: list[dict[str, Any]], output: Path) -> None:
+    """A scripted source running ``steps`` on read, a scripted destination writing to ``output``."""
+    source = {"read_steps": steps, "api_key": "k-never-printed"}
+    cli("sources", "create", "src", "--connector", wrapper(tmp_path, "scripted_source"), "--config",
+        json.dumps(source))  # fmt: skip
+    cli("destinations", "create", "dst", "--connector", wrapper(tmp_path, "scripted_destination"),
+        "--config", json.dumps({"output": str(output)}))  # fmt: skip
+    cli("connections", "create", "conn", "--source", "src", "--destination", "dst", "--full-refresh")
+
+
+def test_a_foreground_sync_killed_with_sigkill_does_not_wedge_its_connection(tmp_path: Path) -> None:
+    cli = Cli(tmp_path / "home")
+    started, release = tmp_path / "started", tmp_path / "release"
+    steps = [
+        {"records": 5},
+        {"state": {"name": "users"}},
+        {"touch": str(started)},
+        {"wait_for_file": str(release), "timeout": 600},
+        {"records": 5},
+    ]
+    scripted_connection(cli, tmp_path, steps, tmp_path / "out.jsonl")
+    first = cli.start("connections", "sync", "conn")
+    wait_for(started.exists, "the source to start")
+    source_pid = int(started.read_text())
+    first.kill()
+    cli.finish(first)
+    started.unlink()
+    release.touch()  # the next sync's source runs to its end
+
+    again = cli("connections", "sync", "conn", "--json")
+    assert json.loads(again.stdout)["job"]["status"] == "succeeded"
+    assert "was left running by a process that is gone" in again.stderr
+    assert gone(source_pid), "the killed sync's source still runs"
+    jobs = cli.json("jobs", "list", "--type", "sync")["jobs"]
+    assert [j["status"] for j in jobs] == ["succeeded", "failed"]
+    failures = cli.json("jobs", "show", str(jobs[1]["id"]))["attempts"][-1]["failures"]
+    assert "is gone" in failures[0]["message"]
+    assert configs_left(cli.home) == []
+
+
+@pytest.fixture
+def interrupted(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def test_ctrl_c_during_connections_create_cancels_its_discover(tmp_path: Path) -> None:
+    cli = Cli(tmp_path / "home")
+    started = tmp_path / "discovering"
+    source = {"discover_steps": [{"touch": str(started)}, {"hang": True}], "api_key": "k-never-printed"}
+    cli("sources", "create", "src", "--connector", wrapper(tmp_path, "scripted_source"), "--config",
+        json.dumps(source))  # fmt: skip
+    cli("destinations", "create", "dst", "--connector", wrapper(tmp_path, "scripted_destination"),
+        "--config", json.dumps({"output": str(tmp_path / "out.jsonl")}))  # fmt: skip
+    create = cli.start("connections", "create", "conn", "--source", "src", "--destination", "dst")
+    wait_for(started.exists, "the discover to start")
+    discover_pid = int(started.read_text())
+    create.send_signal(signal.SIGINT)
+    _, stderr = cli.finish(create)
+
+    assert create.returncode == 1, stderr
+    assert stderr.strip().splitlines() == [
+        "error: discover of source 'src' was cancelled (job 1): no connection created"
+    ]
+    assert gone(discover_pid), "the discover process outlived the command"
+    job = cli.json("jobs", "show", "1")
+    assert job["job"]["status"] == "cancelled"
+    assert [f["type"] for f in job["attempts"][-1]["failures"]] == ["manual_cancellation"]
+    assert cli.json("connections", "list")["connections"] == []
+    assert configs_left(cli.home) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs: a real full disk (root only)."""
+    mountpoint = tmp_path / "small"
+    mountpoint.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mountpoint)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs to fill up (needs root): {mounted.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+NOISY = [
+    {"records": 5},
+    {"state": {"name": "users"}},
+    {"stderr": "x" * 200, "repeat": 20_000},  # 4 MB of stderr for a 2 MiB disk
+    {"records": 5},
+    {"state": {"name": "users"}},
+]
+
+
+def test_a_full_disk_under_the_workspace_fails_the_sync_clearly(tmp_path: Path, small_disk: Path) -> None:
+    cli = Cli(small_disk / "home", SYNC_JOB_MAX_ATTEMPTS="1")
+    cli.env["FERRYMAN_DATABASE_URL"] = f"sqlite:///{tmp_path / 'ferryman.db'}"  # the store has room
+    scripted_connection(cli, tmp_path, NOISY, tmp_path / "out.jsonl")
+    synced = cli.start("connections", "sync", "conn")
+    _, stderr = cli.finish(synced)
+
+    assert synced.returncode == 1, stderr
+    job = cli.json("jobs", "list", "--type", "sync")["jobs"][0]
+    assert job["status"] == "failed"
+    failures = cli.json("jobs", "show", str(job["id"]))["attempts"][-1]["failures"]
+    assert any("no space left on device while writing the attempt log" in f["message"] for f in failures)
+    assert configs_left(cli.home) == []
+
+
+def test_a_full_disk_under_the_store_ends_the_command_with_one_line(tmp_path: Path, small_disk: Path) -> None:
+    cli = Cli(small_disk / "home", SYNC_JOB_MAX_ATTEMPTS="1")
+    scripted_connection(cli, tmp_path, NOISY, tmp_path / "out.jsonl")
+    synced = cli.start("connections", "sync", "conn", "--json")
+    _, stderr = cli.finish(synced)
+
+    assert synced.returncode == 1, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr
+    assert configs_left(cli.home) == []
