@@ -141,12 +141,14 @@ def record_template(
 
     ``id_digits`` is the width of a typical id, used to size the padding.
     """
-    head = b'{"type":"RECORD","record":{"stream":' + orjson.dumps(stream)
-    if namespace is not None:
-        head += b',"namespace":' + orjson.dumps(namespace)
-    head += b',"emitted_at":%d,"data":{"id":' % emitted_at
+    # The field order of the Airbyte CDK's models (stream, data, emitted_at, namespace), which
+    # is the layout the worker's record path checks without decoding.
+    head = b'{"type":"RECORD","record":{"stream":' + orjson.dumps(stream) + b',"data":{"id":'
     bare = head.replace(b"%", b"%%") + b'%d,"name":"record-%d","payload":"'
-    tail = b'"}}}\n'
+    tail = b'"},"emitted_at":%d' % emitted_at
+    if namespace is not None:
+        tail += b',"namespace":' + orjson.dumps(namespace).replace(b"%", b"%%")
+    tail += b"}}\n"
     room = max(record_size - (len(bare) - 4 + 2 * id_digits + len(tail)), 0)
     payload = (_FILLER * (room // len(_FILLER) + 1))[:room]
     return bare + payload + tail

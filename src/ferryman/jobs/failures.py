@@ -58,23 +58,27 @@ class FailureReason:
     @classmethod
     def from_trace(cls, origin: FailureOrigin, trace: dict[str, Any], command: str) -> FailureReason:
         """A TRACE ERROR message as a failure; an unknown failure_type counts as system_error."""
-        error = trace.get("error") or {}
+        # A connector's TRACE is untrusted input: a field of the wrong type reads as missing.
+        error: dict[str, Any] = trace["error"] if isinstance(trace.get("error"), dict) else {}
         try:
             type_ = FailureType(error.get("failure_type") or "system_error")
-        except ValueError:
+        except (ValueError, TypeError):
             type_ = FailureType.SYSTEM_ERROR
-        descriptor = error.get("stream_descriptor") or {}
+        found = error.get("stream_descriptor")
+        descriptor: dict[str, Any] = found if isinstance(found, dict) else {}
+        emitted_at = trace.get("emitted_at")
+        name = descriptor.get("name")
         stack = error.get("stack_trace")
         internal = error.get("internal_message")
         return cls.of(
             origin,
             type_,
             str(error.get("message") or internal or "the connector reported an error"),
-            int(trace.get("emitted_at") or 0),
+            int(emitted_at) if isinstance(emitted_at, int | float) and abs(emitted_at) < 1e15 else 0,
             internal_message=str(internal)[:MAX_MESSAGE_CHARS] if internal else None,
             stack_trace=str(stack)[:MAX_STACK_TRACE_CHARS] if stack else None,
             from_trace_message=True,
-            stream=descriptor.get("name"),
+            stream=name if isinstance(name, str) else None,
             metadata={"connector_command": command},
         )
 

@@ -28,6 +28,33 @@ def state_key(state: dict[str, Any]) -> bytes:
     return orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
 
 
+STATE_TYPES = ("STREAM", "GLOBAL", "LEGACY")
+
+
+def state_problem(state: Any, sync_type: str | None) -> str | None:
+    """What is wrong with a source's STATE, or None; ``sync_type`` is the type of the sync's
+    earlier STATEs (None before the first). Never quotes the state's content."""
+    if not isinstance(state, dict):
+        return "a STATE message without a state object"
+    kind = state.get("type") or "LEGACY"
+    if kind not in STATE_TYPES:
+        shown = repr(kind)[:40] if isinstance(kind, str) else type(kind).__name__
+        return f"a STATE of unknown type {shown} (expected STREAM, GLOBAL or LEGACY)"
+    if kind == "STREAM":
+        stream = state.get("stream")
+        descriptor = stream.get("stream_descriptor") if isinstance(stream, dict) else None
+        if not isinstance(descriptor, dict) or not isinstance(descriptor.get("name"), str):
+            return "a STREAM state without a stream descriptor name"
+        namespace = descriptor.get("namespace")
+        if namespace is not None and not isinstance(namespace, str):
+            return f"a STREAM state of stream {descriptor['name']!r} whose namespace is not a string"
+    elif kind == "GLOBAL" and not isinstance(state.get("global"), dict):
+        return "a GLOBAL state without a global object"
+    if sync_type is not None and kind != sync_type:
+        return f"{sync_type} and {kind} STATE messages mixed in one sync (the protocol allows one type)"
+    return None
+
+
 def _descriptor_key(state: dict[str, Any]) -> tuple[str, str | None]:
     descriptor = (state.get("stream") or {}).get("stream_descriptor") or {}
     return str(descriptor.get("name")), descriptor.get("namespace")

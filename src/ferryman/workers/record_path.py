@@ -5,7 +5,15 @@ Most lines are RECORDs in the compact form every CDK writes, ``{"type":"RECORD",
 and the name ends at the next quote. Only names that are unique in the catalog and need no JSON
 escaping take this shortcut, so neither a namespace nor an escaped quote can make it misread a
 line. Every other line gets the msgspec envelope decode (type, record.stream, record.namespace;
-``data`` is skipped, not built). Either way the original bytes are forwarded.
+``data`` is kept as raw bytes, not built). Either way the original bytes are forwarded.
+
+Nothing the source writes can make this function raise anything but :class:`BadSourceMessage`
+(the source broke the protocol; nothing of that line was forwarded) or OSError (the destination
+went away). A RECORD must have ``data`` that is a JSON object, be valid UTF-8 and nest no deeper
+than the decoders allow; the shortcut checks this cheaply: ``"data":{`` right after the name
+(the CDK's field order), ``isascii()`` (valid UTF-8 without decoding), and a length under
+``_SHORTCUT_MAX_BYTES`` (valid JSON that short cannot nest too deeply). Any line that fails one
+of these takes the decode, which checks each properly.
 
 Tried and dropped: forwarding whole runs of one stream's records as one slice, checked with
 ``bytes.count``; the two scans per run cost as much as the per-line work they replaced.
@@ -19,14 +27,25 @@ from typing import BinaryIO, Protocol
 import msgspec
 import orjson
 
+from ferryman.errors import ProtocolError
 from ferryman.protocol.catalog import NamespaceMapping
-from ferryman.protocol.codec import Envelope
+from ferryman.protocol.codec import SourceEnvelope, message_type, peek_head
 from ferryman.workers.tracker import MessageTracker, StreamKey
 
-_ENVELOPE = msgspec.json.Decoder(Envelope)
-_NOT_A_MESSAGE = (msgspec.DecodeError, msgspec.ValidationError)
+_ENVELOPE = msgspec.json.Decoder(SourceEnvelope)
 _COMPACT_RECORD = b'{"type":"RECORD","record":{"stream":"'
 _NAME_AT = len(_COMPACT_RECORD)
+_DATA_OBJECT = b'","data":{'  # the name's closing quote, then data as an object
+_AFTER_NAME = len(_DATA_OBJECT)
+# Valid JSON nests at most half its length deep: under this, within every decoder's limit (msgspec
+# and Python's json about 1,000 levels, orjson 1,024). Longer lines take the envelope decode,
+# which costs per byte about what one bytes.count would.
+_SHORTCUT_MAX_BYTES = 1900
+_OPEN_BRACE = ord("{")
+
+
+class BadSourceMessage(ProtocolError):
+    """A RECORD or STATE the source should never have sent; the message never quotes its data."""
 
 
 class Sink(Protocol):
@@ -39,7 +58,8 @@ class RecordPathHandler(Protocol):
     """What the record path hands back to the worker: everything that is not a plain record."""
 
     def source_state(self, line: bytes) -> bytes | None:
-        """Note a STATE line; returns the line for the destination, None if it is not a valid STATE."""
+        """Note a STATE line; returns the line for the destination (None: drop it), or raises
+        BadSourceMessage."""
 
     def source_message(self, line: bytes) -> None:
         """A TRACE, LOG, CONTROL or other message that never goes to the destination."""
@@ -63,15 +83,15 @@ def record_mapper(mapping: NamespaceMapping) -> Callable[[bytes], bytes] | None:
 
 
 def _shortcut_streams(tracker: MessageTracker) -> dict[bytes, list[int]]:
-    """Counters by the raw bytes of a stream name, for names that identify one configured stream
-    on their own (so the namespace, wherever it sits in the line, cannot change which stream
-    counts the record) and that JSON writes without escapes."""
+    """Counters by the head of a compact RECORD line (prefix, name, ``","data":{``), for names
+    that identify one configured stream on their own (so the namespace, wherever it sits in the
+    line, cannot change which stream counts the record) and that JSON writes without escapes."""
     names = [name for name, _ in tracker.emitted]
     shortcut = {}
     for (name, _namespace), counter in tracker.emitted.items():
         encoded = orjson.dumps(name)[1:-1]
         if names.count(name) == 1 and encoded == name.encode():
-            shortcut[encoded] = counter
+            shortcut[_COMPACT_RECORD + encoded + _DATA_OBJECT] = counter
     return shortcut
 
 
@@ -84,43 +104,108 @@ def forward(
 ) -> None:
     """Copy until the source's stdout ends. An OSError means the destination went away."""
     write = sink.write
-    decode = _ENVELOPE.decode
-    lookup = tracker.lookup
     remap = record_mapper(mapping)
-    by_name = _shortcut_streams(tracker)
+    by_head = _shortcut_streams(tracker)
     for line in source:
-        if line.startswith(_COMPACT_RECORD):
-            end = line.find(b'"', _NAME_AT)
-            counter = by_name.get(line[_NAME_AT:end])
-            if counter is not None and line.endswith(b"}\n"):  # not a line cut short by a crash
-                counter[0] += 1
-                counter[1] += len(line)
-                write(line if remap is None else remap(line))
-                continue
-        try:
-            envelope = decode(line)
-        except _NOT_A_MESSAGE:
-            handler.not_a_message(line)
-            continue
-        if not line.endswith(b"\n"):
-            line += b"\n"  # the last line of a source that did not end it: keep the framing
-        if envelope.type == "RECORD" and envelope.record is not None:
-            key = (envelope.record.stream, envelope.record.namespace)
-            try:
-                counter = lookup[key]
-            except KeyError:
-                counter = tracker.counter_for(key)
-                if counter is None:
-                    handler.unknown_stream(key)
-            if counter is None:
-                continue
+        size = len(line)
+        # The line's head up to the data's opening brace, looked up whole: a hit proves the
+        # compact prefix, the stream and that data is an object in one slice and one dict get.
+        counter = by_head.get(line[: line.find(b'"', _NAME_AT) + _AFTER_NAME])
+        if (
+            counter is not None
+            and size < _SHORTCUT_MAX_BYTES
+            and line.endswith(b"}\n")  # not a line cut short by a crash
+            and line.isascii()
+        ):
             counter[0] += 1
-            counter[1] += len(line)
+            counter[1] += size
             write(line if remap is None else remap(line))
-        elif envelope.type == "STATE":
-            forwarded = handler.source_state(line)
-            if forwarded is not None:
-                write(forwarded)
-                sink.flush()  # a checkpoint never waits behind a full buffer
-        else:
-            handler.source_message(line)
+            continue
+        _decoded(line, sink, tracker, handler, remap)
+
+
+def _decoded(
+    line: bytes,
+    sink: Sink,
+    tracker: MessageTracker,
+    handler: RecordPathHandler,
+    remap: Callable[[bytes], bytes] | None,
+) -> None:
+    """One line the shortcut did not take: decode its envelope, then check, count and forward."""
+    try:
+        envelope = _ENVELOPE.decode(line)
+    except msgspec.ValidationError as exc:  # JSON of the wrong shape
+        _misshapen(line, handler, str(exc))
+        return
+    except msgspec.DecodeError:
+        handler.not_a_message(line)
+        return
+    except RecursionError:
+        _too_deep(line, tracker, handler)
+        return
+    if not line.endswith(b"\n"):
+        line += b"\n"  # the last line of a source that did not end it: keep the framing
+    if envelope.type == "RECORD":
+        record = envelope.record
+        if record is None:
+            raise BadSourceMessage("the source sent a RECORD message without a record")
+        key = (record.stream, record.namespace)
+        try:
+            counter = tracker.lookup[key]
+        except KeyError:
+            counter = tracker.counter_for(key)
+            if counter is None:
+                handler.unknown_stream(key)
+        if counter is None:
+            return
+        _check_record(line, record.stream, record.data)
+        counter[0] += 1
+        counter[1] += len(line)
+        sink.write(line if remap is None else remap(line))
+    elif envelope.type == "STATE":
+        forwarded = handler.source_state(line)
+        if forwarded is not None:
+            sink.write(forwarded)
+            sink.flush()  # a checkpoint never waits behind a full buffer
+    else:
+        handler.source_message(line)
+
+
+def _check_record(line: bytes, stream: str, data: msgspec.Raw) -> None:
+    if len(data) == 0:
+        raise BadSourceMessage("the source sent a RECORD without data", stream=stream)
+    if memoryview(data)[0] != _OPEN_BRACE:
+        raise BadSourceMessage("the source sent a RECORD whose data is not a JSON object", stream=stream)
+    if not line.isascii():
+        try:
+            line.decode()
+        except UnicodeDecodeError as exc:
+            raise BadSourceMessage(
+                f"the source sent a RECORD that is not valid UTF-8 (byte {exc.start})", stream=stream
+            ) from None
+
+
+def _misshapen(line: bytes, handler: RecordPathHandler, why: str) -> None:
+    """A JSON object line whose envelope does not decode: a broken RECORD is the source's fault."""
+    kind = message_type(line)
+    if kind in ("RECORD", "STATE"):
+        raise BadSourceMessage(f"the source sent a {kind} that breaks the protocol: {why}")
+    if kind is None:
+        handler.not_a_message(line)
+    else:
+        handler.source_message(line)
+
+
+def _too_deep(line: bytes, tracker: MessageTracker, handler: RecordPathHandler) -> None:
+    """A line nested deeper than msgspec decodes: a RECORD or STATE is the source's fault, whatever
+    else is logged (cut short) and skipped."""
+    kind, stream = peek_head(line)
+    if kind == "RECORD" and stream is not None and all(name != stream for name, _ in tracker.emitted):
+        handler.unknown_stream((stream, None))
+    elif kind in ("RECORD", "STATE"):
+        raise BadSourceMessage(
+            f"the source sent a {kind} nested too deeply to decode (over about 1,000 levels)",
+            stream=stream,
+        )
+    else:
+        handler.not_a_message(line)

@@ -17,6 +17,7 @@ import contextlib
 import resource
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
@@ -28,7 +29,7 @@ from ferryman.launchers import ConnectorLauncher, ConnectorProcess, Launcher, La
 from ferryman.protocol import messages
 from ferryman.protocol.catalog import StateNames, map_catalog, stream_descriptors
 from ferryman.protocol.codec import encode, parse_message
-from ferryman.protocol.state import StateAggregator, connector_state_file
+from ferryman.protocol.state import StateAggregator, connector_state_file, state_problem, state_type
 from ferryman.workers import files, record_path
 from ferryman.workers.attempt_log import AttemptLog
 from ferryman.workers.lifecycle import WORKER, ConnectorLifecycle, StderrDrain
@@ -98,6 +99,9 @@ class _Replication:
         self.on_state: StateCallback | None = None
         self._warned_streams: set[tuple[str, str | None]] = set()
         self._source_stopped_for: str | None = None
+        self._source_state_type: str | None = None  # the type of this sync's first source STATE
+        self.stop_requested: str | None = None  # a thread asks the supervisor to stop the source
+        self.stop_destination = False  # ... and the destination too
         self._cpu_lock = threading.Lock()
         self.cpu_s = 0.0  # CPU used by this sync's worker threads, not the connectors
 
@@ -245,6 +249,14 @@ class _Replication:
                 self.cancelled = True
                 dst.stop(now, "the job was cancelled")
                 src.stop(now, "the job was cancelled")
+            if self.stop_requested is not None and not self._destination_stopped:
+                # A worker thread failed, or the source broke the protocol: the source stops at
+                # once; the destination gets the end of its input (without COMPLETE statuses)
+                # and may still confirm what it stored, unless a thread of ours is broken.
+                self._stop_source(src, now, self.stop_requested)
+                if self.stop_destination:
+                    self._destination_stopped = True
+                    dst.stop(now, self.stop_requested)
             if self.destination_gone or (dst.exited and not self.pump_done.is_set()):
                 # The destination is gone while the source still sends: stop the source now.
                 self.destination_quit_early = True
@@ -299,26 +311,58 @@ class _Replication:
         sink = destination.stdin
         assert sink is not None
         try:
-            try:
-                record_path.forward(source.stdout, sink, self.tracker, self, self.sync.namespace_mapping)
-            finally:
+            if self._forward(source, sink):
                 self.source_eof.set()
-            self.source_exited.wait()
-            if self._source_succeeded():
-                self._send_streams_complete(sink)
+                self.source_exited.wait()
+                if self._source_succeeded():
+                    self._send_streams_complete(sink)
         except OSError as exc:  # BrokenPipeError and friends: the destination went away
             self.destination_gone = True
             self.log.warn(WORKER, f"could not write to the destination: {exc}")
-            _discard(source.stdout)
-        except ValueError:
-            pass  # the source's stdout was closed under us during shutdown
+        except Exception as exc:  # never a dead thread and a success: see _forward
+            self._internal_failure("the record path", exc)
         finally:
+            self.source_eof.set()
             try:
                 sink.close()  # flushes what is buffered: the end of input for the destination
             except OSError as exc:
                 self.destination_gone = True
                 self.log.warn(WORKER, f"could not close the destination's input: {exc}")
             self.pump_done.set()
+
+    def _forward(self, source: ConnectorProcess, sink: Any) -> bool:
+        """The record path until the source's stdout ends; False when it stopped early, after
+        reading the rest of the source's output (so the source never blocks on a full pipe)."""
+        try:
+            record_path.forward(source.stdout, sink, self.tracker, self, self.sync.namespace_mapping)
+            return True
+        except record_path.BadSourceMessage as exc:
+            self._fail(FailureOrigin.SOURCE, FailureType.SYSTEM_ERROR, str(exc))
+            self.stop_requested = "the source broke the protocol"
+        except OSError as exc:  # BrokenPipeError and friends: the destination went away
+            self.destination_gone = True
+            self.log.warn(WORKER, f"could not write to the destination: {exc}")
+        except ValueError:
+            if not source.stdout.closed:
+                raise
+            return False  # the source's stdout was closed under us during shutdown
+        except Exception as exc:  # a bug or an input nobody foresaw: fail now, never drop silently
+            self._internal_failure("the record path", exc)
+        _discard(source.stdout)
+        return False
+
+    def _internal_failure(self, where: str, exc: BaseException) -> None:
+        """Fail the attempt for an unexpected exception in a worker thread and stop both
+        connectors. The failure names only the exception's type (its text might quote a record);
+        the attempt log gets the traceback."""
+        trace = "".join(traceback.format_exception(exc))
+        self.log.error(WORKER, f"{where} failed:\n{trace}")
+        self._fail(
+            FailureOrigin.REPLICATION,
+            FailureType.SYSTEM_ERROR,
+            f"{where} failed with {type(exc).__name__}; the attempt log has the details",
+        )
+        self.stop_requested = f"{where} failed"
 
     def _source_succeeded(self) -> bool:
         source_failed = any(f.origin is FailureOrigin.SOURCE for f in self.failures)
@@ -346,11 +390,16 @@ class _Replication:
             self.log.warn(WORKER, f"dropping records of stream {key[0]!r}: it is not in the catalog")
 
     def source_state(self, line: bytes) -> bytes | None:
-        message = parse_message(line)
-        state = message.get("state") if message else None
-        if message is None or not isinstance(state, dict):
-            self.not_a_message(line)
-            return None
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:  # its message says where, never what
+            why = f"the source sent a STATE that cannot be read: {exc}"
+            raise record_path.BadSourceMessage(why) from None
+        state = message.get("state")
+        problem = state_problem(state, self._source_state_type)
+        if problem is not None:
+            raise record_path.BadSourceMessage(f"the source sent {problem}")
+        self._source_state_type = state_type(state)
         self.tracker.source_state(state)
         if self.state_names.identity:
             return line
@@ -366,7 +415,7 @@ class _Replication:
             return
         kind = message["type"]
         if kind == "TRACE":
-            self._trace(FailureOrigin.SOURCE, message.get("trace") or {}, "read")
+            self._trace(FailureOrigin.SOURCE, _object(message.get("trace")), "read")
         elif kind == "LOG":
             self._log_message(SOURCE, message)
         elif kind == "CONTROL":
@@ -380,24 +429,31 @@ class _Replication:
     def _read_destination(self, destination: ConnectorProcess) -> None:
         try:
             for line in destination.stdout:
-                message = parse_message(line)
-                if message is None:
-                    self._not_a_message(DESTINATION, line)
-                    continue
-                kind = message["type"]
-                if kind == "STATE" and isinstance(message.get("state"), dict):
-                    self._commit(message["state"])
-                elif kind == "TRACE":
-                    self._trace(FailureOrigin.DESTINATION, message.get("trace") or {}, "write")
-                elif kind == "LOG":
-                    self._log_message(DESTINATION, message)
-                elif kind == "CONTROL":
-                    self.destination_update = _control_config(message) or self.destination_update
-                    self.log.info(DESTINATION, "the destination updated its configuration")
-                else:
-                    self.log.info(DESTINATION, f"ignored a {kind} message from the destination")
+                self._destination_line(line)
         except (OSError, ValueError):
             pass
+        except Exception as exc:  # never a dead thread and a success
+            self.stop_destination = True
+            self._internal_failure("reading the destination's output", exc)
+            _discard(destination.stdout)
+
+    def _destination_line(self, line: bytes) -> None:
+        message = parse_message(line)
+        if message is None:
+            self._not_a_message(DESTINATION, line)
+            return
+        kind = message["type"]
+        if kind == "STATE" and isinstance(message.get("state"), dict):
+            self._commit(message["state"])
+        elif kind == "TRACE":
+            self._trace(FailureOrigin.DESTINATION, _object(message.get("trace")), "write")
+        elif kind == "LOG":
+            self._log_message(DESTINATION, message)
+        elif kind == "CONTROL":
+            self.destination_update = _control_config(message) or self.destination_update
+            self.log.info(DESTINATION, "the destination updated its configuration")
+        else:
+            self.log.info(DESTINATION, f"ignored a {kind} message from the destination")
 
     def _commit(self, state: dict[str, Any]) -> None:
         state = self.state_names.to_source(state)
@@ -430,13 +486,13 @@ class _Replication:
             if failure.stack_trace:
                 self.log.error(side, failure.stack_trace)
         elif kind == "ESTIMATE":
-            estimate = trace.get("estimate") or {}
+            estimate = _object(trace.get("estimate"))
             if estimate.get("type", "STREAM") == "STREAM" and estimate.get("name"):
                 key = (str(estimate["name"]), estimate.get("namespace"))
                 self.tracker.estimate(key, estimate.get("row_estimate"), estimate.get("byte_estimate"))
         elif kind == "STREAM_STATUS":
-            status = trace.get("stream_status") or {}
-            descriptor = status.get("stream_descriptor") or {}
+            status = _object(trace.get("stream_status"))
+            descriptor = _object(status.get("stream_descriptor"))
             key = (str(descriptor.get("name")), descriptor.get("namespace"))
             self.tracker.stream_status[key] = str(status.get("status"))
             self.log.info(side, f"stream {key[0]}: {status.get('status')}")
@@ -444,7 +500,7 @@ class _Replication:
             self.log.info(side, f"trace {kind}: {orjson.dumps(trace).decode()[:2000]}")
 
     def _log_message(self, side: str, message: dict[str, Any]) -> None:
-        body = message.get("log") or {}
+        body = _object(message.get("log"))
         self.log.write(side, str(body.get("level") or "INFO"), str(body.get("message", "")))
         if body.get("stack_trace"):
             self.log.write(side, str(body.get("level") or "INFO"), str(body["stack_trace"]))
@@ -560,9 +616,14 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """A message field that should be a JSON object; anything else reads as an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
 def _control_config(message: dict[str, Any]) -> dict[str, Any] | None:
-    control = message.get("control") or {}
-    config = (control.get("connectorConfig") or {}).get("config")
+    control = _object(message.get("control"))
+    config = _object(control.get("connectorConfig")).get("config")
     return config if control.get("type") == "CONNECTOR_CONFIG" and isinstance(config, dict) else None
 
 
