@@ -647,8 +647,8 @@ def test_two_syncs_write_into_one_duckdb_file_at_once(tmp_path: Path) -> None:
         workdir.mkdir()
         config = write_json(workdir / "duckdb.json", {"path": str(db), "schema": schema})
         runs[schema] = start_pipe(workdir, "destination_duckdb", config, "overwrite", 20_000, state_every=500)
-    for schema, finish in runs.items():
-        sent, echoed = finish()
+    results = {schema: finish() for schema, finish in runs.items()}
+    for schema, (sent, echoed) in results.items():
         assert echoed == sent and len(sent) == 80
         assert rows(tmp_path, f"SELECT count(*), count(DISTINCT id) FROM {schema}.stream_1") == [
             (20_000, 20_000)
