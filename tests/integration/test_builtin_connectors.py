@@ -14,6 +14,7 @@ import orjson
 import pytest
 from airbyte_protocol.models import AirbyteMessage
 
+from ferryman.builtin._duckdb_file import open_database
 from ferryman.workers import (
     AttemptContext,
     ConnectorInput,
@@ -636,6 +637,30 @@ def test_duckdb_gives_up_waiting_for_the_file_after_its_lock_timeout(tmp_path: P
     (trace,) = of_type(found, "TRACE")
     message = trace["trace"]["error"]["message"]
     assert "gave up after waiting 0s" in message and "db.duckdb" in message
+
+
+def test_a_quiet_sync_lets_others_into_the_duckdb_file(tmp_path: Path) -> None:
+    """A slow source must not keep the shared file from a DuckDB shell or another sync."""
+    catalog = write_json(tmp_path / "catalog.json", configure([USERS]))
+    proc = subprocess.Popen(
+        command("destination_duckdb", "write", "--config", duckdb_config(tmp_path), "--catalog", catalog),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(messages_in(record("users", {"id": 1}), state("users", {"n": 1})))
+    proc.stdin.flush()
+    assert orjson.loads(proc.stdout.readline())["type"] == "STATE"
+    # The source says nothing more for now: the destination lets go of the file.
+    with open_database(str(tmp_path / "out" / "db.duckdb"), 60, lambda _: None) as con:
+        assert con.execute("SELECT count(*) FROM users").fetchall() == [(1,)]
+    proc.stdin.write(messages_in(record("users", {"id": 2}), state("users", {"n": 2})))
+    proc.stdin.close()
+    rest = parse(proc.stdout.read())
+    proc.stdout.close()
+    assert proc.wait() == 0
+    assert [m["state"]["stream"]["stream_state"] for m in of_type(rest, "STATE")] == [{"n": 2}]
+    assert rows(tmp_path, "SELECT id FROM users ORDER BY id") == [(1,), (2,)]
 
 
 def test_two_syncs_write_into_one_duckdb_file_at_once(tmp_path: Path) -> None:
