@@ -38,8 +38,9 @@ class LockTimeout(Exception):
 def connect(path: str) -> duckdb.DuckDBPyConnection:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     # A commit syncs only the write-ahead log; the costlier checkpoint (compressing what was
-    # loaded into the database file) runs when the connection closes, after each commit. Spill
-    # files are rewritten under the same name for every commit: never cache them.
+    # loaded into the database file) runs when the connection closes: at the end, or when
+    # another process wants the file. Spill files are rewritten under the same name for every
+    # commit: never cache them.
     return duckdb.connect(path, config={"checkpoint_threshold": "1GB", "enable_external_file_cache": False})
 
 

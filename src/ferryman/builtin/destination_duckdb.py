@@ -35,16 +35,17 @@ Sync modes:
   partial data in place of a table; a RESET (null states, no records) leaves an empty table.
 
 Sharing the file: DuckDB lets one process at a time write to a database file, and many syncs
-may share one. So the destination opens the file only to commit (see
-:mod:`ferryman.builtin._duckdb_file`): records are buffered per stream and, when the buffers
-are full, appended to a private spill file per stream; a commit opens the database (waiting
-with backoff while another process holds it, logging once that it waits, failing after
-``lock_timeout_seconds``), loads each stream's spill file with one ``INSERT ... SELECT`` over
-``read_ndjson_objects`` (no line limit: the object size limit is raised to the longest record),
-renames the staging tables that are due, commits and closes. States are released as described
-in :mod:`ferryman.builtin._destination`; a state is echoed only after the commit that covers
-every record received before it, and a commit checks that DuckDB stored as many rows as it
-was given records, failing the sync (naming the stream and the record size) when it did not.
+may share one (see :mod:`ferryman.builtin._duckdb_file`). Records are buffered per stream and,
+when the buffers are full, appended to a private spill file per stream. A commit opens the
+database unless it is still open (waiting with backoff while another process holds it, logging
+once that it waits, failing after ``lock_timeout_seconds``), loads each stream's spill file with
+one ``INSERT ... SELECT`` over ``read_ndjson_objects`` (no line limit: the object size limit is
+raised to the longest record), renames the staging tables that are due and commits. The
+database is closed after a commit when another destination waits for it, and whenever the input
+has been quiet for a moment. States are released as described in
+:mod:`ferryman.builtin._destination`; a state is echoed only after the commit that covers every
+record received before it, and a commit checks that DuckDB read as many rows as it was given
+records, failing the sync (naming the stream and the record size) when it did not.
 TRACE messages other than the COMPLETE stream statuses are ignored.
 """
 
