@@ -1,10 +1,11 @@
 """Sync throughput: `ferryman sync` against the same two connector processes piped directly.
 
     python benchmarks/sync_throughput.py [--records 1000000 10000000] [--runs 5] [--record-size 450]
-                                         [--destination devnull|jsonl] [--launcher local|docker]
+                                         [--destination devnull|jsonl|duckdb] [--launcher local|docker]
 
 source-bench -> destination-devnull (or destination-jsonl, which parses every record as a real
-destination does), ~450-byte records, one stream. The direct pipe gets the same
+destination does, or destination-duckdb, which loads them into a table), ~450-byte records, one
+stream. The direct pipe gets the same
 1 MiB pipe Ferryman uses, so the ratio measures only what the worker in the middle costs. Prints
 the median of each figure over the runs (direct and ferryman runs interleaved, since this shared
 machine's speed drifts): records/s, MB/s, the ratio, worker CPU per message and worker peak RSS.
@@ -93,6 +94,10 @@ def docker_images(destination: str) -> dict[str, str]:
         ) from None
 
 
+def _destination_config(destination: str, out: Path) -> dict[str, str]:
+    return {"jsonl": {"path": str(out)}, "duckdb": {"path": str(out / "bench.duckdb")}}.get(destination, {})
+
+
 def _setup(workdir: Path, records: int, record_size: int, destination: str) -> tuple[Path, Path, Path, Path]:
     source_config = workdir / "source.json"
     source_config.write_text(json.dumps({"count": records, "record_size": record_size, "streams": 1}))
@@ -113,14 +118,10 @@ def _setup(workdir: Path, records: int, record_size: int, destination: str) -> t
     catalog_file = workdir / "catalog.json"
     catalog_file.write_text(json.dumps(configured))
     destination_config = workdir / "destination.json"
-    destination_config.write_text(
-        json.dumps({"path": str(workdir / "out")} if destination == "jsonl" else {})
-    )
+    destination_config.write_text(json.dumps(_destination_config(destination, workdir / "out")))
     # A docker: destination of `ferryman sync` sees only the attempt dir and /local.
     ferryman_destination_config = workdir / "destination-ferryman.json"
-    ferryman_destination_config.write_text(
-        json.dumps({"path": "/local/out"} if destination == "jsonl" else {})
-    )
+    ferryman_destination_config.write_text(json.dumps(_destination_config(destination, Path("/local/out"))))
     return source_config, catalog_file, destination_config, ferryman_destination_config
 
 
@@ -247,7 +248,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--record-size", type=int, default=450)
-    parser.add_argument("--destination", choices=["devnull", "jsonl"], default="devnull")
+    parser.add_argument("--destination", choices=["devnull", "jsonl", "duckdb"], default="devnull")
     parser.add_argument("--launcher", choices=["local", "docker"], default="local")
     args = parser.parse_args()
     docker = args.launcher == "docker"

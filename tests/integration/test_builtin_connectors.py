@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import orjson
 import pytest
 from airbyte_protocol.models import AirbyteMessage
 
+from ferryman.builtin._duckdb_file import open_database
 from ferryman.workers import (
     AttemptContext,
     ConnectorInput,
@@ -515,6 +517,169 @@ def test_crlf_input_loads_into_duckdb_and_jsonl(tmp_path: Path) -> None:
     assert [orjson.loads(line) for line in written if line] == [{"id": i, "v": "a\r\nb"} for i in range(3)]
 
 
+# --- destination-duckdb: what it confirms, record sizes, one file shared by many syncs -------
+
+
+@pytest.mark.parametrize(
+    ("size", "mode"), [(3_000_000, "append"), (40_000_000, "append"), (40_000_000, "append_dedup")]
+)
+def test_duckdb_stores_a_large_record_before_echoing_its_state(tmp_path: Path, size: int, mode: str) -> None:
+    """A 3 MB record used to fail every attempt (CSV line limit); past 32 MB it was silently lost."""
+    catalog = write_json(tmp_path / "catalog.json", configure([USERS], "incremental", mode))
+    big = "x" * size
+    lines = messages_in(
+        record("users", {"id": 1, "v": "small"}),
+        record("users", {"id": 2, "v": big}),
+        state("users", {"n": 2}),
+    )
+    done = run(
+        "destination_duckdb", "write", "--config", duckdb_config(tmp_path), "--catalog", catalog, stdin=lines
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert [m["state"]["stream"]["stream_state"] for m in of_type(parse(done.stdout), "STATE")] == [{"n": 2}]
+    assert rows(tmp_path, "SELECT id, length(_airbyte_data->>'v') FROM users ORDER BY id") == [
+        (1, 5),
+        (2, size),
+    ]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["db.duckdb"]  # no spill file left
+
+
+@pytest.mark.parametrize(
+    "data", [{"v": "no id"}, {"id": None, "v": "null id"}, {"id": "seven", "v": "not an integer"}]
+)
+def test_duckdb_dedup_refuses_a_record_without_its_key(tmp_path: Path, data: dict[str, Any]) -> None:
+    catalog = write_json(tmp_path / "catalog.json", configure([USERS], "incremental", "append_dedup"))
+    config = duckdb_config(tmp_path)
+    first = messages_in(record("users", {"id": 1, "v": "a"}), state("users", {"n": 1}))
+    assert (
+        run("destination_duckdb", "write", "--config", config, "--catalog", catalog, stdin=first).returncode
+        == 0
+    )
+
+    second = messages_in(
+        record("users", {"id": 1, "v": "b"}), record("users", data), state("users", {"n": 3})
+    )
+    done = run("destination_duckdb", "write", "--config", config, "--catalog", catalog, stdin=second)
+    assert done.returncode == 1
+    found = parse(done.stdout)
+    assert of_type(found, "STATE") == []
+    (trace,) = of_type(found, "TRACE")
+    error = trace["trace"]["error"]
+    assert error["failure_type"] == "config_error"
+    assert "stream 'users': record #2" in error["message"] and "'id' (BIGINT)" in error["message"]
+    assert rows(tmp_path, "SELECT id, _airbyte_data->>'v' FROM users") == [(1, "a")]
+
+
+def start_write(config: Path, catalog: Path, lines: bytes) -> subprocess.Popen[bytes]:
+    """destination-duckdb with all its input written and stdin closed."""
+    proc = subprocess.Popen(
+        command("destination_duckdb", "write", "--config", config, "--catalog", catalog),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(lines)
+    proc.stdin.close()
+    return proc
+
+
+def read_until_waiting(proc: subprocess.Popen[bytes]) -> list[dict[str, Any]]:
+    """The destination's messages up to the LOG saying it waits for the database file."""
+    assert proc.stdout is not None
+    found = []
+    while line := proc.stdout.readline():
+        found.append(orjson.loads(line))
+        if found[-1]["type"] == "LOG" and "waiting for" in found[-1]["log"]["message"]:
+            return found
+    raise AssertionError(f"the destination never said it waits: {found}")
+
+
+def test_duckdb_waits_while_another_process_holds_the_file(tmp_path: Path) -> None:
+    """Two syncs start while the file is held (a DuckDB shell, another sync); both finish once it is free."""
+    catalog = write_json(tmp_path / "catalog.json", configure([USERS], "incremental", "append"))
+    db = tmp_path / "out" / "db.duckdb"
+    db.parent.mkdir()
+    holder = duckdb.connect(str(db))
+    procs = {}
+    for schema in ("a", "b"):
+        config = write_json(tmp_path / f"{schema}.json", {"path": str(db), "schema": schema})
+        lines = messages_in(*(record("users", {"id": i}) for i in range(1000)), state("users", {"n": schema}))
+        procs[schema] = start_write(config, catalog, lines)
+    seen = {schema: read_until_waiting(proc) for schema, proc in procs.items()}
+    assert all(of_type(found, "STATE") == [] for found in seen.values())
+    holder.close()
+    for schema, proc in procs.items():
+        assert proc.stdout is not None
+        rest = parse(proc.stdout.read())
+        proc.stdout.close()
+        assert proc.wait() == 0
+        assert [m["state"]["stream"]["stream_state"] for m in of_type(rest, "STATE")] == [{"n": schema}]
+        assert rows(tmp_path, f"SELECT count(*), count(DISTINCT id) FROM {schema}.users") == [(1000, 1000)]
+
+
+def test_duckdb_gives_up_waiting_for_the_file_after_its_lock_timeout(tmp_path: Path) -> None:
+    catalog = write_json(tmp_path / "catalog.json", configure([USERS]))
+    config = duckdb_config(tmp_path, lock_timeout_seconds=0)
+    (tmp_path / "out").mkdir()
+    with duckdb.connect(str(tmp_path / "out" / "db.duckdb")):
+        done = run(
+            "destination_duckdb",
+            "write",
+            "--config",
+            config,
+            "--catalog",
+            catalog,
+            stdin=messages_in(record("users", {"id": 1}), state("users", {"n": 1})),
+        )
+    assert done.returncode == 1
+    found = parse(done.stdout)
+    assert of_type(found, "STATE") == []
+    (trace,) = of_type(found, "TRACE")
+    message = trace["trace"]["error"]["message"]
+    assert "gave up after waiting 0s" in message and "db.duckdb" in message
+
+
+def test_a_quiet_sync_lets_others_into_the_duckdb_file(tmp_path: Path) -> None:
+    """A slow source must not keep the shared file from a DuckDB shell or another sync."""
+    catalog = write_json(tmp_path / "catalog.json", configure([USERS]))
+    proc = subprocess.Popen(
+        command("destination_duckdb", "write", "--config", duckdb_config(tmp_path), "--catalog", catalog),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(messages_in(record("users", {"id": 1}), state("users", {"n": 1})))
+    proc.stdin.flush()
+    assert orjson.loads(proc.stdout.readline())["type"] == "STATE"
+    # The source says nothing more for now: the destination lets go of the file.
+    with open_database(str(tmp_path / "out" / "db.duckdb"), 60, lambda _: None) as con:
+        assert con.execute("SELECT count(*) FROM users").fetchall() == [(1,)]
+    proc.stdin.write(messages_in(record("users", {"id": 2}), state("users", {"n": 2})))
+    proc.stdin.close()
+    rest = parse(proc.stdout.read())
+    proc.stdout.close()
+    assert proc.wait() == 0
+    assert [m["state"]["stream"]["stream_state"] for m in of_type(rest, "STATE")] == [{"n": 2}]
+    assert rows(tmp_path, "SELECT id FROM users ORDER BY id") == [(1,), (2,)]
+
+
+def test_two_syncs_write_into_one_duckdb_file_at_once(tmp_path: Path) -> None:
+    """The README's setup: every connection shares one DuckDB destination file."""
+    db = tmp_path / "out" / "db.duckdb"
+    runs = {}
+    for schema in ("a", "b"):
+        workdir = tmp_path / schema
+        workdir.mkdir()
+        config = write_json(workdir / "duckdb.json", {"path": str(db), "schema": schema})
+        runs[schema] = start_pipe(workdir, "destination_duckdb", config, "overwrite", 20_000, state_every=500)
+    results = {schema: finish() for schema, finish in runs.items()}
+    for schema, (sent, echoed) in results.items():
+        assert echoed == sent and len(sent) == 80
+        assert rows(tmp_path, f"SELECT count(*), count(DISTINCT id) FROM {schema}.stream_1") == [
+            (20_000, 20_000)
+        ]
+
+
 # --- overwrite: only a completed stream replaces the old data --------------------------------
 
 SHOP = "shop"
@@ -704,6 +869,14 @@ def pipe(
     tmp_path: Path, destination: str, dest_config: Path, mode: str, count: int, state_every: int = 1000
 ) -> tuple[list[bytes], list[bytes]]:
     """source-bench piped into a destination; returns the states sent and echoed."""
+    return start_pipe(tmp_path, destination, dest_config, mode, count, state_every)()
+
+
+def start_pipe(
+    tmp_path: Path, destination: str, dest_config: Path, mode: str, count: int, state_every: int = 1000
+) -> Callable[[], tuple[list[bytes], list[bytes]]]:
+    """Start source-bench piped into a destination; the call returned waits for both and gives
+    the states sent and echoed."""
     config = write_json(tmp_path / "bench.json", {"count": count, "streams": 2, "state_every": state_every})
     catalog = bench_catalog(tmp_path, config, mode=mode, name=f"catalog-{mode}.json")
     sent = tmp_path / "sent.jsonl"
@@ -713,17 +886,22 @@ def pipe(
     tee = subprocess.Popen(["tee", str(sent)], stdin=source.stdout, stdout=subprocess.PIPE)
     assert source.stdout is not None and tee.stdout is not None
     source.stdout.close()
-    done = subprocess.run(
+    done = subprocess.Popen(
         command(destination, "write", "--config", dest_config, "--catalog", catalog),
         stdin=tee.stdout,
-        capture_output=True,
-        timeout=120,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     tee.stdout.close()
-    assert source.wait() == 0 and tee.wait() == 0
-    assert done.returncode == 0, done.stderr
-    parse(done.stdout)
-    return state_lines(sent.read_bytes()), state_lines(done.stdout)
+
+    def finish() -> tuple[list[bytes], list[bytes]]:
+        stdout, stderr = done.communicate(timeout=120)
+        assert source.wait() == 0 and tee.wait() == 0
+        assert done.returncode == 0, stderr
+        parse(stdout)
+        return state_lines(sent.read_bytes()), state_lines(stdout)
+
+    return finish
 
 
 def test_jsonl_overwrite_and_append(tmp_path: Path) -> None:

@@ -1,14 +1,19 @@
-"""The pieces the built-in connectors share: line reading, state finding, catalogs and states."""
+"""The pieces the built-in connectors share: line reading, state finding, catalogs and states;
+and destination-duckdb's waiting for its file and checking of what it stored."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import duckdb
 import orjson
 import pytest
 
 from ferryman.builtin._catalog import (
+    ConfiguredStream,
     StreamKey,
     completed_stream,
     parse_catalog,
@@ -16,6 +21,8 @@ from ferryman.builtin._catalog import (
     state_scope,
 )
 from ferryman.builtin._destination import load, read_chunks
+from ferryman.builtin._duckdb_file import LockTimeout, Spill, open_database
+from ferryman.builtin._duckdb_tables import LoadError, load_spill, prepare, table_for
 from ferryman.builtin._runtime import Output
 from ferryman.builtin.destination_devnull import discard
 from ferryman.builtin.source_bench import record_template
@@ -214,3 +221,61 @@ def test_a_global_state_waiting_at_the_end_covers_every_stream(tmp_path: Path) -
     sink = _FakeSink((None, "s"))
     assert _load(tmp_path, sink, _record({"id": 1})) == []
     assert sink.commits == [set()]
+
+
+# --- destination-duckdb: waiting for the file, checking what was stored ----------------------
+
+
+def _hold_lock(path: Path) -> subprocess.Popen[str]:
+    """Another process with the DuckDB file open for writing, until its stdin closes."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    return holder
+
+
+HOLD_LOCK = (
+    "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('held', flush=True); sys.stdin.read()"
+)
+
+
+def test_open_database_backs_off_then_gives_up(tmp_path: Path) -> None:
+    path = tmp_path / "db.duckdb"
+    holder = _hold_lock(path)
+    now = [100.0]
+    pauses: list[float] = []
+    waits: list[str] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        now[0] += seconds
+
+    try:
+        with pytest.raises(LockTimeout, match=r"gave up after waiting 5s for .*db\.duckdb"):
+            open_database(str(path), 5, waits.append, clock=lambda: now[0], pause=pause)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait()
+    assert len(waits) == 1 and "Could not set lock" in waits[0]
+    assert pauses[:4] == [0.02, 0.04, 0.08, 0.16] and max(pauses) == 1.0
+    assert sum(pauses) == pytest.approx(5.0)
+    open_database(str(path), 0, waits.append).close()  # free again: opens at once
+    assert len(waits) == 1
+
+
+def test_a_commit_that_stores_fewer_rows_than_records_fails(tmp_path: Path) -> None:
+    """DuckDB's CSV reader once dropped a 33 MB line silently; whatever the cause, a short load
+    must fail before any state is echoed. A spill that claims one record more than it holds
+    stands in for the reader that loses one (no real reader is known to do it any more)."""
+    table = table_for(ConfiguredStream("users"), "main")
+    spill = Spill(str(tmp_path))
+    spill.append(_record({"id": 1}) + b"\n" + _record({"id": 2}) + b"\n", 3, 5_000_000)
+    with duckdb.connect(str(tmp_path / "db.duckdb")) as con:
+        prepare(con, table)
+        with pytest.raises(
+            LoadError, match=r"stream 'users': DuckDB stored 2 of 3 records \(the largest is 5,000,000"
+        ):
+            load_spill(con, table, spill)
+    spill.close()

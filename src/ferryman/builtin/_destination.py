@@ -39,6 +39,7 @@ from ferryman.protocol.codec import Envelope, parse_message
 
 FLUSH_BYTES = 32 << 20
 COMMIT_INTERVAL = 1.0
+QUIET_S = 0.5
 
 _decoder = msgspec.json.Decoder(Envelope)
 _NOT_A_MESSAGE = (msgspec.DecodeError, msgspec.ValidationError)
@@ -52,9 +53,9 @@ def grow_pipe(fd: int) -> None:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, BUFFER_SIZE)
 
 
-def _would_block(fd: int) -> bool:
+def _would_block(fd: int, timeout_s: float = 0) -> bool:
     try:
-        ready, _, _ = select.select([fd], [], [], 0)
+        ready, _, _ = select.select([fd], [], [], timeout_s)
     except (OSError, ValueError):
         return False
     return not ready
@@ -168,20 +169,29 @@ def load(
     fd: int = 0,
     flush_bytes: int = FLUSH_BYTES,
     commit_interval: float = COMMIT_INTERVAL,
+    on_quiet: Callable[[], None] | None = None,
 ) -> None:
     """Feed the messages on ``fd`` to ``sink`` until the input ends, then commit.
 
     Records of streams missing from ``sink.buffers`` are skipped with one warning per stream.
     TRACE ``STREAM_STATUS`` ``COMPLETE`` messages mark their streams done for the last commit;
     lines that are not protocol messages, other TRACE messages and messages other than RECORD,
-    STATE and TRACE are ignored.
+    STATE and TRACE are ignored. ``on_quiet`` is called, after the waiting states are released,
+    whenever the input has had nothing to read for ``QUIET_S`` seconds (the source is slow or
+    idle), so a sink can let go of what other processes may be waiting for.
     """
     buffers = sink.buffers
     unknown: set[StreamKey] = set()
     complete: set[StreamKey] = set()
     states = _StateQueue(sink, out)
     decode = _decoder.decode
-    for block in read_chunks(fd, on_idle=states.release):
+
+    def idle() -> None:
+        states.release()
+        if on_quiet is not None and _would_block(fd, QUIET_S):
+            on_quiet()
+
+    for block in read_chunks(fd, on_idle=idle):
         states.buffered += len(block)
         if b"\r" in block:  # only JSON whitespace can hold a raw CR; keep lines one-per-\n
             block = block.replace(b"\r", b" ")
