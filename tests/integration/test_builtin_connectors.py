@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -944,3 +945,24 @@ def test_a_million_records_through_devnull_and_duckdb(tmp_path: Path) -> None:
         (100_000,),
         (100_000,),
     ]
+
+
+def test_duckdb_drops_the_staging_table_a_killed_destination_left_and_no_other(tmp_path: Path) -> None:
+    """Each destination stages an overwrite in a table of its own (named by its pid), so two syncs
+    of one table never drop each other's; the next overwrite drops those whose process is gone."""
+    target = OverwriteTarget(tmp_path, "destination_duckdb")
+    target.write(*users(range(1, 4)), complete("users"))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = {
+        f"_ferryman_staging_users_{dead.pid}": "a killed destination's",
+        f"_ferryman_staging_users_{os.getpid()}": "a live destination's",
+    }
+    with duckdb.connect(str(tmp_path / "out" / "db.duckdb")) as con:
+        for name in left:
+            con.execute(f'CREATE TABLE main."{name}" (id BIGINT)')
+
+    target.write(*users(range(1, 6)), complete("users"))
+
+    assert target.ids() == [1, 2, 3, 4, 5]
+    assert target.leftovers() == [(f"_ferryman_staging_users_{os.getpid()}",)]

@@ -9,6 +9,8 @@ spill holds: a state is echoed only after that check.
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,7 @@ from ferryman.builtin._runtime import ConfigError
 
 MODES = ("append", "overwrite", "append_dedup")
 _SCHEMA_TYPES = {"integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN"}
+_STAGING_PREFIX = "_ferryman_staging_"
 _OBJECT_SIZE = 16 << 20  # read_ndjson_objects' own default limit; raised for longer records
 
 
@@ -101,14 +104,41 @@ def table_for(stream: ConfiguredStream, default_schema: str) -> Table:
         paths = ["$[0]", *(path.replace("$", "$[1]", 1) for path in paths)]
     table = Table(stream.label, stream.namespace or default_schema, stream.name, mode, keys, paths)
     if mode == "overwrite":
-        table.staging = f"_ferryman_staging_{stream.name}"
+        # One staging table per destination process: two syncs overwriting the same table at
+        # once each swap in their own complete data (the last to commit wins), never a mix.
+        table.staging = f"{_STAGING_PREFIX}{stream.name}_{os.getpid()}"
     return table
+
+
+def _drop_abandoned_staging(con: duckdb.DuckDBPyConnection, table: Table) -> None:
+    """Drop the staging tables of this stream left by destinations that died before their swap."""
+    prefix = f"{_STAGING_PREFIX}{table.name}_"
+    names = con.execute(
+        "SELECT table_name FROM information_schema.tables"
+        " WHERE table_schema = ? AND starts_with(table_name, ?)",
+        [table.schema, prefix],
+    ).fetchall()
+    for (name,) in names:
+        pid = name[len(prefix) :]
+        if re.fullmatch(r"[0-9]+", pid) and not _alive(int(pid)):
+            con.execute(f"DROP TABLE IF EXISTS {quote(table.schema)}.{quote(name)}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, and belongs to someone else
+    return True
 
 
 def prepare(con: duckdb.DuckDBPyConnection, table: Table) -> None:
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}")
     definition = ", ".join(f"{quote(column)} {kind}" for column, kind in table.columns)
     if table.staging is not None:
+        _drop_abandoned_staging(con, table)
         con.execute(f"DROP TABLE IF EXISTS {table.target}")
         con.execute(f"CREATE TABLE {table.target} ({definition})")
         return

@@ -24,7 +24,7 @@ Sync modes:
   A record without a usable value for a key field (missing, null, or not of the key's type)
   fails the sync with a ``config_error`` before anything of its commit is stored: it would
   otherwise become a row no later record can replace.
-* ``overwrite`` writes the sync's records into a staging table (``_ferryman_staging_<stream>``,
+* ``overwrite`` writes the sync's records into a staging table (``_ferryman_staging_<stream>_<pid>``,
   dropped and recreated by the sync's first commit). The old table is replaced by the staging
   table, in one transaction, when the first state covering the stream is committed (a STREAM
   state for it, or any GLOBAL or LEGACY state); records that arrive after that go straight to
