@@ -840,3 +840,15 @@ def test_connector_files_are_private(syncs: Syncs) -> None:
     ):
         mode = stat.S_IMODE(os.stat(run.workdir / name).st_mode)
         assert mode == 0o600, f"{name}: {oct(mode)}"
+
+
+def test_a_source_that_moved_from_legacy_to_stream_state_commits(syncs: Syncs) -> None:
+    """The stored state is LEGACY (an older version of the source); the source now sends STREAM
+    states. Airbyte migrates such a state; before, every attempt failed, blamed on the destination."""
+    legacy = [{"type": "LEGACY", "data": {"users": {"id": 100}}}]
+    run = syncs.run(batches(USERS, 10, 5), state=legacy)
+    out = run.output
+
+    assert out.status is ReplicationStatus.COMPLETED, out.failures
+    assert out.state == [stream_state(USERS, 10)]
+    assert out.records_committed == 10

@@ -113,9 +113,27 @@ def test_stream_state_keeps_the_latest_per_stream_and_drops_stats() -> None:
 
 
 def test_mixed_state_types_are_refused() -> None:
-    aggregator = StateAggregator([messages.stream_state("users", {"id": 1})["state"]])
-    with pytest.raises(UserInputError, match="mixed STREAM and GLOBAL"):
-        aggregator.accept(messages.global_state({}, [])["state"])
+    stream, global_ = (
+        messages.stream_state("users", {"id": 1})["state"],
+        messages.global_state({}, [])["state"],
+    )
+    with pytest.raises(UserInputError, match="STREAM and GLOBAL STATE messages mixed"):
+        StateAggregator([stream, global_])  # a stored state, or one a user sets
+    aggregator = StateAggregator()
+    aggregator.accept(stream)
+    with pytest.raises(UserInputError, match="STREAM and GLOBAL STATE messages mixed"):
+        aggregator.accept(global_)  # within one sync
+
+
+def test_a_new_state_type_replaces_the_stored_state_whole() -> None:
+    """A source upgraded from LEGACY to per-stream state: its first sync after the upgrade commits
+    instead of failing on every attempt, and keeps nothing of the old type."""
+    aggregator = StateAggregator(load_state({"cursor": 3}))
+    aggregator.accept(messages.stream_state("users", {"id": 1})["state"])
+    aggregator.accept(messages.stream_state("orders", {"id": 2})["state"])
+    assert [s["type"] for s in aggregator.snapshot()] == ["STREAM", "STREAM"]
+    with pytest.raises(UserInputError, match="mixed"):
+        aggregator.accept({"type": "LEGACY", "data": {"cursor": 4}})
 
 
 def test_state_files_in_the_formats_users_have() -> None:

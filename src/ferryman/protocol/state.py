@@ -67,16 +67,24 @@ class StateAggregator:
         self._type: str | None = None
         self._streams: dict[tuple[str, str | None], dict[str, Any]] = {}
         self._single: dict[str, Any] | None = None
+        self._inherited = False
         for state in initial or []:
             self.accept(state)
+        # The type a connection had before this sync may change (a source upgraded from LEGACY to
+        # per-stream state, or switched to CDC's GLOBAL): the first state of the new type
+        # replaces the old state whole, as Airbyte migrates it. Within one sync, types never mix.
+        self._inherited = self._type is not None
 
     def accept(self, state: dict[str, Any]) -> None:
         kind = state_type(state)
-        if self._type is not None and kind != self._type:
+        if self._inherited and kind != self._type:
+            self._streams, self._single = {}, None
+        elif self._type is not None and kind != self._type:
             raise UserInputError(
-                f"a connector mixed {self._type} and {kind} STATE messages in one sync; "
-                "the protocol allows one type per sync"
+                f"{self._type} and {kind} STATE messages mixed in one state; "
+                "the protocol allows one type at a time"
             )
+        self._inherited = False
         self._type = kind
         clean = {k: v for k, v in state.items() if k not in _STATS_FIELDS}
         if kind == "STREAM":
