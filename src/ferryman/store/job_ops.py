@@ -130,8 +130,14 @@ class JobOps:
                     raise
                 live = self.live_job(scope)
                 if live is not None:
+                    after = (
+                        " (its next attempt waits for a `ferryman worker`)"
+                        if live.status is JobStatus.INCOMPLETE
+                        else ""
+                    )
                     raise ConnectionBusy(
-                        f"connection {scope} already has a live {live.type} job: wait for it or cancel it",
+                        f"connection {scope} already has a live {live.type} job {live.id}, "
+                        f"{live.status}{after}: wait for it or cancel it with `ferryman jobs cancel {live.id}`",
                         job_id=live.id,
                         status=live.status.value,
                     ) from None
