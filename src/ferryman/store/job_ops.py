@@ -137,7 +137,7 @@ class JobOps:
                     )
                     raise ConnectionBusy(
                         f"connection {scope} already has a live {live.type} job {live.id}, "
-                        f"{live.status}{after}: wait for it or cancel it with `ferryman jobs cancel {live.id}`",
+                        f"{live.status}{after}: wait for it or cancel it (ferryman jobs cancel {live.id})",
                         job_id=live.id,
                         status=live.status.value,
                     ) from None
