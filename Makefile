@@ -34,7 +34,7 @@ test-images: install
 	else echo "no Docker engine answers: the Docker tests will skip (.ci/docker-up starts one)"; fi
 
 test: install test-images
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
 test-fast: install test-images
 	$(BIN)/pytest -m "not slow"

@@ -1,6 +1,6 @@
 """CPU per message of the record path alone, in this process, without pipes or connectors.
 
-    python benchmarks/record_path.py [--records 1000000] [--runs 5]
+    python benchmarks/record_path.py [--records 1000000] [--runs 5] [--record-size 450]
 
 Generates source-bench output once (to a temporary file, so it sits in the page cache), then
 runs ``ferryman.workers.record_path.forward`` from that file into /dev/null and prints the
@@ -38,9 +38,9 @@ class _Handler:
         pass
 
 
-def _generate(workdir: Path, records: int) -> Path:
+def _generate(workdir: Path, records: int, record_size: int) -> Path:
     config = workdir / "config.json"
-    config.write_text(json.dumps({"count": records, "record_size": 450}))
+    config.write_text(json.dumps({"count": records, "record_size": record_size}))
     command = [sys.executable, "-m", "ferryman.builtin.source_bench"]
     discovered = subprocess.run(
         [*command, "discover", "--config", str(config)], capture_output=True, check=True
@@ -64,9 +64,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--record-size", type=int, default=450, help="bytes per RECORD line")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ferryman-bench-") as tmp:
-        data = _generate(Path(tmp), args.records)
+        data = _generate(Path(tmp), args.records, args.record_size)
         cpu = []
         for _ in range(args.runs):
             tracker = MessageTracker([("stream_0", None)])
@@ -79,7 +80,7 @@ def main() -> None:
                 cpu.append(time.thread_time() - started)
             assert tracker.emitted[("stream_0", None)][0] == args.records
     print(f"record path: {statistics.median(cpu) / args.records * 1e6:.2f} us CPU per message "
-          f"(median of {args.runs}, {args.records:,} records)")  # fmt: skip
+          f"(median of {args.runs}, {args.records:,} records of ~{args.record_size} bytes)")  # fmt: skip
 
 
 if __name__ == "__main__":
