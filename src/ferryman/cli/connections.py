@@ -58,6 +58,15 @@ def _doc(service: JobService, connection: Connection) -> dict[str, Any]:
     return connection_doc(connection, source, destination)
 
 
+def _print_streams(document: dict[str, Any], json: bool) -> int:
+    if json:
+        print_json(document, [])
+    else:
+        say(_headline(document))
+        out.print(streams_table(document["streams"]))
+    return 0
+
+
 def _headline(document: dict[str, Any]) -> str:
     ends = f"{document['source']} -> {document['destination']}"
     return f"connection {document['name']} (id {document['id']}): {ends}"
@@ -99,12 +108,7 @@ def create(
                 on_note=note,
             )
             document = _doc(service, connection)
-        if json:
-            print_json(document, [])
-        else:
-            say(_headline(document))
-            out.print(streams_table(document["streams"]))
-        return 0
+        return _print_streams(document, json)
 
     guarded(action)
 
@@ -127,12 +131,7 @@ def update(
         with job_service() as service:
             connection = service.update_streams(service.store.get_connection(name), choices)
             document = _doc(service, connection)
-        if json:
-            print_json(document, [])
-        else:
-            say(_headline(document))
-            out.print(streams_table(document["streams"]))
-        return 0
+        return _print_streams(document, json)
 
     guarded(action)
 
