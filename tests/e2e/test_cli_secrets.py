@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -122,9 +123,36 @@ def test_displays_never_run_the_spec_and_mask_by_the_kept_one(tmp_path: Path) ->
     log = cli("jobs", "logs", job_id, "--tail", "1000").stdout
     cli.json("jobs", "logs", job_id)
     assert not marker.exists(), "a display command (or the sync) ran the connector's spec"
+    assert not list((cli.home / "workspace").glob("spec-*")), "a spec run left its folder behind"
 
     assert f"connecting with shard {MASK}" in log
     # Common words and numbers of non-secret fields are left alone.
     assert "emitted 100 records; use_auth is True" in log
     assert "please check username, password or private key" in log
+    assert_nowhere(cli, [SHARD_KEY, *REPLICA_KEYS])
+
+
+def test_an_actor_without_a_kept_spec_gets_it_from_its_first_job(tmp_path: Path) -> None:
+    """An actor created before specs were kept (its spec NULL) is masked by names until a job
+    of its runs the connector anyway; that job keeps the spec, which then masks without it."""
+    cli = Cli(tmp_path / "home", SCRIPTED_SPEC_STEPS=json.dumps([{"spec": SPEC}]))
+    config = {"shard_key": SHARD_KEY, "replica_keys": REPLICA_KEYS}
+    cli(
+        "sources",
+        "create",
+        "old",
+        "--connector",
+        f"exec:{scripted_source(tmp_path)}",
+        "--config",
+        json.dumps(config),
+    )
+    with sqlite3.connect(cli.home / "ferryman.db") as db:
+        db.execute("UPDATE actors SET spec = NULL")
+    cli("destinations", "create", "duck", "--connector", "builtin:destination-duckdb", "--config",
+        json.dumps({"path": str(tmp_path / "x.duckdb")}))  # fmt: skip
+    cli("connections", "create", "c", "--source", "old", "--destination", "duck")  # a discover job
+
+    cli.env["SCRIPTED_SPEC_STEPS"] = json.dumps([{"exit": 1}])
+    shown = cli.json("sources", "show", "old")["config"]
+    assert (shown["shard_key"], shown["replica_keys"]) == (MASK, MASK)
     assert_nowhere(cli, [SHARD_KEY, *REPLICA_KEYS])

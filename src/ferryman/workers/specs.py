@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets as _random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ def connector_spec(
     ctx = AttemptContext(job, 0, workspace / job / "0", lifecycle)
     spec = ConnectorJobWorker(launcher).spec(connector, ctx).spec
     if spec is not None:
+        # A spec that worked leaves nothing worth reading; a failed one keeps its log.
+        shutil.rmtree(workspace / job, ignore_errors=True)
         _memory[key] = spec
         if cache is not None:
             write_private_json(cache, spec)
