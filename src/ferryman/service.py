@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ferryman import masking
 from ferryman.connectors import parse_reference, resolve
 from ferryman.engines.local import LocalEngine
 from ferryman.errors import UserInputError, WorkerError
@@ -68,7 +69,28 @@ class JobService:
             raise UserInputError(
                 f"container limits apply to docker: connectors only, and {connector} runs as a local process"
             )
-        return self.store.create_actor(kind, name, connector, config, limits or None)
+        spec = self.fetch_spec(connector)  # installs a PyPI connector now, not at the first sync
+        return self.store.create_actor(kind, name, connector, config, limits or None, spec)
+
+    def fetch_spec(self, connector: str) -> dict[str, Any] | None:
+        """The connector's spec, by running it if no cache has it (None when it fails); a
+        reference that cannot be resolved (a package that will not install) raises."""
+        resolved = resolve(parse_reference(connector), self.settings.venvs)
+        return connector_spec(resolved, ConnectorLauncher(), self.settings.workspace, self.settings.lifecycle)
+
+    # -- read views: what a surface may show ----------------------------------------------------
+
+    def masked_config(self, actor: Actor) -> Any:
+        """The actor's config with its secret fields masked (by its kept spec: no process)."""
+        return masking.masked_config(actor)
+
+    def actor_secrets(self, *actors: Actor) -> list[str]:
+        """Values to mask wherever they occur in text about these actors."""
+        return masking.actor_secrets(*actors)
+
+    def job_secrets(self, job: Job) -> list[str]:
+        """Values to mask wherever they occur in text about this job (failures, logs, outputs)."""
+        return masking.job_secrets(job, self.store.list_actors(SOURCE) + self.store.list_actors(DESTINATION))
 
     # -- connections --------------------------------------------------------------------------
 
@@ -125,12 +147,8 @@ class JobService:
         return self.store.update_connection_catalog(conn.id, catalog)
 
     def destination_modes(self, destination: Actor) -> frozenset[str]:
-        """The destination sync modes its spec declares (fetched once per installed version)."""
-        connector = resolve(parse_reference(destination.connector), self.settings.venvs)
-        spec = connector_spec(
-            connector, ConnectorLauncher(), self.settings.workspace, self.settings.lifecycle
-        )
-        return destination_modes(spec)
+        """The destination sync modes its spec declares (the kept one, else fetched)."""
+        return destination_modes(destination.spec or self.fetch_spec(destination.connector))
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -261,4 +279,6 @@ def _snapshot(actor: Actor) -> dict[str, Any]:
     document: dict[str, Any] = {"actor_id": actor.id, "connector": actor.connector, "config": actor.config}
     if actor.resources:
         document["resources"] = actor.resources
+    if actor.spec:
+        document["spec"] = actor.spec  # masks the job's log and failures by it
     return document

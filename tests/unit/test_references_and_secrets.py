@@ -1,4 +1,4 @@
-"""Connector references, secrets masking and failure ordering."""
+"""Connector references and failure ordering (masking: test_secrets.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 from ferryman.connectors import parse_reference
 from ferryman.errors import ConnectorReferenceError, UserInputError
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType, ordered
-from ferryman.secrets import MASK, mask_config, mask_text, secret_keys, secret_values
 
 
 @pytest.mark.parametrize(
@@ -31,43 +30,6 @@ def test_bad_references_are_user_errors(text: str) -> None:
         parse_reference(text)
     assert isinstance(caught.value, UserInputError)
     assert "\n" not in str(caught.value)
-
-
-SPEC = {
-    "connectionSpecification": {
-        "properties": {
-            "host": {"type": "string"},
-            "password": {"type": "string", "airbyte_secret": True},
-            "auth": {
-                "oneOf": [
-                    {"properties": {"api_token": {"type": "string", "airbyte_secret": True}}},
-                    {"properties": {"user": {"type": "string"}}},
-                ]
-            },
-        }
-    }
-}
-
-
-def test_airbyte_secret_fields_are_found_in_nested_options() -> None:
-    assert secret_keys(SPEC) == {"password", "api_token"}
-
-
-def test_secrets_are_masked_in_configs_and_text() -> None:
-    config = {"host": "db", "password": "hunter22", "auth": {"api_token": "tok-123456"}}
-    keys = secret_keys(SPEC)
-    assert secret_values(config, keys) == ["tok-123456", "hunter22"]
-    assert mask_config(config, keys) == {"host": "db", "password": MASK, "auth": {"api_token": MASK}}
-    assert mask_text("login hunter22 failed with tok-123456", secret_values(config, keys)) == (
-        f"login {MASK} failed with {MASK}"
-    )
-
-
-def test_without_a_spec_credential_like_names_are_secret() -> None:
-    assert sorted(secret_values({"client_secret": "abc123", "name": "x", "access_key": "AKIA99"})) == [
-        "AKIA99",
-        "abc123",
-    ]
 
 
 def test_trace_errors_come_first_and_config_errors_are_not_retryable() -> None:

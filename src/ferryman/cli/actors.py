@@ -1,7 +1,8 @@
 """``ferryman sources ...`` and ``ferryman destinations ...``: configured connectors, by name.
 
-Configs are shown masked: the fields the connector's spec marks ``airbyte_secret``, and fields
-whose names look like credentials, print as ``**********``, with ``--json`` too.
+Configs are shown masked (docs/secrets.md): the fields the connector's spec marks
+``airbyte_secret``, and string fields whose names look like credentials, print as ``**********``,
+with ``--json`` too. The spec is the one kept when the actor was created: showing never runs it.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from ferryman.cli.common import JsonOption, guarded, mask_strings, out, print_json, say, when
-from ferryman.cli.context import DESTINATION, SOURCE, Secrets, job_service
+from ferryman.cli.context import DESTINATION, SOURCE, job_service
 from ferryman.cli.render import actor_doc
 from ferryman.errors import UserInputError
 from ferryman.launchers.docker import cpus, memory
+from ferryman.masking import actor_secrets, masked_config
 from ferryman.runner import load_config
 from ferryman.settings import ferryman_home
 
@@ -59,15 +61,15 @@ def _config(kind: str, connector: str, config: str | None) -> dict[str, Any]:
     raise UserInputError(f"a {kind} needs --config (a JSON/YAML file or inline JSON)")
 
 
-def _show(actor: Actor, secrets: Secrets, json: bool) -> None:
-    document = actor_doc(actor, secrets.masked(actor.connector, actor.config))
+def _show(actor: Actor, json: bool) -> None:
+    document = actor_doc(actor, masked_config(actor))
     if json:
-        print_json(document, secrets.of_actors(actor))
+        print_json(document, actor_secrets(actor))
         return
     say(f"{actor.kind} {actor.name} (id {actor.id}): {actor.connector}, created {when(actor.created_at)}")
     if actor.resources:
         say("container limits: " + ", ".join(f"{k}={v}" for k, v in sorted(actor.resources.items())))
-    out.print_json(data=mask_strings(document["config"], secrets.of_actors(actor)))
+    out.print_json(data=mask_strings(document["config"], actor_secrets(actor)))
 
 
 def actor_app(kind: str) -> typer.Typer:
@@ -95,11 +97,9 @@ def actor_app(kind: str) -> typer.Typer:
                 "cpu_limit": cpus("--cpu-limit", cpu_limit),
             }
             resources = {key: value for key, value in given.items() if value is not None}
-            secrets = Secrets()
-            secrets.spec(connector, strict=True)  # installs a PyPI connector now, not at the first sync
             with job_service() as service:
                 actor = service.create_actor(kind, name, connector, values, resources)
-            _show(actor, secrets, json)
+            _show(actor, json)
             return 0
 
         guarded(action)
@@ -111,10 +111,9 @@ def actor_app(kind: str) -> typer.Typer:
         def action() -> int:
             with job_service() as service:
                 actors = service.store.list_actors(kind)
-            secrets = Secrets()
-            documents = [actor_doc(a, secrets.masked(a.connector, a.config)) for a in actors]
+            documents = [actor_doc(a, masked_config(a)) for a in actors]
             if json:
-                print_json({plural: documents}, secrets.of_actors(*actors))
+                print_json({plural: documents}, actor_secrets(*actors))
                 return 0
             table = Table("id", "name", "connector", "created")
             for actor in actors:
@@ -131,7 +130,7 @@ def actor_app(kind: str) -> typer.Typer:
         def action() -> int:
             with job_service() as service:
                 actor = service.store.get_actor(kind, name)
-            _show(actor, Secrets(), json)
+            _show(actor, json)
             return 0
 
         guarded(action)

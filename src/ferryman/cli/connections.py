@@ -34,7 +34,7 @@ from ferryman.cli.common import (
     stream_choices,
     stream_names,
 )
-from ferryman.cli.context import DESTINATION, SOURCE, Secrets, job_service
+from ferryman.cli.context import DESTINATION, SOURCE, job_service
 from ferryman.cli.foreground import run_and_watch
 from ferryman.cli.progress import progress_display
 from ferryman.cli.render import connection_doc, streams_table
@@ -219,9 +219,8 @@ def _replicate(name: str, reset: bool, detach: bool, json: bool) -> int:
                 say(f"job {job.id} ({job.type.value}) is {job.status.value}: a `ferryman worker` will run it")
             return 0
         display = progress_display(err) if not json or sys.stderr.isatty() else None
-        secrets = Secrets()
-        ended = run_and_watch(service, job, display, secrets.of_job(job))
-        return print_outcome(service, ended, secrets, json)
+        ended = run_and_watch(service, job, display, service.job_secrets(job))
+        return print_outcome(service, ended, json)
 
 
 @app.command("sync")

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ferryman.cli.common import JsonOption, guarded, out, print_json, say
-from ferryman.cli.context import DESTINATION, SOURCE, Secrets, job_service
+from ferryman.cli.context import DESTINATION, SOURCE, job_service
 from ferryman.cli.render import Names, job_doc, jobs_table
-from ferryman.cli.summary import document_text, job_document, print_details
+from ferryman.cli.summary import job_document, print_details
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.secrets import mask_text
 
@@ -66,7 +66,7 @@ def show(job_id: JobArgument, json: JsonOption = False) -> None:
     def action() -> int:
         with job_service() as service:
             document = job_document(service, job_id)
-            secrets = Secrets().of_job(service.store.get_job(job_id), document_text(document))
+            secrets = service.job_secrets(service.store.get_job(job_id))
         if json:
             print_json(document, secrets)
         else:
@@ -147,8 +147,7 @@ def logs(
             path = service.log_path(job_id, attempt)
             number = _attempt(service, job_id, path).number
             lines, offset = tail_lines(path, tail)
-            # Following, lines to come are unknown: every secret value of the job's configs.
-            secrets = Secrets().of_job(job, None if follow_ else "\n".join(lines))
+            secrets = service.job_secrets(job)
             if json and not follow_:
                 document = {"job_id": job_id, "attempt": number, "log": str(path), "lines": lines}
                 print_json(document, secrets)

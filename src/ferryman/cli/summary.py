@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from ferryman.cli.common import duration, failure_line, note, out, print_failure, print_json, say, when
-from ferryman.cli.context import DESTINATION, SOURCE, Secrets
+from ferryman.cli.context import DESTINATION, SOURCE
 from ferryman.cli.render import Names, details_doc, stats_table
 from ferryman.jobs.states import JobStatus
 
@@ -29,15 +27,10 @@ def job_document(service: JobService, job_id: int) -> dict[str, Any]:
     return details_doc(job, names, attempts)
 
 
-def document_text(document: dict[str, Any]) -> str:
-    """All the text of a document, to look for secret values in before printing it."""
-    return orjson.dumps(document, default=str).decode()
-
-
-def print_outcome(service: JobService, job: Job, secrets: Secrets, json: bool) -> int:
+def print_outcome(service: JobService, job: Job, json: bool) -> int:
     """The summary of a finished job; its exit code: 0 succeeded, 1 anything else."""
     document = job_document(service, job.id)
-    masked = secrets.of_job(job, document_text(document))
+    masked = service.job_secrets(job)
     if json:
         print_json(document, masked)
     else:

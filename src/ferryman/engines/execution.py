@@ -133,9 +133,15 @@ class AttemptExecution:
     def _launcher(self) -> Launcher:
         return RecordingLauncher(self.launcher, self.store, self.attempt.id)
 
-    def _secrets(self, connector: ResolvedConnector, config: dict[str, Any]) -> list[str]:
-        spec = connector_spec(connector, self.launcher, self.settings.workspace, self.settings.lifecycle)
-        return config_secrets(spec, config)
+    def _secrets(self, actor: dict[str, Any], connector: ResolvedConnector) -> list[str]:
+        """The values to mask in the attempt's log, by the spec the actor kept; an actor without
+        one (created before specs were kept) gets the spec fetched now, and keeps it."""
+        spec = actor.get("spec")
+        if spec is None:
+            spec = connector_spec(connector, self.launcher, self.settings.workspace, self.settings.lifecycle)
+            if spec is not None and actor.get("actor_id") is not None:
+                self.store.set_actor_spec(int(actor["actor_id"]), str(actor["connector"]), spec)
+        return config_secrets(spec, actor.get("config") or {})
 
     # -- spec, check, discover -------------------------------------------------------------
 
@@ -143,7 +149,7 @@ class AttemptExecution:
         config = self.job.config
         connector = self._connector(config)
         values: dict[str, Any] = config.get("config") or {}
-        ctx = self._context(self._secrets(connector, values) if values else [])
+        ctx = self._context(self._secrets(config, connector) if values else [])
         worker = ConnectorJobWorker(self._launcher())
         if self.job.type is JobType.SPEC:
             output = worker.spec(connector, ctx, self.cancel)
@@ -187,9 +193,8 @@ class AttemptExecution:
             sync = reset_input(destination, config["catalog"], state, mapping)
         else:
             sync = SyncInput(source, destination, config["catalog"], state, mapping)
-        secrets = self._secrets(source.connector, source.config) + self._secrets(
-            destination.connector, destination.config
-        )
+        secrets = self._secrets(config["source"], source.connector)
+        secrets += self._secrets(config["destination"], destination.connector)
         saver = _ProgressSaver(self.store, self.attempt.id, connection_id, self.job.id)
         worker = ReplicationWorker(self._launcher())
         output = worker.run(sync, self._context(secrets), self.cancel, saver.progress, saver.commit)

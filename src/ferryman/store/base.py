@@ -45,6 +45,9 @@ class Actor:
     # Container limits of a docker: connector (memory_limit, memory_request, cpu_limit), over the
     # JOB_MAIN_CONTAINER_* defaults; None = the defaults.
     resources: dict[str, str] | None = None
+    # The connector's spec when the actor was created (or first run): what masking goes by, so
+    # showing an actor never starts its connector. None = not known (names alone decide).
+    spec: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,7 @@ class JobStore(Protocol):
         connector: str,
         config: dict[str, Any],
         resources: dict[str, str] | None = None,
+        spec: dict[str, Any] | None = None,
     ) -> Actor: ...
     def get_actor(self, kind: str, id_or_name: str) -> Actor:
         """What a user typed: a name, ``id:N``, or a bare number that is no name (then an id)."""
@@ -135,6 +139,9 @@ class JobStore(Protocol):
     def list_actors(self, kind: str) -> list[Actor]: ...
     def delete_actor(self, kind: str, actor_id: int) -> None: ...
     def update_actor_config(self, actor_id: int, config: dict[str, Any]) -> None: ...
+    def set_actor_spec(self, actor_id: int, connector: str, spec: dict[str, Any]) -> None:
+        """Keep ``spec`` as the actor's, if the actor still runs ``connector``."""
+        ...
 
     def create_connection(
         self,

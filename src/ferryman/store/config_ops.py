@@ -78,6 +78,7 @@ class ConfigOps:
         connector: str,
         config: dict[str, Any],
         resources: dict[str, str] | None = None,
+        spec: dict[str, Any] | None = None,
     ) -> Actor:
         _check_kind(kind)
         check_new_name(kind, name)
@@ -87,6 +88,7 @@ class ConfigOps:
             "connector": connector,
             "config": config,
             "resources": resources or None,
+            "spec": spec,
             "created_at": rows.utcnow(),
         }
         try:
@@ -148,6 +150,14 @@ class ConfigOps:
             result = conn.execute(actors.update().where(actors.c.id == actor_id).values(config=config))
             if result.rowcount == 0:
                 raise NotFound(f"no source or destination with id {actor_id}")
+
+    def set_actor_spec(self, actor_id: int, connector: str, spec: dict[str, Any]) -> None:
+        with self._db.write() as conn:
+            conn.execute(
+                actors.update()
+                .where(actors.c.id == actor_id, actors.c.connector == connector)
+                .values(spec=spec)
+            )
 
     # -- connections ------------------------------------------------------------------------
 

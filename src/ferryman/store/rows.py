@@ -27,6 +27,7 @@ def actor(row: Row[Any]) -> Actor:
         config=row.config,
         created_at=row.created_at,
         resources=row.resources,
+        spec=row.spec,
     )
 
 

@@ -68,6 +68,7 @@ actors = sa.Table(
     sa.Column("config", Json, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("resources", Json, nullable=True),  # container limits of a docker: connector
+    sa.Column("spec", Json, nullable=True),  # the connector's spec, kept to mask by; NULL: unknown
     sa.UniqueConstraint("kind", "name", name="uq_actors_kind_name"),
 )
 

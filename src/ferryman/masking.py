@@ -1,0 +1,48 @@
+"""What is secret in stored actors and jobs, for every surface (CLI now, HTTP API later).
+
+The rules are in :mod:`ferryman.secrets`; this module applies them to what the store holds. It
+goes by the spec kept on each actor (and in each job's snapshot of it), so showing an actor, a
+job or a log never starts a connector: a connector whose ``spec`` hangs, or no longer works,
+cannot hang or unmask a display command. An actor whose spec is not known yet (created before
+specs were kept, or whose ``spec`` failed) is masked by field names until a job of its fetches it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from ferryman.secrets import SecretRules, longest_first, mask_config, secret_values
+from ferryman.store.base import Actor, Job
+
+
+def actor_rules(actor: Actor) -> SecretRules:
+    return SecretRules.of(actor.spec, actor.config)
+
+
+def masked_config(actor: Actor) -> Any:
+    """The actor's config with its secret fields masked."""
+    return mask_config(actor.config, actor_rules(actor))
+
+
+def actor_secrets(*actors: Actor) -> list[str]:
+    """The values of the actors' configs to mask wherever they occur in text."""
+    return longest_first(v for actor in actors for v in secret_values(actor.config, actor_rules(actor)))
+
+
+def _snapshots(job: Job) -> Iterator[dict[str, Any]]:
+    """The actor snapshots of a job: its own (check, discover), or both sides' of a sync."""
+    for part in (job.config, job.config.get("source"), job.config.get("destination")):
+        if isinstance(part, dict) and isinstance(part.get("config"), dict):
+            yield part
+
+
+def job_secrets(job: Job, actors: list[Actor]) -> list[str]:
+    """The values of a job's configs to mask in text. Each config goes by the spec in the job's
+    snapshot, else by the one its actor (among ``actors``) has kept since."""
+    kept: dict[tuple[Any, Any], dict[str, Any] | None] = {(a.id, a.connector): a.spec for a in actors}
+    found: list[str] = []
+    for snapshot in _snapshots(job):
+        spec = snapshot.get("spec") or kept.get((snapshot.get("actor_id"), snapshot.get("connector")))
+        found += secret_values(snapshot["config"], SecretRules.of(spec, snapshot["config"]))
+    return longest_first(found)

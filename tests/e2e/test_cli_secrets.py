@@ -1,0 +1,158 @@
+"""Secrets as a user meets them: masked by the spec kept when the actor was created, in every
+output and log, with their encoded forms; and common words left alone (docs/secrets.md).
+
+The source is the scripted test connector behind an ``exec:`` script. Its spec touches a marker
+file each time it runs, so a display command that starts the connector is caught.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from ferryman.secrets import encoded_forms
+from tests.conftest import TEST_CONNECTORS
+from tests.e2e.test_cli_jobs import MASK, Cli
+
+# Named like nothing secret: only the kept spec says it is. A quote, a backslash, a tab and
+# non-ASCII, so its JSON-escaped form differs from it.
+SHARD_KEY = 'zebra"7d\\1e\tnäver-printed'
+REPLICA_KEYS = ["replica-one-4f1a", "replica-two-8c2b"]  # a secret-marked array
+SPEC = {
+    "connectionSpecification": {
+        "type": "object",
+        "properties": {
+            "shard_key": {"type": "string", "airbyte_secret": True},
+            "replica_keys": {"type": "array", "items": {"type": "string"}, "airbyte_secret": True},
+            "auth_type": {"type": "string", "enum": ["password", "key"]},
+            "steps": {"type": "array"},
+        },
+    }
+}
+
+
+def scripted_source(tmp_path: Path) -> Path:
+    script = tmp_path / "scripted-source"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / "scripted_source.py"}" "$@"\n')
+    script.chmod(0o755)
+    return script
+
+
+def every_form(secret: str) -> set[str]:
+    return encoded_forms(secret) | {
+        json.dumps(secret)[1:-1],
+        quote(secret),
+        base64.b64encode(secret.encode()).decode(),
+    }
+
+
+def assert_nowhere(cli: Cli, secrets: list[str]) -> None:
+    """No secret, in any encoded form, in anything printed or in any attempt log."""
+    texts = [*cli.printed, *(p.read_text(errors="replace") for p in cli.home.rglob("logs.log"))]
+    for secret in secrets:
+        for form in every_form(secret):
+            for text in texts:
+                assert form not in text, f"{form!r} (a form of {secret!r}) shows in:\n{text}"
+
+
+def read_steps() -> list[dict[str, Any]]:
+    return [
+        {"log": f"connecting with shard {SHARD_KEY}"},
+        {
+            "stderr": json.dumps(
+                {"level": "DEBUG", "msg": f"config shard={SHARD_KEY} replicas={REPLICA_KEYS}"}
+            )
+        },
+        {"stderr": f"GET https://api.example/?key={quote(SHARD_KEY)}&r={REPLICA_KEYS[1]}"},
+        {"records": 100},
+        {"log": "emitted 100 records; use_auth is True"},
+        {"log": "login failed: please check username, password or private key"},
+        {"trace_error": {"failure_type": "config_error", "message": f"shard {SHARD_KEY} was refused"}},
+        {"exit": 1},
+    ]
+
+
+def test_displays_never_run_the_spec_and_mask_by_the_kept_one(tmp_path: Path) -> None:
+    marker = tmp_path / "spec-ran"
+    cli = Cli(tmp_path / "home", SCRIPTED_SPEC_STEPS=json.dumps([{"touch": str(marker)}, {"spec": SPEC}]))
+    config = {
+        "shard_key": SHARD_KEY,
+        "replica_keys": REPLICA_KEYS,
+        "auth_type": "password",
+        "use_auth": True,
+        "max_tokens": 100,
+        "read_steps": read_steps(),
+    }
+    cli(
+        "sources",
+        "create",
+        "scripted",
+        "--connector",
+        f"exec:{scripted_source(tmp_path)}",
+        "--config",
+        json.dumps(config),
+    )
+    assert marker.exists(), "creating a source runs its spec, to keep it"
+    cli("destinations", "create", "duck", "--connector", "builtin:destination-duckdb", "--config",
+        json.dumps({"path": str(tmp_path / "x.duckdb")}))  # fmt: skip
+    cli("connections", "create", "c", "--source", "scripted", "--destination", "duck")
+
+    # From now on the connector's spec is broken: masking must not need it.
+    marker.unlink()
+    cli.env["SCRIPTED_SPEC_STEPS"] = json.dumps([{"touch": str(marker)}, {"exit": 1}])
+    shown = cli.json("sources", "show", "scripted")["config"]
+    assert (shown["shard_key"], shown["replica_keys"]) == (MASK, MASK)
+    assert (shown["auth_type"], shown["use_auth"], shown["max_tokens"]) == ("password", True, 100)
+    cli("sources", "show", "scripted")
+    cli.json("sources", "list")
+    cli("sources", "list")
+    cli("connections", "show", "c")
+
+    sync = cli.json("connections", "sync", "c", code=1)
+    failures = sync["attempts"][-1]["failures"]
+    assert f"shard {MASK} was refused" in [f["message"] for f in failures]
+    job_id = str(sync["job"]["id"])
+    cli("jobs", "show", job_id)
+    cli.json("jobs", "show", job_id)
+    cli("jobs", "list")
+    log = cli("jobs", "logs", job_id, "--tail", "1000").stdout
+    cli.json("jobs", "logs", job_id)
+    assert not marker.exists(), "a display command (or the sync) ran the connector's spec"
+    assert not list((cli.home / "workspace").glob("spec-*")), "a spec run left its folder behind"
+
+    assert f"connecting with shard {MASK}" in log
+    # Common words and numbers of non-secret fields are left alone.
+    assert "emitted 100 records; use_auth is True" in log
+    assert "please check username, password or private key" in log
+    assert_nowhere(cli, [SHARD_KEY, *REPLICA_KEYS])
+
+
+def test_an_actor_without_a_kept_spec_gets_it_from_its_first_job(tmp_path: Path) -> None:
+    """An actor created before specs were kept (its spec NULL) is masked by names until a job
+    of its runs the connector anyway; that job keeps the spec, which then masks without it."""
+    cli = Cli(tmp_path / "home", SCRIPTED_SPEC_STEPS=json.dumps([{"spec": SPEC}]))
+    config = {"shard_key": SHARD_KEY, "replica_keys": REPLICA_KEYS}
+    cli(
+        "sources",
+        "create",
+        "old",
+        "--connector",
+        f"exec:{scripted_source(tmp_path)}",
+        "--config",
+        json.dumps(config),
+    )
+    with sqlite3.connect(cli.home / "ferryman.db") as db:
+        db.execute("UPDATE actors SET spec = NULL")
+    cli("destinations", "create", "duck", "--connector", "builtin:destination-duckdb", "--config",
+        json.dumps({"path": str(tmp_path / "x.duckdb")}))  # fmt: skip
+    cli("connections", "create", "c", "--source", "old", "--destination", "duck")  # a discover job
+
+    cli.env["SCRIPTED_SPEC_STEPS"] = json.dumps([{"exit": 1}])
+    shown = cli.json("sources", "show", "old")["config"]
+    assert (shown["shard_key"], shown["replica_keys"]) == (MASK, MASK)
+    assert_nowhere(cli, [SHARD_KEY, *REPLICA_KEYS])
