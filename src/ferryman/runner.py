@@ -18,6 +18,7 @@ from ferryman.documents import load_config as load_config
 from ferryman.documents import load_document as load_document
 from ferryman.errors import WorkerError
 from ferryman.launchers import ConnectorLauncher, Launcher
+from ferryman.private import private_dirs, secure_home
 from ferryman.protocol.catalog import NamespaceMapping, configure_catalog
 from ferryman.protocol.discovered import check_discovered
 from ferryman.protocol.sync_modes import DESTINATION_SYNC_MODES, destination_modes
@@ -52,8 +53,8 @@ class Runner:
         return resolve(parse_reference(reference), self.settings.venvs)
 
     def attempt(self, job_id: str, secrets: list[str] | None = None) -> AttemptContext:
-        workdir = self.settings.workspace / job_id / "0"
-        workdir.mkdir(parents=True, exist_ok=True)
+        secure_home(self.settings.home)
+        workdir = private_dirs(self.settings.workspace / job_id / "0")
         return AttemptContext(job_id, 0, workdir, self.settings.lifecycle, secrets or [])
 
     # -- single-connector jobs ------------------------------------------------------------
