@@ -136,3 +136,18 @@ def test_the_internal_message_is_masked_where_it_is_shown(tmp_path: Path) -> Non
     shown = cli("jobs", "show", job_id).stdout
     for text in (summary.stderr, shown):
         assert f"bad key {MASK}" in text and API_KEY not in text
+
+
+def test_an_ad_hoc_sync_whose_discover_fails_names_the_specific_cause_masked(tmp_path: Path) -> None:
+    cli = Cli(tmp_path / "home", SCRIPTED_SPEC_STEPS=json.dumps([{"spec": SECRET_SPEC}]))
+    script = tmp_path / "scripted-source"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / "scripted_source.py"}" "$@"\n')
+    script.chmod(0o755)
+    error = {
+        "failure_type": "system_error",
+        "message": CDK_GENERIC,
+        "internal_message": f"{SPECIFIC} {API_KEY}",
+    }
+    config = {"api_key": API_KEY, "discover_steps": [{"trace_error": error}, {"exit": 1}]}
+    failed = cli("sync", "--source", f"exec:{script}", "--source-config", json.dumps(config), code=1)
+    assert f"{SPECIFIC} {MASK}" in failed.stderr and API_KEY not in failed.stderr + failed.stdout
