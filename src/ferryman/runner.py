@@ -17,10 +17,13 @@ from ferryman.connectors import ResolvedConnector, parse_reference, resolve
 from ferryman.documents import load_config as load_config
 from ferryman.documents import load_document as load_document
 from ferryman.errors import WorkerError
+from ferryman.jobs.failures import most_specific_message
 from ferryman.launchers import ConnectorLauncher, Launcher
+from ferryman.private import private_dirs, secure_home
 from ferryman.protocol.catalog import NamespaceMapping, configure_catalog
 from ferryman.protocol.discovered import check_discovered
 from ferryman.protocol.sync_modes import DESTINATION_SYNC_MODES, destination_modes
+from ferryman.secrets import mask_text
 from ferryman.settings import Settings
 from ferryman.workers import (
     AttemptContext,
@@ -52,8 +55,8 @@ class Runner:
         return resolve(parse_reference(reference), self.settings.venvs)
 
     def attempt(self, job_id: str, secrets: list[str] | None = None) -> AttemptContext:
-        workdir = self.settings.workspace / job_id / "0"
-        workdir.mkdir(parents=True, exist_ok=True)
+        secure_home(self.settings.home)
+        workdir = private_dirs(self.settings.workspace / job_id / "0")
         return AttemptContext(job_id, 0, workdir, self.settings.lifecycle, secrets or [])
 
     # -- single-connector jobs ------------------------------------------------------------
@@ -109,10 +112,15 @@ class Runner:
         _, output = self.discover(source.connector, source.config, cancel)
         if output.catalog is None:
             failure = output.failure
-            raise WorkerError(
-                f"discover failed: {failure.message if failure else 'no catalog'}",
-                source=str(source.connector.ref),
-            )
+            why = "no catalog"
+            if failure is not None:
+                secrets = self.secrets(source.connector, source.config)
+                why = most_specific_message(
+                    mask_text(failure.message, secrets),
+                    mask_text(failure.internal_message or "", secrets),
+                    mask_text(failure.stack_trace or "", secrets),
+                )
+            raise WorkerError(f"discover failed: {why}", source=str(source.connector.ref))
         dest_modes = destination_modes(self.spec(destination).spec) if destination else ALL_DESTINATION_MODES
         return configure_catalog(check_discovered(output.catalog), streams, prefer_incremental, dest_modes)
 

@@ -243,3 +243,16 @@ def mask_text(text: str, values: Iterable[str]) -> str:
     replaced by MASK."""
     pattern = _pattern(tuple(values))
     return text if pattern is None else pattern.sub(MASK, text)
+
+
+def mask_strings(document: Any, values: list[str]) -> Any:
+    """Every string inside a JSON-like document with the secret ``values`` masked."""
+    if not values:
+        return document
+    if isinstance(document, str):
+        return mask_text(document, values)
+    if isinstance(document, dict):
+        return {key: mask_strings(value, values) for key, value in document.items()}
+    if isinstance(document, list):
+        return [mask_strings(value, values) for value in document]
+    return document

@@ -13,13 +13,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ferryman.cli.common import JsonOption, guarded, mask_strings, out, print_json, say, when
+from ferryman.cli.common import JsonOption, guarded, out, print_json, say, when
 from ferryman.cli.context import DESTINATION, SOURCE, job_service
 from ferryman.cli.render import actor_doc
 from ferryman.errors import UserInputError
 from ferryman.launchers.docker import cpus, memory
 from ferryman.masking import actor_secrets, masked_config
 from ferryman.runner import load_config
+from ferryman.secrets import mask_strings
 from ferryman.settings import ferryman_home
 
 if TYPE_CHECKING:

@@ -21,10 +21,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from ferryman.errors import FerrymanError, StoreUnavailable, UserInputError
-from ferryman.jobs.failures import FailureReason
+from ferryman.jobs.failures import FailureReason, most_specific_message
 from ferryman.protocol.catalog import StreamChoice
 from ferryman.protocol.sync_modes import StreamMode, parse_mode
-from ferryman.secrets import mask_text
+from ferryman.secrets import mask_strings, mask_text
 
 err = Console(stderr=True)
 out = Console()
@@ -60,17 +60,6 @@ def guarded(action: Callable[[], int]) -> None:
     raise typer.Exit(code)
 
 
-def mask_strings(document: Any, secrets: list[str]) -> Any:
-    """Every string inside a JSON-like document with the secret values masked."""
-    if isinstance(document, str):
-        return mask_text(document, secrets)
-    if isinstance(document, dict):
-        return {k: mask_strings(v, secrets) for k, v in document.items()}
-    if isinstance(document, list):
-        return [mask_strings(v, secrets) for v in document]
-    return document
-
-
 def print_json(document: Any, secrets: list[str], one_line: bool = False) -> None:
     """``document`` on stdout with the ``secrets`` masked; ``one_line`` for a stream of events."""
     option = 0 if one_line else orjson.OPT_INDENT_2
@@ -101,10 +90,15 @@ def print_failures(failures: list[FailureReason], secrets: list[str]) -> None:
 
 
 def failure_line(failure: dict[str, Any], secrets: list[str], brief: bool = False) -> str:
-    """One failure (a ``FailureReason.to_dict()``) as text, its secret values masked;
-    ``brief``: only the first line of its message (connector stderr tails can be long)."""
+    """One failure (a ``FailureReason.to_dict()``) as text, its secret values masked, with its
+    most specific message (see docs/cli.md); ``brief``: only the first line of that message
+    (connector stderr tails can be long)."""
     retry = "retryable" if failure.get("retryable", True) else "not retryable"
-    message = mask_text(str(failure.get("message") or ""), secrets)
+    message, internal, stack = (
+        mask_text(str(failure.get(key) or ""), secrets)
+        for key in ("message", "internal_message", "stack_trace")
+    )
+    message = most_specific_message(message, internal, stack)
     if brief and "\n" in message.strip():
         message = message.strip().splitlines()[0] + " [...]"
     stream = f" [stream {failure['stream']}]" if failure.get("stream") else ""

@@ -23,7 +23,9 @@ from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType, or
 from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.launchers import ConnectorProcess, Launcher, LaunchRequest
+from ferryman.private import secure_home
 from ferryman.protocol.catalog import NamespaceDefinition, NamespaceMapping
+from ferryman.secrets import mask_strings
 from ferryman.settings import Settings
 from ferryman.store.base import Attempt, Job, JobStore, StreamStat
 from ferryman.workers import (
@@ -76,6 +78,8 @@ class AttemptExecution:
     job: Job
     attempt: Attempt
     cancel: threading.Event
+    # The attempt's secret values, once known: failure text is stored with them masked.
+    secrets: list[str] = dataclasses.field(default_factory=list, init=False)
 
     def run(self) -> Job:
         """Run the attempt to its end and record the outcome; returns the job as it ends up."""
@@ -94,6 +98,7 @@ class AttemptExecution:
 
     def _run(self) -> Job:
         try:
+            secure_home(self.settings.home)  # the attempt dirs below it hold configs and logs
             if self.job.type.is_replication:
                 return self._replicate()
             return self._connector_job()
@@ -141,7 +146,9 @@ class AttemptExecution:
             spec = connector_spec(connector, self.launcher, self.settings.workspace, self.settings.lifecycle)
             if spec is not None and actor.get("actor_id") is not None:
                 self.store.set_actor_spec(int(actor["actor_id"]), str(actor["connector"]), spec)
-        return config_secrets(spec, actor.get("config") or {})
+        found = config_secrets(spec, actor.get("config") or {})
+        self.secrets = sorted(set(self.secrets) | set(found), key=len, reverse=True)
+        return found
 
     # -- spec, check, discover -------------------------------------------------------------
 
@@ -168,7 +175,7 @@ class AttemptExecution:
             return self._cancelled(document, output.failures)
         if output.failures:
             return self._failed(document, output.failures)
-        return self.store.succeed_attempt(self.attempt, document, self.clock.now())
+        return self.store.succeed_attempt(self.attempt, self._masked(document), self.clock.now())
 
     # -- sync and reset --------------------------------------------------------------------
 
@@ -206,7 +213,7 @@ class AttemptExecution:
             return self._cancelled(document, output.failures, output.partial_success)
         if output.status is ReplicationStatus.FAILED:
             return self._failed(document, output.failures, output.partial_success)
-        return self.store.succeed_attempt(self.attempt, document, self.clock.now())
+        return self.store.succeed_attempt(self.attempt, self._masked(document), self.clock.now())
 
     def _apply_config_updates(self, config: dict[str, Any], output: SyncOutput) -> None:
         for side, update in (
@@ -223,13 +230,21 @@ class AttemptExecution:
         return FailureReason.of(FailureOrigin.PLATFORM, type_, message, int(time.time() * 1000))
 
     def _summary(self, failures: list[FailureReason], partial: bool | None) -> dict[str, Any]:
-        return {"failures": [f.to_dict() for f in failures], "partial_success": partial}
+        summary: dict[str, Any] = self._masked(
+            {"failures": [f.to_dict() for f in failures], "partial_success": partial}
+        )
+        return summary
+
+    def _masked(self, document: Any) -> Any:
+        """A document to store, every string in it masked: a connector can put its config's secret
+        in an error message or stack trace, and the store keeps what it is given for good."""
+        return mask_strings(document, self.secrets)
 
     def _cancelled(
         self, output: dict[str, Any] | None, failures: list[FailureReason], partial: bool | None = None
     ) -> Job:
         return self.store.cancel_attempt(
-            self.attempt, output, self._summary(failures, partial), self.clock.now()
+            self.attempt, self._masked(output), self._summary(failures, partial), self.clock.now()
         )
 
     def _failed(
@@ -237,7 +252,8 @@ class AttemptExecution:
     ) -> Job:
         failures = ordered(failures)
         now = self.clock.now()
-        job = self.store.fail_attempt(self.attempt, output, self._summary(failures, partial), now)
+        summary = self._summary(failures, partial)
+        job = self.store.fail_attempt(self.attempt, self._masked(output), summary, now)
         return decide_retry(self.store, self.retry, job, self.attempt.number + 1, failures, now)
 
 

@@ -89,3 +89,29 @@ class FailureReason:
 def ordered(failures: list[FailureReason]) -> list[FailureReason]:
     """Connector trace errors first, then by time: the first one decides whether to retry."""
     return sorted(failures, key=lambda f: (not f.from_trace_message, f.timestamp_ms))
+
+
+# What the Python CDK says for any exception it did not expect; the exception itself is in
+# internal_message and the stack trace. Compared case-blind, on the start of the message.
+GENERIC_MESSAGES = ("something went wrong in the connector",)
+MAX_SHOWN_CHARS = 300
+
+
+def is_generic(message: str) -> bool:
+    text = message.strip().lower()
+    return not text or text.startswith(GENERIC_MESSAGES)
+
+
+def most_specific_message(message: str, internal_message: str | None, stack_trace: str | None) -> str:
+    """What to show for a failure: its message, unless that says nothing (empty, or the CDK's
+    generic text); then the first line of the internal message, else the last line of the stack
+    trace (the exception), cut at MAX_SHOWN_CHARS. Pass the texts masked: a cut must not leave
+    half a secret."""
+    if not is_generic(message):
+        return message
+    for text, pick in ((internal_message, 0), (stack_trace, -1)):
+        lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+        if lines:
+            shown = lines[pick]
+            return shown if len(shown) <= MAX_SHOWN_CHARS else shown[: MAX_SHOWN_CHARS - 3] + "..."
+    return message

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ferryman.errors import StoreError, StoreUnavailable
+from ferryman.private import secure_home
+from ferryman.settings import ferryman_home
 from ferryman.store.base import (
     Actor,
     AlreadyExists,
@@ -51,4 +53,7 @@ __all__ = [
 def open_store(url: str | None = None, home: Path | None = None) -> SqlJobStore:
     """The store at ``url``; None means ``FERRYMAN_DATABASE_URL``, else SQLite in ``home``
     (default ``FERRYMAN_HOME``). The schema is migrated to head before it is returned."""
-    return SqlJobStore.open(database_url(url, home))
+    resolved = database_url(url, home)
+    if resolved == default_sqlite_url(home):
+        secure_home(home or ferryman_home())  # the store is the home's: keep it all to its owner
+    return SqlJobStore.open(resolved)

@@ -35,6 +35,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from ferryman.errors import UserInputError
+from ferryman.private import create_private_file, tighten
 from ferryman.settings import ferryman_home
 from ferryman.store.faults import translate_errors
 
@@ -125,7 +126,11 @@ def _sqlite_engine(url: URL) -> Engine:
         uri = f"file:{quote(str(path))}?mode=ro&immutable=1"
         kwargs["creator"] = lambda: sqlite3.connect(uri, uri=True, check_same_thread=False)
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite creates the file 0644 and gives its -wal and -shm files the file's mode: made
+        # 0600 first, none of them is ever readable by others (the store holds configs).
+        create_private_file(path)
+        for companion in ("-wal", "-shm", "-journal"):
+            tighten(path.with_name(path.name + companion))
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     engine = sa.create_engine(url, **kwargs)
     writable = path is not None and "creator" not in kwargs

@@ -12,6 +12,7 @@ process holds at a time, checks again, and upgrades:
 from __future__ import annotations
 
 import fcntl
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
+from ferryman.private import open_private
 from ferryman.store.db import Database, sqlite_path
 
 VERSION_TABLE = "ferryman_schema_version"
@@ -70,7 +72,8 @@ def _migration_lock(db: Database) -> Iterator[Connection]:
                 yield conn
             return
         lock_path = path.with_name(path.name + ".migrate.lock")
-        with lock_path.open("a") as lock_file:
+        # Empty, but 0600 like everything else of the store's: nobody else need even open it.
+        with open(open_private(lock_path, os.O_WRONLY | os.O_APPEND), "a") as lock_file:
             fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
             try:
                 with db.engine.connect() as conn:

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+from ferryman.private import open_private
 from ferryman.secrets import mask_text
 
 MAX_LINE_CHARS = 64 * 1024
@@ -27,8 +28,9 @@ class AttemptLog:
         self.write_error: OSError | None = None
         self._fd = -1
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            # 0600 from the first byte: a connector can log what it should not (a secret it does
+            # not mark, a record's personal data) in ways masking cannot see.
+            self._fd = open_private(path, os.O_WRONLY | os.O_APPEND)
         except OSError as exc:
             self.write_error = exc
         self._lock = threading.Lock()

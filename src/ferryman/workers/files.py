@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 
+from ferryman.private import open_private
+
 SOURCE_CONFIG = "source_config.json"
 SOURCE_CATALOG = "source_catalog.json"
 INPUT_STATE = "input_state.json"
@@ -18,10 +20,8 @@ LOG_FILE = "logs.log"
 
 def write_private_json(path: Path, document: Any) -> Path:
     """Write JSON with mode 0600 from the first byte: never world-readable, not even briefly."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_private(path, os.O_WRONLY | os.O_TRUNC)
     try:
-        os.fchmod(fd, 0o600)
         os.write(fd, orjson.dumps(document))
     finally:
         os.close(fd)
