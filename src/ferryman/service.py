@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ferryman.connectors import parse_reference, resolve
+from ferryman.connectors import parse_reference, pin_reference, resolve
 from ferryman.engines.local import LocalEngine
 from ferryman.errors import UserInputError, WorkerError
 from ferryman.jobs.states import JobStatus, JobType
@@ -68,6 +68,7 @@ class JobService:
             raise UserInputError(
                 f"container limits apply to docker: connectors only, and {connector} runs as a local process"
             )
+        connector = pin_reference(connector, self.settings.venvs)
         return self.store.create_actor(kind, name, connector, config, limits or None)
 
     # -- connections --------------------------------------------------------------------------
