@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ferryman.store.base import Actor
 
 DUCKDB = "builtin:destination-duckdb"
+DEVNULL = "builtin:destination-devnull"  # needs no config
 
 NameArgument = Annotated[str, typer.Argument(help="Its name (or id).")]
 NewNameArgument = Annotated[str, typer.Argument(help="A name for it, unique among its kind.")]
@@ -46,7 +47,8 @@ OptionalConfig = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="JSON/YAML file or inline JSON (destination-duckdb: default $FERRYMAN_HOME/data.duckdb).",
+        help="JSON/YAML file or inline JSON (destination-duckdb: default $FERRYMAN_HOME/data.duckdb; "
+        "destination-devnull: {}).",
     ),
 ]
 
@@ -56,6 +58,8 @@ def _config(kind: str, connector: str, config: str | None) -> dict[str, Any]:
         return load_config(config, "--config")
     if kind == DESTINATION and connector == DUCKDB:
         return {"path": str(ferryman_home() / "data.duckdb")}
+    if kind == DESTINATION and connector == DEVNULL:
+        return {}
     raise UserInputError(f"a {kind} needs --config (a JSON/YAML file or inline JSON)")
 
 
