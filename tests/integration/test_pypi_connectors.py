@@ -327,8 +327,8 @@ def test_an_install_shows_its_steps_and_an_unversioned_source_is_pinned(wheels: 
     steps = [line for line in created.stderr.splitlines() if line.startswith(f"pypi:{DEMO}: ")]
     assert [line.split(": ", 1)[1].split()[0] for line in steps] == [
         "creating",
-        "installing",
-        "verifying",
+        "pip",
+        "checking",
         "installed",
     ]
     assert steps[-1].startswith(f"pypi:{DEMO}: installed 1.10.0 in ")

@@ -256,7 +256,7 @@ def _install(
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-", dir=venvs_dir))
     try:
         with log_path.open("w", encoding="utf-8") as transcript:
-            progress.step(f"creating a virtualenv in {venvs_dir}")
+            progress.step("creating a virtualenv")
             # The prompt of bin/activate would name the staging directory.
             made = _run([sys.executable, "-m", "venv", "--prompt", name, str(staging)], transcript)
             if made.returncode != 0:
@@ -266,12 +266,12 @@ def _install(
                     log=log_path,
                 )
             python = staging / "bin" / "python"
-            progress.step(f"installing {requirement} and its dependencies with pip (this can take minutes)")
+            progress.step("pip install, with dependencies (a minute or more)")
             pip = _run([str(python), *_PIP_INSTALL, requirement], transcript, _pip_detail(progress))
             if pip.returncode != 0:
                 raise ConnectorInstallError(pip_failure(name, version, pip.stderr, pip.returncode, log_path))
             installed_version, script, entry_point = _entry_point(python, name, transcript, log_path)
-            progress.step(f"verifying {name} {installed_version}: its entry point {script} must load")
+            progress.step(f"checking that {installed_version}'s entry point {script} loads")
             verified = _run([str(python), "-c", _VERIFY, entry_point], transcript)
             if verified.returncode != 0:
                 raise ConnectorInstallError(
