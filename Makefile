@@ -15,11 +15,12 @@ $(BIN)/ferryman: pyproject.toml
 	@touch $@
 
 # The main job: a connection from airbyte-source-faker (PyPI) to the embedded DuckDB, synced with
-# progress, then its jobs listed. Safe to run again: what exists already is reused.
+# progress, then its jobs listed. Safe to run again: what exists already is reused, and the next
+# sync is incremental (faker's always_updated: false, else it re-emits every record each time).
 FERRYMAN := FERRYMAN_HOME=$(DEMO_HOME) $(BIN)/ferryman
 demo: install
 	@$(FERRYMAN) sources show faker >/dev/null 2>&1 || $(FERRYMAN) sources create faker \
-		--connector pypi:airbyte-source-faker==7.2.1 --config '{"count": 10000, "seed": 42}'
+		--connector pypi:airbyte-source-faker==7.2.1 --config '{"count": 10000, "seed": 42, "always_updated": false}'
 	@$(FERRYMAN) destinations show local >/dev/null 2>&1 || $(FERRYMAN) destinations create local \
 		--connector builtin:destination-duckdb
 	@$(FERRYMAN) connections show faker-to-duckdb >/dev/null 2>&1 || $(FERRYMAN) connections create \

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ferryman import masking
-from ferryman.connectors import parse_reference, resolve
+from ferryman.connectors import parse_reference, pin_reference, resolve
 from ferryman.engines.local import LocalEngine
 from ferryman.errors import UserInputError, WorkerError
 from ferryman.jobs.states import JobStatus, JobType
@@ -69,7 +69,8 @@ class JobService:
             raise UserInputError(
                 f"container limits apply to docker: connectors only, and {connector} runs as a local process"
             )
-        spec = self.fetch_spec(connector)  # installs a PyPI connector now, not at the first sync
+        connector = pin_reference(connector, self.settings.venvs)  # installs a PyPI connector now
+        spec = self.fetch_spec(connector)
         return self.store.create_actor(kind, name, connector, config, limits or None, spec)
 
     def fetch_spec(self, connector: str) -> dict[str, Any] | None:

@@ -11,10 +11,14 @@ Two kinds of tests:
 
 from __future__ import annotations
 
+import ensurepip
+import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 import time
 import zipfile
 from pathlib import Path
@@ -100,6 +104,17 @@ def test_resolve_a_pypi_reference(faker: InstalledConnector, venvs_dir: Path) ->
     assert str(resolved.ref) == f"pypi:{FAKER}=={FAKER_VERSION}"
 
 
+def test_missing_version_names_an_existing_one(tmp_path: Path) -> None:
+    with pytest.raises(ConnectorInstallError) as caught:
+        ensure_installed("six", "99.0.0", tmp_path)
+    message = str(caught.value)
+    assert message.startswith(
+        "PyPI has package six but no version 99.0.0: pick an existing one, e.g. pypi:six=="
+    )
+    assert "\n" not in message
+    assert leftovers(tmp_path) == []
+
+
 def test_missing_package_is_one_clear_line(tmp_path: Path) -> None:
     with pytest.raises(ConnectorInstallError) as caught:
         ensure_installed("airbyte-source-this-does-not-exist-ferryman", None, tmp_path)
@@ -122,7 +137,12 @@ def test_package_without_connector_entry_point(tmp_path: Path) -> None:
 DEMO_RUN = """\
 import json, sys
 
+SPEC = {"connectionSpecification": {"type": "object", "properties": {}}}
+
 def run():
+    if sys.argv[1:] == ["spec"]:
+        print(json.dumps({"type": "SPEC", "spec": SPEC}))
+        return 0
     print(json.dumps({"argv": sys.argv, "version": VERSION}))
     return 3
 """
@@ -231,3 +251,90 @@ def test_concurrent_installs_share_one_venv(wheels: Path, tmp_path: Path) -> Non
     first, second = (json.loads(out) for out, _ in results)
     assert first == second
     assert leftovers(venvs) == [f"{DEMO}-2.0.0"]
+
+
+def test_scripts_in_the_venv_run_by_hand(wheels: Path, tmp_path: Path) -> None:
+    build_wheel(wheels, "1.0.0")
+    demo = ensure_installed(DEMO, "1.0.0", tmp_path / "venvs")
+    # Their shebangs named the staging directory, gone after the rename: "No such file".
+    pip = subprocess.run([demo.venv / "bin" / "pip", "--version"], capture_output=True, text=True, timeout=60)
+    assert pip.returncode == 0, pip.stderr
+    assert str(demo.venv) in pip.stdout
+    script = subprocess.run(
+        [demo.venv / "bin" / "source-ferryman-demo", "check"], capture_output=True, text=True, timeout=60
+    )
+    assert script.returncode == 3, script.stderr
+    assert json.loads(script.stdout)["version"] == "1.0.0"
+    activate = (demo.venv / "bin" / "activate").read_text()
+    assert STAGING_PREFIX not in activate and str(demo.venv) in activate
+
+
+def test_a_console_script_named_airbyte_source_is_a_connector(wheels: Path, tmp_path: Path) -> None:
+    build_wheel(wheels, "1.0.0", {"airbyte-source-ferryman-demo": "demo_connector.run:run"})
+    demo = ensure_installed(DEMO, "1.0.0", tmp_path / "venvs")
+    assert json.loads((demo.venv / MARKER).read_text())["script"] == "airbyte-source-ferryman-demo"
+    code, out = run_demo(demo, "check", cwd=tmp_path)
+    assert (code, out["argv"][0]) == (3, "airbyte-source-ferryman-demo")
+
+
+# Only setuptools (bundled with ensurepip) to build: pip runs setup.py before it wants "wheel".
+BUILD_SYSTEM = '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+
+
+def build_failing_sdist(directory: Path, version: str) -> None:
+    """An sdist of ``DEMO`` whose setup.py raises, with the setuptools wheel pip needs to run it."""
+    setup = "raise RuntimeError('ferryman-test: this setup.py refuses to build')\n"
+    info = f"Metadata-Version: 2.1\nName: {DEMO}\nVersion: {version}\n"
+    root = f"airbyte_source_ferryman_demo-{version}"
+    with tarfile.open(directory / f"{root}.tar.gz", "w:gz") as archive:
+        for name, text in (("setup.py", setup), ("PKG-INFO", info), ("pyproject.toml", BUILD_SYSTEM)):
+            data = text.encode()
+            member = tarfile.TarInfo(f"{root}/{name}")
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    for wheel in (Path(ensurepip.__file__).parent / "_bundled").glob("setuptools-*.whl"):
+        shutil.copy(wheel, directory)
+
+
+def test_a_failing_build_is_reported_in_pips_words(wheels: Path, tmp_path: Path) -> None:
+    build_failing_sdist(wheels, "1.0.0")
+    venvs = tmp_path / "venvs"
+    with pytest.raises(ConnectorInstallError) as caught:
+        ensure_installed(DEMO, "1.0.0", venvs)
+    message = str(caught.value)
+    assert message.startswith(f"pip could not install {DEMO}==1.0.0 (exit code 1); it said:")
+    assert "RuntimeError: ferryman-test: this setup.py refuses to build" in message
+    log = venvs / f"{DEMO}-install.log"
+    assert message.endswith(f"pip's full output: {log}")
+    assert "this setup.py refuses to build" in log.read_text()
+    assert leftovers(venvs) == []
+
+
+def ferryman(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FERRYMAN_HOME": str(home)}
+    env.pop("FERRYMAN_DATABASE_URL", None)
+    argv = [sys.executable, "-m", "ferryman", *args]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_an_install_shows_its_steps_and_an_unversioned_source_is_pinned(wheels: Path, tmp_path: Path) -> None:
+    build_wheel(wheels, "1.9.0")
+    build_wheel(wheels, "1.10.0")
+    home = tmp_path / "home"
+    created = ferryman(home, "sources", "create", "demo", "--connector", f"pypi:{DEMO}", "--config", "{}")
+    assert created.returncode == 0, created.stderr
+    # Not a terminal: one line per step, the last with the version and the time it took.
+    steps = [line for line in created.stderr.splitlines() if line.startswith(f"pypi:{DEMO}: ")]
+    assert [line.split(": ", 1)[1].split()[0] for line in steps] == [
+        "creating",
+        "pip",
+        "checking",
+        "installed",
+    ]
+    assert steps[-1].startswith(f"pypi:{DEMO}: installed 1.10.0 in ")
+    assert f"pypi:{DEMO} pinned to the version installed now: pypi:{DEMO}==1.10.0" in created.stderr
+
+    shown = ferryman(home, "sources", "show", "demo", "--json")
+    assert json.loads(shown.stdout)["connector"] == f"pypi:{DEMO}==1.10.0"
+    build_wheel(wheels, "1.11.0")  # a newer release does not move a configured source
+    assert f"pypi:{DEMO}==1.10.0" in ferryman(home, "sources", "show", "demo").stdout

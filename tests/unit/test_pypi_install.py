@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ferryman.connectors.pip_errors import pip_failure
 from ferryman.connectors.pypi import (
     MARKER,
     canonical_name,
@@ -17,9 +18,8 @@ from ferryman.connectors.pypi import (
     ensure_installed,
     launch_command,
     list_installed,
-    pip_failure,
-    version_key,
 )
+from ferryman.connectors.versions import version_key
 from ferryman.errors import ConnectorInstallError
 
 
@@ -46,6 +46,9 @@ def test_canonical_name() -> None:
         ),
         ("source-y", {"source-y": "y:run", "source-a": "a:run"}, "source-y"),
         ("airbyte-kit", {"destination-b": "b:run", "source-a": "a:run"}, "destination-b"),
+        ("airbyte-source-sftp-bulk", {"airbyte-source-sftp-bulk": "s.run:run"}, "airbyte-source-sftp-bulk"),
+        ("my-dest", {"airbyte-destination-x": "d:run", "my-dest": "d:cli"}, "airbyte-destination-x"),
+        ("airbyte-source-z", {"airbyte-source-z": "z:run", "source-z": "z:run2"}, "source-z"),
         ("six", {}, None),
         ("tool", {"tool": "tool:main", "source": "x:run"}, None),
         ("broken", {"source-broken": "not a module"}, None),
@@ -137,18 +140,20 @@ NOT_FOUND = (
 )
 
 
+LOG = Path("/venvs/x-install.log")
+
+
 def test_pip_failure_unknown_package() -> None:
     output = NOT_FOUND.format(req="nope", v="none")
-    message, show_log = pip_failure("nope", None, output, 1)
+    message = pip_failure("nope", None, output, 1, LOG)
     assert message == "PyPI has no package nope: check the name, e.g. pypi:airbyte-source-faker"
-    assert not show_log
-    message, _ = pip_failure("nope", "1.0", NOT_FOUND.format(req="nope==1.0", v="none"), 1)
+    message = pip_failure("nope", "1.0", NOT_FOUND.format(req="nope==1.0", v="none"), 1, LOG)
     assert message.startswith("PyPI has no package nope (or no version 1.0): check the name")
 
 
 def test_pip_failure_unknown_version_names_the_latest() -> None:
     output = NOT_FOUND.format(req="six==99", v="1.9.0, 1.10.0, 1.2.0")
-    message, _ = pip_failure("six", "99", output, 1)
+    message = pip_failure("six", "99", output, 1, LOG)
     assert message == "PyPI has package six but no version 99: pick an existing one, e.g. pypi:six==1.10.0"
 
 
@@ -157,30 +162,53 @@ def test_pip_failure_offline() -> None:
         "WARNING: Retrying (Retry(total=0)) after connection broken by 'NewConnectionError("
         "Failed to establish a new connection: [Errno 111] Connection refused')': /simple/x/\n"
     ) + NOT_FOUND.format(req="x", v="none")
-    message, show_log = pip_failure("x", None, output, 1)
+    message = pip_failure("x", None, output, 1, LOG)
     assert message.startswith("could not reach the package index to install x:")
-    assert show_log
 
 
 def test_pip_failure_other_python() -> None:
     output = (
         "ERROR: Ignored the following versions that require a different python version: "
-        "2.0 Requires-Python >=3.99\n"
-    ) + NOT_FOUND.format(req="x==2.0", v="none")
-    message, _ = pip_failure("x", "2.0", output, 1)
+        "2.0 Requires-Python >=3.99; 2.1 Requires-Python >=3.99\n"
+    ) + NOT_FOUND.format(req="x==2.0", v="1.0")
+    message = pip_failure("x", "2.0", output, 1, LOG)
     assert message.startswith("x==2.0 does not support Python ")
 
 
-def test_pip_failure_other_errors_keep_the_last_meaningful_line() -> None:
+def test_a_missing_dependency_is_not_blamed_on_the_python_version() -> None:
+    # What airbyte-source-file 0.5.40 gets: a dependency pinned to a version that does not
+    # exist, next to an unrelated line about versions for another Python.
     output = (
-        "  error: subprocess-exited-with-error\n"
-        "ERROR: Cannot install x because these package versions have conflicting dependencies.\n"
-        "ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/...\n"
+        "ERROR: Ignored the following versions that require a different python version: "
+        "1.26.0 Requires-Python >=3.12\n"
+        "ERROR: Could not find a version that satisfies the requirement numpy==9.9.9 "
+        "(from airbyte-source-file) (from versions: 1.25.0, 1.25.1)\n"
+        "ERROR: No matching distribution found for numpy==9.9.9\n"
     )
-    message, show_log = pip_failure("x", None, output, 1)
-    assert message == (
-        "pip could not install x: Cannot install x because these package versions have "
-        "conflicting dependencies."
+    message = pip_failure("airbyte-source-file", "0.5.40", output, 1, LOG)
+    assert message.splitlines() == [
+        "pip could not install airbyte-source-file==0.5.40 (exit code 1); it said:",
+        *(f"  {line}" for line in output.splitlines()),
+        f"pip's full output: {LOG}",
+    ]
+    assert "does not support Python" not in message
+
+
+def test_pip_failure_keeps_every_error_line_and_the_last_lines() -> None:
+    build_output = [f"      line {n} of the build" for n in range(30)]
+    output = "\n".join(
+        [
+            "ERROR: Command errored out with exit status 1:",
+            *build_output,
+            "      RuntimeError: setup.py says no",
+            "[notice] A new release of pip is available",
+            "  note: This error originates from a subprocess, and is likely not a problem with pip.",
+        ]
     )
-    assert show_log
-    assert pip_failure("x", None, "", 2)[0] == "pip could not install x: exit code 2"
+    lines = pip_failure("x", None, output, 1, LOG).splitlines()
+    assert lines[1] == "  ERROR: Command errored out with exit status 1:"
+    assert lines[2] == "  ..."
+    assert "      RuntimeError: setup.py says no" in [line[2:] for line in lines]
+    assert not any("[notice]" in line for line in lines)
+    assert len(lines) == 1 + 2 + 12 + 1
+    assert pip_failure("x", None, "", 2, LOG).splitlines()[1] == "  (nothing on stderr)"

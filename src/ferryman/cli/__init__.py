@@ -15,6 +15,8 @@ from __future__ import annotations
 import typer
 
 from ferryman.cli import actors, adhoc, adhoc_sync, connections, jobs, state, worker
+from ferryman.cli.common import err
+from ferryman.cli.install_progress import report_installs_on
 
 app = typer.Typer(
     name="ferryman",
@@ -34,6 +36,8 @@ app.add_typer(state.app, name="state")
 app.command()(worker.worker)
 app.command()(adhoc.connectors)
 app.command()(adhoc.version)
+# A PyPI install takes minutes: every command shows its steps on stderr.
+report_installs_on(err)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ferryman.cli.common import JsonOption, guarded, out, print_json, say, when
+from ferryman.cli.common import JsonOption, guarded, note, out, print_json, say, when
 from ferryman.cli.context import DESTINATION, SOURCE, job_service
 from ferryman.cli.render import actor_doc
 from ferryman.errors import UserInputError
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ferryman.store.base import Actor
 
 DUCKDB = "builtin:destination-duckdb"
+DEVNULL = "builtin:destination-devnull"  # needs no config
 
 NameArgument = Annotated[str, typer.Argument(help="Its name (or id).")]
 NewNameArgument = Annotated[str, typer.Argument(help="A name for it, unique among its kind.")]
@@ -49,7 +50,8 @@ OptionalConfig = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="JSON/YAML file or inline JSON (destination-duckdb: default $FERRYMAN_HOME/data.duckdb).",
+        help="JSON/YAML file or inline JSON (destination-duckdb: default $FERRYMAN_HOME/data.duckdb; "
+        "destination-devnull: {}).",
     ),
 ]
 
@@ -59,6 +61,8 @@ def _config(kind: str, connector: str, config: str | None) -> dict[str, Any]:
         return load_config(config, "--config")
     if kind == DESTINATION and connector == DUCKDB:
         return {"path": str(ferryman_home() / "data.duckdb")}
+    if kind == DESTINATION and connector == DEVNULL:
+        return {}
     raise UserInputError(f"a {kind} needs --config (a JSON/YAML file or inline JSON)")
 
 
@@ -100,6 +104,8 @@ def actor_app(kind: str) -> typer.Typer:
             resources = {key: value for key, value in given.items() if value is not None}
             with job_service() as service:
                 actor = service.create_actor(kind, name, connector, values, resources)
+            if actor.connector != connector and not json:
+                note(f"{connector} pinned to the version installed now: {actor.connector}")
             _show(actor, json)
             return 0
 

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -43,6 +43,8 @@ from ferryman.secrets import mask_text
 from ferryman.workers import ConnectorInput, ReplicationStatus, StateCommit, SyncOutput
 
 DEFAULT_DESTINATION = "builtin:destination-duckdb"
+# Destinations that need no config: --destination-config may be left out.
+NO_CONFIG = "builtin:destination-devnull"
 # Its own file: the connections' DuckDB destination defaults to data.duckdb, and an ad-hoc run
 # (a full refresh, a reset) must never replace or clear their tables.
 ADHOC_DUCKDB = "adhoc.duckdb"
@@ -56,7 +58,9 @@ DestOpt = Annotated[
 DestConfigOpt = Annotated[
     str | None,
     typer.Option(
-        "--destination-config", help="JSON/YAML file or inline JSON (default: $FERRYMAN_HOME/adhoc.duckdb)."
+        "--destination-config",
+        help="JSON/YAML file or inline JSON "
+        "(default: $FERRYMAN_HOME/adhoc.duckdb; {} for destination-devnull).",
     ),
 ]
 StateOpt = Annotated[Path | None, typer.Option("--state", help="State file to start from.")]
@@ -97,13 +101,18 @@ class Replication:
         connector = self.runner.connector(source)
         self.source = ConnectorInput(connector, load_config(source_config, "--source-config"))
         if destination_config is None:
-            if destination != DEFAULT_DESTINATION:
-                raise UserInputError("--destination-config is required with --destination")
-            values = {"path": str(self.runner.settings.home / ADHOC_DUCKDB)}
+            values = self._default_destination_config(destination)
         else:
             values = load_config(destination_config, "--destination-config")
         self.destination = ConnectorInput(self.runner.connector(destination), values)
         self.target = destination + (f" at {values['path']}" if isinstance(values.get("path"), str) else "")
+
+    def _default_destination_config(self, destination: str) -> dict[str, Any]:
+        if destination == DEFAULT_DESTINATION:
+            return {"path": str(self.runner.settings.home / ADHOC_DUCKDB)}
+        if destination == NO_CONFIG:
+            return {}
+        raise UserInputError(f"--destination-config is required with --destination {destination}")
 
     def run(
         self,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from rich import box
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ferryman.cli.common import count, duration, seconds_between, when
 
@@ -127,18 +128,30 @@ def details_doc(job: Job, names: Names, attempts: list[tuple[Attempt, list[Strea
 # -- tables -------------------------------------------------------------------------------------
 
 
+# A job type in the table, short enough for 80 columns (the scope says source or destination);
+# --json and --type keep Airbyte's names.
+SHORT_TYPES = {
+    "check_connection_source": "check",
+    "check_connection_destination": "check",
+    "discover_schema": "discover",
+    "reset_connection": "reset",
+}
+
+
 def jobs_table(rows: list[dict[str, Any]]) -> Table:
+    """Fits 80 columns: only the scope gives way, cut with an ellipsis rather than wrapped."""
     table = Table(box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
     for column in ("id", "type", "scope", "status", "attempts", "created", "duration"):
-        wraps = column == "scope"
-        table.add_column(column, no_wrap=not wraps, min_width=10 if wraps else None)
+        # The scope alone may shrink (rich shrinks wrappable columns first); its cells do not
+        # wrap, so a long name is cut to the room left instead of spilling over lines.
+        table.add_column(column, no_wrap=column != "scope", min_width=8 if column == "scope" else None)
     for row in rows:
         cancelling = row["cancel_requested"] and row["status"] == "running"
         table.add_row(
             str(row["id"]),
-            row["type"],
-            escape(row["label"]),
-            row["status"] + (" (cancelling)" if cancelling else ""),
+            SHORT_TYPES.get(row["type"], row["type"]),
+            Text(row["label"], no_wrap=True, overflow="ellipsis"),
+            "cancelling" if cancelling else row["status"],
             str(row["attempts"]),
             when(row["created_at"], short=True),
             duration(row["duration_s"]),

@@ -3,6 +3,11 @@
 First SIGTERM/SIGINT: stop claiming jobs and let the running attempts finish. Second: cancel
 them (their connectors get SIGTERM, grace, SIGKILL) and exit once they have stopped. Handlers
 only count signals; the main thread acts on them while the engine runs on another thread.
+
+Each attempt it starts and ends is a line on stderr (with ``--json``, an event on stdout):
+
+    job 12 sync faker-to-duckdb: started (attempt 0)
+    job 12 sync faker-to-duckdb: succeeded in 5.7s (attempt 0)
 """
 
 from __future__ import annotations
@@ -10,11 +15,23 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from ferryman.cli.common import JsonOption, SignalCounter, guarded, note, print_json
+from ferryman.cli.common import (
+    JsonOption,
+    SignalCounter,
+    duration,
+    guarded,
+    note,
+    print_json,
+    seconds_between,
+    when,
+)
+from ferryman.cli.context import DESTINATION, SOURCE
+from ferryman.cli.render import Names
 from ferryman.settings import Settings
 
 if TYPE_CHECKING:
     from ferryman.engines.local import LocalEngine
+    from ferryman.store.base import Attempt, Job, JobStore
 
 POLL_S = 0.2
 
@@ -29,6 +46,7 @@ def worker(json: JsonOption = False) -> None:
         settings = Settings.from_env()
         with open_store(home=settings.home) as store:
             engine = LocalEngine(store, settings)
+            engine.observer = JobLines(store, json)
             _announce(engine, store.url, json)
             _run(engine)
         if json:
@@ -38,6 +56,37 @@ def worker(json: JsonOption = False) -> None:
         return 0
 
     guarded(action)
+
+
+class JobLines:
+    """A line per attempt this worker starts and ends: job id, type, scope, status, duration."""
+
+    def __init__(self, store: JobStore, json: bool) -> None:
+        self._store = store
+        self._json = json
+
+    def started(self, job: Job, attempt: Attempt) -> None:
+        self._say(job, attempt, "started", {"event": "job_started"})
+
+    def ended(self, job: Job, attempt: Attempt) -> None:
+        seconds = seconds_between(attempt.created_at, attempt.ended_at)
+        text = f"{job.status.value} in {duration(seconds)}"
+        if job.next_attempt_at is not None and not job.status.terminal:
+            text += f", next attempt at {when(job.next_attempt_at, short=True)}"
+        event = {"event": "job_ended", "status": job.status.value, "duration_s": seconds}
+        self._say(job, attempt, text, {**event, "attempt_status": attempt.status.value})
+
+    def _say(self, job: Job, attempt: Attempt, text: str, event: dict[str, object]) -> None:
+        names = Names(
+            self._store.list_connections(),
+            [*self._store.list_actors(SOURCE), *self._store.list_actors(DESTINATION)],
+        )
+        scope = names.scope(job)
+        if self._json:
+            about = {"job_id": job.id, "type": job.type.value, "scope": scope, "attempt": attempt.number}
+            print_json({**event, **about}, [], one_line=True)
+        else:
+            note(f"job {job.id} {job.type.value} {scope}: {text} (attempt {attempt.number})")
 
 
 def _announce(engine: LocalEngine, url: str, json: bool) -> None:

@@ -9,43 +9,51 @@ Layout of the venvs directory (``FERRYMAN_HOME/venvs``)::
 
 A venv is built in a staging directory, checked (the connector's entry point must import),
 given its marker file and only then renamed into place, so a directory that has a marker is
-always a complete install and a directory without one is ignored. A venv survives the rename
-because its interpreter finds ``pyvenv.cfg`` next to itself; console scripts would not (their
-shebang names the staging path), so connectors are started as
-``<venv>/bin/python -c <launcher>``, the launcher importing and calling the entry point.
+always a complete install and a directory without one is ignored. Its final name holds the
+version pip chose, known only after the install, so the scripts in ``bin/`` (whose shebang
+and ``activate`` name the staging path) are rewritten to the final path before the rename:
+``<venv>/bin/pip`` or ``<venv>/bin/source-faker`` run by hand work. Ferryman itself starts a
+connector as ``<venv>/bin/python -c <launcher>``, the launcher importing and calling the entry
+point, so it never depends on a script.
+
+The entry point is read from the installed distribution's metadata: its console scripts named
+``source-*``, ``destination-*``, ``airbyte-source-*`` or ``airbyte-destination-*``.
+An install reports its steps (``install_progress``); a failed pip is reported in its own
+words (``pip_errors``).
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
-import logging
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from ferryman.connectors.install_progress import InstallProgress, start_progress
+from ferryman.connectors.pip_errors import EXAMPLE, pip_failure
+from ferryman.connectors.versions import version_key
 from ferryman.errors import ConnectorInstallError
-
-log = logging.getLogger(__name__)
 
 MARKER = "ferryman-connector.json"
 STAGING_PREFIX = ".staging-"
 STALE_STAGING_S = 3600.0
-EXAMPLE = "pypi:airbyte-source-faker"
 
 _NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 _VERSION_TEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]*$")
-_PIP_INSTALL = ("-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--quiet")
-_CONNECTOR_SCRIPT = re.compile(r"^(source|destination)-")
+# Not --quiet: the install log keeps pip's whole story, and its "Collecting" lines feed the spinner.
+_PIP_INSTALL = ("-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off")
+_CONNECTOR_SCRIPT = re.compile(r"^(airbyte-)?(source|destination)-")
+_COLLECTING = re.compile(r"^Collecting ([A-Za-z0-9._-]+)")
 _IDENTIFIER_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 # Printed as JSON by the venv's interpreter: the installed version and its console scripts.
@@ -93,13 +101,23 @@ def ensure_installed(name: str, version: str | None, venvs_dir: Path) -> Install
     if found is not None:
         return found
     venvs_dir.mkdir(parents=True, exist_ok=True)
-    with _install_lock(venvs_dir, name):
-        # Another process may have installed it while we waited for the lock.
-        found = _find(name, version, venvs_dir)
-        if found is not None:
-            return found
-        _remove_stale_staging(venvs_dir)
-        return _install(name, version, venvs_dir)
+    progress = start_progress(f"pypi:{name}" + (f"=={version}" if version else ""))
+    outcome: str | None = None
+    try:
+        with _install_lock(venvs_dir, name, progress):
+            # Another process may have installed it while we waited for the lock.
+            found = _find(name, version, venvs_dir)
+            if found is not None:
+                outcome = f"{found.version} was installed by another process meanwhile"
+                return found
+            _remove_stale_staging(venvs_dir)
+            started = time.monotonic()
+            installed = _install(name, version, venvs_dir, progress)
+            seconds = time.monotonic() - started
+            outcome = f"installed {installed.version} in {seconds:.0f}s into {installed.venv}"
+            return installed
+    finally:
+        progress.finish(outcome)
 
 
 def list_installed(venvs_dir: Path) -> list[InstalledConnector]:
@@ -119,42 +137,6 @@ def list_installed(venvs_dir: Path) -> list[InstalledConnector]:
 def canonical_name(name: str) -> str:
     """PyPI's normal form of a project name (PEP 503): lower case, runs of ``-_.`` as ``-``."""
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-# --- versions -------------------------------------------------------------------------------
-
-_RELEASE = re.compile(r"^(?:(\d+)!)?(\d+(?:\.\d+)*)(.*)$")
-_TAG = re.compile(r"^[._-]?([a-z]+)[._-]?(\d*)")
-_FINAL = 4
-# dev < alpha < beta < release candidate < final release < post release
-_TAG_RANK = dict(dev=0, a=1, alpha=1, b=2, beta=2, c=3, rc=3, pre=3, preview=3, post=5, rev=5, r=5)
-
-VersionKey = tuple[int, int, tuple[int, ...], int, int, str]
-
-
-def version_key(version: str) -> VersionKey:
-    """A sort key close to PEP 440 order that never fails (``packaging`` is not a dependency).
-
-    ``1.10.0`` sorts after ``1.9.0``, ``1.0`` equals ``1.0.0``, ``1.0rc1`` sorts before ``1.0``
-    and ``1.0.post1`` after it. Strings that are not versions at all sort before every version.
-    """
-    text, _, local = version.strip().lower().removeprefix("v").partition("+")
-    match = _RELEASE.match(text)
-    if match is None:
-        return (0, 0, (), 0, 0, version)
-    release = tuple(int(part) for part in match[2].split("."))
-    while len(release) > 1 and release[-1] == 0:
-        release = release[:-1]
-    rest = match[3]
-    rank, number = _FINAL, 0
-    if rest:
-        tag = _TAG.match(rest)
-        if tag is not None and tag[1] in _TAG_RANK:
-            rank, number, rest = _TAG_RANK[tag[1]], int(tag[2] or 0), rest[tag.end() :]
-        else:
-            rank = 0
-    extra = rest + ("+" + local if local else "")
-    return (1, int(match[1] or 0), release, rank, number, extra)
 
 
 # --- finding installs -----------------------------------------------------------------------
@@ -213,8 +195,9 @@ def launch_command(python: Path, script: str, entry_point: str) -> list[str]:
 def choose_entry_point(name: str, scripts: Mapping[str, str]) -> tuple[str, str] | None:
     """The console script that runs the connector, as ``(script, "module:attr")``.
 
-    Candidates are scripts named ``source-*`` or ``destination-*``; the one named like the
-    package without its ``airbyte-`` prefix wins (``airbyte-source-faker`` -> ``source-faker``).
+    Candidates are scripts named ``source-*`` or ``destination-*``, with or without an
+    ``airbyte-`` prefix; the one named like the package without its ``airbyte-`` prefix wins
+    (``airbyte-source-faker`` -> ``source-faker``), then the one named like the package.
     """
     candidates = {
         script: value.split("[")[0].replace(" ", "")
@@ -241,12 +224,12 @@ def _split_entry_point(value: str) -> tuple[str, list[str]] | None:
 
 
 @contextmanager
-def _install_lock(venvs_dir: Path, name: str) -> Iterator[None]:
+def _install_lock(venvs_dir: Path, name: str, progress: InstallProgress) -> Iterator[None]:
     with (venvs_dir / f".{name}.lock").open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log.info("waiting for another process that is installing %s", name)
+            progress.step(f"waiting for another process that is installing {name}")
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -265,68 +248,126 @@ def _remove_stale_staging(venvs_dir: Path) -> None:
             pass
 
 
-def _install(name: str, version: str | None, venvs_dir: Path) -> InstalledConnector:
+def _install(
+    name: str, version: str | None, venvs_dir: Path, progress: InstallProgress
+) -> InstalledConnector:
     requirement = f"{name}=={version}" if version else name
     log_path = venvs_dir / f"{name}-install.log"
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-", dir=venvs_dir))
-    log.info("installing %s from PyPI into %s", requirement, venvs_dir)
     try:
         with log_path.open("w", encoding="utf-8") as transcript:
-            made = _run([sys.executable, "-m", "venv", str(staging)], transcript)
+            progress.step("creating a virtualenv")
+            # The prompt of bin/activate would name the staging directory.
+            made = _run([sys.executable, "-m", "venv", "--prompt", name, str(staging)], transcript)
             if made.returncode != 0:
                 raise ConnectorInstallError(
                     f"could not create a virtualenv for {name} with {sys.executable}: "
-                    f"{_last_line(made.stdout, made.returncode)}",
+                    f"{_last_line(made.stderr or made.stdout, made.returncode)}",
                     log=log_path,
                 )
             python = staging / "bin" / "python"
-            pip = _run([str(python), *_PIP_INSTALL, requirement], transcript)
+            progress.step("pip install, with dependencies (a minute or more)")
+            pip = _run([str(python), *_PIP_INSTALL, requirement], transcript, _pip_detail(progress))
             if pip.returncode != 0:
-                message, show_log = pip_failure(name, version, pip.stdout, pip.returncode)
-                raise ConnectorInstallError(message, log=log_path if show_log else None)
-            installed_version, scripts = _inspect(python, name, transcript, log_path)
-            chosen = choose_entry_point(name, scripts)
-            if chosen is None:
-                raise ConnectorInstallError(
-                    f"package {name} installed but has no connector entry point (a console "
-                    "script named source-* or destination-*); is it an Airbyte connector?"
-                )
-            script, entry_point = chosen
+                raise ConnectorInstallError(pip_failure(name, version, pip.stderr, pip.returncode, log_path))
+            installed_version, script, entry_point = _entry_point(python, name, transcript, log_path)
+            progress.step(f"checking that {installed_version}'s entry point {script} loads")
             verified = _run([str(python), "-c", _VERIFY, entry_point], transcript)
             if verified.returncode != 0:
                 raise ConnectorInstallError(
                     f"package {name} installed but its entry point {entry_point} does not load: "
-                    f"{_last_line(verified.stdout, verified.returncode)}",
+                    f"{_last_line(verified.stderr, verified.returncode)}",
                     log=log_path,
                 )
-            _write_marker(staging, name, installed_version, script, entry_point, requirement)
-        final = venvs_dir / f"{name}-{installed_version}"
+            final = venvs_dir / f"{name}-{installed_version}"
+            _relocate_scripts(staging, final)
+            _write_marker(staging, name, installed_version, script, entry_point, requirement)  # last
         _move_into_place(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    log.info("installed %s %s into %s", name, installed_version, final)
     installed = _load(final)
     if installed is None:
         raise ConnectorInstallError(f"{final} vanished right after it was installed; try again")
     return installed
 
 
-def _run(command: list[str], transcript: IO[str]) -> subprocess.CompletedProcess[str]:
-    """Run ``command``, its stdout and stderr captured together and copied to the transcript."""
+def _pip_detail(progress: InstallProgress) -> Callable[[str], None]:
+    def on_line(line: str) -> None:
+        collecting = _COLLECTING.match(line)
+        if collecting is not None:
+            progress.detail(f"collecting {collecting[1]}")
+        elif line.startswith("Installing collected packages"):
+            progress.detail("installing the collected packages")
+
+    return on_line
+
+
+def _entry_point(python: Path, name: str, transcript: IO[str], log_path: Path) -> tuple[str, str, str]:
+    """The installed version, and the script and entry point that run the connector."""
+    installed_version, scripts = _inspect(python, name, transcript, log_path)
+    chosen = choose_entry_point(name, scripts)
+    if chosen is None:
+        found = ", ".join(sorted(scripts)) or "none"
+        raise ConnectorInstallError(
+            f"package {name} installed but has no connector entry point (a console script named "
+            f"source-*, destination-*, airbyte-source-* or airbyte-destination-*; it has: {found}); "
+            "is it an Airbyte connector?"
+        )
+    return installed_version, *chosen
+
+
+def _relocate_scripts(staging: Path, final: Path) -> None:
+    """Point the venv's scripts (shebangs, ``activate``) and ``pyvenv.cfg`` at ``final``."""
+    old, new = str(staging).encode(), str(final).encode()
+    for path in [*(staging / "bin").iterdir(), staging / "pyvenv.cfg"]:
+        if path.is_symlink() or not path.is_file():
+            continue  # bin/python and its aliases are links to the base interpreter
+        content = path.read_bytes()
+        if old in content:
+            path.write_bytes(content.replace(old, new))  # write_bytes keeps the file's mode
+
+
+@dataclass(frozen=True)
+class _Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _run(command: list[str], transcript: IO[str], on_line: Callable[[str], None] | None = None) -> _Finished:
+    """Run ``command``; its stdout goes to the transcript as it comes (and line by line to
+    ``on_line``), its stderr is kept apart, for the error message, and appended after."""
     transcript.write("$ " + " ".join(command) + "\n")
-    result = subprocess.run(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        check=False,
-    )
-    transcript.write(f"{result.stdout}[exit code {result.returncode}]\n\n")
     transcript.flush()
-    return result
+    lines: list[str] = []
+    # stderr to a file, not a pipe: a full stderr pipe would block pip while stdout is read.
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as errors:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            errors="replace",
+        )
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                transcript.write(line)
+                lines.append(line)
+                if on_line is not None:
+                    on_line(line)
+            code = process.wait()
+        finally:
+            if process.poll() is None:  # interrupted (Ctrl-C): leave no pip behind
+                process.kill()
+                process.wait()
+        errors.seek(0)
+        stderr = errors.read()
+    transcript.write(f"{stderr}[exit code {code}]\n\n")
+    transcript.flush()
+    return _Finished(code, "".join(lines), stderr)
 
 
 def _inspect(python: Path, name: str, transcript: IO[str], log_path: Path) -> tuple[str, dict[str, str]]:
@@ -337,7 +378,7 @@ def _inspect(python: Path, name: str, transcript: IO[str], log_path: Path) -> tu
     except (ValueError, IndexError, KeyError, TypeError):
         raise ConnectorInstallError(
             f"package {name} installed but its metadata cannot be read: "
-            f"{_last_line(result.stdout, result.returncode)}",
+            f"{_last_line(result.stderr, result.returncode)}",
             log=log_path,
         ) from None
     return str(version), {str(k): str(v) for k, v in dict(scripts).items()}
@@ -368,62 +409,6 @@ def _move_into_place(staging: Path, final: Path) -> None:
             if _load(final) is None:
                 raise
     shutil.rmtree(staging, ignore_errors=True)  # a complete install is already there: keep it
-
-
-# --- pip's errors as one line ---------------------------------------------------------------
-
-_NOT_FOUND = ("No matching distribution found", "Could not find a version that satisfies")
-_NETWORK = re.compile(
-    r"NewConnectionError|Failed to establish a new connection|Max retries exceeded|"
-    r"ProxyError|SSLError|ConnectTimeoutError|ReadTimeoutError|Temporary failure in name "
-    r"resolution|Name or service not known|Network is unreachable"
-)
-_AVAILABLE = re.compile(r"\(from versions: ([^)]*)\)")
-_OTHER_PYTHON = "require a different python version"
-
-
-def pip_failure(name: str, version: str | None, output: str, code: int) -> tuple[str, bool]:
-    """One line that says what went wrong in a failed ``pip install``, and what to do.
-
-    Returns the line and whether the full pip output (the install log) is worth a look.
-    """
-    requirement = f"{name}=={version}" if version else name
-    if any(phrase in output for phrase in _NOT_FOUND):
-        listed = _AVAILABLE.search(output)
-        available = [] if listed is None else [v.strip() for v in listed[1].split(",")]
-        available = [v for v in available if v and v != "none"]
-        if not available and _NETWORK.search(output):
-            return (
-                f"could not reach the package index to install {requirement}: check the "
-                "network connection, proxy settings or PIP_INDEX_URL",
-                True,
-            )
-        if _OTHER_PYTHON in output:
-            python = ".".join(map(str, sys.version_info[:2]))
-            return (
-                f"{requirement} does not support Python {python}, which runs ferryman: pin a "
-                f"version that does (pypi:{name}==VERSION) or run ferryman with another Python",
-                True,
-            )
-        if version and available:
-            latest = max(available, key=version_key)
-            return (
-                f"PyPI has package {name} but no version {version}: pick an existing one, "
-                f"e.g. pypi:{name}=={latest}",
-                False,
-            )
-        missing = f"{name} (or no version {version})" if version else name
-        return f"PyPI has no package {missing}: check the name, e.g. {EXAMPLE}", False
-    errors = [
-        line.strip().removeprefix("ERROR:").strip()
-        for line in output.splitlines()
-        if line.strip().startswith("ERROR:")
-    ]
-    # pip closes a dependency conflict with a generic "ResolutionImpossible" line; the line
-    # before it names the conflict.
-    useful = [e for e in errors if e and not e.startswith("ResolutionImpossible")] or errors
-    reason = useful[-1] if useful else _last_line(output, code)
-    return f"pip could not install {requirement}: {reason}", True
 
 
 def _last_line(output: str, code: int) -> str:

@@ -112,6 +112,16 @@ def resolve(ref: ConnectorRef, venvs_dir: Path) -> ResolvedConnector:
     raise ConnectorReferenceError(f"{ref}: unknown connector kind {ref.kind!r}")
 
 
+def pin_reference(text: str, venvs_dir: Path) -> str:
+    """``text`` as it should be stored: an unversioned ``pypi:NAME`` becomes ``pypi:NAME==V``,
+    V the version installed now (installing it if needed), so a configured connector never
+    changes version behind its user's back; any other reference is returned as given."""
+    ref = parse_reference(text)
+    if ref.kind != "pypi" or ref.version is not None:
+        return text
+    return str(resolve(ref, venvs_dir).ref)
+
+
 def _executable(path: str) -> str:
     found = shutil.which(path) if os.sep not in path else path
     if found is None or not os.path.isfile(found):

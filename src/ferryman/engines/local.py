@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import secrets
 import shutil
@@ -23,10 +24,11 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 from ferryman.clock import Clock, SystemClock
 from ferryman.connectors.docker import DockerUnavailable
@@ -48,6 +50,18 @@ _SWEEP_EVERY_S = 60.0
 FOREGROUND = "fg"
 # Far enough ahead that every running attempt's heartbeat is older.
 _EVERY_RUNNING = timedelta(days=36500)
+
+
+log = logging.getLogger(__name__)
+
+
+class AttemptObserver(Protocol):
+    """Told when this engine starts an attempt and when one ends (its outcome saved): how
+    ``ferryman worker`` prints a line per job. Called on the engine's thread; must not block."""
+
+    def started(self, job: Job, attempt: Attempt) -> None: ...
+
+    def ended(self, job: Job, attempt: Attempt) -> None: ...
 
 
 @dataclass
@@ -100,6 +114,7 @@ class LocalEngine:
         self._next_heartbeat = 0.0
         self._next_sweep = 0.0  # the first recover pass sweeps containers
         self._wake = threading.Event()
+        self.observer: AttemptObserver | None = None
 
     # -- one pass ---------------------------------------------------------------------------
 
@@ -152,14 +167,37 @@ class LocalEngine:
         with self._lock:
             self._running[attempt.id] = running
         running.thread.start()
+        self._observe(lambda observer: observer.started(job, attempt))
 
     def _reap(self) -> None:
         with self._lock:
             done = [key for key, r in self._running.items() if r.thread and not r.thread.is_alive()]
-            for key in done:
-                ended = self._running.pop(key)
+            reaped = [self._running.pop(key) for key in done]
+            for ended in reaped:
                 if ended.error is not None:
                     self._unsaved[ended.job.id] = ended
+        if self.observer is not None:
+            for ended in reaped:
+                if ended.error is None:
+                    self._observe_end(ended)
+
+    def _observe_end(self, ended: _Running) -> None:
+        job_id, attempt_id = ended.job.id, ended.attempt.id
+
+        def tell(observer: AttemptObserver) -> None:
+            attempt = next(a for a in self.store.list_attempts(job_id) if a.id == attempt_id)
+            observer.ended(self.store.get_job(job_id), attempt)
+
+        self._observe(tell)
+
+    def _observe(self, call: Callable[[AttemptObserver], None]) -> None:
+        """An observer that fails (a closed stdout, a store read refused) never stops the engine."""
+        if self.observer is None:
+            return
+        try:
+            call(self.observer)
+        except Exception:
+            log.exception("the attempt observer failed")
 
     def _pass_on_cancels(self) -> None:
         with self._lock:
