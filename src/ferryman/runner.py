@@ -54,7 +54,9 @@ class Runner:
     def attempt(self, job_id: str, secrets: list[str] | None = None) -> AttemptContext:
         workdir = self.settings.workspace / job_id / "0"
         workdir.mkdir(parents=True, exist_ok=True)
-        return AttemptContext(job_id, 0, workdir, self.settings.lifecycle, secrets or [])
+        return AttemptContext(
+            job_id, 0, workdir, self.settings.lifecycle, secrets or [], local_root=self.settings.local_root
+        )
 
     # -- single-connector jobs ------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ferryman.connectors import parse_reference, resolve
+from ferryman.connectors.config_paths import settle_paths
 from ferryman.engines.local import LocalEngine
 from ferryman.errors import UserInputError, WorkerError
 from ferryman.jobs.states import JobStatus, JobType
@@ -60,7 +61,9 @@ class JobService:
         connector: str,
         config: dict[str, Any],
         resources: dict[str, str] | None = None,
+        on_note: Callable[[str], None] | None = None,
     ) -> Actor:
+        """Store a connector and its config; ``on_note`` hears of each relative path made absolute."""
         ref = parse_reference(connector)  # one clear line now rather than a failed job later
         check_new_name(kind, name)
         limits = {key: value for key, value in (resources or {}).items() if value}
@@ -68,6 +71,7 @@ class JobService:
             raise UserInputError(
                 f"container limits apply to docker: connectors only, and {connector} runs as a local process"
             )
+        config = settle_paths(ref, config, Path.cwd(), self.settings.local_root, on_note)
         return self.store.create_actor(kind, name, connector, config, limits or None)
 
     # -- connections --------------------------------------------------------------------------

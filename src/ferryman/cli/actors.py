@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ferryman.cli.common import JsonOption, guarded, mask_strings, out, print_json, say, when
+from ferryman.cli.common import JsonOption, guarded, mask_strings, note, out, print_json, say, when
 from ferryman.cli.context import DESTINATION, SOURCE, Secrets, job_service
 from ferryman.cli.render import actor_doc
 from ferryman.errors import UserInputError
@@ -98,7 +98,7 @@ def actor_app(kind: str) -> typer.Typer:
             secrets = Secrets()
             secrets.spec(connector, strict=True)  # installs a PyPI connector now, not at the first sync
             with job_service() as service:
-                actor = service.create_actor(kind, name, connector, values, resources)
+                actor = service.create_actor(kind, name, connector, values, resources, on_note=note)
             _show(actor, secrets, json)
             return 0
 
