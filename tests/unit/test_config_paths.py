@@ -33,6 +33,7 @@ def test_a_third_party_path_is_resolved_only_when_clearly_a_local_file(tmp_path:
         "remote_url": "https://example.com/data.csv",
         "home_path": "~/data.csv",
         "files": ["data.csv"],  # "files" is not a path-like key
+        "__injected_declarative_manifest": {"path": "data.csv"},  # a manifest: code, not input
     }
     settled = settle_paths(FILE_SOURCE, config, tmp_path, tmp_path / "local")
     assert settled == {

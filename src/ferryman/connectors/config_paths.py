@@ -10,7 +10,8 @@ made absolute against the creator's directory, or refused when it can never work
   one is touched: under a key named like a path (``path``, ``file``, ``url``, ``*_path``, ...),
   without a scheme, and either starting with ``./`` or ``../`` or naming a file or directory
   that exists here. For a ``docker:`` connector such a path is refused: the container sees
-  only ``/local`` (``FERRYMAN_DOCKER_LOCAL_ROOT`` on the host).
+  only ``/local`` (``FERRYMAN_DOCKER_LOCAL_ROOT`` on the host). Fields whose names start with
+  ``__`` (a declarative manifest) are never touched.
 """
 
 from __future__ import annotations
@@ -85,12 +86,19 @@ def _relative(value: str) -> bool:
     return not value.startswith(("/", "~", ":")) and not _SCHEME.match(value)
 
 
+def _internal(key: object) -> bool:
+    """Airbyte's injected fields (``__injected_declarative_manifest``) hold code, not user
+    input: a manifest's ``path: items`` is part of a URL, whatever files the user has here."""
+    return isinstance(key, str) and key.startswith("__")
+
+
 def _walk(value: Any, field: str, settler: _Settler) -> Any:
     if isinstance(value, str):
         return settler.value(field, value)
     if isinstance(value, dict):
         return {
-            key: _walk(item, f"{field}.{key}" if field else str(key), settler) for key, item in value.items()
+            key: item if _internal(key) else _walk(item, f"{field}.{key}" if field else str(key), settler)
+            for key, item in value.items()
         }
     if isinstance(value, list):
         return [_walk(item, field, settler) for item in value]
