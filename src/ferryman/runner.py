@@ -57,7 +57,9 @@ class Runner:
     def attempt(self, job_id: str, secrets: list[str] | None = None) -> AttemptContext:
         secure_home(self.settings.home)
         workdir = private_dirs(self.settings.workspace / job_id / "0")
-        return AttemptContext(job_id, 0, workdir, self.settings.lifecycle, secrets or [])
+        return AttemptContext(
+            job_id, 0, workdir, self.settings.lifecycle, secrets or [], local_root=self.settings.local_root
+        )
 
     # -- single-connector jobs ------------------------------------------------------------
 

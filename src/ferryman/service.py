@@ -15,6 +15,7 @@ from typing import Any
 
 from ferryman import masking
 from ferryman.connectors import parse_reference, pin_reference, resolve
+from ferryman.connectors.config_paths import settle_paths
 from ferryman.engines.local import LocalEngine
 from ferryman.errors import UserInputError, WorkerError
 from ferryman.jobs.states import JobStatus, JobType
@@ -61,7 +62,9 @@ class JobService:
         connector: str,
         config: dict[str, Any],
         resources: dict[str, str] | None = None,
+        on_note: Callable[[str], None] | None = None,
     ) -> Actor:
+        """Store a connector and its config; ``on_note`` hears of each relative path made absolute."""
         ref = parse_reference(connector)  # one clear line now rather than a failed job later
         check_new_name(kind, name)
         limits = {key: value for key, value in (resources or {}).items() if value}
@@ -69,6 +72,7 @@ class JobService:
             raise UserInputError(
                 f"container limits apply to docker: connectors only, and {connector} runs as a local process"
             )
+        config = settle_paths(ref, config, Path.cwd(), self.settings.local_root, on_note)
         connector = pin_reference(connector, self.settings.venvs)  # installs a PyPI connector now
         spec = self.fetch_spec(connector)
         return self.store.create_actor(kind, name, connector, config, limits or None, spec)

@@ -13,6 +13,15 @@ def ferryman_home() -> Path:
     return Path(os.environ.get("FERRYMAN_HOME") or Path.home() / ".ferryman").expanduser()
 
 
+def local_root(home: Path | None = None) -> Path:
+    """The host directory connectors see as ``/local``: mounted there in Docker, and put in place
+    of ``/local/...`` in the configs of connectors that run as local processes."""
+    configured = os.environ.get("FERRYMAN_DOCKER_LOCAL_ROOT")
+    if configured:
+        return Path(configured).expanduser().absolute()
+    return ((home or ferryman_home()) / "local").absolute()
+
+
 def _seconds(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -74,6 +83,10 @@ class Settings:
     @property
     def venvs(self) -> Path:
         return self.home / "venvs"
+
+    @property
+    def local_root(self) -> Path:
+        return local_root(self.home)
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -103,7 +103,7 @@ def actor_app(kind: str) -> typer.Typer:
             }
             resources = {key: value for key, value in given.items() if value is not None}
             with job_service() as service:
-                actor = service.create_actor(kind, name, connector, values, resources)
+                actor = service.create_actor(kind, name, connector, values, resources, on_note=note)
             if actor.connector != connector and not json:
                 note(f"{connector} pinned to the version installed now: {actor.connector}")
             _show(actor, json)

@@ -133,6 +133,7 @@ class AttemptExecution:
             self.settings.lifecycle,
             secrets,
             job_type=self.job.type.value,
+            local_root=self.settings.local_root,
         )
 
     def _launcher(self) -> Launcher:

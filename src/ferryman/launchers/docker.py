@@ -30,6 +30,7 @@ from ferryman.errors import LaunchError, UserInputError
 from ferryman.launchers.base import LaunchRequest
 from ferryman.launchers.local import LocalProcess
 from ferryman.settings import ferryman_home
+from ferryman.settings import local_root as default_local_root
 
 CONTAINER_ROOT = "/data"  # attempt dirs appear under it, as Airbyte's workspace did
 LOCAL_MOUNT = "/local"  # a host dir for connectors' own output (Airbyte's LOCAL_ROOT)
@@ -112,7 +113,7 @@ class DockerSettings:
     def from_env(cls, labels: dict[str, str] | None = None) -> DockerSettings:
         env = os.environ
         network = env.get("FERRYMAN_DOCKER_NETWORK") or env.get("DOCKER_NETWORK") or "host"
-        local_root = Path(env.get("FERRYMAN_DOCKER_LOCAL_ROOT") or ferryman_home() / "local")
+        local_root = default_local_root(ferryman_home())
         user_setting = env.get("FERRYMAN_DOCKER_USER", "host")
         if user_setting == "host":
             user: str | None = f"{os.getuid()}:{os.getgid()}"

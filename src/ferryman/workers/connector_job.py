@@ -19,6 +19,7 @@ from ferryman.protocol.codec import parse_message
 from ferryman.workers.attempt_log import AttemptLog
 from ferryman.workers.files import LOG_FILE, SOURCE_CONFIG, forget_configs, write_private_json
 from ferryman.workers.lifecycle import WORKER, ConnectorLifecycle, StderrDrain
+from ferryman.workers.local_paths import local_root_for, to_host, to_mount
 from ferryman.workers.models import AttemptContext, ConnectorInput, ConnectorJobOutput
 
 _TICK_S = 0.05
@@ -68,7 +69,8 @@ class ConnectorJobWorker:
         args = [command]
         if command != "spec":
             # Airbyte passes source_config.json for checks of either side; so do we.
-            config_file = write_private_json(ctx.workdir.absolute() / SOURCE_CONFIG, connector.config)
+            host_config = to_host(connector.config, local_root_for(connector.connector, ctx.local_root))
+            config_file = write_private_json(ctx.workdir.absolute() / SOURCE_CONFIG, host_config)
             args += ["--config", str(config_file)]
         log.info(WORKER, f"{command}: starting {connector.connector.ref}")
         try:
@@ -100,6 +102,10 @@ class ConnectorJobWorker:
             output = self._output(
                 command, reader, lifecycle, cancelled, timed_out, stderr, origin, connector.config
             )
+            root = local_root_for(connector.connector, ctx.local_root)
+            output.updated_config = to_mount(output.updated_config, root)
+            if output.updated_config == connector.config:  # what it was given, seen from its side
+                output.updated_config = None
             lost = log.lost_lines()  # a full disk, most often
             if lost is not None:
                 platform = FailureOrigin.PLATFORM

@@ -25,6 +25,8 @@ class AttemptContext:
     # Secret values to mask in the attempt log (from the specs' airbyte_secret fields).
     secrets: list[str] = field(default_factory=list)
     job_type: str = ""  # a JobType value when an engine runs the job; names containers
+    # The host directory a local process finds in place of /local (see local_paths); None = as is.
+    local_root: Path | None = None
 
 
 @dataclass(frozen=True)

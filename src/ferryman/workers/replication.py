@@ -19,6 +19,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
@@ -33,6 +34,7 @@ from ferryman.protocol.state import StateAggregator, connector_state_file, state
 from ferryman.workers import files, record_path
 from ferryman.workers.attempt_log import AttemptLog
 from ferryman.workers.lifecycle import WORKER, ConnectorLifecycle, StderrDrain
+from ferryman.workers.local_paths import local_root_for, to_host, to_mount
 from ferryman.workers.models import (
     AttemptContext,
     ProgressCallback,
@@ -111,10 +113,12 @@ class _Replication:
         """Write the connectors' inputs; arguments carry absolute paths, so the launcher picks the cwd."""
         workdir, sync = self.ctx.workdir.absolute(), self.sync
         destination_catalog = map_catalog(sync.catalog, sync.namespace_mapping)
+        source_config = to_host(sync.source.config, self._local_root(SOURCE))
+        destination_config = to_host(sync.destination.config, self._local_root(DESTINATION))
         read = [
             "read",
             "--config",
-            str(files.write_private_json(workdir / files.SOURCE_CONFIG, sync.source.config)),
+            str(files.write_private_json(workdir / files.SOURCE_CONFIG, source_config)),
             "--catalog",
             str(files.write_private_json(workdir / files.SOURCE_CATALOG, sync.catalog)),
         ]
@@ -124,11 +128,15 @@ class _Replication:
         write = [
             "write",
             "--config",
-            str(files.write_private_json(workdir / files.DESTINATION_CONFIG, sync.destination.config)),
+            str(files.write_private_json(workdir / files.DESTINATION_CONFIG, destination_config)),
             "--catalog",
             str(files.write_private_json(workdir / files.DESTINATION_CATALOG, destination_catalog)),
         ]
         return read, write
+
+    def _local_root(self, role: str) -> Path | None:
+        side = self.sync.source if role == SOURCE else self.sync.destination
+        return local_root_for(side.connector, self.ctx.local_root)
 
     def _launch(self, role: str, args: list[str], with_stdin: bool) -> ConnectorProcess:
         side = self.sync.source if role == SOURCE else self.sync.destination
@@ -419,7 +427,8 @@ class _Replication:
         elif kind == "LOG":
             self._log_message(SOURCE, message)
         elif kind == "CONTROL":
-            self.source_update = _control_config(message) or self.source_update
+            update = to_mount(_control_config(message), self._local_root(SOURCE))
+            self.source_update = update or self.source_update
             self.log.info(SOURCE, "the source updated its configuration")
         else:
             self.log.info(SOURCE, f"ignored a {kind} message: only RECORD and STATE are forwarded")
@@ -450,7 +459,8 @@ class _Replication:
         elif kind == "LOG":
             self._log_message(DESTINATION, message)
         elif kind == "CONTROL":
-            self.destination_update = _control_config(message) or self.destination_update
+            update = to_mount(_control_config(message), self._local_root(DESTINATION))
+            self.destination_update = update or self.destination_update
             self.log.info(DESTINATION, "the destination updated its configuration")
         else:
             self.log.info(DESTINATION, f"ignored a {kind} message from the destination")
