@@ -1,8 +1,9 @@
 """The job service: what the CLI (and later the HTTP API) calls. Thin rules, no I/O of its own.
 
 It validates input, snapshots everything a job needs into the job's config (so a job runs the
-same whatever happens to its connection later), enqueues, and, when asked to wait, runs the job
-in this process with a local engine limited to that job.
+same whatever happens to its connection later), enqueues, and, when asked to wait, has its
+engine run the job. The engine is given (:class:`ferryman.engines.base.Engine`): the CLI gives a
+local engine limited to the jobs of its command; a server gives the engine it serves with.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from ferryman import masking
 from ferryman.connectors import parse_reference, pin_reference, resolve
 from ferryman.connectors.config_paths import settle_paths
-from ferryman.engines.local import LocalEngine
+from ferryman.engines.base import Engine
 from ferryman.errors import UserInputError, WorkerError
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.launchers import ConnectorLauncher
@@ -36,22 +37,23 @@ SOURCE, DESTINATION = "source", "destination"
 class JobService:
     store: JobStore
     settings: Settings = field(default_factory=Settings.from_env)
-    engine: LocalEngine | None = None
+    # Runs and stops jobs; None: a service that only queues and reads (run() refuses).
+    engine: Engine | None = None
     # How the jobs the service runs for itself (the discover of a new connection) are run here;
     # the CLI's turns Ctrl-C into a cancel of the job. Default: run, and wait.
     foreground: Callable[[Job], Job] | None = None
 
-    def _engine(self) -> LocalEngine:
+    def _engine(self) -> Engine:
         if self.engine is None:
-            self.engine = LocalEngine(self.store, self.settings, foreground=True)
+            raise WorkerError("this job service has no engine to run jobs with")
         return self.engine
 
     def recover_abandoned(self) -> list[Attempt]:
-        """Fail the attempts whose engine is gone (see LocalEngine.recover), so that a sync killed
+        """Fail the attempts whose engine is gone (see Engine.recover), so that a sync killed
         with its command does not leave its connection busy for ever; returns those attempts.
 
         Every command that opens the store calls this first: no `ferryman worker` is needed."""
-        return self._engine().recover(sweep=False)
+        return [] if self.engine is None else self.engine.recover(sweep=False)
 
     # -- sources and destinations -----------------------------------------------------------
 
@@ -190,7 +192,18 @@ class JobService:
         return self._engine().run_jobs([job.id], timeout_s)[0]
 
     def cancel(self, job_id: int) -> Job:
-        return self.store.request_cancel(job_id)
+        """Ask for the job to stop: recorded in the store (whichever engine runs it stops it),
+        and passed to this service's engine at once in case it runs the job."""
+        job = self.store.request_cancel(job_id)
+        if self.engine is not None:
+            self.engine.cancel(job_id)
+        return job
+
+    def stop_now(self, job_id: int) -> None:
+        """Stop the job's connectors in this process without going through the store again
+        (a second Ctrl-C: the store may be what is slow)."""
+        if self.engine is not None:
+            self.engine.cancel(job_id)
 
     def last_output(self, job: Job) -> dict[str, Any] | None:
         attempts = self.store.list_attempts(job.id)

@@ -18,6 +18,7 @@ import pytest
 
 from ferryman.clock import ManualClock
 from ferryman.engines.local import LocalEngine
+from ferryman.errors import WorkerError
 from ferryman.jobs.failures import FailureType
 from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
@@ -100,6 +101,23 @@ def test_a_config_error_fails_the_job_at_once(store: JobStore, tmp_path: Path) -
     (attempt,) = store.list_attempts(job.id)
     assert attempt.failure_summary is not None
     assert attempt.failure_summary["failures"][0]["type"] == FailureType.CONFIG_ERROR
+
+
+def test_a_service_without_an_engine_queues_jobs_for_the_engine_that_serves_the_queue(
+    store: JobStore, tmp_path: Path
+) -> None:
+    bench_connection(service_for(store, tmp_path), "queued", tmp_path, 100)
+    queue_only = JobService(store, settings(tmp_path))  # as an API served with --no-engine
+
+    job = queue_only.enqueue_replication("queued")
+    with pytest.raises(WorkerError, match="no engine"):
+        queue_only.run(job)
+
+    assert queue_only.recover_abandoned() == []
+    assert store.get_job(job.id).status is JobStatus.PENDING  # nobody ran it behind our back
+    (finished,) = service_for(store, tmp_path)._engine().run_jobs([job.id], timeout_s=60)
+    assert finished.status is JobStatus.SUCCEEDED
+    assert rows(tmp_path / "queued.duckdb") == (100, 100)
 
 
 def scripted(tmp_path: Path) -> str:

@@ -104,8 +104,7 @@ def _stop(service: JobService, job: Job, first: bool, quiet: bool = False) -> No
     else:
         if not quiet:
             note(f"cancelling job {job.id} in this process: waiting for the connectors to stop")
-        if service.engine is not None:
-            service.engine.cancel_all()
+        service.stop_now(job.id)
 
 
 @dataclass

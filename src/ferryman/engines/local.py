@@ -28,10 +28,10 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
 
 from ferryman.clock import Clock, SystemClock
 from ferryman.connectors.docker import DockerUnavailable
+from ferryman.engines.base import AttemptObserver
 from ferryman.engines.execution import AttemptExecution, decide_retry
 from ferryman.engines.limits import worker_limits
 from ferryman.errors import UserInputError, WorkerError
@@ -55,15 +55,6 @@ _EVERY_RUNNING = timedelta(days=36500)
 log = logging.getLogger(__name__)
 
 
-class AttemptObserver(Protocol):
-    """Told when this engine starts an attempt and when one ends (its outcome saved): how
-    ``ferryman worker`` prints a line per job. Called on the engine's thread; must not block."""
-
-    def started(self, job: Job, attempt: Attempt) -> None: ...
-
-    def ended(self, job: Job, attempt: Attempt) -> None: ...
-
-
 @dataclass
 class _Running:
     job: Job
@@ -81,6 +72,8 @@ def new_engine_id(foreground: bool = False) -> str:
 
 
 class LocalEngine:
+    """Implements :class:`ferryman.engines.base.WorkerEngine` with threads of this process."""
+
     def __init__(
         self,
         store: JobStore,
@@ -326,6 +319,13 @@ class LocalEngine:
                     f"job {job_id}: the end of attempt {ended.attempt.number} could not be saved "
                     f"({type(ended.error).__name__}: {cause[:300]})"
                 )
+
+    def cancel(self, job_id: int) -> None:
+        """Stop the job's running attempt here at once (its cancel request is the store's)."""
+        with self._lock:
+            for item in self._running.values():
+                if item.job.id == job_id:
+                    item.cancel.set()
 
     def cancel_all(self) -> None:
         """Stop every running attempt's connectors (used when the process must exit)."""
