@@ -19,6 +19,8 @@ from ferryman.connectors import parse_reference, pin_reference, resolve
 from ferryman.connectors.config_paths import settle_paths
 from ferryman.engines.base import Engine
 from ferryman.errors import UserInputError, WorkerError
+from ferryman.jobs.configs import ActorSnapshot, ConnectorJobConfig, NamespaceConfig, ReplicationConfig
+from ferryman.jobs.outcomes import ConnectorOutcome
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.launchers import ConnectorLauncher
 from ferryman.protocol.catalog import NamespaceDefinition, StreamChoice, plan_catalog, replan_catalog
@@ -125,7 +127,7 @@ class JobService:
         src = self.store.get_actor(SOURCE, source)
         dst = self.store.get_actor(DESTINATION, destination)
         job = (self.foreground or self.run)(self.enqueue_discover(src))
-        catalog = (self.last_output(job) or {}).get("catalog")
+        catalog = self.last_outcome(job).catalog
         if job.status is JobStatus.CANCELLED:
             raise WorkerError(
                 f"discover of source {src.name!r} was cancelled (job {job.id}): no connection created"
@@ -160,11 +162,8 @@ class JobService:
     # -- jobs -------------------------------------------------------------------------------
 
     def enqueue_discover(self, source: Actor) -> Job:
-        return self.store.enqueue(
-            JobType.DISCOVER,
-            f"source:{source.id}",
-            _snapshot(source),
-        )
+        config = ConnectorJobConfig.of(_snapshot(source))
+        return self.store.enqueue(JobType.DISCOVER, f"source:{source.id}", config.to_document())
 
     def enqueue_replication(self, connection: Connection | str, reset: bool = False) -> Job:
         """A sync (or reset) of the connection (its row, or what a user typed: resolved once);
@@ -174,18 +173,17 @@ class JobService:
         conn = self.store.get_connection(connection) if isinstance(connection, str) else connection
         src = self.store.get_actor_by_id(SOURCE, conn.source_id)
         dst = self.store.get_actor_by_id(DESTINATION, conn.destination_id)
-        config = {
-            "connection_id": conn.id,
-            "source": _snapshot(src),
-            "destination": _snapshot(dst),
-            "catalog": conn.catalog,
-            "namespace": {
-                "definition": conn.namespace_definition,
-                "format": conn.namespace_format,
-                "prefix": conn.prefix,
-            },
-        }
-        return self.store.enqueue(JobType.RESET if reset else JobType.SYNC, str(conn.id), config)
+        config = ReplicationConfig(
+            connection_id=conn.id,
+            source=_snapshot(src),
+            destination=_snapshot(dst),
+            catalog=conn.catalog,
+            namespace=NamespaceConfig(
+                definition=conn.namespace_definition, format=conn.namespace_format, prefix=conn.prefix
+            ),
+        )
+        job_type = JobType.RESET if reset else JobType.SYNC
+        return self.store.enqueue(job_type, str(conn.id), config.to_document())
 
     def run(self, job: Job, timeout_s: float | None = None) -> Job:
         """Run a job in this process and wait for it (retries included)."""
@@ -206,8 +204,13 @@ class JobService:
             self.engine.cancel(job_id)
 
     def last_output(self, job: Job) -> dict[str, Any] | None:
+        """The stored output document of the job's last attempt (see :meth:`last_outcome`)."""
         attempts = self.store.list_attempts(job.id)
         return attempts[-1].output if attempts else None
+
+    def last_outcome(self, job: Job) -> ConnectorOutcome:
+        """What the last attempt of a spec, check or discover job produced (empty if nothing)."""
+        return ConnectorOutcome.from_document(self.last_output(job) or {})
 
     def job_details(self, job_id: int) -> tuple[Job, list[tuple[Attempt, list[StreamStat]]]]:
         job = self.store.get_job(job_id)
@@ -292,11 +295,13 @@ def _ignore(text: str) -> None:
     pass
 
 
-def _snapshot(actor: Actor) -> dict[str, Any]:
-    """What a job keeps of an actor: later edits of the actor do not change a queued job."""
-    document: dict[str, Any] = {"actor_id": actor.id, "connector": actor.connector, "config": actor.config}
-    if actor.resources:
-        document["resources"] = actor.resources
-    if actor.spec:
-        document["spec"] = actor.spec  # masks the job's log and failures by it
-    return document
+def _snapshot(actor: Actor) -> ActorSnapshot:
+    """What a job keeps of an actor: later edits of the actor do not change a queued job. Its
+    spec masks the job's log and failures."""
+    return ActorSnapshot(
+        connector=actor.connector,
+        config=actor.config,
+        actor_id=actor.id,
+        resources=actor.resources or None,
+        spec=actor.spec or None,
+    )

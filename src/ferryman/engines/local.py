@@ -36,6 +36,7 @@ from ferryman.engines.execution import AttemptExecution, decide_retry
 from ferryman.engines.limits import worker_limits
 from ferryman.errors import UserInputError, WorkerError
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
+from ferryman.jobs.outcomes import FailureSummary
 from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import AttemptStatus, JobStatus
 from ferryman.launchers import ConnectorLauncher, Launcher
@@ -217,7 +218,7 @@ class LocalEngine:
             failure = FailureReason.of(
                 FailureOrigin.PLATFORM, FailureType.SYSTEM_ERROR, why, int(time.time() * 1000)
             )
-            summary = {"failures": [failure.to_dict()], "partial_success": None}
+            summary = FailureSummary(failures=[failure]).to_document()
             job = self.store.fail_attempt(attempt, None, summary, now)
             if _is_foreground(attempt.engine_id):
                 if job.status is JobStatus.INCOMPLETE:
