@@ -18,7 +18,7 @@ from ferryman import masking
 from ferryman.connectors import parse_reference, pin_reference, resolve
 from ferryman.connectors.config_paths import settle_paths
 from ferryman.engines.base import Engine
-from ferryman.errors import UserInputError, WorkerError
+from ferryman.errors import FieldError, UserInputError, WorkerError
 from ferryman.jobs.configs import ActorSnapshot, ConnectorJobConfig, NamespaceConfig, ReplicationConfig
 from ferryman.jobs.outcomes import ConnectorOutcome
 from ferryman.jobs.states import JobStatus, JobType
@@ -121,8 +121,11 @@ class JobService:
         NamespaceDefinition(namespace_definition)
         check_new_name("connection", name)  # before the discover job, not after it
         if namespace_definition == "customformat" and not namespace_format:
-            raise UserInputError(
-                "--namespace customformat needs --namespace-format, e.g. 'raw_${SOURCE_NAMESPACE}'"
+            raise FieldError(
+                "{namespace_definition} customformat needs {namespace_format}, "
+                "e.g. 'raw_${SOURCE_NAMESPACE}'",
+                "namespace_definition",
+                "namespace_format",
             )
         src = self.store.get_actor(SOURCE, source)
         dst = self.store.get_actor(DESTINATION, destination)
@@ -149,7 +152,7 @@ class JobService:
     def update_streams(self, conn: Connection, choices: list[StreamChoice]) -> Connection:
         """The connection with new modes (or cursor, or primary key) for the streams named."""
         if not choices:
-            raise UserInputError("name at least one stream to change, e.g. --stream users:incremental:append")
+            raise FieldError("name at least one stream to change with {streams}", "streams")
         self._refuse_if_live(conn, "changing its streams")
         dst = self.store.get_actor_by_id(DESTINATION, conn.destination_id)
         catalog = replan_catalog(check_configured(conn.catalog), self.destination_modes(dst), choices)

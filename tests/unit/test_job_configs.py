@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from ferryman.errors import FieldError
 from ferryman.jobs.configs import ConfigDocumentError, ConnectorJobConfig, ReplicationConfig
 from ferryman.jobs.failures import FailureOrigin, FailureType
 from ferryman.jobs.outcomes import ConnectorOutcome, ReplicationOutcome, failure_summary
@@ -92,3 +93,15 @@ def test_failure_summaries_and_outputs_read_from_the_stored_json() -> None:
         {"status": "succeeded", "records_committed": 3, "streams": [{"name": "s"}]}
     )
     assert sync.records_committed == 3 and sync.streams[0].name == "s"
+
+
+def test_a_field_error_names_fields_as_each_surface_does() -> None:
+    error = FieldError(
+        "{namespace_definition} customformat needs {namespace_format}",
+        "namespace_definition",
+        "namespace_format",
+    )
+    assert str(error) == "namespace_definition customformat needs namespace_format"  # the API's words
+    assert "--" not in str(error)
+    cli = error.phrase({"namespace_definition": "--namespace", "namespace_format": "--namespace-format"})
+    assert cli == "--namespace customformat needs --namespace-format"
