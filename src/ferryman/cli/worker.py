@@ -76,6 +76,13 @@ class JobLines:
         event = {"event": "job_ended", "status": job.status.value, "duration_s": seconds}
         self._say(job, attempt, text, {**event, "attempt_status": attempt.status.value})
 
+    def store_unavailable(self, reason: str, retry_in_s: float) -> None:
+        if self._json:
+            event = {"event": "store_unavailable", "reason": reason, "retry_in_s": retry_in_s}
+            print_json(event, [], one_line=True)
+        else:
+            note(f"{reason}; trying again in {retry_in_s:.0f}s")
+
     def _say(self, job: Job, attempt: Attempt, text: str, event: dict[str, object]) -> None:
         names = Names(
             self._store.list_connections(),

@@ -24,6 +24,10 @@ class AttemptObserver(Protocol):
 
     def ended(self, job: Job, attempt: Attempt) -> None: ...
 
+    def store_unavailable(self, reason: str, retry_in_s: float) -> None:
+        """The store could not be reached; the engine tries again in ``retry_in_s``."""
+        ...
+
 
 class Engine(Protocol):
     """What the job service needs: wait for jobs, stop them, recover after a crash."""
