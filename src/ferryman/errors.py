@@ -2,6 +2,8 @@
 
     FerrymanError                      root; ``retryable`` tells an engine whether to try again
     +-- UserInputError (ValueError)    bad input from a user: shown as one line, never a traceback
+    |   +-- FieldError                 bad or missing input in named fields, which each surface
+    |   |                              names in its own words (a CLI flag, a JSON property)
     |   +-- ConnectorReferenceError    a connector reference that cannot be parsed or found
     |   +-- ConnectorInstallError      a PyPI package that does not exist or is not a connector
     +-- LaunchError                    a connector process could not be started
@@ -17,6 +19,7 @@ or a CLI error carries what is needed to act on it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -37,6 +40,24 @@ class FerrymanError(Exception):
 
 class UserInputError(FerrymanError, ValueError):
     """Something the user gave us is wrong; the message says what and what to do."""
+
+
+class FieldError(UserInputError):
+    """Input that is wrong in named fields. ``template`` marks each field as ``{field}``; ``str()``
+    names them as they are (``namespace_format``), and a surface renders them in its own words
+    with :meth:`phrase` (the CLI: ``--namespace-format``), so no message below the surfaces
+    names a flag."""
+
+    def __init__(self, template: str, *fields: str, **context: Any) -> None:
+        self.template = template
+        self.fields = fields
+        super().__init__(self.phrase({}), **context)
+
+    def phrase(self, names: Mapping[str, str]) -> str:
+        text = self.template
+        for name in self.fields:
+            text = text.replace("{" + name + "}", names.get(name, name))
+        return text
 
 
 class ConnectorReferenceError(UserInputError):

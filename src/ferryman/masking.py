@@ -9,9 +9,9 @@ specs were kept, or whose ``spec`` failed) is masked by field names until a job 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
+from ferryman.jobs.configs import ConfigDocumentError, ConnectorJobConfig, ReplicationConfig, snapshots
 from ferryman.secrets import SecretRules, longest_first, mask_config, secret_values
 from ferryman.store.base import Actor, Job
 
@@ -30,11 +30,11 @@ def actor_secrets(*actors: Actor) -> list[str]:
     return longest_first(v for actor in actors for v in secret_values(actor.config, actor_rules(actor)))
 
 
-def _snapshots(job: Job) -> Iterator[dict[str, Any]]:
-    """The actor snapshots of a job: its own (check, discover), or both sides' of a sync."""
-    for part in (job.config, job.config.get("source"), job.config.get("destination")):
-        if isinstance(part, dict) and isinstance(part.get("config"), dict):
-            yield part
+def job_config(job: Job) -> ConnectorJobConfig | ReplicationConfig:
+    """The job's typed config snapshot."""
+    if job.type.is_replication:
+        return ReplicationConfig.from_document(job.config)
+    return ConnectorJobConfig.from_document(job.config)
 
 
 def job_secrets(job: Job, actors: list[Actor]) -> list[str]:
@@ -42,7 +42,13 @@ def job_secrets(job: Job, actors: list[Actor]) -> list[str]:
     snapshot, else by the one its actor (among ``actors``) has kept since."""
     kept: dict[tuple[Any, Any], dict[str, Any] | None] = {(a.id, a.connector): a.spec for a in actors}
     found: list[str] = []
-    for snapshot in _snapshots(job):
-        spec = snapshot.get("spec") or kept.get((snapshot.get("actor_id"), snapshot.get("connector")))
-        found += secret_values(snapshot["config"], SecretRules.of(spec, snapshot["config"]))
+    try:
+        taken = snapshots(job_config(job))
+    except ConfigDocumentError:  # a config that never ran: mask whatever it holds by names alone
+        return longest_first(secret_values(job.config, SecretRules.of(None, job.config)))
+    for snapshot in taken:
+        if snapshot.config is None:
+            continue
+        spec = snapshot.spec or kept.get((snapshot.actor_id, snapshot.connector))
+        found += secret_values(snapshot.config, SecretRules.of(spec, snapshot.config))
     return longest_first(found)

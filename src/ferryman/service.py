@@ -1,8 +1,9 @@
 """The job service: what the CLI (and later the HTTP API) calls. Thin rules, no I/O of its own.
 
 It validates input, snapshots everything a job needs into the job's config (so a job runs the
-same whatever happens to its connection later), enqueues, and, when asked to wait, runs the job
-in this process with a local engine limited to that job.
+same whatever happens to its connection later), enqueues, and, when asked to wait, has its
+engine run the job. The engine is given (:class:`ferryman.engines.base.Engine`): the CLI gives a
+local engine limited to the jobs of its command; a server gives the engine it serves with.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Any
 from ferryman import masking
 from ferryman.connectors import parse_reference, pin_reference, resolve
 from ferryman.connectors.config_paths import settle_paths
-from ferryman.engines.local import LocalEngine
-from ferryman.errors import UserInputError, WorkerError
+from ferryman.engines.base import Engine
+from ferryman.errors import FieldError, UserInputError, WorkerError
+from ferryman.jobs.configs import ActorSnapshot, ConnectorJobConfig, NamespaceConfig, ReplicationConfig
+from ferryman.jobs.outcomes import ConnectorOutcome
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.launchers import ConnectorLauncher
 from ferryman.protocol.catalog import NamespaceDefinition, StreamChoice, plan_catalog, replan_catalog
@@ -36,22 +39,23 @@ SOURCE, DESTINATION = "source", "destination"
 class JobService:
     store: JobStore
     settings: Settings = field(default_factory=Settings.from_env)
-    engine: LocalEngine | None = None
+    # Runs and stops jobs; None: a service that only queues and reads (run() refuses).
+    engine: Engine | None = None
     # How the jobs the service runs for itself (the discover of a new connection) are run here;
     # the CLI's turns Ctrl-C into a cancel of the job. Default: run, and wait.
     foreground: Callable[[Job], Job] | None = None
 
-    def _engine(self) -> LocalEngine:
+    def _engine(self) -> Engine:
         if self.engine is None:
-            self.engine = LocalEngine(self.store, self.settings, foreground=True)
+            raise WorkerError("this job service has no engine to run jobs with")
         return self.engine
 
     def recover_abandoned(self) -> list[Attempt]:
-        """Fail the attempts whose engine is gone (see LocalEngine.recover), so that a sync killed
+        """Fail the attempts whose engine is gone (see Engine.recover), so that a sync killed
         with its command does not leave its connection busy for ever; returns those attempts.
 
         Every command that opens the store calls this first: no `ferryman worker` is needed."""
-        return self._engine().recover(sweep=False)
+        return [] if self.engine is None else self.engine.recover(sweep=False)
 
     # -- sources and destinations -----------------------------------------------------------
 
@@ -117,13 +121,16 @@ class JobService:
         NamespaceDefinition(namespace_definition)
         check_new_name("connection", name)  # before the discover job, not after it
         if namespace_definition == "customformat" and not namespace_format:
-            raise UserInputError(
-                "--namespace customformat needs --namespace-format, e.g. 'raw_${SOURCE_NAMESPACE}'"
+            raise FieldError(
+                "{namespace_definition} customformat needs {namespace_format}, "
+                "e.g. 'raw_${SOURCE_NAMESPACE}'",
+                "namespace_definition",
+                "namespace_format",
             )
         src = self.store.get_actor(SOURCE, source)
         dst = self.store.get_actor(DESTINATION, destination)
         job = (self.foreground or self.run)(self.enqueue_discover(src))
-        catalog = (self.last_output(job) or {}).get("catalog")
+        catalog = self.last_outcome(job).catalog
         if job.status is JobStatus.CANCELLED:
             raise WorkerError(
                 f"discover of source {src.name!r} was cancelled (job {job.id}): no connection created"
@@ -145,7 +152,7 @@ class JobService:
     def update_streams(self, conn: Connection, choices: list[StreamChoice]) -> Connection:
         """The connection with new modes (or cursor, or primary key) for the streams named."""
         if not choices:
-            raise UserInputError("name at least one stream to change, e.g. --stream users:incremental:append")
+            raise FieldError("name at least one stream to change with {streams}", "streams")
         self._refuse_if_live(conn, "changing its streams")
         dst = self.store.get_actor_by_id(DESTINATION, conn.destination_id)
         catalog = replan_catalog(check_configured(conn.catalog), self.destination_modes(dst), choices)
@@ -158,11 +165,8 @@ class JobService:
     # -- jobs -------------------------------------------------------------------------------
 
     def enqueue_discover(self, source: Actor) -> Job:
-        return self.store.enqueue(
-            JobType.DISCOVER,
-            f"source:{source.id}",
-            _snapshot(source),
-        )
+        config = ConnectorJobConfig.of(_snapshot(source))
+        return self.store.enqueue(JobType.DISCOVER, f"source:{source.id}", config.to_document())
 
     def enqueue_replication(self, connection: Connection | str, reset: bool = False) -> Job:
         """A sync (or reset) of the connection (its row, or what a user typed: resolved once);
@@ -172,29 +176,44 @@ class JobService:
         conn = self.store.get_connection(connection) if isinstance(connection, str) else connection
         src = self.store.get_actor_by_id(SOURCE, conn.source_id)
         dst = self.store.get_actor_by_id(DESTINATION, conn.destination_id)
-        config = {
-            "connection_id": conn.id,
-            "source": _snapshot(src),
-            "destination": _snapshot(dst),
-            "catalog": conn.catalog,
-            "namespace": {
-                "definition": conn.namespace_definition,
-                "format": conn.namespace_format,
-                "prefix": conn.prefix,
-            },
-        }
-        return self.store.enqueue(JobType.RESET if reset else JobType.SYNC, str(conn.id), config)
+        config = ReplicationConfig(
+            connection_id=conn.id,
+            source=_snapshot(src),
+            destination=_snapshot(dst),
+            catalog=conn.catalog,
+            namespace=NamespaceConfig(
+                definition=conn.namespace_definition, format=conn.namespace_format, prefix=conn.prefix
+            ),
+        )
+        job_type = JobType.RESET if reset else JobType.SYNC
+        return self.store.enqueue(job_type, str(conn.id), config.to_document())
 
     def run(self, job: Job, timeout_s: float | None = None) -> Job:
         """Run a job in this process and wait for it (retries included)."""
         return self._engine().run_jobs([job.id], timeout_s)[0]
 
     def cancel(self, job_id: int) -> Job:
-        return self.store.request_cancel(job_id)
+        """Ask for the job to stop: recorded in the store (whichever engine runs it stops it),
+        and passed to this service's engine at once in case it runs the job."""
+        job = self.store.request_cancel(job_id)
+        if self.engine is not None:
+            self.engine.cancel(job_id)
+        return job
+
+    def stop_now(self, job_id: int) -> None:
+        """Stop the job's connectors in this process without going through the store again
+        (a second Ctrl-C: the store may be what is slow)."""
+        if self.engine is not None:
+            self.engine.cancel(job_id)
 
     def last_output(self, job: Job) -> dict[str, Any] | None:
+        """The stored output document of the job's last attempt (see :meth:`last_outcome`)."""
         attempts = self.store.list_attempts(job.id)
         return attempts[-1].output if attempts else None
+
+    def last_outcome(self, job: Job) -> ConnectorOutcome:
+        """What the last attempt of a spec, check or discover job produced (empty if nothing)."""
+        return ConnectorOutcome.from_document(self.last_output(job) or {})
 
     def job_details(self, job_id: int) -> tuple[Job, list[tuple[Attempt, list[StreamStat]]]]:
         job = self.store.get_job(job_id)
@@ -279,11 +298,13 @@ def _ignore(text: str) -> None:
     pass
 
 
-def _snapshot(actor: Actor) -> dict[str, Any]:
-    """What a job keeps of an actor: later edits of the actor do not change a queued job."""
-    document: dict[str, Any] = {"actor_id": actor.id, "connector": actor.connector, "config": actor.config}
-    if actor.resources:
-        document["resources"] = actor.resources
-    if actor.spec:
-        document["spec"] = actor.spec  # masks the job's log and failures by it
-    return document
+def _snapshot(actor: Actor) -> ActorSnapshot:
+    """What a job keeps of an actor: later edits of the actor do not change a queued job. Its
+    spec masks the job's log and failures."""
+    return ActorSnapshot(
+        connector=actor.connector,
+        config=actor.config,
+        actor_id=actor.id,
+        resources=actor.resources or None,
+        spec=actor.spec or None,
+    )

@@ -296,6 +296,19 @@ def test_bad_input_is_one_line_and_exit_code_2(cli: Cli, tmp_path: Path) -> None
     assert "unknown stream(s) nope" in cli.bad_input(
         "connections", "create", "c2", "--source", "b", "--destination", "b", "--streams", "nope"
     )
+    no_format = (
+        "connections",
+        "create",
+        "c3",
+        "--source",
+        "b",
+        "--destination",
+        "b",
+        "--namespace",
+        "customformat",
+    )
+    assert "--namespace customformat needs --namespace-format, e.g. " in cli.bad_input(*no_format)
+    assert "at least one stream to change with --stream, e.g." in cli.bad_input("connections", "update", "b")
     assert "STATE" in cli.bad_input("state", "set", "b", "not-a-file.json")
     assert "used by connection(s) b" in cli.bad_input("sources", "delete", "b")
     cli("connections", "delete", "b")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 
 from ferryman.clock import ManualClock
 from ferryman.engines.local import LocalEngine
+from ferryman.errors import WorkerError
 from ferryman.jobs.failures import FailureType
 from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
@@ -100,6 +102,23 @@ def test_a_config_error_fails_the_job_at_once(store: JobStore, tmp_path: Path) -
     (attempt,) = store.list_attempts(job.id)
     assert attempt.failure_summary is not None
     assert attempt.failure_summary["failures"][0]["type"] == FailureType.CONFIG_ERROR
+
+
+def test_a_service_without_an_engine_queues_jobs_for_the_engine_that_serves_the_queue(
+    store: JobStore, tmp_path: Path
+) -> None:
+    bench_connection(service_for(store, tmp_path), "queued", tmp_path, 100)
+    queue_only = JobService(store, settings(tmp_path))  # as an API served with --no-engine
+
+    job = queue_only.enqueue_replication("queued")
+    with pytest.raises(WorkerError, match="no engine"):
+        queue_only.run(job)
+
+    assert queue_only.recover_abandoned() == []
+    assert store.get_job(job.id).status is JobStatus.PENDING  # nobody ran it behind our back
+    (finished,) = service_for(store, tmp_path)._engine().run_jobs([job.id], timeout_s=60)
+    assert finished.status is JobStatus.SUCCEEDED
+    assert rows(tmp_path / "queued.duckdb") == (100, 100)
 
 
 def scripted(tmp_path: Path) -> str:
@@ -290,3 +309,63 @@ def test_two_engines_on_one_postgres_share_twenty_jobs_and_run_none_twice(
     assert all(store.get_job(j.id).status is JobStatus.SUCCEEDED for j in jobs)
     assert [len(a) for a in attempts] == [1] * 20  # none ran twice
     assert len({a[0].engine_id for a in attempts}) == 2  # both engines took their share
+
+
+def test_a_worker_whose_database_goes_away_backs_off_and_then_runs_the_next_job(
+    postgres_url: str, engine_env: dict[str, str]
+) -> None:
+    import psycopg
+
+    store = open_store(postgres_url)  # migrated before the worker starts
+    database = postgres_url.rsplit("/", 1)[1]
+    env = {**engine_env, "FERRYMAN_DATABASE_URL": postgres_url}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "ferryman", "worker"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    said: list[str] = []
+
+    def read() -> None:
+        assert worker.stderr is not None
+        for line in worker.stderr:
+            said.append(line)
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+
+    def wait_for_line(words: str) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if words in lines.get(timeout=1):
+                    return
+            except queue.Empty:
+                assert worker.poll() is None, f"the worker died: {''.join(said)}"
+        raise AssertionError(f"the worker never said {words!r}: {''.join(said)}")
+
+    admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True)
+    try:
+        wait_for_line("started")
+        # The database goes away under the worker: its connections are killed, new ones refused.
+        admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,)
+        )
+        wait_for_line("trying again in 1s")
+        wait_for_line("trying again in 2s")  # it backs off, and lives on
+        admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+
+        store = open_store(postgres_url)  # the test's own connections were cut too
+        job = store.enqueue(JobType.SPEC, None, {"connector": "builtin:source-bench"})
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not store.get_job(job.id).status.terminal:
+            assert worker.poll() is None, f"the worker died: {''.join(said)}"
+            time.sleep(0.1)
+        assert store.get_job(job.id).status is JobStatus.SUCCEEDED
+    finally:
+        admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+        admin.close()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0
+    assert "Traceback" not in "".join(said)
+    assert "cannot be used" in "".join(said)  # the one line names the store and the reason

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ferryman.errors import FerrymanError, StoreUnavailable, UserInputError
+from ferryman.errors import FerrymanError, FieldError, StoreUnavailable, UserInputError
 from ferryman.jobs.failures import FailureReason, most_specific_message
 from ferryman.protocol.catalog import StreamChoice
 from ferryman.protocol.sync_modes import StreamMode, parse_mode
@@ -39,11 +39,23 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
+# The service's field names (see FieldError) as this surface's flags.
+FLAGS = {
+    "namespace_definition": "--namespace",
+    "namespace_format": "--namespace-format",
+    "streams": "--stream, e.g. --stream users:incremental:append",
+    "cursor_field": "--cursor",
+    "primary_key": "--primary-key",
+}
+
+
 def guarded(action: Callable[[], int]) -> None:
     """Run a command; bad input, or a store or disk it cannot use, becomes one line and exit 2;
     a failed job exit 1."""
     try:
         code = action()
+    except FieldError as exc:
+        fail(escape(exc.phrase(FLAGS)), 2)
     except (UserInputError, StoreUnavailable) as exc:  # the store's message names it and what to do
         fail(escape(str(exc)), 2)
     except FerrymanError as exc:

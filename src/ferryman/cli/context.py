@@ -37,7 +37,8 @@ def job_service() -> Iterator[JobService]:
     settings = Settings.from_env()
     store = open_store(home=settings.home)
     try:
-        service = JobService(store, settings, LocalEngine(store, settings, foreground=True))
+        # The CLI's jobs run in its own process; a worker or server elsewhere runs the rest.
+        service = JobService(store, settings, engine=LocalEngine(store, settings, foreground=True))
         service.foreground = partial(run_quietly, service)
         _recover(service)
         yield service

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ferryman.cli.common import SignalCounter, failure_line, note, seconds_between, when
 from ferryman.cli.progress import LiveProgress, PlainProgress, from_stream_stats
+from ferryman.jobs.outcomes import failure_summary
 from ferryman.jobs.states import AttemptStatus, JobStatus
 
 if TYPE_CHECKING:
@@ -104,8 +105,7 @@ def _stop(service: JobService, job: Job, first: bool, quiet: bool = False) -> No
     else:
         if not quiet:
             note(f"cancelling job {job.id} in this process: waiting for the connectors to stop")
-        if service.engine is not None:
-            service.engine.cancel_all()
+        service.stop_now(job.id)
 
 
 @dataclass
@@ -134,7 +134,7 @@ class _Watcher:
         job = self.service.store.get_job(self.job.id)
         if job.status is not JobStatus.INCOMPLETE:
             return  # the job ends with this attempt: the summary tells
-        failures = (attempt.failure_summary or {}).get("failures") or []
-        why = failure_line(failures[0], self.secrets, brief=True) if failures else "no reason given"
+        failures = failure_summary(attempt.failure_summary).failures
+        why = failure_line(failures[0].to_dict(), self.secrets, brief=True) if failures else "no reason given"
         when_next = f" at {when(job.next_attempt_at)}" if job.next_attempt_at else ""
         note(f"attempt {attempt.number} failed: {why}; next attempt{when_next}")

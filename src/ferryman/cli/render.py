@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ferryman.cli.common import count, duration, seconds_between, when
+from ferryman.jobs.outcomes import failure_summary
 
 if TYPE_CHECKING:
     from ferryman.store.base import Actor, Attempt, Connection, Job, StreamStat
@@ -32,7 +33,7 @@ class Names:
         return None
 
     def scope(self, job: Job) -> str:
-        if job.scope is None:
+        if job.scope is None:  # a spec job: its connector
             return str(job.config.get("connector") or "")
         if job.type.is_replication:
             return self._connections.get(job.scope, f"connection #{job.scope} (deleted)")
@@ -101,7 +102,7 @@ def job_doc(job: Job, names: Names, attempts: int) -> dict[str, Any]:
 
 
 def attempt_doc(attempt: Attempt, stats: list[StreamStat]) -> dict[str, Any]:
-    summary = attempt.failure_summary or {}
+    summary = failure_summary(attempt.failure_summary)
     return {
         "number": attempt.number,
         "status": attempt.status.value,
@@ -109,8 +110,8 @@ def attempt_doc(attempt: Attempt, stats: list[StreamStat]) -> dict[str, Any]:
         "ended_at": attempt.ended_at,
         "duration_s": seconds_between(attempt.created_at, attempt.ended_at),
         "engine_id": attempt.engine_id,
-        "failures": summary.get("failures") or [],
-        "partial_success": summary.get("partial_success"),
+        "failures": [f.to_dict() for f in summary.failures],
+        "partial_success": summary.partial_success,
         "streams": [s.figures() for s in stats],
         "log": attempt.log_path,
         "output": attempt.output,

@@ -30,7 +30,7 @@ from ferryman.cli.render import Names
 from ferryman.settings import Settings
 
 if TYPE_CHECKING:
-    from ferryman.engines.local import LocalEngine
+    from ferryman.engines.base import WorkerEngine
     from ferryman.store.base import Attempt, Job, JobStore
 
 POLL_S = 0.2
@@ -45,7 +45,7 @@ def worker(json: JsonOption = False) -> None:
 
         settings = Settings.from_env()
         with open_store(home=settings.home) as store:
-            engine = LocalEngine(store, settings)
+            engine: WorkerEngine = LocalEngine(store, settings)
             engine.observer = JobLines(store, json)
             _announce(engine, store.url, json)
             _run(engine)
@@ -76,6 +76,13 @@ class JobLines:
         event = {"event": "job_ended", "status": job.status.value, "duration_s": seconds}
         self._say(job, attempt, text, {**event, "attempt_status": attempt.status.value})
 
+    def store_unavailable(self, reason: str, retry_in_s: float) -> None:
+        if self._json:
+            event = {"event": "store_unavailable", "reason": reason, "retry_in_s": retry_in_s}
+            print_json(event, [], one_line=True)
+        else:
+            note(f"{reason}; trying again in {retry_in_s:.0f}s")
+
     def _say(self, job: Job, attempt: Attempt, text: str, event: dict[str, object]) -> None:
         names = Names(
             self._store.list_connections(),
@@ -89,7 +96,7 @@ class JobLines:
             note(f"job {job.id} {job.type.value} {scope}: {text} (attempt {attempt.number})")
 
 
-def _announce(engine: LocalEngine, url: str, json: bool) -> None:
+def _announce(engine: WorkerEngine, url: str, json: bool) -> None:
     limits = engine.limits
     if json:
         started = {"event": "started", "engine_id": engine.engine_id, "limits": limits, "store": url}
@@ -100,7 +107,7 @@ def _announce(engine: LocalEngine, url: str, json: bool) -> None:
     note("SIGTERM or Ctrl-C: finish running jobs and exit; twice: cancel them")
 
 
-def _run(engine: LocalEngine) -> None:
+def _run(engine: WorkerEngine) -> None:
     stop = threading.Event()
     failure: list[BaseException] = []
 
@@ -126,7 +133,7 @@ def _run(engine: LocalEngine) -> None:
         raise failure[0]
 
 
-def _on_signal(engine: LocalEngine, stop: threading.Event, first: bool) -> None:
+def _on_signal(engine: WorkerEngine, stop: threading.Event, first: bool) -> None:
     stop.set()
     if first:
         running = len(engine.running_attempt_ids())

@@ -19,7 +19,9 @@ from typing import Any
 from ferryman.clock import Clock
 from ferryman.connectors import ResolvedConnector, parse_reference, resolve
 from ferryman.errors import FerrymanError, UserInputError
+from ferryman.jobs.configs import VERSION, ActorSnapshot, ConnectorJobConfig, ReplicationConfig
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType, ordered
+from ferryman.jobs.outcomes import CheckResult, ConnectorOutcome, FailureSummary
 from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.launchers import ConnectorProcess, Launcher, LaunchRequest
@@ -117,11 +119,11 @@ class AttemptExecution:
 
     # -- inputs -----------------------------------------------------------------------------
 
-    def _connector(self, actor: dict[str, Any]) -> ResolvedConnector:
+    def _connector(self, actor: ActorSnapshot) -> ResolvedConnector:
         """The connector of a job's actor snapshot (or of a spec job's config), ready to launch."""
-        resolved = resolve(parse_reference(actor["connector"]), self.settings.venvs)
-        if actor.get("resources"):
-            resolved = dataclasses.replace(resolved, limits=dict(actor["resources"]))
+        resolved = resolve(parse_reference(actor.connector), self.settings.venvs)
+        if actor.resources:
+            resolved = dataclasses.replace(resolved, limits=dict(actor.resources))
         return resolved
 
     def _context(self, secrets: list[str]) -> AttemptContext:
@@ -139,24 +141,24 @@ class AttemptExecution:
     def _launcher(self) -> Launcher:
         return RecordingLauncher(self.launcher, self.store, self.attempt.id)
 
-    def _secrets(self, actor: dict[str, Any], connector: ResolvedConnector) -> list[str]:
+    def _secrets(self, actor: ActorSnapshot, connector: ResolvedConnector) -> list[str]:
         """The values to mask in the attempt's log, by the spec the actor kept; an actor without
         one (created before specs were kept) gets the spec fetched now, and keeps it."""
-        spec = actor.get("spec")
+        spec = actor.spec
         if spec is None:
             spec = connector_spec(connector, self.launcher, self.settings.workspace, self.settings.lifecycle)
-            if spec is not None and actor.get("actor_id") is not None:
-                self.store.set_actor_spec(int(actor["actor_id"]), str(actor["connector"]), spec)
-        found = config_secrets(spec, actor.get("config") or {})
+            if spec is not None and actor.actor_id is not None:
+                self.store.set_actor_spec(actor.actor_id, actor.connector, spec)
+        found = config_secrets(spec, actor.config or {})
         self.secrets = sorted(set(self.secrets) | set(found), key=len, reverse=True)
         return found
 
     # -- spec, check, discover -------------------------------------------------------------
 
     def _connector_job(self) -> Job:
-        config = self.job.config
+        config = ConnectorJobConfig.from_document(self.job.config).actor
         connector = self._connector(config)
-        values: dict[str, Any] = config.get("config") or {}
+        values: dict[str, Any] = config.config or {}
         ctx = self._context(self._secrets(config, connector) if values else [])
         worker = ConnectorJobWorker(self._launcher())
         if self.job.type is JobType.SPEC:
@@ -169,9 +171,9 @@ class AttemptExecution:
             )
             output = worker.check(ConnectorInput(connector, values), ctx, self.cancel, origin)
         files.forget_configs(ctx.workdir)
-        if output.updated_config is not None and config.get("actor_id") is not None:
-            self.store.update_actor_config(int(config["actor_id"]), output.updated_config)
-        document = _connector_output(output)
+        if output.updated_config is not None and config.actor_id is not None:
+            self.store.update_actor_config(config.actor_id, output.updated_config)
+        document = _connector_output(output).to_document()
         if self.cancel.is_set():
             return self._cancelled(document, output.failures)
         if output.failures:
@@ -181,15 +183,14 @@ class AttemptExecution:
     # -- sync and reset --------------------------------------------------------------------
 
     def _replicate(self) -> Job:
-        config = self.job.config
-        connection_id = int(config["connection_id"])
-        source = ConnectorInput(self._connector(config["source"]), config["source"]["config"])
-        destination = ConnectorInput(self._connector(config["destination"]), config["destination"]["config"])
-        namespace = config.get("namespace") or {}
+        config = ReplicationConfig.from_document(self.job.config)
+        connection_id = config.connection_id
+        source = ConnectorInput(self._connector(config.source), config.source.config or {})
+        destination = ConnectorInput(self._connector(config.destination), config.destination.config or {})
         mapping = NamespaceMapping(
-            NamespaceDefinition(namespace.get("definition") or "source"),
-            namespace.get("format"),
-            namespace.get("prefix") or "",
+            NamespaceDefinition(config.namespace.definition or "source"),
+            config.namespace.format,
+            config.namespace.prefix or "",
         )
         state = self.store.get_state(connection_id)  # the last committed state, from any attempt
         self._log(
@@ -198,32 +199,31 @@ class AttemptExecution:
             else "no committed state yet: starting from scratch"
         )
         if self.job.type is JobType.RESET:
-            sync = reset_input(destination, config["catalog"], state, mapping)
+            sync = reset_input(destination, config.catalog, state, mapping)
         else:
-            sync = SyncInput(source, destination, config["catalog"], state, mapping)
-        secrets = self._secrets(config["source"], source.connector)
-        secrets += self._secrets(config["destination"], destination.connector)
+            sync = SyncInput(source, destination, config.catalog, state, mapping)
+        secrets = self._secrets(config.source, source.connector)
+        secrets += self._secrets(config.destination, destination.connector)
         saver = _ProgressSaver(self.store, self.attempt.id, connection_id, self.job.id)
         worker = ReplicationWorker(self._launcher())
         output = worker.run(sync, self._context(secrets), self.cancel, saver.progress, saver.commit)
         files.forget_configs(Path(self.attempt.log_path).parent)
         self.store.save_stream_stats(self.attempt.id, _stream_stats(self.attempt.id, output.streams))
         self._apply_config_updates(config, output)
-        document = output.to_dict()
+        document = {"version": VERSION, **output.to_dict()}  # a ReplicationOutcome document
         if output.status is ReplicationStatus.CANCELLED:
             return self._cancelled(document, output.failures, output.partial_success)
         if output.status is ReplicationStatus.FAILED:
             return self._failed(document, output.failures, output.partial_success)
         return self.store.succeed_attempt(self.attempt, self._masked(document), self.clock.now())
 
-    def _apply_config_updates(self, config: dict[str, Any], output: SyncOutput) -> None:
-        for side, update in (
-            ("source", output.source_config_update),
-            ("destination", output.destination_config_update),
+    def _apply_config_updates(self, config: ReplicationConfig, output: SyncOutput) -> None:
+        for actor, update in (
+            (config.source, output.source_config_update),
+            (config.destination, output.destination_config_update),
         ):
-            actor_id = config[side].get("actor_id")
-            if update is not None and actor_id is not None:
-                self.store.update_actor_config(int(actor_id), update)
+            if update is not None and actor.actor_id is not None:
+                self.store.update_actor_config(actor.actor_id, update)
 
     # -- outcomes ---------------------------------------------------------------------------
 
@@ -232,7 +232,7 @@ class AttemptExecution:
 
     def _summary(self, failures: list[FailureReason], partial: bool | None) -> dict[str, Any]:
         summary: dict[str, Any] = self._masked(
-            {"failures": [f.to_dict() for f in failures], "partial_success": partial}
+            FailureSummary(failures=failures, partial_success=partial).to_document()
         )
         return summary
 
@@ -316,17 +316,16 @@ def _stream_stats(attempt_id: int, streams: list[StreamStats]) -> list[StreamSta
     return saved
 
 
-def _connector_output(output: ConnectorJobOutput) -> dict[str, Any]:
-    document: dict[str, Any] = {"exit_code": output.exit_code}
-    if output.spec is not None:
-        document["spec"] = output.spec
+def _connector_output(output: ConnectorJobOutput) -> ConnectorOutcome:
+    check = None
     if output.check_succeeded is not None:
-        document["check"] = {
-            "status": "succeeded" if output.check_succeeded else "failed",
-            "message": output.check_message,
-        }
-    if output.catalog is not None:
-        document["catalog"] = output.catalog
-    if output.updated_config is not None:
-        document["config_updated"] = True
-    return document
+        check = CheckResult(
+            status="succeeded" if output.check_succeeded else "failed", message=output.check_message
+        )
+    return ConnectorOutcome(
+        exit_code=output.exit_code,
+        spec=output.spec,
+        check=check,
+        catalog=output.catalog,
+        config_updated=output.updated_config is not None,
+    )

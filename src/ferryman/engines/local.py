@@ -28,14 +28,17 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+
+from sqlalchemy.exc import OperationalError
 
 from ferryman.clock import Clock, SystemClock
 from ferryman.connectors.docker import DockerUnavailable
+from ferryman.engines.base import AttemptObserver
 from ferryman.engines.execution import AttemptExecution, decide_retry
 from ferryman.engines.limits import worker_limits
-from ferryman.errors import UserInputError, WorkerError
+from ferryman.errors import StoreUnavailable, UserInputError, WorkerError
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
+from ferryman.jobs.outcomes import FailureSummary
 from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import AttemptStatus, JobStatus
 from ferryman.launchers import ConnectorLauncher, Launcher
@@ -55,15 +58,6 @@ _EVERY_RUNNING = timedelta(days=36500)
 log = logging.getLogger(__name__)
 
 
-class AttemptObserver(Protocol):
-    """Told when this engine starts an attempt and when one ends (its outcome saved): how
-    ``ferryman worker`` prints a line per job. Called on the engine's thread; must not block."""
-
-    def started(self, job: Job, attempt: Attempt) -> None: ...
-
-    def ended(self, job: Job, attempt: Attempt) -> None: ...
-
-
 @dataclass
 class _Running:
     job: Job
@@ -81,6 +75,8 @@ def new_engine_id(foreground: bool = False) -> str:
 
 
 class LocalEngine:
+    """Implements :class:`ferryman.engines.base.WorkerEngine` with threads of this process."""
+
     def __init__(
         self,
         store: JobStore,
@@ -224,7 +220,7 @@ class LocalEngine:
             failure = FailureReason.of(
                 FailureOrigin.PLATFORM, FailureType.SYSTEM_ERROR, why, int(time.time() * 1000)
             )
-            summary = {"failures": [failure.to_dict()], "partial_success": None}
+            summary = FailureSummary(failures=[failure]).to_document()
             job = self.store.fail_attempt(attempt, None, summary, now)
             if _is_foreground(attempt.engine_id):
                 if job.status is JobStatus.INCOMPLETE:
@@ -291,15 +287,34 @@ class LocalEngine:
     # -- loops ------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Run until ``stop`` is set, then stop claiming and let running attempts finish."""
+        """Run until ``stop`` is set, then stop claiming and let running attempts finish.
+
+        A store that cannot be reached (a database restarted, a network cut) does not end the
+        loop: the observer hears of it once per try, and the engine tries again after 1 s,
+        doubling to 30 s, until the store answers."""
+        backoff = _Backoff()
         while not stop.is_set():
-            self.tick()
-            self._wake.wait(self.poll_interval_s)
-            self._wake.clear()
+            if self._tick_or_back_off(backoff, stop, claim=True):
+                self._wake.wait(self.poll_interval_s)
+                self._wake.clear()
         while self.running_attempt_ids():
-            self.tick(claim=False)
-            self._wake.wait(self.poll_interval_s)
-            self._wake.clear()
+            if self._tick_or_back_off(backoff, self._wake, claim=False):
+                self._wake.wait(self.poll_interval_s)
+                self._wake.clear()
+
+    def _tick_or_back_off(self, backoff: _Backoff, interrupt: threading.Event, claim: bool) -> bool:
+        """One tick; False after waiting out a store that failed it (``interrupt`` cuts the wait)."""
+        try:
+            self.tick(claim=claim)
+        except (StoreUnavailable, OperationalError) as exc:
+            delay = backoff.next_s()
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.warning("store unavailable, retrying in %.0fs: %s", delay, reason)
+            self._observe(lambda observer: observer.store_unavailable(reason, delay))
+            interrupt.wait(delay)
+            return False
+        backoff.reset()
+        return True
 
     def run_jobs(self, job_ids: Collection[int], timeout_s: float | None = None) -> list[Job]:
         """Run these jobs (and their retries) in this process until each is terminal."""
@@ -327,11 +342,34 @@ class LocalEngine:
                     f"({type(ended.error).__name__}: {cause[:300]})"
                 )
 
+    def cancel(self, job_id: int) -> None:
+        """Stop the job's running attempt here at once (its cancel request is the store's)."""
+        with self._lock:
+            for item in self._running.values():
+                if item.job.id == job_id:
+                    item.cancel.set()
+
     def cancel_all(self) -> None:
         """Stop every running attempt's connectors (used when the process must exit)."""
         with self._lock:
             for item in self._running.values():
                 item.cancel.set()
+
+
+class _Backoff:
+    """1 s, 2 s, 4 s ... up to 30 s between tries at a store that does not answer."""
+
+    FIRST_S, MAX_S = 1.0, 30.0
+
+    def __init__(self) -> None:
+        self._next = self.FIRST_S
+
+    def next_s(self) -> float:
+        delay, self._next = self._next, min(self._next * 2, self.MAX_S)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.FIRST_S
 
 
 def _seconds(name: str, default: float) -> float:

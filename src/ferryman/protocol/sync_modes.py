@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ferryman.errors import UserInputError
+from ferryman.errors import FieldError, UserInputError
 
 FULL_REFRESH, INCREMENTAL = "full_refresh", "incremental"
 APPEND, OVERWRITE, APPEND_DEDUP = "append", "overwrite", "append_dedup"
@@ -96,15 +96,20 @@ class StreamKeys:
         )
 
 
+# The fields a user can give a stream, as FieldError marks them (each surface names them its way).
+KEY_FIELDS = ("cursor_field", "primary_key")
+
+
 def source_refusal(stream: dict[str, Any], mode: StreamMode, keys: StreamKeys) -> str | None:
-    """Why the source side cannot sync the stream in ``mode``, or None when it can."""
+    """Why the source side cannot sync the stream in ``mode``, or None when it can; a
+    :class:`FieldError` template (the fields a user could give are marked)."""
     supported = stream.get("supported_sync_modes") or [FULL_REFRESH]
     if mode.sync_mode not in supported:
         return f"the source reads it only as {', '.join(supported)}"
     if mode.sync_mode == INCREMENTAL and not (keys.source_defined_cursor or keys.cursor):
-        return "incremental needs a cursor and the source defines none (give one with --cursor)"
+        return "incremental needs a cursor and the source defines none (give one with {cursor_field})"
     if mode.destination_sync_mode == APPEND_DEDUP and not keys.primary_key:
-        return "append_dedup needs a primary key and the source defines none (give one with --primary-key)"
+        return "append_dedup needs a primary key and the source defines none (give one with {primary_key})"
     return None
 
 
@@ -134,9 +139,10 @@ def choose_mode(
         why = source_refusal(stream, requested, keys)
         if why is None:
             why = f"the destination writes only {_listing(sorted(dest_modes))}"
-        raise UserInputError(
+        raise FieldError(
             f"stream {name!r} cannot sync as {requested}: {why}; "
-            f"both sides support {_listing(str(m) for m in both)}"
+            f"both sides support {_listing(str(m) for m in both)}",
+            *KEY_FIELDS,
         )
     order = PREFERENCE if prefer_incremental else FULL_REFRESH_PREFERENCE
     for mode in order:
@@ -175,7 +181,9 @@ def _fallback_note(
     why = source_refusal(stream, ideal, keys) or (
         f"the destination writes only {_listing(sorted(dest_modes))}"
     )
-    return f"stream {stream.get('name')!r} syncs as {chosen}, not {ideal}: {why}"
+    return FieldError(
+        f"stream {stream.get('name')!r} syncs as {chosen}, not {ideal}: {why}", *KEY_FIELDS
+    ).message
 
 
 def _listing(items: Iterable[str]) -> str:
