@@ -1,3 +1,3 @@
-from ferryman.cli import main
+from ferryman.entry import main
 
 main()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ferryman.jobs.configs import ConfigDocumentError, ConnectorJobConfig, ReplicationConfig, snapshots
-from ferryman.secrets import SecretRules, longest_first, mask_config, secret_values
+from ferryman.secrets import MASK, SecretRules, longest_first, mask_config, secret_values
 from ferryman.store.base import Actor, Job
 
 
@@ -52,3 +52,21 @@ def job_secrets(job: Job, actors: list[Actor]) -> list[str]:
         spec = snapshot.spec or kept.get((snapshot.actor_id, snapshot.connector))
         found += secret_values(snapshot.config, SecretRules.of(spec, snapshot.config))
     return longest_first(found)
+
+
+def restore_masked(config: Any, actor: Actor) -> Any:
+    """A config a client sent back: each value still ``**********`` takes the stored value at
+    the same place (as Airbyte's API does), so a client that edits one field keeps the secrets."""
+    return _restore(config, actor.config)
+
+
+def _restore(new: Any, old: Any) -> Any:
+    if new == MASK and old is not None:
+        return old
+    if isinstance(new, dict):
+        previous = old if isinstance(old, dict) else {}
+        return {key: _restore(value, previous.get(key)) for key, value in new.items()}
+    if isinstance(new, list):
+        before = old if isinstance(old, list) else []
+        return [_restore(value, before[i] if i < len(before) else None) for i, value in enumerate(new)]
+    return new

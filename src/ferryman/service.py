@@ -35,6 +35,18 @@ from ferryman.workers.specs import connector_spec
 SOURCE, DESTINATION = "source", "destination"
 
 
+@dataclass(frozen=True)
+class ConnectionPlan:
+    """What a client asks of a new connection, besides its name and its two ends."""
+
+    choices: list[StreamChoice] | None = None
+    namespace_definition: str = "destination"
+    namespace_format: str | None = None
+    prefix: str = ""
+    schedule: dict[str, Any] | None = None
+    status: str = "active"
+
+
 @dataclass
 class JobService:
     store: JobStore
@@ -79,7 +91,23 @@ class JobService:
         config = settle_paths(ref, config, Path.cwd(), self.settings.local_root, on_note)
         connector = pin_reference(connector, self.settings.venvs)  # installs a PyPI connector now
         spec = self.fetch_spec(connector)
-        return self.store.create_actor(kind, name, connector, config, limits or None, spec)
+        actor = self.store.create_actor(kind, name, connector, config, limits or None, spec)
+        self.store.definition_for(kind, connector)  # an API client may now name it by slug
+        return actor
+
+    def update_actor(
+        self, actor: Actor, name: str | None = None, config: dict[str, Any] | None = None
+    ) -> Actor:
+        """A new name and/or config; a secret sent back masked keeps its stored value."""
+        if config is not None:
+            config = masking.restore_masked(config, actor)
+            config = settle_paths(
+                parse_reference(actor.connector), config, Path.cwd(), self.settings.local_root
+            )
+            self.store.update_actor_config(actor.id, config)
+        if name is not None and name != actor.name:
+            return self.store.rename_actor(actor.id, name)
+        return self.store.get_actor_by_id(actor.kind, actor.id)
 
     def fetch_spec(self, connector: str) -> dict[str, Any] | None:
         """The connector's spec, by running it if no cache has it (None when it fails); a
@@ -147,6 +175,50 @@ class JobService:
         configured = plan.catalog
         return self.store.create_connection(
             name, src.id, dst.id, configured, namespace_definition, namespace_format, prefix
+        )
+
+    def latest_catalog(self, source: Actor) -> dict[str, Any] | None:
+        """The catalog of the source's newest succeeded discover, if it ran with the source's
+        current connector and config (a discover of an older config may offer other streams)."""
+        for job in self.store.list_jobs(scope=f"source:{source.id}", type=JobType.DISCOVER, limit=20):
+            if job.config.get("connector") != source.connector or job.config.get("config") != source.config:
+                continue
+            if job.status is JobStatus.SUCCEEDED:
+                catalog = (self.last_output(job) or {}).get("catalog")
+                if catalog is not None:
+                    return dict(check_discovered(catalog))
+            if job.status.terminal:
+                continue
+            return None
+        return None
+
+    def discover_job(self, source: Actor) -> Job:
+        """The source's live discover job, or a new one: clients that poll share one discover."""
+        for status in (JobStatus.RUNNING, JobStatus.PENDING, JobStatus.INCOMPLETE):
+            live = self.store.list_jobs(scope=f"source:{source.id}", status=status, type=JobType.DISCOVER)
+            if live:
+                return live[0]
+        return self.enqueue_discover(source)
+
+    def connect(
+        self, name: str, source: Actor, destination: Actor, catalog: dict[str, Any], plan: ConnectionPlan
+    ) -> Connection:
+        """A connection from an already discovered catalog: the streams chosen (all when none is),
+        each in its requested mode or, as Airbyte does, full refresh first."""
+        NamespaceDefinition(plan.namespace_definition)
+        configured = plan_catalog(
+            catalog, self.destination_modes(destination), None, plan.choices, prefer_incremental=False
+        ).catalog
+        return self.store.create_connection(
+            name,
+            source.id,
+            destination.id,
+            configured,
+            plan.namespace_definition,
+            plan.namespace_format,
+            plan.prefix,
+            plan.schedule,
+            plan.status,
         )
 
     def update_streams(self, conn: Connection, choices: list[StreamChoice]) -> Connection:

@@ -87,7 +87,8 @@ class DuckDBConfig:
 
 
 def parse_config(raw: dict[str, Any]) -> DuckDBConfig:
-    path = require_str(raw, "path")
+    # ``destination_path`` is Airbyte's name for it: what its API clients send for a duckdb destination.
+    path = require_str(raw, "path" if "path" in raw or "destination_path" not in raw else "destination_path")
     if path == ":memory:":
         raise ConfigError("config field 'path' must name a file: an in-memory database ends with the sync")
     return DuckDBConfig(
@@ -104,6 +105,11 @@ SPECIFICATION = object_schema(
             "minLength": 1,
             "description": "DuckDB database file; relative paths start from the working directory.",
         },
+        "destination_path": {
+            "type": "string",
+            "minLength": 1,
+            "description": "Airbyte's name for path: used when path is not given.",
+        },
         "schema": {
             "type": "string",
             "minLength": 1,
@@ -118,7 +124,7 @@ SPECIFICATION = object_schema(
             " holds the database file before failing.",
         },
     },
-    required=("path",),
+    required=(),
     title="DuckDB destination",
 )
 

@@ -26,7 +26,7 @@ from ferryman.connectors.references import ConnectorRef
 from ferryman.errors import UserInputError
 
 # Top-level fields of the built-in connectors that name files.
-BUILTIN_PATH_FIELDS = {"destination-duckdb": ("path",), "destination-jsonl": ("path",)}
+BUILTIN_PATH_FIELDS = {"destination-duckdb": ("path", "destination_path"), "destination-jsonl": ("path",)}
 
 _PATH_KEY = re.compile(r"^(path|file|filename|url|dir|directory|folder)$|_(path|file|filename|url|dir)$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")

@@ -129,3 +129,26 @@ def _executable(path: str) -> str:
     if not os.access(found, os.X_OK):
         raise ConnectorReferenceError(f"exec:{path}: the file is not executable; run chmod +x on it")
     return os.path.abspath(found)
+
+
+_BUILTIN_SLUGS = {"destination-devnull": "dev-null"}  # Airbyte's slug for the same thing
+
+
+def definition_slug(connector: str) -> tuple[str | None, str]:
+    """The kind ("source", "destination" or None when the name does not tell) and the slug a
+    reference is known by in the HTTP API: ``pypi:airbyte-source-faker==7.2.1`` is a source,
+    ``faker``; ``docker:airbyte/destination-postgres:2.0`` a destination, ``postgres``."""
+    kind, _, rest = connector.partition(":")
+    name = rest.split("==")[0]
+    if kind == "docker":
+        name = name.rsplit("/", 1)[-1].split(":")[0].split("@")[0]
+    elif kind == "exec":
+        name = Path(name).stem
+    if kind == "builtin" and name in _BUILTIN_SLUGS:
+        return "destination", _BUILTIN_SLUGS[name]
+    name = name.lower().removeprefix("airbyte-")
+    for side in ("source", "destination"):
+        for mark in (f"{side}-", f"{side}_"):
+            if name.startswith(mark):
+                return side, name[len(mark) :] or name
+    return None, name

@@ -48,6 +48,7 @@ class Actor:
     # The connector's spec when the actor was created (or first run): what masking goes by, so
     # showing an actor never starts its connector. None = not known (names alone decide).
     spec: dict[str, Any] | None = None
+    uuid: str = ""  # its id in the HTTP API
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,9 @@ class Connection:
     namespace_format: str | None = None
     prefix: str = ""
     status: str = "active"  # "active" | "inactive"
-    schedule: dict[str, Any] | None = None  # for the scheduler issue; unused here
+    schedule: dict[str, Any] | None = None  # stored and shown; no scheduler runs it yet
     created_at: datetime | None = None
+    uuid: str = ""  # its id in the HTTP API
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,34 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class Workspace:
+    uuid: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A connector that clients name by slug (``faker``) or UUID, and the reference it runs."""
+
+    uuid: str
+    kind: str  # "source" | "destination"
+    slug: str
+    connector: str
+    builtin: bool = False
+
+
+@dataclass(frozen=True)
+class Application:
+    """An API client: its id, and the salted hash of its secret (the secret itself is not kept)."""
+
+    client_id: str
+    name: str
+    secret_hash: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class StreamStat:
     attempt_id: int
     name: str
@@ -113,6 +143,23 @@ class StreamStat:
         doc = asdict(self)
         del doc["attempt_id"]
         return doc
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """A page of jobs: filters, order (by created_at or updated_at, then id), offset and limit."""
+
+    scope: str | None = None
+    types: tuple[JobType, ...] = ()
+    status: JobStatus | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    updated_from: datetime | None = None
+    updated_to: datetime | None = None
+    order_by: str = "created_at"
+    descending: bool = False
+    offset: int = 0
+    limit: int = 20
 
 
 class JobStore(Protocol):
@@ -152,6 +199,8 @@ class JobStore(Protocol):
         namespace_definition: str = "source",
         namespace_format: str | None = None,
         prefix: str = "",
+        schedule: dict[str, Any] | None = None,
+        status: str = "active",
     ) -> Connection: ...
     def get_connection(self, id_or_name: str) -> Connection:
         """What a user typed, resolved as :meth:`get_actor` does."""
@@ -231,3 +280,27 @@ class JobStore(Protocol):
         self, connection_id: int, state: list[dict[str, Any]], job_id: int | None = None
     ) -> None: ...
     def clear_state(self, connection_id: int) -> None: ...
+
+    # -- what the HTTP API adds (store/api_ops.py) ------------------------------------------
+    def get_actor_by_uuid(self, kind: str, uuid: str) -> Actor: ...
+    def rename_actor(self, actor_id: int, name: str) -> Actor: ...
+    def get_connection_by_uuid(self, uuid: str) -> Connection: ...
+    def update_connection(self, connection_id: int, **values: Any) -> Connection:
+        """Set some of: name, status, schedule, prefix, namespace_definition, namespace_format, catalog."""
+        ...
+
+    def default_workspace(self) -> Workspace: ...
+    def list_definitions(self, kind: str | None = None) -> list[Definition]:
+        """The built-ins, then those added, by kind and slug."""
+        ...
+
+    def add_definition(self, kind: str, slug: str, connector: str) -> Definition: ...
+    def definition_for(self, kind: str, connector: str) -> Definition:
+        """The definition that runs ``connector``, registered under a slug derived from it if none does."""
+        ...
+
+    def create_application(self, name: str, secret_hash: str) -> Application: ...
+    def get_application(self, client_id: str) -> Application | None: ...
+    def list_applications(self) -> list[Application]: ...
+    def delete_application(self, client_id_or_name: str) -> Application: ...
+    def page_jobs(self, query: JobQuery) -> list[Job]: ...

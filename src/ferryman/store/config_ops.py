@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 import sqlalchemy as sa
@@ -90,6 +91,7 @@ class ConfigOps:
             "resources": resources or None,
             "spec": spec,
             "created_at": rows.utcnow(),
+            "uuid": str(uuid.uuid4()),
         }
         try:
             with self._db.write() as conn:
@@ -170,6 +172,8 @@ class ConfigOps:
         namespace_definition: str = "source",
         namespace_format: str | None = None,
         prefix: str = "",
+        schedule: dict[str, Any] | None = None,
+        status: str = "active",
     ) -> Connection:
         check_new_name("connection", name)
         values = {
@@ -180,9 +184,10 @@ class ConfigOps:
             "namespace_definition": namespace_definition,
             "namespace_format": namespace_format,
             "prefix": prefix,
-            "status": "active",
-            "schedule": None,
+            "status": status,
+            "schedule": schedule,
             "created_at": rows.utcnow(),
+            "uuid": str(uuid.uuid4()),
         }
         try:
             with self._db.write() as conn:

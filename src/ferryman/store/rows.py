@@ -28,6 +28,7 @@ def actor(row: Row[Any]) -> Actor:
         created_at=row.created_at,
         resources=row.resources,
         spec=row.spec,
+        uuid=row.uuid,
     )
 
 
@@ -44,6 +45,7 @@ def connection(row: Row[Any]) -> Connection:
         status=row.status,
         schedule=row.schedule,
         created_at=row.created_at,
+        uuid=row.uuid,
     )
 
 

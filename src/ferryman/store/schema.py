@@ -69,6 +69,7 @@ actors = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("resources", Json, nullable=True),  # container limits of a docker: connector
     sa.Column("spec", Json, nullable=True),  # the connector's spec, kept to mask by; NULL: unknown
+    sa.Column("uuid", sa.String(36), nullable=False, unique=True),  # its id in the HTTP API
     sa.UniqueConstraint("kind", "name", name="uq_actors_kind_name"),
 )
 
@@ -86,6 +87,7 @@ connections = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("schedule", Json, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("uuid", sa.String(36), nullable=False, unique=True),  # its id in the HTTP API
 )
 
 jobs = sa.Table(
@@ -153,4 +155,34 @@ connection_state = sa.Table(
     sa.Column("state", Json, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("job_id", Id, nullable=True),
+)
+
+workspaces = sa.Table(
+    "workspaces",
+    metadata,
+    sa.Column("uuid", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+# A connector a client may name by slug or UUID: the reference it runs (pypi:, docker:, ...).
+definitions = sa.Table(
+    "definitions",
+    metadata,
+    sa.Column("uuid", sa.String(36), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("slug", sa.String(255), nullable=False),
+    sa.Column("connector", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("kind", "slug", name="uq_definitions_kind_slug"),
+)
+
+# API clients (client credentials); the secret is kept only as a salted hash.
+applications = sa.Table(
+    "applications",
+    metadata,
+    sa.Column("client_id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("secret_hash", sa.String(255), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
 )

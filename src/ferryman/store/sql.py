@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from ferryman.store import migrate
+from ferryman.store.api_ops import ApiOps
 from ferryman.store.base import JobStore, NotFound
 from ferryman.store.config_ops import ConfigOps, _by_id
 from ferryman.store.db import Database, parse_url
@@ -12,7 +13,7 @@ from ferryman.store.job_ops import JobOps
 from ferryman.store.schema import LIVE_STATUSES, REPLICATION_TYPES, connections, jobs
 
 
-class SqlJobStore(ConfigOps, JobOps):
+class SqlJobStore(ConfigOps, JobOps, ApiOps):
     """:class:`~ferryman.store.base.JobStore` on one database. Safe to share between threads;
     any number of processes may open the same database."""
 

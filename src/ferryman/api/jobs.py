@@ -1,0 +1,313 @@
+"""Connections, streams and jobs of Airbyte's public API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict
+
+from ferryman.api.context import (
+    CANCEL_WAIT_S,
+    ApiContext,
+    Context,
+    Limit,
+    Offset,
+    check_workspaces,
+    not_found,
+    page,
+)
+from ferryman.api.documents import NAMESPACES_IN, PUBLIC_JOB_TYPES, connection_doc, job_doc
+from ferryman.api.problems import Problem
+from ferryman.jobs.states import JobStatus, JobType
+from ferryman.protocol.catalog import StreamChoice
+from ferryman.protocol.sync_modes import AIRBYTE_NAMES
+from ferryman.service import ConnectionPlan
+from ferryman.store.base import Actor, Connection, ConnectionBusy, Job, JobQuery, NotFound
+
+router = APIRouter()
+WorkspaceIds = Annotated[list[str] | None, Query(alias="workspaceIds")]
+SyncMode = Literal[
+    "full_refresh_overwrite", "full_refresh_append", "incremental_append", "incremental_deduped_history"
+]
+
+
+class StreamConfiguration(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    syncMode: SyncMode | None = None
+    cursorField: list[str] | None = None
+    primaryKey: list[list[str]] | None = None
+
+
+class StreamConfigurations(BaseModel):
+    streams: list[StreamConfiguration] | None = None
+
+
+class Schedule(BaseModel):
+    scheduleType: Literal["manual", "cron", "basic"]
+    cronExpression: str | None = None
+
+
+class ConnectionPatch(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str | None = None
+    configurations: StreamConfigurations | None = None
+    schedule: Schedule | None = None
+    namespaceDefinition: Literal["source", "destination", "custom_format"] | None = None
+    namespaceFormat: str | None = None
+    prefix: str | None = None
+    status: Literal["active", "inactive"] | None = None
+
+
+class ConnectionCreate(ConnectionPatch):
+    sourceId: UUID
+    destinationId: UUID
+
+
+class JobCreate(BaseModel):
+    connectionId: UUID
+    jobType: Literal["sync", "reset", "clear", "refresh"]
+
+
+def _schedule(schedule: Schedule | None) -> dict[str, Any] | None:
+    if schedule is None:
+        return None
+    if schedule.scheduleType == "cron" and not schedule.cronExpression:
+        raise Problem(422, "schedule.cronExpression is required with scheduleType cron")
+    return schedule.model_dump(exclude_none=True)
+
+
+def _choices(configurations: StreamConfigurations | None) -> list[StreamChoice] | None:
+    if configurations is None or not configurations.streams:
+        return None
+    return [
+        StreamChoice(s.name, AIRBYTE_NAMES[s.syncMode] if s.syncMode else None, s.cursorField, s.primaryKey)
+        for s in configurations.streams
+    ]
+
+
+def _connection(context: ApiContext, ident: str) -> Connection:
+    try:
+        return context.store.get_connection_by_uuid(ident)
+    except NotFound:
+        raise not_found("connection", ident) from None
+
+
+def _actor(context: ApiContext, kind: str, ident: UUID) -> Actor:
+    try:
+        return context.store.get_actor_by_uuid(kind, str(ident))
+    except NotFound:
+        raise not_found(kind, str(ident)) from None
+
+
+def _catalog(context: ApiContext, source: Actor) -> dict[str, Any]:
+    """The source's discovered catalog: the newest one that fits its config, else a discover
+    job run now and waited for a bounded time (a discover may take hours; a request must not)."""
+    catalog = context.service.latest_catalog(source)
+    if catalog is not None:
+        return catalog
+    job = context.wait_for(context.service.discover_job(source), context.discover_wait_s)
+    catalog = context.service.latest_catalog(source)
+    if catalog is not None:
+        return catalog
+    if job.status.terminal:
+        raise Problem(422, f"the discover of source {source.name!r} {job.status.value} (job {job.id})")
+    raise Problem(
+        409,
+        f"the source's streams are being discovered (job {job.id}, {job.status.value}); "
+        "send the same request again once it has ended",
+        "try-again-later",
+    )
+
+
+@router.post("/connections", tags=["connections"])
+def create_connection(body: ConnectionCreate, context: Context) -> dict[str, Any]:
+    source = _actor(context, "source", body.sourceId)
+    destination = _actor(context, "destination", body.destinationId)
+    plan = ConnectionPlan(
+        choices=_choices(body.configurations),
+        namespace_definition=NAMESPACES_IN[body.namespaceDefinition or "destination"],
+        namespace_format=body.namespaceFormat,
+        prefix=body.prefix or "",
+        schedule=_schedule(body.schedule),
+        status=body.status or "active",
+    )
+    name = body.name or f"{source.name} → {destination.name}"
+    conn = context.service.connect(name, source, destination, _catalog(context, source), plan)
+    return connection_doc(conn, context.lookups())
+
+
+@router.get("/connections", tags=["connections"])
+def list_connections(
+    request: Request,
+    context: Context,
+    workspaceIds: WorkspaceIds = None,
+    includeDeleted: bool = False,
+    limit: Limit = 20,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    found = context.store.list_connections() if check_workspaces(context, workspaceIds) else []
+    lookups = context.lookups()
+    return page(request, found, limit, offset, lambda c: connection_doc(c, lookups))
+
+
+@router.get("/connections/{connectionId}", tags=["connections"])
+def get_connection(connectionId: str, context: Context) -> dict[str, Any]:
+    return connection_doc(_connection(context, connectionId), context.lookups())
+
+
+@router.patch("/connections/{connectionId}", tags=["connections"])
+def patch_connection(connectionId: str, body: ConnectionPatch, context: Context) -> dict[str, Any]:
+    conn = _connection(context, connectionId)
+    values: dict[str, Any] = {}
+    for key, value in (("name", body.name), ("status", body.status), ("prefix", body.prefix)):
+        if value is not None:
+            values[key] = value
+    if body.schedule is not None:
+        values["schedule"] = _schedule(body.schedule)
+    if body.namespaceDefinition is not None:
+        values["namespace_definition"] = NAMESPACES_IN[body.namespaceDefinition]
+    if body.namespaceFormat is not None:
+        values["namespace_format"] = body.namespaceFormat
+    if values:
+        conn = context.store.update_connection(conn.id, **values)
+    choices = _choices(body.configurations)
+    if choices:
+        conn = context.service.update_streams(conn, choices)
+    return connection_doc(conn, context.lookups())
+
+
+@router.delete("/connections/{connectionId}", tags=["connections"], status_code=204)
+def delete_connection(connectionId: str, context: Context) -> Response:
+    context.store.delete_connection(_connection(context, connectionId).id)
+    return Response(status_code=204)
+
+
+@router.get("/streams", tags=["streams"])
+def stream_properties(
+    context: Context, sourceId: UUID, destinationId: UUID | None = None, ignoreCache: bool = False
+) -> list[dict[str, Any]]:
+    catalog = _catalog(context, _actor(context, "source", sourceId))
+    found = []
+    for stream in catalog.get("streams", []):
+        incremental = "incremental" in stream.get("supported_sync_modes", [])
+        modes = [
+            name for name, mode in AIRBYTE_NAMES.items() if incremental or mode.sync_mode == "full_refresh"
+        ]
+        entry = {
+            "streamName": stream["name"],
+            "syncModes": modes,
+            "streamnamespace": stream.get("namespace"),
+            "defaultCursorField": stream.get("default_cursor_field") or None,
+            "sourceDefinedCursorField": stream.get("source_defined_cursor"),
+            "sourceDefinedPrimaryKey": stream.get("source_defined_primary_key") or None,
+            "propertyFields": [[key] for key in (stream.get("json_schema") or {}).get("properties", {})],
+        }
+        found.append({key: value for key, value in entry.items() if value is not None})
+    return found
+
+
+# -- jobs -------------------------------------------------------------------------------------
+
+
+def _job(context: ApiContext, job_id: int) -> Job:
+    try:
+        job = context.store.get_job(job_id)
+    except NotFound:
+        raise not_found("job", str(job_id)) from None
+    if job.type not in PUBLIC_JOB_TYPES:  # spec/check/discover jobs are Ferryman's own
+        raise not_found("job", str(job_id))
+    return job
+
+
+@router.post("/jobs", tags=["jobs"])
+def create_job(body: JobCreate, context: Context) -> dict[str, Any]:
+    if body.jobType == "refresh":
+        raise Problem(422, "refreshes are not supported: use jobType sync, or reset then sync")
+    conn = _connection(context, str(body.connectionId))
+    try:
+        job = context.service.enqueue_replication(conn, reset=body.jobType != "sync")
+    except ConnectionBusy as busy:
+        live = busy.context.get("job_id")
+        detail = f"A sync is already running for: {conn.uuid}" + (f" (job {live})" if live else "")
+        raise Problem(409, detail, "try-again-later") from None
+    return job_doc(job, context.lookups())
+
+
+@router.get("/jobs/{jobId}", tags=["jobs"])
+def get_job(jobId: int, context: Context) -> dict[str, Any]:
+    return job_doc(_job(context, jobId), context.lookups())
+
+
+@router.delete("/jobs/{jobId}", tags=["jobs"])
+def cancel_job(jobId: int, context: Context) -> dict[str, Any]:
+    job = _job(context, jobId)
+    if job.status.terminal:
+        raise Problem(409, f"job {jobId} is not running: it {job.status.value}")
+    job = context.wait_for(context.service.cancel(job.id), CANCEL_WAIT_S)
+    return job_doc(job, context.lookups())
+
+
+def _when(text: str | None, name: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise Problem(400, f"{name}: not a date-time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.now().astimezone().tzinfo)
+
+
+def _order(text: str | None) -> tuple[str, bool]:
+    field, _, direction = (text or "createdAt|ASC").partition("|")
+    columns = {"createdAt": "created_at", "updatedAt": "updated_at"}
+    if field not in columns or direction.upper() not in ("ASC", "DESC"):
+        raise Problem(
+            400, f"Invalid order by clause provided: {text}; use createdAt|ASC, updatedAt|DESC, ..."
+        )
+    return columns[field], direction.upper() == "DESC"
+
+
+@router.get("/jobs", tags=["jobs"])
+def list_jobs(
+    request: Request,
+    context: Context,
+    connectionId: UUID | None = None,
+    workspaceIds: WorkspaceIds = None,
+    jobType: Literal["sync", "reset", "clear", "refresh"] | None = None,
+    status: Literal["pending", "running", "incomplete", "failed", "succeeded", "cancelled"] | None = None,
+    createdAtStart: str | None = None,
+    createdAtEnd: str | None = None,
+    updatedAtStart: str | None = None,
+    updatedAtEnd: str | None = None,
+    orderBy: str | None = None,
+    limit: Limit = 20,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    order_by, descending = _order(orderBy)
+    scope = None if connectionId is None else str(_connection(context, str(connectionId)).id)
+    types = {None: (JobType.SYNC, JobType.RESET), "sync": (JobType.SYNC,), "refresh": ()}.get(
+        jobType, (JobType.RESET,)
+    )
+    query = JobQuery(
+        scope=scope,
+        types=types,
+        status=JobStatus(status) if status else None,
+        created_from=_when(createdAtStart, "createdAtStart"),
+        created_to=_when(createdAtEnd, "createdAtEnd"),
+        updated_from=_when(updatedAtStart, "updatedAtStart"),
+        updated_to=_when(updatedAtEnd, "updatedAtEnd"),
+        order_by=order_by,
+        descending=descending,
+    )
+    lookups = context.lookups()
+    if not check_workspaces(context, workspaceIds) or (jobType == "refresh"):
+        return page(request, [], limit, offset, lambda j: job_doc(j, lookups))
+
+    def fetch(count: int, start: int) -> list[Job]:
+        return context.store.page_jobs(JobQuery(**{**query.__dict__, "limit": count, "offset": start}))
+
+    return page(request, fetch, limit, offset, lambda j: job_doc(j, lookups))

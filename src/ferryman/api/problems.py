@@ -1,0 +1,100 @@
+"""Errors as Airbyte's API sends them: RFC 7807 problems (``application/problem+json``).
+
+Only the status class matters to the clients (none parses the body), but the body says what
+went wrong in one line, with no secret and no traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from ferryman.store.base import AlreadyExists, ConnectionBusy, NotFound
+
+DOCS = "https://reference.airbyte.com/reference/errors"
+log = logging.getLogger("ferryman.api")
+_TITLES = {
+    400: "bad-request",
+    401: "invalid-api-key",
+    403: "forbidden",
+    404: "resource-not-found",
+    405: "method-not-allowed",
+    409: "state-conflict",
+    422: "unprocessable-entity",
+    503: "service-unavailable",
+}
+
+
+class Problem(Exception):
+    """An error response: its status, a slug title, and the detail a person reads."""
+
+    def __init__(self, status: int, detail: str, title: str | None = None, **data: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.title = title or _TITLES.get(status, "unexpected-problem")
+        self.data = data
+
+
+def problem_response(problem: Problem) -> JSONResponse:
+    body: dict[str, Any] = {
+        "status": problem.status,
+        "type": f"{DOCS}#{problem.title}",
+        "title": problem.title,
+        "detail": problem.detail,
+    }
+    if problem.data:
+        body["data"] = problem.data
+    headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
+    return JSONResponse(body, problem.status, headers=headers, media_type="application/problem+json")
+
+
+def install(app: FastAPI) -> None:
+    """Every error the app can meet, as a problem."""
+
+    @app.exception_handler(Problem)
+    async def _problem(_: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem_response(Problem(422, _first_error(exc)))
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        return problem_response(Problem(exc.status_code, str(exc.detail)))
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return problem_response(Problem(404, str(exc)))
+
+    @app.exception_handler(ConnectionBusy)
+    async def _busy(_: Request, exc: ConnectionBusy) -> JSONResponse:
+        return problem_response(Problem(409, str(exc), "try-again-later"))
+
+    @app.exception_handler(AlreadyExists)
+    async def _exists(_: Request, exc: AlreadyExists) -> JSONResponse:
+        return problem_response(Problem(409, str(exc)))
+
+    @app.exception_handler(ValueError)  # UserInputError and the like: the request is at fault
+    async def _bad_input(_: Request, exc: ValueError) -> JSONResponse:
+        return problem_response(Problem(422, str(exc).strip().splitlines()[0][:500]))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed: %s", request.method, request.url.path, type(exc).__name__)
+        return problem_response(Problem(500, "the server met an unexpected problem; see its log"))
+
+
+def _first_error(exc: RequestValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "the request is not valid"
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    return f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid"))

@@ -1,0 +1,137 @@
+"""``ferryman server``: the HTTP API and, unless ``--no-engine``, the local engine in one process.
+
+SIGTERM or Ctrl-C: the server stops accepting requests and finishes those in flight; the engine
+then stops claiming jobs and lets its running attempts finish (as ``ferryman worker`` does). A
+second signal cancels those attempts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+import sys
+import threading
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ferryman.errors import UserInputError
+from ferryman.settings import Settings
+
+if TYPE_CHECKING:
+    import uvicorn
+
+JOIN_POLL_S = 0.2
+
+
+class AuthMode(StrEnum):
+    AUTO = "auto"  # token when an application exists at start-up, else none
+    NONE = "none"
+    TOKEN = "token"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_required(mode: AuthMode, host: str, applications: int) -> bool:
+    """Whether requests need credentials. ``auto``: when an application exists. Without auth
+    only a loopback address is served: anyone who reaches the port could read every config."""
+    required = mode is AuthMode.TOKEN or (mode is AuthMode.AUTO and applications > 0)
+    if not required and not is_loopback(host):
+        raise UserInputError(
+            f"refusing to serve {host} without auth: anyone who reaches it could run jobs and read "
+            "configs; create an application (ferryman applications create NAME) and use --auth token, "
+            "or listen on 127.0.0.1"
+        )
+    return required
+
+
+def server(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    no_engine: Annotated[
+        bool,
+        typer.Option("--no-engine", help="Serve the API only; `ferryman worker` processes run the jobs."),
+    ] = False,
+    auth: Annotated[
+        AuthMode, typer.Option(help="auto: tokens/basic auth once an application exists, else none.")
+    ] = AuthMode.AUTO,
+) -> None:
+    """Serve Airbyte's API (/v1, /api/public/v1) and run queued jobs, until SIGTERM or Ctrl-C."""
+    try:
+        code = _serve(host, port, not no_engine, auth)
+    except (UserInputError, ValueError) as exc:
+        sys.stderr.write(f"error: {str(exc).strip().splitlines()[0]}\n")
+        code = 2
+    raise typer.Exit(code)
+
+
+def _serve(host: str, port: int, with_engine: bool, mode: AuthMode) -> int:
+    # Imported here: every other ferryman command starts without FastAPI and the store.
+    import uvicorn
+
+    from ferryman.api.app import create_app
+    from ferryman.api.context import ApiContext
+    from ferryman.service import JobService
+    from ferryman.store import open_store
+
+    settings = Settings.from_env()
+    with open_store(home=settings.home) as store:
+        required = auth_required(mode, host, len(store.list_applications()))
+        engine = None
+        if with_engine:
+            from ferryman.engines.local import LocalEngine
+
+            engine = LocalEngine(store, settings)
+        service = JobService(store, settings, engine)
+        app = create_app(ApiContext(service), required)
+        config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning")
+        web = uvicorn.Server(config)
+        where = f"http://{host}:{port}"
+        _say(f"ferryman server listening on {where} (public API {where}/v1 and {where}/api/public/v1)")
+        _say(f"store {store.url}; auth {'token or basic' if required else 'none'}")
+        if engine is None:
+            _say("engine: none (--no-engine): `ferryman worker` processes run the jobs")
+            web.run()
+            return 0
+        limits = ", ".join(f"{slot} {limit}" for slot, limit in engine.limits.items())
+        _say(f"engine {engine.engine_id}: local, at most {limits} at once")
+        return _with_engine(web, engine)
+
+
+def _with_engine(web: uvicorn.Server, engine: Any) -> int:  # engine: a LocalEngine
+    stop = threading.Event()
+    thread = threading.Thread(target=engine.run, args=(stop,), name="engine", daemon=True)
+    thread.start()
+    web.run()  # returns after SIGTERM/SIGINT, requests in flight done
+    stop.set()
+    running = len(engine.running_attempt_ids())
+    _say(f"stopping: no new jobs; waiting for {running} running attempt(s) (signal again to cancel them)")
+    signals = {"count": 0}
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        signals["count"] += 1
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, on_signal)
+    cancelled = False
+    while thread.is_alive():
+        thread.join(JOIN_POLL_S)
+        if signals["count"] and not cancelled:
+            _say("cancelling the running attempts")
+            engine.cancel_all()
+            cancelled = True
+    _say("ferryman server stopped")
+    return 0
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()

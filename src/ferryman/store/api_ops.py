@@ -1,0 +1,227 @@
+"""What the HTTP API adds to the store: UUID lookups, updates, the default workspace, connector
+definitions, applications, and pages of jobs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from ferryman.connectors.references import BUILTIN_MODULES, definition_slug
+from ferryman.errors import UserInputError
+from ferryman.store import rows
+from ferryman.store.base import (
+    Actor,
+    AlreadyExists,
+    Application,
+    Connection,
+    Definition,
+    Job,
+    JobQuery,
+    NotFound,
+    Workspace,
+)
+from ferryman.store.config_ops import check_new_name
+from ferryman.store.db import Database
+from ferryman.store.schema import actors, applications, connections, definitions, jobs, workspaces
+
+# Built-in definitions have the same UUID in every store: derived from their reference.
+_BUILTIN_NAMESPACE = uuid.UUID("6c0c3f1e-5d0e-4b47-9a36-3f6f6c7a0b11")
+_CONNECTION_FIELDS = frozenset(
+    {"name", "status", "schedule", "prefix", "namespace_definition", "namespace_format", "catalog"}
+)
+
+
+def builtin_definitions() -> list[Definition]:
+    found = []
+    for name in BUILTIN_MODULES:
+        kind, slug = definition_slug(f"builtin:{name}")
+        connector = f"builtin:{name}"
+        ident = str(uuid.uuid5(_BUILTIN_NAMESPACE, connector))
+        found.append(Definition(ident, kind or "source", slug, connector, builtin=True))
+    return found
+
+
+def _definition(row: Any) -> Definition:
+    return Definition(row.uuid, row.kind, row.slug, row.connector)
+
+
+def _valid_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+class ApiOps:
+    _db: Database
+
+    # -- UUID lookups and updates -------------------------------------------------------------
+
+    def get_actor_by_uuid(self, kind: str, uuid_text: str) -> Actor:
+        with self._db.read() as conn:
+            row = conn.execute(
+                sa.select(actors).where(actors.c.uuid == uuid_text.lower(), actors.c.kind == kind)
+            ).first()
+        if row is None:
+            raise NotFound(f"no {kind} with id {uuid_text}")
+        return rows.actor(row)
+
+    def rename_actor(self, actor_id: int, name: str) -> Actor:
+        check_new_name("source or destination", name)
+        try:
+            with self._db.write() as conn:
+                row = conn.execute(
+                    actors.update().where(actors.c.id == actor_id).values(name=name).returning(*actors.c)
+                ).first()
+        except IntegrityError:
+            raise AlreadyExists(f"one named {name!r} exists already") from None
+        if row is None:
+            raise NotFound(f"no source or destination with id {actor_id}")
+        return rows.actor(row)
+
+    def get_connection_by_uuid(self, uuid_text: str) -> Connection:
+        with self._db.read() as conn:
+            row = conn.execute(sa.select(connections).where(connections.c.uuid == uuid_text.lower())).first()
+        if row is None:
+            raise NotFound(f"no connection with id {uuid_text}")
+        return rows.connection(row)
+
+    def update_connection(self, connection_id: int, **values: Any) -> Connection:
+        unknown = set(values) - _CONNECTION_FIELDS
+        if unknown:
+            raise ValueError(f"not a connection field: {', '.join(sorted(unknown))}")
+        if "name" in values:
+            check_new_name("connection", values["name"])
+        try:
+            with self._db.write() as conn:
+                row = conn.execute(
+                    connections.update()
+                    .where(connections.c.id == connection_id)
+                    .values(**values)
+                    .returning(*connections.c)
+                ).first()
+        except IntegrityError:
+            raise AlreadyExists(f"a connection named {values.get('name')!r} exists already") from None
+        if row is None:
+            raise NotFound(f"no connection with id {connection_id}")
+        return rows.connection(row)
+
+    # -- workspace ----------------------------------------------------------------------------
+
+    def default_workspace(self) -> Workspace:
+        """The one workspace (made by the migration): everything belongs to it."""
+        with self._db.read() as conn:
+            row = conn.execute(sa.select(workspaces).order_by(workspaces.c.created_at).limit(1)).one()
+        return Workspace(row.uuid, row.name, row.created_at)
+
+    # -- connector definitions ----------------------------------------------------------------
+
+    def list_definitions(self, kind: str | None = None) -> list[Definition]:
+        query = sa.select(definitions).order_by(definitions.c.kind, definitions.c.slug)
+        with self._db.read() as conn:
+            added = [_definition(row) for row in conn.execute(query)]
+        return [d for d in [*builtin_definitions(), *added] if kind is None or d.kind == kind]
+
+    def add_definition(self, kind: str, slug: str, connector: str) -> Definition:
+        if kind not in ("source", "destination"):
+            raise UserInputError(f"a definition is of a source or a destination, not {kind!r}")
+        if not slug.strip() or _valid_uuid(slug):
+            raise UserInputError(f"a definition's slug must be a name, not {slug!r}")
+        if any(d.kind == kind and d.slug == slug for d in builtin_definitions()):
+            raise AlreadyExists(f"{slug!r} is a built-in {kind} definition")
+        ident = str(uuid.uuid4())
+        values = {
+            "uuid": ident,
+            "kind": kind,
+            "slug": slug,
+            "connector": connector,
+            "created_at": rows.utcnow(),
+        }
+        try:
+            with self._db.write() as conn:
+                conn.execute(definitions.insert().values(**values))
+        except IntegrityError:
+            raise AlreadyExists(f"a {kind} definition {slug!r} exists already") from None
+        return Definition(ident, kind, slug, connector)
+
+    def definition_for(self, kind: str, connector: str) -> Definition:
+        for _ in range(3):  # another process may register the same slug at the same moment
+            known = self.list_definitions(kind)
+            for definition in known:
+                if definition.connector == connector:
+                    return definition
+            base = definition_slug(connector)[1]
+            taken = {d.slug for d in known}
+            slug, n = base, 2
+            while slug in taken:
+                slug, n = f"{base}-{n}", n + 1
+            try:
+                return self.add_definition(kind, slug, connector)
+            except AlreadyExists:
+                continue
+        raise AlreadyExists(f"could not register a definition for {connector}")
+
+    # -- applications -------------------------------------------------------------------------
+
+    def create_application(self, name: str, secret_hash: str) -> Application:
+        if not name.strip():
+            raise UserInputError("an application needs a name")
+        app = Application(str(uuid.uuid4()), name, secret_hash, rows.utcnow())
+        try:
+            with self._db.write() as conn:
+                conn.execute(
+                    applications.insert().values(
+                        client_id=app.client_id, name=name, secret_hash=secret_hash, created_at=app.created_at
+                    )
+                )
+        except IntegrityError:
+            raise AlreadyExists(f"an application named {name!r} exists already") from None
+        return app
+
+    def get_application(self, client_id: str) -> Application | None:
+        with self._db.read() as conn:
+            row = conn.execute(sa.select(applications).where(applications.c.client_id == client_id)).first()
+        return None if row is None else Application(row.client_id, row.name, row.secret_hash, row.created_at)
+
+    def list_applications(self) -> list[Application]:
+        with self._db.read() as conn:
+            result = conn.execute(sa.select(applications).order_by(applications.c.created_at))
+            return [Application(r.client_id, r.name, r.secret_hash, r.created_at) for r in result]
+
+    def delete_application(self, client_id_or_name: str) -> Application:
+        where = sa.or_(
+            applications.c.client_id == client_id_or_name, applications.c.name == client_id_or_name
+        )
+        with self._db.write() as conn:
+            row = conn.execute(applications.delete().where(where).returning(*applications.c)).first()
+        if row is None:
+            raise NotFound(f"no application named or with client id {client_id_or_name!r}")
+        return Application(row.client_id, row.name, row.secret_hash, row.created_at)
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def page_jobs(self, query: JobQuery) -> list[Job]:
+        column = jobs.c.updated_at if query.order_by == "updated_at" else jobs.c.created_at
+        order = (column.desc(), jobs.c.id.desc()) if query.descending else (column, jobs.c.id)
+        select = sa.select(jobs).order_by(*order).offset(query.offset).limit(query.limit)
+        if query.scope is not None:
+            select = select.where(jobs.c.scope == query.scope)
+        if query.types:
+            select = select.where(jobs.c.type.in_([t.value for t in query.types]))
+        if query.status is not None:
+            select = select.where(jobs.c.status == str(query.status))
+        bounds = [
+            (jobs.c.created_at, query.created_from, query.created_to),
+            (jobs.c.updated_at, query.updated_from, query.updated_to),
+        ]
+        for column_, low, high in bounds:
+            if low is not None:
+                select = select.where(column_ >= low)
+            if high is not None:
+                select = select.where(column_ <= high)
+        with self._db.read() as conn:
+            return [rows.job(row) for row in conn.execute(select)]

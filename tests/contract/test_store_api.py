@@ -1,0 +1,88 @@
+"""What the HTTP API keeps in the store, on SQLite and Postgres (fixtures in store_support.py)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from ferryman.credentials import Verifier, create_application
+from ferryman.jobs.states import JobType
+from ferryman.store import AlreadyExists, NotFound, SqlJobStore, open_store
+from ferryman.store.base import JobQuery
+from ferryman.store.migrate import alembic_config
+from tests.contract.store_support import store, store_url
+
+__all__ = ["store", "store_url"]
+
+
+def test_existing_rows_get_uuids_and_one_workspace_exists_after_the_migration(store_url: str) -> None:
+    with open_store(store_url) as fresh:
+        fresh.create_actor("source", "old", "builtin:source-bench", {})
+        config = alembic_config()
+        with fresh.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0003")  # a store from before the API, with a source in it
+    with open_store(store_url) as store_:
+        (old,) = store_.list_actors("source")
+        assert uuid.UUID(old.uuid)
+        assert store_.get_actor_by_uuid("source", old.uuid).name == "old"
+        assert store_.default_workspace().name == "default"
+
+
+def test_new_rows_get_their_own_uuid_and_are_found_by_it(store: SqlJobStore) -> None:
+    a = store.create_actor("source", "a", "builtin:source-bench", {})
+    b = store.create_actor("destination", "b", "builtin:destination-devnull", {})
+    conn = store.create_connection("c", a.id, b.id, {"streams": []}, schedule={"scheduleType": "manual"})
+    assert len({a.uuid, b.uuid, conn.uuid}) == 3
+    assert store.get_connection_by_uuid(conn.uuid.upper()).id == conn.id
+    with pytest.raises(NotFound):
+        store.get_actor_by_uuid("destination", a.uuid)  # a source is no destination
+    changed = store.update_connection(
+        conn.id, schedule={"scheduleType": "cron", "cronExpression": "0 0 * * * ?"}
+    )
+    assert store.get_connection_by_uuid(conn.uuid).schedule == changed.schedule
+    assert changed.schedule == {"scheduleType": "cron", "cronExpression": "0 0 * * * ?"}
+
+
+def test_definitions_builtins_added_and_registered_from_references(store: SqlJobStore) -> None:
+    slugs = {(d.kind, d.slug) for d in store.list_definitions()}
+    assert {("source", "bench"), ("destination", "duckdb"), ("destination", "dev-null")} <= slugs
+    faker = store.add_definition("source", "faker", "pypi:airbyte-source-faker==7.2.1")
+    with pytest.raises(AlreadyExists):
+        store.add_definition("source", "faker", "pypi:airbyte-source-faker==7.0.0")
+    assert store.definition_for("source", "pypi:airbyte-source-faker==7.2.1") == faker
+    other = store.definition_for("source", "pypi:airbyte-source-faker==6.0.0")
+    assert other.slug == "faker-2" and other.uuid != faker.uuid
+    pg = store.definition_for("destination", "docker:airbyte/destination-postgres:2.0.0")
+    assert pg.slug == "postgres" and pg in store.list_definitions("destination")
+
+
+def test_an_application_secret_is_kept_as_a_hash_and_signs_tokens(store: SqlJobStore) -> None:
+    app, secret = create_application(store, "airflow")
+    with store.engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT secret_hash FROM applications")).scalar_one()
+    assert secret not in stored and stored.startswith("pbkdf2_sha256$")
+    verifier = Verifier(store)
+    assert verifier.check_secret(app.client_id, secret) == app
+    assert verifier.check_secret(app.client_id, secret + "x") is None
+    token, lifetime = verifier.issue_token(app, now=1000.0)
+    assert lifetime >= 180
+    assert verifier.check_token(token, now=1000.0 + lifetime - 1) == app
+    assert verifier.check_token(token, now=1000.0 + lifetime + 1) is None  # expired
+    assert verifier.check_token(token[:-2] + "xx", now=1000.0) is None  # forged
+    store.delete_application("airflow")
+    assert verifier.check_token(token, now=1000.0) is None  # revoked with its application
+
+
+def test_jobs_page_in_order_with_filters(store: SqlJobStore) -> None:
+    ids = [store.enqueue(JobType.SYNC, str(n), {}).id for n in range(5)]
+    store.enqueue(JobType.DISCOVER, "source:1", {})
+    syncs = JobQuery(types=(JobType.SYNC,), limit=2)
+    assert [j.id for j in store.page_jobs(syncs)] == ids[:2]
+    assert [j.id for j in store.page_jobs(JobQuery(types=(JobType.SYNC,), offset=4, limit=2))] == ids[4:]
+    newest = store.page_jobs(JobQuery(types=(JobType.SYNC,), descending=True, limit=1))
+    assert [j.id for j in newest] == [ids[-1]]
+    assert [j.id for j in store.page_jobs(JobQuery(scope="3", types=(JobType.SYNC,)))] == [ids[3]]
