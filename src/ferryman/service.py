@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ferryman import masking
+from ferryman import masking, views
 from ferryman.connectors import parse_reference, pin_reference, resolve
 from ferryman.connectors.config_paths import settle_paths
 from ferryman.engines.base import Engine
@@ -27,6 +27,7 @@ from ferryman.protocol.catalog import NamespaceDefinition, StreamChoice, plan_ca
 from ferryman.protocol.discovered import check_configured, check_discovered
 from ferryman.protocol.state import load_state
 from ferryman.protocol.sync_modes import destination_modes
+from ferryman.secrets import mask_strings
 from ferryman.settings import Settings
 from ferryman.store.base import Actor, Attempt, Connection, Job, JobStore, StreamStat
 from ferryman.store.config_ops import check_new_name
@@ -286,6 +287,22 @@ class JobService:
     def last_outcome(self, job: Job) -> ConnectorOutcome:
         """What the last attempt of a spec, check or discover job produced (empty if nothing)."""
         return ConnectorOutcome.from_document(self.last_output(job) or {})
+
+    def names(self) -> views.Names:
+        """Connection and actor names for labelling jobs."""
+        return views.Names(
+            self.store.list_connections(),
+            self.store.list_actors(SOURCE) + self.store.list_actors(DESTINATION),
+        )
+
+    def job_document(self, job_id: int) -> dict[str, Any]:
+        """A job with its attempts, failures and per-stream stats, every string masked by the
+        job's secret values: what ``jobs show`` prints and a sync's summary is made of."""
+        job, attempts = self.job_details(job_id)
+        document: dict[str, Any] = mask_strings(
+            views.details_doc(job, self.names(), attempts), self.job_secrets(job)
+        )
+        return document
 
     def job_details(self, job_id: int) -> tuple[Job, list[tuple[Attempt, list[StreamStat]]]]:
         job = self.store.get_job(job_id)

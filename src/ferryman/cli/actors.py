@@ -15,13 +15,13 @@ from rich.table import Table
 
 from ferryman.cli.common import JsonOption, guarded, note, out, print_json, say, when
 from ferryman.cli.context import DESTINATION, SOURCE, job_service
-from ferryman.cli.render import actor_doc
 from ferryman.errors import UserInputError
 from ferryman.launchers.docker import cpus, memory
-from ferryman.masking import actor_secrets, masked_config
+from ferryman.masking import actor_secrets
 from ferryman.runner import load_config
 from ferryman.secrets import mask_strings
 from ferryman.settings import ferryman_home
+from ferryman.views import actor_doc
 
 if TYPE_CHECKING:
     from ferryman.store.base import Actor
@@ -67,7 +67,7 @@ def _config(kind: str, connector: str, config: str | None) -> dict[str, Any]:
 
 
 def _show(actor: Actor, json: bool) -> None:
-    document = actor_doc(actor, masked_config(actor))
+    document = actor_doc(actor)
     if json:
         print_json(document, actor_secrets(actor))
         return
@@ -118,7 +118,7 @@ def actor_app(kind: str) -> typer.Typer:
         def action() -> int:
             with job_service() as service:
                 actors = service.store.list_actors(kind)
-            documents = [actor_doc(a, masked_config(a)) for a in actors]
+            documents = [actor_doc(a) for a in actors]
             if json:
                 print_json({plural: documents}, actor_secrets(*actors))
                 return 0

@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn
 
@@ -25,6 +25,9 @@ from ferryman.jobs.failures import FailureReason, most_specific_message
 from ferryman.protocol.catalog import StreamChoice
 from ferryman.protocol.sync_modes import StreamMode, parse_mode
 from ferryman.secrets import mask_strings, mask_text
+from ferryman.views import aware as _aware
+from ferryman.views import seconds_between as seconds_between
+from ferryman.views import utcnow as utcnow
 
 err = Console(stderr=True)
 out = Console()
@@ -158,20 +161,6 @@ class SignalCounter:
 
 
 # -- dates and durations -----------------------------------------------------------------------
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
-    if start is None:
-        return None
-    return max(0.0, (_aware(end or utcnow()) - _aware(start)).total_seconds())
 
 
 def when(moment: datetime | None, short: bool = False) -> str:

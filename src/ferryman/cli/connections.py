@@ -37,8 +37,9 @@ from ferryman.cli.common import (
 from ferryman.cli.context import DESTINATION, SOURCE, job_service
 from ferryman.cli.foreground import run_and_watch
 from ferryman.cli.progress import progress_display
-from ferryman.cli.render import connection_doc, streams_table
+from ferryman.cli.render import streams_table
 from ferryman.cli.summary import print_outcome
+from ferryman.views import connection_doc
 
 if TYPE_CHECKING:
     from ferryman.service import JobService

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ferryman.cli.common import JsonOption, guarded, out, print_json, say
-from ferryman.cli.context import DESTINATION, SOURCE, job_service
-from ferryman.cli.render import Names, job_doc, jobs_table
-from ferryman.cli.summary import job_document, print_details
+from ferryman.cli.context import job_service
+from ferryman.cli.render import jobs_table
+from ferryman.cli.summary import print_details
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.secrets import mask_text
+from ferryman.views import job_doc
 
 if TYPE_CHECKING:
     from ferryman.service import JobService
@@ -45,10 +46,7 @@ def list_(
         with job_service() as service:
             scope = str(service.store.get_connection(connection).id) if connection else None
             jobs = service.store.list_jobs(scope=scope, status=status, type=type_, limit=limit)
-            names = Names(
-                service.store.list_connections(),
-                service.store.list_actors(SOURCE) + service.store.list_actors(DESTINATION),
-            )
+            names = service.names()
             rows = [job_doc(job, names, len(service.store.list_attempts(job.id))) for job in jobs]
         if json:
             print_json({"jobs": rows}, [])
@@ -65,7 +63,7 @@ def show(job_id: JobArgument, json: JsonOption = False) -> None:
 
     def action() -> int:
         with job_service() as service:
-            document = job_document(service, job_id)
+            document = service.job_document(job_id)
             secrets = service.job_secrets(service.store.get_job(job_id))
         if json:
             print_json(document, secrets)

@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ferryman.cli.common import duration, failure_line, note, out, print_failure, print_json, say, when
-from ferryman.cli.context import DESTINATION, SOURCE
-from ferryman.cli.render import Names, details_doc, stats_table
+from ferryman.cli.render import stats_table
 from ferryman.jobs.states import JobStatus
 
 if TYPE_CHECKING:
@@ -18,18 +17,9 @@ if TYPE_CHECKING:
     from ferryman.store.base import Job
 
 
-def job_document(service: JobService, job_id: int) -> dict[str, Any]:
-    job, attempts = service.job_details(job_id)
-    names = Names(
-        service.store.list_connections(),
-        service.store.list_actors(SOURCE) + service.store.list_actors(DESTINATION),
-    )
-    return details_doc(job, names, attempts)
-
-
 def print_outcome(service: JobService, job: Job, json: bool) -> int:
     """The summary of a finished job; its exit code: 0 succeeded, 1 anything else."""
-    document = job_document(service, job.id)
+    document = service.job_document(job.id)
     masked = service.job_secrets(job)
     if json:
         print_json(document, masked)

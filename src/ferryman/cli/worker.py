@@ -26,8 +26,8 @@ from ferryman.cli.common import (
     when,
 )
 from ferryman.cli.context import DESTINATION, SOURCE
-from ferryman.cli.render import Names
 from ferryman.settings import Settings
+from ferryman.views import Names
 
 if TYPE_CHECKING:
     from ferryman.engines.base import WorkerEngine
