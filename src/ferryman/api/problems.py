@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from ferryman.errors import StoreUnavailable
 from ferryman.store.base import AlreadyExists, ConnectionBusy, NotFound
 
 DOCS = "https://reference.airbyte.com/reference/errors"
@@ -80,6 +81,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(AlreadyExists)
     async def _exists(_: Request, exc: AlreadyExists) -> JSONResponse:
         return problem_response(Problem(409, str(exc)))
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        # The database went away: the client may try again, and the server lives on (its
+        # engine backs off the same way). The reason goes to the log, not to the client.
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        response = problem_response(Problem(503, "the store cannot be used right now; try again shortly"))
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.exception_handler(ValueError)  # UserInputError and the like: the request is at fault
     async def _bad_input(_: Request, exc: ValueError) -> JSONResponse:
