@@ -99,7 +99,10 @@ def _serve(host: str, port: int, with_engine: bool, mode: AuthMode) -> int:
         _say(f"store {store.url}; auth {'token or basic' if required else 'none'}")
         if engine is None:
             _say("engine: none (--no-engine): `ferryman worker` processes run the jobs")
+            for number in (signal.SIGTERM, signal.SIGINT):  # see _with_engine: uvicorn raises it again
+                signal.signal(number, signal.SIG_IGN)
             web.run()
+            _say("ferryman server stopped")
             return 0
         limits = ", ".join(f"{slot} {limit}" for slot, limit in engine.limits.items())
         _say(f"engine {engine.engine_id}: local, at most {limits} at once")
@@ -110,17 +113,20 @@ def _with_engine(web: uvicorn.Server, engine: Any) -> int:  # engine: a LocalEng
     stop = threading.Event()
     thread = threading.Thread(target=engine.run, args=(stop,), name="engine", daemon=True)
     thread.start()
-    web.run()  # returns after SIGTERM/SIGINT, requests in flight done
-    stop.set()
-    running = len(engine.running_attempt_ids())
-    _say(f"stopping: no new jobs; waiting for {running} running attempt(s) (signal again to cancel them)")
     signals = {"count": 0}
 
     def on_signal(_signum: int, _frame: object) -> None:
         signals["count"] += 1
 
+    # uvicorn restores the handlers it found and then raises the signal that stopped it again:
+    # ours must be the ones it finds, or that SIGTERM kills the process before the drain.
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, on_signal)
+    web.run()  # returns after SIGTERM/SIGINT, requests in flight done
+    signals["count"] = 0  # the signal that stopped uvicorn, raised again: not a second one
+    stop.set()
+    running = len(engine.running_attempt_ids())
+    _say(f"stopping: no new jobs; waiting for {running} running attempt(s) (signal again to cancel them)")
     cancelled = False
     while thread.is_alive():
         thread.join(JOIN_POLL_S)
