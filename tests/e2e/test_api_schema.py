@@ -17,6 +17,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
+from schemathesis.core.result import Ok
 
 from tests.e2e.api_server import running_server
 
@@ -76,6 +77,9 @@ def test_every_route_answers_as_its_schema_says(live: str) -> None:
     failed: list[str] = []
     operations = 0
     for result in loaded.get_all_operations():
+        if not isinstance(result, Ok):
+            failed.append(f"an operation the document does not describe well: {result.err()}")
+            continue
         operation = result.ok()
         if any(part in operation.path for part in SKIPPED_PATHS):
             continue
