@@ -106,7 +106,8 @@ def run(url: str | None, count: int, requests: int, pairs: int) -> list[dict[str
     if url:
         env["FERRYMAN_DATABASE_URL"] = url
     log = (home / "server.log").open("w")
-    command = [sys.executable, "-m", "ferryman", "server", "--port", str(port), "--no-engine", "--auth", "none"]
+    options = ["--port", str(port), "--no-engine", "--auth", "none"]
+    command = [sys.executable, "-m", "ferryman", "server", *options]
     server = subprocess.Popen(command, env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}/v1"
     try:
@@ -149,7 +150,8 @@ def _wait_up(client: httpx.Client, server: subprocess.Popen[bytes]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--pairs", type=int, default=500)
