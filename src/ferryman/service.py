@@ -241,6 +241,16 @@ class JobService:
         config = ConnectorJobConfig.of(_snapshot(source))
         return self.store.enqueue(JobType.DISCOVER, f"source:{source.id}", config.to_document())
 
+    def enqueue_check(self, actor: Actor) -> Job:
+        """A check of a source's or destination's config, as a job (its output says the verdict)."""
+        kind = JobType.CHECK_SOURCE if actor.kind == SOURCE else JobType.CHECK_DESTINATION
+        return self.store.enqueue(kind, f"{actor.kind}:{actor.id}", _snapshot(actor))
+
+    def enqueue_spec(self, connector: str, scope: str) -> Job:
+        """A spec of a connector reference, as a job; ``scope`` names what asked (a definition)."""
+        parse_reference(connector)
+        return self.store.enqueue(JobType.SPEC, scope, {"connector": connector})
+
     def enqueue_replication(self, connection: Connection | str, reset: bool = False) -> Job:
         """A sync (or reset) of the connection (its row, or what a user typed: resolved once);
         ConnectionBusy if one is live already.

@@ -8,8 +8,10 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 
+from ferryman.api import models
 from ferryman.api.context import Context, Limit, Offset, check_workspaces, not_found, page
 from ferryman.api.documents import actor_doc, workspace_doc
+from ferryman.api.models import ok
 from ferryman.api.problems import Problem
 from ferryman.store.base import Actor, NotFound
 
@@ -38,7 +40,7 @@ class ActorPut(BaseModel):
     configuration: dict[str, Any]
 
 
-@router.get("/workspaces", tags=["workspaces"])
+@router.get("/workspaces", tags=["workspaces"], **ok(models.WorkspacePage))
 def list_workspaces(
     request: Request,
     context: Context,
@@ -50,7 +52,7 @@ def list_workspaces(
     return page(request, found, limit, offset, workspace_doc)
 
 
-@router.get("/workspaces/{workspaceId}", tags=["workspaces"])
+@router.get("/workspaces/{workspaceId}", tags=["workspaces"], **ok(models.Workspace))
 def get_workspace(workspaceId: str, context: Context) -> dict[str, Any]:
     workspace = context.store.default_workspace()
     if workspaceId.lower() != workspace.uuid:
@@ -138,16 +140,23 @@ def actor_routes(kind: str) -> None:
     path = f"/{plural}/{{{id_name}}}"
     for function in (get, patch, put, delete):
         function.__name__ = f"{function.__name__}_{kind}"
-    router.add_api_route(f"/{plural}", create, methods=["POST"], tags=[plural], name=f"create_{kind}")
-    router.add_api_route(f"/{plural}", list_, methods=["GET"], tags=[plural], name=f"list_{plural}")
+    one = models.Source if kind == "source" else models.Destination
+    many = models.SourcePage if kind == "source" else models.DestinationPage
+    router.add_api_route(
+        f"/{plural}", create, methods=["POST"], tags=[plural], name=f"create_{kind}", **ok(one)
+    )
+    router.add_api_route(
+        f"/{plural}", list_, methods=["GET"], tags=[plural], name=f"list_{plural}", **ok(many)
+    )
     for function, method in ((get, "GET"), (patch, "PATCH"), (put, "PUT"), (delete, "DELETE")):
+        options = {"status_code": 204, "response_class": Response} if method == "DELETE" else ok(one)
         router.add_api_route(
             path,
             _renamed(function, id_name),
             methods=[method],
             tags=[plural],
             name=function.__name__,
-            status_code=204 if method == "DELETE" else 200,
+            **options,
         )
 
 

@@ -14,13 +14,15 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from ferryman import __version__
-from ferryman.api import actors, jobs, problems
+from ferryman.api import actors, config_api, jobs, own, problems
 from ferryman.api.auth import Guard
 from ferryman.api.context import ApiContext
+from ferryman.api.models import Token, ok
 from ferryman.api.problems import Problem
 from ferryman.credentials import Verifier
 
 PUBLIC_PREFIXES = ("/v1", "/api/public/v1")
+CONFIG_PREFIX = "/api/v1"
 access_log = logging.getLogger("ferryman.api.access")
 
 
@@ -28,7 +30,11 @@ def create_app(context: ApiContext, auth_required: bool) -> FastAPI:
     app = FastAPI(
         title="Ferryman",
         version=__version__,
-        description="Airbyte's public API (sources, destinations, connections, jobs) on Ferryman's jobs.",
+        description=(
+            "Airbyte's public API (/v1, /api/public/v1), the part of its config API that "
+            "dagster-airbyte and Airflow's provider call (/api/v1), and Ferryman's own routes "
+            "(/v1/ferryman), on Ferryman's jobs."
+        ),
     )
     app.state.context = context
     verifier = Verifier(context.store)
@@ -38,8 +44,11 @@ def create_app(context: ApiContext, auth_required: bool) -> FastAPI:
     app.include_router(open_routes)
     for prefix in PUBLIC_PREFIXES:
         app.include_router(open_routes, prefix=prefix)
-        for router in (actors.router, jobs.router):
+        for router in (actors.router, jobs.router, own.router):
             app.include_router(router, prefix=prefix, dependencies=[Depends(guard)])
+    app.include_router(config_api.open_router, prefix=CONFIG_PREFIX)
+    app.include_router(config_api.router, prefix=CONFIG_PREFIX, dependencies=[Depends(guard)])
+    problems.document(app)
     app.middleware("http")(_access_line)
     return app
 
@@ -52,7 +61,7 @@ def _open_routes(verifier: Verifier) -> APIRouter:
     def health() -> str:
         return "Successful operation"
 
-    @router.post("/applications/token")
+    @router.post("/applications/token", **ok(Token))
     async def token(request: Request) -> dict[str, Any]:
         fields = await _token_fields(request)
         app = verifier.check_secret(str(fields.get("client_id", "")), str(fields.get("client_secret", "")))

@@ -9,6 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 
+from ferryman.api import models
 from ferryman.api.context import (
     CANCEL_WAIT_S,
     ApiContext,
@@ -20,6 +21,7 @@ from ferryman.api.context import (
     page,
 )
 from ferryman.api.documents import NAMESPACES_IN, PUBLIC_JOB_TYPES, connection_doc, job_doc
+from ferryman.api.models import ok
 from ferryman.api.problems import Problem
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.protocol.catalog import StreamChoice
@@ -123,7 +125,7 @@ def _catalog(context: ApiContext, source: Actor) -> dict[str, Any]:
     )
 
 
-@router.post("/connections", tags=["connections"])
+@router.post("/connections", tags=["connections"], **ok(models.Connection))
 def create_connection(body: ConnectionCreate, context: Context) -> dict[str, Any]:
     source = _actor(context, "source", body.sourceId)
     destination = _actor(context, "destination", body.destinationId)
@@ -140,7 +142,7 @@ def create_connection(body: ConnectionCreate, context: Context) -> dict[str, Any
     return connection_doc(conn, context.lookups())
 
 
-@router.get("/connections", tags=["connections"])
+@router.get("/connections", tags=["connections"], **ok(models.ConnectionPage))
 def list_connections(
     request: Request,
     context: Context,
@@ -154,12 +156,12 @@ def list_connections(
     return page(request, found, limit, offset, lambda c: connection_doc(c, lookups))
 
 
-@router.get("/connections/{connectionId}", tags=["connections"])
+@router.get("/connections/{connectionId}", tags=["connections"], **ok(models.Connection))
 def get_connection(connectionId: str, context: Context) -> dict[str, Any]:
     return connection_doc(_connection(context, connectionId), context.lookups())
 
 
-@router.patch("/connections/{connectionId}", tags=["connections"])
+@router.patch("/connections/{connectionId}", tags=["connections"], **ok(models.Connection))
 def patch_connection(connectionId: str, body: ConnectionPatch, context: Context) -> dict[str, Any]:
     conn = _connection(context, connectionId)
     values: dict[str, Any] = {}
@@ -180,13 +182,13 @@ def patch_connection(connectionId: str, body: ConnectionPatch, context: Context)
     return connection_doc(conn, context.lookups())
 
 
-@router.delete("/connections/{connectionId}", tags=["connections"], status_code=204)
+@router.delete("/connections/{connectionId}", tags=["connections"], status_code=204, response_class=Response)
 def delete_connection(connectionId: str, context: Context) -> Response:
     context.store.delete_connection(_connection(context, connectionId).id)
     return Response(status_code=204)
 
 
-@router.get("/streams", tags=["streams"])
+@router.get("/streams", tags=["streams"], **ok(list[models.StreamProperties]))
 def stream_properties(
     context: Context, sourceId: UUID, destinationId: UUID | None = None, ignoreCache: bool = False
 ) -> list[dict[str, Any]]:
@@ -223,7 +225,7 @@ def _job(context: ApiContext, job_id: int) -> Job:
     return job
 
 
-@router.post("/jobs", tags=["jobs"])
+@router.post("/jobs", tags=["jobs"], **ok(models.Job))
 def create_job(body: JobCreate, context: Context) -> dict[str, Any]:
     if body.jobType == "refresh":
         raise Problem(422, "refreshes are not supported: use jobType sync, or reset then sync")
@@ -231,18 +233,23 @@ def create_job(body: JobCreate, context: Context) -> dict[str, Any]:
     try:
         job = context.service.enqueue_replication(conn, reset=body.jobType != "sync")
     except ConnectionBusy as busy:
-        live = busy.context.get("job_id")
-        detail = f"A sync is already running for: {conn.uuid}" + (f" (job {live})" if live else "")
-        raise Problem(409, detail, "try-again-later") from None
+        raise busy_problem(conn, busy) from None
     return job_doc(job, context.lookups())
 
 
-@router.get("/jobs/{jobId}", tags=["jobs"])
+def busy_problem(conn: Connection, busy: ConnectionBusy) -> Problem:
+    """409 as Airbyte words it: the connection has a live sync or reset."""
+    live = busy.context.get("job_id")
+    detail = f"A sync is already running for: {conn.uuid}" + (f" (job {live})" if live else "")
+    return Problem(409, detail, "try-again-later")
+
+
+@router.get("/jobs/{jobId}", tags=["jobs"], **ok(models.Job))
 def get_job(jobId: int, context: Context) -> dict[str, Any]:
     return job_doc(_job(context, jobId), context.lookups())
 
 
-@router.delete("/jobs/{jobId}", tags=["jobs"])
+@router.delete("/jobs/{jobId}", tags=["jobs"], **ok(models.Job))
 def cancel_job(jobId: int, context: Context) -> dict[str, Any]:
     job = _job(context, jobId)
     if job.status.terminal:
@@ -251,7 +258,7 @@ def cancel_job(jobId: int, context: Context) -> dict[str, Any]:
     return job_doc(job, context.lookups())
 
 
-def _when(text: str | None, name: str) -> datetime | None:
+def parse_when(text: str | None, name: str) -> datetime | None:
     if not text:
         return None
     try:
@@ -261,7 +268,7 @@ def _when(text: str | None, name: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=datetime.now().astimezone().tzinfo)
 
 
-def _order(text: str | None) -> tuple[str, bool]:
+def order_clause(text: str | None) -> tuple[str, bool]:
     field, _, direction = (text or "createdAt|ASC").partition("|")
     columns = {"createdAt": "created_at", "updatedAt": "updated_at"}
     if field not in columns or direction.upper() not in ("ASC", "DESC"):
@@ -271,7 +278,7 @@ def _order(text: str | None) -> tuple[str, bool]:
     return columns[field], direction.upper() == "DESC"
 
 
-@router.get("/jobs", tags=["jobs"])
+@router.get("/jobs", tags=["jobs"], **ok(models.JobPage))
 def list_jobs(
     request: Request,
     context: Context,
@@ -287,7 +294,7 @@ def list_jobs(
     limit: Limit = 20,
     offset: Offset = 0,
 ) -> dict[str, Any]:
-    order_by, descending = _order(orderBy)
+    order_by, descending = order_clause(orderBy)
     scope = None if connectionId is None else str(_connection(context, str(connectionId)).id)
     types = {None: (JobType.SYNC, JobType.RESET), "sync": (JobType.SYNC,), "refresh": ()}.get(
         jobType, (JobType.RESET,)
@@ -296,10 +303,10 @@ def list_jobs(
         scope=scope,
         types=types,
         status=JobStatus(status) if status else None,
-        created_from=_when(createdAtStart, "createdAtStart"),
-        created_to=_when(createdAtEnd, "createdAtEnd"),
-        updated_from=_when(updatedAtStart, "updatedAtStart"),
-        updated_to=_when(updatedAtEnd, "updatedAtEnd"),
+        created_from=parse_when(createdAtStart, "createdAtStart"),
+        created_to=parse_when(createdAtEnd, "createdAtEnd"),
+        updated_from=parse_when(updatedAtStart, "updatedAtStart"),
+        updated_to=parse_when(updatedAtEnd, "updatedAtEnd"),
         order_by=order_by,
         descending=descending,
     )

@@ -108,3 +108,38 @@ def _first_error(exc: RequestValidationError) -> str:
     first = errors[0]
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
     return f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid"))
+
+
+def document(app: FastAPI) -> None:
+    """Declare in ``/openapi.json`` that every route may answer a 4xx problem+json, and replace
+    FastAPI's own 422 body (ours is a problem too)."""
+    from fastapi.openapi.utils import get_openapi
+
+    from ferryman.api.models import ProblemDetail
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["ProblemDetail"] = ProblemDetail.model_json_schema()
+        problem = {
+            "description": "An error, as application/problem+json",
+            "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}
+            },
+        }
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for code in [c for c in responses if c.startswith(("4", "5"))]:
+                    del responses[code]
+                responses["4XX"] = problem
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
