@@ -244,12 +244,13 @@ class JobService:
     def enqueue_check(self, actor: Actor) -> Job:
         """A check of a source's or destination's config, as a job (its output says the verdict)."""
         kind = JobType.CHECK_SOURCE if actor.kind == SOURCE else JobType.CHECK_DESTINATION
-        return self.store.enqueue(kind, f"{actor.kind}:{actor.id}", _snapshot(actor))
+        config = ConnectorJobConfig.of(_snapshot(actor))
+        return self.store.enqueue(kind, f"{actor.kind}:{actor.id}", config.to_document())
 
     def enqueue_spec(self, connector: str, scope: str) -> Job:
         """A spec of a connector reference, as a job; ``scope`` names what asked (a definition)."""
         parse_reference(connector)
-        return self.store.enqueue(JobType.SPEC, scope, {"connector": connector})
+        return self.store.enqueue(JobType.SPEC, scope, ConnectorJobConfig(connector=connector).to_document())
 
     def enqueue_replication(self, connection: Connection | str, reset: bool = False) -> Job:
         """A sync (or reset) of the connection (its row, or what a user typed: resolved once);
