@@ -116,11 +116,8 @@ def test_a_sync_reads_from_its_own_source_not_one_named_like_its_id(store: SqlJo
     dest = store.create_actor("destination", "d", "builtin:devnull", {})
     conn = store.create_connection("c", wanted.id, dest.id, {"streams": []})
     job = JobService(store).enqueue_replication(conn)
-    assert job.config["source"] == {
-        "actor_id": wanted.id,
-        "connector": "builtin:bench",
-        "config": wanted.config,
-    }
+    taken = {key: job.config["source"][key] for key in ("actor_id", "connector", "config")}
+    assert taken == {"actor_id": wanted.id, "connector": "builtin:bench", "config": wanted.config}
 
 
 def test_deleting_an_actor_by_id_never_deletes_the_one_named_like_it(store: SqlJobStore) -> None:

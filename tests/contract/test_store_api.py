@@ -9,10 +9,11 @@ import sqlalchemy as sa
 from alembic import command
 
 from ferryman.credentials import Verifier, create_application
+from ferryman.errors import StoreUnavailable
 from ferryman.jobs.states import JobType
 from ferryman.store import AlreadyExists, NotFound, SqlJobStore, open_store
 from ferryman.store.base import JobQuery
-from ferryman.store.migrate import alembic_config
+from ferryman.store.migrate import alembic_config, current_revision
 from tests.contract.store_support import store, store_url
 
 __all__ = ["store", "store_url"]
@@ -20,7 +21,12 @@ __all__ = ["store", "store_url"]
 
 def test_existing_rows_get_uuids_and_one_workspace_exists_after_the_migration(store_url: str) -> None:
     with open_store(store_url) as fresh:
-        fresh.create_actor("source", "old", "builtin:source-bench", {})
+        source = fresh.create_actor("source", "old", "builtin:source-bench", {})
+        destination = fresh.create_actor("destination", "dst", "builtin:destination-devnull", {})
+        # Rows that reference the actors, as every store in use has: the migration must not
+        # rebuild a table others point at (SQLite refuses to drop it under foreign keys).
+        connection = fresh.create_connection("c", source.id, destination.id, {"streams": []})
+        fresh.save_state(connection.id, [{"type": "LEGACY", "data": {"cursor": 1}}])
         config = alembic_config()
         with fresh.engine.begin() as conn:
             config.attributes["connection"] = conn
@@ -30,6 +36,9 @@ def test_existing_rows_get_uuids_and_one_workspace_exists_after_the_migration(st
         assert uuid.UUID(old.uuid)
         assert store_.get_actor_by_uuid("source", old.uuid).name == "old"
         assert store_.default_workspace().name == "default"
+        (kept,) = store_.list_connections()
+        assert uuid.UUID(kept.uuid) and (kept.source_id, kept.destination_id) == (source.id, destination.id)
+        assert store_.get_state(kept.id) == [{"type": "LEGACY", "data": {"cursor": 1}}]
 
 
 def test_new_rows_get_their_own_uuid_and_are_found_by_it(store: SqlJobStore) -> None:
@@ -86,3 +95,21 @@ def test_jobs_page_in_order_with_filters(store: SqlJobStore) -> None:
     newest = store.page_jobs(JobQuery(types=(JobType.SYNC,), descending=True, limit=1))
     assert [j.id for j in newest] == [ids[-1]]
     assert [j.id for j in store.page_jobs(JobQuery(scope="3", types=(JobType.SYNC,)))] == [ids[3]]
+
+
+def test_an_upgrade_that_fails_changes_nothing_and_says_so_in_one_line(store_url: str) -> None:
+    with open_store(store_url) as fresh:
+        fresh.create_actor("source", "old", "builtin:source-bench", {})
+        config = alembic_config()
+        with fresh.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0003")
+            # Something of the user's in the way of the next migration.
+            conn.execute(sa.text("CREATE TABLE workspaces (anything INTEGER)"))
+    with pytest.raises(StoreUnavailable, match="could not be upgraded to schema") as refused:
+        open_store(store_url)
+    assert "\n" not in str(refused.value) and "nothing in it was changed" in str(refused.value)
+    with SqlJobStore.open(store_url, migrate_schema=False) as untouched:
+        with untouched.engine.connect() as conn:
+            assert current_revision(conn) == "0003"
+            assert conn.execute(sa.text("SELECT name FROM actors")).scalars().all() == ["old"]

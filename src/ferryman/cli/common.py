@@ -25,6 +25,7 @@ from ferryman.jobs.failures import FailureReason, most_specific_message
 from ferryman.protocol.catalog import StreamChoice
 from ferryman.protocol.sync_modes import StreamMode, parse_mode
 from ferryman.secrets import mask_strings, mask_text
+from ferryman.store.base import ConnectionBusy
 from ferryman.views import aware as _aware
 from ferryman.views import seconds_between as seconds_between
 from ferryman.views import utcnow as utcnow
@@ -59,6 +60,9 @@ def guarded(action: Callable[[], int]) -> None:
         code = action()
     except FieldError as exc:
         fail(escape(exc.phrase(FLAGS)), 2)
+    except ConnectionBusy as exc:  # the store says what is live; the CLI says how to cancel it
+        job_id = exc.context.get("job_id")
+        fail(escape(f"{exc.message} (ferryman jobs cancel {job_id})" if job_id else str(exc)), 2)
     except (UserInputError, StoreUnavailable) as exc:  # the store's message names it and what to do
         fail(escape(str(exc)), 2)
     except FerrymanError as exc:

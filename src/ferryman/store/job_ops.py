@@ -131,13 +131,13 @@ class JobOps:
                 live = self.live_job(scope)
                 if live is not None:
                     after = (
-                        " (its next attempt waits for a `ferryman worker`)"
+                        " (its next attempt waits for an engine)"
                         if live.status is JobStatus.INCOMPLETE
                         else ""
                     )
                     raise ConnectionBusy(
                         f"connection {scope} already has a live {live.type} job {live.id}, "
-                        f"{live.status}{after}: wait for it or cancel it (ferryman jobs cancel {live.id})",
+                        f"{live.status}{after}: wait for it or cancel it",
                         job_id=live.id,
                         status=live.status.value,
                     ) from None

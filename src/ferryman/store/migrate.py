@@ -22,7 +22,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
+from ferryman.errors import StoreUnavailable
 from ferryman.private import open_private
 from ferryman.store.db import Database, sqlite_path
 
@@ -60,7 +62,16 @@ def upgrade(db: Database) -> None:
         conn.commit()  # alembic begins its own transaction on a connection not in one
         config = alembic_config()
         config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+        try:
+            command.upgrade(config, "head")
+        except (SQLAlchemyError, StoreUnavailable) as exc:
+            # All migrations run in one transaction (env.py): the store is as it was.
+            reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
+            raise StoreUnavailable(
+                f"the store {db.url.render_as_string(hide_password=True)} could not be upgraded to "
+                f"schema {head}: {reason}; nothing in it was changed, and the previous version of "
+                "ferryman can still use it"
+            ) from None
 
 
 @contextmanager

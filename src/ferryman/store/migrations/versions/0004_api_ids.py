@@ -26,8 +26,10 @@ DEFAULT_WORKSPACE_NAME = "default"
 
 
 def _add_uuids(table: str) -> None:
-    with op.batch_alter_table(table) as batch:
-        batch.add_column(sa.Column("uuid", sa.String(36), nullable=True))
+    # No batch mode (a copy-and-swap of the table) on SQLite: other tables point at these, and
+    # with foreign keys on SQLite refuses to drop a table that rows refer to. A plain ADD COLUMN
+    # and a unique index need no rebuild on either database.
+    op.add_column(table, sa.Column("uuid", sa.String(36), nullable=True))
     bind = op.get_bind()
     ids = bind.execute(sa.text(f"SELECT id FROM {table}")).scalars().all()
     for row_id in ids:
@@ -35,9 +37,9 @@ def _add_uuids(table: str) -> None:
             sa.text(f"UPDATE {table} SET uuid = :uuid WHERE id = :id"),
             {"uuid": str(uuid.uuid4()), "id": row_id},
         )
-    with op.batch_alter_table(table) as batch:
-        batch.alter_column("uuid", existing_type=sa.String(36), nullable=False)
-        batch.create_unique_constraint(f"uq_{table}_uuid", ["uuid"])
+    if bind.dialect.name != "sqlite":  # SQLite cannot add NOT NULL to a column in place
+        op.alter_column(table, "uuid", existing_type=sa.String(36), nullable=False)
+    op.create_index(f"uq_{table}_uuid", table, ["uuid"], unique=True)
 
 
 def upgrade() -> None:
@@ -82,6 +84,5 @@ def downgrade() -> None:
     op.drop_table("definitions")
     op.drop_table("workspaces")
     for table in ("connections", "actors"):
-        with op.batch_alter_table(table) as batch:
-            batch.drop_constraint(f"uq_{table}_uuid", type_="unique")
-            batch.drop_column("uuid")
+        op.drop_index(f"uq_{table}_uuid", table)
+        op.drop_column(table, "uuid")  # SQLite 3.35+ drops a column in place
