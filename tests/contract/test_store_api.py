@@ -109,7 +109,7 @@ def test_an_upgrade_that_fails_changes_nothing_and_says_so_in_one_line(store_url
     with pytest.raises(StoreUnavailable, match="could not be upgraded to schema") as refused:
         open_store(store_url)
     assert "\n" not in str(refused.value) and "nothing in it was changed" in str(refused.value)
-    with SqlJobStore.open(store_url, migrate_schema=False) as untouched:
-        with untouched.engine.connect() as conn:
-            assert current_revision(conn) == "0003"
-            assert conn.execute(sa.text("SELECT name FROM actors")).scalars().all() == ["old"]
+    untouched = SqlJobStore.open(store_url, migrate_schema=False)
+    with untouched, untouched.engine.connect() as conn:
+        assert current_revision(conn) == "0003"
+        assert conn.execute(sa.text("SELECT name FROM actors")).scalars().all() == ["old"]
