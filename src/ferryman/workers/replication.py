@@ -45,6 +45,7 @@ from ferryman.workers.models import (
     SyncOutput,
     SyncProgress,
 )
+from ferryman.workers.notices import Notices, as_object, control_config
 from ferryman.workers.tracker import MessageTracker
 
 _TICK_S = 0.05
@@ -88,6 +89,7 @@ class _Replication:
         self.states = StateAggregator(sync.state)
         self.state_names = StateNames(sync.catalog, sync.namespace_mapping)
         self.failures: list[FailureReason] = []
+        self.notices = Notices(self.log, self.tracker, self.failures)
         self.source_eof = threading.Event()  # the source's stdout ended
         self.source_exited = threading.Event()  # ... and the source process is gone
         self.pump_done = threading.Event()  # the destination's stdin is closed
@@ -414,20 +416,20 @@ class _Replication:
         return encode({**message, "state": self.state_names.to_destination(state)})
 
     def not_a_message(self, line: bytes) -> None:
-        self._not_a_message(SOURCE, line)
+        self.notices.not_a_message(SOURCE, line)
 
     def source_message(self, line: bytes) -> None:
         message = parse_message(line)
         if message is None:
-            self._not_a_message(SOURCE, line)
+            self.notices.not_a_message(SOURCE, line)
             return
         kind = message["type"]
         if kind == "TRACE":
-            self._trace(FailureOrigin.SOURCE, _object(message.get("trace")), "read")
+            self.notices.trace(FailureOrigin.SOURCE, as_object(message.get("trace")), "read")
         elif kind == "LOG":
-            self._log_message(SOURCE, message)
+            self.notices.log_message(SOURCE, message)
         elif kind == "CONTROL":
-            update = to_mount(_control_config(message), self._local_root(SOURCE))
+            update = to_mount(control_config(message), self._local_root(SOURCE))
             self.source_update = update or self.source_update
             self.log.info(SOURCE, "the source updated its configuration")
         else:
@@ -449,17 +451,17 @@ class _Replication:
     def _destination_line(self, line: bytes) -> None:
         message = parse_message(line)
         if message is None:
-            self._not_a_message(DESTINATION, line)
+            self.notices.not_a_message(DESTINATION, line)
             return
         kind = message["type"]
         if kind == "STATE" and isinstance(message.get("state"), dict):
             self._commit(message["state"])
         elif kind == "TRACE":
-            self._trace(FailureOrigin.DESTINATION, _object(message.get("trace")), "write")
+            self.notices.trace(FailureOrigin.DESTINATION, as_object(message.get("trace")), "write")
         elif kind == "LOG":
-            self._log_message(DESTINATION, message)
+            self.notices.log_message(DESTINATION, message)
         elif kind == "CONTROL":
-            update = to_mount(_control_config(message), self._local_root(DESTINATION))
+            update = to_mount(control_config(message), self._local_root(DESTINATION))
             self.destination_update = update or self.destination_update
             self.log.info(DESTINATION, "the destination updated its configuration")
         else:
@@ -485,39 +487,6 @@ class _Replication:
                 )
 
     # -- helpers --------------------------------------------------------------------------
-
-    def _trace(self, origin: FailureOrigin, trace: dict[str, Any], command: str) -> None:
-        side = origin.value
-        kind = trace.get("type")
-        if kind == "ERROR":
-            failure = FailureReason.from_trace(origin, trace, command)
-            self.failures.append(failure)
-            self.log.error(side, f"trace error ({failure.type}): {failure.message}")
-            if failure.stack_trace:
-                self.log.error(side, failure.stack_trace)
-        elif kind == "ESTIMATE":
-            estimate = _object(trace.get("estimate"))
-            if estimate.get("type", "STREAM") == "STREAM" and estimate.get("name"):
-                key = (str(estimate["name"]), estimate.get("namespace"))
-                self.tracker.estimate(key, estimate.get("row_estimate"), estimate.get("byte_estimate"))
-        elif kind == "STREAM_STATUS":
-            status = _object(trace.get("stream_status"))
-            descriptor = _object(status.get("stream_descriptor"))
-            key = (str(descriptor.get("name")), descriptor.get("namespace"))
-            self.tracker.stream_status[key] = str(status.get("status"))
-            self.log.info(side, f"stream {key[0]}: {status.get('status')}")
-        else:
-            self.log.info(side, f"trace {kind}: {orjson.dumps(trace).decode()[:2000]}")
-
-    def _log_message(self, side: str, message: dict[str, Any]) -> None:
-        body = _object(message.get("log"))
-        self.log.write(side, str(body.get("level") or "INFO"), str(body.get("message", "")))
-        if body.get("stack_trace"):
-            self.log.write(side, str(body.get("level") or "INFO"), str(body["stack_trace"]))
-
-    def _not_a_message(self, side: str, line: bytes) -> None:
-        if line.strip():
-            self.log.write_bytes(side, "INFO", line)
 
     def _fail(self, origin: FailureOrigin, type_: FailureType, message: str) -> None:
         self.log.error(WORKER, f"{origin.value} failure ({type_.value}): {message}")
@@ -624,17 +593,6 @@ def _discard(stream: BinaryIO) -> None:
 def _peak_rss_bytes() -> int:
     """The worker process's peak resident memory (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _object(value: Any) -> dict[str, Any]:
-    """A message field that should be a JSON object; anything else reads as an empty one."""
-    return value if isinstance(value, dict) else {}
-
-
-def _control_config(message: dict[str, Any]) -> dict[str, Any] | None:
-    control = _object(message.get("control"))
-    config = _object(control.get("connectorConfig")).get("config")
-    return config if control.get("type") == "CONNECTOR_CONFIG" and isinstance(config, dict) else None
 
 
 def _with_tail(message: str, drain: StderrDrain) -> str:

@@ -1,0 +1,66 @@
+"""What connectors say besides records and states: TRACE, LOG, CONTROL and lines that are no
+message at all. The sync worker hands each such message here; this turns it into failures,
+estimates and stream statuses on the tracker, and lines in the attempt log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ferryman.jobs.failures import FailureOrigin, FailureReason
+from ferryman.workers.attempt_log import AttemptLog
+from ferryman.workers.tracker import MessageTracker
+
+
+class Notices:
+    """The side channel of one sync: it appends to the sync's ``failures`` as traces arrive."""
+
+    def __init__(self, log: AttemptLog, tracker: MessageTracker, failures: list[FailureReason]) -> None:
+        self.log = log
+        self.tracker = tracker
+        self.failures = failures
+
+    def trace(self, origin: FailureOrigin, trace: dict[str, Any], command: str) -> None:
+        side = origin.value
+        kind = trace.get("type")
+        if kind == "ERROR":
+            failure = FailureReason.from_trace(origin, trace, command)
+            self.failures.append(failure)
+            self.log.error(side, f"trace error ({failure.type}): {failure.message}")
+            if failure.stack_trace:
+                self.log.error(side, failure.stack_trace)
+        elif kind == "ESTIMATE":
+            estimate = as_object(trace.get("estimate"))
+            if estimate.get("type", "STREAM") == "STREAM" and estimate.get("name"):
+                key = (str(estimate["name"]), estimate.get("namespace"))
+                self.tracker.estimate(key, estimate.get("row_estimate"), estimate.get("byte_estimate"))
+        elif kind == "STREAM_STATUS":
+            status = as_object(trace.get("stream_status"))
+            descriptor = as_object(status.get("stream_descriptor"))
+            key = (str(descriptor.get("name")), descriptor.get("namespace"))
+            self.tracker.stream_status[key] = str(status.get("status"))
+            self.log.info(side, f"stream {key[0]}: {status.get('status')}")
+        else:
+            self.log.info(side, f"trace {kind}: {orjson.dumps(trace).decode()[:2000]}")
+
+    def log_message(self, side: str, message: dict[str, Any]) -> None:
+        body = as_object(message.get("log"))
+        self.log.write(side, str(body.get("level") or "INFO"), str(body.get("message", "")))
+        if body.get("stack_trace"):
+            self.log.write(side, str(body.get("level") or "INFO"), str(body["stack_trace"]))
+
+    def not_a_message(self, side: str, line: bytes) -> None:
+        if line.strip():
+            self.log.write_bytes(side, "INFO", line)
+
+
+def as_object(value: Any) -> dict[str, Any]:
+    """A message field that should be a JSON object; anything else reads as an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def control_config(message: dict[str, Any]) -> dict[str, Any] | None:
+    control = as_object(message.get("control"))
+    config = as_object(control.get("connectorConfig")).get("config")
+    return config if control.get("type") == "CONNECTOR_CONFIG" and isinstance(config, dict) else None
