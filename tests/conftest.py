@@ -16,6 +16,9 @@ from ferryman.connectors import ConnectorRef, ResolvedConnector, parse_reference
 from ferryman.settings import LifecycleSettings
 from ferryman.workers.models import AttemptContext
 
+# The session's Temporal dev server, for the tests that run the Temporal engine.
+pytest_plugins = ["tests.temporal_support"]
+
 TESTS = Path(__file__).parent
 TEST_CONNECTORS = TESTS / "connectors"
 FAKER_REF = "pypi:airbyte-source-faker==7.2.1"

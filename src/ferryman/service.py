@@ -239,18 +239,19 @@ class JobService:
 
     def enqueue_discover(self, source: Actor) -> Job:
         config = ConnectorJobConfig.of(_snapshot(source))
-        return self.store.enqueue(JobType.DISCOVER, f"source:{source.id}", config.to_document())
+        return self._submit(self.store.enqueue(JobType.DISCOVER, f"source:{source.id}", config.to_document()))
 
     def enqueue_check(self, actor: Actor) -> Job:
         """A check of a source's or destination's config, as a job (its output says the verdict)."""
         kind = JobType.CHECK_SOURCE if actor.kind == SOURCE else JobType.CHECK_DESTINATION
         config = ConnectorJobConfig.of(_snapshot(actor))
-        return self.store.enqueue(kind, f"{actor.kind}:{actor.id}", config.to_document())
+        return self._submit(self.store.enqueue(kind, f"{actor.kind}:{actor.id}", config.to_document()))
 
     def enqueue_spec(self, connector: str, scope: str) -> Job:
         """A spec of a connector reference, as a job; ``scope`` names what asked (a definition)."""
         parse_reference(connector)
-        return self.store.enqueue(JobType.SPEC, scope, ConnectorJobConfig(connector=connector).to_document())
+        config = ConnectorJobConfig(connector=connector).to_document()
+        return self._submit(self.store.enqueue(JobType.SPEC, scope, config))
 
     def enqueue_replication(self, connection: Connection | str, reset: bool = False) -> Job:
         """A sync (or reset) of the connection (its row, or what a user typed: resolved once);
@@ -270,7 +271,13 @@ class JobService:
             ),
         )
         job_type = JobType.RESET if reset else JobType.SYNC
-        return self.store.enqueue(job_type, str(conn.id), config.to_document())
+        return self._submit(self.store.enqueue(job_type, str(conn.id), config.to_document()))
+
+    def _submit(self, job: Job) -> Job:
+        """Hand a job just enqueued to the engine (Temporal starts its workflow now)."""
+        if self.engine is not None:
+            self.engine.submit(job)
+        return job
 
     def run(self, job: Job, timeout_s: float | None = None) -> Job:
         """Run a job in this process and wait for it (retries included)."""

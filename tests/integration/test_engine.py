@@ -1,4 +1,6 @@
-"""The local engine with real connectors and a real store: limits, retries, cancel, crash recovery."""
+"""The local engine in this process, with real connectors and a real store: what only it does
+(a manual clock, a service without an engine, a store that goes away). The behaviour both engines
+share is tested over both in test_engine_kinds.py."""
 
 from __future__ import annotations
 
@@ -20,9 +22,8 @@ import pytest
 from ferryman.clock import ManualClock
 from ferryman.engines.local import LocalEngine
 from ferryman.errors import WorkerError
-from ferryman.jobs.failures import FailureType
 from ferryman.jobs.retry import RetryPolicy
-from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
+from ferryman.jobs.states import JobStatus, JobType
 from ferryman.service import JobService
 from ferryman.settings import Settings
 from ferryman.store import open_store
@@ -71,37 +72,6 @@ def max_overlap(attempts: list[Attempt]) -> int:
         running += change
         peak = max(peak, running)
     return peak
-
-
-def test_twelve_syncs_with_three_sync_workers_never_run_more_than_three_at_once(
-    store: JobStore, tmp_path: Path
-) -> None:
-    service = service_for(store, tmp_path, limits={**LIMITS, "sync": 3})
-    names = [bench_connection(service, f"c{i}", tmp_path, 20_000) for i in range(12)]
-    jobs = [service.enqueue_replication(name) for name in names]
-
-    finished = service._engine().run_jobs([job.id for job in jobs], timeout_s=300)
-
-    assert [job.status for job in finished] == [JobStatus.SUCCEEDED] * 12
-    attempts = [a for job in jobs for a in store.list_attempts(job.id)]
-    assert len(attempts) == 12
-    assert max_overlap(attempts) == 3  # never more, and the limit was used
-    for name in names:
-        assert rows(tmp_path / f"{name}.duckdb") == (20_000, 20_000)
-
-
-def test_a_config_error_fails_the_job_at_once(store: JobStore, tmp_path: Path) -> None:
-    service = service_for(store, tmp_path)
-    bench_connection(service, "bad", tmp_path, 10)
-    source = store.get_actor("source", "bad-src")
-    store.update_actor_config(source.id, {"count": "many"})  # source-bench refuses it: config_error
-
-    job = service.run(service.enqueue_replication("bad"))
-
-    assert job.status is JobStatus.FAILED
-    (attempt,) = store.list_attempts(job.id)
-    assert attempt.failure_summary is not None
-    assert attempt.failure_summary["failures"][0]["type"] == FailureType.CONFIG_ERROR
 
 
 def test_a_service_without_an_engine_queues_jobs_for_the_engine_that_serves_the_queue(
@@ -165,101 +135,14 @@ def test_backoff_between_attempts_follows_the_clock_and_stops_after_three(
     assert [a.number for a in store.list_attempts(job.id)] == [0, 1, 2]
 
 
-def test_cancel_in_each_state(store: JobStore, tmp_path: Path) -> None:
-    service = service_for(store, tmp_path, retry=RetryPolicy(backoff_min_s=3600))
-    scripted_connection(
-        service,
-        tmp_path,
-        [{"records": 3, "stream": "users"}, {"state": {"name": "users"}}, {"forever": {"stream": "users"}}],
-    )
-    # pending: cancelled at once and never runs
-    pending = service.enqueue_replication("s")
-    assert service.cancel(pending.id).status is JobStatus.CANCELLED
-    assert service._engine().tick(only=[pending.id]) == 0
-    assert store.list_attempts(pending.id) == []
-
-    # running: connectors stopped, attempt failed with manual_cancellation, committed state kept
-    running = service.enqueue_replication("s")
-    engine = service._engine()
-    done = threading.Thread(target=engine.run_jobs, args=([running.id], 60), daemon=True)
-    done.start()
-    wait_for_state(store, store.get_connection("s").id, 30, "no state was committed")
-    service.cancel(running.id)
-    done.join(60)
-    assert store.get_job(running.id).status is JobStatus.CANCELLED
-    (attempt,) = store.list_attempts(running.id)
-    assert attempt.status is AttemptStatus.FAILED
-    assert attempt.failure_summary is not None
-    assert attempt.failure_summary["failures"][0]["type"] == FailureType.MANUAL_CANCELLATION
-    assert store.get_state(store.get_connection("s").id)[0]["stream"]["stream_state"] is not None
-
-
-def test_an_incomplete_job_waiting_for_its_retry_can_be_cancelled(store: JobStore, tmp_path: Path) -> None:
-    service = service_for(store, tmp_path, retry=RetryPolicy(backoff_min_s=3600))
-    scripted_connection(service, tmp_path, [{"exit": 1}])
-    job = service.enqueue_replication("s")
-    engine = service._engine()
-    engine.tick(only=[job.id])
-    while engine.running_attempt_ids():
-        engine.tick(only=[job.id], claim=False)
-        time.sleep(0.02)
-    assert store.get_job(job.id).status is JobStatus.INCOMPLETE
-    assert service.cancel(job.id).status is JobStatus.CANCELLED
-
-
 @pytest.fixture
-def engine_env(tmp_path: Path) -> dict[str, str]:
+def local_env(tmp_path: Path) -> dict[str, str]:
     return {
         **os.environ,
         "FERRYMAN_HOME": str(tmp_path / "home"),
         "FERRYMAN_ENGINE_HEARTBEAT_S": "0.2",
         "FERRYMAN_RETRY_BACKOFF_MIN_S": "0",
     }
-
-
-def wait_for_state(store: JobStore, connection_id: int, timeout_s: float, failure: str) -> None:
-    """Poll until the connection has a committed state; fail with ``failure`` after the timeout."""
-    deadline = time.monotonic() + timeout_s
-    while not store.get_state(connection_id) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert store.get_state(connection_id), failure
-
-
-def start_engine(url: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        [sys.executable, str(HERE / "engine_process.py"), url], env=env, stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None
-    process.stdout.readline()  # its engine id: it is up
-    return process
-
-
-def test_sigkill_of_an_engine_mid_sync_loses_no_committed_record(
-    tmp_path: Path, engine_env: dict[str, str]
-) -> None:
-    url = f"sqlite:///{tmp_path / 'ferryman.db'}"
-    store = open_store(url)
-    home = tmp_path / "home"
-    service = service_for(store, home, stale_after_s=1.0)
-    bench_connection(service, "big", home, 1_000_000, state_every=1000)
-    connection = store.get_connection("big")
-    job = service.enqueue_replication("big")
-
-    doomed = start_engine(url, engine_env)
-    wait_for_state(store, connection.id, 60, "the first engine never committed a state")
-    os.kill(doomed.pid, signal.SIGKILL)
-    doomed.wait()
-
-    (finished,) = service._engine().run_jobs([job.id], timeout_s=120)
-
-    assert finished.status is JobStatus.SUCCEEDED
-    first, second = store.list_attempts(job.id)
-    assert first.status is AttemptStatus.FAILED and first.failure_summary is not None
-    # The engine ran on this host and its process is dead: recovered without waiting for staleness.
-    assert "is gone" in first.failure_summary["failures"][0]["message"]
-    assert second.status is AttemptStatus.SUCCEEDED
-    assert (second.output or {})["records_emitted"] < 1_000_000  # it resumed from the committed state
-    assert rows(home / "big.duckdb") == (1_000_000, 1_000_000)
 
 
 def _postgres_url() -> Iterator[str]:
@@ -287,38 +170,14 @@ def postgres_url() -> Iterator[str]:
     yield from _postgres_url()
 
 
-def test_two_engines_on_one_postgres_share_twenty_jobs_and_run_none_twice(
-    postgres_url: str, engine_env: dict[str, str]
-) -> None:
-    store = open_store(postgres_url)
-    env = {**engine_env, "MAX_SPEC_WORKERS": "2"}
-    engines = [start_engine(postgres_url, env) for _ in range(2)]
-    try:
-        # Queued once both are up: on a slow host the first could otherwise run them all before
-        # the second has started.
-        jobs = [store.enqueue(JobType.SPEC, None, {"connector": "builtin:source-bench"}) for _ in range(20)]
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not all(store.get_job(j.id).status.terminal for j in jobs):
-            time.sleep(0.1)
-    finally:
-        for engine in engines:
-            engine.send_signal(signal.SIGTERM)
-        for engine in engines:
-            assert engine.wait(60) == 0
-    attempts = [store.list_attempts(j.id) for j in jobs]
-    assert all(store.get_job(j.id).status is JobStatus.SUCCEEDED for j in jobs)
-    assert [len(a) for a in attempts] == [1] * 20  # none ran twice
-    assert len({a[0].engine_id for a in attempts}) == 2  # both engines took their share
-
-
 def test_a_worker_whose_database_goes_away_backs_off_and_then_runs_the_next_job(
-    postgres_url: str, engine_env: dict[str, str]
+    postgres_url: str, local_env: dict[str, str]
 ) -> None:
     import psycopg
 
     store = open_store(postgres_url)  # migrated before the worker starts
     database = postgres_url.rsplit("/", 1)[1]
-    env = {**engine_env, "FERRYMAN_DATABASE_URL": postgres_url}
+    env = {**local_env, "FERRYMAN_DATABASE_URL": postgres_url}
     worker = subprocess.Popen(
         [sys.executable, "-m", "ferryman", "worker"], env=env, stderr=subprocess.PIPE, text=True
     )
@@ -369,3 +228,21 @@ def test_a_worker_whose_database_goes_away_backs_off_and_then_runs_the_next_job(
         assert worker.wait(60) == 0
     assert "Traceback" not in "".join(said)
     assert "cannot be used" in "".join(said)  # the one line names the store and the reason
+
+
+def wait_for_state(store: JobStore, connection_id: int, timeout_s: float, failure: str) -> None:
+    """Poll until the connection has a committed state; fail with ``failure`` after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while not store.get_state(connection_id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.get_state(connection_id), failure
+
+
+def start_engine(url: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """A local engine in a process of its own (engine_process.py), once it is up."""
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "engine_process.py"), url], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    process.stdout.readline()  # its engine id: it is up
+    return process

@@ -63,34 +63,40 @@ def server(
     auth: Annotated[
         AuthMode, typer.Option(help="auto: tokens/basic auth once an application exists, else none.")
     ] = AuthMode.AUTO,
+    engine_name: Annotated[
+        str | None,
+        typer.Option(
+            "--engine", help="local or temporal; default: FERRYMAN_ENGINE, else local.", show_default=False
+        ),
+    ] = None,
 ) -> None:
     """Serve Airbyte's API (/v1, /api/public/v1) and run queued jobs, until SIGTERM or Ctrl-C."""
     try:
-        code = _serve(host, port, not no_engine, auth)
+        code = _serve(host, port, not no_engine, auth, engine_name)
     except (UserInputError, ValueError) as exc:
         sys.stderr.write(f"error: {str(exc).strip().splitlines()[0]}\n")
         code = 2
     raise typer.Exit(code)
 
 
-def _serve(host: str, port: int, with_engine: bool, mode: AuthMode) -> int:
+def _serve(host: str, port: int, with_engine: bool, mode: AuthMode, engine_name: str | None) -> int:
     # Imported here: every other ferryman command starts without FastAPI and the store.
     import uvicorn
 
     from ferryman.api.app import create_app
     from ferryman.api.context import ApiContext
+    from ferryman.engines.choose import command_engine, is_temporal, worker_engine
     from ferryman.service import JobService
     from ferryman.store import open_store
 
     settings = Settings.from_env()
     with open_store(home=settings.home) as store:
         required = auth_required(mode, host, len(store.list_applications()))
-        engine = None
-        if with_engine:
-            from ferryman.engines.local import LocalEngine
-
-            engine = LocalEngine(store, settings)
-        service = JobService(store, settings, engine)
+        temporal = is_temporal(engine_name)
+        engine = worker_engine(store, settings, engine_name) if with_engine else None
+        # Without a worker in this process, Temporal still needs its jobs submitted from here.
+        submitter = command_engine(store, settings, engine_name) if temporal and engine is None else None
+        service = JobService(store, settings, engine or submitter)
         app = create_app(ApiContext(service), required)
         config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning")
         web = uvicorn.Server(config)
@@ -99,13 +105,16 @@ def _serve(host: str, port: int, with_engine: bool, mode: AuthMode) -> int:
         _say(f"store {store.url}; auth {'token or basic' if required else 'none'}")
         if engine is None:
             _say("engine: none (--no-engine): `ferryman worker` processes run the jobs")
+            if temporal:
+                _say("jobs are submitted to Temporal; `ferryman worker --engine temporal` processes run them")
             for number in (signal.SIGTERM, signal.SIGINT):  # see _with_engine: uvicorn raises it again
                 signal.signal(number, signal.SIG_IGN)
             web.run()
             _say("ferryman server stopped")
             return 0
         limits = ", ".join(f"{slot} {limit}" for slot, limit in engine.limits.items())
-        _say(f"engine {engine.engine_id}: local, at most {limits} at once")
+        kind = "temporal" if temporal else "local"
+        _say(f"engine {engine.engine_id}: {kind}, at most {limits} at once")
         return _with_engine(web, engine)
 
 

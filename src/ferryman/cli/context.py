@@ -27,10 +27,11 @@ SOURCE, DESTINATION = "source", "destination"  # the actor kinds of the store an
 @contextmanager
 def job_service() -> Iterator[JobService]:
     """The service on the store (FERRYMAN_DATABASE_URL, else SQLite under FERRYMAN_HOME),
-    with a local engine for the jobs this command runs in its own process.
+    with a local engine for the jobs this command runs in its own process (or, with
+    FERRYMAN_ENGINE=temporal, one that submits them to Temporal and waits).
 
     Jobs whose engine is gone are recovered first, with a line on stderr for each."""
-    from ferryman.engines.local import LocalEngine
+    from ferryman.engines.choose import command_engine
     from ferryman.service import JobService
     from ferryman.store import open_store
 
@@ -38,7 +39,7 @@ def job_service() -> Iterator[JobService]:
     store = open_store(home=settings.home)
     try:
         # The CLI's jobs run in its own process; a worker or server elsewhere runs the rest.
-        service = JobService(store, settings, engine=LocalEngine(store, settings, foreground=True))
+        service = JobService(store, settings, engine=command_engine(store, settings))
         service.foreground = partial(run_quietly, service)
         _recover(service)
         yield service

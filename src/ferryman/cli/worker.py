@@ -13,7 +13,9 @@ Each attempt it starts and ends is a line on stderr (with ``--json``, an event o
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
+
+import typer
 
 from ferryman.cli.common import (
     JsonOption,
@@ -34,18 +36,24 @@ if TYPE_CHECKING:
     from ferryman.store.base import Attempt, Job, JobStore
 
 POLL_S = 0.2
+EngineOption = Annotated[
+    str | None,
+    typer.Option(
+        "--engine", help="local (default) or temporal; default: FERRYMAN_ENGINE.", show_default=False
+    ),
+]
 
 
-def worker(json: JsonOption = False) -> None:
+def worker(json: JsonOption = False, engine_name: EngineOption = None) -> None:
     """Run queued jobs (`connections sync --detach`, retries) until SIGTERM or Ctrl-C."""
 
     def action() -> int:
-        from ferryman.engines.local import LocalEngine
+        from ferryman.engines.choose import worker_engine
         from ferryman.store import open_store
 
         settings = Settings.from_env()
         with open_store(home=settings.home) as store:
-            engine: WorkerEngine = LocalEngine(store, settings)
+            engine: WorkerEngine = worker_engine(store, settings, engine_name)
             engine.observer = JobLines(store, json)
             _announce(engine, store.url, json)
             _run(engine)

@@ -37,6 +37,11 @@ class Engine(Protocol):
         TimeoutError after ``timeout_s`` with the jobs still running (they go on)."""
         ...
 
+    def submit(self, job: Job) -> None:
+        """A job was just enqueued: hand it to whatever runs it (a local engine claims queued jobs
+        itself; Temporal starts the job's workflow)."""
+        ...
+
     def cancel(self, job_id: int) -> None:
         """Stop the job's running attempt now, if this engine runs it. The cancel request itself
         is the store's (``request_cancel``); this only spares the wait for the engine to see it."""

@@ -128,7 +128,7 @@ class LocalEngine:
         self._pass_on_cancels()
         if not claim:
             return 0
-        claimed = self.store.claim(self.engine_id, self.free_slots(), self.clock.now(), self._log_path, only)
+        claimed = self.store.claim(self.engine_id, self.free_slots(), self.clock.now(), self.log_path, only)
         for job, attempt in claimed:
             self._start(job, attempt)
         return len(claimed)
@@ -142,10 +142,18 @@ class LocalEngine:
         with self._lock:
             return list(self._running)
 
-    def _log_path(self, job_id: int, attempt_number: int) -> str:
+    def log_path(self, job_id: int, attempt_number: int) -> str:
         return str(self.settings.workspace / str(job_id) / str(attempt_number) / files.LOG_FILE)
 
-    def _start(self, job: Job, attempt: Attempt) -> None:
+    def submit(self, job: Job) -> None:
+        """Nothing to do: this engine claims queued jobs from the store itself."""
+
+    def start(self, job: Job, attempt: Attempt) -> threading.Thread:
+        """Run an attempt claimed elsewhere (a Temporal activity) as one of this engine's own:
+        heartbeaten, cancelled through the store, reported to the observer. Returns its thread."""
+        return self._start(job, attempt)
+
+    def _start(self, job: Job, attempt: Attempt) -> threading.Thread:
         running = _Running(job, attempt)
         execution = AttemptExecution(
             self.store, self.settings, self.retry, self.launcher, self.clock, job, attempt, running.cancel
@@ -164,6 +172,7 @@ class LocalEngine:
             self._running[attempt.id] = running
         running.thread.start()
         self._observe(lambda observer: observer.started(job, attempt))
+        return running.thread
 
     def _reap(self) -> None:
         with self._lock:
@@ -215,23 +224,27 @@ class LocalEngine:
         now = self.clock.now()
         recovered = []
         for attempt, why in self._abandoned(now):
-            self._kill_leftovers(attempt)
-            files.forget_configs(Path(attempt.log_path).parent)
-            failure = FailureReason.of(
-                FailureOrigin.PLATFORM, FailureType.SYSTEM_ERROR, why, int(time.time() * 1000)
-            )
-            summary = FailureSummary(failures=[failure]).to_document()
-            job = self.store.fail_attempt(attempt, None, summary, now)
-            if _is_foreground(attempt.engine_id):
-                if job.status is JobStatus.INCOMPLETE:
-                    self.store.fail_job(job.id)
-            else:
-                decide_retry(self.store, self.retry, job, attempt.number + 1, [failure], now)
+            self.fail_abandoned(attempt, why)
             recovered.append(attempt)
         if sweep and (recovered or time.monotonic() >= self._next_sweep):
             self._next_sweep = time.monotonic() + _SWEEP_EVERY_S
             self.remove_orphan_containers()
         return recovered
+
+    def fail_abandoned(self, attempt: Attempt, why: str) -> Job:
+        """Fail a running attempt whose engine is gone: its leftovers on this host killed, its
+        config files deleted, and the job retried by the rules (a foreground one failed)."""
+        now = self.clock.now()
+        self._kill_leftovers(attempt)
+        files.forget_configs(Path(attempt.log_path).parent)
+        failure = FailureReason.of(
+            FailureOrigin.PLATFORM, FailureType.SYSTEM_ERROR, why, int(time.time() * 1000)
+        )
+        summary = FailureSummary(failures=[failure]).to_document()
+        job = self.store.fail_attempt(attempt, None, summary, now)
+        if _is_foreground(attempt.engine_id):
+            return self.store.fail_job(job.id) if job.status is JobStatus.INCOMPLETE else job
+        return decide_retry(self.store, self.retry, job, attempt.number + 1, [failure], now)
 
     def _abandoned(self, now: datetime) -> list[tuple[Attempt, str]]:
         """Running attempts of other engines that are gone, each with why we think so."""

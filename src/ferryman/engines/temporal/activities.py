@@ -1,0 +1,128 @@
+"""The activities of the job workflow: all the I/O, against the store and the connectors.
+
+An attempt is claimed in the store and run by the worker's local engine (AttemptExecution on a
+thread: state saved as the destination echoes it, stats, masking, the store heartbeat), while the
+activity heartbeats Temporal with the last committed state and passes a cancel on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio import activity
+
+from ferryman.engines.local import LocalEngine
+from ferryman.engines.temporal.shapes import (
+    END_JOB,
+    RUN_ATTEMPT,
+    SETTLE_ATTEMPT,
+    AttemptOutcome,
+    JobInput,
+    RetryRules,
+)
+from ferryman.jobs.states import AttemptStatus, JobStatus
+from ferryman.store.base import Attempt, Job
+
+HEARTBEAT_EVERY_S = 10.0
+_JOIN_S = 0.5  # how often the activity looks for a cancel while its attempt runs
+
+
+@dataclass
+class Activities:
+    local: LocalEngine  # the worker's engine: runs attempts, heartbeats them in the store
+    heartbeat_every_s: float = HEARTBEAT_EVERY_S
+
+    def all(self) -> list[Any]:
+        return [self.run_attempt, self.settle_attempt, self.end_job]
+
+    @property
+    def _rules(self) -> RetryRules:
+        policy = self.local.retry
+        return RetryRules(
+            policy.sync_max_attempts, policy.backoff_min_s, policy.backoff_base, policy.backoff_max_s
+        )
+
+    @activity.defn(name=RUN_ATTEMPT, no_thread_cancel_exception=True)
+    def run_attempt(self, given: JobInput) -> AttemptOutcome:
+        """Claim the job's next attempt in the store and run it to its end."""
+        store = self.local.store
+        job = store.get_job(given.job_id)
+        if job.status.terminal or job.status is JobStatus.RUNNING:
+            return self._outcome(job, None)  # ended (a cancel), or run by an engine not ours
+        now = self.local.clock.now()
+        if job.next_attempt_at is not None and job.next_attempt_at > now:
+            now = job.next_attempt_at  # the workflow's timer has fired: clocks may differ a little
+        slots = {slot: 0 for slot in self.local.limits} | {job.type.slot: 1}
+        claimed = store.claim(self.local.engine_id, slots, now, self.local.log_path, [job.id])
+        if not claimed:
+            return self._outcome(store.get_job(job.id), None)
+        job, attempt = claimed[0]
+        thread = self.local.start(job, attempt)
+        next_beat = 0.0
+        try:
+            while thread.is_alive():
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + self.heartbeat_every_s
+                    activity.heartbeat(self._progress(job))
+                if activity.is_cancelled():
+                    self.local.cancel(job.id)
+                thread.join(_JOIN_S)
+        finally:
+            if thread.is_alive():  # something of ours broke: never leave connectors behind
+                self.local.cancel(job.id)
+                thread.join()
+        return self._outcome(store.get_job(job.id), attempt.id)
+
+    def _progress(self, job: Job) -> dict[str, Any]:
+        """What the heartbeat carries: the connection's last committed state, for the UI."""
+        if not job.type.is_replication or job.scope is None:
+            return {}
+        return {"state": self.local.store.get_state(int(job.scope))}
+
+    @activity.defn(name=SETTLE_ATTEMPT)
+    def settle_attempt(self, given: JobInput) -> AttemptOutcome:
+        """The attempt's activity was lost (its worker died): fail the attempt if the store
+        still shows it running, killing what it left on this host, and say where the job is."""
+        store = self.local.store
+        running = [a for a in store.list_attempts(given.job_id) if a.status is AttemptStatus.RUNNING]
+        for attempt in running:
+            self.local.fail_abandoned(
+                attempt, f"the worker running this attempt ({attempt.engine_id}) was lost"
+            )
+        attempts = store.list_attempts(given.job_id)
+        return self._outcome(store.get_job(given.job_id), attempts[-1].id if attempts else None)
+
+    @activity.defn(name=END_JOB)
+    def end_job(self, given: JobInput, cancelled: bool) -> AttemptOutcome:
+        """The workflow ends the job: cancelled (its workflow was), or failed (no retry left)."""
+        store = self.local.store
+        job = store.get_job(given.job_id)
+        if not job.status.terminal:
+            job = store.request_cancel(job.id) if cancelled else store.fail_job(job.id)
+        return self._outcome(job, None)
+
+    def _outcome(self, job: Job, attempt_id: int | None) -> AttemptOutcome:
+        attempts = self.local.store.list_attempts(job.id)
+        attempt = next((a for a in attempts if a.id == attempt_id), None)
+        failure = _first_failure(attempt)
+        return AttemptOutcome(
+            attempt_status="none" if attempt is None else attempt.status.value,
+            job_status=job.status.value,
+            attempts_done=len(attempts),
+            failure_type=_text(failure.get("type")) if failure else None,
+            retryable=bool(failure.get("retryable", True)) if failure else True,
+            rules=self._rules,
+        )
+
+
+def _first_failure(attempt: Attempt | None) -> dict[str, Any] | None:
+    if attempt is None or not attempt.failure_summary:
+        return None
+    failures = attempt.failure_summary.get("failures") or []
+    return dict(failures[0]) if failures else None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(getattr(value, "value", value))

@@ -1,0 +1,136 @@
+"""The client side of the Temporal engine: what the job service of the CLI and the server use.
+
+``submit`` starts the job's workflow (id ``ferryman-job-<id>``, never reused: a job runs once);
+``run_jobs`` submits and waits for the store to show the jobs ended; ``cancel`` cancels the
+workflow (the store's cancel request is the service's). The Temporal client is asyncio: it lives
+on a loop of its own thread, so this engine is called like the local one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any, TypeVar
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from ferryman.engines.local import LocalEngine
+from ferryman.engines.temporal.settings import TemporalSettings
+from ferryman.engines.temporal.shapes import JobInput
+from ferryman.engines.temporal.workflows import JobWorkflow
+from ferryman.errors import WorkerError
+from ferryman.settings import Settings
+from ferryman.store.base import Attempt, Job, JobStore
+
+T = TypeVar("T")
+_CALL_TIMEOUT_S = 30.0
+
+
+async def connect(temporal: TemporalSettings) -> Client:
+    try:
+        return await Client.connect(temporal.address, namespace=temporal.namespace)
+    except Exception as exc:  # the SDK raises RuntimeError with the transport's text
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise WorkerError(
+            f"cannot reach Temporal at {temporal.address} (namespace {temporal.namespace}): {first}"
+        ) from None
+
+
+async def start_job(client: Client, temporal: TemporalSettings, job: Job) -> bool:
+    """Start the job's workflow; False when it was started before (by anyone, ever)."""
+    try:
+        await client.start_workflow(
+            JobWorkflow.run,
+            JobInput(job.id, job.type.value),
+            id=temporal.workflow_id(job.id),
+            task_queue=temporal.queue_of(job.type),
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    return True
+
+
+class TemporalEngine:
+    """Implements :class:`ferryman.engines.base.Engine` over Temporal workflows."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        settings: Settings | None = None,
+        temporal: TemporalSettings | None = None,
+        poll_interval_s: float = 0.2,
+    ) -> None:
+        self.store = store
+        self.temporal = temporal or TemporalSettings.from_env()
+        # Recovers attempts of workers that are gone, as every command does on the local engine.
+        self._recovery = LocalEngine(store, settings, foreground=True)
+        self.poll_interval_s = poll_interval_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: Client | None = None
+        self._lock = threading.Lock()
+
+    # -- the Engine protocol ----------------------------------------------------------------
+
+    def submit(self, job: Job) -> None:
+        self._call(lambda client: start_job(client, self.temporal, job))
+
+    def run_jobs(self, job_ids: Collection[int], timeout_s: float | None = None) -> list[Job]:
+        """Submit the jobs (again: a job is started once) and wait until the store shows each ended."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        for job_id in job_ids:
+            job = self.store.get_job(job_id)
+            if not job.status.terminal:
+                self.submit(job)
+        while True:
+            jobs = [self.store.get_job(job_id) for job_id in job_ids]
+            if all(job.status.terminal for job in jobs):
+                return jobs
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"jobs {list(job_ids)} still running after {timeout_s}s")
+            time.sleep(self.poll_interval_s)
+
+    def cancel(self, job_id: int) -> None:
+        """Cancel the job's workflow: its worker stops the connectors; nothing if it has ended."""
+
+        async def cancel(client: Client) -> None:
+            handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(self.temporal.workflow_id(job_id))
+            try:
+                await handle.cancel()
+            except RPCError as exc:
+                if exc.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+                    raise
+
+        self._call(cancel)
+
+    def cancel_all(self) -> None:
+        """Nothing runs in this process."""
+
+    def recover(self, sweep: bool = True) -> list[Attempt]:
+        return self._recovery.recover(sweep)
+
+    # -- the client's own loop --------------------------------------------------------------
+
+    def _call(self, call: Callable[[Client], Awaitable[T]]) -> T:
+        loop = self._ensure_loop()
+
+        async def with_client() -> T:
+            if self._client is None:
+                self._client = await connect(self.temporal)
+            return await call(self._client)
+
+        return asyncio.run_coroutine_threadsafe(with_client(), loop).result(_CALL_TIMEOUT_S)
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="temporal-client", daemon=True).start()
+                self._loop = loop
+            return self._loop

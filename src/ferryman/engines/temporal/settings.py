@@ -1,0 +1,50 @@
+"""Where Temporal is, and which task queue serves which job type (Airbyte's queue names)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ferryman.errors import UserInputError
+from ferryman.jobs.states import JobType
+
+ENGINES = ("local", "temporal")
+# Airbyte's task queues; sync and reset share SYNC, as they share the sync slots.
+QUEUES = {"spec": "GET_SPEC", "check": "CHECK_CONNECTION", "discover": "DISCOVER_SCHEMA", "sync": "SYNC"}
+
+
+def engine_name(env: Mapping[str, str], chosen: str | None = None) -> str:
+    """``--engine`` if given, else FERRYMAN_ENGINE, else local."""
+    name = (chosen or env.get("FERRYMAN_ENGINE") or "local").strip().lower()
+    if name not in ENGINES:
+        raise UserInputError(f"unknown engine {name!r}: choose local or temporal (FERRYMAN_ENGINE, --engine)")
+    return name
+
+
+@dataclass(frozen=True)
+class TemporalSettings:
+    address: str = "localhost:7233"
+    namespace: str = "default"
+    task_queue_prefix: str = ""
+
+    def queue(self, slot: str) -> str:
+        return self.task_queue_prefix + QUEUES[slot]
+
+    def queue_of(self, job_type: JobType) -> str:
+        return self.queue(job_type.slot)
+
+    def workflow_id(self, job_id: int) -> str:
+        """The workflow of a job: one id per job, never reused, so a job cannot run twice. The
+        prefix is part of it: two deployments on one namespace (which need their own task
+        queues anyway, or each would run the other's jobs) count their job ids apart."""
+        return f"{self.task_queue_prefix}ferryman-job-{job_id}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TemporalSettings:
+        env = os.environ if env is None else env
+        return cls(
+            address=env.get("FERRYMAN_TEMPORAL_ADDRESS") or cls.address,
+            namespace=env.get("FERRYMAN_TEMPORAL_NAMESPACE") or cls.namespace,
+            task_queue_prefix=env.get("FERRYMAN_TEMPORAL_TASK_QUEUE_PREFIX") or "",
+        )

@@ -1,0 +1,144 @@
+"""``ferryman worker --engine temporal``: a Temporal worker per task queue, in one process.
+
+Each queue's worker takes at most MAX_<TYPE>_WORKERS activities at once. Attempts run on the
+process's local engine (never claiming by itself), whose loop goes on here: it heartbeats the
+attempts it runs in the store, passes the store's cancel requests on, and recovers the attempts
+of dead engines (killing what they left on this host). It also starts the workflow of any job
+left pending without one (a submit that could not reach Temporal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from sqlalchemy.exc import OperationalError
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from ferryman.engines.base import AttemptObserver
+from ferryman.engines.local import LocalEngine
+from ferryman.engines.temporal.activities import Activities
+from ferryman.engines.temporal.engine import TemporalEngine, connect, start_job
+from ferryman.engines.temporal.settings import TemporalSettings
+from ferryman.engines.temporal.workflows import JobWorkflow
+from ferryman.errors import StoreUnavailable
+from ferryman.jobs.states import JobStatus
+from ferryman.settings import Settings
+from ferryman.store.base import Attempt, Job, JobStore
+
+log = logging.getLogger(__name__)
+
+RESUBMIT_EVERY_S = 5.0
+RESUBMIT_AFTER_S = 10.0  # a pending job this old has had its chance to be submitted
+_DRAIN = timedelta(days=3)  # a stopping worker lets its attempts finish (a second signal cancels)
+
+
+class TemporalWorker:
+    """Implements :class:`ferryman.engines.base.WorkerEngine` as Temporal workers."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        settings: Settings | None = None,
+        temporal: TemporalSettings | None = None,
+        local: LocalEngine | None = None,
+    ) -> None:
+        self.store = store
+        self.temporal = temporal or TemporalSettings.from_env()
+        self.local = local or LocalEngine(store, settings)
+        self.client = TemporalEngine(store, settings, self.temporal)
+        self.engine_id = self.local.engine_id
+        self.limits = self.local.limits
+
+    @property
+    def observer(self) -> AttemptObserver | None:
+        return self.local.observer
+
+    @observer.setter
+    def observer(self, value: AttemptObserver | None) -> None:
+        self.local.observer = value
+
+    # -- Engine ------------------------------------------------------------------------------
+
+    def submit(self, job: Job) -> None:
+        self.client.submit(job)
+
+    def run_jobs(self, job_ids: Collection[int], timeout_s: float | None = None) -> list[Job]:
+        return self.client.run_jobs(job_ids, timeout_s)
+
+    def cancel(self, job_id: int) -> None:
+        self.local.cancel(job_id)
+        self.client.cancel(job_id)
+
+    def cancel_all(self) -> None:
+        self.local.cancel_all()
+
+    def recover(self, sweep: bool = True) -> list[Attempt]:
+        return self.local.recover(sweep)
+
+    def running_attempt_ids(self) -> list[int]:
+        return self.local.running_attempt_ids()
+
+    # -- WorkerEngine ------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve every task queue until ``stop`` is set, then let the running attempts finish."""
+        asyncio.run(self._serve(stop))
+
+    async def _serve(self, stop: threading.Event) -> None:
+        client = await connect(self.temporal)
+        activities = Activities(self.local)
+        executor = ThreadPoolExecutor(max_workers=sum(self.limits.values()) + 4)
+        workers = [
+            Worker(
+                client,
+                task_queue=self.temporal.queue(slot),
+                workflows=[JobWorkflow],
+                activities=activities.all(),
+                activity_executor=executor,
+                max_concurrent_activities=limit,
+                graceful_shutdown_timeout=_DRAIN,
+            )
+            for slot, limit in self.limits.items()
+        ]
+        running = [asyncio.create_task(worker.run()) for worker in workers]
+        loop = asyncio.get_running_loop()
+        next_resubmit = 0.0
+        try:
+            while not stop.is_set() and not any(task.done() for task in running):
+                await asyncio.to_thread(self._tick)
+                if loop.time() >= next_resubmit:
+                    next_resubmit = loop.time() + RESUBMIT_EVERY_S
+                    await self._resubmit(client)
+                await asyncio.sleep(self.local.poll_interval_s)
+        finally:
+            stopping = asyncio.gather(*(worker.shutdown() for worker in workers), return_exceptions=True)
+            while not stopping.done():  # attempts still run: keep heartbeating them in the store
+                await asyncio.to_thread(self._tick)
+                await asyncio.wait([stopping], timeout=self.local.poll_interval_s)
+            executor.shutdown(wait=False)
+        for task in running:
+            if task.done() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    def _tick(self) -> None:
+        try:
+            self.local.tick(claim=False)
+        except (StoreUnavailable, OperationalError) as exc:
+            log.warning("store unavailable: %s", str(exc).strip().splitlines()[0] if str(exc) else exc)
+
+    async def _resubmit(self, client: Client) -> None:
+        """Start the workflow of pending jobs that have none (their submit failed)."""
+        try:
+            pending = await asyncio.to_thread(self.store.list_jobs, None, JobStatus.PENDING, None, 500)
+        except (StoreUnavailable, OperationalError):
+            return
+        now = self.local.clock.now()
+        for job in pending:
+            if (now - job.created_at).total_seconds() >= RESUBMIT_AFTER_S:
+                await start_job(client, self.temporal, job)

@@ -1,0 +1,186 @@
+"""The Temporal engine on a real `temporal server start-dev`: workflows, retries, cancel, no job twice."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from ferryman.engines.local import LocalEngine
+from ferryman.engines.temporal.engine import TemporalEngine, start_job
+from ferryman.engines.temporal.settings import TemporalSettings
+from ferryman.engines.temporal.worker import TemporalWorker
+from ferryman.jobs.failures import FailureType
+from ferryman.jobs.retry import RetryPolicy
+from ferryman.jobs.states import AttemptStatus, JobStatus
+from ferryman.service import JobService
+from ferryman.store import open_store
+from ferryman.store.base import JobStore
+from tests.integration.test_engine import (
+    LIMITS,
+    bench_connection,
+    rows,
+    scripted_connection,
+    settings,
+    wait_for_state,
+)
+from tests.temporal_support import TemporalServer
+
+
+@pytest.fixture(scope="module")
+def temporal_address(temporal_server: TemporalServer) -> str:
+    """The session's Temporal dev server (tests/temporal_support.py); each test takes its own
+    task-queue prefix on it (see ``temporal``)."""
+    return temporal_server.address
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> JobStore:
+    return open_store(f"sqlite:///{tmp_path / 'ferryman.db'}")
+
+
+@pytest.fixture
+def temporal(temporal_address: str) -> TemporalSettings:
+    """Task queues of this test's own: workers of other tests never see its jobs."""
+    return TemporalSettings(address=temporal_address, task_queue_prefix=f"t{uuid.uuid4().hex[:8]}-")
+
+
+class Worker:
+    """A Temporal worker engine on a thread of the test process."""
+
+    def __init__(self, store: JobStore, home: Path, temporal: TemporalSettings, retry: RetryPolicy) -> None:
+        config = settings(home)
+        local = LocalEngine(store, config, retry=retry, limits=LIMITS, heartbeat_interval_s=0.2)
+        local.poll_interval_s = 0.05
+        self.engine = TemporalWorker(store, config, temporal, local=local)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.engine.run, args=(self.stop,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.engine.cancel_all()
+        self.stop.set()
+        self.thread.join(60)
+
+
+@pytest.fixture
+def worker_for(store: JobStore, tmp_path: Path, temporal: TemporalSettings) -> Iterator[Any]:
+    started: list[Worker] = []
+
+    def start(retry: RetryPolicy | None = None) -> Worker:
+        started.append(Worker(store, tmp_path, temporal, retry or RetryPolicy(backoff_min_s=0.01)))
+        return started[-1]
+
+    yield start
+    for worker in started:
+        worker.close()
+
+
+def client_service(store: JobStore, home: Path, temporal: TemporalSettings) -> JobService:
+    """The job service of a CLI command or the server: submits to Temporal, reads the store."""
+    return JobService(store, settings(home), TemporalEngine(store, settings(home), temporal))
+
+
+def test_a_sync_runs_as_a_workflow_and_the_store_shows_its_job_attempt_and_stats(
+    store: JobStore, tmp_path: Path, temporal: TemporalSettings, worker_for: Any
+) -> None:
+    worker_for()
+    service = client_service(store, tmp_path, temporal)
+    bench_connection(service, "t", tmp_path, 5_000)  # its discover ran as a workflow too
+
+    job = service.run(service.enqueue_replication("t"), timeout_s=120)
+
+    assert job.status is JobStatus.SUCCEEDED
+    (attempt,) = store.list_attempts(job.id)
+    assert attempt.status is AttemptStatus.SUCCEEDED
+    stats = store.list_stream_stats(attempt.id)
+    assert sum(s.records_committed or 0 for s in stats) == 5_000
+    assert rows(tmp_path / "t.duckdb") == (5_000, 5_000)
+
+
+def test_a_config_error_is_not_retried(
+    store: JobStore, tmp_path: Path, temporal: TemporalSettings, worker_for: Any
+) -> None:
+    worker_for()
+    service = client_service(store, tmp_path, temporal)
+    bench_connection(service, "bad", tmp_path, 10)
+    source = store.get_actor("source", "bad-src")
+    store.update_actor_config(source.id, {"count": "many"})  # source-bench refuses it: config_error
+
+    job = service.run(service.enqueue_replication("bad"), timeout_s=120)
+
+    assert job.status is JobStatus.FAILED
+    (attempt,) = store.list_attempts(job.id)
+    assert attempt.failure_summary is not None
+    assert attempt.failure_summary["failures"][0]["type"] == FailureType.CONFIG_ERROR
+
+
+def test_a_failing_source_is_retried_after_the_backoff_until_the_attempts_run_out(
+    store: JobStore, tmp_path: Path, temporal: TemporalSettings, worker_for: Any
+) -> None:
+    worker_for(RetryPolicy(backoff_min_s=0.5, backoff_base=2))
+    service = client_service(store, tmp_path, temporal)
+    scripted_connection(service, tmp_path, [{"records": 1, "stream": "users"}, {"exit": 1}])
+
+    job = service.run(service.enqueue_replication("s"), timeout_s=120)
+
+    assert job.status is JobStatus.FAILED
+    attempts = store.list_attempts(job.id)
+    assert [a.number for a in attempts] == [0, 1, 2]  # SYNC_JOB_MAX_ATTEMPTS = 3
+    gaps = [(b.created_at - a.ended_at).total_seconds() for a, b in itertools.pairwise(attempts)]
+    assert gaps[0] >= 0.5  # 0.5 s x 2^0 after the first failure
+    assert gaps[1] >= 1.0  # 0.5 s x 2^1 after the second
+
+
+def test_cancel_of_a_running_sync_stops_its_connectors_and_keeps_the_committed_state(
+    store: JobStore, tmp_path: Path, temporal: TemporalSettings, worker_for: Any
+) -> None:
+    worker_for()
+    service = client_service(store, tmp_path, temporal)
+    steps = [
+        {"records": 3, "stream": "users"},
+        {"state": {"name": "users"}},
+        {"forever": {"stream": "users"}},
+    ]
+    scripted_connection(service, tmp_path, steps)
+    job = service.enqueue_replication("s")
+    connection_id = store.get_connection("s").id
+    wait_for_state(store, connection_id, 60, "no state was committed")
+
+    service.cancel(job.id)  # the store's request, and the workflow's cancel
+
+    ended = service.run(job, timeout_s=60)
+    assert ended.status is JobStatus.CANCELLED
+    (attempt,) = store.list_attempts(job.id)
+    assert attempt.failure_summary is not None
+    assert attempt.failure_summary["failures"][0]["type"] == FailureType.MANUAL_CANCELLATION
+    assert store.get_state(connection_id)[0]["stream"]["stream_state"] is not None
+    assert [p for p in attempt.pids if psutil.pid_exists(p)] == []  # connectors gone
+
+
+def test_a_job_started_twice_runs_once(
+    store: JobStore, tmp_path: Path, temporal: TemporalSettings, worker_for: Any
+) -> None:
+    worker_for()
+    service = client_service(store, tmp_path, temporal)
+    bench_connection(service, "once", tmp_path, 100)
+    job = service.enqueue_replication("once")  # started once here
+
+    async def start_again() -> bool:
+        from temporalio.client import Client
+
+        return await start_job(await Client.connect(temporal.address), temporal, job)
+
+    assert asyncio.run(start_again()) is False
+    ended = service.run(job, timeout_s=120)  # submits again too
+    assert asyncio.run(start_again()) is False  # a finished job's workflow id is never reused
+    assert ended.status is JobStatus.SUCCEEDED
+    assert len(store.list_attempts(job.id)) == 1
+    assert rows(tmp_path / "once.duckdb") == (100, 100)
