@@ -80,6 +80,11 @@ class WorkerError(FerrymanError):
     retryable = True
 
 
+class ConnectionBusy(UserInputError):
+    """The connection already has a live sync or reset job (pending, running or incomplete);
+    ``job_id`` and ``status`` say which."""
+
+
 class StoreError(FerrymanError):
     retryable = True
 

@@ -9,11 +9,13 @@ specs were kept, or whose ``spec`` failed) is masked by field names until a job 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ferryman.jobs.configs import ConfigDocumentError, ConnectorJobConfig, ReplicationConfig, snapshots
 from ferryman.secrets import MASK, SecretRules, longest_first, mask_config, secret_values
-from ferryman.store.base import Actor, Job
+
+if TYPE_CHECKING:  # the store package is heavy (SQLAlchemy, Alembic): not at CLI start-up
+    from ferryman.store.base import Actor, Job
 
 
 def actor_rules(actor: Actor) -> SecretRules:

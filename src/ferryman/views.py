@@ -9,11 +9,13 @@ remember to mask.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ferryman.jobs.outcomes import failure_summary
 from ferryman.masking import masked_config
-from ferryman.store.base import Actor, Attempt, Connection, Job, StreamStat
+
+if TYPE_CHECKING:  # the store package is heavy (SQLAlchemy, Alembic): not at CLI start-up
+    from ferryman.store.base import Actor, Attempt, Connection, Job, StreamStat
 
 
 def utcnow() -> datetime:

@@ -20,12 +20,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ferryman.errors import FerrymanError, FieldError, StoreUnavailable, UserInputError
+from ferryman.errors import ConnectionBusy, FerrymanError, FieldError, StoreUnavailable, UserInputError
 from ferryman.jobs.failures import FailureReason, most_specific_message
 from ferryman.protocol.catalog import StreamChoice
 from ferryman.protocol.sync_modes import StreamMode, parse_mode
 from ferryman.secrets import mask_strings, mask_text
-from ferryman.store.base import ConnectionBusy
 from ferryman.views import aware as _aware
 from ferryman.views import seconds_between as seconds_between
 from ferryman.views import utcnow as utcnow

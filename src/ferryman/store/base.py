@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from ferryman.errors import ConnectionBusy as ConnectionBusy
 from ferryman.errors import StoreError, UserInputError
 from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
 
@@ -22,10 +23,6 @@ class NotFound(UserInputError):
 
 class AlreadyExists(UserInputError):
     """A source, destination or connection with that name exists already."""
-
-
-class ConnectionBusy(UserInputError):
-    """The connection already has a live sync or reset job (pending, running or incomplete)."""
 
 
 class StaleWrite(StoreError):
