@@ -3,7 +3,9 @@ actor (its masked config, its connections, its last connection test), and "Test 
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ferryman.errors import FerrymanError
@@ -107,7 +109,9 @@ def create_actor(request: Request, form: Posted) -> Response:
     return redirect(request, f"/{plural}/{actor.id}", ("ok", f"{kind.title()} {actor.name} created."))
 
 
-def actor_page(request: Request, actor_id: int, _: SessionDep) -> Response:
+def actor_page(
+    request: Request, actor_id: int, _: SessionDep, offset: Annotated[int, Query(ge=0)] = 0
+) -> Response:
     plural = _plural(request)
     web = web_of(request)
     try:
@@ -124,7 +128,7 @@ def actor_page(request: Request, actor_id: int, _: SessionDep) -> Response:
         config=pages.config_text(actor),
         connections=pages.actor_connections(web.service, actor),
         check=pages.last_check(web.service, actor),
-        jobs=pages.job_page(web.service, f"{kind}:{actor.id}", 0, 10),
+        jobs=pages.job_page(web.service, f"{kind}:{actor.id}", offset, 10),
     )
 
 
