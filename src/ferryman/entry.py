@@ -1,13 +1,29 @@
-"""The ``ferryman`` command: the CLI's commands plus ``ferryman server`` from the HTTP API.
+"""The ``ferryman`` command: the CLI's commands plus ``ferryman server`` from the HTTP API, which
+also serves the web UI.
 
-The two surfaces never import each other; this module, above both, puts them in one command.
+The surfaces never import each other; this module, above them, puts them in one command.
 """
 
 from __future__ import annotations
 
-from ferryman.api.server import server
+from typing import TYPE_CHECKING
+
+from ferryman.api.server import APP_EXTENSIONS, server
 from ferryman.cli import app
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from ferryman.service import JobService
+
+
+def _web_ui(api: FastAPI, service: JobService, auth_required: bool) -> None:
+    from ferryman.web.app import mount  # imported when the server starts, not at CLI start-up
+
+    mount(api, service, auth_required)
+
+
+APP_EXTENSIONS.append(_web_ui)
 app.command()(server)
 
 

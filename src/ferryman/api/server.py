@@ -11,6 +11,7 @@ import ipaddress
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,8 +22,15 @@ from ferryman.settings import Settings
 
 if TYPE_CHECKING:
     import uvicorn
+    from fastapi import FastAPI
+
+    from ferryman.service import JobService
 
 JOIN_POLL_S = 0.2
+# What else the server's app serves, added by the layer above (ferryman.entry: the web UI), so
+# that the API never imports another surface. Each is called with the app, the job service and
+# whether requests need credentials.
+APP_EXTENSIONS: list[Callable[[FastAPI, JobService, bool], None]] = []
 
 
 class AuthMode(StrEnum):
@@ -98,10 +106,14 @@ def _serve(host: str, port: int, with_engine: bool, mode: AuthMode, engine_name:
         submitter = command_engine(store, settings, engine_name) if temporal and engine is None else None
         service = JobService(store, settings, engine or submitter)
         app = create_app(ApiContext(service), required)
+        for extend in APP_EXTENSIONS:
+            extend(app, service, required)
         config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning")
         web = uvicorn.Server(config)
         where = f"http://{host}:{port}"
         _say(f"ferryman server listening on {where} (public API {where}/v1 and {where}/api/public/v1)")
+        if APP_EXTENSIONS:
+            _say(f"web UI {where}/")
         _say(f"store {store.url}; auth {'token or basic' if required else 'none'}")
         if engine is None:
             _say("engine: none (--no-engine): `ferryman worker` processes run the jobs")

@@ -102,6 +102,11 @@ SPECIFICATION = object_schema(
             "default": 1000,
             "description": "Emit a state after every N records of a stream (0: only at its end).",
         },
+        "api_key": {
+            "type": "string",
+            "airbyte_secret": True,
+            "description": "Not used to read anything: a credential to see secrets masked end to end.",
+        },
     },
     title="Bench source",
 )

@@ -1,0 +1,160 @@
+"""Source and destination pages: the lists, a "new" form made from the connector's spec, one
+actor (its masked config, its connections, its last connection test), and "Test connection"."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from ferryman.errors import FerrymanError
+from ferryman.secrets import SecretRules, mask_text, secret_values
+from ferryman.store.base import Actor, NotFound
+from ferryman.web import forms, pages
+from ferryman.web.app import Posted, SessionDep, Web, redirect, render, web_of
+
+router = APIRouter(include_in_schema=False)
+KINDS = {"sources": "source", "destinations": "destination"}
+
+
+def _kind(plural: str) -> str:
+    return KINDS[plural]
+
+
+def _actor(web: Web, kind: str, actor_id: int) -> Actor:
+    return web.service.store.get_actor_by_id(kind, actor_id)
+
+
+def actors_page(request: Request, _: SessionDep) -> Response:
+    plural = _plural(request)
+    web = web_of(request)
+    kind = _kind(plural)
+    actors = web.service.store.list_actors(kind)
+    used = {a.id: len(pages.actor_connections(web.service, a)) for a in actors}
+    return render(request, "actors.html", kind=kind, plural=plural, actors=actors, used=used)
+
+
+def new_actor_page(request: Request, _: SessionDep, connector: str = "") -> Response:
+    plural = _plural(request)
+    kind = _kind(plural)
+    web = web_of(request)
+    if not connector:
+        definitions = web.service.store.list_definitions(kind)
+        return render(request, "actor_pick.html", kind=kind, plural=plural, definitions=definitions, error="")
+    return _form(request, kind, plural, connector, None, "")
+
+
+def _form(
+    request: Request,
+    kind: str,
+    plural: str,
+    connector: str,
+    posted: dict[str, str] | None,
+    error: str,
+    status: int = 200,
+) -> Response:
+    web = web_of(request)
+    try:
+        spec = web.service.fetch_spec(connector)
+    except (FerrymanError, ValueError) as exc:
+        definitions = web.service.store.list_definitions(kind)
+        return render(
+            request, "actor_pick.html", 422, kind=kind, plural=plural, definitions=definitions,
+            error=_line(exc),
+        )  # fmt: skip
+    root = forms.build(pages.spec_schema(spec))
+    secret_names = set(forms.secret_inputs(root))
+    shown = None if posted is None else {k: v for k, v in posted.items() if k not in secret_names}
+    return render(
+        request,
+        "actor_new.html",
+        status,
+        kind=kind,
+        plural=plural,
+        connector=connector,
+        root=root,
+        posted=shown,
+        name=(posted or {}).get("name", ""),
+        error=error,
+        spec_failed=spec is None,
+    )
+
+
+def create_actor(request: Request, form: Posted) -> Response:
+    plural = _plural(request)
+    kind = _kind(plural)
+    web = web_of(request)
+    connector = form.get("connector", "").strip()
+    try:
+        spec = web.service.fetch_spec(connector)
+    except (FerrymanError, ValueError) as exc:
+        return _form(request, kind, plural, connector, form, _line(exc), 422)
+    root = forms.build(pages.spec_schema(spec))
+    config, errors = forms.read(root, form)
+    name = form.get("name", "").strip()
+    if not name:
+        errors.insert(0, "Name is required")
+    if errors:
+        return _form(request, kind, plural, connector, form, "; ".join(errors), 422)
+    try:
+        actor = web.service.create_actor(kind, name, connector, config)
+    except (FerrymanError, ValueError) as exc:
+        # The message may quote what was typed: mask the secrets of this config in it.
+        typed = secret_values(config, SecretRules.of(spec, config))
+        return _form(request, kind, plural, connector, form, mask_text(_line(exc), typed), 422)
+    if form.get("test") == "1":
+        job = web.service.enqueue_check(actor)
+        return redirect(request, f"/jobs/{job.id}", ("ok", f"{kind.title()} {actor.name} saved; testing it."))
+    return redirect(request, f"/{plural}/{actor.id}", ("ok", f"{kind.title()} {actor.name} created."))
+
+
+def actor_page(
+    request: Request, actor_id: int, _: SessionDep, offset: Annotated[int, Query(ge=0)] = 0
+) -> Response:
+    plural = _plural(request)
+    web = web_of(request)
+    try:
+        kind = _kind(plural)
+        actor = _actor(web, kind, actor_id)
+    except NotFound as exc:
+        return render(request, "message.html", 404, title="Not found", message=str(exc))
+    return render(
+        request,
+        "actor.html",
+        kind=kind,
+        plural=plural,
+        actor=actor,
+        config=pages.config_text(actor),
+        connections=pages.actor_connections(web.service, actor),
+        check=pages.last_check(web.service, actor),
+        jobs=pages.job_page(web.service, f"{kind}:{actor.id}", offset, 10),
+    )
+
+
+def check_actor(request: Request, actor_id: int, _: Posted) -> Response:
+    plural = _plural(request)
+    web = web_of(request)
+    actor = _actor(web, _kind(plural), actor_id)
+    job = web.service.enqueue_check(actor)
+    return redirect(request, f"/jobs/{job.id}", ("ok", f"Testing {actor.kind} {actor.name}."))
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _plural(request: Request) -> str:
+    """``sources`` or ``destinations``: the first part of the path (each route is registered
+    under both)."""
+    return request.url.path.split("/")[1]
+
+
+for _plural_name in KINDS:
+    _base = f"/{_plural_name}"
+    router.add_api_route(_base, actors_page, methods=["GET"], response_class=HTMLResponse)
+    router.add_api_route(_base + "/new", new_actor_page, methods=["GET"], response_class=HTMLResponse)
+    router.add_api_route(_base + "/new", create_actor, methods=["POST"], response_class=HTMLResponse)
+    router.add_api_route(_base + "/{actor_id}", actor_page, methods=["GET"], response_class=HTMLResponse)
+    router.add_api_route(_base + "/{actor_id}/check", check_actor, methods=["POST"])

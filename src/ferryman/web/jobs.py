@@ -1,0 +1,141 @@
+"""Job pages: the list of every job, one job with its attempts, its live log (server-sent events)
+and the log's download. Every log line is masked with the job's secret values on its way out."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+
+from ferryman.secrets import mask_text
+from ferryman.service import follow
+from ferryman.store.base import Attempt, Job, NotFound
+from ferryman.web import pages
+from ferryman.web.app import Posted, SessionDep, Web, finish, redirect, render, web_of
+
+router = APIRouter(include_in_schema=False)
+PAGE_SIZE = 50
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def jobs_page(request: Request, _: SessionDep, offset: Annotated[int, Query(ge=0)] = 0) -> Response:
+    web = web_of(request)
+    return render(
+        request,
+        "jobs.html",
+        jobs=pages.job_page(web.service, None, offset, PAGE_SIZE),
+        names=web.service.names(),
+    )
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, job_id: int, _: SessionDep) -> Response:
+    web = web_of(request)
+    try:
+        view = pages.job_view(web.service, job_id)
+    except NotFound as exc:
+        return render(request, "message.html", 404, title="Not found", message=str(exc))
+    return render(request, "job.html", view=view)
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel(request: Request, job_id: int, _: Posted) -> Response:
+    web = web_of(request)
+    job = web.service.store.get_job(job_id)
+    if job.status.terminal:
+        return redirect(request, f"/jobs/{job.id}", ("error", f"Job {job.id} has ended: it {job.status}."))
+    web.service.cancel(job.id)
+    return redirect(request, f"/jobs/{job.id}", ("ok", f"Cancelling job {job.id}."))
+
+
+@router.get("/jobs/{job_id}/log/stream")
+def log_stream(
+    request: Request,
+    job_id: int,
+    _: SessionDep,
+    attempt: Annotated[int | None, Query(ge=0)] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    """Server-sent events: ``line`` for each new line of attempt ``attempt`` from byte ``offset``
+    (without ``attempt``: of the first attempt numbered ``after`` or later, once the engine starts
+    it), then one ``end`` with the attempt's (or job's) status."""
+    web = web_of(request)
+    job = web.service.store.get_job(job_id)
+    secrets = web.service.job_secrets(job)
+    response = StreamingResponse(
+        _events(web, job, attempt, offset, after, secrets),
+        media_type="text/event-stream",
+        headers={"X-Accel-Buffering": "no"},
+    )
+    return finish(request, response)
+
+
+def _wait_attempt(web: Web, job: Job, number: int | None, after: int) -> Attempt | Job:
+    """The attempt to follow once it exists, or the job if it ends without it."""
+    while True:
+        for found in web.service.store.list_attempts(job.id):
+            if found.number == number or (number is None and found.number >= after):
+                return found
+        job = web.service.store.get_job(job.id)
+        if job.status.terminal or number is not None:
+            return job
+        time.sleep(web.poll_s)
+
+
+def _events(
+    web: Web, job: Job, number: int | None, offset: int, after: int, secrets: list[str]
+) -> Iterator[str]:
+    found = _wait_attempt(web, job, number, after)
+    if isinstance(found, Job):
+        yield _event("end", json.dumps({"status": found.status.value}))
+        return
+    attempt = found
+    latest = {"attempt": attempt}
+
+    def ended() -> bool:
+        for current in web.service.store.list_attempts(attempt.job_id):
+            if current.id == attempt.id:
+                latest["attempt"] = current
+        return latest["attempt"].status.terminal
+
+    path = Path(attempt.log_path)
+    while not path.exists() and not ended():
+        time.sleep(web.poll_s)
+    if path.exists():
+        start = offset if number is not None else 0
+        for line in follow(path, ended, start=start, poll_s=web.poll_s):
+            yield _event("line", mask_text(line, secrets))
+    yield _event("end", json.dumps({"attempt": attempt.number, "status": latest["attempt"].status.value}))
+
+
+def _event(name: str, data: str) -> str:
+    return f"event: {name}\n" + "".join(f"data: {line}\n" for line in data.splitlines() or [""]) + "\n"
+
+
+@router.get("/jobs/{job_id}/attempts/{number}/log")
+def download_log(request: Request, job_id: int, number: int, _: SessionDep) -> Response:
+    """The whole log of one attempt, masked, as a text file."""
+    web = web_of(request)
+    job = web.service.store.get_job(job_id)
+    try:
+        path = web.service.log_path(job.id, number)
+    except (NotFound, ValueError) as exc:
+        return render(request, "message.html", 404, title="No log", message=str(exc))
+    secrets = web.service.job_secrets(job)
+    headers = {"Content-Disposition": f'attachment; filename="ferryman-job-{job.id}-attempt-{number}.log"'}
+    response = StreamingResponse(_masked_lines(path, secrets), media_type="text/plain", headers=headers)
+    return finish(request, response)
+
+
+def _masked_lines(path: Path, secrets: list[str]) -> Iterator[str]:
+    if not path.exists():
+        return
+    with path.open("r", encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            yield mask_text(line, secrets)

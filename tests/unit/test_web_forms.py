@@ -1,0 +1,103 @@
+"""A connector's spec as a form and back (ferryman.web.forms), and the session signer."""
+
+from __future__ import annotations
+
+from ferryman.web import forms
+from ferryman.web.session import LIFETIME_S, Signer
+
+SPEC = {
+    "type": "object",
+    "required": ["host", "port"],
+    "properties": {
+        "port": {"type": "integer", "default": 5432, "order": 1},
+        "host": {"type": "string", "order": 0},
+        "ssl_mode": {"type": "string", "enum": ["disable", "require"], "default": "disable"},
+        "schemas": {"type": "array", "items": {"type": "string"}},
+        "replicate": {"type": "boolean", "default": True},
+        "credentials": {
+            "title": "Authentication",
+            "oneOf": [
+                {
+                    "title": "Password",
+                    "required": ["password"],
+                    "properties": {
+                        "method": {"const": "password"},
+                        "password": {"type": "string", "airbyte_secret": True},
+                    },
+                },
+                {
+                    "title": "Key pair",
+                    "properties": {"method": {"const": "key"}, "private_key": {"type": "string"}},
+                },
+            ],
+        },
+    },
+}
+
+
+def test_fields_follow_the_spec_order_types_defaults_and_secrets() -> None:
+    root = forms.build(SPEC)
+    widgets = {f.key: f.widget for f in root.children}
+    assert [f.key for f in root.children][:2] == ["host", "port"]  # by "order"
+    assert widgets == {
+        "host": "text", "port": "integer", "ssl_mode": "select", "schemas": "lines",
+        "replicate": "checkbox", "credentials": "oneof",
+    }  # fmt: skip
+    assert root.children[1].initial(None) == "5432"
+    credentials = root.children[-1]
+    assert [o.label for o in credentials.children] == ["Password", "Key pair"]
+    assert forms.secret_inputs(root) == ["cfg.credentials~0.password"]
+
+
+def test_a_posted_form_becomes_the_config_of_the_chosen_option() -> None:
+    root = forms.build(SPEC)
+    posted = {
+        "cfg.host": " db.internal ",
+        "cfg.port": "6543",
+        "cfg.ssl_mode": "require",
+        "cfg.schemas": "public\n\nsales\n",
+        "cfg.credentials~": "1",
+        "cfg.credentials~0.password": "not-this-one",
+        "cfg.credentials~1.private_key": "KEY",
+    }
+    config, errors = forms.read(root, posted)
+    assert errors == []
+    assert config == {
+        "host": "db.internal",
+        "port": 6543,
+        "ssl_mode": "require",
+        "schemas": ["public", "sales"],
+        "replicate": False,  # an unticked box
+        "credentials": {"method": "key", "private_key": "KEY"},
+    }
+
+
+def test_wrong_or_missing_values_are_named_and_secrets_never_shown_again() -> None:
+    root = forms.build(SPEC)
+    posted = {"cfg.port": "five", "cfg.credentials~": "0", "cfg.credentials~0.password": ""}
+    _, errors = forms.read(root, posted)
+    assert errors == ["host is required", "port must be a whole number, not 'five'", "password is required"]
+    password = root.children[-1].children[0].children[1]
+    assert password.widget == "password"
+    assert password.initial({"cfg.credentials~0.password": "hunter22"}) == ""
+
+
+def test_a_oneof_of_plain_values_starts_on_the_option_its_default_fits() -> None:
+    schema = {"properties": {"streams": {"oneOf": [{"type": "integer"}, {"type": "array"}], "default": 3}}}
+    streams = forms.build(schema).children[0]
+    assert streams.chosen(None) == 0 and streams.children[0].initial(None) == "3"
+    config, errors = forms.read(forms.build(schema), {"cfg.streams~": "1", "cfg.streams~1": '["a", "b"]'})
+    assert errors == [] and config == {"streams": ["a", "b"]}
+
+
+def test_sessions_are_signed_expire_and_csrf_tokens_belong_to_one_session() -> None:
+    signer = Signer(b"k" * 32)
+    session = signer.new_session("client", now=1000.0)
+    cookie = signer.dump(session)
+    assert signer.load(cookie, now=1000.0 + LIFETIME_S - 1) == session
+    assert signer.load(cookie, now=1000.0 + LIFETIME_S + 1) is None
+    assert Signer(b"o" * 32).load(cookie, now=1000.0) is None  # another server's key
+    other = signer.new_session("client", now=1000.0)
+    assert signer.csrf_ok(session, signer.csrf_token(session))
+    assert not signer.csrf_ok(session, signer.csrf_token(other))
+    assert not signer.csrf_ok(session, None)
