@@ -16,6 +16,7 @@ of the masking the engines did before storing failure messages.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -186,16 +187,11 @@ class Dispatcher:
         found: list[str] = []
         actors = self.store.list_actors("source") + self.store.list_actors("destination")
         if event.job_id is not None:
-            try:
+            with contextlib.suppress(NotFound):  # a job deleted since: its detail was masked when stored
                 found += masking.job_secrets(self.store.get_job(event.job_id), actors)
-            except NotFound:
-                pass
         if event.connection_id is not None:
-            try:
+            with contextlib.suppress(NotFound):
                 connection = self.store.get_connection_by_id(event.connection_id)
-            except NotFound:
-                connection = None
-            if connection is not None:
                 ends = {connection.source_id, connection.destination_id}
                 found += masking.actor_secrets(*(a for a in actors if a.id in ends))
         return longest_first(found)
@@ -245,7 +241,9 @@ def _log(result: Delivery, event: NotificationEvent, kept: bool, retry_at: datet
     what = f"{event.kind} event {event.id}" + (f" of job {event.job_id}" if event.job_id else "")
     code = f" HTTP {result.status_code}" if result.status_code is not None else ""
     if not kept:
-        log.warning("notification %s to %s: claim lost to another dispatcher, outcome not kept", what, result.webhook)
+        log.warning(
+            "notification %s to %s: claim lost to another dispatcher, outcome not kept", what, result.webhook
+        )
     elif result.status == DELIVERED:
         log.info("notification %s delivered to %s:%s (try %d)", what, result.webhook, code, result.tries)
     elif result.status == PENDING:
@@ -256,5 +254,9 @@ def _log(result: Delivery, event: NotificationEvent, kept: bool, retry_at: datet
         )  # fmt: skip
     else:
         log.warning(
-            "notification %s to %s failed for good (try %d): %s", what, result.webhook, result.tries, result.error
+            "notification %s to %s failed for good (try %d): %s",
+            what,
+            result.webhook,
+            result.tries,
+            result.error,
         )

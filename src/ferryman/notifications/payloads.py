@@ -51,18 +51,24 @@ def slack_text(kind: str, detail: dict[str, Any], base_url: str) -> str:
     job = detail.get("job") or {}
     noun = _NOUN.get(str(job.get("type")), "Job")
     tries = job.get("attempts") or 0
+    records = int(detail.get("records_committed") or 0)
     head = (
         f"{noun} of connection {name} {_VERB.get(kind, kind)} (job {job.get('id')}, "
-        f"{tries} attempt{'s' if tries != 1 else ''}): "
-        f"{detail.get('records_committed', 0):,} records ({_size(int(detail.get('bytes_committed') or 0))}) "
-        "committed."
+        f"{_plural(tries, 'attempt')}): {_plural(records, 'record')} "
+        f"({_size(int(detail.get('bytes_committed') or 0))}) committed."
     )
     failure = detail.get("failure")
     reason = ""
     if kind == "failure" and failure:
-        reason = f"\n{failure.get('origin')} {failure.get('type')}: {_first_line(str(failure.get('message')))}"
+        reason = (
+            f"\n{failure.get('origin')} {failure.get('type')}: {_first_line(str(failure.get('message')))}"
+        )
     link = f"\n{job_link(base_url, int(job['id']))}" if job.get("id") is not None else ""
     return head + reason + link
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _first_line(text: str) -> str:

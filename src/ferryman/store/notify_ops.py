@@ -310,20 +310,28 @@ class NotifyOps:
         )
         if not self._db.is_sqlite:  # rows another dispatcher is claiming are skipped, not waited for
             pick = pick.with_for_update(skip_locked=True)
-        claim = (
-            notification_events.update()
-            .where(notification_events.c.id.in_(pick.scalar_subquery()), due)
-            .values(claimed_by=dispatcher_id, next_attempt_at=now + timedelta(seconds=lease_s))
-            .returning(*notification_events.c)
-        )
-        with self._db.write() as conn:
+        # Two statements in one transaction, not UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR
+        # UPDATE SKIP LOCKED): Postgres may run such a subquery again for each row, and each run,
+        # skipping the rows the statement has just updated, hands out n more.
+        with self._db.write() as conn:  # SQLite: BEGIN IMMEDIATE, one claimer at a time
+            picked = list(conn.execute(pick).scalars())
+            if not picked:
+                return []
+            claim = (
+                notification_events.update()
+                .where(notification_events.c.id.in_(picked), due)
+                .values(claimed_by=dispatcher_id, next_attempt_at=now + timedelta(seconds=lease_s))
+                .returning(*notification_events.c)
+            )
             claimed = [_event(row) for row in conn.execute(claim)]
             ids = {event.webhook_id for event in claimed}
             hooks = {
                 row.id: _webhook(row)
                 for row in conn.execute(sa.select(webhooks).where(webhooks.c.id.in_(ids)))
             }
-        return sorted(((e, hooks[e.webhook_id]) for e in claimed if e.webhook_id in hooks), key=lambda p: p[0].id)
+        return sorted(
+            ((e, hooks[e.webhook_id]) for e in claimed if e.webhook_id in hooks), key=lambda p: p[0].id
+        )
 
     def end_event_try(
         self,

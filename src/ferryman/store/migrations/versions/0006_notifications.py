@@ -35,9 +35,7 @@ def upgrade() -> None:
         sa.Column("uuid", sa.String(36), nullable=False, unique=True),
         sa.Column("workspace_uuid", sa.String(36), sa.ForeignKey("workspaces.uuid"), nullable=False),
         # NULL: every connection of the workspace.
-        sa.Column(
-            "connection_id", _id(), sa.ForeignKey("connections.id", ondelete="CASCADE"), nullable=True
-        ),
+        sa.Column("connection_id", _id(), sa.ForeignKey("connections.id", ondelete="CASCADE"), nullable=True),
         sa.Column("url", sa.Text, nullable=False),
         sa.Column("format", sa.String(16), nullable=False),
         sa.Column("events", json, nullable=False),
