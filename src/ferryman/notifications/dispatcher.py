@@ -84,6 +84,7 @@ class DeliveryPolicy:
             max_tries=int(number("FERRYMAN_NOTIFY_MAX_TRIES", cls.max_tries, 1)),
             backoff_s=number("FERRYMAN_NOTIFY_BACKOFF_S", cls.backoff_s, 0),
             timeout_s=number("FERRYMAN_NOTIFY_TIMEOUT_S", cls.timeout_s, 0.1),
+            poll_s=number("FERRYMAN_NOTIFY_POLL_S", cls.poll_s, 0.05),
         )
 
 
