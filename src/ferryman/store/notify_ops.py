@@ -217,8 +217,9 @@ def write_events(
                 created_at=now,
             )
             .on_conflict_do_nothing()
+            .returning(notification_events.c.id)
         )
-        written += conn.execute(statement).rowcount or 0
+        written += len(conn.execute(statement).all())  # none when the event was there already
     return written
 
 
