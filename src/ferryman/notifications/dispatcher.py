@@ -35,7 +35,7 @@ from ferryman.clock import Clock, SystemClock
 from ferryman.errors import UserInputError
 from ferryman.notifications.payloads import render, shown_url
 from ferryman.secrets import longest_first, mask_strings, mask_text
-from ferryman.store.base import JobStore, NotFound, NotificationEvent, Webhook
+from ferryman.store.base import Actor, JobStore, NotFound, NotificationEvent, Webhook
 from ferryman.store.notify_ops import DELIVERED, FAILED, PENDING
 
 log = logging.getLogger("ferryman.notifications")
@@ -145,18 +145,43 @@ class Dispatcher:
         """Claim the due events, post them in parallel, record each outcome; what happened."""
         moment = now or self.clock.now()
         claimed = self.store.claim_events(self.dispatcher_id, moment, self.policy.lease_s, self.policy.batch)
-        futures = [self._pool.submit(self._deliver, event, hook, moment) for event, hook in claimed]
-        return [future.result() for future in futures]
+        # Only the posts run in parallel (a slow receiver holds one thread, not the pass); the
+        # payloads are built, and the outcomes written, here, one after the other: SQLite takes one
+        # writer at a time, and threads queueing on the store only slowed every post down.
+        actors = self._actors() if claimed else []
+        bodies = [self._body(event, hook, actors) for event, hook in claimed]
+        futures = [
+            self._pool.submit(self._post_body, hook, body)
+            for (_, hook), body in zip(claimed, bodies, strict=True)
+        ]
+        return [
+            self._record(event, hook, *future.result(), moment)
+            for (event, hook), future in zip(claimed, futures, strict=True)
+        ]
 
-    def _deliver(self, event: NotificationEvent, hook: Webhook, now: datetime) -> Delivery:
-        shown = shown_url(hook.url)
-        status_code: int | None = None
-        error: str | None = None
+    def _body(self, event: NotificationEvent, hook: Webhook, actors: list[Actor]) -> bytes | Exception:
         try:
-            body = orjson.dumps(self.payload(event, hook))
-            status_code = self._post(hook.url, body)
-        except Exception as exc:  # a network error, or a detail that cannot be read: one line
-            error = _error_line(exc, hook.url, shown)
+            return orjson.dumps(self.payload(event, hook, actors))
+        except Exception as exc:  # a detail that cannot be read: the try fails, with its reason
+            return exc
+
+    def _post_body(self, hook: Webhook, body: bytes | Exception) -> tuple[int | None, str | None]:
+        """Post one body: its HTTP status, or the error that kept it from getting one."""
+        try:
+            if isinstance(body, Exception):
+                raise body
+            return self._post(hook.url, body), None
+        except Exception as exc:  # a network error: one line
+            return None, _error_line(exc, hook.url, shown_url(hook.url))
+
+    def _record(
+        self,
+        event: NotificationEvent,
+        hook: Webhook,
+        status_code: int | None,
+        error: str | None,
+        now: datetime,
+    ) -> Delivery:
         tries = event.tries + 1
         delivered = status_code is not None and 200 <= status_code < 300
         if delivered:
@@ -170,23 +195,31 @@ class Dispatcher:
         kept = self.store.end_event_try(
             event.id, self.dispatcher_id, self.clock.now(), status, retry_at, status_code, error
         )
-        result = Delivery(event.id, shown, status, status_code, error, tries)
+        result = Delivery(event.id, shown_url(hook.url), status, status_code, error, tries)
         _log(result, event, kept, retry_at)
         return result
 
     # -- what is sent ------------------------------------------------------------------------
 
-    def payload(self, event: NotificationEvent, hook: Webhook) -> dict[str, Any]:
-        """The event's body for ``hook``, every string masked with the secrets it could carry."""
-        hidden = self._secrets(event)
+    def payload(
+        self, event: NotificationEvent, hook: Webhook, actors: list[Actor] | None = None
+    ) -> dict[str, Any]:
+        """The event's body for ``hook``, every string masked with the secrets it could carry
+        (those of the job's configs, and of the connection's source and destination among
+        ``actors``; default: the store's)."""
+        if actors is None:
+            actors = self._actors()
+        hidden = self._secrets(event, actors)
         detail = mask_strings(event.detail, hidden)
         document = render(event.kind, detail, hook.format, self.base_url, event.id)
         masked: dict[str, Any] = mask_strings(document, hidden)
         return masked
 
-    def _secrets(self, event: NotificationEvent) -> list[str]:
+    def _actors(self) -> list[Actor]:
+        return self.store.list_actors("source") + self.store.list_actors("destination")
+
+    def _secrets(self, event: NotificationEvent, actors: list[Actor]) -> list[str]:
         found: list[str] = []
-        actors = self.store.list_actors("source") + self.store.list_actors("destination")
         if event.job_id is not None:
             with contextlib.suppress(NotFound):  # a job deleted since: its detail was masked when stored
                 found += masking.job_secrets(self.store.get_job(event.job_id), actors)
