@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from ferryman import __version__
-from ferryman.api import actors, config_api, jobs, own, problems
+from ferryman.api import actors, config_api, jobs, notifications, own, problems
 from ferryman.api.auth import Guard
 from ferryman.api.context import ApiContext
 from ferryman.api.models import Token, ok
@@ -44,7 +44,7 @@ def create_app(context: ApiContext, auth_required: bool) -> FastAPI:
     app.include_router(open_routes)
     for prefix in PUBLIC_PREFIXES:
         app.include_router(open_routes, prefix=prefix)
-        for router in (actors.router, jobs.router, own.router):
+        for router in (actors.router, jobs.router, own.router, notifications.router):
             app.include_router(router, prefix=prefix, dependencies=[Depends(guard)])
     app.include_router(config_api.open_router, prefix=CONFIG_PREFIX)
     app.include_router(config_api.router, prefix=CONFIG_PREFIX, dependencies=[Depends(guard)])

@@ -329,3 +329,17 @@ def ok(model: Any, status: int = 200) -> dict[str, Any]:
     """Route options that declare ``model`` as the success body without FastAPI re-validating
     (and re-serialising) the document a route built: it is already in its final form."""
     return {"response_model": None, "responses": {status: {"model": model}}}
+
+
+class Notification(Open):
+    notificationId: str
+    url: str  # scheme and host only: the rest may hold a token
+    format: Literal["slack", "json"]
+    events: list[Literal["failure", "success", "cancelled", "disabled"]]
+    workspaceId: str
+    connectionId: str | None = None
+    createdAt: str
+
+
+class NotificationPage(Page):
+    data: list[Notification]

@@ -8,10 +8,12 @@ second signal cancels those attempts.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -77,17 +79,34 @@ def server(
             "--engine", help="local or temporal; default: FERRYMAN_ENGINE, else local.", show_default=False
         ),
     ] = None,
+    no_notifications: Annotated[
+        bool,
+        typer.Option("--no-notifications", help="Do not post notification webhooks from this process."),
+    ] = False,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url",
+            help="Where clients reach this server, for job links in notifications; default: "
+            "FERRYMAN_PUBLIC_URL, else http://HOST:PORT.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve Airbyte's API (/v1, /api/public/v1) and run queued jobs, until SIGTERM or Ctrl-C."""
     try:
-        code = _serve(host, port, not no_engine, auth, engine_name)
+        notify = None if no_notifications else (public_url or "")
+        code = _serve(host, port, not no_engine, auth, engine_name, notify)
     except (UserInputError, ValueError) as exc:
         sys.stderr.write(f"error: {str(exc).strip().splitlines()[0]}\n")
         code = 2
     raise typer.Exit(code)
 
 
-def _serve(host: str, port: int, with_engine: bool, mode: AuthMode, engine_name: str | None) -> int:
+def _serve(
+    host: str, port: int, with_engine: bool, mode: AuthMode, engine_name: str | None, notify: str | None
+) -> int:
+    """``notify``: None for no notifications, else the public URL ("" for the default)."""
     # Imported here: every other ferryman command starts without FastAPI and the store.
     import uvicorn
 
@@ -115,19 +134,53 @@ def _serve(host: str, port: int, with_engine: bool, mode: AuthMode, engine_name:
         if APP_EXTENSIONS:
             _say(f"web UI {where}/")
         _say(f"store {store.url}; auth {'token or basic' if required else 'none'}")
-        if engine is None:
-            _say("engine: none (--no-engine): `ferryman worker` processes run the jobs")
-            if temporal:
-                _say("jobs are submitted to Temporal; `ferryman worker --engine temporal` processes run them")
-            for number in (signal.SIGTERM, signal.SIGINT):  # see _with_engine: uvicorn raises it again
-                signal.signal(number, signal.SIG_IGN)
-            web.run()
-            _say("ferryman server stopped")
-            return 0
-        limits = ", ".join(f"{slot} {limit}" for slot, limit in engine.limits.items())
-        kind = "temporal" if temporal else "local"
-        _say(f"engine {engine.engine_id}: {kind}, at most {limits} at once")
-        return _with_engine(web, engine)
+        with _notifications(store, notify, where):
+            return _run(web, engine, temporal)
+
+
+def _run(web: uvicorn.Server, engine: Any, temporal: bool) -> int:
+    """Serve until stopped, with the engine (a LocalEngine) on a thread when there is one."""
+    if engine is None:
+        _say("engine: none (--no-engine): `ferryman worker` processes run the jobs")
+        if temporal:
+            _say("jobs are submitted to Temporal; `ferryman worker --engine temporal` processes run them")
+        for number in (signal.SIGTERM, signal.SIGINT):  # see _with_engine: uvicorn raises it again
+            signal.signal(number, signal.SIG_IGN)
+        web.run()
+        _say("ferryman server stopped")
+        return 0
+    limits = ", ".join(f"{slot} {limit}" for slot, limit in engine.limits.items())
+    kind = "temporal" if temporal else "local"
+    _say(f"engine {engine.engine_id}: {kind}, at most {limits} at once")
+    return _with_engine(web, engine)
+
+
+@contextmanager
+def _notifications(store: Any, public_url: str | None, where: str) -> Iterator[None]:
+    """The notification dispatcher on a thread while the server runs (``public_url`` None: off)."""
+    if public_url is None:
+        _say("notifications: off (--no-notifications)")
+        yield
+        return
+    from ferryman.notifications import DeliveryPolicy, Dispatcher
+    from ferryman.notifications import public_url as default_url
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("ferryman.notifications")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    policy = DeliveryPolicy.from_env()
+    dispatcher = Dispatcher(store, public_url or default_url(where), policy)
+    _say(f"notifications: on, job links under {dispatcher.base_url}")
+    stop = threading.Event()
+    thread = dispatcher.start(stop)
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(policy.timeout_s + 5)  # a post in flight ends within its timeout
+        log.removeHandler(handler)
 
 
 def _with_engine(web: uvicorn.Server, engine: Any) -> int:  # engine: a LocalEngine

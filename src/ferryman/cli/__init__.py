@@ -9,13 +9,14 @@ Exit codes: 0 success, 1 the job (or the check) failed, 2 bad usage or bad input
     ferryman state ...                               a connection's committed state (state)
     ferryman worker                                  runs queued jobs (worker)
     ferryman definitions|applications ...            what the HTTP API needs (access)
+    ferryman notifications ...                       webhooks told of failed syncs (notifications)
 """
 
 from __future__ import annotations
 
 import typer
 
-from ferryman.cli import access, actors, adhoc, adhoc_sync, connections, jobs, state, worker
+from ferryman.cli import access, actors, adhoc, adhoc_sync, connections, jobs, notifications, state, worker
 from ferryman.cli.common import err
 from ferryman.cli.install_progress import report_installs_on
 
@@ -36,6 +37,7 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(state.app, name="state")
 app.add_typer(access.definitions_app, name="definitions")
 app.add_typer(access.applications_app, name="applications")
+app.add_typer(notifications.app, name="notifications")
 app.command()(worker.worker)
 app.command()(adhoc.connectors)
 app.command()(adhoc.version)

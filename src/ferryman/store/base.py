@@ -124,6 +124,42 @@ class Application:
 
 
 @dataclass(frozen=True)
+class Webhook:
+    """Where notifications go: a URL (which may hold a token: never shown whole), a payload
+    format (``slack`` or ``json``), the event kinds it wants, for one connection or (connection_id
+    None) every connection of the workspace."""
+
+    id: int
+    uuid: str
+    workspace_uuid: str
+    connection_id: int | None
+    url: str
+    format: str
+    events: tuple[str, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class NotificationEvent:
+    """One event for one webhook in the outbox: pending until delivered or out of tries."""
+
+    id: int
+    webhook_id: int
+    kind: str  # failure | success | cancelled | disabled
+    connection_id: int | None
+    job_id: int | None
+    detail: dict[str, Any]  # what the payloads are made of, from already-masked rows
+    status: str  # pending | delivered | failed
+    tries: int
+    next_attempt_at: datetime
+    created_at: datetime
+    ended_at: datetime | None = None
+    last_status_code: int | None = None
+    last_error: str | None = None
+    claimed_by: str | None = None
+
+
+@dataclass(frozen=True)
 class StreamStat:
     attempt_id: int
     name: str
@@ -301,3 +337,45 @@ class JobStore(Protocol):
     def list_applications(self) -> list[Application]: ...
     def delete_application(self, client_id_or_name: str) -> Application: ...
     def page_jobs(self, query: JobQuery) -> list[Job]: ...
+
+    # -- notifications (store/notify_ops.py) -----------------------------------------------
+    def add_webhook(
+        self, url: str, format: str, events: Collection[str], connection_id: int | None = None
+    ) -> Webhook: ...
+    def list_webhooks(self) -> list[Webhook]: ...
+    def get_webhook(self, ident: str) -> Webhook:
+        """By UUID (or a unique prefix of it)."""
+        ...
+
+    def delete_webhook(self, ident: str) -> Webhook: ...
+    def record_event(
+        self,
+        kind: str,
+        connection_id: int,
+        job_id: int | None = None,
+        detail: dict[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> int:
+        """Put the event in the outbox for each webhook that wants it; how many rows it wrote."""
+        ...
+
+    def claim_events(
+        self, dispatcher_id: str, now: datetime, lease_s: float, limit: int
+    ) -> list[tuple[NotificationEvent, Webhook]]:
+        """Due pending events, each claimed by one dispatcher until ``now + lease_s``."""
+        ...
+
+    def end_event_try(
+        self,
+        event_id: int,
+        dispatcher_id: str,
+        now: datetime,
+        status: str,
+        next_attempt_at: datetime | None,
+        status_code: int | None,
+        error: str | None,
+    ) -> bool:
+        """Record one delivery try of a claimed event; False if the claim was lost."""
+        ...
+
+    def list_events(self, limit: int = 50) -> list[NotificationEvent]: ...

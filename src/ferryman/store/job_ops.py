@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ferryman.errors import UserInputError
 from ferryman.jobs.states import AttemptStatus, JobStatus, JobType, apply, apply_attempt
-from ferryman.store import rows
+from ferryman.store import notify_ops, rows
 from ferryman.store.base import Attempt, ConnectionBusy, Job, NotFound, StaleWrite, StreamStat
 from ferryman.store.db import Database
 from ferryman.store.schema import LIVE_STATUSES, REPLICATION_TYPES, UtcDateTime, attempts, jobs, stream_stats
@@ -72,7 +72,10 @@ def move_job(conn: SqlConnection, job_id: int, target: JobStatus, now: datetime,
         )
         moved = conn.execute(statement).first()
         if moved is not None:
-            return rows.job(moved)
+            job = rows.job(moved)
+            if to.terminal:  # its notices commit with its end, or not at all (notify_ops)
+                notify_ops.job_ended(conn, job, now)
+            return job
     raise StaleWrite(f"job {job_id} keeps changing under us; not moved to {target}", job_id=job_id)
 
 

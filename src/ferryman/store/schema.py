@@ -186,3 +186,39 @@ applications = sa.Table(
     sa.Column("secret_hash", sa.String(255), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
+
+# Notification webhooks: per workspace (connection_id NULL) or per connection; ``events`` is the
+# list of event kinds they want (failure, success, cancelled, disabled).
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(36), nullable=False, unique=True),
+    sa.Column("workspace_uuid", sa.String(36), sa.ForeignKey("workspaces.uuid"), nullable=False),
+    sa.Column("connection_id", Id, sa.ForeignKey("connections.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("url", sa.Text, nullable=False),  # may hold a token (Slack's do): never shown whole
+    sa.Column("format", sa.String(16), nullable=False),
+    sa.Column("events", Json, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+# The outbox: one row per event and webhook, written in the transaction that ends the job.
+notification_events = sa.Table(
+    "notification_events",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("webhook_id", Id, sa.ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("connection_id", Id, nullable=True),
+    sa.Column("job_id", Id, nullable=True),
+    sa.Column("detail", Json, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | delivered | failed
+    sa.Column("tries", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=False),  # due time, and a claim's lease
+    sa.Column("claimed_by", sa.String(255), nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("ended_at", UtcDateTime, nullable=True),
+    sa.Column("last_status_code", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.UniqueConstraint("webhook_id", "kind", "job_id", name="uq_notification_events_job"),
+)

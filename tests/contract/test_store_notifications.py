@@ -1,0 +1,106 @@
+"""The notification outbox in the store, on SQLite and Postgres: which job ends write events, once,
+and a claim that belongs to one dispatcher (fixtures in store_support.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
+from ferryman.jobs.outcomes import FailureSummary
+from ferryman.jobs.states import JobStatus, JobType
+from ferryman.store import NotFound, SqlJobStore
+from ferryman.store.notify_ops import DELIVERED, PENDING
+from tests.contract.store_support import (
+    T0,
+    claim_one,
+    later,
+    store,  # noqa: F401 - a fixture
+    store_url,  # noqa: F401 - a fixture
+)
+
+
+def connection_id(store: SqlJobStore) -> int:  # noqa: F811
+    source = store.create_actor("source", "src", "builtin:source-bench", {"count": 1})
+    destination = store.create_actor("destination", "dst", "builtin:destination-devnull", {})
+    return store.create_connection("c", source.id, destination.id, {"streams": []}).id
+
+
+def failure(message: str) -> dict[str, Any]:
+    reason = FailureReason.of(FailureOrigin.SOURCE, FailureType.SYSTEM_ERROR, message, 0)
+    return FailureSummary(failures=[reason]).to_document()
+
+
+def kinds(store: SqlJobStore) -> list[tuple[str, int | None]]:  # noqa: F811
+    return sorted((e.kind, e.job_id) for e in store.list_events())
+
+
+def test_only_the_end_of_a_sync_or_reset_is_told_and_only_once(store: SqlJobStore) -> None:  # noqa: F811
+    scope = str(connection_id(store))
+    store.add_webhook("http://127.0.0.1:9/all", "json", ["failure", "success", "cancelled"])
+    store.add_webhook("http://127.0.0.1:9/failures", "slack", ["failure"])
+
+    job = store.enqueue(JobType.SYNC, scope, {})
+    _, attempt = claim_one(store)
+    store.fail_attempt(attempt, None, failure("first try"), T0)  # incomplete: a retry follows
+    assert store.list_events() == []
+    store.schedule_retry(job.id, later(10))
+    _, attempt = claim_one(store, later(10))
+    store.fail_attempt(attempt, None, failure("second try"), later(11))
+    assert store.fail_job(job.id).status is JobStatus.FAILED
+    assert kinds(store) == [("failure", job.id), ("failure", job.id)]
+    store.fail_job(job.id)  # reported again: the job is terminal, nothing moves, nothing is written
+    assert len(store.list_events()) == 2
+    (event, _) = store.list_events()
+    assert event.detail["failure"]["message"] == "second try" and event.detail["job"]["attempts"] == 2
+
+    reset = store.enqueue(JobType.RESET, scope, {})
+    store.request_cancel(reset.id)  # pending: cancelled at once
+    store.enqueue(JobType.CHECK_SOURCE, "source:1", {})
+    _, check = claim_one(store)
+    store.succeed_attempt(check, {}, T0)  # not a sync: nobody is told
+    sync = store.enqueue(JobType.SYNC, scope, {})
+    _, attempt = claim_one(store)
+    store.succeed_attempt(attempt, {}, T0)
+    assert kinds(store) == [
+        ("cancelled", reset.id),
+        ("failure", job.id),
+        ("failure", job.id),
+        ("success", sync.id),
+    ]
+
+
+def test_a_webhook_of_one_connection_hears_only_of_it(store: SqlJobStore) -> None:  # noqa: F811
+    mine = connection_id(store)
+    other = store.create_connection(
+        "other",
+        store.get_actor("source", "src").id,
+        store.get_actor("destination", "dst").id,
+        {"streams": []},
+    )
+    store.add_webhook("http://127.0.0.1:9/mine", "json", ["disabled"], connection_id=mine)
+    assert store.record_event("disabled", other.id, detail={"reason": "r"}) == 0
+    assert store.record_event("disabled", mine, detail={"reason": "r"}) == 1
+    store.delete_connection(mine)  # its webhooks go with it, and their events
+    assert store.list_webhooks() == [] and store.list_events() == []
+    with pytest.raises(NotFound):
+        store.add_webhook("http://127.0.0.1:9/x", "json", ["failure"], connection_id=mine)
+
+
+def test_a_claim_belongs_to_one_dispatcher_until_its_lease_runs_out(store: SqlJobStore) -> None:  # noqa: F811
+    connection = connection_id(store)
+    store.add_webhook("http://127.0.0.1:9/x", "json", ["disabled"])
+    for _ in range(3):
+        store.record_event("disabled", connection, now=T0)
+    first = store.claim_events("a", T0, lease_s=60, limit=2)
+    assert [e.id for e, _ in first] == [1, 2]
+    assert [e.id for e, _ in store.claim_events("b", T0, lease_s=60, limit=5)] == [3]
+    assert store.claim_events("b", later(59), lease_s=60, limit=5) == []
+    assert store.end_event_try(1, "a", later(1), DELIVERED, None, 200, None)
+    taken_over = store.claim_events("b", later(60), lease_s=60, limit=5)  # a died holding event 2
+    assert [e.id for e, _ in taken_over] == [2, 3]
+    assert not store.end_event_try(2, "a", later(61), DELIVERED, None, 200, None)  # a's claim is gone
+    assert store.end_event_try(2, "b", later(61), PENDING, later(90), None, "refused")
+    statuses = {e.id: (e.status, e.tries) for e in store.list_events()}
+    assert statuses == {1: (DELIVERED, 1), 2: (PENDING, 1), 3: (PENDING, 0)}

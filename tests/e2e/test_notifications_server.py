@@ -1,0 +1,80 @@
+"""Notifications as a user sets them up: `ferryman notifications add`, a real `ferryman server`
+(whose dispatcher posts), a real HTTP receiver, and jobs ended by the server's engine and by a
+CLI process of their own. The API's routes show a webhook's URL as scheme and host only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.api_server import ferryman, running_server
+from tests.receiver import receiving
+
+HOOKS = "/ferryman/notifications"
+TOKEN_PATH = "/services/T0ABC/B0DEF/sEcReTtOkEn123"
+
+
+def cli(home: Path, *args: str) -> str:
+    result = ferryman(home, *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_the_server_posts_the_end_of_jobs_ended_by_its_engine_and_by_a_cli_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FERRYMAN_NOTIFY_POLL_S", "0.1")
+    home = tmp_path / "home"
+    home.mkdir()
+    cli(home, "sources", "create", "src", "--connector", "builtin:source-bench", "--config", '{"count": 40}')
+    cli(home, "destinations", "create", "dst", "--connector", "builtin:destination-devnull")
+    cli(home, "connections", "create", "c", "--source", "src", "--destination", "dst")
+    with receiving() as receiver:
+        url = receiver.url(TOKEN_PATH)
+        add = ("notifications", "add", "--url", url, "--format", "json", "--on", "success,failure")
+        added = json.loads(cli(home, *add, "--connection", "c", "--json"))
+        assert added["url"] == f"http://127.0.0.1:{receiver.port}/..." and added["connection"] == "c"
+        with running_server(home, "--auth", "none") as server, httpx.Client(base_url=server.v1) as api:
+            connection = api.get("/connections").json()["data"][0]["connectionId"]
+            job = api.post("/jobs", json={"connectionId": connection, "jobType": "sync"}).json()["jobId"]
+            (first,) = receiver.wait_for(1)
+            cli(home, "connections", "sync", "c")  # ends in the CLI's own process
+            second = receiver.wait_for(2)[1]
+            listed = api.get("/ferryman/notifications").json()["data"]
+        log = (home / "server.log").read_text()
+
+    assert first.path == TOKEN_PATH and first.headers["content-type"] == "application/json"
+    assert first.body["event"] == "success" and first.body["job"]["jobId"] == job
+    assert first.body["job"]["url"] == f"{server.url}/v1/jobs/{job}"
+    assert first.body["recordsCommitted"] == 40
+    assert second.body["job"]["jobId"] == job + 1 and second.body["event"] == "success"
+    assert [hook["url"] for hook in listed] == [f"http://127.0.0.1:{receiver.port}/..."]
+    assert listed[0]["connectionId"] == connection and listed[0]["events"] == ["success", "failure"]
+    assert f"success event 1 of job {job} delivered to http://127.0.0.1:{receiver.port}/..." in log
+    assert "sEcReT" not in log
+
+
+def test_webhooks_are_managed_through_the_api_without_showing_their_urls(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    with (
+        running_server(home, "--auth", "none", "--no-notifications") as server,
+        httpx.Client(base_url=server.v1) as api,
+    ):
+        made = api.post(HOOKS, json={"url": f"https://hooks.slack.com{TOKEN_PATH}", "events": ["failure"]})
+        assert made.status_code == 200, made.text
+        hook = made.json()
+        assert hook["url"] == "https://hooks.slack.com/..." and hook["format"] == "slack"
+        assert "connectionId" not in hook  # every connection of the workspace
+        assert api.get(f"{HOOKS}/{hook['notificationId']}").json() == hook
+        assert api.post(HOOKS, json={"url": "ftp://x/yyyyyy"}).status_code == 422
+        assert api.post(HOOKS, json={"url": "https://x/y", "events": ["sometimes"]}).status_code == 422
+        missing = "00000000-0000-0000-0000-000000000000"
+        assert api.post(HOOKS, json={"url": "https://x/y", "connectionId": missing}).status_code == 404
+        assert api.delete(f"{HOOKS}/{hook['notificationId']}").status_code == 204
+        assert api.get(f"{HOOKS}/{hook['notificationId']}").status_code == 404
+        assert api.get(HOOKS).json()["data"] == []
+        assert "sEcReT" not in (home / "server.log").read_text()

@@ -1,0 +1,88 @@
+"""A real HTTP receiver for webhook tests: http.server on a free port, in a thread.
+
+It keeps every POST it gets (path and JSON body) and answers 200, or the statuses a test queues.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Received:
+    path: str
+    body: Any
+    headers: dict[str, str]
+
+
+@dataclass
+class Receiver:
+    port: int
+    got: list[Received] = field(default_factory=list)
+    answers: list[int] = field(default_factory=list)  # statuses to answer first, then 200
+    lock: threading.Condition = field(default_factory=threading.Condition)
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def bodies(self, path: str | None = None) -> list[Any]:
+        with self.lock:
+            return [r.body for r in self.got if path is None or r.path == path]
+
+    def wait_for(self, count: int, deadline_s: float = 60.0) -> list[Received]:
+        """At least ``count`` posts, or fail after the deadline."""
+        end = time.monotonic() + deadline_s
+        with self.lock:
+            while len(self.got) < count:
+                left = end - time.monotonic()
+                assert left > 0, f"the receiver got {len(self.got)} posts, expected {count}: {self.got}"
+                self.lock.wait(left)
+            return list(self.got)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def receiving(port: int | None = None) -> Iterator[Receiver]:
+    receiver = Receiver(port or free_port())
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            raw = self.rfile.read(length)
+            with receiver.lock:
+                status = receiver.answers.pop(0) if receiver.answers else 200
+                receiver.got.append(Received(self.path, json.loads(raw), dict(self.headers)))
+                receiver.lock.notify_all()
+            self.send_response(status)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 128  # the default 5 drops connects when a dispatcher posts 8 at once
+
+    server = Server(("127.0.0.1", receiver.port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

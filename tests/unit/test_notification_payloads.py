@@ -1,0 +1,74 @@
+"""The payload examples in docs/notifications.md are what the code sends for the same event, and a
+webhook URL is shown without the path that holds its token."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ferryman.notifications.payloads import render, shown_url
+
+DOC = Path(__file__).parents[2] / "docs" / "notifications.md"
+BASE = "https://ferryman.example.com"
+CONNECTION = {"id": 3, "uuid": "9b1f0c7e-2d4a-4f5e-8a61-0c2b7d9e4f10", "name": "pg-to-duckdb"}
+FAILED: dict[str, Any] = {
+    "connection": CONNECTION,
+    "job": {
+        "id": 42,
+        "type": "sync",
+        "status": "failed",
+        "attempts": 3,
+        "created_at": "2026-12-20T09:00:00.120000+00:00",
+        "started_at": "2026-12-20T09:00:01.004000+00:00",
+        "ended_at": "2026-12-20T09:03:12.551000+00:00",
+    },
+    "records_committed": 12840,
+    "bytes_committed": 3912044,
+    "failure": {
+        "message": 'password authentication failed for user "etl" (password **********)',
+        "type": "config_error",
+        "origin": "source",
+        "stream": None,
+    },
+}
+SUCCEEDED = {**FAILED, "job": {**FAILED["job"], "status": "succeeded", "attempts": 1}, "failure": None}
+DISABLED = {"connection": CONNECTION, "reason": "100 consecutive failed jobs"}
+EVENTS = {"failure": (FAILED, 17), "success": (SUCCEEDED, 18), "disabled": (DISABLED, 19)}
+
+
+def documented() -> list[tuple[str, str, Any]]:
+    found = re.findall(r"<!-- example: (\w+) (\w+) -->\n```json\n(.*?)\n```", DOC.read_text(), re.DOTALL)
+    return [(kind, format, json.loads(body)) for kind, format, body in found]
+
+
+@pytest.mark.parametrize(("kind", "format", "example"), documented())
+def test_the_documented_payload_is_the_one_sent(kind: str, format: str, example: Any) -> None:
+    detail, event_id = EVENTS[kind]
+    assert render(kind, detail, format, BASE, event_id) == example
+
+
+def test_every_format_of_failure_and_disabled_is_documented() -> None:
+    shown = {(kind, format) for kind, format, _ in documented()}
+    assert {("failure", "slack"), ("failure", "json"), ("disabled", "slack"), ("disabled", "json")} <= shown
+
+
+def test_a_cancelled_reset_reads_as_one() -> None:
+    detail = {**SUCCEEDED, "job": {**SUCCEEDED["job"], "type": "reset_connection", "status": "cancelled"}}
+    text = render("cancelled", detail, "slack", BASE + "/", 1)["text"]
+    assert text.startswith("Reset of connection pg-to-duckdb was cancelled (job 42, 1 attempt)")
+    assert text.endswith("\nhttps://ferryman.example.com/v1/jobs/42")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://hooks.slack.com/services/T000/B000/XXXXtoken", "https://hooks.slack.com/..."),
+        ("http://user:pw@127.0.0.1:8080/hook?key=abc", "http://127.0.0.1:8080/..."),
+    ],
+)
+def test_a_webhook_url_is_shown_as_scheme_and_host(url: str, shown: str) -> None:
+    assert shown_url(url) == shown
