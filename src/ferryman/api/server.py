@@ -25,6 +25,13 @@ if TYPE_CHECKING:
 JOIN_POLL_S = 0.2
 
 
+class MetricsAuth(StrEnum):
+    """Who may read /metrics (see api/metrics.py)."""
+
+    API = "api"  # the same as every other route
+    LOOPBACK = "loopback"  # no credentials from a loopback client address; the API's from others
+
+
 class AuthMode(StrEnum):
     AUTO = "auto"  # token when an application exists at start-up, else none
     NONE = "none"
@@ -69,22 +76,31 @@ def server(
             "--engine", help="local or temporal; default: FERRYMAN_ENGINE, else local.", show_default=False
         ),
     ] = None,
+    metrics_auth: Annotated[
+        MetricsAuth,
+        typer.Option(
+            help="/metrics: api = the API's auth; loopback = none from a client on a loopback address."
+        ),
+    ] = MetricsAuth.API,
 ) -> None:
     """Serve Airbyte's API (/v1, /api/public/v1) and run queued jobs, until SIGTERM or Ctrl-C."""
     try:
-        code = _serve(host, port, not no_engine, auth, engine_name)
+        code = _serve(host, port, not no_engine, auth, engine_name, metrics_auth)
     except (UserInputError, ValueError) as exc:
         sys.stderr.write(f"error: {str(exc).strip().splitlines()[0]}\n")
         code = 2
     raise typer.Exit(code)
 
 
-def _serve(host: str, port: int, with_engine: bool, mode: AuthMode, engine_name: str | None) -> int:
+def _serve(
+    host: str, port: int, with_engine: bool, mode: AuthMode, engine_name: str | None, metrics: MetricsAuth
+) -> int:
     # Imported here: every other ferryman command starts without FastAPI and the store.
     import uvicorn
 
     from ferryman.api.app import create_app
     from ferryman.api.context import ApiContext
+    from ferryman.api.metrics import MetricsOptions
     from ferryman.engines.choose import command_engine, is_temporal, worker_engine
     from ferryman.service import JobService
     from ferryman.store import open_store
@@ -97,12 +113,15 @@ def _serve(host: str, port: int, with_engine: bool, mode: AuthMode, engine_name:
         # Without a worker in this process, Temporal still needs its jobs submitted from here.
         submitter = command_engine(store, settings, engine_name) if temporal and engine is None else None
         service = JobService(store, settings, engine or submitter)
-        app = create_app(ApiContext(service), required)
+        options = MetricsOptions(metrics, engine.limits if engine is not None else {})
+        app = create_app(ApiContext(service), required, options)
         config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning")
         web = uvicorn.Server(config)
         where = f"http://{host}:{port}"
         _say(f"ferryman server listening on {where} (public API {where}/v1 and {where}/api/public/v1)")
         _say(f"store {store.url}; auth {'token or basic' if required else 'none'}")
+        if required and metrics is MetricsAuth.LOOPBACK:
+            _say(f"metrics {where}/metrics: no auth from loopback clients, token or basic from others")
         if engine is None:
             _say("engine: none (--no-engine): `ferryman worker` processes run the jobs")
             if temporal:
