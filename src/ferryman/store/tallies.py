@@ -94,7 +94,7 @@ class Tallies:
 
 class TallyOps:
     _db: Database
-    _scheduled_for_known: bool = False
+    _scheduled_for: bool | None = None  # whether jobs.scheduled_for exists; None: not looked yet
     _tally_lock = threading.Lock()
 
     def tallies(self) -> Tallies:
@@ -109,14 +109,14 @@ class TallyOps:
             )
 
     def _has_scheduled_for(self) -> bool:
-        """Whether ``jobs.scheduled_for`` exists. Found once, then kept: a column is not dropped
-        under a running server. Until found, looked for again (cheap) at each scrape, so a
-        server started before the store was migrated picks it up."""
-        if not self._scheduled_for_known:
-            with self._tally_lock:
+        """Whether ``jobs.scheduled_for`` exists: inspected at the first scrape, then kept for
+        the life of the store (a server migrates its store when it starts, so the schema it
+        knows is there from then on)."""
+        with self._tally_lock:
+            if self._scheduled_for is None:
                 columns = sa.inspect(self._db.engine).get_columns("jobs")
-                self._scheduled_for_known = any(column["name"] == SCHEDULED_FOR for column in columns)
-        return self._scheduled_for_known
+                self._scheduled_for = any(column["name"] == SCHEDULED_FOR for column in columns)
+            return self._scheduled_for
 
 
 def _job_counts(conn: SqlConnection) -> list[JobCount]:
@@ -137,6 +137,17 @@ def seconds_between(start: Any, end: Any, sqlite: bool) -> sa.ColumnElement[Any]
     return sa.extract("epoch", end - start)
 
 
+def _computed_once(rows: sa.Select[Any], sqlite: bool) -> sa.Subquery:
+    """``rows`` as a subquery whose computed columns SQLite works out once per row.
+
+    SQLite flattens a plain subquery into the aggregate around it, and then evaluates the
+    duration expression (two ``julianday`` calls) once for every reference: ten times per row
+    with eight buckets: 876 ms instead of 147 ms over 100,000 attempts. SQLite's flattener leaves
+    a subquery with a LIMIT alone under an aggregate (the plan shows a CO-ROUTINE, each row
+    computed once), and ``LIMIT -1`` means no limit. Postgres needs none of it: EXTRACT is cheap."""
+    return (rows.limit(-1) if sqlite else rows).subquery()
+
+
 def _bucketed(value: Any, bounds: Sequence[float]) -> list[sa.ColumnElement[Any]]:
     """COUNT, SUM and one cumulative bucket count per bound, over ``value``."""
     return [
@@ -153,12 +164,12 @@ def _histogram(bounds: tuple[float, ...], figures: Sequence[Any]) -> Histogram:
 
 def _durations(conn: SqlConnection, sqlite: bool) -> list[DurationTally]:
     seconds = seconds_between(attempts.c.created_at, attempts.c.ended_at, sqlite).label("seconds")
-    ended = (
+    ended_rows = (
         sa.select(jobs.c.type, attempts.c.status, seconds)
         .join_from(attempts, jobs, attempts.c.job_id == jobs.c.id)
         .where(attempts.c.ended_at.is_not(None))
-        .subquery()
     )
+    ended = _computed_once(ended_rows, sqlite)
     statement = sa.select(ended.c.type, ended.c.status, *_bucketed(ended.c.seconds, DURATION_BUCKETS_S))
     statement = statement.group_by(ended.c.type, ended.c.status)
     return [
@@ -194,7 +205,8 @@ def _lag(conn: SqlConnection, sqlite: bool) -> LagTally:
     scheduled_for = sa.column(SCHEDULED_FOR, UtcDateTime)
     lag = seconds_between(scheduled_for, jobs.c.created_at, sqlite)
     scheduled = jobs.select().with_only_columns(lag.label("seconds")).where(scheduled_for.is_not(None))
-    figures = conn.execute(sa.select(*_bucketed(scheduled.subquery().c.seconds, LAG_BUCKETS_S))).one()
+    lags = _computed_once(scheduled, sqlite)
+    figures = conn.execute(sa.select(*_bucketed(lags.c.seconds, LAG_BUCKETS_S))).one()
     newest = scheduled.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(1)
     last = conn.execute(newest).scalar()
     return LagTally(_histogram(LAG_BUCKETS_S, figures), None if last is None else float(last))
