@@ -16,19 +16,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ferryman import __version__
+from ferryman.api.metrics import StoreCollector
 from ferryman.jobs.states import JobType
 from ferryman.store import SqlJobStore, open_store
 from ferryman.store.schema import jobs
 from tests.contract.store_support import store_url
 from tests.e2e.api_server import FERRYMAN, running_server
+from tests.integration.test_engine import _postgres_url
 
 __all__ = ["store_url"]  # the fixture: one fresh SQLite file or Postgres database per test
 
 SECRET = "s3cr3t-do-not-show"
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 LABELS = {"type", "status", "slot", "version", "le"}  # all the labels a ferryman_ family may have
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
@@ -184,3 +189,29 @@ def test_metrics_need_the_api_auth_unless_open_to_loopback(
         (("slot", "check"),): 5,
         (("slot", "discover"),): 5,
     }
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    yield from _postgres_url()
+
+
+def test_a_scrape_while_the_store_is_gone_says_so_and_no_more(postgres_url: str) -> None:
+    database = postgres_url.rsplit("/", 1)[1]
+    registry = CollectorRegistry(auto_describe=False)
+    with open_store(postgres_url) as store, psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        registry.register(StoreCollector(store, {"sync": 5}))
+        assert parse(generate_latest(registry).decode())["ferryman_store_up"] == {(): 1}
+        admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
+        try:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,)
+            )
+            gone = parse(generate_latest(registry).decode())
+        finally:
+            admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+        back = parse(generate_latest(registry).decode())
+    assert gone["ferryman_store_up"] == {(): 0}
+    assert not any(name.startswith(("ferryman_jobs", "ferryman_running")) for name in gone)  # not wrong zeros
+    assert back["ferryman_store_up"] == {(): 1}
+    assert back["ferryman_running_jobs_limit"][(("slot", "sync"),)] == 5

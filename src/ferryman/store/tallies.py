@@ -4,9 +4,9 @@ The figures are read from the rows at the moment they are asked for, never kept 
 they are right whichever engine processes (``ferryman worker``, a server, Temporal workers, on any
 host) moved the jobs. No query runs per job or per connection:
 
-* jobs by type and status: ``GROUP BY type, status`` (``ix_jobs_type_status``, index only);
+* jobs by type and status: ``GROUP BY type, status`` (``ix_jobs_type_status_id``, index only);
 * the oldest pending job of each type: ``WHERE status = 'pending' GROUP BY type``
-  (``ix_jobs_status_id`` finds the few pending rows);
+  (an index finds the few pending rows);
 * attempt durations, bucketed in SQL: ended attempts joined to their job, ``GROUP BY type, status``;
 * records and bytes: stream stats joined to attempt and job, ``GROUP BY type``;
 * scheduler lag (``jobs.scheduled_for``, when the schema has it): one aggregate and one row.
