@@ -10,8 +10,10 @@ specs, a few hundred pending and running; every job's config a ~2 KB snapshot as
 writes it. Then, with the ``jobs.scheduled_for`` column the scheduler's migration adds (added here
 by hand, and set on every sync) and without it, it times, median of ``--runs``:
 
-  * each aggregate query of :mod:`ferryman.store.tallies` alone,
-  * the whole scrape: ``GET /metrics`` over HTTP on a ``ferryman server --no-engine`` on the store.
+  * each aggregate query of :mod:`ferryman.store.tallies` alone (CPU: this process's, which is
+    all of it on SQLite and only the client's share on Postgres),
+  * the whole scrape: ``GET /metrics`` over HTTP on a ``ferryman server --no-engine`` on the store
+    (CPU: the server process's; on Postgres the database's own work is not in it).
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
+import psutil  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 from ferryman.store import SqlJobStore, open_store  # noqa: E402
@@ -169,14 +173,28 @@ def add_scheduled_for(store: SqlJobStore) -> None:
         vacuum(store)
 
 
-def median_ms(action: Callable[[], object], runs: int) -> float:
+def median_ms(
+    action: Callable[[], object], runs: int, cpu: Callable[[], float] = time.process_time
+) -> Timing:
+    """Median wall and CPU milliseconds of ``action`` (``cpu``: the CPU seconds of whoever does
+    the work so far; CPU time is what a loaded, shared host changes least)."""
     action()  # warm: the first run pays for plans, the page cache and imports
-    times = []
+    walls, cpus = [], []
     for _ in range(runs):
-        start = time.perf_counter()
+        cpu_start, start = cpu(), time.perf_counter()
         action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+        walls.append(time.perf_counter() - start)
+        cpus.append(cpu() - cpu_start)
+    return Timing(statistics.median(walls) * 1000, statistics.median(cpus) * 1000)
+
+
+@dataclass(frozen=True)
+class Timing:
+    wall_ms: float
+    cpu_ms: float
+
+    def __str__(self) -> str:
+        return f"{self.wall_ms:8.1f} ms wall {self.cpu_ms:8.1f} ms CPU"
 
 
 def measure(store: SqlJobStore, url: str, runs: int, label: str) -> None:
@@ -199,9 +217,9 @@ def measure(store: SqlJobStore, url: str, runs: int, label: str) -> None:
     if store._has_scheduled_for():
         parts["scheduler lag"] = timed(lambda conn: queries._lag(conn, sqlite))
     for name, action in parts.items():
-        print(f"  {label:<22} {name:<22} {median_ms(action, runs):8.1f} ms")
+        print(f"  {label:<22} {name:<22} {median_ms(action, runs)}")
     total, size = scrape_server(url, runs)
-    print(f"  {label:<22} {'GET /metrics':<22} {total:8.1f} ms  ({size:,} bytes, a real server)")
+    print(f"  {label:<22} {'GET /metrics':<22} {total}  ({size:,} bytes; CPU: the server process)")
 
 
 def free_port() -> int:
@@ -210,7 +228,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def scrape_server(url: str, runs: int) -> tuple[float, int]:
+def scrape_server(url: str, runs: int) -> tuple[Timing, int]:
     """Median time of GET /metrics over HTTP on a ``ferryman server --no-engine`` on the store."""
     port = free_port()
     with tempfile.TemporaryDirectory() as home:
@@ -235,7 +253,13 @@ def scrape_server(url: str, runs: int) -> tuple[float, int]:
                     return len(response.content)
 
                 size = scrape()
-                return median_ms(scrape, runs), size
+                process = psutil.Process(server.pid)
+
+                def server_cpu() -> float:
+                    times = process.cpu_times()
+                    return float(times.user + times.system)
+
+                return median_ms(scrape, runs, server_cpu), size
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
