@@ -17,6 +17,7 @@ from ferryman import __version__
 from ferryman.api import actors, config_api, jobs, notifications, own, problems
 from ferryman.api.auth import Guard
 from ferryman.api.context import ApiContext
+from ferryman.api.metrics import MetricsOptions, metrics_router
 from ferryman.api.models import Token, ok
 from ferryman.api.problems import Problem
 from ferryman.credentials import Verifier
@@ -26,7 +27,7 @@ CONFIG_PREFIX = "/api/v1"
 access_log = logging.getLogger("ferryman.api.access")
 
 
-def create_app(context: ApiContext, auth_required: bool) -> FastAPI:
+def create_app(context: ApiContext, auth_required: bool, metrics: MetricsOptions | None = None) -> FastAPI:
     app = FastAPI(
         title="Ferryman",
         version=__version__,
@@ -42,6 +43,7 @@ def create_app(context: ApiContext, auth_required: bool) -> FastAPI:
     problems.install(app)
     open_routes = _open_routes(verifier)
     app.include_router(open_routes)
+    app.include_router(metrics_router(context.store, guard, metrics or MetricsOptions()))
     for prefix in PUBLIC_PREFIXES:
         app.include_router(open_routes, prefix=prefix)
         for router in (actors.router, jobs.router, own.router, notifications.router):

@@ -35,6 +35,13 @@ JOIN_POLL_S = 0.2
 APP_EXTENSIONS: list[Callable[[FastAPI, JobService, bool], None]] = []
 
 
+class MetricsAuth(StrEnum):
+    """Who may read /metrics (see api/metrics.py)."""
+
+    API = "api"  # the same as every other route
+    LOOPBACK = "loopback"  # no credentials from a loopback client address; the API's from others
+
+
 class AuthMode(StrEnum):
     AUTO = "auto"  # token when an application exists at start-up, else none
     NONE = "none"
@@ -92,11 +99,17 @@ def server(
             show_default=False,
         ),
     ] = None,
+    metrics_auth: Annotated[
+        MetricsAuth,
+        typer.Option(
+            help="/metrics: api = the API's auth; loopback = none from a client on a loopback address."
+        ),
+    ] = MetricsAuth.API,
 ) -> None:
     """Serve Airbyte's API (/v1, /api/public/v1) and run queued jobs, until SIGTERM or Ctrl-C."""
     try:
         notify = None if no_notifications else (public_url or "")
-        code = _serve(host, port, not no_engine, auth, engine_name, notify)
+        code = _serve(host, port, not no_engine, auth, engine_name, notify, metrics_auth)
     except (UserInputError, ValueError) as exc:
         sys.stderr.write(f"error: {str(exc).strip().splitlines()[0]}\n")
         code = 2
@@ -104,7 +117,13 @@ def server(
 
 
 def _serve(
-    host: str, port: int, with_engine: bool, mode: AuthMode, engine_name: str | None, notify: str | None
+    host: str,
+    port: int,
+    with_engine: bool,
+    mode: AuthMode,
+    engine_name: str | None,
+    notify: str | None,
+    metrics: MetricsAuth,
 ) -> int:
     """``notify``: None for no notifications, else the public URL ("" for the default)."""
     # Imported here: every other ferryman command starts without FastAPI and the store.
@@ -112,6 +131,7 @@ def _serve(
 
     from ferryman.api.app import create_app
     from ferryman.api.context import ApiContext
+    from ferryman.api.metrics import MetricsOptions
     from ferryman.engines.choose import command_engine, is_temporal, worker_engine
     from ferryman.service import JobService
     from ferryman.store import open_store
@@ -124,7 +144,8 @@ def _serve(
         # Without a worker in this process, Temporal still needs its jobs submitted from here.
         submitter = command_engine(store, settings, engine_name) if temporal and engine is None else None
         service = JobService(store, settings, engine or submitter)
-        app = create_app(ApiContext(service), required)
+        options = MetricsOptions(metrics, engine.limits if engine is not None else {})
+        app = create_app(ApiContext(service), required, options)
         for extend in APP_EXTENSIONS:
             extend(app, service, required)
         config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning")
@@ -134,6 +155,8 @@ def _serve(
         if APP_EXTENSIONS:
             _say(f"web UI {where}/")
         _say(f"store {store.url}; auth {'token or basic' if required else 'none'}")
+        if required and metrics is MetricsAuth.LOOPBACK:
+            _say(f"metrics {where}/metrics: no auth from loopback clients, token or basic from others")
         with _notifications(store, notify, where):
             return _run(web, engine, temporal)
 

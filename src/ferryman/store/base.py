@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ferryman.errors import ConnectionBusy as ConnectionBusy
 from ferryman.errors import StoreError, UserInputError
 from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
+
+if TYPE_CHECKING:
+    from ferryman.store.tallies import Tallies
 
 
 class NotFound(UserInputError):
@@ -379,3 +382,8 @@ class JobStore(Protocol):
         ...
 
     def list_events(self, limit: int = 50) -> list[NotificationEvent]: ...
+
+    # -- what /metrics shows (store/tallies.py) -----------------------------------------------
+    def tallies(self) -> Tallies:
+        """Counts over every job, attempt and stream, read in one transaction."""
+        ...

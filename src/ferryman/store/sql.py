@@ -12,9 +12,10 @@ from ferryman.store.db import Database, parse_url
 from ferryman.store.job_ops import JobOps
 from ferryman.store.notify_ops import NotifyOps
 from ferryman.store.schema import LIVE_STATUSES, REPLICATION_TYPES, connections, jobs
+from ferryman.store.tallies import TallyOps
 
 
-class SqlJobStore(ConfigOps, JobOps, ApiOps, NotifyOps):
+class SqlJobStore(ConfigOps, JobOps, ApiOps, NotifyOps, TallyOps):
     """:class:`~ferryman.store.base.JobStore` on one database. Safe to share between threads;
     any number of processes may open the same database."""
 
