@@ -27,7 +27,14 @@ from ferryman.workers import (
 from tests.conftest import builtin, short_lifecycle
 from tests.conftest import test_connector as scripted_connector  # renamed: not a test
 
-MODULES = ["source_bench", "source_empty", "destination_duckdb", "destination_jsonl", "destination_devnull"]
+MODULES = [
+    "source_bench",
+    "source_empty",
+    "destination_duckdb",
+    "destination_postgres",
+    "destination_jsonl",
+    "destination_devnull",
+]
 
 
 def command(module: str, *args: str | Path) -> list[str]:

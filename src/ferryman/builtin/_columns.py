@@ -183,6 +183,35 @@ def cursor_column(stream: ConfiguredStream, columns: list[Column]) -> Column | N
     return by_path.get(tuple(stream.cursor_field)) if stream.cursor_field else None
 
 
+def quote(identifier: str) -> str:
+    """A SQL identifier, quoted (DuckDB and PostgreSQL alike)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def merge_statements(
+    target: str, batch: str, columns: list[Column], keys: list[Column], cursor: Column | None, names: str
+) -> list[str]:
+    """Upsert the batch (one row per key) into the target: a stored row is replaced unless its
+    cursor is later; a winning row whose CDC ``_ab_cdc_deleted_at`` is set deletes the key."""
+    match = " AND ".join(f"t.{quote(c.name)} = b.{quote(c.name)}" for c in keys)
+    wins = (
+        ""
+        if cursor is None
+        else f" AND (t.{quote(cursor.name)} IS NULL OR b.{quote(cursor.name)} >= t.{quote(cursor.name)})"
+    )
+    keep = []
+    if cursor is not None:
+        keep.append(f"NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {match})")
+    deleted = next((c for c in columns if c.path == (CDC_DELETED_AT,)), None)
+    if deleted is not None:
+        keep.append(f"b.{quote(deleted.name)} IS NULL")
+    where = f" WHERE {' AND '.join(keep)}" if keep else ""
+    return [
+        f"DELETE FROM {target} AS t USING {batch} AS b WHERE {match}{wins}",
+        f"INSERT INTO {target} ({names}) SELECT {names} FROM {batch} AS b{where} ORDER BY _ferryman_seq",
+    ]
+
+
 def change(field: str, reason: str = TYPECAST_ERROR) -> dict[str, str]:
     return {"field": field, "change": "NULLED", "reason": reason}
 

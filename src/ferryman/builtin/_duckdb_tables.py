@@ -20,12 +20,13 @@ import orjson
 
 from ferryman.builtin._catalog import ConfiguredStream
 from ferryman.builtin._columns import (
-    CDC_DELETED_AT,
     Column,
     Kind,
     change,
     cursor_column,
     key_columns,
+    merge_statements,
+    quote,
     stream_columns,
     widen,
 )
@@ -58,10 +59,6 @@ _AIRBYTE = [
 ]
 _STAGING_PREFIX = "_ferryman_staging_"
 _OBJECT_SIZE = 16 << 20  # read_ndjson_objects' own default limit; raised for longer records
-
-
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _literal(text: str) -> str:
@@ -295,33 +292,11 @@ def _insert(con: duckdb.DuckDBPyConnection, table: Table, spill: Spill) -> int:
             f" primary key {fields}: the field is missing, null or not of that type,"
             " so append_dedup cannot store it"
         )
-    for statement in merge_statements(table.target, "_ferryman_batch", table, names):
+    merge = merge_statements(table.target, "_ferryman_batch", table.columns, table.keys, table.cursor, names)
+    for statement in merge:
         con.execute(statement)
     con.execute("DROP TABLE _ferryman_batch")
     return int(total or 0)
-
-
-def merge_statements(target: str, batch: str, table: Table, names: str) -> list[str]:
-    """Upsert the batch (one row per key) into the target: a stored row is replaced unless its
-    cursor is later; a winning row whose CDC ``_ab_cdc_deleted_at`` is set deletes the key."""
-    match = " AND ".join(f"t.{quote(c.name)} = b.{quote(c.name)}" for c in table.keys)
-    cursor = table.cursor
-    wins = (
-        ""
-        if cursor is None
-        else f" AND (t.{quote(cursor.name)} IS NULL OR b.{quote(cursor.name)} >= t.{quote(cursor.name)})"
-    )
-    keep = []
-    if cursor is not None:
-        keep.append(f"NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {match})")
-    deleted = next((c for c in table.columns if c.path == (CDC_DELETED_AT,)), None)
-    if deleted is not None:
-        keep.append(f"b.{quote(deleted.name)} IS NULL")
-    where = f" WHERE {' AND '.join(keep)}" if keep else ""
-    return [
-        f"DELETE FROM {target} AS t USING {batch} AS b WHERE {match}{wins}",
-        f"INSERT INTO {target} ({names}) SELECT {names} FROM {batch} AS b{where} ORDER BY _ferryman_seq",
-    ]
 
 
 def load_spill(con: duckdb.DuckDBPyConnection, table: Table, spill: Spill) -> None:

@@ -63,9 +63,10 @@ from typing import Any
 import duckdb
 
 from ferryman.builtin._catalog import ConfiguredStream, StreamKey
+from ferryman.builtin._columns import quote
 from ferryman.builtin._destination import load
 from ferryman.builtin._duckdb_file import SharedFile, Spill, open_database
-from ferryman.builtin._duckdb_tables import MODES, Table, load_spill, prepare, quote, table_for
+from ferryman.builtin._duckdb_tables import MODES, Table, load_spill, prepare, table_for
 from ferryman.builtin._runtime import (
     ConfigError,
     Connector,
