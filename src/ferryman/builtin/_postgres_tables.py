@@ -215,10 +215,11 @@ def prepare(conn: psycopg.Connection[Any], table: Table, number: int) -> None:
         index = quote(f"_ferryman_key_{_digest(table.schema + '.' + table.name)}")
         conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {table.target} ({keys})")
         table.batch = f"_ferryman_batch_{number}"
-        conn.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {table.batch}"
-            f" (LIKE {table.target} INCLUDING DEFAULTS, _ferryman_seq bigint)"
+        # Without _airbyte_raw_id: the merge's INSERT draws it from the table's default, once.
+        loaded = ", ".join(
+            f"{quote(name)} {kind}" for name, kind in table.definitions if name != "_airbyte_raw_id"
         )
+        conn.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table.batch} ({loaded}, _ferryman_seq bigint)")
 
 
 # --- rows -------------------------------------------------------------------------------------
@@ -344,7 +345,7 @@ def merge_batch(conn: psycopg.Connection[Any], table: Table) -> None:
         table.columns,
         table.keys,
         table.cursor,
-        "_airbyte_raw_id, " + table.names,
+        table.names,
     ):
         conn.execute(statement)
     conn.execute("DROP TABLE _ferryman_latest")
