@@ -16,6 +16,7 @@ from ferryman.connectors import ConnectorRef, ResolvedConnector
 from ferryman.launchers import DockerLauncher, DockerSettings, Launcher, LocalLauncher
 from ferryman.workers.models import AttemptContext
 from tests import docker_support
+from tests.contract.destination_support import pg_database  # noqa: F401 (a fixture)
 
 CONNECTORS = Path(__file__).parent.parent / "connectors"
 

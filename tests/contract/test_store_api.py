@@ -65,8 +65,11 @@ def test_definitions_builtins_added_and_registered_from_references(store: SqlJob
     assert store.definition_for("source", "pypi:airbyte-source-faker==7.2.1") == faker
     other = store.definition_for("source", "pypi:airbyte-source-faker==6.0.0")
     assert other.slug == "faker-2" and other.uuid != faker.uuid
+    # "postgres" is the built-in destination-postgres: Airbyte's image gets the next free slug.
+    builtin_pg = next(d for d in store.list_definitions("destination") if d.slug == "postgres")
+    assert builtin_pg.connector == "builtin:destination-postgres"
     pg = store.definition_for("destination", "docker:airbyte/destination-postgres:2.0.0")
-    assert pg.slug == "postgres" and pg in store.list_definitions("destination")
+    assert pg.slug == "postgres-2" and pg in store.list_definitions("destination")
 
 
 def test_an_application_secret_is_kept_as_a_hash_and_signs_tokens(store: SqlJobStore) -> None:

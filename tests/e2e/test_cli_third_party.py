@@ -66,10 +66,18 @@ def duckdb_destination(cli: Cli, path: Path) -> None:
 
 
 def rows(path: Path, table: str, *fields: str) -> list[tuple[Any, ...]]:
-    """The records' ``fields`` (as text), as destination-duckdb keeps them in ``_airbyte_data``."""
-    columns = ", ".join(f"_airbyte_data->>'{name}'" for name in fields)
+    """The records' ``fields`` as text, read from destination-duckdb's typed columns (a whole
+    number typed ``number`` by the source reads as ``"1"``, as it was sent)."""
+
+    def text(value: Any) -> str | None:
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return None if value is None else str(value)
+
+    columns = ", ".join(f'"{name}"' for name in fields)
     with duckdb.connect(str(path), read_only=True) as db:
-        return db.execute(f'select {columns} from "{table}" order by 1').fetchall()
+        found = db.execute(f'select {columns} from "{table}"').fetchall()
+    return sorted(tuple(text(value) for value in row) for row in found)
 
 
 def failures(document: dict[str, Any]) -> list[dict[str, Any]]:

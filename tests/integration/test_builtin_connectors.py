@@ -27,7 +27,14 @@ from ferryman.workers import (
 from tests.conftest import builtin, short_lifecycle
 from tests.conftest import test_connector as scripted_connector  # renamed: not a test
 
-MODULES = ["source_bench", "source_empty", "destination_duckdb", "destination_jsonl", "destination_devnull"]
+MODULES = [
+    "source_bench",
+    "source_empty",
+    "destination_duckdb",
+    "destination_postgres",
+    "destination_jsonl",
+    "destination_devnull",
+]
 
 
 def command(module: str, *args: str | Path) -> list[str]:
@@ -325,11 +332,15 @@ def test_duckdb_overwrite_append_and_dedup(tmp_path: Path) -> None:
     assert columns == {
         "_airbyte_raw_id": "UUID",
         "_airbyte_extracted_at": "TIMESTAMP WITH TIME ZONE",
+        "_airbyte_meta": "JSON",
+        "_airbyte_generation_id": "BIGINT",
         "id": "BIGINT",
-        "_airbyte_data": "JSON",
+        "name": "VARCHAR",
+        "payload": "VARCHAR",
     }
-    (data,) = rows(tmp_path, "SELECT _airbyte_data FROM stream_0 WHERE id = 7")[0]
-    assert orjson.loads(data)["name"] == "record-7"
+    (name, meta) = rows(tmp_path, "SELECT name, _airbyte_meta FROM stream_0 WHERE id = 7")[0]
+    assert name == "record-7"
+    assert orjson.loads(meta) == {"changes": [], "sync_id": None}
     assert rows(
         tmp_path, "SELECT count(*) FROM information_schema.tables WHERE table_name LIKE '_ferryman%'"
     ) == [(0,)]
@@ -403,7 +414,7 @@ def test_duckdb_dedup_latest_record_wins_and_namespaces_become_schemas(tmp_path:
         ).returncode
         == 0
     )
-    users = rows(tmp_path, "SELECT id, _airbyte_data->>'v' FROM users ORDER BY id")
+    users = rows(tmp_path, "SELECT id, v FROM users ORDER BY id")
     assert users == [(1, "c"), (2, "d"), (3, "e")]
     assert rows(tmp_path, "SELECT count(*) FROM audit.events") == [(1,)]
     assert rows(tmp_path, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'ghosts'") == [
@@ -507,9 +518,7 @@ def test_crlf_input_loads_into_duckdb_and_jsonl(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout
     assert len(of_type(parse(done.stdout), "STATE")) == 1
-    assert rows(tmp_path, "SELECT id, _airbyte_data->>'v' FROM users ORDER BY id") == [
-        (i, "a\r\nb") for i in range(3)
-    ]
+    assert rows(tmp_path, "SELECT id, v FROM users ORDER BY id") == [(i, "a\r\nb") for i in range(3)]
 
     config = write_json(tmp_path / "jsonl.json", {"path": str(tmp_path / "files")})
     done = run("destination_jsonl", "write", "--config", config, "--catalog", catalog, stdin=crlf)
@@ -538,7 +547,7 @@ def test_duckdb_stores_a_large_record_before_echoing_its_state(tmp_path: Path, s
     )
     assert done.returncode == 0, done.stdout[-2000:]
     assert [m["state"]["stream"]["stream_state"] for m in of_type(parse(done.stdout), "STATE")] == [{"n": 2}]
-    assert rows(tmp_path, "SELECT id, length(_airbyte_data->>'v') FROM users ORDER BY id") == [
+    assert rows(tmp_path, "SELECT id, length(v) FROM users ORDER BY id") == [
         (1, 5),
         (2, size),
     ]
@@ -568,7 +577,7 @@ def test_duckdb_dedup_refuses_a_record_without_its_key(tmp_path: Path, data: dic
     error = trace["trace"]["error"]
     assert error["failure_type"] == "config_error"
     assert "stream 'users': record #2" in error["message"] and "'id' (BIGINT)" in error["message"]
-    assert rows(tmp_path, "SELECT id, _airbyte_data->>'v' FROM users") == [(1, "a")]
+    assert rows(tmp_path, "SELECT id, v FROM users") == [(1, "a")]
 
 
 def start_write(config: Path, catalog: Path, lines: bytes) -> subprocess.Popen[bytes]:

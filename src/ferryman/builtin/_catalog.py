@@ -26,6 +26,8 @@ class ConfiguredStream:
     destination_sync_mode: str = "append"
     primary_key: list[list[str]] = field(default_factory=list)
     cursor_field: list[str] = field(default_factory=list)
+    generation_id: int = 0  # the catalog's, stored in _airbyte_generation_id
+    sync_id: int | None = None  # the catalog's, stored in _airbyte_meta
 
     @property
     def key(self) -> StreamKey:
@@ -84,7 +86,13 @@ def _configured_stream(entry: Any, index: int) -> ConfiguredStream:
         destination_sync_mode=destination_sync_mode,
         primary_key=primary_key,
         cursor_field=list(cursor),
+        generation_id=_int_or(entry.get("generation_id"), 0) or 0,
+        sync_id=_int_or(entry.get("sync_id"), None),
     )
+
+
+def _int_or(value: Any, default: int | None) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def parse_catalog(raw: Any) -> list[ConfiguredStream]:

@@ -40,8 +40,14 @@ def connect(path: str) -> duckdb.DuckDBPyConnection:
     # A commit syncs only the write-ahead log; the costlier checkpoint (compressing what was
     # loaded into the database file) runs when the connection closes: at the end, or when
     # another process wants the file. Spill files are rewritten under the same name for every
-    # commit: never cache them.
-    return duckdb.connect(path, config={"checkpoint_threshold": "1GB", "enable_external_file_cache": False})
+    # commit: never cache them. Timestamps without an offset are read as UTC, whatever the host's zone.
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "checkpoint_threshold": "1GB",
+        "enable_external_file_cache": False,
+    }
+    con = duckdb.connect(path, config=config)
+    con.execute("SET TimeZone = 'UTC'")  # not in config: the ICU extension loads only after connect
+    return con
 
 
 def is_lock_conflict(exc: duckdb.Error) -> bool:

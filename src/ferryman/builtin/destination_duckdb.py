@@ -9,18 +9,19 @@ Config::
     lock_timeout_seconds  how long to wait for a database file another process holds before
                           failing (default 3600)
 
-Tables are named after their streams and hold, per record: ``_airbyte_raw_id`` (a random UUID),
-``_airbyte_extracted_at`` (the record's ``emitted_at``, TIMESTAMPTZ), ``_airbyte_data`` (the
-record's ``data``, JSON) and, when the stream has a primary key, one column per key field
-(named after its path joined by ``_``, typed from the stream's JSON schema: BIGINT, DOUBLE,
-BOOLEAN, else VARCHAR; under append and overwrite, a value that does not fit the type is stored
-as NULL).
+Tables are named after their streams and have Airbyte's typed shape (``docs/destinations.md``,
+:mod:`ferryman.builtin._columns`): ``_airbyte_raw_id``, ``_airbyte_extracted_at``,
+``_airbyte_meta``, ``_airbyte_generation_id``, then one typed column per top-level property of
+the stream's JSON schema. A value that does not fit its column is stored as NULL and listed in
+``_airbyte_meta``. A new property adds a column; a widening type change alters the column.
 
 Sync modes:
 
 * ``append`` adds this sync's records to the table.
 * ``append_dedup`` upserts on the primary key (the configured one, else the source's): for
-  each key the record received last wins, and replaces any row already stored with that key.
+  each key the record with the latest cursor value wins (the record received last when there is
+  no cursor column, or on a tie), whether it arrived in this sync or earlier; a winning record
+  whose ``_ab_cdc_deleted_at`` is set deletes the key's row.
   A record without a usable value for a key field (missing, null, or not of the key's type)
   fails the sync with a ``config_error`` before anything of its commit is stored: it would
   otherwise become a row no later record can replace.
@@ -62,9 +63,10 @@ from typing import Any
 import duckdb
 
 from ferryman.builtin._catalog import ConfiguredStream, StreamKey
+from ferryman.builtin._columns import quote
 from ferryman.builtin._destination import load
 from ferryman.builtin._duckdb_file import SharedFile, Spill, open_database
-from ferryman.builtin._duckdb_tables import MODES, Table, load_spill, prepare, quote, table_for
+from ferryman.builtin._duckdb_tables import MODES, Table, load_spill, prepare, table_for
 from ferryman.builtin._runtime import (
     ConfigError,
     Connector,

@@ -21,6 +21,7 @@ BUILTIN_MODULES = {
     "source-bench": "ferryman.builtin.source_bench",
     "source-empty": "ferryman.builtin.source_empty",
     "destination-duckdb": "ferryman.builtin.destination_duckdb",
+    "destination-postgres": "ferryman.builtin.destination_postgres",
     "destination-jsonl": "ferryman.builtin.destination_jsonl",
     "destination-devnull": "ferryman.builtin.destination_devnull",
 }

@@ -1,0 +1,297 @@
+"""One contract for every built-in destination (DuckDB, PostgreSQL, and JSON lines where it applies):
+the sync modes, the state echo, a kill mid-load, schema changes and values that do not fit.
+
+Each test runs the destinations as real processes (``python -m ferryman.builtin.<module> write``)
+and reads back what they stored, the way a user would query it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.contract.destination_support import (
+    ALL,
+    TYPED,
+    Target,
+    command,
+    complete,
+    echoed,
+    make_target,
+    messages_in,
+    parse,
+    record,
+    state,
+    stream,
+)
+from tests.contract.store_support import PG_HOST, PG_PORT, PG_USER
+
+USERS = {"id": {"type": "integer"}, "v": {"type": "string"}}
+
+
+@pytest.fixture(params=ALL)
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
+    return make_target(request.param, tmp_path, request)
+
+
+@pytest.fixture(params=TYPED)
+def typed(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
+    return make_target(request.param, tmp_path, request)
+
+
+def users(ids: range, v: str = "x") -> list[dict[str, Any]]:
+    return [record("users", {"id": i, "v": v}) for i in ids]
+
+
+# --- sync modes ---------------------------------------------------------------------------------
+
+
+def test_append_adds_and_overwrite_replaces_once_the_stream_completed(target: Target) -> None:
+    append = target.catalog(stream("users", USERS, "append"))
+    target.write(append, *users(range(1, 4)), state("users", 1))
+    target.write(append, *users(range(3, 5)), state("users", 2))
+    assert target.rows("users", "id") == [(1,), (2,), (3,), (3,), (4,)]
+
+    overwrite = target.catalog(stream("users", USERS, "overwrite"))
+    target.write(overwrite, *users(range(10, 12)))  # the source failed: no state, no COMPLETE
+    assert target.rows("users", "id") == [(1,), (2,), (3,), (3,), (4,)]
+    target.write(overwrite, *users(range(10, 12)), complete("users"))
+    assert target.rows("users", "id") == [(10,), (11,)]
+
+
+def test_append_dedup_keeps_the_last_record_per_key_across_syncs(typed: Target) -> None:
+    catalog = typed.catalog(stream("users", USERS, "append_dedup"))
+    typed.write(
+        catalog,
+        record("users", {"id": 1, "v": "a"}),
+        record("users", {"id": 2, "v": "b"}),
+        record("users", {"id": 1, "v": "c"}),
+        state("users", 1),
+    )
+    typed.write(catalog, record("users", {"id": 2, "v": "d"}), record("users", {"id": 3, "v": "e"}))
+    assert typed.rows("users", "id, v") == [(1, "c"), (2, "d"), (3, "e")]
+
+
+def test_append_dedup_keeps_the_latest_cursor_and_applies_cdc_deletions(typed: Target) -> None:
+    properties = {
+        "id": {"type": "integer"},
+        "v": {"type": "string"},
+        "updated": {"type": "integer"},
+        "_ab_cdc_deleted_at": {"type": ["null", "string"], "format": "date-time"},
+    }
+    catalog = typed.catalog(stream("users", properties, "append_dedup", cursor="updated"))
+    typed.write(
+        catalog,
+        record("users", {"id": 1, "v": "newest", "updated": 5}),
+        record("users", {"id": 1, "v": "older, arrived later", "updated": 3}),
+        record("users", {"id": 2, "v": "kept", "updated": 1}),
+        record("users", {"id": 3, "v": "to delete", "updated": 1}),
+    )
+    typed.write(
+        catalog,
+        record("users", {"id": 1, "v": "still older", "updated": 4}),
+        record("users", {"id": 2, "v": "replaced", "updated": 2}),
+        record("users", {"id": 3, "updated": 2, "_ab_cdc_deleted_at": "2024-01-01T00:00:00Z"}),
+        record("users", {"id": 4, "updated": 2, "_ab_cdc_deleted_at": "2024-01-01T00:00:00Z"}),
+    )
+    assert typed.rows("users", "id, v, updated") == [(1, "newest", 5), (2, "replaced", 2)]
+
+
+# --- what a state confirms ----------------------------------------------------------------------
+
+
+def read_until_state(stdout: Any) -> dict[str, Any]:
+    while line := stdout.readline():
+        message = orjson.loads(line)
+        if message["type"] == "STATE":
+            return message  # type: ignore[no-any-return]
+    raise AssertionError("the destination ended without echoing a state")
+
+
+@pytest.mark.parametrize("mode", ["append", "append_dedup", "overwrite"])
+def test_a_state_is_echoed_only_once_every_record_before_it_is_stored(target: Target, mode: str) -> None:
+    proc = target.start(target.catalog(stream("users", USERS, mode)))
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(messages_in(*users(range(1, 2001)), state("users", {"n": 2000})))
+        proc.stdin.flush()
+        assert read_until_state(proc.stdout)["state"]["stream"]["stream_state"] == {"n": 2000}
+        # The destination is still running, its input open: what the state confirmed is readable.
+        assert len(target.rows("users", "id")) == 2000
+    finally:
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+        proc.stdout.close()
+
+
+@pytest.mark.parametrize("mode", ["append", "append_dedup"])
+def test_a_destination_killed_mid_load_loses_nothing_and_doubles_nothing(target: Target, mode: str) -> None:
+    """SIGKILL while the destination takes in ~40 MB after its last state (past its 32 MB flush:
+    DuckDB has spilled, PostgreSQL has copied into an open transaction), then the next attempt
+    sends again everything after the last echoed state, as Ferryman does."""
+    pad = "p" * 1000
+    catalog = target.catalog(stream("users", {**USERS, "pad": {"type": "string"}}, mode))
+
+    def batch(ids: range) -> list[dict[str, Any]]:
+        return [record("users", {"id": i, "v": "x", "pad": pad}) for i in ids]
+
+    proc = target.start(catalog)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(messages_in(*batch(range(1, 1001)), state("users", {"n": 1000})))
+    proc.stdin.flush()
+    assert read_until_state(proc.stdout)["state"]["stream"]["stream_state"] == {"n": 1000}
+    proc.stdin.write(messages_in(*batch(range(1001, 41_001))))
+    proc.stdin.flush()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdin.close()
+    proc.stdout.close()
+
+    found = target.write(catalog, *batch(range(1001, 41_001)), state("users", {"n": 41_000}))
+    assert echoed(found) == [{"n": 41_000}]
+    ids = [row[0] for row in target.rows("users", "id")]
+    if target.typed:
+        assert ids == list(range(1, 41_001))  # each once
+    else:  # JSON lines write what they flush straight to the file: at least once, as documented
+        assert sorted(set(ids)) == list(range(1, 41_001))
+
+
+# --- schema changes and values that do not fit --------------------------------------------------
+
+
+def test_a_new_property_adds_a_column_and_a_wider_type_widens_it(typed: Target) -> None:
+    first = {"id": {"type": "integer"}, "n": {"type": "integer"}, "flag": {"type": "boolean"}}
+    typed.write(typed.catalog(stream("items", first)), record("items", {"id": 1, "n": 7, "flag": True}))
+
+    second = {**first, "n": {"type": "number"}, "flag": {"type": "string"}, "note": {"type": "string"}}
+    typed.write(
+        typed.catalog(stream("items", second)),
+        record("items", {"id": 2, "n": 2.5, "flag": "maybe", "note": "new"}),
+    )
+    types = typed.types("items")
+    assert types["n"] in ("double", "double precision")
+    assert types["flag"] in ("varchar", "text")
+    assert types["note"] in ("varchar", "text")
+    assert typed.rows("items", "id, n, flag, note") == [(1, 7.0, "true", None), (2, 2.5, "maybe", "new")]
+
+    # A narrower type later keeps the wide column: nothing stored is rewritten.
+    typed.write(typed.catalog(stream("items", first)), record("items", {"id": 3, "n": 4, "flag": False}))
+    assert typed.types("items")["n"] in ("double", "double precision")
+    assert typed.rows("items", "id, flag")[2] == (3, "false")
+
+
+def test_a_value_that_does_not_fit_is_null_and_listed_in_airbyte_meta(typed: Target) -> None:
+    properties = {
+        "id": {"type": "integer"},
+        "n": {"type": "number"},
+        "ok": {"type": "boolean"},
+        "day": {"type": "string", "format": "date"},
+        "at": {"type": "string", "format": "date-time", "airbyte_type": "timestamp_with_timezone"},
+        "name": {"type": "string"},
+        "tags": {"type": "array"},
+    }
+    catalog = typed.catalog(stream("items", properties, sync_id=42, generation_id=3))
+    good = {"id": 1, "n": 1.5, "ok": True, "day": "2024-01-31", "at": "2024-01-01T10:00:00+02:00"}
+    bad = {"id": "seven", "n": "many", "ok": "yes", "day": "2024-02-30", "at": "soon", "name": 12}
+    found = typed.write(
+        catalog,
+        record("items", {**good, "name": "a", "tags": [1]}),
+        record("items", {**bad, "tags": {"a": 1}}),
+        state("items", 1),
+    )
+    assert echoed(found) == [1]  # the sync goes on
+    rows = typed.rows("items", "id, n, ok, day, name, tags, _airbyte_meta, _airbyte_generation_id")
+    meta = {row[4]: row[6] for row in rows}
+    assert [row[:6] for row in rows] == [
+        (1, 1.5, True, rows[0][3], "a", [1]),
+        (None, None, None, None, "12", {"a": 1}),
+    ]
+    assert str(rows[0][3]) == "2024-01-31"
+    assert meta["a"] == {"changes": [], "sync_id": 42}
+    assert meta["12"] == {
+        "changes": [
+            {"field": name, "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"}
+            for name in ("id", "n", "ok", "day", "at")
+        ],
+        "sync_id": 42,
+    }
+    assert {row[7] for row in rows} == {3}
+    (at,) = typed.rows("items", '"at"')[0:1]  # AT is a keyword: quoted
+    assert at[0] is not None and at[0].utcoffset().total_seconds() == 0 and at[0].hour == 8
+
+
+def test_column_names_are_normalised_the_same_way_everywhere(typed: Target) -> None:
+    properties = {
+        "id": {"type": "integer"},
+        "userName": {"type": "string"},
+        "first name": {"type": "string"},
+        "2fa": {"type": "boolean"},
+        "Name": {"type": "string"},
+        "name": {"type": "string"},
+    }
+    typed.write(
+        typed.catalog(stream("people", properties)),
+        record(
+            "people", {"id": 1, "userName": "ada", "first name": "Ada", "2fa": True, "Name": "A", "name": "a"}
+        ),
+    )
+    columns = set(typed.types("people"))
+    assert {"username", "first_name", "_2fa", "name"} <= columns
+    renamed = [column for column in columns if column.startswith("name_")]
+    assert len(renamed) == 1 and len(renamed[0]) == len("name_") + 8
+    assert typed.rows("people", f"username, first_name, _2fa, name, {renamed[0]}") == [
+        ("ada", "Ada", True, "A", "a")
+    ]
+
+
+def test_the_state_messages_come_back_as_they_were_sent(target: Target) -> None:
+    catalog = target.catalog(stream("users", USERS, "append"))
+    sent = [state("users", {"cursor": i, "deep": {"list": [i, None]}}) for i in range(3)]
+    found = target.write(catalog, *users(range(1, 3)), sent[0], *users(range(3, 5)), sent[1], sent[2])
+    assert [m for m in found if m["type"] == "STATE"] == [orjson.loads(orjson.dumps(s)) for s in sent]
+    assert parse(messages_in(*sent)) == [m for m in found if m["type"] == "STATE"]
+
+
+# --- destination-postgres's config --------------------------------------------------------------
+
+
+def check(tmp_path: Path, config: dict[str, Any]) -> dict[str, Any]:
+    path = tmp_path / "check.json"
+    path.write_bytes(orjson.dumps(config))
+    done = subprocess.run(
+        command("destination_postgres", "check", "--config", path), capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    (message,) = parse(done.stdout)
+    return message["connectionStatus"]  # type: ignore[no-any-return]
+
+
+def test_postgres_check_by_fields_or_url_and_never_shows_the_password(
+    tmp_path: Path, pg_database: str
+) -> None:
+    fields = {
+        "host": PG_HOST,
+        "port": PG_PORT,
+        "database": pg_database,
+        "username": PG_USER,
+        "ssl_mode": {"mode": "disable"},
+    }
+    assert check(tmp_path, fields)["status"] == "SUCCEEDED"
+    url = f"postgresql://{PG_USER}:hunter2-secret@{PG_HOST}:{PG_PORT}/{pg_database}?sslmode=disable"
+    assert check(tmp_path, {"url": url})["status"] == "SUCCEEDED"
+
+    refused = check(tmp_path, {**fields, "port": 1, "password": "hunter2-secret"})
+    assert refused["status"] == "FAILED" and "cannot connect to PostgreSQL at" in refused["message"]
+    bad_url = check(tmp_path, {"url": "postgresql://u:hunter2-secret@127.0.0.1:1/x?sslmode=nonsense"})
+    assert bad_url["status"] == "FAILED"
+    for status in (refused, bad_url):
+        assert "hunter2-secret" not in status["message"]
+    assert (
+        check(tmp_path, {"host": PG_HOST})["message"] == "config field 'database' is required (or give a url)"
+    )
