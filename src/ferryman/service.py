@@ -11,16 +11,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ferryman import masking, views
+from ferryman.clock import Clock, SystemClock
 from ferryman.connectors import parse_reference, pin_reference, resolve
 from ferryman.connectors.config_paths import settle_paths
 from ferryman.engines.base import Engine
 from ferryman.errors import FieldError, UserInputError, WorkerError
 from ferryman.jobs.configs import ActorSnapshot, ConnectorJobConfig, NamespaceConfig, ReplicationConfig
 from ferryman.jobs.outcomes import ConnectorOutcome
+from ferryman.jobs.schedules import Schedule, from_document
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.launchers import ConnectorLauncher
 from ferryman.protocol.catalog import NamespaceDefinition, StreamChoice, plan_catalog, replan_catalog
@@ -44,7 +47,7 @@ class ConnectionPlan:
     namespace_definition: str = "destination"
     namespace_format: str | None = None
     prefix: str = ""
-    schedule: dict[str, Any] | None = None
+    schedule: Schedule | None = None
     status: str = "active"
 
 
@@ -57,6 +60,8 @@ class JobService:
     # How the jobs the service runs for itself (the discover of a new connection) are run here;
     # the CLI's turns Ctrl-C into a cancel of the job. Default: run, and wait.
     foreground: Callable[[Job], Job] | None = None
+    # What "now" is when a schedule's next run is computed (tests move a ManualClock).
+    clock: Clock = field(default_factory=SystemClock)
 
     def _engine(self) -> Engine:
         if self.engine is None:
@@ -144,9 +149,11 @@ class JobService:
         prefix: str = "",
         choices: list[StreamChoice] | None = None,
         on_note: Callable[[str], None] | None = None,
+        schedule: Schedule | None = None,
     ) -> Connection:
         """Discover the source (as a job of its own) and configure its streams, each in its
-        requested mode or the best one both sides support; ``on_note`` hears of each fallback."""
+        requested mode or the best one both sides support; ``on_note`` hears of each fallback.
+        With a ``schedule``, the scheduler runs it from its next slot on."""
         NamespaceDefinition(namespace_definition)
         check_new_name("connection", name)  # before the discover job, not after it
         if namespace_definition == "customformat" and not namespace_format:
@@ -175,7 +182,15 @@ class JobService:
             (on_note or _ignore)(text)
         configured = plan.catalog
         return self.store.create_connection(
-            name, src.id, dst.id, configured, namespace_definition, namespace_format, prefix
+            name,
+            src.id,
+            dst.id,
+            configured,
+            namespace_definition,
+            namespace_format,
+            prefix,
+            schedule=None if schedule is None else schedule.to_document(),
+            next_run_at=self.next_run(schedule, "active"),
         )
 
     def latest_catalog(self, source: Actor) -> dict[str, Any] | None:
@@ -218,9 +233,46 @@ class JobService:
             plan.namespace_definition,
             plan.namespace_format,
             plan.prefix,
-            plan.schedule,
+            None if plan.schedule is None else plan.schedule.to_document(),
             plan.status,
+            next_run_at=self.next_run(plan.schedule, plan.status),
         )
+
+    # -- schedules ----------------------------------------------------------------------------
+
+    def next_run(self, schedule: Schedule | None, status: str) -> datetime | None:
+        """When a connection with this schedule and status runs next, counted from now; None
+        for a manual or inactive one."""
+        if schedule is None or status != "active":
+            return None
+        return schedule.next_run(self.clock.now())
+
+    def update_connection(
+        self,
+        conn: Connection,
+        schedule: Schedule | None = None,
+        status: str | None = None,
+        **values: Any,
+    ) -> Connection:
+        """Change a connection's fields (see ``JobStore.update_connection``). A new schedule, or
+        making it active again, plans its next run from now; re-enabling one the scheduler
+        disabled clears the reason and starts its failure count afresh."""
+        if status is not None and status not in ("active", "inactive"):
+            raise FieldError(f"unknown status {status!r}: expected active or inactive", "status")
+        new_status = status or conn.status
+        if schedule is not None:
+            values["schedule"] = schedule.to_document()
+        if status is not None and status != conn.status:
+            values["status"] = status
+            values["status_reason"] = None
+            if status == "active":
+                values["active_since"] = self.clock.now()
+        if schedule is not None or "status" in values:
+            current = schedule if schedule is not None else from_document(conn.schedule)
+            values["next_run_at"] = self.next_run(current, new_status)
+        if not values:
+            return conn
+        return self.store.update_connection(conn.id, **values)
 
     def update_streams(self, conn: Connection, choices: list[StreamChoice]) -> Connection:
         """The connection with new modes (or cursor, or primary key) for the streams named."""
@@ -253,9 +305,16 @@ class JobService:
         config = ConnectorJobConfig(connector=connector).to_document()
         return self._submit(self.store.enqueue(JobType.SPEC, scope, config))
 
-    def enqueue_replication(self, connection: Connection | str, reset: bool = False) -> Job:
+    def enqueue_replication(
+        self,
+        connection: Connection | str,
+        reset: bool = False,
+        scheduled_for: datetime | None = None,
+        now: datetime | None = None,
+    ) -> Job:
         """A sync (or reset) of the connection (its row, or what a user typed: resolved once);
-        ConnectionBusy if one is live already.
+        ConnectionBusy if one is live already. The scheduler gives the due time it runs
+        (``scheduled_for``: AlreadyScheduled if a job has it already) and its ``now``.
 
         Its actors are read by id: a source *named* like another's id must not stand in for it."""
         conn = self.store.get_connection(connection) if isinstance(connection, str) else connection
@@ -271,7 +330,8 @@ class JobService:
             ),
         )
         job_type = JobType.RESET if reset else JobType.SYNC
-        return self._submit(self.store.enqueue(job_type, str(conn.id), config.to_document()))
+        job = self.store.enqueue(job_type, str(conn.id), config.to_document(), scheduled_for, now)
+        return self._submit(job)
 
     def _submit(self, job: Job) -> Job:
         """Hand a job just enqueued to the engine (Temporal starts its workflow now)."""

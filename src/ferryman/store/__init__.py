@@ -17,6 +17,7 @@ from ferryman.settings import ferryman_home
 from ferryman.store.base import (
     Actor,
     AlreadyExists,
+    AlreadyScheduled,
     Attempt,
     Connection,
     ConnectionBusy,
@@ -33,6 +34,7 @@ __all__ = [
     "DATABASE_URL_ENV",
     "Actor",
     "AlreadyExists",
+    "AlreadyScheduled",
     "Attempt",
     "Connection",
     "ConnectionBusy",

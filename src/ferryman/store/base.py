@@ -25,6 +25,10 @@ class AlreadyExists(UserInputError):
     """A source, destination or connection with that name exists already."""
 
 
+class AlreadyScheduled(ConnectionBusy):
+    """A job for this due run of the connection exists already (another scheduler made it)."""
+
+
 class StaleWrite(StoreError):
     """A compare-and-set found the row in another state: someone else moved it first."""
 
@@ -59,9 +63,13 @@ class Connection:
     namespace_format: str | None = None
     prefix: str = ""
     status: str = "active"  # "active" | "inactive"
-    schedule: dict[str, Any] | None = None  # stored and shown; no scheduler runs it yet
+    # {"scheduleType": "manual" | "basic" | "cron", ...}: see ferryman.jobs.schedules
+    schedule: dict[str, Any] | None = None
     created_at: datetime | None = None
     uuid: str = ""  # its id in the HTTP API
+    next_run_at: datetime | None = None  # when the scheduler runs it next; None: not scheduled
+    status_reason: str | None = None  # why it is inactive, when the scheduler disabled it
+    active_since: datetime | None = None  # re-enabled then: failures before do not count
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,27 @@ class Job:
     started_at: datetime | None = None
     next_attempt_at: datetime | None = None  # when an incomplete job may run again (backoff)
     cancel_requested: bool = False
+    scheduled_for: datetime | None = None  # the due time the scheduler created it for
+
+
+@dataclass(frozen=True)
+class DueRun:
+    """A connection whose scheduled run is due and that has no live job, and when its last
+    sync/reset job ended (None: it never had one)."""
+
+    connection: Connection
+    last_ended_at: datetime | None
+
+
+@dataclass(frozen=True)
+class FailureStreak:
+    """The failed sync jobs of a connection since its last succeeded one (and since it became
+    active): how many, and when the first of them was created."""
+
+    connection_id: int
+    failures: int
+    first_failed_at: datetime
+    last_job_id: int
 
 
 @dataclass(frozen=True)
@@ -198,6 +227,7 @@ class JobStore(Protocol):
         prefix: str = "",
         schedule: dict[str, Any] | None = None,
         status: str = "active",
+        next_run_at: datetime | None = None,
     ) -> Connection: ...
     def get_connection(self, id_or_name: str) -> Connection:
         """What a user typed, resolved as :meth:`get_actor` does."""
@@ -209,9 +239,18 @@ class JobStore(Protocol):
     def delete_connection(self, connection_id: int) -> None: ...
 
     # -- jobs and attempts ----------------------------------------------------------------
-    def enqueue(self, type: JobType, scope: str | None, config: dict[str, Any]) -> Job:
-        """A pending job. For sync/reset: ConnectionBusy if the scope has a live one (the
-        database enforces it: a partial unique index on scope where status is live)."""
+    def enqueue(
+        self,
+        type: JobType,
+        scope: str | None,
+        config: dict[str, Any],
+        scheduled_for: datetime | None = None,
+        now: datetime | None = None,
+    ) -> Job:
+        """A pending job, created ``now`` (default: the wall clock). For sync/reset:
+        ConnectionBusy if the scope has a live one (the database enforces it: a partial unique
+        index on scope where status is live); AlreadyScheduled if a job of the scope was made for
+        the same ``scheduled_for`` (a unique index on scope and scheduled_for)."""
 
     def get_job(self, job_id: int) -> Job: ...
     def list_jobs(
@@ -283,7 +322,8 @@ class JobStore(Protocol):
     def rename_actor(self, actor_id: int, name: str) -> Actor: ...
     def get_connection_by_uuid(self, uuid: str) -> Connection: ...
     def update_connection(self, connection_id: int, **values: Any) -> Connection:
-        """Set some of: name, status, schedule, prefix, namespace_definition, namespace_format, catalog."""
+        """Set some of: name, status, schedule, prefix, namespace_definition, namespace_format,
+        catalog, next_run_at, status_reason, active_since."""
         ...
 
     def default_workspace(self) -> Workspace: ...
@@ -301,3 +341,27 @@ class JobStore(Protocol):
     def list_applications(self) -> list[Application]: ...
     def delete_application(self, client_id_or_name: str) -> Application: ...
     def page_jobs(self, query: JobQuery) -> list[Job]: ...
+
+    # -- what the scheduler needs (store/schedule_ops.py) -------------------------------------
+    def due_runs(self, now: datetime, limit: int, after: tuple[datetime, int] | None = None) -> list[DueRun]:
+        """Active connections whose ``next_run_at`` has come and that have no live sync/reset
+        job, the longest overdue first, ``limit`` of them (``after``: past this next_run_at and
+        id, for the next page): one query."""
+        ...
+
+    def unplanned_connections(self) -> list[Connection]:
+        """Active connections with a schedule but no ``next_run_at`` (made before the scheduler)."""
+        ...
+
+    def set_next_run(self, connection_id: int, seen: datetime | None, next_run_at: datetime | None) -> bool:
+        """Compare-and-set: ``next_run_at`` becomes the value given if it still is ``seen``."""
+        ...
+
+    def failure_streaks(self, connection_ids: Collection[int]) -> dict[int, FailureStreak]:
+        """Each connection's failed sync jobs since its newest succeeded one and since it
+        became active; connections without such failures are left out."""
+        ...
+
+    def disable_connection(self, connection_id: int, reason: str) -> Connection | None:
+        """Active to inactive with ``reason``, nothing scheduled; None if it was not active."""
+        ...

@@ -23,7 +23,15 @@ from sqlalchemy.exc import IntegrityError
 from ferryman.errors import UserInputError
 from ferryman.jobs.states import AttemptStatus, JobStatus, JobType, apply, apply_attempt
 from ferryman.store import rows
-from ferryman.store.base import Attempt, ConnectionBusy, Job, NotFound, StaleWrite, StreamStat
+from ferryman.store.base import (
+    AlreadyScheduled,
+    Attempt,
+    ConnectionBusy,
+    Job,
+    NotFound,
+    StaleWrite,
+    StreamStat,
+)
 from ferryman.store.db import Database
 from ferryman.store.schema import LIVE_STATUSES, REPLICATION_TYPES, UtcDateTime, attempts, jobs, stream_stats
 
@@ -105,11 +113,18 @@ class JobOps:
 
     # -- creating and reading jobs ----------------------------------------------------------
 
-    def enqueue(self, type: JobType, scope: str | None, config: dict[str, Any]) -> Job:
+    def enqueue(
+        self,
+        type: JobType,
+        scope: str | None,
+        config: dict[str, Any],
+        scheduled_for: datetime | None = None,
+        now: datetime | None = None,
+    ) -> Job:
         type = JobType(type)
         if type.is_replication and not scope:
             raise UserInputError(f"a {type} job needs its connection id as scope")
-        now = rows.utcnow()
+        now = now or rows.utcnow()
         values = {
             "type": type.value,
             "scope": scope,
@@ -118,6 +133,7 @@ class JobOps:
             "created_at": now,
             "updated_at": now,
             "cancel_requested": False,
+            "scheduled_for": scheduled_for,
         }
         for _ in range(2):
             try:
@@ -125,7 +141,16 @@ class JobOps:
                     row = conn.execute(jobs.insert().values(**values).returning(*jobs.c)).one()
                 return rows.job(row)
             except IntegrityError:
-                # Only the partial unique index can refuse this insert: a live sync/reset exists.
+                # Only the unique indexes can refuse this insert: a live sync/reset exists, or a
+                # job was made for this due run already.
+                if scheduled_for is not None:
+                    made = self._scheduled_job(scope, scheduled_for)
+                    if made is not None:
+                        raise AlreadyScheduled(
+                            f"connection {scope} has job {made} for its run due at "
+                            f"{scheduled_for.isoformat()}",
+                            job_id=made,
+                        ) from None
                 if not type.is_replication:
                     raise
                 live = self.live_job(scope)
@@ -142,6 +167,13 @@ class JobOps:
                         status=live.status.value,
                     ) from None
         raise ConnectionBusy(f"connection {scope} is busy with another sync or reset job")
+
+    def _scheduled_job(self, scope: str | None, scheduled_for: datetime) -> int | None:
+        with self._db.read() as conn:
+            found: int | None = conn.execute(
+                sa.select(jobs.c.id).where(jobs.c.scope == scope, jobs.c.scheduled_for == scheduled_for)
+            ).scalar()
+        return found
 
     def live_job(self, scope: str | None) -> Job | None:
         """The pending, running or incomplete sync/reset job of this connection, if any."""
