@@ -70,6 +70,27 @@ class SchedulerObserver(Protocol):
     def store_unavailable(self, reason: str, retry_in_s: float) -> None: ...
 
 
+class LineObserver:
+    """A line of text per job created and connection disabled (``ferryman scheduler`` and
+    ``ferryman server`` print them on stderr)."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self._write = write
+
+    def created(self, run: ScheduledRun) -> None:
+        due = run.due.strftime("%Y-%m-%d %H:%M:%S UTC")
+        self._write(
+            f"job {run.job.id} {run.job.type.value} {run.connection.name}: created for the run due {due}"
+            f" ({run.lag_s:.1f}s late)"
+        )
+
+    def disabled(self, connection: Connection) -> None:
+        self._write(f"connection {connection.name} (id {connection.id}): {connection.status_reason}")
+
+    def store_unavailable(self, reason: str, retry_in_s: float) -> None:
+        self._write(f"{reason}; trying again in {retry_in_s:g}s")
+
+
 class Scheduler:
     def __init__(
         self,

@@ -258,7 +258,7 @@ class JobService:
         making it active again, plans its next run from now; re-enabling one the scheduler
         disabled clears the reason and starts its failure count afresh."""
         if status is not None and status not in ("active", "inactive"):
-            raise FieldError(f"unknown status {status!r}: expected active or inactive", "status")
+            raise UserInputError(f"unknown status {status!r}: expected active or inactive")
         new_status = status or conn.status
         if schedule is not None:
             values["schedule"] = schedule.to_document()

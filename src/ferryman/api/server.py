@@ -1,8 +1,9 @@
-"""``ferryman server``: the HTTP API and, unless ``--no-engine``, the local engine in one process.
+"""``ferryman server``: the HTTP API, the scheduler (unless ``--no-scheduler``) and, unless
+``--no-engine``, the local engine in one process.
 
-SIGTERM or Ctrl-C: the server stops accepting requests and finishes those in flight; the engine
-then stops claiming jobs and lets its running attempts finish (as ``ferryman worker`` does). A
-second signal cancels those attempts.
+SIGTERM or Ctrl-C: the server stops accepting requests and finishes those in flight; the
+scheduler finishes its pass; the engine then stops claiming jobs and lets its running attempts
+finish (as ``ferryman worker`` does). A second signal cancels those attempts.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import ipaddress
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -69,17 +71,26 @@ def server(
             "--engine", help="local or temporal; default: FERRYMAN_ENGINE, else local.", show_default=False
         ),
     ] = None,
+    no_scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--no-scheduler", help="Do not run scheduled connections here (a `ferryman scheduler` does)."
+        ),
+    ] = False,
 ) -> None:
-    """Serve Airbyte's API (/v1, /api/public/v1) and run queued jobs, until SIGTERM or Ctrl-C."""
+    """Serve Airbyte's API (/v1, /api/public/v1), run scheduled connections and queued jobs,
+    until SIGTERM or Ctrl-C."""
     try:
-        code = _serve(host, port, not no_engine, auth, engine_name)
+        code = _serve(host, port, not no_engine, auth, engine_name, not no_scheduler)
     except (UserInputError, ValueError) as exc:
         sys.stderr.write(f"error: {str(exc).strip().splitlines()[0]}\n")
         code = 2
     raise typer.Exit(code)
 
 
-def _serve(host: str, port: int, with_engine: bool, mode: AuthMode, engine_name: str | None) -> int:
+def _serve(
+    host: str, port: int, with_engine: bool, mode: AuthMode, engine_name: str | None, with_scheduler: bool
+) -> int:
     # Imported here: every other ferryman command starts without FastAPI and the store.
     import uvicorn
 
@@ -103,6 +114,9 @@ def _serve(host: str, port: int, with_engine: bool, mode: AuthMode, engine_name:
         where = f"http://{host}:{port}"
         _say(f"ferryman server listening on {where} (public API {where}/v1 and {where}/api/public/v1)")
         _say(f"store {store.url}; auth {'token or basic' if required else 'none'}")
+        stop_scheduler = _start_scheduler(service) if with_scheduler else _nothing
+        if not with_scheduler:
+            _say("scheduler: none (--no-scheduler): a `ferryman scheduler` runs scheduled connections")
         if engine is None:
             _say("engine: none (--no-engine): `ferryman worker` processes run the jobs")
             if temporal:
@@ -110,15 +124,42 @@ def _serve(host: str, port: int, with_engine: bool, mode: AuthMode, engine_name:
             for number in (signal.SIGTERM, signal.SIGINT):  # see _with_engine: uvicorn raises it again
                 signal.signal(number, signal.SIG_IGN)
             web.run()
+            stop_scheduler()
             _say("ferryman server stopped")
             return 0
         limits = ", ".join(f"{slot} {limit}" for slot, limit in engine.limits.items())
         kind = "temporal" if temporal else "local"
         _say(f"engine {engine.engine_id}: {kind}, at most {limits} at once")
-        return _with_engine(web, engine)
+        return _with_engine(web, engine, stop_scheduler)
 
 
-def _with_engine(web: uvicorn.Server, engine: Any) -> int:  # engine: a LocalEngine
+def _nothing() -> None:
+    pass
+
+
+def _start_scheduler(service: Any) -> Callable[[], None]:  # service: a JobService
+    """Run the scheduler on a thread; returns what stops it (after the pass in progress)."""
+    from ferryman.scheduler import LineObserver, Scheduler
+
+    runner = Scheduler(service, observer=LineObserver(lambda line: _say(f"scheduler: {line}")))
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.run, args=(stop,), name="scheduler", daemon=True)
+    thread.start()
+    _say(
+        f"scheduler: a pass every {runner.settings.interval_s:g}s "
+        "(--no-scheduler to leave it to another process)"
+    )
+
+    def stopper() -> None:
+        stop.set()
+        thread.join()
+
+    return stopper
+
+
+def _with_engine(
+    web: uvicorn.Server, engine: Any, stop_scheduler: Callable[[], None]
+) -> int:  # a LocalEngine
     stop = threading.Event()
     thread = threading.Thread(target=engine.run, args=(stop,), name="engine", daemon=True)
     thread.start()
@@ -133,6 +174,7 @@ def _with_engine(web: uvicorn.Server, engine: Any) -> int:  # engine: a LocalEng
         signal.signal(number, on_signal)
     web.run()  # returns after SIGTERM/SIGINT, requests in flight done
     signals["count"] = 0  # the signal that stopped uvicorn, raised again: not a second one
+    stop_scheduler()
     stop.set()
     running = len(engine.running_attempt_ids())
     _say(f"stopping: no new jobs; waiting for {running} running attempt(s) (signal again to cancel them)")

@@ -8,6 +8,7 @@ Exit codes: 0 success, 1 the job (or the check) failed, 2 bad usage or bad input
     ferryman jobs ...                                history, attempts, logs, cancel (jobs)
     ferryman state ...                               a connection's committed state (state)
     ferryman worker                                  runs queued jobs (worker)
+    ferryman scheduler                               runs connections on their schedules (scheduler)
     ferryman definitions|applications ...            what the HTTP API needs (access)
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import typer
 
-from ferryman.cli import access, actors, adhoc, adhoc_sync, connections, jobs, state, worker
+from ferryman.cli import access, actors, adhoc, adhoc_sync, connections, jobs, scheduler, state, worker
 from ferryman.cli.common import err
 from ferryman.cli.install_progress import report_installs_on
 
@@ -37,6 +38,7 @@ app.add_typer(state.app, name="state")
 app.add_typer(access.definitions_app, name="definitions")
 app.add_typer(access.applications_app, name="applications")
 app.command()(worker.worker)
+app.command()(scheduler.scheduler)
 app.command()(adhoc.connectors)
 app.command()(adhoc.version)
 # A PyPI install takes minutes: every command shows its steps on stderr.

@@ -291,7 +291,7 @@ class JobStore(Protocol):
     def schedule_retry(self, job_id: int, at: datetime) -> Job:
         """An incomplete job waits until ``at`` for its next attempt."""
 
-    def fail_job(self, job_id: int) -> Job: ...
+    def fail_job(self, job_id: int, now: datetime | None = None) -> Job: ...
 
     def request_cancel(self, job_id: int) -> Job:
         """Pending or incomplete: cancelled at once. Running: flagged; the engine running it
