@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import pytest
-
 from ferryman.clock import ManualClock
 from ferryman.jobs.schedules import parse_schedule
 from ferryman.jobs.states import JobStatus, JobType
