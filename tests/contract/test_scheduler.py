@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
+
 from ferryman.clock import ManualClock
 from ferryman.jobs.schedules import parse_schedule
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.scheduler import Scheduler
 from ferryman.service import JobService
 from ferryman.settings import SchedulerSettings, Settings
-from ferryman.store import SqlJobStore
+from ferryman.store import SqlJobStore, open_store
 from ferryman.store.base import Connection, Job
 from tests.contract.store_support import T0, failure, log_path, store, store_url
 
@@ -210,3 +212,29 @@ def test_many_due_connections_in_one_pass_past_the_batch_size(store: SqlJobStore
     world.service.enqueue_replication(made[3])
     created = world.at(at(1))
     assert sorted(int(job.scope or 0) for job in created) == sorted(c.id for c in made if c is not made[3])
+
+
+def test_a_scheduler_with_a_stale_view_cannot_make_a_second_job_for_a_run(
+    store: SqlJobStore, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race the unique index on (scope, scheduled_for) closes: scheduler B read the due runs,
+    then A made the job and it ended before B got to it. B's reads are frozen at that moment
+    (a stand-in for the timing two processes produce only by chance); its writes are real."""
+    world = World(store)
+    conn = world.connection("every 1h")
+    other = open_store(store_url)  # scheduler B: its own store and connections to the database
+    try:
+        stale = other.due_runs(at(1), 10)
+        assert [run.connection.id for run in stale] == [conn.id]
+        [job] = world.at(at(1))
+        world.finish(job, at(1.01))
+        monkeypatch.setattr(other, "due_runs", lambda now, limit, after=None: [] if after else stale)
+        scheduler_b = Scheduler(
+            JobService(other, Settings(), clock=world.clock), SchedulerSettings(), world.clock
+        )
+        done = scheduler_b.tick(at(1.02))
+        assert (done.created, done.taken) == ([], 1)
+        assert [j.id for j in world.sync_jobs(conn)] == [job.id]
+        assert world.reread(conn).next_run_at == at(2)
+    finally:
+        other.close()
