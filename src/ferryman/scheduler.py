@@ -13,12 +13,13 @@ again once its job has ended), and for each:
 * a connection with too many failed syncs in a row, or only failures for too long, is disabled
   (Airbyte's 100 jobs / 14 days) instead of run;
 * otherwise one sync job is created through the job service, with ``scheduled_for`` = the due
-  time, and ``next_run_at`` moves to the first slot after now. After downtime this is one
-  catch-up run, never one per missed slot.
+  time, and ``next_run_at`` moves to the first slot after now, in the same transaction. After
+  downtime this is one catch-up run, never one per missed slot.
 
-Several schedulers may share one store: the unique index on (scope, scheduled_for) lets only one
-of them create the job of a due run (the others get AlreadyScheduled), and ``next_run_at`` is
-moved compare-and-set. Time is injected: ``tick(now)`` and a Clock, never a sleep in a test.
+Several schedulers may share one store: a job is made only together with moving the
+connection's ``next_run_at`` from the value that scheduler read (compare-and-set), and the
+database's unique index on (scope, scheduled_for) refuses a second job for a due run whatever
+happens. Time is injected: ``tick(now)`` and a Clock, never a sleep in a test.
 """
 
 from __future__ import annotations
@@ -28,16 +29,20 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Protocol
 
 from ferryman.clock import Clock, SystemClock
-from ferryman.errors import ConnectionBusy, StoreUnavailable
+from ferryman.errors import StoreUnavailable
 from ferryman.jobs.schedules import InvalidSchedule, Schedule, ScheduleType, from_document
-from ferryman.service import JobService
+from ferryman.service import DueSync, JobService
 from ferryman.settings import SchedulerSettings
-from ferryman.store.base import AlreadyScheduled, Connection, DueRun, FailureStreak, Job, NotFound
+from ferryman.store.base import Connection, DueRun, FailureStreak, Job
 
 log = logging.getLogger(__name__)
+# Jobs per transaction: a pass is bound by commits (a Postgres commit waits for its WAL flush),
+# and a shorter transaction holds SQLite's write lock for less time.
+_COMMIT_EVERY = 100
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,10 @@ class LineObserver:
         self._write(f"{reason}; trying again in {retry_in_s:g}s")
 
 
+def _tell_created(observer: SchedulerObserver, run: ScheduledRun) -> None:
+    observer.created(run)
+
+
 class Scheduler:
     def __init__(
         self,
@@ -121,15 +130,22 @@ class Scheduler:
     # -- one pass -----------------------------------------------------------------------------
 
     def tick(self, now: datetime | None = None) -> Pass:
-        """Create the job of every run due at ``now`` (default: the clock's now)."""
+        """Create the job of every run due at ``now`` (default: the clock's now, read again
+        for each commit, so a job's ``created_at`` and lag say when it was really made)."""
+        fixed = now
         now = now or self.clock.now()
         done = Pass()
         after: tuple[datetime, int] | None = None
         while True:
             due = self.store.due_runs(now, self.settings.batch, after)
             streaks = self._streaks([run.connection.id for run in due])
+            ready: list[tuple[Connection, datetime, Schedule]] = []
             for run in due:
-                self._handle(run, streaks.get(run.connection.id), now, done)
+                found = self._decide(run, streaks.get(run.connection.id), fixed or self.clock.now(), done)
+                if found is not None:
+                    ready.append(found)
+            for start in range(0, len(ready), _COMMIT_EVERY):
+                self._create(ready[start : start + _COMMIT_EVERY], fixed or self.clock.now(), done)
             if len(due) < self.settings.batch:
                 return done
             last = due[-1].connection
@@ -141,14 +157,18 @@ class Scheduler:
             return {}
         return self.store.failure_streaks(ids)
 
-    def _handle(self, run: DueRun, streak: FailureStreak | None, now: datetime, done: Pass) -> None:
+    def _decide(
+        self, run: DueRun, streak: FailureStreak | None, now: datetime, done: Pass
+    ) -> tuple[Connection, datetime, Schedule] | None:
+        """The run to make a job for (connection, due time, schedule), or None when its
+        connection is re-planned or disabled instead."""
         conn = run.connection
         seen = conn.next_run_at
         assert seen is not None  # a due run has one
         schedule = self._schedule(conn)
         if schedule is None or schedule.type is ScheduleType.MANUAL:
             self.store.set_next_run(conn.id, seen, None)
-            return
+            return None
         due = seen
         ended = run.last_ended_at
         if schedule.type is ScheduleType.CRON and ended is not None and ended > due:
@@ -157,7 +177,7 @@ class Scheduler:
             if due_after_end is None or due_after_end > now:
                 self.store.set_next_run(conn.id, seen, due_after_end)
                 done.replanned += 1
-                return
+                return None
             due = due_after_end
         reason = self._disable_reason(streak, now)
         if reason is not None:
@@ -166,23 +186,19 @@ class Scheduler:
                 # NOTIFY: connection disabled
                 done.disabled.append(disabled)
                 self._tell(lambda observer: observer.disabled(disabled))
-            return
-        try:
-            job = self.service.enqueue_replication(conn, scheduled_for=due, now=now)
-        except AlreadyScheduled:
-            # Another scheduler made this run's job; it moves next_run_at, unless it died first.
-            self.store.set_next_run(conn.id, seen, schedule.next_run(now))
-            done.taken += 1
-            return
-        except ConnectionBusy:  # a sync started since the query: this run waits for it to end
-            done.taken += 1
-            return
-        except NotFound:  # deleted since the query
-            return
-        self.store.set_next_run(conn.id, seen, schedule.next_run(now))
-        created = ScheduledRun(job, conn, due, max(0.0, (now - due).total_seconds()))
-        done.created.append(created)
-        self._tell(lambda observer: observer.created(created))
+            return None
+        return conn, due, schedule
+
+    def _create(self, ready: list[tuple[Connection, datetime, Schedule]], now: datetime, done: Pass) -> None:
+        """One transaction for these runs' jobs; a run another scheduler took gets none."""
+        runs = [DueSync(conn, due, now, schedule.next_run(now)) for conn, due, schedule in ready]
+        for run, job in zip(runs, self.service.enqueue_scheduled(runs), strict=True):
+            if job is None:
+                done.taken += 1
+                continue
+            created = ScheduledRun(job, run.connection, run.due, max(0.0, (now - run.due).total_seconds()))
+            done.created.append(created)
+            self._tell(partial(_tell_created, run=created))
 
     def _disable_reason(self, streak: FailureStreak | None, now: datetime) -> str | None:
         if streak is None:

@@ -32,7 +32,7 @@ from ferryman.protocol.state import load_state
 from ferryman.protocol.sync_modes import destination_modes
 from ferryman.secrets import mask_strings
 from ferryman.settings import Settings
-from ferryman.store.base import Actor, Attempt, Connection, Job, JobStore, StreamStat
+from ferryman.store.base import Actor, Attempt, Connection, Job, JobStore, ScheduledJob, StreamStat
 from ferryman.store.config_ops import check_new_name
 from ferryman.workers.specs import connector_spec
 
@@ -49,6 +49,22 @@ class ConnectionPlan:
     prefix: str = ""
     schedule: Schedule | None = None
     status: str = "active"
+
+
+@dataclass(frozen=True)
+class DueSync:
+    """A scheduled run to make a sync job for: the connection as read (its ``next_run_at`` is
+    what the scheduler saw), the due time, the job's creation time, and the next run after it."""
+
+    connection: Connection
+    due: datetime
+    now: datetime
+    next_run_at: datetime | None
+
+    @property
+    def seen_next_run(self) -> datetime:
+        assert self.connection.next_run_at is not None
+        return self.connection.next_run_at
 
 
 @dataclass
@@ -305,33 +321,50 @@ class JobService:
         config = ConnectorJobConfig(connector=connector).to_document()
         return self._submit(self.store.enqueue(JobType.SPEC, scope, config))
 
-    def enqueue_replication(
-        self,
-        connection: Connection | str,
-        reset: bool = False,
-        scheduled_for: datetime | None = None,
-        now: datetime | None = None,
-    ) -> Job:
+    def enqueue_replication(self, connection: Connection | str, reset: bool = False) -> Job:
         """A sync (or reset) of the connection (its row, or what a user typed: resolved once);
-        ConnectionBusy if one is live already. The scheduler gives the due time it runs
-        (``scheduled_for``: AlreadyScheduled if a job has it already) and its ``now``.
+        ConnectionBusy if one is live already.
 
         Its actors are read by id: a source *named* like another's id must not stand in for it."""
         conn = self.store.get_connection(connection) if isinstance(connection, str) else connection
-        src = self.store.get_actor_by_id(SOURCE, conn.source_id)
-        dst = self.store.get_actor_by_id(DESTINATION, conn.destination_id)
+        job_type = JobType.RESET if reset else JobType.SYNC
+        return self._submit(self.store.enqueue(job_type, str(conn.id), self._replication_config(conn)))
+
+    def enqueue_scheduled(self, runs: list[DueSync]) -> list[Job | None]:
+        """The sync jobs of due runs, made in one transaction (see ``JobStore.enqueue_scheduled``):
+        None for a run another scheduler took or whose connection is busy."""
+        actors: dict[tuple[str, int], Actor] = {}  # connections often share their actors
+        planned = [
+            ScheduledJob(
+                connection_id=run.connection.id,
+                config=self._replication_config(run.connection, actors),
+                scheduled_for=run.due,
+                created_at=run.now,
+                seen_next_run=run.seen_next_run,
+                next_run_at=run.next_run_at,
+            )
+            for run in runs
+        ]
+        return [None if job is None else self._submit(job) for job in self.store.enqueue_scheduled(planned)]
+
+    def _replication_config(
+        self, conn: Connection, actors: dict[tuple[str, int], Actor] | None = None
+    ) -> dict[str, Any]:
+        """The config snapshot of a sync or reset of ``conn``; ``actors``: those read already."""
+        known = {} if actors is None else actors
+        for kind, actor_id in ((SOURCE, conn.source_id), (DESTINATION, conn.destination_id)):
+            if (kind, actor_id) not in known:
+                known[kind, actor_id] = self.store.get_actor_by_id(kind, actor_id)
         config = ReplicationConfig(
             connection_id=conn.id,
-            source=_snapshot(src),
-            destination=_snapshot(dst),
+            source=_snapshot(known[SOURCE, conn.source_id]),
+            destination=_snapshot(known[DESTINATION, conn.destination_id]),
             catalog=conn.catalog,
             namespace=NamespaceConfig(
                 definition=conn.namespace_definition, format=conn.namespace_format, prefix=conn.prefix
             ),
         )
-        job_type = JobType.RESET if reset else JobType.SYNC
-        job = self.store.enqueue(job_type, str(conn.id), config.to_document(), scheduled_for, now)
-        return self._submit(job)
+        return config.to_document()
 
     def _submit(self, job: Job) -> Job:
         """Hand a job just enqueued to the engine (Temporal starts its workflow now)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from ferryman.clock import ManualClock
 from ferryman.jobs.schedules import parse_schedule
@@ -14,6 +15,7 @@ from ferryman.service import JobService
 from ferryman.settings import SchedulerSettings, Settings
 from ferryman.store import SqlJobStore, open_store
 from ferryman.store.base import Connection, Job
+from ferryman.store.schema import jobs
 from tests.contract.store_support import T0, failure, log_path, store, store_url
 
 __all__ = ["store", "store_url"]
@@ -217,9 +219,9 @@ def test_many_due_connections_in_one_pass_past_the_batch_size(store: SqlJobStore
 def test_a_scheduler_with_a_stale_view_cannot_make_a_second_job_for_a_run(
     store: SqlJobStore, store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The race the unique index on (scope, scheduled_for) closes: scheduler B read the due runs,
-    then A made the job and it ended before B got to it. B's reads are frozen at that moment
-    (a stand-in for the timing two processes produce only by chance); its writes are real."""
+    """Scheduler B read the due runs, then A made the job and it ended before B got to it (no
+    live job left to stop B). B's reads are frozen at that moment (a stand-in for the timing two
+    processes produce only by chance); its writes are real, and find the run taken."""
     world = World(store)
     conn = world.connection("every 1h")
     other = open_store(store_url)  # scheduler B: its own store and connections to the database
@@ -238,3 +240,26 @@ def test_a_scheduler_with_a_stale_view_cannot_make_a_second_job_for_a_run(
         assert world.reread(conn).next_run_at == at(2)
     finally:
         other.close()
+
+
+def test_the_database_refuses_a_second_job_for_one_due_run(store: SqlJobStore) -> None:
+    """The backstop under the compare-and-set: whatever code runs, one job per (scope, due time)."""
+    world = World(store)
+    conn = world.connection("every 1h")
+    [job] = world.at(at(1))
+    world.finish(job, at(1.1))
+    values = {
+        "type": "sync",
+        "scope": str(conn.id),
+        "config": {},
+        "status": "pending",
+        "created_at": at(1.2),
+        "updated_at": at(1.2),
+        "cancel_requested": False,
+        "scheduled_for": at(1),
+    }
+    with pytest.raises(IntegrityError), store.engine.begin() as db:
+        db.execute(jobs.insert().values(**values))
+    with store.engine.begin() as db:  # another due time, or none (a manual sync), is fine
+        db.execute(jobs.insert().values(**{**values, "scheduled_for": None, "status": "succeeded"}))
+        db.execute(jobs.insert().values(**{**values, "scheduled_for": at(2), "status": "succeeded"}))

@@ -17,7 +17,6 @@ from ferryman.settings import ferryman_home
 from ferryman.store.base import (
     Actor,
     AlreadyExists,
-    AlreadyScheduled,
     Attempt,
     Connection,
     ConnectionBusy,
@@ -34,7 +33,6 @@ __all__ = [
     "DATABASE_URL_ENV",
     "Actor",
     "AlreadyExists",
-    "AlreadyScheduled",
     "Attempt",
     "Connection",
     "ConnectionBusy",

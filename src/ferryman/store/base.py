@@ -25,10 +25,6 @@ class AlreadyExists(UserInputError):
     """A source, destination or connection with that name exists already."""
 
 
-class AlreadyScheduled(ConnectionBusy):
-    """A job for this due run of the connection exists already (another scheduler made it)."""
-
-
 class StaleWrite(StoreError):
     """A compare-and-set found the row in another state: someone else moved it first."""
 
@@ -94,6 +90,18 @@ class DueRun:
 
     connection: Connection
     last_ended_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    """A sync job the scheduler makes for a due run, and what that run's connection expects."""
+
+    connection_id: int
+    config: dict[str, Any]  # the job's config snapshot
+    scheduled_for: datetime  # the due time
+    created_at: datetime
+    seen_next_run: datetime  # the connection's next_run_at when the scheduler read it
+    next_run_at: datetime | None  # what it becomes with the job
 
 
 @dataclass(frozen=True)
@@ -239,18 +247,9 @@ class JobStore(Protocol):
     def delete_connection(self, connection_id: int) -> None: ...
 
     # -- jobs and attempts ----------------------------------------------------------------
-    def enqueue(
-        self,
-        type: JobType,
-        scope: str | None,
-        config: dict[str, Any],
-        scheduled_for: datetime | None = None,
-        now: datetime | None = None,
-    ) -> Job:
-        """A pending job, created ``now`` (default: the wall clock). For sync/reset:
-        ConnectionBusy if the scope has a live one (the database enforces it: a partial unique
-        index on scope where status is live); AlreadyScheduled if a job of the scope was made for
-        the same ``scheduled_for`` (a unique index on scope and scheduled_for)."""
+    def enqueue(self, type: JobType, scope: str | None, config: dict[str, Any]) -> Job:
+        """A pending job. For sync/reset: ConnectionBusy if the scope has a live one (the
+        database enforces it: a partial unique index on scope where status is live)."""
 
     def get_job(self, job_id: int) -> Job: ...
     def list_jobs(
@@ -355,6 +354,13 @@ class JobStore(Protocol):
 
     def set_next_run(self, connection_id: int, seen: datetime | None, next_run_at: datetime | None) -> bool:
         """Compare-and-set: ``next_run_at`` becomes the value given if it still is ``seen``."""
+        ...
+
+    def enqueue_scheduled(self, runs: list[ScheduledJob]) -> list[Job | None]:
+        """One transaction for all: each run's sync job is created and its connection's
+        ``next_run_at`` moved from ``seen_next_run`` (compare-and-set), both or neither. None
+        for a run another scheduler took (``next_run_at`` moved already, or a job has this
+        ``scheduled_for``: unique per scope) or whose connection has a live job."""
         ...
 
     def failure_streaks(self, connection_ids: Collection[int]) -> dict[int, FailureStreak]:

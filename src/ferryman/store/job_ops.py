@@ -23,15 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from ferryman.errors import UserInputError
 from ferryman.jobs.states import AttemptStatus, JobStatus, JobType, apply, apply_attempt
 from ferryman.store import rows
-from ferryman.store.base import (
-    AlreadyScheduled,
-    Attempt,
-    ConnectionBusy,
-    Job,
-    NotFound,
-    StaleWrite,
-    StreamStat,
-)
+from ferryman.store.base import Attempt, ConnectionBusy, Job, NotFound, StaleWrite, StreamStat
 from ferryman.store.db import Database
 from ferryman.store.schema import LIVE_STATUSES, REPLICATION_TYPES, UtcDateTime, attempts, jobs, stream_stats
 
@@ -113,18 +105,11 @@ class JobOps:
 
     # -- creating and reading jobs ----------------------------------------------------------
 
-    def enqueue(
-        self,
-        type: JobType,
-        scope: str | None,
-        config: dict[str, Any],
-        scheduled_for: datetime | None = None,
-        now: datetime | None = None,
-    ) -> Job:
+    def enqueue(self, type: JobType, scope: str | None, config: dict[str, Any]) -> Job:
         type = JobType(type)
         if type.is_replication and not scope:
             raise UserInputError(f"a {type} job needs its connection id as scope")
-        now = now or rows.utcnow()
+        now = rows.utcnow()
         values = {
             "type": type.value,
             "scope": scope,
@@ -133,7 +118,6 @@ class JobOps:
             "created_at": now,
             "updated_at": now,
             "cancel_requested": False,
-            "scheduled_for": scheduled_for,
         }
         for _ in range(2):
             try:
@@ -141,16 +125,7 @@ class JobOps:
                     row = conn.execute(jobs.insert().values(**values).returning(*jobs.c)).one()
                 return rows.job(row)
             except IntegrityError:
-                # Only the unique indexes can refuse this insert: a live sync/reset exists, or a
-                # job was made for this due run already.
-                if scheduled_for is not None:
-                    made = self._scheduled_job(scope, scheduled_for)
-                    if made is not None:
-                        raise AlreadyScheduled(
-                            f"connection {scope} has job {made} for its run due at "
-                            f"{scheduled_for.isoformat()}",
-                            job_id=made,
-                        ) from None
+                # Only the partial unique index can refuse this insert: a live sync/reset exists.
                 if not type.is_replication:
                     raise
                 live = self.live_job(scope)
@@ -167,13 +142,6 @@ class JobOps:
                         status=live.status.value,
                     ) from None
         raise ConnectionBusy(f"connection {scope} is busy with another sync or reset job")
-
-    def _scheduled_job(self, scope: str | None, scheduled_for: datetime) -> int | None:
-        with self._db.read() as conn:
-            found: int | None = conn.execute(
-                sa.select(jobs.c.id).where(jobs.c.scope == scope, jobs.c.scheduled_for == scheduled_for)
-            ).scalar()
-        return found
 
     def live_job(self, scope: str | None) -> Job | None:
         """The pending, running or incomplete sync/reset job of this connection, if any."""

@@ -13,10 +13,12 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection as SqlConnection
+from sqlalchemy.exc import IntegrityError
 
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.store import rows
-from ferryman.store.base import Connection, DueRun, FailureStreak
+from ferryman.store.base import Connection, DueRun, FailureStreak, Job, ScheduledJob
 from ferryman.store.db import Database
 from ferryman.store.schema import LIVE_STATUSES, REPLICATION_TYPES, UtcDateTime, connections, jobs
 
@@ -94,6 +96,53 @@ class ScheduleOps:
                 .values(next_run_at=next_run_at)
             )
         return bool(result.rowcount)
+
+    def enqueue_scheduled(self, runs: list[ScheduledJob]) -> list[Job | None]:
+        made: list[Job | None] = []
+        with self._db.write() as conn:  # one commit for all: a pass is bound by commits
+            for run in runs:
+                made.append(self._enqueue_one(conn, run))
+        return made
+
+    def _enqueue_one(self, conn: SqlConnection, run: ScheduledJob) -> Job | None:
+        """Under a savepoint: move the connection's next run (compare-and-set: a scheduler that
+        read the same due run waits on the row lock, then finds it moved), then insert the job;
+        the unique indexes refuse a second job for the run, or one beside a live job."""
+        scope = str(run.connection_id)
+        try:
+            with conn.begin_nested():
+                if not self._move_next_run(conn, run):
+                    return None
+                values = {
+                    "type": JobType.SYNC.value,
+                    "scope": scope,
+                    "config": run.config,
+                    "status": JobStatus.PENDING.value,
+                    "created_at": run.created_at,
+                    "updated_at": run.created_at,
+                    "cancel_requested": False,
+                    "scheduled_for": run.scheduled_for,
+                }
+                return rows.job(conn.execute(jobs.insert().values(**values).returning(*jobs.c)).one())
+        except IntegrityError:
+            made = conn.execute(
+                sa.select(jobs.c.id).where(jobs.c.scope == scope, jobs.c.scheduled_for == run.scheduled_for)
+            ).first()
+            if made is not None:  # another scheduler made it and died before moving next_run_at
+                self._move_next_run(conn, run)
+            return None
+
+    def _move_next_run(self, conn: SqlConnection, run: ScheduledJob) -> bool:
+        moved = conn.execute(
+            connections.update()
+            .where(
+                connections.c.id == run.connection_id,
+                connections.c.status == ACTIVE,
+                connections.c.next_run_at == sa.literal(run.seen_next_run, UtcDateTime()),
+            )
+            .values(next_run_at=run.next_run_at)
+        )
+        return bool(moved.rowcount)
 
     def failure_streaks(self, connection_ids: Collection[int]) -> dict[int, FailureStreak]:
         ids = sorted(set(connection_ids))
