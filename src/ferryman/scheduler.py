@@ -138,7 +138,7 @@ class Scheduler:
         after: tuple[datetime, int] | None = None
         while True:
             due = self.store.due_runs(now, self.settings.batch, after)
-            streaks = self._streaks([run.connection.id for run in due])
+            streaks = self._streaks([run.connection.id for run in due if run.last_sync_failed])
             ready: list[tuple[Connection, datetime, Schedule]] = []
             for run in due:
                 found = self._decide(run, streaks.get(run.connection.id), fixed or self.clock.now(), done)
@@ -153,7 +153,8 @@ class Scheduler:
             after = (last.next_run_at, last.id)  # past the runs left due (busy since the query)
 
     def _streaks(self, ids: list[int]) -> dict[int, FailureStreak]:
-        if not (self.settings.max_failed_jobs or self.settings.max_failed_days):
+        """The failure streaks of the connections whose newest sync failed (the others have none)."""
+        if not ids or not (self.settings.max_failed_jobs or self.settings.max_failed_days):
             return {}
         return self.store.failure_streaks(ids)
 

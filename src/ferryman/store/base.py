@@ -85,11 +85,12 @@ class Job:
 
 @dataclass(frozen=True)
 class DueRun:
-    """A connection whose scheduled run is due and that has no live job, and when its last
-    sync/reset job ended (None: it never had one)."""
+    """A connection whose scheduled run is due and that has no live job, when its last
+    sync/reset job ended (None: it never had one), and whether its newest sync failed."""
 
     connection: Connection
     last_ended_at: datetime | None
+    last_sync_failed: bool = False
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection as SqlConnection
-from sqlalchemy.exc import IntegrityError
 
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.store import rows
@@ -36,23 +35,20 @@ class ScheduleOps:
     _db: Database
 
     def due_runs(self, now: datetime, limit: int, after: tuple[datetime, int] | None = None) -> list[DueRun]:
-        scope = _scope_of(connections)
-        live = sa.exists().where(
-            jobs.c.scope == scope,
+        # NOT IN over the live jobs, not NOT EXISTS: the database hashes the live scopes once,
+        # whatever it believes about the size of the jobs table (a NOT EXISTS planned on stale
+        # statistics scanned the jobs table once per connection).
+        live_scopes = sa.select(jobs.c.scope).where(
+            jobs.c.scope.is_not(None),
             jobs.c.type.in_(REPLICATION_TYPES),
             jobs.c.status.in_(LIVE_STATUSES),
         )
-        last_ended = (
-            sa.select(sa.func.max(jobs.c.updated_at))
-            .where(jobs.c.scope == scope, jobs.c.type.in_(REPLICATION_TYPES))
-            .scalar_subquery()
-        )
         query = (
-            sa.select(connections, sa.type_coerce(last_ended, UtcDateTime()).label("last_ended_at"))
+            sa.select(connections)
             .where(
                 connections.c.status == ACTIVE,
                 connections.c.next_run_at <= now,
-                sa.not_(live),
+                _scope_of(connections).not_in(live_scopes),
             )
             .order_by(connections.c.next_run_at, connections.c.id)
             .limit(limit)
@@ -67,7 +63,28 @@ class ScheduleOps:
                 )
             )
         with self._db.read() as conn:
-            return [DueRun(rows.connection(row), row.last_ended_at) for row in conn.execute(query)]
+            due = [rows.connection(row) for row in conn.execute(query)]
+            if not due:
+                return []
+            ended, failed = self._last_jobs(conn, [str(c.id) for c in due])
+        return [DueRun(c, ended.get(str(c.id)), str(c.id) in failed) for c in due]
+
+    def _last_jobs(self, conn: SqlConnection, scopes: list[str]) -> tuple[dict[str, datetime], set[str]]:
+        """When each scope's last sync/reset ended, and the scopes whose newest sync failed."""
+        last_sync = sa.func.max(sa.case((jobs.c.type == JobType.SYNC.value, jobs.c.id)))
+        found = conn.execute(
+            sa.select(jobs.c.scope, sa.type_coerce(sa.func.max(jobs.c.updated_at), UtcDateTime()), last_sync)
+            .where(jobs.c.scope.in_(scopes), jobs.c.type.in_(REPLICATION_TYPES))
+            .group_by(jobs.c.scope)
+        ).all()
+        ended = {scope: moment for scope, moment, _ in found}
+        newest = [job_id for _, _, job_id in found if job_id is not None]
+        failed = set(
+            conn.execute(
+                sa.select(jobs.c.scope).where(jobs.c.id.in_(newest), jobs.c.status == JobStatus.FAILED.value)
+            ).scalars()
+        )
+        return ended, failed
 
     def unplanned_connections(self) -> list[Connection]:
         query = (
@@ -105,32 +122,28 @@ class ScheduleOps:
         return made
 
     def _enqueue_one(self, conn: SqlConnection, run: ScheduledJob) -> Job | None:
-        """Under a savepoint: move the connection's next run (compare-and-set: a scheduler that
-        read the same due run waits on the row lock, then finds it moved), then insert the job;
-        the unique indexes refuse a second job for the run, or one beside a live job."""
-        scope = str(run.connection_id)
-        try:
-            with conn.begin_nested():
-                if not self._move_next_run(conn, run):
-                    return None
-                values = {
-                    "type": JobType.SYNC.value,
-                    "scope": scope,
-                    "config": run.config,
-                    "status": JobStatus.PENDING.value,
-                    "created_at": run.created_at,
-                    "updated_at": run.created_at,
-                    "cancel_requested": False,
-                    "scheduled_for": run.scheduled_for,
-                }
-                return rows.job(conn.execute(jobs.insert().values(**values).returning(*jobs.c)).one())
-        except IntegrityError:
-            made = conn.execute(
-                sa.select(jobs.c.id).where(jobs.c.scope == scope, jobs.c.scheduled_for == run.scheduled_for)
-            ).first()
-            if made is not None:  # another scheduler made it and died before moving next_run_at
-                self._move_next_run(conn, run)
+        """Insert the job unless a unique index refuses it (a job for this due run exists, or a
+        live one: a concurrent scheduler's uncommitted insert makes this one wait, then yield),
+        then move the connection's next run from the value read (compare-and-set); if that
+        moved meanwhile (re-planned, disabled, deleted), the job goes again."""
+        values = {
+            "type": JobType.SYNC.value,
+            "scope": str(run.connection_id),
+            "config": run.config,
+            "status": JobStatus.PENDING.value,
+            "created_at": run.created_at,
+            "updated_at": run.created_at,
+            "cancel_requested": False,
+            "scheduled_for": run.scheduled_for,
+        }
+        insert = self._db.insert(jobs).values(**values).on_conflict_do_nothing().returning(*jobs.c)
+        row = conn.execute(insert).first()
+        if row is None:
             return None
+        if not self._move_next_run(conn, run):
+            conn.execute(jobs.delete().where(jobs.c.id == row.id))
+            return None
+        return rows.job(row)
 
     def _move_next_run(self, conn: SqlConnection, run: ScheduledJob) -> bool:
         moved = conn.execute(
