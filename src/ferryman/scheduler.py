@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -237,10 +238,12 @@ class Scheduler:
     # -- the loop -----------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Plan, then tick every ``interval_s`` until ``stop`` is set. A store that cannot be
-        reached does not end the loop: the observer hears of it and the next pass tries again."""
+        """Plan, then start a pass every ``interval_s`` (a long pass is followed at once by the
+        next) until ``stop`` is set. A store that cannot be reached does not end the loop: the
+        observer hears of it and the next pass tries again."""
         planned = False
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 if not planned:
                     self.plan()
@@ -250,7 +253,7 @@ class Scheduler:
                 self._store_unavailable(str(exc).strip().splitlines()[0][:300])
             except Exception:  # a bug must not end scheduling for every connection: log, go on
                 log.exception("scheduler pass failed; trying again in %ss", self.settings.interval_s)
-            stop.wait(self.settings.interval_s)
+            stop.wait(max(0.0, self.settings.interval_s - (time.monotonic() - started)))
 
     def _store_unavailable(self, reason: str) -> None:
         self._tell(lambda observer: observer.store_unavailable(reason, self.settings.interval_s))
