@@ -167,7 +167,7 @@ def measure(url: str, count: int, interval_s: float, spread_s: float) -> dict[st
 
 
 def postgres_url(admin: str) -> tuple[str, str]:
-    name = f"ferryman_bench_{uuid.uuid4().hex[:10]}"
+    name = f"ferryman_schedbench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)

@@ -115,47 +115,58 @@ class ScheduleOps:
         return bool(result.rowcount)
 
     def enqueue_scheduled(self, runs: list[ScheduledJob]) -> list[Job | None]:
-        made: list[Job | None] = []
-        with self._db.write() as conn:  # one commit for all: a pass is bound by commits
-            for run in runs:
-                made.append(self._enqueue_one(conn, run))
-        return made
+        """Three statements for all the runs, in one transaction (a pass is bound by round trips
+        and commits, a Postgres commit waiting for its WAL flush):
 
-    def _enqueue_one(self, conn: SqlConnection, run: ScheduledJob) -> Job | None:
-        """Insert the job unless a unique index refuses it (a job for this due run exists, or a
-        live one: a concurrent scheduler's uncommitted insert makes this one wait, then yield),
-        then move the connection's next run from the value read (compare-and-set); if that
-        moved meanwhile (re-planned, disabled, deleted), the job goes again."""
-        values = {
-            "type": JobType.SYNC.value,
-            "scope": str(run.connection_id),
-            "config": run.config,
-            "status": JobStatus.PENDING.value,
-            "created_at": run.created_at,
-            "updated_at": run.created_at,
-            "cancel_requested": False,
-            "scheduled_for": run.scheduled_for,
-        }
-        insert = self._db.insert(jobs).values(**values).on_conflict_do_nothing().returning(*jobs.c)
-        row = conn.execute(insert).first()
-        if row is None:
-            return None
-        if not self._move_next_run(conn, run):
-            conn.execute(jobs.delete().where(jobs.c.id == row.id))
-            return None
-        return rows.job(row)
+        1. insert the jobs, ``ON CONFLICT DO NOTHING``: a unique index skips a run that has its
+           job already, or whose connection has a live one (a concurrent scheduler's uncommitted
+           insert of the same run makes this one wait for it, then skip);
+        2. move each inserted run's ``next_run_at`` from the value read (compare-and-set);
+        3. delete the jobs whose connection had moved meanwhile (re-planned, disabled, deleted).
+        """
+        if not runs:
+            return []
+        by_scope = {str(run.connection_id): run for run in runs}
+        values = [
+            {
+                "type": JobType.SYNC.value,
+                "scope": scope,
+                "config": run.config,
+                "status": JobStatus.PENDING.value,
+                "created_at": run.created_at,
+                "updated_at": run.created_at,
+                "cancel_requested": False,
+                "scheduled_for": run.scheduled_for,
+            }
+            for scope, run in by_scope.items()
+        ]
+        with self._db.write() as conn:
+            insert = self._db.insert(jobs).values(values).on_conflict_do_nothing().returning(*jobs.c)
+            made = {row.scope: rows.job(row) for row in conn.execute(insert)}
+            moved = self._move_next_runs(conn, [by_scope[scope] for scope in made])
+            stale = [job.id for scope, job in made.items() if by_scope[scope].connection_id not in moved]
+            if stale:
+                conn.execute(jobs.delete().where(jobs.c.id.in_(stale)))
+        return [made.get(str(run.connection_id)) if run.connection_id in moved else None for run in runs]
 
-    def _move_next_run(self, conn: SqlConnection, run: ScheduledJob) -> bool:
+    def _move_next_runs(self, conn: SqlConnection, runs: list[ScheduledJob]) -> set[int]:
+        """Compare-and-set each run's ``next_run_at`` (one UPDATE); the ids it moved."""
+        if not runs:
+            return set()
+        seen = sa.tuple_(connections.c.id, connections.c.next_run_at).in_(
+            [sa.tuple_(sa.literal(r.connection_id), sa.literal(r.seen_next_run, UtcDateTime())) for r in runs]
+        )
+        upcoming = sa.case(
+            {r.connection_id: sa.literal(r.next_run_at, UtcDateTime()) for r in runs},
+            value=connections.c.id,
+        )
         moved = conn.execute(
             connections.update()
-            .where(
-                connections.c.id == run.connection_id,
-                connections.c.status == ACTIVE,
-                connections.c.next_run_at == sa.literal(run.seen_next_run, UtcDateTime()),
-            )
-            .values(next_run_at=run.next_run_at)
+            .where(connections.c.status == ACTIVE, seen)
+            .values(next_run_at=upcoming)
+            .returning(connections.c.id)
         )
-        return bool(moved.rowcount)
+        return set(moved.scalars())
 
     def failure_streaks(self, connection_ids: Collection[int]) -> dict[int, FailureStreak]:
         ids = sorted(set(connection_ids))
