@@ -193,7 +193,12 @@ class Scheduler:
 
     def _create(self, ready: list[tuple[Connection, datetime, Schedule]], now: datetime, done: Pass) -> None:
         """One transaction for these runs' jobs; a run another scheduler took gets none."""
-        runs = [DueSync(conn, due, now, schedule.next_run(now)) for conn, due, schedule in ready]
+        upcoming: dict[Schedule, datetime | None] = {}  # connections often share a schedule
+        runs = []
+        for conn, due, schedule in ready:
+            if schedule not in upcoming:
+                upcoming[schedule] = schedule.next_run(now)
+            runs.append(DueSync(conn, due, now, upcoming[schedule]))
         for run, job in zip(runs, self.service.enqueue_scheduled(runs), strict=True):
             if job is None:
                 done.taken += 1
