@@ -11,16 +11,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ferryman import masking, views
+from ferryman.clock import Clock, SystemClock
 from ferryman.connectors import parse_reference, pin_reference, resolve
 from ferryman.connectors.config_paths import settle_paths
 from ferryman.engines.base import Engine
 from ferryman.errors import FieldError, UserInputError, WorkerError
 from ferryman.jobs.configs import ActorSnapshot, ConnectorJobConfig, NamespaceConfig, ReplicationConfig
 from ferryman.jobs.outcomes import ConnectorOutcome
+from ferryman.jobs.schedules import Schedule, from_document
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.launchers import ConnectorLauncher
 from ferryman.protocol.catalog import NamespaceDefinition, StreamChoice, plan_catalog, replan_catalog
@@ -29,7 +32,7 @@ from ferryman.protocol.state import load_state
 from ferryman.protocol.sync_modes import destination_modes
 from ferryman.secrets import mask_strings
 from ferryman.settings import Settings
-from ferryman.store.base import Actor, Attempt, Connection, Job, JobStore, StreamStat
+from ferryman.store.base import Actor, Attempt, Connection, Job, JobStore, ScheduledJob, StreamStat
 from ferryman.store.config_ops import check_new_name
 from ferryman.workers.specs import connector_spec
 
@@ -44,8 +47,24 @@ class ConnectionPlan:
     namespace_definition: str = "destination"
     namespace_format: str | None = None
     prefix: str = ""
-    schedule: dict[str, Any] | None = None
+    schedule: Schedule | None = None
     status: str = "active"
+
+
+@dataclass(frozen=True)
+class DueSync:
+    """A scheduled run to make a sync job for: the connection as read (its ``next_run_at`` is
+    what the scheduler saw), the due time, the job's creation time, and the next run after it."""
+
+    connection: Connection
+    due: datetime
+    now: datetime
+    next_run_at: datetime | None
+
+    @property
+    def seen_next_run(self) -> datetime:
+        assert self.connection.next_run_at is not None
+        return self.connection.next_run_at
 
 
 @dataclass
@@ -57,6 +76,8 @@ class JobService:
     # How the jobs the service runs for itself (the discover of a new connection) are run here;
     # the CLI's turns Ctrl-C into a cancel of the job. Default: run, and wait.
     foreground: Callable[[Job], Job] | None = None
+    # What "now" is when a schedule's next run is computed (tests move a ManualClock).
+    clock: Clock = field(default_factory=SystemClock)
 
     def _engine(self) -> Engine:
         if self.engine is None:
@@ -144,9 +165,11 @@ class JobService:
         prefix: str = "",
         choices: list[StreamChoice] | None = None,
         on_note: Callable[[str], None] | None = None,
+        schedule: Schedule | None = None,
     ) -> Connection:
         """Discover the source (as a job of its own) and configure its streams, each in its
-        requested mode or the best one both sides support; ``on_note`` hears of each fallback."""
+        requested mode or the best one both sides support; ``on_note`` hears of each fallback.
+        With a ``schedule``, the scheduler runs it from its next slot on."""
         NamespaceDefinition(namespace_definition)
         check_new_name("connection", name)  # before the discover job, not after it
         if namespace_definition == "customformat" and not namespace_format:
@@ -175,7 +198,15 @@ class JobService:
             (on_note or _ignore)(text)
         configured = plan.catalog
         return self.store.create_connection(
-            name, src.id, dst.id, configured, namespace_definition, namespace_format, prefix
+            name,
+            src.id,
+            dst.id,
+            configured,
+            namespace_definition,
+            namespace_format,
+            prefix,
+            schedule=None if schedule is None else schedule.to_document(),
+            next_run_at=self.next_run(schedule, "active"),
         )
 
     def latest_catalog(self, source: Actor) -> dict[str, Any] | None:
@@ -218,9 +249,46 @@ class JobService:
             plan.namespace_definition,
             plan.namespace_format,
             plan.prefix,
-            plan.schedule,
+            None if plan.schedule is None else plan.schedule.to_document(),
             plan.status,
+            next_run_at=self.next_run(plan.schedule, plan.status),
         )
+
+    # -- schedules ----------------------------------------------------------------------------
+
+    def next_run(self, schedule: Schedule | None, status: str) -> datetime | None:
+        """When a connection with this schedule and status runs next, counted from now; None
+        for a manual or inactive one."""
+        if schedule is None or status != "active":
+            return None
+        return schedule.next_run(self.clock.now())
+
+    def update_connection(
+        self,
+        conn: Connection,
+        schedule: Schedule | None = None,
+        status: str | None = None,
+        **values: Any,
+    ) -> Connection:
+        """Change a connection's fields (see ``JobStore.update_connection``). A new schedule, or
+        making it active again, plans its next run from now; re-enabling one the scheduler
+        disabled clears the reason and starts its failure count afresh."""
+        if status is not None and status not in ("active", "inactive"):
+            raise UserInputError(f"unknown status {status!r}: expected active or inactive")
+        new_status = status or conn.status
+        if schedule is not None:
+            values["schedule"] = schedule.to_document()
+        if status is not None and status != conn.status:
+            values["status"] = status
+            values["status_reason"] = None
+            if status == "active":
+                values["active_since"] = self.clock.now()
+        if schedule is not None or "status" in values:
+            current = schedule if schedule is not None else from_document(conn.schedule)
+            values["next_run_at"] = self.next_run(current, new_status)
+        if not values:
+            return conn
+        return self.store.update_connection(conn.id, **values)
 
     def update_streams(self, conn: Connection, choices: list[StreamChoice]) -> Connection:
         """The connection with new modes (or cursor, or primary key) for the streams named."""
@@ -259,19 +327,44 @@ class JobService:
 
         Its actors are read by id: a source *named* like another's id must not stand in for it."""
         conn = self.store.get_connection(connection) if isinstance(connection, str) else connection
-        src = self.store.get_actor_by_id(SOURCE, conn.source_id)
-        dst = self.store.get_actor_by_id(DESTINATION, conn.destination_id)
+        job_type = JobType.RESET if reset else JobType.SYNC
+        return self._submit(self.store.enqueue(job_type, str(conn.id), self._replication_config(conn)))
+
+    def enqueue_scheduled(self, runs: list[DueSync]) -> list[Job | None]:
+        """The sync jobs of due runs, made in one transaction (see ``JobStore.enqueue_scheduled``):
+        None for a run another scheduler took or whose connection is busy."""
+        actors: dict[tuple[str, int], Actor] = {}  # connections often share their actors
+        planned = [
+            ScheduledJob(
+                connection_id=run.connection.id,
+                config=self._replication_config(run.connection, actors),
+                scheduled_for=run.due,
+                created_at=run.now,
+                seen_next_run=run.seen_next_run,
+                next_run_at=run.next_run_at,
+            )
+            for run in runs
+        ]
+        return [None if job is None else self._submit(job) for job in self.store.enqueue_scheduled(planned)]
+
+    def _replication_config(
+        self, conn: Connection, actors: dict[tuple[str, int], Actor] | None = None
+    ) -> dict[str, Any]:
+        """The config snapshot of a sync or reset of ``conn``; ``actors``: those read already."""
+        known = {} if actors is None else actors
+        for kind, actor_id in ((SOURCE, conn.source_id), (DESTINATION, conn.destination_id)):
+            if (kind, actor_id) not in known:
+                known[kind, actor_id] = self.store.get_actor_by_id(kind, actor_id)
         config = ReplicationConfig(
             connection_id=conn.id,
-            source=_snapshot(src),
-            destination=_snapshot(dst),
+            source=_snapshot(known[SOURCE, conn.source_id]),
+            destination=_snapshot(known[DESTINATION, conn.destination_id]),
             catalog=conn.catalog,
             namespace=NamespaceConfig(
                 definition=conn.namespace_definition, format=conn.namespace_format, prefix=conn.prefix
             ),
         )
-        job_type = JobType.RESET if reset else JobType.SYNC
-        return self._submit(self.store.enqueue(job_type, str(conn.id), config.to_document()))
+        return config.to_document()
 
     def _submit(self, job: Job) -> Job:
         """Hand a job just enqueued to the engine (Temporal starts its workflow now)."""

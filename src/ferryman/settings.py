@@ -22,14 +22,14 @@ def local_root(home: Path | None = None) -> Path:
     return ((home or ferryman_home()) / "local").absolute()
 
 
-def _seconds(name: str, default: float) -> float:
+def _seconds(name: str, default: float, unit: str = "seconds") -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise UserInputError(f"{name} must be a number of seconds, got {raw!r}") from None
+        raise UserInputError(f"{name} must be a number of {unit}, got {raw!r}") from None
     if value < 0:
         raise UserInputError(f"{name} must not be negative, got {raw!r}")
     return value
@@ -71,10 +71,47 @@ class LifecycleSettings:
         )
 
 
+def _whole(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UserInputError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 0:
+        raise UserInputError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """How often the scheduler looks for due runs, and when it disables a failing connection
+    (Airbyte's defaults and names: 100 failed jobs in a row, or only failures for 14 days;
+    0 turns a rule off)."""
+
+    interval_s: float = 5.0
+    max_failed_jobs: int = 100
+    max_failed_days: float = 14.0
+    batch: int = 500  # due runs handled per query; a pass repeats the query until none is left
+
+    @classmethod
+    def from_env(cls) -> SchedulerSettings:
+        return cls(
+            interval_s=_seconds("FERRYMAN_SCHEDULER_INTERVAL_S", cls.interval_s) or cls.interval_s,
+            max_failed_jobs=_whole("MAX_FAILED_JOBS_IN_A_ROW_BEFORE_CONNECTION_DISABLE", cls.max_failed_jobs),
+            max_failed_days=_seconds(
+                "MAX_DAYS_OF_ONLY_FAILED_JOBS_BEFORE_CONNECTION_DISABLE", cls.max_failed_days, "days"
+            ),
+            batch=_whole("FERRYMAN_SCHEDULER_BATCH", cls.batch) or cls.batch,
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=ferryman_home)
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
 
     @property
     def workspace(self) -> Path:
@@ -90,4 +127,8 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        return cls(home=ferryman_home(), lifecycle=LifecycleSettings.from_env())
+        return cls(
+            home=ferryman_home(),
+            lifecycle=LifecycleSettings.from_env(),
+            scheduler=SchedulerSettings.from_env(),
+        )

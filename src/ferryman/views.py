@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ferryman.jobs.outcomes import failure_summary
+from ferryman.jobs.schedules import InvalidSchedule, from_document
 from ferryman.masking import masked_config
 
 if TYPE_CHECKING:  # the store package is heavy (SQLAlchemy, Alembic): not at CLI start-up
@@ -80,6 +81,15 @@ def streams_doc(catalog: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def schedule_text(connection: Connection) -> str:
+    """``manual``, ``every 2h`` or ``cron 0 0 12 * * ? (UTC)``; a schedule stored unreadable
+    by an older version is shown as stored."""
+    try:
+        return from_document(connection.schedule).describe()
+    except InvalidSchedule:
+        return f"unreadable: {connection.schedule}"
+
+
 def connection_doc(connection: Connection, source: Actor, destination: Actor) -> dict[str, Any]:
     return {
         "id": connection.id,
@@ -87,6 +97,9 @@ def connection_doc(connection: Connection, source: Actor, destination: Actor) ->
         "source": source.name,
         "destination": destination.name,
         "status": connection.status,
+        "status_reason": connection.status_reason,
+        "schedule": schedule_text(connection),
+        "next_run_at": connection.next_run_at,
         "namespace_definition": connection.namespace_definition,
         "namespace_format": connection.namespace_format,
         "prefix": connection.prefix,

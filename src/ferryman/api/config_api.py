@@ -32,6 +32,7 @@ from ferryman.api.models import (
     ConfigWorkspaceRead,
     ok,
 )
+from ferryman.jobs import schedules
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.secrets import mask_text
 from ferryman.service import tail_lines
@@ -130,6 +131,20 @@ def _stream_read(configured: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _schedule_data(conn: Connection) -> dict[str, Any] | None:
+    """The config API's ``scheduleData``: ``basicSchedule`` {timeUnit, units} or ``cron``
+    {cronExpression, cronTimeZone}; None for manual."""
+    try:
+        schedule = schedules.from_document(conn.schedule)
+    except schedules.InvalidSchedule:
+        return None
+    if schedule.type is schedules.ScheduleType.BASIC and schedule.time_unit is not None:
+        return {"basicSchedule": {"timeUnit": schedule.time_unit.value, "units": schedule.units}}
+    if schedule.type is schedules.ScheduleType.CRON:
+        return {"cron": {"cronExpression": schedule.cron, "cronTimeZone": schedule.timezone}}
+    return None
+
+
 def connection_read(conn: Connection, lookups: Lookups) -> dict[str, Any]:
     source = lookups.store.get_actor_by_id("source", conn.source_id)
     destination = lookups.store.get_actor_by_id("destination", conn.destination_id)
@@ -147,6 +162,7 @@ def connection_read(conn: Connection, lookups: Lookups) -> dict[str, Any]:
             "syncCatalog": {"streams": [_stream_read(s) for s in conn.catalog.get("streams", [])]},
             "status": conn.status,
             "scheduleType": schedule.get("scheduleType", "manual"),
+            "scheduleData": _schedule_data(conn),
             "breakingChange": False,
             "createdAt": epoch(conn.created_at),
         }

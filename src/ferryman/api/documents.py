@@ -9,6 +9,7 @@ from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
 from ferryman import masking
+from ferryman.jobs import schedules
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.protocol.sync_modes import AIRBYTE_NAMES, StreamMode
 from ferryman.store.base import Actor, Connection, Definition, Job, JobStore, Workspace
@@ -117,6 +118,20 @@ def stream_doc(configured: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def schedule_doc(conn: Connection) -> dict[str, Any]:
+    """Airbyte's ``schedule``: a cron expression followed by its zone (Airbyte echoes
+    ``<expr> UTC``), a basic one as ``basicTiming`` (plus its ``units`` and ``timeUnit``)."""
+    try:
+        schedule = schedules.from_document(conn.schedule)
+    except schedules.InvalidSchedule:  # stored unchecked by an older version: shown as stored
+        return dict(conn.schedule or {"scheduleType": "manual"})
+    if schedule.type is schedules.ScheduleType.CRON:
+        return {"scheduleType": "cron", "cronExpression": f"{schedule.cron} {schedule.timezone}"}
+    if schedule.type is schedules.ScheduleType.BASIC:
+        return {"scheduleType": "basic", "basicTiming": schedule.basic_timing, **schedule.to_document()}
+    return {"scheduleType": "manual"}
+
+
 def connection_doc(conn: Connection, lookups: Lookups) -> dict[str, Any]:
     source = lookups.store.get_actor_by_id("source", conn.source_id)
     destination = lookups.store.get_actor_by_id("destination", conn.destination_id)
@@ -128,7 +143,10 @@ def connection_doc(conn: Connection, lookups: Lookups) -> dict[str, Any]:
             "destinationId": destination.uuid,
             "workspaceId": lookups.workspace.uuid,
             "status": conn.status,
-            "schedule": conn.schedule or {"scheduleType": "manual"},
+            "statusReason": conn.status_reason,
+            "schedule": schedule_doc(conn),
+            # Ours: when the scheduler runs it next (epoch seconds, as createdAt); absent: never.
+            "nextSync": epoch(conn.next_run_at) if conn.next_run_at else None,
             "configurations": {"streams": [stream_doc(s) for s in conn.catalog.get("streams", [])]},
             "createdAt": epoch(conn.created_at),
             "tags": [],

@@ -23,6 +23,7 @@ from ferryman.api.context import (
 from ferryman.api.documents import NAMESPACES_IN, PUBLIC_JOB_TYPES, connection_doc, job_doc
 from ferryman.api.models import ok
 from ferryman.api.problems import Problem
+from ferryman.jobs import schedules
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.protocol.catalog import StreamChoice
 from ferryman.protocol.sync_modes import AIRBYTE_NAMES
@@ -49,8 +50,16 @@ class StreamConfigurations(BaseModel):
 
 
 class Schedule(BaseModel):
+    """Airbyte's ``schedule``: manual, cron (a Quartz or 5-field expression, optionally followed by
+    its time zone, as Airbyte echoes it: ``0 0 12 * * ? UTC``), or basic (``basicTiming``
+    ``Every 2 HOURS``, or ``units`` + ``timeUnit``). ``timezone`` is ours: the cron's IANA zone."""
+
     scheduleType: Literal["manual", "cron", "basic"]
     cronExpression: str | None = None
+    basicTiming: str | None = None
+    units: int | None = None
+    timeUnit: Literal["minutes", "hours", "days", "weeks", "months"] | None = None
+    timezone: str | None = None
 
 
 class ConnectionPatch(BaseModel):
@@ -74,12 +83,13 @@ class JobCreate(BaseModel):
     jobType: Literal["sync", "reset", "clear", "refresh"]
 
 
-def _schedule(schedule: Schedule | None) -> dict[str, Any] | None:
+def _schedule(schedule: Schedule | None) -> schedules.Schedule | None:
     if schedule is None:
         return None
-    if schedule.scheduleType == "cron" and not schedule.cronExpression:
-        raise Problem(422, "schedule.cronExpression is required with scheduleType cron")
-    return schedule.model_dump(exclude_none=True)
+    try:
+        return schedules.from_document(schedule.model_dump(exclude_none=True))
+    except schedules.InvalidSchedule as exc:
+        raise Problem(422, f"schedule: {exc}") from None
 
 
 def _choices(configurations: StreamConfigurations | None) -> list[StreamChoice] | None:
@@ -165,17 +175,14 @@ def get_connection(connectionId: str, context: Context) -> dict[str, Any]:
 def patch_connection(connectionId: str, body: ConnectionPatch, context: Context) -> dict[str, Any]:
     conn = _connection(context, connectionId)
     values: dict[str, Any] = {}
-    for key, value in (("name", body.name), ("status", body.status), ("prefix", body.prefix)):
+    for key, value in (("name", body.name), ("prefix", body.prefix)):
         if value is not None:
             values[key] = value
-    if body.schedule is not None:
-        values["schedule"] = _schedule(body.schedule)
     if body.namespaceDefinition is not None:
         values["namespace_definition"] = NAMESPACES_IN[body.namespaceDefinition]
     if body.namespaceFormat is not None:
         values["namespace_format"] = body.namespaceFormat
-    if values:
-        conn = context.store.update_connection(conn.id, **values)
+    conn = context.service.update_connection(conn, _schedule(body.schedule), body.status, **values)
     choices = _choices(body.configurations)
     if choices:
         conn = context.service.update_streams(conn, choices)

@@ -68,7 +68,9 @@ class Connection(Open):
     destinationId: str
     workspaceId: str
     status: str
+    statusReason: str | None = None
     schedule: dict[str, Any]
+    nextSync: int | None = None
     configurations: dict[str, list[StreamConfiguration]]
     createdAt: int
     tags: list[Any]

@@ -1,8 +1,9 @@
-"""``ferryman server``: the HTTP API and, unless ``--no-engine``, the local engine in one process.
+"""``ferryman server``: the HTTP API, the scheduler (unless ``--no-scheduler``) and, unless
+``--no-engine``, the local engine in one process.
 
-SIGTERM or Ctrl-C: the server stops accepting requests and finishes those in flight; the engine
-then stops claiming jobs and lets its running attempts finish (as ``ferryman worker`` does). A
-second signal cancels those attempts.
+SIGTERM or Ctrl-C: the server stops accepting requests and finishes those in flight; the
+scheduler finishes its pass; the engine then stops claiming jobs and lets its running attempts
+finish (as ``ferryman worker`` does). A second signal cancels those attempts.
 """
 
 from __future__ import annotations
@@ -105,11 +106,18 @@ def server(
             help="/metrics: api = the API's auth; loopback = none from a client on a loopback address."
         ),
     ] = MetricsAuth.API,
+    no_scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--no-scheduler", help="Do not run scheduled connections here (a `ferryman scheduler` does)."
+        ),
+    ] = False,
 ) -> None:
-    """Serve Airbyte's API (/v1, /api/public/v1) and run queued jobs, until SIGTERM or Ctrl-C."""
+    """Serve Airbyte's API (/v1, /api/public/v1), run scheduled connections and queued jobs,
+    until SIGTERM or Ctrl-C."""
     try:
         notify = None if no_notifications else (public_url or "")
-        code = _serve(host, port, not no_engine, auth, engine_name, notify, metrics_auth)
+        code = _serve(host, port, not no_engine, auth, engine_name, notify, metrics_auth, not no_scheduler)
     except (UserInputError, ValueError) as exc:
         sys.stderr.write(f"error: {str(exc).strip().splitlines()[0]}\n")
         code = 2
@@ -124,6 +132,7 @@ def _serve(
     engine_name: str | None,
     notify: str | None,
     metrics: MetricsAuth,
+    with_scheduler: bool,
 ) -> int:
     """``notify``: None for no notifications, else the public URL ("" for the default)."""
     # Imported here: every other ferryman command starts without FastAPI and the store.
@@ -157,11 +166,14 @@ def _serve(
         _say(f"store {store.url}; auth {'token or basic' if required else 'none'}")
         if required and metrics is MetricsAuth.LOOPBACK:
             _say(f"metrics {where}/metrics: no auth from loopback clients, token or basic from others")
+        stop_scheduler = _start_scheduler(service) if with_scheduler else _nothing
+        if not with_scheduler:
+            _say("scheduler: none (--no-scheduler): a `ferryman scheduler` runs scheduled connections")
         with _notifications(store, notify, where):
-            return _run(web, engine, temporal)
+            return _run(web, engine, temporal, stop_scheduler)
 
 
-def _run(web: uvicorn.Server, engine: Any, temporal: bool) -> int:
+def _run(web: uvicorn.Server, engine: Any, temporal: bool, stop_scheduler: Callable[[], None]) -> int:
     """Serve until stopped, with the engine (a LocalEngine) on a thread when there is one."""
     if engine is None:
         _say("engine: none (--no-engine): `ferryman worker` processes run the jobs")
@@ -170,12 +182,13 @@ def _run(web: uvicorn.Server, engine: Any, temporal: bool) -> int:
         for number in (signal.SIGTERM, signal.SIGINT):  # see _with_engine: uvicorn raises it again
             signal.signal(number, signal.SIG_IGN)
         web.run()
+        stop_scheduler()
         _say("ferryman server stopped")
         return 0
     limits = ", ".join(f"{slot} {limit}" for slot, limit in engine.limits.items())
     kind = "temporal" if temporal else "local"
     _say(f"engine {engine.engine_id}: {kind}, at most {limits} at once")
-    return _with_engine(web, engine)
+    return _with_engine(web, engine, stop_scheduler)
 
 
 @contextmanager
@@ -206,7 +219,33 @@ def _notifications(store: Any, public_url: str | None, where: str) -> Iterator[N
         log.removeHandler(handler)
 
 
-def _with_engine(web: uvicorn.Server, engine: Any) -> int:  # engine: a LocalEngine
+def _nothing() -> None:
+    pass
+
+
+def _start_scheduler(service: Any) -> Callable[[], None]:  # service: a JobService
+    """Run the scheduler on a thread; returns what stops it (after the pass in progress)."""
+    from ferryman.scheduler import LineObserver, Scheduler
+
+    runner = Scheduler(service, observer=LineObserver(lambda line: _say(f"scheduler: {line}")))
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.run, args=(stop,), name="scheduler", daemon=True)
+    thread.start()
+    _say(
+        f"scheduler: a pass every {runner.settings.interval_s:g}s "
+        "(--no-scheduler to leave it to another process)"
+    )
+
+    def stopper() -> None:
+        stop.set()
+        thread.join()
+
+    return stopper
+
+
+def _with_engine(
+    web: uvicorn.Server, engine: Any, stop_scheduler: Callable[[], None]
+) -> int:  # a LocalEngine
     stop = threading.Event()
     thread = threading.Thread(target=engine.run, args=(stop,), name="engine", daemon=True)
     thread.start()
@@ -221,6 +260,7 @@ def _with_engine(web: uvicorn.Server, engine: Any) -> int:  # engine: a LocalEng
         signal.signal(number, on_signal)
     web.run()  # returns after SIGTERM/SIGINT, requests in flight done
     signals["count"] = 0  # the signal that stopped uvicorn, raised again: not a second one
+    stop_scheduler()
     stop.set()
     running = len(engine.running_attempt_ids())
     _say(f"stopping: no new jobs; waiting for {running} running attempt(s) (signal again to cancel them)")

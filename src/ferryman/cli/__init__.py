@@ -8,6 +8,7 @@ Exit codes: 0 success, 1 the job (or the check) failed, 2 bad usage or bad input
     ferryman jobs ...                                history, attempts, logs, cancel (jobs)
     ferryman state ...                               a connection's committed state (state)
     ferryman worker                                  runs queued jobs (worker)
+    ferryman scheduler                               runs connections on their schedules (scheduler)
     ferryman definitions|applications ...            what the HTTP API needs (access)
     ferryman notifications ...                       webhooks told of failed syncs (notifications)
 """
@@ -16,7 +17,18 @@ from __future__ import annotations
 
 import typer
 
-from ferryman.cli import access, actors, adhoc, adhoc_sync, connections, jobs, notifications, state, worker
+from ferryman.cli import (
+    access,
+    actors,
+    adhoc,
+    adhoc_sync,
+    connections,
+    jobs,
+    notifications,
+    scheduler,
+    state,
+    worker,
+)
 from ferryman.cli.common import err
 from ferryman.cli.install_progress import report_installs_on
 
@@ -39,6 +51,7 @@ app.add_typer(access.definitions_app, name="definitions")
 app.add_typer(access.applications_app, name="applications")
 app.add_typer(notifications.app, name="notifications")
 app.command()(worker.worker)
+app.command()(scheduler.scheduler)
 app.command()(adhoc.connectors)
 app.command()(adhoc.version)
 # A PyPI install takes minutes: every command shows its steps on stderr.

@@ -8,6 +8,7 @@ progress, and the exit code says how it ended (0 succeeded, 1 failed or cancelle
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -25,6 +26,7 @@ from ferryman.cli.common import (
     PrimaryKeyOption,
     StreamOption,
     StreamsOption,
+    duration,
     err,
     guarded,
     note,
@@ -33,23 +35,51 @@ from ferryman.cli.common import (
     say,
     stream_choices,
     stream_names,
+    when,
 )
 from ferryman.cli.context import DESTINATION, SOURCE, job_service
 from ferryman.cli.foreground import run_and_watch
 from ferryman.cli.progress import progress_display
 from ferryman.cli.render import streams_table
 from ferryman.cli.summary import print_outcome
-from ferryman.views import connection_doc
+from ferryman.errors import UserInputError
+from ferryman.jobs.schedules import Schedule, parse_schedule
+from ferryman.views import connection_doc, utcnow
 
 if TYPE_CHECKING:
     from ferryman.service import JobService
     from ferryman.store.base import Connection
+
+
+class Status(StrEnum):
+    active = "active"
+    inactive = "inactive"
+
 
 app = typer.Typer(help="Connections: what to sync from a source to a destination.", no_args_is_help=True)
 
 NameArgument = Annotated[str, typer.Argument(help="The connection's name (or id).")]
 DetachOption = Annotated[
     bool, typer.Option("--detach", help="Only enqueue the job and print its id; a worker runs it.")
+]
+ScheduleOption = Annotated[
+    str | None,
+    typer.Option(
+        "--schedule",
+        help="When the scheduler syncs it: manual (default), 'every 30m' (or 2h, 1d, 1w), or "
+        "'cron 0 0 12 * * ?' (Quartz, seconds first) / 'cron 0 12 * * 1-5' (5 fields).",
+        show_default=False,
+    ),
+]
+TimezoneOption = Annotated[
+    str | None,
+    typer.Option("--timezone", help="The cron schedule's time zone (IANA, e.g. Europe/Berlin; default UTC)."),
+]
+StatusOption = Annotated[
+    Status | None,
+    typer.Option(
+        "--status", help="inactive: the scheduler leaves it alone; active: scheduled again (from now)."
+    ),
 ]
 
 
@@ -86,15 +116,19 @@ def create(
     namespace: NamespaceOption = Namespace.source,
     namespace_format: FormatOption = None,
     prefix: PrefixOption = "",
+    schedule: ScheduleOption = None,
+    timezone: TimezoneOption = None,
     json: JsonOption = False,
 ) -> None:
     """Discover the source's streams (a job of its own) and save the connection.
 
     Each stream gets the mode asked for with --stream, else the first of incremental:append_dedup,
-    incremental:append, full_refresh:overwrite, full_refresh:append that both sides support."""
+    incremental:append, full_refresh:overwrite, full_refresh:append that both sides support.
+    With --schedule, `ferryman server` (or `ferryman scheduler`) syncs it when it is due."""
 
     def action() -> int:
         choices = stream_choices(stream, cursor, primary_key)
+        planned = _schedule(schedule, timezone)
         with job_service() as service:
             connection = service.create_connection(
                 name,
@@ -107,6 +141,7 @@ def create(
                 prefix,
                 choices,
                 on_note=note,
+                schedule=planned,
             )
             document = _doc(service, connection)
         return _print_streams(document, json)
@@ -120,21 +155,65 @@ def update(
     stream: StreamOption = None,
     cursor: CursorOption = None,
     primary_key: PrimaryKeyOption = None,
+    schedule: ScheduleOption = None,
+    timezone: TimezoneOption = None,
+    status: StatusOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Change the sync mode (or cursor, or primary key) of some of the connection's streams.
+    """Change the sync mode (or cursor, or primary key) of some streams, the schedule, or the status.
 
-    Refused while the connection has a live job. The committed state is kept: run
-    `ferryman connections reset` for a clean start in the new mode."""
+    Stream changes are refused while the connection has a live job; the committed state is kept:
+    run `ferryman connections reset` for a clean start in the new mode. A new schedule, or
+    --status active, plans the next run from now."""
 
     def action() -> int:
         choices = stream_choices(stream, cursor, primary_key)
+        planned = _schedule(schedule, timezone)
+        if not choices and planned is None and status is None:
+            raise UserInputError("nothing to change: give --stream, --schedule or --status")
         with job_service() as service:
-            connection = service.update_streams(service.store.get_connection(name), choices)
+            connection = service.store.get_connection(name)
+            if planned is not None or status is not None:
+                connection = service.update_connection(
+                    connection, planned, None if status is None else status.value
+                )
+            if choices:
+                connection = service.update_streams(connection, choices)
             document = _doc(service, connection)
+        if planned is not None or status is not None:
+            if json:
+                print_json(document, [])
+                return 0
+            say(_headline(document))
+            for line in _schedule_lines(document):
+                say(line)
+            return 0
         return _print_streams(document, json)
 
     guarded(action)
+
+
+def _schedule(text: str | None, timezone: str | None) -> Schedule | None:
+    if text is None:
+        if timezone:
+            raise UserInputError("--timezone goes with --schedule 'cron ...'")
+        return None
+    return parse_schedule(text, timezone)
+
+
+def _schedule_lines(document: dict[str, Any]) -> list[str]:
+    """``schedule: every 2h; next run 2026-01-01 13:00:00 (in 59m 12s)``, and why it is inactive."""
+    line = f"schedule: {document['schedule']}"
+    upcoming = document.get("next_run_at")
+    if upcoming is not None:
+        wait = max(0.0, (upcoming - utcnow()).total_seconds())
+        line += f"; next run {when(upcoming)} ({'due now' if wait == 0 else 'in ' + duration(wait)})"
+    elif document["status"] != "active":
+        line += "; not scheduled: the connection is inactive"
+    lines = [line]
+    if document.get("status_reason"):
+        lines.append(f"status: {document['status']}: {document['status_reason']}")
+    return lines
 
 
 @app.command("list")
@@ -147,7 +226,7 @@ def list_(json: JsonOption = False) -> None:
         if json:
             print_json({"connections": documents}, [])
             return 0
-        table = Table("id", "name", "source", "destination", "streams", "status")
+        table = Table("id", "name", "source", "destination", "streams", "status", "schedule", "next run")
         for doc in documents:
             table.add_row(
                 str(doc["id"]),
@@ -156,6 +235,8 @@ def list_(json: JsonOption = False) -> None:
                 escape(str(doc["destination"])),
                 str(len(doc["streams"])),
                 str(doc["status"]),
+                escape(str(doc["schedule"])),
+                when(doc["next_run_at"]),
             )
         out.print(table)
         return 0
@@ -165,7 +246,7 @@ def list_(json: JsonOption = False) -> None:
 
 @app.command("show")
 def show(name: NameArgument, json: JsonOption = False) -> None:
-    """Show a connection: its streams, its state and its latest jobs."""
+    """Show a connection: its schedule and next run, its streams, its state and its latest jobs."""
 
     def action() -> int:
         with job_service() as service:
@@ -185,6 +266,8 @@ def show(name: NameArgument, json: JsonOption = False) -> None:
             + (f", prefix {connection.prefix!r}" if connection.prefix else "")
             + f"; state: {len(state)} stream(s)"
         )
+        for line in _schedule_lines(document):
+            say(line)
         out.print(streams_table(document["streams"]))
         for job in document["latest_jobs"]:
             say(f"job {job['id']}: {job['type']} {job['status']}")

@@ -283,7 +283,7 @@ def decide_retry(
         return job
     if retry.should_retry(job.type, attempts_done, failures):
         return store.schedule_retry(job.id, now + timedelta(seconds=retry.backoff_s(attempts_done)))
-    return store.fail_job(job.id)
+    return store.fail_job(job.id, now)
 
 
 class _ProgressSaver:

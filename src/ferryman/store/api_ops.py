@@ -30,7 +30,18 @@ from ferryman.store.schema import actors, applications, connections, definitions
 # Built-in definitions have the same UUID in every store: derived from their reference.
 _BUILTIN_NAMESPACE = uuid.UUID("6c0c3f1e-5d0e-4b47-9a36-3f6f6c7a0b11")
 _CONNECTION_FIELDS = frozenset(
-    {"name", "status", "schedule", "prefix", "namespace_definition", "namespace_format", "catalog"}
+    {
+        "name",
+        "status",
+        "schedule",
+        "prefix",
+        "namespace_definition",
+        "namespace_format",
+        "catalog",
+        "next_run_at",
+        "status_reason",
+        "active_since",
+    }
 )
 
 

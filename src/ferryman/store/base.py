@@ -62,9 +62,13 @@ class Connection:
     namespace_format: str | None = None
     prefix: str = ""
     status: str = "active"  # "active" | "inactive"
-    schedule: dict[str, Any] | None = None  # stored and shown; no scheduler runs it yet
+    # {"scheduleType": "manual" | "basic" | "cron", ...}: see ferryman.jobs.schedules
+    schedule: dict[str, Any] | None = None
     created_at: datetime | None = None
     uuid: str = ""  # its id in the HTTP API
+    next_run_at: datetime | None = None  # when the scheduler runs it next; None: not scheduled
+    status_reason: str | None = None  # why it is inactive, when the scheduler disabled it
+    active_since: datetime | None = None  # re-enabled then: failures before do not count
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,40 @@ class Job:
     started_at: datetime | None = None
     next_attempt_at: datetime | None = None  # when an incomplete job may run again (backoff)
     cancel_requested: bool = False
+    scheduled_for: datetime | None = None  # the due time the scheduler created it for
+
+
+@dataclass(frozen=True)
+class DueRun:
+    """A connection whose scheduled run is due and that has no live job, when its last
+    sync/reset job ended (None: it never had one), and whether its newest sync failed."""
+
+    connection: Connection
+    last_ended_at: datetime | None
+    last_sync_failed: bool = False
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    """A sync job the scheduler makes for a due run, and what that run's connection expects."""
+
+    connection_id: int
+    config: dict[str, Any]  # the job's config snapshot
+    scheduled_for: datetime  # the due time
+    created_at: datetime
+    seen_next_run: datetime  # the connection's next_run_at when the scheduler read it
+    next_run_at: datetime | None  # what it becomes with the job
+
+
+@dataclass(frozen=True)
+class FailureStreak:
+    """The failed sync jobs of a connection since its last succeeded one (and since it became
+    active): how many, and when the first of them was created."""
+
+    connection_id: int
+    failures: int
+    first_failed_at: datetime
+    last_job_id: int
 
 
 @dataclass(frozen=True)
@@ -237,6 +275,7 @@ class JobStore(Protocol):
         prefix: str = "",
         schedule: dict[str, Any] | None = None,
         status: str = "active",
+        next_run_at: datetime | None = None,
     ) -> Connection: ...
     def get_connection(self, id_or_name: str) -> Connection:
         """What a user typed, resolved as :meth:`get_actor` does."""
@@ -291,7 +330,7 @@ class JobStore(Protocol):
     def schedule_retry(self, job_id: int, at: datetime) -> Job:
         """An incomplete job waits until ``at`` for its next attempt."""
 
-    def fail_job(self, job_id: int) -> Job: ...
+    def fail_job(self, job_id: int, now: datetime | None = None) -> Job: ...
 
     def request_cancel(self, job_id: int) -> Job:
         """Pending or incomplete: cancelled at once. Running: flagged; the engine running it
@@ -322,7 +361,8 @@ class JobStore(Protocol):
     def rename_actor(self, actor_id: int, name: str) -> Actor: ...
     def get_connection_by_uuid(self, uuid: str) -> Connection: ...
     def update_connection(self, connection_id: int, **values: Any) -> Connection:
-        """Set some of: name, status, schedule, prefix, namespace_definition, namespace_format, catalog."""
+        """Set some of: name, status, schedule, prefix, namespace_definition, namespace_format,
+        catalog, next_run_at, status_reason, active_since."""
         ...
 
     def default_workspace(self) -> Workspace: ...
@@ -386,4 +426,35 @@ class JobStore(Protocol):
     # -- what /metrics shows (store/tallies.py) -----------------------------------------------
     def tallies(self) -> Tallies:
         """Counts over every job, attempt and stream, read in one transaction."""
+        ...
+
+    # -- what the scheduler needs (store/schedule_ops.py) -------------------------------------
+    def due_runs(self, now: datetime, limit: int, after: tuple[datetime, int] | None = None) -> list[DueRun]:
+        """Active connections whose ``next_run_at`` has come and that have no live sync/reset
+        job, the longest overdue first, ``limit`` of them (``after``: past this next_run_at and
+        id, for the next page): one query."""
+        ...
+
+    def unplanned_connections(self) -> list[Connection]:
+        """Active connections with a schedule but no ``next_run_at`` (made before the scheduler)."""
+        ...
+
+    def set_next_run(self, connection_id: int, seen: datetime | None, next_run_at: datetime | None) -> bool:
+        """Compare-and-set: ``next_run_at`` becomes the value given if it still is ``seen``."""
+        ...
+
+    def enqueue_scheduled(self, runs: list[ScheduledJob]) -> list[Job | None]:
+        """One transaction for all: each run's sync job is created and its connection's
+        ``next_run_at`` moved from ``seen_next_run`` (compare-and-set), both or neither. None
+        for a run another scheduler took (``next_run_at`` moved already, or a job has this
+        ``scheduled_for``: unique per scope) or whose connection has a live job."""
+        ...
+
+    def failure_streaks(self, connection_ids: Collection[int]) -> dict[int, FailureStreak]:
+        """Each connection's failed sync jobs since its newest succeeded one and since it
+        became active; connections without such failures are left out."""
+        ...
+
+    def disable_connection(self, connection_id: int, reason: str) -> Connection | None:
+        """Active to inactive with ``reason``, nothing scheduled; None if it was not active."""
         ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -174,6 +175,7 @@ class ConfigOps:
         prefix: str = "",
         schedule: dict[str, Any] | None = None,
         status: str = "active",
+        next_run_at: datetime | None = None,
     ) -> Connection:
         check_new_name("connection", name)
         values = {
@@ -186,6 +188,7 @@ class ConfigOps:
             "prefix": prefix,
             "status": status,
             "schedule": schedule,
+            "next_run_at": next_run_at,
             "created_at": rows.utcnow(),
             "uuid": str(uuid.uuid4()),
         }

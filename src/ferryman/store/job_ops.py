@@ -332,9 +332,9 @@ class JobOps:
                 return move_job(conn, job_id, JobStatus.CANCELLED, rows.utcnow())
             return move_job(conn, job_id, JobStatus.INCOMPLETE, rows.utcnow(), next_attempt_at=at)
 
-    def fail_job(self, job_id: int) -> Job:
+    def fail_job(self, job_id: int, now: datetime | None = None) -> Job:
         with self._db.write() as conn:
-            return move_job(conn, job_id, JobStatus.FAILED, rows.utcnow())
+            return move_job(conn, job_id, JobStatus.FAILED, now or rows.utcnow())
 
     def request_cancel(self, job_id: int) -> Job:
         now = rows.utcnow()

@@ -46,6 +46,9 @@ def connection(row: Row[Any]) -> Connection:
         schedule=row.schedule,
         created_at=row.created_at,
         uuid=row.uuid,
+        next_run_at=row.next_run_at,
+        status_reason=row.status_reason,
+        active_since=row.active_since,
     )
 
 
@@ -61,6 +64,7 @@ def job(row: Row[Any]) -> Job:
         started_at=row.started_at,
         next_attempt_at=row.next_attempt_at,
         cancel_requested=bool(row.cancel_requested),
+        scheduled_for=row.scheduled_for,
     )
 
 

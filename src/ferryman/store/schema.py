@@ -88,6 +88,9 @@ connections = sa.Table(
     sa.Column("schedule", Json, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("uuid", sa.String(36), nullable=False, unique=True),  # its id in the HTTP API
+    sa.Column("next_run_at", UtcDateTime, nullable=True),  # NULL: nothing scheduled
+    sa.Column("status_reason", sa.Text, nullable=True),  # why it is inactive (disabled by the scheduler)
+    sa.Column("active_since", UtcDateTime, nullable=True),  # failures before it do not count
 )
 
 jobs = sa.Table(
@@ -103,6 +106,8 @@ jobs = sa.Table(
     sa.Column("started_at", UtcDateTime, nullable=True),
     sa.Column("next_attempt_at", UtcDateTime, nullable=True),
     sa.Column("cancel_requested", sa.Boolean, nullable=False),
+    # The due time a scheduled job was created for; unique per scope (one job per due run).
+    sa.Column("scheduled_for", UtcDateTime, nullable=True),
 )
 
 attempts = sa.Table(

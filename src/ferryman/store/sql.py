@@ -11,11 +11,12 @@ from ferryman.store.config_ops import ConfigOps, _by_id
 from ferryman.store.db import Database, parse_url
 from ferryman.store.job_ops import JobOps
 from ferryman.store.notify_ops import NotifyOps
+from ferryman.store.schedule_ops import ScheduleOps
 from ferryman.store.schema import LIVE_STATUSES, REPLICATION_TYPES, connections, jobs
 from ferryman.store.tallies import TallyOps
 
 
-class SqlJobStore(ConfigOps, JobOps, ApiOps, NotifyOps, TallyOps):
+class SqlJobStore(ConfigOps, JobOps, ApiOps, NotifyOps, TallyOps, ScheduleOps):
     """:class:`~ferryman.store.base.JobStore` on one database. Safe to share between threads;
     any number of processes may open the same database."""
 

@@ -201,8 +201,7 @@ def _stream_totals(conn: SqlConnection) -> list[StreamTotals]:
 
 
 def _lag(conn: SqlConnection, sqlite: bool) -> LagTally:
-    # Not in schema.jobs until the scheduler's migration is merged: named here by hand.
-    scheduled_for = sa.column(SCHEDULED_FOR, UtcDateTime)
+    scheduled_for = jobs.c.scheduled_for
     lag = seconds_between(scheduled_for, jobs.c.created_at, sqlite)
     scheduled = jobs.select().with_only_columns(lag.label("seconds")).where(scheduled_for.is_not(None))
     lags = _computed_once(scheduled, sqlite)

@@ -6,7 +6,7 @@ the outcome. ``next_attempt_at`` doubles as the lease of a claimed row: a dispat
 mid-send leaves it due again once the lease has run out.
 
 Revision ID: 0006
-Revises: 0004 (re-chained after the scheduler's 0005 at merge)
+Revises: 0005
 Create Date: 2026-12-20
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,187 @@
+"""``ferryman scheduler``: runs connections on their schedules, on its own (``ferryman server``
+runs the same scheduler unless ``--no-scheduler``).
+
+It only creates jobs: a ``ferryman worker`` (or a server's engine) runs them. Several schedulers
+may share one Postgres store; each due run still gets exactly one job. SIGTERM or Ctrl-C: it
+finishes the pass in progress and exits.
+
+``--once`` makes one pass and exits (a cron-driven deployment, and tests); ``--now`` sets that
+pass's time, so a test can run real scheduler processes at the moments it chooses.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ferryman.cli.common import JsonOption, SignalCounter, guarded, note, print_json
+from ferryman.cli.worker import EngineOption
+from ferryman.errors import UserInputError
+from ferryman.settings import Settings
+
+if TYPE_CHECKING:
+    from ferryman.scheduler import Pass, ScheduledRun, Scheduler
+    from ferryman.store.base import Connection
+
+POLL_S = 0.2
+OnceOption = Annotated[
+    bool, typer.Option("--once", help="Make one pass over the due connections, then exit.")
+]
+NowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--now",
+        help="With --once: the pass's time (ISO 8601; UTC unless it has an offset) instead of the clock's.",
+        show_default=False,
+    ),
+]
+
+
+def scheduler(
+    json: JsonOption = False,
+    engine_name: EngineOption = None,
+    once: OnceOption = False,
+    now: NowOption = None,
+) -> None:
+    """Create the sync jobs of connections whose schedule is due, until SIGTERM or Ctrl-C."""
+
+    def action() -> int:
+        from ferryman.engines.choose import command_engine, is_temporal
+        from ferryman.scheduler import Scheduler
+        from ferryman.service import JobService
+        from ferryman.store import open_store
+
+        at = _moment(now, once)
+        settings = Settings.from_env()
+        with open_store(home=settings.home) as store:
+            # Temporal runs a job once its workflow is started: the scheduler submits what it makes.
+            submitter = command_engine(store, settings, engine_name) if is_temporal(engine_name) else None
+            service = JobService(store, settings, submitter)
+            runner = Scheduler(service, settings.scheduler, observer=_Lines(json))
+            if once:
+                runner.plan(at)
+                _summary(runner.tick(at), json)
+                return 0
+            _announce(runner, store.url, json)
+            _run(runner)
+        if json:
+            print_json({"event": "stopped"}, [], one_line=True)
+        else:
+            note("scheduler stopped")
+        return 0
+
+    guarded(action)
+
+
+def _moment(text: str | None, once: bool) -> datetime | None:
+    if text is None:
+        return None
+    if not once:
+        raise UserInputError("--now goes with --once: a scheduler that runs on does so on the clock")
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UserInputError(f"--now {text!r} is not an ISO 8601 time, e.g. 2026-01-01T12:00:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class _Lines:
+    """A line on stderr (with ``--json``, an event on stdout) per job created and connection disabled."""
+
+    def __init__(self, json: bool) -> None:
+        from ferryman.scheduler import LineObserver
+
+        self._json = json
+        self._text = LineObserver(note)
+
+    def created(self, run: ScheduledRun) -> None:
+        if not self._json:
+            self._text.created(run)
+            return
+        event = {
+            "event": "job_created",
+            "job_id": run.job.id,
+            "connection_id": run.connection.id,
+            "connection": run.connection.name,
+            "scheduled_for": run.due.isoformat(),
+            "lag_s": run.lag_s,
+        }
+        print_json(event, [], one_line=True)
+
+    def disabled(self, connection: Connection) -> None:
+        if not self._json:
+            self._text.disabled(connection)
+            return
+        event = {
+            "event": "connection_disabled",
+            "connection_id": connection.id,
+            "connection": connection.name,
+            "reason": connection.status_reason,
+        }
+        print_json(event, [], one_line=True)
+
+    def store_unavailable(self, reason: str, retry_in_s: float) -> None:
+        if self._json:
+            print_json(
+                {"event": "store_unavailable", "reason": reason, "retry_in_s": retry_in_s}, [], one_line=True
+            )
+        else:
+            self._text.store_unavailable(reason, retry_in_s)
+
+
+def _summary(done: Pass, json: bool) -> None:
+    if json:
+        event = {
+            "event": "pass",
+            "created": [run.job.id for run in done.created],
+            "disabled": [c.id for c in done.disabled],
+            "replanned": done.replanned,
+            "taken": done.taken,
+        }
+        print_json(event, [], one_line=True)
+        return
+    note(
+        f"one pass: {len(done.created)} job(s) created, {len(done.disabled)} connection(s) disabled, "
+        f"{done.taken} run(s) already taken"
+    )
+
+
+def _announce(runner: Scheduler, url: str, json: bool) -> None:
+    settings = runner.settings
+    if json:
+        print_json({"event": "started", "interval_s": settings.interval_s, "store": url}, [], one_line=True)
+        return
+    note(f"scheduler started: a pass every {settings.interval_s:g}s; store {url}")
+    note(
+        f"connections are disabled after {settings.max_failed_jobs} failed syncs in a row or "
+        f"{settings.max_failed_days:g} days of only failures (0: never)"
+    )
+    note("SIGTERM or Ctrl-C: finish the pass and exit")
+
+
+def _run(runner: Scheduler) -> None:
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            runner.run(stop)
+        except BaseException as exc:  # re-raised on the main thread
+            failure.append(exc)
+
+    signals = SignalCounter()
+    thread = threading.Thread(target=target, name="scheduler", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(POLL_S)
+            if signals.count and not stop.is_set():
+                note("stopping: no new passes")
+                stop.set()
+    finally:
+        signals.restore()
+    if failure:
+        raise failure[0]

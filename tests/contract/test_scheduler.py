@@ -1,0 +1,265 @@
+"""The scheduler on SQLite and Postgres alike: time moves only when a test moves a ManualClock."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from ferryman.clock import ManualClock
+from ferryman.jobs.schedules import parse_schedule
+from ferryman.jobs.states import JobStatus, JobType
+from ferryman.scheduler import Scheduler
+from ferryman.service import JobService
+from ferryman.settings import SchedulerSettings, Settings
+from ferryman.store import SqlJobStore, open_store
+from ferryman.store.base import Connection, Job
+from ferryman.store.schema import jobs
+from tests.contract.store_support import T0, failure, log_path, store, store_url
+
+__all__ = ["store", "store_url"]
+
+HOUR = 3600.0
+
+
+class World:
+    """A store, a job service and a scheduler sharing one ManualClock."""
+
+    def __init__(self, store: SqlJobStore, settings: SchedulerSettings | None = None) -> None:
+        self.store = store
+        self.clock = ManualClock(T0)
+        self.service = JobService(store, Settings(), clock=self.clock)
+        self.scheduler = Scheduler(self.service, settings or SchedulerSettings(), self.clock)
+        self.source = store.create_actor("source", "src", "builtin:source_bench", {})
+        self.destination = store.create_actor("destination", "dst", "builtin:destination_devnull", {})
+
+    def connection(self, schedule: str, name: str = "orders", timezone: str | None = None) -> Connection:
+        made = self.store.create_connection(name, self.source.id, self.destination.id, {"streams": []})
+        return self.service.update_connection(made, schedule=parse_schedule(schedule, timezone))
+
+    def at(self, moment: datetime) -> list[Job]:
+        """Move the clock to ``moment``, run one pass, and return the jobs it created."""
+        self.clock.advance((moment - self.clock.now()).total_seconds())
+        return [run.job for run in self.scheduler.tick().created]
+
+    def reread(self, conn: Connection) -> Connection:
+        return self.store.get_connection_by_id(conn.id)
+
+    def start(self, job: Job) -> None:
+        claimed = self.store.claim("engine", {"sync": 1}, self.clock.now(), log_path)
+        assert [j.id for j, _ in claimed] == [job.id]
+
+    def finish(self, job: Job, at: datetime, succeed: bool = True) -> None:
+        """The job runs (from now, unless it runs already) and ends at ``at``; the clock moves there."""
+        if self.store.get_job(job.id).status is JobStatus.PENDING:
+            self.start(job)
+        attempt = self.store.list_attempts(job.id)[-1]
+        self.clock.advance((at - self.clock.now()).total_seconds())
+        if succeed:
+            self.store.succeed_attempt(attempt, {}, at)
+        else:
+            self.store.fail_attempt(attempt, None, failure(), at)
+            self.store.fail_job(job.id, at)
+
+    def sync_jobs(self, conn: Connection) -> list[Job]:
+        return sorted(self.store.list_jobs(scope=str(conn.id), type=JobType.SYNC), key=lambda j: j.id)
+
+
+def at(hours: float) -> datetime:
+    return T0 + timedelta(hours=hours)
+
+
+def test_advancing_the_clock_makes_a_run_due_and_its_job_appears(store: SqlJobStore) -> None:
+    world = World(store)
+    conn = world.connection("every 1h")
+    assert conn.next_run_at == at(1)
+    assert world.at(at(0.99)) == []
+    [job] = world.at(at(1))
+    assert (job.type, job.scope, job.status) == (JobType.SYNC, str(conn.id), JobStatus.PENDING)
+    assert job.scheduled_for == at(1) and job.created_at == at(1)
+    assert job.config["connection_id"] == conn.id  # a real sync job, as `connections sync` makes
+    assert world.reread(conn).next_run_at == at(2)
+    assert world.at(at(1.5)) == []  # the next run is not due yet
+
+
+def test_a_running_connection_is_skipped_and_its_next_cron_run_follows_the_end(store: SqlJobStore) -> None:
+    world = World(store)
+    conn = world.connection("cron 0 0 * * * ?")  # every hour on the hour
+    [first] = world.at(at(1))
+    world.start(first)
+    assert world.at(at(2)) == []  # still running at 02:00: no second job
+    world.finish(first, at(2 + 20 / 60))
+    assert world.at(at(2 + 20 / 60)) == []  # ended 02:20: the 02:00 run is not made up for
+    assert world.reread(conn).next_run_at == at(3)
+    [second] = world.at(at(3))
+    assert second.scheduled_for == at(3)
+    assert [j.id for j in world.sync_jobs(conn)] == [first.id, second.id]
+
+
+def test_a_basic_run_that_came_due_while_its_job_ran_starts_when_it_ends(store: SqlJobStore) -> None:
+    world = World(store)  # Airbyte: the previous start + the interval, or at once if that passed
+    conn = world.connection("every 1h")
+    [first] = world.at(at(1))
+    world.start(first)
+    assert world.at(at(2.5)) == []
+    world.finish(first, at(2.75))
+    [second] = world.at(at(2.75))
+    assert second.scheduled_for == at(2)
+    assert world.reread(conn).next_run_at == at(3.75)
+
+
+def test_after_downtime_one_catch_up_run_not_one_per_missed_slot(store: SqlJobStore) -> None:
+    world = World(store)
+    conn = world.connection("every 10m")
+    [job] = world.at(at(5))  # thirty slots passed while nothing ran
+    assert job.scheduled_for == at(10 / 60)  # the run that was due; its lag is the downtime
+    assert world.reread(conn).next_run_at == at(5 + 10 / 60)
+    world.finish(job, at(5.05))
+    assert world.at(at(5.1)) == []
+    assert len(world.sync_jobs(conn)) == 1
+
+
+def test_inactive_and_manual_connections_are_never_scheduled(store: SqlJobStore) -> None:
+    world = World(store)
+    paused = world.service.update_connection(world.connection("every 1h", "paused"), status="inactive")
+    assert paused.next_run_at is None
+    manual = world.connection("manual", "by-hand")
+    assert manual.next_run_at is None
+    # Inactive with a due time left in place (set by hand): the status alone keeps it from running.
+    stale = world.connection("every 1h", "stale")
+    store.update_connection(stale.id, status="inactive")
+    assert world.at(at(48)) == []
+    assert store.list_jobs() == []
+    # Made active again: planned from now, not from the runs it missed.
+    again = world.service.update_connection(world.reread(paused), status="active")
+    assert again.next_run_at == at(49)
+
+
+def test_a_schedule_change_plans_the_next_run_from_now(store: SqlJobStore) -> None:
+    world = World(store)
+    conn = world.connection("every 1d")
+    world.clock.advance(2 * HOUR)
+    changed = world.service.update_connection(
+        conn, schedule=parse_schedule("cron 0 0 12 * * ?", "Europe/Berlin")
+    )
+    assert changed.next_run_at == at(23)  # tomorrow 12:00 in Berlin: 11:00Z (UTC+1 in January)
+    assert changed.schedule == {
+        "scheduleType": "cron",
+        "cronExpression": "0 0 12 * * ?",
+        "timezone": "Europe/Berlin",
+    }
+
+
+def test_a_connection_failing_again_and_again_is_disabled_with_a_reason(store: SqlJobStore) -> None:
+    world = World(store, SchedulerSettings(max_failed_jobs=3, max_failed_days=0))
+    conn = world.connection("every 1h")
+    for hour in (1, 2, 3):
+        [job] = world.at(at(hour))
+        world.finish(job, at(hour + 0.1), succeed=False)
+    assert world.at(at(4)) == []  # the fourth run is not started
+    disabled = world.reread(conn)
+    assert disabled.status == "inactive" and disabled.next_run_at is None
+    assert disabled.status_reason is not None
+    assert "after 3 failed sync jobs in a row" in disabled.status_reason
+    assert world.scheduler.tick().disabled == []  # disabled once, not at every pass
+    # Enabled again by a user: the reason goes, and the old failures no longer count.
+    enabled = world.service.update_connection(disabled, status="active")
+    assert (enabled.status, enabled.status_reason, enabled.next_run_at) == ("active", None, at(5))
+    [job] = world.at(at(5))
+    assert job.scheduled_for == at(5)
+
+
+def test_a_success_breaks_the_failure_streak(store: SqlJobStore) -> None:
+    world = World(store, SchedulerSettings(max_failed_jobs=2, max_failed_days=0))
+    conn = world.connection("every 1h")
+    for hour, succeed in ((1, False), (2, True), (3, False)):
+        [job] = world.at(at(hour))
+        world.finish(job, at(hour + 0.1), succeed=succeed)
+    assert len(world.at(at(4))) == 1
+    assert world.reread(conn).status == "active"
+
+
+def test_only_failures_for_days_disables_the_connection(store: SqlJobStore) -> None:
+    world = World(store, SchedulerSettings(max_failed_jobs=0, max_failed_days=2))
+    conn = world.connection("every 1d")
+    [job] = world.at(at(24))
+    world.finish(job, at(24.5), succeed=False)
+    [job] = world.at(at(48.5))
+    world.finish(job, at(49), succeed=False)
+    assert world.at(at(72.5)) == []  # the first failure is two days old now
+    assert "only failed sync jobs for 2 days" in (world.reread(conn).status_reason or "")
+
+
+def test_connections_from_before_the_scheduler_are_planned_at_start(store: SqlJobStore) -> None:
+    world = World(store)
+    # As a connection made by an older version: a schedule, no next run.
+    conn = store.create_connection(
+        "old",
+        world.source.id,
+        world.destination.id,
+        {"streams": []},
+        schedule={"scheduleType": "basic", "units": 2, "timeUnit": "hours"},
+    )
+    assert conn.next_run_at is None
+    assert world.scheduler.plan() == 1
+    assert world.reread(conn).next_run_at == at(2)
+    assert world.scheduler.plan() == 0
+
+
+def test_many_due_connections_in_one_pass_past_the_batch_size(store: SqlJobStore) -> None:
+    world = World(store, SchedulerSettings(batch=4))
+    made = [world.connection("every 1h", f"c{n}") for n in range(10)]
+    # One is busy with a manual sync: it is left for a later pass, the others all run.
+    world.service.enqueue_replication(made[3])
+    created = world.at(at(1))
+    assert sorted(int(job.scope or 0) for job in created) == sorted(c.id for c in made if c is not made[3])
+
+
+def test_a_scheduler_with_a_stale_view_cannot_make_a_second_job_for_a_run(
+    store: SqlJobStore, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scheduler B read the due runs, then A made the job and it ended before B got to it (no
+    live job left to stop B). B's reads are frozen at that moment (a stand-in for the timing two
+    processes produce only by chance); its writes are real, and find the run taken."""
+    world = World(store)
+    conn = world.connection("every 1h")
+    other = open_store(store_url)  # scheduler B: its own store and connections to the database
+    try:
+        stale = other.due_runs(at(1), 10)
+        assert [run.connection.id for run in stale] == [conn.id]
+        [job] = world.at(at(1))
+        world.finish(job, at(1.01))
+        monkeypatch.setattr(other, "due_runs", lambda now, limit, after=None: [] if after else stale)
+        scheduler_b = Scheduler(
+            JobService(other, Settings(), clock=world.clock), SchedulerSettings(), world.clock
+        )
+        done = scheduler_b.tick(at(1.02))
+        assert (done.created, done.taken) == ([], 1)
+        assert [j.id for j in world.sync_jobs(conn)] == [job.id]
+        assert world.reread(conn).next_run_at == at(2)
+    finally:
+        other.close()
+
+
+def test_the_database_refuses_a_second_job_for_one_due_run(store: SqlJobStore) -> None:
+    """The backstop under the compare-and-set: whatever code runs, one job per (scope, due time)."""
+    world = World(store)
+    conn = world.connection("every 1h")
+    [job] = world.at(at(1))
+    world.finish(job, at(1.1))
+    values = {
+        "type": "sync",
+        "scope": str(conn.id),
+        "config": {},
+        "status": "pending",
+        "created_at": at(1.2),
+        "updated_at": at(1.2),
+        "cancel_requested": False,
+        "scheduled_for": at(1),
+    }
+    with pytest.raises(IntegrityError), store.engine.begin() as db:
+        db.execute(jobs.insert().values(**values))
+    with store.engine.begin() as db:  # another due time, or none (a manual sync), is fine
+        db.execute(jobs.insert().values(**{**values, "scheduled_for": None, "status": "succeeded"}))
+        db.execute(jobs.insert().values(**{**values, "scheduled_for": at(2), "status": "succeeded"}))

@@ -1,0 +1,199 @@
+"""Schedules: what a user may write, and when each runs next (pure: no clock, no store)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ferryman.jobs.schedules import (
+    MANUAL,
+    InvalidSchedule,
+    ScheduleType,
+    TimeUnit,
+    from_document,
+    parse_schedule,
+)
+
+# A Sunday.
+SUN = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
+
+
+def runs(text: str, after: datetime = SUN, count: int = 3, timezone: str | None = None) -> list[datetime]:
+    schedule = parse_schedule(text, timezone)
+    found: list[datetime] = []
+    moment = after
+    for _ in range(count):
+        upcoming = schedule.next_run(moment)
+        assert upcoming is not None
+        found.append(upcoming)
+        moment = upcoming
+    return found
+
+
+def utc(day: int, hour: int, minute: int = 0, month: int = 3) -> datetime:
+    return datetime(2026, month, day, hour, minute, tzinfo=UTC)
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "units", "unit"),
+    [
+        ("every 30m", 30, TimeUnit.MINUTES),
+        ("every 2h", 2, TimeUnit.HOURS),
+        ("1d", 1, TimeUnit.DAYS),
+        ("every 2 hours", 2, TimeUnit.HOURS),
+        ("Every 24 HOURS", 24, TimeUnit.HOURS),  # Airbyte's basicTiming reads too
+        ("every 1 week", 1, TimeUnit.WEEKS),
+    ],
+)
+def test_basic_schedules_read_in_every_spelling(text: str, units: int, unit: TimeUnit) -> None:
+    schedule = parse_schedule(text)
+    assert (schedule.type, schedule.units, schedule.time_unit) == (ScheduleType.BASIC, units, unit)
+    assert schedule.next_run(SUN) == SUN + timedelta(seconds=units * unit.seconds)
+
+
+def test_manual_never_runs() -> None:
+    assert parse_schedule("manual") == MANUAL
+    assert MANUAL.next_run(SUN) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("every 0h", "at least 1"),
+        ("every 5 fortnights", "cannot read the schedule"),
+        ("every 400d", "more than a year"),
+        ("1 2 3", "cannot read the schedule"),
+        ("cron 0 0 25 * * ?", "invalid cron expression"),
+        ("cron 0 0 12 15 * MON", "put '?' in one of them"),
+        ("cron 0 0 12 ? * 0", "use 1-7 (1 = SUN)"),
+        ("cron 0 0 12 ? * 8", "use 1-7 (1 = SUN)"),
+        ("cron 0 0 12 LW * ?", "LW and L-n"),
+        ("cron 0 0 12 L-3 * ?", "LW and L-n"),
+        ("cron 0 0 0 31 2 ?", "never fires"),
+        ("cron 0 0 12 * * ? * * *", "has 9 fields"),
+    ],
+)
+def test_a_bad_schedule_is_one_clear_line(text: str, expected: str) -> None:
+    with pytest.raises(InvalidSchedule) as raised:
+        parse_schedule(text)
+    message = str(raised.value)
+    assert expected in message and "\n" not in message
+
+
+def test_time_zones_are_iana_names_and_only_for_cron() -> None:
+    with pytest.raises(InvalidSchedule, match="unknown time zone 'Mars/Base'"):
+        parse_schedule("cron 0 12 * * *", "Mars/Base")
+    with pytest.raises(InvalidSchedule, match="cron schedules only"):
+        parse_schedule("every 2h", "Europe/Berlin")
+
+
+# -- cron: Quartz and five fields -----------------------------------------------------------------
+
+
+def test_quartz_daily_at_noon_as_airbyte_writes_it() -> None:
+    assert runs("cron 0 0 12 * * ?") == [utc(1, 12), utc(2, 12), utc(3, 12)]
+
+
+def test_quartz_seconds_come_first() -> None:
+    assert runs("cron 30 15 10 * * ?", count=1) == [utc(1, 10, 15) + timedelta(seconds=30)]
+
+
+def test_quartz_and_cron_number_the_week_days_differently() -> None:
+    # Quartz 2-6 = MON-FRI; cron 1-5 = MON-FRI: the same weekdays, never Sat/Sun.
+    quartz = runs("cron 0 0 9 ? * 2-6", count=5)
+    five = runs("cron 0 9 * * 1-5", count=5)
+    assert quartz == five
+    assert [day.strftime("%a") for day in quartz] == ["Mon", "Tue", "Wed", "Thu", "Fri"]
+    # Quartz 1 is Sunday; in cron 1 is Monday.
+    assert runs("cron 0 0 9 ? * 1", count=1)[0].strftime("%a") == "Sun"
+    assert runs("cron 0 9 * * 1", count=1)[0].strftime("%a") == "Mon"
+    assert runs("cron 0 0 9 ? * 7", count=1)[0].strftime("%a") == "Sat"
+    assert runs("cron 0 0 9 ? * SAT", count=1) == runs("cron 0 0 9 ? * 7", count=1)
+
+
+def test_quartz_nth_and_last_weekday_of_the_month() -> None:
+    # 6 is Friday in Quartz: the third Friday of March 2026 is the 20th, the last the 27th.
+    assert runs("cron 0 0 12 ? * 6#3", count=2) == [utc(20, 12), utc(17, 12, month=4)]
+    assert runs("cron 0 0 12 ? * 6L", count=1) == [utc(27, 12)]
+    assert runs("cron 0 0 12 L * ?", count=1) == [utc(31, 12)]
+
+
+def test_quartz_weekday_steps_count_from_sunday() -> None:
+    # Quartz */2 in the week: days 1, 3, 5, 7 = SUN, TUE, THU, SAT.
+    days = [d.strftime("%a") for d in runs("cron 0 0 9 ? * */2", count=4)]
+    assert days == ["Sun", "Tue", "Thu", "Sat"]
+
+
+def test_quartz_year_field_and_no_run_left() -> None:
+    assert runs("cron 0 0 12 1 1 ? 2027", count=1) == [datetime(2027, 1, 1, 12, tzinfo=UTC)]
+    assert parse_schedule("cron 0 0 12 1 1 ? 2025").next_run(SUN) is None
+
+
+def test_five_field_cron_every_quarter_hour() -> None:
+    assert runs("*/15 * * * *") == [utc(1, 0, 15), utc(1, 0, 30), utc(1, 0, 45)]
+
+
+def test_a_slot_is_strictly_after_the_moment_given() -> None:
+    assert runs("cron 0 0 12 * * ?", after=utc(1, 12), count=1) == [utc(2, 12)]
+
+
+# -- time zones and daylight saving ---------------------------------------------------------------
+
+
+def test_cron_runs_at_wall_clock_time_across_a_dst_change() -> None:
+    # Berlin moves from UTC+1 to UTC+2 on 29 March 2026: 09:00 local is 08:00Z, then 07:00Z.
+    found = runs("cron 0 0 9 * * ?", after=utc(27, 12), count=3, timezone="Europe/Berlin")
+    assert found == [utc(28, 8), utc(29, 7), utc(30, 7)]
+    # The zone can follow the expression, as Airbyte echoes it.
+    assert runs("cron 0 0 9 * * ? Europe/Berlin", after=utc(27, 12), count=3) == found
+
+
+def test_a_skipped_time_runs_after_the_change_and_a_repeated_one_runs_once() -> None:
+    # 02:30 does not exist in Berlin on 29 March: it runs at 03:30 local (01:30Z).
+    spring = runs("cron 30 2 * * *", after=utc(28, 12), count=2, timezone="Europe/Berlin")
+    assert spring == [utc(29, 1, 30), utc(30, 0, 30)]
+    # 02:30 happens twice on 25 October: one run, the first (00:30Z), then the next day.
+    autumn = runs("cron 30 2 * * *", after=utc(24, 12, month=10), count=2, timezone="Europe/Berlin")
+    assert autumn == [utc(25, 0, 30, month=10), utc(26, 1, 30, month=10)]
+
+
+def test_basic_intervals_ignore_time_zones() -> None:
+    assert runs("every 1d", after=utc(28, 8), count=2) == [utc(29, 8), utc(30, 8)]
+
+
+# -- documents: what the store keeps and the API takes -------------------------------------------
+
+
+def test_documents_round_trip() -> None:
+    for text, zone in (("manual", None), ("every 2h", None), ("cron 0 0 12 * * ?", "Europe/Berlin")):
+        schedule = parse_schedule(text, zone)
+        assert from_document(schedule.to_document()) == schedule
+
+
+def test_api_shapes_of_a_basic_schedule() -> None:
+    expected = parse_schedule("every 2h")
+    assert from_document({"scheduleType": "basic", "units": 2, "timeUnit": "hours"}) == expected
+    assert from_document({"scheduleType": "basic", "basicTiming": "Every 2 HOURS"}) == expected
+    assert (
+        from_document({"scheduleType": "basic", "basicSchedule": {"units": 2, "timeUnit": "HOURS"}})
+        == expected
+    )
+    assert expected.basic_timing == "Every 2 HOURS"
+    with pytest.raises(InvalidSchedule, match="needs units and timeUnit"):
+        from_document({"scheduleType": "basic"})
+
+
+def test_api_shapes_of_a_cron_schedule() -> None:
+    # Stored by ferryman before schedules were checked: no zone means UTC.
+    stored = from_document({"scheduleType": "cron", "cronExpression": "0 0 * * * ?"})
+    assert (stored.cron, stored.timezone) == ("0 0 * * * ?", "UTC")
+    echoed = from_document({"scheduleType": "cron", "cronExpression": "0 0 12 * * ? America/New_York"})
+    assert (echoed.cron, echoed.timezone) == ("0 0 12 * * ?", "America/New_York")
+    with pytest.raises(InvalidSchedule, match="cronExpression is required"):
+        from_document({"scheduleType": "cron"})
+    with pytest.raises(InvalidSchedule, match="unknown scheduleType"):
+        from_document({"scheduleType": "hourly"})
