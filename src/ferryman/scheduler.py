@@ -183,9 +183,9 @@ class Scheduler:
             due = due_after_end
         reason = self._disable_reason(streak, now)
         if reason is not None:
-            disabled = self.store.disable_connection(conn.id, reason)
-            if disabled is not None:
-                # NOTIFY: connection disabled
+            assert streak is not None  # a reason comes only from a streak
+            disabled = self.store.disable_connection(conn.id, reason, streak.last_job_id, now)
+            if disabled is not None:  # its webhooks were told in the same transaction
                 done.disabled.append(disabled)
                 self._tell(lambda observer: observer.disabled(disabled))
             return None

@@ -154,10 +154,13 @@ def test_a_schedule_change_plans_the_next_run_from_now(store: SqlJobStore) -> No
 def test_a_connection_failing_again_and_again_is_disabled_with_a_reason(store: SqlJobStore) -> None:
     world = World(store, SchedulerSettings(max_failed_jobs=3, max_failed_days=0))
     conn = world.connection("every 1h")
+    store.add_webhook("http://127.0.0.1:9/hook", "json", ["disabled"])  # told only of the disable
     for hour in (1, 2, 3):
-        [job] = world.at(at(hour))
-        world.finish(job, at(hour + 0.1), succeed=False)
+        [last] = world.at(at(hour))
+        world.finish(last, at(hour + 0.1), succeed=False)
     assert world.at(at(4)) == []  # the fourth run is not started
+    [event] = store.list_events()  # written with the disable, in its transaction
+    assert (event.kind, event.connection_id, event.job_id) == ("disabled", conn.id, last.id)
     disabled = world.reread(conn)
     assert disabled.status == "inactive" and disabled.next_run_at is None
     assert disabled.status_reason is not None

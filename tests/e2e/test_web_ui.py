@@ -147,6 +147,7 @@ def test_a_source_a_destination_a_connection_and_a_live_sync(site: Site) -> None
     page.click("button:has-text('Save schedule')")
     page.wait_for_selector(".flash-ok:has-text('cron 0 0 2 * * ?')")
     assert page.is_checked("#schedule-cron")
+    assert "next run" in page.locator("p.sub").inner_text()  # planned by the scheduler's rules
     page.select_option("#streams select", "full_refresh:append")
     page.click("button:has-text('Save sync modes')")
     page.wait_for_selector(".flash-ok:has-text('Sync modes saved')")
@@ -154,7 +155,8 @@ def test_a_source_a_destination_a_connection_and_a_live_sync(site: Site) -> None
     _seen(page, seen)
     with site.api() as api:
         (conn,) = api.get("/v1/connections").json()["data"]
-        assert conn["schedule"] == {"scheduleType": "cron", "cronExpression": "0 0 2 * * ?"}
+        assert conn["schedule"] == {"scheduleType": "cron", "cronExpression": "0 0 2 * * ? UTC"}
+        assert conn["nextSync"] is not None
 
     # The secret is nowhere: not in the pages seen, nor in any page, log or JSON fetched again.
     cookies = {c["name"]: c["value"] for c in page.context.cookies()}

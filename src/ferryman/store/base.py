@@ -455,6 +455,10 @@ class JobStore(Protocol):
         became active; connections without such failures are left out."""
         ...
 
-    def disable_connection(self, connection_id: int, reason: str) -> Connection | None:
-        """Active to inactive with ``reason``, nothing scheduled; None if it was not active."""
+    def disable_connection(
+        self, connection_id: int, reason: str, job_id: int | None = None, now: datetime | None = None
+    ) -> Connection | None:
+        """Active to inactive with ``reason``, nothing scheduled; None if it was not active. The
+        webhooks that listen for ``disabled`` get their event in the same transaction (``job_id``:
+        the last failed job, named in the payload)."""
         ...

@@ -19,6 +19,7 @@ from ferryman.jobs.states import JobStatus, JobType
 from ferryman.store import rows
 from ferryman.store.base import Connection, DueRun, FailureStreak, Job, ScheduledJob
 from ferryman.store.db import Database
+from ferryman.store.notify_ops import write_events
 from ferryman.store.schema import LIVE_STATUSES, REPLICATION_TYPES, UtcDateTime, connections, jobs
 
 ACTIVE = "active"
@@ -206,7 +207,9 @@ class ScheduleOps:
                 for row in conn.execute(query)
             }
 
-    def disable_connection(self, connection_id: int, reason: str) -> Connection | None:
+    def disable_connection(
+        self, connection_id: int, reason: str, job_id: int | None = None, now: datetime | None = None
+    ) -> Connection | None:
         with self._db.write() as conn:
             row = conn.execute(
                 connections.update()
@@ -214,4 +217,10 @@ class ScheduleOps:
                 .values(status=INACTIVE, status_reason=reason, next_run_at=None)
                 .returning(*connections.c)
             ).first()
+            if row is not None:  # the webhooks hear of it in the transaction that disables it
+                last = None
+                if job_id is not None:
+                    found = conn.execute(jobs.select().where(jobs.c.id == job_id)).first()
+                    last = None if found is None else rows.job(found)
+                write_events(conn, "disabled", connection_id, last, {"reason": reason}, now or rows.utcnow())
         return None if row is None else rows.connection(row)

@@ -109,6 +109,7 @@ def connection_page(
     source = store.get_actor_by_id(SOURCE, conn.source_id)
     destination = store.get_actor_by_id(DESTINATION, conn.destination_id)
     units, unit = schedule.basic_parts(conn.schedule)
+    cron_expression, cron_timezone = schedule.cron_parts(conn.schedule)
     return render(
         request,
         "connection.html",
@@ -120,6 +121,8 @@ def connection_page(
         schedule_text=schedule.describe(conn.schedule),
         basic_units=units,
         basic_unit=unit,
+        cron_expression=cron_expression,
+        cron_timezone=cron_timezone,
         units=schedule.BASIC_UNITS,
         next_run=schedule.next_run(conn),
         state=pages.state_text(web.service, conn, source, destination),
@@ -181,7 +184,7 @@ def set_status(request: Request, connection_id: int, form: Posted) -> Response:
     web = web_of(request)
     conn = _connection(web, connection_id)
     wanted = "inactive" if form.get("status") == "inactive" else "active"
-    web.service.store.update_connection(conn.id, status=wanted)
+    web.service.update_connection(conn, status=wanted)
     text = "enabled" if wanted == "active" else "disabled"
     return redirect(request, _back(conn.id), ("ok", f"Connection {text}."))
 
@@ -194,8 +197,8 @@ def set_schedule(request: Request, connection_id: int, form: Posted) -> Response
         wanted = schedule.from_form(form)
     except UserInputError as exc:
         return redirect(request, _back(conn.id) + "#schedule", ("error", _line(exc)))
-    web.service.store.update_connection(conn.id, schedule=wanted)
-    return redirect(request, _back(conn.id) + "#schedule", ("ok", f"Schedule: {schedule.describe(wanted)}."))
+    web.service.update_connection(conn, schedule=wanted)
+    return redirect(request, _back(conn.id) + "#schedule", ("ok", f"Schedule: {wanted.describe()}."))
 
 
 @router.post("/connections/{connection_id}/streams")

@@ -1,66 +1,69 @@
-"""A connection's schedule as the pages show and edit it, in the shape of Airbyte's public API:
-``{"scheduleType": "manual"}``, ``{"scheduleType": "basic", "basicTiming": "Every 24 hours"}`` or
-``{"scheduleType": "cron", "cronExpression": "0 0 2 * * ?"}`` (the connection's ``schedule``
-field, the same one ``PATCH /v1/connections/{id}`` writes)."""
+"""A connection's schedule as the pages show and edit it. The rules are the scheduler's
+(:mod:`ferryman.jobs.schedules`): the form is read into the same :class:`Schedule` the CLI and
+the API make, and saved through the job service, which plans the next run."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from ferryman.errors import UserInputError
+from ferryman.jobs.schedules import InvalidSchedule, Schedule, ScheduleType, TimeUnit, from_document
 from ferryman.store.base import Connection
 
 TYPES = ("manual", "basic", "cron")
-BASIC_UNITS = ("minutes", "hours", "days", "weeks", "months")
-_BASIC = re.compile(r"^Every (\d+) (minutes|hours|days|weeks|months)$")
+BASIC_UNITS = tuple(unit.value for unit in TimeUnit)
+
+
+def _read(schedule: Mapping[str, Any] | None) -> Schedule | None:
+    try:
+        return from_document(dict(schedule or {}))
+    except InvalidSchedule:
+        return None  # stored by an older version in a shape nobody reads: shown as it is
 
 
 def describe(schedule: Mapping[str, Any] | None) -> str:
-    """One short phrase: ``manual``, ``Every 24 hours``, ``cron 0 0 2 * * ?``."""
-    kind = (schedule or {}).get("scheduleType") or "manual"
-    if kind == "cron":
-        return f"cron {(schedule or {}).get('cronExpression') or '?'}"
-    if kind == "basic":
-        return str((schedule or {}).get("basicTiming") or "basic")
-    return "manual"
+    """One short phrase: ``manual``, ``every 24h``, ``cron 0 0 2 * * ? (UTC)``."""
+    read = _read(schedule)
+    return read.describe() if read is not None else str(dict(schedule or {}))
 
 
 def basic_parts(schedule: Mapping[str, Any] | None) -> tuple[int, str]:
     """The number and unit of a basic schedule (24 hours when there is none)."""
-    found = _BASIC.match(str((schedule or {}).get("basicTiming") or ""))
-    return (int(found.group(1)), found.group(2)) if found else (24, "hours")
+    read = _read(schedule)
+    if read is None or read.type is not ScheduleType.BASIC or read.time_unit is None:
+        return 24, TimeUnit.HOURS.value
+    return read.units, read.time_unit.value
 
 
-def from_form(form: Mapping[str, str]) -> dict[str, Any]:
+def cron_parts(schedule: Mapping[str, Any] | None) -> tuple[str, str]:
+    """The expression and time zone of a cron schedule (empty and UTC when there is none)."""
+    read = _read(schedule)
+    if read is None or read.type is not ScheduleType.CRON:
+        return "", "UTC"
+    return read.cron, read.timezone
+
+
+def from_form(form: Mapping[str, str]) -> Schedule:
     """The schedule a posted form asks for; one clear line when it is not one."""
     kind = form.get("scheduleType", "")
     if kind not in TYPES:
         raise UserInputError(f"schedule type must be one of {', '.join(TYPES)}, not {kind!r}")
-    if kind == "manual":
-        return {"scheduleType": "manual"}
     if kind == "basic":
-        units, unit = form.get("units", "").strip(), form.get("timeUnit", "")
-        if not units.isdigit() or int(units) < 1 or unit not in BASIC_UNITS:
+        units = form.get("units", "").strip()
+        if not units.isdigit() or int(units) < 1:
             raise UserInputError(f"a basic schedule runs every N (1 or more) {', '.join(BASIC_UNITS)}")
-        return {"scheduleType": "basic", "basicTiming": f"Every {int(units)} {unit}"}
-    expression = " ".join(form.get("cronExpression", "").split())
-    # Quartz (Airbyte's): seconds minutes hours day-of-month month day-of-week [year]; a plain
-    # five-field crontab line is taken too. The scheduler checks the fields themselves.
-    if not 5 <= len(expression.split()) <= 7:
-        raise UserInputError(
-            "a cron expression has 5 to 7 fields, e.g. '0 0 2 * * ?' (every day at 02:00), "
-            f"not {expression!r}"
+        return from_document(
+            {"scheduleType": "basic", "units": int(units), "timeUnit": form.get("timeUnit", "")}
         )
-    return {"scheduleType": "cron", "cronExpression": expression}
+    if kind == "cron":
+        expression = " ".join(form.get("cronExpression", "").split())
+        zone = form.get("timezone", "").strip() or None
+        return from_document({"scheduleType": "cron", "cronExpression": expression, "timezone": zone})
+    return from_document({"scheduleType": "manual"})
 
 
 def next_run(connection: Connection) -> datetime | None:
-    """When the scheduler runs the connection next; None: not scheduled, or not known here.
-
-    NEXT RUN: wire the scheduler here once it lands (issue #12): return its next run time for an
-    active connection with a basic or cron schedule. The list and connection pages show whatever
-    this returns, in the browser's time zone."""
-    return None
+    """When the scheduler runs the connection next; None: manual, or disabled."""
+    return connection.next_run_at if connection.status == "active" else None
