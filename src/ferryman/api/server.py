@@ -9,12 +9,10 @@ finish (as ``ferryman worker`` does). A second signal cancels those attempts.
 from __future__ import annotations
 
 import ipaddress
-import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -169,7 +167,9 @@ def _serve(
         stop_scheduler = _start_scheduler(service) if with_scheduler else _nothing
         if not with_scheduler:
             _say("scheduler: none (--no-scheduler): a `ferryman scheduler` runs scheduled connections")
-        with _notifications(store, notify, where):
+        from ferryman.notifications.running import dispatching
+
+        with dispatching(store, notify, _say, where):
             return _run(web, engine, temporal, stop_scheduler)
 
 
@@ -189,34 +189,6 @@ def _run(web: uvicorn.Server, engine: Any, temporal: bool, stop_scheduler: Calla
     kind = "temporal" if temporal else "local"
     _say(f"engine {engine.engine_id}: {kind}, at most {limits} at once")
     return _with_engine(web, engine, stop_scheduler)
-
-
-@contextmanager
-def _notifications(store: Any, public_url: str | None, where: str) -> Iterator[None]:
-    """The notification dispatcher on a thread while the server runs (``public_url`` None: off)."""
-    if public_url is None:
-        _say("notifications: off (--no-notifications)")
-        yield
-        return
-    from ferryman.notifications import DeliveryPolicy, Dispatcher
-    from ferryman.notifications import public_url as default_url
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    log = logging.getLogger("ferryman.notifications")
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    policy = DeliveryPolicy.from_env()
-    dispatcher = Dispatcher(store, public_url or default_url(where), policy)
-    _say(f"notifications: on, job links under {dispatcher.base_url}")
-    stop = threading.Event()
-    thread = dispatcher.start(stop)
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(policy.timeout_s + 5)  # a post in flight ends within its timeout
-        log.removeHandler(handler)
 
 
 def _nothing() -> None:

@@ -1,7 +1,8 @@
 """``ferryman scheduler``: runs connections on their schedules, on its own (``ferryman server``
 runs the same scheduler unless ``--no-scheduler``).
 
-It only creates jobs: a ``ferryman worker`` (or a server's engine) runs them. Several schedulers
+It creates jobs and, unless ``--no-notifications``, posts the webhooks' events; a
+``ferryman worker`` (or a server's engine) runs the jobs. Several schedulers
 may share one Postgres store; each due run still gets exactly one job. SIGTERM or Ctrl-C: it
 finishes the pass in progress and exits.
 
@@ -45,6 +46,10 @@ def scheduler(
     engine_name: EngineOption = None,
     once: OnceOption = False,
     now: NowOption = None,
+    no_notifications: Annotated[
+        bool,
+        typer.Option("--no-notifications", help="Do not post notification webhooks from this process."),
+    ] = False,
 ) -> None:
     """Create the sync jobs of connections whose schedule is due, until SIGTERM or Ctrl-C."""
 
@@ -66,7 +71,11 @@ def scheduler(
                 _summary(runner.tick(at), json)
                 return 0
             _announce(runner, store.url, json)
-            _run(runner)
+            from ferryman.notifications.running import dispatching
+
+            # A deployment without a server still tells its webhooks (FERRYMAN_PUBLIC_URL for links).
+            with dispatching(store, None if no_notifications else "", note):
+                _run(runner)
         if json:
             print_json({"event": "stopped"}, [], one_line=True)
         else:
