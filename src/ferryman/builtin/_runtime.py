@@ -14,25 +14,29 @@ stderr and exits with 2. A bad config (or catalog, or state) makes ``check`` rep
 connection status and exit 0, and every other command emit a TRACE error with failure type
 ``config_error`` and exit 1. An unexpected exception becomes a TRACE ``system_error`` with its
 stack trace inside the message, and exit 1. Nothing but protocol messages is written to stdout.
+
+``spec`` is answered before anything but the standard library's ``json`` is imported: the spec of
+a built-in (a spec job, ``sources create``) costs little more than starting Python. The other
+commands import what they need (argparse, orjson, msgspec, the catalog helpers) when they run,
+and so should the connector modules: their top level stays light, their heavy imports live in
+the functions that need them.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
 import time
-import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, BinaryIO, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Generic, TypeVar
 
-import orjson
-
-from ferryman.builtin._catalog import ConfiguredStream, StreamKey, parse_catalog, parse_input_state
 from ferryman.protocol import messages
-from ferryman.protocol.codec import encode
+
+if TYPE_CHECKING:
+    import argparse
+
+    from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 
 BUFFER_SIZE = 1 << 20
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
@@ -57,6 +61,8 @@ class Output:
         self.write: Callable[[bytes], int] = self._file.write
 
     def emit(self, message: dict[str, Any]) -> None:
+        from ferryman.protocol.codec import encode  # msgspec and orjson: not for ``spec``
+
         self._file.write(encode(message))
 
     def state(self, line: bytes) -> None:
@@ -78,26 +84,40 @@ class Output:
             os.close(devnull)
 
 
-@dataclass(frozen=True)
 class Connector(Generic[C]):
     """What a built-in connector implements.
 
     ``parse_config`` turns the raw config object into the connector's typed config, raising
     :class:`ConfigError` when it cannot. ``check`` raises (any exception) when the connection
-    does not work and may return a message for a successful check.
+    does not work and may return a message for a successful check. (A plain class, not a
+    dataclass: ``dataclasses`` imports ``inspect``, a tenth of a spec's cost.)
     """
 
-    name: str
-    specification: dict[str, Any]
-    parse_config: Callable[[Any], C]
-    check: Callable[[C], str | None]
-    spec_extra: dict[str, Any] | None = None
-    discover: Callable[[C], list[dict[str, Any]]] | None = None
-    read: Callable[[C, list[ConfiguredStream], dict[StreamKey, Any], Output], None] | None = None
-    write: Callable[[C, list[ConfiguredStream], Output], None] | None = None
+    def __init__(
+        self,
+        *,
+        name: str,
+        specification: dict[str, Any],
+        parse_config: Callable[[Any], C],
+        check: Callable[[C], str | None],
+        spec_extra: dict[str, Any] | None = None,
+        discover: Callable[[C], list[dict[str, Any]]] | None = None,
+        read: Callable[[C, list[ConfiguredStream], dict[StreamKey, Any], Output], None] | None = None,
+        write: Callable[[C, list[ConfiguredStream], Output], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.specification = specification
+        self.parse_config = parse_config
+        self.check = check
+        self.spec_extra = spec_extra
+        self.discover = discover
+        self.read = read
+        self.write = write
 
 
 def _parser(connector: Connector[Any]) -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(prog=connector.name, description=f"{connector.name} connector")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("spec", help="print the connector's specification")
@@ -119,6 +139,8 @@ def _parser(connector: Connector[Any]) -> argparse.ArgumentParser:
 
 
 def _load_json(path: str, what: str) -> Any:
+    import orjson
+
     try:
         with open(path, "rb") as handle:
             return orjson.loads(handle.read())
@@ -136,6 +158,8 @@ def _load_config(connector: Connector[C], path: str) -> C:
 
 
 def _load_catalog(path: str) -> list[ConfiguredStream]:
+    from ferryman.builtin._catalog import parse_catalog
+
     try:
         return parse_catalog(_load_json(path, "catalog"))
     except ValueError as exc:
@@ -145,6 +169,8 @@ def _load_catalog(path: str) -> list[ConfiguredStream]:
 def _load_state(path: str | None) -> dict[StreamKey, Any]:
     if path is None:
         return {}
+    from ferryman.builtin._catalog import parse_input_state
+
     try:
         return parse_input_state(_load_json(path, "state"))
     except ValueError as exc:
@@ -179,6 +205,8 @@ def _dispatch(connector: Connector[C], args: argparse.Namespace, out: Output) ->
 
 def main(connector: Connector[Any], argv: Sequence[str] | None = None) -> int:
     """Run one command of ``connector``; returns the process exit code."""
+    if list(sys.argv[1:] if argv is None else argv) == ["spec"]:
+        return _spec(connector)
     args = _parser(connector).parse_args(argv)
     out = Output()
     code = 0
@@ -191,6 +219,8 @@ def main(connector: Connector[Any], argv: Sequence[str] | None = None) -> int:
         out.discard()
         return 1
     except Exception as exc:
+        import traceback
+
         stack = traceback.format_exc()
         sys.stderr.write(stack)
         text = f"{connector.name} failed: {exc}" if str(exc) else f"{connector.name} failed"
@@ -202,6 +232,23 @@ def main(connector: Connector[Any], argv: Sequence[str] | None = None) -> int:
         out.discard()
         return 1
     return code
+
+
+def _spec(connector: Connector[Any]) -> int:
+    """The SPEC line, encoded by the standard library (orjson and msgspec cost more to import
+    than the rest of the answer)."""
+    import json
+
+    message = messages.spec(connector.specification, **(connector.spec_extra or {}))
+    line = json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n"
+    out = Output()
+    try:
+        out.write(line.encode())
+        out.flush()
+    except BrokenPipeError:
+        out.discard()
+        return 1
+    return 0
 
 
 def run(connector: Connector[Any]) -> None:

@@ -14,19 +14,19 @@ empty object schema.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 from ferryman.builtin._runtime import ConfigError, Connector, Output, object_schema, run
 from ferryman.protocol import messages
+
+if TYPE_CHECKING:
+    from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 
 NAME = "source-empty"
 STATE_TYPES = ("STREAM", "GLOBAL", "LEGACY")
 
 
-@dataclass(frozen=True)
-class EmptyConfig:
+class EmptyConfig(NamedTuple):
     streams: tuple[StreamKey, ...]
     state_type: str
 

@@ -2,13 +2,26 @@
 
 Each returns a plain dict in the protocol's shape; :func:`ferryman.protocol.codec.encode` turns
 it into a line. Optional fields are left out rather than sent as null.
+
+Nothing here imports the codec (msgspec, orjson): a built-in connector answering ``spec`` builds
+its one message with this module and pays for no more than the standard library.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
-from ferryman.protocol.codec import MessageType
+
+class MessageType(StrEnum):
+    RECORD = "RECORD"
+    STATE = "STATE"
+    LOG = "LOG"
+    SPEC = "SPEC"
+    CONNECTION_STATUS = "CONNECTION_STATUS"
+    CATALOG = "CATALOG"
+    TRACE = "TRACE"
+    CONTROL = "CONTROL"
 
 
 def _descriptor(name: str, namespace: str | None) -> dict[str, Any]:
