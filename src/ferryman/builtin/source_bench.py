@@ -48,7 +48,7 @@ _FILLER = b"abcdefghijklmnopqrstuvwxyz0123456789"
 class BenchConfig:
     """The parsed config (a plain class: ``dataclasses`` costs a spec more than the rest)."""
 
-    __slots__ = ("count", "streams", "record_size", "state_every")
+    __slots__ = ("count", "record_size", "state_every", "streams")
 
     def __init__(self, count: int, streams: tuple[str, ...], record_size: int, state_every: int) -> None:
         self.count = count

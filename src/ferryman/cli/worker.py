@@ -92,10 +92,12 @@ class JobLines:
             note(f"{reason}; trying again in {retry_in_s:.0f}s")
 
     def _say(self, job: Job, attempt: Attempt, text: str, event: dict[str, object]) -> None:
-        names = Names(
-            self._store.list_connections(),
-            [*self._store.list_actors(SOURCE), *self._store.list_actors(DESTINATION)],
-        )
+        names = Names([], [])  # a spec job is named by its connector or definition: no reads
+        if job.type.is_replication or (job.scope or "").split(":")[0] in (SOURCE, DESTINATION):
+            names = Names(
+                self._store.list_connections(),
+                [*self._store.list_actors(SOURCE), *self._store.list_actors(DESTINATION)],
+            )
         scope = names.scope(job)
         if self._json:
             about = {"job_id": job.id, "type": job.type.value, "scope": scope, "attempt": attempt.number}

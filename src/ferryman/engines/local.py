@@ -206,9 +206,12 @@ class LocalEngine:
 
     def _pass_on_cancels(self) -> None:
         with self._lock:
-            running = list(self._running.values())
+            running = [item for item in self._running.values() if not item.cancel.is_set()]
+        if not running:
+            return
+        asked = self.store.cancel_requested([item.job.id for item in running])
         for item in running:
-            if not item.cancel.is_set() and self.store.get_job(item.job.id).cancel_requested:
+            if item.job.id in asked:
                 item.cancel.set()
 
     # -- crash recovery ---------------------------------------------------------------------

@@ -254,6 +254,9 @@ class JobStore(Protocol):
 
     def fail_job(self, job_id: int) -> Job: ...
 
+    def cancel_requested(self, job_ids: Collection[int]) -> set[int]:
+        """Those of these jobs whose cancel was asked for (one query for all an engine runs)."""
+
     def request_cancel(self, job_id: int) -> Job:
         """Pending or incomplete: cancelled at once. Running: flagged; the engine running it
         stops its connectors and calls :meth:`cancel_attempt`. Terminal: unchanged."""
