@@ -44,8 +44,21 @@ EngineOption = Annotated[
 ]
 
 
-def worker(json: JsonOption = False, engine_name: EngineOption = None) -> None:
-    """Run queued jobs (`connections sync --detach`, retries) until SIGTERM or Ctrl-C."""
+SwitchOption = Annotated[
+    bool,
+    typer.Option(
+        "--switch-engine",
+        help="Make this worker's engine the one that works the store, replacing the kind recorded "
+        "by its first worker (stop every worker of that kind first).",
+    ),
+]
+
+
+def worker(json: JsonOption = False, engine_name: EngineOption = None, switch: SwitchOption = False) -> None:
+    """Run queued jobs (`connections sync --detach`, retries) until SIGTERM or Ctrl-C.
+
+    A store is worked by one kind of engine, local or temporal: the first worker records its
+    kind, and a worker of the other kind is refused (else both would run the same jobs)."""
 
     def action() -> int:
         from ferryman.engines.choose import worker_engine
@@ -53,7 +66,7 @@ def worker(json: JsonOption = False, engine_name: EngineOption = None) -> None:
 
         settings = Settings.from_env()
         with open_store(home=settings.home) as store:
-            engine: WorkerEngine = worker_engine(store, settings, engine_name)
+            engine: WorkerEngine = worker_engine(store, settings, engine_name, switch)
             engine.observer = JobLines(store, json)
             _announce(engine, store.url, json)
             _run(engine)

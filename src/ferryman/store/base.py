@@ -289,6 +289,12 @@ class JobStore(Protocol):
         """Set some of: name, status, schedule, prefix, namespace_definition, namespace_format, catalog."""
         ...
 
+    def engine_kind(self) -> str | None:
+        """The kind of engine (local, temporal) whose workers work this store; None before any."""
+
+    def record_engine_kind(self, kind: str, switch: bool = False) -> str:
+        """Record the kind unless one is recorded (any, with ``switch``); the kind recorded now."""
+
     def default_workspace(self) -> Workspace: ...
     def list_definitions(self, kind: str | None = None) -> list[Definition]:
         """The built-ins, then those added, by kind and slug."""

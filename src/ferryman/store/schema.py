@@ -186,3 +186,13 @@ applications = sa.Table(
     sa.Column("secret_hash", sa.String(255), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
+
+# Facts about the store as a whole, by name: ``engine`` is the kind of engine whose workers work
+# it (local or temporal), recorded when its first worker starts.
+store_settings = sa.Table(
+    "store_settings",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)

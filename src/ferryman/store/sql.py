@@ -9,11 +9,12 @@ from ferryman.store.api_ops import ApiOps
 from ferryman.store.base import JobStore, NotFound
 from ferryman.store.config_ops import ConfigOps, _by_id
 from ferryman.store.db import Database, parse_url
+from ferryman.store.engine_ops import EngineOps
 from ferryman.store.job_ops import JobOps
 from ferryman.store.schema import LIVE_STATUSES, REPLICATION_TYPES, connections, jobs
 
 
-class SqlJobStore(ConfigOps, JobOps, ApiOps):
+class SqlJobStore(ConfigOps, JobOps, ApiOps, EngineOps):
     """:class:`~ferryman.store.base.JobStore` on one database. Safe to share between threads;
     any number of processes may open the same database."""
 
