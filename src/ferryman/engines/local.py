@@ -146,7 +146,9 @@ class LocalEngine:
         return str(self.settings.workspace / str(job_id) / str(attempt_number) / files.LOG_FILE)
 
     def submit(self, job: Job) -> None:
-        """Nothing to do: this engine claims queued jobs from the store itself."""
+        """A job was queued by this process (the server's API): claim it now, not at the next
+        poll. Jobs queued by other processes are found at the next poll or attempt end."""
+        self._wake.set()
 
     def start(self, job: Job, attempt: Attempt) -> threading.Thread:
         """Run an attempt claimed elsewhere (a Temporal activity) as one of this engine's own:
