@@ -28,20 +28,21 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, BinaryIO, Generic, TypeVar
 
 from ferryman.protocol import messages
 
+# typing.TYPE_CHECKING without importing typing: typing (with the re and enum it imports) costs
+# a spec more than everything else it imports. The modules of the spec path use this idiom.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable, Sequence
+    from typing import Any, BinaryIO
 
     from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 
 BUFFER_SIZE = 1 << 20
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
-
-C = TypeVar("C")
 
 
 class ConfigError(Exception):
@@ -84,13 +85,14 @@ class Output:
             os.close(devnull)
 
 
-class Connector(Generic[C]):
+class Connector:
     """What a built-in connector implements.
 
     ``parse_config`` turns the raw config object into the connector's typed config, raising
     :class:`ConfigError` when it cannot. ``check`` raises (any exception) when the connection
-    does not work and may return a message for a successful check. (A plain class, not a
-    dataclass: ``dataclasses`` imports ``inspect``, a tenth of a spec's cost.)
+    does not work and may return a message for a successful check; ``check``, ``discover``,
+    ``read`` and ``write`` take what ``parse_config`` returns. (A plain class, neither a
+    dataclass nor generic: ``dataclasses`` imports ``inspect``, ``Generic`` needs ``typing``.)
     """
 
     def __init__(
@@ -98,12 +100,12 @@ class Connector(Generic[C]):
         *,
         name: str,
         specification: dict[str, Any],
-        parse_config: Callable[[Any], C],
-        check: Callable[[C], str | None],
+        parse_config: Callable[[Any], Any],
+        check: Callable[[Any], str | None],
         spec_extra: dict[str, Any] | None = None,
-        discover: Callable[[C], list[dict[str, Any]]] | None = None,
-        read: Callable[[C, list[ConfiguredStream], dict[StreamKey, Any], Output], None] | None = None,
-        write: Callable[[C, list[ConfiguredStream], Output], None] | None = None,
+        discover: Callable[[Any], list[dict[str, Any]]] | None = None,
+        read: Callable[[Any, list[ConfiguredStream], dict[StreamKey, Any], Output], None] | None = None,
+        write: Callable[[Any, list[ConfiguredStream], Output], None] | None = None,
     ) -> None:
         self.name = name
         self.specification = specification
@@ -115,7 +117,7 @@ class Connector(Generic[C]):
         self.write = write
 
 
-def _parser(connector: Connector[Any]) -> argparse.ArgumentParser:
+def _parser(connector: Connector) -> argparse.ArgumentParser:
     import argparse
 
     parser = argparse.ArgumentParser(prog=connector.name, description=f"{connector.name} connector")
@@ -150,7 +152,7 @@ def _load_json(path: str, what: str) -> Any:
         raise ConfigError(f"the {what} file {path} is not valid JSON: {exc}") from exc
 
 
-def _load_config(connector: Connector[C], path: str) -> C:
+def _load_config(connector: Connector, path: str) -> Any:
     raw = _load_json(path, "config")
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a JSON object")
@@ -177,7 +179,7 @@ def _load_state(path: str | None) -> dict[StreamKey, Any]:
         raise ConfigError(str(exc)) from exc
 
 
-def _run_check(connector: Connector[C], args: argparse.Namespace, out: Output) -> None:
+def _run_check(connector: Connector, args: argparse.Namespace, out: Output) -> None:
     try:
         note = connector.check(_load_config(connector, args.config))
     except Exception as exc:
@@ -186,7 +188,7 @@ def _run_check(connector: Connector[C], args: argparse.Namespace, out: Output) -
         out.emit(messages.connection_status(True, note))
 
 
-def _dispatch(connector: Connector[C], args: argparse.Namespace, out: Output) -> None:
+def _dispatch(connector: Connector, args: argparse.Namespace, out: Output) -> None:
     command: str = args.command
     if command == "spec":
         out.emit(messages.spec(connector.specification, **(connector.spec_extra or {})))
@@ -203,7 +205,7 @@ def _dispatch(connector: Connector[C], args: argparse.Namespace, out: Output) ->
         connector.write(config, _load_catalog(args.catalog), out)
 
 
-def main(connector: Connector[Any], argv: Sequence[str] | None = None) -> int:
+def main(connector: Connector, argv: Sequence[str] | None = None) -> int:
     """Run one command of ``connector``; returns the process exit code."""
     if list(sys.argv[1:] if argv is None else argv) == ["spec"]:
         return _spec(connector)
@@ -234,16 +236,13 @@ def main(connector: Connector[Any], argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _spec(connector: Connector[Any]) -> int:
-    """The SPEC line, encoded by the standard library (orjson and msgspec cost more to import
-    than the rest of the answer)."""
-    import json
-
+def _spec(connector: Connector) -> int:
+    """The SPEC line, written by :func:`json_text`: orjson and msgspec, or even the standard
+    library's json (which imports re, and re enum), cost more to import than the whole answer."""
     message = messages.spec(connector.specification, **(connector.spec_extra or {}))
-    line = json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n"
     out = Output()
     try:
-        out.write(line.encode())
+        out.write(json_text(message).encode() + b"\n")
         out.flush()
     except BrokenPipeError:
         out.discard()
@@ -251,7 +250,31 @@ def _spec(connector: Connector[Any]) -> int:
     return 0
 
 
-def run(connector: Connector[Any]) -> None:
+# JSON string escapes: the two characters that must be escaped, and every control character.
+_ESCAPES = {ord('"'): '\\"', ord("\\"): "\\\\"} | {code: f"\\u{code:04x}" for code in range(0x20)}
+
+
+def json_text(value: Any) -> str:
+    """``value`` (dicts with string keys, lists, strings, integers, floats, booleans, None) as
+    compact JSON, UTF-8 left as is: enough for a connector's own spec, which is all it is for."""
+    if isinstance(value, str):
+        return '"' + value.translate(_ESCAPES) + '"'
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else "true" if value else "false"
+    if isinstance(value, int | float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{value!r} has no JSON form")
+        return repr(value)
+    if isinstance(value, dict):
+        return (
+            "{" + ",".join(json_text(str(key)) + ":" + json_text(item) for key, item in value.items()) + "}"
+        )
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(json_text(item) for item in value) + "]"
+    raise TypeError(f"{type(value).__name__} has no JSON form")
+
+
+def run(connector: Connector) -> None:
     """``python -m`` entry point: run and exit with the command's status."""
     sys.exit(main(connector))
 

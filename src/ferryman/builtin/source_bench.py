@@ -24,7 +24,6 @@ in batches, rather than by serialising a dict per record.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
 
 from ferryman.builtin._runtime import (
     ConfigError,
@@ -37,7 +36,10 @@ from ferryman.builtin._runtime import (
 )
 from ferryman.protocol import messages
 
+TYPE_CHECKING = False  # typing's, without importing typing (see ferryman.builtin._runtime)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 
 NAME = "source-bench"
