@@ -65,6 +65,7 @@ class _Running:
     cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     error: BaseException | None = None  # the attempt's end could not be saved
+    ended: Job | None = None  # the job as the attempt's saved outcome left it
 
 
 def new_engine_id(foreground: bool = False) -> str:
@@ -163,7 +164,7 @@ class LocalEngine:
 
         def run() -> None:
             try:
-                execution.run()
+                running.ended = execution.run()
             except BaseException as exc:  # the store refused the outcome: run_jobs reports it
                 running.error = exc
             finally:
@@ -193,7 +194,7 @@ class LocalEngine:
 
         def tell(observer: AttemptObserver) -> None:
             attempt = next(a for a in self.store.list_attempts(job_id) if a.id == attempt_id)
-            observer.ended(self.store.get_job(job_id), attempt)
+            observer.ended(ended.ended or self.store.get_job(job_id), attempt)
 
         self._observe(tell)
 
