@@ -435,3 +435,23 @@ def test_urls_default_to_sqlite_in_home_and_bad_ones_are_one_line(
         with pytest.raises(UserInputError) as caught:
             open_store(bad)
         assert "\n" not in str(caught.value) and "secret" not in str(caught.value)
+
+
+def test_the_first_engine_kind_recorded_stands_until_switched(store: SqlJobStore) -> None:
+    # Two workers of different kinds starting at once on one store: the first write wins and both
+    # learn which, so the other refuses to start.
+    assert store.engine_kind() is None
+    assert store.record_engine_kind("temporal") == "temporal"
+    assert store.record_engine_kind("local") == "temporal"
+    assert store.engine_kind() == "temporal"
+    assert store.record_engine_kind("local", switch=True) == "local"
+    assert store.record_engine_kind("temporal") == "local"
+
+
+def test_cancel_requested_names_the_jobs_whose_cancel_was_asked(store: SqlJobStore) -> None:
+    # An engine asks once per pass for every job it runs: the jobs `jobs cancel` flagged.
+    first, second = (store.enqueue(JobType.SPEC, None, {"connector": "builtin:source-bench"}) for _ in "ab")
+    store.claim("engine-1", {"spec": 2}, T0, log_path)
+    store.request_cancel(second.id)
+    assert store.cancel_requested([first.id, second.id, 10**30]) == {second.id}
+    assert store.cancel_requested([]) == set()

@@ -43,10 +43,13 @@ def ferryman(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def running_server(home: Path, *args: str, database_url: str | None = None) -> Iterator[Server]:
-    """The server on ``home``'s own SQLite store, or on ``database_url``."""
+def running_server(
+    home: Path, *args: str, database_url: str | None = None, env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """The server on ``home``'s own SQLite store, or on ``database_url``; ``env`` adds to its
+    environment (a Temporal server's address, say)."""
     port = free_port()
-    env = {**os.environ, "FERRYMAN_HOME": str(home)}
+    env = {**os.environ, **(env or {}), "FERRYMAN_HOME": str(home)}
     env.pop("FERRYMAN_DATABASE_URL", None)
     if database_url is not None:
         env["FERRYMAN_DATABASE_URL"] = database_url

@@ -117,6 +117,22 @@ def test_spec_is_a_draft07_object_schema(module: str) -> None:
     assert isinstance(schema["properties"], dict)
 
 
+@pytest.mark.parametrize("module", ["source_bench", "source_empty"])
+def test_spec_imports_no_more_than_the_standard_library(module: str) -> None:
+    # Every spec job and `sources create` starts this process: msgspec, orjson, argparse,
+    # dataclasses (inspect), typing and json (re, enum) were 27 of its 45 ms of CPU, and most of
+    # what bounded a spec job's throughput.
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", *command(module, "spec")[1:]], capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    imported = {line.split("|")[-1].strip() for line in done.stderr.decode().splitlines() if "|" in line}
+    heavy = {"msgspec", "orjson", "argparse", "dataclasses", "inspect", "typing", "json", "re", "enum"}
+    assert imported.isdisjoint(heavy), imported & heavy
+    (message,) = parse(done.stdout)
+    assert message["spec"]["connectionSpecification"]["type"] == "object"
+
+
 @pytest.mark.parametrize("module", MODULES)
 def test_unknown_command_prints_usage_and_exits_2(module: str) -> None:
     done = run(module, "frobnicate")

@@ -246,3 +246,26 @@ def start_engine(url: str, env: dict[str, str]) -> subprocess.Popen[str]:
     assert process.stdout is not None
     process.stdout.readline()  # its engine id: it is up
     return process
+
+
+def test_a_job_submitted_in_the_engines_process_starts_without_waiting_for_a_poll(
+    store: JobStore, tmp_path: Path
+) -> None:
+    # The server's API and its engine share a process: a job it queues is claimed at once, not
+    # after the engine's poll interval (here an hour, so only the submit can start it).
+    config = settings(tmp_path)
+    engine = LocalEngine(store, config, limits=LIMITS, poll_interval_s=3600)
+    service = JobService(store, config, engine)
+    stop = threading.Event()
+    loop = threading.Thread(target=engine.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        job = service.enqueue_spec("builtin:source-bench", "definition:bench")
+        deadline = time.monotonic() + 60
+        while not store.get_job(job.id).status.terminal and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.get_job(job.id).status is JobStatus.SUCCEEDED
+    finally:
+        stop.set()
+        engine._wake.set()  # the loop waits an hour between passes otherwise
+        loop.join(60)

@@ -3,6 +3,7 @@ and destination-duckdb's waiting for its file and checking of what it stored."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from ferryman.builtin._catalog import (
 from ferryman.builtin._destination import load, read_chunks
 from ferryman.builtin._duckdb_file import LockTimeout, Spill, open_database
 from ferryman.builtin._duckdb_tables import LoadError, load_spill, prepare, table_for
-from ferryman.builtin._runtime import Output
+from ferryman.builtin._runtime import Output, json_text
 from ferryman.builtin.destination_devnull import discard
 from ferryman.builtin.source_bench import record_template
 
@@ -279,3 +280,24 @@ def test_a_commit_that_stores_fewer_rows_than_records_fails(tmp_path: Path) -> N
         ):
             load_spill(con, table, spill)
     spill.close()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": 1, "b": [True, False, None], "c": -2.5, "d": {"e": []}, "f": {}},
+        'quote " backslash \\ slash / tab \t newline \n nul \x00 unit \x1f del \x7f',
+        "non-ASCII: été, 東京, 🚢, a lone \u2028 line separator",
+        [0, 10**30, 1e-7, 3.0],
+    ],
+)
+def test_the_spec_line_encoder_writes_json_that_reads_back_the_same(value: object) -> None:
+    # Built-ins answer spec with this instead of a JSON library (they cost more to import than
+    # the answer): a user's UI reads that spec, so it must parse back to exactly what was meant.
+    assert json.loads(json_text(value)) == value
+
+
+def test_the_spec_line_encoder_refuses_what_json_cannot_say() -> None:
+    for bad in (float("nan"), float("inf"), {1, 2}, b"bytes"):
+        with pytest.raises((ValueError, TypeError)):
+            json_text(bad)

@@ -14,30 +14,35 @@ stderr and exits with 2. A bad config (or catalog, or state) makes ``check`` rep
 connection status and exit 0, and every other command emit a TRACE error with failure type
 ``config_error`` and exit 1. An unexpected exception becomes a TRACE ``system_error`` with its
 stack trace inside the message, and exit 1. Nothing but protocol messages is written to stdout.
+
+``spec`` is answered before anything but the standard library's ``json`` is imported: the spec of
+a built-in (a spec job, ``sources create``) costs little more than starting Python. The other
+commands import what they need (argparse, orjson, msgspec, the catalog helpers) when they run,
+and so should the connector modules: their top level stays light, their heavy imports live in
+the functions that need them.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
 import time
-import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, BinaryIO, Generic, TypeVar
 
-import orjson
-
-from ferryman.builtin._catalog import ConfiguredStream, StreamKey, parse_catalog, parse_input_state
 from ferryman.protocol import messages
-from ferryman.protocol.codec import encode
+
+# typing.TYPE_CHECKING without importing typing: typing (with the re and enum it imports) costs
+# a spec more than everything else it imports. The modules of the spec path use this idiom.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+    from typing import Any, BinaryIO
+
+    from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 
 BUFFER_SIZE = 1 << 20
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
-
-C = TypeVar("C")
 
 
 class ConfigError(Exception):
@@ -57,6 +62,8 @@ class Output:
         self.write: Callable[[bytes], int] = self._file.write
 
     def emit(self, message: dict[str, Any]) -> None:
+        from ferryman.protocol.codec import encode  # msgspec and orjson: not for ``spec``
+
         self._file.write(encode(message))
 
     def state(self, line: bytes) -> None:
@@ -78,26 +85,41 @@ class Output:
             os.close(devnull)
 
 
-@dataclass(frozen=True)
-class Connector(Generic[C]):
+class Connector:
     """What a built-in connector implements.
 
     ``parse_config`` turns the raw config object into the connector's typed config, raising
     :class:`ConfigError` when it cannot. ``check`` raises (any exception) when the connection
-    does not work and may return a message for a successful check.
+    does not work and may return a message for a successful check; ``check``, ``discover``,
+    ``read`` and ``write`` take what ``parse_config`` returns. (A plain class, neither a
+    dataclass nor generic: ``dataclasses`` imports ``inspect``, ``Generic`` needs ``typing``.)
     """
 
-    name: str
-    specification: dict[str, Any]
-    parse_config: Callable[[Any], C]
-    check: Callable[[C], str | None]
-    spec_extra: dict[str, Any] | None = None
-    discover: Callable[[C], list[dict[str, Any]]] | None = None
-    read: Callable[[C, list[ConfiguredStream], dict[StreamKey, Any], Output], None] | None = None
-    write: Callable[[C, list[ConfiguredStream], Output], None] | None = None
+    def __init__(
+        self,
+        *,
+        name: str,
+        specification: dict[str, Any],
+        parse_config: Callable[[Any], Any],
+        check: Callable[[Any], str | None],
+        spec_extra: dict[str, Any] | None = None,
+        discover: Callable[[Any], list[dict[str, Any]]] | None = None,
+        read: Callable[[Any, list[ConfiguredStream], dict[StreamKey, Any], Output], None] | None = None,
+        write: Callable[[Any, list[ConfiguredStream], Output], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.specification = specification
+        self.parse_config = parse_config
+        self.check = check
+        self.spec_extra = spec_extra
+        self.discover = discover
+        self.read = read
+        self.write = write
 
 
-def _parser(connector: Connector[Any]) -> argparse.ArgumentParser:
+def _parser(connector: Connector) -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(prog=connector.name, description=f"{connector.name} connector")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("spec", help="print the connector's specification")
@@ -119,6 +141,8 @@ def _parser(connector: Connector[Any]) -> argparse.ArgumentParser:
 
 
 def _load_json(path: str, what: str) -> Any:
+    import orjson
+
     try:
         with open(path, "rb") as handle:
             return orjson.loads(handle.read())
@@ -128,7 +152,7 @@ def _load_json(path: str, what: str) -> Any:
         raise ConfigError(f"the {what} file {path} is not valid JSON: {exc}") from exc
 
 
-def _load_config(connector: Connector[C], path: str) -> C:
+def _load_config(connector: Connector, path: str) -> Any:
     raw = _load_json(path, "config")
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a JSON object")
@@ -136,6 +160,8 @@ def _load_config(connector: Connector[C], path: str) -> C:
 
 
 def _load_catalog(path: str) -> list[ConfiguredStream]:
+    from ferryman.builtin._catalog import parse_catalog
+
     try:
         return parse_catalog(_load_json(path, "catalog"))
     except ValueError as exc:
@@ -145,13 +171,15 @@ def _load_catalog(path: str) -> list[ConfiguredStream]:
 def _load_state(path: str | None) -> dict[StreamKey, Any]:
     if path is None:
         return {}
+    from ferryman.builtin._catalog import parse_input_state
+
     try:
         return parse_input_state(_load_json(path, "state"))
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
 
 
-def _run_check(connector: Connector[C], args: argparse.Namespace, out: Output) -> None:
+def _run_check(connector: Connector, args: argparse.Namespace, out: Output) -> None:
     try:
         note = connector.check(_load_config(connector, args.config))
     except Exception as exc:
@@ -160,7 +188,7 @@ def _run_check(connector: Connector[C], args: argparse.Namespace, out: Output) -
         out.emit(messages.connection_status(True, note))
 
 
-def _dispatch(connector: Connector[C], args: argparse.Namespace, out: Output) -> None:
+def _dispatch(connector: Connector, args: argparse.Namespace, out: Output) -> None:
     command: str = args.command
     if command == "spec":
         out.emit(messages.spec(connector.specification, **(connector.spec_extra or {})))
@@ -177,8 +205,10 @@ def _dispatch(connector: Connector[C], args: argparse.Namespace, out: Output) ->
         connector.write(config, _load_catalog(args.catalog), out)
 
 
-def main(connector: Connector[Any], argv: Sequence[str] | None = None) -> int:
+def main(connector: Connector, argv: Sequence[str] | None = None) -> int:
     """Run one command of ``connector``; returns the process exit code."""
+    if list(sys.argv[1:] if argv is None else argv) == ["spec"]:
+        return _spec(connector)
     args = _parser(connector).parse_args(argv)
     out = Output()
     code = 0
@@ -191,6 +221,8 @@ def main(connector: Connector[Any], argv: Sequence[str] | None = None) -> int:
         out.discard()
         return 1
     except Exception as exc:
+        import traceback
+
         stack = traceback.format_exc()
         sys.stderr.write(stack)
         text = f"{connector.name} failed: {exc}" if str(exc) else f"{connector.name} failed"
@@ -204,7 +236,45 @@ def main(connector: Connector[Any], argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def run(connector: Connector[Any]) -> None:
+def _spec(connector: Connector) -> int:
+    """The SPEC line, written by :func:`json_text`: orjson and msgspec, or even the standard
+    library's json (which imports re, and re enum), cost more to import than the whole answer."""
+    message = messages.spec(connector.specification, **(connector.spec_extra or {}))
+    out = Output()
+    try:
+        out.write(json_text(message).encode() + b"\n")
+        out.flush()
+    except BrokenPipeError:
+        out.discard()
+        return 1
+    return 0
+
+
+# JSON string escapes: the two characters that must be escaped, and every control character.
+_ESCAPES = {ord('"'): '\\"', ord("\\"): "\\\\"} | {code: f"\\u{code:04x}" for code in range(0x20)}
+
+
+def json_text(value: Any) -> str:
+    """``value`` (dicts with string keys, lists, strings, integers, floats, booleans, None) as
+    compact JSON, UTF-8 left as is: enough for a connector's own spec, which is all it is for."""
+    if isinstance(value, str):
+        return '"' + value.translate(_ESCAPES) + '"'
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else "true" if value else "false"
+    if isinstance(value, int | float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{value!r} has no JSON form")
+        return repr(value)
+    if isinstance(value, dict):
+        return (
+            "{" + ",".join(json_text(str(key)) + ":" + json_text(item) for key, item in value.items()) + "}"
+        )
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(json_text(item) for item in value) + "]"
+    raise TypeError(f"{type(value).__name__} has no JSON form")
+
+
+def run(connector: Connector) -> None:
     """``python -m`` entry point: run and exit with the command's status."""
     sys.exit(main(connector))
 

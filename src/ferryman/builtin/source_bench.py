@@ -24,12 +24,7 @@ in batches, rather than by serialising a dict per record.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any
 
-import orjson
-
-from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 from ferryman.builtin._runtime import (
     ConfigError,
     Connector,
@@ -40,19 +35,28 @@ from ferryman.builtin._runtime import (
     run,
 )
 from ferryman.protocol import messages
-from ferryman.protocol.codec import encode
+
+TYPE_CHECKING = False  # typing's, without importing typing (see ferryman.builtin._runtime)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 
 NAME = "source-bench"
 BATCH = 2048
 _FILLER = b"abcdefghijklmnopqrstuvwxyz0123456789"
 
 
-@dataclass(frozen=True)
 class BenchConfig:
-    count: int
-    streams: tuple[str, ...]
-    record_size: int
-    state_every: int
+    """The parsed config (a plain class: ``dataclasses`` costs a spec more than the rest)."""
+
+    __slots__ = ("count", "record_size", "state_every", "streams")
+
+    def __init__(self, count: int, streams: tuple[str, ...], record_size: int, state_every: int) -> None:
+        self.count = count
+        self.streams = streams
+        self.record_size = record_size
+        self.state_every = state_every
 
 
 def parse_config(raw: dict[str, Any]) -> BenchConfig:
@@ -146,6 +150,8 @@ def record_template(
 
     ``id_digits`` is the width of a typical id, used to size the padding.
     """
+    import orjson  # here, not at the top: ``spec`` never needs it
+
     # The field order of the Airbyte CDK's models (stream, data, emitted_at, namespace), which
     # is the layout the worker's record path checks without decoding.
     head = b'{"type":"RECORD","record":{"stream":' + orjson.dumps(stream) + b',"data":{"id":'
@@ -174,6 +180,8 @@ def _start_after(stream: ConfiguredStream, states: dict[StreamKey, Any]) -> int:
 def _emit_stream(
     config: BenchConfig, stream: ConfiguredStream, start_after: int, emitted_at: int, out: Output
 ) -> None:
+    from ferryman.protocol.codec import encode
+
     name, namespace, count = stream.name, stream.namespace, config.count
     first = start_after + 1
     out.emit(messages.trace_stream_status(name, "STARTED", now_ms(), namespace))

@@ -14,21 +14,27 @@ empty object schema.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 from ferryman.builtin._runtime import ConfigError, Connector, Output, object_schema, run
 from ferryman.protocol import messages
+
+TYPE_CHECKING = False  # typing's, without importing typing (see ferryman.builtin._runtime)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 
 NAME = "source-empty"
 STATE_TYPES = ("STREAM", "GLOBAL", "LEGACY")
 
 
-@dataclass(frozen=True)
 class EmptyConfig:
-    streams: tuple[StreamKey, ...]
-    state_type: str
+    """The parsed config (a plain class: see ferryman.builtin._runtime on the spec's imports)."""
+
+    __slots__ = ("state_type", "streams")
+
+    def __init__(self, streams: tuple[StreamKey, ...], state_type: str) -> None:
+        self.streams = streams
+        self.state_type = state_type
 
 
 def _stream_key(entry: Any) -> StreamKey:

@@ -44,8 +44,21 @@ EngineOption = Annotated[
 ]
 
 
-def worker(json: JsonOption = False, engine_name: EngineOption = None) -> None:
-    """Run queued jobs (`connections sync --detach`, retries) until SIGTERM or Ctrl-C."""
+SwitchOption = Annotated[
+    bool,
+    typer.Option(
+        "--switch-engine",
+        help="Make this worker's engine the one that works the store, replacing the kind recorded "
+        "by its first worker (stop every worker of that kind first).",
+    ),
+]
+
+
+def worker(json: JsonOption = False, engine_name: EngineOption = None, switch: SwitchOption = False) -> None:
+    """Run queued jobs (`connections sync --detach`, retries) until SIGTERM or Ctrl-C.
+
+    A store is worked by one kind of engine, local or temporal: the first worker records its
+    kind, and a worker of the other kind is refused (else both would run the same jobs)."""
 
     def action() -> int:
         from ferryman.engines.choose import worker_engine
@@ -53,7 +66,7 @@ def worker(json: JsonOption = False, engine_name: EngineOption = None) -> None:
 
         settings = Settings.from_env()
         with open_store(home=settings.home) as store:
-            engine: WorkerEngine = worker_engine(store, settings, engine_name)
+            engine: WorkerEngine = worker_engine(store, settings, engine_name, switch)
             engine.observer = JobLines(store, json)
             _announce(engine, store.url, json)
             _run(engine)
@@ -92,10 +105,12 @@ class JobLines:
             note(f"{reason}; trying again in {retry_in_s:.0f}s")
 
     def _say(self, job: Job, attempt: Attempt, text: str, event: dict[str, object]) -> None:
-        names = Names(
-            self._store.list_connections(),
-            [*self._store.list_actors(SOURCE), *self._store.list_actors(DESTINATION)],
-        )
+        names = Names([], [])  # a spec job is named by its connector or definition: no reads
+        if job.type.is_replication or (job.scope or "").split(":")[0] in (SOURCE, DESTINATION):
+            names = Names(
+                self._store.list_connections(),
+                [*self._store.list_actors(SOURCE), *self._store.list_actors(DESTINATION)],
+            )
         scope = names.scope(job)
         if self._json:
             about = {"job_id": job.id, "type": job.type.value, "scope": scope, "attempt": attempt.number}

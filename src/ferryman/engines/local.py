@@ -65,6 +65,7 @@ class _Running:
     cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     error: BaseException | None = None  # the attempt's end could not be saved
+    ended: Job | None = None  # the job as the attempt's saved outcome left it
 
 
 def new_engine_id(foreground: bool = False) -> str:
@@ -146,7 +147,9 @@ class LocalEngine:
         return str(self.settings.workspace / str(job_id) / str(attempt_number) / files.LOG_FILE)
 
     def submit(self, job: Job) -> None:
-        """Nothing to do: this engine claims queued jobs from the store itself."""
+        """A job was queued by this process (the server's API): claim it now, not at the next
+        poll. Jobs queued by other processes are found at the next poll or attempt end."""
+        self._wake.set()
 
     def start(self, job: Job, attempt: Attempt) -> threading.Thread:
         """Run an attempt claimed elsewhere (a Temporal activity) as one of this engine's own:
@@ -161,7 +164,7 @@ class LocalEngine:
 
         def run() -> None:
             try:
-                execution.run()
+                running.ended = execution.run()
             except BaseException as exc:  # the store refused the outcome: run_jobs reports it
                 running.error = exc
             finally:
@@ -191,7 +194,7 @@ class LocalEngine:
 
         def tell(observer: AttemptObserver) -> None:
             attempt = next(a for a in self.store.list_attempts(job_id) if a.id == attempt_id)
-            observer.ended(self.store.get_job(job_id), attempt)
+            observer.ended(ended.ended or self.store.get_job(job_id), attempt)
 
         self._observe(tell)
 
@@ -206,9 +209,12 @@ class LocalEngine:
 
     def _pass_on_cancels(self) -> None:
         with self._lock:
-            running = list(self._running.values())
+            running = [item for item in self._running.values() if not item.cancel.is_set()]
+        if not running:
+            return
+        asked = self.store.cancel_requested([item.job.id for item in running])
         for item in running:
-            if not item.cancel.is_set() and self.store.get_job(item.job.id).cancel_requested:
+            if item.job.id in asked:
                 item.cancel.set()
 
     # -- crash recovery ---------------------------------------------------------------------

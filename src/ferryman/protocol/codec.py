@@ -13,22 +13,10 @@ record stream of such a line without recursion, so the worker can still say whos
 from __future__ import annotations
 
 import re
-from enum import StrEnum
 from typing import Any
 
 import msgspec
 import orjson
-
-
-class MessageType(StrEnum):
-    RECORD = "RECORD"
-    STATE = "STATE"
-    LOG = "LOG"
-    SPEC = "SPEC"
-    CONNECTION_STATUS = "CONNECTION_STATUS"
-    CATALOG = "CATALOG"
-    TRACE = "TRACE"
-    CONTROL = "CONTROL"
 
 
 class RecordHead(msgspec.Struct, gc=False):

@@ -2,13 +2,29 @@
 
 Each returns a plain dict in the protocol's shape; :func:`ferryman.protocol.codec.encode` turns
 it into a line. Optional fields are left out rather than sent as null.
+
+Nothing here imports the codec (msgspec, orjson): a built-in connector answering ``spec`` builds
+its one message with this module and pays for no more than the standard library.
 """
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing's, without importing typing (see ferryman.builtin._runtime)
+if TYPE_CHECKING:
+    from typing import Any
 
-from ferryman.protocol.codec import MessageType
+
+class MessageType:
+    """The ``type`` of each message (plain strings: an enum would import ``enum``)."""
+
+    RECORD = "RECORD"
+    STATE = "STATE"
+    LOG = "LOG"
+    SPEC = "SPEC"
+    CONNECTION_STATUS = "CONNECTION_STATUS"
+    CATALOG = "CATALOG"
+    TRACE = "TRACE"
+    CONTROL = "CONTROL"
 
 
 def _descriptor(name: str, namespace: str | None) -> dict[str, Any]:
@@ -24,7 +40,7 @@ def record(
     body: dict[str, Any] = {"stream": stream, "data": data, "emitted_at": emitted_at_ms}
     if namespace is not None:
         body["namespace"] = namespace
-    return {"type": MessageType.RECORD.value, "record": body}
+    return {"type": MessageType.RECORD, "record": body}
 
 
 def stream_state(
@@ -36,12 +52,12 @@ def stream_state(
     }
     if record_count is not None:
         message["sourceStats"] = {"recordCount": record_count}
-    return {"type": MessageType.STATE.value, "state": message}
+    return {"type": MessageType.STATE, "state": message}
 
 
 def global_state(shared_state: Any, stream_states: list[tuple[str, str | None, Any]]) -> dict[str, Any]:
     return {
-        "type": MessageType.STATE.value,
+        "type": MessageType.STATE,
         "state": {
             "type": "GLOBAL",
             "global": {
@@ -56,19 +72,19 @@ def global_state(shared_state: Any, stream_states: list[tuple[str, str | None, A
 
 
 def legacy_state(data: Any) -> dict[str, Any]:
-    return {"type": MessageType.STATE.value, "state": {"type": "LEGACY", "data": data}}
+    return {"type": MessageType.STATE, "state": {"type": "LEGACY", "data": data}}
 
 
 def log(level: str, message: str, stack_trace: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"level": level, "message": message}
     if stack_trace is not None:
         body["stack_trace"] = stack_trace
-    return {"type": MessageType.LOG.value, "log": body}
+    return {"type": MessageType.LOG, "log": body}
 
 
 def spec(connection_specification: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {
-        "type": MessageType.SPEC.value,
+        "type": MessageType.SPEC,
         "spec": {"connectionSpecification": connection_specification, **extra},
     }
 
@@ -77,11 +93,11 @@ def connection_status(succeeded: bool, message: str | None = None) -> dict[str, 
     body: dict[str, Any] = {"status": "SUCCEEDED" if succeeded else "FAILED"}
     if message is not None:
         body["message"] = message
-    return {"type": MessageType.CONNECTION_STATUS.value, "connectionStatus": body}
+    return {"type": MessageType.CONNECTION_STATUS, "connectionStatus": body}
 
 
 def catalog(streams: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"type": MessageType.CATALOG.value, "catalog": {"streams": streams}}
+    return {"type": MessageType.CATALOG, "catalog": {"streams": streams}}
 
 
 def trace_error(
@@ -97,7 +113,7 @@ def trace_error(
     if stack_trace is not None:
         error["stack_trace"] = stack_trace
     return {
-        "type": MessageType.TRACE.value,
+        "type": MessageType.TRACE,
         "trace": {"type": "ERROR", "emitted_at": emitted_at_ms, "error": error},
     }
 
@@ -117,7 +133,7 @@ def trace_estimate(
     if byte_estimate is not None:
         estimate["byte_estimate"] = byte_estimate
     return {
-        "type": MessageType.TRACE.value,
+        "type": MessageType.TRACE,
         "trace": {"type": "ESTIMATE", "emitted_at": emitted_at_ms, "estimate": estimate},
     }
 
@@ -126,7 +142,7 @@ def trace_stream_status(
     stream: str, status: str, emitted_at_ms: float, namespace: str | None = None
 ) -> dict[str, Any]:
     return {
-        "type": MessageType.TRACE.value,
+        "type": MessageType.TRACE,
         "trace": {
             "type": "STREAM_STATUS",
             "emitted_at": emitted_at_ms,
@@ -140,7 +156,7 @@ def trace_stream_status(
 
 def control_config(config: dict[str, Any], emitted_at_ms: float) -> dict[str, Any]:
     return {
-        "type": MessageType.CONTROL.value,
+        "type": MessageType.CONTROL,
         "control": {
             "type": "CONNECTOR_CONFIG",
             "emitted_at": emitted_at_ms,

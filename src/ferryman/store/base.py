@@ -332,6 +332,9 @@ class JobStore(Protocol):
 
     def fail_job(self, job_id: int, now: datetime | None = None) -> Job: ...
 
+    def cancel_requested(self, job_ids: Collection[int]) -> set[int]:
+        """Those of these jobs whose cancel was asked for (one query for all an engine runs)."""
+
     def request_cancel(self, job_id: int) -> Job:
         """Pending or incomplete: cancelled at once. Running: flagged; the engine running it
         stops its connectors and calls :meth:`cancel_attempt`. Terminal: unchanged."""
@@ -364,6 +367,12 @@ class JobStore(Protocol):
         """Set some of: name, status, schedule, prefix, namespace_definition, namespace_format,
         catalog, next_run_at, status_reason, active_since."""
         ...
+
+    def engine_kind(self) -> str | None:
+        """The kind of engine (local, temporal) whose workers work this store; None before any."""
+
+    def record_engine_kind(self, kind: str, switch: bool = False) -> str:
+        """Record the kind unless one is recorded (any, with ``switch``); the kind recorded now."""
 
     def default_workspace(self) -> Workspace: ...
     def list_definitions(self, kind: str | None = None) -> list[Definition]:

@@ -21,7 +21,15 @@ from sqlalchemy.engine import Connection as SqlConnection
 from sqlalchemy.exc import IntegrityError
 
 from ferryman.errors import UserInputError
-from ferryman.jobs.states import AttemptStatus, JobStatus, JobType, apply, apply_attempt
+from ferryman.jobs.states import (
+    ATTEMPT_TRANSITIONS,
+    JOB_TRANSITIONS,
+    AttemptStatus,
+    JobStatus,
+    JobType,
+    apply,
+    apply_attempt,
+)
 from ferryman.store import notify_ops, rows
 from ferryman.store.base import Attempt, ConnectionBusy, Job, NotFound, StaleWrite, StreamStat
 from ferryman.store.db import Database
@@ -56,8 +64,27 @@ def _runnable(now: datetime) -> sa.ColumnElement[bool]:
     )
 
 
-def move_job(conn: SqlConnection, job_id: int, target: JobStatus, now: datetime, **values: Any) -> Job:
-    """Compare-and-set the job to ``target`` (plus ``values``); a terminal job comes back unchanged."""
+def move_job(
+    conn: SqlConnection,
+    job_id: int,
+    target: JobStatus,
+    now: datetime,
+    expected: JobStatus | None = None,
+    **values: Any,
+) -> Job:
+    """Compare-and-set the job to ``target`` (plus ``values``); a terminal job comes back unchanged.
+
+    ``expected``: the status the caller believes the job has; the write is tried on that belief
+    first, sparing the read (one statement instead of two in the common case)."""
+    if expected is not None and not expected.terminal and target in JOB_TRANSITIONS[expected]:
+        moved = conn.execute(
+            jobs.update()
+            .where(jobs.c.id == job_id, jobs.c.status == expected.value)
+            .values(status=target.value, updated_at=now, **values)
+            .returning(*jobs.c)
+        ).first()
+        if moved is not None:
+            return _moved(conn, rows.job(moved), target, now)
     for _ in range(2):
         row = _job_row(conn, job_id)
         seen = JobStatus(row.status)
@@ -72,17 +99,32 @@ def move_job(conn: SqlConnection, job_id: int, target: JobStatus, now: datetime,
         )
         moved = conn.execute(statement).first()
         if moved is not None:
-            job = rows.job(moved)
-            if to.terminal:  # its notices commit with its end, or not at all (notify_ops)
-                notify_ops.job_ended(conn, job, now)
-            return job
+            return _moved(conn, rows.job(moved), to, now)
     raise StaleWrite(f"job {job_id} keeps changing under us; not moved to {target}", job_id=job_id)
+
+
+def _moved(conn: SqlConnection, job: Job, to: JobStatus, now: datetime) -> Job:
+    if to.terminal:  # its notices commit with its end, or not at all (notify_ops)
+        notify_ops.job_ended(conn, job, now)
+    return job
 
 
 def move_attempt(
     conn: SqlConnection, attempt_id: int, target: AttemptStatus, now: datetime, **values: Any
 ) -> Attempt | None:
-    """Compare-and-set the attempt to ``target``; None when it had ended already (a no-op)."""
+    """Compare-and-set the attempt to ``target``; None when it had ended already (a no-op).
+
+    Tried first as running -> ``target`` without a read: an attempt's outcome nearly always
+    finds it running."""
+    if target in ATTEMPT_TRANSITIONS[AttemptStatus.RUNNING]:
+        moved = conn.execute(
+            attempts.update()
+            .where(attempts.c.id == attempt_id, attempts.c.status == AttemptStatus.RUNNING.value)
+            .values(status=target.value, updated_at=now, **values)
+            .returning(*attempts.c)
+        ).first()
+        if moved is not None:
+            return rows.attempt(moved)
     for _ in range(2):
         row = conn.execute(sa.select(attempts).where(attempts.c.id == attempt_id)).first()
         if row is None:
@@ -209,7 +251,7 @@ class JobOps:
                 if not types:
                     continue
                 query = (
-                    sa.select(jobs.c.id)
+                    sa.select(jobs.c.id, jobs.c.status)
                     .where(jobs.c.type.in_(types), _runnable(now))
                     .order_by(jobs.c.id)
                     .limit(count)
@@ -218,20 +260,24 @@ class JobOps:
                     query = query.where(jobs.c.id.in_(list(only)))
                 if not self._db.is_sqlite:  # Postgres: rows another claimer holds are skipped
                     query = query.with_for_update(skip_locked=True)
-                for job_id in conn.execute(query).scalars().all():
-                    claimed.append(self._start_attempt(conn, job_id, engine_id, now, log_path_for))
+                for job_id, status in conn.execute(query).all():
+                    seen = JobStatus(status)
+                    claimed.append(self._start_attempt(conn, job_id, seen, engine_id, now, log_path_for))
         return claimed
 
     def _start_attempt(
         self,
         conn: SqlConnection,
         job_id: int,
+        seen: JobStatus,
         engine_id: str,
         now: datetime,
         log_path_for: Callable[[int, int], str],
     ) -> tuple[Job, Attempt]:
         started_at = sa.func.coalesce(jobs.c.started_at, sa.literal(now, UtcDateTime()))
-        job = move_job(conn, job_id, JobStatus.RUNNING, now, started_at=started_at, next_attempt_at=None)
+        job = move_job(
+            conn, job_id, JobStatus.RUNNING, now, seen, started_at=started_at, next_attempt_at=None
+        )
         number = conn.execute(
             sa.select(sa.func.count()).select_from(attempts).where(attempts.c.job_id == job_id)
         ).scalar_one()
@@ -295,7 +341,7 @@ class JobOps:
             if moved is None:
                 return rows.job(_job_row(conn, attempt.job_id))
             extra = {"next_attempt_at": None} if job_status is JobStatus.INCOMPLETE else {}
-            return move_job(conn, attempt.job_id, job_status, now, **extra)
+            return move_job(conn, attempt.job_id, job_status, now, JobStatus.RUNNING, **extra)
 
     def succeed_attempt(self, attempt: Attempt, output: dict[str, Any], now: datetime) -> Job:
         return self._outcome(attempt, AttemptStatus.SUCCEEDED, JobStatus.SUCCEEDED, now, output=output)
@@ -335,6 +381,14 @@ class JobOps:
     def fail_job(self, job_id: int, now: datetime | None = None) -> Job:
         with self._db.write() as conn:
             return move_job(conn, job_id, JobStatus.FAILED, now or rows.utcnow())
+
+    def cancel_requested(self, job_ids: Collection[int]) -> set[int]:
+        wanted = [job_id for job_id in job_ids if 0 < job_id <= rows.MAX_ID]
+        if not wanted:
+            return set()
+        query = sa.select(jobs.c.id).where(jobs.c.id.in_(wanted), jobs.c.cancel_requested)
+        with self._db.read() as conn:
+            return set(conn.execute(query).scalars())
 
     def request_cancel(self, job_id: int) -> Job:
         now = rows.utcnow()

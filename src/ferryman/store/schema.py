@@ -227,3 +227,13 @@ notification_events = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.UniqueConstraint("webhook_id", "kind", "job_id", name="uq_notification_events_job"),
 )
+
+# Facts about the store as a whole, by name: ``engine`` is the kind of engine whose workers work
+# it (local or temporal), recorded when its first worker starts.
+store_settings = sa.Table(
+    "store_settings",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)

@@ -9,6 +9,7 @@ from ferryman.store.api_ops import ApiOps
 from ferryman.store.base import JobStore, NotFound
 from ferryman.store.config_ops import ConfigOps, _by_id
 from ferryman.store.db import Database, parse_url
+from ferryman.store.engine_ops import EngineOps
 from ferryman.store.job_ops import JobOps
 from ferryman.store.notify_ops import NotifyOps
 from ferryman.store.schedule_ops import ScheduleOps
@@ -16,7 +17,7 @@ from ferryman.store.schema import LIVE_STATUSES, REPLICATION_TYPES, connections,
 from ferryman.store.tallies import TallyOps
 
 
-class SqlJobStore(ConfigOps, JobOps, ApiOps, NotifyOps, TallyOps, ScheduleOps):
+class SqlJobStore(ConfigOps, JobOps, ApiOps, NotifyOps, TallyOps, ScheduleOps, EngineOps):
     """:class:`~ferryman.store.base.JobStore` on one database. Safe to share between threads;
     any number of processes may open the same database."""
 

@@ -136,7 +136,12 @@ class ConnectorJobWorker:
                 lifecycle.stop(now, f"no answer within {lifecycle.settings.command_timeout_s(command):g}s")
             if lifecycle.tick(now) and reader.done.is_set():
                 return cancelled, timed_out
-            reader.done.wait(_TICK_S)
+            if reader.done.is_set():
+                # Its output has ended and it is exiting: wait for that, rather than spin on an
+                # event already set (it took a core from the connectors of the other jobs).
+                lifecycle.process.wait(_TICK_S)
+            else:
+                reader.done.wait(_TICK_S)
 
     @staticmethod
     def _output(

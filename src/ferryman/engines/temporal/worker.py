@@ -19,6 +19,7 @@ from datetime import timedelta
 from sqlalchemy.exc import OperationalError
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from ferryman.engines.base import AttemptObserver
 from ferryman.engines.local import LocalEngine
@@ -36,6 +37,12 @@ log = logging.getLogger(__name__)
 RESUBMIT_EVERY_S = 5.0
 RESUBMIT_AFTER_S = 10.0  # a pending job this old has had its chance to be submitted
 _DRAIN = timedelta(days=3)  # a stopping worker lets its attempts finish (a second signal cancels)
+# The sandbox still guards the workflow's calls into the standard library, but our own modules
+# are imported once, not again for every workflow run: re-running workflows.py and the packages
+# above it in a fresh sandbox was most of a spec job's workflow cost (measured in docs/performance.md).
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("ferryman")
+)
 
 
 class TemporalWorker:
@@ -99,6 +106,7 @@ class TemporalWorker:
                 client,
                 task_queue=self.temporal.queue(slot),
                 workflows=[JobWorkflow],
+                workflow_runner=WORKFLOW_RUNNER,
                 activities=activities.all(),
                 activity_executor=executor,
                 max_concurrent_activities=limit,
