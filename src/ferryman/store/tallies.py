@@ -17,7 +17,6 @@ UTC text), ``EXTRACT(EPOCH FROM ...)`` on Postgres.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,13 +88,11 @@ class Tallies:
     oldest_pending: dict[str, datetime]  # job type -> created_at of its oldest pending job
     durations: list[DurationTally]
     streams: list[StreamTotals]
-    lag: LagTally | None  # None: the schema has no jobs.scheduled_for (no scheduler yet)
+    lag: LagTally | None  # None: not read (families from plain values in tests)
 
 
 class TallyOps:
     _db: Database
-    _scheduled_for: bool | None = None  # whether jobs.scheduled_for exists; None: not looked yet
-    _tally_lock = threading.Lock()
 
     def tallies(self) -> Tallies:
         """Every count ``/metrics`` shows, read in one transaction."""
@@ -105,18 +102,8 @@ class TallyOps:
                 oldest_pending=_oldest_pending(conn),
                 durations=_durations(conn, self._db.is_sqlite),
                 streams=_stream_totals(conn),
-                lag=_lag(conn, self._db.is_sqlite) if self._has_scheduled_for() else None,
+                lag=_lag(conn, self._db.is_sqlite),
             )
-
-    def _has_scheduled_for(self) -> bool:
-        """Whether ``jobs.scheduled_for`` exists: inspected at the first scrape, then kept for
-        the life of the store (a server migrates its store when it starts, so the schema it
-        knows is there from then on)."""
-        with self._tally_lock:
-            if self._scheduled_for is None:
-                columns = sa.inspect(self._db.engine).get_columns("jobs")
-                self._scheduled_for = any(column["name"] == SCHEDULED_FOR for column in columns)
-            return self._scheduled_for
 
 
 def _job_counts(conn: SqlConnection) -> list[JobCount]:
