@@ -308,7 +308,9 @@ def test_bad_input_is_one_line_and_exit_code_2(cli: Cli, tmp_path: Path) -> None
         "customformat",
     )
     assert "--namespace customformat needs --namespace-format, e.g. " in cli.bad_input(*no_format)
-    assert "at least one stream to change with --stream, e.g." in cli.bad_input("connections", "update", "b")
+    assert "nothing to change: give --stream, --schedule or --status" in cli.bad_input(
+        "connections", "update", "b"
+    )
     assert "STATE" in cli.bad_input("state", "set", "b", "not-a-file.json")
     assert "used by connection(s) b" in cli.bad_input("sources", "delete", "b")
     cli("connections", "delete", "b")
