@@ -1,0 +1,3 @@
+def scan_records(
+    buffer: bytearray, start: int, end: int, heads: dict[bytes, list[int]], max_bytes: int, /
+) -> int: ...
