@@ -131,8 +131,8 @@ def forward(
     """Copy until the source's stdout ends. An OSError means the destination went away.
     ``scanner``: the C extension's (the default when it is built) or None for the Python loop."""
     remap = record_mapper(mapping)
-    if scanner is None or remap is not None:
-        _python_forward(source, sink, tracker, handler, remap)
+    if scanner is None or remap is not None or not hasattr(source, "readinto"):
+        _python_forward(source, sink, tracker, handler, remap)  # any iterable of lines will do
     else:
         _chunked_forward(source, sink, tracker, handler, scanner)
 
