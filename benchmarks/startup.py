@@ -1,13 +1,15 @@
 """Start-up cost of the commands a user types most: wall time and what they import.
 
-    python benchmarks/startup.py [--runs 10]
+    python benchmarks/startup.py [--runs 10] [--baseline SRC_DIR]
 
 Runs ``ferryman --help``, ``ferryman jobs list`` (on an up-to-date SQLite store),
 ``ferryman connections sync NAME`` (the foreground sync of a configured 1-record connection,
 source-bench -> destination-devnull) and the ad hoc ``ferryman sync`` of the same pair, each
 ``--runs`` times in turn, and prints the median wall time, then, from one run under
 ``python -X importtime``, how many modules the command imported, their summed import time and
-which heavy packages among them it did not need. Not a test: it asserts nothing.
+which heavy packages among them it did not need. ``--baseline`` runs every command a second
+time, interleaved, with ``PYTHONPATH=SRC_DIR`` (e.g. the ``src`` of ``git archive main``), so a
+before and after are measured in the same batch. Not a test: it asserts nothing.
 """
 
 from __future__ import annotations
@@ -78,24 +80,33 @@ def _imports(command: list[str], env: dict[str, str]) -> tuple[int, float, list[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--baseline", type=Path, help="a src/ dir to compare with, run interleaved")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ferryman-startup-") as tmp:
         commands, env = _setup(Path(tmp))
-        walls: dict[str, list[float]] = {name: [] for name in commands}
+        envs = {"this checkout": env}
+        if args.baseline:
+            envs = {"baseline": {**env, "PYTHONPATH": str(args.baseline.resolve())}, **envs}
+        walls: dict[tuple[str, str], list[float]] = {(n, c): [] for n in commands for c in envs}
         for _ in range(args.runs):
             for name, command in commands.items():
-                started = time.perf_counter()
-                subprocess.run(command, env=env, check=True, capture_output=True)
-                walls[name].append(time.perf_counter() - started)
+                for code, code_env in envs.items():
+                    started = time.perf_counter()
+                    subprocess.run(command, env=code_env, check=True, capture_output=True)
+                    walls[name, code].append(time.perf_counter() - started)
         print(f"# median of {args.runs} runs each, interleaved; imports from one -X importtime run")
-        print("| command | wall s (median) | min | modules | import time ms | heavy packages imported |")
-        print("|---|---:|---:|---:|---:|---|")
+        print(
+            "| command | code | wall s (median) | min | modules | import time ms | heavy packages imported |"
+        )
+        print("|---|---|---:|---:|---:|---:|---|")
         for name, command in commands.items():
-            count, import_ms, heavy = _imports(command, env)
-            print(
-                f"| `{name}` | {statistics.median(walls[name]):.3f} | {min(walls[name]):.3f} | {count} "
-                f"| {import_ms:.0f} | {', '.join(heavy) or '-'} |"
-            )
+            for code, code_env in envs.items():
+                count, import_ms, heavy = _imports(command, code_env)
+                times = walls[name, code]
+                print(
+                    f"| `{name}` | {code} | {statistics.median(times):.3f} | {min(times):.3f} | {count} "
+                    f"| {import_ms:.0f} | {', '.join(heavy) or '-'} |"
+                )
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ Tried and dropped: forwarding whole runs of one stream's records as one slice, c
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
@@ -52,7 +53,7 @@ _SHORTCUT_MAX_BYTES = 1900
 _OPEN_BRACE = ord("{")
 _CHUNK_BYTES = 2 << 20  # over the launcher's 1 MiB reader buffer: reads skip it, straight from the pipe
 
-Scanner = Callable[[bytearray, int, int, dict[bytes, list[int]], int], int]
+Scanner = Callable[[mmap.mmap, int, int, dict[bytes, list[int]], int], int]
 
 
 def _load_scanner() -> Scanner | None:
@@ -175,7 +176,8 @@ def _chunked_forward(
     write = sink.write
     # A BufferedReader's readinto1 (one read of the pipe at most); BytesIO and files have it too.
     readinto: Callable[[memoryview], int] = getattr(source, "readinto1", None) or source.readinto  # type: ignore[attr-defined]
-    buffer = bytearray(_CHUNK_BYTES)
+    # Anonymous memory: only the pages reads reach are ever resident (a bytearray is zeroed whole).
+    buffer = mmap.mmap(-1, _CHUNK_BYTES)
     view = memoryview(buffer)
     filled = 0  # buffer[:filled]: the start of a line whose end is not read yet
     while count := readinto(view[filled:]):
@@ -198,11 +200,15 @@ def _chunked_forward(
                 view[:filled] = view[stop:end]
         if filled == len(buffer) or (len(buffer) > _CHUNK_BYTES and filled < _CHUNK_BYTES // 2):
             size = 2 * len(buffer) if filled == len(buffer) else _CHUNK_BYTES
+            larger = mmap.mmap(-1, size)
+            larger[:filled] = view[:filled]
             view.release()
-            buffer = buffer[:filled] + bytes(size - filled)
-            view = memoryview(buffer)
+            buffer.close()
+            buffer, view = larger, memoryview(larger)
     if filled:  # the last line, without a newline
         _decoded(bytes(view[:filled]), sink, tracker, handler, None)
+    view.release()
+    buffer.close()
 
 
 def _decoded(
