@@ -200,11 +200,11 @@ def _chunked_forward(
                 view[:filled] = view[stop:end]
         if filled == len(buffer) or (len(buffer) > _CHUNK_BYTES and filled < _CHUNK_BYTES // 2):
             size = 2 * len(buffer) if filled == len(buffer) else _CHUNK_BYTES
-            larger = mmap.mmap(-1, size)
-            larger[:filled] = view[:filled]
+            fresh = mmap.mmap(-1, size)
+            fresh[:filled] = view[:filled]
             view.release()
             buffer.close()
-            buffer, view = larger, memoryview(larger)
+            buffer, view = fresh, memoryview(fresh)
     if filled:  # the last line, without a newline
         _decoded(bytes(view[:filled]), sink, tracker, handler, None)
     view.release()
