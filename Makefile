@@ -4,11 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_HOME ?= $(CURDIR)/.ferryman
 
-.PHONY: install demo test test-fast test-images lint format bench bench-docker clean
+.PHONY: install demo test test-fast test-images lint format bench bench-docker check-no-extension clean
 
 install: $(BIN)/ferryman
 
-$(BIN)/ferryman: pyproject.toml
+$(BIN)/ferryman: pyproject.toml setup.py src/ferryman/workers/_scan.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
@@ -39,6 +39,17 @@ test: install test-images
 
 test-fast: install test-images
 	$(BIN)/pytest -m "not slow"
+
+# A wheel built where no C compiler works (CC=false here) has no record-path extension and must
+# still work: build one, check it holds no compiled module, and run the record path's tests and a
+# real sync on the Python loop the way such a wheel runs them (FERRYMAN_NO_EXTENSION=1).
+check-no-extension: install
+	rm -rf build/no-extension
+	CC=false $(BIN)/python -m pip wheel --quiet --disable-pip-version-check --no-deps -w build/no-extension .
+	@if $(BIN)/python -m zipfile -l build/no-extension/ferryman-*.whl | grep -q '\.so'; then \
+		echo "the wheel built without a compiler holds a compiled module"; exit 1; fi
+	FERRYMAN_NO_EXTENSION=1 $(BIN)/pytest -q -p no:cacheprovider tests/unit/test_record_path.py \
+		tests/unit/test_record_path_fuzz.py tests/e2e/test_cli_no_extension.py
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

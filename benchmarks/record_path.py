@@ -4,7 +4,8 @@
 
 Generates source-bench output once (to a temporary file, so it sits in the page cache), then
 runs ``ferryman.workers.record_path.forward`` from that file into /dev/null and prints the
-median thread CPU per message. Compare with ``sync_throughput.py``: the difference is what the
+median thread CPU per message, for the C extension's scan (when it is built) and the Python
+loop, runs interleaved. Compare with ``sync_throughput.py``: the difference is what the
 pipes, the other threads and sharing two cores with the connectors cost.
 """
 
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 from ferryman.protocol.catalog import NamespaceMapping, configure_catalog
-from ferryman.workers.record_path import forward
+from ferryman.workers.record_path import SCANNER, Scanner, forward
 from ferryman.workers.tracker import MessageTracker, StreamKey
 
 
@@ -68,19 +69,24 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ferryman-bench-") as tmp:
         data = _generate(Path(tmp), args.records, args.record_size)
-        cpu = []
+        implementations: dict[str, Scanner | None] = {"python": None}
+        if SCANNER is not None:
+            implementations["c extension"] = SCANNER
+        cpu: dict[str, list[float]] = {name: [] for name in implementations}
         for _ in range(args.runs):
-            tracker = MessageTracker([("stream_0", None)])
-            with (
-                data.open("rb", buffering=1 << 20) as source,
-                open("/dev/null", "wb", buffering=1 << 20) as sink,
-            ):
-                started = time.thread_time()
-                forward(source, sink, tracker, _Handler(), NamespaceMapping())
-                cpu.append(time.thread_time() - started)
-            assert tracker.emitted[("stream_0", None)][0] == args.records
-    print(f"record path: {statistics.median(cpu) / args.records * 1e6:.2f} us CPU per message "
-          f"(median of {args.runs}, {args.records:,} records of ~{args.record_size} bytes)")  # fmt: skip
+            for name, scanner in implementations.items():
+                tracker = MessageTracker([("stream_0", None)])
+                with (
+                    data.open("rb", buffering=1 << 20) as source,
+                    open("/dev/null", "wb", buffering=1 << 20) as sink,
+                ):
+                    started = time.thread_time()
+                    forward(source, sink, tracker, _Handler(), NamespaceMapping(), scanner)
+                    cpu[name].append(time.thread_time() - started)
+                assert tracker.emitted[("stream_0", None)][0] == args.records
+    for name, times in cpu.items():
+        print(f"record path, {name}: {statistics.median(times) / args.records * 1e6:.3f} us CPU per message "
+              f"(median of {args.runs}, {args.records:,} records of ~{args.record_size} bytes)")  # fmt: skip
 
 
 if __name__ == "__main__":

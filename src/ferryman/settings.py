@@ -132,3 +132,9 @@ class Settings:
             lifecycle=LifecycleSettings.from_env(),
             scheduler=SchedulerSettings.from_env(),
         )
+
+
+def native_extensions_enabled() -> bool:
+    """False when ``FERRYMAN_NO_EXTENSION`` is set (not 0): use the pure-Python code paths even
+    where the optional C extension was built, as a wheel without it would."""
+    return os.environ.get("FERRYMAN_NO_EXTENSION", "") in ("", "0")

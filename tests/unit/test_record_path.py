@@ -1,14 +1,48 @@
-"""The record path: what it forwards, what it counts, whichever way a connector writes a record."""
+"""The record path: what it forwards, what it counts, whichever way a connector writes a record.
+
+Every test runs over both implementations: the C extension's chunked scan (when it is built and
+not turned off with FERRYMAN_NO_EXTENSION=1) and the Python loop a wheel without it runs.
+"""
 
 from __future__ import annotations
 
 import io
+import os
 
 import orjson
+import pytest
 
 from ferryman.protocol.catalog import NamespaceMapping
-from ferryman.workers.record_path import forward
+from ferryman.workers.record_path import SCANNER, Scanner, forward
 from ferryman.workers.tracker import MessageTracker, StreamKey
+
+IMPLEMENTATIONS = {"python": None, **({"c": SCANNER} if SCANNER is not None else {})}
+
+
+@pytest.fixture(params=list(IMPLEMENTATIONS))
+def scanner(request: pytest.FixtureRequest) -> Scanner | None:
+    return IMPLEMENTATIONS[request.param]
+
+
+class Trickle(io.RawIOBase):
+    """A pipe that hands out its bytes in pieces of the given sizes (then what is left), as a
+    source's stdout does when the source writes slowly."""
+
+    def __init__(self, data: bytes, sizes: list[int]) -> None:
+        self.data, self.sizes, self.at = data, iter(sizes), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        size = min(len(buffer), next(self.sizes, len(buffer)), len(self.data) - self.at)
+        buffer[:size] = self.data[self.at : self.at + size]
+        self.at += size
+        return size
+
+
+def pieces(data: bytes, sizes: list[int]) -> io.BufferedReader:
+    return io.BufferedReader(Trickle(data, sizes), 1 << 20)
 
 
 class Handler:
@@ -32,14 +66,22 @@ class Handler:
         self.unknown.append(key)
 
 
-def run(lines: list[bytes], streams: list[StreamKey], mapping: NamespaceMapping | None = None):  # type: ignore[no-untyped-def]
+def run(
+    lines: list[bytes],
+    streams: list[StreamKey],
+    scanner: Scanner | None,
+    mapping: NamespaceMapping | None = None,
+    sizes: list[int] | None = None,
+):  # type: ignore[no-untyped-def]
     tracker, handler, sink = MessageTracker(streams), Handler(), io.BytesIO()
-    forward(io.BytesIO(b"".join(lines)), sink, tracker, handler, mapping or NamespaceMapping())
+    data = b"".join(lines)
+    source = io.BytesIO(data) if sizes is None else pieces(data, sizes)
+    forward(source, sink, tracker, handler, mapping or NamespaceMapping(), scanner)
     counts = {key: tuple(counter) for key, counter in tracker.emitted.items()}
     return sink.getvalue(), counts, handler
 
 
-def test_compact_spaced_and_namespaced_records_all_count_and_pass_unchanged() -> None:
+def test_compact_spaced_and_namespaced_records_all_count_and_pass_unchanged(scanner: Scanner | None) -> None:
     lines = [
         b'{"type":"RECORD","record":{"stream":"users","data":{"id":1},"emitted_at":1}}\n',
         b'{"type": "RECORD", "record": {"stream": "users", "data": {"id": 2}, "emitted_at": 1}}\n',
@@ -47,27 +89,29 @@ def test_compact_spaced_and_namespaced_records_all_count_and_pass_unchanged() ->
         b'{"type":"RECORD","record":{"stream":"users","data":{"namespace":"x"},"namespace":"crm","emitted_at":1}}\n',
         b'{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"users"}}}}\n',
     ]
-    out, counts, handler = run(lines, [("users", "crm")])
+    out, counts, handler = run(lines, [("users", "crm")], scanner)
     assert out == b"".join(lines)
     assert counts == {("users", "crm"): (4, sum(len(line) for line in lines[:4]))}
     assert len(handler.states) == 1 and not handler.unknown
 
 
-def test_same_name_in_two_namespaces_is_counted_per_namespace() -> None:
+def test_same_name_in_two_namespaces_is_counted_per_namespace(scanner: Scanner | None) -> None:
     a = b'{"type":"RECORD","record":{"stream":"users","namespace":"a","data":{},"emitted_at":1}}\n'
     b = b'{"type":"RECORD","record":{"stream":"users","data":{},"emitted_at":1,"namespace":"b"}}\n'
-    _, counts, _ = run([a, b, b], [("users", "a"), ("users", "b")])
+    _, counts, _ = run([a, b, b], [("users", "a"), ("users", "b")], scanner)
     assert counts == {("users", "a"): (1, len(a)), ("users", "b"): (2, 2 * len(b))}
 
 
-def test_escaped_names_and_lookalike_prefixes_are_not_misread() -> None:
+def test_escaped_names_and_lookalike_prefixes_are_not_misread(scanner: Scanner | None) -> None:
     name = 'we"ird'
     record = orjson.dumps({"type": "RECORD", "record": {"stream": name, "data": {}, "emitted_at": 1}}) + b"\n"
-    _, counts, _ = run([record], [(name, None), ("we", None)])
+    _, counts, _ = run([record], [(name, None), ("we", None)], scanner)
     assert counts == {(name, None): (1, len(record)), ("we", None): (0, 0)}
 
 
-def test_unconfigured_streams_garbage_and_other_messages_never_reach_the_destination() -> None:
+def test_unconfigured_streams_garbage_and_other_messages_never_reach_the_destination(
+    scanner: Scanner | None,
+) -> None:
     keep = b'{"type":"RECORD","record":{"stream":"users","data":{},"emitted_at":1}}\n'
     lines = [
         b'{"type":"RECORD","record":{"stream":"secrets","data":{},"emitted_at":1}}\n',
@@ -76,7 +120,7 @@ def test_unconfigured_streams_garbage_and_other_messages_never_reach_the_destina
         keep,
         b'{"type":"RECORD","record":{"stream":"users"',  # cut short by a crash, no newline
     ]
-    out, counts, handler = run(lines, [("users", None)])
+    out, counts, handler = run(lines, [("users", None)], scanner)
     assert out == keep
     assert handler.unknown == [("secrets", None)]
     assert handler.garbage == [lines[1], lines[4]]
@@ -84,15 +128,73 @@ def test_unconfigured_streams_garbage_and_other_messages_never_reach_the_destina
     assert counts[("users", None)] == (1, len(keep))
 
 
-def test_mapping_renames_records_for_the_destination_only() -> None:
+def test_mapping_renames_records_for_the_destination_only(scanner: Scanner | None) -> None:
     line = b'{"type":"RECORD","record":{"stream":"users","data":{"id":1},"emitted_at":1}}\n'
-    out, counts, _ = run([line], [("users", None)], NamespaceMapping(prefix="raw_"))
+    out, counts, _ = run([line], [("users", None)], scanner, NamespaceMapping(prefix="raw_"))
     assert orjson.loads(out)["record"]["stream"] == "raw_users"
     assert counts == {("users", None): (1, len(line))}
 
 
-def test_a_last_line_without_newline_is_still_framed_for_the_destination() -> None:
+def test_a_last_line_without_newline_is_still_framed_for_the_destination(scanner: Scanner | None) -> None:
     line = b'{"type":"RECORD","record":{"stream":"users","data":{},"emitted_at":1}}'
-    out, counts, _ = run([line], [("users", None)])
+    out, counts, _ = run([line], [("users", None)], scanner)
     assert out == line + b"\n"
     assert counts[("users", None)][0] == 1
+
+
+def _record(stream: str, n: int) -> bytes:
+    return b'{"type":"RECORD","record":{"stream":"%s","data":{"id":%d},"emitted_at":1}}\n' % (
+        stream.encode(),
+        n,
+    )
+
+
+class CountingHandler(Handler):
+    """Notes the counts as they stand at each STATE: what the tracker sets aside for that state."""
+
+    def __init__(self, tracker: MessageTracker) -> None:
+        super().__init__()
+        self.tracker = tracker
+        self.counts_at_state: list[dict[StreamKey, int]] = []
+
+    def source_state(self, line: bytes) -> bytes | None:
+        self.counts_at_state.append({key: c[0] for key, c in self.tracker.emitted.items()})
+        return super().source_state(line)
+
+
+@pytest.mark.parametrize("sizes", [[1] * 2000, [7, 1000, 3, 64, 5000], [], [333] * 100])
+def test_lines_cut_anywhere_by_reads_arrive_whole_in_order_with_counts_at_each_state(
+    scanner: Scanner | None, sizes: list[int]
+) -> None:
+    state = b'{"type":"STATE","state":{"type":"LEGACY","data":{"n":1}}}\n'
+    lines = [_record("users", n) for n in range(5)] + [state] + [_record("orders", n) for n in range(3)]
+    lines += [_record("users", 9), b"not json\n", _record("users", 10), state, _record("orders", 3)]
+    streams: list[StreamKey] = [("users", None), ("orders", None)]
+    tracker, sink = MessageTracker(streams), io.BytesIO()
+    handler = CountingHandler(tracker)
+    forward(pieces(b"".join(lines), sizes), sink, tracker, handler, NamespaceMapping(), scanner)
+    assert sink.getvalue() == b"".join(line for line in lines if line != b"not json\n")
+    assert handler.counts_at_state == [
+        {("users", None): 5, ("orders", None): 0},
+        {("users", None): 7, ("orders", None): 3},
+    ]
+    assert tracker.emitted[("orders", None)] == [4, sum(len(_record("orders", n)) for n in range(4))]
+    assert handler.garbage == [b"not json\n"]
+
+
+def test_a_record_longer_than_the_read_buffer_arrives_whole_and_so_do_those_after_it(
+    scanner: Scanner | None,
+) -> None:
+    huge = b'{"type":"RECORD","record":{"stream":"users","data":{"p":"' + b"x" * (5 << 20) + b'"}}}\n'
+    lines = [_record("users", 1), huge, *(_record("users", n) for n in range(2, 3000))]
+    out, counts, _ = run(lines, [("users", None)], scanner, sizes=[1 << 20] * 10 + [4096] * 100)
+    assert out == b"".join(lines)
+    assert counts == {("users", None): (len(lines), len(out))}
+
+
+def test_the_extension_is_built_in_ci() -> None:
+    """CI installs with a C compiler: the fast path must be there (a build that silently lost it
+    would cost every sync about three times the worker CPU)."""
+    if os.environ.get("CI") != "true" or os.environ.get("FERRYMAN_NO_EXTENSION", "") not in ("", "0"):
+        pytest.skip("only CI promises a C compiler")
+    assert SCANNER is not None

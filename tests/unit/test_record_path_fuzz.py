@@ -11,14 +11,15 @@ import io
 
 import msgspec
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ferryman.protocol.catalog import NamespaceMapping
 from ferryman.protocol.codec import decode_envelope, message_type, parse_message, peek_head
-from ferryman.workers.record_path import BadSourceMessage, forward
+from ferryman.workers.record_path import BadSourceMessage, Scanner, forward
 from ferryman.workers.tracker import MessageTracker, StreamKey
-from tests.unit.test_record_path import Handler
+from tests.unit.test_record_path import IMPLEMENTATIONS, Handler, pieces
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 STREAMS: list[StreamKey] = [("users", None), ("orders", "shop")]
@@ -80,15 +81,17 @@ def _is_forwardable(line: bytes) -> bool:
     return message["type"] == "STATE" or isinstance(message["record"]["data"], dict)
 
 
+@pytest.mark.parametrize("scanner", IMPLEMENTATIONS.values(), ids=IMPLEMENTATIONS.keys())
 @FUZZ
-@given(st.lists(lines, max_size=12), st.booleans())
+@given(st.lists(lines, max_size=12), st.booleans(), st.lists(st.integers(1, 70_000), max_size=8))
 def test_forward_returns_or_blames_the_source_and_forwards_only_what_it_counted(
-    chunks: list[bytes], last_newline: bool
+    scanner: Scanner | None, chunks: list[bytes], last_newline: bool, sizes: list[int]
 ) -> None:
+    """Over both implementations, the source's bytes read in pieces cut anywhere."""
     source = b"\n".join(chunks) + (b"\n" if last_newline else b"")
     tracker, handler, sink = MessageTracker(STREAMS), Handler(), io.BytesIO()
     try:
-        forward(io.BytesIO(source), sink, tracker, handler, NamespaceMapping())
+        forward(pieces(source, sizes), sink, tracker, handler, NamespaceMapping(), scanner)
     except BadSourceMessage as exc:
         assert "\\x" not in str(exc)
     out = sink.getvalue().splitlines(keepends=True)

@@ -2,8 +2,10 @@
 
 The Alembic environment ships inside the package (``ferryman/store/migrations``) and runs from
 code: no ``alembic.ini``, no CLI. Each process first checks the version table without a lock (the
-common case, a database at head already, costs one query). Otherwise it takes a lock that only one
-process holds at a time, checks again, and upgrades:
+common case, a database at head already, costs one query, and does not import Alembic: the head is
+the newest file name in ``migrations/versions``, whose ``NNNN_`` prefix is its revision, which a
+unit test checks against Alembic's own view). Otherwise it takes a lock that only one process holds
+at a time, checks again, imports Alembic and upgrades:
 
 * Postgres: ``pg_advisory_lock`` on a constant key, held by the connection that migrates;
 * SQLite: ``fcntl.flock`` on ``<db>.migrate.lock`` next to the database file.
@@ -13,14 +15,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -32,21 +33,34 @@ VERSION_TABLE = "ferryman_schema_version"
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works as long as nothing else in the same Postgres database uses it: "ferryman" in ASCII.
 PG_ADVISORY_KEY = 0x6665727279_6D616E
+_REVISION_FILE = re.compile(r"^(\d{4})_\w+\.py$")
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config  # only to upgrade: a store at head never imports Alembic
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    """The newest migration's revision, read off the file names (``0008_store_settings.py``)."""
+    revisions = [
+        m[1] for path in (MIGRATIONS / "versions").iterdir() if (m := _REVISION_FILE.match(path.name))
+    ]
+    return max(revisions, default=None)
 
 
 def current_revision(conn: Connection) -> str | None:
-    context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
-    return context.get_current_revision()
+    """The revision the database is at (None: not created yet, or more than one head)."""
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return None
+    rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    return rows[0] if len(rows) == 1 else None
 
 
 def upgrade(db: Database) -> None:
@@ -60,6 +74,8 @@ def upgrade(db: Database) -> None:
             conn.commit()
             return
         conn.commit()  # alembic begins its own transaction on a connection not in one
+        from alembic import command
+
         config = alembic_config()
         config.attributes["connection"] = conn
         try:

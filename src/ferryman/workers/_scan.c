@@ -1,0 +1,175 @@
+/* The record path's inner loop in C: framing and counting of compact RECORD lines in one pass.
+ *
+ * scan_records(buffer, start, end, heads, max_bytes) -> stop
+ *
+ * Walks the complete lines of buffer[start:end] and stops at the first one that is not a
+ * shortcut RECORD, or at the first byte of a line that has no newline yet. A shortcut RECORD is
+ * exactly what the Python loop of record_path.forward takes its shortcut for: the line's head up
+ * to the quote after the stream name plus 10 bytes (the name's closing quote, then ``,"data":{``)
+ * is a key of ``heads``, the line is shorter than ``max_bytes``, ends with ``}\n`` and is ASCII.
+ * Every such line is counted in its stream's counter (``heads[key]``, a list [records, bytes]),
+ * added once per run of one stream rather than once per line. Returns ``stop``: the lines of
+ * buffer[start:stop] were all counted and are to be forwarded unchanged; buffer[stop:] begins
+ * with a line for the Python path (or an unfinished line, or stop == end).
+ *
+ * The fallback in Python (record_path._python_forward) does the same per line; the unit tests
+ * run over both.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+static const char COMPACT[] = "{\"type\":\"RECORD\",\"record\":{\"stream\":\"";
+#define COMPACT_LEN ((Py_ssize_t)(sizeof(COMPACT) - 1))
+static const char DATA_OBJECT[] = "\",\"data\":{";
+#define DATA_OBJECT_LEN ((Py_ssize_t)(sizeof(DATA_OBJECT) - 1))
+
+static int
+is_ascii(const unsigned char *p, Py_ssize_t n)
+{
+    uint64_t acc = 0;
+    Py_ssize_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        uint64_t a, b, c, d;
+        memcpy(&a, p + i, 8);
+        memcpy(&b, p + i + 8, 8);
+        memcpy(&c, p + i + 16, 8);
+        memcpy(&d, p + i + 24, 8);
+        acc |= a | b | c | d;
+    }
+    for (; i + 8 <= n; i += 8) {
+        uint64_t a;
+        memcpy(&a, p + i, 8);
+        acc |= a;
+    }
+    unsigned char tail = 0;
+    for (; i < n; i++) {
+        tail |= p[i];
+    }
+    return ((acc & 0x8080808080808080ULL) == 0) && ((tail & 0x80) == 0);
+}
+
+/* Adds a run's counts to a [records, bytes] list. */
+static int
+add_counts(PyObject *counter, Py_ssize_t records, Py_ssize_t size)
+{
+    Py_ssize_t add[2] = {records, size};
+    for (Py_ssize_t i = 0; i < 2; i++) {
+        PyObject *old = PyList_GET_ITEM(counter, i);
+        PyObject *delta = PyLong_FromSsize_t(add[i]);
+        if (delta == NULL) {
+            return -1;
+        }
+        PyObject *sum = PyNumber_Add(old, delta);
+        Py_DECREF(delta);
+        if (sum == NULL) {
+            return -1;
+        }
+        PyList_SET_ITEM(counter, i, sum); /* steals sum */
+        Py_DECREF(old);
+    }
+    return 0;
+}
+
+static PyObject *
+scan_records(PyObject *module, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t start, end, max_bytes;
+    PyObject *heads;
+    if (!PyArg_ParseTuple(args, "y*nnO!n", &view, &start, &end, &PyDict_Type, &heads, &max_bytes)) {
+        return NULL;
+    }
+    if (start < 0 || end > view.len || start > end) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "scan_records: start and end out of range");
+        return NULL;
+    }
+    const unsigned char *data = (const unsigned char *)view.buf;
+    Py_ssize_t pos = start;
+    /* The run being counted: its stream's name (in the buffer), counter and counts. */
+    const unsigned char *name = NULL;
+    Py_ssize_t name_len = 0, records = 0, size = 0;
+    PyObject *counter = NULL; /* borrowed from heads, which the caller keeps alive */
+    int failed = 0;
+
+    while (pos < end) {
+        const unsigned char *line = data + pos;
+        const unsigned char *newline = memchr(line, '\n', (size_t)(end - pos));
+        if (newline == NULL) {
+            break; /* unfinished: the caller reads more */
+        }
+        Py_ssize_t length = newline - line + 1;
+        if (length >= max_bytes || length < COMPACT_LEN + DATA_OBJECT_LEN + 2 || line[length - 2] != '}'
+            || memcmp(line, COMPACT, COMPACT_LEN) != 0) {
+            break;
+        }
+        const unsigned char *quote = memchr(line + COMPACT_LEN, '"', (size_t)(length - COMPACT_LEN));
+        if (quote == NULL) {
+            break;
+        }
+        Py_ssize_t head_len = quote - line + DATA_OBJECT_LEN;
+        if (head_len > length || memcmp(quote, DATA_OBJECT, DATA_OBJECT_LEN) != 0
+            || !is_ascii(line, length)) {
+            break;
+        }
+        Py_ssize_t this_len = quote - (line + COMPACT_LEN);
+        if (counter == NULL || this_len != name_len || memcmp(line + COMPACT_LEN, name, name_len) != 0) {
+            PyObject *key = PyBytes_FromStringAndSize((const char *)line, head_len);
+            if (key == NULL) {
+                failed = 1;
+                break;
+            }
+            PyObject *found = PyDict_GetItemWithError(heads, key);
+            Py_DECREF(key);
+            if (found == NULL) {
+                failed = PyErr_Occurred() != NULL;
+                break; /* not a stream the shortcut may count */
+            }
+            if (!PyList_CheckExact(found) || PyList_GET_SIZE(found) < 2) {
+                PyErr_SetString(PyExc_TypeError, "scan_records: a counter must be a list [records, bytes]");
+                failed = 1;
+                break;
+            }
+            if (counter != NULL && records > 0 && add_counts(counter, records, size) < 0) {
+                failed = 1;
+                break;
+            }
+            counter = found;
+            name = line + COMPACT_LEN;
+            name_len = this_len;
+            records = size = 0;
+        }
+        records += 1;
+        size += length;
+        pos += length;
+    }
+    if (!failed && counter != NULL && records > 0 && add_counts(counter, records, size) < 0) {
+        failed = 1;
+    }
+    PyBuffer_Release(&view);
+    if (failed) {
+        return NULL;
+    }
+    return PyLong_FromSsize_t(pos);
+}
+
+static PyMethodDef methods[] = {
+    {"scan_records", scan_records, METH_VARARGS,
+     "scan_records(buffer, start, end, heads, max_bytes) -> stop: count the shortcut RECORD lines "
+     "of buffer[start:end] up to the first other or unfinished line, at stop."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "ferryman.workers._scan",
+    "The record path's framing and counting in C (optional; record_path has the same in Python).", -1,
+    methods,
+};
+
+PyMODINIT_FUNC
+PyInit__scan(void)
+{
+    return PyModule_Create(&module);
+}

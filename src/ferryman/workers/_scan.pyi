@@ -1,0 +1,5 @@
+import mmap
+
+def scan_records(
+    buffer: mmap.mmap, start: int, end: int, heads: dict[bytes, list[int]], max_bytes: int, /
+) -> int: ...

@@ -1,0 +1,82 @@
+"""What the commands a user types most load at start-up: `ferryman --help`, `jobs list` and a sync
+import none of the packages only other commands need (Alembic only when the store must be
+upgraded; DuckDB, FastAPI, Temporal, httpx, ... only where used). Each loads in tens to hundreds
+of milliseconds, paid on every command. Each command runs in a subprocess that writes the
+top-level packages in ``sys.modules`` as it exits."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from alembic.script import ScriptDirectory
+
+from ferryman.store.migrate import alembic_config, head_revision
+
+NEVER_AT_START = {
+    "alembic", "duckdb", "fastapi", "uvicorn", "starlette", "jinja2", "prometheus_client",
+    "temporalio", "httpx", "croniter",
+}  # fmt: skip
+_AT_EXIT = """
+import json, runpy, sys
+out, sys.argv = sys.argv[1], ["ferryman", *sys.argv[2:]]
+try:
+    runpy.run_module("ferryman", run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+with open(out, "w") as handle:
+    json.dump({"code": code, "packages": sorted({name.split(".")[0] for name in list(sys.modules)})}, handle)
+"""
+
+
+def loaded(home: Path, *args: str) -> set[str]:
+    """The packages ``ferryman ARGS`` had imported when it exited (it must exit 0)."""
+    out = home.parent / "modules.json"
+    env = {**os.environ, "FERRYMAN_HOME": str(home)}
+    env.pop("FERRYMAN_DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-c", _AT_EXIT, str(out), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    result = json.loads(out.read_text())
+    assert result["code"] in (0, None), f"{args}: exit {result['code']}\n{done.stdout}\n{done.stderr}"
+    return set(result["packages"])
+
+
+def test_help_imports_neither_the_store_nor_any_server_package(tmp_path: Path) -> None:
+    packages = loaded(tmp_path / "home", "--help")
+    assert not packages & (NEVER_AT_START | {"sqlalchemy", "psycopg"})
+
+
+def test_jobs_list_imports_alembic_only_when_the_store_needs_an_upgrade(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert "alembic" in loaded(home, "jobs", "list")  # a new store: created by its migrations
+    packages = loaded(home, "jobs", "list")
+    assert "sqlalchemy" in packages
+    assert not packages & NEVER_AT_START
+
+
+def test_a_sync_imports_only_what_it_uses(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    loaded(
+        home, "sources", "create", "bench", "--connector", "builtin:source-bench", "--config", '{"count": 5}'
+    )
+    loaded(home, "destinations", "create", "void", "--connector", "builtin:destination-devnull")
+    loaded(home, "connections", "create", "bench-void", "--source", "bench", "--destination", "void")
+    assert not loaded(home, "connections", "sync", "bench-void") & NEVER_AT_START
+    adhoc = ["--source", "builtin:source-bench", "--source-config", '{"count": 5}']
+    assert not loaded(home, "sync", *adhoc, "--destination", "builtin:destination-devnull") & NEVER_AT_START
+
+
+def test_the_head_revision_read_off_the_file_names_is_alembics() -> None:
+    """The cheap head check (no Alembic import) must agree with Alembic, or a store would be
+    taken for current when it is not (or upgraded at every start)."""
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
