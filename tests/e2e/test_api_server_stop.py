@@ -43,8 +43,9 @@ def test_sigterm_stops_requests_and_lets_the_running_sync_finish(tmp_path: Path)
         job_id = job.json()["jobId"]
         while client.get(f"/jobs/{job_id}").json()["status"] != "running":  # the test timeout bounds it
             time.sleep(0.1)
-        connectors = psutil.Process(server.process.pid).children(recursive=True)
-        assert connectors  # the sync's source and destination, run by the server's engine
+        # "running" comes as the attempt starts, a moment before its connectors do.
+        while not (connectors := psutil.Process(server.process.pid).children(recursive=True)):
+            time.sleep(0.05)  # the sync's source and destination, run by the server's engine
 
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=240) == 0

@@ -70,12 +70,16 @@ def scheduler(
                 runner.plan(at)
                 _summary(runner.tick(at), json)
                 return 0
-            _announce(runner, store.url, json)
             from ferryman.notifications.running import dispatching
 
-            # A deployment without a server still tells its webhooks (FERRYMAN_PUBLIC_URL for links).
-            with dispatching(store, None if no_notifications else "", note):
-                _run(runner)
+            signals = SignalCounter()  # before saying it started: a SIGTERM from then on is heard
+            try:
+                _announce(runner, store.url, json)
+                # A deployment without a server still tells its webhooks (FERRYMAN_PUBLIC_URL for links).
+                with dispatching(store, None if no_notifications else "", note):
+                    _run(runner, signals)
+            finally:
+                signals.restore()
         if json:
             print_json({"event": "stopped"}, [], one_line=True)
         else:
@@ -171,7 +175,7 @@ def _announce(runner: Scheduler, url: str, json: bool) -> None:
     note("SIGTERM or Ctrl-C: finish the pass and exit")
 
 
-def _run(runner: Scheduler) -> None:
+def _run(runner: Scheduler, signals: SignalCounter) -> None:
     stop = threading.Event()
     failure: list[BaseException] = []
 
@@ -181,16 +185,12 @@ def _run(runner: Scheduler) -> None:
         except BaseException as exc:  # re-raised on the main thread
             failure.append(exc)
 
-    signals = SignalCounter()
     thread = threading.Thread(target=target, name="scheduler", daemon=True)
     thread.start()
-    try:
-        while thread.is_alive():
-            thread.join(POLL_S)
-            if signals.count and not stop.is_set():
-                note("stopping: no new passes")
-                stop.set()
-    finally:
-        signals.restore()
+    while thread.is_alive():
+        thread.join(POLL_S)
+        if signals.count and not stop.is_set():
+            note("stopping: no new passes")
+            stop.set()
     if failure:
         raise failure[0]
