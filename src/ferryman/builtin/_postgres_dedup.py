@@ -1,0 +1,168 @@
+"""destination-postgres under append_dedup: one row per primary key.
+
+An append_dedup table has a unique index on its primary key. Records are copied into a temporary
+batch table as they come; each commit reduces the batch to the latest row per key (only when a
+key came twice: :func:`encode_batch` tells) and upserts it with ``INSERT ... ON CONFLICT DO
+UPDATE``, all in the transaction that the commit ends. The latest record of a key is the one
+with the greatest cursor value (a NULL cursor loses to any value), else the last received; it
+replaces the stored row unless the stored cursor is greater, and a winner whose CDC
+``_ab_cdc_deleted_at`` is set deletes its key.
+
+Tried and dropped (figures in ``docs/performance.md``): ``DELETE ... USING`` the batch then
+``INSERT``, and ``UPDATE ... FROM`` plus an anti-joined ``INSERT`` (the planner, without
+statistics on the table, hashes the whole table at every commit); resolving keys in Python and
+copying new keys straight into the table (a lookup per key and a ``DELETE`` per replaced row
+cost as much as ``ON CONFLICT``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+
+from ferryman.builtin._columns import CDC_DELETED_AT, quote
+from ferryman.builtin._postgres_tables import LOADED, SQL_TYPES, Encoded, Table, digest, encode, rows
+from ferryman.builtin._runtime import ConfigError
+
+# Key kinds whose Python values are equal exactly when PostgreSQL's are (not so for JSON text,
+# NaN, or the time zones of a time of day): for these the batch's keys are told apart in Python.
+_EXACT_KEYS = ("integer", "string", "boolean", "date", "timestamp", "timestamptz")
+
+
+def prepare_dedup(conn: psycopg.Connection[Any], table: Table, number: int) -> None:
+    """Give the table its unique key and, when it is merged in SQL, a batch table."""
+    _unique_key(conn, table)
+    table.batch = f"_ferryman_batch_{number}"
+    # Without _airbyte_raw_id: the merge's INSERT draws it from the table's default, once.
+    loaded = ", ".join(
+        f"{quote(name)} {kind}" for name, kind in table.definitions if name != "_airbyte_raw_id"
+    )
+    conn.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table.batch} ({loaded}, _ferryman_seq bigint)")
+
+
+def _unique_key(conn: psycopg.Connection[Any], table: Table) -> None:
+    """The unique index on the primary key. A table that holds a key twice (it was appended to
+    before) is first reduced to one row per key, the latest by cursor, then by
+    ``_airbyte_extracted_at``, then the one stored last."""
+    hashed = digest(table.schema + "." + table.name)
+    found = conn.execute(
+        "SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = %s",
+        (table.schema, f"_ferryman_pk_{hashed}"),
+    ).fetchone()
+    if found is not None:
+        return
+    keys = ", ".join(quote(column.name) for column in table.keys)
+    order = "_airbyte_extracted_at DESC NULLS LAST, ctid DESC"
+    if table.cursor is not None:
+        order = f"{quote(table.cursor.name)} DESC NULLS LAST, {order}"
+    present = " AND ".join(f"{quote(column.name)} IS NOT NULL" for column in table.keys)
+    conn.execute(
+        f"DELETE FROM {table.target} WHERE ctid IN (SELECT ctid FROM (SELECT ctid, row_number() OVER"
+        f" (PARTITION BY {keys} ORDER BY {order}) AS n FROM {table.target} WHERE {present}) AS ranked"
+        " WHERE n > 1)"
+    )
+    conn.execute(f"CREATE UNIQUE INDEX {quote(f'_ferryman_pk_{hashed}')} ON {table.target} ({keys})")
+    # The plain index of earlier versions is redundant beside it.
+    conn.execute(f"DROP INDEX IF EXISTS {quote(table.schema)}.{quote('_ferryman_key_' + hashed)}")
+
+
+def _refuse(table: Table, number: int) -> ConfigError:
+    fields = ", ".join(f"'{column.field}' ({SQL_TYPES[column.kind]})" for column in table.keys)
+    return ConfigError(
+        f"stream '{table.label}': record #{number} of this sync has no usable value for its"
+        f" primary key {fields}: the field is missing, null or not of that type,"
+        " so append_dedup cannot store it"
+    )
+
+
+def _wins(new: Any, old: Any) -> bool:
+    """Whether a record with cursor ``new`` replaces one with cursor ``old`` received before it."""
+    return old is None or (new is not None and new >= old)
+
+
+# --- in SQL -----------------------------------------------------------------------------------
+
+
+def batch_names(table: Table) -> str:
+    """The batch table's columns, as :func:`encode_batch` gives its rows."""
+    return table.names + ", _ferryman_seq"
+
+
+def encode_batch(table: Table, lines: list[bytes]) -> Encoded:
+    """``lines`` as rows of the table's batch table; refuses a record without its primary key, and
+    notes in the table whether the batch holds a key twice."""
+    at = [len(LOADED) + table.columns.index(column) for column in table.keys]
+    found = rows(table, lines, sequence=table.received)
+    seen = table.batch_keys
+    if not all(column.kind in _EXACT_KEYS for column in table.keys):
+        table.repeated = True
+
+    def checked() -> Iterator[tuple[Any, ...]]:
+        for row in found:
+            key = tuple(row[i] for i in at)
+            if None in key:
+                raise _refuse(table, row[-1] + 1)
+            if key in seen:
+                table.repeated = True
+            else:
+                seen.add(key)
+            yield row
+
+    encoded = encode(checked())
+    table.received += len(lines)
+    return encoded
+
+
+def merge_statements(table: Table, latest: str) -> list[str]:
+    """Upsert ``latest`` (one row per key) into the table on its unique key: a stored row is
+    replaced (with a new ``_airbyte_raw_id``) unless its cursor is later; a row whose CDC
+    ``_ab_cdc_deleted_at`` is set deletes its key instead."""
+    keys = ", ".join(quote(column.name) for column in table.keys)
+    cursor = quote(table.cursor.name) if table.cursor is not None else None
+    wins = "" if cursor is None else f" WHERE t.{cursor} IS NULL OR EXCLUDED.{cursor} >= t.{cursor}"
+    key_names = {column.name for column in table.keys}
+    assigned = ", ".join(
+        f"{quote(name)} = EXCLUDED.{quote(name)}"
+        for name in ["_airbyte_raw_id", *LOADED, *(column.name for column in table.columns)]
+        if name not in key_names
+    )
+    deleted = next((c for c in table.columns if c.path == (CDC_DELETED_AT,)), None)
+    statements = []
+    keep = ""
+    if deleted is not None:
+        match = " AND ".join(f"t.{quote(c.name)} = b.{quote(c.name)}" for c in table.keys)
+        older = "" if cursor is None else f" AND (t.{cursor} IS NULL OR b.{cursor} >= t.{cursor})"
+        statements.append(
+            f"DELETE FROM {table.target} AS t USING {latest} AS b"
+            f" WHERE {match} AND b.{quote(deleted.name)} IS NOT NULL{older}"
+        )
+        keep = f" WHERE {quote(deleted.name)} IS NULL"
+    statements.append(
+        f"INSERT INTO {table.target} AS t ({table.names}) SELECT {table.names} FROM {latest} AS b{keep}"
+        f" ON CONFLICT ({keys}) DO UPDATE SET {assigned}{wins}"
+    )
+    return statements
+
+
+def merge_batch(conn: psycopg.Connection[Any], table: Table, repeated: bool) -> None:
+    """Upsert the batch table's latest row per key into the table, and empty the batch table.
+    ``repeated``: whether the batch may hold a key twice (then it is reduced first)."""
+    assert table.batch is not None
+    keys = ", ".join(quote(column.name) for column in table.keys)
+    order = "_ferryman_seq DESC"
+    if table.cursor is not None:
+        order = f"{quote(table.cursor.name)} DESC NULLS LAST, {order}"
+    latest = table.batch
+    if repeated:
+        conn.execute(
+            "CREATE TEMPORARY TABLE _ferryman_latest ON COMMIT DROP AS"
+            f" SELECT DISTINCT ON ({keys}) * FROM {table.batch} ORDER BY {keys}, {order}"
+        )
+        latest = "_ferryman_latest"
+    for statement in merge_statements(table, latest):
+        conn.execute(statement)
+    if repeated:
+        conn.execute("DROP TABLE _ferryman_latest")
+    conn.execute(f"TRUNCATE {table.batch}")
