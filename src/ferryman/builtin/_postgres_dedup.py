@@ -100,9 +100,10 @@ def encode_batch(table: Table, lines: list[bytes]) -> Encoded:
         table.repeated = True
 
     def checked() -> Iterator[tuple[Any, ...]]:
+        single = at[0] if len(at) == 1 else None
         for row in found:
-            key = tuple(row[i] for i in at)
-            if None in key:
+            key = row[single] if single is not None else tuple(row[i] for i in at)
+            if key is None or (single is None and None in key):
                 raise _refuse(table, row[-1] + 1)
             if key in seen:
                 table.repeated = True
