@@ -103,6 +103,26 @@ def test_append_dedup_keeps_the_latest_cursor_and_applies_cdc_deletions(typed: T
     assert typed.rows("users", "id, v, updated") == [(1, "newest", 5), (2, "replaced", 2)]
 
 
+def test_append_dedup_into_an_empty_table_keeps_the_last_arrival_of_each_key(typed: Target) -> None:
+    """Without a cursor the last record received wins, whether it deletes or not (PostgreSQL
+    copies a key's first record straight into an empty table and merges the later ones)."""
+    properties = {**USERS, "_ab_cdc_deleted_at": {"type": ["null", "string"], "format": "date-time"}}
+    catalog = typed.catalog(stream("users", properties, "append_dedup"))
+    gone = "2024-01-01T00:00:00Z"
+    typed.write(
+        catalog,
+        record("users", {"id": 1, "v": "first"}),
+        record("users", {"id": 1, "_ab_cdc_deleted_at": gone}),
+        record("users", {"id": 2, "_ab_cdc_deleted_at": gone}),
+        record("users", {"id": 2, "v": "back"}),
+        record("users", {"id": 3, "v": "a"}),
+        state("users", 1),
+        record("users", {"id": 3, "v": "b"}),
+        record("users", {"id": 4, "v": "c"}),
+    )
+    assert typed.rows("users", "id, v") == [(2, "back"), (3, "b"), (4, "c")]
+
+
 def test_append_dedup_after_append_reduces_the_stored_rows_to_one_per_key(typed: Target) -> None:
     """Switching a stream from append to append_dedup: the key is unique from the first dedup
     sync on, the stored duplicates reduced to their latest row by cursor."""

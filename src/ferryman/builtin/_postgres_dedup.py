@@ -6,7 +6,9 @@ key came twice: :func:`encode_batch` tells) and upserts it with ``INSERT ... ON 
 UPDATE``, all in the transaction that the commit ends. The latest record of a key is the one
 with the greatest cursor value (a NULL cursor loses to any value), else the last received; it
 replaces the stored row unless the stored cursor is greater, and a winner whose CDC
-``_ab_cdc_deleted_at`` is set deletes its key.
+``_ab_cdc_deleted_at`` is set deletes its key. Into a table that was empty when the sync
+started, the first record of each key is copied straight into the table (see
+:data:`FRESH_KEYS`): a first load costs what an append costs.
 
 Tried and dropped (figures in ``docs/performance.md``): ``DELETE ... USING`` the batch then
 ``INSERT``, and ``UPDATE ... FROM`` plus an anti-joined ``INSERT`` (the planner, without
@@ -17,7 +19,6 @@ cost as much as ``ON CONFLICT``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -25,6 +26,13 @@ import psycopg
 from ferryman.builtin._columns import CDC_DELETED_AT, quote
 from ferryman.builtin._postgres_tables import LOADED, SQL_TYPES, Encoded, Table, digest, encode, rows
 from ferryman.builtin._runtime import ConfigError
+
+# A table empty when the sync starts (its first sync, or after a reset) is filled the way append
+# fills a table while the sync brings keys it has not brought before: the first record of a key
+# is copied straight into the table (unless it is a CDC deletion), and only the later records of
+# a key go through the batch table and the merge, which compares them with the row already
+# stored. The destination remembers up to this many keys for it, then merges every record.
+FRESH_KEYS = 5_000_000
 
 # Key kinds whose Python values are equal exactly when PostgreSQL's are (not so for JSON text,
 # NaN, or the time zones of a time of day): for these the batch's keys are told apart in Python.
@@ -34,6 +42,9 @@ _EXACT_KEYS = ("integer", "string", "boolean", "date", "timestamp", "timestamptz
 def prepare_dedup(conn: psycopg.Connection[Any], table: Table, number: int) -> None:
     """Give the table its unique key and, when it is merged in SQL, a batch table."""
     _unique_key(conn, table)
+    empty = conn.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {table.target})").fetchone()
+    exact = all(column.kind in _EXACT_KEYS for column in table.keys)
+    table.fresh_keys = set() if exact and empty is not None and empty[0] else None
     table.batch = f"_ferryman_batch_{number}"
     # Without _airbyte_raw_id: the merge's INSERT draws it from the table's default, once.
     loaded = ", ".join(
@@ -90,30 +101,37 @@ def batch_names(table: Table) -> str:
     return table.names + ", _ferryman_seq"
 
 
-def encode_batch(table: Table, lines: list[bytes]) -> Encoded:
-    """``lines`` as rows of the table's batch table; refuses a record without its primary key, and
-    notes in the table whether the batch holds a key twice."""
+def encode_batch(table: Table, lines: list[bytes]) -> tuple[Encoded | None, Encoded]:
+    """``lines`` as rows to copy straight into the table (see :data:`FRESH_KEYS`) and rows of the
+    table's batch table; refuses a record without its primary key, and notes in the table
+    whether the batch holds a key twice."""
     at = [len(LOADED) + table.columns.index(column) for column in table.keys]
-    found = rows(table, lines, sequence=table.received)
-    seen = table.batch_keys
+    single = at[0] if len(at) == 1 else None
+    deleted = next((c for c in table.columns if c.path == (CDC_DELETED_AT,)), None)
+    gone = len(LOADED) + table.columns.index(deleted) if deleted is not None else None
+    seen, fresh = table.batch_keys, table.fresh_keys
     if not all(column.kind in _EXACT_KEYS for column in table.keys):
         table.repeated = True
-
-    def checked() -> Iterator[tuple[Any, ...]]:
-        single = at[0] if len(at) == 1 else None
-        for row in found:
-            key = row[single] if single is not None else tuple(row[i] for i in at)
-            if key is None or (single is None and None in key):
-                raise _refuse(table, row[-1] + 1)
-            if key in seen:
-                table.repeated = True
-            else:
-                seen.add(key)
-            yield row
-
-    encoded = encode(checked())
+    direct: list[tuple[Any, ...]] = []
+    batched: list[tuple[Any, ...]] = []
+    for row in rows(table, lines, sequence=table.received):
+        key = row[single] if single is not None else tuple(row[i] for i in at)
+        if key is None or (single is None and None in key):
+            raise _refuse(table, row[-1] + 1)
+        if fresh is not None and key not in fresh:
+            fresh.add(key)
+            if gone is None or row[gone] is None:
+                direct.append(row[:-1])
+                continue
+        if key in seen:
+            table.repeated = True
+        else:
+            seen.add(key)
+        batched.append(row)
+    if fresh is not None and len(fresh) >= FRESH_KEYS:
+        table.fresh_keys = None  # from here on every record is merged
     table.received += len(lines)
-    return encoded
+    return (encode(direct) if direct else None), encode(batched)
 
 
 def merge_statements(table: Table, latest: str) -> list[str]:

@@ -106,6 +106,7 @@ class Table:
     batch: str | None = None  # under append_dedup, the session's temporary table for it
     batch_keys: set[Any] = field(default_factory=set)  # the keys in the batch table
     repeated: bool = False  # whether the batch table may hold a key more than once
+    fresh_keys: set[Any] | None = None  # keys of this sync, while they are copied straight in
 
     @property
     def target(self) -> str:

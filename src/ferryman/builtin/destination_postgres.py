@@ -215,13 +215,14 @@ class PostgresSink:
     # --- the loader's side ---
 
     def flush(self) -> None:
-        handed: dict[StreamKey, Encoded] = {}
+        handed: dict[StreamKey, tuple[Encoded | None, Encoded]] = {}
         for key, lines in self.buffers.items():
             if lines:
                 table = self.tables[key]
-                handed[key] = (
-                    encode(rows(table, lines)) if table.batch is None else encode_batch(table, lines)
-                )
+                if table.batch is None:
+                    handed[key] = (None, encode(rows(table, lines)))
+                else:
+                    handed[key] = encode_batch(table, lines)
                 self.buffers[key] = []
         if handed:
             self._submit(lambda: self._copy(handed))
@@ -279,9 +280,12 @@ class PostgresSink:
             if self._failed is not None:
                 self._committed.set()  # wakes the loader, to raise what failed
 
-    def _copy(self, handed: dict[StreamKey, Encoded]) -> None:
-        for key, encoded in handed.items():
+    def _copy(self, handed: dict[StreamKey, tuple[Encoded | None, Encoded]]) -> None:
+        for key, (direct, encoded) in handed.items():
             table = self.tables[key]
+            if direct is not None:  # first records of their keys, into a table empty at the start
+                copy_encoded(self._conn, table, table.target, table.names, direct)
+                table.pending += direct.rows
             into, names = (
                 (table.target, table.names) if table.batch is None else (table.batch, batch_names(table))
             )
