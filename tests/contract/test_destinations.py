@@ -103,6 +103,46 @@ def test_append_dedup_keeps_the_latest_cursor_and_applies_cdc_deletions(typed: T
     assert typed.rows("users", "id, v, updated") == [(1, "newest", 5), (2, "replaced", 2)]
 
 
+def test_append_dedup_into_an_empty_table_keeps_the_last_arrival_of_each_key(typed: Target) -> None:
+    """Without a cursor the last record received wins, whether it deletes or not (PostgreSQL
+    copies a key's first record straight into an empty table and merges the later ones)."""
+    properties = {**USERS, "_ab_cdc_deleted_at": {"type": ["null", "string"], "format": "date-time"}}
+    catalog = typed.catalog(stream("users", properties, "append_dedup"))
+    gone = "2024-01-01T00:00:00Z"
+    typed.write(
+        catalog,
+        record("users", {"id": 1, "v": "first"}),
+        record("users", {"id": 1, "_ab_cdc_deleted_at": gone}),
+        record("users", {"id": 2, "_ab_cdc_deleted_at": gone}),
+        record("users", {"id": 2, "v": "back"}),
+        record("users", {"id": 3, "v": "a"}),
+        state("users", 1),
+        record("users", {"id": 3, "v": "b"}),
+        record("users", {"id": 4, "v": "c"}),
+    )
+    assert typed.rows("users", "id, v") == [(2, "back"), (3, "b"), (4, "c")]
+
+
+def test_append_dedup_after_append_reduces_the_stored_rows_to_one_per_key(typed: Target) -> None:
+    """Switching a stream from append to append_dedup: the key is unique from the first dedup
+    sync on, the stored duplicates reduced to their latest row by cursor."""
+    properties = {**USERS, "updated": {"type": "integer"}}
+    append = typed.catalog(stream("users", properties, "append", cursor="updated"))
+    typed.write(
+        append,
+        record("users", {"id": 1, "v": "new", "updated": 2}),
+        record("users", {"id": 1, "v": "old", "updated": 1}),
+        record("users", {"id": 2, "v": "only", "updated": 1}),
+    )
+    dedup = typed.catalog(stream("users", properties, "append_dedup", cursor="updated"))
+    typed.write(dedup, record("users", {"id": 3, "v": "added", "updated": 1}))
+    if typed.module == "destination_duckdb":  # DuckDB merges only the keys a sync brings
+        return
+    assert typed.rows("users", "id, v") == [(1, "new"), (2, "only"), (3, "added")]
+    typed.write(dedup, record("users", {"id": 1, "v": "newest", "updated": 3}))
+    assert typed.rows("users", "id, v") == [(1, "newest"), (2, "only"), (3, "added")]
+
+
 # --- what a state confirms ----------------------------------------------------------------------
 
 

@@ -29,7 +29,7 @@ import os
 import select
 import time
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import msgspec
 
@@ -98,7 +98,8 @@ class Sink(Protocol):
     """Where a destination puts records.
 
     ``buffers`` maps each configured stream to the list the loader appends that stream's RECORD
-    lines to (without their newline); the sink empties the lists when it flushes.
+    lines to (without their newline); the sink empties the lists when it flushes, or puts new
+    empty ones in their place.
     """
 
     buffers: dict[StreamKey, list[bytes]]
@@ -120,10 +121,25 @@ class Sink(Protocol):
         """
 
 
+@runtime_checkable
+class BackgroundSink(Sink, Protocol):
+    """A sink that commits while the loader goes on reading: :meth:`start_commit` begins what
+    :meth:`Sink.commit` does, and the states it covers are echoed once :meth:`commit_done` says
+    it is durable. At most one commit is in flight; starting the next one waits for it."""
+
+    def start_commit(self, scopes: set[StreamKey] | None) -> None:
+        """Flush, then begin making every record received so far durable."""
+
+    def commit_done(self, block: bool) -> bool:
+        """Whether the last commit started is durable; with ``block``, wait until it is."""
+
+
 class _StateQueue:
     def __init__(self, sink: Sink, out: Output) -> None:
         self.sink = sink
+        self.background = sink if isinstance(sink, BackgroundSink) else None
         self.out = out
+        self.committing: list[bytes] = []  # states whose commit is in flight (BackgroundSink)
         self.lines: list[bytes] = []
         self.scopes: set[StreamKey] = set()
         self.everything = False
@@ -149,13 +165,26 @@ class _StateQueue:
         """
         if not self.lines and complete is None:
             return
-        self.sink.commit(None if self.everything else self.scopes | (complete or set()))
+        scopes = None if self.everything else self.scopes | (complete or set())
         self.buffered = 0
-        for line in self.lines:
-            self.out.state(line)
-        self.lines.clear()
+        if self.background is not None:
+            self.settle(block=True)
+            self.background.start_commit(scopes)
+            self.committing, self.lines = self.lines, []
+        else:
+            self.sink.commit(scopes)
+            for line in self.lines:
+                self.out.state(line)
+            self.lines.clear()
         self.scopes.clear()
         self.everything = False
+
+    def settle(self, block: bool) -> None:
+        """Echo the states of a background commit once it is durable (waiting, with ``block``)."""
+        if self.background is not None and self.background.commit_done(block):
+            for line in self.committing:
+                self.out.state(line)
+            self.committing.clear()
 
     def due(self, commit_interval: float) -> bool:
         return bool(self.lines) and time.monotonic() - self.since >= commit_interval
@@ -188,6 +217,7 @@ def load(
 
     def idle() -> None:
         states.release()
+        states.settle(block=True)
         if on_quiet is not None and _would_block(fd, QUIET_S):
             on_quiet()
 
@@ -224,7 +254,9 @@ def load(
                 states.buffered = 0
         elif states.due(commit_interval):
             states.release()
+        states.settle(block=False)
     states.release(complete=complete)
+    states.settle(block=True)
     for (namespace, stream), count in sink.drop_staged().items():
         label = f"{namespace}.{stream}" if namespace else stream
         records = "1 record" if count == 1 else f"{count} records"

@@ -3,8 +3,8 @@
 Tables have the typed shape of :mod:`ferryman.builtin._columns`, with PostgreSQL types. Records
 are decoded and converted in Python by the shared rules (:data:`CONVERTERS`), then sent with
 ``COPY ... FROM STDIN``; ``_airbyte_raw_id`` comes from the column's default,
-``gen_random_uuid()``. Under append_dedup the rows go to a temporary batch table first and are
-merged into the table at each commit; under overwrite to a staging table, which replaces the
+``gen_random_uuid()``. Under append_dedup the rows are merged into the table as
+:mod:`ferryman.builtin._postgres_dedup` says; under overwrite to a staging table, which replaces the
 table once the stream is done. A staging table belongs to the session holding the advisory lock
 named after it: one whose lock nobody holds was left by a destination that died, wherever it
 ran, and the next overwrite of the stream drops it.
@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import psycopg
+from psycopg._copy_base import TextFormatter  # pinned psycopg: its formatter, without a copy
+from psycopg.abc import Buffer
+from psycopg.adapt import Transformer
 
 from ferryman.builtin._catalog import ConfiguredStream
 from ferryman.builtin._columns import (
@@ -33,7 +36,6 @@ from ferryman.builtin._columns import (
     change,
     cursor_column,
     key_columns,
-    merge_statements,
     quote,
     stream_columns,
     widen,
@@ -62,17 +64,18 @@ _STORED_KINDS: dict[str, Kind] = {
     "character varying": "string",
     "json": "json",
 }
-_AIRBYTE = [
+AIRBYTE = [
     ("_airbyte_raw_id", "uuid NOT NULL DEFAULT gen_random_uuid()"),
     ("_airbyte_extracted_at", "timestamp with time zone"),
     ("_airbyte_meta", "jsonb"),
     ("_airbyte_generation_id", "bigint"),
 ]
-_LOADED = ["_airbyte_extracted_at", "_airbyte_meta", "_airbyte_generation_id"]
+LOADED = ["_airbyte_extracted_at", "_airbyte_meta", "_airbyte_generation_id"]
+_CHUNK = 1 << 20
 _STAGING_PREFIX = "_ferryman_staging_"
 
 
-def _digest(text: str) -> str:
+def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
@@ -101,7 +104,9 @@ class Table:
     pending: int = 0  # records copied in the open transaction
     received: int = 0  # records copied so far: under append_dedup, their sequence numbers
     batch: str | None = None  # under append_dedup, the session's temporary table for it
-    lines: list[bytes] = field(default_factory=list)
+    batch_keys: set[Any] = field(default_factory=set)  # the keys in the batch table
+    repeated: bool = False  # whether the batch table may hold a key more than once
+    fresh_keys: set[Any] | None = None  # keys of this sync, while they are copied straight in
 
     @property
     def target(self) -> str:
@@ -109,15 +114,15 @@ class Table:
 
     @property
     def definitions(self) -> list[tuple[str, str]]:
-        return [*_AIRBYTE, *((column.name, SQL_TYPES[column.kind]) for column in self.columns)]
+        return [*AIRBYTE, *((column.name, SQL_TYPES[column.kind]) for column in self.columns)]
 
     @property
     def names(self) -> str:
-        return ", ".join(quote(name) for name in [*_LOADED, *(column.name for column in self.columns)])
+        return ", ".join(quote(name) for name in [*LOADED, *(column.name for column in self.columns)])
 
 
 def _staging_prefix(schema: str, name: str) -> str:
-    return f"{_STAGING_PREFIX}{_digest(schema + '.' + name)}_"
+    return f"{_STAGING_PREFIX}{digest(schema + '.' + name)}_"
 
 
 def table_for(stream: ConfiguredStream, default_schema: str) -> Table:
@@ -175,7 +180,7 @@ def _drop_abandoned_staging(conn: psycopg.Connection[Any], table: Table) -> None
             conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(name),))
 
 
-def prepare(conn: psycopg.Connection[Any], table: Table, number: int) -> None:
+def prepare(conn: psycopg.Connection[Any], table: Table) -> None:
     """Create the table (or staging table), or bring a stored one up to the stream's schema."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}")
     definition = ", ".join(f"{quote(column)} {kind}" for column, kind in table.definitions)
@@ -184,9 +189,10 @@ def prepare(conn: psycopg.Connection[Any], table: Table, number: int) -> None:
         _drop_abandoned_staging(conn, table)
         conn.execute(f"CREATE TABLE {table.target} ({definition})")
         return
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {table.target} ({definition})")
+    storage = " WITH (fillfactor = 50)" if table.mode == "append_dedup" else ""
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {table.target} ({definition}){storage}")
     stored = _stored_columns(conn, table.schema, table.name)
-    for name, kind in _AIRBYTE:
+    for name, kind in AIRBYTE:
         if name not in stored:
             conn.execute(f"ALTER TABLE {table.target} ADD COLUMN {quote(name)} {kind}")
     columns = []
@@ -210,16 +216,6 @@ def prepare(conn: psycopg.Connection[Any], table: Table, number: int) -> None:
     table.columns = columns
     table.keys = [by_name[key.name] for key in table.keys]
     table.cursor = by_name[table.cursor.name] if table.cursor is not None else None
-    if table.mode == "append_dedup":
-        keys = ", ".join(quote(column.name) for column in table.keys)
-        index = quote(f"_ferryman_key_{_digest(table.schema + '.' + table.name)}")
-        conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {table.target} ({keys})")
-        table.batch = f"_ferryman_batch_{number}"
-        # Without _airbyte_raw_id: the merge's INSERT draws it from the table's default, once.
-        loaded = ", ".join(
-            f"{quote(name)} {kind}" for name, kind in table.definitions if name != "_airbyte_raw_id"
-        )
-        conn.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table.batch} ({loaded}, _ferryman_seq bigint)")
 
 
 # --- rows -------------------------------------------------------------------------------------
@@ -256,15 +252,14 @@ def _lookup(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
     return nested
 
 
-def rows(table: Table, lines: list[bytes]) -> Iterator[tuple[Any, ...]]:
-    """The COPY rows of ``lines`` (RECORD messages) in :attr:`Table.names` order (and, under
-    append_dedup, each one's sequence number last)."""
+def rows(table: Table, lines: list[bytes], sequence: int | None = None) -> Iterator[tuple[Any, ...]]:
+    """The COPY rows of ``lines`` (RECORD messages) in :attr:`Table.names` order (and, given the
+    first one's ``sequence`` number, each one's sequence number last)."""
     plan = [(_lookup(c.path), _CONVERTERS[c.kind], c.field) for c in table.columns]
     loads, generation, sync_id = orjson.loads, table.generation_id, table.sync_id
     clean = orjson.dumps({"changes": [], "sync_id": sync_id}).decode()
     last_ms: Any = None
     extracted_at: datetime | None = None
-    sequence = table.received if table.mode == "append_dedup" else None
     for line in lines:
         record = loads(line)["record"]
         data = record.get("data")
@@ -299,54 +294,48 @@ def rows(table: Table, lines: list[bytes]) -> Iterator[tuple[Any, ...]]:
         yield tuple(values)
 
 
-def copy_lines(conn: psycopg.Connection[Any], table: Table) -> None:
-    """COPY the table's buffered lines into its target (or batch table), in the open transaction."""
-    lines = table.lines
-    into = table.target if table.batch is None else table.batch
-    names = table.names + (", _ferryman_seq" if table.batch is not None else "")
+@dataclass
+class Encoded:
+    """Rows in COPY's text format, made ready before the connection is free to send them."""
+
+    chunks: list[bytes]
+    rows: int
+
+
+def encode(found: Iterable[tuple[Any, ...]]) -> Encoded:
+    """``found`` in COPY's text format, by psycopg's own formatter (in C), so that the loader's
+    thread does the conversion while the database thread waits on the server. In chunks of
+    ~1 MiB: each write to the server is a moment the database thread needs the GIL back."""
+    formatter = TextFormatter(Transformer())
+    chunks: list[bytes] = []
+    pieces: list[Buffer] = []
+    size = count = 0
+    for row in found:
+        data = formatter.write_row(row)
+        count += 1
+        if data:
+            pieces.append(data)
+            size += len(data)
+            if size >= _CHUNK:
+                chunks.append(b"".join(pieces))
+                pieces.clear()
+                size = 0
+    pieces.append(formatter.end())
+    chunks.append(b"".join(pieces))
+    return Encoded(chunks, count)
+
+
+def copy_encoded(
+    conn: psycopg.Connection[Any], table: Table, into: str, names: str, encoded: Encoded
+) -> None:
+    """COPY ``encoded`` into ``into`` (``names`` its columns), in the open transaction."""
     with conn.cursor() as cur:
         with cur.copy(f"COPY {into} ({names}) FROM STDIN") as copy:
-            for row in rows(table, lines):
-                copy.write_row(row)
+            for chunk in encoded.chunks:
+                copy.write(chunk)
         stored = cur.rowcount
-    if stored != len(lines):
+    if stored != encoded.rows:
         raise LoadError(
-            f"stream '{table.label}': PostgreSQL stored {stored} of {len(lines)} records;"
+            f"stream '{table.label}': PostgreSQL stored {stored} of {encoded.rows} records;"
             " no state covering them was confirmed"
         )
-    table.pending += len(lines)
-    table.received += len(lines)
-    lines.clear()
-
-
-def merge_batch(conn: psycopg.Connection[Any], table: Table) -> None:
-    """Under append_dedup: upsert the batch table's latest row per key into the table."""
-    assert table.batch is not None
-    keys = ", ".join(quote(column.name) for column in table.keys)
-    missing = " OR ".join(f"{quote(column.name)} IS NULL" for column in table.keys)
-    row = conn.execute(f"SELECT min(_ferryman_seq) FROM {table.batch} WHERE {missing}").fetchone()
-    if row is not None and row[0] is not None:
-        fields = ", ".join(f"'{column.field}' ({SQL_TYPES[column.kind]})" for column in table.keys)
-        raise ConfigError(
-            f"stream '{table.label}': record #{row[0] + 1} of this sync has no usable value for its"
-            f" primary key {fields}: the field is missing, null or not of that type,"
-            " so append_dedup cannot store it"
-        )
-    order = "_ferryman_seq DESC"
-    if table.cursor is not None:
-        order = f"{quote(table.cursor.name)} DESC NULLS LAST, {order}"
-    conn.execute(
-        "CREATE TEMPORARY TABLE _ferryman_latest ON COMMIT DROP AS"
-        f" SELECT DISTINCT ON ({keys}) * FROM {table.batch} ORDER BY {keys}, {order}"
-    )
-    for statement in merge_statements(
-        table.target,
-        "_ferryman_latest",
-        table.columns,
-        table.keys,
-        table.cursor,
-        table.names,
-    ):
-        conn.execute(statement)
-    conn.execute("DROP TABLE _ferryman_latest")
-    conn.execute(f"TRUNCATE {table.batch}")

@@ -29,7 +29,10 @@ covers the stream or it completed; otherwise it is dropped and the old table kep
 
 from __future__ import annotations
 
+import queue
+import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +41,17 @@ import psycopg
 from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 from ferryman.builtin._columns import quote
 from ferryman.builtin._destination import load
-from ferryman.builtin._postgres_tables import MODES, Table, copy_lines, merge_batch, prepare, table_for
+from ferryman.builtin._postgres_dedup import batch_names, encode_batch, merge_batch, prepare_dedup
+from ferryman.builtin._postgres_tables import (
+    MODES,
+    Encoded,
+    Table,
+    copy_encoded,
+    encode,
+    prepare,
+    rows,
+    table_for,
+)
 from ferryman.builtin._runtime import ConfigError, Connector, Output, object_schema, require_int, run
 
 NAME = "destination-postgres"
@@ -148,6 +161,8 @@ def connect(config: PostgresConfig) -> psycopg.Connection[Any]:
         raise ConnectionError(f"cannot connect to PostgreSQL at {config.describe()}: {message}") from None
     conn.execute("SET TIME ZONE 'UTC'")  # how widened timestamps read as text
     conn.execute("SET jit = off")  # compiling each merge's plan costs more than it saves
+    conn.execute("SET temp_buffers = '256MB'")
+    conn.execute("SET work_mem = '128MB'")
     conn.commit()
     return conn
 
@@ -163,42 +178,125 @@ def check(config: PostgresConfig) -> str | None:
 
 
 class PostgresSink:
-    """Copies each flush into the open transaction; a commit merges, swaps and commits it."""
+    """Copies each flush into the open transaction; a commit merges, swaps and commits it.
+
+    The loader's thread converts each flush into COPY's text format (:func:`encode`); a thread of
+    the sink's own sends it, merges and commits, in order, one task at a time. So the server
+    stores one flush while the loader reads and converts the next: :meth:`start_commit` hands a
+    commit over and returns, and :meth:`commit_done` tells when it is durable (the loader echoes
+    its states only then). At most ``QUEUED`` converted flushes wait for the thread. The tables
+    are created or altered when the sink starts, before any record is converted, so that records
+    are converted to the types the stored columns have.
+    """
+
+    QUEUED = 1
 
     def __init__(self, config: PostgresConfig, tables: dict[StreamKey, Table]) -> None:
         self.config = config
         self.tables = tables
-        self.buffers = {key: table.lines for key, table in tables.items()}
+        self.buffers: dict[StreamKey, list[bytes]] = {key: [] for key in tables}
         self.records = 0
-        self._conn: psycopg.Connection[Any] | None = None
-        self.prepared = False
+        self._conn = connect(config)
+        try:
+            for number, table in enumerate(tables.values()):
+                prepare(self._conn, table)
+                if table.mode == "append_dedup":
+                    prepare_dedup(self._conn, table, number)
+        except BaseException:
+            self._conn.close()
+            raise
+        self._tasks: queue.Queue[Callable[[], None] | None] = queue.Queue(self.QUEUED)
+        self._failed: BaseException | None = None
+        self._committed = threading.Event()
+        self._committed.set()
+        self._thread = threading.Thread(target=self._work, name=f"{NAME}-loader", daemon=True)
+        self._thread.start()
 
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None:
-            self._conn = connect(self.config)
-        if not self.prepared:
-            for number, table in enumerate(self.tables.values()):
-                prepare(self._conn, table, number)
-            self.prepared = True
-        return self._conn
+    # --- the loader's side ---
 
     def flush(self) -> None:
-        for table in self.tables.values():
-            if table.lines:
-                copy_lines(self._connection(), table)
+        handed: dict[StreamKey, tuple[Encoded | None, Encoded]] = {}
+        for key, lines in self.buffers.items():
+            if lines:
+                table = self.tables[key]
+                if table.batch is None:
+                    handed[key] = (None, encode(rows(table, lines)))
+                else:
+                    handed[key] = encode_batch(table, lines)
+                self.buffers[key] = []
+        if handed:
+            self._submit(lambda: self._copy(handed))
+
+    def start_commit(self, scopes: set[StreamKey] | None) -> None:
+        """Flush, then commit in the background everything flushed so far (see commit_done)."""
+        self.flush()
+        self.commit_done(block=True)  # one commit in flight at most
+        repeated = {key: table.repeated for key, table in self.tables.items()}
+        for table in self.tables.values():  # the batch tables' keys are the commit's from here on
+            table.batch_keys = set()
+            table.repeated = False
+        self._committed.clear()
+        self._submit(lambda: self._commit(scopes, repeated))
+
+    def commit_done(self, block: bool) -> bool:
+        """Whether the last commit started is durable (waiting for it when ``block``); raises
+        what made the database work fail."""
+        done = self._committed.wait() if block else self._committed.is_set()
+        if self._failed is not None:
+            raise self._failed
+        return done
 
     def commit(self, scopes: set[StreamKey] | None) -> None:
-        self.flush()
-        busy = any(
-            table.pending or (table.staging and (scopes is None or key in scopes))
-            for key, table in self.tables.items()
-        )
-        if self.prepared and not busy:
-            return
-        conn = self._connection()
-        for table in self.tables.values():
+        self.start_commit(scopes)
+        self.commit_done(block=True)
+
+    def drop_staged(self) -> dict[StreamKey, int]:
+        dropped: dict[StreamKey, int] = {}
+        self.commit_done(block=True)
+        self._committed.clear()
+        self._submit(lambda: dropped.update(self._drop_staged()))
+        self.commit_done(block=True)
+        return dropped
+
+    def close(self) -> None:
+        self._tasks.put(None)
+        self._thread.join()
+        self._conn.close()  # an open transaction is rolled back
+
+    def _submit(self, task: Callable[[], None]) -> None:
+        if self._failed is not None:
+            raise self._failed
+        self._tasks.put(task)
+
+    # --- the database's side (the sink's thread) ---
+
+    def _work(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            if self._failed is None:
+                try:
+                    task()
+                except BaseException as exc:  # handed to the loader
+                    self._failed = exc
+            if self._failed is not None:
+                self._committed.set()  # wakes the loader, to raise what failed
+
+    def _copy(self, handed: dict[StreamKey, tuple[Encoded | None, Encoded]]) -> None:
+        for key, (direct, encoded) in handed.items():
+            table = self.tables[key]
+            if direct is not None:  # first records of their keys, into a table empty at the start
+                copy_encoded(self._conn, table, table.target, table.names, direct)
+                table.pending += direct.rows
+            into, names = (
+                (table.target, table.names) if table.batch is None else (table.batch, batch_names(table))
+            )
+            copy_encoded(self._conn, table, into, names, encoded)
+            table.pending += encoded.rows
+
+    def _commit(self, scopes: set[StreamKey] | None, repeated: dict[StreamKey, bool]) -> None:
+        conn = self._conn
+        for key, table in self.tables.items():
             if table.batch is not None and table.pending:
-                merge_batch(conn, table)
+                merge_batch(conn, table, repeated[key])
         due = [
             table
             for key, table in self.tables.items()
@@ -215,26 +313,21 @@ class PostgresSink:
             table.pending = 0
         for table in due:
             table.staging = None
+        self._committed.set()
 
-    def drop_staged(self) -> dict[StreamKey, int]:
+    def _drop_staged(self) -> dict[StreamKey, int]:
         left = {key: table for key, table in self.tables.items() if table.staging is not None}
-        if not left:
-            return {}
-        conn = self._connection()
-        for table in left.values():
-            conn.execute(f"DROP TABLE IF EXISTS {table.target}")
-        conn.commit()
         dropped: dict[StreamKey, int] = {}
-        for key, table in left.items():
-            table.staging = None
-            dropped[key] = table.staged
-            self.records -= table.staged
+        if left:
+            for table in left.values():
+                self._conn.execute(f"DROP TABLE IF EXISTS {table.target}")
+            self._conn.commit()
+            for key, table in left.items():
+                table.staging = None
+                dropped[key] = table.staged
+                self.records -= table.staged
+        self._committed.set()
         return dropped
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()  # an open transaction is rolled back
-            self._conn = None
 
 
 def write(config: PostgresConfig, catalog: list[ConfiguredStream], out: Output) -> None:

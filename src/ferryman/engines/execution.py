@@ -202,6 +202,7 @@ class AttemptExecution:
             sync = reset_input(destination, config.catalog, state, mapping)
         else:
             sync = SyncInput(source, destination, config.catalog, state, mapping)
+        sync = dataclasses.replace(sync, sync_id=self.job.id, generation_id=self._generation(connection_id))
         secrets = self._secrets(config.source, source.connector)
         secrets += self._secrets(config.destination, destination.connector)
         saver = _ProgressSaver(self.store, self.attempt.id, connection_id, self.job.id)
@@ -216,6 +217,14 @@ class AttemptExecution:
         if output.status is ReplicationStatus.FAILED:
             return self._failed(document, output.failures, output.partial_success)
         return self.store.succeed_attempt(self.attempt, self._masked(document), self.clock.now())
+
+    def _generation(self, connection_id: int) -> int:
+        """The generation of the connection's data in the destination: how many of its resets
+        succeeded, this job included when it is one (each reset starts a new generation)."""
+        resets = self.store.list_jobs(
+            scope=str(connection_id), status=JobStatus.SUCCEEDED, type=JobType.RESET, limit=1 << 30
+        )
+        return len(resets) + (1 if self.job.type is JobType.RESET else 0)
 
     def _apply_config_updates(self, config: ReplicationConfig, output: SyncOutput) -> None:
         for actor, update in (

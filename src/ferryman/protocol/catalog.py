@@ -182,6 +182,22 @@ def map_catalog(configured_catalog: dict[str, Any], mapping: NamespaceMapping) -
     return mapped
 
 
+def with_generation(
+    configured_catalog: dict[str, Any], sync_id: int | None, generation_id: int
+) -> dict[str, Any]:
+    """The catalog with Airbyte's refresh fields on every stream: ``sync_id`` (the job's id),
+    ``generation_id`` and ``minimum_generation_id`` (the generation itself for an overwrite
+    stream, whose older generations the destination replaces; 0 otherwise, keeping them all)."""
+    marked = copy.deepcopy(configured_catalog)
+    for configured in marked.get("streams", []):
+        if sync_id is not None:
+            configured["sync_id"] = sync_id
+        configured["generation_id"] = generation_id
+        overwrite = configured.get("destination_sync_mode") == "overwrite"
+        configured["minimum_generation_id"] = generation_id if overwrite else 0
+    return marked
+
+
 def reset_catalog(configured_catalog: dict[str, Any]) -> dict[str, Any]:
     """The catalog of a reset: every stream full refresh + overwrite, so the destination clears it."""
     reset = copy.deepcopy(configured_catalog)

@@ -65,6 +65,10 @@ class SyncInput:
     catalog: dict[str, Any]  # the configured catalog, in source names
     state: list[dict[str, Any]] = field(default_factory=list)
     namespace_mapping: NamespaceMapping = field(default_factory=NamespaceMapping)
+    # Airbyte's refresh fields, set on every stream of the destination's catalog: the job's id,
+    # and the generation of the connection's data (None: the catalog is passed as it is).
+    sync_id: int | None = None
+    generation_id: int | None = None
 
 
 @dataclass

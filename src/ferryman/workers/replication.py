@@ -28,7 +28,7 @@ from ferryman.errors import FerrymanError
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType, ordered
 from ferryman.launchers import ConnectorLauncher, ConnectorProcess, Launcher, LaunchRequest
 from ferryman.protocol import messages
-from ferryman.protocol.catalog import StateNames, map_catalog, stream_descriptors
+from ferryman.protocol.catalog import StateNames, map_catalog, stream_descriptors, with_generation
 from ferryman.protocol.codec import encode, parse_message
 from ferryman.protocol.state import StateAggregator, connector_state_file, state_problem, state_type
 from ferryman.workers import files, record_path
@@ -115,6 +115,8 @@ class _Replication:
         """Write the connectors' inputs; arguments carry absolute paths, so the launcher picks the cwd."""
         workdir, sync = self.ctx.workdir.absolute(), self.sync
         destination_catalog = map_catalog(sync.catalog, sync.namespace_mapping)
+        if sync.generation_id is not None:
+            destination_catalog = with_generation(destination_catalog, sync.sync_id, sync.generation_id)
         source_config = to_host(sync.source.config, self._local_root(SOURCE))
         destination_config = to_host(sync.destination.config, self._local_root(DESTINATION))
         read = [
