@@ -17,6 +17,8 @@ Each step is a one-key object (plus options):
     {"log": TEXT, "level": LEVEL}                    a LOG message
     {"trace_error": {failure_type, message, ...}}    a TRACE ERROR message
     {"estimate": {name, namespace, row_estimate, byte_estimate}}   a TRACE ESTIMATE message
+    {"stream_status": {name, namespace, status}}     a TRACE STREAM_STATUS message (STARTED, COMPLETE...)
+    {"sleep": SECONDS}                               flush stdout, then pause that long
     {"control_config": CONFIG}                       a CONTROL connector-config update
     {"spec": SPEC} | {"connection_status": STATUS, "message": TEXT} | {"catalog": CATALOG}
     {"stdout_hex": HEX}                              raw bytes (plus a newline) on stdout
@@ -137,6 +139,16 @@ class Script:
             self.flush()
         elif "estimate" in step:
             self.trace("ESTIMATE", {"type": "STREAM", **step["estimate"]})
+        elif "stream_status" in step:
+            status = step["stream_status"]
+            descriptor = {"name": status["name"]}
+            if status.get("namespace") is not None:
+                descriptor["namespace"] = status["namespace"]
+            self.trace("STREAM_STATUS", {"stream_descriptor": descriptor, "status": status["status"]})
+            self.flush()
+        elif "sleep" in step:
+            self.flush()
+            time.sleep(step["sleep"])
         elif "control_config" in step:
             control = {
                 "type": "CONNECTOR_CONFIG",
