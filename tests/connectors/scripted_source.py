@@ -35,6 +35,7 @@ Each step is a one-key object (plus options):
     {"exit": CODE}                                   exit at once with CODE
 
 Every RECORD and STATE line is also appended, byte for byte, to ``config["tee"]`` when set.
+``read`` copies the state file it was given (``--state``) to ``config["state_copy"]`` when set.
 Stdout is flushed after each STATE and before anything that blocks or exits.
 """
 
@@ -249,7 +250,10 @@ def main(argv: list[str]) -> int:
         for name in ("--catalog", "--state"):
             if name in options:
                 with open(options[name]) as handle:
-                    json.load(handle)  # must be readable JSON, as a real source would insist
+                    given = json.load(handle)  # must be readable JSON, as a real source would insist
+                if name == "--state" and config.get("state_copy"):
+                    with open(config["state_copy"], "w") as copy:
+                        json.dump(given, copy)
         steps, default = config.get("steps"), []
     else:
         sys.stderr.write(f"usage: scripted_source.py spec|check|discover|read, not {argv!r}\n")

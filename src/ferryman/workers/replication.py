@@ -324,7 +324,7 @@ class _Replication:
                 break
             if self._flush_asked:
                 self._flush_asked = False
-                self._save_checkpoint(self.checkpoints.flush)
+                self._save_checkpoint(self.checkpoints.urgent)
             else:
                 self._save_checkpoint(self.checkpoints.save_if_due)
             if on_progress is not None and next_progress is not None and now >= next_progress:
