@@ -355,15 +355,22 @@ class LocalEngine:
         """Run these jobs (and their retries) in this process until each is terminal."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            self.tick(only=job_ids)
+            # While each of them runs here there is nothing to claim and none can be over: a
+            # pass only heartbeats and looks for cancels (an attempt's end wakes the loop).
+            self.tick(only=job_ids, claim=not self._all_running(job_ids))
             self._raise_unsaved(job_ids)
-            jobs = [self.store.get_job(job_id) for job_id in job_ids]
-            if all(job.status.terminal for job in jobs) and not self.running_attempt_ids():
-                return jobs
+            if not self._all_running(job_ids):
+                jobs = [self.store.get_job(job_id) for job_id in job_ids]
+                if all(job.status.terminal for job in jobs) and not self.running_attempt_ids():
+                    return jobs
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"jobs {list(job_ids)} still running after {timeout_s}s")
             self._wake.wait(self.poll_interval_s)
             self._wake.clear()
+
+    def _all_running(self, job_ids: Collection[int]) -> bool:
+        with self._lock:
+            return set(job_ids) <= {item.job.id for item in self._running.values()}
 
     def _raise_unsaved(self, job_ids: Collection[int]) -> None:
         """An attempt of these jobs ended but the store took no outcome: waiting would be for
