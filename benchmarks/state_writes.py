@@ -8,10 +8,10 @@ LocalEngine in this process with its default settings (``FERRYMAN_STATE_FLUSH_S`
 the environment: run it once with ``FERRYMAN_STATE_FLUSH_S=0`` to see every state saved). The
 faker venv is installed under ``--home`` on first use (PyPI) and reused after.
 
-Prints the median over the runs of: wall time, states the destination confirmed, the store's
-state and stream-stats writes, CPU of this process (the engine and the worker, not the
-connectors) per record, and the worker threads' own CPU per record (the attempt's
-``worker.cpu_s``). Not a test: it asserts nothing and prints figures for docs/performance.md.
+Prints the median over the runs of: wall time (of the job, and of the sync in it), states the
+destination confirmed, the store's state and stream-stats writes, CPU per record of this process
+(the engine and the worker), of the two connectors, and of the worker threads alone (the
+attempt's ``worker.cpu_s``). Not a test: it asserts nothing and prints figures for docs/performance.md.
 """
 
 from __future__ import annotations
@@ -64,20 +64,26 @@ def one_run(home: Path, count: int, number: int) -> dict[str, float]:
     job = service.enqueue_replication(name)
     store.state_writes = store.stats_writes = 0
     before = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     service.run(job)
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_SELF)
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    connectors = children_after.ru_utime - children.ru_utime + children_after.ru_stime - children.ru_stime
     output = store.list_attempts(job.id)[-1].output or {}
     records = int(output.get("records_committed") or 0)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    sync_s = (int(output.get("ended_at_ms") or 0) - int(output.get("started_at_ms") or 0)) / 1000
     return {
         "wall_s": wall,
+        "sync_s": sync_s,
         "records": records,
         "states": int(output.get("states_committed") or 0),
         "state_writes": store.state_writes,
         "stats_writes": store.stats_writes,
         "process_us_per_record": cpu / max(records, 1) * 1e6,
+        "connectors_us_per_record": connectors / max(records, 1) * 1e6,
         "worker_us_per_record": float(output.get("worker", {}).get("cpu_s", 0.0)) / max(records, 1) * 1e6,
     }
 

@@ -66,7 +66,10 @@ DestConfigOpt = Annotated[
 StateOpt = Annotated[Path | None, typer.Option("--state", help="State file to start from.")]
 SaveStateOpt = Annotated[
     Path | None,
-    typer.Option("--save-state", help="Write the committed state here as it is committed."),
+    typer.Option(
+        "--save-state",
+        help="Write the committed state here as the sync goes (every FERRYMAN_STATE_FLUSH_S) and at its end.",
+    ),
 ]
 
 
