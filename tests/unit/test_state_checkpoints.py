@@ -57,17 +57,6 @@ def test_flush_saves_what_waits_and_nothing_twice() -> None:
     assert checkpoints.saves == 2
 
 
-def test_a_status_change_saves_now_and_the_next_confirmed_state_at_once() -> None:
-    saved: list[StateCommit] = []
-    checkpoints = StateCheckpoints(saved.append, interval_s=3600.0, clock=ManualClock())
-    checkpoints.confirmed(commit(1))
-    checkpoints.confirmed(commit(2))
-    assert checkpoints.urgent()
-    checkpoints.confirmed(commit(3))  # the stream's last state, confirmed just after its status
-    checkpoints.confirmed(commit(4))  # ... and after that the interval holds again
-    assert cursors(saved) == [1, 2, 3]
-
-
 def test_an_interval_of_zero_saves_every_state() -> None:
     saved: list[StateCommit] = []
     checkpoints = StateCheckpoints(saved.append, interval_s=0.0, clock=ManualClock())

@@ -9,11 +9,8 @@ as the StateAggregator holds it, with the per-stream stats) and hands it to ``sa
                               at once; every one when ``interval_s`` is 0)
     save_if_due()             the worker's supervisor, when it wakes: a waiting state whose
                               interval has passed
-    flush()                   now: the engine heartbeats, the attempt ends (success, failure,
-                              cancel, Ctrl-C)
-    urgent()                  a stream's status changed: now, and the next state confirmed at
-                              once too (a stream's last state is often confirmed just after
-                              the source said the stream is complete)
+    flush()                   now: a stream's status changed, the engine heartbeats, the
+                              attempt ends (success, failure, cancel, Ctrl-C)
 
 So a crash loses at most about ``interval_s`` of confirmed progress, and the next attempt starts
 from the last save. Only what the destination confirmed is ever saved, never a state ahead of
@@ -46,7 +43,6 @@ class StateCheckpoints:
         self._confirmed = 0  # states confirmed so far
         self._saved = 0  # ... of which the last save included this many
         self._saved_at: datetime | None = None
-        self._urgent = False  # save the next confirmed state at once
         self.saves = 0
 
     @property
@@ -58,15 +54,8 @@ class StateCheckpoints:
         with self._lock:
             self._latest = commit
             self._confirmed += 1
-            urgent, self._urgent = self._urgent, False
-        if urgent or self.seconds_to_due() == 0.0:
+        if self.seconds_to_due() == 0.0:
             self.flush()
-
-    def urgent(self) -> bool:
-        """Save what waits now, and the next state confirmed as soon as it is; True if it saved."""
-        with self._lock:
-            self._urgent = True
-        return self.flush()
 
     def flush(self) -> bool:
         """Save the latest confirmed state now, unless it is saved already; True if it saved."""

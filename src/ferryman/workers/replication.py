@@ -104,6 +104,8 @@ class _Replication:
         self.notices = Notices(self.log, self.tracker, self.failures, self._status_changed)
         self.checkpoints = checkpoints_for(None)
         self._flush_asked = False  # a stream's status changed: save the confirmed state now
+        # ... and once the destination has confirmed this many states (those sent before it)
+        self._save_when_committed: int | None = None
         self._persistence_failed = False
         self.source_eof = threading.Event()  # the source's stdout ended
         self.source_exited = threading.Event()  # ... and the source process is gone
@@ -324,7 +326,7 @@ class _Replication:
                 break
             if self._flush_asked:
                 self._flush_asked = False
-                self._save_checkpoint(self.checkpoints.urgent)
+                self._save_checkpoint(self.checkpoints.flush)
             else:
                 self._save_checkpoint(self.checkpoints.save_if_due)
             if on_progress is not None and next_progress is not None and now >= next_progress:
@@ -532,10 +534,19 @@ class _Replication:
         if self.checkpoints.saves_anything:
             commit = StateCommit(state, self.states.snapshot(), self.tracker.snapshot())
             self._save_checkpoint(lambda: self.checkpoints.confirmed(commit))
+            save_at = self._save_when_committed
+            if save_at is not None and self.tracker.states_committed >= save_at:
+                self._save_when_committed = None
+                self._save_checkpoint(self.checkpoints.flush)
 
     def _status_changed(self) -> None:
-        """A stream's status changed (a STREAM_STATUS trace): the supervisor saves the last
-        confirmed state at once, whatever the interval."""
+        """A stream's status changed (a STREAM_STATUS trace): whatever the interval, the
+        supervisor saves the confirmed state now, and the destination reader saves it again once
+        the destination has confirmed every state the source sent before the status (the state
+        that ends a stream is often confirmed just after the source said the stream is done)."""
+        sent = self.tracker.states_emitted
+        if self._save_when_committed is None or sent > self._save_when_committed:
+            self._save_when_committed = sent
         self._flush_asked = True
         self.wake.set()
 
