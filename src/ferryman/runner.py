@@ -36,7 +36,8 @@ from ferryman.workers import (
     files,
     reset_input,
 )
-from ferryman.workers.models import ProgressCallback, StateCallback
+from ferryman.workers.checkpoints import StateSink
+from ferryman.workers.models import ProgressCallback
 from ferryman.workers.specs import config_secrets, connector_spec
 
 ALL_DESTINATION_MODES = frozenset(DESTINATION_SYNC_MODES)
@@ -135,7 +136,7 @@ class Runner:
         mapping: NamespaceMapping | None = None,
         cancel: threading.Event | None = None,
         on_progress: ProgressCallback | None = None,
-        on_state: StateCallback | None = None,
+        on_state: StateSink | None = None,
         reset: bool = False,
     ) -> tuple[str, SyncOutput]:
         job_id = new_job_id()

@@ -112,6 +112,9 @@ class Settings:
     home: Path = field(default_factory=ferryman_home)
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    # Confirmed states are saved at most this often (and always when a stream's status changes
+    # and when the attempt ends): a crash loses at most this much confirmed progress. 0 = each.
+    state_flush_s: float = 1.0
 
     @property
     def workspace(self) -> Path:
@@ -131,6 +134,7 @@ class Settings:
             home=ferryman_home(),
             lifecycle=LifecycleSettings.from_env(),
             scheduler=SchedulerSettings.from_env(),
+            state_flush_s=_seconds("FERRYMAN_STATE_FLUSH_S", cls.state_flush_s),
         )
 
 

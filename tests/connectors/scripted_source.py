@@ -17,6 +17,8 @@ Each step is a one-key object (plus options):
     {"log": TEXT, "level": LEVEL}                    a LOG message
     {"trace_error": {failure_type, message, ...}}    a TRACE ERROR message
     {"estimate": {name, namespace, row_estimate, byte_estimate}}   a TRACE ESTIMATE message
+    {"stream_status": {name, namespace, status}}     a TRACE STREAM_STATUS message (STARTED, COMPLETE...)
+    {"sleep": SECONDS}                               flush stdout, then pause that long
     {"control_config": CONFIG}                       a CONTROL connector-config update
     {"spec": SPEC} | {"connection_status": STATUS, "message": TEXT} | {"catalog": CATALOG}
     {"stdout_hex": HEX}                              raw bytes (plus a newline) on stdout
@@ -33,6 +35,7 @@ Each step is a one-key object (plus options):
     {"exit": CODE}                                   exit at once with CODE
 
 Every RECORD and STATE line is also appended, byte for byte, to ``config["tee"]`` when set.
+``read`` copies the state file it was given (``--state``) to ``config["state_copy"]`` when set.
 Stdout is flushed after each STATE and before anything that blocks or exits.
 """
 
@@ -137,6 +140,16 @@ class Script:
             self.flush()
         elif "estimate" in step:
             self.trace("ESTIMATE", {"type": "STREAM", **step["estimate"]})
+        elif "stream_status" in step:
+            status = step["stream_status"]
+            descriptor = {"name": status["name"]}
+            if status.get("namespace") is not None:
+                descriptor["namespace"] = status["namespace"]
+            self.trace("STREAM_STATUS", {"stream_descriptor": descriptor, "status": status["status"]})
+            self.flush()
+        elif "sleep" in step:
+            self.flush()
+            time.sleep(step["sleep"])
         elif "control_config" in step:
             control = {
                 "type": "CONNECTOR_CONFIG",
@@ -237,7 +250,10 @@ def main(argv: list[str]) -> int:
         for name in ("--catalog", "--state"):
             if name in options:
                 with open(options[name]) as handle:
-                    json.load(handle)  # must be readable JSON, as a real source would insist
+                    given = json.load(handle)  # must be readable JSON, as a real source would insist
+                if name == "--state" and config.get("state_copy"):
+                    with open(config["state_copy"], "w") as copy:
+                        json.dump(given, copy)
         steps, default = config.get("steps"), []
     else:
         sys.stderr.write(f"usage: scripted_source.py spec|check|discover|read, not {argv!r}\n")

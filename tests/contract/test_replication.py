@@ -26,7 +26,7 @@ from ferryman.connectors import ResolvedConnector
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
 from ferryman.launchers import Launcher
 from ferryman.protocol.catalog import NamespaceDefinition, NamespaceMapping
-from ferryman.workers import files
+from ferryman.workers import StateCheckpoints, files
 from ferryman.workers.models import (
     AttemptContext,
     ConnectorInput,
@@ -187,7 +187,10 @@ class Syncs:
         cancel: threading.Event | None = None,
         on_progress: Callable[[SyncProgress], None] | None = None,
         on_state: Callable[[StateCommit], None] | None = None,
+        checkpoints: StateCheckpoints | None = None,
     ) -> Run:
+        """``checkpoints``: save confirmed states through these (coalesced), instead of
+        recording each one in ``Run.commits``."""
         received, sent = self.tmp_path / "received.jsonl", self.tmp_path / "sent.jsonl"
         ctx = self.context(**(lifecycle or {}))
         sync = SyncInput(
@@ -212,7 +215,8 @@ class Syncs:
 
         worker = ReplicationWorker(launcher=self.launcher, progress_interval_s=0.05)
         started = time.monotonic()
-        output = worker.run(sync, ctx, cancel=cancel, on_progress=record_progress, on_state=record_state)
+        sink = checkpoints if checkpoints is not None else record_state
+        output = worker.run(sync, ctx, cancel=cancel, on_progress=record_progress, on_state=sink)
         elapsed = time.monotonic() - started
         return Run(output, elapsed, ctx.workdir, received, sent, commits, progress)
 

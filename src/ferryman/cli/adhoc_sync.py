@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,6 +40,7 @@ from ferryman.protocol.state import load_state
 from ferryman.runner import Runner, load_config, load_document
 from ferryman.secrets import mask_text
 from ferryman.workers import ConnectorInput, ReplicationStatus, StateCommit, SyncOutput
+from ferryman.workers.checkpoints import StateCheckpoints
 
 DEFAULT_DESTINATION = "builtin:destination-duckdb"
 # Destinations that need no config: --destination-config may be left out.
@@ -66,11 +66,16 @@ DestConfigOpt = Annotated[
 StateOpt = Annotated[Path | None, typer.Option("--state", help="State file to start from.")]
 SaveStateOpt = Annotated[
     Path | None,
-    typer.Option("--save-state", help="Write the committed state here as it is committed."),
+    typer.Option(
+        "--save-state",
+        help="Write the committed state here as the sync goes (every FERRYMAN_STATE_FLUSH_S) and at its end.",
+    ),
 ]
 
 
-def _state_saver(path: Path | None) -> Callable[[StateCommit], None] | None:
+def _state_saver(path: Path | None, interval_s: float) -> StateCheckpoints | None:
+    """Write the committed state to ``path`` as an engine saves it to its store: at most every
+    ``interval_s`` (FERRYMAN_STATE_FLUSH_S), when a stream's status changes, and at the end."""
     if path is None:
         return None
 
@@ -80,7 +85,7 @@ def _state_saver(path: Path | None) -> Callable[[StateCommit], None] | None:
         tmp.write_bytes(orjson.dumps(commit.aggregated, option=orjson.OPT_INDENT_2))
         os.replace(tmp, path)
 
-    return save
+    return StateCheckpoints(save, interval_s)
 
 
 def mapping(namespace: Namespace, namespace_format: str | None, prefix: str) -> NamespaceMapping:
@@ -148,7 +153,7 @@ class Replication:
                 namespaces,
                 cancel,
                 on_progress=display,
-                on_state=_state_saver(save_state),
+                on_state=_state_saver(save_state, self.runner.settings.state_flush_s),
                 reset=reset,
             )
         finally:

@@ -1,8 +1,10 @@
 """One attempt of one stored job: its inputs from the job's config snapshot, its output into the store.
 
-The worker knows nothing of the store; this module is the bridge. Each STATE the destination
-echoes is saved as it arrives, with the attempt's per-stream stats, so a crash loses at most what
-the destination had not acknowledged. The next attempt starts from the last saved state.
+The worker knows nothing of the store; this module is the bridge. The STATEs the destination
+echoes are saved with the attempt's per-stream stats, coalesced (workers/checkpoints.py): the
+latest at most every ``FERRYMAN_STATE_FLUSH_S`` (1 s), and always when a stream's status changes,
+when the engine heartbeats and before the attempt ends. So a crash loses at most that interval
+of confirmed progress; the next attempt starts from the last saved state.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from ferryman.workers import (
     reset_input,
 )
 from ferryman.workers.attempt_log import AttemptLog
+from ferryman.workers.checkpoints import StateCheckpoints
 from ferryman.workers.specs import config_secrets, connector_spec
 
 _STATS_EVERY_S = 5.0
@@ -82,6 +85,8 @@ class AttemptExecution:
     cancel: threading.Event
     # The attempt's secret values, once known: failure text is stored with them masked.
     secrets: list[str] = dataclasses.field(default_factory=list, init=False)
+    # A sync's confirmed states not saved yet (None before a sync starts, and for other jobs).
+    checkpoints: StateCheckpoints | None = dataclasses.field(default=None, init=False)
 
     def run(self) -> Job:
         """Run the attempt to its end and record the outcome; returns the job as it ends up."""
@@ -92,6 +97,12 @@ class AttemptExecution:
         job = self._run()
         self._log(f"job {self.job.id} attempt {self.attempt.number} ended: job is {job.status}")
         return job
+
+    def save_state(self) -> bool:
+        """Save the sync's last confirmed state now if it is not saved yet (the engine calls
+        this when it heartbeats); True if it saved one."""
+        checkpoints = self.checkpoints
+        return checkpoints is not None and checkpoints.flush()
 
     def _log(self, message: str) -> None:
         log = AttemptLog(Path(self.attempt.log_path))  # never raises: a full disk loses the line
@@ -206,8 +217,9 @@ class AttemptExecution:
         secrets = self._secrets(config.source, source.connector)
         secrets += self._secrets(config.destination, destination.connector)
         saver = _ProgressSaver(self.store, self.attempt.id, connection_id, self.job.id)
+        self.checkpoints = StateCheckpoints(saver.commit, self.settings.state_flush_s, self.clock)
         worker = ReplicationWorker(self._launcher())
-        output = worker.run(sync, self._context(secrets), self.cancel, saver.progress, saver.commit)
+        output = worker.run(sync, self._context(secrets), self.cancel, saver.progress, self.checkpoints)
         files.forget_configs(Path(self.attempt.log_path).parent)
         self.store.save_stream_stats(self.attempt.id, _stream_stats(self.attempt.id, output.streams))
         self._apply_config_updates(config, output)
@@ -296,7 +308,8 @@ def decide_retry(
 
 
 class _ProgressSaver:
-    """Saves each commit (state + stats) as it arrives, and stats every few seconds."""
+    """Saves a commit (state + stats) when the checkpoints hand one over, and stats every few
+    seconds."""
 
     def __init__(self, store: JobStore, attempt_id: int, connection_id: int, job_id: int) -> None:
         self.store = store

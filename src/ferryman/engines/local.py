@@ -66,6 +66,7 @@ class _Running:
     thread: threading.Thread | None = None
     error: BaseException | None = None  # the attempt's end could not be saved
     ended: Job | None = None  # the job as the attempt's saved outcome left it
+    execution: AttemptExecution | None = None
 
 
 def new_engine_id(foreground: bool = False) -> str:
@@ -125,6 +126,7 @@ class LocalEngine:
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.heartbeat_interval_s
             self.store.heartbeat(self.engine_id, self.running_attempt_ids(), self.clock.now())
+            self.save_states()
             self.recover()
         self._pass_on_cancels()
         if not claim:
@@ -133,6 +135,19 @@ class LocalEngine:
         for job, attempt in claimed:
             self._start(job, attempt)
         return len(claimed)
+
+    def save_states(self, job_id: int | None = None) -> None:
+        """Save the last confirmed state of the syncs running here (or of one job's) that is not
+        saved yet: with each heartbeat, so the store never lags a heartbeat behind the sync.
+        A failure is the attempt's to report (it tries again), never the engine's."""
+        with self._lock:
+            running = [r for r in self._running.values() if job_id is None or r.job.id == job_id]
+        for item in running:
+            if item.execution is not None:
+                try:
+                    item.execution.save_state()
+                except Exception:
+                    log.warning("saving the state of job %s failed", item.job.id, exc_info=True)
 
     def free_slots(self) -> dict[str, int]:
         with self._lock:
@@ -161,6 +176,7 @@ class LocalEngine:
         execution = AttemptExecution(
             self.store, self.settings, self.retry, self.launcher, self.clock, job, attempt, running.cancel
         )
+        running.execution = execution
 
         def run() -> None:
             try:
@@ -339,15 +355,22 @@ class LocalEngine:
         """Run these jobs (and their retries) in this process until each is terminal."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            self.tick(only=job_ids)
+            # While each of them runs here there is nothing to claim and none can be over: a
+            # pass only heartbeats and looks for cancels (an attempt's end wakes the loop).
+            self.tick(only=job_ids, claim=not self._all_running(job_ids))
             self._raise_unsaved(job_ids)
-            jobs = [self.store.get_job(job_id) for job_id in job_ids]
-            if all(job.status.terminal for job in jobs) and not self.running_attempt_ids():
-                return jobs
+            if not self._all_running(job_ids):
+                jobs = [self.store.get_job(job_id) for job_id in job_ids]
+                if all(job.status.terminal for job in jobs) and not self.running_attempt_ids():
+                    return jobs
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"jobs {list(job_ids)} still running after {timeout_s}s")
             self._wake.wait(self.poll_interval_s)
             self._wake.clear()
+
+    def _all_running(self, job_ids: Collection[int]) -> bool:
+        with self._lock:
+            return set(job_ids) <= {item.job.id for item in self._running.values()}
 
     def _raise_unsaved(self, job_ids: Collection[int]) -> None:
         """An attempt of these jobs ended but the store took no outcome: waiting would be for

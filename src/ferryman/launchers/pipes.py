@@ -27,8 +27,9 @@ from collections.abc import Callable
 
 # After the connector exited: how long its output may stay silent before it counts as ended.
 LEFTOVER_DRAIN_S = 1.0
-# How often a blocked read looks whether the connector has exited meanwhile.
-_WAKE_S = 0.25
+# How often a blocked read looks whether the connector has exited meanwhile: only a pipe held
+# open by a process out of reach needs it, so a quiet connector's readers wake once a second.
+_WAKE_S = 1.0
 
 
 class PipeReader(io.FileIO):

@@ -3,6 +3,7 @@
 A worker never touches the database and never knows which engine runs it.
 """
 
+from ferryman.workers.checkpoints import StateCheckpoints
 from ferryman.workers.connector_job import ConnectorJobWorker
 from ferryman.workers.models import (
     AttemptContext,
@@ -25,6 +26,7 @@ __all__ = [
     "ConnectorJobWorker",
     "ReplicationStatus",
     "ReplicationWorker",
+    "StateCheckpoints",
     "StateCommit",
     "StreamStats",
     "SyncInput",

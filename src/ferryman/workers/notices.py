@@ -4,6 +4,7 @@ estimates and stream statuses on the tracker, and lines in the attempt log."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -16,10 +17,17 @@ from ferryman.workers.tracker import MessageTracker
 class Notices:
     """The side channel of one sync: it appends to the sync's ``failures`` as traces arrive."""
 
-    def __init__(self, log: AttemptLog, tracker: MessageTracker, failures: list[FailureReason]) -> None:
+    def __init__(
+        self,
+        log: AttemptLog,
+        tracker: MessageTracker,
+        failures: list[FailureReason],
+        on_status: Callable[[], None] | None = None,
+    ) -> None:
         self.log = log
         self.tracker = tracker
         self.failures = failures
+        self.on_status = on_status  # told when a stream's status changes
 
     def trace(self, origin: FailureOrigin, trace: dict[str, Any], command: str) -> None:
         side = origin.value
@@ -39,8 +47,12 @@ class Notices:
             status = as_object(trace.get("stream_status"))
             descriptor = as_object(status.get("stream_descriptor"))
             key = (str(descriptor.get("name")), descriptor.get("namespace"))
-            self.tracker.stream_status[key] = str(status.get("status"))
-            self.log.info(side, f"stream {key[0]}: {status.get('status')}")
+            value = str(status.get("status"))
+            changed = self.tracker.stream_status.get(key) != value
+            self.tracker.stream_status[key] = value
+            self.log.info(side, f"stream {key[0]}: {value}")
+            if changed and self.on_status is not None:
+                self.on_status()
         else:
             self.log.info(side, f"trace {kind}: {orjson.dumps(trace).decode()[:2000]}")
 

@@ -5,10 +5,17 @@ Threads, each blocking on one pipe (asyncio costs twice as much per line on this
     record path       reads source stdout, counts, forwards RECORD and STATE bytes as they came
     destination out   reads the destination's STATE echoes (commits), TRACE, LOG and CONTROL
     2 x stderr        log every line of both connectors
-    supervisor        the caller's thread: cancel, timeouts, grace periods, progress
+    supervisor        the caller's thread: cancel, timeouts, grace periods, progress, saving
+                      confirmed states (see checkpoints)
 
 Only RECORD and STATE reach the destination. A STATE is flushed at once, records are written
 through a 1 MiB buffer. A record is re-encoded only when namespace mapping renames it.
+
+The supervisor sleeps until something happens: a thread of ours sets ``wake`` when a pipe ends,
+a thread finishes, a stop is asked for or a stream's status changes. Otherwise it wakes at the
+next deadline it keeps (progress, a state due to be saved, a timeout) and at least once a
+second, which is how soon it sees a cancel. Only while a connector is on its way out (its input
+ended, or it was told to stop) does it look every 50 ms, so an exit is reaped at once.
 """
 
 from __future__ import annotations
@@ -33,13 +40,13 @@ from ferryman.protocol.codec import encode, parse_message
 from ferryman.protocol.state import StateAggregator, connector_state_file, state_problem, state_type
 from ferryman.workers import files, record_path
 from ferryman.workers.attempt_log import AttemptLog
-from ferryman.workers.lifecycle import WORKER, ConnectorLifecycle, StderrDrain
+from ferryman.workers.checkpoints import StateSink, checkpoints_for
+from ferryman.workers.lifecycle import WORKER, ConnectorLifecycle, Phase, StderrDrain
 from ferryman.workers.local_paths import local_root_for, to_host, to_mount
 from ferryman.workers.models import (
     AttemptContext,
     ProgressCallback,
     ReplicationStatus,
-    StateCallback,
     StateCommit,
     SyncInput,
     SyncOutput,
@@ -48,7 +55,8 @@ from ferryman.workers.models import (
 from ferryman.workers.notices import Notices, as_object, control_config
 from ferryman.workers.tracker import MessageTracker
 
-_TICK_S = 0.05
+_TICK_S = 0.05  # how often the supervisor looks while a connector is on its way out
+_IDLE_S = 1.0  # ... and at least this often otherwise: how soon it sees a cancel
 _DISCARD_CHUNK = 1 << 16
 SOURCE, DESTINATION = "source", "destination"
 
@@ -68,8 +76,11 @@ class ReplicationWorker:
         ctx: AttemptContext,
         cancel: threading.Event | None = None,
         on_progress: ProgressCallback | None = None,
-        on_state: StateCallback | None = None,
+        on_state: StateSink | None = None,
     ) -> SyncOutput:
+        """Run one sync. ``on_state`` hears of each state the destination confirms: a plain
+        callback every one as it arrives, a StateCheckpoints coalesced by its interval (and
+        flushed before this returns, however the sync ends)."""
         replication = _Replication(self.launcher, sync, ctx, cancel or threading.Event())
         return replication.run(on_progress, on_state, self.progress_interval_s)
 
@@ -89,7 +100,13 @@ class _Replication:
         self.states = StateAggregator(sync.state)
         self.state_names = StateNames(sync.catalog, sync.namespace_mapping)
         self.failures: list[FailureReason] = []
-        self.notices = Notices(self.log, self.tracker, self.failures)
+        self.wake = threading.Event()  # something the supervisor must see happened
+        self.notices = Notices(self.log, self.tracker, self.failures, self._status_changed)
+        self.checkpoints = checkpoints_for(None)
+        self._flush_asked = False  # a stream's status changed: save the confirmed state now
+        # ... and once the destination has confirmed this many states (those sent before it)
+        self._save_when_committed: int | None = None
+        self._persistence_failed = False
         self.source_eof = threading.Event()  # the source's stdout ended
         self.source_exited = threading.Event()  # ... and the source process is gone
         self.pump_done = threading.Event()  # the destination's stdin is closed
@@ -100,7 +117,6 @@ class _Replication:
         self._destination_stopped = False  # the worker stopped it for a failure already recorded
         self.source_update: dict[str, Any] | None = None
         self.destination_update: dict[str, Any] | None = None
-        self.on_state: StateCallback | None = None
         self._warned_streams: set[tuple[str, str | None]] = set()
         self._source_stopped_for: str | None = None
         self._source_state_type: str | None = None  # the type of this sync's first source STATE
@@ -165,11 +181,11 @@ class _Replication:
     def run(
         self,
         on_progress: ProgressCallback | None,
-        on_state: StateCallback | None,
+        on_state: StateSink | None,
         progress_interval_s: float,
     ) -> SyncOutput:
         started_ms = _now_ms()
-        self.on_state = on_state
+        self.checkpoints = checkpoints_for(on_state)
         try:
             read_args, write_args = self._write_files()
             try:
@@ -184,6 +200,7 @@ class _Replication:
                 self._finish_alone(destination)
                 return self._launch_failed(FailureOrigin.SOURCE, exc, started_ms)
             self._run_pair(source, destination, on_progress, progress_interval_s)
+            self._save_checkpoint(self.checkpoints.flush)  # the last confirmed state, always
             return self._output(started_ms)
         finally:
             self.log.close()
@@ -213,9 +230,11 @@ class _Replication:
         supervisor_cpu = time.thread_time()
         try:
             self._supervise(src, dst, destination, threads[1], on_progress, progress_interval_s)
-        except BaseException:  # the caller's progress callback failed (its store is full, say)
+        except BaseException:  # Ctrl-C, or the caller's progress callback failed (a full store)
             for process in (source, destination):
                 _abandon(process)
+            with contextlib.suppress(Exception):  # what was confirmed is kept if it can be
+                self.checkpoints.flush()
             raise
         self._add_cpu(time.thread_time() - supervisor_cpu)
         for thread in threads:
@@ -235,6 +254,7 @@ class _Replication:
                 target(*args)
             finally:
                 self._add_cpu(time.thread_time())
+                self.wake.set()
 
         return run
 
@@ -254,8 +274,9 @@ class _Replication:
         settings = self.ctx.lifecycle
         started = time.monotonic()
         last_seen, last_change = -1, started
-        next_progress = started + progress_interval_s
+        next_progress = started + progress_interval_s if on_progress is not None else None
         while True:
+            self.wake.clear()  # before looking: whatever happens from now on wakes the wait below
             now = time.monotonic()
             if self.cancel.is_set() and not self.cancelled:
                 self.cancelled = True
@@ -305,12 +326,43 @@ class _Replication:
                 self.source_exited.set()
             if src_gone and dst_gone and self.pump_done.is_set() and not dest_reader.is_alive():
                 break
-            if on_progress is not None and now >= next_progress:
+            if self._flush_asked:
+                self._flush_asked = False
+                self._save_checkpoint(self.checkpoints.flush)
+            else:
+                self._save_checkpoint(self.checkpoints.save_if_due)
+            if on_progress is not None and next_progress is not None and now >= next_progress:
                 next_progress = now + progress_interval_s
                 on_progress(
                     SyncProgress(now - started, self.tracker.snapshot(), self.tracker.states_committed)
                 )
-            self.pump_done.wait(_TICK_S)
+            self.wake.wait(self._sleep_s(src, dst, destination, now, next_progress, last_change))
+
+    def _sleep_s(
+        self,
+        src: ConnectorLifecycle,
+        dst: ConnectorLifecycle,
+        destination: ConnectorProcess,
+        now: float,
+        next_progress: float | None,
+        last_change: float,
+    ) -> float:
+        """How long the supervisor may sleep before it has something to do, unless woken."""
+        if any(side.phase not in (Phase.RUNNING, Phase.EXITED) for side in (src, dst)):
+            return _TICK_S  # on its way out: reap it as soon as it exits
+        settings = self.ctx.lifecycle
+        deadlines = [now + _IDLE_S]
+        if next_progress is not None:
+            deadlines.append(next_progress)
+        save_in = self.checkpoints.seconds_to_due()
+        if save_in is not None:
+            deadlines.append(now + save_in)
+        if not self.source_eof.is_set() and self._source_stopped_for is None:
+            deadlines.append(last_change + settings.source_heartbeat_timeout_s)
+        blocked_since = self._blocked_since(destination)
+        if blocked_since is not None and not self._destination_stopped:
+            deadlines.append(blocked_since + settings.destination_timeout_s)
+        return max(_TICK_S, min(deadlines) - now)
 
     def _stop_source(self, src: ConnectorLifecycle, now: float, reason: str) -> None:
         if self._source_stopped_for is None:
@@ -325,6 +377,7 @@ class _Replication:
         try:
             if self._forward(source, sink):
                 self.source_eof.set()
+                self.wake.set()
                 self.source_exited.wait()
                 if self._source_succeeded():
                     self._send_streams_complete(sink)
@@ -351,8 +404,10 @@ class _Replication:
         except record_path.BadSourceMessage as exc:
             self._fail(FailureOrigin.SOURCE, FailureType.SYSTEM_ERROR, str(exc))
             self.stop_requested = "the source broke the protocol"
+            self.wake.set()
         except OSError as exc:  # BrokenPipeError and friends: the destination went away
             self.destination_gone = True
+            self.wake.set()
             self.log.warn(WORKER, f"could not write to the destination: {exc}")
         except ValueError:
             if not source.stdout.closed:
@@ -375,6 +430,7 @@ class _Replication:
             f"{where} failed with {type(exc).__name__}; the attempt log has the details",
         )
         self.stop_requested = f"{where} failed"
+        self.wake.set()
 
     def _source_succeeded(self) -> bool:
         source_failed = any(f.origin is FailureOrigin.SOURCE for f in self.failures)
@@ -477,16 +533,36 @@ class _Replication:
         except FerrymanError as exc:
             self._fail(FailureOrigin.DESTINATION, FailureType.SYSTEM_ERROR, str(exc))
             return
-        if self.on_state is not None:
+        if self.checkpoints.saves_anything:
             commit = StateCommit(state, self.states.snapshot(), self.tracker.snapshot())
-            try:
-                self.on_state(commit)
-            except Exception as exc:  # the engine's persistence failed: keep going, report it
-                self._fail(
-                    FailureOrigin.PERSISTENCE,
-                    FailureType.SYSTEM_ERROR,
-                    f"saving state failed: {exc}",
-                )
+            self._save_checkpoint(lambda: self.checkpoints.confirmed(commit))
+            save_at = self._save_when_committed
+            if save_at is not None and self.tracker.states_committed >= save_at:
+                self._save_when_committed = None
+                self._save_checkpoint(self.checkpoints.flush)
+
+    def _status_changed(self) -> None:
+        """A stream's status changed (a STREAM_STATUS trace): whatever the interval, the
+        supervisor saves the confirmed state now, and the destination reader saves it again once
+        the destination has confirmed every state the source sent before the status (the state
+        that ends a stream is often confirmed just after the source said the stream is done)."""
+        sent = self.tracker.states_emitted
+        if self._save_when_committed is None or sent > self._save_when_committed:
+            self._save_when_committed = sent
+        self._flush_asked = True
+        self.wake.set()
+
+    def _save_checkpoint(self, save: Callable[[], object]) -> None:
+        """Save confirmed state as ``save`` does; a failure of the engine's persistence fails the
+        sync (once: it is retried at the next save, and logged each time) but never stops it."""
+        try:
+            save()
+        except Exception as exc:
+            if self._persistence_failed:
+                self.log.warn(WORKER, f"saving state failed again: {exc}")
+                return
+            self._persistence_failed = True
+            self._fail(FailureOrigin.PERSISTENCE, FailureType.SYSTEM_ERROR, f"saving state failed: {exc}")
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """The activities of the job workflow: all the I/O, against the store and the connectors.
 
 An attempt is claimed in the store and run by the worker's local engine (AttemptExecution on a
-thread: state saved as the destination echoes it, stats, masking, the store heartbeat), while the
+thread: confirmed states saved coalesced, stats, masking, the store heartbeat), while the
 activity heartbeats Temporal with the last committed state and passes a cancel on.
 """
 
@@ -78,9 +78,11 @@ class Activities:
         return self._outcome(store.get_job(job.id), attempt.id)
 
     def _progress(self, job: Job) -> dict[str, Any]:
-        """What the heartbeat carries: the connection's last committed state, for the UI."""
+        """What the heartbeat carries: the connection's last committed state, for the UI (saved
+        first, if the sync's coalescing still held it back)."""
         if not job.type.is_replication or job.scope is None:
             return {}
+        self.local.save_states(job.id)
         return {"state": self.local.store.get_state(int(job.scope))}
 
     @activity.defn(name=SETTLE_ATTEMPT)

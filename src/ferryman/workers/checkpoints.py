@@ -1,0 +1,100 @@
+"""Confirmed states, saved by the clock rather than one by one.
+
+A source may checkpoint every few records (airbyte-source-faker: every 100), and saving each
+state the destination confirms cost a store write apiece: most of the worker's CPU on such a
+sync. :class:`StateCheckpoints` keeps the latest confirmed commit (the state merged per stream,
+as the StateAggregator holds it, with the per-stream stats) and hands it to ``save``:
+
+    a state is confirmed      saved if ``interval_s`` has passed since the last save (the first
+                              at once; every one when ``interval_s`` is 0)
+    save_if_due()             the worker's supervisor, when it wakes: a waiting state whose
+                              interval has passed
+    flush()                   now: a stream's status changed, the engine heartbeats, the
+                              attempt ends (success, failure, cancel, Ctrl-C)
+
+So a crash loses at most about ``interval_s`` of confirmed progress, and the next attempt starts
+from the last save. Only what the destination confirmed is ever saved, never a state ahead of
+committed records. Saves run one at a time, each taking the latest commit when it starts, so an
+older state never overwrites a newer one; a save that raises leaves its commit waiting for the
+next try.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+
+from ferryman.clock import Clock, SystemClock
+from ferryman.workers.models import StateCallback, StateCommit
+
+DEFAULT_FLUSH_S = 1.0
+
+
+class StateCheckpoints:
+    """Coalesces confirmed states for ``save`` (None: keep them, save nothing)."""
+
+    def __init__(self, save: StateCallback | None, interval_s: float = 0.0, clock: Clock | None = None):
+        self._save = save
+        self.interval_s = interval_s
+        self._clock = clock or SystemClock()
+        self._lock = threading.Lock()  # guards what follows
+        self._saving = threading.Lock()  # one save at a time, in order
+        self._latest: StateCommit | None = None
+        self._confirmed = 0  # states confirmed so far
+        self._saved = 0  # ... of which the last save included this many
+        self._saved_at: datetime | None = None
+        self.saves = 0
+
+    @property
+    def saves_anything(self) -> bool:
+        return self._save is not None
+
+    def confirmed(self, commit: StateCommit) -> None:
+        """The destination confirmed a state: keep it, and save it if it is due."""
+        with self._lock:
+            self._latest = commit
+            self._confirmed += 1
+        if self.seconds_to_due() == 0.0:
+            self.flush()
+
+    def flush(self) -> bool:
+        """Save the latest confirmed state now, unless it is saved already; True if it saved."""
+        if self._save is None:
+            return False
+        with self._saving:
+            with self._lock:
+                commit, count = self._latest, self._confirmed
+            if commit is None or count == self._saved:
+                return False
+            try:
+                self._save(commit)
+            except BaseException:
+                with self._lock:  # tried again after the interval, not at every look
+                    self._saved_at = self._clock.now()
+                raise
+            with self._lock:
+                self._saved, self._saved_at = count, self._clock.now()
+                self.saves += 1
+            return True
+
+    def save_if_due(self) -> bool:
+        """Save a waiting state whose interval has passed (the supervisor calls this)."""
+        return self.flush() if self.seconds_to_due() == 0.0 else False
+
+    def seconds_to_due(self) -> float | None:
+        """How long until the waiting state is due; None when nothing waits to be saved."""
+        with self._lock:
+            if self._save is None or self._confirmed == self._saved:
+                return None
+            saved_at = self._saved_at
+        if saved_at is None or self.interval_s <= 0:
+            return 0.0
+        return max(0.0, self.interval_s - (self._clock.now() - saved_at).total_seconds())
+
+
+StateSink = StateCallback | StateCheckpoints
+
+
+def checkpoints_for(on_state: StateSink | None) -> StateCheckpoints:
+    """What the worker saves through: the caller's own, or every state to a plain callback."""
+    return on_state if isinstance(on_state, StateCheckpoints) else StateCheckpoints(on_state)

@@ -1,0 +1,100 @@
+"""StateCheckpoints: confirmed states saved by the clock (a ManualClock), not one by one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ferryman.clock import ManualClock
+from ferryman.workers.checkpoints import StateCheckpoints, checkpoints_for
+from ferryman.workers.models import StateCommit
+
+
+def commit(cursor: int) -> StateCommit:
+    state: dict[str, Any] = {
+        "type": "STREAM",
+        "stream": {"stream_descriptor": {"name": "users"}, "stream_state": {"cursor": cursor}},
+    }
+    return StateCommit(state, [state], [])
+
+
+def cursors(saved: list[StateCommit]) -> list[int]:
+    return [c.aggregated[0]["stream"]["stream_state"]["cursor"] for c in saved]
+
+
+def test_states_confirmed_within_the_interval_are_saved_once_it_has_passed() -> None:
+    clock, saved = ManualClock(), []
+    checkpoints = StateCheckpoints(saved.append, interval_s=1.0, clock=clock)
+
+    for cursor in range(1, 101):  # a hundred checkpoints within a second
+        checkpoints.confirmed(commit(cursor))
+    assert cursors(saved) == [1]  # the first at once, the rest wait
+    assert not checkpoints.save_if_due()
+    assert checkpoints.seconds_to_due() == 1.0
+
+    clock.advance(1.0)
+    assert checkpoints.seconds_to_due() == 0.0
+    assert checkpoints.save_if_due()
+    assert cursors(saved) == [1, 100]  # only the latest of what waited
+    assert checkpoints.seconds_to_due() is None  # nothing waits
+
+    checkpoints.confirmed(commit(101))
+    clock.advance(1.0)
+    checkpoints.confirmed(commit(102))  # due when it comes: saved by the confirmation itself
+    assert cursors(saved) == [1, 100, 102]
+
+
+def test_flush_saves_what_waits_and_nothing_twice() -> None:
+    saved: list[StateCommit] = []
+    checkpoints = StateCheckpoints(saved.append, interval_s=3600.0, clock=ManualClock())
+    assert not checkpoints.flush()  # nothing confirmed yet: nothing to save
+    checkpoints.confirmed(commit(1))
+    checkpoints.confirmed(commit(2))
+    assert checkpoints.flush()
+    assert not checkpoints.flush()
+    assert cursors(saved) == [1, 2]
+    assert checkpoints.saves == 2
+
+
+def test_an_interval_of_zero_saves_every_state() -> None:
+    saved: list[StateCommit] = []
+    checkpoints = StateCheckpoints(saved.append, interval_s=0.0, clock=ManualClock())
+    for cursor in range(1, 6):
+        checkpoints.confirmed(commit(cursor))
+    assert cursors(saved) == [1, 2, 3, 4, 5]
+
+
+def test_a_plain_callback_hears_every_state() -> None:
+    saved: list[StateCommit] = []
+    checkpoints = checkpoints_for(saved.append)
+    for cursor in range(1, 4):
+        checkpoints.confirmed(commit(cursor))
+    assert cursors(saved) == [1, 2, 3]
+    assert checkpoints_for(checkpoints) is checkpoints
+
+
+def test_a_failed_save_keeps_the_state_for_the_next_try_after_the_interval() -> None:
+    clock, saved = ManualClock(), []
+    broken = [True]
+
+    def save(commit: StateCommit) -> None:
+        if broken[0]:
+            raise OSError("database is locked")
+        saved.append(commit)
+
+    checkpoints = StateCheckpoints(save, interval_s=1.0, clock=clock)
+    with pytest.raises(OSError):
+        checkpoints.confirmed(commit(1))
+    assert checkpoints.seconds_to_due() == 1.0  # not retried at every look
+    broken[0] = False
+    clock.advance(1.0)
+    assert checkpoints.save_if_due()
+    assert cursors(saved) == [1]
+
+
+def test_without_a_saver_nothing_is_due() -> None:
+    checkpoints = StateCheckpoints(None, interval_s=1.0, clock=ManualClock())
+    checkpoints.confirmed(commit(1))
+    assert checkpoints.seconds_to_due() is None
+    assert not checkpoints.flush()
