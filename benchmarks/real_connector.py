@@ -46,7 +46,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 # benchmarks/queue.py would shadow the standard library's queue.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
@@ -72,11 +72,11 @@ class Measured:
     peak_worker_rss: int
 
 
-def _own(times: psutil._common.pcputimes) -> float:  # type: ignore[name-defined]
+def _own(times: Any) -> float:  # psutil's pcputimes
     return float(times.user + times.system)
 
 
-def _reaped(times: psutil._common.pcputimes) -> float:  # type: ignore[name-defined]
+def _reaped(times: Any) -> float:
     return float(times.children_user + times.children_system)
 
 
@@ -278,7 +278,7 @@ def _row(count: int, number: int, tool: str, records: int, m: Measured, ratio: f
     return (
         f"{count:>8}{number:>4} {tool:<10}{records:>9,}{m.seconds:>8.1f}{ratio:>7.2f}"
         f"{worker:>12}{dest:>10}{m.source_cpu * per:>12.1f}"
-        f"{m.peak_tree_rss / 2**20:>9.0f}{m.peak_worker_rss / 2**20:>10.0f}"
+        f"{m.peak_tree_rss / 2**20:>9.0f}{m.peak_worker_rss / 2**20:>10.1f}"
     )
 
 
