@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -45,74 +44,11 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import duckdb  # noqa: E402
 import psycopg  # noqa: E402
 
-from ferryman.connectors.pypi import ensure_installed  # noqa: E402
+sys.path.append(str(Path(__file__).resolve().parent))  # after the standard library
 
-FAKER = ("airbyte-source-faker", "7.2.1")
-PYAIRBYTE = ("airbyte", "0.71.3")
+from _venvs import DEFAULT_CACHE_DIR, ensure_pyairbyte, faker_venv, write_pyairbyte_runner  # noqa: E402
+
 STREAMS = ("products", "users", "purchases")
-
-# Run by the PyAirbyte venv's interpreter: argv[1] is a JSON document of what to do.
-PYAIRBYTE_RUNNER = """
-import json, os, sys, time
-os.environ["AIRBYTE_OFFLINE_MODE"] = "1"
-os.environ["DO_NOT_TRACK"] = "1"
-job = json.loads(sys.argv[1])
-import airbyte as ab
-from airbyte.caches import DuckDBCache, PostgresCache
-source = ab.get_source(
-    "source-faker", local_executable=job["executable"], config=job["config"], streams="*",
-    install_if_missing=False,
-)
-if job["target"] == "duckdb":
-    cache = DuckDBCache(db_path=job["path"], schema_name="main")
-else:
-    cache = PostgresCache(schema_name="public", **job["postgres"])
-started = time.perf_counter()
-result = source.read(cache=cache, force_full_refresh=True)
-print(json.dumps({"read_s": time.perf_counter() - started, "streams": sorted(result.streams)}))
-"""
-
-
-def _python_for_pyairbyte() -> str | None:
-    """An interpreter PyAirbyte supports (3.10-3.12): this one, else one on PATH or pyenv's."""
-    if (3, 10) <= sys.version_info[:2] <= (3, 12):
-        return sys.executable
-    for minor in (12, 11, 10):
-        found = shutil.which(f"python3.{minor}")
-        if found:
-            return found
-    return None
-
-
-def ensure_pyairbyte(cache_dir: Path) -> tuple[Path | None, str]:
-    """The PyAirbyte venv's python, installing it when missing; else None and why."""
-    name, version = PYAIRBYTE
-    venv = cache_dir / f"pyairbyte-{version}"
-    python = venv / "bin" / "python"
-    if (
-        python.exists()
-        and subprocess.run([python, "-c", "import airbyte"], capture_output=True).returncode == 0
-    ):
-        return python, f"{name} {version} (cached in {venv})"
-    base = _python_for_pyairbyte()
-    if base is None:
-        return None, "PyAirbyte needs Python 3.10-3.12 and none was found"
-    shutil.rmtree(venv, ignore_errors=True)
-    print(f"installing {name}=={version} into {venv} (a few minutes)...", flush=True)
-    started = time.monotonic()
-    made = subprocess.run([base, "-m", "venv", str(venv)], capture_output=True, text=True)
-    if made.returncode:
-        return None, f"cannot make a venv with {base}: {made.stderr.strip()[-500:]}"
-    log = cache_dir / "pyairbyte-install.log"
-    with log.open("w") as transcript:
-        pip = subprocess.run(
-            [python, "-m", "pip", "install", f"{name}=={version}"],
-            stdout=transcript,
-            stderr=subprocess.STDOUT,
-        )
-    if pip.returncode:
-        return None, f"pip install {name}=={version} failed (see {log})"
-    return python, f"{name} {version} (installed in {time.monotonic() - started:.0f} s)"
 
 
 class Target:
@@ -216,13 +152,13 @@ def main() -> None:
     parser.add_argument(
         "--tools", nargs="+", choices=["ferryman", "pyairbyte"], default=["ferryman", "pyairbyte"]
     )
-    parser.add_argument("--cache-dir", type=Path, default=Path("~/.cache/ferryman-bench").expanduser())
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
     cache_dir: Path = args.cache_dir
     cache_dir.mkdir(parents=True, exist_ok=True)
-    faker = ensure_installed(*FAKER, cache_dir / "venvs")
-    executable = faker.venv / "bin" / "source-faker"
+    venv, version = faker_venv(cache_dir)
+    executable = venv / "bin" / "source-faker"
     config = {"count": args.count, "seed": args.seed}
     tools = list(args.tools)
     python: Path | None = None
@@ -231,9 +167,8 @@ def main() -> None:
         print(f"PyAirbyte: {about}")
         if python is None:
             tools.remove("pyairbyte")
-    runner = cache_dir / "pyairbyte_runner.py"
-    runner.write_text(PYAIRBYTE_RUNNER)
-    print(f"faker {faker.version} ({executable}), config {json.dumps(config)}, {args.runs} interleaved runs")
+    runner = write_pyairbyte_runner(cache_dir)
+    print(f"faker {version} ({executable}), config {json.dumps(config)}, {args.runs} interleaved runs")
     print(f"{'tool':<11}{'target':<10}{'run':>4}{'records':>10}{'seconds':>9}{'records/s':>11}")
     times: dict[tuple[str, str], list[float]] = {}
     stored: dict[str, dict[str, int]] = {}
