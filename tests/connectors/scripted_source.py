@@ -199,6 +199,11 @@ class Script:
             self.flush()
             code = f"import os, time; os.setsid(); time.sleep({step['spawn_daemon']})"
             child = subprocess.Popen([sys.executable, "-c", code])
+            # Go on only once it is in its own session: before that, the kill of our process group
+            # when we exit would reach it, and nothing would be left holding the pipe.
+            deadline = time.monotonic() + 30
+            while os.getsid(child.pid) != child.pid and time.monotonic() < deadline:
+                time.sleep(0.01)
             if step.get("pidfile"):
                 with open(step["pidfile"], "w") as pidfile:
                     pidfile.write(str(child.pid))

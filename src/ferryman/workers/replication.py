@@ -114,6 +114,7 @@ class _Replication:
         self.cancelled = False  # the cancel signal was seen and the connectors told to stop
         self.destination_gone = False  # a write to the destination failed
         self.destination_quit_early = False  # it exited while the source was still sending
+        self.input_ending = threading.Event()  # the record path is closing the destination's input
         self._destination_stopped = False  # the worker stopped it for a failure already recorded
         self.source_update: dict[str, Any] | None = None
         self.destination_update: dict[str, Any] | None = None
@@ -290,7 +291,7 @@ class _Replication:
                 if self.stop_destination:
                     self._destination_stopped = True
                     dst.stop(now, self.stop_requested)
-            if self.destination_gone or (dst.exited and not self.pump_done.is_set()):
+            if self.destination_gone or (dst.exited and not self.input_ending.is_set()):
                 # The destination is gone while the source still sends: stop the source now.
                 self.destination_quit_early = True
                 self._stop_source(src, now, "the destination exited")
@@ -388,6 +389,8 @@ class _Replication:
             self._internal_failure("the record path", exc)
         finally:
             self.source_eof.set()
+            # Set before the close: a destination that exits once its input ends did not quit early.
+            self.input_ending.set()
             try:
                 sink.close()  # flushes what is buffered: the end of input for the destination
             except OSError as exc:
