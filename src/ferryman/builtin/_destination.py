@@ -28,13 +28,13 @@ import contextlib
 import os
 import select
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol, runtime_checkable
 
 import msgspec
 
-from ferryman.builtin._catalog import StreamKey, completed_stream, state_scope
-from ferryman.builtin._runtime import BUFFER_SIZE, Output
+from ferryman.builtin._catalog import ConfiguredStream, StreamKey, completed_stream, state_scope
+from ferryman.builtin._runtime import BUFFER_SIZE, ConfigError, Output
 from ferryman.protocol.codec import Envelope, parse_message
 
 FLUSH_BYTES = 32 << 20
@@ -92,6 +92,28 @@ def read_chunks(
     rest = b"".join(tail)
     if rest.strip():
         yield rest + b"\n"
+
+
+class PlacedTable(Protocol):
+    """Where a stream's rows go: enough to tell two streams that would share a table."""
+
+    @property
+    def schema(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+
+
+def refuse_shared_tables(catalog: list[ConfiguredStream], tables: Mapping[StreamKey, PlacedTable]) -> None:
+    """Two streams whose names normalise to one table would overwrite each other's rows: refused
+    before anything is written."""
+    owners: dict[tuple[str, str], str] = {}
+    for stream in catalog:
+        table = tables[stream.key]
+        owner = owners.setdefault((table.schema, table.name), stream.label)
+        if owner != stream.label:
+            raise ConfigError(f"streams '{owner}' and '{stream.label}' would share table {table.target}")
 
 
 class Sink(Protocol):

@@ -64,7 +64,7 @@ import duckdb
 
 from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 from ferryman.builtin._columns import quote
-from ferryman.builtin._destination import load
+from ferryman.builtin._destination import load, refuse_shared_tables
 from ferryman.builtin._duckdb_file import SharedFile, Spill, open_database
 from ferryman.builtin._duckdb_tables import MODES, Table, load_spill, prepare, table_for
 from ferryman.builtin._runtime import (
@@ -259,12 +259,7 @@ class DuckDBSink:
 
 def write(config: DuckDBConfig, catalog: list[ConfiguredStream], out: Output) -> None:
     tables = {stream.key: table_for(stream, config.schema) for stream in catalog}
-    owners: dict[tuple[str, str], str] = {}
-    for stream in catalog:
-        table = tables[stream.key]
-        owner = owners.setdefault((table.schema, table.name), stream.label)
-        if owner != stream.label:
-            raise ConfigError(f"streams '{owner}' and '{stream.label}' would share table {table.target}")
+    refuse_shared_tables(catalog, tables)
     sink = DuckDBSink(config, tables, out)
     try:
         load(NAME, sink, out, on_quiet=sink.file.let_go)

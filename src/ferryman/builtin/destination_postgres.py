@@ -40,7 +40,7 @@ import psycopg
 
 from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 from ferryman.builtin._columns import quote
-from ferryman.builtin._destination import load
+from ferryman.builtin._destination import load, refuse_shared_tables
 from ferryman.builtin._postgres_dedup import batch_names, encode_batch, merge_batch, prepare_dedup
 from ferryman.builtin._postgres_tables import (
     MODES,
@@ -332,12 +332,7 @@ class PostgresSink:
 
 def write(config: PostgresConfig, catalog: list[ConfiguredStream], out: Output) -> None:
     tables = {stream.key: table_for(stream, config.schema) for stream in catalog}
-    owners: dict[tuple[str, str], str] = {}
-    for stream in catalog:
-        table = tables[stream.key]
-        owner = owners.setdefault((table.schema, table.name), stream.label)
-        if owner != stream.label:
-            raise ConfigError(f"streams '{owner}' and '{stream.label}' would share table {table.target}")
+    refuse_shared_tables(catalog, tables)
     sink = PostgresSink(config, tables)
     try:
         load(NAME, sink, out)
