@@ -37,16 +37,7 @@ class RetryPolicy:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RetryPolicy:
         def number(name: str, default: float, minimum: float) -> float:
-            raw = env.get(name)
-            if raw in (None, ""):
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                raise UserInputError(f"{name} must be a number, got {raw!r}") from None
-            if value < minimum:
-                raise UserInputError(f"{name} must be at least {minimum:g}, got {raw!r}")
-            return value
+            return env_number(env, name, default, minimum)
 
         return cls(
             sync_max_attempts=int(number("SYNC_JOB_MAX_ATTEMPTS", cls.sync_max_attempts, 1)),
@@ -54,3 +45,18 @@ class RetryPolicy:
             backoff_base=number("FERRYMAN_RETRY_BACKOFF_BASE", cls.backoff_base, 1),
             backoff_max_s=number("FERRYMAN_RETRY_BACKOFF_MAX_S", cls.backoff_max_s, 0),
         )
+
+
+def env_number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    """A number setting from ``env``: ``default`` when unset or empty; one clear line when it is
+    not a number or is below ``minimum``."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UserInputError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise UserInputError(f"{name} must be at least {minimum:g}, got {raw!r}")
+    return value

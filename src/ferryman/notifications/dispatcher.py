@@ -32,7 +32,7 @@ import orjson
 
 from ferryman import masking
 from ferryman.clock import Clock, SystemClock
-from ferryman.errors import UserInputError
+from ferryman.jobs.retry import env_number
 from ferryman.notifications.payloads import render, shown_url
 from ferryman.secrets import longest_first, mask_strings, mask_text
 from ferryman.store.base import Actor, JobStore, NotFound, NotificationEvent, Webhook
@@ -69,16 +69,7 @@ class DeliveryPolicy:
     @classmethod
     def from_env(cls) -> DeliveryPolicy:
         def number(name: str, default: float, minimum: float) -> float:
-            raw = os.environ.get(name, "")
-            if raw == "":
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                raise UserInputError(f"{name} must be a number, got {raw!r}") from None
-            if value < minimum:
-                raise UserInputError(f"{name} must be at least {minimum:g}, got {raw!r}")
-            return value
+            return env_number(os.environ, name, default, minimum)
 
         return cls(
             max_tries=int(number("FERRYMAN_NOTIFY_MAX_TRIES", cls.max_tries, 1)),
