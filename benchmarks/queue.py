@@ -167,15 +167,18 @@ def measure(url: str, env: dict[str, str], workers: int, jobs: int, submitters: 
             process.send_signal(signal.SIGTERM)
         for process in processes:
             process.wait(120)
-    waits, ends, failed = [], [], 0
+    waits, ends, starts, failed = [], [], [], 0
     for job in queued:
         first, *_ = attempts = store.list_attempts(job.id)
         waits.append((first.created_at - job.created_at).total_seconds())
+        starts.append(first.created_at)
         ends.append(attempts[-1].ended_at or attempts[-1].created_at)
         failed += store.get_job(job.id).status.value != "succeeded"
     span = (max(ends) - min(job.created_at for job in queued)).total_seconds()
     return {
         "jobs_per_s": jobs / span,
+        # the most jobs queued after one job that started before it (0: strictly FIFO)
+        "overtaken": max(sum(later < start for later in starts[i + 1 :]) for i, start in enumerate(starts)),
         "p50_s": statistics.median(waits),
         "p99_s": percentile(waits, 0.99),
         "failed": failed,
@@ -216,7 +219,8 @@ def main() -> None:
                 f"{args.engine}, {'postgres' if args.database_url else 'sqlite'}, {count} worker(s), "
                 f"{args.jobs} spec jobs: {result['jobs_per_s']:.1f} jobs/s; "
                 f"submit to start p50 {result['p50_s']:.2f}s, p99 {result['p99_s']:.2f}s; "
-                f"{result['failed']:.0f} failed; CPU per job: workers {result['worker_ms']:.1f} ms, "
+                f"{result['failed']:.0f} failed; a job overtaken by at most "
+                f"{result['overtaken']:.0f} queued after it; CPU per job: workers {result['worker_ms']:.1f} ms, "
                 f"connectors {result['connector_ms']:.1f} ms, submitting {result['submit_ms']:.1f} ms"
                 f"{server}; {args.submitters} submitter(s); load before {load}",
                 flush=True,

@@ -147,6 +147,6 @@ class TemporalWorker:
         except (StoreUnavailable, OperationalError):
             return
         now = self.local.clock.now()
-        for job in pending:
+        for job in sorted(pending, key=lambda job: job.id):  # oldest first, in the order queued
             if (now - job.created_at).total_seconds() >= RESUBMIT_AFTER_S:
                 await start_job(client, self.temporal, job)
