@@ -220,7 +220,8 @@ def main() -> None:
                 f"{args.jobs} spec jobs: {result['jobs_per_s']:.1f} jobs/s; "
                 f"submit to start p50 {result['p50_s']:.2f}s, p99 {result['p99_s']:.2f}s; "
                 f"{result['failed']:.0f} failed; a job overtaken by at most "
-                f"{result['overtaken']:.0f} queued after it; CPU per job: workers {result['worker_ms']:.1f} ms, "
+                f"{result['overtaken']:.0f} queued after it; "
+                f"CPU per job: workers {result['worker_ms']:.1f} ms, "
                 f"connectors {result['connector_ms']:.1f} ms, submitting {result['submit_ms']:.1f} ms"
                 f"{server}; {args.submitters} submitter(s); load before {load}",
                 flush=True,
