@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ferryman.store import open_store
 from tests.e2e.api_server import Server, ferryman, running_server
 from tests.e2e.web_browser import PHONE, Screens, browser, new_page
 
@@ -158,12 +159,28 @@ def test_a_source_a_destination_a_connection_and_a_live_sync(site: Site) -> None
         assert conn["schedule"] == {"scheduleType": "cron", "cronExpression": "0 0 2 * * ? UTC"}
         assert conn["nextSync"] is not None
 
+    # Edit the source: its form comes filled with the stored config, the secret input empty; a
+    # changed count is saved and the secret left empty keeps its stored value.
+    page.goto("/sources/1")
+    page.click("a:has-text('Edit')")
+    page.wait_for_selector("h1:has-text('Edit source bench')")
+    assert page.input_value("[name='cfg.count']") == "3000"
+    assert page.input_value("[name='cfg.api_key']") == ""
+    assert page.get_attribute("[name='cfg.api_key']", "required") is None
+    page.fill("[name='cfg.count']", "2500")
+    page.click("button:has-text('Save')>>nth=1")
+    page.wait_for_selector(".flash-ok:has-text('Source bench saved')")
+    _seen(page, seen)
+    stored = open_store(f"sqlite:///{site.server.home / 'ferryman.db'}").get_actor("source", "bench").config
+    assert stored["count"] == 2500 and stored["api_key"] == SECRET
+
     # The secret is nowhere: not in the pages seen, nor in any page, log or JSON fetched again.
     cookies = {c["name"]: c["value"] for c in page.context.cookies()}
     job_id = job_path.rsplit("/", 1)[1]
     fetched = []
     with httpx.Client(base_url=site.server.url, cookies=cookies, timeout=60) as client:
         paths = ["/", "/jobs", "/sources", "/sources/1", "/destinations", connection_path, job_path]
+        paths += ["/sources/1/edit"]
         paths += [f"/jobs/{job_id}/log/stream?attempt=0", f"/jobs/{job_id}/attempts/0/log", "/jobs/1"]
         for path in paths:
             answer = client.get(path)

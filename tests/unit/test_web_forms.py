@@ -101,3 +101,50 @@ def test_sessions_are_signed_expire_and_csrf_tokens_belong_to_one_session() -> N
     assert signer.csrf_ok(session, signer.csrf_token(session))
     assert not signer.csrf_ok(session, signer.csrf_token(other))
     assert not signer.csrf_ok(session, None)
+
+
+def test_a_stored_config_fills_its_form_and_reads_back_the_same() -> None:
+    root = forms.build(SPEC)
+    stored = {
+        "host": "db.internal",
+        "port": 6543,
+        "ssl_mode": "require",
+        "schemas": ["public", "sales"],
+        "replicate": False,
+        "credentials": {"method": "key", "private_key": "-----KEY-----"},
+    }
+    shown = forms.fill(root, stored)
+    assert shown["cfg.credentials~"] == "1"  # the option whose const the config holds
+    assert shown["cfg.schemas"] == "public\nsales"
+    config, errors = forms.read(root, shown)
+    assert errors == []
+    assert config == stored
+
+
+def test_an_edit_keeps_a_secret_left_empty_and_the_keys_it_has_no_field_for() -> None:
+    root = forms.build(SPEC)
+    masked = {"host": "h", "port": 1, "credentials": {"method": "password", "password": "**********"}}
+    shown = forms.fill(root, masked)
+    assert root.children[-1].children[0].children[1].initial(shown) == ""  # never filled in
+    posted = {**shown, "cfg.host": "other", "cfg.credentials~0.password": ""}  # left empty
+    config, errors = forms.read(root, forms.keep_secrets(root, posted, shown))
+    assert errors == []
+    assert config["credentials"] == {
+        "method": "password",
+        "password": "**********",
+    }  # the service restores it
+    typed = {**posted, "cfg.credentials~0.password": "new-one"}
+    config, _ = forms.read(root, forms.keep_secrets(root, typed, shown))
+    assert config["credentials"]["password"] == "new-one"
+
+    stored = {"host": "h", "port": 1, "hidden_token_expiry": "2030", "credentials": {"method": "password"}}
+    merged = forms.keep_unshown(root, {"host": "other", "port": 1}, stored)
+    assert merged == {"host": "other", "port": 1, "hidden_token_expiry": "2030"}
+
+
+def test_no_stored_secret_no_mask_an_empty_optional_secret_stays_out() -> None:
+    spec = {"type": "object", "properties": {"token": {"type": "string", "airbyte_secret": True}}}
+    root = forms.build(spec)
+    shown = forms.fill(root, {})
+    config, errors = forms.read(root, forms.keep_secrets(root, {}, shown))
+    assert (config, errors) == ({}, [])

@@ -1,15 +1,16 @@
 """Source and destination pages: the lists, a "new" form made from the connector's spec, one
-actor (its masked config, its connections, its last connection test), and "Test connection"."""
+actor (its masked config, its connections, its last connection test), "Test connection", and
+"Edit": the same form filled with the stored config, where a secret left empty keeps its value."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ferryman.errors import FerrymanError
-from ferryman.secrets import SecretRules, mask_text, secret_values
+from ferryman.secrets import MASK, SecretRules, mask_text, secret_values
 from ferryman.store.base import Actor, NotFound
 from ferryman.web import forms, pages
 from ferryman.web.app import Posted, SessionDep, Web, redirect, render, web_of
@@ -78,6 +79,8 @@ def _form(
         name=(posted or {}).get("name", ""),
         error=error,
         spec_failed=spec is None,
+        actor=None,
+        stored_secrets=(),
     )
 
 
@@ -132,6 +135,80 @@ def actor_page(
     )
 
 
+def edit_actor_page(request: Request, actor_id: int, _: SessionDep) -> Response:
+    plural = _plural(request)
+    web = web_of(request)
+    try:
+        actor = _actor(web, _kind(plural), actor_id)
+    except NotFound as exc:
+        return render(request, "message.html", 404, title="Not found", message=str(exc))
+    return _edit_form(request, actor, None, "")
+
+
+def _edit_form(
+    request: Request, actor: Actor, posted: dict[str, str] | None, error: str, status: int = 200
+) -> Response:
+    web = web_of(request)
+    root = forms.build(pages.spec_schema(_spec(web, actor)))
+    secret_names = set(forms.secret_inputs(root))
+    stored = forms.fill(root, web.service.masked_config(actor))
+    shown = stored if posted is None else {k: v for k, v in posted.items() if k not in secret_names}
+    return render(
+        request,
+        "actor_new.html",
+        status,
+        kind=actor.kind,
+        plural=_plural(request),
+        connector=actor.connector,
+        root=root,
+        posted=shown,
+        name=actor.name if posted is None else posted.get("name", ""),
+        error=error,
+        spec_failed=not root.children,
+        actor=actor,
+        stored_secrets={name for name in secret_names if stored.get(name) == MASK},
+    )
+
+
+def edit_actor(request: Request, actor_id: int, form: Posted) -> Response:
+    plural = _plural(request)
+    web = web_of(request)
+    try:
+        actor = _actor(web, _kind(plural), actor_id)
+    except NotFound as exc:
+        return render(request, "message.html", 404, title="Not found", message=str(exc))
+    root = forms.build(pages.spec_schema(_spec(web, actor)))
+    stored = forms.fill(root, web.service.masked_config(actor))
+    config, errors = forms.read(root, forms.keep_secrets(root, form, stored))
+    name = form.get("name", "").strip()
+    if not name:
+        errors.insert(0, "Name is required")
+    if errors:
+        return _edit_form(request, actor, form, "; ".join(errors), 422)
+    config = forms.keep_unshown(root, config, actor.config)
+    try:
+        actor = web.service.update_actor(actor, name=name, config=config)
+    except (FerrymanError, ValueError) as exc:
+        typed = secret_values(config, SecretRules.of(actor.spec, config))
+        return _edit_form(request, actor, form, mask_text(_line(exc), typed), 422)
+    if form.get("test") == "1":
+        job = web.service.enqueue_check(actor)
+        return redirect(
+            request, f"/jobs/{job.id}", ("ok", f"{actor.kind.title()} {actor.name} saved; testing it.")
+        )
+    return redirect(request, f"/{plural}/{actor.id}", ("ok", f"{actor.kind.title()} {actor.name} saved."))
+
+
+def _spec(web: Web, actor: Actor) -> dict[str, Any] | None:
+    """The spec the actor was created with, else the connector's (None if it cannot be read)."""
+    if actor.spec is not None:
+        return actor.spec
+    try:
+        return web.service.fetch_spec(actor.connector)
+    except (FerrymanError, ValueError):
+        return None
+
+
 def check_actor(request: Request, actor_id: int, _: Posted) -> Response:
     plural = _plural(request)
     web = web_of(request)
@@ -158,3 +235,9 @@ for _plural_name in KINDS:
     router.add_api_route(_base + "/new", create_actor, methods=["POST"], response_class=HTMLResponse)
     router.add_api_route(_base + "/{actor_id}", actor_page, methods=["GET"], response_class=HTMLResponse)
     router.add_api_route(_base + "/{actor_id}/check", check_actor, methods=["POST"])
+    router.add_api_route(
+        _base + "/{actor_id}/edit", edit_actor_page, methods=["GET"], response_class=HTMLResponse
+    )
+    router.add_api_route(
+        _base + "/{actor_id}/edit", edit_actor, methods=["POST"], response_class=HTMLResponse
+    )

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ferryman.secrets import MASK
+
 ROOT = "cfg"
 CHOICE = "~"
 
@@ -223,6 +225,72 @@ def _convert(node: Field, text: str, errors: FormErrors, label: str) -> Any:
             errors.append(f"{label} must be JSON")
             return _MISSING
     return text
+
+
+def fill(root: Field, config: Mapping[str, Any]) -> dict[str, str]:
+    """What the form shows for a stored config, as if it had been posted: the inverse of
+    :func:`read`. Give it the *masked* config: a secret's input is never filled in anyway, and
+    its name maps to MASK, which tells :func:`keep_secrets` that a value is stored there."""
+    found: dict[str, str] = {}
+    _fill(root, config, found)
+    return found
+
+
+def _fill(node: Field, value: Any, found: dict[str, str]) -> None:
+    if node.widget == "object":
+        if isinstance(value, Mapping):
+            for child in node.children:
+                if child.key in value:
+                    _fill(child, value[child.key], found)
+        return
+    if node.widget == "oneof":
+        index = next((i for i, option in enumerate(node.children) if _holds(option, value)), 0)
+        found[node.name + CHOICE] = str(index)
+        _fill(node.children[index], value, found)
+        return
+    if node.widget == "const" or value is None:
+        return
+    if node.widget == "checkbox":
+        found[node.name] = "true" if value is True else ""
+    elif node.widget == "lines" and isinstance(value, list):
+        found[node.name] = "\n".join(str(item) for item in value)
+    elif node.widget == "json" or isinstance(value, (dict, list)):
+        found[node.name] = json.dumps(value, indent=2)
+    else:
+        found[node.name] = str(value)
+
+
+def _holds(option: Field, value: Any) -> bool:
+    """Whether a stored value is of this oneOf option: its consts match, else its shape fits."""
+    consts = [child for child in option.children if child.widget == "const"]
+    if option.widget == "object" and consts:
+        return isinstance(value, Mapping) and all(value.get(c.key) == c.default for c in consts)
+    return _fits(option, value)
+
+
+def keep_secrets(root: Field, posted: Mapping[str, str], stored: Mapping[str, str]) -> dict[str, str]:
+    """The posted form of an edit, where each secret input left empty says "keep the stored
+    value": MASK in its place, which the service turns back into the stored secret."""
+    kept = dict(posted)
+    for name in secret_inputs(root):
+        if not posted.get(name) and stored.get(name) == MASK:
+            kept[name] = MASK
+    return kept
+
+
+def keep_unshown(root: Field, config: dict[str, Any], stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A config read from a form, with the stored keys the form has no field for (hidden ones,
+    keys the spec does not name) put back, so an edit never drops what it could not show."""
+    shown = {child.key for child in root.children}
+    merged = {key: value for key, value in stored.items() if key not in shown}
+    for child in root.children:
+        if child.key not in config:
+            continue
+        value, before = config[child.key], stored.get(child.key)
+        if child.widget == "object" and isinstance(value, dict) and isinstance(before, Mapping):
+            value = keep_unshown(child, value, before)
+        merged[child.key] = value
+    return merged
 
 
 def secret_inputs(root: Field) -> list[str]:
