@@ -4,14 +4,20 @@
                                         [--interval 0.05] [--cache-dir ~/.cache/ferryman-bench]
 
 airbyte-source-faker 7.2.1, config ``{"count": N, "seed": S}``, all three streams (products,
-users, purchases) full refresh, interleaved per round (bare, Ferryman, PyAirbyte):
+users, purchases) full refresh, interleaved per round (bare, Ferryman, ad hoc, PyAirbyte):
 
 - **bare**: ``source-faker read --config ... --catalog ...`` with stdout to /dev/null; the
   configured catalog (every stream, full refresh, overwrite) is made once from its discover,
   outside the timing.
-- **Ferryman**: ``ferryman sync --source pypi:airbyte-source-faker==7.2.1 --destination
-  builtin:destination-duckdb --full-refresh --json`` with a fresh FERRYMAN_HOME per run whose
-  ``venvs`` is a link to the cache dir's (the same installed faker; no install in the timing).
+- **Ferryman** (``ferryman``): a stored connection, as a user runs it every day. Untimed, like
+  the bare run's catalog: a fresh FERRYMAN_HOME per run whose ``venvs`` is a link to the cache
+  dir's (the same installed faker; no install in the timing), ``sources create`` (faker),
+  ``destinations create`` (builtin:destination-duckdb), ``connections create --full-refresh``
+  (faker's discover). Timed: ``ferryman connections sync bench --json``. The aim is judged on
+  this row.
+- **Ferryman ad hoc** (``adhoc``): ``ferryman sync --source pypi:airbyte-source-faker==7.2.1
+  --destination builtin:destination-duckdb --full-refresh --json`` in a fresh FERRYMAN_HOME,
+  which runs faker's discover (and, the first time a venv is used, its spec) before the read.
 - **PyAirbyte** (``vs_pyairbyte.py``'s runner and venv): ``get_source("source-faker",
   local_executable=<the same venv>/bin/source-faker)``, ``read`` into a ``DuckDBCache``,
   offline (``AIRBYTE_OFFLINE_MODE=1``, ``DO_NOT_TRACK=1``).
@@ -22,15 +28,17 @@ with psutil every ``--interval`` s. Its exit is detected with ``waitid(WNOWAIT)`
 a zombie whose ``/proc`` times are final, so the root's own CPU (user + system) and the CPU of
 all its reaped descendants (``children_user + children_system``) are exact. Roles:
 
-- *worker*: the root's own CPU (Ferryman's ``ferryman sync`` process, which runs the sync in
-  process; PyAirbyte's Python process, which is also its destination: it parses the records and
-  loads the cache in process).
+- *worker*: the root's own CPU (Ferryman's ``ferryman connections sync`` or ``ferryman sync``
+  process, which runs the sync in process; PyAirbyte's Python process, which is also its
+  destination: it parses the records and loads the cache in process).
 - *destination* (Ferryman only): every ``ferryman.builtin.destination_*`` process seen, own plus
   reaped children, at its last sample: a lower bound, short by at most one interval per process.
 - *source*: the root's reaped children minus the destination (bare: the whole tree, faker and
   its pool of generator processes).
 
 Peak RSS: the largest sum of RSS over the tree at one sample; worker peak: the root's VmHWM.
+*starts*: how many faker processes the root started (its children running ``source-faker``,
+seen at one sample at least; the bare run is one): spec, check or discover runs show here.
 Each tool's stored rows are counted per table and must match. Not a test; prints figures.
 """
 
@@ -59,7 +67,8 @@ sys.path.append(str(Path(__file__).resolve().parent))  # after the standard libr
 from _venvs import DEFAULT_CACHE_DIR, FAKER, ensure_pyairbyte, faker_venv, write_pyairbyte_runner  # noqa: E402
 
 STREAMS = ("products", "users", "purchases")
-TOOLS = ("bare", "ferryman", "pyairbyte")
+CONNECTION = "bench"
+TOOLS = ("bare", "ferryman", "adhoc", "pyairbyte")
 
 
 @dataclass
@@ -70,6 +79,7 @@ class Measured:
     source_cpu: float
     peak_tree_rss: int
     peak_worker_rss: int
+    source_starts: int = 1
 
 
 def _own(times: Any) -> float:  # psutil's pcputimes
@@ -97,6 +107,7 @@ def measure(command: list[str], env: dict[str, str], stdout: IO[bytes] | int, in
         proc = subprocess.Popen(command, env=env, stdout=stdout, stderr=errors)
         root = psutil.Process(proc.pid)
         destinations: dict[int, float] = {}
+        sources: set[int] = set()
         peak_tree = peak_worker = 0
         while True:
             done = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
@@ -114,12 +125,15 @@ def measure(command: list[str], env: dict[str, str], stdout: IO[bytes] | int, in
                 try:
                     with process.oneshot():
                         tree += process.memory_info().rss
-                        if process is not root and any(
-                            "ferryman.builtin.destination_" in part for part in process.cmdline()
-                        ):
+                        if process is root:
+                            continue
+                        cmdline = process.cmdline()
+                        if any("ferryman.builtin.destination_" in part for part in cmdline):
                             destinations[process.pid] = _own(process.cpu_times()) + _reaped(
                                 process.cpu_times()
                             )
+                        elif process.ppid() == proc.pid and any("source-faker" in part for part in cmdline):
+                            sources.add(process.pid)
                 except psutil.Error:
                     continue
             peak_tree = max(peak_tree, tree)
@@ -138,7 +152,35 @@ def measure(command: list[str], env: dict[str, str], stdout: IO[bytes] | int, in
         source_cpu=_reaped(final) - destination,
         peak_tree_rss=peak_tree,
         peak_worker_rss=peak_worker,
+        source_starts=len(sources),
     )
+
+
+def ferryman_home(workdir: Path, cache_dir: Path, name: str) -> dict[str, str]:
+    """The environment of a Ferryman run: a fresh FERRYMAN_HOME sharing the cache's venvs."""
+    home = workdir / f"home-{name}"
+    home.mkdir()
+    (home / "venvs").symlink_to(cache_dir / "venvs")
+    env = {**os.environ, "FERRYMAN_HOME": str(home), "FERRYMAN_PROGRESS_INTERVAL_S": "0"}
+    env.pop("FERRYMAN_DATABASE_URL", None)
+    return env
+
+
+def create_connection(env: dict[str, str], config: dict[str, Any], target: Path) -> None:
+    """Faker, the DuckDB destination and a full-refresh connection between them: the set-up a
+    user does once, untimed (like the bare run's catalog)."""
+    ferryman = [sys.executable, "-m", "ferryman"]
+    source = ["--connector", f"pypi:{FAKER[0]}=={FAKER[1]}", "--config", json.dumps(config)]
+    destination = ["--connector", "builtin:destination-duckdb", "--config", json.dumps({"path": str(target)})]
+    steps = [
+        ["sources", "create", "faker", *source],
+        ["destinations", "create", "duckdb", *destination],
+        ["connections", "create", CONNECTION, "-s", "faker", "-d", "duckdb", "--full-refresh"],
+    ]
+    for step in steps:
+        done = subprocess.run([*ferryman, *step, "--json"], env=env, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"ferryman {' '.join(step[:2])} failed: {(done.stderr or done.stdout)[-3000:]}")
 
 
 def configured_catalog(executable: Path, config_path: Path, out: Path) -> None:
@@ -193,6 +235,7 @@ def main() -> None:
     header = (
         f"{'count':>8}{'run':>4} {'tool':<10}{'records':>9}{'wall s':>8}{'ratio':>7}"
         f"{'worker µs/r':>12}{'dest µs/r':>10}{'source µs/r':>12}{'tree MB':>9}{'worker MB':>10}"
+        f"{'starts':>7}"
     )
     print(header, flush=True)
     results: dict[tuple[int, str], list[tuple[Measured, float]]] = {}
@@ -215,11 +258,12 @@ def main() -> None:
                         command = [str(executable), "read", "--config", str(config_path)]
                         command += ["--catalog", str(catalog_path)]
                     elif tool == "ferryman":
-                        home = workdir / f"home-{count}-{number}"
-                        home.mkdir()
-                        (home / "venvs").symlink_to(cache_dir / "venvs")
-                        env.update(FERRYMAN_HOME=str(home), FERRYMAN_PROGRESS_INTERVAL_S="0")
-                        env.pop("FERRYMAN_DATABASE_URL", None)
+                        env = ferryman_home(workdir, cache_dir, f"{tool}-{count}-{number}")
+                        create_connection(env, config, target)
+                        command = [sys.executable, "-m", "ferryman", "connections", "sync", CONNECTION]
+                        command.append("--json")
+                    elif tool == "adhoc":
+                        env = ferryman_home(workdir, cache_dir, f"{tool}-{count}-{number}")
                         command = [sys.executable, "-m", "ferryman", "sync"]
                         command += [
                             "--source",
@@ -246,6 +290,7 @@ def main() -> None:
                         bare_seconds = measured.seconds
                         measured.source_cpu += measured.worker_cpu
                         measured.worker_cpu = 0.0
+                        measured.source_starts = 1
                     # faker makes 100 products, N users and N purchases (checked against the tools' counts)
                     records = sum(stored.values()) if stored else count + 100 + count
                     ratio = bare_seconds / measured.seconds if bare_seconds else float("nan")
@@ -268,6 +313,7 @@ def _median(found: list[Measured]) -> Measured:
         source_cpu=statistics.median(m.source_cpu for m in found),
         peak_tree_rss=int(statistics.median(m.peak_tree_rss for m in found)),
         peak_worker_rss=int(statistics.median(m.peak_worker_rss for m in found)),
+        source_starts=max(m.source_starts for m in found),
     )
 
 
@@ -278,7 +324,7 @@ def _row(count: int, number: int, tool: str, records: int, m: Measured, ratio: f
     return (
         f"{count:>8}{number:>4} {tool:<10}{records:>9,}{m.seconds:>8.1f}{ratio:>7.2f}"
         f"{worker:>12}{dest:>10}{m.source_cpu * per:>12.1f}"
-        f"{m.peak_tree_rss / 2**20:>9.0f}{m.peak_worker_rss / 2**20:>10.1f}"
+        f"{m.peak_tree_rss / 2**20:>9.0f}{m.peak_worker_rss / 2**20:>10.1f}{m.source_starts:>7}"
     )
 
 

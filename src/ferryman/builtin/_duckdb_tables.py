@@ -257,10 +257,13 @@ def _rows(table: Table, spill: Spill) -> str:
         outer.append("_ferryman_seq")
     listed_paths = "[" + ", ".join(_literal(path) for path in paths) + "]"
     limit = max(_OBJECT_SIZE, spill.longest + 64)
+    # Each record is parsed once: ``j`` holds its values as JSON, ``s`` their text, read off each
+    # (small) value of ``j`` rather than by a second json_extract_string over the whole record.
     return (
         f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM ("
-        f"SELECT json_extract(json, {listed_paths}) AS j, json_extract_string(json, {listed_paths}) AS s"
-        f" FROM read_ndjson_objects($spill, maximum_object_size={limit})))"
+        "SELECT j, list_transform(j, lambda v: json_extract_string(v, '$')) AS s FROM ("
+        f"SELECT json_extract(json, {listed_paths}) AS j"
+        f" FROM read_ndjson_objects($spill, maximum_object_size={limit}))))"
     )
 
 
