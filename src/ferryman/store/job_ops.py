@@ -298,7 +298,7 @@ class JobOps:
     def heartbeat(self, engine_id: str, attempt_ids: list[int], now: datetime) -> None:
         if not attempt_ids:
             return
-        with self._db.write() as conn:
+        with self._db.write_statement() as conn:
             conn.execute(
                 attempts.update()
                 .where(
@@ -310,7 +310,7 @@ class JobOps:
             )
 
     def set_attempt_pids(self, attempt_id: int, pids: list[int]) -> None:
-        with self._db.write() as conn:
+        with self._db.write_statement() as conn:
             result = conn.execute(
                 attempts.update().where(attempts.c.id == attempt_id).values(pids=list(pids))
             )
