@@ -145,6 +145,38 @@ def move_attempt(
     raise StaleWrite(f"attempt {attempt_id} keeps changing under us; not moved to {target}")
 
 
+def _from(query: sa.Select[Any]) -> sa.Select[Any]:
+    """``SELECT * FROM (query)``: a select that may sit in a UNION with its ORDER BY, LIMIT and
+    FOR UPDATE."""
+    inner = query.subquery()
+    return sa.select(*inner.c)
+
+
+def _move_to_running(conn: SqlConnection, job_id: int, seen: JobStatus, now: datetime) -> tuple[Job, int]:
+    """Move a job a claim picked to running; returns it with how many attempts it had, the new
+    attempt's number. The claim holds the job (its row lock, or SQLite's write lock), so the
+    write finds it as picked and the count comes with it in the same statement; otherwise it is
+    decided again on a fresh read (``move_job``) and counted apart."""
+    values: dict[str, Any] = {
+        "started_at": sa.func.coalesce(jobs.c.started_at, sa.literal(now, UtcDateTime())),
+        "next_attempt_at": None,
+    }
+    # By the job's id given, not jobs.id: SQLite's RETURNING drops the table name, and a bare
+    # ``id`` in the subquery would be the attempt's.
+    tried = sa.select(sa.func.count()).select_from(attempts).where(attempts.c.job_id == job_id)
+    if JobStatus.RUNNING in JOB_TRANSITIONS[seen]:
+        moved = conn.execute(
+            jobs.update()
+            .where(jobs.c.id == job_id, jobs.c.status == seen.value)
+            .values(status=JobStatus.RUNNING.value, updated_at=now, **values)
+            .returning(*jobs.c, tried.scalar_subquery().label("tried"))
+        ).first()
+        if moved is not None:
+            return rows.job(moved), int(moved.tried)
+    job = move_job(conn, job_id, JobStatus.RUNNING, now, **values)
+    return job, int(conn.execute(tried).scalar_one())
+
+
 class JobOps:
     _db: Database
 
@@ -244,25 +276,33 @@ class JobOps:
         wanted = {slot: count for slot, count in free_slots.items() if count > 0}
         if not wanted or (only is not None and not only):
             return []
+        picks = []
+        for slot, count in sorted(wanted.items()):
+            types = [t.value for t in JobType if t.slot == slot]
+            if not types:
+                continue
+            query = (
+                sa.select(jobs.c.id, jobs.c.status, sa.literal(slot).label("slot"))
+                .where(jobs.c.type.in_(types), _runnable(now))
+                .order_by(jobs.c.id)
+                .limit(count)
+            )
+            if only is not None:
+                query = query.where(jobs.c.id.in_(list(only)))
+            if not self._db.is_sqlite:  # Postgres: rows another claimer holds are skipped
+                query = query.with_for_update(skip_locked=True)
+            picks.append(query)
+        if not picks:
+            return []
+        # Every slot's oldest runnable jobs in one statement (one round trip), each slot under
+        # its own limit; Postgres allows FOR UPDATE in a UNION only inside a subquery.
+        statement = picks[0] if len(picks) == 1 else sa.union_all(*(_from(pick) for pick in picks))
         claimed: list[tuple[Job, Attempt]] = []
         with self._db.write() as conn:  # SQLite: BEGIN IMMEDIATE, one claimer at a time
-            for slot, count in sorted(wanted.items()):
-                types = [t.value for t in JobType if t.slot == slot]
-                if not types:
-                    continue
-                query = (
-                    sa.select(jobs.c.id, jobs.c.status)
-                    .where(jobs.c.type.in_(types), _runnable(now))
-                    .order_by(jobs.c.id)
-                    .limit(count)
-                )
-                if only is not None:
-                    query = query.where(jobs.c.id.in_(list(only)))
-                if not self._db.is_sqlite:  # Postgres: rows another claimer holds are skipped
-                    query = query.with_for_update(skip_locked=True)
-                for job_id, status in conn.execute(query).all():
-                    seen = JobStatus(status)
-                    claimed.append(self._start_attempt(conn, job_id, seen, engine_id, now, log_path_for))
+            found = sorted(conn.execute(statement).all(), key=lambda row: (row.slot, row.id))
+            for job_id, status, _slot in found:
+                seen = JobStatus(status)
+                claimed.append(self._start_attempt(conn, job_id, seen, engine_id, now, log_path_for))
         return claimed
 
     def _start_attempt(
@@ -274,13 +314,7 @@ class JobOps:
         now: datetime,
         log_path_for: Callable[[int, int], str],
     ) -> tuple[Job, Attempt]:
-        started_at = sa.func.coalesce(jobs.c.started_at, sa.literal(now, UtcDateTime()))
-        job = move_job(
-            conn, job_id, JobStatus.RUNNING, now, seen, started_at=started_at, next_attempt_at=None
-        )
-        number = conn.execute(
-            sa.select(sa.func.count()).select_from(attempts).where(attempts.c.job_id == job_id)
-        ).scalar_one()
+        job, number = _move_to_running(conn, job_id, seen, now)
         values = {
             "job_id": job_id,
             "number": number,
