@@ -313,6 +313,30 @@ def test_a_late_outcome_for_an_old_attempt_does_not_touch_the_retry(store: SqlJo
     assert store.succeed_attempt(second, {}, later(3)).status is JobStatus.SUCCEEDED
 
 
+def test_an_outcome_returns_the_attempt_as_it_ended_and_none_when_it_came_late(store: SqlJobStore) -> None:
+    job, attempt = running_sync(store)
+    ended_job, ended = store.end_attempt(
+        attempt, AttemptStatus.SUCCEEDED, JobStatus.SUCCEEDED, later(5), output={"ok": True}
+    )
+    assert ended_job.status is JobStatus.SUCCEEDED
+    assert ended == store.list_attempts(job.id)[0]  # what a reader of the store sees
+    assert ended is not None and ended.ended_at == later(5) and ended.output == {"ok": True}
+    assert store.end_attempt(attempt, AttemptStatus.FAILED, JobStatus.INCOMPLETE, later(6)) == (
+        ended_job,
+        None,
+    )
+
+
+def test_claim_counts_the_attempts_a_job_had_across_slots(store: SqlJobStore) -> None:
+    job, first = running_sync(store)
+    spec = store.enqueue(JobType.SPEC, None, {})
+    store.fail_attempt(first, None, failure(), T0)
+    store.schedule_retry(job.id, T0)
+    claimed = {j.id: a for j, a in store.claim("e", ALL_SLOTS, later(1), log_path)}
+    assert (claimed[job.id].number, claimed[spec.id].number) == (1, 0)
+    assert claimed[job.id].log_path == log_path(job.id, 1)
+
+
 def test_writes_to_a_terminal_job_change_nothing(store: SqlJobStore) -> None:
     job, attempt = running_sync(store)
     done = store.succeed_attempt(attempt, {"ok": True}, later(1))

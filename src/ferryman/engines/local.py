@@ -209,7 +209,10 @@ class LocalEngine:
         job_id, attempt_id = ended.job.id, ended.attempt.id
 
         def tell(observer: AttemptObserver) -> None:
-            attempt = next(a for a in self.store.list_attempts(job_id) if a.id == attempt_id)
+            # As the outcome's write returned it; read only when that write found it ended.
+            attempt = ended.execution.ended if ended.execution is not None else None
+            if attempt is None:
+                attempt = next(a for a in self.store.list_attempts(job_id) if a.id == attempt_id)
             observer.ended(ended.ended or self.store.get_job(job_id), attempt)
 
         self._observe(tell)

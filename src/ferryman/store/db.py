@@ -135,9 +135,9 @@ def _ping_when_in_doubt(engine: Engine) -> None:
 
     def checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
         idle_since = record.info.get(_IDLE_SINCE)
-        if idle_since is not None and time.monotonic() - idle_since < IDLE_PING_S:
-            if not _has_input(dbapi_connection):
-                return
+        recent = idle_since is not None and time.monotonic() - idle_since < IDLE_PING_S
+        if recent and not _has_input(dbapi_connection):
+            return
         try:
             engine.dialect.do_ping(dbapi_connection)
         except Exception as exc:

@@ -362,47 +362,47 @@ class JobOps:
 
     # -- outcomes ---------------------------------------------------------------------------
 
-    def _outcome(
+    def end_attempt(
         self,
         attempt: Attempt,
         attempt_status: AttemptStatus,
         job_status: JobStatus,
         now: datetime,
         **attempt_values: Any,
-    ) -> Job:
+    ) -> tuple[Job, Attempt | None]:
         with self._db.write() as conn:
             moved = move_attempt(conn, attempt.id, attempt_status, now, ended_at=now, **attempt_values)
             if moved is None:
-                return rows.job(_job_row(conn, attempt.job_id))
+                return rows.job(_job_row(conn, attempt.job_id)), None
             extra = {"next_attempt_at": None} if job_status is JobStatus.INCOMPLETE else {}
-            return move_job(conn, attempt.job_id, job_status, now, JobStatus.RUNNING, **extra)
+            return move_job(conn, attempt.job_id, job_status, now, JobStatus.RUNNING, **extra), moved
 
     def succeed_attempt(self, attempt: Attempt, output: dict[str, Any], now: datetime) -> Job:
-        return self._outcome(attempt, AttemptStatus.SUCCEEDED, JobStatus.SUCCEEDED, now, output=output)
+        return self.end_attempt(attempt, AttemptStatus.SUCCEEDED, JobStatus.SUCCEEDED, now, output=output)[0]
 
     def fail_attempt(
         self, attempt: Attempt, output: dict[str, Any] | None, failure_summary: dict[str, Any], now: datetime
     ) -> Job:
-        return self._outcome(
+        return self.end_attempt(
             attempt,
             AttemptStatus.FAILED,
             JobStatus.INCOMPLETE,
             now,
             output=output,
             failure_summary=failure_summary,
-        )
+        )[0]
 
     def cancel_attempt(
         self, attempt: Attempt, output: dict[str, Any] | None, failure_summary: dict[str, Any], now: datetime
     ) -> Job:
-        return self._outcome(
+        return self.end_attempt(
             attempt,
             AttemptStatus.FAILED,
             JobStatus.CANCELLED,
             now,
             output=output,
             failure_summary=failure_summary,
-        )
+        )[0]
 
     def schedule_retry(self, job_id: int, at: datetime) -> Job:
         """The job waits until ``at``; a job whose cancel was asked for is cancelled instead."""
