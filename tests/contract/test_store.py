@@ -29,6 +29,7 @@ from tests.contract.store_support import (
     ALL_SLOTS,
     T0,
     claim_one,
+    end_sessions,
     failure,
     later,
     log_path,
@@ -335,6 +336,25 @@ def test_claim_counts_the_attempts_a_job_had_across_slots(store: SqlJobStore) ->
     claimed = {j.id: a for j, a in store.claim("e", ALL_SLOTS, later(1), log_path)}
     assert (claimed[job.id].number, claimed[spec.id].number) == (1, 0)
     assert claimed[job.id].log_path == log_path(job.id, 1)
+
+
+def test_no_call_fails_after_the_database_ended_every_session(store: SqlJobStore, store_url: str) -> None:
+    """As after a restart of Postgres: each kind of call, the first after its pooled connections
+    died, gets a new one and answers (connections are pinged on checkout only when in doubt)."""
+    if store.dialect == "sqlite":
+        pytest.skip("SQLite has no server sessions")
+    job = store.enqueue(JobType.SPEC, None, {})
+    with store.engine.connect(), store.engine.connect():
+        pass  # two connections in the pool
+    calls = [
+        lambda: store.get_job(job.id),  # a read
+        lambda: store.heartbeat("e", [1], T0),  # a write of one statement
+        lambda: store.claim("e", ALL_SLOTS, T0, log_path),  # a write transaction
+    ]
+    for call in calls:
+        end_sessions(store_url)
+        call()
+    assert store.get_job(job.id).status is JobStatus.RUNNING
 
 
 def test_writes_to_a_terminal_job_change_nothing(store: SqlJobStore) -> None:
