@@ -322,10 +322,13 @@ def test_an_outcome_returns_the_attempt_as_it_ended_and_none_when_it_came_late(s
     assert ended_job.status is JobStatus.SUCCEEDED
     assert ended == store.list_attempts(job.id)[0]  # what a reader of the store sees
     assert ended is not None and ended.ended_at == later(5) and ended.output == {"ok": True}
-    assert store.end_attempt(attempt, AttemptStatus.FAILED, JobStatus.INCOMPLETE, later(6)) == (
-        ended_job,
-        None,
-    )
+    late = store.end_attempt(attempt, AttemptStatus.FAILED, JobStatus.INCOMPLETE, later(6))
+    assert late == (ended_job, None)
+    # A job that was failed while its attempt ran: the attempt ends, the job stays as it is.
+    other, running = running_sync(store, scope="2")
+    failed = store.fail_job(other.id)
+    ended_job, ended = store.end_attempt(running, AttemptStatus.SUCCEEDED, JobStatus.SUCCEEDED, later(7))
+    assert ended_job == failed and ended is not None and ended.status is AttemptStatus.SUCCEEDED
 
 
 def test_claim_counts_the_attempts_a_job_had_across_slots(store: SqlJobStore) -> None:

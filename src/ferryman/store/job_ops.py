@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -175,6 +176,64 @@ def _move_to_running(conn: SqlConnection, job_id: int, seen: JobStatus, now: dat
             return rows.job(moved), int(moved.tried)
     job = move_job(conn, job_id, JobStatus.RUNNING, now, **values)
     return job, int(conn.execute(tried).scalar_one())
+
+
+def _ends_a_running_job(attempt_status: AttemptStatus, job_status: JobStatus) -> bool:
+    return (
+        attempt_status in ATTEMPT_TRANSITIONS[AttemptStatus.RUNNING]
+        and job_status in JOB_TRANSITIONS[JobStatus.RUNNING]
+    )
+
+
+def _end_at_once(
+    conn: SqlConnection,
+    attempt: Attempt,
+    attempt_status: AttemptStatus,
+    job_status: JobStatus,
+    now: datetime,
+    attempt_values: dict[str, Any],
+    job_values: dict[str, Any],
+) -> tuple[Attempt, Job | None] | None:
+    """Postgres: an outcome's two compare-and-set writes in one statement, one round trip: the
+    running attempt to ``attempt_status``, and, only if that moved it, the running job to
+    ``job_status`` (two data-modifying CTEs, their rows joined). None when the attempt had
+    ended already; the job None when the attempt moved but the job was not running. The
+    caller writes the notices of a job that ended (``_moved``), in the same transaction."""
+    ended = (
+        attempts.update()
+        .where(attempts.c.id == attempt.id, attempts.c.status == AttemptStatus.RUNNING.value)
+        .values(status=attempt_status.value, updated_at=now, ended_at=now, **attempt_values)
+        .returning(*attempts.c)
+        .cte("ended")
+    )
+    moved = (
+        jobs.update()
+        .where(
+            jobs.c.id == attempt.job_id,
+            jobs.c.status == JobStatus.RUNNING.value,
+            sa.exists(sa.select(ended.c.id)),
+        )
+        .values(status=job_status.value, updated_at=now, **job_values)
+        .returning(*jobs.c)
+        .cte("moved")
+    )
+    query = sa.select(
+        *(column.label(f"a_{column.name}") for column in ended.c),
+        *(column.label(f"j_{column.name}") for column in moved.c),
+    ).select_from(ended.outerjoin(moved, sa.true()))
+    row = conn.execute(query).first()
+    if row is None:
+        return None
+    values = row._mapping
+    ended_attempt = rows.attempt(_prefixed(values, "a_"))
+    return ended_attempt, None if values["j_id"] is None else rows.job(_prefixed(values, "j_"))
+
+
+def _prefixed(values: Any, prefix: str) -> Any:
+    """The columns of a joined row that start with ``prefix``, without it, read as a row's."""
+    return SimpleNamespace(
+        **{key[len(prefix) :]: value for key, value in values.items() if key.startswith(prefix)}
+    )
 
 
 class JobOps:
@@ -370,11 +429,19 @@ class JobOps:
         now: datetime,
         **attempt_values: Any,
     ) -> tuple[Job, Attempt | None]:
+        extra = {"next_attempt_at": None} if job_status is JobStatus.INCOMPLETE else {}
         with self._db.write() as conn:
+            if not self._db.is_sqlite and _ends_a_running_job(attempt_status, job_status):
+                ended = _end_at_once(conn, attempt, attempt_status, job_status, now, attempt_values, extra)
+                if ended is None:  # the attempt had ended already
+                    return rows.job(_job_row(conn, attempt.job_id)), None
+                ended_attempt, job = ended
+                if job is None:  # the job was not running: decided on a fresh read
+                    return move_job(conn, attempt.job_id, job_status, now, **extra), ended_attempt
+                return _moved(conn, job, job_status, now), ended_attempt  # with its notices
             moved = move_attempt(conn, attempt.id, attempt_status, now, ended_at=now, **attempt_values)
             if moved is None:
                 return rows.job(_job_row(conn, attempt.job_id)), None
-            extra = {"next_attempt_at": None} if job_status is JobStatus.INCOMPLETE else {}
             return move_job(conn, attempt.job_id, job_status, now, JobStatus.RUNNING, **extra), moved
 
     def succeed_attempt(self, attempt: Attempt, output: dict[str, Any], now: datetime) -> Job:
