@@ -152,10 +152,11 @@ def _has_input(dbapi_connection: Any) -> bool:
     """Whether an idle psycopg connection's socket is readable (or gone): the server spoke
     unasked, which it does before it closes the session. A system call, not a round trip."""
     try:
-        readable, _, _ = select.select([dbapi_connection.pgconn.socket], [], [], 0)
+        poller = select.poll()  # not select(): it refuses descriptors past 1023
+        poller.register(dbapi_connection.pgconn.socket, select.POLLIN)
+        return bool(poller.poll(0))
     except Exception:  # closed already, or no socket at all
         return True
-    return bool(readable)
 
 
 def _sqlite_engine(url: URL) -> Engine:
