@@ -77,6 +77,18 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def end_sessions(store_url: str) -> None:
+    """End every session on a Postgres store's database, as a restart of the server does, and
+    wait until their processes are gone."""
+    database = store_url.rsplit("/", 1)[1]
+    with _admin() as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        )
+
+
 @pytest.fixture
 def store(store_url: str) -> Iterator[SqlJobStore]:
     opened = open_store(store_url)

@@ -29,6 +29,7 @@ from tests.contract.store_support import (
     ALL_SLOTS,
     T0,
     claim_one,
+    end_sessions,
     failure,
     later,
     log_path,
@@ -311,6 +312,52 @@ def test_a_late_outcome_for_an_old_attempt_does_not_touch_the_retry(store: SqlJo
     assert store.succeed_attempt(first, {}, later(2)).status is JobStatus.RUNNING
     assert store.list_attempts(job.id)[0].failure_summary == failure()
     assert store.succeed_attempt(second, {}, later(3)).status is JobStatus.SUCCEEDED
+
+
+def test_an_outcome_returns_the_attempt_as_it_ended_and_none_when_it_came_late(store: SqlJobStore) -> None:
+    job, attempt = running_sync(store)
+    ended_job, ended = store.end_attempt(
+        attempt, AttemptStatus.SUCCEEDED, JobStatus.SUCCEEDED, later(5), output={"ok": True}
+    )
+    assert ended_job.status is JobStatus.SUCCEEDED
+    assert ended == store.list_attempts(job.id)[0]  # what a reader of the store sees
+    assert ended is not None and ended.ended_at == later(5) and ended.output == {"ok": True}
+    late = store.end_attempt(attempt, AttemptStatus.FAILED, JobStatus.INCOMPLETE, later(6))
+    assert late == (ended_job, None)
+    # A job that was failed while its attempt ran: the attempt ends, the job stays as it is.
+    other, running = running_sync(store, scope="2")
+    failed = store.fail_job(other.id)
+    ended_job, ended = store.end_attempt(running, AttemptStatus.SUCCEEDED, JobStatus.SUCCEEDED, later(7))
+    assert ended_job == failed and ended is not None and ended.status is AttemptStatus.SUCCEEDED
+
+
+def test_claim_counts_the_attempts_a_job_had_across_slots(store: SqlJobStore) -> None:
+    job, first = running_sync(store)
+    spec = store.enqueue(JobType.SPEC, None, {})
+    store.fail_attempt(first, None, failure(), T0)
+    store.schedule_retry(job.id, T0)
+    claimed = {j.id: a for j, a in store.claim("e", ALL_SLOTS, later(1), log_path)}
+    assert (claimed[job.id].number, claimed[spec.id].number) == (1, 0)
+    assert claimed[job.id].log_path == log_path(job.id, 1)
+
+
+def test_no_call_fails_after_the_database_ended_every_session(store: SqlJobStore, store_url: str) -> None:
+    """As after a restart of Postgres: each kind of call, the first after its pooled connections
+    died, gets a new one and answers (connections are pinged on checkout only when in doubt)."""
+    if store.dialect == "sqlite":
+        pytest.skip("SQLite has no server sessions")
+    job = store.enqueue(JobType.SPEC, None, {})
+    with store.engine.connect(), store.engine.connect():
+        pass  # two connections in the pool
+    calls = [
+        lambda: store.get_job(job.id),  # a read
+        lambda: store.heartbeat("e", [1], T0),  # a write of one statement
+        lambda: store.claim("e", ALL_SLOTS, T0, log_path),  # a write transaction
+    ]
+    for call in calls:
+        end_sessions(store_url)
+        call()
+    assert store.get_job(job.id).status is JobStatus.RUNNING
 
 
 def test_writes_to_a_terminal_job_change_nothing(store: SqlJobStore) -> None:

@@ -25,7 +25,7 @@ from ferryman.jobs.configs import VERSION, ActorSnapshot, ConnectorJobConfig, Re
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType, ordered
 from ferryman.jobs.outcomes import CheckResult, ConnectorOutcome, FailureSummary
 from ferryman.jobs.retry import RetryPolicy
-from ferryman.jobs.states import JobStatus, JobType
+from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
 from ferryman.launchers import ConnectorProcess, Launcher, LaunchRequest
 from ferryman.private import secure_home
 from ferryman.protocol.catalog import NamespaceDefinition, NamespaceMapping
@@ -87,6 +87,8 @@ class AttemptExecution:
     secrets: list[str] = dataclasses.field(default_factory=list, init=False)
     # A sync's confirmed states not saved yet (None before a sync starts, and for other jobs).
     checkpoints: StateCheckpoints | None = dataclasses.field(default=None, init=False)
+    # The attempt as its outcome ended it (None until then, and when the outcome came late).
+    ended: Attempt | None = dataclasses.field(default=None, init=False)
 
     def run(self) -> Job:
         """Run the attempt to its end and record the outcome; returns the job as it ends up."""
@@ -189,7 +191,7 @@ class AttemptExecution:
             return self._cancelled(document, output.failures)
         if output.failures:
             return self._failed(document, output.failures)
-        return self.store.succeed_attempt(self.attempt, self._masked(document), self.clock.now())
+        return self._end(AttemptStatus.SUCCEEDED, JobStatus.SUCCEEDED, output=self._masked(document))
 
     # -- sync and reset --------------------------------------------------------------------
 
@@ -228,7 +230,7 @@ class AttemptExecution:
             return self._cancelled(document, output.failures, output.partial_success)
         if output.status is ReplicationStatus.FAILED:
             return self._failed(document, output.failures, output.partial_success)
-        return self.store.succeed_attempt(self.attempt, self._masked(document), self.clock.now())
+        return self._end(AttemptStatus.SUCCEEDED, JobStatus.SUCCEEDED, output=self._masked(document))
 
     def _generation(self, connection_id: int) -> int:
         """The generation of the connection's data in the destination: how many of its resets
@@ -265,8 +267,9 @@ class AttemptExecution:
     def _cancelled(
         self, output: dict[str, Any] | None, failures: list[FailureReason], partial: bool | None = None
     ) -> Job:
-        return self.store.cancel_attempt(
-            self.attempt, self._masked(output), self._summary(failures, partial), self.clock.now()
+        summary = self._summary(failures, partial)
+        return self._end(
+            AttemptStatus.FAILED, JobStatus.CANCELLED, output=self._masked(output), failure_summary=summary
         )
 
     def _failed(
@@ -275,8 +278,21 @@ class AttemptExecution:
         failures = ordered(failures)
         now = self.clock.now()
         summary = self._summary(failures, partial)
-        job = self.store.fail_attempt(self.attempt, self._masked(output), summary, now)
+        output = self._masked(output)
+        job = self._end(
+            AttemptStatus.FAILED, JobStatus.INCOMPLETE, now, output=output, failure_summary=summary
+        )
         return decide_retry(self.store, self.retry, job, self.attempt.number + 1, failures, now)
+
+    def _end(
+        self, status: AttemptStatus, job_status: JobStatus, now: datetime | None = None, **values: Any
+    ) -> Job:
+        """Save the attempt's outcome (``store.end_attempt``); keep the attempt as it ended, so
+        whoever reports the end need not read it back."""
+        job, self.ended = self.store.end_attempt(
+            self.attempt, status, job_status, now or self.clock.now(), **values
+        )
+        return job
 
 
 def _os_error(exc: OSError) -> str:

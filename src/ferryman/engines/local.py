@@ -117,9 +117,11 @@ class LocalEngine:
     # -- one pass ---------------------------------------------------------------------------
 
     def tick(self, only: Collection[int] | None = None, claim: bool = True) -> int:
-        """Recover dead engines' attempts, heartbeat, pass on cancels, claim and start jobs.
+        """Recover dead engines' attempts, heartbeat, claim and start jobs, pass on cancels.
 
-        Returns how many attempts it started. ``only`` limits claims to those job ids.
+        Returns how many attempts it started. ``only`` limits claims to those job ids. The
+        claim comes before the cancels' query: a slot an attempt freed is filled a round trip
+        sooner (a claim never takes a job whose cancel was asked for).
         """
         self._reap()
         now = time.monotonic()
@@ -128,12 +130,14 @@ class LocalEngine:
             self.store.heartbeat(self.engine_id, self.running_attempt_ids(), self.clock.now())
             self.save_states()
             self.recover()
-        self._pass_on_cancels()
-        if not claim:
-            return 0
-        claimed = self.store.claim(self.engine_id, self.free_slots(), self.clock.now(), self.log_path, only)
+        claimed = []
+        if claim:
+            claimed = self.store.claim(
+                self.engine_id, self.free_slots(), self.clock.now(), self.log_path, only
+            )
         for job, attempt in claimed:
             self._start(job, attempt)
+        self._pass_on_cancels()
         return len(claimed)
 
     def save_states(self, job_id: int | None = None) -> None:
@@ -209,7 +213,10 @@ class LocalEngine:
         job_id, attempt_id = ended.job.id, ended.attempt.id
 
         def tell(observer: AttemptObserver) -> None:
-            attempt = next(a for a in self.store.list_attempts(job_id) if a.id == attempt_id)
+            # As the outcome's write returned it; read only when that write found it ended.
+            attempt = ended.execution.ended if ended.execution is not None else None
+            if attempt is None:
+                attempt = next(a for a in self.store.list_attempts(job_id) if a.id == attempt_id)
             observer.ended(ended.ended or self.store.get_job(job_id), attempt)
 
         self._observe(tell)

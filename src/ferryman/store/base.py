@@ -319,6 +319,20 @@ class JobStore(Protocol):
     def heartbeat(self, engine_id: str, attempt_ids: list[int], now: datetime) -> None: ...
     def set_attempt_pids(self, attempt_id: int, pids: list[int]) -> None: ...
 
+    def end_attempt(
+        self,
+        attempt: Attempt,
+        attempt_status: AttemptStatus,
+        job_status: JobStatus,
+        now: datetime,
+        **attempt_values: Any,
+    ) -> tuple[Job, Attempt | None]:
+        """An attempt's outcome, one transaction: the running attempt moved to ``attempt_status``
+        (ended ``now``, with ``attempt_values``: output, failure_summary), then the job to
+        ``job_status``. Returns the job and the attempt as it ended; None and the job as it is
+        when the attempt had ended already (an outcome reported late changes nothing).
+        ``succeed_attempt``, ``fail_attempt`` and ``cancel_attempt`` are its three uses."""
+
     def succeed_attempt(self, attempt: Attempt, output: dict[str, Any], now: datetime) -> Job:
         """Attempt succeeded, job succeeded (no-op if the job is terminal already)."""
 

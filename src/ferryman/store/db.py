@@ -10,7 +10,18 @@ transaction therefore never has to upgrade a read lock, the step that fails at o
 
 Postgres (``FERRYMAN_DATABASE_URL=postgresql+psycopg://...``) uses READ COMMITTED; the queries
 that need more take row locks themselves (``FOR UPDATE SKIP LOCKED``) and every status write is
-compare-and-set.
+compare-and-set. There every statement is a round trip to the server, and a job's queue work is
+bound by them, not by CPU, so they are counted:
+
+* Reads run in autocommit. Under READ COMMITTED each statement reads its own snapshot inside a
+  transaction too, so a read transaction bought nothing but its BEGIN and ROLLBACK round trips.
+  A write of one statement (``write_statement``: a heartbeat, an attempt's pids) is its own
+  transaction, as atomic as in BEGIN ... COMMIT.
+* A connection is pinged (``SELECT 1``) on checkout only when in doubt: its socket has something
+  to read while idle (a server that ended the session, say on restart, has sent its goodbye and
+  closed it), or it sat idle for ``IDLE_PING_S``. A failed ping invalidates the pool, so every
+  connection to the old server is replaced, and the request goes on on a new connection: as
+  SQLAlchemy's ``pool_pre_ping`` would, without its round trip on every checkout.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import sqlite3
 import threading
 import time
@@ -33,8 +45,8 @@ from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.exc import ArgumentError, InvalidatePoolError, NoSuchModuleError
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from ferryman.errors import UserInputError
 from ferryman.private import create_private_file, tighten
@@ -45,6 +57,9 @@ DATABASE_URL_ENV = "FERRYMAN_DATABASE_URL"
 SQLITE_FILENAME = "ferryman.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _IMMEDIATE = "ferryman_begin_immediate"
+# Postgres: a pooled connection idle for this long is pinged before use (see the module doc).
+IDLE_PING_S = 10.0
+_IDLE_SINCE = "ferryman_idle_since"
 
 
 def default_sqlite_url(home: Path | None = None) -> str:
@@ -105,14 +120,43 @@ def create_engine(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     try:
-        return sa.create_engine(
-            url,
-            json_serializer=_dumps,
-            pool_pre_ping=True,
-            connect_args={"connect_timeout": 10},
-        )
+        engine = sa.create_engine(url, json_serializer=_dumps, connect_args={"connect_timeout": 10})
     except NoSuchModuleError:  # pragma: no cover - psycopg is a dependency
         raise UserInputError(f"no driver for {url.drivername}") from None
+    _ping_when_in_doubt(engine)
+    return engine
+
+
+def _ping_when_in_doubt(engine: Engine) -> None:
+    """Ping a pooled connection on checkout only when it may be dead (see the module doc)."""
+
+    def idle_from_now(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        recent = idle_since is not None and time.monotonic() - idle_since < IDLE_PING_S
+        if recent and not _has_input(dbapi_connection):
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise InvalidatePoolError(f"the connection failed its ping: {exc}") from exc
+
+    event.listen(engine.pool, "connect", idle_from_now)
+    event.listen(engine.pool, "checkin", idle_from_now)
+    event.listen(engine.pool, "checkout", checkout)
+
+
+def _has_input(dbapi_connection: Any) -> bool:
+    """Whether an idle psycopg connection's socket is readable (or gone): the server spoke
+    unasked, which it does before it closes the session. A system call, not a round trip."""
+    try:
+        poller = select.poll()  # not select(): it refuses descriptors past 1023
+        poller.register(dbapi_connection.pgconn.socket, select.POLLIN)
+        return bool(poller.poll(0))
+    except Exception:  # closed already, or no socket at all
+        return True
 
 
 def _sqlite_engine(url: URL) -> Engine:
@@ -205,8 +249,11 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A transaction that only reads; rolled back at the end."""
+        """A transaction that only reads; rolled back at the end. Postgres: statements in
+        autocommit, each on its own snapshot as under READ COMMITTED (see the module doc)."""
         with self.engine.connect() as conn:
+            if not self.is_sqlite:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
     @contextmanager
@@ -223,6 +270,18 @@ class Database:
                     conn.execution_options(**{_IMMEDIATE: True})
                 with conn.begin():
                     yield conn
+
+    @contextmanager
+    def write_statement(self) -> Iterator[Connection]:
+        """A write of one statement. Postgres: in autocommit, the statement its own transaction
+        (no BEGIN and COMMIT round trips); SQLite: as ``write``. Never for two statements."""
+        if self.is_sqlite:
+            with self.write() as conn:
+                yield conn
+            return
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()

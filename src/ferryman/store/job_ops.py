@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -145,6 +146,96 @@ def move_attempt(
     raise StaleWrite(f"attempt {attempt_id} keeps changing under us; not moved to {target}")
 
 
+def _from(query: sa.Select[Any]) -> sa.Select[Any]:
+    """``SELECT * FROM (query)``: a select that may sit in a UNION with its ORDER BY, LIMIT and
+    FOR UPDATE."""
+    inner = query.subquery()
+    return sa.select(*inner.c)
+
+
+def _move_to_running(conn: SqlConnection, job_id: int, seen: JobStatus, now: datetime) -> tuple[Job, int]:
+    """Move a job a claim picked to running; returns it with how many attempts it had, the new
+    attempt's number. The claim holds the job (its row lock, or SQLite's write lock), so the
+    write finds it as picked and the count comes with it in the same statement; otherwise it is
+    decided again on a fresh read (``move_job``) and counted apart."""
+    values: dict[str, Any] = {
+        "started_at": sa.func.coalesce(jobs.c.started_at, sa.literal(now, UtcDateTime())),
+        "next_attempt_at": None,
+    }
+    # By the job's id given, not jobs.id: SQLite's RETURNING drops the table name, and a bare
+    # ``id`` in the subquery would be the attempt's.
+    tried = sa.select(sa.func.count()).select_from(attempts).where(attempts.c.job_id == job_id)
+    if JobStatus.RUNNING in JOB_TRANSITIONS[seen]:
+        moved = conn.execute(
+            jobs.update()
+            .where(jobs.c.id == job_id, jobs.c.status == seen.value)
+            .values(status=JobStatus.RUNNING.value, updated_at=now, **values)
+            .returning(*jobs.c, tried.scalar_subquery().label("tried"))
+        ).first()
+        if moved is not None:
+            return rows.job(moved), int(moved.tried)
+    job = move_job(conn, job_id, JobStatus.RUNNING, now, **values)
+    return job, int(conn.execute(tried).scalar_one())
+
+
+def _ends_a_running_job(attempt_status: AttemptStatus, job_status: JobStatus) -> bool:
+    return (
+        attempt_status in ATTEMPT_TRANSITIONS[AttemptStatus.RUNNING]
+        and job_status in JOB_TRANSITIONS[JobStatus.RUNNING]
+    )
+
+
+def _end_at_once(
+    conn: SqlConnection,
+    attempt: Attempt,
+    attempt_status: AttemptStatus,
+    job_status: JobStatus,
+    now: datetime,
+    attempt_values: dict[str, Any],
+    job_values: dict[str, Any],
+) -> tuple[Attempt, Job | None] | None:
+    """Postgres: an outcome's two compare-and-set writes in one statement, one round trip: the
+    running attempt to ``attempt_status``, and, only if that moved it, the running job to
+    ``job_status`` (two data-modifying CTEs, their rows joined). None when the attempt had
+    ended already; the job None when the attempt moved but the job was not running. The
+    caller writes the notices of a job that ended (``_moved``), in the same transaction."""
+    ended = (
+        attempts.update()
+        .where(attempts.c.id == attempt.id, attempts.c.status == AttemptStatus.RUNNING.value)
+        .values(status=attempt_status.value, updated_at=now, ended_at=now, **attempt_values)
+        .returning(*attempts.c)
+        .cte("ended")
+    )
+    moved = (
+        jobs.update()
+        .where(
+            jobs.c.id == attempt.job_id,
+            jobs.c.status == JobStatus.RUNNING.value,
+            sa.exists(sa.select(ended.c.id)),
+        )
+        .values(status=job_status.value, updated_at=now, **job_values)
+        .returning(*jobs.c)
+        .cte("moved")
+    )
+    query = sa.select(
+        *(column.label(f"a_{column.name}") for column in ended.c),
+        *(column.label(f"j_{column.name}") for column in moved.c),
+    ).select_from(ended.outerjoin(moved, sa.true()))
+    row = conn.execute(query).first()
+    if row is None:
+        return None
+    values = row._mapping
+    ended_attempt = rows.attempt(_prefixed(values, "a_"))
+    return ended_attempt, None if values["j_id"] is None else rows.job(_prefixed(values, "j_"))
+
+
+def _prefixed(values: Any, prefix: str) -> Any:
+    """The columns of a joined row that start with ``prefix``, without it, read as a row's."""
+    return SimpleNamespace(
+        **{key[len(prefix) :]: value for key, value in values.items() if key.startswith(prefix)}
+    )
+
+
 class JobOps:
     _db: Database
 
@@ -244,25 +335,33 @@ class JobOps:
         wanted = {slot: count for slot, count in free_slots.items() if count > 0}
         if not wanted or (only is not None and not only):
             return []
+        picks = []
+        for slot, count in sorted(wanted.items()):
+            types = [t.value for t in JobType if t.slot == slot]
+            if not types:
+                continue
+            query = (
+                sa.select(jobs.c.id, jobs.c.status, sa.literal(slot).label("slot"))
+                .where(jobs.c.type.in_(types), _runnable(now))
+                .order_by(jobs.c.id)
+                .limit(count)
+            )
+            if only is not None:
+                query = query.where(jobs.c.id.in_(list(only)))
+            if not self._db.is_sqlite:  # Postgres: rows another claimer holds are skipped
+                query = query.with_for_update(skip_locked=True)
+            picks.append(query)
+        if not picks:
+            return []
+        # Every slot's oldest runnable jobs in one statement (one round trip), each slot under
+        # its own limit; Postgres allows FOR UPDATE in a UNION only inside a subquery.
+        statement = picks[0] if len(picks) == 1 else sa.union_all(*(_from(pick) for pick in picks))
         claimed: list[tuple[Job, Attempt]] = []
         with self._db.write() as conn:  # SQLite: BEGIN IMMEDIATE, one claimer at a time
-            for slot, count in sorted(wanted.items()):
-                types = [t.value for t in JobType if t.slot == slot]
-                if not types:
-                    continue
-                query = (
-                    sa.select(jobs.c.id, jobs.c.status)
-                    .where(jobs.c.type.in_(types), _runnable(now))
-                    .order_by(jobs.c.id)
-                    .limit(count)
-                )
-                if only is not None:
-                    query = query.where(jobs.c.id.in_(list(only)))
-                if not self._db.is_sqlite:  # Postgres: rows another claimer holds are skipped
-                    query = query.with_for_update(skip_locked=True)
-                for job_id, status in conn.execute(query).all():
-                    seen = JobStatus(status)
-                    claimed.append(self._start_attempt(conn, job_id, seen, engine_id, now, log_path_for))
+            found = sorted(conn.execute(statement).all(), key=lambda row: (row.slot, row.id))
+            for job_id, status, _slot in found:
+                seen = JobStatus(status)
+                claimed.append(self._start_attempt(conn, job_id, seen, engine_id, now, log_path_for))
         return claimed
 
     def _start_attempt(
@@ -274,13 +373,7 @@ class JobOps:
         now: datetime,
         log_path_for: Callable[[int, int], str],
     ) -> tuple[Job, Attempt]:
-        started_at = sa.func.coalesce(jobs.c.started_at, sa.literal(now, UtcDateTime()))
-        job = move_job(
-            conn, job_id, JobStatus.RUNNING, now, seen, started_at=started_at, next_attempt_at=None
-        )
-        number = conn.execute(
-            sa.select(sa.func.count()).select_from(attempts).where(attempts.c.job_id == job_id)
-        ).scalar_one()
+        job, number = _move_to_running(conn, job_id, seen, now)
         values = {
             "job_id": job_id,
             "number": number,
@@ -298,7 +391,7 @@ class JobOps:
     def heartbeat(self, engine_id: str, attempt_ids: list[int], now: datetime) -> None:
         if not attempt_ids:
             return
-        with self._db.write() as conn:
+        with self._db.write_statement() as conn:
             conn.execute(
                 attempts.update()
                 .where(
@@ -310,7 +403,7 @@ class JobOps:
             )
 
     def set_attempt_pids(self, attempt_id: int, pids: list[int]) -> None:
-        with self._db.write() as conn:
+        with self._db.write_statement() as conn:
             result = conn.execute(
                 attempts.update().where(attempts.c.id == attempt_id).values(pids=list(pids))
             )
@@ -328,47 +421,55 @@ class JobOps:
 
     # -- outcomes ---------------------------------------------------------------------------
 
-    def _outcome(
+    def end_attempt(
         self,
         attempt: Attempt,
         attempt_status: AttemptStatus,
         job_status: JobStatus,
         now: datetime,
         **attempt_values: Any,
-    ) -> Job:
+    ) -> tuple[Job, Attempt | None]:
+        extra = {"next_attempt_at": None} if job_status is JobStatus.INCOMPLETE else {}
         with self._db.write() as conn:
+            if not self._db.is_sqlite and _ends_a_running_job(attempt_status, job_status):
+                ended = _end_at_once(conn, attempt, attempt_status, job_status, now, attempt_values, extra)
+                if ended is None:  # the attempt had ended already
+                    return rows.job(_job_row(conn, attempt.job_id)), None
+                ended_attempt, job = ended
+                if job is None:  # the job was not running: decided on a fresh read
+                    return move_job(conn, attempt.job_id, job_status, now, **extra), ended_attempt
+                return _moved(conn, job, job_status, now), ended_attempt  # with its notices
             moved = move_attempt(conn, attempt.id, attempt_status, now, ended_at=now, **attempt_values)
             if moved is None:
-                return rows.job(_job_row(conn, attempt.job_id))
-            extra = {"next_attempt_at": None} if job_status is JobStatus.INCOMPLETE else {}
-            return move_job(conn, attempt.job_id, job_status, now, JobStatus.RUNNING, **extra)
+                return rows.job(_job_row(conn, attempt.job_id)), None
+            return move_job(conn, attempt.job_id, job_status, now, JobStatus.RUNNING, **extra), moved
 
     def succeed_attempt(self, attempt: Attempt, output: dict[str, Any], now: datetime) -> Job:
-        return self._outcome(attempt, AttemptStatus.SUCCEEDED, JobStatus.SUCCEEDED, now, output=output)
+        return self.end_attempt(attempt, AttemptStatus.SUCCEEDED, JobStatus.SUCCEEDED, now, output=output)[0]
 
     def fail_attempt(
         self, attempt: Attempt, output: dict[str, Any] | None, failure_summary: dict[str, Any], now: datetime
     ) -> Job:
-        return self._outcome(
+        return self.end_attempt(
             attempt,
             AttemptStatus.FAILED,
             JobStatus.INCOMPLETE,
             now,
             output=output,
             failure_summary=failure_summary,
-        )
+        )[0]
 
     def cancel_attempt(
         self, attempt: Attempt, output: dict[str, Any] | None, failure_summary: dict[str, Any], now: datetime
     ) -> Job:
-        return self._outcome(
+        return self.end_attempt(
             attempt,
             AttemptStatus.FAILED,
             JobStatus.CANCELLED,
             now,
             output=output,
             failure_summary=failure_summary,
-        )
+        )[0]
 
     def schedule_retry(self, job_id: int, at: datetime) -> Job:
         """The job waits until ``at``; a job whose cancel was asked for is cancelled instead."""
