@@ -12,6 +12,9 @@ $(BIN)/ferryman: pyproject.toml setup.py src/ferryman/workers/_scan.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	# Bytecode for the (editable) sources now, as pip does for a wheel: where PYTHONDONTWRITEBYTECODE
+	# is set (many images set it) every command would otherwise compile ~100 modules, ~0.1 s.
+	$(BIN)/python -m compileall -q src/ferryman
 	@touch $@
 
 # The main job: a connection from airbyte-source-faker (PyPI) to the embedded DuckDB, synced with
