@@ -32,7 +32,17 @@ from ferryman.protocol.state import load_state
 from ferryman.protocol.sync_modes import destination_modes
 from ferryman.secrets import mask_strings
 from ferryman.settings import Settings
-from ferryman.store.base import Actor, Attempt, Connection, Job, JobStore, ScheduledJob, StreamStat
+from ferryman.store.base import (
+    Actor,
+    AlreadyExists,
+    Attempt,
+    Connection,
+    Job,
+    JobStore,
+    NotFound,
+    ScheduledJob,
+    StreamStat,
+)
 from ferryman.store.config_ops import check_new_name
 from ferryman.workers.specs import connector_spec
 
@@ -120,7 +130,16 @@ class JobService:
     def update_actor(
         self, actor: Actor, name: str | None = None, config: dict[str, Any] | None = None
     ) -> Actor:
-        """A new name and/or config; a secret sent back masked keeps its stored value."""
+        """A new name and/or config; a secret sent back masked keeps its stored value. A name
+        that cannot be taken is refused before anything is written."""
+        if name is not None and name != actor.name:
+            check_new_name(actor.kind, name)
+            try:
+                self.store.get_actor(actor.kind, name)
+            except NotFound:
+                pass
+            else:
+                raise AlreadyExists(f"a {actor.kind} named {name!r} exists already")
         if config is not None:
             config = masking.restore_masked(config, actor)
             config = settle_paths(

@@ -136,6 +136,17 @@ def test_secrets_never_come_back_and_a_masked_patch_keeps_them(
     with sqlite3.connect(srv.home / "ferryman.db") as db:
         stored = db.execute("SELECT config FROM actors WHERE kind = 'source'").fetchone()[0]
     assert json.loads(stored) == {"count": 7, "api_key": SECRET}
+    # A rename to a taken name is refused before the config it came with is written.
+    other = ferryman(srv.home, "sources", "create", "other", "--connector", "builtin:source-bench", "-c", "{}")
+    assert other.returncode == 0, other.stderr
+    clash = client.patch(
+        f"/sources/{source['sourceId']}",
+        json={"name": "other", "configuration": {**source["configuration"], "count": 9}},
+    )
+    assert clash.status_code in (409, 422) and "exists already" in clash.text and SECRET not in clash.text
+    with sqlite3.connect(srv.home / "ferryman.db") as db:
+        stored = db.execute("SELECT config FROM actors WHERE kind = 'source' AND name = 'bench'").fetchone()[0]
+    assert json.loads(stored) == {"count": 7, "api_key": SECRET}
     assert SECRET not in (srv.home / "server.log").read_text()
 
 
