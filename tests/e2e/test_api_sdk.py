@@ -137,7 +137,8 @@ def test_secrets_never_come_back_and_a_masked_patch_keeps_them(
         stored = db.execute("SELECT config FROM actors WHERE kind = 'source'").fetchone()[0]
     assert json.loads(stored) == {"count": 7, "api_key": SECRET}
     # A rename to a taken name is refused before the config it came with is written.
-    other = ferryman(srv.home, "sources", "create", "other", "--connector", "builtin:source-bench", "-c", "{}")
+    bench = ("--connector", "builtin:source-bench", "--config", "{}")
+    other = ferryman(srv.home, "sources", "create", "other", *bench)
     assert other.returncode == 0, other.stderr
     clash = client.patch(
         f"/sources/{source['sourceId']}",
@@ -145,7 +146,8 @@ def test_secrets_never_come_back_and_a_masked_patch_keeps_them(
     )
     assert clash.status_code in (409, 422) and "exists already" in clash.text and SECRET not in clash.text
     with sqlite3.connect(srv.home / "ferryman.db") as db:
-        stored = db.execute("SELECT config FROM actors WHERE kind = 'source' AND name = 'bench'").fetchone()[0]
+        query = "SELECT config FROM actors WHERE kind = 'source' AND name = 'bench'"
+        stored = db.execute(query).fetchone()[0]
     assert json.loads(stored) == {"count": 7, "api_key": SECRET}
     assert SECRET not in (srv.home / "server.log").read_text()
 
