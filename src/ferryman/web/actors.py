@@ -136,13 +136,16 @@ def actor_page(
 
 
 def edit_actor_page(request: Request, actor_id: int, _: SessionDep) -> Response:
-    plural = _plural(request)
-    web = web_of(request)
+    actor = _found(request, actor_id)
+    return actor if isinstance(actor, Response) else _edit_form(request, actor, None, "")
+
+
+def _found(request: Request, actor_id: int) -> Actor | Response:
+    """The source or destination the path names, or the page saying there is none."""
     try:
-        actor = _actor(web, _kind(plural), actor_id)
+        return _actor(web_of(request), _kind(_plural(request)), actor_id)
     except NotFound as exc:
         return render(request, "message.html", 404, title="Not found", message=str(exc))
-    return _edit_form(request, actor, None, "")
 
 
 def _edit_form(
@@ -173,10 +176,9 @@ def _edit_form(
 def edit_actor(request: Request, actor_id: int, form: Posted) -> Response:
     plural = _plural(request)
     web = web_of(request)
-    try:
-        actor = _actor(web, _kind(plural), actor_id)
-    except NotFound as exc:
-        return render(request, "message.html", 404, title="Not found", message=str(exc))
+    actor = _found(request, actor_id)
+    if isinstance(actor, Response):
+        return actor
     root = forms.build(pages.spec_schema(_spec(web, actor)))
     stored = forms.fill(root, web.service.masked_config(actor))
     config, errors = forms.read(root, forms.keep_secrets(root, form, stored))
