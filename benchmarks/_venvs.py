@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ferryman.connectors.pypi import ensure_installed
@@ -96,3 +97,29 @@ def ensure_pyairbyte(cache_dir: Path) -> tuple[Path | None, str]:
     if pip.returncode:
         return None, f"pip install {name}=={version} failed (see {log})"
     return python, f"{name} {version} (installed in {time.monotonic() - started:.0f} s)"
+
+
+@dataclass
+class Tools:
+    """What a side-by-side benchmark runs: faker's executable, and PyAirbyte's interpreter and
+    runner (python None when PyAirbyte cannot be had; ``tools`` then lacks "pyairbyte")."""
+
+    executable: Path
+    version: str
+    python: Path | None
+    runner: Path
+    tools: list[str]
+
+
+def prepare_tools(cache_dir: Path, tools: list[str]) -> Tools:
+    """Faker's venv, and PyAirbyte's when it is among ``tools`` (installed when missing)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    venv, version = faker_venv(cache_dir)
+    tools = list(tools)
+    python: Path | None = None
+    if "pyairbyte" in tools:
+        python, about = ensure_pyairbyte(cache_dir)
+        print(f"PyAirbyte: {about}")
+        if python is None:
+            tools.remove("pyairbyte")
+    return Tools(venv / "bin" / "source-faker", version, python, write_pyairbyte_runner(cache_dir), tools)

@@ -64,7 +64,7 @@ import psutil  # noqa: E402
 
 sys.path.append(str(Path(__file__).resolve().parent))  # after the standard library
 
-from _venvs import DEFAULT_CACHE_DIR, FAKER, ensure_pyairbyte, faker_venv, write_pyairbyte_runner  # noqa: E402
+from _venvs import DEFAULT_CACHE_DIR, FAKER, prepare_tools  # noqa: E402
 
 STREAMS = ("products", "users", "purchases")
 CONNECTION = "bench"
@@ -218,17 +218,14 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     args = parser.parse_args()
     cache_dir: Path = args.cache_dir
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    venv, version = faker_venv(cache_dir)
-    executable = venv / "bin" / "source-faker"
-    tools = list(args.tools)
-    python: Path | None = None
-    if "pyairbyte" in tools:
-        python, about = ensure_pyairbyte(cache_dir)
-        print(f"PyAirbyte: {about}")
-        if python is None:
-            tools.remove("pyairbyte")
-    runner = write_pyairbyte_runner(cache_dir)
+    prepared = prepare_tools(cache_dir, args.tools)
+    executable, version, python, runner, tools = (
+        prepared.executable,
+        prepared.version,
+        prepared.python,
+        prepared.runner,
+        prepared.tools,
+    )
     runs = args.runs * len(args.counts) if len(args.runs) == 1 else args.runs
     print(f"faker {version}, streams {', '.join(STREAMS)}, seed {args.seed}, nproc {os.cpu_count()}")
     print(f"load average at start: {os.getloadavg()[0]:.1f}")

@@ -46,7 +46,7 @@ import psycopg  # noqa: E402
 
 sys.path.append(str(Path(__file__).resolve().parent))  # after the standard library
 
-from _venvs import DEFAULT_CACHE_DIR, ensure_pyairbyte, faker_venv, write_pyairbyte_runner  # noqa: E402
+from _venvs import DEFAULT_CACHE_DIR, prepare_tools  # noqa: E402
 
 STREAMS = ("products", "users", "purchases")
 
@@ -156,18 +156,15 @@ def main() -> None:
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
     cache_dir: Path = args.cache_dir
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    venv, version = faker_venv(cache_dir)
-    executable = venv / "bin" / "source-faker"
+    prepared = prepare_tools(cache_dir, args.tools)
+    executable, version, python, runner, tools = (
+        prepared.executable,
+        prepared.version,
+        prepared.python,
+        prepared.runner,
+        prepared.tools,
+    )
     config = {"count": args.count, "seed": args.seed}
-    tools = list(args.tools)
-    python: Path | None = None
-    if "pyairbyte" in tools:
-        python, about = ensure_pyairbyte(cache_dir)
-        print(f"PyAirbyte: {about}")
-        if python is None:
-            tools.remove("pyairbyte")
-    runner = write_pyairbyte_runner(cache_dir)
     print(f"faker {version} ({executable}), config {json.dumps(config)}, {args.runs} interleaved runs")
     print(f"{'tool':<11}{'target':<10}{'run':>4}{'records':>10}{'seconds':>9}{'records/s':>11}")
     times: dict[tuple[str, str], list[float]] = {}
