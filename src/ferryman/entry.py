@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ferryman.api.server import APP_EXTENSIONS, server
 from ferryman.cli import app
+from ferryman.quick_exit import leave
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -28,7 +29,12 @@ app.command()(server)
 
 
 def main() -> None:
-    app()
+    """Run the command, then end without the interpreter's teardown (see quick_exit)."""
+    try:
+        app()
+    except SystemExit as done:
+        leave(done.code)
+    leave(0)
 
 
 __all__ = ["app", "main"]

@@ -191,6 +191,7 @@ def test_an_engine_starting_removes_containers_whose_owner_died(store: JobStore,
 
     engine = LocalEngine(store, Settings(home=tmp_path / "home"))
     engine.tick()
+    engine.wait_for_sweep()  # the sweep runs beside the engine's first pass
 
     assert started["name"] not in docker_support.containers()
     os.killpg(started["client"], signal.SIGKILL)  # its docker client, orphaned in its own session
@@ -212,6 +213,7 @@ def test_an_engine_starting_removes_its_store_containers_whose_attempt_is_over(
         wait_for_container(process.name)
         wait_for_container(other.name)
         engine.tick()  # job 4242 has no running attempt in this store; the other store's is not ours
+        engine.wait_for_sweep()
 
         assert process.name not in docker_support.containers()
         assert process.wait(30) is not None

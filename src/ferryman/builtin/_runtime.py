@@ -30,6 +30,7 @@ import sys
 import time
 
 from ferryman.protocol import messages
+from ferryman.quick_exit import leave
 
 # typing.TYPE_CHECKING without importing typing: typing (with the re and enum it imports) costs
 # a spec more than everything else it imports. The modules of the spec path use this idiom.
@@ -275,8 +276,9 @@ def json_text(value: Any) -> str:
 
 
 def run(connector: Connector) -> None:
-    """``python -m`` entry point: run and exit with the command's status."""
-    sys.exit(main(connector))
+    """``python -m`` entry point: run and exit with the command's status (without the
+    interpreter's teardown: the worker waits for this process to end)."""
+    leave(main(connector))
 
 
 def object_schema(properties: dict[str, Any], required: Sequence[str] = (), **extra: Any) -> dict[str, Any]:

@@ -111,6 +111,7 @@ class LocalEngine:
         self._lock = threading.Lock()
         self._next_heartbeat = 0.0
         self._next_sweep = 0.0  # the first recover pass sweeps containers
+        self._sweeping: threading.Thread | None = None
         self._wake = threading.Event()
         self.observer: AttemptObserver | None = None
 
@@ -257,8 +258,30 @@ class LocalEngine:
             recovered.append(attempt)
         if sweep and (recovered or time.monotonic() >= self._next_sweep):
             self._next_sweep = time.monotonic() + _SWEEP_EVERY_S
-            self.remove_orphan_containers()
+            self._sweep_beside()
         return recovered
+
+    def _sweep_beside(self) -> None:
+        """Sweep containers in a thread of its own: asking Docker takes 10-50 ms (more when its
+        daemon is busy), which a foreground command would otherwise spend before its first
+        connector starts. Not a daemon thread, so the process still waits for it before it ends,
+        and run_jobs waits for it before it returns."""
+        if self._sweeping is not None and self._sweeping.is_alive():
+            return
+
+        def sweep() -> None:
+            try:
+                self.remove_orphan_containers()
+            except Exception:  # a store read refused: the next sweep, a minute on, tries again
+                log.warning("the sweep of orphaned containers failed", exc_info=True)
+
+        self._sweeping = threading.Thread(target=sweep, name="container-sweep")
+        self._sweeping.start()
+
+    def wait_for_sweep(self) -> None:
+        sweeping = self._sweeping
+        if sweeping is not None:
+            sweeping.join()
 
     def fail_abandoned(self, attempt: Attempt, why: str) -> Job:
         """Fail a running attempt whose engine is gone: its leftovers on this host killed, its
@@ -369,6 +392,7 @@ class LocalEngine:
             if not self._all_running(job_ids):
                 jobs = [self.store.get_job(job_id) for job_id in job_ids]
                 if all(job.status.terminal for job in jobs) and not self.running_attempt_ids():
+                    self.wait_for_sweep()
                     return jobs
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"jobs {list(job_ids)} still running after {timeout_s}s")
