@@ -12,8 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ferryman.errors import UserInputError
 
 # Values (scalars, lists and objects) a YAML document may hold once its aliases are expanded.
@@ -52,16 +50,24 @@ def _load(text: str, what: str) -> Any:
     if not path.is_file():
         raise UserInputError(f"{what}: {text!r} is neither a file nor inline JSON")
     raw = _utf8(path.read_bytes(), path, what)
-    is_yaml = path.suffix.lower() in (".yaml", ".yml")
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise _invalid(exc, path, what, "JSON") from None
+    import yaml  # here, not at the top: ~10 ms on every command, and only YAML files need it
+
     try:
-        document = yaml.safe_load(raw) if is_yaml else json.loads(raw)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        kind = "YAML" if is_yaml else "JSON"
-        raise UserInputError(f"{what}: {path} is not valid {kind} ({first})") from None
-    if is_yaml:
-        _refuse_expansion(document, f"{what}: {path}")
+        document = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise _invalid(exc, path, what, "YAML") from None
+    _refuse_expansion(document, f"{what}: {path}")
     return document
+
+
+def _invalid(exc: Exception, path: Path, what: str, kind: str) -> UserInputError:
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return UserInputError(f"{what}: {path} is not valid {kind} ({first})")
 
 
 def _utf8(data: bytes, path: Path, what: str) -> str:

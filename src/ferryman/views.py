@@ -11,11 +11,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ferryman.jobs.outcomes import failure_summary
-from ferryman.jobs.schedules import InvalidSchedule, from_document
 from ferryman.masking import masked_config
 
-if TYPE_CHECKING:  # the store package is heavy (SQLAlchemy, Alembic): not at CLI start-up
+# The store package is heavy (SQLAlchemy, Alembic), and the outcomes (msgspec) and schedules
+# (zoneinfo) are imported by the functions that read them: the CLI imports this module at
+# start-up, `--help` included.
+if TYPE_CHECKING:
     from ferryman.store.base import Actor, Attempt, Connection, Job, StreamStat
 
 
@@ -84,6 +85,8 @@ def streams_doc(catalog: dict[str, Any]) -> list[dict[str, Any]]:
 def schedule_text(connection: Connection) -> str:
     """``manual``, ``every 2h`` or ``cron 0 0 12 * * ? (UTC)``; a schedule stored unreadable
     by an older version is shown as stored."""
+    from ferryman.jobs.schedules import InvalidSchedule, from_document
+
     try:
         return from_document(connection.schedule).describe()
     except InvalidSchedule:
@@ -129,6 +132,8 @@ def job_doc(job: Job, names: Names, attempts: int) -> dict[str, Any]:
 
 
 def attempt_doc(attempt: Attempt, stats: list[StreamStat]) -> dict[str, Any]:
+    from ferryman.jobs.outcomes import failure_summary
+
     summary = failure_summary(attempt.failure_summary)
     return {
         "number": attempt.number,

@@ -1,8 +1,10 @@
 """What the commands a user types most load at start-up: `ferryman --help`, `jobs list` and a sync
 import none of the packages only other commands need (Alembic only when the store must be
 upgraded; DuckDB, FastAPI, Temporal, httpx, ... only where used). Each loads in tens to hundreds
-of milliseconds, paid on every command. Each command runs in a subprocess that writes the
-top-level packages in ``sys.modules`` as it exits."""
+of milliseconds, paid on every command. With ``--json`` nothing prints for people, so neither rich
+nor PyYAML (only a YAML file needs it) loads; on a SQLite store SQLAlchemy's Postgres dialect does
+not either; and ``--help`` loads none of the store, the engines, the runner or the workers. Each
+command runs in a subprocess that writes the modules in ``sys.modules`` as it exits."""
 
 from __future__ import annotations
 
@@ -20,13 +22,20 @@ NEVER_AT_START = {
     "alembic", "duckdb", "fastapi", "uvicorn", "starlette", "jinja2", "prometheus_client",
     "temporalio", "httpx", "croniter",
 }  # fmt: skip
+NEVER_WITH_JSON = {"rich", "yaml", "markdown_it", "pygments"}  # people's output, YAML files
+POSTGRES_DIALECT = "sqlalchemy.dialects.postgresql"
+# What only running a job needs: the commands that run none (`--help`) must not load these.
+JOB_MACHINERY = (
+    "ferryman.store", "ferryman.service", "ferryman.engines", "ferryman.workers",
+    "ferryman.launchers", "ferryman.runner", "ferryman.connectors.pypi",
+)  # fmt: skip
 _AT_EXIT = """
 import atexit, json, runpy, sys
 out, sys.argv = sys.argv[1], ["ferryman", *sys.argv[2:]]
 
 def write():  # at exit: ferryman ends without the interpreter's teardown, but runs atexit handlers
     with open(out, "w") as handle:
-        json.dump(sorted({name.split(".")[0] for name in list(sys.modules)}), handle)
+        json.dump(sorted(sys.modules), handle)
 
 atexit.register(write)
 runpy.run_module("ferryman", run_name="__main__", alter_sys=True)
@@ -34,7 +43,16 @@ runpy.run_module("ferryman", run_name="__main__", alter_sys=True)
 
 
 def loaded(home: Path, *args: str) -> set[str]:
-    """The packages ``ferryman ARGS`` had imported when it exited (it must exit 0)."""
+    """The top-level packages ``ferryman ARGS`` had imported when it exited (it must exit 0)."""
+    return top_level(modules(home, *args))
+
+
+def top_level(names: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in names}
+
+
+def modules(home: Path, *args: str) -> set[str]:
+    """The modules ``ferryman ARGS`` had imported when it exited (it must exit 0)."""
     out = home.parent / "modules.json"
     env = {**os.environ, "FERRYMAN_HOME": str(home)}
     env.pop("FERRYMAN_DATABASE_URL", None)
@@ -50,8 +68,9 @@ def loaded(home: Path, *args: str) -> set[str]:
 
 
 def test_help_imports_neither_the_store_nor_any_server_package(tmp_path: Path) -> None:
-    packages = loaded(tmp_path / "home", "--help")
-    assert not packages & (NEVER_AT_START | {"sqlalchemy", "psycopg"})
+    names = modules(tmp_path / "home", "--help")
+    assert top_level(names) & (NEVER_AT_START | {"sqlalchemy", "psycopg", "yaml"}) == set()
+    assert {name for name in names if name.startswith(JOB_MACHINERY)} == set()
 
 
 def test_jobs_list_imports_alembic_only_when_the_store_needs_an_upgrade(tmp_path: Path) -> None:
@@ -60,6 +79,9 @@ def test_jobs_list_imports_alembic_only_when_the_store_needs_an_upgrade(tmp_path
     packages = loaded(home, "jobs", "list")
     assert "sqlalchemy" in packages
     assert not packages & NEVER_AT_START
+    names = modules(home, "jobs", "list", "--json")
+    assert top_level(names) & (NEVER_AT_START | NEVER_WITH_JSON) == set()
+    assert POSTGRES_DIALECT not in names
 
 
 def test_a_sync_imports_only_what_it_uses(tmp_path: Path) -> None:
@@ -72,6 +94,23 @@ def test_a_sync_imports_only_what_it_uses(tmp_path: Path) -> None:
     assert not loaded(home, "connections", "sync", "bench-void") & NEVER_AT_START
     adhoc = ["--source", "builtin:source-bench", "--source-config", '{"count": 5}']
     assert not loaded(home, "sync", *adhoc, "--destination", "builtin:destination-devnull") & NEVER_AT_START
+
+
+def test_a_sync_with_json_imports_neither_rich_nor_yaml(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    loaded(
+        home, "sources", "create", "bench", "--connector", "builtin:source-bench", "--config", '{"count": 5}'
+    )
+    loaded(home, "destinations", "create", "void", "--connector", "builtin:destination-devnull")
+    loaded(home, "connections", "create", "bench-void", "--source", "bench", "--destination", "void")
+    names = modules(home, "connections", "sync", "bench-void", "--json")
+    assert "ferryman.workers.replication" in names  # it ran the sync here
+    assert top_level(names) & (NEVER_AT_START | NEVER_WITH_JSON) == set()
+    assert POSTGRES_DIALECT not in names
+    adhoc = ["--source", "builtin:source-bench", "--source-config", '{"count": 5}']
+    names = modules(home, "sync", *adhoc, "--destination", "builtin:destination-devnull", "--json")
+    assert "ferryman.workers.replication" in names
+    assert top_level(names) & (NEVER_AT_START | NEVER_WITH_JSON) == set()
 
 
 def test_the_head_revision_read_off_the_file_names_is_alembics() -> None:

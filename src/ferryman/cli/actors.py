@@ -10,15 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from ferryman.cli.common import JsonOption, guarded, note, out, print_json, say, when
+from ferryman.cli.common import JsonOption, escape, guarded, note, out, print_json, say, when
 from ferryman.cli.context import DESTINATION, SOURCE, job_service
+from ferryman.documents import load_config
 from ferryman.errors import UserInputError
-from ferryman.launchers.docker import cpus, memory
 from ferryman.masking import actor_secrets
-from ferryman.runner import load_config
 from ferryman.secrets import mask_strings
 from ferryman.settings import ferryman_home
 from ferryman.views import actor_doc
@@ -74,7 +71,7 @@ def _show(actor: Actor, json: bool) -> None:
     say(f"{actor.kind} {actor.name} (id {actor.id}): {actor.connector}, created {when(actor.created_at)}")
     if actor.resources:
         say("container limits: " + ", ".join(f"{k}={v}" for k, v in sorted(actor.resources.items())))
-    out.print_json(data=mask_strings(document["config"], actor_secrets(actor)))
+    out().print_json(data=mask_strings(document["config"], actor_secrets(actor)))
 
 
 def actor_app(kind: str) -> typer.Typer:
@@ -95,6 +92,8 @@ def actor_app(kind: str) -> typer.Typer:
         """Save a connector and its config under a name."""
 
         def action() -> int:
+            from ferryman.launchers.docker import cpus, memory
+
             values = _config(kind, connector, config)
             given = {
                 "memory_limit": memory("--memory-limit", memory_limit),
@@ -122,10 +121,12 @@ def actor_app(kind: str) -> typer.Typer:
             if json:
                 print_json({plural: documents}, actor_secrets(*actors))
                 return 0
+            from rich.table import Table
+
             table = Table("id", "name", "connector", "created")
             for actor in actors:
                 table.add_row(str(actor.id), escape(actor.name), actor.connector, when(actor.created_at))
-            out.print(table)
+            out().print(table)
             return 0
 
         guarded(action)

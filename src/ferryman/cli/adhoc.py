@@ -7,10 +7,9 @@ The ad-hoc ``sync`` and ``reset`` live in :mod:`ferryman.cli.adhoc_sync`.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from ferryman import __version__
 from ferryman.cli.common import (
@@ -22,10 +21,20 @@ from ferryman.cli.common import (
     print_failures,
     print_json,
 )
-from ferryman.connectors.pypi import list_installed
 from ferryman.connectors.references import BUILTIN_MODULES
-from ferryman.runner import Runner, load_config
+from ferryman.documents import load_config
 from ferryman.secrets import mask_text
+
+if TYPE_CHECKING:
+    from ferryman.runner import Runner
+
+
+def _runner() -> Runner:
+    """The runner, imported when a command runs a connector: its workers, launchers and
+    connectors are not loaded for ``--help`` or another command."""
+    from ferryman.runner import Runner
+
+    return Runner()
 
 
 def spec(
@@ -35,14 +44,14 @@ def spec(
     """Print what inputs a connector needs (its specification)."""
 
     def action() -> int:
-        runner = Runner()
+        runner = _runner()
         output = runner.spec(runner.connector(reference), cancel_on_signals())
         if json:
             status = "succeeded" if output.spec is not None else "failed"
             failures = [f.to_dict() for f in output.failures]
             print_json({"status": status, "spec": output.spec, "failures": failures}, [])
         elif output.spec is not None:
-            out.print_json(data=output.spec)
+            out().print_json(data=output.spec)
         print_failures(output.failures, [])
         return 0 if output.spec is not None else 1
 
@@ -53,7 +62,7 @@ def check(reference: str, config: ConfigOption, json: JsonOption = False) -> Non
     """Verify that a config can be used: exit 0 if the connector says it can, 1 if not."""
 
     def action() -> int:
-        runner = Runner()
+        runner = _runner()
         connector = runner.connector(reference)
         values = load_config(config, "--config")
         secrets = runner.secrets(connector, values)
@@ -75,7 +84,7 @@ def check(reference: str, config: ConfigOption, json: JsonOption = False) -> Non
         elif output.check_succeeded is not None:
             colour = "green" if succeeded else "red"
             message = f": {mask_text(output.check_message, secrets)}" if output.check_message else ""
-            out.print(f"check [{colour}]{verdict}[/]{message}", highlight=False, soft_wrap=True)
+            out().print(f"check [{colour}]{verdict}[/]{message}", highlight=False, soft_wrap=True)
         print_failures(output.failures, secrets)
         return 0 if succeeded else 1
 
@@ -86,7 +95,7 @@ def discover(reference: str, config: ConfigOption, json: JsonOption = False) -> 
     """Print the source's schema (its catalog of streams)."""
 
     def action() -> int:
-        runner = Runner()
+        runner = _runner()
         connector = runner.connector(reference)
         values = load_config(config, "--config")
         secrets = runner.secrets(connector, values)
@@ -100,6 +109,8 @@ def discover(reference: str, config: ConfigOption, json: JsonOption = False) -> 
             }
             print_json(document, secrets)
         elif output.catalog is not None:
+            from rich.table import Table
+
             table = Table("stream", "namespace", "sync modes", "primary key")
             for stream in output.catalog.get("streams", []):
                 table.add_row(
@@ -108,7 +119,7 @@ def discover(reference: str, config: ConfigOption, json: JsonOption = False) -> 
                     ", ".join(stream.get("supported_sync_modes") or []),
                     ", ".join(".".join(p) for p in stream.get("source_defined_primary_key") or []),
                 )
-            out.print(table)
+            out().print(table)
         print_failures(output.failures, secrets)
         return 0 if output.catalog is not None else 1
 
@@ -119,7 +130,9 @@ def connectors(json: JsonOption = False) -> None:
     """List the built-in connectors and the PyPI connectors installed in FERRYMAN_HOME."""
 
     def action() -> int:
-        runner = Runner()
+        from ferryman.connectors.pypi import list_installed
+
+        runner = _runner()
         rows = [
             {"reference": f"builtin:{name}", "location": module} for name, module in BUILTIN_MODULES.items()
         ]
@@ -130,10 +143,12 @@ def connectors(json: JsonOption = False) -> None:
         if json:
             print_json({"connectors": rows}, [])
         else:
+            from rich.table import Table
+
             table = Table("reference", "location")
             for row in rows:
                 table.add_row(row["reference"], row["location"])
-            out.print(table)
+            out().print(table)
         return 0
 
     guarded(action)
@@ -141,4 +156,4 @@ def connectors(json: JsonOption = False) -> None:
 
 def version() -> None:
     """Print Ferryman's version."""
-    out.print(__version__)
+    out().print(__version__)

@@ -9,12 +9,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from ferryman.cli.common import (
     FormatOption,
@@ -26,6 +24,7 @@ from ferryman.cli.common import (
     StreamsOption,
     cancel_on_signals,
     err,
+    escape,
     guarded,
     note,
     out,
@@ -34,13 +33,15 @@ from ferryman.cli.common import (
     stream_names,
 )
 from ferryman.cli.progress import progress_display
+from ferryman.documents import load_config, load_document
 from ferryman.errors import UserInputError
 from ferryman.protocol.catalog import NamespaceDefinition, NamespaceMapping
 from ferryman.protocol.state import load_state
-from ferryman.runner import Runner, load_config, load_document
 from ferryman.secrets import mask_text
-from ferryman.workers import ConnectorInput, ReplicationStatus, StateCommit, SyncOutput
-from ferryman.workers.checkpoints import StateCheckpoints
+
+if TYPE_CHECKING:  # the runner and the workers are imported when a sync runs, not at --help
+    from ferryman.workers import StateCommit, SyncOutput
+    from ferryman.workers.checkpoints import StateCheckpoints
 
 DEFAULT_DESTINATION = "builtin:destination-duckdb"
 # Destinations that need no config: --destination-config may be left out.
@@ -78,6 +79,7 @@ def _state_saver(path: Path | None, interval_s: float) -> StateCheckpoints | Non
     ``interval_s`` (FERRYMAN_STATE_FLUSH_S), when a stream's status changes, and at the end."""
     if path is None:
         return None
+    from ferryman.workers.checkpoints import StateCheckpoints
 
     def save(commit: StateCommit) -> None:
         # Atomic replace: a crash leaves either the previous or the new committed state.
@@ -102,6 +104,9 @@ class Replication:
     def __init__(
         self, source: str, source_config: str, destination: str, destination_config: str | None
     ) -> None:
+        from ferryman.runner import Runner
+        from ferryman.workers import ConnectorInput
+
         self.runner = Runner()
         connector = self.runner.connector(source)
         self.source = ConnectorInput(connector, load_config(source_config, "--source-config"))
@@ -129,6 +134,8 @@ class Replication:
         json: bool,
         reset: bool,
     ) -> int:
+        from ferryman.workers import ReplicationStatus
+
         initial_state = load_state(load_document(str(state), "--state")) if state else []
         names = stream_names(streams)
         cancel = cancel_on_signals()
@@ -139,7 +146,7 @@ class Replication:
             prefer_incremental=not full_refresh,
             destination=self.destination.connector,
         )
-        display = progress_display(err) if not json or sys.stderr.isatty() else None
+        display = progress_display(err()) if not json or sys.stderr.isatty() else None
         secrets = self.runner.secrets(self.source.connector, self.source.config)
         secrets += self.runner.secrets(self.destination.connector, self.destination.config)
         if not json:
@@ -170,6 +177,10 @@ class Replication:
 
 
 def _print_summary(output: SyncOutput, log_path: Path, target: str) -> None:
+    from rich.table import Table
+
+    from ferryman.workers import ReplicationStatus
+
     table = Table("stream", "emitted", "committed", "MB")
     for stream in output.streams:
         committed = stream.records_committed
@@ -179,10 +190,10 @@ def _print_summary(output: SyncOutput, log_path: Path, target: str) -> None:
             "?" if committed is None else f"{committed:,}",
             f"{stream.bytes_emitted / 1e6:,.1f}",
         )
-    out.print(table)
+    out().print(table)
     seconds = max(0.001, (output.ended_at_ms - output.started_at_ms) / 1000)
     colour = "green" if output.status is ReplicationStatus.COMPLETED else "red"
-    out.print(
+    out().print(
         f"[{colour}]{output.status.value}[/]: {output.records_emitted:,} records in {seconds:,.1f}s "
         f"({output.records_emitted / seconds:,.0f}/s), {output.states_committed} states committed "
         f"into {escape(target)}; log: {log_path}",

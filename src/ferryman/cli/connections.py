@@ -12,8 +12,6 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from ferryman.cli.common import (
     CursorOption,
@@ -28,6 +26,7 @@ from ferryman.cli.common import (
     StreamsOption,
     duration,
     err,
+    escape,
     guarded,
     note,
     out,
@@ -40,13 +39,12 @@ from ferryman.cli.common import (
 from ferryman.cli.context import DESTINATION, SOURCE, job_service
 from ferryman.cli.foreground import run_and_watch
 from ferryman.cli.progress import progress_display
-from ferryman.cli.render import streams_table
 from ferryman.cli.summary import print_outcome
 from ferryman.errors import UserInputError
-from ferryman.jobs.schedules import Schedule, parse_schedule
 from ferryman.views import connection_doc, utcnow
 
 if TYPE_CHECKING:
+    from ferryman.jobs.schedules import Schedule
     from ferryman.service import JobService
     from ferryman.store.base import Connection
 
@@ -93,8 +91,10 @@ def _print_streams(document: dict[str, Any], json: bool) -> int:
     if json:
         print_json(document, [])
     else:
+        from ferryman.cli.render import streams_table
+
         say(_headline(document))
-        out.print(streams_table(document["streams"]))
+        out().print(streams_table(document["streams"]))
     return 0
 
 
@@ -194,6 +194,8 @@ def update(
 
 
 def _schedule(text: str | None, timezone: str | None) -> Schedule | None:
+    from ferryman.jobs.schedules import parse_schedule
+
     if text is None:
         if timezone:
             raise UserInputError("--timezone goes with --schedule 'cron ...'")
@@ -226,6 +228,8 @@ def list_(json: JsonOption = False) -> None:
         if json:
             print_json({"connections": documents}, [])
             return 0
+        from rich.table import Table
+
         table = Table("id", "name", "source", "destination", "streams", "status", "schedule", "next run")
         for doc in documents:
             table.add_row(
@@ -238,7 +242,7 @@ def list_(json: JsonOption = False) -> None:
                 escape(str(doc["schedule"])),
                 when(doc["next_run_at"]),
             )
-        out.print(table)
+        out().print(table)
         return 0
 
     guarded(action)
@@ -268,7 +272,9 @@ def show(name: NameArgument, json: JsonOption = False) -> None:
         )
         for line in _schedule_lines(document):
             say(line)
-        out.print(streams_table(document["streams"]))
+        from ferryman.cli.render import streams_table
+
+        out().print(streams_table(document["streams"]))
         for job in document["latest_jobs"]:
             say(f"job {job['id']}: {job['type']} {job['status']}")
         return 0
@@ -302,7 +308,7 @@ def _replicate(name: str, reset: bool, detach: bool, json: bool) -> int:
             else:
                 say(f"job {job.id} ({job.type.value}) is {job.status.value}: a `ferryman worker` will run it")
             return 0
-        display = progress_display(err) if not json or sys.stderr.isatty() else None
+        display = progress_display(err()) if not json or sys.stderr.isatty() else None
         ended = run_and_watch(service, job, display, service.job_secrets(job))
         return print_outcome(service, ended, json)
 

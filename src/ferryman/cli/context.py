@@ -4,7 +4,8 @@ What is secret comes from the service's read views (:mod:`ferryman.masking`), wh
 spec kept on each actor: no display command starts a connector.
 
 The store, the engine and the service are imported when a command opens them, so the ad-hoc
-commands (and ``ferryman version``) do not pay for SQLAlchemy and migrations they never use.
+commands, ``ferryman version`` and ``--help`` do not pay for SQLAlchemy, the engine and the
+workers they never use.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from ferryman.cli.common import note
-from ferryman.cli.foreground import run_quietly
 from ferryman.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ def job_service() -> Iterator[JobService]:
     FERRYMAN_ENGINE=temporal, one that submits them to Temporal and waits).
 
     Jobs whose engine is gone are recovered first, with a line on stderr for each."""
+    from ferryman.cli.foreground import run_quietly
     from ferryman.engines.choose import command_engine
     from ferryman.service import JobService
     from ferryman.store import open_store

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 from ferryman.cli.common import SignalCounter, failure_line, note, seconds_between, when
 from ferryman.cli.progress import LiveProgress, PlainProgress, from_stream_stats
-from ferryman.jobs.outcomes import failure_summary
 from ferryman.jobs.states import AttemptStatus, JobStatus
 
 if TYPE_CHECKING:
@@ -134,6 +133,8 @@ class _Watcher:
         job = self.service.store.get_job(self.job.id)
         if job.status is not JobStatus.INCOMPLETE:
             return  # the job ends with this attempt: the summary tells
+        from ferryman.jobs.outcomes import failure_summary  # msgspec: not at --help
+
         failures = failure_summary(attempt.failure_summary).failures
         why = failure_line(failures[0].to_dict(), self.secrets, brief=True) if failures else "no reason given"
         when_next = f" at {when(job.next_attempt_at)}" if job.next_attempt_at else ""

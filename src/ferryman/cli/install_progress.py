@@ -4,16 +4,21 @@ otherwise (a log file, CI). Either way the last line says what was installed and
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.errors import LiveError
-from rich.markup import escape
-from rich.status import Status
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ferryman.connectors.install_progress import InstallProgress, report_installs
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.status import Status
 
 
 class ConsoleInstallProgress:
     def __init__(self, console: Console, requirement: str) -> None:
+        from rich.errors import LiveError
+        from rich.status import Status
+
         self._console = console
         self._prefix = f"{requirement}: "
         self._step = ""
@@ -27,6 +32,8 @@ class ConsoleInstallProgress:
                 pass
 
     def step(self, text: str) -> None:
+        from rich.markup import escape
+
         self._step = text
         if self._status is not None:
             self._status.update(escape(self._prefix + text))
@@ -34,6 +41,8 @@ class ConsoleInstallProgress:
             self._line(text)
 
     def detail(self, text: str) -> None:
+        from rich.markup import escape
+
         if self._status is not None:
             self._status.update(escape(f"{self._prefix}{self._step}: {text}"))
 
@@ -48,10 +57,11 @@ class ConsoleInstallProgress:
         self._console.print(self._prefix + text, highlight=False, soft_wrap=True, markup=False)
 
 
-def report_installs_on(console: Console) -> None:
-    """Show every PyPI install of this process on ``console``."""
+def report_installs_on(console: Callable[[], Console]) -> None:
+    """Show every PyPI install of this process on ``console()``, made (and rich imported) only
+    when an install starts."""
 
     def reporter(requirement: str) -> InstallProgress:
-        return ConsoleInstallProgress(console, requirement)
+        return ConsoleInstallProgress(console(), requirement)
 
     report_installs(reporter)

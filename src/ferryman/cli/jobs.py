@@ -14,7 +14,6 @@ import typer
 
 from ferryman.cli.common import JsonOption, guarded, out, print_json, say
 from ferryman.cli.context import job_service
-from ferryman.cli.render import jobs_table
 from ferryman.cli.summary import print_details
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.secrets import mask_text
@@ -51,7 +50,9 @@ def list_(
         if json:
             print_json({"jobs": rows}, [])
         else:
-            out.print(jobs_table(rows))
+            from ferryman.cli.render import jobs_table
+
+            out().print(jobs_table(rows))
         return 0
 
     guarded(action)

@@ -11,14 +11,11 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
-
-from ferryman.workers.models import StreamStats, SyncProgress
-
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from ferryman.store.base import StreamStat
+    from ferryman.workers.models import StreamStats, SyncProgress
 
 
 def _rate(records: int, elapsed_s: float) -> float:
@@ -38,18 +35,26 @@ def _committed(progress: SyncProgress) -> str:
 
 def from_stream_stats(stats: list[StreamStat], elapsed_s: float) -> SyncProgress:
     """A progress snapshot from the stats an engine saved for the running attempt."""
+    from ferryman.workers.models import StreamStats, SyncProgress  # the workers package: not at --help
+
     streams = [StreamStats(**s.figures()) for s in stats]
     return SyncProgress(elapsed_s, streams, states_committed=0)
 
 
 class LiveProgress:
-    """A table per stream on a terminal: records, rate, percent of the estimate, committed."""
+    """A table per stream on a terminal: records, rate, percent of the estimate, committed.
+
+    Rich is imported here, not at the top: a sync that prints JSON off a terminal never loads it."""
 
     def __init__(self, console: Console) -> None:
+        from rich.live import Live
+
         self._live = Live(console=console, auto_refresh=False, transient=True)  # the summary follows
         self._started = False
 
     def __call__(self, progress: SyncProgress) -> None:
+        from rich.table import Table
+
         if not self._started:
             self._live.start()
             self._started = True

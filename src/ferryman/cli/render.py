@@ -1,4 +1,8 @@
-"""Tables for people, from the documents of :mod:`ferryman.views`. Presentation only."""
+"""Tables for people, from the documents of :mod:`ferryman.views`. Presentation only.
+
+It imports rich: import it where a table is printed, not at the top of a command's module, so
+that ``--json`` never loads rich.
+"""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import typer
 
 from ferryman.cli.common import JsonOption, guarded, print_json, say
 from ferryman.cli.context import job_service
-from ferryman.runner import load_document
+from ferryman.documents import load_document
 
 app = typer.Typer(help="A connection's state: what its next sync starts from.", no_args_is_help=True)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ferryman.cli.common import duration, failure_line, note, out, print_failure, print_json, say, when
-from ferryman.cli.render import stats_table
 from ferryman.jobs.states import JobStatus
 
 if TYPE_CHECKING:
@@ -29,10 +28,12 @@ def print_outcome(service: JobService, job: Job, json: bool) -> int:
 
 
 def _print_summary(document: dict[str, Any], secrets: list[str]) -> None:
+    from ferryman.cli.render import stats_table
+
     job, attempts = document["job"], document["attempts"]
     last = attempts[-1] if attempts else None
     if last is not None and last["streams"]:
-        out.print(stats_table(last["streams"]))
+        out().print(stats_table(last["streams"]))
     emitted = sum(s["records_emitted"] for s in last["streams"]) if last else 0
     committed = [s["records_committed"] for s in last["streams"]] if last else []
     committed_text = "?" if None in committed else f"{sum(committed):,}"
@@ -52,6 +53,8 @@ def _print_summary(document: dict[str, Any], secrets: list[str]) -> None:
 
 def print_details(document: dict[str, Any], secrets: list[str]) -> None:
     """Everything about a job, for ``ferryman jobs show``."""
+    from ferryman.cli.render import stats_table
+
     job = document["job"]
     say(f"job {job['id']}: {job['type']} of {job['label']}")
     say(
@@ -72,7 +75,7 @@ def print_details(document: dict[str, Any], secrets: list[str]) -> None:
             + ("" if partial is None else f"; partial success: {'yes' if partial else 'no'}")
         )
         if attempt["streams"]:
-            out.print(stats_table(attempt["streams"]))
+            out().print(stats_table(attempt["streams"]))
         for failure in attempt["failures"]:
             say("  " + failure_line(failure, secrets))
         say(f"log: {attempt['log']}")

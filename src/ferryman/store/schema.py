@@ -7,6 +7,9 @@ the queries. Two portable types smooth over SQLite and Postgres:
   ``timestamptz``; SQLite keeps naive UTC text (``YYYY-MM-DD HH:MM:SS.ffffff``), which sorts and
   compares correctly as text.
 * :data:`Json` is JSONB on Postgres and JSON text on SQLite; Python ``None`` is SQL NULL.
+
+Nothing here imports SQLAlchemy's Postgres dialect (~20 ms and a few MB, with its drivers'
+modules): on a SQLite store every command would pay for it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 
 # A job is live in these statuses; the migration's partial unique index
@@ -48,8 +50,23 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+class PortableJson(sa.types.TypeDecorator[Any]):
+    """JSON text on SQLite, JSONB on Postgres (what the migrations create): the JSONB type is
+    looked up when a Postgres engine first compiles a statement, not when this module loads."""
+
+    impl = sa.JSON(none_as_null=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return JSONB(none_as_null=True)
+        return self.impl_instance
+
+
 def json_type() -> sa.types.TypeEngine[Any]:
-    return sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+    return PortableJson()
 
 
 Json = json_type()
