@@ -84,13 +84,18 @@ def test_jobs_list_imports_alembic_only_when_the_store_needs_an_upgrade(tmp_path
     assert POSTGRES_DIALECT not in names
 
 
-def test_a_sync_imports_only_what_it_uses(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def bench_void_connection(home: Path) -> None:
+    """Connection ``bench-void``: five records of source-bench into destination-devnull."""
     loaded(
         home, "sources", "create", "bench", "--connector", "builtin:source-bench", "--config", '{"count": 5}'
     )
     loaded(home, "destinations", "create", "void", "--connector", "builtin:destination-devnull")
     loaded(home, "connections", "create", "bench-void", "--source", "bench", "--destination", "void")
+
+
+def test_a_sync_imports_only_what_it_uses(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    bench_void_connection(home)
     assert not loaded(home, "connections", "sync", "bench-void") & NEVER_AT_START
     adhoc = ["--source", "builtin:source-bench", "--source-config", '{"count": 5}']
     assert not loaded(home, "sync", *adhoc, "--destination", "builtin:destination-devnull") & NEVER_AT_START
@@ -98,11 +103,7 @@ def test_a_sync_imports_only_what_it_uses(tmp_path: Path) -> None:
 
 def test_a_sync_with_json_imports_neither_rich_nor_yaml(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    loaded(
-        home, "sources", "create", "bench", "--connector", "builtin:source-bench", "--config", '{"count": 5}'
-    )
-    loaded(home, "destinations", "create", "void", "--connector", "builtin:destination-devnull")
-    loaded(home, "connections", "create", "bench-void", "--source", "bench", "--destination", "void")
+    bench_void_connection(home)
     names = modules(home, "connections", "sync", "bench-void", "--json")
     assert "ferryman.workers.replication" in names  # it ran the sync here
     assert top_level(names) & (NEVER_AT_START | NEVER_WITH_JSON) == set()
