@@ -14,8 +14,8 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ferryman.connectors.pypi import ensure_installed
 
@@ -99,8 +99,7 @@ def ensure_pyairbyte(cache_dir: Path) -> tuple[Path | None, str]:
     return python, f"{name} {version} (installed in {time.monotonic() - started:.0f} s)"
 
 
-@dataclass
-class Tools:
+class Tools(NamedTuple):
     """What a side-by-side benchmark runs: faker's executable, and PyAirbyte's interpreter and
     runner (python None when PyAirbyte cannot be had; ``tools`` then lacks "pyairbyte")."""
 

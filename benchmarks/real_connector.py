@@ -218,14 +218,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     args = parser.parse_args()
     cache_dir: Path = args.cache_dir
-    prepared = prepare_tools(cache_dir, args.tools)
-    executable, version, python, runner, tools = (
-        prepared.executable,
-        prepared.version,
-        prepared.python,
-        prepared.runner,
-        prepared.tools,
-    )
+    executable, version, python, runner, tools = prepare_tools(cache_dir, args.tools)
     runs = args.runs * len(args.counts) if len(args.runs) == 1 else args.runs
     print(f"faker {version}, streams {', '.join(STREAMS)}, seed {args.seed}, nproc {os.cpu_count()}")
     print(f"load average at start: {os.getloadavg()[0]:.1f}")

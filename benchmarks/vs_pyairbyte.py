@@ -156,14 +156,7 @@ def main() -> None:
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
     cache_dir: Path = args.cache_dir
-    prepared = prepare_tools(cache_dir, args.tools)
-    executable, version, python, runner, tools = (
-        prepared.executable,
-        prepared.version,
-        prepared.python,
-        prepared.runner,
-        prepared.tools,
-    )
+    executable, version, python, runner, tools = prepare_tools(cache_dir, args.tools)
     config = {"count": args.count, "seed": args.seed}
     print(f"faker {version} ({executable}), config {json.dumps(config)}, {args.runs} interleaved runs")
     print(f"{'tool':<11}{'target':<10}{'run':>4}{'records':>10}{'seconds':>9}{'records/s':>11}")
