@@ -197,6 +197,12 @@ def test_a_nul_from_a_connector_never_breaks_a_write(store: SqlJobStore) -> None
     assert ended.status is AttemptStatus.FAILED
     assert ended.failure_summary == failure(f"boom {kept} nul")
 
+    # A text column (not JSON): Postgres cannot keep a NUL there at all; one line, nothing stored.
+    if store.dialect == "postgresql":
+        with pytest.raises(UserInputError, match="NUL character"):
+            store.create_connection("p", source.id, destination.id, {"streams": []}, prefix="a\x00b")
+        assert [c.name for c in store.list_connections()] == ["c"]
+
 
 # -- jobs and attempts --------------------------------------------------------------------------
 
