@@ -24,6 +24,7 @@ Each step is a one-key object (plus options):
     {"stdout_hex": HEX}                              raw bytes (plus a newline) on stdout
     {"garbage_line": BYTES}                          one line of that many non-JSON bytes
     {"stderr": TEXT, "repeat": N}                    N numbered lines on stderr
+    {"stderr_line": BYTES}                           one line of that many bytes on stderr
     {"wait_for_file": PATH, "timeout": SECONDS}      block until PATH exists (exit 3 if never)
     {"touch": PATH}                                  create PATH (tells a test we got here)
     {"spawn_sleeper": SECONDS}                       start a child that inherits stdout, sleeps
@@ -180,6 +181,13 @@ class Script:
             for i in range(step.get("repeat", 1)):
                 err.write(f"{step['stderr']} {i}\n")
             err.flush()
+        elif "stderr_line" in step:
+            size, chunk = step["stderr_line"], b"progress 42% " * 4096
+            while size > 0:
+                sys.stderr.buffer.write(chunk[:size])
+                size -= len(chunk)
+            sys.stderr.buffer.write(b"\n")
+            sys.stderr.flush()
         elif "wait_for_file" in step:
             self.flush()
             deadline = time.monotonic() + step.get("timeout", 20)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import stat
 import threading
 import time
@@ -27,6 +28,7 @@ from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
 from ferryman.launchers import Launcher
 from ferryman.protocol.catalog import NamespaceDefinition, NamespaceMapping
 from ferryman.workers import StateCheckpoints, files
+from ferryman.workers.attempt_log import MAX_LINE_CHARS
 from ferryman.workers.models import (
     AttemptContext,
     ConnectorInput,
@@ -555,6 +557,23 @@ def test_a_flood_of_stderr_does_not_block_the_sync(syncs: Syncs) -> None:
     source = run.log_messages("source")
     assert sum(1 for line in source if line.startswith("noise ")) == 200_000
     assert "noise 199999" in source
+
+
+def test_a_stderr_line_that_never_ends_costs_one_logged_line_of_memory(syncs: Syncs) -> None:
+    """A progress bar redrawn with \\r and never a newline: before, the whole line was read into
+    memory before it was cut to 64 KiB for the log (a 400 MB line, 400 MB and more)."""
+    size = 400 << 20
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    run = syncs.run([records(USERS, 1), {"stderr_line": size}, records(USERS, 1), state(USERS)])
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) // 1024
+
+    assert run.output.status is ReplicationStatus.COMPLETED, run.output.failures
+    assert len(run.received_records()) == 2
+    (logged,) = [line for line in run.log_messages("source") if line.startswith("progress 42%")]
+    notice = re.search(r"\.\.\. \((\d+) more bytes not logged\)$", logged)
+    assert notice, logged[-100:]
+    assert MAX_LINE_CHARS + int(notice.group(1)) == size
+    assert grown_mib < 100, f"the worker's peak memory grew by {grown_mib} MiB"
 
 
 # -- connectors that fail --------------------------------------------------------------------

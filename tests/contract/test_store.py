@@ -159,6 +159,51 @@ def test_names_that_read_as_ids_are_refused_and_huge_numbers_are_no_id(store: Sq
         store.request_cancel(10**23)
 
 
+def test_names_no_store_can_keep_alike_are_refused_with_one_line(store: SqlJobStore) -> None:
+    # Postgres refused these with a DataError (a traceback, a 500); SQLite kept them.
+    source = store.create_actor("source", "s", "builtin:bench", {})
+    for name, reason in (
+        ("n" * 256, "256 characters long"),
+        ("a\x00b", "control character"),
+        ("a\nb", "control"),
+    ):
+        with pytest.raises(UserInputError, match=reason):
+            store.create_actor("source", name, "builtin:bench", {})
+        with pytest.raises(UserInputError, match=reason):
+            store.create_connection(name, source.id, source.id, {"streams": []})
+        with pytest.raises(UserInputError, match=reason):
+            store.create_application(name, "hash")
+    longest = "é" * 255  # characters, not bytes
+    assert store.create_actor("source", longest, "builtin:bench", {}).name == longest
+    assert [a.name for a in store.list_actors("source")] == ["s", longest]
+
+
+def test_a_nul_from_a_connector_never_breaks_a_write(store: SqlJobStore) -> None:
+    """A connector's error message or cursor may hold a NUL; Postgres' JSONB cannot keep one, so
+    there it is kept as U+FFFD (SQLite keeps it as is). Before, ending the attempt failed."""
+    job, attempt = running_sync(store)
+    kept = "\x00" if store.dialect == "sqlite" else "\ufffd"
+    state = [
+        {"type": "STREAM", "stream": {"stream_descriptor": {"name": "u"}, "stream_state": {"c": "a\x00"}}}
+    ]
+    source = store.create_actor("source", "s", "builtin:bench", {"x": "\\u0000 stays text", "y": "\\\x00"})
+    assert source.config == {"x": "\\u0000 stays text", "y": f"\\{kept}"}
+    destination = store.create_actor("destination", "d", "builtin:destination-devnull", {})
+    conn = store.create_connection("c", source.id, destination.id, {"streams": []})
+    store.save_state(conn.id, state)
+    assert store.get_state(conn.id)[0]["stream"]["stream_state"] == {"c": f"a{kept}"}
+    store.fail_attempt(attempt, {"state": state}, failure("boom \x00 nul"), later(1))
+    [ended] = store.list_attempts(job.id)
+    assert ended.status is AttemptStatus.FAILED
+    assert ended.failure_summary == failure(f"boom {kept} nul")
+
+    # A text column (not JSON): Postgres cannot keep a NUL there at all; one line, nothing stored.
+    if store.dialect == "postgresql":
+        with pytest.raises(UserInputError, match="NUL character"):
+            store.create_connection("p", source.id, destination.id, {"streams": []}, prefix="a\x00b")
+        assert [c.name for c in store.list_connections()] == ["c"]
+
+
 # -- jobs and attempts --------------------------------------------------------------------------
 
 

@@ -218,3 +218,30 @@ def test_spec_check_and_discover_as_jobs_and_their_history(server: tuple[Server,
     assert {j["jobType"] for j in of_source} == {"check", "discover"}
     assert client.get(f"/v1/jobs/{checked['jobId']}").status_code == 404  # not one of Airbyte's job types
     assert SECRET not in client.get("/v1/ferryman/jobs").text
+
+
+def test_an_offset_past_the_largest_id_is_a_422_not_a_500(tmp_path: Path) -> None:
+    # Such an offset overflowed the database driver: a 500 on every paged route, API and web.
+    home = tmp_path / "home"
+    home.mkdir()
+    for args in (
+        ("sources", "create", "s", "--connector", "builtin:source-bench", "--config", "{}"),
+        ("destinations", "create", "d", "--connector", "builtin:destination-devnull"),
+        ("connections", "create", "c", "--source", "s", "--destination", "d"),
+    ):
+        assert ferryman(home, *args).returncode == 0
+    huge = str(2**64)
+    with running_server(home, "--auth", "none") as srv, httpx.Client(base_url=srv.url, timeout=60) as client:
+        for path in (
+            "/v1/jobs",
+            "/v1/ferryman/jobs",
+            "/v1/sources",
+            "/v1/connections",
+            "/v1/ferryman/notifications",
+        ):
+            answer = client.get(path, params={"offset": huge})
+            assert answer.status_code == 422, (path, answer.text)
+            assert "offset" in answer.json()["detail"]
+        for path in ("/jobs", "/connections/1", "/sources/1", "/jobs/1/log/stream"):
+            assert client.get(path, params={"offset": huge}).status_code == 422, path
+        assert client.get("/v1/jobs", params={"offset": str(2**63 - 1)}).json()["data"] == []

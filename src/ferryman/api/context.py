@@ -13,6 +13,7 @@ from ferryman.api.documents import Lookups
 from ferryman.api.problems import Problem
 from ferryman.service import JobService
 from ferryman.store.base import Job, JobStore
+from ferryman.store.rows import MAX_ID
 
 T = TypeVar("T")
 CANCEL_WAIT_S = 10.0  # how long a cancel waits for the engine to stop the job before answering
@@ -47,7 +48,8 @@ def api_context(request: Request) -> ApiContext:
 
 Context = Annotated[ApiContext, Depends(api_context)]
 Limit = Annotated[int, Query(ge=1, le=100)]
-Offset = Annotated[int, Query(ge=0)]
+# An offset past 2^63 - 1 cannot reach the database (OverflowError); there is nothing there anyway.
+Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
 
 
 def id_list(values: list[str] | None) -> list[str]:

@@ -23,7 +23,7 @@ from ferryman.store.base import (
     NotFound,
     Workspace,
 )
-from ferryman.store.config_ops import check_new_name
+from ferryman.store.config_ops import check_name_text, check_new_name
 from ferryman.store.db import Database
 from ferryman.store.schema import actors, applications, connections, definitions, jobs, workspaces
 
@@ -142,6 +142,7 @@ class ApiOps:
             raise UserInputError(f"a definition is of a source or a destination, not {kind!r}")
         if not slug.strip() or _valid_uuid(slug):
             raise UserInputError(f"a definition's slug must be a name, not {slug!r}")
+        check_name_text("a definition", slug)
         if any(d.kind == kind and d.slug == slug for d in builtin_definitions()):
             raise AlreadyExists(f"{slug!r} is a built-in {kind} definition")
         ident = str(uuid.uuid4())
@@ -179,8 +180,7 @@ class ApiOps:
     # -- applications -------------------------------------------------------------------------
 
     def create_application(self, name: str, secret_hash: str) -> Application:
-        if not name.strip():
-            raise UserInputError("an application needs a name")
+        check_name_text("an application", name)
         app = Application(str(uuid.uuid4()), name, secret_hash, rows.utcnow())
         try:
             with self._db.write() as conn:

@@ -38,10 +38,29 @@ def as_id(text: str) -> int | None:
     return value if 0 < value <= MAX_ID else None
 
 
+MAX_NAME_CHARS = 255  # the name columns are VARCHAR(255); Postgres refuses longer, SQLite would not
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_name_text(what: str, name: str) -> None:
+    """Refuse a name no store keeps alike: empty, too long, or with control characters (a NUL
+    Postgres cannot store; a newline or tab breaks every table and log line that shows it)."""
+    if not name.strip():
+        raise UserInputError(f"{what} needs a name")
+    if len(name) > MAX_NAME_CHARS:
+        raise UserInputError(
+            f"{what}'s name is {len(name)} characters long: give one of at most {MAX_NAME_CHARS}"
+        )
+    control = _CONTROL.search(name)
+    if control is not None:
+        raise UserInputError(
+            f"{what}'s name {name!r} holds a control character ({control.group()!r}): use printable text"
+        )
+
+
 def check_new_name(kind: str, name: str) -> None:
     """Refuse a name that reads as an id: ``12`` or ``id:12`` would make lookups ambiguous."""
-    if not name.strip():
-        raise UserInputError(f"a {kind} needs a name")
+    check_name_text(f"a {kind}", name)
     if _NUMBER.fullmatch(name) or name.startswith(ID_PREFIX):
         raise UserInputError(
             f"a {kind} cannot be named {name!r}: a number (or id:N) means an id; "

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import select
 import sqlite3
 import threading
@@ -107,6 +108,19 @@ def _dumps(value: Any) -> str:
         return json.dumps(value)
 
 
+# A JSON-escaped NUL (not an escaped backslash followed by "u0000"): an even run of backslashes,
+# then the escape. Postgres' JSONB refuses it ("\\u0000 cannot be converted to text").
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _dumps_for_postgres(value: Any) -> str:
+    """JSON for a JSONB column: each NUL character becomes U+FFFD, the replacement character.
+    Connectors do send NULs (in a log or error message, a state's cursor), and a NUL in a job's
+    failure would otherwise make the write that ends the attempt fail."""
+    text = _dumps(value)
+    return _NUL_ESCAPE.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
+
+
 def sqlite_path(url: URL) -> Path | None:
     """The database file of a SQLite URL, None for an in-memory database."""
     database = url.database
@@ -119,7 +133,9 @@ def create_engine(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     try:
-        engine = sa.create_engine(url, json_serializer=_dumps, connect_args={"connect_timeout": 10})
+        engine = sa.create_engine(
+            url, json_serializer=_dumps_for_postgres, connect_args={"connect_timeout": 10}
+        )
     except NoSuchModuleError:  # pragma: no cover - psycopg is a dependency
         raise UserInputError(f"no driver for {url.drivername}") from None
     _ping_when_in_doubt(engine)

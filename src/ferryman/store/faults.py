@@ -13,7 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, ExceptionContext
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from ferryman.errors import StoreUnavailable
+from ferryman.errors import StoreUnavailable, UserInputError
 
 # (words in the database's message, what to do), the first match wins.
 _ADVICE = (
@@ -61,6 +61,11 @@ def translate_errors(engine: Engine, store: str) -> None:
 
     @event.listens_for(engine, "handle_error")
     def _handle(context: ExceptionContext) -> None:
+        if "cannot contain NUL" in str(context.original_exception):
+            # psycopg refuses a NUL in a text parameter before Postgres sees it: input, not a bug.
+            raise UserInputError(
+                "a text value holds a NUL character (\\x00), which a Postgres store cannot keep: remove it"
+            ) from None
         if context.is_pre_ping or not _about_the_store(context.sqlalchemy_exception):
             return  # a pre-ping failure makes the pool reconnect; let it
         original = context.original_exception

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 from ferryman.errors import FerrymanError
 from ferryman.secrets import MASK, SecretRules, mask_text, secret_values
 from ferryman.store.base import Actor, NotFound
+from ferryman.store.rows import MAX_ID
 from ferryman.web import forms, pages
 from ferryman.web.app import Posted, SessionDep, Web, redirect, render, web_of
 
@@ -113,7 +114,7 @@ def create_actor(request: Request, form: Posted) -> Response:
 
 
 def actor_page(
-    request: Request, actor_id: int, _: SessionDep, offset: Annotated[int, Query(ge=0)] = 0
+    request: Request, actor_id: int, _: SessionDep, offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0
 ) -> Response:
     plural = _plural(request)
     web = web_of(request)

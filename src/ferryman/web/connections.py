@@ -13,6 +13,7 @@ from ferryman.protocol.catalog import StreamChoice
 from ferryman.protocol.sync_modes import parse_mode
 from ferryman.service import DESTINATION, SOURCE, ConnectionPlan
 from ferryman.store.base import Actor, Connection, ConnectionBusy, Job, NotFound
+from ferryman.store.rows import MAX_ID
 from ferryman.web import pages, schedule
 from ferryman.web.app import Posted, SessionDep, Web, redirect, render, web_of
 
@@ -98,7 +99,7 @@ def _catalog(web: Web, source: Actor) -> dict[str, Any] | None:
 
 @router.get("/connections/{connection_id}", response_class=HTMLResponse)
 def connection_page(
-    request: Request, connection_id: int, _: SessionDep, offset: Annotated[int, Query(ge=0)] = 0
+    request: Request, connection_id: int, _: SessionDep, offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0
 ) -> Response:
     web = web_of(request)
     try:

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from ferryman.secrets import mask_text
 from ferryman.service import follow
 from ferryman.store.base import Attempt, Job, NotFound
+from ferryman.store.rows import MAX_ID
 from ferryman.web import pages
 from ferryman.web.app import Posted, SessionDep, Web, finish, redirect, render, web_of
 
@@ -23,7 +24,9 @@ PAGE_SIZE = 50
 
 
 @router.get("/jobs", response_class=HTMLResponse)
-def jobs_page(request: Request, _: SessionDep, offset: Annotated[int, Query(ge=0)] = 0) -> Response:
+def jobs_page(
+    request: Request, _: SessionDep, offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0
+) -> Response:
     web = web_of(request)
     return render(
         request,
@@ -59,7 +62,7 @@ def log_stream(
     job_id: int,
     _: SessionDep,
     attempt: Annotated[int | None, Query(ge=0)] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     after: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
     """Server-sent events: ``line`` for each new line of attempt ``attempt`` from byte ``offset``

@@ -37,11 +37,12 @@ class AttemptLog:
         self._secrets = list(secrets or [])
         self._closed = False
 
-    def write_bytes(self, side: str, level: str, raw: bytes) -> None:
-        """A line as a connector wrote it: invalid UTF-8 replaced, cut at MAX_LINE_CHARS."""
+    def write_bytes(self, side: str, level: str, raw: bytes, left_out: int = 0) -> None:
+        """A line as a connector wrote it: invalid UTF-8 replaced, cut at MAX_LINE_CHARS.
+        ``left_out``: bytes of the line the caller read past and dropped already."""
         raw = raw.rstrip(b"\r\n")
-        if len(raw) > MAX_LINE_CHARS:
-            cut = len(raw) - MAX_LINE_CHARS
+        if len(raw) > MAX_LINE_CHARS or left_out:
+            cut = len(raw) - MAX_LINE_CHARS + left_out
             self.write(side, level, f"{decode_line(raw[:MAX_LINE_CHARS])}... ({cut} more bytes not logged)")
         else:
             self.write(side, level, decode_line(raw))

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from ferryman.launchers.base import ConnectorProcess
 from ferryman.settings import LifecycleSettings
-from ferryman.workers.attempt_log import AttemptLog, decode_line
+from ferryman.workers.attempt_log import MAX_LINE_CHARS, AttemptLog, decode_line
 
 WORKER = "worker"
 # Exit codes that mean "ended as asked" once the worker has sent SIGTERM (Airbyte tolerates 143).
@@ -115,10 +115,20 @@ class StderrDrain:
         self.thread.start()
 
     def _run(self) -> None:
+        # readline with a limit: a line that never ends (a progress bar redrawn with \r for
+        # hours, a 1 GB dump) costs the bytes of one logged line, not its own length in memory.
+        stderr = self._process.stderr
         try:
-            for raw in self._process.stderr:
+            while raw := stderr.readline(MAX_LINE_CHARS + 1):
+                left_out = 0
+                if not raw.endswith(b"\n"):
+                    while rest := stderr.readline(MAX_LINE_CHARS):
+                        left_out += len(rest)
+                        if rest.endswith(b"\n"):
+                            left_out -= 1
+                            break
                 self.tail.append(decode_line(raw[:2000]))
-                self._log.write_bytes(self._side, "INFO", raw)
+                self._log.write_bytes(self._side, "INFO", raw, left_out)
         except (OSError, ValueError):
             pass
         finally:
