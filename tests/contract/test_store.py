@@ -459,6 +459,21 @@ def test_stale_attempts_are_those_whose_engine_went_quiet(store: SqlJobStore) ->
     assert store.stale_attempts(later(90)) == [store.list_attempts(alive.job_id)[0]]
 
 
+def test_waiting_attempts_are_the_last_of_each_incomplete_job(store: SqlJobStore) -> None:
+    job, first = running_sync(store, "1")
+    store.fail_attempt(first, None, failure(), later(1))
+    store.schedule_retry(job.id, later(2))
+    [(_, second)] = store.claim("engine-b", {"sync": 1}, later(2), lambda j, n: f"/logs/{j}/{n}")
+    store.fail_attempt(second, None, failure(), later(3))
+    running_sync(store, "2")  # running, not waiting
+    assert [(a.job_id, a.number, a.engine_id) for a in store.waiting_attempts()] == [(job.id, 1, "engine-b")]
+
+    failed = store.fail_waiting_job(job.id, later(4))
+    assert failed is not None and failed.status is JobStatus.FAILED
+    assert store.waiting_attempts() == []
+    assert store.fail_waiting_job(job.id, later(5)) is None  # no longer incomplete: untouched
+
+
 def test_stream_stats_are_upserted_per_stream(store: SqlJobStore) -> None:
     _, attempt = running_sync(store)
     store.save_stream_stats(

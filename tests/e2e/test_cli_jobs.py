@@ -392,3 +392,34 @@ def test_faker_connection_into_duckdb(tmp_path: Path, venvs_dir: Path, faker: Re
     assert table_counts(database) == committed(document)
     types = [j["type"] for j in cli.json("jobs", "list")["jobs"]]
     assert types == ["sync", "discover_schema"]
+
+
+def run_with_reader_gone(cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command with a stdout whose reader has gone (`ferryman jobs list | head -1` once head
+    has exited): every write to it fails with EPIPE."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        return subprocess.run(
+            cli.argv(*args), stdout=writer, stderr=subprocess.PIPE, text=True, env=cli.env, timeout=120
+        )
+    finally:
+        os.close(writer)
+
+
+def test_a_reader_that_goes_away_ends_a_command_quietly_with_its_exit_code(cli: Cli, tmp_path: Path) -> None:
+    cli.env["SYNC_JOB_MAX_ATTEMPTS"] = "1"
+    bench_connection(cli, tmp_path, "main", 20)
+    cli("destinations", "create", "nowhere", "--connector", "builtin:destination-duckdb", "--config",
+        json.dumps({"path": "/proc/no-such-dir/x.duckdb"}))  # fmt: skip
+    cli("connections", "create", "broken", "--source", "main", "--destination", "nowhere")
+
+    shows = (["jobs", "list"], ["jobs", "show", "1"], ["connections", "list"], ["sources", "list"])
+    for args in shows:
+        shown = run_with_reader_gone(cli, *args)
+        assert (shown.returncode, shown.stderr) == (0, ""), args
+    synced = run_with_reader_gone(cli, "connections", "sync", "main")
+    assert synced.returncode == 0, synced.stderr
+    failed = run_with_reader_gone(cli, "connections", "sync", "broken")
+    assert failed.returncode == 1, failed.stderr  # the job failed: a gone reader does not hide it
+    assert "Traceback" not in synced.stderr + failed.stderr

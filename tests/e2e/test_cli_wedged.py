@@ -81,6 +81,38 @@ def test_a_foreground_sync_killed_with_sigkill_does_not_wedge_its_connection(tmp
     assert configs_left(cli.home) == []
 
 
+def test_a_foreground_sync_killed_while_it_waits_to_retry_does_not_wedge_it(tmp_path: Path) -> None:
+    # A long backoff: the command is still waiting for its second attempt when it is killed.
+    cli = Cli(tmp_path / "home", FERRYMAN_RETRY_BACKOFF_MIN_S="600")
+    started, release = tmp_path / "started", tmp_path / "release"
+    steps = [
+        {"records": 5},
+        {"state": {"name": "users"}},
+        {"touch": str(started)},
+        {"wait_for_file": str(release), "timeout": 600},
+        {"records": 5},
+    ]
+    scripted_connection(cli, tmp_path, steps, tmp_path / "out.jsonl")
+    first = cli.start("connections", "sync", "conn")
+    wait_for(started.exists, "the source to start")
+    psutil.Process(int(started.read_text())).kill()  # attempt 0 fails: its source died
+    wait_for(lambda: cli.json("jobs", "list")["jobs"][0]["status"] == "incomplete", "attempt 0 to fail")
+    first.kill()
+    cli.finish(first)
+    started.unlink()
+    release.touch()
+
+    again = cli("connections", "sync", "conn", "--json")
+    assert json.loads(again.stdout)["job"]["status"] == "succeeded"
+    assert "was waiting to retry in a process that is gone" in again.stderr
+    jobs = cli.json("jobs", "list", "--type", "sync")["jobs"]
+    assert [j["status"] for j in jobs] == ["succeeded", "failed"]
+    killed = cli.json("jobs", "show", str(jobs[1]["id"]))["attempts"]
+    assert [a["status"] for a in killed] == ["failed"]
+    assert "killed by signal 9" in killed[0]["failures"][0]["message"]
+    assert configs_left(cli.home) == []
+
+
 @pytest.fixture
 def interrupted(tmp_path: Path) -> Path:
     return tmp_path

@@ -9,6 +9,7 @@ that prints JSON never loads it (~20 ms and a few MB on every run).
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -38,9 +39,7 @@ if TYPE_CHECKING:
 @cache
 def out() -> Console:
     """The console for people on stdout, made on first use."""
-    from rich.console import Console
-
-    return Console()
+    return _stdout_console_class()()
 
 
 @cache
@@ -49,6 +48,20 @@ def err() -> Console:
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+@cache
+def _stdout_console_class() -> type[Console]:
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # Rich exits 1 here, as if the command had failed; guarded() ends it as `cat` would
+            # (exit 0) when the reader went away (`ferryman jobs list | head -1`).
+            self.quiet = True
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    return _Console
 
 
 def escape(text: str) -> str:
@@ -96,12 +109,17 @@ def guarded(action: Callable[[], int]) -> None:
         fail("interrupted", 130)
     except BrokenPipeError:
         # The reader went away (`ferryman jobs logs 7 | head`): stop quietly, as `cat` would.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        reader_gone()
         code = 0
     except OSError as exc:  # the machine said no: a full disk, a missing or unwritable directory
         where = f": {exc.filename}" if exc.filename else ""
         fail(escape(f"{exc.strerror or exc}{where} (check FERRYMAN_HOME and the disk)"), 2)
     raise typer.Exit(code)
+
+
+def reader_gone() -> None:
+    """Stdout's reader went away: what is still printed goes nowhere, without an error."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def print_json(document: Any, secrets: list[str], one_line: bool = False) -> None:

@@ -16,6 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from ferryman.cli.common import note
+from ferryman.jobs.states import AttemptStatus
 from ferryman.settings import Settings
 
 if TYPE_CHECKING:
@@ -57,6 +58,12 @@ def _recover(service: JobService) -> None:
         note(f"could not recover jobs whose engine is gone: {str(exc).strip().splitlines()[0][:300]}")
         return
     for attempt in recovered:
+        if attempt.status is AttemptStatus.FAILED:  # its job waited for a retry that none will run
+            note(
+                f"job {attempt.job_id} was waiting to retry in a process that is gone "
+                f"({attempt.engine_id}): it is marked failed"
+            )
+            continue
         note(
             f"job {attempt.job_id} was left running by a process that is gone "
             f"({attempt.engine_id}): its connectors were stopped and its attempt "

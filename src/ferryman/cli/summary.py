@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ferryman.cli.common import duration, failure_line, note, out, print_failure, print_json, say, when
+from ferryman.cli.common import (
+    duration,
+    failure_line,
+    note,
+    out,
+    print_failure,
+    print_json,
+    reader_gone,
+    say,
+    when,
+)
 from ferryman.jobs.states import JobStatus
 
 if TYPE_CHECKING:
@@ -20,10 +30,13 @@ def print_outcome(service: JobService, job: Job, json: bool) -> int:
     """The summary of a finished job; its exit code: 0 succeeded, 1 anything else."""
     document = service.job_document(job.id)
     masked = service.job_secrets(job)
-    if json:
-        print_json(document, masked)
-    else:
-        _print_summary(document, masked)
+    try:
+        if json:
+            print_json(document, masked)
+        else:
+            _print_summary(document, masked)
+    except BrokenPipeError:  # the reader went away (`| head -1`): the job's end still decides
+        reader_gone()
     return 0 if job.status is JobStatus.SUCCEEDED else 1
 
 

@@ -256,6 +256,7 @@ class LocalEngine:
         for attempt, why in self._abandoned(now):
             self.fail_abandoned(attempt, why)
             recovered.append(attempt)
+        recovered.extend(self._fail_orphaned_retries(now))
         if sweep and (recovered or time.monotonic() >= self._next_sweep):
             self._next_sweep = time.monotonic() + _SWEEP_EVERY_S
             self._sweep_beside()
@@ -297,6 +298,19 @@ class LocalEngine:
         if _is_foreground(attempt.engine_id):
             return self.store.fail_job(job.id) if job.status is JobStatus.INCOMPLETE else job
         return decide_retry(self.store, self.retry, job, attempt.number + 1, [failure], now)
+
+    def _fail_orphaned_retries(self, now: datetime) -> list[Attempt]:
+        """Fail the incomplete jobs whose retries a command of this host would have run, had its
+        process not died between two attempts (the connection stays busy until the job ends).
+        Returns their last attempts, failed already."""
+        orphaned = []
+        for attempt in self.store.waiting_attempts():
+            engine_id = attempt.engine_id
+            if engine_id == self.engine_id or not _is_foreground(engine_id):
+                continue
+            if _local_process_gone(engine_id) and self.store.fail_waiting_job(attempt.job_id, now):
+                orphaned.append(attempt)
+        return orphaned
 
     def _abandoned(self, now: datetime) -> list[tuple[Attempt, str]]:
         """Running attempts of other engines that are gone, each with why we think so."""

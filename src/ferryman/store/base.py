@@ -345,6 +345,8 @@ class JobStore(Protocol):
         """An incomplete job waits until ``at`` for its next attempt."""
 
     def fail_job(self, job_id: int, now: datetime | None = None) -> Job: ...
+    def fail_waiting_job(self, job_id: int, now: datetime) -> Job | None:
+        """Incomplete -> failed, only if it is still incomplete (None if an engine took it)."""
 
     def cancel_requested(self, job_ids: Collection[int]) -> set[int]:
         """Those of these jobs whose cancel was asked for (one query for all an engine runs)."""
@@ -360,6 +362,9 @@ class JobStore(Protocol):
 
     def stale_attempts(self, older_than: datetime) -> list[Attempt]:
         """Running attempts whose engine has not heartbeaten since ``older_than``."""
+
+    def waiting_attempts(self) -> list[Attempt]:
+        """The last attempt of each incomplete sync/reset job (the one its retry follows)."""
 
     def save_stream_stats(self, attempt_id: int, stats: list[StreamStat]) -> None:
         """Replace the attempt's per-stream stats (upsert on attempt, name, namespace)."""

@@ -419,6 +419,18 @@ class JobOps:
         with self._db.read() as conn:
             return [rows.attempt(row) for row in conn.execute(query)]
 
+    def waiting_attempts(self) -> list[Attempt]:
+        """The last attempt of each incomplete sync/reset job: who ran it says who retries it."""
+        query = (
+            sa.select(attempts)
+            .join(jobs, jobs.c.id == attempts.c.job_id)
+            .where(jobs.c.status == JobStatus.INCOMPLETE.value, jobs.c.type.in_(REPLICATION_TYPES))
+            .order_by(attempts.c.job_id, attempts.c.number)
+        )
+        with self._db.read() as conn:
+            last = {row.job_id: row for row in conn.execute(query)}
+        return [rows.attempt(row) for row in last.values()]
+
     # -- outcomes ---------------------------------------------------------------------------
 
     def end_attempt(
@@ -482,6 +494,17 @@ class JobOps:
     def fail_job(self, job_id: int, now: datetime | None = None) -> Job:
         with self._db.write() as conn:
             return move_job(conn, job_id, JobStatus.FAILED, now or rows.utcnow())
+
+    def fail_waiting_job(self, job_id: int, now: datetime) -> Job | None:
+        """Incomplete -> failed, only if it is still incomplete (None if an engine took it)."""
+        with self._db.write() as conn:
+            moved = conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.status == JobStatus.INCOMPLETE.value)
+                .values(status=JobStatus.FAILED.value, updated_at=now)
+                .returning(*jobs.c)
+            ).first()
+            return None if moved is None else _moved(conn, rows.job(moved), JobStatus.FAILED, now)
 
     def cancel_requested(self, job_ids: Collection[int]) -> set[int]:
         wanted = [job_id for job_id in job_ids if 0 < job_id <= rows.MAX_ID]
