@@ -38,6 +38,15 @@ def tagged_processes(tag: str) -> list[psutil.Process]:
     return found
 
 
+def watchdogs_of(pid: int) -> list[psutil.Process]:
+    """The watchdog a Ferryman process started with its first connector (launchers/watchdog.py)."""
+    return [
+        child
+        for child in psutil.Process(pid).children()
+        if any(part.endswith("_watchdog_main.py") for part in child.cmdline())
+    ]
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every process a test starts inherits a tag; none may outlive the test."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from pathlib import Path
@@ -51,6 +52,10 @@ def test_sigterm_stops_requests_and_lets_the_running_sync_finish(tmp_path: Path)
         assert server.process.wait(timeout=240) == 0
     log = (tmp_path / "server.log").read_text()
     assert "waiting for 1 running attempt" in log
+    for process in connectors:  # the watchdog ends when it sees the server gone, nothing to stop
+        with contextlib.suppress(psutil.Error):
+            if any(arg.endswith("_watchdog_main.py") for arg in process.cmdline()):
+                process.wait(timeout=30)
     assert not [p for p in connectors if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     shown = ferryman(tmp_path, "jobs", "show", str(job_id), "--json")
     assert '"status": "succeeded"' in shown.stdout, shown.stdout + shown.stderr

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from ferryman.connectors.docker import image_id, parse_image, run_docker
 from tests import docker_support
+from tests.conftest import watchdogs_of
+from tests.e2e.test_cli_jobs import wait_for
 from tests.images.build import image
 
 
@@ -120,3 +122,33 @@ def test_an_absent_image_is_pulled_from_its_registry_then_used_without_it(tmp_pa
     assert "connectionSpecification" in json.loads(pulled.stdout)["spec"]
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == json.loads(pulled.stdout)
+
+
+def test_a_sync_killed_with_sigkill_leaves_no_container_running(tmp_path: Path) -> None:
+    """No other command runs after the kill: only the killed sync's watchdog can remove the
+    source's container, which would otherwise hang until the next command's recovery."""
+    docker_support.require_docker("scripted-source")
+    home = tmp_path / "home"
+    steps = [{"records": 5}, {"state": {"name": "users"}}, {"hang": True}]
+    created = [
+        ferryman(home, "sources", "create", "src", "--connector", f"docker:{image('scripted-source')}",
+                 "--config", json.dumps({"read_steps": steps})),
+        ferryman(home, "destinations", "create", "dst", "--connector", "builtin:destination-jsonl",
+                 "--config", json.dumps({"path": str(tmp_path / "out")})),
+        ferryman(home, "connections", "create", "conn", "-s", "src", "-d", "dst", "--full-refresh"),
+    ]  # fmt: skip
+    assert [c.returncode for c in created] == [0, 0, 0], [c.stderr for c in created]
+    sync = subprocess.Popen(
+        [sys.executable, "-m", "ferryman", "connections", "sync", "conn"],
+        env={**os.environ, "FERRYMAN_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        name = wait_for(lambda: [c for c in docker_support.containers() if "-sync-" in c], "the container")[0]
+        assert watchdogs_of(sync.pid)  # started with the first connector, before the container
+    finally:
+        sync.kill()
+        sync.wait()
+
+    wait_for(lambda: name not in docker_support.containers(), "the killed sync's container to go")

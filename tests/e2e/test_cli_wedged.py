@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import TEST_CONNECTORS
+from tests.conftest import TEST_CONNECTORS, watchdogs_of
 from tests.e2e.test_cli_jobs import Cli, wait_for
 
 
@@ -111,6 +111,34 @@ def test_a_foreground_sync_killed_while_it_waits_to_retry_does_not_wedge_it(tmp_
     assert [a["status"] for a in killed] == ["failed"]
     assert "killed by signal 9" in killed[0]["failures"][0]["message"]
     assert configs_left(cli.home) == []
+
+
+def test_a_sync_killed_with_sigkill_leaves_no_connector_running(tmp_path: Path) -> None:
+    """No other command runs after the kill: only the killed sync's watchdog can stop its
+    source, which would otherwise wait (in a session of its own) for a file that never comes."""
+    cli = Cli(tmp_path / "home")
+    started = tmp_path / "started"
+    steps = [
+        {"records": 5},
+        {"state": {"name": "users"}},
+        {"touch": str(started)},
+        {"wait_for_file": str(tmp_path / "never"), "timeout": 600},
+    ]
+    scripted_connection(cli, tmp_path, steps, tmp_path / "out.jsonl")
+    sync = cli.start("connections", "sync", "conn")
+    wait_for(started.exists, "the source to start")
+    source_pid = int(started.read_text())
+    connectors = [p for p in psutil.Process(sync.pid).children(recursive=True) if p.pid != source_pid]
+    (watchdog,) = watchdogs_of(sync.pid)
+    sync.kill()
+    cli.finish(sync)
+
+    wait_for(lambda: gone(source_pid), "the killed sync's source to be stopped")
+    wait_for(lambda: all(gone(p.pid) for p in connectors), "the destination and the watchdog to end")
+    assert watchdog in connectors
+    # The store still says running (no command has looked since): the next one sees the truth.
+    jobs = cli.json("jobs", "list", "--type", "sync")["jobs"]
+    assert [j["status"] for j in jobs] == ["failed"]
 
 
 @pytest.fixture

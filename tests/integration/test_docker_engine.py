@@ -25,7 +25,7 @@ from ferryman.settings import Settings
 from ferryman.store import open_store
 from ferryman.store.base import JobStore
 from tests import docker_support
-from tests.conftest import FAKER_REF, TAG, short_lifecycle, tagged_processes
+from tests.conftest import FAKER_REF, TAG, short_lifecycle, tagged_processes, watchdogs_of
 from tests.images.build import image
 from tests.integration.test_engine import service_for, start_engine, wait_for_state
 
@@ -120,6 +120,8 @@ def test_sigkill_of_an_engine_mid_sync_leaves_no_container_and_loses_no_record(
 
     doomed = start_engine(url, engine_env(tmp_path, local_root))
     wait_for_state(store, connection.id, 120, "the first engine never committed a state")
+    for watchdog in watchdogs_of(doomed.pid):  # killed with it (kill -9 of everything, a reboot):
+        watchdog.kill()  # its containers are left for the next engine's recovery
     os.kill(doomed.pid, signal.SIGKILL)
     doomed.wait()
     orphans = docker_support.containers("io.ferryman.attempt=0")
@@ -185,6 +187,8 @@ def test_an_engine_starting_removes_containers_whose_owner_died(store: JobStore,
     assert maker.stdout is not None
     started = json.loads(maker.stdout.readline())
     wait_for_container(started["name"])
+    for watchdog in watchdogs_of(maker.pid):  # gone too: the next engine is the safety net
+        watchdog.kill()
     maker.kill()  # an ad-hoc run killed with SIGKILL: nobody stops its container
     maker.wait()
     assert started["name"] in docker_support.containers()

@@ -29,6 +29,7 @@ from ferryman.connectors.docker import DockerUnavailable, docker_command, run_do
 from ferryman.errors import LaunchError, UserInputError
 from ferryman.launchers.base import LaunchRequest
 from ferryman.launchers.local import LocalProcess
+from ferryman.launchers.watchdog import WATCHDOG, start_time
 from ferryman.settings import ferryman_home
 from ferryman.settings import local_root as default_local_root
 
@@ -145,16 +146,7 @@ def container_name(image: str, job_type: str, job_id: str, attempt: int, role: s
 
 def owner_label() -> str:
     """This process, in a form that stays unique after it dies: host, pid and start time."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
-
-
-def _start_time(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[1].split()
-        return fields[19].decode()  # field 22 of stat: start time since boot, in clock ticks
-    except (OSError, IndexError):
-        return "?"
+    return f"{socket.gethostname()}:{os.getpid()}:{start_time(os.getpid())}"
 
 
 def owner_alive(owner: str) -> bool | None:
@@ -166,7 +158,7 @@ def owner_alive(owner: str) -> bool | None:
     pid = int(pid_text)
     if not os.path.exists(f"/proc/{pid}"):
         return False
-    return started in ("?", _start_time(pid))
+    return started in ("?", start_time(pid))
 
 
 class DockerProcess(LocalProcess):
@@ -175,7 +167,12 @@ class DockerProcess(LocalProcess):
     def __init__(self, request: LaunchRequest, argv: list[str], env: dict[str, str], name: str) -> None:
         self.name = name
         self._term_pending = False
-        super().__init__(request, argv, env)
+        WATCHDOG.watch_container(name, argv[0])  # before it exists: the watchdog's rm is harmless
+        try:
+            super().__init__(request, argv, env)
+        except BaseException:
+            WATCHDOG.forget_container(name)
+            raise
 
     def _container(self, *args: str) -> str | None:
         """Send one command to the container: None when it was done, else the engine's reason."""
@@ -211,6 +208,10 @@ class DockerProcess(LocalProcess):
 
     def describe(self) -> str:
         return f"container {self.name} (docker run client pid {self.pid})"
+
+    def close(self) -> None:
+        super().close()
+        WATCHDOG.forget_container(self.name)
 
     def kill_leftovers(self, warn: Callable[[str], None] | None = None) -> None:
         # --init ends whatever the connector started when it exits; the container itself may

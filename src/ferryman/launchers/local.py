@@ -19,6 +19,7 @@ from typing import BinaryIO
 from ferryman.errors import LaunchError
 from ferryman.launchers.base import BUFFER_SIZE, LaunchRequest, TimedPipeWriter, make_pipe
 from ferryman.launchers.pipes import LEFTOVER_DRAIN_S, PipeReader, kill_marked, pipe_holders
+from ferryman.launchers.watchdog import WATCHDOG
 
 
 class LocalProcess:
@@ -59,6 +60,7 @@ class LocalProcess:
         if stdin_r >= 0:
             os.close(stdin_r)
         self.pid = self._popen.pid
+        WATCHDOG.watch_group(self.pid)  # stopped even if this process is killed (watchdog)
         variables = request.variables()
         self._marks = [f"{k}={variables[k]}".encode() for k in ("WORKER_JOB_ID", "WORKER_JOB_ATTEMPT")]
         self._warn: Callable[[str], None] | None = None
@@ -125,6 +127,7 @@ class LocalProcess:
             if stream is not None:
                 with contextlib.suppress(OSError):
                     stream.close()
+        WATCHDOG.forget_group(self.pid)
 
 
 class LocalLauncher:
