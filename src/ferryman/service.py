@@ -19,7 +19,7 @@ from ferryman import masking, views
 from ferryman.clock import Clock, SystemClock
 from ferryman.connectors import parse_reference, pin_reference, resolve
 from ferryman.connectors.config_paths import settle_paths
-from ferryman.engines.base import Engine
+from ferryman.engines.base import Engine, StartsHere
 from ferryman.errors import FieldError, UserInputError, WorkerError
 from ferryman.jobs.configs import ActorSnapshot, ConnectorJobConfig, NamespaceConfig, ReplicationConfig
 from ferryman.jobs.outcomes import ConnectorOutcome
@@ -340,14 +340,21 @@ class JobService:
         config = ConnectorJobConfig(connector=connector).to_document()
         return self._submit(self.store.enqueue(JobType.SPEC, scope, config))
 
-    def enqueue_replication(self, connection: Connection | str, reset: bool = False) -> Job:
+    def enqueue_replication(
+        self, connection: Connection | str, reset: bool = False, here: bool = False
+    ) -> Job:
         """A sync (or reset) of the connection (its row, or what a user typed: resolved once);
-        ConnectionBusy if one is live already.
+        ConnectionBusy if one is live already. ``here``: the caller runs it in this process
+        (``run``): with an engine that runs attempts here, the job is queued already started, so
+        a command killed right after queueing never leaves a pending job nobody will run.
 
         Its actors are read by id: a source *named* like another's id must not stand in for it."""
         conn = self.store.get_connection(connection) if isinstance(connection, str) else connection
         job_type = JobType.RESET if reset else JobType.SYNC
-        return self._submit(self.store.enqueue(job_type, str(conn.id), self._replication_config(conn)))
+        config = self._replication_config(conn)
+        if here and isinstance(self.engine, StartsHere):
+            return self.engine.enqueue_and_start(job_type, str(conn.id), config)
+        return self._submit(self.store.enqueue(job_type, str(conn.id), config))
 
     def enqueue_scheduled(self, runs: list[DueSync]) -> list[Job | None]:
         """The sync jobs of due runs, made in one transaction (see ``JobStore.enqueue_scheduled``):

@@ -232,6 +232,19 @@ def test_enqueue_claim_succeed_round_trip(store: SqlJobStore) -> None:
         store.get_job(done.id + 100)
 
 
+def test_a_job_queued_running_is_claimed_in_the_same_transaction(store: SqlJobStore) -> None:
+    """What a command that runs its own job queues: never pending, so never a job nobody runs."""
+    job, attempt = store.enqueue_running(JobType.SYNC, "7", {"connection_id": 7}, "engine-a", T0, log_path)
+    assert (job.status, job.started_at, job.config) == (JobStatus.RUNNING, T0, {"connection_id": 7})
+    assert (attempt.job_id, attempt.number, attempt.status) == (job.id, 0, AttemptStatus.RUNNING)
+    assert (attempt.engine_id, attempt.heartbeat_at, attempt.log_path) == ("engine-a", T0, log_path(job.id, 0))
+    assert store.claim("engine-b", ALL_SLOTS, T0, log_path) == []
+    assert store.list_attempts(job.id) == [attempt]
+    with pytest.raises(ConnectionBusy, match=rf"connection 7 .*job_id={job.id}, status=running"):
+        store.enqueue_running(JobType.RESET, "7", {}, "engine-b", T0, log_path)
+    assert [j.id for j in store.list_jobs(scope="7")] == [job.id]  # the refused one left nothing
+
+
 def test_one_live_sync_or_reset_per_connection(store: SqlJobStore) -> None:
     first = store.enqueue(JobType.SYNC, "1", {})
     with pytest.raises(ConnectionBusy, match=rf"connection 1 .*job_id={first.id}, status=pending"):

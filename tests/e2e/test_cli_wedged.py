@@ -141,6 +141,34 @@ def test_a_sync_killed_with_sigkill_leaves_no_connector_running(tmp_path: Path) 
     assert [j["status"] for j in jobs] == ["failed"]
 
 
+# A command killed between queueing its sync and running it: what the store then holds.
+QUEUED_THEN_KILLED = """
+import os
+from ferryman.cli.context import job_service
+from ferryman.jobs.states import JobType
+with job_service() as service:
+    connection = service.store.get_connection("conn")
+    config = service._replication_config(connection)
+    engine_id = service.engine.engine_id  # this command's foreground engine
+    service.store.enqueue_running(JobType.SYNC, str(connection.id), config, engine_id,
+                                  service.engine.clock.now(), service.engine.log_path)
+    os.kill(os.getpid(), 9)
+"""
+
+
+def test_a_command_killed_right_after_queueing_its_sync_does_not_wedge_it(tmp_path: Path) -> None:
+    cli = Cli(tmp_path / "home")
+    scripted_connection(cli, tmp_path, [{"records": 5}, {"state": {"name": "users"}}], tmp_path / "out.jsonl")
+    killed = subprocess.run([sys.executable, "-c", QUEUED_THEN_KILLED], env=cli.env, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+    again = cli("connections", "sync", "conn", "--json")
+    assert json.loads(again.stdout)["job"]["status"] == "succeeded"
+    assert "was left running by a process that is gone" in again.stderr
+    jobs = cli.json("jobs", "list", "--type", "sync")["jobs"]
+    assert [j["status"] for j in jobs] == ["succeeded", "failed"]
+
+
 @pytest.fixture
 def interrupted(tmp_path: Path) -> Path:
     return tmp_path

@@ -23,7 +23,7 @@ from ferryman.clock import ManualClock
 from ferryman.engines.local import LocalEngine
 from ferryman.errors import WorkerError
 from ferryman.jobs.retry import RetryPolicy
-from ferryman.jobs.states import JobStatus, JobType
+from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
 from ferryman.service import JobService
 from ferryman.settings import Settings
 from ferryman.store import open_store
@@ -73,6 +73,21 @@ def max_overlap(attempts: list[Attempt]) -> int:
         peak = max(peak, running)
     return peak
 
+
+
+def test_a_sync_this_process_runs_is_queued_already_started(store: JobStore, tmp_path: Path) -> None:
+    """No moment where the job is pending: a command killed right after queueing must not leave
+    a job that no engine will ever claim (tests/e2e/test_cli_wedged.py shows the recovery)."""
+    service = service_for(store, tmp_path / "home")
+    bench_connection(service, "now", tmp_path, 10)
+    job = service.enqueue_replication("now", here=True)
+    assert job.status is JobStatus.RUNNING
+    [attempt] = store.list_attempts(job.id)
+    assert (attempt.status, attempt.engine_id) == (AttemptStatus.RUNNING, service._engine().engine_id)
+    assert service.run(job).status is JobStatus.SUCCEEDED
+    queued = service.enqueue_replication("now")  # for a worker elsewhere: pending, as before
+    assert queued.status is JobStatus.PENDING and store.list_attempts(queued.id) == []
+    store.request_cancel(queued.id)
 
 def test_a_service_without_an_engine_queues_jobs_for_the_engine_that_serves_the_queue(
     store: JobStore, tmp_path: Path

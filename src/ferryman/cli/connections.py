@@ -301,7 +301,7 @@ def delete(name: NameArgument, json: JsonOption = False) -> None:
 
 def _replicate(name: str, reset: bool, detach: bool, json: bool) -> int:
     with job_service() as service:
-        job = service.enqueue_replication(service.store.get_connection(name), reset=reset)
+        job = service.enqueue_replication(service.store.get_connection(name), reset=reset, here=not detach)
         if detach:
             if json:
                 print_json({"job": {"id": job.id, "type": job.type.value, "status": job.status.value}}, [])

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
+from ferryman.jobs.states import JobType
 from ferryman.store.base import Attempt, Job
 
 
@@ -55,6 +56,14 @@ class Engine(Protocol):
         """Fail (and retry, by the rules) the attempts whose engine is gone; returns them.
         ``sweep`` also removes what such engines left behind that nobody will stop."""
         ...
+
+
+@runtime_checkable
+class StartsHere(Protocol):
+    """An engine that runs attempts in this process (the local engine): a command that runs a
+    job itself queues it already started here, in one transaction (``JobStore.enqueue_running``)."""
+
+    def enqueue_and_start(self, type: JobType, scope: str, config: dict[str, Any]) -> Job: ...
 
 
 class WorkerEngine(Engine, Protocol):

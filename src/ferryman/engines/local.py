@@ -28,6 +28,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
@@ -40,7 +41,7 @@ from ferryman.errors import StoreUnavailable, UserInputError, WorkerError
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
 from ferryman.jobs.outcomes import FailureSummary
 from ferryman.jobs.retry import RetryPolicy
-from ferryman.jobs.states import AttemptStatus, JobStatus
+from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
 from ferryman.launchers import ConnectorLauncher, Launcher
 from ferryman.launchers.docker import LABEL, list_containers, remove_containers, remove_orphans
 from ferryman.settings import Settings
@@ -170,6 +171,15 @@ class LocalEngine:
         """A job was queued by this process (the server's API): claim it now, not at the next
         poll. Jobs queued by other processes are found at the next poll or attempt end."""
         self._wake.set()
+
+    def enqueue_and_start(self, type: JobType, scope: str, config: dict[str, Any]) -> Job:
+        """Queue a job already claimed by this engine and start its first attempt (see
+        ``JobStore.enqueue_running``): what a command that runs its own job does."""
+        job, attempt = self.store.enqueue_running(
+            type, scope, config, self.engine_id, self.clock.now(), self.log_path
+        )
+        self._start(job, attempt)
+        return job
 
     def start(self, job: Job, attempt: Attempt) -> threading.Thread:
         """Run an attempt claimed elsewhere (a Temporal activity) as one of this engine's own:

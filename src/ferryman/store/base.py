@@ -7,7 +7,7 @@ change goes through :func:`ferryman.jobs.states.apply` and is written compare-an
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -290,6 +290,20 @@ class JobStore(Protocol):
     def enqueue(self, type: JobType, scope: str | None, config: dict[str, Any]) -> Job:
         """A pending job. For sync/reset: ConnectionBusy if the scope has a live one (the
         database enforces it: a partial unique index on scope where status is live)."""
+
+    def enqueue_running(
+        self,
+        type: JobType,
+        scope: str | None,
+        config: dict[str, Any],
+        engine_id: str,
+        now: datetime,
+        log_path_for: Callable[[int, int], str],
+    ) -> tuple[Job, Attempt]:
+        """A job and its first attempt, claimed by ``engine_id``, in one transaction: the job is
+        never pending, so a process killed right after queueing it leaves a running attempt
+        whose engine is gone (recovered like any other), never a pending job nobody runs.
+        ConnectionBusy as for :meth:`enqueue`."""
 
     def get_job(self, job_id: int) -> Job: ...
     def list_jobs(

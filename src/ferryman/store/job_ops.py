@@ -242,6 +242,28 @@ class JobOps:
     # -- creating and reading jobs ----------------------------------------------------------
 
     def enqueue(self, type: JobType, scope: str | None, config: dict[str, Any]) -> Job:
+        return self._enqueue(type, scope, config, None)[0]
+
+    def enqueue_running(
+        self,
+        type: JobType,
+        scope: str | None,
+        config: dict[str, Any],
+        engine_id: str,
+        now: datetime,
+        log_path_for: Callable[[int, int], str],
+    ) -> tuple[Job, Attempt]:
+        job, attempt = self._enqueue(type, scope, config, (engine_id, now, log_path_for))
+        assert attempt is not None
+        return job, attempt
+
+    def _enqueue(
+        self,
+        type: JobType,
+        scope: str | None,
+        config: dict[str, Any],
+        claim: tuple[str, datetime, Callable[[int, int], str]] | None,
+    ) -> tuple[Job, Attempt | None]:
         type = JobType(type)
         if type.is_replication and not scope:
             raise UserInputError(f"a {type} job needs its connection id as scope")
@@ -259,7 +281,10 @@ class JobOps:
             try:
                 with self._db.write() as conn:
                     row = conn.execute(jobs.insert().values(**values).returning(*jobs.c)).one()
-                return rows.job(row)
+                    if claim is None:
+                        return rows.job(row), None
+                    engine_id, now, log_path_for = claim
+                    return self._start_attempt(conn, row.id, JobStatus.PENDING, engine_id, now, log_path_for)
             except IntegrityError:
                 # Only the partial unique index can refuse this insert: a live sync/reset exists.
                 if not type.is_replication:
