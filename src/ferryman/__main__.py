@@ -1,3 +1,3 @@
-from ferryman.entry import main
+from ferryman.start import main
 
 main()

@@ -250,3 +250,22 @@ def test_a_full_disk_under_the_store_ends_the_command_with_one_line(tmp_path: Pa
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in stderr, stderr
     assert configs_left(cli.home) == []
+
+
+# Ctrl-C while the CLI is still loading (a real one cannot be timed to land there, so the import
+# of the CLI's main module raises KeyboardInterrupt as the interpreter would).
+INTERRUPTED_WHILE_LOADING = """
+import sys
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == "ferryman.entry":
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, CtrlC())
+from ferryman.start import main
+main()
+"""
+
+
+def test_ctrl_c_while_the_cli_loads_is_one_line(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_WHILE_LOADING], capture_output=True, text=True)
+    assert (done.returncode, done.stderr, done.stdout) == (130, "error: interrupted\n", "")
