@@ -74,7 +74,6 @@ def max_overlap(attempts: list[Attempt]) -> int:
     return peak
 
 
-
 def test_a_sync_this_process_runs_is_queued_already_started(store: JobStore, tmp_path: Path) -> None:
     """No moment where the job is pending: a command killed right after queueing must not leave
     a job that no engine will ever claim (tests/e2e/test_cli_wedged.py shows the recovery)."""
@@ -88,6 +87,7 @@ def test_a_sync_this_process_runs_is_queued_already_started(store: JobStore, tmp
     queued = service.enqueue_replication("now")  # for a worker elsewhere: pending, as before
     assert queued.status is JobStatus.PENDING and store.list_attempts(queued.id) == []
     store.request_cancel(queued.id)
+
 
 def test_a_service_without_an_engine_queues_jobs_for_the_engine_that_serves_the_queue(
     store: JobStore, tmp_path: Path
