@@ -514,6 +514,23 @@ def test_connector_output_lands_in_the_attempt_log(syncs: Syncs) -> None:
         assert any(expected in line for line in destination), expected
 
 
+def test_nul_characters_from_a_connector_never_reach_the_log_file(syncs: Syncs) -> None:
+    """A NUL makes `grep` take logs.log for a binary file (and some viewers cut the line there)."""
+    steps = [
+        {"log": "LOG with a \u0000 NUL"},
+        {"stdout_hex": b"stdout with a \x00 NUL".hex()},
+        {"stderr": "stderr with a \u0000 NUL"},
+        records(USERS, 1),
+        state(USERS),
+    ]
+    run = syncs.run(steps)
+
+    assert run.output.status is ReplicationStatus.COMPLETED, run.output.failures
+    assert b"\x00" not in (run.workdir / files.LOG_FILE).read_bytes()
+    for kind in ("LOG", "stdout", "stderr"):
+        assert any(f"{kind} with a \ufffd NUL" in line for line in run.log_messages("source")), kind
+
+
 def test_a_50mb_line_on_stdout_neither_breaks_the_sync_nor_the_log(syncs: Syncs) -> None:
     steps = [
         records(USERS, 5),

@@ -53,6 +53,8 @@ class AttemptLog:
             message = f"{message[:MAX_LINE_CHARS]}... ({cut} more characters not logged)"
         if self._secrets:
             message = mask_text(message, self._secrets)
+        if "\x00" in message:  # a NUL makes tools take the whole log for a binary file
+            message = message.replace("\x00", "\ufffd")
         now = time.time()
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}"
         line = f"{stamp} {side} {level.upper()} {message.rstrip()}\n".encode(errors="replace")
