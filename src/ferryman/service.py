@@ -200,6 +200,7 @@ class JobService:
             )
         src = self.store.get_actor(SOURCE, source)
         dst = self.store.get_actor(DESTINATION, destination)
+        self._refuse_taken_connection_name(name)  # the insert refuses it too; this spares a discover
         job = (self.foreground or self.run)(self.enqueue_discover(src))
         catalog = self.last_outcome(job).catalog
         if job.status is JobStatus.CANCELLED:
@@ -339,6 +340,14 @@ class JobService:
         parse_reference(connector)
         config = ConnectorJobConfig(connector=connector).to_document()
         return self._submit(self.store.enqueue(JobType.SPEC, scope, config))
+
+    def _refuse_taken_connection_name(self, name: str) -> None:
+        try:
+            taken = self.store.get_connection(name)
+        except NotFound:
+            return
+        if taken.name == name:  # not a connection whose *id* the name reads as (refused already)
+            raise AlreadyExists(f"a connection named {name!r} exists already")
 
     def enqueue_replication(
         self, connection: Connection | str, reset: bool = False, here: bool = False

@@ -293,6 +293,11 @@ def test_bad_input_is_one_line_and_exit_code_2(cli: Cli, tmp_path: Path) -> None
     assert "exists already" in cli.bad_input(
         "sources", "create", "b", "--connector", "builtin:source-bench", "--config", "{}"
     )
+    discovers = len(cli.json("jobs", "list", "--type", "discover_schema")["jobs"])
+    assert "a connection named 'b' exists already" in cli.bad_input(
+        "connections", "create", "b", "--source", "b", "--destination", "b"
+    )
+    assert len(cli.json("jobs", "list", "--type", "discover_schema")["jobs"]) == discovers  # none run
     assert "unknown stream(s) nope" in cli.bad_input(
         "connections", "create", "c2", "--source", "b", "--destination", "b", "--streams", "nope"
     )
