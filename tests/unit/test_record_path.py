@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from ferryman.protocol.catalog import NamespaceMapping
-from ferryman.workers.record_path import SCANNER, Scanner, forward
+from ferryman.workers.record_path import SCANNER, BadSourceMessage, Scanner, forward
 from ferryman.workers.tracker import MessageTracker, StreamKey
 
 IMPLEMENTATIONS = {"python": None, **({"c": SCANNER} if SCANNER is not None else {})}
@@ -93,6 +93,35 @@ def test_compact_spaced_and_namespaced_records_all_count_and_pass_unchanged(scan
     assert out == b"".join(lines)
     assert counts == {("users", "crm"): (4, sum(len(line) for line in lines[:4]))}
     assert len(handler.states) == 1 and not handler.unknown
+
+
+def test_records_with_valid_utf8_take_the_shortcut_and_invalid_utf8_fails_the_source(
+    scanner: Scanner | None,
+) -> None:
+    valid = [
+        '{"type":"RECORD","record":{"stream":"users","data":{"n":"' + text + '"},"emitted_at":1}}\n'
+        for text in ("Zoë", "日本語", "\U0001f600 smile", "\u07ff\u0800\uffff\U00010000\U0010ffff")
+    ]
+    encoded = [line.encode() for line in valid]
+    out, counts, _ = run(encoded, [("users", None)], scanner)
+    assert out == b"".join(encoded) and counts == {("users", None): (4, len(out))}
+    if scanner is not None:  # the whole run in one pass of the extension
+        data = bytearray(b"".join(encoded))
+        users = b'{"type":"RECORD","record":{"stream":"users","data":{'
+        assert scanner(data, 0, len(data), {users: [0, 0]}, 1900) == len(data)
+    head = b'{"type":"RECORD","record":{"stream":"users","data":{"n":"'
+    for bad in (
+        b"\xc0\x80",  # an overlong NUL
+        b"\xe0\x80\xaf",  # an overlong slash
+        b"\xed\xa0\x80",  # a surrogate
+        b"\xf4\x90\x80\x80",  # past U+10FFFF
+        b"\xf8\x88\x80\x80\x80",  # a five-byte form
+        b"\x80",  # a continuation byte alone
+        b"\xe6\x97",  # a sequence cut short
+    ):
+        line = head + bad + b'"},"emitted_at":1}}\n'
+        with pytest.raises(BadSourceMessage, match="not valid UTF-8"):
+            run([line], [("users", None)], scanner)
 
 
 def test_same_name_in_two_namespaces_is_counted_per_namespace(scanner: Scanner | None) -> None:

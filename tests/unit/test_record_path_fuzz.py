@@ -110,3 +110,18 @@ def test_the_decoders_never_raise(line: bytes) -> None:
     parse_message(line)
     message_type(line)
     peek_head(line)
+
+
+@pytest.mark.skipif("c" not in IMPLEMENTATIONS, reason="the C extension is not built here")
+@FUZZ
+@given((st.binary(max_size=64) | st.text(max_size=32).map(str.encode)).filter(lambda b: b"\n" not in b))
+def test_the_extension_takes_a_record_exactly_when_python_decodes_it_as_utf8(payload: bytes) -> None:
+    head = b'{"type":"RECORD","record":{"stream":"users","data":{'
+    line = bytearray(head + b'"p":"' + payload + b'"},"emitted_at":1}}\n')
+    try:
+        bytes(line).decode()
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    stop = IMPLEMENTATIONS["c"](line, 0, len(line), {head: [0, 0]}, 1900)  # type: ignore[misc]
+    assert stop == (len(line) if valid else 0)

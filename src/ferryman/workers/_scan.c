@@ -6,7 +6,7 @@
  * shortcut RECORD, or at the first byte of a line that has no newline yet. A shortcut RECORD is
  * exactly what the Python loop of record_path.forward takes its shortcut for: the line's head up
  * to the quote after the stream name plus 10 bytes (the name's closing quote, then ``,"data":{``)
- * is a key of ``heads``, the line is shorter than ``max_bytes``, ends with ``}\n`` and is ASCII.
+ * is a key of ``heads``, the line is shorter than ``max_bytes``, ends with ``}\n`` and is valid UTF-8.
  * Every such line is counted in its stream's counter (``heads[key]``, a list [records, bytes]),
  * added once per run of one stream rather than once per line. Returns ``stop``: the lines of
  * buffer[start:stop] were all counted and are to be forwarded unchanged; buffer[stop:] begins
@@ -25,29 +25,70 @@ static const char COMPACT[] = "{\"type\":\"RECORD\",\"record\":{\"stream\":\"";
 static const char DATA_OBJECT[] = "\",\"data\":{";
 #define DATA_OBJECT_LEN ((Py_ssize_t)(sizeof(DATA_OBJECT) - 1))
 
+/* Whether p[0:n] is valid UTF-8 as Python's strict decoder has it: no overlong forms, no
+ * surrogates (U+D800..U+DFFF), nothing past U+10FFFF. ASCII is skipped 8 bytes at a time. */
 static int
-is_ascii(const unsigned char *p, Py_ssize_t n)
+is_utf8(const unsigned char *p, Py_ssize_t n)
 {
-    uint64_t acc = 0;
     Py_ssize_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        uint64_t a, b, c, d;
-        memcpy(&a, p + i, 8);
-        memcpy(&b, p + i + 8, 8);
-        memcpy(&c, p + i + 16, 8);
-        memcpy(&d, p + i + 24, 8);
-        acc |= a | b | c | d;
+    while (i < n) {
+        while (i + 8 <= n) {
+            uint64_t word;
+            memcpy(&word, p + i, 8);
+            if (word & 0x8080808080808080ULL) {
+                break;
+            }
+            i += 8;
+        }
+        if (i >= n) {
+            break;
+        }
+        unsigned char c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        Py_ssize_t follow;
+        unsigned char low = 0x80, high = 0xBF; /* the range of the first continuation byte */
+        if (c >= 0xC2 && c <= 0xDF) {
+            follow = 1;
+        }
+        else if (c == 0xE0) {
+            follow = 2;
+            low = 0xA0;
+        }
+        else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
+            follow = 2;
+        }
+        else if (c == 0xED) {
+            follow = 2;
+            high = 0x9F;
+        }
+        else if (c == 0xF0) {
+            follow = 3;
+            low = 0x90;
+        }
+        else if (c >= 0xF1 && c <= 0xF3) {
+            follow = 3;
+        }
+        else if (c == 0xF4) {
+            follow = 3;
+            high = 0x8F;
+        }
+        else {
+            return 0;
+        }
+        if (i + follow >= n || p[i + 1] < low || p[i + 1] > high) {
+            return 0;
+        }
+        for (Py_ssize_t k = 2; k <= follow; k++) {
+            if ((p[i + k] & 0xC0) != 0x80) {
+                return 0;
+            }
+        }
+        i += follow + 1;
     }
-    for (; i + 8 <= n; i += 8) {
-        uint64_t a;
-        memcpy(&a, p + i, 8);
-        acc |= a;
-    }
-    unsigned char tail = 0;
-    for (; i < n; i++) {
-        tail |= p[i];
-    }
-    return ((acc & 0x8080808080808080ULL) == 0) && ((tail & 0x80) == 0);
+    return 1;
 }
 
 /* Adds a run's counts to a [records, bytes] list. */
@@ -111,7 +152,7 @@ scan_records(PyObject *module, PyObject *args)
         }
         Py_ssize_t head_len = quote - line + DATA_OBJECT_LEN;
         if (head_len > length || memcmp(quote, DATA_OBJECT, DATA_OBJECT_LEN) != 0
-            || !is_ascii(line, length)) {
+            || !is_utf8(line, length)) {
             break;
         }
         Py_ssize_t this_len = quote - (line + COMPACT_LEN);
