@@ -514,6 +514,18 @@ def test_connector_output_lands_in_the_attempt_log(syncs: Syncs) -> None:
         assert any(expected in line for line in destination), expected
 
 
+def test_a_record_line_that_is_not_json_is_logged_not_counted_as_synced(syncs: Syncs) -> None:
+    """It once took the shortcut: counted as emitted and committed, then dropped by the
+    destination, which cannot read it. Now it is a line that is not a message, as in Airbyte."""
+    broken = b'{"type":"RECORD","record":{"stream":"users","data":{"id":99,},"emitted_at":1}}'
+    run = syncs.run([records(USERS, 3), {"stdout_hex": broken.hex()}, records(USERS, 2), state(USERS)])
+
+    assert run.output.status is ReplicationStatus.COMPLETED, run.output.failures
+    assert len(run.received_records()) == 5
+    assert run.output.records_emitted == run.output.records_committed == 5
+    assert any('"id":99,' in line for line in run.log_messages("source"))
+
+
 def test_nul_characters_from_a_connector_never_reach_the_log_file(syncs: Syncs) -> None:
     """A NUL makes `grep` take logs.log for a binary file (and some viewers cut the line there)."""
     steps = [

@@ -124,6 +124,22 @@ def test_records_with_valid_utf8_take_the_shortcut_and_invalid_utf8_fails_the_so
             run([line], [("users", None)], scanner)
 
 
+def test_a_compact_record_that_is_not_json_is_neither_counted_nor_forwarded(scanner: Scanner | None) -> None:
+    """Counted, it would be reported as synced while no destination can read it."""
+    good = b'{"type":"RECORD","record":{"stream":"users","data":{"id":1},"emitted_at":1}}\n'
+    broken = [
+        b'{"type":"RECORD","record":{"stream":"users","data":{"id":2,},"emitted_at":1}}\n',
+        b'{"type":"RECORD","record":{"stream":"users","data":{"id":02},"emitted_at":1}}\n',
+        b'{"type":"RECORD","record":{"stream":"users","data":{"id":"a\tb"},"emitted_at":1}}\n',
+        b'{"type":"RECORD","record":{"stream":"users","data":{"id":tru},"emitted_at":1}}\n',
+        b'{"type":"RECORD","record":{"stream":"users","data":{"id":1}},"emitted_at":1}}\n',
+    ]
+    out, counts, handler = run([good, *broken, good], [("users", None)], scanner)
+    assert out == good + good
+    assert counts == {("users", None): (2, 2 * len(good))}
+    assert handler.garbage == broken
+
+
 def test_same_name_in_two_namespaces_is_counted_per_namespace(scanner: Scanner | None) -> None:
     a = b'{"type":"RECORD","record":{"stream":"users","namespace":"a","data":{},"emitted_at":1}}\n'
     b = b'{"type":"RECORD","record":{"stream":"users","data":{},"emitted_at":1,"namespace":"b"}}\n'

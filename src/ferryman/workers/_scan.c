@@ -6,7 +6,8 @@
  * shortcut RECORD, or at the first byte of a line that has no newline yet. A shortcut RECORD is
  * exactly what the Python loop of record_path.forward takes its shortcut for: the line's head up
  * to the quote after the stream name plus 10 bytes (the name's closing quote, then ``,"data":{``)
- * is a key of ``heads``, the line is shorter than ``max_bytes``, ends with ``}\n`` and is valid UTF-8.
+ * is a key of ``heads``, the line is shorter than ``max_bytes``, ends with ``}\n``, is valid UTF-8 and
+ * is valid JSON.
  * Every such line is counted in its stream's counter (``heads[key]``, a list [records, bytes]),
  * added once per run of one stream rather than once per line. Returns ``stop``: the lines of
  * buffer[start:stop] were all counted and are to be forwarded unchanged; buffer[stop:] begins
@@ -19,6 +20,9 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 static const char COMPACT[] = "{\"type\":\"RECORD\",\"record\":{\"stream\":\"";
 #define COMPACT_LEN ((Py_ssize_t)(sizeof(COMPACT) - 1))
@@ -32,6 +36,11 @@ is_utf8(const unsigned char *p, Py_ssize_t n)
 {
     Py_ssize_t i = 0;
     while (i < n) {
+#if defined(__SSE2__)
+        while (i + 16 <= n && _mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(p + i))) == 0) {
+            i += 16;
+        }
+#endif
         while (i + 8 <= n) {
             uint64_t word;
             memcpy(&word, p + i, 8);
@@ -89,6 +98,216 @@ is_utf8(const unsigned char *p, Py_ssize_t n)
         i += follow + 1;
     }
     return 1;
+}
+
+/* JSON (RFC 8259) syntax, one pass without recursion: what the shortcut forwards must be what
+ * the envelope decode would have taken, or a malformed line would be counted as a record that
+ * no destination can read. Nesting is bounded by the stack (lines are under max_bytes anyway). */
+#define JSON_MAX_DEPTH 1024
+
+static Py_ssize_t
+skip_space(const unsigned char *p, Py_ssize_t i, Py_ssize_t n)
+{
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n')) {
+        i++;
+    }
+    return i;
+}
+
+static int
+is_hex(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* The index of the first byte at or after i that ends plain string content (a quote, a
+ * backslash or a control character), or n. SSE2 (every x86-64) looks at 16 bytes at a time. */
+static Py_ssize_t
+next_stop(const unsigned char *p, Py_ssize_t i, Py_ssize_t n)
+{
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), slash = _mm_set1_epi8('\\'), below = _mm_set1_epi8(0x1F);
+    while (i + 16 <= n) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(p + i));
+        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, slash)),
+                                   _mm_cmpeq_epi8(_mm_max_epu8(x, below), below));
+        int mask = _mm_movemask_epi8(hit);
+        if (mask != 0) {
+            return i + __builtin_ctz((unsigned)mask);
+        }
+        i += 16;
+    }
+#endif
+    while (i < n && p[i] != '"' && p[i] != '\\' && p[i] >= 0x20) {
+        i++;
+    }
+    return i;
+}
+
+/* p[i] is the opening quote: the index after the closing one, or -1. */
+static Py_ssize_t
+skip_string(const unsigned char *p, Py_ssize_t i, Py_ssize_t n)
+{
+    i++;
+    for (;;) {
+        i = next_stop(p, i, n);
+        if (i >= n) {
+            return -1;
+        }
+        unsigned char c = p[i];
+        if (c == '"') {
+            return i + 1;
+        }
+        if (c < 0x20 || i + 1 >= n) {
+            return -1;
+        }
+        unsigned char e = p[i + 1]; /* c is a backslash */
+        if (e == 'u') {
+            if (i + 5 >= n || !is_hex(p[i + 2]) || !is_hex(p[i + 3]) || !is_hex(p[i + 4]) || !is_hex(p[i + 5])) {
+                return -1;
+            }
+            i += 6;
+        }
+        else if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't') {
+            i += 2;
+        }
+        else {
+            return -1;
+        }
+    }
+}
+
+static Py_ssize_t
+skip_digits(const unsigned char *p, Py_ssize_t i, Py_ssize_t n)
+{
+    while (i < n && p[i] >= '0' && p[i] <= '9') {
+        i++;
+    }
+    return i;
+}
+
+/* p[i] is '-' or a digit: the index after the number, or -1. */
+static Py_ssize_t
+skip_number(const unsigned char *p, Py_ssize_t i, Py_ssize_t n)
+{
+    if (p[i] == '-') {
+        i++;
+    }
+    if (i >= n) {
+        return -1;
+    }
+    if (p[i] == '0') {
+        i++;
+    }
+    else if (p[i] >= '1' && p[i] <= '9') {
+        i = skip_digits(p, i, n);
+    }
+    else {
+        return -1;
+    }
+    if (i < n && p[i] == '.') {
+        if (i + 1 >= n || p[i + 1] < '0' || p[i + 1] > '9') {
+            return -1;
+        }
+        i = skip_digits(p, i + 1, n);
+    }
+    if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+        i++;
+        if (i < n && (p[i] == '+' || p[i] == '-')) {
+            i++;
+        }
+        if (i >= n || p[i] < '0' || p[i] > '9') {
+            return -1;
+        }
+        i = skip_digits(p, i, n);
+    }
+    return i;
+}
+
+static int
+is_json(const unsigned char *p, Py_ssize_t n)
+{
+    unsigned char open[JSON_MAX_DEPTH]; /* the containers we are in: '{' or '[' */
+    int depth = 0;
+    unsigned char c;
+    Py_ssize_t i = skip_space(p, 0, n);
+    for (;;) {
+        /* a value starts at i */
+        if (i >= n) {
+            return 0;
+        }
+        c = p[i];
+        if (c == '{' || c == '[') {
+            if (depth == JSON_MAX_DEPTH) {
+                return 0;
+            }
+            open[depth++] = c;
+            i = skip_space(p, i + 1, n);
+            if (i < n && p[i] == (c == '{' ? '}' : ']')) {
+                depth--;
+                i++;
+                goto after_value;
+            }
+            if (c == '{') {
+                goto member_key;
+            }
+            continue;
+        }
+        if (c == '"') {
+            i = skip_string(p, i, n);
+        }
+        else if (c == '-' || (c >= '0' && c <= '9')) {
+            i = skip_number(p, i, n);
+        }
+        else if (c == 't' && n - i >= 4 && memcmp(p + i, "true", 4) == 0) {
+            i += 4;
+        }
+        else if (c == 'f' && n - i >= 5 && memcmp(p + i, "false", 5) == 0) {
+            i += 5;
+        }
+        else if (c == 'n' && n - i >= 4 && memcmp(p + i, "null", 4) == 0) {
+            i += 4;
+        }
+        else {
+            return 0;
+        }
+        if (i < 0) {
+            return 0;
+        }
+    after_value:
+        i = skip_space(p, i, n);
+        if (depth == 0) {
+            return i == n;
+        }
+        if (i >= n) {
+            return 0;
+        }
+        if (p[i] == (open[depth - 1] == '{' ? '}' : ']')) {
+            depth--;
+            i++;
+            goto after_value;
+        }
+        if (p[i] != ',') {
+            return 0;
+        }
+        i = skip_space(p, i + 1, n);
+        if (open[depth - 1] == '[') {
+            continue;
+        }
+    member_key:
+        if (i >= n || p[i] != '"') {
+            return 0;
+        }
+        i = skip_string(p, i, n);
+        if (i < 0) {
+            return 0;
+        }
+        i = skip_space(p, i, n);
+        if (i >= n || p[i] != ':') {
+            return 0;
+        }
+        i = skip_space(p, i + 1, n);
+    }
 }
 
 /* Adds a run's counts to a [records, bytes] list. */
@@ -152,7 +371,7 @@ scan_records(PyObject *module, PyObject *args)
         }
         Py_ssize_t head_len = quote - line + DATA_OBJECT_LEN;
         if (head_len > length || memcmp(quote, DATA_OBJECT, DATA_OBJECT_LEN) != 0
-            || !is_utf8(line, length)) {
+            || !is_utf8(line, length) || !is_json(line, length - 1)) {
             break;
         }
         Py_ssize_t this_len = quote - (line + COMPACT_LEN);

@@ -12,7 +12,9 @@ Nothing the source writes can make this function raise anything but :class:`BadS
 went away). A RECORD must have ``data`` that is a JSON object, be valid UTF-8 and nest no deeper
 than the decoders allow; the shortcut checks this cheaply: ``"data":{`` right after the name
 (the CDK's field order), valid UTF-8 (``isascii()`` first; a quarter of airbyte-source-faker's
-records are not ASCII), and a length under
+records are not ASCII), valid JSON syntax (else a malformed line would be counted as a record no
+destination can read, and dropped there: the sync would report records it never delivered), and
+a length under
 ``_SHORTCUT_MAX_BYTES`` (valid JSON that short cannot nest too deeply). Any line that fails one
 of these takes the decode, which checks each properly.
 
@@ -43,6 +45,7 @@ from ferryman.settings import native_extensions_enabled
 from ferryman.workers.tracker import MessageTracker, StreamKey
 
 _ENVELOPE = msgspec.json.Decoder(SourceEnvelope)
+_RAW = msgspec.json.Decoder(msgspec.Raw)
 _COMPACT_RECORD = b'{"type":"RECORD","record":{"stream":"'
 _NAME_AT = len(_COMPACT_RECORD)
 _DATA_OBJECT = b'","data":{'  # the name's closing quote, then data as an object
@@ -158,6 +161,7 @@ def _python_forward(
             and size < _SHORTCUT_MAX_BYTES
             and line.endswith(b"}\n")  # not a line cut short by a crash
             and _is_utf8(line)
+            and _is_json(line)
         ):
             counter[0] += 1
             counter[1] += size
@@ -172,6 +176,15 @@ def _is_utf8(line: bytes) -> bool:
     try:
         line.decode()
     except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _is_json(line: bytes) -> bool:
+    """JSON syntax, as the envelope decode checks it (``data`` kept raw)."""
+    try:
+        _RAW.decode(line)
+    except (msgspec.DecodeError, RecursionError):
         return False
     return True
 
