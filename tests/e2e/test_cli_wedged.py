@@ -113,6 +113,34 @@ def test_a_foreground_sync_killed_while_it_waits_to_retry_does_not_wedge_it(tmp_
     assert configs_left(cli.home) == []
 
 
+def test_the_summary_of_a_retried_sync_counts_every_attempt(tmp_path: Path) -> None:
+    """As the API's rowsSynced (Airbyte's aggregatedStats): what each attempt moved, summed."""
+    cli = Cli(tmp_path / "home", FERRYMAN_RETRY_BACKOFF_MIN_S="0")
+    started, release = tmp_path / "started", tmp_path / "release"
+    steps = [
+        {"records": 5},
+        {"state": {"name": "users"}},
+        {"touch": str(started)},
+        {"wait_for_file": str(release), "timeout": 600},
+        {"records": 3},
+        {"state": {"name": "users"}},
+    ]
+    scripted_connection(cli, tmp_path, steps, tmp_path / "out.jsonl")
+    sync = cli.start("connections", "sync", "conn")
+    wait_for(started.exists, "the source to start")
+    psutil.Process(int(started.read_text())).kill()  # attempt 0 fails: its source died
+    release.touch()  # attempt 1 runs to its end
+    stdout, _ = cli.finish(sync)
+
+    (job,) = cli.json("jobs", "list", "--type", "sync")["jobs"]
+    attempts = cli.json("jobs", "show", str(job["id"]))["attempts"]
+    assert [a["status"] for a in attempts] == ["failed", "succeeded"]
+    emitted = sum(s["records_emitted"] for a in attempts for s in a["streams"])
+    committed = sum(s["records_committed"] for a in attempts for s in a["streams"])
+    assert emitted == 5 + 8
+    assert f"{emitted} records emitted, {committed} committed over 2 attempts" in stdout
+
+
 def test_a_sync_killed_with_sigkill_leaves_no_connector_running(tmp_path: Path) -> None:
     """No other command runs after the kill: only the killed sync's watchdog can stop its
     source, which would otherwise wait (in a session of its own) for a file that never comes."""

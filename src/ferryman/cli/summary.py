@@ -47,13 +47,15 @@ def _print_summary(document: dict[str, Any], secrets: list[str]) -> None:
     last = attempts[-1] if attempts else None
     if last is not None and last["streams"]:
         out().print(stats_table(last["streams"]))
-    emitted = sum(s["records_emitted"] for s in last["streams"]) if last else 0
-    committed = [s["records_committed"] for s in last["streams"]] if last else []
+    # Over all attempts, as the API's rowsSynced (Airbyte's aggregatedStats); the table is the last's.
+    streams = [stream for attempt in attempts for stream in attempt["streams"]]
+    emitted = sum(s["records_emitted"] for s in streams)
+    committed = [s["records_committed"] for s in streams]
     committed_text = "?" if None in committed else f"{sum(committed):,}"
-    plural = "s" if len(attempts) != 1 else ""
+    over = "; 1 attempt" if len(attempts) == 1 else f" over {len(attempts)} attempts"
     say(
         f"job {job['id']} {job['type']} {job['status']} in {duration(job['duration_s'])}: "
-        f"{emitted:,} records emitted, {committed_text} committed; {len(attempts)} attempt{plural}"
+        f"{emitted:,} records emitted, {committed_text} committed{over}"
     )
     if document["log"]:
         say(f"log: {document['log']}")
