@@ -51,17 +51,24 @@ def scripted_connection(cli: Cli, tmp_path: Path, steps: list[dict[str, Any]], o
     cli("connections", "create", "conn", "--source", "src", "--destination", "dst", "--full-refresh")
 
 
-def test_a_foreground_sync_killed_with_sigkill_does_not_wedge_its_connection(tmp_path: Path) -> None:
-    cli = Cli(tmp_path / "home")
+def paused_connection(cli: Cli, tmp_path: Path, then: list[dict[str, Any]]) -> tuple[Path, Path]:
+    """A scripted connection whose source sends 5 records and a state, touches ``started`` (its
+    pid inside), waits for ``release``, then runs ``then``; returns (started, release)."""
     started, release = tmp_path / "started", tmp_path / "release"
     steps = [
         {"records": 5},
         {"state": {"name": "users"}},
         {"touch": str(started)},
         {"wait_for_file": str(release), "timeout": 600},
-        {"records": 5},
+        *then,
     ]
     scripted_connection(cli, tmp_path, steps, tmp_path / "out.jsonl")
+    return started, release
+
+
+def test_a_foreground_sync_killed_with_sigkill_does_not_wedge_its_connection(tmp_path: Path) -> None:
+    cli = Cli(tmp_path / "home")
+    started, release = paused_connection(cli, tmp_path, [{"records": 5}])
     first = cli.start("connections", "sync", "conn")
     wait_for(started.exists, "the source to start")
     source_pid = int(started.read_text())
@@ -84,15 +91,7 @@ def test_a_foreground_sync_killed_with_sigkill_does_not_wedge_its_connection(tmp
 def test_a_foreground_sync_killed_while_it_waits_to_retry_does_not_wedge_it(tmp_path: Path) -> None:
     # A long backoff: the command is still waiting for its second attempt when it is killed.
     cli = Cli(tmp_path / "home", FERRYMAN_RETRY_BACKOFF_MIN_S="600")
-    started, release = tmp_path / "started", tmp_path / "release"
-    steps = [
-        {"records": 5},
-        {"state": {"name": "users"}},
-        {"touch": str(started)},
-        {"wait_for_file": str(release), "timeout": 600},
-        {"records": 5},
-    ]
-    scripted_connection(cli, tmp_path, steps, tmp_path / "out.jsonl")
+    started, release = paused_connection(cli, tmp_path, [{"records": 5}])
     first = cli.start("connections", "sync", "conn")
     wait_for(started.exists, "the source to start")
     psutil.Process(int(started.read_text())).kill()  # attempt 0 fails: its source died
@@ -116,16 +115,7 @@ def test_a_foreground_sync_killed_while_it_waits_to_retry_does_not_wedge_it(tmp_
 def test_the_summary_of_a_retried_sync_counts_every_attempt(tmp_path: Path) -> None:
     """As the API's rowsSynced (Airbyte's aggregatedStats): what each attempt moved, summed."""
     cli = Cli(tmp_path / "home", FERRYMAN_RETRY_BACKOFF_MIN_S="0")
-    started, release = tmp_path / "started", tmp_path / "release"
-    steps = [
-        {"records": 5},
-        {"state": {"name": "users"}},
-        {"touch": str(started)},
-        {"wait_for_file": str(release), "timeout": 600},
-        {"records": 3},
-        {"state": {"name": "users"}},
-    ]
-    scripted_connection(cli, tmp_path, steps, tmp_path / "out.jsonl")
+    started, release = paused_connection(cli, tmp_path, [{"records": 3}, {"state": {"name": "users"}}])
     sync = cli.start("connections", "sync", "conn")
     wait_for(started.exists, "the source to start")
     psutil.Process(int(started.read_text())).kill()  # attempt 0 fails: its source died
@@ -145,14 +135,7 @@ def test_a_sync_killed_with_sigkill_leaves_no_connector_running(tmp_path: Path) 
     """No other command runs after the kill: only the killed sync's watchdog can stop its
     source, which would otherwise wait (in a session of its own) for a file that never comes."""
     cli = Cli(tmp_path / "home")
-    started = tmp_path / "started"
-    steps = [
-        {"records": 5},
-        {"state": {"name": "users"}},
-        {"touch": str(started)},
-        {"wait_for_file": str(tmp_path / "never"), "timeout": 600},
-    ]
-    scripted_connection(cli, tmp_path, steps, tmp_path / "out.jsonl")
+    started, _ = paused_connection(cli, tmp_path, [])  # never released
     sync = cli.start("connections", "sync", "conn")
     wait_for(started.exists, "the source to start")
     source_pid = int(started.read_text())
