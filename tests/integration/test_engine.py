@@ -4,6 +4,7 @@ share is tested over both in test_engine_kinds.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -243,6 +244,92 @@ def test_a_worker_whose_database_goes_away_backs_off_and_then_runs_the_next_job(
         assert worker.wait(60) == 0
     assert "Traceback" not in "".join(said)
     assert "cannot be used" in "".join(said)  # the one line names the store and the reason
+
+
+def _until(check: Any, what: str, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.05)
+
+
+def test_a_worker_whose_database_goes_away_mid_sync_saves_its_confirmed_state_once_it_is_back(
+    postgres_url: str, local_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The database goes away while a sync runs, with a state the destination confirmed and the
+    worker held back (the flush interval). The sync fails at its next write; once the database is
+    back, the worker saves that state and the attempt's failure (the store's, as it was), and the
+    retry starts from that state. Before, the attempt's end was dropped: the job stayed running
+    until another engine saw its heartbeat go stale (60 s), failed it as one whose engine
+    "stopped heartbeating", and the retry read again what the destination had confirmed."""
+    import psycopg
+
+    from tests.integration.engine_kinds import Workers, wait_until_terminal
+
+    store = open_store(postgres_url)
+    database = postgres_url.rsplit("/", 1)[1]
+    home = Path(local_env["FERRYMAN_HOME"])
+    started, go, finish, state_copy = (tmp_path / name for name in ("started", "go", "finish", "state.json"))
+    users = {"state": {"name": "users"}}
+    steps = [
+        {"records": 5},
+        users,  # the first confirmed state is saved at once
+        {"touch": str(started)},
+        {"wait_for_file": str(go), "timeout": 300},
+        {"records": 5},
+        users,  # held back by the interval
+        {"wait_for_file": str(finish), "timeout": 300},
+    ]
+    scripted_connection(service_for(store, home), tmp_path, steps)  # discovers in this process
+    service = JobService(store, settings(home))  # queues for the worker
+    source = store.get_actor("source", "s-src")
+    store.update_actor_config(source.id, {"steps": steps, "state_copy": str(state_copy)})
+    connection = store.get_connection("s")
+    hour = "3600"  # no save by the interval or a heartbeat, no engine failing a stale attempt
+    held = {
+        "FERRYMAN_STATE_FLUSH_S": hour,
+        "FERRYMAN_ENGINE_HEARTBEAT_S": hour,
+        "FERRYMAN_ENGINE_STALE_AFTER_S": hour,
+    }
+    workers = Workers(postgres_url, {**local_env, **held})
+    admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True)
+    try:
+        workers.start()
+        job = service.enqueue_replication("s")
+        _until(started.exists, "the source to start")
+        attempt = store.list_attempts(job.id)[0]
+        go.touch()
+
+        def committed() -> int:
+            return sum(stat.records_committed or 0 for stat in store.list_stream_stats(attempt.id))
+
+        _until(lambda: committed() == 10, "the destination to confirm the second state")  # saved stats
+        assert store.get_state(connection.id)[0]["stream"]["stream_state"]["cursor"] == 5  # held back
+        admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,)
+        )
+        attempt_log = Path(attempt.log_path)
+        _until(
+            lambda: "the end of the attempt could not be saved" in attempt_log.read_text(),
+            "the worker to wait for the database to save the attempt's end",
+        )
+        admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+        store = open_store(postgres_url)  # the test's own connections were cut too
+        _until(lambda: store.list_attempts(job.id)[0].status is AttemptStatus.FAILED, "attempt 0 to end")
+        assert store.get_state(connection.id)[0]["stream"]["stream_state"]["cursor"] == 10
+        first = store.list_attempts(job.id)[0]
+        assert first.failure_summary is not None
+        assert "cannot be used" in first.failure_summary["failures"][0]["message"], first.failure_summary
+        finish.touch()
+        (ended,) = wait_until_terminal(store, [job.id], workers)
+    finally:
+        admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+        admin.close()
+        workers.close()
+    assert ended.status is JobStatus.SUCCEEDED, workers.stderr()
+    given = json.loads(state_copy.read_text())  # what the retry started from
+    assert [m["stream"]["stream_state"]["cursor"] for m in given] == [10]
 
 
 def wait_for_state(store: JobStore, connection_id: int, timeout_s: float, failure: str) -> None:

@@ -13,14 +13,15 @@ import dataclasses
 import errno
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ferryman.clock import Clock
 from ferryman.connectors import ResolvedConnector, parse_reference, resolve
-from ferryman.errors import FerrymanError, UserInputError
+from ferryman.errors import FerrymanError, StoreUnavailable, UserInputError
 from ferryman.jobs.configs import VERSION, ActorSnapshot, ConnectorJobConfig, ReplicationConfig
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType, ordered
 from ferryman.jobs.outcomes import CheckResult, ConnectorOutcome, FailureSummary
@@ -52,6 +53,9 @@ from ferryman.workers.checkpoints import StateCheckpoints
 from ferryman.workers.specs import config_secrets, connector_spec
 
 _STATS_EVERY_S = 5.0
+# Between two tries at saving an attempt's end in a store that does not answer: 1 s doubling to 30 s.
+_STORE_RETRY_FIRST_S, _STORE_RETRY_MAX_S = 1.0, 30.0
+_T = TypeVar("_T")
 
 
 class RecordingLauncher:
@@ -83,6 +87,11 @@ class AttemptExecution:
     job: Job
     attempt: Attempt
     cancel: threading.Event
+    # Set: a store that does not answer when the attempt ends is waited for (1 s doubling to
+    # 30 s) until it does or this event is set, and then given the attempt's last confirmed state
+    # and its end (a worker's engine). None: the end's write fails at once (a CLI command says so
+    # and exits; recovery fails the attempt later).
+    give_up: threading.Event | None = None
     # The attempt's secret values, once known: failure text is stored with them masked.
     secrets: list[str] = dataclasses.field(default_factory=list, init=False)
     # A sync's confirmed states not saved yet (None before a sync starts, and for other jobs).
@@ -282,17 +291,46 @@ class AttemptExecution:
         job = self._end(
             AttemptStatus.FAILED, JobStatus.INCOMPLETE, now, output=output, failure_summary=summary
         )
-        return decide_retry(self.store, self.retry, job, self.attempt.number + 1, failures, now)
+        return self._stored(
+            lambda: decide_retry(self.store, self.retry, job, self.attempt.number + 1, failures, now)
+        )
 
     def _end(
         self, status: AttemptStatus, job_status: JobStatus, now: datetime | None = None, **values: Any
     ) -> Job:
         """Save the attempt's outcome (``store.end_attempt``); keep the attempt as it ended, so
         whoever reports the end need not read it back."""
-        job, self.ended = self.store.end_attempt(
-            self.attempt, status, job_status, now or self.clock.now(), **values
+        job, self.ended = self._stored(
+            lambda: self.store.end_attempt(
+                self.attempt, status, job_status, now or self.clock.now(), **values
+            )
         )
         return job
+
+    def _stored(self, write: Callable[[], _T]) -> _T:
+        """``write`` to the store; with ``give_up``, tried again while the store does not answer,
+        each time after saving the last confirmed state the sync could not save (while this
+        attempt is still running in the store: once another engine has failed it, a newer
+        attempt's state may be there)."""
+        delay = _STORE_RETRY_FIRST_S
+        retrying = False
+        while True:
+            try:
+                if retrying and self._still_running():
+                    self.save_state()
+                return write()
+            except StoreUnavailable as exc:
+                if self.give_up is None or self.give_up.is_set():
+                    raise
+                reason = str(exc).strip().splitlines()[0][:300]
+                self._log(f"the end of the attempt could not be saved: {reason}; trying again in {delay:g}s")
+                if self.give_up.wait(delay):
+                    raise
+                delay, retrying = min(delay * 2, _STORE_RETRY_MAX_S), True
+
+    def _still_running(self) -> bool:
+        attempts = self.store.list_attempts(self.job.id)
+        return any(a.id == self.attempt.id and a.status is AttemptStatus.RUNNING for a in attempts)
 
 
 def _os_error(exc: OSError) -> str:

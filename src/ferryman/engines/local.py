@@ -114,6 +114,9 @@ class LocalEngine:
         self._next_sweep = 0.0  # the first recover pass sweeps containers
         self._sweeping: threading.Thread | None = None
         self._wake = threading.Event()
+        # A worker's attempts wait for a store that is away to save their end (until cancel_all);
+        # a command's own engine says at once that it could not (run_jobs).
+        self._give_up: threading.Event | None = None if foreground else threading.Event()
         self.observer: AttemptObserver | None = None
 
     # -- one pass ---------------------------------------------------------------------------
@@ -189,7 +192,15 @@ class LocalEngine:
     def _start(self, job: Job, attempt: Attempt) -> threading.Thread:
         running = _Running(job, attempt)
         execution = AttemptExecution(
-            self.store, self.settings, self.retry, self.launcher, self.clock, job, attempt, running.cancel
+            self.store,
+            self.settings,
+            self.retry,
+            self.launcher,
+            self.clock,
+            job,
+            attempt,
+            running.cancel,
+            self._give_up,
         )
         running.execution = execution
 
@@ -447,7 +458,10 @@ class LocalEngine:
                     item.cancel.set()
 
     def cancel_all(self) -> None:
-        """Stop every running attempt's connectors (used when the process must exit)."""
+        """Stop every running attempt's connectors (used when the process must exit); an
+        attempt waiting for the store to save its end stops waiting (recovery fails it later)."""
+        if self._give_up is not None:
+            self._give_up.set()
         with self._lock:
             for item in self._running.values():
                 item.cancel.set()
