@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +18,14 @@ import pytest
 from ferryman.engines.local import LocalEngine
 from ferryman.engines.temporal.engine import TemporalEngine, start_job
 from ferryman.engines.temporal.settings import TemporalSettings
-from ferryman.engines.temporal.worker import TemporalWorker
+from ferryman.engines.temporal.worker import RESUBMIT_AFTER_S, TemporalWorker
 from ferryman.jobs.failures import FailureType
 from ferryman.jobs.retry import RetryPolicy
-from ferryman.jobs.states import AttemptStatus, JobStatus
+from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
 from ferryman.service import JobService
 from ferryman.store import open_store
 from ferryman.store.base import JobStore
+from ferryman.store.rows import utcnow
 from tests.integration.test_engine import (
     LIMITS,
     bench_connection,
@@ -103,6 +106,30 @@ def test_a_sync_runs_as_a_workflow_and_the_store_shows_its_job_attempt_and_stats
     stats = store.list_stream_stats(attempt.id)
     assert sum(s.records_committed or 0 for s in stats) == 5_000
     assert rows(tmp_path / "t.duckdb") == (5_000, 5_000)
+
+
+def test_a_job_waiting_to_retry_whose_workflow_was_lost_gets_its_next_attempt(
+    store: JobStore, tmp_path: Path, temporal: TemporalSettings, worker_for: Any
+) -> None:
+    """A Temporal server that lost its data (a dev server without --db-filename, a namespace
+    reset) lost the workflow sleeping out the job's backoff: the store's job would wait for ever,
+    its connection busy. Here the job never had a workflow, as after such a loss."""
+    worker_for()
+    service = client_service(store, tmp_path, temporal)
+    bench_connection(service, "lost", tmp_path, 10)
+    job = store.enqueue(JobType.SYNC, str(store.get_connection("lost").id), service._replication_config(
+        store.get_connection("lost")))  # fmt: skip
+    now = utcnow()
+    [(_, attempt)] = store.claim("a-lost-engine", {"sync": 1}, now, lambda j, n: str(tmp_path / "x.log"))
+    store.end_attempt(attempt, AttemptStatus.FAILED, JobStatus.INCOMPLETE, now)
+    overdue = now - timedelta(seconds=RESUBMIT_AFTER_S + 5)
+    assert store.schedule_retry(job.id, overdue).status is JobStatus.INCOMPLETE
+
+    deadline = time.monotonic() + 120  # the worker looks for such jobs every RESUBMIT_EVERY_S
+    while not store.get_job(job.id).status.terminal and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert store.get_job(job.id).status is JobStatus.SUCCEEDED
+    assert [a.status for a in store.list_attempts(job.id)] == [AttemptStatus.FAILED, AttemptStatus.SUCCEEDED]
 
 
 def test_a_config_error_is_not_retried(

@@ -35,7 +35,7 @@ from ferryman.store.base import Attempt, Job, JobStore
 log = logging.getLogger(__name__)
 
 RESUBMIT_EVERY_S = 5.0
-RESUBMIT_AFTER_S = 10.0  # a pending job this old has had its chance to be submitted
+RESUBMIT_AFTER_S = 10.0  # a pending job this old (a retry this late) has had its chance to start
 _DRAIN = timedelta(days=3)  # a stopping worker lets its attempts finish (a second signal cancels)
 # The sandbox still guards the workflow's calls into the standard library, but our own modules
 # are imported once, not again for every workflow run: re-running workflows.py and the packages
@@ -141,12 +141,22 @@ class TemporalWorker:
             log.warning("store unavailable: %s", str(exc).strip().splitlines()[0] if str(exc) else exc)
 
     async def _resubmit(self, client: Client) -> None:
-        """Start the workflow of pending jobs that have none (their submit failed)."""
+        """Start the workflow of jobs that have none: pending ones (their submit failed) and
+        incomplete ones whose next attempt is overdue (their workflow, which sleeps out the
+        backoff, was lost with a Temporal server's data). A job whose workflow exists is left
+        alone (``start_job`` is a no-op for it)."""
         try:
             pending = await asyncio.to_thread(self.store.list_jobs, None, JobStatus.PENDING, None, 500)
+            waiting = await asyncio.to_thread(self.store.list_jobs, None, JobStatus.INCOMPLETE, None, 500)
         except (StoreUnavailable, OperationalError):
             return
         now = self.local.clock.now()
-        for job in sorted(pending, key=lambda job: job.id):  # oldest first, in the order queued
-            if (now - job.created_at).total_seconds() >= RESUBMIT_AFTER_S:
-                await start_job(client, self.temporal, job)
+        due = [job for job in pending if (now - job.created_at).total_seconds() >= RESUBMIT_AFTER_S]
+        due += [
+            job
+            for job in waiting
+            if job.next_attempt_at is not None
+            and (now - job.next_attempt_at).total_seconds() >= RESUBMIT_AFTER_S
+        ]
+        for job in sorted(due, key=lambda job: job.id):  # oldest first, in the order queued
+            await start_job(client, self.temporal, job)
