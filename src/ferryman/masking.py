@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ferryman.errors import UserInputError
 from ferryman.jobs.configs import ConfigDocumentError, ConnectorJobConfig, ReplicationConfig, snapshots
 from ferryman.secrets import MASK, SecretRules, longest_first, mask_config, secret_values
 
@@ -58,17 +59,27 @@ def job_secrets(job: Job, actors: list[Actor]) -> list[str]:
 
 def restore_masked(config: Any, actor: Actor) -> Any:
     """A config a client sent back: each value still ``**********`` takes the stored value at
-    the same place (as Airbyte's API does), so a client that edits one field keeps the secrets."""
-    return _restore(config, actor.config)
+    the same place (as Airbyte's API does), so a client that edits one field keeps the secrets.
+    A ``**********`` where nothing is stored (an option switched, an array item added) is
+    refused: stored as it is, it would silently replace a credential with the mask."""
+    return _restore(config, actor.config, "configuration")
 
 
-def _restore(new: Any, old: Any) -> Any:
-    if new == MASK and old is not None:
+def _restore(new: Any, old: Any, path: str) -> Any:
+    if new == MASK:
+        if old is None:
+            raise UserInputError(
+                f"{path} is {MASK} (a masked secret) but no value is stored there to keep: "
+                "send the value itself"
+            )
         return old
     if isinstance(new, dict):
         previous = old if isinstance(old, dict) else {}
-        return {key: _restore(value, previous.get(key)) for key, value in new.items()}
+        return {key: _restore(value, previous.get(key), f"{path}.{key}") for key, value in new.items()}
     if isinstance(new, list):
         before = old if isinstance(old, list) else []
-        return [_restore(value, before[i] if i < len(before) else None) for i, value in enumerate(new)]
+        return [
+            _restore(value, before[i] if i < len(before) else None, f"{path}[{i}]")
+            for i, value in enumerate(new)
+        ]
     return new

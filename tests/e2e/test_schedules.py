@@ -124,6 +124,12 @@ def test_the_server_runs_a_connection_scheduled_through_the_api(tmp_path: Path, 
             json={**ends, "schedule": {"scheduleType": "cron", "cronExpression": "0 0 25 * * ?"}},
         )
         assert bad.status_code == 422 and "invalid cron expression" in bad.json()["detail"]
+        # A last word that names a folder of zones, or no file at all, is no zone: a 422 too.
+        for word in ("America", "x" * 300):
+            odd = {"scheduleType": "cron", "cronExpression": f"0 0 2 * * ? {word}"}
+            refused = client.post("/connections", json={**ends, "schedule": odd})
+            assert refused.status_code == 422, refused.text
+        assert client.get("/connections").json()["data"] == []  # nothing half-made
 
         # Every second (Quartz): the server's scheduler makes a sync job, and its engine runs it.
         made = client.post(

@@ -109,3 +109,24 @@ def test_a_forged_cookie_or_a_deleted_application_ends_the_session(
         deleted = ferryman(server.home, "applications", "delete", "web")
         assert deleted.returncode == 0, deleted.stderr
         assert client.get("/").status_code == 303
+
+
+def test_logging_out_ends_the_session_for_a_copy_of_its_cookie_too(
+    served: tuple[Server, dict[str, str]],
+) -> None:
+    server, app = served
+    with (
+        httpx.Client(base_url=server.url, timeout=30) as client,
+        httpx.Client(base_url=server.url, timeout=30) as copy,
+        httpx.Client(base_url=server.url, timeout=30) as other,
+    ):
+        _log_in(client, app)
+        _log_in(other, app)
+        copy.cookies.set("ferryman_session", client.cookies["ferryman_session"])
+        assert copy.get("/").status_code == 200
+        assert client.post("/logout", data={"csrf": _csrf(client.get("/").text)}).status_code == 303
+        replayed = copy.get("/")
+        assert replayed.status_code == 303 and replayed.headers["location"] == "/login?next=/"
+        assert other.get("/").status_code == 200  # another session of the same application lives on
+    ended = server.home / "web-sessions-ended"
+    assert stat.S_IMODE(ended.stat().st_mode) == 0o600

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ferryman.web import forms
-from ferryman.web.session import LIFETIME_S, Signer
+from ferryman.web.session import ENDED_PRUNE_BYTES, LIFETIME_S, EndedSessions, Signer
 
 SPEC = {
     "type": "object",
@@ -101,6 +103,24 @@ def test_sessions_are_signed_expire_and_csrf_tokens_belong_to_one_session() -> N
     assert signer.csrf_ok(session, signer.csrf_token(session))
     assert not signer.csrf_ok(session, signer.csrf_token(other))
     assert not signer.csrf_ok(session, None)
+
+
+def test_an_ended_session_is_refused_and_expired_ends_are_dropped_as_the_file_grows(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ended"
+    signer = Signer(b"k" * 32, EndedSessions(path))
+    kept = signer.new_session("client", now=10_000.0)
+    cookie = signer.dump(kept)
+    signer.end(kept)
+    assert signer.load(cookie, now=10_000.0) is None
+    assert Signer(b"k" * 32, EndedSessions(path)).load(cookie, now=10_000.0) is None  # another server
+    ended = EndedSessions(path)
+    while path.stat().st_size <= ENDED_PRUNE_BYTES:  # logouts pile up...
+        ended.end(signer.new_session("client", now=0.0), now=10_000.0)
+    ended.end(signer.new_session("client", now=0.0), now=50_000.0)  # (now long expired)
+    assert path.stat().st_size < 100  # ...until one more logout drops the expired ones
+    assert signer.load(cookie, now=50_000.0) is None  # and keeps the one not expired yet
 
 
 def test_a_stored_config_fills_its_form_and_reads_back_the_same() -> None:

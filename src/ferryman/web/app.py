@@ -23,7 +23,16 @@ from fastapi.staticfiles import StaticFiles
 from ferryman.credentials import Verifier
 from ferryman.service import JobService
 from ferryman.web import filters
-from ferryman.web.session import COOKIE, FLASH_COOKIE, LIFETIME_S, Session, Signer, load_key
+from ferryman.web.session import (
+    COOKIE,
+    ENDED_FILE,
+    FLASH_COOKIE,
+    LIFETIME_S,
+    EndedSessions,
+    Session,
+    Signer,
+    load_key,
+)
 
 HERE = Path(__file__).parent
 FLASH_MAX_CHARS = 1500  # a cookie holds about 4 kB
@@ -71,7 +80,8 @@ def mount(app: FastAPI, service: JobService, required: bool, verifier: Verifier 
         lstrip_blocks=True,
     )
     filters.install(templates)
-    signer = Signer(load_key(service.settings.home))
+    home = service.settings.home
+    signer = Signer(load_key(home), EndedSessions(home / ENDED_FILE))
     app.state.web = Web(service, verifier or Verifier(service.store), required, signer, templates)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(_login_routes())
@@ -233,6 +243,7 @@ def _login_routes() -> APIRouter:
 
     @router.post("/logout")
     def logout(request: Request, _: Posted) -> Response:
+        web_of(request).signer.end(request.state.session)  # a copy of the cookie ends with it
         response = redirect(request, "/login")
         response.delete_cookie(COOKIE, path="/")
         return response

@@ -1,9 +1,9 @@
 """A connector's spec (its JSON schema) as an HTML form, and the form posted back as a config.
 
-Each property becomes a field: strings a text input (``airbyte_secret`` ones a password input
-that is never filled in, not even when the form comes back with an error), numbers a number
-input, booleans a checkbox, ``enum`` a select, arrays of strings a textarea of one item per
-line, other arrays and free objects a JSON textarea, objects a fieldset, ``const`` nothing to
+Each property becomes a field: strings a text input (``airbyte_secret`` ones, numbers too, a
+password input that is never filled in, not even when the form comes back with an error),
+numbers a number input, booleans a checkbox, ``enum`` a select, arrays of strings a textarea
+of one item per line, other arrays and free objects a JSON textarea, objects a fieldset, ``const`` nothing to
 type (its value is set), and ``oneOf``/``anyOf`` a select of options, each a sub-form of its own
 (only the chosen one is read). Defaults prefill; required fields are marked and checked.
 
@@ -36,6 +36,7 @@ class Field:
     options: list[Any] = field(default_factory=list)  # enum values
     children: list[Field] = field(default_factory=list)  # object's fields, or oneOf's options
     in_choice: bool = False  # inside a oneOf option: the browser must not require it
+    number: str = ""  # a password input for a secret number: "integer" or "number"
 
     def initial(self, posted: Mapping[str, str] | None) -> str:
         """The text the input shows: what was posted (never a secret), else the default."""
@@ -129,10 +130,13 @@ def _build(schema: Mapping[str, Any], name: str, key: str, required: bool, in_ch
         return Field(widget="lines" if simple else "json", **common)
     if kind == "boolean":
         return Field(widget="checkbox", **common)
+    if schema.get("airbyte_secret"):
+        # A secret number too: a number input would show the stored value (masked, which the
+        # browser then drops, and the save with it) and echo a typed one on an error.
+        number = kind if kind in ("integer", "number") else ""
+        return Field(widget="password", number=number, **common)
     if kind in ("integer", "number"):
         return Field(widget=kind, **common)
-    if schema.get("airbyte_secret"):
-        return Field(widget="password", **common)
     return Field(widget="textarea" if schema.get("multiline") else "text", **common)
 
 
@@ -197,6 +201,8 @@ def _read(node: Field, posted: Mapping[str, str], errors: FormErrors, path: str)
 
 
 def _convert(node: Field, text: str, errors: FormErrors, label: str) -> Any:
+    if node.widget == "password" and node.number and text != MASK:
+        return _secret_number(node.number, text.strip(), errors, label)
     if node.widget == "select":
         for option in node.options:
             if str(option) == text:
@@ -225,6 +231,16 @@ def _convert(node: Field, text: str, errors: FormErrors, label: str) -> Any:
             errors.append(f"{label} must be JSON")
             return _MISSING
     return text
+
+
+def _secret_number(kind: str, text: str, errors: FormErrors, label: str) -> Any:
+    """A secret typed into a password input for a number; an error never quotes it."""
+    try:
+        number = float(text) if kind == "number" else int(text)
+    except ValueError:
+        errors.append(f"{label} must be a {'number' if kind == 'number' else 'whole number'}")
+        return _MISSING
+    return int(number) if isinstance(number, float) and number.is_integer() and "." not in text else number
 
 
 def fill(root: Field, config: Mapping[str, Any]) -> dict[str, str]:

@@ -10,6 +10,11 @@ Every POST carries a CSRF token: an HMAC of the session id under the same key, p
 by the page. A page of another site can neither read it nor compute it. A new session id is
 drawn at login, so a session id planted before it is worth nothing after.
 
+Logging out ends the session on the server too: its id goes into ``web-sessions-ended`` beside
+the key (one ``<expiry> <id>`` line, kept until the cookie would have expired anyway), so a copy
+of the cookie (a shared machine, a proxy's log) is refused afterwards, by every server of this
+home and after restarts.
+
 The key is 32 random bytes in ``$FERRYMAN_HOME/web-session.key`` (0600), made once by the first
 server. Servers that share a store but not a home keep their own keys: a session of one is not
 good on another.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -33,6 +39,8 @@ from ferryman.private import open_private, private_dirs, tighten
 COOKIE = "ferryman_session"
 FLASH_COOKIE = "ferryman_flash"
 KEY_FILE = "web-session.key"
+ENDED_FILE = "web-sessions-ended"
+ENDED_PRUNE_BYTES = 64 * 1024  # past this, logging out rewrites the file without expired lines
 LIFETIME_S = 12 * 3600
 KEY_BYTES = 32
 
@@ -69,9 +77,68 @@ class Session:
         return bool(self.client_id)
 
 
+class EndedSessions:
+    """The ids of sessions logged out before they expired, in a 0600 file of the home. Read
+    again only when it changed (a stat per request), so another server's logouts count too.
+    Writers and readers ``flock`` it; a logout past ``ENDED_PRUNE_BYTES`` drops expired lines."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._version: tuple[int, int] | None = None
+        self._ended: frozenset[str] = frozenset()
+
+    def end(self, session: Session, now: float | None = None) -> None:
+        fd = open_private(self.path, os.O_RDWR | os.O_APPEND)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, f"{session.expires} {session.sid}\n".encode())
+            if os.fstat(fd).st_size > ENDED_PRUNE_BYTES:
+                current = now if now is not None else time.time()
+                kept = [(e, sid) for e, sid in _lines(_read_all(fd)) if e >= current]
+                os.ftruncate(fd, 0)
+                os.write(fd, "".join(f"{e} {sid}\n" for e, sid in kept).encode())
+        finally:
+            os.close(fd)  # and the lock with it
+
+    def __contains__(self, sid: str) -> bool:
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            return False
+        if (info.st_mtime_ns, info.st_size) != self._version:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                seen = os.fstat(fd)
+                text = _read_all(fd)
+            finally:
+                os.close(fd)
+            self._ended = frozenset(sid for _, sid in _lines(text))
+            self._version = (seen.st_mtime_ns, seen.st_size)
+        return sid in self._ended
+
+
+def _read_all(fd: int) -> str:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    found = []
+    for line in text.splitlines():
+        expires, _, sid = line.partition(" ")
+        if expires.isdigit() and sid:
+            found.append((int(expires), sid))
+    return found
+
+
 @dataclass(frozen=True)
 class Signer:
     key: bytes
+    ended: EndedSessions | None = None  # None: logging out only drops the cookie (unit tests)
 
     def _sign(self, purpose: str, text: str) -> str:
         digest = hmac.new(self.key, f"{purpose}:{text}".encode(), hashlib.sha256).digest()
@@ -99,7 +166,14 @@ class Signer:
             return None
         if session.expires < (now if now is not None else time.time()):
             return None
+        if self.ended is not None and session.sid in self.ended:
+            return None
         return session
+
+    def end(self, session: Session) -> None:
+        """Log the session out: its cookie is refused from now on, wherever it is replayed."""
+        if self.ended is not None:
+            self.ended.end(session)
 
     def csrf_token(self, session: Session) -> str:
         return self._sign("csrf", session.sid)

@@ -1,0 +1,117 @@
+"""Secrets the connector's spec marks (in a oneOf, in an array's items) through the public API of
+a real ``ferryman server``: masked in answers, kept when sent back masked, and a masked value
+where nothing is stored refused rather than stored as the mask."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ferryman.secrets import MASK
+from ferryman.store import open_store
+from tests.e2e.api_server import Server, ferryman, running_server
+
+TEST_CONNECTORS = Path(__file__).resolve().parent.parent / "connectors"
+SPEC = {
+    "connectionSpecification": {
+        "type": "object",
+        "properties": {
+            "credentials": {
+                "type": "object",
+                "oneOf": [
+                    {
+                        "title": "Key",
+                        "properties": {
+                            "auth_type": {"type": "string", "const": "key"},
+                            "key": {"type": "string", "airbyte_secret": True},
+                        },
+                    },
+                    {
+                        "title": "OAuth",
+                        "properties": {
+                            "auth_type": {"type": "string", "const": "oauth"},
+                            "refresh": {"type": "string", "airbyte_secret": True},
+                        },
+                    },
+                ],
+            },
+            "tunnels": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "ssh_pw": {"type": "string", "airbyte_secret": True},
+                    },
+                },
+            },
+        },
+    }
+}
+STORED = {
+    "credentials": {"auth_type": "oauth", "refresh": "refresh-secret-0f9e8d7c"},
+    "tunnels": [{"name": "t1", "ssh_pw": "tunnel-secret-1a2b3c4d"}],
+}
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Server, httpx.Client]]:
+    home = tmp_path / "home"
+    home.mkdir()
+    script = tmp_path / "scripted-source"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / "scripted_source.py"}" "$@"\n')
+    script.chmod(0o755)
+    added = ferryman(home, "definitions", "add", "vault", f"exec:{script}", "--kind", "source")
+    assert added.returncode == 0, added.stderr
+    with (
+        running_server(home, env={"SCRIPTED_SPEC_STEPS": json.dumps([{"spec": SPEC}])}) as server,
+        httpx.Client(base_url=server.v1, timeout=60) as client,
+    ):
+        yield server, client
+
+
+def _stored(server: Server) -> Any:
+    return open_store(f"sqlite:///{server.home / 'ferryman.db'}").get_actor("source", "vault").config
+
+
+def test_a_masked_secret_sent_back_where_nothing_is_stored_is_refused_not_stored(
+    served: tuple[Server, httpx.Client],
+) -> None:
+    server, client = served
+    workspace = client.get("/workspaces").json()["data"][0]["workspaceId"]
+    created = client.post(
+        "/sources",
+        json={"name": "vault", "workspaceId": workspace, "configuration": {"sourceType": "vault", **STORED}},
+    )
+    assert created.status_code == 200, created.text
+    shown = created.json()["configuration"]
+    assert shown == {
+        "credentials": {"auth_type": "oauth", "refresh": MASK},
+        "tunnels": [{"name": "t1", "ssh_pw": MASK}],
+    }
+    url = f"/sources/{created.json()['sourceId']}"
+    # Sent back as shown, everything stays as stored.
+    assert client.patch(url, json={"configuration": shown}).status_code == 200
+    assert _stored(server) == STORED
+
+    # A tunnel put first: the mask now sits where no password is stored. So does a key of the
+    # option switched to. Each is refused, naming the field, and nothing is written.
+    prepended = {**shown, "tunnels": [{"name": "t0", "ssh_pw": "new-secret-5e6f7a8b"}, *shown["tunnels"]]}
+    switched = {**shown, "credentials": {"auth_type": "key", "key": MASK}}
+    for configuration, field in (
+        (prepended, "configuration.tunnels[1].ssh_pw"),
+        (switched, "configuration.credentials.key"),
+    ):
+        for method in ("PATCH", "PUT"):
+            body = {"name": "vault", "configuration": configuration}
+            refused = client.request(method, url, json=body)
+            assert refused.status_code == 422, refused.text
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert field in refused.json()["detail"] and "new-secret" not in refused.text
+            assert _stored(server) == STORED
