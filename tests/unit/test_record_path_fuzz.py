@@ -124,7 +124,7 @@ def _decodes(line: bytes) -> bool:
 
 
 SHORTCUT_HEAD = b'{"type":"RECORD","record":{"stream":"users","data":{'
-json_soup = st.text(alphabet='{}[]:,"\\/0123456789.eE+-trufalsn \t\x01bu', max_size=40).map(str.encode)
+json_soup = st.text(alphabet='{}[]:,"\\/0123456789.eE+-trufalsn \t\x01bué日', max_size=40).map(str.encode)
 
 
 @pytest.mark.skipif("c" not in IMPLEMENTATIONS, reason="the C extension is not built here")

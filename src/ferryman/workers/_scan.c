@@ -6,8 +6,8 @@
  * shortcut RECORD, or at the first byte of a line that has no newline yet. A shortcut RECORD is
  * exactly what the Python loop of record_path.forward takes its shortcut for: the line's head up
  * to the quote after the stream name plus 10 bytes (the name's closing quote, then ``,"data":{``)
- * is a key of ``heads``, the line is shorter than ``max_bytes``, ends with ``}\n``, is valid UTF-8 and
- * is valid JSON.
+ * is a key of ``heads``, the line is shorter than ``max_bytes``, ends with ``}\n`` and is valid JSON
+ * in valid UTF-8 (checked in one pass: bytes >= 0x80 may only be in strings).
  * Every such line is counted in its stream's counter (``heads[key]``, a list [records, bytes]),
  * added once per run of one stream rather than once per line. Returns ``stop``: the lines of
  * buffer[start:stop] were all counted and are to be forwarded unchanged; buffer[stop:] begins
@@ -29,75 +29,52 @@ static const char COMPACT[] = "{\"type\":\"RECORD\",\"record\":{\"stream\":\"";
 static const char DATA_OBJECT[] = "\",\"data\":{";
 #define DATA_OBJECT_LEN ((Py_ssize_t)(sizeof(DATA_OBJECT) - 1))
 
-/* Whether p[0:n] is valid UTF-8 as Python's strict decoder has it: no overlong forms, no
- * surrogates (U+D800..U+DFFF), nothing past U+10FFFF. ASCII is skipped 8 bytes at a time. */
-static int
-is_utf8(const unsigned char *p, Py_ssize_t n)
+/* The length of the valid UTF-8 sequence that starts at p[i] (a byte >= 0x80), or 0: valid as
+ * Python's strict decoder has it, with no overlong forms, no surrogates (U+D800..U+DFFF) and
+ * nothing past U+10FFFF. */
+static inline Py_ssize_t
+utf8_sequence(const unsigned char *p, Py_ssize_t i, Py_ssize_t n)
 {
-    Py_ssize_t i = 0;
-    while (i < n) {
-#if defined(__SSE2__)
-        while (i + 16 <= n && _mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(p + i))) == 0) {
-            i += 16;
-        }
-#endif
-        while (i + 8 <= n) {
-            uint64_t word;
-            memcpy(&word, p + i, 8);
-            if (word & 0x8080808080808080ULL) {
-                break;
-            }
-            i += 8;
-        }
-        if (i >= n) {
-            break;
-        }
-        unsigned char c = p[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        Py_ssize_t follow;
-        unsigned char low = 0x80, high = 0xBF; /* the range of the first continuation byte */
-        if (c >= 0xC2 && c <= 0xDF) {
-            follow = 1;
-        }
-        else if (c == 0xE0) {
-            follow = 2;
-            low = 0xA0;
-        }
-        else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
-            follow = 2;
-        }
-        else if (c == 0xED) {
-            follow = 2;
-            high = 0x9F;
-        }
-        else if (c == 0xF0) {
-            follow = 3;
-            low = 0x90;
-        }
-        else if (c >= 0xF1 && c <= 0xF3) {
-            follow = 3;
-        }
-        else if (c == 0xF4) {
-            follow = 3;
-            high = 0x8F;
-        }
-        else {
-            return 0;
-        }
-        if (i + follow >= n || p[i + 1] < low || p[i + 1] > high) {
-            return 0;
-        }
-        for (Py_ssize_t k = 2; k <= follow; k++) {
-            if ((p[i + k] & 0xC0) != 0x80) {
-                return 0;
-            }
-        }
-        i += follow + 1;
+    unsigned char c = p[i];
+    Py_ssize_t follow;
+    unsigned char low = 0x80, high = 0xBF; /* the range of the first continuation byte */
+    if (c >= 0xC2 && c <= 0xDF) {
+        follow = 1;
     }
-    return 1;
+    else if (c == 0xE0) {
+        follow = 2;
+        low = 0xA0;
+    }
+    else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
+        follow = 2;
+    }
+    else if (c == 0xED) {
+        follow = 2;
+        high = 0x9F;
+    }
+    else if (c == 0xF0) {
+        follow = 3;
+        low = 0x90;
+    }
+    else if (c >= 0xF1 && c <= 0xF3) {
+        follow = 3;
+    }
+    else if (c == 0xF4) {
+        follow = 3;
+        high = 0x8F;
+    }
+    else {
+        return 0;
+    }
+    if (i + follow >= n || p[i + 1] < low || p[i + 1] > high) {
+        return 0;
+    }
+    for (Py_ssize_t k = 2; k <= follow; k++) {
+        if ((p[i + k] & 0xC0) != 0x80) {
+            return 0;
+        }
+    }
+    return follow + 1;
 }
 
 /* JSON (RFC 8259) syntax, one pass without recursion: what the shortcut forwards must be what
@@ -120,8 +97,9 @@ is_hex(unsigned char c)
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-/* The index of the first byte at or after i that ends plain string content (a quote, a
- * backslash or a control character), or n. SSE2 (every x86-64) looks at 16 bytes at a time. */
+/* The index of the first byte at or after i that ends plain ASCII string content (a quote, a
+ * backslash, a control character or a byte >= 0x80), or n. SSE2 (every x86-64) looks at 16 bytes
+ * at a time. */
 static Py_ssize_t
 next_stop(const unsigned char *p, Py_ssize_t i, Py_ssize_t n)
 {
@@ -131,21 +109,21 @@ next_stop(const unsigned char *p, Py_ssize_t i, Py_ssize_t n)
         __m128i x = _mm_loadu_si128((const __m128i *)(p + i));
         __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, slash)),
                                    _mm_cmpeq_epi8(_mm_max_epu8(x, below), below));
-        int mask = _mm_movemask_epi8(hit);
+        int mask = _mm_movemask_epi8(hit) | _mm_movemask_epi8(x); /* x: bytes >= 0x80 */
         if (mask != 0) {
             return i + __builtin_ctz((unsigned)mask);
         }
         i += 16;
     }
 #endif
-    while (i < n && p[i] != '"' && p[i] != '\\' && p[i] >= 0x20) {
+    while (i < n && p[i] != '"' && p[i] != '\\' && p[i] >= 0x20 && p[i] < 0x80) {
         i++;
     }
     return i;
 }
 
 /* p[i] is the opening quote: the index after the closing one, or -1. */
-static Py_ssize_t
+static inline Py_ssize_t
 skip_string(const unsigned char *p, Py_ssize_t i, Py_ssize_t n)
 {
     i++;
@@ -157,6 +135,14 @@ skip_string(const unsigned char *p, Py_ssize_t i, Py_ssize_t n)
         unsigned char c = p[i];
         if (c == '"') {
             return i + 1;
+        }
+        if (c >= 0x80) { /* UTF-8, checked here: outside strings such a byte is no JSON anyway */
+            Py_ssize_t length = utf8_sequence(p, i, n);
+            if (length == 0) {
+                return -1;
+            }
+            i += length;
+            continue;
         }
         if (c < 0x20 || i + 1 >= n) {
             return -1;
@@ -224,13 +210,24 @@ skip_number(const unsigned char *p, Py_ssize_t i, Py_ssize_t n)
     return i;
 }
 
+/* Whether p[0:n] is a JSON text, given that p[0:i] is the head of a compact RECORD: three objects
+ * opened (the message, its record, the data), the last just opened. The head was compared byte
+ * for byte by the caller, so its strings need no second look. */
 static int
-is_json(const unsigned char *p, Py_ssize_t n)
+is_json_after_head(const unsigned char *p, Py_ssize_t n, Py_ssize_t i)
 {
-    unsigned char open[JSON_MAX_DEPTH]; /* the containers we are in: '{' or '[' */
-    int depth = 0;
+    unsigned char open[JSON_MAX_DEPTH]; /* the containers we are in (no initializer: it would
+                                           * zero all of it for every line) */
+    int depth = 3;
+    open[0] = open[1] = open[2] = '{';
     unsigned char c;
-    Py_ssize_t i = skip_space(p, 0, n);
+    i = skip_space(p, i, n);
+    if (i < n && p[i] == '}') {
+        depth--;
+        i++;
+        goto after_value;
+    }
+    goto member_key;
     for (;;) {
         /* a value starts at i */
         if (i >= n) {
@@ -371,7 +368,7 @@ scan_records(PyObject *module, PyObject *args)
         }
         Py_ssize_t head_len = quote - line + DATA_OBJECT_LEN;
         if (head_len > length || memcmp(quote, DATA_OBJECT, DATA_OBJECT_LEN) != 0
-            || !is_utf8(line, length) || !is_json(line, length - 1)) {
+            || !is_json_after_head(line, length - 1, head_len)) {
             break;
         }
         Py_ssize_t this_len = quote - (line + COMPACT_LEN);
