@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -134,12 +135,7 @@ class JobService:
         that cannot be taken is refused before anything is written."""
         if name is not None and name != actor.name:
             check_new_name(actor.kind, name)
-            try:
-                self.store.get_actor(actor.kind, name)
-            except NotFound:
-                pass
-            else:
-                raise AlreadyExists(f"a {actor.kind} named {name!r} exists already")
+            _refuse_taken_name(actor.kind, name, partial(self.store.get_actor, actor.kind))
         if config is not None:
             config = masking.restore_masked(config, actor)
             config = settle_paths(
@@ -200,7 +196,8 @@ class JobService:
             )
         src = self.store.get_actor(SOURCE, source)
         dst = self.store.get_actor(DESTINATION, destination)
-        self._refuse_taken_connection_name(name)  # the insert refuses it too; this spares a discover
+        # The insert refuses it too; refused here, it spares the discover job.
+        _refuse_taken_name("connection", name, self.store.get_connection)
         job = (self.foreground or self.run)(self.enqueue_discover(src))
         catalog = self.last_outcome(job).catalog
         if job.status is JobStatus.CANCELLED:
@@ -340,14 +337,6 @@ class JobService:
         parse_reference(connector)
         config = ConnectorJobConfig(connector=connector).to_document()
         return self._submit(self.store.enqueue(JobType.SPEC, scope, config))
-
-    def _refuse_taken_connection_name(self, name: str) -> None:
-        try:
-            taken = self.store.get_connection(name)
-        except NotFound:
-            return
-        if taken.name == name:  # not a connection whose *id* the name reads as (refused already)
-            raise AlreadyExists(f"a connection named {name!r} exists already")
 
     def enqueue_replication(
         self, connection: Connection | str, reset: bool = False, here: bool = False
@@ -543,3 +532,13 @@ def _snapshot(actor: Actor) -> ActorSnapshot:
         resources=actor.resources or None,
         spec=actor.spec or None,
     )
+
+
+def _refuse_taken_name(kind: str, name: str, find: Callable[[str], object]) -> None:
+    """AlreadyExists if ``find`` (a store lookup by name) finds one of that name (checked by
+    ``check_new_name`` not to read as an id)."""
+    try:
+        find(name)
+    except NotFound:
+        return
+    raise AlreadyExists(f"a {kind} named {name!r} exists already")
