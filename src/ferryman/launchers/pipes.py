@@ -55,11 +55,16 @@ class PipeReader(io.FileIO):
             count = super().readinto(buffer)  # type: ignore[arg-type]
             if count is not None:
                 return count
-            gone = self._owner_gone
-            if not self._poll.poll((LEFTOVER_DRAIN_S if gone else _WAKE_S) * 1000) and gone:
-                self.held_open = True
-                if self._on_held is not None:
-                    self._on_held(self)
+            self.wait_for_input()
+
+    def wait_for_input(self) -> None:
+        """Wait (one slice) for something to read or the pipe's end; once the connector is gone
+        and the pipe stays silent, mark it held open (:attr:`held_open`: treat it as ended)."""
+        gone = self._owner_gone
+        if not self._poll.poll((LEFTOVER_DRAIN_S if gone else _WAKE_S) * 1000) and gone:
+            self.held_open = True
+            if self._on_held is not None:
+                self._on_held(self)
 
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:

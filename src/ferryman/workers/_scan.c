@@ -20,6 +20,10 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__linux__)
+#include <errno.h>
+#include <fcntl.h> /* tee(2): Python.h's pyconfig.h defines _GNU_SOURCE */
+#endif
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -412,10 +416,50 @@ scan_records(PyObject *module, PyObject *args)
     return PyLong_FromSsize_t(pos);
 }
 
+#if defined(__linux__)
+/* tee(fd_in, fd_out, length) -> bytes duplicated: tee(2) with SPLICE_F_NONBLOCK, which Python's
+ * os module lacks (it has splice). Copies no data: the pipe fd_out gets references to the pages
+ * at the head of the pipe fd_in, which keeps them. Retries on EINTR; raises BlockingIOError when
+ * fd_in is empty (or fd_out full) and OSError for anything else; 0 means fd_in has ended. */
+static PyObject *
+pipe_tee(PyObject *module, PyObject *args)
+{
+    int fd_in, fd_out;
+    Py_ssize_t length;
+    if (!PyArg_ParseTuple(args, "iin", &fd_in, &fd_out, &length)) {
+        return NULL;
+    }
+    if (length < 0) {
+        PyErr_SetString(PyExc_ValueError, "tee: length must not be negative");
+        return NULL;
+    }
+    for (;;) {
+        ssize_t copied;
+        Py_BEGIN_ALLOW_THREADS
+        copied = tee(fd_in, fd_out, (size_t)length, SPLICE_F_NONBLOCK);
+        Py_END_ALLOW_THREADS
+        if (copied >= 0) {
+            return PyLong_FromSsize_t((Py_ssize_t)copied);
+        }
+        if (errno != EINTR) {
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return NULL;
+        }
+    }
+}
+#endif
+
 static PyMethodDef methods[] = {
     {"scan_records", scan_records, METH_VARARGS,
      "scan_records(buffer, start, end, heads, max_bytes) -> stop: count the shortcut RECORD lines "
      "of buffer[start:end] up to the first other or unfinished line, at stop."},
+#if defined(__linux__)
+    {"tee", pipe_tee, METH_VARARGS,
+     "tee(fd_in, fd_out, length) -> count: duplicate up to length bytes at the head of the pipe fd_in "
+     "into the pipe fd_out without consuming them (tee(2), non-blocking)."},
+#endif
     {NULL, NULL, 0, NULL},
 };
 

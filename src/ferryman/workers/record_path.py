@@ -31,7 +31,13 @@ Tried and dropped: forwarding whole runs of one stream's records as one slice, c
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import mmap
+import os
+import select
+import stat
+import time
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
@@ -39,6 +45,8 @@ import msgspec
 import orjson
 
 from ferryman.errors import ProtocolError
+from ferryman.launchers.base import TimedPipeWriter
+from ferryman.launchers.pipes import PipeReader
 from ferryman.protocol.catalog import NamespaceMapping
 from ferryman.protocol.codec import SourceEnvelope, message_type, peek_head
 from ferryman.settings import native_extensions_enabled
@@ -57,7 +65,10 @@ _SHORTCUT_MAX_BYTES = 1900
 _OPEN_BRACE = ord("{")
 _CHUNK_BYTES = 2 << 20  # over the launcher's 1 MiB reader buffer: reads skip it, straight from the pipe
 
+_F_SETPIPE_SZ, _F_GETPIPE_SZ = 1031, 1032  # Linux fcntl commands (named in fcntl on Linux only)
+
 Scanner = Callable[[mmap.mmap, int, int, dict[bytes, list[int]], int], int]
+Tee = Callable[[int, int, int], int]
 
 
 def _load_scanner() -> Scanner | None:
@@ -71,7 +82,19 @@ def _load_scanner() -> Scanner | None:
     return scan_records
 
 
+def _load_tee() -> Tee | None:
+    """The C extension's tee(2) (Linux), or None."""
+    if not native_extensions_enabled():
+        return None
+    try:
+        from ferryman.workers._scan import tee
+    except ImportError:
+        return None
+    return tee
+
+
 SCANNER = _load_scanner()
+TEE = _load_tee()
 
 
 class BadSourceMessage(ProtocolError):
@@ -132,14 +155,20 @@ def forward(
     handler: RecordPathHandler,
     mapping: NamespaceMapping,
     scanner: Scanner | None = SCANNER,
+    tee: Tee | None = TEE,
 ) -> None:
     """Copy until the source's stdout ends. An OSError means the destination went away.
-    ``scanner``: the C extension's (the default when it is built) or None for the Python loop."""
+    ``scanner``: the C extension's (the default when it is built) or None for the Python loop;
+    ``tee``: the extension's tee (Linux), used when both ends are the launcher's pipes, or None."""
     remap = record_mapper(mapping)
     if scanner is None or remap is not None or not hasattr(source, "readinto"):
         _python_forward(source, sink, tracker, handler, remap)  # any iterable of lines will do
-    else:
+        return
+    ends = _splice_ends(source, sink) if tee is not None else None
+    if ends is None or tee is None:
         _chunked_forward(source, sink, tracker, handler, scanner)
+    else:
+        _spliced_forward(source, sink, ends, tracker, handler, scanner, tee)
 
 
 def _python_forward(
@@ -196,43 +225,209 @@ def _chunked_forward(
     every other complete line to :func:`_decoded`, carry an unfinished line to the next read. A
     line longer than the buffer doubles it (back to 2 MiB once that line is handled), and only the
     newly read bytes are searched for its end, so a huge line costs time in its length only."""
-    by_head = _shortcut_streams(tracker)
-    write = sink.write
     # A BufferedReader's readinto1 (one read of the pipe at most); BytesIO and files have it too.
     readinto: Callable[[memoryview], int] = getattr(source, "readinto1", None) or source.readinto  # type: ignore[attr-defined]
-    # Anonymous memory: only the pages reads reach are ever resident (a bytearray is zeroed whole).
-    buffer = mmap.mmap(-1, _CHUNK_BYTES)
-    view = memoryview(buffer)
-    filled = 0  # buffer[:filled]: the start of a line whose end is not read yet
-    while count := readinto(view[filled:]):
+    chunks = _Chunks(_shortcut_streams(tracker), sink, tracker, handler, scan)
+    try:
+        filled = 0  # buffer[:filled]: the start of a line whose end is not read yet
+        while count := readinto(chunks.view[filled:]):
+            filled = chunks.take(filled, count)
+        chunks.finish(filled)
+    finally:
+        chunks.close()
+
+
+class _Chunks:
+    """The read buffer of the record path and what it does with a chunk read into it.
+
+    Anonymous memory: only the pages reads reach are ever resident (a bytearray is zeroed whole).
+    """
+
+    def __init__(
+        self,
+        by_head: dict[bytes, list[int]],
+        sink: Sink,
+        tracker: MessageTracker,
+        handler: RecordPathHandler,
+        scan: Scanner,
+    ) -> None:
+        self.by_head, self.sink, self.tracker, self.handler, self.scan = by_head, sink, tracker, handler, scan
+        self.buffer = mmap.mmap(-1, _CHUNK_BYTES)
+        self.view = memoryview(self.buffer)
+
+    def take(self, filled: int, count: int) -> int:
+        """Handle ``count`` bytes just read after the ``filled`` carried ones: forward every
+        complete line (copying it to the sink); returns how many bytes are carried now."""
+        buffer, view = self.buffer, self.view
         end = filled + count
         if filled and buffer.find(b"\n", filled, end) < 0:
             filled = end  # still no end to the carried line
         else:
             start = 0
             while True:
-                stop = scan(buffer, start, end, by_head, _SHORTCUT_MAX_BYTES)
+                stop = self.scan(buffer, start, end, self.by_head, _SHORTCUT_MAX_BYTES)
                 if stop > start:
-                    write(view[start:stop])
+                    self.sink.write(view[start:stop])
                 newline = buffer.find(b"\n", stop, end)
                 if newline < 0:
                     break
                 start = newline + 1
-                _decoded(bytes(view[stop:start]), sink, tracker, handler, None)
+                _decoded(bytes(view[stop:start]), self.sink, self.tracker, self.handler, None)
             filled = end - stop
             if stop:
                 view[:filled] = view[stop:end]
         if filled == len(buffer) or (len(buffer) > _CHUNK_BYTES and filled < _CHUNK_BYTES // 2):
-            size = 2 * len(buffer) if filled == len(buffer) else _CHUNK_BYTES
-            fresh = mmap.mmap(-1, size)
-            fresh[:filled] = view[:filled]
-            view.release()
-            buffer.close()
-            buffer, view = fresh, memoryview(fresh)
-    if filled:  # the last line, without a newline
-        _decoded(bytes(view[:filled]), sink, tracker, handler, None)
-    view.release()
-    buffer.close()
+            self._resize(filled, 2 * len(buffer) if filled == len(buffer) else _CHUNK_BYTES)
+        return filled
+
+    def _resize(self, filled: int, size: int) -> None:
+        fresh = mmap.mmap(-1, size)
+        fresh[:filled] = self.view[:filled]
+        self.close()
+        self.buffer, self.view = fresh, memoryview(fresh)
+
+    def finish(self, filled: int) -> None:
+        if filled:  # the last line, without a newline
+            _decoded(bytes(self.view[:filled]), self.sink, self.tracker, self.handler, None)
+
+    def close(self) -> None:
+        self.view.release()
+        self.buffer.close()
+
+
+def _splice_ends(source: BinaryIO, sink: Sink) -> tuple[PipeReader, TimedPipeWriter] | None:
+    """The launcher's pipe reader under ``source`` and pipe writer under ``sink`` when both are
+    Linux pipes the record path may tee and splice; else None (tests' files, other platforms)."""
+    reader, writer = getattr(source, "raw", None), getattr(sink, "raw", None)
+    if not isinstance(reader, PipeReader) or not isinstance(writer, TimedPipeWriter):
+        return None
+    try:
+        if not all(stat.S_ISFIFO(os.fstat(end.fileno()).st_mode) for end in (reader, writer)):
+            return None
+    except (OSError, ValueError):
+        return None
+    return reader, writer
+
+
+def _spliced_forward(
+    source: BinaryIO,
+    sink: Sink,
+    ends: tuple[PipeReader, TimedPipeWriter],
+    tracker: MessageTracker,
+    handler: RecordPathHandler,
+    scan: Scanner,
+    tee: Tee,
+) -> None:
+    """The chunked loop with one copy fewer, for two pipes: the bytes at the head of the source's
+    pipe are duplicated into a private pipe with tee(2) (no copy) and read from there (the one
+    copy, which the scan needs); the runs of shortcut RECORDs are then moved on to the
+    destination's pipe with splice(2) (no copy) and every other line is read off the source's pipe
+    and handled as in :func:`_chunked_forward`. An unfinished line at the head of the pipe is
+    read out (tee would show the same bytes again at once, with no way to wait for more) and the
+    chunked loop's code carries it until a read ends at a line's end; then tee takes over again.
+    So a source that keeps its pipe full costs one copy per byte, a slow one two, as before.
+
+    ``source`` must not have buffered anything yet: its reader is read directly."""
+    reader, writer = ends
+    src, dst = reader.fileno(), writer.fileno()
+    chunks = _Chunks(_shortcut_streams(tracker), sink, tracker, handler, scan)
+    peek_out, peek_in = os.pipe()
+    try:
+        capacity = _match_pipes(src, peek_in)
+        if capacity > len(chunks.buffer):
+            chunks._resize(0, capacity)
+        filled = 0  # buffer[:filled]: the start of a line read off the source, whose end is not
+        while True:
+            if filled:
+                count = reader.readinto(chunks.view[filled:])
+                if not count:
+                    break
+                filled = chunks.take(filled, count)
+                continue
+            try:
+                seen = tee(src, peek_in, capacity)
+            except BlockingIOError:
+                reader.wait_for_input()
+                if reader.held_open:
+                    break
+                continue
+            if not seen:
+                break  # the source's end
+            _read_exactly(peek_out, chunks.view[:seen])
+            whole = chunks.buffer.rfind(b"\n", 0, seen) + 1
+            if whole:
+                _splice_lines(chunks, whole, src, dst, writer)
+            else:
+                _read_exactly(src, chunks.view[:seen])  # the same bytes: now taken
+                filled = seen
+        chunks.finish(filled)
+    finally:
+        os.close(peek_out)
+        os.close(peek_in)
+        chunks.close()
+
+
+def _splice_lines(chunks: _Chunks, whole: int, src: int, dst: int, writer: TimedPipeWriter) -> None:
+    """Forward the lines of buffer[:whole], which are also the head of the pipe ``src``."""
+    buffer, start = chunks.buffer, 0
+    while True:
+        stop = chunks.scan(buffer, start, whole, chunks.by_head, _SHORTCUT_MAX_BYTES)
+        if stop > start:
+            chunks.sink.flush()  # what _decoded wrote goes first
+            _splice(src, dst, stop - start, writer)
+        if stop == whole:
+            return
+        start = buffer.find(b"\n", stop, whole) + 1
+        line = _take(src, start - stop)
+        _decoded(line, chunks.sink, chunks.tracker, chunks.handler, None)
+
+
+def _match_pipes(src: int, peek_in: int) -> int:
+    """Give the private pipe the source pipe's size; returns how much one tee may take."""
+    capacity = fcntl.fcntl(src, _F_GETPIPE_SZ)
+    with contextlib.suppress(OSError):  # above the system's limit: tee takes less at a time
+        fcntl.fcntl(peek_in, _F_SETPIPE_SZ, capacity)
+    return min(capacity, fcntl.fcntl(peek_in, _F_GETPIPE_SZ))
+
+
+def _read_exactly(fd: int, view: memoryview) -> None:
+    got = 0
+    while got < len(view):
+        count = os.readv(fd, [view[got:]])
+        if not count:
+            raise RuntimeError("a pipe ended before the bytes tee saw in it were read")
+        got += count
+
+
+def _take(fd: int, size: int) -> bytes:
+    """Read ``size`` bytes that tee saw at the head of the pipe ``fd``."""
+    data = os.read(fd, size)
+    while len(data) < size:
+        more = os.read(fd, size - len(data))
+        if not more:
+            raise RuntimeError("a pipe ended before the bytes tee saw in it were read")
+        data += more
+    return data
+
+
+def _splice(src: int, dst: int, size: int, writer: TimedPipeWriter) -> None:
+    """Move ``size`` bytes from the head of ``src`` to ``dst``; blocked while ``dst`` is full,
+    which the writer records (the destination timeout)."""
+    writer.blocked_since = time.monotonic()
+    try:
+        while size:
+            try:
+                moved = os.splice(src, dst, size)
+            except BlockingIOError:
+                waiting = select.poll()  # the destination's pipe is full
+                waiting.register(dst, select.POLLOUT)
+                waiting.poll()
+                continue
+            if not moved:
+                raise RuntimeError("a pipe ended before the bytes tee saw in it were moved")
+            size -= moved
+    finally:
+        writer.blocked_since = None
 
 
 def _decoded(
