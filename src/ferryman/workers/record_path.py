@@ -25,6 +25,13 @@ stream); each run is written with one call, and the first line it does not take 
 same per-line code as below. Without the extension, or with ``FERRYMAN_NO_EXTENSION=1``, the
 Python loop runs: the same behaviour, several times the CPU per record.
 
+Between the launcher's pipes (Linux, extension built) the chunked loop saves one of its two
+copies: it reads a copy of the source's pipe made with tee(2), which leaves the bytes in the pipe,
+and moves the runs of shortcut RECORDs on to the destination's pipe with splice(2), which copies
+no data (:func:`_spliced_forward`). Everything else (STATE, other messages, broken lines, an
+unfinished line the source has not completed yet) is read off the pipe and goes through the same
+code as in the chunked loop, so what reaches the destination, in what order, is the same bytes.
+
 Tried and dropped: forwarding whole runs of one stream's records as one slice, checked with
 ``bytes.count``; the two scans per run cost as much as the per-line work they replaced.
 """
@@ -65,6 +72,8 @@ _SHORTCUT_MAX_BYTES = 1900
 _OPEN_BRACE = ord("{")
 _CHUNK_BYTES = 2 << 20  # over the launcher's 1 MiB reader buffer: reads skip it, straight from the pipe
 
+# Less than this waiting in the source's pipe: read and buffer rather than splice (see _spliced_forward).
+_SPLICE_MIN_BYTES = 128 << 10
 _F_SETPIPE_SZ, _F_GETPIPE_SZ = 1031, 1032  # Linux fcntl commands (named in fcntl on Linux only)
 
 Scanner = Callable[[mmap.mmap, int, int, dict[bytes, list[int]], int], int]
@@ -318,34 +327,38 @@ def _spliced_forward(
     scan: Scanner,
     tee: Tee,
 ) -> None:
-    """The chunked loop with one copy fewer, for two pipes: the bytes at the head of the source's
-    pipe are duplicated into a private pipe with tee(2) (no copy) and read from there (the one
-    copy, which the scan needs); the runs of shortcut RECORDs are then moved on to the
-    destination's pipe with splice(2) (no copy) and every other line is read off the source's pipe
-    and handled as in :func:`_chunked_forward`. An unfinished line at the head of the pipe is
-    read out (tee would show the same bytes again at once, with no way to wait for more) and the
-    chunked loop's code carries it until a read ends at a line's end; then tee takes over again.
-    So a source that keeps its pipe full costs one copy per byte, a slow one two, as before.
+    """The chunked loop with one copy fewer while the source keeps its pipe full: the bytes at
+    the head of the source's pipe are duplicated into a private pipe with tee(2) (no copy) and
+    read from there (the one copy, which the scan needs); the runs of shortcut RECORDs are then
+    moved on to the destination's pipe with splice(2) (no copy), and every other line is read
+    off the source's pipe and handled as in :func:`_chunked_forward`.
 
-    ``source`` must not have buffered anything yet: its reader is read directly."""
+    While little waits in the pipe (under ``_SPLICE_MIN_BYTES`` at a look), the chunked loop's
+    reads and buffered writes run instead: a splice per look would hand the destination a few
+    records per wake-up where the buffer batches them up to the next STATE. A look that finds
+    the pipe fuller switches back once a line ends. tee shows an unfinished line at the head of
+    the pipe again at once (there is no waiting for more), so such a line is read off the pipe
+    and only its end is looked for with tee.
+
+    ``source`` must not have buffered anything yet: its pipe is read directly."""
     reader, writer = ends
     src, dst = reader.fileno(), writer.fileno()
     chunks = _Chunks(_shortcut_streams(tracker), sink, tracker, handler, scan)
     peek_out, peek_in = os.pipe()
     try:
         capacity = _match_pipes(src, peek_in)
-        if capacity > len(chunks.buffer):
-            chunks._resize(0, capacity)
-        filled = 0  # buffer[:filled]: the start of a line read off the source, whose end is not
+        filled = 0  # buffer[:filled]: the start of a line read off the source, its end not yet
+        chunked = False  # little arrives at a time: read and write as the chunked loop does
         while True:
-            if filled:
+            if chunked:
                 count = reader.readinto(chunks.view[filled:])
                 if not count:
                     break
                 filled = chunks.take(filled, count)
+                chunked = count < _SPLICE_MIN_BYTES
                 continue
             try:
-                seen = tee(src, peek_in, capacity)
+                seen = tee(src, peek_in, min(capacity, len(chunks.buffer) - filled))
             except BlockingIOError:
                 reader.wait_for_input()
                 if reader.held_open:
@@ -353,13 +366,19 @@ def _spliced_forward(
                 continue
             if not seen:
                 break  # the source's end
-            _read_exactly(peek_out, chunks.view[:seen])
-            whole = chunks.buffer.rfind(b"\n", 0, seen) + 1
-            if whole:
-                _splice_lines(chunks, whole, src, dst, writer)
+            _read_exactly(peek_out, chunks.view[filled : filled + seen])
+            if not filled and seen >= _SPLICE_MIN_BYTES:
+                whole = chunks.buffer.rfind(b"\n", 0, seen) + 1
+                if whole:
+                    _splice_lines(chunks, whole, src, dst, writer)
+                    continue
+            if filled:  # take the carried line's end, if it is here; tee then sees what follows
+                newline = chunks.buffer.find(b"\n", filled, filled + seen)
+                size = seen if newline < 0 else newline + 1 - filled
             else:
-                _read_exactly(src, chunks.view[:seen])  # the same bytes: now taken
-                filled = seen
+                size, chunked = seen, seen < _SPLICE_MIN_BYTES
+            _read_exactly(src, chunks.view[filled : filled + size])  # the same bytes, now taken off the pipe
+            filled = chunks.take(filled, size)
         chunks.finish(filled)
     finally:
         os.close(peek_out)
