@@ -145,3 +145,104 @@ def test_the_extension_takes_a_record_exactly_when_the_envelope_decode_would(
         buffer = bytearray(line)
         stop = IMPLEMENTATIONS["c"](buffer, 0, len(buffer), {SHORTCUT_HEAD: [0, 0]}, 1900)  # type: ignore[misc]
         assert stop == (len(line) if _decodes(line[:-1]) else 0), line
+
+
+COMPACT = b'{"type":"RECORD","record":{"stream":"'
+AFTER_NAME = b'","data":{'
+# A stream whose name holds a newline: no catalog makes that a shortcut head, but the scan must
+# not read a head across the end of a line even if one were.
+NEWLINE_NAME_HEAD = COMPACT + b"us\nrs" + AFTER_NAME
+
+
+def _heads() -> dict[bytes, list[int]]:
+    return {SHORTCUT_HEAD: [0, 0], NEWLINE_NAME_HEAD: [0, 0]}
+
+
+def _reference_scan(data: bytes, heads: dict[bytes, list[int]], max_bytes: int) -> int:
+    """What scan_records promises, line by line: each line's newline found first, then its head,
+    length, ending and JSON checked (the Python loop's shortcut, with msgspec as the judge)."""
+    pos = 0
+    while (newline := data.find(b"\n", pos)) >= 0:
+        line = data[pos : newline + 1]
+        quote = line.find(b'"', len(COMPACT))
+        if not (
+            line.startswith(COMPACT)
+            and quote >= 0
+            and line[: quote + len(AFTER_NAME)] in heads
+            and len(line) < max_bytes
+            and line.endswith(b"}\n")
+            and _decodes(line[:-1])
+        ):
+            break
+        pos = newline + 1
+    return pos
+
+
+def _scan(data: bytes, max_bytes: int = 1900) -> int:
+    heads = _heads()
+    stop: int = IMPLEMENTATIONS["c"](bytearray(data), 0, len(data), heads, max_bytes)  # type: ignore[misc]
+    assert sum(counter[1] for counter in heads.values()) == stop
+    return stop
+
+
+# Bytes that end a run of plain ASCII in a string, and their neighbours: the quote, backslashes
+# (valid and not), control bytes, a raw newline, the edges of ASCII, UTF-8 whole and broken.
+STRING_STOPS = [b'"', b"\\", b'\\"', b"\\u00e9", b"\\x", b"\x00", b"\x1f", b"\n", b" ", b"\x7f"]
+STRING_STOPS += [b"\x80", b"\xff", "é".encode(), "日".encode(), "😀".encode(), "é".encode()[:1]]
+RECORD_TAILS = [b'"},"emitted_at":1}}\n', b'"}}}\n']
+
+
+@pytest.mark.skipif("c" not in IMPLEMENTATIONS, reason="the C extension is not built here")
+@pytest.mark.parametrize("length", [15, 16, 17, 31, 32, 33, 63, 64, 65])
+def test_the_extension_checks_every_byte_of_a_string_whatever_its_length_and_place(length: int) -> None:
+    """The scan looks at strings 16, 32 (AVX2) and 1 byte at a time, depending on the CPU and on
+    how many bytes are left in the buffer or under max_bytes: a string of each length around those
+    steps, with each stop byte at each offset, must be taken exactly when the decoders take it,
+    as the last line of the buffer (no bytes after it to read ahead) or before another record."""
+    valid = SHORTCUT_HEAD + b'"id":1},"emitted_at":1}}\n'
+    for stop in STRING_STOPS:
+        for offset in range(length):
+            payload = (b"a" * offset + stop + b"b" * length)[:length]
+            for tail in RECORD_TAILS:
+                line = SHORTCUT_HEAD + b'"p":"' + payload + tail
+                taken = _decodes(line[:-1])
+                assert _scan(line) == (len(line) if taken else 0), line
+                both = line + valid
+                assert _scan(both) == (len(both) if taken else 0), line
+                assert _scan(both, max_bytes=len(line) + 1) == (len(both) if taken else 0), line
+                assert _scan(both, max_bytes=len(line)) == 0, line
+
+
+record_lines = st.one_of(
+    st.builds(
+        lambda payload, tail: SHORTCUT_HEAD + b'"p":"' + payload + tail,
+        st.binary(max_size=80) | st.text(max_size=40).map(str.encode),
+        st.sampled_from(RECORD_TAILS),
+    ),
+    st.builds(lambda soup: SHORTCUT_HEAD + b'"p":' + soup + b"}}}\n", json_soup),
+    st.sampled_from(
+        [
+            NEWLINE_NAME_HEAD + b"}}}\n",
+            SHORTCUT_HEAD + b'"a":\n1}}}\n',  # a newline where whitespace may be
+            SHORTCUT_HEAD + b"}}}\r\n",
+            SHORTCUT_HEAD[:-3] + b"\n",  # shorter than the head
+            b"\n",
+        ]
+    ),
+    lines.map(lambda line: line + b"\n"),
+)
+
+
+@pytest.mark.skipif("c" not in IMPLEMENTATIONS, reason="the C extension is not built here")
+@FUZZ
+@given(st.lists(record_lines, max_size=6), st.just(0) | st.integers(1, 400), st.integers(-1, 2100))
+def test_the_extension_stops_where_a_line_by_line_check_would(
+    chunks: list[bytes], cut: int, max_bytes: int
+) -> None:
+    """Differential, over whole buffers: the scan finds each line's end in the same pass as its
+    JSON, and must stop exactly where cutting the lines first and checking each would, at a line
+    too long, an unfinished one at the buffer's end, one shorter than the head, or a newline inside
+    a line's name or JSON."""
+    data = b"".join(chunks)
+    data = data[: max(0, len(data) - cut)]
+    assert _scan(data, max_bytes) == _reference_scan(data, _heads(), max_bytes)
