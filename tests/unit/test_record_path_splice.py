@@ -41,6 +41,7 @@ def splice_min(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(record_path, "_SPLICE_MIN_BYTES", size)
     return size
 
+
 STREAMS: list[StreamKey] = [("users", None), ("orders", "shop")]
 
 
