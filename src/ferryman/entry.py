@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ferryman.api.problems import serve_pages_for_problems
 from ferryman.api.server import APP_EXTENSIONS, server
 from ferryman.cli import app
 from ferryman.quick_exit import leave
@@ -19,9 +20,10 @@ if TYPE_CHECKING:
 
 
 def _web_ui(api: FastAPI, service: JobService, auth_required: bool) -> None:
-    from ferryman.web.app import mount  # imported when the server starts, not at CLI start-up
+    from ferryman.web.app import error_page, mount  # imported when the server starts, not at CLI start-up
 
     mount(api, service, auth_required)
+    serve_pages_for_problems(api, error_page)
 
 
 APP_EXTENSIONS.append(_web_ui)

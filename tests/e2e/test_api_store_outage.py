@@ -38,6 +38,9 @@ def test_a_server_whose_database_goes_away_answers_503_and_lives_on(
             assert gone.headers["content-type"].startswith("application/problem+json")
             assert gone.headers["retry-after"]
             assert "password" not in gone.text and "127.0.0.1" not in gone.text  # the reason stays in the log
+            page = httpx.get(f"{server.url}/")  # the web UI: a page a person can read, same status
+            assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
+            assert "try again shortly" in page.text and page.headers["retry-after"]
             assert server.process.poll() is None
 
             admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")

@@ -130,3 +130,29 @@ def test_logging_out_ends_the_session_for_a_copy_of_its_cookie_too(
         assert other.get("/").status_code == 200  # another session of the same application lives on
     ended = server.home / "web-sessions-ended"
     assert stat.S_IMODE(ended.stat().st_mode) == 0o600
+
+
+def test_a_bad_web_address_or_form_gets_a_page_and_the_api_still_gets_problem_json(
+    served: tuple[Server, dict[str, str]],
+) -> None:
+    """A person who mistypes an address sees a page saying what is wrong, not a JSON body."""
+    server, app = served
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert _log_in(client, app).status_code == 303
+        for path, status, words in [
+            ("/connections/abc", 422, "valid integer"),
+            ("/jobs/1x", 422, "valid integer"),
+            ("/no-such-page", 404, "Not Found"),
+            ("/connections/999999", 404, "Not found"),
+        ]:
+            page = client.get(path)
+            assert page.status_code == status, path
+            assert page.headers["content-type"].startswith("text/html"), path
+            assert words in page.text and "<h1>" in page.text, path
+        token = _csrf(client.get("/connections/new").text)
+        posted = client.post("/connections/new", data={"csrf": token, "source": "abc", "destination": "1"})
+        assert posted.status_code == 422 and "choose a source from the list" in posted.text
+        assert "invalid literal" not in posted.text
+        for path in ("/v1/no-such-route", "/v1/connections/abc", "/api/v1/nothing"):
+            answer = client.get(path)
+            assert answer.headers["content-type"] == "application/problem+json", path

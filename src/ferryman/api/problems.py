@@ -7,11 +7,12 @@ went wrong in one line, with no secret and no traceback.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from ferryman.errors import StoreUnavailable
@@ -55,50 +56,70 @@ def problem_response(problem: Problem) -> JSONResponse:
     return JSONResponse(body, problem.status, headers=headers, media_type="application/problem+json")
 
 
+# Paths that are the API's (or machine-read): their errors are always problem+json.
+_API_PATHS = ("/v1", "/api/", "/applications/", "/health", "/metrics", "/openapi.json", "/docs", "/redoc")
+
+ProblemPage = Callable[[Request, int, str], Response]  # (request, status, detail)
+
+
+def serve_pages_for_problems(app: FastAPI, page: ProblemPage) -> None:
+    """Answer the errors of the web UI's paths (everything outside ``_API_PATHS``) with
+    ``page``, an HTML page, rather than problem+json: what a browser shows its user."""
+    app.state.problem_page = page
+
+
+def _respond(request: Request, problem: Problem) -> Response:
+    page: ProblemPage | None = getattr(request.app.state, "problem_page", None)
+    path = request.url.path
+    if page is not None and not any(path == p.rstrip("/") or path.startswith(p) for p in _API_PATHS):
+        return page(request, problem.status, problem.detail)
+    return problem_response(problem)
+
+
 def install(app: FastAPI) -> None:
     """Every error the app can meet, as a problem."""
 
     @app.exception_handler(Problem)
-    async def _problem(_: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc)
+    async def _problem(request: Request, exc: Problem) -> Response:
+        return _respond(request, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return problem_response(Problem(422, _first_error(exc)))
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        return _respond(request, Problem(422, _first_error(exc)))
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        return problem_response(Problem(exc.status_code, str(exc.detail)))
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        return _respond(request, Problem(exc.status_code, str(exc.detail)))
 
     @app.exception_handler(NotFound)
-    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return problem_response(Problem(404, str(exc)))
+    async def _not_found(request: Request, exc: NotFound) -> Response:
+        return _respond(request, Problem(404, str(exc)))
 
     @app.exception_handler(ConnectionBusy)
-    async def _busy(_: Request, exc: ConnectionBusy) -> JSONResponse:
-        return problem_response(Problem(409, str(exc), "try-again-later"))
+    async def _busy(request: Request, exc: ConnectionBusy) -> Response:
+        return _respond(request, Problem(409, str(exc), "try-again-later"))
 
     @app.exception_handler(AlreadyExists)
-    async def _exists(_: Request, exc: AlreadyExists) -> JSONResponse:
-        return problem_response(Problem(409, str(exc)))
+    async def _exists(request: Request, exc: AlreadyExists) -> Response:
+        return _respond(request, Problem(409, str(exc)))
 
     @app.exception_handler(StoreUnavailable)
-    async def _store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:
+    async def _store_down(request: Request, exc: StoreUnavailable) -> Response:
         # The database went away: the client may try again, and the server lives on (its
         # engine backs off the same way). The reason goes to the log, not to the client.
         log.warning("%s %s: %s", request.method, request.url.path, exc)
-        response = problem_response(Problem(503, "the store cannot be used right now; try again shortly"))
+        response = _respond(request, Problem(503, "the store cannot be used right now; try again shortly"))
         response.headers["Retry-After"] = "5"
         return response
 
     @app.exception_handler(ValueError)  # UserInputError and the like: the request is at fault
-    async def _bad_input(_: Request, exc: ValueError) -> JSONResponse:
-        return problem_response(Problem(422, str(exc).strip().splitlines()[0][:500]))
+    async def _bad_input(request: Request, exc: ValueError) -> Response:
+        return _respond(request, Problem(422, str(exc).strip().splitlines()[0][:500]))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.error("%s %s failed: %s", request.method, request.url.path, type(exc).__name__)
-        return problem_response(Problem(500, "the server met an unexpected problem; see its log"))
+        return _respond(request, Problem(500, "the server met an unexpected problem; see its log"))
 
 
 def _first_error(exc: RequestValidationError) -> str:

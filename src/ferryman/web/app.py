@@ -104,6 +104,21 @@ def mount(app: FastAPI, service: JobService, required: bool, verifier: Verifier 
         )
 
 
+_ERROR_TITLES = {
+    404: "Not found",
+    405: "Not allowed",
+    409: "Not now",
+    422: "Cannot do that",
+    503: "The store is unavailable",
+}
+
+
+def error_page(request: Request, status: int, detail: str) -> Response:
+    """An error of a web page as a page (the API answers problem+json): its one-line detail."""
+    title = _ERROR_TITLES.get(status, "Something went wrong" if status >= 500 else "Cannot do that")
+    return render(request, "message.html", status, title=title, message=detail)
+
+
 def web_of(request: Request) -> Web:
     web: Web = request.app.state.web
     return web

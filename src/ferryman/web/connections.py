@@ -63,8 +63,8 @@ def create_connection(request: Request, form: Posted) -> Response:
     web = web_of(request)
     store = web.service.store
     try:
-        source = store.get_actor_by_id(SOURCE, int(form.get("source", "0") or 0))
-        destination = store.get_actor_by_id(DESTINATION, int(form.get("destination", "0") or 0))
+        source = store.get_actor_by_id(SOURCE, _chosen(form, "source"))
+        destination = store.get_actor_by_id(DESTINATION, _chosen(form, "destination"))
         name = form.get("name", "").strip() or f"{source.name} → {destination.name}"
         catalog = _catalog(web, source)
         if catalog is None:
@@ -78,6 +78,14 @@ def create_connection(request: Request, form: Posted) -> Response:
     except (FerrymanError, ValueError) as exc:
         return _new_form(request, form, _line(exc), 422)
     return redirect(request, f"/connections/{conn.id}", ("ok", f"Connection {conn.name} created."))
+
+
+def _chosen(form: dict[str, str], field: str) -> int:
+    """The id the form's select sent for ``field`` (0, which no actor has, when none was chosen)."""
+    value = form.get(field, "").strip() or "0"
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        raise UserInputError(f"choose a {field} from the list (got {value[:40]!r})")
+    return int(value)
 
 
 def _catalog(web: Web, source: Actor) -> dict[str, Any] | None:
