@@ -9,11 +9,15 @@ from ferryman.protocol import messages
 from ferryman.protocol.catalog import (
     NamespaceDefinition,
     NamespaceMapping,
+    StreamChoice,
     configure_catalog,
     map_catalog,
+    plan_catalog,
+    replan_catalog,
     reset_catalog,
 )
 from ferryman.protocol.state import StateAggregator, connector_state_file, load_state, state_key
+from ferryman.protocol.sync_modes import UNDECLARED_DESTINATION_MODES, StreamMode
 from ferryman.workers.tracker import MessageTracker
 
 DISCOVERED = {
@@ -58,6 +62,16 @@ def test_unknown_stream_is_one_clear_error() -> None:
         UserInputError, match=r"unknown stream\(s\) nope: the source offers events, static, users"
     ):
         configure_catalog(DISCOVERED, ["nope"])
+
+
+def test_a_stream_named_twice_in_one_request_is_refused_not_last_one_wins() -> None:
+    """A PATCH (or create) listing ``users`` twice with two modes must not pick one silently."""
+    twice = [StreamChoice("users", StreamMode("full_refresh", "overwrite")), StreamChoice("users")]
+    with pytest.raises(UserInputError, match="stream 'users' is named twice"):
+        plan_catalog(DISCOVERED, UNDECLARED_DESTINATION_MODES, choices=twice)
+    configured = configure_catalog(DISCOVERED)
+    with pytest.raises(UserInputError, match="stream 'users' is named twice"):
+        replan_catalog(configured, UNDECLARED_DESTINATION_MODES, twice)
 
 
 @pytest.mark.parametrize(

@@ -102,7 +102,7 @@ def plan_catalog(
     """A configured catalog from a discovered one: the selected streams (all when none is named,
     in ``streams`` or ``choices``), each in its requested mode or the best mode both sides support."""
     available = catalog.get("streams", [])
-    by_choice = {choice.name: choice for choice in choices or []}
+    by_choice = _by_name(choices or [])
     wanted = list(dict.fromkeys([*(streams or []), *by_choice]))
     offered = {s["name"] for s in available}
     unknown = [name for name in wanted if name not in offered]
@@ -135,7 +135,7 @@ def replan_catalog(
             f"unknown stream(s) {', '.join(unknown)}: the connection syncs "
             f"{', '.join(sorted(names)) or 'no streams'}"
         )
-    by_choice = {choice.name: choice for choice in choices}
+    by_choice = _by_name(choices)
     updated = []
     for entry in entries:
         choice = by_choice.get(entry["stream"]["name"])
@@ -151,6 +151,16 @@ def replan_catalog(
         mode, _ = choose_mode(entry["stream"], dest_modes, keys, choice.mode or current)
         updated.append(_configured_stream(entry["stream"], mode, keys))
     return {**configured, "streams": updated}
+
+
+def _by_name(choices: list[StreamChoice]) -> dict[str, StreamChoice]:
+    """The choices by stream; a stream named twice is refused rather than the last one winning."""
+    by_name: dict[str, StreamChoice] = {}
+    for choice in choices:
+        if choice.name in by_name:
+            raise UserInputError(f"stream {choice.name!r} is named twice: name each stream once")
+        by_name[choice.name] = choice
+    return by_name
 
 
 def _configured_stream(stream: dict[str, Any], mode: StreamMode, keys: StreamKeys) -> dict[str, Any]:
