@@ -2,11 +2,16 @@
 
 Tables have the typed shape of :mod:`ferryman.builtin._columns`. Records are read with
 ``read_ndjson_objects``, whose only limit on a line (the object size) is raised to the longest
-record of the batch; each column's value is extracted with DuckDB's JSON functions and cast to
-the column's type by the rules of ``docs/destinations.md`` (a value that does not fit is stored as
-NULL and listed in ``_airbyte_meta``). Under append_dedup each spilled line is ``[sequence
-number, RECORD line]``, so the latest record for a key wins. :func:`load_spill` checks that
+record of the batch. ``from_json`` parses each record once into a struct holding, for each
+top-level property, the JSON text of its value; each column's value is cast from that text by
+the rules of ``docs/destinations.md`` (a value that does not fit is stored as NULL and listed in
+``_airbyte_meta``). The few columns a struct cannot hold (nested key fields, names that differ
+only in case) are read by JSON path. Under append_dedup each spilled line is ``{"s": sequence
+number, "m": RECORD line}``, so the latest record for a key wins. :func:`load_spill` checks that
 DuckDB read as many records as the spill holds: a state is echoed only after that check.
+
+Before session 19 every value was extracted by path, then parsed twice more (its text, its
+type); ``tests/unit/test_duckdb_load_sql.py`` keeps that SQL and checks that both store the same.
 """
 
 from __future__ import annotations
@@ -227,43 +232,113 @@ def _value(kind: Kind, j: str, s: str) -> str:
     return f"CASE WHEN json_type({j}) = 'VARCHAR' THEN TRY_CAST(trim({s}) AS {SQL_TYPES[kind]}) END"
 
 
+def _field_value(kind: Kind, t: str) -> str:
+    """The SQL of one column's value from ``t``, the JSON text of its field as ``from_json`` wrote
+    it (as VARCHAR; NULL for null and missing): the rules of :func:`_value`, without parsing again.
+
+    A JSON text that is not a number (a string, object, array, true, false) casts to no number,
+    so the text alone tells numbers apart. DuckDB wrote a number as json_type calls it DOUBLE when
+    its text has ``.`` or an exponent, or when it does not fit 64 bits (then no BIGINT cast takes
+    it either): those go the way of doubles, as in :func:`_value`; a string's text is its JSON
+    string decoded, any other value's text its JSON, as ``json_extract_string`` gives them.
+    """
+    if kind == "json":
+        return t
+    text = f"json_extract_string({t}, '$')"
+    if kind == "string":
+        return text
+    if kind == "integer":
+        double = f"TRY_CAST({t} AS DOUBLE)"
+        whole = f"CASE WHEN {double} = trunc({double}) THEN TRY_CAST({double} AS BIGINT) END"
+        written = f"contains({t}, '.') OR contains({t}, 'e') OR contains({t}, 'E')"
+        return f"CASE WHEN {written} THEN {whole} ELSE coalesce(TRY_CAST({t} AS BIGINT), {whole}) END"
+    if kind == "number":
+        return f"TRY_CAST({t} AS DOUBLE)"
+    if kind == "boolean":
+        return f"CASE {t} WHEN 'true' THEN true WHEN 'false' THEN false END"
+    return f"CASE WHEN prefix({t}, '\"') THEN TRY_CAST(trim({text}) AS {SQL_TYPES[kind]}) END"
+
+
+def _fields(table: Table) -> dict[str, Column]:
+    """The columns read as fields of ``from_json``'s struct, by their top-level property.
+
+    A struct cannot hold an empty name, nor two that differ only in case; such columns, and
+    nested primary-key fields, are read by path instead.
+    """
+    fields: dict[str, Column] = {}
+    taken: set[str] = set()
+    for column in table.columns:
+        name = column.path[0]
+        if len(column.path) == 1 and name and name.lower() not in taken:
+            fields[name] = column
+            taken.add(name.lower())
+    return fields
+
+
 def _rows(table: Table, spill: Spill) -> str:
     """A SELECT of the table's columns (and, under dedup, the sequence number) from the spill."""
-    record = "$[1].record" if table.dedup else "$.record"  # under dedup: [sequence number, RECORD]
-    paths = [f"{record}.emitted_at", f"{record}.meta.changes"]
-    paths += [f"{record}.data{_json_path(column.path)}" for column in table.columns]
-    inner = ["to_timestamp(TRY_CAST(s[1] AS DOUBLE) / 1000) AS _ts", "TRY_CAST(j[2] AS JSON[]) AS _changes"]
-    changes = []
-    for i, column in enumerate(table.columns, 3):
-        inner.append(f"{_value(column.kind, f'j[{i}]', f's[{i}]')} AS _v{i}")
+    fields = _fields(table)
+    data = {name: "JSON" for name in fields}
+    record: dict[str, object] = {"emitted_at": "VARCHAR", "meta": {"changes": "JSON"}}
+    if data:
+        record["data"] = data
+    # Under dedup each spilled line is {"s": sequence number, "m": RECORD line}.
+    structure = {"s": "BIGINT", "m": {"record": record}} if table.dedup else {"record": record}
+    at = "r.m.record" if table.dedup else "r.record"
+    paths: list[str] = []  # the columns read by path, as _value() reads them
+    read = [f"from_json(json, {_literal(orjson.dumps(structure).decode())}) AS r"]
+    named = [f"{at}.emitted_at AS _emitted_at", f"{at}.meta.changes AS _meta_changes"]
+    inner = [
+        # emitted_at as VARCHAR: a number's text differs from json_extract_string's only in how it
+        # writes an exponent (both are the shortest that reads back), so the cast sees one double.
+        "to_timestamp(TRY_CAST(_emitted_at AS DOUBLE) / 1000) AS _ts",
+        "TRY_CAST(_meta_changes AS JSON[]) AS _changes",
+    ]
+    failed, changes = [], []
+    for i, column in enumerate(table.columns, 1):
+        if fields.get(column.path[0]) is column:
+            field = f"{at}.data.{quote(column.path[0])}"
+            named.append(f"{field} AS _f{i}" if column.kind == "json" else f"{field}::VARCHAR AS _f{i}")
+            inner.append(f"{_field_value(column.kind, f'_f{i}')} AS _v{i}")
+            present = f"_f{i} IS NOT NULL"
+        else:
+            paths.append(("$.m.record.data" if table.dedup else "$.record.data") + _json_path(column.path))
+            j, s = f"_j[{len(paths)}]", f"_s[{len(paths)}]"
+            inner.append(f"{_value(column.kind, j, s)} AS _v{i}")
+            present = f"{s} IS NOT NULL"
         if column.kind not in ("string", "json"):
-            inner.append(f"s[{i}] IS NOT NULL AS _p{i}")
+            inner.append(f"{present} AS _p{i}")
             entry = _literal(orjson.dumps(change(column.field)).decode())
             changes.append(f"CASE WHEN _p{i} AND _v{i} IS NULL THEN {entry}::JSON END")
+            failed.append(f"(_p{i} AND _v{i} IS NULL)")
+    if paths:
+        read.append("json_extract(json, [" + ", ".join(_literal(path) for path in paths) + "]) AS _j")
+        named += ["_j", "list_transform(_j, lambda v: json_extract_string(v, '$')) AS _s"]
+    sync_id = "NULL" if table.sync_id is None else str(table.sync_id)
     listed = "coalesce(_changes, []::JSON[])"
     if changes:
         listed = f"list_concat({listed}, list_filter([{', '.join(changes)}], lambda c: c IS NOT NULL))"
-    sync_id = "NULL" if table.sync_id is None else str(table.sync_id)
+    # Most records list no change: they get the constant, without building a list each.
+    meta = (
+        f"CASE WHEN {' OR '.join(['len(_changes) > 0', *failed])}"
+        f" THEN json_object('changes', {listed}, 'sync_id', {sync_id})"
+        f" ELSE json_object('changes', []::JSON[], 'sync_id', {sync_id}) END"
+    )
     outer = [
         "gen_random_uuid() AS _airbyte_raw_id",
         "_ts AS _airbyte_extracted_at",
-        f"json_object('changes', {listed}, 'sync_id', {sync_id}) AS _airbyte_meta",
+        f"{meta} AS _airbyte_meta",
         f"{table.generation_id}::BIGINT AS _airbyte_generation_id",
-        *(f"_v{i} AS {quote(column.name)}" for i, column in enumerate(table.columns, 3)),
+        *(f"_v{i} AS {quote(column.name)}" for i, column in enumerate(table.columns, 1)),
     ]
     if table.dedup:
-        paths.append("$[0]")
-        inner.append(f"TRY_CAST(s[{len(paths)}] AS BIGINT) AS _ferryman_seq")
+        named.append("r.s AS _ferryman_seq")
+        inner.append("_ferryman_seq")
         outer.append("_ferryman_seq")
-    listed_paths = "[" + ", ".join(_literal(path) for path in paths) + "]"
     limit = max(_OBJECT_SIZE, spill.longest + 64)
-    # Each record is parsed once: ``j`` holds its values as JSON, ``s`` their text, read off each
-    # (small) value of ``j`` rather than by a second json_extract_string over the whole record.
     return (
-        f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM ("
-        "SELECT j, list_transform(j, lambda v: json_extract_string(v, '$')) AS s FROM ("
-        f"SELECT json_extract(json, {listed_paths}) AS j"
-        f" FROM read_ndjson_objects($spill, maximum_object_size={limit}))))"
+        f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM (SELECT {', '.join(named)} FROM ("
+        f"SELECT {', '.join(read)} FROM read_ndjson_objects($spill, maximum_object_size={limit}))))"
     )
 
 

@@ -170,7 +170,7 @@ class DuckDBSink:
         lines = table.lines
         count, longest = len(lines), max(map(len, lines))
         if table.dedup:
-            data = b"".join([b"[%d,%b]\n" % item for item in enumerate(lines, table.received)])
+            data = b"".join([b'{"s":%d,"m":%b}\n' % item for item in enumerate(lines, table.received)])
         else:
             lines.append(b"")  # a newline after the last line too, without another copy
             data = b"\n".join(lines)
