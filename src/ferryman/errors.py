@@ -92,3 +92,10 @@ class StoreError(FerrymanError):
 class StoreUnavailable(StoreError):
     """The store cannot be used at all (not one row's problem): the message names the store
     (its URL without the password), the database's reason, and what to do."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """What to print of an expected error in one line: its message's first line (cut at
+    ``limit``), else its type's name. Never a traceback."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

@@ -249,3 +249,59 @@ def test_two_workers_on_one_postgres_share_twenty_jobs_and_run_none_twice(
     assert all(store.get_job(job.id).status is JobStatus.SUCCEEDED for job in jobs)
     assert [len(a) for a in attempts] == [1] * 20  # none ran twice
     assert len({a[0].engine_id for a in attempts}) == 2  # both workers took their share
+
+
+def test_the_database_going_away_mid_sync_is_told_in_lines_not_tracebacks_and_the_sync_ends_whole(
+    engine_kind: str, postgres_url: str, tmp_path: Path, workers_for: type[Workers]
+) -> None:
+    """Postgres refuses connections while a sync runs (its heartbeats and state saves fail), then
+    comes back: the worker says so in one line each time, never with a traceback (on Temporal the
+    SDK printed one for every failed activity, and a heartbeat that could not read the state
+    stopped the running attempt), and the job ends with every record (the attempt that could not
+    save its progress fails, truthfully, and the retry completes it)."""
+    import psycopg
+
+    home = tmp_path / "home"
+    started, go = tmp_path / "started", tmp_path / "go"
+    steps = [
+        {"records": 5},
+        {"state": {"name": "users"}},
+        {"touch": str(started)},
+        {"wait_for_file": str(go), "timeout": 300},
+        {"records": 5},
+        {"state": {"name": "users"}},
+    ]
+    scripted_connection(setup_service(postgres_url, home), tmp_path, steps)
+    store = open_store(postgres_url)
+    database = postgres_url.rsplit("/", 1)[1]
+    workers = workers_for(postgres_url)
+    workers.start(FERRYMAN_TEMPORAL_HEARTBEAT_S="0.3")
+    job = queue_only(store, home).enqueue_replication("s")
+    admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not started.exists():
+            assert time.monotonic() < deadline, workers.stderr()
+            time.sleep(0.05)
+        admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,)
+        )
+        # Temporal: the activity's heartbeat met the outage; local: the engine's store heartbeat.
+        met = "heartbeat of job" if engine_kind == "temporal" else "cannot be used"
+        while met not in workers.stderr():
+            assert time.monotonic() < deadline, workers.stderr()
+            time.sleep(0.05)
+        admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+        go.touch()
+        store = open_store(postgres_url)  # the test's own connections were cut too
+        (ended,) = wait_until_terminal(store, [job.id], workers)
+    finally:
+        admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+        admin.close()
+        workers.close()
+    said = workers.stderr()
+    assert ended.status is JobStatus.SUCCEEDED, said
+    assert "Traceback" not in said and "Completing activity as failed" not in said, said
+    lines = (tmp_path / "out").glob("**/*.jsonl")
+    assert sum(len(path.read_text().splitlines()) for path in lines) >= 10

@@ -37,7 +37,7 @@ from ferryman.connectors.docker import DockerUnavailable
 from ferryman.engines.base import AttemptObserver
 from ferryman.engines.execution import AttemptExecution, decide_retry
 from ferryman.engines.limits import worker_limits
-from ferryman.errors import StoreUnavailable, UserInputError, WorkerError
+from ferryman.errors import StoreUnavailable, UserInputError, WorkerError, first_line
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
 from ferryman.jobs.outcomes import FailureSummary
 from ferryman.jobs.retry import RetryPolicy
@@ -155,6 +155,8 @@ class LocalEngine:
             if item.execution is not None:
                 try:
                     item.execution.save_state()
+                except (StoreUnavailable, OperationalError) as exc:  # expected: one line, no traceback
+                    log.warning("saving the state of job %s failed: %s", item.job.id, first_line(exc))
                 except Exception:
                     log.warning("saving the state of job %s failed", item.job.id, exc_info=True)
 
@@ -408,7 +410,7 @@ class LocalEngine:
             self.tick(claim=claim)
         except (StoreUnavailable, OperationalError) as exc:
             delay = backoff.next_s()
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc, limit=10_000)
             log.warning("store unavailable, retrying in %.0fs: %s", delay, reason)
             self._observe(lambda observer: observer.store_unavailable(reason, delay))
             interrupt.wait(delay)

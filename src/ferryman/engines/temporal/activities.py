@@ -7,13 +7,19 @@ activity heartbeats Temporal with the last committed state and passes a cancel o
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
 from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from ferryman.engines.local import LocalEngine
+from ferryman.engines.temporal.settings import HEARTBEAT_S
 from ferryman.engines.temporal.shapes import (
     END_JOB,
     RUN_ATTEMPT,
@@ -22,17 +28,34 @@ from ferryman.engines.temporal.shapes import (
     JobInput,
     RetryRules,
 )
+from ferryman.errors import StoreUnavailable, first_line
 from ferryman.jobs.states import AttemptStatus, JobStatus
 from ferryman.store.base import Attempt, Job
 
-HEARTBEAT_EVERY_S = 10.0
 _JOIN_S = 0.5  # how often the activity looks for a cancel while its attempt runs
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _store_outage_in_one_line() -> Iterator[None]:
+    """The store going away is expected (the activity fails, Temporal and the workflow carry
+    on as they would for any failure): one line in the worker's output, not the SDK's traceback
+    of every retry. Temporal logs a BENIGN application error at debug level only."""
+    try:
+        yield
+    except (StoreUnavailable, OperationalError) as exc:
+        log.warning("store unavailable in activity %s: %s", activity.info().activity_type, first_line(exc))
+        raise ApplicationError(
+            f"the store is unavailable: {first_line(exc)}",
+            type="StoreUnavailable",
+            category=ApplicationErrorCategory.BENIGN,
+        ) from None
 
 
 @dataclass
 class Activities:
     local: LocalEngine  # the worker's engine: runs attempts, heartbeats them in the store
-    heartbeat_every_s: float = HEARTBEAT_EVERY_S
+    heartbeat_every_s: float = HEARTBEAT_S  # FERRYMAN_TEMPORAL_HEARTBEAT_S
 
     def all(self) -> list[Any]:
         return [self.run_attempt, self.settle_attempt, self.end_job]
@@ -47,35 +70,36 @@ class Activities:
     @activity.defn(name=RUN_ATTEMPT, no_thread_cancel_exception=True)
     def run_attempt(self, given: JobInput) -> AttemptOutcome:
         """Claim the job's next attempt in the store and run it to its end."""
-        store = self.local.store
-        job = store.get_job(given.job_id)
-        if job.status.terminal or job.status is JobStatus.RUNNING:
-            return self._outcome(job, None)  # ended (a cancel), or run by an engine not ours
-        now = self.local.clock.now()
-        if job.next_attempt_at is not None and job.next_attempt_at > now:
-            now = job.next_attempt_at  # the workflow's timer has fired: clocks may differ a little
-        slots = {slot: 0 for slot in self.local.limits} | {job.type.slot: 1}
-        claimed = store.claim(self.local.engine_id, slots, now, self.local.log_path, [job.id])
-        if not claimed:
-            return self._outcome(store.get_job(job.id), None)
-        job, attempt = claimed[0]
-        thread = self.local.start(job, attempt)
-        # The first beat after one interval, not at once: Temporal counts the heartbeat timeout
-        # from the activity's start, and a spec or check that ends sooner spares a round trip.
-        next_beat = time.monotonic() + self.heartbeat_every_s
-        try:
-            while thread.is_alive():
-                if time.monotonic() >= next_beat:
-                    next_beat = time.monotonic() + self.heartbeat_every_s
-                    activity.heartbeat(self._progress(job))
-                if activity.is_cancelled():
+        with _store_outage_in_one_line():
+            store = self.local.store
+            job = store.get_job(given.job_id)
+            if job.status.terminal or job.status is JobStatus.RUNNING:
+                return self._outcome(job, None)  # ended (a cancel), or run by an engine not ours
+            now = self.local.clock.now()
+            if job.next_attempt_at is not None and job.next_attempt_at > now:
+                now = job.next_attempt_at  # the workflow's timer has fired: clocks may differ a little
+            slots = {slot: 0 for slot in self.local.limits} | {job.type.slot: 1}
+            claimed = store.claim(self.local.engine_id, slots, now, self.local.log_path, [job.id])
+            if not claimed:
+                return self._outcome(store.get_job(job.id), None)
+            job, attempt = claimed[0]
+            thread = self.local.start(job, attempt)
+            # The first beat after one interval, not at once: Temporal counts the heartbeat timeout
+            # from the activity's start, and a spec or check that ends sooner spares a round trip.
+            next_beat = time.monotonic() + self.heartbeat_every_s
+            try:
+                while thread.is_alive():
+                    if time.monotonic() >= next_beat:
+                        next_beat = time.monotonic() + self.heartbeat_every_s
+                        activity.heartbeat(self._progress(job))
+                    if activity.is_cancelled():
+                        self.local.cancel(job.id)
+                    thread.join(_JOIN_S)
+            finally:
+                if thread.is_alive():  # something of ours broke: never leave connectors behind
                     self.local.cancel(job.id)
-                thread.join(_JOIN_S)
-        finally:
-            if thread.is_alive():  # something of ours broke: never leave connectors behind
-                self.local.cancel(job.id)
-                thread.join()
-        return self._outcome(store.get_job(job.id), attempt.id)
+                    thread.join()
+            return self._outcome(store.get_job(job.id), attempt.id)
 
     def _progress(self, job: Job) -> dict[str, Any]:
         """What the heartbeat carries: the connection's last committed state, for the UI (saved
@@ -83,29 +107,37 @@ class Activities:
         if not job.type.is_replication or job.scope is None:
             return {}
         self.local.save_states(job.id)
-        return {"state": self.local.store.get_state(int(job.scope))}
+        try:
+            return {"state": self.local.store.get_state(int(job.scope))}
+        except (StoreUnavailable, OperationalError) as exc:
+            # The heartbeat still goes (Temporal must not think this worker lost); the attempt
+            # waits for the store on its own to save its state and its end.
+            log.warning("heartbeat of job %s without its state: %s", job.id, first_line(exc))
+            return {}
 
     @activity.defn(name=SETTLE_ATTEMPT)
     def settle_attempt(self, given: JobInput) -> AttemptOutcome:
         """The attempt's activity was lost (its worker died): fail the attempt if the store
         still shows it running, killing what it left on this host, and say where the job is."""
-        store = self.local.store
-        running = [a for a in store.list_attempts(given.job_id) if a.status is AttemptStatus.RUNNING]
-        for attempt in running:
-            self.local.fail_abandoned(
-                attempt, f"the worker running this attempt ({attempt.engine_id}) was lost"
-            )
-        attempts = store.list_attempts(given.job_id)
-        return self._outcome(store.get_job(given.job_id), attempts[-1].id if attempts else None)
+        with _store_outage_in_one_line():
+            store = self.local.store
+            running = [a for a in store.list_attempts(given.job_id) if a.status is AttemptStatus.RUNNING]
+            for attempt in running:
+                self.local.fail_abandoned(
+                    attempt, f"the worker running this attempt ({attempt.engine_id}) was lost"
+                )
+            attempts = store.list_attempts(given.job_id)
+            return self._outcome(store.get_job(given.job_id), attempts[-1].id if attempts else None)
 
     @activity.defn(name=END_JOB)
     def end_job(self, given: JobInput, cancelled: bool) -> AttemptOutcome:
         """The workflow ends the job: cancelled (its workflow was), or failed (no retry left)."""
-        store = self.local.store
-        job = store.get_job(given.job_id)
-        if not job.status.terminal:
-            job = store.request_cancel(job.id) if cancelled else store.fail_job(job.id)
-        return self._outcome(job, None)
+        with _store_outage_in_one_line():
+            store = self.local.store
+            job = store.get_job(given.job_id)
+            if not job.status.terminal:
+                job = store.request_cancel(job.id) if cancelled else store.fail_job(job.id)
+            return self._outcome(job, None)
 
     def _outcome(self, job: Job, attempt_id: int | None) -> AttemptOutcome:
         attempts = self.local.store.list_attempts(job.id)

@@ -23,7 +23,7 @@ from ferryman.engines.local import LocalEngine
 from ferryman.engines.temporal.settings import TemporalSettings
 from ferryman.engines.temporal.shapes import JobInput
 from ferryman.engines.temporal.workflows import JobWorkflow
-from ferryman.errors import WorkerError
+from ferryman.errors import WorkerError, first_line
 from ferryman.settings import Settings
 from ferryman.store.base import Attempt, Job, JobStore
 
@@ -35,10 +35,8 @@ async def connect(temporal: TemporalSettings) -> Client:
     try:
         return await Client.connect(temporal.address, namespace=temporal.namespace)
     except Exception as exc:  # the SDK raises RuntimeError with the transport's text
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise WorkerError(
-            f"cannot reach Temporal at {temporal.address} (namespace {temporal.namespace}): {first}"
-        ) from None
+        where = f"{temporal.address} (namespace {temporal.namespace})"
+        raise WorkerError(f"cannot reach Temporal at {where}: {first_line(exc, 200)}") from None
 
 
 async def start_job(client: Client, temporal: TemporalSettings, job: Job) -> bool:

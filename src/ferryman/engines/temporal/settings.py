@@ -22,11 +22,17 @@ def engine_name(env: Mapping[str, str], chosen: str | None = None) -> str:
     return name
 
 
+# How often a running attempt's activity heartbeats Temporal; its heartbeat timeout is 30 s.
+HEARTBEAT_S = 10.0
+_HEARTBEAT_RANGE = (0.1, 20.0)
+
+
 @dataclass(frozen=True)
 class TemporalSettings:
     address: str = "localhost:7233"
     namespace: str = "default"
     task_queue_prefix: str = ""
+    heartbeat_s: float = HEARTBEAT_S
 
     def queue(self, slot: str) -> str:
         return self.task_queue_prefix + QUEUES[slot]
@@ -47,4 +53,21 @@ class TemporalSettings:
             address=env.get("FERRYMAN_TEMPORAL_ADDRESS") or cls.address,
             namespace=env.get("FERRYMAN_TEMPORAL_NAMESPACE") or cls.namespace,
             task_queue_prefix=env.get("FERRYMAN_TEMPORAL_TASK_QUEUE_PREFIX") or "",
+            heartbeat_s=_heartbeat_s(env.get("FERRYMAN_TEMPORAL_HEARTBEAT_S", "")),
         )
+
+
+def _heartbeat_s(text: str) -> float:
+    if not text.strip():
+        return HEARTBEAT_S
+    low, high = _HEARTBEAT_RANGE
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not low <= seconds <= high:  # also NaN
+        raise UserInputError(
+            f"FERRYMAN_TEMPORAL_HEARTBEAT_S={text!r}: give seconds from {low:g} to {high:g}"
+            " (the activity's heartbeat timeout is 30 s)"
+        )
+    return seconds

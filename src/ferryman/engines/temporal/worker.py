@@ -27,7 +27,7 @@ from ferryman.engines.temporal.activities import Activities
 from ferryman.engines.temporal.engine import TemporalEngine, connect, start_job
 from ferryman.engines.temporal.settings import TemporalSettings
 from ferryman.engines.temporal.workflows import JobWorkflow
-from ferryman.errors import StoreUnavailable
+from ferryman.errors import StoreUnavailable, first_line
 from ferryman.jobs.states import JobStatus
 from ferryman.settings import Settings
 from ferryman.store.base import Attempt, Job, JobStore
@@ -99,7 +99,7 @@ class TemporalWorker:
 
     async def _serve(self, stop: threading.Event) -> None:
         client = await connect(self.temporal)
-        activities = Activities(self.local)
+        activities = Activities(self.local, self.temporal.heartbeat_s)
         executor = ThreadPoolExecutor(max_workers=sum(self.limits.values()) + 4)
         workers = [
             Worker(
@@ -138,7 +138,7 @@ class TemporalWorker:
         try:
             self.local.tick(claim=False)
         except (StoreUnavailable, OperationalError) as exc:
-            log.warning("store unavailable: %s", str(exc).strip().splitlines()[0] if str(exc) else exc)
+            log.warning("store unavailable: %s", first_line(exc, limit=10_000))
 
     async def _resubmit(self, client: Client) -> None:
         """Start the workflow of jobs that have none: pending ones (their submit failed) and
