@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ferryman.api.problems import serve_pages_for_problems
 from ferryman.api.server import APP_EXTENSIONS, server
 from ferryman.cli import app
 from ferryman.quick_exit import leave
@@ -20,7 +19,9 @@ if TYPE_CHECKING:
 
 
 def _web_ui(api: FastAPI, service: JobService, auth_required: bool) -> None:
-    from ferryman.web.app import error_page, mount  # imported when the server starts, not at CLI start-up
+    # Imported when the server starts, not at CLI start-up (FastAPI alone is ~16 MB and 0.3 s).
+    from ferryman.api.problems import serve_pages_for_problems
+    from ferryman.web.app import error_page, mount
 
     mount(api, service, auth_required)
     serve_pages_for_problems(api, error_page)
