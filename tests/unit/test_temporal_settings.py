@@ -15,5 +15,5 @@ def test_the_activity_heartbeat_defaults_to_ten_seconds_and_takes_a_number_of_se
 
 @pytest.mark.parametrize("given", ["0", "30", "-1", "abc", "nan", "inf"])
 def test_a_heartbeat_temporal_would_time_out_or_that_is_no_number_is_refused(given: str) -> None:
-    with pytest.raises(UserInputError, match="FERRYMAN_TEMPORAL_HEARTBEAT_S=.*from 0.1 to 20"):
+    with pytest.raises(UserInputError, match=r"FERRYMAN_TEMPORAL_HEARTBEAT_S=.*from 0\.1 to 20"):
         TemporalSettings.from_env({"FERRYMAN_TEMPORAL_HEARTBEAT_S": given})
