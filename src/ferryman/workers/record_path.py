@@ -48,7 +48,7 @@ import select
 import stat
 import time
 from collections.abc import Callable
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import msgspec
 import orjson
@@ -82,30 +82,20 @@ Scanner = Callable[[mmap.mmap, int, int, dict[bytes, list[int]], int], int]
 Tee = Callable[[int, int, int], int]
 
 
-def _load_scanner() -> Scanner | None:
-    """The C extension's scan, or None: not built (no compiler at install) or turned off."""
+def _native(name: str) -> Any:
+    """A function of the C extension, or None: not built (no compiler at install), not on this
+    platform (``tee`` is Linux's), or turned off (FERRYMAN_NO_EXTENSION)."""
     if not native_extensions_enabled():
         return None
     try:
-        from ferryman.workers._scan import scan_records
+        from ferryman.workers import _scan
     except ImportError:
         return None
-    return scan_records
+    return getattr(_scan, name, None)
 
 
-def _load_tee() -> Tee | None:
-    """The C extension's tee(2) (Linux), or None."""
-    if not native_extensions_enabled():
-        return None
-    try:
-        from ferryman.workers._scan import tee
-    except ImportError:
-        return None
-    return tee
-
-
-SCANNER = _load_scanner()
-TEE = _load_tee()
+SCANNER: Scanner | None = _native("scan_records")
+TEE: Tee | None = _native("tee")
 
 
 class BadSourceMessage(ProtocolError):
