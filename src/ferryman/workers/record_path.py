@@ -40,7 +40,6 @@ Tried and dropped: forwarding whole runs of one stream's records as one slice, c
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import mmap
 import os
@@ -54,7 +53,7 @@ import msgspec
 import orjson
 
 from ferryman.errors import ProtocolError
-from ferryman.launchers.base import TimedPipeWriter
+from ferryman.launchers.base import TimedPipeWriter, make_pipe
 from ferryman.launchers.pipes import PipeReader
 from ferryman.protocol.catalog import NamespaceMapping
 from ferryman.protocol.codec import SourceEnvelope, message_type, peek_head
@@ -76,7 +75,6 @@ _CHUNK_BYTES = 2 << 20  # over the launcher's 1 MiB reader buffer: reads skip it
 
 # Less than this waiting in the source's pipe: read and buffer rather than splice (see _spliced_forward).
 _SPLICE_MIN_BYTES = 128 << 10
-_F_SETPIPE_SZ, _F_GETPIPE_SZ = 1031, 1032  # Linux fcntl commands (named in fcntl on Linux only)
 
 Scanner = Callable[[mmap.mmap, int, int, dict[bytes, list[int]], int], int]
 Tee = Callable[[int, int, int], int]
@@ -336,9 +334,10 @@ def _spliced_forward(
     reader, writer = ends
     src, dst = reader.fileno(), writer.fileno()
     chunks = _Chunks(_shortcut_streams(tracker), sink, tracker, handler, scan)
-    peek_out, peek_in = os.pipe()
+    peek_out, peek_in = make_pipe()  # the launcher's pipe size, as the source's
     try:
-        capacity = _match_pipes(src, peek_in)
+        # What one tee may take: the smaller pipe (a full system limit leaves ours the default).
+        capacity = min(fcntl.fcntl(src, fcntl.F_GETPIPE_SZ), fcntl.fcntl(peek_in, fcntl.F_GETPIPE_SZ))
         filled = 0  # buffer[:filled]: the start of a line read off the source, its end not yet
         chunked = False  # little arrives at a time: read and write as the chunked loop does
         while True:
@@ -389,36 +388,18 @@ def _splice_lines(chunks: _Chunks, whole: int, src: int, dst: int, writer: Timed
         if stop == whole:
             return
         start = buffer.find(b"\n", stop, whole) + 1
-        line = _take(src, start - stop)
-        _decoded(line, chunks.sink, chunks.tracker, chunks.handler, None)
-
-
-def _match_pipes(src: int, peek_in: int) -> int:
-    """Give the private pipe the source pipe's size; returns how much one tee may take."""
-    capacity = fcntl.fcntl(src, _F_GETPIPE_SZ)
-    with contextlib.suppress(OSError):  # above the system's limit: tee takes less at a time
-        fcntl.fcntl(peek_in, _F_SETPIPE_SZ, capacity)
-    return min(capacity, fcntl.fcntl(peek_in, _F_GETPIPE_SZ))
+        _read_exactly(src, chunks.view[stop:start])  # the line tee showed, now taken off the pipe
+        _decoded(bytes(chunks.view[stop:start]), chunks.sink, chunks.tracker, chunks.handler, None)
 
 
 def _read_exactly(fd: int, view: memoryview) -> None:
+    """Fill ``view`` from the pipe ``fd`` with bytes tee has shown are there."""
     got = 0
     while got < len(view):
         count = os.readv(fd, [view[got:]])
         if not count:
             raise RuntimeError("a pipe ended before the bytes tee saw in it were read")
         got += count
-
-
-def _take(fd: int, size: int) -> bytes:
-    """Read ``size`` bytes that tee saw at the head of the pipe ``fd``."""
-    data = os.read(fd, size)
-    while len(data) < size:
-        more = os.read(fd, size - len(data))
-        if not more:
-            raise RuntimeError("a pipe ended before the bytes tee saw in it were read")
-        data += more
-    return data
 
 
 def _splice(src: int, dst: int, size: int, writer: TimedPipeWriter) -> None:
