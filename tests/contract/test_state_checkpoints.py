@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ferryman.clock import ManualClock
+from ferryman.jobs.failures import FailureOrigin
 from ferryman.workers import StateCheckpoints, StateCommit
 from ferryman.workers.models import ReplicationStatus, SyncProgress
 from tests.contract.test_replication import (
@@ -137,3 +138,47 @@ def test_an_interval_of_zero_saves_every_state_in_order(syncs: Syncs) -> None:
 
     assert run.output.status is ReplicationStatus.COMPLETED, run.output.failures
     assert [cursor(c) for c in saved] == list(range(1, 201))
+
+
+class StoreAway(Exception):
+    """What the engine's save raises while its store does not answer (a real outage is
+    tests/integration/test_engine_kinds.py's; here the save callback is the boundary)."""
+
+
+def test_saves_that_fail_mid_sync_are_tried_again_and_the_sync_goes_on(syncs: Syncs) -> None:
+    """The store refuses the saves of cursors 10 to 30, then answers: the sync is not failed
+    for it, the log says so once and says when saving works again, the last state is saved."""
+    saved: list[StateCommit] = []
+
+    def save(commit: StateCommit) -> None:
+        if 10 <= cursor(commit) <= 30:
+            raise StoreAway("the store postgresql://127.0.0.1/x cannot be used: connection refused\nmore")
+        saved.append(commit)
+
+    run = syncs.run([*batches(USERS, 50, 1)], checkpoints=StateCheckpoints(save, interval_s=0.0))
+
+    assert run.output.status is ReplicationStatus.COMPLETED, run.output.failures
+    assert run.output.failures == []
+    assert saved[-1].aggregated == [stream_state(USERS, 50)] == run.output.state
+    said = run.log_messages("worker")
+    failed = [m for m in said if "saving state failed" in m]
+    assert len(failed) == 1 and "connection refused" in failed[0] and "more" not in failed[0], said
+    assert any("state saved again" in m for m in said), said
+
+
+def test_a_state_that_cannot_be_saved_by_the_end_fails_the_sync(syncs: Syncs) -> None:
+    """Nothing reported that did not happen: the destination confirmed 50 states, but from
+    cursor 40 on none could be saved, so the sync is not a success."""
+    saved: list[StateCommit] = []
+
+    def save(commit: StateCommit) -> None:
+        if cursor(commit) >= 40:
+            raise StoreAway("the store cannot be used: connection refused")
+        saved.append(commit)
+
+    run = syncs.run([*batches(USERS, 50, 1)], checkpoints=StateCheckpoints(save, interval_s=0.0))
+
+    assert run.output.status is ReplicationStatus.FAILED
+    (failure,) = run.output.failures
+    assert failure.origin is FailureOrigin.PERSISTENCE and "connection refused" in failure.message
+    assert cursor(saved[-1]) == 39

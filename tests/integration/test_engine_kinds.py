@@ -251,23 +251,28 @@ def test_two_workers_on_one_postgres_share_twenty_jobs_and_run_none_twice(
     assert len({a[0].engine_id for a in attempts}) == 2  # both workers took their share
 
 
-def test_the_database_going_away_mid_sync_is_told_in_lines_not_tracebacks_and_the_sync_ends_whole(
+def test_the_database_going_away_mid_sync_is_told_in_lines_and_the_sync_carries_on_to_the_end(
     engine_kind: str, postgres_url: str, tmp_path: Path, workers_for: type[Workers]
 ) -> None:
-    """Postgres refuses connections while a sync runs (its heartbeats and state saves fail), then
-    comes back: the worker says so in one line each time, never with a traceback (on Temporal the
-    SDK printed one for every failed activity, and a heartbeat that could not read the state
-    stopped the running attempt), and the job ends with every record (the attempt that could not
-    save its progress fails, truthfully, and the retry completes it)."""
+    """Postgres refuses connections while a sync runs, and the destination confirms a state then:
+    the worker says so in one line each time, never with a traceback (on Temporal the SDK printed
+    one for every failed activity, and a heartbeat that could not read the state stopped the
+    running attempt), and the sync goes on, keeping its confirmed state, which it saves once
+    Postgres is back. One attempt ends the job with every record (the attempt used to fail at the
+    first stats or state write that met the outage, and a retry read everything again)."""
     import psycopg
 
     home = tmp_path / "home"
-    started, go = tmp_path / "started", tmp_path / "go"
+    started, go, sent, again = (tmp_path / name for name in ("started", "go", "sent", "again"))
     steps = [
         {"records": 5},
         {"state": {"name": "users"}},
         {"touch": str(started)},
         {"wait_for_file": str(go), "timeout": 300},
+        {"records": 5},
+        {"state": {"name": "users"}},  # confirmed while the database is away
+        {"touch": str(sent)},
+        {"wait_for_file": str(again), "timeout": 300},
         {"records": 5},
         {"state": {"name": "users"}},
     ]
@@ -283,6 +288,8 @@ def test_the_database_going_away_mid_sync_is_told_in_lines_not_tracebacks_and_th
         while not started.exists():
             assert time.monotonic() < deadline, workers.stderr()
             time.sleep(0.05)
+        (attempt,) = store.list_attempts(job.id)
+        log = Path(attempt.log_path)
         admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,)
@@ -292,8 +299,15 @@ def test_the_database_going_away_mid_sync_is_told_in_lines_not_tracebacks_and_th
         while met not in workers.stderr():
             assert time.monotonic() < deadline, workers.stderr()
             time.sleep(0.05)
-        admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
         go.touch()
+        while "saving state failed" not in log.read_text():  # the state of step 2 met the outage
+            assert time.monotonic() < deadline, workers.stderr()
+            time.sleep(0.05)
+        while not sent.exists():
+            assert time.monotonic() < deadline, workers.stderr()
+            time.sleep(0.05)
+        admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+        again.touch()
         store = open_store(postgres_url)  # the test's own connections were cut too
         (ended,) = wait_until_terminal(store, [job.id], workers)
     finally:
@@ -302,6 +316,12 @@ def test_the_database_going_away_mid_sync_is_told_in_lines_not_tracebacks_and_th
         workers.close()
     said = workers.stderr()
     assert ended.status is JobStatus.SUCCEEDED, said
+    assert [a.status for a in store.list_attempts(job.id)] == [AttemptStatus.SUCCEEDED], said
     assert "Traceback" not in said and "Completing activity as failed" not in said, said
+    written = log.read_text()
+    assert written.count("saving state failed") == 1, written  # one line per outage, not per try
+    assert "Traceback" not in written, written
+    (saved,) = store.get_state(store.get_connection("s").id)
+    assert saved["stream"]["stream_state"] == {"cursor": 15}  # the last state, saved after the outage
     lines = (tmp_path / "out").glob("**/*.jsonl")
-    assert sum(len(path.read_text().splitlines()) for path in lines) >= 10
+    assert sum(len(path.read_text().splitlines()) for path in lines) == 15

@@ -9,6 +9,7 @@ of confirmed progress; the next attempt starts from the last saved state.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import threading
@@ -377,10 +378,14 @@ class _ProgressSaver:
         self.store.save_stream_stats(self.attempt_id, _stream_stats(self.attempt_id, commit.streams))
 
     def progress(self, progress: SyncProgress) -> None:
+        """Running counts, every few seconds; a store that does not answer skips them (the state
+        saves say so in the attempt's log, and the attempt's end saves the final counts)."""
         now = time.monotonic()
         if now >= self._next_stats:
             self._next_stats = now + _STATS_EVERY_S
-            self.store.save_stream_stats(self.attempt_id, _stream_stats(self.attempt_id, progress.streams))
+            stats = _stream_stats(self.attempt_id, progress.streams)
+            with contextlib.suppress(StoreUnavailable):
+                self.store.save_stream_stats(self.attempt_id, stats)
 
 
 def _stream_stats(attempt_id: int, streams: list[StreamStats]) -> list[StreamStat]:

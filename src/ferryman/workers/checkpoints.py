@@ -49,13 +49,12 @@ class StateCheckpoints:
     def saves_anything(self) -> bool:
         return self._save is not None
 
-    def confirmed(self, commit: StateCommit) -> None:
-        """The destination confirmed a state: keep it, and save it if it is due."""
+    def confirmed(self, commit: StateCommit) -> bool:
+        """The destination confirmed a state: keep it, and save it if it is due; True if it saved."""
         with self._lock:
             self._latest = commit
             self._confirmed += 1
-        if self.seconds_to_due() == 0.0:
-            self.flush()
+        return self.seconds_to_due() == 0.0 and self.flush()
 
     def flush(self) -> bool:
         """Save the latest confirmed state now, unless it is saved already; True if it saved."""

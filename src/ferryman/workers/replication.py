@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from ferryman.errors import FerrymanError
+from ferryman.errors import FerrymanError, first_line
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType, ordered
 from ferryman.launchers import ConnectorLauncher, ConnectorProcess, Launcher, LaunchRequest
 from ferryman.protocol import messages
@@ -106,7 +106,7 @@ class _Replication:
         self._flush_asked = False  # a stream's status changed: save the confirmed state now
         # ... and once the destination has confirmed this many states (those sent before it)
         self._save_when_committed: int | None = None
-        self._persistence_failed = False
+        self._unsaved_since: float | None = None  # a save failed then, none has succeeded since
         self.source_eof = threading.Event()  # the source's stdout ended
         self.source_exited = threading.Event()  # ... and the source process is gone
         self.pump_done = threading.Event()  # the destination's stdin is closed
@@ -201,7 +201,7 @@ class _Replication:
                 self._finish_alone(destination)
                 return self._launch_failed(FailureOrigin.SOURCE, exc, started_ms)
             self._run_pair(source, destination, on_progress, progress_interval_s)
-            self._save_checkpoint(self.checkpoints.flush)  # the last confirmed state, always
+            self._save_checkpoint(self.checkpoints.flush, last=True)  # the last confirmed state, always
             return self._output(started_ms)
         finally:
             self.log.close()
@@ -555,17 +555,28 @@ class _Replication:
         self._flush_asked = True
         self.wake.set()
 
-    def _save_checkpoint(self, save: Callable[[], object]) -> None:
-        """Save confirmed state as ``save`` does; a failure of the engine's persistence fails the
-        sync (once: it is retried at the next save, and logged each time) but never stops it."""
+    def _save_checkpoint(self, save: Callable[[], object], last: bool = False) -> None:
+        """Save confirmed state as ``save`` does. A save that fails before the last (the store
+        does not answer for a while) is logged and tried again at the next one while the sync goes
+        on: the state saved is the latest, merged per stream, so one save that succeeds later
+        covers every state before it. Only the ``last`` save's failure fails the sync."""
         try:
-            save()
+            saved = save()
         except Exception as exc:
-            if self._persistence_failed:
-                self.log.warn(WORKER, f"saving state failed again: {exc}")
-                return
-            self._persistence_failed = True
-            self._fail(FailureOrigin.PERSISTENCE, FailureType.SYSTEM_ERROR, f"saving state failed: {exc}")
+            if last:
+                self._fail(FailureOrigin.PERSISTENCE, FailureType.SYSTEM_ERROR, f"saving state failed: {exc}")
+            elif self._unsaved_since is None:
+                self._unsaved_since = time.monotonic()
+                self.log.warn(
+                    WORKER,
+                    f"saving state failed: {first_line(exc)}; the sync goes on, keeping its confirmed "
+                    "state to save when the store answers again",
+                )
+            return
+        if saved and self._unsaved_since is not None:
+            away_s = time.monotonic() - self._unsaved_since
+            self.log.info(WORKER, f"state saved again after {away_s:.0f}s of failed saves")
+            self._unsaved_since = None
 
     # -- helpers --------------------------------------------------------------------------
 
