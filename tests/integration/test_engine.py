@@ -257,9 +257,9 @@ def test_a_worker_whose_database_goes_away_mid_sync_saves_its_confirmed_state_on
     postgres_url: str, local_env: dict[str, str], tmp_path: Path
 ) -> None:
     """The database goes away while a sync runs, with a state the destination confirmed and the
-    worker held back (the flush interval). The sync fails at its next write; once the database is
-    back, the worker saves that state and the attempt's failure (the store's, as it was), and the
-    retry starts from that state. Before, the attempt's end was dropped: the job stayed running
+    worker held back (the flush interval), and the sync ends while it is away: its last save fails,
+    so the attempt fails; once the database is back, the worker saves that state and the attempt's
+    failure (the store's, as it was), and the retry starts from that state. Before, the attempt's end was dropped: the job stayed running
     until another engine saw its heartbeat go stale (60 s), failed it as one whose engine
     "stopped heartbeating", and the retry read again what the destination had confirmed."""
     import psycopg
@@ -309,6 +309,7 @@ def test_a_worker_whose_database_goes_away_mid_sync_saves_its_confirmed_state_on
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,)
         )
+        finish.touch()  # the source ends while the database is away (and the retry's runs through)
         attempt_log = Path(attempt.log_path)
         _until(
             lambda: "the end of the attempt could not be saved" in attempt_log.read_text(),
@@ -321,7 +322,6 @@ def test_a_worker_whose_database_goes_away_mid_sync_saves_its_confirmed_state_on
         first = store.list_attempts(job.id)[0]
         assert first.failure_summary is not None
         assert "cannot be used" in first.failure_summary["failures"][0]["message"], first.failure_summary
-        finish.touch()
         (ended,) = wait_until_terminal(store, [job.id], workers)
     finally:
         admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ferryman.cli.common import SignalCounter, failure_line, note, seconds_between, when
 from ferryman.cli.progress import LiveProgress, PlainProgress, from_stream_stats
+from ferryman.errors import StoreUnavailable, first_line
 from ferryman.jobs.states import AttemptStatus, JobStatus
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def run_and_watch(
             if signals.count > acted_on:
                 acted_on = signals.count
                 _stop(service, job, first=acted_on == 1)
-            watcher.poll()
+            watcher.watch()
     finally:
         if display is not None:
             display.close()
@@ -100,7 +101,10 @@ def _stop(service: JobService, job: Job, first: bool, quiet: bool = False) -> No
     if first:
         if not quiet:
             note(f"cancelling job {job.id}: stopping the connectors (SIGTERM, grace, SIGKILL)")
-        service.cancel(job.id)
+        try:
+            service.cancel(job.id)
+        except StoreUnavailable:  # the request cannot be recorded: this process's engine stops it
+            service.stop_now(job.id)
     else:
         if not quiet:
             note(f"cancelling job {job.id} in this process: waiting for the connectors to stop")
@@ -116,6 +120,23 @@ class _Watcher:
     display: LiveProgress | PlainProgress | None
     secrets: list[str]
     reported: set[int] = field(default_factory=set)
+    store_away: bool = False  # the last look at the store failed
+
+    def watch(self) -> None:
+        """:meth:`poll`, through a store that may not answer for a while: the job runs on (its
+        engine keeps the sync's confirmed state until it can save it), so say so once, and
+        again when the store answers."""
+        try:
+            self.poll()
+        except StoreUnavailable as exc:
+            if not self.store_away:
+                self.store_away = True
+                saved_later = "its progress is saved when the store answers"
+                note(f"{first_line(exc, limit=1000)}; job {self.job.id} goes on, {saved_later}")
+            return
+        if self.store_away:
+            self.store_away = False
+            note(f"the store answers again; job {self.job.id} goes on")
 
     def poll(self) -> None:
         attempts = self.service.store.list_attempts(self.job.id)

@@ -421,16 +421,30 @@ class LocalEngine:
     def run_jobs(self, job_ids: Collection[int], timeout_s: float | None = None) -> list[Job]:
         """Run these jobs (and their retries) in this process until each is terminal."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        backoff = _Backoff()
         while True:
-            # While each of them runs here there is nothing to claim and none can be over: a
-            # pass only heartbeats and looks for cancels (an attempt's end wakes the loop).
-            self.tick(only=job_ids, claim=not self._all_running(job_ids))
-            self._raise_unsaved(job_ids)
-            if not self._all_running(job_ids):
-                jobs = [self.store.get_job(job_id) for job_id in job_ids]
-                if all(job.status.terminal for job in jobs) and not self.running_attempt_ids():
-                    self.wait_for_sweep()
-                    return jobs
+            try:
+                # While each of them runs here there is nothing to claim and none can be over: a
+                # pass only heartbeats and looks for cancels (an attempt's end wakes the loop).
+                self.tick(only=job_ids, claim=not self._all_running(job_ids))
+                self._raise_unsaved(job_ids)
+                if not self._all_running(job_ids):
+                    jobs = [self.store.get_job(job_id) for job_id in job_ids]
+                    if all(job.status.terminal for job in jobs) and not self.running_attempt_ids():
+                        self.wait_for_sweep()
+                        return jobs
+                backoff.reset()
+            except (StoreUnavailable, OperationalError) as exc:
+                # The attempts running here go on (they keep their confirmed state until the store
+                # answers); one that ends meanwhile cannot save its end, which _raise_unsaved says.
+                self._raise_unsaved(job_ids)
+                if not self.running_attempt_ids():
+                    raise
+                delay = backoff.next_s()
+                log.info("store unavailable, retrying in %.0fs: %s", delay, first_line(exc, limit=10_000))
+                self._wake.wait(delay)
+                self._wake.clear()
+                continue
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"jobs {list(job_ids)} still running after {timeout_s}s")
             self._wake.wait(self.poll_interval_s)
