@@ -24,7 +24,7 @@ from ferryman.engines.base import Engine, StartsHere
 from ferryman.errors import FieldError, UserInputError, WorkerError
 from ferryman.jobs.configs import ActorSnapshot, ConnectorJobConfig, NamespaceConfig, ReplicationConfig
 from ferryman.jobs.outcomes import ConnectorOutcome
-from ferryman.jobs.schedules import Schedule, from_document
+from ferryman.jobs.schedules import InvalidSchedule, Schedule, from_document
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.launchers import ConnectorLauncher
 from ferryman.protocol.catalog import NamespaceDefinition, StreamChoice, plan_catalog, replan_catalog
@@ -289,9 +289,13 @@ class JobService:
     ) -> Connection:
         """Change a connection's fields (see ``JobStore.update_connection``). A new schedule, or
         making it active again, plans its next run from now; re-enabling one the scheduler
-        disabled clears the reason and starts its failure count afresh."""
+        disabled clears the reason and starts its failure count afresh. The schedule it has
+        already, sent again (clients send the whole connection with every change), is no change:
+        its next run stays where it is."""
         if status is not None and status not in ("active", "inactive"):
             raise UserInputError(f"unknown status {status!r}: expected active or inactive")
+        if schedule is not None and schedule == _stored_schedule(conn):
+            schedule = None
         new_status = status or conn.status
         if schedule is not None:
             values["schedule"] = schedule.to_document()
@@ -520,6 +524,14 @@ def follow(path: Path, stop: Any, start: int | None = None, poll_s: float = 0.25
 
 def _ignore(text: str) -> None:
     pass
+
+
+def _stored_schedule(conn: Connection) -> Schedule | None:
+    """The connection's schedule as stored; None for one an older version stored unreadable."""
+    try:
+        return from_document(conn.schedule)
+    except InvalidSchedule:
+        return None
 
 
 def _snapshot(actor: Actor) -> ActorSnapshot:

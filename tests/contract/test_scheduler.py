@@ -151,6 +151,21 @@ def test_a_schedule_change_plans_the_next_run_from_now(store: SqlJobStore) -> No
     }
 
 
+def test_the_same_schedule_sent_again_keeps_the_next_run(store: SqlJobStore) -> None:
+    # API clients PATCH the whole connection (its unchanged schedule too) to rename it: that must
+    # neither postpone an interval nor drop a run that is due.
+    world = World(store)
+    basic = world.connection("every 2h", "basic")
+    world.clock.advance(1.5 * HOUR)
+    renamed = world.service.update_connection(basic, schedule=parse_schedule("every 2 hours"), name="b2")
+    assert (renamed.name, renamed.next_run_at) == ("b2", at(2))
+    cron = world.connection("cron 0 0 * * * ?", "hourly")
+    world.clock.advance(HOUR)  # 02:30: the 02:00 run is due, no pass has made it yet
+    again = world.service.update_connection(cron, schedule=parse_schedule("cron 0 0 * * * ?"))
+    assert again.next_run_at == at(2)
+    assert sorted(job.scheduled_for for job in world.at(at(2.5))) == [at(2), at(2)]
+
+
 def test_a_connection_failing_again_and_again_is_disabled_with_a_reason(store: SqlJobStore) -> None:
     world = World(store, SchedulerSettings(max_failed_jobs=3, max_failed_days=0))
     conn = world.connection("every 1h")

@@ -59,6 +59,8 @@ def test_a_connection_scheduled_from_the_cli(tmp_path: Path) -> None:
         "connections", "update", "c", "--schedule", "0 12 * * *", "--timezone", "Moon/Crater"
     )
     assert cli.json("connections", "show", "c")["next_run_at"] == changed["next_run_at"]
+    for far in ("9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+01:00"):  # were a traceback
+        assert "out of range" in cli.bad_input("scheduler", "--once", "--now", far)
 
     # One pass at the due time makes the run's job (a worker would run it); a second pass does not.
     passed = cli("scheduler", "--once", "--now", changed["next_run_at"], "--json")

@@ -337,7 +337,8 @@ def list_jobs(body: JobListBody, context: Context) -> dict[str, Any]:
     """Newest first by default, as Airbyte lists them; attempts are not wrapped here."""
     types = tuple(dict.fromkeys(TYPES_IN[t] for t in body.configTypes if t in TYPES_IN))
     pagination = body.pagination or Pagination()
-    statuses: list[str | None] = [*body.statuses] if body.statuses else [None]
+    # Each status once: a status named twice would list its jobs twice (and count them twice).
+    statuses: list[str | None] = [*dict.fromkeys(body.statuses)] if body.statuses else [None]
     query = JobQuery(
         scope=_scope(context, body.configId),
         types=types,

@@ -89,6 +89,9 @@ def scheduler(
     guarded(action)
 
 
+_FIRST_YEAR, _LAST_YEAR = 1970, 9000
+
+
 def _moment(text: str | None, once: bool) -> datetime | None:
     if text is None:
         return None
@@ -98,7 +101,17 @@ def _moment(text: str | None, once: bool) -> datetime | None:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise UserInputError(f"--now {text!r} is not an ISO 8601 time, e.g. 2026-01-01T12:00:00Z") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        in_utc: datetime | None = moment.astimezone(UTC)
+    except OverflowError:  # before year 1 or after 9999 in UTC
+        in_utc = None
+    # Far from the calendar's end: a schedule looks up to 10 years past it for its next slot.
+    if in_utc is None or not _FIRST_YEAR <= in_utc.year <= _LAST_YEAR:
+        raise UserInputError(
+            f"--now {text!r} is out of range: give a time in the years {_FIRST_YEAR}-{_LAST_YEAR}"
+        )
+    return in_utc
 
 
 class _Lines:

@@ -1,0 +1,67 @@
+"""Requests at the edges of what the API takes, sent to a real `ferryman server`: each gets a
+clear answer (never a 500) and the data it reports is what happened."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.api_server import Server, ferryman, running_server
+
+POLL_S = 0.2
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, httpx.Client, dict[str, Any]]]:
+    """A server with one connection and one finished sync of it."""
+    home = tmp_path_factory.mktemp("home")
+    for args in (
+        ("sources", "create", "s", "--connector", "builtin:source-bench", "--config", '{"count": 10}'),
+        ("destinations", "create", "d", "--connector", "builtin:destination-devnull"),
+        ("connections", "create", "c", "--source", "s", "--destination", "d"),
+    ):
+        made = ferryman(home, *args)
+        assert made.returncode == 0, made.stderr
+    with running_server(home, "--auth", "none") as srv, httpx.Client(base_url=srv.url, timeout=60) as client:
+        (conn,) = client.get("/v1/connections").json()["data"]
+        started = client.post("/v1/jobs", json={"connectionId": conn["connectionId"], "jobType": "sync"})
+        assert started.status_code == 200, started.text
+        job = started.json()
+        while job["status"] not in ("succeeded", "failed", "cancelled"):  # the global timeout bounds it
+            time.sleep(POLL_S)
+            job = client.get(f"/v1/jobs/{job['jobId']}").json()
+        assert job["status"] == "succeeded", job
+        yield srv, client, job
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/ferryman/jobs"])
+def test_date_filters_at_the_ends_of_the_calendar_are_answered_not_a_500(
+    served: tuple[Server, httpx.Client, dict[str, Any]], path: str
+) -> None:
+    # In UTC these fall before year 1 or after year 9999: converting them overflowed, a 500.
+    _, client, job = served
+    earliest = {"createdAtStart": "0001-01-01T00:00:00+01:00"}
+    latest = {"createdAtEnd": "9999-12-31T23:59:59-05:00"}
+    for params in (earliest, latest, {**earliest, **latest}):
+        answer = client.get(path, params={"jobType": "sync", **params})
+        assert answer.status_code == 200, (params, answer.text)
+        assert [j["jobId"] for j in answer.json()["data"]] == [job["jobId"]]
+    nothing = client.get(path, params={"createdAtStart": "9999-12-31T23:59:59-05:00"})
+    assert (nothing.status_code, nothing.json()["data"]) == (200, [])
+
+
+def test_config_api_jobs_list_counts_a_status_named_twice_once(
+    served: tuple[Server, httpx.Client, dict[str, Any]],
+) -> None:
+    _, client, job = served
+    listed = client.post(
+        "/api/v1/jobs/list",
+        json={"configTypes": ["sync", "sync"], "statuses": ["succeeded", "succeeded", "failed"]},
+    )
+    assert listed.status_code == 200, listed.text
+    assert [j["job"]["id"] for j in listed.json()["jobs"]] == [job["jobId"]]
+    assert listed.json()["totalJobCount"] == 1
