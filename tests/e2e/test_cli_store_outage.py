@@ -26,7 +26,9 @@ def postgres_url() -> Iterator[str]:
     yield from _postgres_url()
 
 
-def test_a_foreground_sync_goes_on_while_its_postgres_store_is_away(tmp_path: Path, postgres_url: str) -> None:
+def test_a_foreground_sync_goes_on_while_its_postgres_store_is_away(
+    tmp_path: Path, postgres_url: str
+) -> None:
     import psycopg
 
     cli = Cli(tmp_path / "home", FERRYMAN_DATABASE_URL=postgres_url)
@@ -52,7 +54,9 @@ def test_a_foreground_sync_goes_on_while_its_postgres_store_is_away(tmp_path: Pa
     try:
         wait_for(started.exists, "the source to start")
         admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,))
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,)
+        )
         go.touch()
         wait_for(sent.exists, "the source to send its second state")
         workspace = tmp_path / "home" / "workspace"

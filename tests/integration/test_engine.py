@@ -259,9 +259,10 @@ def test_a_worker_whose_database_goes_away_mid_sync_saves_its_confirmed_state_on
     """The database goes away while a sync runs, with a state the destination confirmed and the
     worker held back (the flush interval), and the sync ends while it is away: its last save fails,
     so the attempt fails; once the database is back, the worker saves that state and the attempt's
-    failure (the store's, as it was), and the retry starts from that state. Before, the attempt's end was dropped: the job stayed running
-    until another engine saw its heartbeat go stale (60 s), failed it as one whose engine
-    "stopped heartbeating", and the retry read again what the destination had confirmed."""
+    failure (the store's, as it was), and the retry starts from that state. Before, the attempt's
+    end was dropped: the job stayed running until another engine saw its heartbeat go stale (60 s),
+    failed it as one whose engine "stopped heartbeating", and the retry read again what the
+    destination had confirmed."""
     import psycopg
 
     from tests.integration.engine_kinds import Workers, wait_until_terminal

@@ -569,8 +569,8 @@ class _Replication:
                 self._unsaved_since = time.monotonic()
                 self.log.warn(
                     WORKER,
-                    f"saving state failed: {first_line(exc, limit=1000)}; the sync goes on, keeping its confirmed "
-                    "state to save when the store answers again",
+                    f"saving state failed: {first_line(exc, limit=1000)}; the sync goes on, keeping its"
+                    " confirmed state to save when the store answers again",
                 )
             return
         if saved and self._unsaved_since is not None:
