@@ -70,8 +70,10 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _json_path(parts: tuple[str, ...] | list[str]) -> str:
-    return "".join('."' + part.replace('"', '\\"') + '"' for part in parts)
+def _json_pointer(parts: tuple[str, ...] | list[str]) -> str:
+    """The JSON pointer (RFC 6901) of a field: unlike a ``$.""`` path, it takes any key, an empty
+    one too, with only ``~`` and ``/`` escaped."""
+    return "".join("/" + part.replace("~", "~0").replace("/", "~1") for part in parts)
 
 
 class LoadError(Exception):
@@ -177,13 +179,8 @@ def prepare(con: duckdb.DuckDBPyConnection, table: Table) -> None:
         con.execute(f"CREATE TABLE {table.target} ({definition})")
         return
     con.execute(f"CREATE TABLE IF NOT EXISTS {table.target} ({definition})")
-    stored: dict[str, str] = dict(
-        con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns"
-            " WHERE table_schema = ? AND table_name = ?",
-            [table.schema, table.name],
-        ).fetchall()
-    )
+    # DESCRIBE finds the table as DuckDB does: a stored "Users" is the stream "users"'s table too.
+    stored = {str(row[0]): str(row[1]) for row in con.execute(f"DESCRIBE {table.target}").fetchall()}
     for name, kind in _AIRBYTE:
         if name not in stored:
             con.execute(f"ALTER TABLE {table.target} ADD COLUMN {quote(name)} {kind}")
@@ -302,7 +299,7 @@ def _rows(table: Table, spill: Spill) -> str:
             inner.append(f"{_field_value(column.kind, f'_f{i}')} AS _v{i}")
             present = f"_f{i} IS NOT NULL"
         else:
-            paths.append(("$.m.record.data" if table.dedup else "$.record.data") + _json_path(column.path))
+            paths.append(("/m/record/data" if table.dedup else "/record/data") + _json_pointer(column.path))
             j, s = f"_j[{len(paths)}]", f"_s[{len(paths)}]"
             inner.append(f"{_value(column.kind, j, s)} AS _v{i}")
             present = f"{s} IS NOT NULL"

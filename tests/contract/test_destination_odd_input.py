@@ -1,0 +1,106 @@
+"""The typed destinations (DuckDB, PostgreSQL) given odd but possible input: names and values
+that sources do send. Each case either stores what it was given (or NULL plus a change in
+``_airbyte_meta``, as ``docs/destinations.md`` says) or fails the sync with one clear line;
+never a traceback, never a silent change.
+
+Real destination processes, read back from their real storage, as ``test_destinations`` does.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.contract.destination_support import (
+    TYPED,
+    Target,
+    echoed,
+    make_target,
+    parse,
+    record,
+    state,
+    stream,
+)
+
+
+@pytest.fixture(params=TYPED)
+def typed(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
+    return make_target(request.param, tmp_path, request)
+
+
+def write_lines(target: Target, catalog: Path, *lines: bytes) -> subprocess.CompletedProcess[bytes]:
+    """The destination given these raw input lines; its exit status is the caller's to judge."""
+    return subprocess.run(
+        target.command(catalog),
+        input=b"".join(line + b"\n" for line in lines),
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def one_line_error(done: subprocess.CompletedProcess[bytes]) -> str:
+    """The one TRACE error a refused sync reports: a config error, no traceback anywhere."""
+    assert done.returncode == 1
+    assert b"Traceback" not in done.stderr and b"Traceback" not in done.stdout
+    (trace,) = [m for m in parse(done.stdout) if m["type"] == "TRACE"]
+    error = trace["trace"]["error"]
+    assert error["failure_type"] == "config_error"
+    assert "\n" not in error["message"]
+    return str(error["message"])
+
+
+def meta_fields(meta: Any) -> list[str]:
+    meta = orjson.loads(meta) if isinstance(meta, str) else meta
+    return [change["field"] for change in meta["changes"]]
+
+
+# --- names --------------------------------------------------------------------------------------
+
+
+def test_streams_whose_names_differ_only_in_case(typed: Target) -> None:
+    """PostgreSQL keeps quoted names apart; DuckDB does not (``Users`` is ``users``), so there
+    the two streams are refused before anything is written, rather than mixed in one table."""
+    properties = {"id": {"type": "integer"}}
+    catalog = typed.catalog(stream("Users", properties), stream("users", properties))
+    done = write_lines(
+        typed,
+        catalog,
+        orjson.dumps(record("Users", {"id": 1})),
+        orjson.dumps(record("users", {"id": 2})),
+        orjson.dumps(state("users", 1)),
+    )
+    if typed.module == "destination_postgres":
+        assert done.returncode == 0
+        assert typed.rows("Users", "id") == [(1,)] and typed.rows("users", "id") == [(2,)]
+        return
+    assert one_line_error(done) == "streams 'Users' and 'users' would share table \"main\".\"users\""
+
+
+def test_a_stream_renamed_in_case_between_syncs_lands_in_duckdbs_one_table(typed: Target) -> None:
+    first = {"id": {"type": "integer"}}
+    typed.write(typed.catalog(stream("Users", first)), record("Users", {"id": 1}))
+    second = {**first, "v": {"type": "string"}}  # and a new property
+    typed.write(typed.catalog(stream("users", second)), record("users", {"id": 2, "v": "b"}))
+    if typed.module == "destination_postgres":
+        assert typed.rows("Users", "id") == [(1,)] and typed.rows("users", "id, v") == [(2, "b")]
+    else:
+        assert typed.rows("users", "id, v") == [(1, None), (2, "b")]
+
+
+def test_properties_with_odd_names_are_stored_in_their_columns(typed: Target) -> None:
+    """An empty name, and names with quotes, backslashes, ``/`` and ``~`` that differ only in
+    case (DuckDB reads those by path)."""
+    names = ["", 'Say "hi"\\', 'say "hi"\\', "A/b~c", "a/b~c"]
+    properties = {"id": {"type": "integer"}, **{name: {"type": "string"} for name in names}}
+    catalog = typed.catalog(stream("odd", properties))
+    data = {"id": 1, **{name: f"value {i}" for i, name in enumerate(names)}}
+    found = typed.write(catalog, record("odd", data), state("odd", 1))
+    assert echoed(found) == [1]
+    columns = sorted(c for c in typed.types("odd") if c != "id" and not c.startswith("_airbyte"))
+    assert len(columns) == 5
+    (row,) = typed.rows("odd", ", ".join(f'"{column}"' for column in columns))
+    assert sorted(row) == [f"value {i}" for i in range(5)]
