@@ -104,3 +104,23 @@ def test_properties_with_odd_names_are_stored_in_their_columns(typed: Target) ->
     assert len(columns) == 5
     (row,) = typed.rows("odd", ", ".join(f'"{column}"' for column in columns))
     assert sorted(row) == [f"value {i}" for i in range(5)]
+
+
+# --- values -------------------------------------------------------------------------------------
+
+
+def test_an_emitted_at_outside_years_1_to_9999_is_a_null_extracted_at(typed: Target) -> None:
+    """A source that writes emitted_at in microseconds (or nonsense) still gets its records
+    stored: only their _airbyte_extracted_at is NULL, as for a missing emitted_at."""
+    catalog = typed.catalog(stream("events", {"id": {"type": "integer"}}))
+    found = typed.write(
+        catalog,
+        record("events", {"id": 1}, emitted_at=1_700_000_000_000_000),  # microseconds
+        record("events", {"id": 2}, emitted_at=-(10**15)),
+        record("events", {"id": 3}, emitted_at=1_700_000_000_000),
+        state("events", 1),
+    )
+    assert echoed(found) == [1]
+    rows = typed.rows("events", "id, _airbyte_extracted_at")
+    assert [(id_, at is None) for id_, at in rows] == [(1, True), (2, True), (3, False)]
+    assert rows[2][1].year == 2023

@@ -41,6 +41,9 @@ MAX_NAME = 63  # PostgreSQL's identifier limit, in bytes; DuckDB follows it for 
 TYPECAST_ERROR = "DESTINATION_TYPECAST_ERROR"
 SERIALIZATION_ERROR = "DESTINATION_SERIALIZATION_ERROR"
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+# The emitted_at values (ms since the epoch) that become an _airbyte_extracted_at: years 1 to
+# 9999, what Python's datetime holds. Any other (a source writing microseconds, say) is NULL.
+EMITTED_MS_MIN, EMITTED_MS_MAX = -62_135_596_800_000, 253_402_300_799_999
 
 _WELL_KNOWN = {  # protocol v1's "$ref": "WellKnownTypes.json#/definitions/<name>"
     "Integer": "integer",
@@ -210,6 +213,13 @@ def merge_statements(
         f"DELETE FROM {target} AS t USING {batch} AS b WHERE {match}{wins}",
         f"INSERT INTO {target} ({names}) SELECT {names} FROM {batch} AS b{where} ORDER BY _ferryman_seq",
     ]
+
+
+def extracted_at(emitted_ms: Any) -> datetime | None:
+    """A record's ``emitted_at`` as a time, or None when it is not a number of a year 1-9999."""
+    if type(emitted_ms) not in (int, float) or not EMITTED_MS_MIN <= emitted_ms <= EMITTED_MS_MAX:
+        return None
+    return datetime.fromtimestamp(emitted_ms / 1000, UTC)
 
 
 def change(field: str, reason: str = TYPECAST_ERROR) -> dict[str, str]:

@@ -25,6 +25,8 @@ import orjson
 
 from ferryman.builtin._catalog import ConfiguredStream
 from ferryman.builtin._columns import (
+    EMITTED_MS_MAX,
+    EMITTED_MS_MIN,
     Column,
     Kind,
     change,
@@ -284,11 +286,12 @@ def _rows(table: Table, spill: Spill) -> str:
     at = "r.m.record" if table.dedup else "r.record"
     paths: list[str] = []  # the columns read by path, as _value() reads them
     read = [f"from_json(json, {_literal(orjson.dumps(structure).decode())}) AS r"]
-    named = [f"{at}.emitted_at AS _emitted_at", f"{at}.meta.changes AS _meta_changes"]
+    # emitted_at as VARCHAR: a number's text differs from json_extract_string's only in how it
+    # writes an exponent (both are the shortest that reads back), so the cast sees one double.
+    named = [f"TRY_CAST({at}.emitted_at AS DOUBLE) AS _ms", f"{at}.meta.changes AS _meta_changes"]
     inner = [
-        # emitted_at as VARCHAR: a number's text differs from json_extract_string's only in how it
-        # writes an exponent (both are the shortest that reads back), so the cast sees one double.
-        "to_timestamp(TRY_CAST(_emitted_at AS DOUBLE) / 1000) AS _ts",
+        f"CASE WHEN _ms BETWEEN {EMITTED_MS_MIN} AND {EMITTED_MS_MAX}"
+        " THEN to_timestamp(_ms / 1000) END AS _ts",
         "TRY_CAST(_meta_changes AS JSON[]) AS _changes",
     ]
     failed, changes = [], []

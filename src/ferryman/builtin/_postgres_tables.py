@@ -16,7 +16,7 @@ import hashlib
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -39,6 +39,9 @@ from ferryman.builtin._columns import (
     quote,
     stream_columns,
     widen,
+)
+from ferryman.builtin._columns import (
+    extracted_at as emitted_at,
 )
 from ferryman.builtin._runtime import ConfigError
 
@@ -267,9 +270,7 @@ def rows(table: Table, lines: list[bytes], sequence: int | None = None) -> Itera
         emitted = record.get("emitted_at")
         if emitted != last_ms:
             last_ms = emitted
-            extracted_at = (
-                datetime.fromtimestamp(emitted / 1000, UTC) if isinstance(emitted, int | float) else None
-            )
+            extracted_at = emitted_at(emitted)
         values: list[Any] = [extracted_at, clean, generation]
         changes: list[Any] | None = None
         for lookup, convert, name in plan:
