@@ -210,6 +210,15 @@ def prepare(con: duckdb.DuckDBPyConnection, table: Table) -> None:
     table.cursor = by_name[table.cursor.name] if table.cursor is not None else None
 
 
+def _whole(double: str) -> str:
+    """A double that is a whole number of BIGINT's range, as a BIGINT. Strictly above -2^63: an
+    integer just beyond the range (-2^63 - 1) reads as the double -2^63 and must not fit."""
+    return (
+        f"CASE WHEN {double} = trunc({double}) AND {double} > -9223372036854775808"
+        f" THEN TRY_CAST({double} AS BIGINT) END"
+    )
+
+
 def _value(kind: Kind, j: str, s: str) -> str:
     """The SQL of one column's value from its JSON (``j``) and its text (``s``, NULL for null)."""
     if kind == "string":
@@ -221,11 +230,12 @@ def _value(kind: Kind, j: str, s: str) -> str:
         return (
             f"CASE json_type({j}) WHEN 'UBIGINT' THEN TRY_CAST({s} AS BIGINT)"
             f" WHEN 'BIGINT' THEN TRY_CAST({s} AS BIGINT)"
-            f" WHEN 'DOUBLE' THEN CASE WHEN {double} = trunc({double})"
-            f" THEN TRY_CAST({double} AS BIGINT) END END"
+            f" WHEN 'DOUBLE' THEN {_whole(double)} END"
         )
     if kind == "number":
-        return f"CASE WHEN json_type({j}) IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN TRY_CAST({s} AS DOUBLE) END"
+        double = f"TRY_CAST({s} AS DOUBLE)"
+        numeric = f"json_type({j}) IN ('UBIGINT', 'BIGINT', 'DOUBLE')"
+        return f"CASE WHEN {numeric} AND isfinite({double}) THEN {double} END"
     if kind == "boolean":
         return f"CASE WHEN json_type({j}) = 'BOOLEAN' THEN TRY_CAST({s} AS BOOLEAN) END"
     return f"CASE WHEN json_type({j}) = 'VARCHAR' THEN TRY_CAST(trim({s}) AS {SQL_TYPES[kind]}) END"
@@ -247,12 +257,11 @@ def _field_value(kind: Kind, t: str) -> str:
     if kind == "string":
         return text
     if kind == "integer":
-        double = f"TRY_CAST({t} AS DOUBLE)"
-        whole = f"CASE WHEN {double} = trunc({double}) THEN TRY_CAST({double} AS BIGINT) END"
+        whole = _whole(f"TRY_CAST({t} AS DOUBLE)")
         written = f"contains({t}, '.') OR contains({t}, 'e') OR contains({t}, 'E')"
         return f"CASE WHEN {written} THEN {whole} ELSE coalesce(TRY_CAST({t} AS BIGINT), {whole}) END"
     if kind == "number":
-        return f"TRY_CAST({t} AS DOUBLE)"
+        return f"CASE WHEN isfinite(TRY_CAST({t} AS DOUBLE)) THEN TRY_CAST({t} AS DOUBLE) END"
     if kind == "boolean":
         return f"CASE {t} WHEN 'true' THEN true WHEN 'false' THEN false END"
     return f"CASE WHEN prefix({t}, '\"') THEN TRY_CAST(trim({text}) AS {SQL_TYPES[kind]}) END"

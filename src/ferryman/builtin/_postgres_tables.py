@@ -35,13 +35,13 @@ from ferryman.builtin._columns import (
     Unfit,
     change,
     cursor_column,
+    decode_exact,
+    encode_exact,
+    extracted_time,
     key_columns,
     quote,
     stream_columns,
     widen,
-)
-from ferryman.builtin._columns import (
-    extracted_at as emitted_at,
 )
 from ferryman.builtin._runtime import ConfigError
 
@@ -232,7 +232,7 @@ def _text(value: Any) -> str:
 
 
 def _json(value: Any) -> str:
-    text = orjson.dumps(value)
+    text = encode_exact(value)
     if b"\\u0000" in text:  # nor can jsonb
         raise Unfit(SERIALIZATION_ERROR)
     return text.decode()
@@ -259,7 +259,7 @@ def rows(table: Table, lines: list[bytes], sequence: int | None = None) -> Itera
     """The COPY rows of ``lines`` (RECORD messages) in :attr:`Table.names` order (and, given the
     first one's ``sequence`` number, each one's sequence number last)."""
     plan = [(_lookup(c.path), _CONVERTERS[c.kind], c.field) for c in table.columns]
-    loads, generation, sync_id = orjson.loads, table.generation_id, table.sync_id
+    loads, generation, sync_id = decode_exact, table.generation_id, table.sync_id
     clean = orjson.dumps({"changes": [], "sync_id": sync_id}).decode()
     last_ms: Any = None
     extracted_at: datetime | None = None
@@ -270,7 +270,7 @@ def rows(table: Table, lines: list[bytes], sequence: int | None = None) -> Itera
         emitted = record.get("emitted_at")
         if emitted != last_ms:
             last_ms = emitted
-            extracted_at = emitted_at(emitted)
+            extracted_at = extracted_time(emitted)
         values: list[Any] = [extracted_at, clean, generation]
         changes: list[Any] | None = None
         for lookup, convert, name in plan:
