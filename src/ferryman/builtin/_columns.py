@@ -24,8 +24,10 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from typing import Any, Literal
 
+import msgspec
 import orjson
 
 from ferryman.builtin._catalog import ConfiguredStream
@@ -41,6 +43,9 @@ MAX_NAME = 63  # PostgreSQL's identifier limit, in bytes; DuckDB follows it for 
 TYPECAST_ERROR = "DESTINATION_TYPECAST_ERROR"
 SERIALIZATION_ERROR = "DESTINATION_SERIALIZATION_ERROR"
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+# The emitted_at values (ms since the epoch) that become an _airbyte_extracted_at: years 1 to
+# 9999, what Python's datetime holds. Any other (a source writing microseconds, say) is NULL.
+EMITTED_MS_MIN, EMITTED_MS_MAX = -62_135_596_800_000, 253_402_300_799_999
 
 _WELL_KNOWN = {  # protocol v1's "$ref": "WellKnownTypes.json#/definitions/<name>"
     "Integer": "integer",
@@ -212,6 +217,13 @@ def merge_statements(
     ]
 
 
+def extracted_time(emitted_ms: Any) -> datetime | None:
+    """A record's ``emitted_at`` as a time, or None when it is not a number of a year 1-9999."""
+    if type(emitted_ms) not in (int, float) or not EMITTED_MS_MIN <= emitted_ms <= EMITTED_MS_MAX:
+        return None
+    return datetime.fromtimestamp(emitted_ms / 1000, UTC)
+
+
 def change(field: str, reason: str = TYPECAST_ERROR) -> dict[str, str]:
     return {"field": field, "change": "NULLED", "reason": reason}
 
@@ -227,20 +239,58 @@ class Unfit(Exception):
         self.reason = reason
 
 
+def _exact_float(text: str) -> float | Decimal:
+    """A JSON number written with a fraction or an exponent, as a float when the float is that
+    number (at most 15 significant digits, no overflow or underflow), else as a Decimal: so a
+    number the float would change reaches a text or JSON column as it was written."""
+    value = float(text)
+    if len(text) < 17:  # a '.' or an 'e' and at most 15 digits: a double holds them
+        if value - value == 0.0 and (value != 0.0 or not text.lower().split("e")[0].strip("-+0.")):
+            return value
+    elif repr(value) == text:  # the shortest form of a double, as most sources write floats
+        return value
+    return Decimal(text)
+
+
+decode_exact = msgspec.json.Decoder(float_hook=_exact_float).decode
+"""Decode a RECORD line with every number as it was written: integers of any size as ints,
+other numbers as floats or, where a float would change them, Decimals (see :func:`_exact_float`)."""
+_encode_wide = msgspec.json.Encoder(decimal_format="number").encode
+
+
+def _fragment(value: Any) -> orjson.Fragment:
+    if type(value) is Decimal:
+        return orjson.Fragment(str(value))
+    raise TypeError(type(value).__name__)
+
+
+def encode_exact(value: Any) -> bytes:
+    """JSON text of what :data:`decode_exact` gives, its numbers as they were written (orjson's,
+    as before; msgspec's for an integer beyond 64 bits, which orjson does not take)."""
+    try:
+        return orjson.dumps(value, default=_fragment)
+    except TypeError:
+        return _encode_wide(value)
+
+
 def _integer(value: Any) -> int:
     if type(value) is int and INT_MIN <= value <= INT_MAX:
         return value
     if type(value) is float and value.is_integer() and INT_MIN <= value <= INT_MAX:
         return int(value)
+    if type(value) is Decimal and INT_MIN <= value <= INT_MAX and value % 1 == 0:  # in range first
+        return int(value)
     raise Unfit
 
 
 def _number(value: Any) -> float:
-    if type(value) in (int, float):
+    if type(value) in (int, float, Decimal):
         try:
-            return float(value)
+            found = float(value)
         except OverflowError:
-            pass
+            raise Unfit from None
+        if found - found == 0.0:  # finite: 1e400 is no double
+            return found
     raise Unfit
 
 
@@ -252,7 +302,7 @@ def _boolean(value: Any) -> bool:
 
 def _text(value: Any) -> str:
     """A string as it is, anything else as its JSON text (as DuckDB's json_extract_string)."""
-    return value if type(value) is str else orjson.dumps(value).decode()
+    return value if type(value) is str else encode_exact(value).decode()
 
 
 def _parsed(value: Any, parse: Callable[[str], Any]) -> Any:
@@ -279,7 +329,7 @@ CONVERTERS: dict[Kind, Callable[[Any], Any]] = {
     "number": _number,
     "boolean": _boolean,
     "string": _text,
-    "json": lambda value: orjson.dumps(value).decode(),
+    "json": lambda value: encode_exact(value).decode(),
     "date": lambda value: _parsed(value, date.fromisoformat),
     "timestamptz": lambda value: _parsed(value, _timestamptz),
     "timestamp": lambda value: _parsed(value, lambda text: datetime.fromisoformat(text).replace(tzinfo=None)),

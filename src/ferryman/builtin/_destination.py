@@ -109,13 +109,20 @@ class PlacedTable(Protocol):
     def target(self) -> str: ...
 
 
-def refuse_shared_tables(catalog: list[ConfiguredStream], tables: Mapping[StreamKey, PlacedTable]) -> None:
+def refuse_shared_tables(
+    catalog: list[ConfiguredStream], tables: Mapping[StreamKey, PlacedTable], *, ascii_case: bool = False
+) -> None:
     """Two streams whose names normalise to one table would overwrite each other's rows: refused
-    before anything is written."""
+    before anything is written. ``ascii_case``: the database does not tell names apart by the
+    case of their ASCII letters, quoted or not (DuckDB), so ``Users`` and ``users`` share one."""
+
+    def fold(name: str) -> str:
+        return name.encode().lower().decode() if ascii_case else name  # bytes.lower: ASCII only
+
     owners: dict[tuple[str, str], str] = {}
     for stream in catalog:
         table = tables[stream.key]
-        owner = owners.setdefault((table.schema, table.name), stream.label)
+        owner = owners.setdefault((fold(table.schema), fold(table.name)), stream.label)
         if owner != stream.label:
             raise ConfigError(f"streams '{owner}' and '{stream.label}' would share table {table.target}")
 

@@ -25,6 +25,8 @@ import orjson
 
 from ferryman.builtin._catalog import ConfiguredStream
 from ferryman.builtin._columns import (
+    EMITTED_MS_MAX,
+    EMITTED_MS_MIN,
     Column,
     Kind,
     change,
@@ -70,8 +72,10 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _json_path(parts: tuple[str, ...] | list[str]) -> str:
-    return "".join('."' + part.replace('"', '\\"') + '"' for part in parts)
+def _json_pointer(parts: tuple[str, ...] | list[str]) -> str:
+    """The JSON pointer (RFC 6901) of a field: unlike a ``$.""`` path, it takes any key, an empty
+    one too, with only ``~`` and ``/`` escaped."""
+    return "".join("/" + part.replace("~", "~0").replace("/", "~1") for part in parts)
 
 
 class LoadError(Exception):
@@ -177,13 +181,8 @@ def prepare(con: duckdb.DuckDBPyConnection, table: Table) -> None:
         con.execute(f"CREATE TABLE {table.target} ({definition})")
         return
     con.execute(f"CREATE TABLE IF NOT EXISTS {table.target} ({definition})")
-    stored: dict[str, str] = dict(
-        con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns"
-            " WHERE table_schema = ? AND table_name = ?",
-            [table.schema, table.name],
-        ).fetchall()
-    )
+    # DESCRIBE finds the table as DuckDB does: a stored "Users" is the stream "users"'s table too.
+    stored = {str(row[0]): str(row[1]) for row in con.execute(f"DESCRIBE {table.target}").fetchall()}
     for name, kind in _AIRBYTE:
         if name not in stored:
             con.execute(f"ALTER TABLE {table.target} ADD COLUMN {quote(name)} {kind}")
@@ -211,6 +210,15 @@ def prepare(con: duckdb.DuckDBPyConnection, table: Table) -> None:
     table.cursor = by_name[table.cursor.name] if table.cursor is not None else None
 
 
+def _whole(double: str) -> str:
+    """A double that is a whole number of BIGINT's range, as a BIGINT. Strictly above -2^63: an
+    integer just beyond the range (-2^63 - 1) reads as the double -2^63 and must not fit."""
+    return (
+        f"CASE WHEN {double} = trunc({double}) AND {double} > -9223372036854775808"
+        f" THEN TRY_CAST({double} AS BIGINT) END"
+    )
+
+
 def _value(kind: Kind, j: str, s: str) -> str:
     """The SQL of one column's value from its JSON (``j``) and its text (``s``, NULL for null)."""
     if kind == "string":
@@ -222,11 +230,12 @@ def _value(kind: Kind, j: str, s: str) -> str:
         return (
             f"CASE json_type({j}) WHEN 'UBIGINT' THEN TRY_CAST({s} AS BIGINT)"
             f" WHEN 'BIGINT' THEN TRY_CAST({s} AS BIGINT)"
-            f" WHEN 'DOUBLE' THEN CASE WHEN {double} = trunc({double})"
-            f" THEN TRY_CAST({double} AS BIGINT) END END"
+            f" WHEN 'DOUBLE' THEN {_whole(double)} END"
         )
     if kind == "number":
-        return f"CASE WHEN json_type({j}) IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN TRY_CAST({s} AS DOUBLE) END"
+        double = f"TRY_CAST({s} AS DOUBLE)"
+        numeric = f"json_type({j}) IN ('UBIGINT', 'BIGINT', 'DOUBLE')"
+        return f"CASE WHEN {numeric} AND isfinite({double}) THEN {double} END"
     if kind == "boolean":
         return f"CASE WHEN json_type({j}) = 'BOOLEAN' THEN TRY_CAST({s} AS BOOLEAN) END"
     return f"CASE WHEN json_type({j}) = 'VARCHAR' THEN TRY_CAST(trim({s}) AS {SQL_TYPES[kind]}) END"
@@ -248,12 +257,11 @@ def _field_value(kind: Kind, t: str) -> str:
     if kind == "string":
         return text
     if kind == "integer":
-        double = f"TRY_CAST({t} AS DOUBLE)"
-        whole = f"CASE WHEN {double} = trunc({double}) THEN TRY_CAST({double} AS BIGINT) END"
+        whole = _whole(f"TRY_CAST({t} AS DOUBLE)")
         written = f"contains({t}, '.') OR contains({t}, 'e') OR contains({t}, 'E')"
         return f"CASE WHEN {written} THEN {whole} ELSE coalesce(TRY_CAST({t} AS BIGINT), {whole}) END"
     if kind == "number":
-        return f"TRY_CAST({t} AS DOUBLE)"
+        return f"CASE WHEN isfinite(TRY_CAST({t} AS DOUBLE)) THEN TRY_CAST({t} AS DOUBLE) END"
     if kind == "boolean":
         return f"CASE {t} WHEN 'true' THEN true WHEN 'false' THEN false END"
     return f"CASE WHEN prefix({t}, '\"') THEN TRY_CAST(trim({text}) AS {SQL_TYPES[kind]}) END"
@@ -287,11 +295,12 @@ def _rows(table: Table, spill: Spill) -> str:
     at = "r.m.record" if table.dedup else "r.record"
     paths: list[str] = []  # the columns read by path, as _value() reads them
     read = [f"from_json(json, {_literal(orjson.dumps(structure).decode())}) AS r"]
-    named = [f"{at}.emitted_at AS _emitted_at", f"{at}.meta.changes AS _meta_changes"]
+    # emitted_at as VARCHAR: a number's text differs from json_extract_string's only in how it
+    # writes an exponent (both are the shortest that reads back), so the cast sees one double.
+    named = [f"TRY_CAST({at}.emitted_at AS DOUBLE) AS _ms", f"{at}.meta.changes AS _meta_changes"]
     inner = [
-        # emitted_at as VARCHAR: a number's text differs from json_extract_string's only in how it
-        # writes an exponent (both are the shortest that reads back), so the cast sees one double.
-        "to_timestamp(TRY_CAST(_emitted_at AS DOUBLE) / 1000) AS _ts",
+        f"CASE WHEN _ms BETWEEN {EMITTED_MS_MIN} AND {EMITTED_MS_MAX}"
+        " THEN to_timestamp(_ms / 1000) END AS _ts",
         "TRY_CAST(_meta_changes AS JSON[]) AS _changes",
     ]
     failed, changes = [], []
@@ -302,7 +311,7 @@ def _rows(table: Table, spill: Spill) -> str:
             inner.append(f"{_field_value(column.kind, f'_f{i}')} AS _v{i}")
             present = f"_f{i} IS NOT NULL"
         else:
-            paths.append(("$.m.record.data" if table.dedup else "$.record.data") + _json_path(column.path))
+            paths.append(("/m/record/data" if table.dedup else "/record/data") + _json_pointer(column.path))
             j, s = f"_j[{len(paths)}]", f"_s[{len(paths)}]"
             inner.append(f"{_value(column.kind, j, s)} AS _v{i}")
             present = f"{s} IS NOT NULL"

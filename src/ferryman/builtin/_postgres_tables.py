@@ -16,7 +16,7 @@ import hashlib
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -35,6 +35,9 @@ from ferryman.builtin._columns import (
     Unfit,
     change,
     cursor_column,
+    decode_exact,
+    encode_exact,
+    extracted_time,
     key_columns,
     quote,
     stream_columns,
@@ -229,7 +232,7 @@ def _text(value: Any) -> str:
 
 
 def _json(value: Any) -> str:
-    text = orjson.dumps(value)
+    text = encode_exact(value)
     if b"\\u0000" in text:  # nor can jsonb
         raise Unfit(SERIALIZATION_ERROR)
     return text.decode()
@@ -256,7 +259,7 @@ def rows(table: Table, lines: list[bytes], sequence: int | None = None) -> Itera
     """The COPY rows of ``lines`` (RECORD messages) in :attr:`Table.names` order (and, given the
     first one's ``sequence`` number, each one's sequence number last)."""
     plan = [(_lookup(c.path), _CONVERTERS[c.kind], c.field) for c in table.columns]
-    loads, generation, sync_id = orjson.loads, table.generation_id, table.sync_id
+    loads, generation, sync_id = decode_exact, table.generation_id, table.sync_id
     clean = orjson.dumps({"changes": [], "sync_id": sync_id}).decode()
     last_ms: Any = None
     extracted_at: datetime | None = None
@@ -267,9 +270,7 @@ def rows(table: Table, lines: list[bytes], sequence: int | None = None) -> Itera
         emitted = record.get("emitted_at")
         if emitted != last_ms:
             last_ms = emitted
-            extracted_at = (
-                datetime.fromtimestamp(emitted / 1000, UTC) if isinstance(emitted, int | float) else None
-            )
+            extracted_at = extracted_time(emitted)
         values: list[Any] = [extracted_at, clean, generation]
         changes: list[Any] | None = None
         for lookup, convert, name in plan:

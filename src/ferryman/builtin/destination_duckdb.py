@@ -259,7 +259,7 @@ class DuckDBSink:
 
 def write(config: DuckDBConfig, catalog: list[ConfiguredStream], out: Output) -> None:
     tables = {stream.key: table_for(stream, config.schema) for stream in catalog}
-    refuse_shared_tables(catalog, tables)
+    refuse_shared_tables(catalog, tables, ascii_case=True)
     sink = DuckDBSink(config, tables, out)
     try:
         load(NAME, sink, out, on_quiet=sink.file.let_go)
