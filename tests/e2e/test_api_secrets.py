@@ -115,3 +115,35 @@ def test_a_masked_secret_sent_back_where_nothing_is_stored_is_refused_not_stored
             assert refused.headers["content-type"] == "application/problem+json"
             assert field in refused.json()["detail"] and "new-secret" not in refused.text
             assert _stored(server) == STORED
+
+
+def test_a_patch_merges_the_fields_it_sends_into_the_stored_configuration_and_a_put_replaces_it(
+    served: tuple[Server, httpx.Client],
+) -> None:
+    """As Airbyte's PATCH: a client that sends only the field it changes (an Airflow DAG moving a
+    start date) keeps the rest, its secrets included; it used to replace the whole configuration,
+    losing every field and secret it did not send. PUT stays a full replace."""
+    server, client = served
+    workspace = client.get("/workspaces").json()["data"][0]["workspaceId"]
+    body = {"name": "vault", "workspaceId": workspace, "configuration": {"sourceType": "vault", **STORED}}
+    created = client.post("/sources", json=body)
+    assert created.status_code == 200, created.text
+    url = f"/sources/{created.json()['sourceId']}"
+
+    patched = client.patch(url, json={"configuration": {"start_date": "2026-01-01"}})
+    assert patched.status_code == 200, patched.text
+    assert _stored(server) == {**STORED, "start_date": "2026-01-01"}
+    assert patched.json()["configuration"]["credentials"] == {"auth_type": "oauth", "refresh": MASK}
+
+    # An object is merged key by key; an array is replaced whole.
+    nested = {"credentials": {"auth_type": "oauth"}, "tunnels": [{"name": "t9", "ssh_pw": "pw-9f8e7d6c"}]}
+    assert client.patch(url, json={"configuration": nested}).status_code == 200
+    assert _stored(server) == {
+        "credentials": STORED["credentials"],
+        "tunnels": [{"name": "t9", "ssh_pw": "pw-9f8e7d6c"}],
+        "start_date": "2026-01-01",
+    }
+
+    replaced = client.put(url, json={"name": "vault", "configuration": {"start_date": "2026-02-01"}})
+    assert replaced.status_code == 200, replaced.text
+    assert _stored(server) == {"start_date": "2026-02-01"}

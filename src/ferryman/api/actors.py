@@ -95,6 +95,28 @@ def _actor(context: Context, kind: str, ident: str) -> Actor:
         raise not_found(kind, ident) from None
 
 
+def merged(stored: Any, sent: Any) -> Any:
+    """``sent`` merged into ``stored`` as Airbyte merges a PATCH's configuration: an object sent
+    where an object is stored is merged key by key; anything else sent replaces what is stored
+    (arrays whole); keys not sent are kept, secrets included."""
+    if not isinstance(stored, dict) or not isinstance(sent, dict):
+        return sent
+    return {**stored, **{key: merged(stored.get(key), value) for key, value in sent.items()}}
+
+
+def _update(
+    context: Context, kind: str, ident: str, name: str | None, configuration: Any, merge: bool
+) -> dict[str, Any]:
+    actor = _actor(context, kind, ident)
+    config = None if configuration is None else dict(configuration)
+    if config is not None:
+        config.pop(f"{kind}Type", None)
+        if merge:
+            config = merged(actor.config or {}, config)
+    updated = context.service.update_actor(actor, name, config)
+    return actor_doc(updated, context.lookups())
+
+
 def actor_routes(kind: str) -> None:
     plural = f"{kind}s"
     id_name = f"{kind}Id"
@@ -121,16 +143,14 @@ def actor_routes(kind: str) -> None:
         return actor_doc(_actor(context, kind, ident), context.lookups())
 
     def patch(ident: str, body: ActorPatch, context: Context) -> dict[str, Any]:
+        """A partial update, as Airbyte's: the configuration sent is merged into the stored one
+        (:func:`merged`), so a client may send only the fields it changes."""
         _check_workspace(context, body.workspaceId)
-        actor = _actor(context, kind, ident)
-        config = None if body.configuration is None else dict(body.configuration)
-        if config is not None:
-            config.pop(f"{kind}Type", None)
-        updated = context.service.update_actor(actor, body.name, config)
-        return actor_doc(updated, context.lookups())
+        return _update(context, kind, ident, body.name, body.configuration, merge=True)
 
     def put(ident: str, body: ActorPut, context: Context) -> dict[str, Any]:
-        return patch(ident, ActorPatch(name=body.name, configuration=body.configuration), context)
+        """A full replace: the configuration sent is the whole new one."""
+        return _update(context, kind, ident, body.name, body.configuration, merge=False)
 
     def delete(ident: str, context: Context) -> Response:
         actor = _actor(context, kind, ident)
