@@ -168,3 +168,24 @@ def test_numbers_a_double_or_a_bigint_cannot_hold(typed: Target) -> None:
     if typed.module == "destination_postgres":  # DuckDB reads a fraction as a double (documented)
         assert rows[2][3] == "0.1000000000000000055511151231257827"
         assert stored["long"] == Decimal("0.10000000000000000001")
+
+
+def test_a_time_with_time_zone_written_with_z_is_stored(typed: Target) -> None:
+    """``10:00:00Z`` is ISO 8601 for 10:00 UTC: DuckDB's TIMETZ does not read the ``Z``, so it was
+    NULL plus a change there while PostgreSQL stored it. Both store it now, in either way DuckDB
+    reads a column (``at`` as a field of the record's struct, ``At`` by path: the names differ
+    only in case)."""
+    timetz = {"type": "string", "format": "time", "airbyte_type": "time_with_timezone"}
+    catalog = typed.catalog(stream("shifts", {"id": {"type": "integer"}, "at": timetz, "At": timetz}))
+    found = typed.write(
+        catalog, record("shifts", {"id": 1, "at": "10:00:00Z", "At": "11:30:00Z"}), state("shifts", 1)
+    )
+    assert echoed(found) == [1]
+    columns = sorted(c for c in typed.types("shifts") if c != "id" and not c.startswith("_airbyte"))
+    (row,) = typed.rows("shifts", ", ".join(f'"{column}"' for column in [*columns, "_airbyte_meta"]))
+    *times, meta = row
+    assert sorted((t.hour, t.minute, t.utcoffset().total_seconds()) for t in times) == [
+        (10, 0, 0),
+        (11, 30, 0),
+    ]
+    assert meta_fields(meta) == []

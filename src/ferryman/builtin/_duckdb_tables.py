@@ -219,6 +219,15 @@ def _whole(double: str) -> str:
     )
 
 
+def _temporal(kind: Kind, text: str) -> str:
+    """A date or time column's value from a string's text. DuckDB's TIMETZ takes no ``Z`` for UTC
+    (``10:00:00Z``, valid ISO 8601, which destination-postgres stores): it gets ``+00:00``."""
+    trimmed = f"trim({text})"
+    if kind == "timetz":
+        trimmed = f"regexp_replace({trimmed}, 'Z$', '+00:00')"
+    return f"TRY_CAST({trimmed} AS {SQL_TYPES[kind]})"
+
+
 def _value(kind: Kind, j: str, s: str) -> str:
     """The SQL of one column's value from its JSON (``j``) and its text (``s``, NULL for null)."""
     if kind == "string":
@@ -238,7 +247,7 @@ def _value(kind: Kind, j: str, s: str) -> str:
         return f"CASE WHEN {numeric} AND isfinite({double}) THEN {double} END"
     if kind == "boolean":
         return f"CASE WHEN json_type({j}) = 'BOOLEAN' THEN TRY_CAST({s} AS BOOLEAN) END"
-    return f"CASE WHEN json_type({j}) = 'VARCHAR' THEN TRY_CAST(trim({s}) AS {SQL_TYPES[kind]}) END"
+    return f"CASE WHEN json_type({j}) = 'VARCHAR' THEN {_temporal(kind, s)} END"
 
 
 def _field_value(kind: Kind, t: str) -> str:
@@ -264,7 +273,7 @@ def _field_value(kind: Kind, t: str) -> str:
         return f"CASE WHEN isfinite(TRY_CAST({t} AS DOUBLE)) THEN TRY_CAST({t} AS DOUBLE) END"
     if kind == "boolean":
         return f"CASE {t} WHEN 'true' THEN true WHEN 'false' THEN false END"
-    return f"CASE WHEN prefix({t}, '\"') THEN TRY_CAST(trim({text}) AS {SQL_TYPES[kind]}) END"
+    return f"CASE WHEN prefix({t}, '\"') THEN {_temporal(kind, text)} END"
 
 
 def _fields(table: Table) -> dict[str, Column]:
