@@ -42,8 +42,11 @@ def job_config(job: Job) -> ConnectorJobConfig | ReplicationConfig:
 
 def job_secrets(job: Job, actors: list[Actor]) -> list[str]:
     """The values of a job's configs to mask in text. Each config goes by the spec in the job's
-    snapshot, else by the one its actor (among ``actors``) has kept since."""
+    snapshot, else by the one its actor (among ``actors``) has kept since. The actor's config as
+    stored now is masked too: a connector that updated it (CONTROL) may have written the new
+    secret before the worker read the update."""
     kept: dict[tuple[Any, Any], dict[str, Any] | None] = {(a.id, a.connector): a.spec for a in actors}
+    current: dict[tuple[Any, Any], Actor] = {(a.id, a.connector): a for a in actors}
     found: list[str] = []
     try:
         taken = snapshots(job_config(job))
@@ -54,6 +57,9 @@ def job_secrets(job: Job, actors: list[Actor]) -> list[str]:
             continue
         spec = snapshot.spec or kept.get((snapshot.actor_id, snapshot.connector))
         found += secret_values(snapshot.config, SecretRules.of(spec, snapshot.config))
+        actor = current.get((snapshot.actor_id, snapshot.connector))
+        if actor is not None and actor.config != snapshot.config:
+            found += secret_values(actor.config, SecretRules.of(spec, actor.config))
     return longest_first(found)
 
 

@@ -233,8 +233,13 @@ def _base64_forms(raw: bytes) -> Iterator[str]:
 
 
 @lru_cache(maxsize=64)
+def _forms(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(longest_first(form for value in values for form in encoded_forms(value)))
+
+
+@lru_cache(maxsize=64)
 def _pattern(values: tuple[str, ...]) -> re.Pattern[str] | None:
-    forms = longest_first(form for value in values for form in encoded_forms(value))
+    forms = _forms(values)
     return re.compile("|".join(map(re.escape, forms))) if forms else None
 
 
@@ -243,6 +248,46 @@ def mask_text(text: str, values: Iterable[str]) -> str:
     replaced by MASK."""
     pattern = _pattern(tuple(values))
     return text if pattern is None else pattern.sub(MASK, text)
+
+
+def mask_head(text: str, keep: int, values: Iterable[str]) -> str:
+    """The first ``keep`` characters of ``text`` (a line too long to keep whole), masked as
+    :func:`mask_text` would mask the whole: a secret the cut runs through is masked in full, and
+    so is a kept end that begins one (``text`` may itself be cut short of the secret's end).
+    At most ``MIN_CUT_CHARS`` - 1 of a secret's first characters can end the kept part."""
+    values = tuple(values)
+    pattern = _pattern(values)
+    if pattern is None:
+        return text[:keep]
+    if len(text) <= keep:  # nothing cut
+        return pattern.sub(MASK, text)
+    forms = _forms(values)
+    text = text[: keep + len(forms[0])]  # no need to search further: no form is longer
+    kept: list[str] = []
+    end = 0
+    for match in pattern.finditer(text):
+        if match.start() >= keep:
+            break
+        kept += [text[end : match.start()], MASK]
+        end = match.end()
+    if end >= keep:  # the cut ran through a secret: the mask ends the line
+        return "".join(kept)
+    rest = text[end:keep]
+    begun = max((_begun(rest, form) for form in forms), default=0)
+    return "".join(kept) + (rest[: len(rest) - begun] + MASK if begun else rest)
+
+
+MIN_CUT_CHARS = 3  # a kept end this long that begins a secret is masked at a cut
+
+
+def _begun(text: str, form: str) -> int:
+    """How many of ``form``'s first characters end ``text`` (0 if fewer than MIN_CUT_CHARS)."""
+    start = max(0, len(text) - len(form) + 1)
+    while (start := text.find(form[:MIN_CUT_CHARS], start)) >= 0:
+        if form.startswith(text[start:]):
+            return len(text) - start
+        start += 1
+    return 0
 
 
 def mask_strings(document: Any, values: list[str]) -> Any:
