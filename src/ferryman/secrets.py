@@ -237,10 +237,45 @@ def _forms(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(longest_first(form for value in values for form in encoded_forms(value)))
 
 
+# Characters some JSON encoders escape and others do not: Gson writes ``=`` as ``\u003d`` (and
+# ``<>&'``), Go ``<>&``, PHP ``/`` as ``\/``; most write non-ASCII either way.
+_OPTIONALLY_ESCAPED = frozenset("/<>&='")
+_SHORT_ESCAPES = {
+    '"': '\\"', "\\": "\\\\", "/": "\\/", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"
+}  # fmt: skip
+MAX_JSON_CHARS_PER_CHAR = 12  # a character outside the BMP as two escapes of 6 characters
+
+
+def _json_pattern(value: str) -> str | None:
+    r"""A regex matching ``value`` JSON-escaped by any encoder (each character as itself where
+    JSON allows, as its short escape, or as ``\uXXXX`` in either case), when the fixed forms of
+    :func:`encoded_forms` do not already cover every such encoding; else None."""
+    if value.isascii() and not _OPTIONALLY_ESCAPED.intersection(value):
+        return None
+    parts = []
+    for char in value:
+        code = ord(char)
+        if char.isascii() and char.isalnum():
+            parts.append(char)
+            continue
+        choices = [re.escape(_SHORT_ESCAPES[char])] if char in _SHORT_ESCAPES else []
+        if code >= 0x20 and char not in '"\\':
+            choices.append(re.escape(char))
+        units = [code] if code < 0x10000 else [0xD800 + ((code - 0x10000) >> 10), 0xDC00 + (code & 0x3FF)]
+        choices.append("".join(r"\\u" + "".join(map(_any_case, f"{unit:04x}")) for unit in units))
+        parts.append("(?:" + "|".join(choices) + ")")
+    return "".join(parts)
+
+
+def _any_case(digit: str) -> str:
+    return f"[{digit}{digit.upper()}]" if digit.isalpha() else digit
+
+
 @lru_cache(maxsize=64)
 def _pattern(values: tuple[str, ...]) -> re.Pattern[str] | None:
     forms = _forms(values)
-    return re.compile("|".join(map(re.escape, forms))) if forms else None
+    extra = [regex for value in values if (regex := _json_pattern(value)) is not None]
+    return re.compile("|".join([*map(re.escape, forms), *extra])) if forms else None
 
 
 def mask_text(text: str, values: Iterable[str]) -> str:
@@ -262,7 +297,8 @@ def mask_head(text: str, keep: int, values: Iterable[str]) -> str:
     if len(text) <= keep:  # nothing cut
         return pattern.sub(MASK, text)
     forms = _forms(values)
-    text = text[: keep + len(forms[0])]  # no need to search further: no form is longer
+    longest = max(len(forms[0]), MAX_JSON_CHARS_PER_CHAR * max(map(len, values)))
+    text = text[: keep + longest]  # no need to search further: no form is longer
     kept: list[str] = []
     end = 0
     for match in pattern.finditer(text):

@@ -215,3 +215,21 @@ def test_a_cut_line_never_ends_in_the_start_of_a_secret_and_an_uncut_one_is_left
     # Uncut text ending like a secret begins is not a secret.
     assert mask_head("knock: opensesa", 100, values) == "knock: opensesa"
     assert mask_head("opensesame-42 and " + "z" * 50, 20, values) == f"{MASK} and zz"
+
+
+@pytest.mark.parametrize(
+    ("secret", "written", "encoder"),
+    [
+        ("ab/cd+ef==xyz", r"ab\/cd+ef==xyz", "PHP json_encode, org.json: a slash escaped"),
+        ("ab/cd+ef==xyz", r"ab/cd+ef\u003d\u003dxyz", "Gson: '=' escaped"),
+        ("tok=en<&>'q", r"tok\u003den\u003c\u0026\u003e\u0027q", "Gson: HTML characters escaped"),
+        ("pässwörd-✓", r"p\u00E4ssw\u00f6rd-\u2713", "hex digits of both cases in one string"),
+        ("emoji-😀-pw", r"emoji-\uD83D\uDE00-pw", "a surrogate pair in upper case"),
+    ],
+)
+def test_a_secret_json_escaped_by_any_encoder_is_masked(secret: str, written: str, encoder: str) -> None:
+    line = '{"level": "DEBUG", "config": {"password": "' + written + '"}}'
+    assert (
+        masked_text({"password": secret}, line)
+        == '{"level": "DEBUG", "config": {"password": "' + MASK + '"}}'
+    ), encoder
