@@ -204,6 +204,21 @@ def test_a_secret_the_connector_rotates_is_masked_from_its_update_on(tmp_path: P
     log = cli("jobs", "logs", job_id, "--tail", "1000").stdout
     assert f"refreshed: now {MASK}" in log
     assert cli.json("sources", "show", "oauth")["config"] == {"shard_key": MASK}  # the update was kept
+
+    # The same during a discover (a check or discover job runs the connector the same way).
+    discover_error = {"failure_type": "config_error", "message": f"discover saw {ROTATED}"}
+    discover_steps = [
+        raw_stdout({"type": "CONTROL", "control": control}),
+        raw_stdout({"type": "TRACE", "trace": {"type": "ERROR", "emitted_at": 2, "error": discover_error}}),
+        {"exit": 1},
+    ]
+    rotating = {"shard_key": SHARD_KEY, "discover_steps": discover_steps}
+    cli("sources", "create", "rotating", "--connector", script, "--config", json.dumps(rotating))
+    cli("connections", "create", "c2", "--source", "rotating", "--destination", "duck", code=1)
+    discover = max(cli.json("jobs", "list")["jobs"], key=lambda job: job["id"])
+    shown = cli.json("jobs", "show", str(discover["id"]))
+    assert f"discover saw {MASK}" in [f["message"] for f in shown["attempts"][-1]["failures"]]
+    cli("jobs", "logs", str(discover["id"]))
     assert_nowhere(cli, [SHARD_KEY, ROTATED])
 
 
