@@ -42,8 +42,11 @@ def job_config(job: Job) -> ConnectorJobConfig | ReplicationConfig:
 
 def job_secrets(job: Job, actors: list[Actor]) -> list[str]:
     """The values of a job's configs to mask in text. Each config goes by the spec in the job's
-    snapshot, else by the one its actor (among ``actors``) has kept since."""
+    snapshot, else by the one its actor (among ``actors``) has kept since. The actor's config as
+    stored now is masked too: a connector that updated it (CONTROL) may have written the new
+    secret before the worker read the update."""
     kept: dict[tuple[Any, Any], dict[str, Any] | None] = {(a.id, a.connector): a.spec for a in actors}
+    current: dict[tuple[Any, Any], Actor] = {(a.id, a.connector): a for a in actors}
     found: list[str] = []
     try:
         taken = snapshots(job_config(job))
@@ -54,18 +57,25 @@ def job_secrets(job: Job, actors: list[Actor]) -> list[str]:
             continue
         spec = snapshot.spec or kept.get((snapshot.actor_id, snapshot.connector))
         found += secret_values(snapshot.config, SecretRules.of(spec, snapshot.config))
+        actor = current.get((snapshot.actor_id, snapshot.connector))
+        if actor is not None and actor.config != snapshot.config:
+            found += secret_values(actor.config, SecretRules.of(spec, actor.config))
     return longest_first(found)
 
 
 def restore_masked(config: Any, actor: Actor) -> Any:
     """A config a client sent back: each value still ``**********`` takes the stored value at
     the same place (as Airbyte's API does), so a client that edits one field keeps the secrets.
-    A ``**********`` where nothing is stored (an option switched, an array item added) is
-    refused: stored as it is, it would silently replace a credential with the mask."""
-    return _restore(config, actor.config, "configuration")
+    An array item stands for the stored item shown exactly like it (so removing, adding or
+    moving items keeps each item's own secret), else, in an array that kept its length, for the
+    one at its place. A ``**********`` where no stored value can be told (an option switched, a
+    new item, an item edited while the array changed length) is refused: stored as it is, it
+    would silently replace a credential with the mask, or with another item's credential."""
+    return _restore(config, actor.config, masked_config(actor), "configuration")
 
 
-def _restore(new: Any, old: Any, path: str) -> Any:
+def _restore(new: Any, old: Any, shown: Any, path: str) -> Any:
+    """``shown``: ``old`` as the surfaces show it (masked), to tell which stored item is which."""
     if new == MASK:
         if old is None:
             raise UserInputError(
@@ -75,11 +85,29 @@ def _restore(new: Any, old: Any, path: str) -> Any:
         return old
     if isinstance(new, dict):
         previous = old if isinstance(old, dict) else {}
-        return {key: _restore(value, previous.get(key), f"{path}.{key}") for key, value in new.items()}
+        seen = shown if isinstance(shown, dict) else {}
+        return {
+            key: _restore(value, previous.get(key), seen.get(key), f"{path}.{key}")
+            for key, value in new.items()
+        }
     if isinstance(new, list):
         before = old if isinstance(old, list) else []
+        views = shown if isinstance(shown, list) and len(shown) == len(before) else [MASK] * len(before)
+        picks = [_stored_item(value, i, views, len(new)) for i, value in enumerate(new)]
         return [
-            _restore(value, before[i] if i < len(before) else None, f"{path}[{i}]")
-            for i, value in enumerate(new)
+            _restore(value, None, None, f"{path}[{i}]")
+            if j is None
+            else _restore(value, before[j], views[j], f"{path}[{i}]")
+            for i, (value, j) in enumerate(zip(new, picks, strict=True))
         ]
     return new
+
+
+def _stored_item(item: Any, i: int, shown: list[Any], count: int) -> int | None:
+    """Which stored item (its index) a sent-back array item stands for, None if none can be told."""
+    alike = [j for j, view in enumerate(shown) if view == item]
+    if count == len(shown) and i < len(shown) and (i in alike or not alike):
+        return i  # the array kept its length: in place (edited, maybe)
+    if len(alike) == 1:
+        return alike[0]  # moved, or others added or removed around it
+    return None

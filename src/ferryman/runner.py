@@ -23,7 +23,7 @@ from ferryman.private import private_dirs, secure_home
 from ferryman.protocol.catalog import NamespaceMapping, configure_catalog
 from ferryman.protocol.discovered import check_discovered
 from ferryman.protocol.sync_modes import DESTINATION_SYNC_MODES, destination_modes
-from ferryman.secrets import mask_text
+from ferryman.secrets import SecretRules, mask_text, secret_values
 from ferryman.settings import Settings
 from ferryman.workers import (
     AttemptContext,
@@ -38,7 +38,7 @@ from ferryman.workers import (
 )
 from ferryman.workers.checkpoints import StateSink
 from ferryman.workers.models import ProgressCallback
-from ferryman.workers.specs import config_secrets, connector_spec
+from ferryman.workers.specs import connector_spec
 
 ALL_DESTINATION_MODES = frozenset(DESTINATION_SYNC_MODES)
 
@@ -55,11 +55,19 @@ class Runner:
     def connector(self, reference: str) -> ResolvedConnector:
         return resolve(parse_reference(reference), self.settings.venvs)
 
-    def attempt(self, job_id: str, secrets: list[str] | None = None) -> AttemptContext:
+    def attempt(
+        self, job_id: str, secrets: list[str] | None = None, rules: dict[str, SecretRules] | None = None
+    ) -> AttemptContext:
         secure_home(self.settings.home)
         workdir = private_dirs(self.settings.workspace / job_id / "0")
         return AttemptContext(
-            job_id, 0, workdir, self.settings.lifecycle, secrets or [], local_root=self.settings.local_root
+            job_id,
+            0,
+            workdir,
+            self.settings.lifecycle,
+            secrets or [],
+            local_root=self.settings.local_root,
+            secret_rules=rules or {},
         )
 
     # -- single-connector jobs ------------------------------------------------------------
@@ -73,7 +81,11 @@ class Runner:
 
     def secrets(self, connector: ResolvedConnector, config: dict[str, Any]) -> list[str]:
         """Secret values of a config: airbyte_secret fields of the spec, and credential-like names."""
-        return config_secrets(self.spec(connector).spec, config)
+        return secret_values(config, self.rules(connector, config))
+
+    def rules(self, connector: ResolvedConnector, config: dict[str, Any]) -> SecretRules:
+        """What is secret in a config of this connector (by its spec)."""
+        return SecretRules.of(self.spec(connector).spec, config)
 
     def check(
         self, connector: ResolvedConnector, config: dict[str, Any], cancel: threading.Event | None = None
@@ -93,7 +105,8 @@ class Runner:
         cancel: threading.Event | None,
     ) -> tuple[str, ConnectorJobOutput]:
         job_id = new_job_id()
-        ctx = self.attempt(job_id, self.secrets(connector, config))
+        # An ad hoc check reports as the source's, whichever side the connector is (see the worker).
+        ctx = self.attempt(job_id, self.secrets(connector, config), {"source": self.rules(connector, config)})
         worker = ConnectorJobWorker(self.launcher)
         run = worker.check if command == "check" else worker.discover
         try:
@@ -143,7 +156,11 @@ class Runner:
         secret = self.secrets(source.connector, source.config) + self.secrets(
             destination.connector, destination.config
         )
-        ctx = self.attempt(job_id, secret)
+        rules = {
+            "source": self.rules(source.connector, source.config),
+            "destination": self.rules(destination.connector, destination.config),
+        }
+        ctx = self.attempt(job_id, secret, rules)
         mapping = mapping or NamespaceMapping()
         if reset:
             sync = reset_input(destination, catalog, state, mapping)

@@ -233,9 +233,49 @@ def _base64_forms(raw: bytes) -> Iterator[str]:
 
 
 @lru_cache(maxsize=64)
+def _forms(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(longest_first(form for value in values for form in encoded_forms(value)))
+
+
+# Characters some JSON encoders escape and others do not: Gson writes ``=`` as ``\u003d`` (and
+# ``<>&'``), Go ``<>&``, PHP ``/`` as ``\/``; most write non-ASCII either way.
+_OPTIONALLY_ESCAPED = frozenset("/<>&='")
+_SHORT_ESCAPES = {
+    '"': '\\"', "\\": "\\\\", "/": "\\/", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"
+}  # fmt: skip
+MAX_JSON_CHARS_PER_CHAR = 12  # a character outside the BMP as two escapes of 6 characters
+
+
+def _json_pattern(value: str) -> str | None:
+    r"""A regex matching ``value`` JSON-escaped by any encoder (each character as itself where
+    JSON allows, as its short escape, or as ``\uXXXX`` in either case), when the fixed forms of
+    :func:`encoded_forms` do not already cover every such encoding; else None."""
+    if value.isascii() and not _OPTIONALLY_ESCAPED.intersection(value):
+        return None
+    parts = []
+    for char in value:
+        code = ord(char)
+        if char.isascii() and char.isalnum():
+            parts.append(char)
+            continue
+        choices = [re.escape(_SHORT_ESCAPES[char])] if char in _SHORT_ESCAPES else []
+        if code >= 0x20 and char not in '"\\':
+            choices.append(re.escape(char))
+        units = [code] if code < 0x10000 else [0xD800 + ((code - 0x10000) >> 10), 0xDC00 + (code & 0x3FF)]
+        choices.append("".join(r"\\u" + "".join(map(_any_case, f"{unit:04x}")) for unit in units))
+        parts.append("(?:" + "|".join(choices) + ")")
+    return "".join(parts)
+
+
+def _any_case(digit: str) -> str:
+    return f"[{digit}{digit.upper()}]" if digit.isalpha() else digit
+
+
+@lru_cache(maxsize=64)
 def _pattern(values: tuple[str, ...]) -> re.Pattern[str] | None:
-    forms = longest_first(form for value in values for form in encoded_forms(value))
-    return re.compile("|".join(map(re.escape, forms))) if forms else None
+    forms = _forms(values)
+    extra = [regex for value in values if (regex := _json_pattern(value)) is not None]
+    return re.compile("|".join([*map(re.escape, forms), *extra])) if forms else None
 
 
 def mask_text(text: str, values: Iterable[str]) -> str:
@@ -243,6 +283,47 @@ def mask_text(text: str, values: Iterable[str]) -> str:
     replaced by MASK."""
     pattern = _pattern(tuple(values))
     return text if pattern is None else pattern.sub(MASK, text)
+
+
+def mask_head(text: str, keep: int, values: Iterable[str]) -> str:
+    """The first ``keep`` characters of ``text`` (a line too long to keep whole), masked as
+    :func:`mask_text` would mask the whole: a secret the cut runs through is masked in full, and
+    so is a kept end that begins one (``text`` may itself be cut short of the secret's end).
+    At most ``MIN_CUT_CHARS`` - 1 of a secret's first characters can end the kept part."""
+    values = tuple(values)
+    pattern = _pattern(values)
+    if pattern is None:
+        return text[:keep]
+    if len(text) <= keep:  # nothing cut
+        return pattern.sub(MASK, text)
+    forms = _forms(values)
+    longest = max(len(forms[0]), MAX_JSON_CHARS_PER_CHAR * max(map(len, values)))
+    text = text[: keep + longest]  # no need to search further: no form is longer
+    kept: list[str] = []
+    end = 0
+    for match in pattern.finditer(text):
+        if match.start() >= keep:
+            break
+        kept += [text[end : match.start()], MASK]
+        end = match.end()
+    if end >= keep:  # the cut ran through a secret: the mask ends the line
+        return "".join(kept)
+    rest = text[end:keep]
+    begun = max((_begun(rest, form) for form in forms), default=0)
+    return "".join(kept) + (rest[: len(rest) - begun] + MASK if begun else rest)
+
+
+MIN_CUT_CHARS = 3  # a kept end this long that begins a secret is masked at a cut
+
+
+def _begun(text: str, form: str) -> int:
+    """How many of ``form``'s first characters end ``text`` (0 if fewer than MIN_CUT_CHARS)."""
+    start = max(0, len(text) - len(form) + 1)
+    while (start := text.find(form[:MIN_CUT_CHARS], start)) >= 0:
+        if form.startswith(text[start:]):
+            return len(text) - start
+        start += 1
+    return 0
 
 
 def mask_strings(document: Any, values: list[str]) -> Any:

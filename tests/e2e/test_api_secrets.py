@@ -100,9 +100,11 @@ def test_a_masked_secret_sent_back_where_nothing_is_stored_is_refused_not_stored
     assert client.patch(url, json={"configuration": shown}).status_code == 200
     assert _stored(server) == STORED
 
-    # A tunnel put first: the mask now sits where no password is stored. So does a key of the
-    # option switched to. Each is refused, naming the field, and nothing is written.
-    prepended = {**shown, "tunnels": [{"name": "t0", "ssh_pw": "new-secret-5e6f7a8b"}, *shown["tunnels"]]}
+    # A tunnel put first while the stored one is renamed: which password the mask stands for
+    # cannot be told. A key of the option switched to has none stored. Each is refused, naming
+    # the field, and nothing is written.
+    renamed = {"name": "t1-renamed", "ssh_pw": MASK}
+    prepended = {**shown, "tunnels": [{"name": "t0", "ssh_pw": "new-secret-5e6f7a8b"}, renamed]}
     switched = {**shown, "credentials": {"auth_type": "key", "key": MASK}}
     for configuration, field in (
         (prepended, "configuration.tunnels[1].ssh_pw"),
@@ -147,3 +149,36 @@ def test_a_patch_merges_the_fields_it_sends_into_the_stored_configuration_and_a_
     replaced = client.put(url, json={"name": "vault", "configuration": {"start_date": "2026-02-01"}})
     assert replaced.status_code == 200, replaced.text
     assert _stored(server) == {"start_date": "2026-02-01"}
+
+
+def test_array_items_sent_back_masked_keep_their_own_secrets_when_others_are_removed_or_added(
+    served: tuple[Server, httpx.Client],
+) -> None:
+    """A client that drops the first tunnel (or puts one before it) sends the others back as
+    shown: each keeps its own password, never the one stored at its new place."""
+    server, client = served
+    workspace = client.get("/workspaces").json()["data"][0]["workspaceId"]
+    tunnels = [
+        {"name": "t1", "ssh_pw": "tunnel-secret-1a2b3c4d"},
+        {"name": "t2", "ssh_pw": "tunnel-secret-5e6f7a8b"},
+    ]
+    configuration = {"sourceType": "vault", "credentials": STORED["credentials"], "tunnels": tunnels}
+    created = client.post(
+        "/sources", json={"name": "vault", "workspaceId": workspace, "configuration": configuration}
+    )
+    assert created.status_code == 200, created.text
+    url = f"/sources/{created.json()['sourceId']}"
+    shown = created.json()["configuration"]
+
+    dropped = client.patch(url, json={"configuration": {**shown, "tunnels": shown["tunnels"][1:]}})
+    assert dropped.status_code == 200, dropped.text
+    assert _stored(server)["tunnels"] == tunnels[1:]
+
+    new = {"name": "t0", "ssh_pw": "tunnel-secret-9a8b7c6d"}
+    shown = dropped.json()["configuration"]
+    added = client.put(
+        url, json={"name": "vault", "configuration": {**shown, "tunnels": [new, *shown["tunnels"]]}}
+    )
+    assert added.status_code == 200, added.text
+    assert _stored(server)["tunnels"] == [new, *tunnels[1:]]
+    assert "tunnel-secret" not in added.text

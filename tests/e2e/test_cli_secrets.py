@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ferryman.secrets import encoded_forms
+from ferryman.workers.attempt_log import MAX_LINE_CHARS
 from tests.conftest import TEST_CONNECTORS
 from tests.e2e.test_cli_jobs import MASK, Cli
 
@@ -23,6 +24,7 @@ from tests.e2e.test_cli_jobs import MASK, Cli
 # non-ASCII, so its JSON-escaped form differs from it.
 SHARD_KEY = 'zebra"7d\\1e\tnäver-printed'
 REPLICA_KEYS = ["replica-one-4f1a", "replica-two-8c2b"]  # a secret-marked array
+SPEC_SECRET = {"type": "string", "airbyte_secret": True}
 SPEC = {
     "connectionSpecification": {
         "type": "object",
@@ -156,3 +158,93 @@ def test_an_actor_without_a_kept_spec_gets_it_from_its_first_job(tmp_path: Path)
     shown = cli.json("sources", "show", "old")["config"]
     assert (shown["shard_key"], shown["replica_keys"]) == (MASK, MASK)
     assert_nowhere(cli, [SHARD_KEY, *REPLICA_KEYS])
+
+
+# A secret the connector hands back in a CONTROL update: never in the config the source was given.
+ROTATED = "rotated-7c4e-refresh-token"
+
+
+def raw_stdout(message: dict[str, Any] | str) -> dict[str, Any]:
+    """A step that writes the line as hex in the config (so the config never holds ``ROTATED``)."""
+    line = message if isinstance(message, str) else json.dumps(message)
+    return {"stdout_hex": line.encode().hex()}
+
+
+def test_a_secret_the_connector_rotates_is_masked_from_its_update_on(tmp_path: Path) -> None:
+    """An OAuth source that refreshes its token sends the new config (CONTROL) and may then log
+    the new token: masked like the old one, in the log, the failures and everything printed."""
+    spec = {"connectionSpecification": {"type": "object", "properties": {"shard_key": SPEC_SECRET}}}
+    cli = Cli(tmp_path / "home", SCRIPTED_SPEC_STEPS=json.dumps([{"spec": spec}]))
+    control = {
+        "type": "CONNECTOR_CONFIG",
+        "emitted_at": 1,
+        "connectorConfig": {"config": {"shard_key": ROTATED}},
+    }
+    error = {"failure_type": "config_error", "message": f"{ROTATED} was refused"}
+    config = {
+        "shard_key": SHARD_KEY,
+        "read_steps": [
+            raw_stdout({"type": "CONTROL", "control": control}),
+            raw_stdout({"type": "LOG", "log": {"level": "INFO", "message": f"refreshed: now {ROTATED}"}}),
+            raw_stdout(f"plain stdout: {json.dumps({'shard_key': ROTATED})}"),
+            raw_stdout({"type": "TRACE", "trace": {"type": "ERROR", "emitted_at": 2, "error": error}}),
+            {"exit": 1},
+        ],
+    }
+    script = f"exec:{scripted_source(tmp_path)}"
+    cli("sources", "create", "oauth", "--connector", script, "--config", json.dumps(config))
+    cli("destinations", "create", "duck", "--connector", "builtin:destination-duckdb", "--config",
+        json.dumps({"path": str(tmp_path / "x.duckdb")}))  # fmt: skip
+    cli("connections", "create", "c", "--source", "oauth", "--destination", "duck")
+
+    sync = cli.json("connections", "sync", "c", code=1)
+    assert f"{MASK} was refused" in [f["message"] for f in sync["attempts"][-1]["failures"]]
+    job_id = str(sync["job"]["id"])
+    cli("jobs", "show", job_id)
+    log = cli("jobs", "logs", job_id, "--tail", "1000").stdout
+    assert f"refreshed: now {MASK}" in log
+    assert cli.json("sources", "show", "oauth")["config"] == {"shard_key": MASK}  # the update was kept
+
+    # The same during a discover (a check or discover job runs the connector the same way).
+    discover_error = {"failure_type": "config_error", "message": f"discover saw {ROTATED}"}
+    discover_steps = [
+        raw_stdout({"type": "CONTROL", "control": control}),
+        raw_stdout({"type": "TRACE", "trace": {"type": "ERROR", "emitted_at": 2, "error": discover_error}}),
+        {"exit": 1},
+    ]
+    rotating = {"shard_key": SHARD_KEY, "discover_steps": discover_steps}
+    cli("sources", "create", "rotating", "--connector", script, "--config", json.dumps(rotating))
+    cli("connections", "create", "c2", "--source", "rotating", "--destination", "duck", code=1)
+    discover = max(cli.json("jobs", "list")["jobs"], key=lambda job: job["id"])
+    shown = cli.json("jobs", "show", str(discover["id"]))
+    assert f"discover saw {MASK}" in [f["message"] for f in shown["attempts"][-1]["failures"]]
+    cli("jobs", "logs", str(discover["id"]))
+    assert_nowhere(cli, [SHARD_KEY, ROTATED])
+
+
+def test_a_secret_where_a_long_line_is_cut_does_not_show_its_start(tmp_path: Path) -> None:
+    """Lines longer than the log keeps (64 KiB), and stderr lines quoted in a failure (their
+    first 2000 bytes), are cut: a secret the cut runs through is masked whole, not cut in two."""
+    spec = {"connectionSpecification": {"type": "object", "properties": {"shard_key": SPEC_SECRET}}}
+    cli = Cli(tmp_path / "home", SCRIPTED_SPEC_STEPS=json.dumps([{"spec": spec}]), SYNC_JOB_MAX_ATTEMPTS="1")
+    secret = "cut-here-0123456789abcdef"
+    config = {
+        "shard_key": secret,
+        "read_steps": [
+            {"stderr": "x" * (MAX_LINE_CHARS - 10) + secret + " and more"},
+            {"stderr": "y" * (2000 - 12) + secret + " and more"},
+            {"exit": 1},
+        ],
+    }
+    script = f"exec:{scripted_source(tmp_path)}"
+    cli("sources", "create", "s", "--connector", script, "--config", json.dumps(config))
+    cli("destinations", "create", "duck", "--connector", "builtin:destination-duckdb", "--config",
+        json.dumps({"path": str(tmp_path / "x.duckdb")}))  # fmt: skip
+    cli("connections", "create", "c", "--source", "s", "--destination", "duck")
+    sync = cli.json("connections", "sync", "c", code=1)
+    (failure,) = sync["attempts"][-1]["failures"]
+    assert "y" * 100 + MASK in failure["message"]
+    log = cli("jobs", "logs", str(sync["job"]["id"]), "--tail", "1000").stdout
+    assert "x" * 100 + MASK + "... (" in log
+    # The secret's start (its first 10 characters: as much as the log could keep) shows nowhere.
+    assert_nowhere(cli, [secret, secret[:10]])

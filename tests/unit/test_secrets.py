@@ -14,6 +14,7 @@ from ferryman.secrets import (
     MASK,
     SecretRules,
     mask_config,
+    mask_head,
     mask_text,
     secret_keys,
     secret_values,
@@ -201,3 +202,34 @@ def test_a_spec_option_is_never_a_secret_but_a_marked_field_is_masked_whatever_i
     assert mask_config(config, rules) == {"credentials": "service_account", "port_secret": MASK, "pin": MASK}
     text = "using service_account on 4242 with 9911"
     assert mask_text(text, secret_values(config, rules)) == text
+
+
+def test_a_cut_line_never_ends_in_the_start_of_a_secret_and_an_uncut_one_is_left_alone() -> None:
+    values = secret_values({"password": "opensesame-42"}, SecretRules())
+    # The cut runs through the secret: masked whole, and the mask ends what is kept.
+    assert mask_head("x" * 10 + "opensesame-42 tail", 15, values) == "x" * 10 + MASK
+    # The text itself ends inside the secret (the rest was never read): its start is masked.
+    assert mask_head("x" * 10 + "opensesa", 16, values) == "x" * 10 + MASK
+    # Fewer than MIN_CUT_CHARS of its first characters are not worth a mask.
+    assert mask_head("x" * 10 + "opensesame", 12, values) == "x" * 10 + "op"
+    # Uncut text ending like a secret begins is not a secret.
+    assert mask_head("knock: opensesa", 100, values) == "knock: opensesa"
+    assert mask_head("opensesame-42 and " + "z" * 50, 20, values) == f"{MASK} and zz"
+
+
+@pytest.mark.parametrize(
+    ("secret", "written", "encoder"),
+    [
+        ("ab/cd+ef==xyz", r"ab\/cd+ef==xyz", "PHP json_encode, org.json: a slash escaped"),
+        ("ab/cd+ef==xyz", r"ab/cd+ef\u003d\u003dxyz", "Gson: '=' escaped"),
+        ("tok=en<&>'q", r"tok\u003den\u003c\u0026\u003e\u0027q", "Gson: HTML characters escaped"),
+        ("pässwörd-✓", r"p\u00E4ssw\u00f6rd-\u2713", "hex digits of both cases in one string"),
+        ("emoji-😀-pw", r"emoji-\uD83D\uDE00-pw", "a surrogate pair in upper case"),
+    ],
+)
+def test_a_secret_json_escaped_by_any_encoder_is_masked(secret: str, written: str, encoder: str) -> None:
+    line = '{"level": "DEBUG", "config": {"password": "' + written + '"}}'
+    assert (
+        masked_text({"password": secret}, line)
+        == '{"level": "DEBUG", "config": {"password": "' + MASK + '"}}'
+    ), encoder

@@ -31,7 +31,7 @@ from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
 from ferryman.launchers import ConnectorProcess, Launcher, LaunchRequest
 from ferryman.private import secure_home
 from ferryman.protocol.catalog import NamespaceDefinition, NamespaceMapping
-from ferryman.secrets import mask_strings
+from ferryman.secrets import SecretRules, longest_first, mask_strings, secret_values
 from ferryman.settings import Settings
 from ferryman.store.base import Attempt, Job, JobStore, StreamStat
 from ferryman.workers import (
@@ -51,7 +51,7 @@ from ferryman.workers import (
 )
 from ferryman.workers.attempt_log import AttemptLog
 from ferryman.workers.checkpoints import StateCheckpoints
-from ferryman.workers.specs import config_secrets, connector_spec
+from ferryman.workers.specs import connector_spec
 
 _STATS_EVERY_S = 5.0
 # Between two tries at saving an attempt's end in a store that does not answer: 1 s doubling to 30 s.
@@ -95,6 +95,8 @@ class AttemptExecution:
     give_up: threading.Event | None = None
     # The attempt's secret values, once known: failure text is stored with them masked.
     secrets: list[str] = dataclasses.field(default_factory=list, init=False)
+    # What is secret in each side's config: a config a connector updates is masked by the same.
+    rules: dict[str, SecretRules] = dataclasses.field(default_factory=dict, init=False)
     # A sync's confirmed states not saved yet (None before a sync starts, and for other jobs).
     checkpoints: StateCheckpoints | None = dataclasses.field(default=None, init=False)
     # The attempt as its outcome ended it (None until then, and when the outcome came late).
@@ -158,13 +160,14 @@ class AttemptExecution:
             self.settings.lifecycle,
             secrets,
             job_type=self.job.type.value,
+            secret_rules=dict(self.rules),
             local_root=self.settings.local_root,
         )
 
     def _launcher(self) -> Launcher:
         return RecordingLauncher(self.launcher, self.store, self.attempt.id)
 
-    def _secrets(self, actor: ActorSnapshot, connector: ResolvedConnector) -> list[str]:
+    def _secrets(self, actor: ActorSnapshot, connector: ResolvedConnector, side: str) -> list[str]:
         """The values to mask in the attempt's log, by the spec the actor kept; an actor without
         one (created before specs were kept) gets the spec fetched now, and keeps it."""
         spec = actor.spec
@@ -172,8 +175,13 @@ class AttemptExecution:
             spec = connector_spec(connector, self.launcher, self.settings.workspace, self.settings.lifecycle)
             if spec is not None and actor.actor_id is not None:
                 self.store.set_actor_spec(actor.actor_id, actor.connector, spec)
-        found = config_secrets(spec, actor.config or {})
-        self.secrets = sorted(set(self.secrets) | set(found), key=len, reverse=True)
+        self.rules[side] = SecretRules.of(spec, actor.config or {})
+        return self._remember(side, actor.config or {})
+
+    def _remember(self, side: str, config: dict[str, Any] | None) -> list[str]:
+        """The secret values of one side's config, masked from now on in what is stored."""
+        found = secret_values(config, self.rules.get(side) or SecretRules.of(None, config)) if config else []
+        self.secrets = longest_first([*self.secrets, *found])
         return found
 
     # -- spec, check, discover -------------------------------------------------------------
@@ -182,7 +190,8 @@ class AttemptExecution:
         config = ConnectorJobConfig.from_document(self.job.config).actor
         connector = self._connector(config)
         values: dict[str, Any] = config.config or {}
-        ctx = self._context(self._secrets(config, connector) if values else [])
+        side = "destination" if self.job.type is JobType.CHECK_DESTINATION else "source"
+        ctx = self._context(self._secrets(config, connector, side) if values else [])
         worker = ConnectorJobWorker(self._launcher())
         if self.job.type is JobType.SPEC:
             output = worker.spec(connector, ctx, self.cancel)
@@ -194,6 +203,7 @@ class AttemptExecution:
             )
             output = worker.check(ConnectorInput(connector, values), ctx, self.cancel, origin)
         files.forget_configs(ctx.workdir)
+        self._remember(side, output.updated_config)  # its new secrets are masked in what is stored
         if output.updated_config is not None and config.actor_id is not None:
             self.store.update_actor_config(config.actor_id, output.updated_config)
         document = _connector_output(output).to_document()
@@ -226,13 +236,15 @@ class AttemptExecution:
         else:
             sync = SyncInput(source, destination, config.catalog, state, mapping)
         sync = dataclasses.replace(sync, sync_id=self.job.id, generation_id=self._generation(connection_id))
-        secrets = self._secrets(config.source, source.connector)
-        secrets += self._secrets(config.destination, destination.connector)
+        secrets = self._secrets(config.source, source.connector, "source")
+        secrets += self._secrets(config.destination, destination.connector, "destination")
         saver = _ProgressSaver(self.store, self.attempt.id, connection_id, self.job.id)
         self.checkpoints = StateCheckpoints(saver.commit, self.settings.state_flush_s, self.clock)
         worker = ReplicationWorker(self._launcher())
         output = worker.run(sync, self._context(secrets), self.cancel, saver.progress, self.checkpoints)
         files.forget_configs(Path(self.attempt.log_path).parent)
+        self._remember("source", output.source_config_update)
+        self._remember("destination", output.destination_config_update)
         self.store.save_stream_stats(self.attempt.id, _stream_stats(self.attempt.id, output.streams))
         self._apply_config_updates(config, output)
         document = {"version": VERSION, **output.to_dict()}  # a ReplicationOutcome document

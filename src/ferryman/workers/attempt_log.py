@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ferryman.private import open_private
-from ferryman.secrets import mask_text
+from ferryman.secrets import longest_first, mask_head, mask_text
 
 MAX_LINE_CHARS = 64 * 1024
 
@@ -37,22 +37,37 @@ class AttemptLog:
         self._secrets = list(secrets or [])
         self._closed = False
 
+    def add_secrets(self, values: list[str]) -> None:
+        """Mask these values too from now on (a config the connector updated holds them)."""
+        with self._lock:
+            self._secrets = longest_first([*self._secrets, *values])
+
     def write_bytes(self, side: str, level: str, raw: bytes, left_out: int = 0) -> None:
         """A line as a connector wrote it: invalid UTF-8 replaced, cut at MAX_LINE_CHARS.
         ``left_out``: bytes of the line the caller read past and dropped already."""
         raw = raw.rstrip(b"\r\n")
         if len(raw) > MAX_LINE_CHARS or left_out:
             cut = len(raw) - MAX_LINE_CHARS + left_out
-            self.write(side, level, f"{decode_line(raw[:MAX_LINE_CHARS])}... ({cut} more bytes not logged)")
+            # What follows the cut is decoded too (up to a bound): a secret may run through it.
+            kept = self.head(decode_line(raw[: 2 * MAX_LINE_CHARS]), len(decode_line(raw[:MAX_LINE_CHARS])))
+            self._append(side, level, f"{kept}... ({cut} more bytes not logged)")
         else:
             self.write(side, level, decode_line(raw))
 
     def write(self, side: str, level: str, message: str) -> None:
         if len(message) > MAX_LINE_CHARS + 64:
             cut = len(message) - MAX_LINE_CHARS
-            message = f"{message[:MAX_LINE_CHARS]}... ({cut} more characters not logged)"
-        if self._secrets:
+            message = f"{self.head(message, MAX_LINE_CHARS)}... ({cut} more characters not logged)"
+        elif self._secrets:
             message = mask_text(message, self._secrets)
+        self._append(side, level, message)
+
+    def head(self, text: str, keep: int) -> str:
+        """The first ``keep`` characters of ``text``, masked as this log masks (before the cut,
+        not after: a secret the cut runs through would show its start)."""
+        return mask_head(text, keep, self._secrets) if self._secrets else text[:keep]
+
+    def _append(self, side: str, level: str, message: str) -> None:
         if "\x00" in message:  # a NUL makes tools take the whole log for a binary file
             message = message.replace("\x00", "\ufffd")
         now = time.time()

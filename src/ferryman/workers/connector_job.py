@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ferryman.connectors import ResolvedConnector
@@ -86,7 +87,9 @@ class ConnectorJobWorker:
                 )
             )
             log.info(WORKER, f"{command}: runs as {process.describe()}")
-            reader = _StdoutReader(process.stdout, log, origin, command)
+            reader = _StdoutReader(
+                process.stdout, log, origin, command, lambda config: ctx.secrets_of(origin.value, config)
+            )
             stderr = StderrDrain(process, log, origin.value)
             lifecycle = ConnectorLifecycle(process, ctx.lifecycle, log)
             try:
@@ -195,7 +198,14 @@ class ConnectorJobWorker:
 class _StdoutReader:
     """Reads one connector's stdout on a thread: the wanted message, trace errors, logs."""
 
-    def __init__(self, stream: Any, log: AttemptLog, origin: FailureOrigin, command: str) -> None:
+    def __init__(
+        self,
+        stream: Any,
+        log: AttemptLog,
+        origin: FailureOrigin,
+        command: str,
+        secrets_of: Callable[[dict[str, Any]], list[str]],
+    ) -> None:
         self.found: dict[str, Any] | None = None
         self.failures: list[FailureReason] = []
         self.last_config: dict[str, Any] | None = None
@@ -205,6 +215,7 @@ class _StdoutReader:
         self._log = log
         self._origin = origin
         self._command = command
+        self._secrets_of = secrets_of  # the values to mask of a config the connector updated
         self.thread = threading.Thread(target=self._run, name=f"{command}-stdout", daemon=True)
         self.thread.start()
 
@@ -241,6 +252,7 @@ class _StdoutReader:
             control = message.get("control") or {}
             config = (control.get("connectorConfig") or {}).get("config")
             if control.get("type") == "CONNECTOR_CONFIG" and isinstance(config, dict):
+                self._log.add_secrets(self._secrets_of(config))
                 self.last_config = config
                 self._log.info(side, "the connector updated its configuration")
         else:

@@ -127,7 +127,7 @@ class StderrDrain:
                         if rest.endswith(b"\n"):
                             left_out -= 1
                             break
-                self.tail.append(decode_line(raw[:2000]))
+                self.tail.append(self._log.head(decode_line(raw[:4000]), len(decode_line(raw[:2000]))))
                 self._log.write_bytes(self._side, "INFO", raw, left_out)
         except (OSError, ValueError):
             pass

@@ -11,6 +11,7 @@ from typing import Any
 from ferryman.connectors import ResolvedConnector
 from ferryman.jobs.failures import FailureReason
 from ferryman.protocol.catalog import NamespaceMapping
+from ferryman.secrets import SecretRules, secret_values
 from ferryman.settings import LifecycleSettings
 
 
@@ -27,6 +28,14 @@ class AttemptContext:
     job_type: str = ""  # a JobType value when an engine runs the job; names containers
     # The host directory a local process finds in place of /local (see local_paths); None = as is.
     local_root: Path | None = None
+    # What is secret in each side's config ("source", "destination"): a config a connector
+    # hands back (CONTROL) may carry new secret values, masked from then on.
+    secret_rules: dict[str, SecretRules] = field(default_factory=dict)
+
+    def secrets_of(self, side: str, config: dict[str, Any]) -> list[str]:
+        """The values to mask of a config the connector on ``side`` sent (by that side's spec;
+        by field names when it is not known)."""
+        return secret_values(config, self.secret_rules.get(side) or SecretRules.of(None, config))
 
 
 @dataclass(frozen=True)

@@ -491,6 +491,8 @@ class _Replication:
             self.notices.log_message(SOURCE, message)
         elif kind == "CONTROL":
             update = to_mount(control_config(message), self._local_root(SOURCE))
+            if update is not None:
+                self.log.add_secrets(self.ctx.secrets_of(SOURCE, update))
             self.source_update = update or self.source_update
             self.log.info(SOURCE, "the source updated its configuration")
         else:
@@ -523,6 +525,8 @@ class _Replication:
             self.notices.log_message(DESTINATION, message)
         elif kind == "CONTROL":
             update = to_mount(control_config(message), self._local_root(DESTINATION))
+            if update is not None:
+                self.log.add_secrets(self.ctx.secrets_of(DESTINATION, update))
             self.destination_update = update or self.destination_update
             self.log.info(DESTINATION, "the destination updated its configuration")
         else:
