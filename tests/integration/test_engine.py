@@ -123,6 +123,27 @@ def scripted_connection(service: JobService, tmp_path: Path, steps: list[dict[st
     return "s"
 
 
+def test_a_retry_runs_the_config_the_connector_handed_back(store: JobStore, tmp_path: Path) -> None:
+    """A source that rotates its credential (a CONTROL config update: a single-use OAuth refresh
+    token, say) and then fails: the old credential no longer works, so the retry must run the new
+    config, as Airbyte reads each attempt's config afresh. Before, every attempt ran the config
+    the job was queued with: the retry sent the revoked token again, and so did every later one."""
+    service = service_for(store, tmp_path)
+    rotated = {"token": "rotated-2", "read_steps": [{"records": 3}, {"state": {"name": "users"}}]}
+    # With the original token the source rotates it again and fails: what a revoked token does.
+    steps = [{"control_config": rotated}, {"records": 1}, {"exit": 1}]
+    scripted_connection(service, tmp_path, steps)
+    source = store.get_actor("source", "s-src")
+    store.update_actor_config(source.id, {"token": "original-1", "steps": steps})
+
+    job = service.run(service.enqueue_replication("s"))
+
+    assert job.status is JobStatus.SUCCEEDED
+    assert [a.status for a in store.list_attempts(job.id)] == [AttemptStatus.FAILED, AttemptStatus.SUCCEEDED]
+    assert store.get_actor("source", "s-src").config == rotated
+    assert store.get_job(job.id).config["source"]["config"] == rotated  # what the retry ran
+
+
 def test_backoff_between_attempts_follows_the_clock_and_stops_after_three(
     store: JobStore, tmp_path: Path
 ) -> None:

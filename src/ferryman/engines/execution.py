@@ -20,6 +20,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
+
 from ferryman.clock import Clock
 from ferryman.connectors import ResolvedConnector, parse_reference, resolve
 from ferryman.errors import FerrymanError, StoreUnavailable, UserInputError
@@ -263,12 +265,19 @@ class AttemptExecution:
         return len(resets) + (1 if self.job.type is JobType.RESET else 0)
 
     def _apply_config_updates(self, config: ReplicationConfig, output: SyncOutput) -> None:
-        for actor, update in (
-            (config.source, output.source_config_update),
-            (config.destination, output.destination_config_update),
-        ):
-            if update is not None and actor.actor_id is not None:
-                self.store.update_actor_config(actor.actor_id, update)
+        """A config a connector handed back (CONTROL: a rotated credential, say) replaces its
+        actor's, and its side of the job's snapshot: the old one may not work any more, so the
+        job's next attempt runs the new one (as Airbyte reads each attempt's config afresh)."""
+        updates = {"source": output.source_config_update, "destination": output.destination_config_update}
+        sides: dict[str, ActorSnapshot] = {}
+        for side, actor in (("source", config.source), ("destination", config.destination)):
+            update = updates[side]
+            if update is not None:
+                if actor.actor_id is not None:
+                    self.store.update_actor_config(actor.actor_id, update)
+                sides[side] = msgspec.structs.replace(actor, config=update)
+        if sides:
+            self.store.set_job_config(self.job.id, msgspec.structs.replace(config, **sides).to_document())
 
     # -- outcomes ---------------------------------------------------------------------------
 

@@ -333,6 +333,11 @@ class JobStore(Protocol):
     def heartbeat(self, engine_id: str, attempt_ids: list[int], now: datetime) -> None: ...
     def set_attempt_pids(self, attempt_id: int, pids: list[int]) -> None: ...
 
+    def set_job_config(self, job_id: int, config: dict[str, Any]) -> None:
+        """What the job's later attempts run, while it is live (a no-op once it has ended): a
+        connector's config update (CONTROL) goes into the job's snapshot as into its actor."""
+        ...
+
     def end_attempt(
         self,
         attempt: Attempt,

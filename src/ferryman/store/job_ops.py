@@ -427,6 +427,11 @@ class JobOps:
                 .values(heartbeat_at=now)
             )
 
+    def set_job_config(self, job_id: int, config: dict[str, Any]) -> None:
+        with self._db.write_statement() as conn:
+            live = jobs.c.status.in_(LIVE_STATUSES)
+            conn.execute(jobs.update().where(jobs.c.id == job_id, live).values(config=config))
+
     def set_attempt_pids(self, attempt_id: int, pids: list[int]) -> None:
         with self._db.write_statement() as conn:
             result = conn.execute(
