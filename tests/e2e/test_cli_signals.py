@@ -8,19 +8,14 @@ committed is lost, nothing is reported that did not happen, and nothing is left 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
-
-import psutil
 
 from tests.conftest import watchdogs_of
 from tests.e2e.api_server import running_server
 from tests.e2e.test_cli_jobs import Cli, wait_for
-from tests.e2e.test_cli_wedged import configs_left, gone, paused_connection, wrapper
+from tests.e2e.test_cli_wedged import configs_left, gone, paused_connection
 
 
 def pending(pid: int, signum: int) -> bool:
