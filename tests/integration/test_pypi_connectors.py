@@ -16,6 +16,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -338,3 +339,81 @@ def test_an_install_shows_its_steps_and_an_unversioned_source_is_pinned(wheels: 
     assert json.loads(shown.stdout)["connector"] == f"pypi:{DEMO}==1.10.0"
     build_wheel(wheels, "1.11.0")  # a newer release does not move a configured source
     assert f"pypi:{DEMO}==1.10.0" in ferryman(home, "sources", "show", "demo").stdout
+
+
+def build_blocking_sdist(directory: Path, version: str, building: Path, release: Path) -> None:
+    """An sdist of ``DEMO`` whose setup.py writes its pid to ``building`` and then waits for
+    ``release``: pip is caught mid-install, with a build process of its own running."""
+    setup = (
+        "import os, time\n"
+        f"open({str(building)!r}, 'w').write(str(os.getpid()))\n"
+        f"while not os.path.exists({str(release)!r}):\n"
+        "    time.sleep(0.05)\n"
+        "raise SystemExit('released')\n"
+    )
+    info = f"Metadata-Version: 2.1\nName: {DEMO}\nVersion: {version}\n"
+    root = f"airbyte_source_ferryman_demo-{version}"
+    with tarfile.open(directory / f"{root}.tar.gz", "w:gz") as archive:
+        for name, text in (("setup.py", setup), ("PKG-INFO", info), ("pyproject.toml", BUILD_SYSTEM)):
+            data = text.encode()
+            member = tarfile.TarInfo(f"{root}/{name}")
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    for wheel in (Path(ensurepip.__file__).parent / "_bundled").glob("setuptools-*.whl"):
+        shutil.copy(wheel, directory)
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigkill"])
+def test_an_install_interrupted_mid_pip_leaves_no_pip_and_the_next_one_installs(
+    how: str, wheels: Path, tmp_path: Path
+) -> None:
+    building, release = tmp_path / "building", tmp_path / "release"
+    build_blocking_sdist(wheels, "1.0.0", building, release)
+    home = tmp_path / "home"
+    env = {**os.environ, "FERRYMAN_HOME": str(home)}
+    env.pop("FERRYMAN_DATABASE_URL", None)
+    create = ["sources", "create", "demo", "--connector", f"pypi:{DEMO}", "--config", "{}"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ferryman", *create],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal gives a command
+    )
+    deadline = time.monotonic() + 120
+    while not building.exists():  # the file, not a pause: pip is in the package's build
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    build_pid = int(building.read_text())
+    if how == "ctrl-c":
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.kill()
+    _, stderr = process.communicate(timeout=60)
+
+    if how == "ctrl-c":
+        assert process.returncode == 130 and stderr.endswith("error: interrupted\n"), stderr
+    deadline = time.monotonic() + 30
+    while not process_gone(build_pid):  # the guard kills pip's group once the pipe ends
+        assert time.monotonic() < deadline, "the package's build outlived the killed command"
+        time.sleep(0.05)
+    venvs = home / "venvs"
+    assert list_installed(venvs) == []  # nothing half-made is taken for an install
+    assert json.loads(ferryman(home, "sources", "list", "--json").stdout)["sources"] == []
+
+    (wheels / "airbyte_source_ferryman_demo-1.0.0.tar.gz").unlink()
+    build_wheel(wheels, "1.0.0")
+    again = ferryman(home, *create)
+    assert again.returncode == 0, again.stderr
+    (installed,) = list_installed(venvs)
+    assert installed.version == "1.0.0" and (installed.venv / MARKER).is_file()
+    assert [p.name for p in staging_dirs(venvs) if how == "ctrl-c"] == []

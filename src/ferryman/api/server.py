@@ -231,7 +231,9 @@ def _with_engine(
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, on_signal)
     web.run()  # returns after SIGTERM/SIGINT, requests in flight done
-    signals["count"] = 0  # the signal that stopped uvicorn, raised again: not a second one
+    # uvicorn raises again every signal it caught: the first stopped it, and any after that
+    # (a Ctrl-C pressed twice before the web part was down) is a second one, which cancels.
+    signals["count"] = max(0, signals["count"] - 1)
     stop_scheduler()
     stop.set()
     running = len(engine.running_attempt_ids())

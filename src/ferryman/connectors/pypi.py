@@ -20,14 +20,22 @@ The entry point is read from the installed distribution's metadata: its console 
 ``source-*``, ``destination-*``, ``airbyte-source-*`` or ``airbyte-destination-*``.
 An install reports its steps (``install_progress``); a failed pip is reported in its own
 words (``pip_errors``).
+
+pip and whatever it starts (a package's build, a compiler) run in a process group of their own
+under a small guard (``_GUARD``) that holds the read end of a pipe only this process writes to:
+when this process dies, even by SIGKILL, the pipe ends and the guard kills the group, so no pip
+goes on building into a staging directory nobody will use. A Ctrl-C ends the group too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -62,6 +70,22 @@ import importlib.metadata as md, json, sys
 dist = md.distribution(sys.argv[1])
 scripts = {e.name: e.value for e in dist.entry_points if e.group == "console_scripts"}
 print(json.dumps({"version": dist.version, "scripts": scripts}))
+"""
+
+# Runs argv[2:] as its child in the guard's own process group and exits with its code; kills the
+# group when the pipe whose read end is fd argv[1] ends (the Ferryman process is gone).
+_GUARD = """\
+import os, signal, subprocess, sys, threading
+fd = int(sys.argv[1])
+os.set_inheritable(fd, False)
+child = subprocess.Popen(sys.argv[2:])
+def watch():
+    while os.read(fd, 1):
+        pass
+    os.killpg(0, signal.SIGKILL)
+threading.Thread(target=watch, daemon=True).start()
+code = child.wait()
+sys.exit(code if code >= 0 else 128 - code)
 """
 
 # Imports the entry point given as argv[1] and checks that it is callable.
@@ -343,14 +367,20 @@ def _run(command: list[str], transcript: IO[str], on_line: Callable[[str], None]
     lines: list[str] = []
     # stderr to a file, not a pipe: a full stderr pipe would block pip while stdout is read.
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as errors:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=errors,
-            text=True,
-            errors="replace",
-        )
+        alive_read, alive_write = os.pipe()  # the guard's: ends when this process does
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _GUARD, str(alive_read), *command],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+                errors="replace",
+                pass_fds=(alive_read,),
+                start_new_session=True,  # the group the guard kills; a Ctrl-C is for us
+            )
+        finally:
+            os.close(alive_read)
         try:
             assert process.stdout is not None
             for line in process.stdout:
@@ -360,9 +390,11 @@ def _run(command: list[str], transcript: IO[str], on_line: Callable[[str], None]
                     on_line(line)
             code = process.wait()
         finally:
-            if process.poll() is None:  # interrupted (Ctrl-C): leave no pip behind
-                process.kill()
+            if process.poll() is None:  # interrupted (Ctrl-C): leave no pip, and no build, behind
+                with contextlib.suppress(OSError):
+                    os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+            os.close(alive_write)
         errors.seek(0)
         stderr = errors.read()
     transcript.write(f"{stderr}[exit code {code}]\n\n")
