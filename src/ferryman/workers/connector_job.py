@@ -179,8 +179,10 @@ class ConnectorJobWorker:
         elif found is None and not out.failures:
             why = lifecycle.exit_failure() or f"the connector exited with code {lifecycle.exit_code}"
             if timed_out:
+                settings = lifecycle.settings
                 why = (
-                    f"no answer within {lifecycle.settings.command_timeout_s(command):g}s, so it was stopped"
+                    f"no answer within {settings.command_timeout_s(command):g}s, so it was stopped "
+                    f"(if it needs longer, raise {settings.command_timeout_variable(command)})"
                 )
             tail = stderr.last_lines()
             message = f"{command} produced no {_WANTED[command]} message: {why}"
