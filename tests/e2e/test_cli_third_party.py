@@ -6,7 +6,8 @@
 * ``airbyte-source-declarative-manifest`` reads a small HTTP API served by the test: an
   incremental stream resumes from its stored state, a 500 is retried inside the connector, and a
   401 is a ``config_error`` that ends the job after one attempt; a paged full-refresh stream is
-  read whole by every sync (a connection's, and an ad-hoc one from a saved state).
+  read whole by every sync (a connection's, and an ad-hoc one from a saved state), and a retry
+  that resumes it after a failed page keeps the pages read before.
 
 Each package is installed once per session into the shared venvs dir (``FERRYMAN_TEST_VENVS``
 keeps them between sessions); after that, the tests here take about a minute in all.
@@ -223,6 +224,7 @@ class Api:
 
     items: list[dict[str, Any]] = field(default_factory=list)
     errors_to_send: int = 0  # answer this many requests with a 500 first
+    page_errors: dict[int, int] = field(default_factory=dict)  # page of /pages -> 500s to send
     requests: list[tuple[int, dict[str, str]]] = field(default_factory=list)  # (status, query)
     url: str = ""
 
@@ -236,6 +238,9 @@ class Api:
             return 500, {"error": "try again"}
         if path == "/pages":  # every item, two a page, for a full-refresh stream
             page = int(query.get("page", "1"))
+            if self.page_errors.get(page, 0) > 0:
+                self.page_errors[page] -= 1
+                return 500, {"error": "try again"}
             found = self.items[2 * (page - 1) : 2 * page]
             return 200, {"items": found, "next": page + 1 if len(self.items) > 2 * page else None}
         since = query.get("since", "")
@@ -398,4 +403,20 @@ def test_an_ad_hoc_sync_from_a_saved_state_reads_a_full_refresh_stream_whole(
     assert cli.json(*sync)["records_committed"] == 3
     again = cli.json(*sync, "--state", str(state))  # what a scheduled script does
     assert (again["status"], again["records_emitted"], again["records_committed"]) == ("completed", 3, 3)
+    assert rows(database, "pages", "id") == [("1",), ("2",), ("3",)]
+
+
+def test_declarative_manifest_full_refresh_retry_resumes_without_losing_the_first_pages(
+    tmp_path: Path, venvs_dir: Path, declarative_manifest: InstalledConnector, api: Api
+) -> None:
+    # The first attempt checkpoints page 1 (its records replace the table) and fails on page 2;
+    # the retry resumes at page 2. Its destination replaced the table again: page 1 was lost
+    # from a job that succeeded with every record "committed".
+    cli = cli_with_venvs(tmp_path, venvs_dir, SYNC_JOB_MAX_ATTEMPTS="2", FERRYMAN_RETRY_BACKOFF_MIN_S="0")
+    database = api_connection(cli, tmp_path, api, manifest=paged_manifest())
+    api.page_errors = {2: 4}  # more than the manifest's 3 retries: the attempt fails
+    document = cli.json("connections", "sync", "api")
+    assert document["job"]["status"] == "succeeded", document
+    assert len(document["attempts"]) == 2
+    assert [query.get("page") for status, query in api.requests if status == 200] == [None, "2"]
     assert rows(database, "pages", "id") == [("1",), ("2",), ("3",)]
