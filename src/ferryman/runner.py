@@ -22,6 +22,7 @@ from ferryman.launchers import ConnectorLauncher, Launcher
 from ferryman.private import private_dirs, secure_home
 from ferryman.protocol.catalog import NamespaceMapping, configure_catalog
 from ferryman.protocol.discovered import check_discovered
+from ferryman.protocol.state import full_refresh_streams, without_streams
 from ferryman.protocol.sync_modes import DESTINATION_SYNC_MODES, destination_modes
 from ferryman.secrets import SecretRules, mask_text, secret_values
 from ferryman.settings import Settings
@@ -165,7 +166,9 @@ class Runner:
         if reset:
             sync = reset_input(destination, catalog, state, mapping)
         else:
-            sync = SyncInput(source, destination, catalog, state or [], mapping)
+            # Each ad-hoc sync is a new job: its full-refresh streams are read whole.
+            state = without_streams(state or [], full_refresh_streams(catalog))
+            sync = SyncInput(source, destination, catalog, state, mapping)
         try:
             output = ReplicationWorker(self.launcher).run(sync, ctx, cancel, on_progress, on_state)
         finally:

@@ -55,6 +55,13 @@ class LifecycleSettings:
             command, self.discover_timeout_s
         )
 
+    @staticmethod
+    def command_timeout_variable(command: str) -> str:
+        """The environment variable that sets ``command``'s timeout, for messages."""
+        return {"spec": "FERRYMAN_SPEC_TIMEOUT_S", "check": "FERRYMAN_CHECK_TIMEOUT_S"}.get(
+            command, "FERRYMAN_DISCOVER_TIMEOUT_S"
+        )
+
     @classmethod
     def from_env(cls) -> LifecycleSettings:
         return cls(

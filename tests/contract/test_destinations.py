@@ -65,6 +65,27 @@ def test_append_adds_and_overwrite_replaces_once_the_stream_completed(target: Ta
     assert target.rows("users", "id") == [(10,), (11,)]
 
 
+def test_a_retry_resuming_an_overwrite_adds_to_what_its_first_attempt_put_in_place(target: Target) -> None:
+    # A CDK source checkpoints a full-refresh stream after each page; an attempt that fails after
+    # one swaps its pages in, and the job's next attempt (the same sync_id) resumes after them.
+    # That attempt's destination replaced the table again, with the later pages only.
+    target.write(
+        target.catalog(stream("users", USERS, "overwrite", sync_id=1)), *users(range(1, 3)), complete("users")
+    )
+    job = target.catalog(stream("users", USERS, "overwrite", sync_id=2))
+    target.write(job, *users(range(10, 12)), state("users", {"next_page_token": 2}))  # then failed
+    assert target.rows("users", "id") == [(10,), (11,)]
+    target.write(job, *users(range(12, 14)), complete("users"))  # the retry, from page 2
+    assert target.rows("users", "id") == [(10,), (11,), (12,), (13,)]
+    # The next job's sync replaces the table whole, as before.
+    target.write(
+        target.catalog(stream("users", USERS, "overwrite", sync_id=3)),
+        *users(range(20, 21)),
+        complete("users"),
+    )
+    assert target.rows("users", "id") == [(20,)]
+
+
 def test_append_dedup_keeps_the_last_record_per_key_across_syncs(typed: Target) -> None:
     catalog = typed.catalog(stream("users", USERS, "append_dedup"))
     typed.write(

@@ -340,4 +340,5 @@ def test_a_check_that_never_answers_is_stopped_at_its_timeout(jobs: Jobs) -> Non
     assert failure is not None
     assert (failure.type, failure.retryable) == (FailureType.SYSTEM_ERROR, True)
     assert "no answer within 0.5s" in failure.message
+    assert "raise FERRYMAN_CHECK_TIMEOUT_S" in failure.message  # what to do about it
     assert "stopping the check (no answer within 0.5s): SIGTERM" in job.log

@@ -59,3 +59,23 @@ def test_the_worker_prints_a_line_per_job_it_starts_and_ends(tmp_path: Path) -> 
     assert re.search(rf"^job {job_id} sync queued: succeeded in [0-9.]+s \(attempt 0\)$", stderr, re.M), (
         stderr
     )
+
+
+def test_a_program_that_is_no_connector_is_told_by_what_it_printed(tmp_path: Path) -> None:
+    # Pointed at the wrong program (or image), a user saw only "exited with code 0": what it
+    # printed went to the attempt log alone.
+    cli = Cli(tmp_path / "home")
+    tool = tmp_path / "mytool"
+    tool.write_text('#!/bin/sh\necho "mytool 2.1"\necho "usage: mytool [--verbose] FILE"\n')
+    tool.chmod(0o755)
+    result = cli("spec", f"exec:{tool}", code=1)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "produced no SPEC message" in lines[0]
+    assert "printed 2 lines on stdout that are not Airbyte protocol" in lines[0]
+    assert "'usage: mytool [--verbose] FILE'" in lines[0] and "Airbyte connector" in lines[0]
+
+    (tmp_path / "config.json").write_text("{}")
+    tool.write_text("#!/bin/sh\nprintf 'PK\\003\\004\\377\\376\\n'\n")  # binary, not text
+    result = cli("check", f"exec:{tool}", "--config", str(tmp_path / "config.json"), code=1)
+    assert "the last: 6 bytes that are not UTF-8 text" in result.stderr, result.stderr

@@ -5,7 +5,9 @@
   file that is gone;
 * ``airbyte-source-declarative-manifest`` reads a small HTTP API served by the test: an
   incremental stream resumes from its stored state, a 500 is retried inside the connector, and a
-  401 is a ``config_error`` that ends the job after one attempt.
+  401 is a ``config_error`` that ends the job after one attempt; a paged full-refresh stream is
+  read whole by every sync (a connection's, and an ad-hoc one from a saved state), and a retry
+  that resumes it after a failed page keeps the pages read before.
 
 Each package is installed once per session into the shared venvs dir (``FERRYMAN_TEST_VENVS``
 keeps them between sessions); after that, the tests here take about a minute in all.
@@ -13,6 +15,7 @@ keeps them between sessions); after that, the tests here take about a minute in 
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from collections.abc import Iterator
@@ -221,15 +224,25 @@ class Api:
 
     items: list[dict[str, Any]] = field(default_factory=list)
     errors_to_send: int = 0  # answer this many requests with a 500 first
+    page_errors: dict[int, int] = field(default_factory=dict)  # page of /pages -> 500s to send
     requests: list[tuple[int, dict[str, str]]] = field(default_factory=list)  # (status, query)
     url: str = ""
 
-    def answer(self, authorization: str | None, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    def answer(
+        self, authorization: str | None, path: str, query: dict[str, str]
+    ) -> tuple[int, dict[str, Any]]:
         if authorization != f"Bearer {TOKEN}":
             return 401, {"error": "unauthorized"}
         if self.errors_to_send > 0:
             self.errors_to_send -= 1
             return 500, {"error": "try again"}
+        if path == "/pages":  # every item, two a page, for a full-refresh stream
+            page = int(query.get("page", "1"))
+            if self.page_errors.get(page, 0) > 0:
+                self.page_errors[page] -= 1
+                return 500, {"error": "try again"}
+            found = self.items[2 * (page - 1) : 2 * page]
+            return 200, {"items": found, "next": page + 1 if len(self.items) > 2 * page else None}
         since = query.get("since", "")
         return 200, {"items": [item for item in self.items if item["updated_at"] > since]}
 
@@ -240,8 +253,9 @@ def api() -> Iterator[Api]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            query = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
-            status, body = served.answer(self.headers.get("Authorization"), query)
+            url = urlparse(self.path)
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            status, body = served.answer(self.headers.get("Authorization"), url.path, query)
             served.requests.append((status, query))
             payload = json.dumps(body).encode()
             self.send_response(status)
@@ -263,9 +277,38 @@ def api() -> Iterator[Api]:
     thread.join()
 
 
-def api_connection(cli: Cli, tmp_path: Path, api: Api, token: str = TOKEN) -> Path:
+def paged_manifest() -> dict[str, Any]:
+    """MANIFEST's stream as ``pages``: no cursor (full refresh), read page by page from /pages.
+    The CDK checkpoints such a stream (resumable full refresh): a STATE after each page, and one
+    saying the full refresh is complete at its end."""
+    manifest = copy.deepcopy(MANIFEST)
+    stream = manifest["streams"][0]
+    del stream["incremental_sync"]
+    stream["name"] = "pages"
+    retriever = stream["retriever"]
+    retriever["requester"]["path"] = "/pages"
+    retriever["paginator"] = {
+        "type": "DefaultPaginator",
+        "page_token_option": {
+            "type": "RequestOption",
+            "inject_into": "request_parameter",
+            "field_name": "page",
+        },
+        "pagination_strategy": {
+            "type": "CursorPagination",
+            "cursor_value": "{{ response.next }}",
+            "stop_condition": "{{ not response.next }}",
+        },
+    }
+    manifest["check"]["stream_names"] = ["pages"]
+    return manifest
+
+
+def api_connection(
+    cli: Cli, tmp_path: Path, api: Api, token: str = TOKEN, manifest: dict[str, Any] = MANIFEST
+) -> Path:
     config = {
-        "__injected_declarative_manifest": MANIFEST,
+        "__injected_declarative_manifest": manifest,
         "base_url": api.url,
         "api_key": token,
         "start_date": "2023-12-31T00:00:00Z",
@@ -324,3 +367,56 @@ def test_declarative_manifest_401_is_a_config_error_not_retried(
     assert len(document["attempts"]) == 1
     assert failures(document)[0]["type"] == "config_error"
     assert {status for status, _ in api.requests} == {401}
+
+
+def test_declarative_manifest_full_refresh_stream_is_read_whole_by_every_sync(
+    tmp_path: Path, venvs_dir: Path, declarative_manifest: InstalledConnector, api: Api
+) -> None:
+    # The CDK's last STATE of a full-refresh stream says "complete"; handed to the next job, it
+    # made the connector read nothing, and the overwrite left the table empty, the sync succeeded.
+    cli = cli_with_venvs(tmp_path, venvs_dir, **ONE_ATTEMPT)
+    database = api_connection(cli, tmp_path, api, manifest=paged_manifest())
+    stream = cli.json("connections", "show", "api")["streams"][0]
+    assert (stream["sync_mode"], stream["destination_sync_mode"]) == ("full_refresh", "overwrite")
+    first = cli.json("connections", "sync", "api")
+    assert first["job"]["status"] == "succeeded", first
+    assert emitted(first) == {"pages": 3}
+
+    api.items.append({"id": 4, "updated_at": "2024-01-04T00:00:00Z"})
+    api.requests.clear()
+    second = cli.json("connections", "sync", "api")
+    assert second["job"]["status"] == "succeeded", second
+    assert emitted(second) == committed(second) == {"pages": 4}
+    assert [query.get("page") for _, query in api.requests] == [None, "2"]  # from the first page
+    assert rows(database, "pages", "id") == [("1",), ("2",), ("3",), ("4",)]
+
+
+def test_an_ad_hoc_sync_from_a_saved_state_reads_a_full_refresh_stream_whole(
+    tmp_path: Path, venvs_dir: Path, declarative_manifest: InstalledConnector, api: Api
+) -> None:
+    cli = cli_with_venvs(tmp_path, venvs_dir)
+    config, state, database = tmp_path / "config.json", tmp_path / "state.json", tmp_path / "adhoc.duckdb"
+    source = {"__injected_declarative_manifest": paged_manifest(), "base_url": api.url, "api_key": TOKEN}
+    config.write_text(json.dumps({**source, "start_date": "2023-12-31T00:00:00Z"}))
+    sync = ("sync", "--source", MANIFEST_REF, "--source-config", str(config), "--save-state", str(state))
+    sync += ("--destination-config", json.dumps({"path": str(database)}))
+    assert cli.json(*sync)["records_committed"] == 3
+    again = cli.json(*sync, "--state", str(state))  # what a scheduled script does
+    assert (again["status"], again["records_emitted"], again["records_committed"]) == ("completed", 3, 3)
+    assert rows(database, "pages", "id") == [("1",), ("2",), ("3",)]
+
+
+def test_declarative_manifest_full_refresh_retry_resumes_without_losing_the_first_pages(
+    tmp_path: Path, venvs_dir: Path, declarative_manifest: InstalledConnector, api: Api
+) -> None:
+    # The first attempt checkpoints page 1 (its records replace the table) and fails on page 2;
+    # the retry resumes at page 2. Its destination replaced the table again: page 1 was lost
+    # from a job that succeeded with every record "committed".
+    cli = cli_with_venvs(tmp_path, venvs_dir, SYNC_JOB_MAX_ATTEMPTS="2", FERRYMAN_RETRY_BACKOFF_MIN_S="0")
+    database = api_connection(cli, tmp_path, api, manifest=paged_manifest())
+    api.page_errors = {2: 4}  # more than the manifest's 3 retries: the attempt fails
+    document = cli.json("connections", "sync", "api")
+    assert document["job"]["status"] == "succeeded", document
+    assert len(document["attempts"]) == 2
+    assert [query.get("page") for status, query in api.requests if status == 200] == [None, "2"]
+    assert rows(database, "pages", "id") == [("1",), ("2",), ("3",)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from ferryman.errors import UserInputError
@@ -16,7 +18,14 @@ from ferryman.protocol.catalog import (
     replan_catalog,
     reset_catalog,
 )
-from ferryman.protocol.state import StateAggregator, connector_state_file, load_state, state_key
+from ferryman.protocol.state import (
+    StateAggregator,
+    connector_state_file,
+    full_refresh_streams,
+    load_state,
+    state_key,
+    without_streams,
+)
 from ferryman.protocol.sync_modes import UNDECLARED_DESTINATION_MODES, StreamMode
 from ferryman.workers.tracker import MessageTracker
 
@@ -194,3 +203,33 @@ def test_records_without_the_catalogs_namespace_still_count() -> None:
     tracker = MessageTracker([("users", "public")])
     assert tracker.counter_for(("users", None)) is tracker.emitted[("users", "public")]
     assert tracker.counter_for(("other", None)) is None
+
+
+def test_a_new_job_drops_only_the_state_of_its_full_refresh_streams() -> None:
+    catalog = {
+        "streams": [
+            {"stream": {"name": "pages"}, "sync_mode": "full_refresh"},
+            {"stream": {"name": "items", "namespace": "shop"}, "sync_mode": "incremental"},
+        ]
+    }
+    streams = full_refresh_streams(catalog)
+    assert streams == {("pages", None)}
+
+    def stream(name: str, namespace: str | None = None) -> dict[str, Any]:
+        return {"stream_descriptor": {"name": name, "namespace": namespace}, "stream_state": {"page": 2}}
+
+    per_stream = [
+        {"type": "STREAM", "stream": stream("pages")},
+        {"type": "STREAM", "stream": stream("items", "shop")},
+    ]
+    assert without_streams(per_stream, streams) == per_stream[1:]
+    shared = {
+        "type": "GLOBAL",
+        "global": {"shared_state": {"lsn": 7}, "stream_states": [stream("pages"), stream("items", "shop")]},
+    }
+    assert without_streams([shared], streams) == [
+        {"type": "GLOBAL", "global": {"shared_state": {"lsn": 7}, "stream_states": [stream("items", "shop")]}}
+    ]
+    legacy = [{"type": "LEGACY", "data": {"pages": 2}}]  # names no stream: kept
+    assert without_streams(legacy, streams) == legacy
+    assert without_streams(per_stream, set()) == per_stream

@@ -157,6 +157,27 @@ def _drop_abandoned_staging(con: duckdb.DuckDBPyConnection, table: Table) -> Non
             con.execute(f"DROP TABLE IF EXISTS {quote(table.schema)}.{quote(name)}")
 
 
+def _resumed(con: duckdb.DuckDBPyConnection, table: Table) -> bool:
+    """Whether an earlier attempt of this sync (same ``sync_id``: the job) already put its
+    records in place of the overwritten table. Its retry resumes the stream from that attempt's
+    last state, so its records must join those, not replace them. After a swap the table holds
+    only that sync's rows, so one row tells."""
+    if table.sync_id is None:
+        return False
+    found = con.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = ?"
+        " AND lower(table_name) = lower(?) AND column_name = '_airbyte_meta'",
+        [table.schema, table.name],
+    ).fetchone()
+    if found is None:
+        return False
+    final = f"{quote(table.schema)}.{quote(table.name)}"
+    row = con.execute(
+        f"SELECT json_extract_string(_airbyte_meta, '$.sync_id') FROM {final} LIMIT 1"
+    ).fetchone()
+    return row is not None and row[0] == str(table.sync_id)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -175,6 +196,8 @@ def prepare(con: duckdb.DuckDBPyConnection, table: Table) -> None:
     """
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}")
     definition = ", ".join(f"{quote(column)} {kind}" for column, kind in table.definitions)
+    if table.staging is not None and _resumed(con, table):
+        table.staging = None  # an earlier attempt of this sync swapped: go on filling its table
     if table.staging is not None:
         _drop_abandoned_staging(con, table)
         con.execute(f"DROP TABLE IF EXISTS {table.target}")

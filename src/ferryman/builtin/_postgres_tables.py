@@ -183,10 +183,22 @@ def _drop_abandoned_staging(conn: psycopg.Connection[Any], table: Table) -> None
             conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(name),))
 
 
+def _resumed(conn: psycopg.Connection[Any], table: Table) -> bool:
+    """Whether an earlier attempt of this sync (same ``sync_id``: the job) already put its
+    records in place of the overwritten table (see the DuckDB destination's ``_resumed``)."""
+    if table.sync_id is None or "_airbyte_meta" not in _stored_columns(conn, table.schema, table.name):
+        return False
+    final = f"{quote(table.schema)}.{quote(table.name)}"
+    row = conn.execute(f"SELECT _airbyte_meta->>'sync_id' FROM {final} LIMIT 1").fetchone()
+    return row is not None and row[0] == str(table.sync_id)
+
+
 def prepare(conn: psycopg.Connection[Any], table: Table) -> None:
     """Create the table (or staging table), or bring a stored one up to the stream's schema."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}")
     definition = ", ".join(f"{quote(column)} {kind}" for column, kind in table.definitions)
+    if table.staging is not None and _resumed(conn, table):
+        table.staging = None  # an earlier attempt of this sync swapped: go on filling its table
     if table.staging is not None:
         conn.execute("SELECT pg_advisory_lock(%s)", (lock_key(table.staging),))
         _drop_abandoned_staging(conn, table)

@@ -34,6 +34,9 @@ Sync modes:
   otherwise its staging table is dropped, the old table is kept as it was, and a warning is
   logged. So a sync whose source fails, or that is killed, before a covering state never puts
   partial data in place of a table; a RESET (null states, no records) leaves an empty table.
+  A later attempt of the same sync (same ``sync_id``) whose table already holds that sync's rows
+  (a swap happened, then the attempt failed) resumes the stream from that swap's state: it
+  writes straight into the table, adding to those rows instead of replacing them.
 
 Sharing the file: DuckDB lets one process at a time write to a database file, and many syncs
 may share one (see :mod:`ferryman.builtin._duckdb_file`). Records are buffered per stream and,
@@ -185,18 +188,14 @@ class DuckDBSink:
 
     def commit(self, scopes: set[StreamKey] | None) -> None:
         self.flush()
-        due = [
-            table
-            for key, table in self.tables.items()
-            if table.staging is not None and (scopes is None or key in scopes)
-        ]
         pending = self._pending()
-        if self.prepared and not pending and not due:
+        if self.prepared and not pending and not self._due(scopes):
             return
         with self._transaction() as con:
             if not self.prepared:
                 for table in self.tables.values():
                     prepare(con, table)
+            due = self._due(scopes)  # after prepare: a resumed sync's table has no staging
             for table in pending:
                 assert table.spill is not None
                 load_spill(con, table, table.spill)
@@ -212,6 +211,14 @@ class DuckDBSink:
             table.spill.clear()
         for table in due:
             table.staging = None
+
+    def _due(self, scopes: set[StreamKey] | None) -> list[Table]:
+        """The overwrite streams whose staging table replaces their table at this commit."""
+        return [
+            table
+            for key, table in self.tables.items()
+            if table.staging is not None and (scopes is None or key in scopes)
+        ]
 
     def drop_staged(self) -> dict[StreamKey, int]:
         left = {key: table for key, table in self.tables.items() if table.staging is not None}

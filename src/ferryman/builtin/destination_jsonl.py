@@ -17,7 +17,9 @@ Sync modes:
   the input, a stream not yet renamed is renamed only if a TRACE ``STREAM_STATUS`` message
   marked it ``COMPLETE`` (sent once the source has succeeded); otherwise the temporary file is
   removed, the old file is kept as it was, and a warning is logged. A sync that fails or is
-  killed before a covering state thus never replaces a file with partial data.
+  killed before a covering state thus never replaces a file with partial data. The rename
+  writes the sync's ``sync_id`` to ``<file>.ferryman-sync``: a later attempt of the same sync
+  (a retry, resuming from the state that made the rename) appends to the file instead.
 
 A state is echoed after the records received before it are written and the files fsync'ed.
 TRACE messages other than the COMPLETE stream statuses are ignored.
@@ -39,6 +41,7 @@ from ferryman.builtin._runtime import ConfigError, Connector, Output, object_sch
 NAME = "destination-jsonl"
 MODES = ("append", "overwrite", "append_dedup")
 TMP_SUFFIX = ".ferryman-tmp"
+SYNC_SUFFIX = ".ferryman-sync"  # beside an overwritten file: the sync_id that put it in place
 
 
 @dataclass(frozen=True)
@@ -103,10 +106,15 @@ class _File:
     lines: list[bytes] = field(default_factory=list)
     dirty: bool = False
     staged: int = 0  # records written to the temporary file
+    sync_id: int | None = None
 
     @property
     def tmp(self) -> Path:
         return self.final.with_name(self.final.name + TMP_SUFFIX)
+
+    @property
+    def mark(self) -> Path:
+        return self.final.with_name(self.final.name + SYNC_SUFFIX)
 
 
 class JsonlSink:
@@ -116,9 +124,9 @@ class JsonlSink:
         self.files: dict[StreamKey, _File] = {}
         for stream in catalog:
             final = directory / file_name(stream)
-            if stream.destination_sync_mode == "overwrite":
+            if stream.destination_sync_mode == "overwrite" and not _resumed(final, stream.sync_id):
                 handle = open(final.with_name(final.name + TMP_SUFFIX), "wb")  # noqa: SIM115
-                self.files[stream.key] = _File(final, handle, replacing=True)
+                self.files[stream.key] = _File(final, handle, replacing=True, sync_id=stream.sync_id)
             else:
                 self.files[stream.key] = _File(final, open(final, "ab"), replacing=False)  # noqa: SIM115
         self.buffers = {key: entry.lines for key, entry in self.files.items()}
@@ -154,6 +162,12 @@ class JsonlSink:
                 entry.dirty = False
             if entry.replacing and (scopes is None or key in scopes):
                 os.replace(entry.tmp, entry.final)
+                # After the rename, never before: a mark beside the old file would make a retry
+                # add to it.
+                if entry.sync_id is not None:
+                    entry.mark.write_text(str(entry.sync_id))
+                else:
+                    entry.mark.unlink(missing_ok=True)
                 entry.replacing = False
                 renamed = True
         if renamed:
@@ -173,6 +187,18 @@ class JsonlSink:
     def close(self) -> None:
         for entry in self.files.values():
             entry.handle.close()
+
+
+def _resumed(final: Path, sync_id: int | None) -> bool:
+    """Whether an earlier attempt of this sync (same ``sync_id``: the job) already renamed its
+    file over ``final``: its retry resumes the stream from that attempt's last state, so its
+    records are added to that file instead of replacing it."""
+    if sync_id is None:
+        return False
+    try:
+        return final.exists() and final.with_name(final.name + SYNC_SUFFIX).read_text() == str(sync_id)
+    except OSError:
+        return False
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -24,7 +24,8 @@ leaves its open transaction to be rolled back by the server. Sync modes behave a
 destination-duckdb: ``append``; ``append_dedup`` (rows copied into a temporary table and merged
 at each commit: the latest by cursor, else by arrival, wins; ``_ab_cdc_deleted_at`` deletes);
 ``overwrite`` (a staging table replaces the table, in the commit's transaction, once a state
-covers the stream or it completed; otherwise it is dropped and the old table kept).
+covers the stream or it completed; otherwise it is dropped and the old table kept; a retry of
+the same sync whose table already holds that sync's rows writes straight into it).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
 from ferryman.launchers import ConnectorProcess, Launcher, LaunchRequest
 from ferryman.private import secure_home
 from ferryman.protocol.catalog import NamespaceDefinition, NamespaceMapping
+from ferryman.protocol.state import full_refresh_streams, without_streams
 from ferryman.secrets import SecretRules, longest_first, mask_strings, secret_values
 from ferryman.settings import Settings
 from ferryman.store.base import Attempt, Job, JobStore, StreamStat
@@ -228,6 +229,8 @@ class AttemptExecution:
             config.namespace.prefix or "",
         )
         state = self.store.get_state(connection_id)  # the last committed state, from any attempt
+        if self.job.type is JobType.SYNC and self.attempt.number == 0:
+            state = self._forget_full_refresh_state(connection_id, config.catalog, state)
         self._log(
             f"starting from the committed state ({len(state)} state message(s))"
             if state
@@ -255,6 +258,17 @@ class AttemptExecution:
         if output.status is ReplicationStatus.FAILED:
             return self._failed(document, output.failures, output.partial_success)
         return self._end(AttemptStatus.SUCCEEDED, JobStatus.SUCCEEDED, output=self._masked(document))
+
+    def _forget_full_refresh_state(
+        self, connection_id: int, catalog: dict[str, Any], state: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """A new job reads its full-refresh streams whole: the state an earlier job left for them
+        is dropped from the store, so this job's retries resume from this job's progress only."""
+        kept = without_streams(state, full_refresh_streams(catalog))
+        if kept != state:
+            self.store.save_state(connection_id, kept, job_id=self.job.id)
+            self._log("the full-refresh streams start from scratch: their state from earlier jobs is dropped")
+        return kept
 
     def _generation(self, connection_id: int) -> int:
         """The generation of the connection's data in the destination: how many of its resets

@@ -187,3 +187,48 @@ def connector_state_file(states: list[dict[str, Any]]) -> Any:
     if len(states) == 1 and state_type(states[0]) == "LEGACY":
         return states[0].get("data")
     return states
+
+
+def full_refresh_streams(configured_catalog: dict[str, Any]) -> set[tuple[str, str | None]]:
+    """The streams a configured catalog reads in ``full_refresh`` mode, as (name, namespace)."""
+    found: set[tuple[str, str | None]] = set()
+    for configured in configured_catalog.get("streams", []):
+        if configured.get("sync_mode") == "full_refresh":
+            stream = configured.get("stream") or {}
+            found.add((str(stream.get("name")), stream.get("namespace")))
+    return found
+
+
+def without_streams(
+    states: list[dict[str, Any]], streams: set[tuple[str, str | None]]
+) -> list[dict[str, Any]]:
+    """``states`` without what they hold for ``streams``: their STREAM states are left out, and a
+    GLOBAL state's ``stream_states`` lose theirs. A LEGACY state names no stream: kept whole.
+
+    A new sync job starts its full-refresh streams from scratch, as Airbyte's platform does: the
+    state a connector left for one (the CDK's page cursor, or its "this full refresh is complete"
+    marker) is there to resume the same job's next attempt, not to skip the next job's read.
+    """
+    if not streams:
+        return states
+    kept: list[dict[str, Any]] = []
+    for state in states:
+        kind = state_type(state)
+        if kind == "STREAM" and _descriptor_key(state) in streams:
+            continue
+        shared = state.get("global")
+        if kind == "GLOBAL" and isinstance(shared, dict) and isinstance(shared.get("stream_states"), list):
+            remaining = [
+                entry
+                for entry in shared["stream_states"]
+                if not (isinstance(entry, dict) and _stream_state_key(entry) in streams)
+            ]
+            if len(remaining) != len(shared["stream_states"]):
+                state = {**state, "global": {**shared, "stream_states": remaining}}
+        kept.append(state)
+    return kept
+
+
+def _stream_state_key(entry: dict[str, Any]) -> tuple[str, str | None]:
+    descriptor = entry.get("stream_descriptor") or {}
+    return str(descriptor.get("name")), descriptor.get("namespace")

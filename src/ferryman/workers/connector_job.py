@@ -25,6 +25,7 @@ from ferryman.workers.models import AttemptContext, ConnectorInput, ConnectorJob
 
 _TICK_S = 0.05
 _WANTED = {"spec": "SPEC", "check": "CONNECTION_STATUS", "discover": "CATALOG"}
+_OTHER_SHOWN = 120  # characters of a non-protocol stdout line quoted in a failure
 
 
 def _now_ms() -> int:
@@ -178,11 +179,22 @@ class ConnectorJobWorker:
         elif found is None and not out.failures:
             why = lifecycle.exit_failure() or f"the connector exited with code {lifecycle.exit_code}"
             if timed_out:
+                settings = lifecycle.settings
                 why = (
-                    f"no answer within {lifecycle.settings.command_timeout_s(command):g}s, so it was stopped"
+                    f"no answer within {settings.command_timeout_s(command):g}s, so it was stopped "
+                    f"(if it needs longer, raise {settings.command_timeout_variable(command)})"
                 )
             tail = stderr.last_lines()
             message = f"{command} produced no {_WANTED[command]} message: {why}"
+            if reader.other_lines:
+                # Not a connector at all (an image of something else, a script printing usage):
+                # what it printed is the clue, and it went to the log only.
+                count = reader.other_lines
+                message += (
+                    f"; it printed {count} line{'s' if count > 1 else ''} on stdout that "
+                    f"{'are' if count > 1 else 'is'} not Airbyte protocol (the last: "
+                    f"{reader.last_other}): check that it is an Airbyte connector"
+                )
             out.failures.append(
                 FailureReason.of(
                     origin,
@@ -209,6 +221,8 @@ class _StdoutReader:
         self.found: dict[str, Any] | None = None
         self.failures: list[FailureReason] = []
         self.last_config: dict[str, Any] | None = None
+        self.other_lines = 0  # stdout lines that are not protocol messages
+        self.last_other: str | None = None  # the last of them, cut to _OTHER_SHOWN characters
         self.done = threading.Event()
         self._wanted = _WANTED[command]
         self._stream = stream
@@ -234,6 +248,8 @@ class _StdoutReader:
         if message is None:
             if raw.strip():
                 self._log.write_bytes(side, "INFO", raw)
+                self.other_lines += 1
+                self.last_other = _shown(raw.strip(), self._log)
             return
         kind = message["type"]
         if kind == self._wanted:
@@ -271,3 +287,15 @@ def _payload(message: dict[str, Any], kind: str) -> dict[str, Any] | None:
     key = {"SPEC": "spec", "CONNECTION_STATUS": "connectionStatus", "CATALOG": "catalog"}[kind]
     payload = message.get(key)
     return payload if isinstance(payload, dict) else None
+
+
+def _shown(line: bytes, log: AttemptLog) -> str:
+    """A line of stdout as a failure quotes it: text in quotes, masked, then cut (a secret the
+    cut runs through is masked whole); anything that is not printable text is only named."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"{len(line)} bytes that are not UTF-8 text"
+    if not text.isprintable():
+        return f"{len(line)} bytes of control characters and text"
+    return repr(log.head(text, _OTHER_SHOWN) + ("..." if len(text) > _OTHER_SHOWN else ""))
