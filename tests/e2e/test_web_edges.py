@@ -1,0 +1,96 @@
+"""The web UI where a careless or hostile user pushes it, over HTTP against a real ``ferryman
+server`` and the scripted exec: source: many dropped live-log streams of a quiet job, a page of
+another site making the server run a program, secret fields that are not one-line strings."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.api_server import Server, running_server
+
+TEST_CONNECTORS = Path(__file__).resolve().parent.parent / "connectors"
+THREAD_POOL = 40  # worker threads Starlette runs sync routes in, shared by every page and the API
+SPEC = {
+    "connectionSpecification": {
+        "type": "object",
+        "properties": {
+            "host": {"type": "string"},
+            "steps": {"type": "array"},
+        },
+    }
+}
+
+
+@dataclass
+class Site:
+    server: Server
+    connector: str  # exec: reference of the scripted source
+    tmp: Path
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.server.url, timeout=60)
+
+
+def _script(tmp: Path, name: str, body: str) -> Path:
+    path = tmp / name
+    path.write_text(body)
+    path.chmod(0o755)
+    return path
+
+
+def _serve(tmp_path: Path, spec: dict[str, object]) -> Iterator[Site]:
+    home = tmp_path / "home"
+    home.mkdir()
+    source = TEST_CONNECTORS / "scripted_source.py"
+    script = _script(tmp_path, "scripted-source", f'#!/bin/sh\nexec "{sys.executable}" "{source}" "$@"\n')
+    with running_server(home, env={"SCRIPTED_SPEC_STEPS": json.dumps([{"spec": spec}])}) as server:
+        yield Site(server, f"exec:{script}", tmp_path)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    yield from _serve(tmp_path, SPEC)
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html
+    return found.group(1)
+
+
+def test_live_logs_of_a_quiet_job_left_by_many_reloads_do_not_stop_the_server(site: Site) -> None:
+    with site.client() as client:
+        token = _csrf(client.get("/sources/new", params={"connector": "builtin:source-bench"}).text)
+        # A source whose connection test says one line, then nothing for ten minutes.
+        steps = json.dumps([{"log": "checking"}, {"sleep": 600}])
+        form = {"csrf": token, "connector": site.connector, "name": "quiet", "cfg.steps": steps, "test": "1"}
+        created = client.post("/sources/new", data=form)
+        assert created.status_code == 303, created.text
+        job = created.headers["location"]  # /jobs/N
+
+        def open_then_leave() -> None:
+            # What a reload of the job's page does to its live log: open it, read what is
+            # there, go away while the job is still quiet.
+            with client.stream("GET", f"{job}/log/stream") as stream:
+                for line in stream.iter_lines():
+                    if "checking" in line:
+                        return
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda _: open_then_leave(), range(THREAD_POOL + 5)))
+
+        # The server still answers, pages and API alike (it used to hang until the job spoke).
+        assert client.get("/jobs", timeout=15).status_code == 200
+        assert client.get("/v1/health", timeout=15).status_code == 200
+        page = client.get(job, timeout=15)
+        assert page.status_code == 200 and "checking" in page.text
+        client.post(f"{job}/cancel", data={"csrf": token})
