@@ -94,3 +94,34 @@ def test_live_logs_of_a_quiet_job_left_by_many_reloads_do_not_stop_the_server(si
         page = client.get(job, timeout=15)
         assert page.status_code == 200 and "checking" in page.text
         client.post(f"{job}/cancel", data={"csrf": token})
+
+
+def test_a_page_of_another_site_cannot_make_the_server_run_or_install_a_connector(site: Site) -> None:
+    ran = site.tmp / "ran"
+    source = TEST_CONNECTORS / "scripted_source.py"
+    script = _script(
+        site.tmp, "marking-source", f'#!/bin/sh\ntouch "{ran}"\nexec "{sys.executable}" "{source}" "$@"\n'
+    )
+    reference = f"exec:{script}"
+    # What <img src="http://127.0.0.1:8000/sources/new?connector=..."> on any web page sends
+    # (no cookie needed when the server asks for no login); pypi:ANY-PACKAGE would install it.
+    drive_by = httpx.get(
+        f"{site.server.url}/sources/new",
+        params={"connector": reference},
+        headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "image"},
+        timeout=60,
+    )
+    assert drive_by.status_code == 200
+    assert not ran.exists(), "a GET from another site ran the connector"
+    assert f'value="{reference}"' in drive_by.text  # the reference is offered: Next reads it
+    with site.client() as client:
+        pick = client.get("/sources/new", params={"connector": reference})
+        assert not ran.exists()
+        refused = client.post("/sources/new/connector", data={"connector": reference})  # no token
+        assert refused.status_code == 403 and not ran.exists()
+        form = client.post("/sources/new/connector", data={"csrf": _csrf(pick.text), "connector": reference})
+        assert form.status_code == 200 and ran.exists()
+        assert 'name="cfg.host"' in form.text  # the form made from its spec
+        # A listed connector (built in) still opens its form from a link.
+        listed = client.get("/sources/new", params={"connector": "builtin:source-bench"})
+        assert 'name="cfg.count"' in listed.text
