@@ -125,3 +125,64 @@ def test_a_page_of_another_site_cannot_make_the_server_run_or_install_a_connecto
         # A listed connector (built in) still opens its form from a link.
         listed = client.get("/sources/new", params={"connector": "builtin:source-bench"})
         assert 'name="cfg.count"' in listed.text
+
+
+KEY = "\n".join(
+    [
+        "-----BEGIN OPENSSH PRIVATE KEY-----",
+        "b3BlbnNzaC1rZXktdjEAAAAA",
+        "QyNTUxOQAAACD3x9e0",
+        "-----END OPENSSH PRIVATE KEY-----",
+    ]
+)
+TOKENS = ["tok-alpha-4f1c9e", "tok-beta-77d0aa"]
+SECRET_SPEC = {
+    "connectionSpecification": {
+        "type": "object",
+        "required": ["host"],
+        "properties": {
+            "host": {"type": "string"},
+            "ssh_key": {"type": "string", "airbyte_secret": True, "multiline": True},
+            "tokens": {"type": "array", "items": {"type": "string"}, "airbyte_secret": True},
+        },
+    }
+}
+
+
+@pytest.fixture
+def secret_site(tmp_path: Path) -> Iterator[Site]:
+    yield from _serve(tmp_path, SECRET_SPEC)
+
+
+def test_a_pasted_private_key_keeps_its_lines_and_a_secret_list_survives_an_edit(secret_site: Site) -> None:
+    from ferryman.store import open_store
+    from tests.e2e.web_browser import browser, new_page
+
+    site = secret_site
+    store = open_store(f"sqlite:///{site.server.home / 'ferryman.db'}")
+    with browser() as chromium:
+        page = new_page(chromium, site.server.url)
+        page.goto("/sources/new")
+        page.fill("#reference", site.connector)
+        page.click("button:has-text('Next') >> nth=1")
+        page.fill("#name", "tunnelled")
+        page.fill("[name='cfg.host']", "db1")
+        page.fill("[name='cfg.ssh_key']", KEY)  # pasted as it is, over four lines
+        page.fill("[name='cfg.tokens']", "\n".join(TOKENS))
+        page.click("button:has-text('Save') >> nth=1")
+        page.wait_for_selector("h1:has-text('tunnelled')")
+        config = store.get_actor("source", "tunnelled").config
+        assert config == {"host": "db1", "ssh_key": KEY, "tokens": TOKENS}
+
+        # Edit the host only: the secrets are neither shown nor lost.
+        page.click("a:has-text('Edit')")
+        edit = page.content()
+        assert "**********" not in edit and TOKENS[0] not in edit and "BEGIN OPENSSH" not in edit
+        page.fill("[name='cfg.host']", "db2")
+        page.click("button:has-text('Save') >> nth=1")
+        page.wait_for_selector("h1:has-text('tunnelled')")
+        assert store.get_actor("source", "tunnelled").config == {
+            "host": "db2",
+            "ssh_key": KEY,
+            "tokens": TOKENS,
+        }
