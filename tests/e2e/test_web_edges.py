@@ -186,3 +186,25 @@ def test_a_pasted_private_key_keeps_its_lines_and_a_secret_list_survives_an_edit
             "ssh_key": KEY,
             "tokens": TOKENS,
         }
+
+
+def test_a_job_page_of_a_50_mb_log_of_long_lines_holds_its_tail_not_the_log(site: Site) -> None:
+    from ferryman.store import open_store
+    from tests.e2e.test_cli_jobs import wait_for
+
+    store = open_store(f"sqlite:///{site.server.home / 'ferryman.db'}")
+    with site.client() as client:
+        token = _csrf(client.get("/sources/new", params={"connector": "builtin:source-bench"}).text)
+        # 850 lines of 60 kB on stderr (each line is logged whole up to 64 kB): ~51 MB.
+        steps = json.dumps([{"stderr": "x" * 60_000, "repeat": 850}, {"log": "last words"}])
+        form = {"csrf": token, "connector": site.connector, "name": "chatty", "cfg.steps": steps, "test": "1"}
+        job = client.post("/sources/new", data=form).headers["location"]
+        job_id = int(job.rsplit("/", 1)[1])
+        wait_for(lambda: store.get_job(job_id).status.terminal, "the connection test to end")
+        log = Path(store.list_attempts(job_id)[-1].log_path)
+        assert log.stat().st_size > 50_000_000
+        page = client.get(job)
+        assert page.status_code == 200 and "last words" in page.text
+        assert len(page.content) < 2_000_000  # it was the whole 51 MB, after half a minute
+        download = client.get(f"{job}/attempts/0/log")
+        assert len(download.content) >= log.stat().st_size  # the whole log is in the download

@@ -24,6 +24,7 @@ from ferryman.web.schedule import describe, next_run
 REPLICATION = (JobType.SYNC, JobType.RESET)
 LIVE = (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.INCOMPLETE)
 LOG_TAIL_LINES = 1000  # of a log shown in the page; the rest is in the download
+LOG_TAIL_BYTES = 1 << 20  # and no more than this of it: a line may be 64 kB long
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,7 @@ def job_view(service: JobService, job_id: int) -> JobView:
         for a in attempts
     ]
     if views:
-        lines, offset = tail_lines(Path(attempts[-1].log_path), LOG_TAIL_LINES)
+        lines, offset = tail_lines(Path(attempts[-1].log_path), LOG_TAIL_LINES, LOG_TAIL_BYTES)
         views[-1].log_lines = [mask_text(line, secrets) for line in lines]
         views[-1].log_offset = offset
     connection = None
