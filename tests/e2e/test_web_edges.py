@@ -208,3 +208,21 @@ def test_a_job_page_of_a_50_mb_log_of_long_lines_holds_its_tail_not_the_log(site
         assert len(page.content) < 2_000_000  # it was the whole 51 MB, after half a minute
         download = client.get(f"{job}/attempts/0/log")
         assert len(download.content) >= log.stat().st_size  # the whole log is in the download
+
+
+def test_the_list_of_a_thousand_sources_each_in_a_connection_opens_at_once(site: Site) -> None:
+    from ferryman.store import open_store
+
+    store = open_store(f"sqlite:///{site.server.home / 'ferryman.db'}")
+    # Seeded through the store: a thousand sources made through the form would take minutes.
+    sink = store.create_actor("destination", "sink", "builtin:destination-devnull", {})
+    for i in range(1000):
+        source = store.create_actor("source", f"source {i:04d}", site.connector, {"host": f"h{i}"})
+        store.create_connection(f"connection {i:04d}", source.id, sink.id, {"streams": []})
+    with site.client() as client:
+        page = client.get("/sources", timeout=10)  # it took a minute: a read of every connection per source
+        assert page.status_code == 200
+        counts = re.findall(r'<td class="num">(\d+)</td>', page.text)
+        assert counts == ["1"] * 1000  # each source is in one connection
+        sinks = client.get("/destinations", timeout=10)
+        assert re.findall(r'<td class="num">(\d+)</td>', sinks.text) == ["1000"]

@@ -33,7 +33,7 @@ def actors_page(request: Request, _: SessionDep) -> Response:
     web = web_of(request)
     kind = _kind(plural)
     actors = web.service.store.list_actors(kind)
-    used = {a.id: len(pages.actor_connections(web.service, a)) for a in actors}
+    used = pages.connection_counts(web.service, kind)
     return render(request, "actors.html", kind=kind, plural=plural, actors=actors, used=used)
 
 
