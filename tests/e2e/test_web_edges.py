@@ -226,3 +226,28 @@ def test_the_list_of_a_thousand_sources_each_in_a_connection_opens_at_once(site:
         assert counts == ["1"] * 1000  # each source is in one connection
         sinks = client.get("/destinations", timeout=10)
         assert re.findall(r'<td class="num">(\d+)</td>', sinks.text) == ["1000"]
+
+
+def test_a_job_page_left_open_does_not_keep_the_server_from_stopping(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    home = tmp_path / "home"
+    home.mkdir()
+    # No engine here: the connection test below stays pending for as long as the server runs.
+    with (
+        running_server(home, "--no-engine") as server,
+        httpx.Client(base_url=server.url, timeout=60) as client,
+    ):
+        token = _csrf(client.get("/sources/new", params={"connector": "builtin:source-bench"}).text)
+        form = {"csrf": token, "connector": "builtin:destination-devnull", "name": "sink", "test": "1"}
+        job = client.post("/destinations/new", data=form).headers["location"]
+        with client.stream("GET", f"{job}/log/stream") as stream:  # the open job page's live log
+            assert stream.status_code == 200
+            server.process.send_signal(signal.SIGTERM)
+            try:
+                code = server.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                raise AssertionError("the server did not stop while a job page was open") from None
+        assert code == 0

@@ -157,6 +157,9 @@ def _serve(
             extend(app, service, required)
         config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning")
         web = uvicorn.Server(config)
+        # Streams that last as long as a job (the web UI's live log) end when this turns true:
+        # a stop "finishes the requests in flight", and a job may stay pending for ever.
+        app.state.stopping = lambda: web.should_exit
         where = f"http://{host}:{port}"
         _say(f"ferryman server listening on {where} (public API {where}/v1 and {where}/api/public/v1)")
         if APP_EXTENSIONS:

@@ -3,6 +3,7 @@ and the log's download. Every log line is masked with the job's secret values on
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -72,8 +73,9 @@ def log_stream(
     web = web_of(request)
     job = web.service.store.get_job(job_id)
     secrets = web.service.job_secrets(job)
+    stopping = getattr(request.app.state, "stopping", None) or (lambda: False)
     response = StreamingResponse(
-        _events(web, job, attempt, offset, after, secrets),
+        _events(web, job, attempt, offset, after, secrets, stopping),
         media_type="text/event-stream",
         headers={"X-Accel-Buffering": "no"},
     )
@@ -85,9 +87,23 @@ def log_stream(
 # it waits for a quiet job, and keep it after the browser has gone (a thread cannot be
 # cancelled): some forty reloads of a quiet job's page used up the thread pool that every page
 # and the whole API share, and the server stopped answering until the job spoke again.
+# Each wait also ends the stream when the server stops: a stop finishes the requests in flight
+# first, and a job may stay pending for ever (the browser's EventSource tries again later).
 
 
-async def _wait_attempt(web: Web, job: Job, number: int | None, after: int) -> Attempt | Job:
+class _ServerStopping(Exception):
+    pass
+
+
+async def _pause(web: Web, stopping: Callable[[], bool]) -> None:
+    if stopping():
+        raise _ServerStopping()
+    await anyio.sleep(web.poll_s)
+
+
+async def _wait_attempt(
+    web: Web, job: Job, number: int | None, after: int, stopping: Callable[[], bool]
+) -> Attempt | Job:
     """The attempt to follow once it exists, or the job if it ends without it."""
     while True:
         for found in await to_thread.run_sync(web.service.store.list_attempts, job.id):
@@ -96,13 +112,33 @@ async def _wait_attempt(web: Web, job: Job, number: int | None, after: int) -> A
         job = await to_thread.run_sync(web.service.store.get_job, job.id)
         if job.status.terminal or number is not None:
             return job
-        await anyio.sleep(web.poll_s)
+        await _pause(web, stopping)
 
 
 async def _events(
-    web: Web, job: Job, number: int | None, offset: int, after: int, secrets: list[str]
+    web: Web,
+    job: Job,
+    number: int | None,
+    offset: int,
+    after: int,
+    secrets: list[str],
+    stopping: Callable[[], bool],
 ) -> AsyncIterator[str]:
-    found = await _wait_attempt(web, job, number, after)
+    with contextlib.suppress(_ServerStopping):
+        async for event in _job_events(web, job, number, offset, after, secrets, stopping):
+            yield event
+
+
+async def _job_events(
+    web: Web,
+    job: Job,
+    number: int | None,
+    offset: int,
+    after: int,
+    secrets: list[str],
+    stopping: Callable[[], bool],
+) -> AsyncIterator[str]:
+    found = await _wait_attempt(web, job, number, after, stopping)
     if isinstance(found, Job):
         yield _event("end", json.dumps({"status": found.status.value}))
         return
@@ -117,17 +153,19 @@ async def _events(
     path = Path(attempt.log_path)
     latest = await to_thread.run_sync(status)
     while not await to_thread.run_sync(path.exists) and not latest.status.terminal:
-        await anyio.sleep(web.poll_s)
+        await _pause(web, stopping)
         latest = await to_thread.run_sync(status)
     if await to_thread.run_sync(path.exists):
         start = offset if number is not None else 0
-        async for line in _follow(path, start, status, web.poll_s):
+        async for line in _follow(path, start, status, web, stopping):
             yield _event("line", mask_text(line, secrets))
         latest = await to_thread.run_sync(status)
     yield _event("end", json.dumps({"attempt": attempt.number, "status": latest.status.value}))
 
 
-async def _follow(path: Path, start: int, status: Callable[[], Attempt], poll_s: float) -> AsyncIterator[str]:
+async def _follow(
+    path: Path, start: int, status: Callable[[], Attempt], web: Web, stopping: Callable[[], bool]
+) -> AsyncIterator[str]:
     """The lines of a growing log from byte ``start``, until the attempt has ended and nothing
     more arrives (as :func:`ferryman.service.follow`, without holding a thread while it waits)."""
     handle = await to_thread.run_sync(_open_binary, path)
@@ -137,6 +175,8 @@ async def _follow(path: Path, start: int, status: Callable[[], Attempt], poll_s:
         while True:
             chunk = await to_thread.run_sync(handle.read, READ_BYTES)
             if chunk:
+                if stopping():  # a chatty job too
+                    raise _ServerStopping()
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
@@ -146,7 +186,7 @@ async def _follow(path: Path, start: int, status: Callable[[], Attempt], poll_s:
             else:
                 ended = (await to_thread.run_sync(status)).status.terminal
                 if not ended:
-                    await anyio.sleep(poll_s)
+                    await _pause(web, stopping)
     finally:
         handle.close()
 
