@@ -251,3 +251,40 @@ def test_a_job_page_left_open_does_not_keep_the_server_from_stopping(tmp_path: P
                 server.process.kill()
                 raise AssertionError("the server did not stop while a job page was open") from None
         assert code == 0
+
+
+WHERE_JS = """([cell, name]) => {
+    // The left edge, on screen, of the text ``name`` inside ``cell`` (whatever elements hold it).
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        const at = node.data.indexOf(name);
+        if (at < 0) continue;
+        const range = document.createRange();
+        range.setStart(node, at);
+        range.setEnd(node, at + name.length);
+        return range.getBoundingClientRect().left;
+    }
+    return null;
+}"""
+
+
+def test_right_to_left_names_read_source_then_destination(site: Site) -> None:
+    from ferryman.store import open_store
+    from tests.e2e.web_browser import browser, new_page
+
+    store = open_store(f"sqlite:///{site.server.home / 'ferryman.db'}")
+    source = store.create_actor("source", "מקור", site.connector, {})  # Hebrew: "source"
+    sink = store.create_actor("destination", "יעד", "builtin:destination-devnull", {})  # "target"
+    store.create_connection("גיבוי", source.id, sink.id, {"streams": []})
+    with browser() as chromium:
+        page = new_page(chromium, site.server.url)
+        for path in ("/", "/connections/1"):
+            page.goto(path)
+            cell = page.locator("td:has-text('→'), .sub:has-text('→')").first.element_handle()
+            source_x = page.evaluate(WHERE_JS, [cell, "מקור"])
+            sink_x = page.evaluate(WHERE_JS, [cell, "יעד"])
+            # The page reads left to right: the source, the arrow, then the destination. Two
+            # right-to-left names around an arrow used to swap places, the arrow still pointing
+            # right: the connection read as going from its destination to its source.
+            assert source_x is not None and sink_x is not None
+            assert source_x < sink_x, path
