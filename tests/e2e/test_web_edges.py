@@ -288,3 +288,22 @@ def test_right_to_left_names_read_source_then_destination(site: Site) -> None:
             # right: the connection read as going from its destination to its source.
             assert source_x is not None and sink_x is not None
             assert source_x < sink_x, path
+
+
+def test_without_auth_a_request_for_another_host_name_is_refused(site: Site) -> None:
+    # A page of rebound.example whose DNS now says 127.0.0.1: to the browser, this server is
+    # that site, so the page could read the forms (and their CSRF tokens) and post them back.
+    port = site.server.url.rsplit(":", 1)[1]
+    rebound = {"Host": f"rebound.example:{port}", "Origin": f"http://rebound.example:{port}"}
+    with site.client() as client:
+        page = client.get("/sources/new", params={"connector": "builtin:source-bench"}, headers=rebound)
+        assert page.status_code == 421 and "csrf" not in page.text
+        assert "http://127.0.0.1:" in page.text  # says where to go instead
+        assert client.get("/v1/sources", headers=rebound).status_code == 421
+        token = _csrf(client.get("/sources/new", params={"connector": "builtin:source-bench"}).text)
+        form = {"csrf": token, "connector": "builtin:destination-devnull", "name": "planted"}
+        assert client.post("/destinations/new", data=form, headers=rebound).status_code == 421
+        assert "planted" not in client.get("/destinations").text
+        # The names of this machine are served as before.
+        for name in ("localhost", "127.0.0.1", "app.localhost"):
+            assert client.get("/", headers={"Host": f"{name}:{port}"}).status_code == 200, name

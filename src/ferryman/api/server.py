@@ -155,6 +155,10 @@ def _serve(
         app = create_app(ApiContext(service), required, options)
         for extend in APP_EXTENSIONS:
             extend(app, service, required)
+        if not required:
+            from ferryman.api.hosts import LoopbackHostsOnly
+
+            app.add_middleware(LoopbackHostsOnly, port=port)
         config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning")
         web = uvicorn.Server(config)
         # Streams that last as long as a job (the web UI's live log) end when this turns true:
