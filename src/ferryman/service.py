@@ -480,24 +480,37 @@ class JobService:
                 )
 
 
-def tail_lines(path: Path, count: int) -> tuple[list[str], int]:
+def tail_lines(path: Path, count: int, max_bytes: int | None = None) -> tuple[list[str], int]:
     """The last ``count`` complete lines of a file, read from its end (fast on multi-GB logs),
-    and the offset just after them, where :func:`follow` picks up without a gap or a repeat."""
+    and the offset just after them, where :func:`follow` picks up without a gap or a repeat.
+    With ``max_bytes``, no more than that is read: lines of 64 kB each, a thousand of them are
+    64 MB. The first line then starts where the read did (cut, it begins with ``…``)."""
     if not path.exists():
         return [], 0
     with path.open("rb") as handle:
         handle.seek(0, 2)
         end = handle.tell()
+        floor = 0 if max_bytes is None else max(0, end - max_bytes)
         block, data, start = 1 << 16, b"", end
-        while start > 0 and data.count(b"\n") <= count:
-            step = max(0, start - block)
+        while start > floor and data.count(b"\n") <= count:
+            step = max(floor, start - block)
             handle.seek(step)
             data = handle.read(start - step) + data
             start = step
+        cut = start > 0 and data.count(b"\n") <= count
+        if cut:
+            handle.seek(start - 1)
+            cut = handle.read(1) != b"\n"  # the read began inside a line
     complete = data[: data.rfind(b"\n") + 1]  # a line still being written is for follow()
     offset = start + len(complete)
-    lines = complete.splitlines()[-count:] if count > 0 else []
-    return [line.decode("utf-8", errors="replace") for line in lines], offset
+    lines = (
+        [line.decode("utf-8", errors="replace") for line in complete.splitlines()[-count:]]
+        if count > 0
+        else []
+    )
+    if cut and lines and len(complete.splitlines()) <= count:
+        lines[0] = "…" + lines[0]
+    return lines, offset
 
 
 def follow(path: Path, stop: Any, start: int | None = None, poll_s: float = 0.25) -> Iterator[str]:

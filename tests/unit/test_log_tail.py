@@ -27,3 +27,15 @@ def test_follow_picks_up_where_tail_stopped(tmp_path: Path) -> None:
 
 def test_tail_of_a_missing_log_is_empty(tmp_path: Path) -> None:
     assert tail_lines(tmp_path / "nope.log", 5) == ([], 0)
+
+
+def test_a_tail_of_long_lines_stops_at_its_byte_budget_and_marks_the_cut_line(tmp_path: Path) -> None:
+    log = tmp_path / "logs.log"
+    log.write_bytes(b"".join(b"%04d " % i + b"x" * 60_000 + b"\n" for i in range(850)))  # ~51 MB
+    lines, offset = tail_lines(log, 1000, max_bytes=1 << 20)
+    assert sum(len(line) for line in lines) <= 1 << 20
+    assert lines[-1].startswith("0849 ") and lines[0].startswith("…x")  # the first one is cut
+    assert offset == log.stat().st_size
+    short = tmp_path / "short.log"
+    short.write_bytes(b"a\nb\nc\n")
+    assert tail_lines(short, 1000, max_bytes=4) == (["b", "c"], 6)  # begins on a line: no mark

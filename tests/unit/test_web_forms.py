@@ -168,3 +168,23 @@ def test_no_stored_secret_no_mask_an_empty_optional_secret_stays_out() -> None:
     shown = forms.fill(root, {})
     config, errors = forms.read(root, forms.keep_secrets(root, {}, shown))
     assert (config, errors) == ({}, [])
+
+
+def test_a_secret_list_or_key_file_is_never_filled_in_and_an_edit_that_leaves_it_empty_keeps_it() -> None:
+    spec = {
+        "type": "object",
+        "properties": {
+            "keys": {"type": "array", "items": {"type": "string"}, "airbyte_secret": True},
+            "key_file": {"type": "string", "airbyte_secret": True, "multiline": True},
+        },
+    }
+    root = forms.build(spec)
+    assert sorted(forms.secret_inputs(root)) == ["cfg.key_file", "cfg.keys"]
+    assert [child.widget for child in root.children] == ["lines", "textarea"]  # keeps its newlines
+    shown = forms.fill(root, {"keys": "**********", "key_file": "**********"})  # the masked config
+    assert all(child.initial(shown) == "" for child in root.children)
+    config, errors = forms.read(root, forms.keep_secrets(root, {"cfg.keys": "", "cfg.key_file": ""}, shown))
+    assert (config, errors) == ({"keys": "**********", "key_file": "**********"}, [])  # the service restores
+    typed = {"cfg.keys": "k1\r\nk2\r\n", "cfg.key_file": "-----BEGIN-----\r\nAAAA\r\n-----END-----"}
+    config, _ = forms.read(root, forms.keep_secrets(root, typed, shown))
+    assert config == {"keys": ["k1", "k2"], "key_file": "-----BEGIN-----\nAAAA\n-----END-----"}

@@ -155,8 +155,15 @@ def _serve(
         app = create_app(ApiContext(service), required, options)
         for extend in APP_EXTENSIONS:
             extend(app, service, required)
+        if not required:
+            from ferryman.api.hosts import LoopbackHostsOnly
+
+            app.add_middleware(LoopbackHostsOnly, port=port)
         config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning")
         web = uvicorn.Server(config)
+        # Streams that last as long as a job (the web UI's live log) end when this turns true:
+        # a stop "finishes the requests in flight", and a job may stay pending for ever.
+        app.state.stopping = lambda: web.should_exit
         where = f"http://{host}:{port}"
         _say(f"ferryman server listening on {where} (public API {where}/v1 and {where}/api/public/v1)")
         if APP_EXTENSIONS:

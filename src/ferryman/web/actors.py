@@ -33,18 +33,38 @@ def actors_page(request: Request, _: SessionDep) -> Response:
     web = web_of(request)
     kind = _kind(plural)
     actors = web.service.store.list_actors(kind)
-    used = {a.id: len(pages.actor_connections(web.service, a)) for a in actors}
+    used = pages.connection_counts(web.service, kind)
     return render(request, "actors.html", kind=kind, plural=plural, actors=actors, used=used)
 
 
 def new_actor_page(request: Request, _: SessionDep, connector: str = "") -> Response:
+    """The form of a listed connector (built in, or added as a definition); any other reference
+    only fills in the pick page. Reading a spec runs the connector, and may install it first: a
+    GET, which another site's page can make (an image is enough), must not run a program or
+    install a package of its choosing. Typed references are read by the POST below."""
     plural = _plural(request)
     kind = _kind(plural)
     web = web_of(request)
-    if not connector:
-        definitions = web.service.store.list_definitions(kind)
-        return render(request, "actor_pick.html", kind=kind, plural=plural, definitions=definitions, error="")
-    return _form(request, kind, plural, connector, None, "")
+    definitions = web.service.store.list_definitions(kind)
+    if connector and connector.strip() in {d.connector for d in definitions}:
+        return _form(request, kind, plural, connector.strip(), None, "")
+    return _pick(request, kind, plural, connector.strip())
+
+
+def _pick(
+    request: Request, kind: str, plural: str, reference: str = "", error: str = "", status: int = 200
+) -> Response:
+    definitions = web_of(request).service.store.list_definitions(kind)
+    return render(
+        request, "actor_pick.html", status, kind=kind, plural=plural, definitions=definitions,
+        reference=reference, error=error,
+    )  # fmt: skip
+
+
+def pick_connector(request: Request, form: Posted) -> Response:
+    """The form of a typed connector reference (installing the connector first if need be)."""
+    plural = _plural(request)
+    return _form(request, _kind(plural), plural, form.get("connector", "").strip(), None, "")
 
 
 def _form(
@@ -60,11 +80,7 @@ def _form(
     try:
         spec = web.service.fetch_spec(connector)
     except (FerrymanError, ValueError) as exc:
-        definitions = web.service.store.list_definitions(kind)
-        return render(
-            request, "actor_pick.html", 422, kind=kind, plural=plural, definitions=definitions,
-            error=_line(exc),
-        )  # fmt: skip
+        return _pick(request, kind, plural, connector, _line(exc), 422)
     root = forms.build(pages.spec_schema(spec))
     secret_names = set(forms.secret_inputs(root))
     shown = None if posted is None else {k: v for k, v in posted.items() if k not in secret_names}
@@ -236,6 +252,9 @@ for _plural_name in KINDS:
     router.add_api_route(_base, actors_page, methods=["GET"], response_class=HTMLResponse)
     router.add_api_route(_base + "/new", new_actor_page, methods=["GET"], response_class=HTMLResponse)
     router.add_api_route(_base + "/new", create_actor, methods=["POST"], response_class=HTMLResponse)
+    router.add_api_route(
+        _base + "/new/connector", pick_connector, methods=["POST"], response_class=HTMLResponse
+    )
     router.add_api_route(_base + "/{actor_id}", actor_page, methods=["GET"], response_class=HTMLResponse)
     router.add_api_route(_base + "/{actor_id}/check", check_actor, methods=["POST"])
     router.add_api_route(

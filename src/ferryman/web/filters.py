@@ -1,5 +1,5 @@
 """Template filters: times (as ``<time>`` elements the page's script shows in the browser's time
-zone), durations, byte sizes and counts."""
+zone), durations, byte sizes, counts, and names set apart from the text around them."""
 
 from __future__ import annotations
 
@@ -57,5 +57,13 @@ def status(value: object) -> Markup:
     return Markup('<span class="badge badge-{}">{}</span>').format(escape(text), text)
 
 
+def isolated(value: object) -> Markup:
+    """A name people typed, in ``<bdi>``: a right-to-left name (or one holding a direction
+    override) takes the text around it along (``שלום → עולם`` read as going the other way)."""
+    return Markup("<bdi>{}</bdi>").format(value)
+
+
 def install(env: jinja2.Environment) -> None:
-    env.filters.update(moment=moment, duration=duration, size=size, number=number, status=status)
+    env.filters.update(
+        moment=moment, duration=duration, size=size, number=number, status=status, isolated=isolated
+    )

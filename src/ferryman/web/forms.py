@@ -37,10 +37,11 @@ class Field:
     children: list[Field] = field(default_factory=list)  # object's fields, or oneOf's options
     in_choice: bool = False  # inside a oneOf option: the browser must not require it
     number: str = ""  # a password input for a secret number: "integer" or "number"
+    secret: bool = False  # airbyte_secret: never filled in (a password input, or a textarea)
 
     def initial(self, posted: Mapping[str, str] | None) -> str:
         """The text the input shows: what was posted (never a secret), else the default."""
-        if self.widget == "password":
+        if self.secret:
             return ""
         if posted is not None:
             return posted.get(self.name, "")
@@ -116,7 +117,7 @@ def _build(schema: Mapping[str, Any], name: str, key: str, required: bool, in_ch
     if kind == "object":
         properties = schema.get("properties")
         if not isinstance(properties, Mapping) or not properties:
-            return Field(widget="json", **common)
+            return Field(widget="json", secret=bool(schema.get("airbyte_secret")), **common)
         needed = set(schema.get("required") or [])
         children = [
             _build(sub, f"{name}.{sub_key}", sub_key, sub_key in needed, in_choice)
@@ -124,17 +125,23 @@ def _build(schema: Mapping[str, Any], name: str, key: str, required: bool, in_ch
             if not sub.get("airbyte_hidden")
         ]
         return Field(widget="object", children=children, **common)
+    secret = bool(schema.get("airbyte_secret"))
     if kind == "array":
+        # A secret list (of keys, say) is a textarea never filled in: filled with its mask, it
+        # was read back as a list holding the mask, and every save of the form was refused.
         items = schema.get("items")
         simple = isinstance(items, Mapping) and _type(items) == "string" and "properties" not in items
-        return Field(widget="lines" if simple else "json", **common)
+        return Field(widget="lines" if simple else "json", secret=secret, **common)
     if kind == "boolean":
         return Field(widget="checkbox", **common)
-    if schema.get("airbyte_secret"):
+    if secret and schema.get("multiline"):
+        # A private key or a JSON key file: a password input drops the newlines pasted into it.
+        return Field(widget="textarea", secret=True, **common)
+    if secret:
         # A secret number too: a number input would show the stored value (masked, which the
         # browser then drops, and the save with it) and echo a typed one on an error.
         number = kind if kind in ("integer", "number") else ""
-        return Field(widget="password", number=number, **common)
+        return Field(widget="password", number=number, secret=True, **common)
     if kind in ("integer", "number"):
         return Field(widget=kind, **common)
     return Field(widget="textarea" if schema.get("multiline") else "text", **common)
@@ -201,7 +208,9 @@ def _read(node: Field, posted: Mapping[str, str], errors: FormErrors, path: str)
 
 
 def _convert(node: Field, text: str, errors: FormErrors, label: str) -> Any:
-    if node.widget == "password" and node.number and text != MASK:
+    if node.secret and text == MASK:
+        return MASK  # an edit keeps the stored secret (see keep_secrets)
+    if node.widget == "password" and node.number:
         return _secret_number(node.number, text.strip(), errors, label)
     if node.widget == "select":
         for option in node.options:
@@ -224,6 +233,8 @@ def _convert(node: Field, text: str, errors: FormErrors, label: str) -> Any:
         return int(number) if number.is_integer() and "." not in text else number
     if node.widget == "lines":
         return [line.strip() for line in text.splitlines() if line.strip()]
+    if node.widget == "textarea":
+        return text.replace("\r\n", "\n")  # a browser sends a textarea's lines ended by CRLF
     if node.widget == "json":
         try:
             return json.loads(text)
@@ -310,8 +321,8 @@ def keep_unshown(root: Field, config: dict[str, Any], stored: Mapping[str, Any])
 
 
 def secret_inputs(root: Field) -> list[str]:
-    """The names of the password inputs: what must never be echoed back to the browser."""
-    found = [root.name] if root.widget == "password" else []
+    """The names of the secret inputs: what must never be echoed back to the browser."""
+    found = [root.name] if root.secret else []
     for child in root.children:
         found += secret_inputs(child)
     return found

@@ -3,17 +3,18 @@ and the log's download. Every log line is masked with the job's secret values on
 
 from __future__ import annotations
 
+import contextlib
 import json
-import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
+import anyio
+from anyio import to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from ferryman.secrets import mask_text
-from ferryman.service import follow
 from ferryman.store.base import Attempt, Job, NotFound
 from ferryman.store.rows import MAX_ID
 from ferryman.web import pages
@@ -21,6 +22,7 @@ from ferryman.web.app import Posted, SessionDep, Web, finish, redirect, render, 
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
+READ_BYTES = 1 << 20  # of a log, per read while following it
 
 
 @router.get("/jobs", response_class=HTMLResponse)
@@ -71,50 +73,126 @@ def log_stream(
     web = web_of(request)
     job = web.service.store.get_job(job_id)
     secrets = web.service.job_secrets(job)
+    stopping = getattr(request.app.state, "stopping", None) or (lambda: False)
     response = StreamingResponse(
-        _events(web, job, attempt, offset, after, secrets),
+        _events(web, job, attempt, offset, after, secrets, stopping),
         media_type="text/event-stream",
         headers={"X-Accel-Buffering": "no"},
     )
     return finish(request, response)
 
 
-def _wait_attempt(web: Web, job: Job, number: int | None, after: int) -> Attempt | Job:
+# The stream is an async generator that waits with ``anyio.sleep`` and runs each store read or
+# file read (all short) in a worker thread. A sync generator would sit in a worker thread while
+# it waits for a quiet job, and keep it after the browser has gone (a thread cannot be
+# cancelled): some forty reloads of a quiet job's page used up the thread pool that every page
+# and the whole API share, and the server stopped answering until the job spoke again.
+# Each wait also ends the stream when the server stops: a stop finishes the requests in flight
+# first, and a job may stay pending for ever (the browser's EventSource tries again later).
+
+
+class _ServerStopping(Exception):
+    pass
+
+
+async def _pause(web: Web, stopping: Callable[[], bool]) -> None:
+    if stopping():
+        raise _ServerStopping()
+    await anyio.sleep(web.poll_s)
+
+
+async def _wait_attempt(
+    web: Web, job: Job, number: int | None, after: int, stopping: Callable[[], bool]
+) -> Attempt | Job:
     """The attempt to follow once it exists, or the job if it ends without it."""
     while True:
-        for found in web.service.store.list_attempts(job.id):
+        for found in await to_thread.run_sync(web.service.store.list_attempts, job.id):
             if found.number == number or (number is None and found.number >= after):
                 return found
-        job = web.service.store.get_job(job.id)
+        job = await to_thread.run_sync(web.service.store.get_job, job.id)
         if job.status.terminal or number is not None:
             return job
-        time.sleep(web.poll_s)
+        await _pause(web, stopping)
 
 
-def _events(
-    web: Web, job: Job, number: int | None, offset: int, after: int, secrets: list[str]
-) -> Iterator[str]:
-    found = _wait_attempt(web, job, number, after)
+async def _events(
+    web: Web,
+    job: Job,
+    number: int | None,
+    offset: int,
+    after: int,
+    secrets: list[str],
+    stopping: Callable[[], bool],
+) -> AsyncIterator[str]:
+    with contextlib.suppress(_ServerStopping):
+        async for event in _job_events(web, job, number, offset, after, secrets, stopping):
+            yield event
+
+
+async def _job_events(
+    web: Web,
+    job: Job,
+    number: int | None,
+    offset: int,
+    after: int,
+    secrets: list[str],
+    stopping: Callable[[], bool],
+) -> AsyncIterator[str]:
+    found = await _wait_attempt(web, job, number, after, stopping)
     if isinstance(found, Job):
         yield _event("end", json.dumps({"status": found.status.value}))
         return
     attempt = found
-    latest = {"attempt": attempt}
 
-    def ended() -> bool:
+    def status() -> Attempt:
         for current in web.service.store.list_attempts(attempt.job_id):
             if current.id == attempt.id:
-                latest["attempt"] = current
-        return latest["attempt"].status.terminal
+                return current
+        return attempt
 
     path = Path(attempt.log_path)
-    while not path.exists() and not ended():
-        time.sleep(web.poll_s)
-    if path.exists():
+    latest = await to_thread.run_sync(status)
+    while not await to_thread.run_sync(path.exists) and not latest.status.terminal:
+        await _pause(web, stopping)
+        latest = await to_thread.run_sync(status)
+    if await to_thread.run_sync(path.exists):
         start = offset if number is not None else 0
-        for line in follow(path, ended, start=start, poll_s=web.poll_s):
+        async for line in _follow(path, start, status, web, stopping):
             yield _event("line", mask_text(line, secrets))
-    yield _event("end", json.dumps({"attempt": attempt.number, "status": latest["attempt"].status.value}))
+        latest = await to_thread.run_sync(status)
+    yield _event("end", json.dumps({"attempt": attempt.number, "status": latest.status.value}))
+
+
+async def _follow(
+    path: Path, start: int, status: Callable[[], Attempt], web: Web, stopping: Callable[[], bool]
+) -> AsyncIterator[str]:
+    """The lines of a growing log from byte ``start``, until the attempt has ended and nothing
+    more arrives (as :func:`ferryman.service.follow`, without holding a thread while it waits)."""
+    handle = await to_thread.run_sync(_open_binary, path)
+    try:
+        await to_thread.run_sync(handle.seek, start)
+        pending, ended = b"", False
+        while True:
+            chunk = await to_thread.run_sync(handle.read, READ_BYTES)
+            if chunk:
+                if stopping():  # a chatty job too
+                    raise _ServerStopping()
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line.decode("utf-8", errors="replace")
+            elif ended:
+                return  # read once more after the attempt ended: its last lines are in
+            else:
+                ended = (await to_thread.run_sync(status)).status.terminal
+                if not ended:
+                    await _pause(web, stopping)
+    finally:
+        handle.close()
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    return path.open("rb")
 
 
 def _event(name: str, data: str) -> str:

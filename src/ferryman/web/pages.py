@@ -5,6 +5,7 @@ outputs, state and log lines by the secret values of the job or connection they 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from ferryman.web.schedule import describe, next_run
 REPLICATION = (JobType.SYNC, JobType.RESET)
 LIVE = (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.INCOMPLETE)
 LOG_TAIL_LINES = 1000  # of a log shown in the page; the rest is in the download
+LOG_TAIL_BYTES = 1 << 20  # and no more than this of it: a line may be 64 kB long
 
 
 @dataclass(frozen=True)
@@ -240,7 +242,7 @@ def job_view(service: JobService, job_id: int) -> JobView:
         for a in attempts
     ]
     if views:
-        lines, offset = tail_lines(Path(attempts[-1].log_path), LOG_TAIL_LINES)
+        lines, offset = tail_lines(Path(attempts[-1].log_path), LOG_TAIL_LINES, LOG_TAIL_BYTES)
         views[-1].log_lines = [mask_text(line, secrets) for line in lines]
         views[-1].log_offset = offset
     connection = None
@@ -306,6 +308,13 @@ def live_job(service: JobService, conn: Connection) -> Job | None:
         if found:
             return found[0]
     return None
+
+
+def connection_counts(service: JobService, kind: str) -> Counter[int]:
+    """How many connections each source (or destination) is in, from one read of them all (one
+    read per actor made the list of 1,000 sources take a minute)."""
+    column = "source_id" if kind == SOURCE else "destination_id"
+    return Counter(getattr(c, column) for c in service.store.list_connections())
 
 
 def actor_connections(service: JobService, actor: Actor) -> list[Connection]:
