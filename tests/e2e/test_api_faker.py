@@ -49,6 +49,9 @@ def _sync(sdk: AirbyteAPI, connection_id: str) -> Any:
     return job
 
 
+STREAMS = ("users", "products", "purchases")
+
+
 def test_faker_through_the_sdk_lands_in_duckdb_and_the_second_sync_is_incremental(
     served: tuple[Server, AirbyteAPI],
 ) -> None:
@@ -71,9 +74,16 @@ def test_faker_through_the_sdk_lands_in_duckdb_and_the_second_sync_is_incrementa
             configuration=models.DestinationDuckdb(destination_path=str(path)),
         )
     ).destination_response
+    # Incremental, named: a connection with no streams named reads them in full refresh, which
+    # reads everything again at each sync (a full-refresh stream's state is the job's alone).
+    incremental = models.ConnectionSyncModeEnum.INCREMENTAL_APPEND
+    streams = [models.StreamConfiguration(name=name, syncMode=incremental) for name in STREAMS]
     connection = sdk.connections.create_connection(
         request=models.ConnectionCreateRequest(
-            source_id=source.source_id, destination_id=destination.destination_id, name="faker-to-duck"
+            source_id=source.source_id,
+            destination_id=destination.destination_id,
+            name="faker-to-duck",
+            configurations=models.StreamConfigurations(streams=streams),
         )
     ).connection_response
 
@@ -90,3 +100,6 @@ def test_faker_through_the_sdk_lands_in_duckdb_and_the_second_sync_is_incrementa
     second = _sync(sdk, connection.connection_id)
     assert second.status == "succeeded"
     assert second.rows_synced == 0  # from the committed state: nothing new
+    with duckdb.connect(str(path), read_only=True) as db:
+        for table, count in held.items():
+            assert db.execute(f'SELECT count(*) FROM "{table}"').fetchone() == (count,)  # all kept
