@@ -423,6 +423,7 @@ class LocalEngine:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         backoff = _Backoff()
         while True:
+            pause = self.poll_interval_s
             try:
                 # While each of them runs here there is nothing to claim and none can be over: a
                 # pass only heartbeats and looks for cancels (an attempt's end wakes the loop).
@@ -440,14 +441,11 @@ class LocalEngine:
                 self._raise_unsaved(job_ids)
                 if not self.running_attempt_ids():
                     raise
-                delay = backoff.next_s()
-                log.info("store unavailable, retrying in %.0fs: %s", delay, first_line(exc, limit=10_000))
-                self._wake.wait(delay)
-                self._wake.clear()
-                continue
+                pause = backoff.next_s()
+                log.info("store unavailable, retrying in %.0fs: %s", pause, first_line(exc, limit=10_000))
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"jobs {list(job_ids)} still running after {timeout_s}s")
-            self._wake.wait(self.poll_interval_s)
+            self._wake.wait(pause)
             self._wake.clear()
 
     def _all_running(self, job_ids: Collection[int]) -> bool:
