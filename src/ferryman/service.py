@@ -187,6 +187,7 @@ class JobService:
         With a ``schedule``, the scheduler runs it from its next slot on."""
         NamespaceDefinition(namespace_definition)
         check_new_name("connection", name)  # before the discover job, not after it
+        self.check_runs(schedule)
         if namespace_definition == "customformat" and not namespace_format:
             raise FieldError(
                 "{namespace_definition} customformat needs {namespace_format}, "
@@ -255,6 +256,7 @@ class JobService:
         """A connection from an already discovered catalog: the streams chosen (all when none is),
         each in its requested mode or, as Airbyte does, full refresh first."""
         NamespaceDefinition(plan.namespace_definition)
+        self.check_runs(plan.schedule)
         configured = plan_catalog(
             catalog, self.destination_modes(destination), None, plan.choices, prefer_incremental=False
         ).catalog
@@ -280,6 +282,15 @@ class JobService:
             return None
         return schedule.next_run(self.clock.now())
 
+    def check_runs(self, schedule: Schedule | None) -> None:
+        """Refuse a schedule that would never run (a cron whose year field is past): saved, it
+        would sit on the connection looking scheduled while no sync ever starts."""
+        if schedule is not None and schedule.next_run(self.clock.now()) is None:
+            raise InvalidSchedule(
+                f"{schedule.describe()} has no run in the coming years (is its year in the past?): "
+                "give it a time still to come"
+            )
+
     def update_connection(
         self,
         conn: Connection,
@@ -298,6 +309,7 @@ class JobService:
             schedule = None
         new_status = status or conn.status
         if schedule is not None:
+            self.check_runs(schedule)
             values["schedule"] = schedule.to_document()
         if status is not None and status != conn.status:
             values["status"] = status

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from ferryman.clock import ManualClock
-from ferryman.jobs.schedules import parse_schedule
+from ferryman.jobs.schedules import InvalidSchedule, parse_schedule
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.scheduler import Scheduler
 from ferryman.service import JobService
@@ -164,6 +164,19 @@ def test_the_same_schedule_sent_again_keeps_the_next_run(store: SqlJobStore) -> 
     again = world.service.update_connection(cron, schedule=parse_schedule("cron 0 0 * * * ?"))
     assert again.next_run_at == at(2)
     assert sorted(job.scheduled_for for job in world.at(at(2.5))) == [at(2), at(2)]
+
+
+def test_a_cron_that_would_never_run_is_refused_and_the_schedule_kept(store: SqlJobStore) -> None:
+    # A Quartz year field in the past: saved, the connection would look scheduled and never sync.
+    world = World(store)
+    conn = world.connection("every 1h")
+    with pytest.raises(InvalidSchedule, match="no run in the coming years"):
+        world.service.update_connection(conn, schedule=parse_schedule("cron 0 0 12 1 1 ? 2025"))
+    kept = world.reread(conn)
+    assert (kept.schedule, kept.next_run_at) == (conn.schedule, at(1))
+    # The year still to come is fine.
+    later = world.service.update_connection(conn, schedule=parse_schedule("cron 0 0 12 1 1 ? 2027"))
+    assert later.next_run_at == datetime(2027, 1, 1, 12, 0, tzinfo=T0.tzinfo)
 
 
 def test_a_connection_failing_again_and_again_is_disabled_with_a_reason(store: SqlJobStore) -> None:

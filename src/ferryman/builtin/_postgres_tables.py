@@ -124,6 +124,9 @@ class Table:
         return ", ".join(quote(name) for name in [*LOADED, *(column.name for column in self.columns)])
 
 
+MAX_COLUMNS = 1600  # PostgreSQL's limit on a table's columns, dropped ones included
+
+
 def _staging_prefix(schema: str, name: str) -> str:
     return f"{_STAGING_PREFIX}{digest(schema + '.' + name)}_"
 
@@ -142,6 +145,8 @@ def table_for(stream: ConfiguredStream, default_schema: str) -> Table:
         if len(name.encode()) > MAX_NAME:
             raise ConfigError(f"stream '{stream.label}': the {what} is longer than PostgreSQL's 63 bytes")
     columns = stream_columns(stream)
+    if len(AIRBYTE) + len(columns) > MAX_COLUMNS:
+        raise ConfigError(_too_wide(stream.label, f"its {len(columns)} properties"))
     table = Table(
         stream.label,
         schema,
@@ -195,6 +200,21 @@ def _resumed(conn: psycopg.Connection[Any], table: Table) -> bool:
 
 def prepare(conn: psycopg.Connection[Any], table: Table) -> None:
     """Create the table (or staging table), or bring a stored one up to the stream's schema."""
+    try:
+        _prepare(conn, table)
+    except psycopg.errors.TooManyColumns:
+        # Columns dropped earlier still count in PostgreSQL's limit: a retry would fail the same.
+        raise ConfigError(_too_wide(table.label, f"table {table.schema}.{table.name}")) from None
+
+
+def _too_wide(label: str, what: str) -> str:
+    return (
+        f"stream '{label}': {what} would need more than PostgreSQL's {MAX_COLUMNS} columns; "
+        "leave the stream out of the connection, or load it into DuckDB or JSONL"
+    )
+
+
+def _prepare(conn: psycopg.Connection[Any], table: Table) -> None:
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}")
     definition = ", ".join(f"{quote(column)} {kind}" for column, kind in table.definitions)
     if table.staging is not None and _resumed(conn, table):
