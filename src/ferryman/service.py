@@ -492,11 +492,16 @@ class JobService:
                 )
 
 
-def tail_lines(path: Path, count: int, max_bytes: int | None = None) -> tuple[list[str], int]:
+# What a log's tail holds at most unless a caller asks otherwise: a connector's lines may be 64 kB
+# each, and a thousand of them, in a response an API client polls every few seconds, are 64 MB.
+TAIL_MAX_BYTES = 1 << 20
+
+
+def tail_lines(path: Path, count: int, max_bytes: int | None = TAIL_MAX_BYTES) -> tuple[list[str], int]:
     """The last ``count`` complete lines of a file, read from its end (fast on multi-GB logs),
     and the offset just after them, where :func:`follow` picks up without a gap or a repeat.
-    With ``max_bytes``, no more than that is read: lines of 64 kB each, a thousand of them are
-    64 MB. The first line then starts where the read did (cut, it begins with ``…``)."""
+    No more than ``max_bytes`` is read (None: no limit). The first line then starts where the
+    read did (cut, it begins with ``…``)."""
     if not path.exists():
         return [], 0
     with path.open("rb") as handle:

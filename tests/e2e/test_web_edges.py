@@ -208,6 +208,14 @@ def test_a_job_page_of_a_50_mb_log_of_long_lines_holds_its_tail_not_the_log(site
         assert len(page.content) < 2_000_000  # it was the whole 51 MB, after half a minute
         download = client.get(f"{job}/attempts/0/log")
         assert len(download.content) >= log.stat().st_size  # the whole log is in the download
+        # The API's tails too: Airflow's and Dagster's clients poll /api/v1/jobs/get, which held
+        # the last 1,000 lines of each attempt's log (here 60 MB) in every answer.
+        for answer in (
+            client.post("/api/v1/jobs/get", json={"id": job_id}),
+            client.get(f"/v1/ferryman/jobs/{job_id}/log", params={"lines": 10_000}),
+        ):
+            assert answer.status_code == 200, answer.text[:200]
+            assert len(answer.content) < 2_000_000 and "last words" in answer.text
 
 
 def test_the_list_of_a_thousand_sources_each_in_a_connection_opens_at_once(site: Site) -> None:

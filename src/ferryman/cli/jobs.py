@@ -145,7 +145,7 @@ def logs(
                 _wait_for_attempt(service, job_id)
             path = service.log_path(job_id, attempt)
             number = _attempt(service, job_id, path).number
-            lines, offset = tail_lines(path, tail)
+            lines, offset = tail_lines(path, tail, max_bytes=None)  # what the user asked for, whole
             secrets = service.job_secrets(job)
             if json and not follow_:
                 document = {"job_id": job_id, "attempt": number, "log": str(path), "lines": lines}
