@@ -137,6 +137,21 @@ def test_a_new_job_after_a_failed_one_does_not_pick_up_its_staged_rows(target: T
     assert target.staged("users") == 0  # the failed job's staging is gone too
 
 
+def test_a_table_an_earlier_attempt_of_the_job_put_in_place_is_added_to_by_its_retry(target: Target) -> None:
+    """A table already holding the job's rows (marked with its sync_id): the stream completed and
+    then the attempt failed, or an earlier version of Ferryman, which swapped at the stream's
+    first state, ran the attempt before an upgrade. The job's retry resumes after them, so it adds
+    to the table; a later job that fails leaves the table as it is."""
+    job = target.catalog(stream("users", USERS, "overwrite", sync_id=2))
+    target.write(job, *users(range(10, 12)), complete("users"))
+    target.write(job, *users(range(12, 14)), state("users", {"page": 3}), complete("users"))  # the retry
+    assert target.rows("users", "id") == [(10,), (11,), (12,), (13,)]
+    failed = target.catalog(stream("users", USERS, "overwrite", sync_id=3))
+    target.write(failed, *users(range(20, 22)), state("users", {"page": 2}))
+    assert target.rows("users", "id") == [(10,), (11,), (12,), (13,)]
+    assert target.staged("users") == 2
+
+
 def test_an_overwrite_retry_after_a_kill_mid_load_stores_each_record_once(target: Target) -> None:
     """SIGKILL while the destination takes in ~40 MB after its last state (past its 32 MB flush:
     it has spilled, copied or written them), then the next attempt of the same sync resends

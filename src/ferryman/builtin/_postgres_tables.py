@@ -4,10 +4,11 @@ Tables have the typed shape of :mod:`ferryman.builtin._columns`, with PostgreSQL
 are decoded and converted in Python by the shared rules (:data:`CONVERTERS`), then sent with
 ``COPY ... FROM STDIN``; ``_airbyte_raw_id`` comes from the column's default,
 ``gen_random_uuid()``. Under append_dedup the rows are merged into the table as
-:mod:`ferryman.builtin._postgres_dedup` says; under overwrite to a staging table, which replaces the
-table once the stream is done. A staging table belongs to the session holding the advisory lock
-named after it: one whose lock nobody holds was left by a destination that died, wherever it
-ran, and the next overwrite of the stream drops it.
+:mod:`ferryman.builtin._postgres_dedup` says; under overwrite to a staging table named after the
+sync, which replaces the table once the stream completed. A staging table belongs to the session
+holding the advisory lock named after it: one whose lock nobody holds was left by a destination
+that died or failed, wherever it ran; the next attempt of the same sync takes it over, the next
+overwrite of the stream by another sync drops it.
 """
 
 from __future__ import annotations

@@ -25,18 +25,18 @@ Sync modes:
   A record without a usable value for a key field (missing, null, or not of the key's type)
   fails the sync with a ``config_error`` before anything of its commit is stored: it would
   otherwise become a row no later record can replace.
-* ``overwrite`` writes the sync's records into a staging table (``_ferryman_staging_<stream>_<pid>``,
-  dropped and recreated by the sync's first commit). The old table is replaced by the staging
-  table, in one transaction, when the first state covering the stream is committed (a STREAM
-  state for it, or any GLOBAL or LEGACY state); records that arrive after that go straight to
-  the table. At the end of the input, a stream not yet replaced is replaced only if a TRACE
-  ``STREAM_STATUS`` message marked it ``COMPLETE`` (sent once the source has succeeded);
-  otherwise its staging table is dropped, the old table is kept as it was, and a warning is
-  logged. So a sync whose source fails, or that is killed, before a covering state never puts
-  partial data in place of a table; a RESET (null states, no records) leaves an empty table.
-  A later attempt of the same sync (same ``sync_id``) whose table already holds that sync's rows
-  (a swap happened, then the attempt failed) resumes the stream from that swap's state: it
-  writes straight into the table, adding to those rows instead of replacing them.
+* ``overwrite`` writes the sync's records into a staging table of its own
+  (``_ferryman_staging_<stream>_<pid>_s<sync_id>``; without a ``sync_id``, ``..._<pid>``). A
+  commit loads into it the records before the stream's last state (a STREAM state for it, or
+  any GLOBAL or LEGACY state); those after it wait in a spill file until a later state covers
+  them. The old table is replaced by the staging table, in one transaction, only when a TRACE
+  ``STREAM_STATUS`` message marks the stream ``COMPLETE`` (sent once the source has succeeded).
+  Otherwise the old table is kept as it was, what came after the last state is dropped, a
+  warning is logged, and the staging table is left to the sync's next attempt: a later process
+  with the same ``sync_id`` (the job) takes it over once its owner is gone and resumes filling
+  it; any other sync drops it. A RESET (null states, no records, COMPLETE) leaves an empty
+  table. An attempt whose table already holds its sync's rows (the stream completed, then the
+  attempt failed; or an earlier Ferryman swapped at the first state) writes straight into it.
 
 Sharing the file: DuckDB lets one process at a time write to a database file, and many syncs
 may share one (see :mod:`ferryman.builtin._duckdb_file`). Records are buffered per stream and,

@@ -11,15 +11,17 @@ Sync modes:
 
 * ``append`` appends to the file.
 * ``append_dedup`` is treated as ``append``: a JSON-lines file has no keys to upsert on.
-* ``overwrite`` writes into ``<file>.ferryman-tmp`` (truncated when the sync starts) and renames
-  it over the file when the first state covering the stream is committed (a STREAM state for
-  it, or any GLOBAL or LEGACY state); later records append to the renamed file. At the end of
-  the input, a stream not yet renamed is renamed only if a TRACE ``STREAM_STATUS`` message
-  marked it ``COMPLETE`` (sent once the source has succeeded); otherwise the temporary file is
-  removed, the old file is kept as it was, and a warning is logged. A sync that fails or is
-  killed before a covering state thus never replaces a file with partial data. The rename
-  writes the sync's ``sync_id`` to ``<file>.ferryman-sync``: a later attempt of the same sync
-  (a retry, resuming from the state that made the rename) appends to the file instead.
+* ``overwrite`` writes into a staging file of the sync's own, ``<file>.ferryman-staging-<sync_id>``
+  (``<file>.ferryman-tmp`` for a sync without a ``sync_id``), and renames it over the file only
+  when a TRACE ``STREAM_STATUS`` message marks the stream ``COMPLETE`` (sent once the source has
+  succeeded). At each commit the size the staging file had at the stream's last state (a STREAM
+  state for it, or any GLOBAL or LEGACY state) is written to ``<staging file>.committed``. A sync
+  that does not complete keeps the old file as it was and logs a warning; its staging file is cut
+  back to that size and left for the sync's next attempt (the same ``sync_id``: the job), which
+  resumes from that state and appends to it (after a kill too: it cuts the file back first). A
+  staging file of another sync is removed. The rename writes the sync's ``sync_id`` to
+  ``<file>.ferryman-sync``: a later attempt of the same sync (the stream completed, then the
+  attempt failed) appends to the file instead.
 
 A state is echoed after the records received before it are written and the files fsync'ed.
 TRACE messages other than the COMPLETE stream statuses are ignored.

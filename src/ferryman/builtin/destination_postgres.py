@@ -23,9 +23,12 @@ after the transaction holding every record before it is committed; a destination
 leaves its open transaction to be rolled back by the server. Sync modes behave as in
 destination-duckdb: ``append``; ``append_dedup`` (rows copied into a temporary table and merged
 at each commit: the latest by cursor, else by arrival, wins; ``_ab_cdc_deleted_at`` deletes);
-``overwrite`` (a staging table replaces the table, in the commit's transaction, once a state
-covers the stream or it completed; otherwise it is dropped and the old table kept; a retry of
-the same sync whose table already holds that sync's rows writes straight into it).
+``overwrite`` (a staging table of the sync's own, ``_ferryman_staging_<hash>_s<sync_id>``,
+replaces the table in the last commit's transaction if the stream completed; a state commits the
+records before it into it, those after it wait in a temporary table until a later state covers
+them; otherwise the old table is kept and the staging table left to the sync's next attempt,
+which takes it over; a retry of the same sync whose table already holds that sync's rows writes
+straight into it).
 """
 
 from __future__ import annotations
