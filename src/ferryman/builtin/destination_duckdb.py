@@ -203,8 +203,11 @@ class DuckDBSink:
     def _cover(self, table: Table) -> None:
         """Every record the stream received so far goes with the next commit."""
         table.covered = len(table.lines)
-        if table.tail is not None and table.tail.lines:
-            table.spill = table.spill or Spill(self.directory)
+        if table.tail is None or not table.tail.lines:
+            return
+        if table.spill is None or not table.spill.lines:  # no copy: the tail becomes the spill
+            table.spill, table.tail = table.tail, table.spill
+        else:
             table.spill.take(table.tail)
 
     def _pending(self) -> list[Table]:
