@@ -35,6 +35,10 @@ Each step is a one-key object (plus options):
     {"forever": {stream, namespace, state_every, pause}}   records and states until killed
     {"exit": CODE}                                   exit at once with CODE
 
+A ``read`` given a state with STREAM states holding a ``cursor`` resumes like a real source
+when ``config["resumed_steps"]`` is set: it runs those steps instead, its record counts starting
+from the cursors (a full-refresh stream a CDK source checkpoints per page does the same).
+
 Every RECORD and STATE line is also appended, byte for byte, to ``config["tee"]`` when set.
 ``read`` copies the state file it was given (``--state``) to ``config["state_copy"]`` when set.
 Stdout is flushed after each STATE and before anything that blocks or exits.
@@ -260,6 +264,7 @@ def main(argv: list[str]) -> int:
         steps = config.get("steps")
         default = [{"catalog": DEFAULT_CATALOG}]
     elif command == "read":
+        cursors: dict[tuple[str, str | None], int] = {}
         for name in ("--catalog", "--state"):
             if name in options:
                 with open(options[name]) as handle:
@@ -267,13 +272,32 @@ def main(argv: list[str]) -> int:
                 if name == "--state" and config.get("state_copy"):
                     with open(config["state_copy"], "w") as copy:
                         json.dump(given, copy)
+                if name == "--state":
+                    cursors = stream_cursors(given)
         steps, default = config.get("steps"), []
+        if cursors and "resumed_steps" in config:
+            script = Script(config)
+            script.counts.update(cursors)
+            script.run(config["resumed_steps"])
+            return 0
     else:
         sys.stderr.write(f"usage: scripted_source.py spec|check|discover|read, not {argv!r}\n")
         return 2
     steps = config.get(f"{command}_steps", steps)
     Script(config).run(steps if steps is not None else default)
     return 0
+
+
+def stream_cursors(state: object) -> dict[tuple[str, str | None], int]:
+    """The ``cursor`` of each STREAM state in a state file (a list of state messages)."""
+    cursors = {}
+    for message in state if isinstance(state, list) else []:
+        body = message.get("stream") if isinstance(message, dict) else None
+        value = body.get("stream_state") if isinstance(body, dict) else None
+        if isinstance(value, dict) and isinstance(value.get("cursor"), int):
+            descriptor = body["stream_descriptor"]
+            cursors[(descriptor["name"], descriptor.get("namespace"))] = value["cursor"]
+    return cursors
 
 
 if __name__ == "__main__":

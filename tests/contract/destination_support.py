@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from ferryman.builtin._duckdb_file import open_database
+from ferryman.builtin._postgres_tables import digest
 from tests.contract.store_support import PG_HOST, PG_PORT, PG_USER, _admin, require_postgres
 
 TYPED = ["duckdb", "postgres"]
@@ -116,6 +117,10 @@ class Target:
         """Column name -> SQL type, as the database names it (lower case)."""
         raise NotImplementedError
 
+    def staged(self, table: str) -> int:
+        """How many records overwrite syncs hold staged for ``table`` (in any staging table)."""
+        raise NotImplementedError
+
 
 class DuckDBTarget(Target):
     module = "destination_duckdb"
@@ -141,6 +146,13 @@ class DuckDBTarget(Target):
             f"SELECT column_name, data_type FROM information_schema.columns WHERE table_name = '{table}'"
         )
         return {name: kind.lower() for name, kind in found}
+
+    def staged(self, table: str) -> int:
+        names = self.query(
+            "SELECT table_name FROM information_schema.tables"
+            f" WHERE starts_with(table_name, '_ferryman_staging_{table}_')"
+        )
+        return sum(self.query(f'SELECT count(*) FROM "{name}"')[0][0] for (name,) in names)
 
 
 class PostgresTarget(Target):
@@ -174,6 +186,14 @@ class PostgresTarget(Target):
         )
         return {name: kind.lower() for name, kind in found}
 
+    def staged(self, table: str) -> int:
+        prefix = f"_ferryman_staging_{digest('public.' + table)}_"
+        names = self.query(
+            "SELECT table_name FROM information_schema.tables"
+            f" WHERE table_schema = 'public' AND starts_with(table_name, '{prefix}')"
+        )
+        return sum(self.query(f'SELECT count(*) FROM public."{name}"')[0][0] for (name,) in names)
+
 
 class JsonlTarget(Target):
     module = "destination_jsonl"
@@ -187,6 +207,16 @@ class JsonlTarget(Target):
         names = [name.strip() for name in columns.split(",")]
         found = [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
         return _sorted([tuple(item.get(name) for name in names) for item in found])
+
+    def staged(self, table: str) -> int:
+        """Up to the size a sync's staging file had at its last committed state, if it says."""
+        staged = 0
+        for path in (self.tmp_path / "files").glob(f"{table}.jsonl.ferryman-*"):
+            if path.name.endswith(".ferryman-tmp") or path.name.rpartition("-")[2].isdigit():
+                committed = path.with_name(path.name + ".committed")
+                size = int(committed.read_text()) if committed.exists() else None
+                staged += len(path.read_bytes()[:size].splitlines())
+        return staged
 
 
 def _sorted(found: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

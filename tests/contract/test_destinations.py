@@ -65,18 +65,28 @@ def test_append_adds_and_overwrite_replaces_once_the_stream_completed(target: Ta
     assert target.rows("users", "id") == [(10,), (11,)]
 
 
-def test_a_retry_resuming_an_overwrite_adds_to_what_its_first_attempt_put_in_place(target: Target) -> None:
-    # A CDK source checkpoints a full-refresh stream after each page; an attempt that fails after
-    # one swaps its pages in, and the job's next attempt (the same sync_id) resumes after them.
-    # That attempt's destination replaced the table again, with the later pages only.
+def test_an_overwrite_whose_attempt_fails_after_a_state_keeps_the_old_rows_until_its_retry_completes(
+    target: Target,
+) -> None:
+    # A CDK source checkpoints a full-refresh stream after each page. The job's first attempt
+    # read two pages, checkpointed the first, and failed: before, the first page replaced the
+    # table, and a job whose last attempt failed so left a partial table, the old rows gone.
     target.write(
-        target.catalog(stream("users", USERS, "overwrite", sync_id=1)), *users(range(1, 3)), complete("users")
+        target.catalog(stream("users", USERS, "overwrite", sync_id=1)),
+        *users(range(1, 3), "old"),
+        complete("users"),
     )
     job = target.catalog(stream("users", USERS, "overwrite", sync_id=2))
-    target.write(job, *users(range(10, 12)), state("users", {"next_page_token": 2}))  # then failed
-    assert target.rows("users", "id") == [(10,), (11,)]
-    target.write(job, *users(range(12, 14)), complete("users"))  # the retry, from page 2
-    assert target.rows("users", "id") == [(10,), (11,), (12,), (13,)]
+    page_1, page_2 = users(range(10, 12), "new"), users(range(12, 14), "new")
+    found = target.write(job, *page_1, state("users", {"next_page_token": 2}), *page_2[:1])  # then failed
+    assert echoed(found) == [{"next_page_token": 2}]
+    assert target.rows("users", "id, v") == [(1, "old"), (2, "old")]  # exactly as they were
+    assert target.staged("users") == 2  # the checkpointed page, not what came after its state
+
+    # The retry resumes after page 1 and completes: the table is the new sync's, each row once.
+    target.write(job, *page_2, complete("users"))
+    assert target.rows("users", "id, v") == [(i, "new") for i in range(10, 14)]
+    assert target.staged("users") == 0
     # The next job's sync replaces the table whole, as before.
     target.write(
         target.catalog(stream("users", USERS, "overwrite", sync_id=3)),
@@ -84,6 +94,89 @@ def test_a_retry_resuming_an_overwrite_adds_to_what_its_first_attempt_put_in_pla
         complete("users"),
     )
     assert target.rows("users", "id") == [(20,)]
+
+
+def test_a_retry_of_an_overwrite_never_checkpointed_starts_again_without_doubling(target: Target) -> None:
+    """Each stream's records after its own last state are left out of what is staged: a state of
+    another stream, or the end of a failed attempt, commits none of them."""
+
+    def both(sync_id: int) -> Path:
+        return target.catalog(
+            *(stream(name, USERS, "overwrite", sync_id=sync_id) for name in ("users", "items"))
+        )
+
+    target.write(both(6), *users(range(1, 2), "old"), complete("users"))
+    job = both(7)
+    items = [record("items", {"id": i, "v": "new"}) for i in range(1, 5)]
+    # items checkpointed after 2 records, then 1 more; users never checkpointed; then failed.
+    target.write(
+        job, *users(range(10, 13)), *items[:2], state("items", {"p": 2}), items[2], *users(range(13, 14))
+    )
+    assert target.rows("users", "id") == [(1,)]
+    assert (target.staged("users"), target.staged("items")) == (0, 2)
+    # The retry: users from scratch (no state), items after its state.
+    target.write(job, *users(range(10, 14)), *items[2:], complete("users"), complete("items"))
+    assert target.rows("users", "id") == [(i,) for i in range(10, 14)]
+    assert target.rows("items", "id") == [(i,) for i in range(1, 5)]
+
+
+def test_a_new_job_after_a_failed_one_does_not_pick_up_its_staged_rows(target: Target) -> None:
+    target.write(
+        target.catalog(stream("users", USERS, "overwrite", sync_id=1)), *users(range(1, 3)), complete("users")
+    )
+    failed = target.catalog(stream("users", USERS, "overwrite", sync_id=2))
+    target.write(failed, *users(range(10, 12)), state("users", {"page": 2}))  # its last attempt failed
+    assert target.staged("users") == 2
+    target.write(
+        target.catalog(stream("users", USERS, "overwrite", sync_id=3)),
+        *users(range(30, 32)),
+        state("users", {"page": 2}),
+        complete("users"),
+    )
+    assert target.rows("users", "id") == [(30,), (31,)]
+    assert target.staged("users") == 0  # the failed job's staging is gone too
+
+
+def test_a_table_an_earlier_attempt_of_the_job_put_in_place_is_added_to_by_its_retry(target: Target) -> None:
+    """A table already holding the job's rows (marked with its sync_id): the stream completed and
+    then the attempt failed, or an earlier version of Ferryman, which swapped at the stream's
+    first state, ran the attempt before an upgrade. The job's retry resumes after them, so it adds
+    to the table; a later job that fails leaves the table as it is."""
+    job = target.catalog(stream("users", USERS, "overwrite", sync_id=2))
+    target.write(job, *users(range(10, 12)), complete("users"))
+    target.write(job, *users(range(12, 14)), state("users", {"page": 3}), complete("users"))  # the retry
+    assert target.rows("users", "id") == [(10,), (11,), (12,), (13,)]
+    failed = target.catalog(stream("users", USERS, "overwrite", sync_id=3))
+    target.write(failed, *users(range(20, 22)), state("users", {"page": 2}))
+    assert target.rows("users", "id") == [(10,), (11,), (12,), (13,)]
+    assert target.staged("users") == 2
+
+
+def test_an_overwrite_retry_after_a_kill_mid_load_stores_each_record_once(target: Target) -> None:
+    """SIGKILL while the destination takes in ~40 MB after its last state (past its 32 MB flush:
+    it has spilled, copied or written them), then the next attempt of the same sync resends
+    everything after the last echoed state and completes."""
+    pad = "p" * 1000
+    catalog = target.catalog(stream("users", {**USERS, "pad": {"type": "string"}}, "overwrite", sync_id=9))
+
+    def batch(ids: range) -> list[dict[str, Any]]:
+        return [record("users", {"id": i, "v": "x", "pad": pad}) for i in ids]
+
+    proc = target.start(catalog)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(messages_in(*batch(range(1, 1001)), state("users", {"n": 1000})))
+    proc.stdin.flush()
+    assert read_until_state(proc.stdout)["state"]["stream"]["stream_state"] == {"n": 1000}
+    proc.stdin.write(messages_in(*batch(range(1001, 41_001))))
+    proc.stdin.flush()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdin.close()
+    proc.stdout.close()
+    assert target.staged("users") == 1000
+
+    target.write(catalog, *batch(range(1001, 41_001)), complete("users"))
+    assert [row[0] for row in target.rows("users", "id")] == list(range(1, 41_001))  # each once
 
 
 def test_append_dedup_keeps_the_last_record_per_key_across_syncs(typed: Target) -> None:
@@ -177,14 +270,16 @@ def read_until_state(stdout: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("mode", ["append", "append_dedup", "overwrite"])
 def test_a_state_is_echoed_only_once_every_record_before_it_is_stored(target: Target, mode: str) -> None:
-    proc = target.start(target.catalog(stream("users", USERS, mode)))
+    proc = target.start(target.catalog(stream("users", USERS, mode, sync_id=1)))
     assert proc.stdin is not None and proc.stdout is not None
     try:
         proc.stdin.write(messages_in(*users(range(1, 2001)), state("users", {"n": 2000})))
         proc.stdin.flush()
         assert read_until_state(proc.stdout)["state"]["stream"]["stream_state"] == {"n": 2000}
-        # The destination is still running, its input open: what the state confirmed is readable.
-        assert len(target.rows("users", "id")) == 2000
+        # The destination is still running, its input open: what the state confirmed is readable
+        # (under overwrite in the sync's staging table, until the stream completes).
+        stored = target.staged("users") if mode == "overwrite" else len(target.rows("users", "id"))
+        assert stored == 2000
     finally:
         proc.stdin.close()
         assert proc.wait(timeout=60) == 0

@@ -455,7 +455,7 @@ def test_duckdb_dedup_without_primary_key_is_a_config_error(tmp_path: Path) -> N
     assert trace["trace"]["error"]["failure_type"] == "config_error"
 
 
-def test_duckdb_overwrite_replaces_the_table_only_once_a_state_is_committed(tmp_path: Path) -> None:
+def test_duckdb_overwrite_replaces_the_table_only_once_the_stream_completed(tmp_path: Path) -> None:
     bench_sync(tmp_path, "overwrite", count=3000, streams=1)
     catalog = write_json(tmp_path / "catalog.json", configure([USERS], mode="overwrite"))
     args: list[str | Path] = ["--config", duckdb_config(tmp_path), "--catalog", catalog]
@@ -473,7 +473,7 @@ def test_duckdb_overwrite_replaces_the_table_only_once_a_state_is_committed(tmp_
     proc.stdout.close()
     assert rows(tmp_path, "SELECT count(*) FROM stream_0") == [(3000,)]
 
-    # A sync killed after its state came back keeps what the state covers, and only that.
+    # Killed after its state came back: what the state covers is staged, the table untouched.
     done = run(
         "destination_duckdb",
         "write",
@@ -497,7 +497,8 @@ def test_duckdb_overwrite_replaces_the_table_only_once_a_state_is_committed(tmp_
     proc.wait()
     proc.stdin.close()
     proc.stdout.close()
-    assert rows(tmp_path, "SELECT count(*), min(id), max(id) FROM users") == [(500, 1, 500)]
+    assert rows(tmp_path, "SELECT count(*), min(id), max(id) FROM users") == [(1, 0, 0)]
+    assert rows(tmp_path, f'SELECT count(*) FROM "_ferryman_staging_users_{proc.pid}"') == [(500,)]
 
 
 def test_reset_with_the_empty_source_empties_overwritten_tables(tmp_path: Path) -> None:
@@ -505,18 +506,18 @@ def test_reset_with_the_empty_source_empties_overwritten_tables(tmp_path: Path) 
     config = write_json(tmp_path / "empty.json", {"streams": [{"name": "stream_0"}, {"name": "stream_1"}]})
     discovered = parse(run("source_empty", "discover", "--config", config).stdout)[0]["catalog"]["streams"]
     catalog = write_json(tmp_path / "reset.json", configure(discovered, mode="overwrite"))
-    source = subprocess.Popen(
-        command("source_empty", "read", "--config", config, "--catalog", catalog), stdout=subprocess.PIPE
+    read = run("source_empty", "read", "--config", config, "--catalog", catalog)
+    assert read.returncode == 0
+    # Then the COMPLETE statuses the worker sends once the source has succeeded.
+    done = run(
+        "destination_duckdb",
+        "write",
+        "--config",
+        duckdb_config(tmp_path),
+        "--catalog",
+        catalog,
+        stdin=read.stdout + messages_in(complete("stream_0"), complete("stream_1")),
     )
-    done = subprocess.run(
-        command("destination_duckdb", "write", "--config", duckdb_config(tmp_path), "--catalog", catalog),
-        stdin=source.stdout,
-        capture_output=True,
-        timeout=60,
-    )
-    assert source.stdout is not None
-    source.stdout.close()
-    assert source.wait() == 0
     assert done.returncode == 0, done.stderr
     assert len(of_type(parse(done.stdout), "STATE")) == 2
     assert rows(tmp_path, "SELECT count(*) FROM stream_0 UNION ALL SELECT count(*) FROM stream_1") == [
@@ -813,14 +814,14 @@ def test_overwrite_replaces_the_streams_marked_complete_and_only_those(tmp_path:
     assert "'shop.users'" in kept
     assert target.leftovers() == []
 
-    # A covering state still replaces the data at once, COMPLETE or not; later records append.
+    # A covering state alone replaces nothing: the stream did not complete.
     found = target.write(
         *users(range(20, 22), SHOP), state("users", {"n": 2}, SHOP), *users(range(22, 24), SHOP)
     )
-    assert target.ids(SHOP) == [20, 21, 22, 23]
     assert len(of_type(found, "STATE")) == 1
-    assert target.ids() == [10, 11, 12]  # neither state nor COMPLETE: kept
-    assert target.leftovers() == []
+    assert target.ids(SHOP) == [1, 2, 3, 4, 5]
+    assert target.ids() == [10, 11, 12]
+    assert target.leftovers() == []  # without a sync_id no attempt can resume what was staged
 
 
 @pytest.mark.parametrize("module", OVERWRITE_TARGETS)

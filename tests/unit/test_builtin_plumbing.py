@@ -167,19 +167,23 @@ class _FakeSink:
 
     def __init__(self, *keys: StreamKey) -> None:
         self.buffers: dict[StreamKey, list[bytes]] = {key: [] for key in keys}
-        self.commits: list[set[StreamKey] | None] = []
-        self.dropped: dict[StreamKey, int] = {}
+        self.checkpoints: list[tuple[StreamKey | None, int]] = []  # with the records before each
+        self.commits: list[set[StreamKey]] = []
+        self.left: dict[StreamKey, tuple[int, int]] = {}
 
     def flush(self) -> None:
         for lines in self.buffers.values():
             lines.clear()
 
-    def commit(self, scopes: set[StreamKey] | None) -> None:
-        self.flush()
-        self.commits.append(None if scopes is None else set(scopes))
+    def checkpoint(self, scope: StreamKey | None) -> None:
+        self.checkpoints.append((scope, sum(map(len, self.buffers.values()))))
 
-    def drop_staged(self) -> dict[StreamKey, int]:
-        return self.dropped
+    def commit(self, complete: set[StreamKey]) -> None:
+        self.flush()
+        self.commits.append(set(complete))
+
+    def leave_staged(self) -> dict[StreamKey, tuple[int, int]]:
+        return self.left
 
 
 def _load(tmp_path: Path, sink: _FakeSink, *lines: bytes) -> list[dict[str, object]]:
@@ -194,9 +198,9 @@ def _load(tmp_path: Path, sink: _FakeSink, *lines: bytes) -> list[dict[str, obje
     return [orjson.loads(line) for line in out_path.read_bytes().splitlines()]
 
 
-def test_the_last_commit_covers_the_completed_streams_and_pending_states(tmp_path: Path) -> None:
+def test_the_last_commit_replaces_only_the_completed_streams(tmp_path: Path) -> None:
     sink = _FakeSink((None, "s"), (None, "t"), ("n", "s"))
-    sink.dropped = {(None, "t"): 4}
+    sink.left = {(None, "t"): (0, 4), (None, "s"): (2, 1)}
     out = _load(
         tmp_path,
         sink,
@@ -206,22 +210,25 @@ def test_the_last_commit_covers_the_completed_streams_and_pending_states(tmp_pat
         orjson.dumps({"type": "TRACE", "trace": {"type": "SOMETHING_NEW"}}),
         _state("u", {"id": 1}),
     )
-    assert sink.commits == [{("n", "s"), (None, "u")}]
-    assert [message["type"] for message in out] == ["STATE", "LOG"]
-    log = out[1]["log"]
-    assert isinstance(log, dict) and log["level"] == "WARN"
-    assert "'t'" in log["message"] and "4 records" in log["message"]
+    assert sink.checkpoints == [((None, "u"), 1)]  # told at once, the record before it still buffered
+    assert sink.commits == [{("n", "s")}]  # a state covering a stream does not complete it
+    assert [message["type"] for message in out] == ["STATE", "LOG", "LOG"]
+    logs = [message["log"]["message"] for message in out[1:]]  # type: ignore[index]
+    assert all("kept the old data" in log for log in logs)
+    assert "'t'" in logs[0] and "dropped the 4 records received after its last state" in logs[0]
+    assert "'s'" in logs[1] and "2 records committed with its states stay staged" in logs[1]
+    assert "1 record received" in logs[1]
 
 
-def test_a_global_state_waiting_at_the_end_covers_every_stream(tmp_path: Path) -> None:
+def test_a_global_state_covers_every_stream(tmp_path: Path) -> None:
     sink = _FakeSink((None, "s"))
     glob = {"type": "STATE", "state": {"type": "GLOBAL", "global": {"shared_state": {}, "stream_states": []}}}
     _load(tmp_path, sink, _record({"id": 1}), orjson.dumps(glob))
-    assert sink.commits == [None]
+    assert (sink.checkpoints, sink.commits) == ([(None, 1)], [set()])
 
     sink = _FakeSink((None, "s"))
     assert _load(tmp_path, sink, _record({"id": 1})) == []
-    assert sink.commits == [set()]
+    assert (sink.checkpoints, sink.commits) == ([], [set()])
 
 
 # --- destination-duckdb: waiting for the file, checking what was stored ----------------------

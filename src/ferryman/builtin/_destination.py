@@ -15,14 +15,18 @@ milliseconds many times a second; committing at each such gap made commits of a 
 records, each costing DuckDB a statement's fixed price, about half the destination's CPU.
 
 Overwritten streams: a sink keeps what it receives for an overwrite stream apart (a staging
-table, a temporary file) until the stream is *done*, and only then replaces the old data with
-it. A stream is done when a state covering it is committed (a STREAM state for it, or any GLOBAL
-or LEGACY state: checkpointed progress) or, at the end of the input, when a TRACE
-``STREAM_STATUS`` message marked it ``COMPLETE``. Ferryman's worker, like the Airbyte platform,
-sends COMPLETE for every configured stream after the source has ended successfully, and none
-when it failed. At the end of the input the sink drops whatever is staged for an overwrite
-stream that is not done, keeping its old data, and :func:`load` logs a warning for it. Every
-other TRACE message is ignored.
+table, a staging file) until the stream *completes*, and only then replaces the old data with
+it, in one transaction. A stream completes when a TRACE ``STREAM_STATUS`` message marks it
+``COMPLETE``: Ferryman's worker, like the Airbyte platform, sends one for every configured stream
+after the source has ended successfully, and none when it failed. A state covering the stream (a
+STREAM state for it, or any GLOBAL or LEGACY state: checkpointed progress) makes the records
+received before it durable in the staging table, which belongs to the sync (its ``sync_id``, the
+job): an attempt that fails leaves the old data as it was and the staging table for the job's
+next attempt, which resumes from that state and adds to it. Records received after the stream's
+last state are never made durable there (the next attempt sends them again). At the end of the
+input the sink leaves what is staged for each overwrite stream that did not complete (or drops
+it, for a sync without a ``sync_id``: nothing can resume it), and :func:`load` logs a warning for
+it. Every other TRACE message is ignored.
 """
 
 from __future__ import annotations
@@ -140,18 +144,22 @@ class Sink(Protocol):
     def flush(self) -> None:
         """Move the buffered records out of memory (not necessarily durably)."""
 
-    def commit(self, scopes: set[StreamKey] | None) -> None:
-        """Flush, then make every record received so far durable.
+    def checkpoint(self, scope: StreamKey | None) -> None:
+        """A STATE covering ``scope`` (None: every stream) was received: the records of an
+        overwrite stream received before it are made durable by the commit that releases it;
+        those after it are not, until a later state covers them or the stream completes."""
 
-        ``scopes`` names the streams that are done (None: every stream): those a state being
-        released covers and, for the last commit, those marked COMPLETE. A stream being
-        overwritten replaces its old data the first time it is in scope.
+    def commit(self, complete: set[StreamKey]) -> None:
+        """Flush, then make durable every record received so far but those of an overwrite
+        stream after its last state; each overwrite stream in ``complete`` (only the last commit
+        names any) takes everything it received and replaces its old data with it.
         """
 
-    def drop_staged(self) -> dict[StreamKey, int]:
-        """After the last commit: drop the staged data of every overwrite stream that never was
-        in scope, keeping its old data; returns those streams with the number of records dropped.
-        """
+    def leave_staged(self) -> dict[StreamKey, tuple[int, int]]:
+        """After the last commit: each overwrite stream that did not complete keeps its old data;
+        returns those streams with the number of records left staged for the sync's next attempt
+        and the number dropped (received after the stream's last state, or with no sync to
+        resume them)."""
 
 
 @runtime_checkable
@@ -160,8 +168,8 @@ class BackgroundSink(Sink, Protocol):
     :meth:`Sink.commit` does, and the states it covers are echoed once :meth:`commit_done` says
     it is durable. At most one commit is in flight; starting the next one waits for it."""
 
-    def start_commit(self, scopes: set[StreamKey] | None) -> None:
-        """Flush, then begin making every record received so far durable."""
+    def start_commit(self, complete: set[StreamKey]) -> None:
+        """Flush, then begin what :meth:`Sink.commit` does."""
 
     def commit_done(self, block: bool) -> bool:
         """Whether the last commit started is durable; with ``block``, wait until it is."""
@@ -174,8 +182,6 @@ class _StateQueue:
         self.out = out
         self.committing: list[bytes] = []  # states whose commit is in flight (BackgroundSink)
         self.lines: list[bytes] = []
-        self.scopes: set[StreamKey] = set()
-        self.everything = False
         self.since = 0.0
         self.buffered = 0  # bytes read since the sink last flushed
 
@@ -184,33 +190,27 @@ class _StateQueue:
             self.since = time.monotonic()
         self.lines.append(line)
         message = parse_message(line)
-        scope = state_scope(message) if message is not None else None
-        if scope is None:
-            self.everything = True
-        else:
-            self.scopes.add(scope)
+        self.sink.checkpoint(state_scope(message) if message is not None else None)
 
     def release(self, complete: set[StreamKey] | None = None) -> None:
         """Commit, then echo every waiting state in order.
 
         ``complete`` is given for the last commit, at the end of the input: the streams marked
-        COMPLETE, which are done as well as those the waiting states cover.
+        COMPLETE, whose staged data replaces their old data.
         """
         if not self.lines and complete is None:
             return
-        scopes = None if self.everything else self.scopes | (complete or set())
+        done = complete or set()
         self.buffered = 0
         if self.background is not None:
             self.settle(block=True)
-            self.background.start_commit(scopes)
+            self.background.start_commit(done)
             self.committing, self.lines = self.lines, []
         else:
-            self.sink.commit(scopes)
+            self.sink.commit(done)
             for line in self.lines:
                 self.out.state(line)
             self.lines.clear()
-        self.scopes.clear()
-        self.everything = False
 
     def settle(self, block: bool) -> None:
         """Echo the states of a background commit once it is durable (waiting, with ``block``)."""
@@ -292,11 +292,18 @@ def load(
         states.settle(block=False)
     states.release(complete=complete)
     states.settle(block=True)
-    for (namespace, stream), count in sink.drop_staged().items():
+    for (namespace, stream), (kept, dropped) in sink.leave_staged().items():
         label = f"{namespace}.{stream}" if namespace else stream
-        records = "1 record" if count == 1 else f"{count} records"
-        out.log(
-            "WARN",
-            f"{name}: kept the old data of overwrite stream '{label}' and dropped the {records}"
-            " received for it: the stream did not complete (no COMPLETE status and no state covering it)",
-        )
+        what = [f"kept the old data of overwrite stream '{label}': it did not complete (no COMPLETE status)"]
+        if kept:
+            what.append(
+                f"{_records(kept)} committed with its states stay staged for the next attempt of"
+                " this sync, which resumes from its last state"
+            )
+        if dropped:
+            what.append(f"dropped the {_records(dropped)} received after its last state")
+        out.log("WARN", f"{name}: " + "; ".join(what))
+
+
+def _records(count: int) -> str:
+    return "1 record" if count == 1 else f"{count} records"

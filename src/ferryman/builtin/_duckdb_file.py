@@ -191,6 +191,19 @@ class Spill:
         self.lines += count
         self.longest = max(self.longest, longest)
 
+    def take(self, other: Spill) -> None:
+        """Append ``other``'s lines after this one's, and empty ``other``."""
+        offset = 0
+        while offset < other.size:
+            data = os.pread(other.fd, min(other.size - offset, 1 << 20), offset)
+            if not data:
+                break
+            self.append(data, 0, 0)
+            offset += len(data)
+        self.lines += other.lines
+        self.longest = max(self.longest, other.longest)
+        other.clear()
+
     def clear(self) -> None:
         os.ftruncate(self.fd, 0)
         self.size = self.lines = self.longest = 0

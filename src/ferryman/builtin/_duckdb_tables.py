@@ -98,10 +98,20 @@ class Table:
     received: int = 0  # records spilled so far; under append_dedup, their sequence numbers
     lines: list[bytes] = field(default_factory=list)  # the loader's buffer for this stream
     spill: Spill | None = None
+    # Under overwrite: how many of ``lines`` a received state covers; the spilled records after
+    # the stream's last state (kept out of the database until a state covers them); whether the
+    # stream completed.
+    covered: int = 0
+    tail: Spill | None = None
+    completed: bool = False
 
     @property
     def dedup(self) -> bool:
         return self.mode == "append_dedup"
+
+    @property
+    def overwrite(self) -> bool:
+        return self.mode == "overwrite"
 
     @property
     def target(self) -> str:
@@ -138,30 +148,45 @@ def table_for(stream: ConfiguredStream, default_schema: str) -> Table:
     )
     if mode == "overwrite":
         # One staging table per destination process: two syncs overwriting the same table at
-        # once each swap in their own complete data (the last to commit wins), never a mix.
-        table.staging = f"{_STAGING_PREFIX}{stream.name}_{os.getpid()}"
+        # once each swap in their own complete data (the last to commit wins), never a mix. The
+        # sync's id in the name lets the sync's next attempt take it over once this process is gone.
+        sync = "" if stream.sync_id is None else f"_s{stream.sync_id}"
+        table.staging = f"{_STAGING_PREFIX}{stream.name}_{os.getpid()}{sync}"
     return table
 
 
-def _drop_abandoned_staging(con: duckdb.DuckDBPyConnection, table: Table) -> None:
-    """Drop the staging tables of this stream left by destinations that died before their swap."""
+def _claim_staging(con: duckdb.DuckDBPyConnection, table: Table) -> bool:
+    """Drop the staging tables of this stream left by destinations that died before their swap,
+    but take over the one of an earlier attempt of this sync (same ``sync_id``: the job), which
+    its next attempt resumes; returns whether there was one."""
+    assert table.staging is not None
     prefix = f"{_STAGING_PREFIX}{table.name}_"
     names = con.execute(
         "SELECT table_name FROM information_schema.tables"
         " WHERE table_schema = ? AND starts_with(table_name, ?)",
         [table.schema, prefix],
     ).fetchall()
-    for (name,) in names:
-        pid = name[len(prefix) :]
-        if re.fullmatch(r"[0-9]+", pid) and not _alive(int(pid)):
+    claimed = False
+    for (name,) in sorted(names, key=lambda row: row[0] != table.staging):  # ours first (pid reused)
+        owner = re.fullmatch(r"([0-9]+)(?:_s([0-9]+))?", name[len(prefix) :])
+        if name == table.staging:
+            claimed = True  # a process that had our pid left it, for this very sync
+        elif owner is None or _alive(int(owner[1])):
+            continue
+        elif not claimed and table.sync_id is not None and owner[2] == str(table.sync_id):
+            con.execute(f"ALTER TABLE {quote(table.schema)}.{quote(name)} RENAME TO {quote(table.staging)}")
+            claimed = True
+        else:
             con.execute(f"DROP TABLE IF EXISTS {quote(table.schema)}.{quote(name)}")
+    return claimed
 
 
 def _resumed(con: duckdb.DuckDBPyConnection, table: Table) -> bool:
     """Whether an earlier attempt of this sync (same ``sync_id``: the job) already put its
-    records in place of the overwritten table. Its retry resumes the stream from that attempt's
-    last state, so its records must join those, not replace them. After a swap the table holds
-    only that sync's rows, so one row tells."""
+    records in place of the overwritten table: the stream completed (then the attempt failed),
+    or an earlier version of Ferryman swapped at the stream's first state. Its retry resumes the
+    stream from that attempt's last state, so its records must join those, not replace them.
+    After a swap the table holds only that sync's rows, so one row tells."""
     if table.sync_id is None:
         return False
     found = con.execute(
@@ -198,9 +223,7 @@ def prepare(con: duckdb.DuckDBPyConnection, table: Table) -> None:
     definition = ", ".join(f"{quote(column)} {kind}" for column, kind in table.definitions)
     if table.staging is not None and _resumed(con, table):
         table.staging = None  # an earlier attempt of this sync swapped: go on filling its table
-    if table.staging is not None:
-        _drop_abandoned_staging(con, table)
-        con.execute(f"DROP TABLE IF EXISTS {table.target}")
+    if table.staging is not None and not _claim_staging(con, table):
         con.execute(f"CREATE TABLE {table.target} ({definition})")
         return
     con.execute(f"CREATE TABLE IF NOT EXISTS {table.target} ({definition})")

@@ -4,10 +4,11 @@ Tables have the typed shape of :mod:`ferryman.builtin._columns`, with PostgreSQL
 are decoded and converted in Python by the shared rules (:data:`CONVERTERS`), then sent with
 ``COPY ... FROM STDIN``; ``_airbyte_raw_id`` comes from the column's default,
 ``gen_random_uuid()``. Under append_dedup the rows are merged into the table as
-:mod:`ferryman.builtin._postgres_dedup` says; under overwrite to a staging table, which replaces the
-table once the stream is done. A staging table belongs to the session holding the advisory lock
-named after it: one whose lock nobody holds was left by a destination that died, wherever it
-ran, and the next overwrite of the stream drops it.
+:mod:`ferryman.builtin._postgres_dedup` says; under overwrite to a staging table named after the
+sync, which replaces the table once the stream completed. A staging table belongs to the session
+holding the advisory lock named after it: one whose lock nobody holds was left by a destination
+that died or failed, wherever it ran; the next attempt of the same sync takes it over, the next
+overwrite of the stream by another sync drops it.
 """
 
 from __future__ import annotations
@@ -91,6 +92,10 @@ class LoadError(Exception):
     """PostgreSQL did not store a batch of records as it was given them."""
 
 
+class StagingBusy(Exception):
+    """The staging table a sync's attempt would resume is held by another live session."""
+
+
 @dataclass
 class Table:
     label: str
@@ -110,6 +115,19 @@ class Table:
     batch_keys: set[Any] = field(default_factory=set)  # the keys in the batch table
     repeated: bool = False  # whether the batch table may hold a key more than once
     fresh_keys: set[Any] | None = None  # keys of this sync, while they are copied straight in
+    # Under overwrite: how many lines of the loader's buffer a received state covers; the records
+    # after the stream's last state, sent to the session's temporary ``hold`` table until a state
+    # covers them (``held``: counted by the loader; ``holding``: by the database's thread);
+    # whether the stream completed.
+    covered: int = 0
+    hold: str | None = None
+    held: int = 0
+    holding: int = 0
+    completed: bool = False
+
+    @property
+    def overwrite(self) -> bool:
+        return self.mode == "overwrite"
 
     @property
     def target(self) -> str:
@@ -159,7 +177,9 @@ def table_for(stream: ConfiguredStream, default_schema: str) -> Table:
         stream.sync_id,
     )
     if mode == "overwrite":
-        table.staging = _staging_prefix(schema, stream.name) + secrets.token_hex(4)
+        # Named after the sync (the job) when there is one: its next attempt resumes it.
+        owner = secrets.token_hex(4) if stream.sync_id is None else f"s{stream.sync_id}"
+        table.staging = _staging_prefix(schema, stream.name) + owner
     return table
 
 
@@ -220,13 +240,22 @@ def _prepare(conn: psycopg.Connection[Any], table: Table) -> None:
     if table.staging is not None and _resumed(conn, table):
         table.staging = None  # an earlier attempt of this sync swapped: go on filling its table
     if table.staging is not None:
-        conn.execute("SELECT pg_advisory_lock(%s)", (lock_key(table.staging),))
+        taken = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(table.staging),)).fetchone()
+        if not (taken and taken[0]):
+            raise StagingBusy(
+                f"stream '{table.label}': another session is filling staging table"
+                f" {quote(table.schema)}.{quote(table.staging)} of this sync (sync_id {table.sync_id});"
+                " is an earlier attempt of the job still running? Try again once it has ended"
+            )
         _drop_abandoned_staging(conn, table)
-        conn.execute(f"CREATE TABLE {table.target} ({definition})")
-        return
+        if not _stored_columns(conn, table.schema, table.staging):
+            conn.execute(f"CREATE TABLE {table.target} ({definition})")
+            return
+        # An earlier attempt of this sync staged what this one resumes after: brought up to the
+        # stream's schema like a stored table.
     storage = " WITH (fillfactor = 50)" if table.mode == "append_dedup" else ""
     conn.execute(f"CREATE TABLE IF NOT EXISTS {table.target} ({definition}){storage}")
-    stored = _stored_columns(conn, table.schema, table.name)
+    stored = _stored_columns(conn, table.schema, table.staging or table.name)
     for name, kind in AIRBYTE:
         if name not in stored:
             conn.execute(f"ALTER TABLE {table.target} ADD COLUMN {quote(name)} {kind}")

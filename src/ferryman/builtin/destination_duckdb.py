@@ -25,18 +25,18 @@ Sync modes:
   A record without a usable value for a key field (missing, null, or not of the key's type)
   fails the sync with a ``config_error`` before anything of its commit is stored: it would
   otherwise become a row no later record can replace.
-* ``overwrite`` writes the sync's records into a staging table (``_ferryman_staging_<stream>_<pid>``,
-  dropped and recreated by the sync's first commit). The old table is replaced by the staging
-  table, in one transaction, when the first state covering the stream is committed (a STREAM
-  state for it, or any GLOBAL or LEGACY state); records that arrive after that go straight to
-  the table. At the end of the input, a stream not yet replaced is replaced only if a TRACE
-  ``STREAM_STATUS`` message marked it ``COMPLETE`` (sent once the source has succeeded);
-  otherwise its staging table is dropped, the old table is kept as it was, and a warning is
-  logged. So a sync whose source fails, or that is killed, before a covering state never puts
-  partial data in place of a table; a RESET (null states, no records) leaves an empty table.
-  A later attempt of the same sync (same ``sync_id``) whose table already holds that sync's rows
-  (a swap happened, then the attempt failed) resumes the stream from that swap's state: it
-  writes straight into the table, adding to those rows instead of replacing them.
+* ``overwrite`` writes the sync's records into a staging table of its own
+  (``_ferryman_staging_<stream>_<pid>_s<sync_id>``; without a ``sync_id``, ``..._<pid>``). A
+  commit loads into it the records before the stream's last state (a STREAM state for it, or
+  any GLOBAL or LEGACY state); those after it wait in a spill file until a later state covers
+  them. The old table is replaced by the staging table, in one transaction, only when a TRACE
+  ``STREAM_STATUS`` message marks the stream ``COMPLETE`` (sent once the source has succeeded).
+  Otherwise the old table is kept as it was, what came after the last state is dropped, a
+  warning is logged, and the staging table is left to the sync's next attempt: a later process
+  with the same ``sync_id`` (the job) takes it over once its owner is gone and resumes filling
+  it; any other sync drops it. A RESET (null states, no records, COMPLETE) leaves an empty
+  table. An attempt whose table already holds its sync's rows (the stream completed, then the
+  attempt failed; or an earlier Ferryman swapped at the first state) writes straight into it.
 
 Sharing the file: DuckDB lets one process at a time write to a database file, and many syncs
 may share one (see :mod:`ferryman.builtin._duckdb_file`). Records are buffered per stream and,
@@ -171,31 +171,63 @@ class DuckDBSink:
 
     def _spill(self, table: Table) -> None:
         lines = table.lines
+        if table.overwrite and table.covered < len(lines):  # the rest waits for a state in the tail
+            if table.covered:
+                self._append(table, lines[: table.covered], tail=False)
+            self._append(table, lines[table.covered :], tail=True)
+        else:
+            self._append(table, lines, tail=False)
+        table.covered = 0
+        lines.clear()
+
+    def _append(self, table: Table, lines: list[bytes], tail: bool) -> None:
         count, longest = len(lines), max(map(len, lines))
         if table.dedup:
             data = b"".join([b'{"s":%d,"m":%b}\n' % item for item in enumerate(lines, table.received)])
         else:
             lines.append(b"")  # a newline after the last line too, without another copy
             data = b"\n".join(lines)
-        if table.spill is None:
-            table.spill = Spill(self.directory)
-        table.spill.append(data, count, longest + 32)
+        if tail:
+            table.tail = table.tail or Spill(self.directory)
+            table.tail.append(data, count, longest + 32)
+        else:
+            table.spill = table.spill or Spill(self.directory)
+            table.spill.append(data, count, longest + 32)
         table.received += count
-        lines.clear()
+
+    def checkpoint(self, scope: StreamKey | None) -> None:
+        for key, table in self.tables.items():
+            if table.overwrite and (scope is None or key == scope):
+                self._cover(table)
+
+    def _cover(self, table: Table) -> None:
+        """Every record the stream received so far goes with the next commit."""
+        table.covered = len(table.lines)
+        if table.tail is None or not table.tail.lines:
+            return
+        if table.spill is None or not table.spill.lines:  # no copy: the tail becomes the spill
+            table.spill, table.tail = table.tail, table.spill
+        else:
+            table.spill.take(table.tail)
 
     def _pending(self) -> list[Table]:
         return [table for table in self.tables.values() if table.spill is not None and table.spill.lines]
 
-    def commit(self, scopes: set[StreamKey] | None) -> None:
+    def commit(self, complete: set[StreamKey]) -> None:
         self.flush()
+        for key in complete:
+            table = self.tables.get(key)
+            if table is not None and table.overwrite:
+                self._cover(table)
+                table.completed = True
         pending = self._pending()
-        if self.prepared and not pending and not self._due(scopes):
+        if self.prepared and not pending and not self._due():
             return
         with self._transaction() as con:
             if not self.prepared:
                 for table in self.tables.values():
                     prepare(con, table)
-            due = self._due(scopes)  # after prepare: a resumed sync's table has no staging
+            due = self._due()  # after prepare: a resumed sync's table has no staging
             for table in pending:
                 assert table.spill is not None
                 load_spill(con, table, table.spill)
@@ -212,27 +244,32 @@ class DuckDBSink:
         for table in due:
             table.staging = None
 
-    def _due(self, scopes: set[StreamKey] | None) -> list[Table]:
+    def _due(self) -> list[Table]:
         """The overwrite streams whose staging table replaces their table at this commit."""
-        return [
-            table
-            for key, table in self.tables.items()
-            if table.staging is not None and (scopes is None or key in scopes)
-        ]
+        return [table for table in self.tables.values() if table.staging is not None and table.completed]
 
-    def drop_staged(self) -> dict[StreamKey, int]:
-        left = {key: table for key, table in self.tables.items() if table.staging is not None}
-        if not left:
-            return {}
-        with self._transaction() as con:
-            for table in left.values():
-                con.execute(f"DROP TABLE IF EXISTS {table.target}")
-        dropped: dict[StreamKey, int] = {}
-        for key, table in left.items():
-            table.staging = None
-            dropped[key] = table.staged
+    def leave_staged(self) -> dict[StreamKey, tuple[int, int]]:
+        left: dict[StreamKey, tuple[int, int]] = {}
+        gone: list[Table] = []  # staging tables nobody can resume: a sync without a sync_id
+        for key, table in self.tables.items():
+            if not table.overwrite or table.completed:
+                continue
+            dropped = table.tail.lines if table.tail is not None else 0
+            if table.tail is not None:
+                table.tail.clear()
+            if table.staging is None:  # it writes into a table an earlier attempt put in place
+                continue
+            if table.sync_id is None:
+                gone.append(table)
+                left[key] = (0, dropped + table.staged)
+            else:
+                left[key] = (table.staged, dropped)
             self.records -= table.staged
-        return dropped
+        if gone and self.prepared:
+            with self._transaction() as con:
+                for table in gone:
+                    con.execute(f"DROP TABLE IF EXISTS {table.target}")
+        return left
 
     @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -260,8 +297,9 @@ class DuckDBSink:
     def close(self) -> None:
         self.file.close()
         for table in self.tables.values():
-            if table.spill is not None:
-                table.spill.close()
+            for spill in (table.spill, table.tail):
+                if spill is not None:
+                    spill.close()
 
 
 def write(config: DuckDBConfig, catalog: list[ConfiguredStream], out: Output) -> None:

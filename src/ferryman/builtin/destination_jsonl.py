@@ -11,15 +11,17 @@ Sync modes:
 
 * ``append`` appends to the file.
 * ``append_dedup`` is treated as ``append``: a JSON-lines file has no keys to upsert on.
-* ``overwrite`` writes into ``<file>.ferryman-tmp`` (truncated when the sync starts) and renames
-  it over the file when the first state covering the stream is committed (a STREAM state for
-  it, or any GLOBAL or LEGACY state); later records append to the renamed file. At the end of
-  the input, a stream not yet renamed is renamed only if a TRACE ``STREAM_STATUS`` message
-  marked it ``COMPLETE`` (sent once the source has succeeded); otherwise the temporary file is
-  removed, the old file is kept as it was, and a warning is logged. A sync that fails or is
-  killed before a covering state thus never replaces a file with partial data. The rename
-  writes the sync's ``sync_id`` to ``<file>.ferryman-sync``: a later attempt of the same sync
-  (a retry, resuming from the state that made the rename) appends to the file instead.
+* ``overwrite`` writes into a staging file of the sync's own, ``<file>.ferryman-staging-<sync_id>``
+  (``<file>.ferryman-tmp`` for a sync without a ``sync_id``), and renames it over the file only
+  when a TRACE ``STREAM_STATUS`` message marks the stream ``COMPLETE`` (sent once the source has
+  succeeded). At each commit the size the staging file had at the stream's last state (a STREAM
+  state for it, or any GLOBAL or LEGACY state) is written to ``<staging file>.committed``. A sync
+  that does not complete keeps the old file as it was and logs a warning; its staging file is cut
+  back to that size and left for the sync's next attempt (the same ``sync_id``: the job), which
+  resumes from that state and appends to it (after a kill too: it cuts the file back first). A
+  staging file of another sync is removed. The rename writes the sync's ``sync_id`` to
+  ``<file>.ferryman-sync``: a later attempt of the same sync (the stream completed, then the
+  attempt failed) appends to the file instead.
 
 A state is echoed after the records received before it are written and the files fsync'ed.
 TRACE messages other than the COMPLETE stream statuses are ignored.
@@ -27,6 +29,7 @@ TRACE messages other than the COMPLETE stream statuses are ignored.
 
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +43,9 @@ from ferryman.builtin._runtime import ConfigError, Connector, Output, object_sch
 
 NAME = "destination-jsonl"
 MODES = ("append", "overwrite", "append_dedup")
-TMP_SUFFIX = ".ferryman-tmp"
+TMP_SUFFIX = ".ferryman-tmp"  # a staging file of a sync without a sync_id
+STAGING_SUFFIX = ".ferryman-staging-"  # then the sync_id: a sync's staging file, its attempts resume
+COMMITTED_SUFFIX = ".committed"  # beside a staging file: its size as of the last committed state
 SYNC_SUFFIX = ".ferryman-sync"  # beside an overwritten file: the sync_id that put it in place
 
 
@@ -105,16 +110,56 @@ class _File:
     replacing: bool  # overwrite mode, not yet renamed over the final file
     lines: list[bytes] = field(default_factory=list)
     dirty: bool = False
-    staged: int = 0  # records written to the temporary file
+    staged: int = 0  # records written to the staging file by this attempt
     sync_id: int | None = None
+    # Under overwrite: the staging file's size and records up to the stream's last state, and
+    # whether the stream completed.
+    covered_size: int = 0
+    covered: int = 0
+    completed: bool = False
 
     @property
-    def tmp(self) -> Path:
-        return self.final.with_name(self.final.name + TMP_SUFFIX)
+    def staging(self) -> Path:
+        return _staging(self.final, self.sync_id)
+
+    @property
+    def committed(self) -> Path:
+        """Beside a sync's staging file: its size as of the last state committed."""
+        return self.staging.with_name(self.staging.name + COMMITTED_SUFFIX)
 
     @property
     def mark(self) -> Path:
         return self.final.with_name(self.final.name + SYNC_SUFFIX)
+
+
+def _staging(final: Path, sync_id: int | None) -> Path:
+    if sync_id is None:
+        return final.with_name(final.name + TMP_SUFFIX)
+    return final.with_name(f"{final.name}{STAGING_SUFFIX}{sync_id}")
+
+
+def _open_staging(final: Path, sync_id: int | None) -> tuple[BinaryIO, int]:
+    """The stream's staging file, opened to append, and its size. A sync's earlier attempt may
+    have left one: it is kept up to what its last committed state covers (the next attempt
+    resumes from there); another sync's is removed."""
+    for found in final.parent.glob(glob.escape(final.name + STAGING_SUFFIX) + "*"):
+        if found.name.endswith(COMMITTED_SUFFIX):
+            continue
+        if found != _staging(final, sync_id):
+            found.unlink(missing_ok=True)
+            found.with_name(found.name + COMMITTED_SUFFIX).unlink(missing_ok=True)
+    path = _staging(final, sync_id)
+    size = 0
+    if sync_id is not None:
+        try:
+            size = int(path.with_name(path.name + COMMITTED_SUFFIX).read_text())
+        except (OSError, ValueError):
+            size = 0
+    handle = open(path, "ab")  # noqa: SIM115
+    size = min(size, handle.tell())
+    handle.truncate(size)
+    handle.seek(size)  # appends go to the end; tell() must say where that is before the first
+    return handle, size
 
 
 class JsonlSink:
@@ -125,8 +170,10 @@ class JsonlSink:
         for stream in catalog:
             final = directory / file_name(stream)
             if stream.destination_sync_mode == "overwrite" and not _resumed(final, stream.sync_id):
-                handle = open(final.with_name(final.name + TMP_SUFFIX), "wb")  # noqa: SIM115
-                self.files[stream.key] = _File(final, handle, replacing=True, sync_id=stream.sync_id)
+                handle, size = _open_staging(final, stream.sync_id)
+                self.files[stream.key] = _File(
+                    final, handle, replacing=True, sync_id=stream.sync_id, covered_size=size
+                )
             else:
                 self.files[stream.key] = _File(final, open(final, "ab"), replacing=False)  # noqa: SIM115
         self.buffers = {key: entry.lines for key, entry in self.files.items()}
@@ -134,25 +181,34 @@ class JsonlSink:
         self.skipped = 0
 
     def flush(self) -> None:
-        decode = _decoder.decode
         for entry in self.files.values():
-            if not entry.lines:
-                continue
-            chunk: list[Any] = []
-            for line in entry.lines:
-                try:
-                    chunk.append(decode(line).record.data)
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    self.skipped += 1
-            chunk.append(b"")
-            entry.handle.write(b"\n".join(chunk))
-            entry.dirty = True
-            self.records += len(chunk) - 1
-            if entry.replacing:
-                entry.staged += len(chunk) - 1
-            entry.lines.clear()
+            self._write(entry)
 
-    def commit(self, scopes: set[StreamKey] | None) -> None:
+    def _write(self, entry: _File) -> None:
+        if not entry.lines:
+            return
+        decode = _decoder.decode
+        chunk: list[Any] = []
+        for line in entry.lines:
+            try:
+                chunk.append(decode(line).record.data)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                self.skipped += 1
+        chunk.append(b"")
+        entry.handle.write(b"\n".join(chunk))
+        entry.dirty = True
+        self.records += len(chunk) - 1
+        if entry.replacing:
+            entry.staged += len(chunk) - 1
+        entry.lines.clear()
+
+    def checkpoint(self, scope: StreamKey | None) -> None:
+        for key, entry in self.files.items():
+            if entry.replacing and (scope is None or key == scope):
+                self._write(entry)
+                entry.covered_size, entry.covered = entry.handle.tell(), entry.staged
+
+    def commit(self, complete: set[StreamKey]) -> None:
         self.flush()
         renamed = False
         for key, entry in self.files.items():
@@ -160,33 +216,55 @@ class JsonlSink:
                 entry.handle.flush()
                 os.fsync(entry.handle.fileno())
                 entry.dirty = False
-            if entry.replacing and (scopes is None or key in scopes):
-                os.replace(entry.tmp, entry.final)
+            if not entry.replacing:
+                continue
+            if key in complete:
+                os.replace(entry.staging, entry.final)
                 # After the rename, never before: a mark beside the old file would make a retry
                 # add to it.
                 if entry.sync_id is not None:
                     entry.mark.write_text(str(entry.sync_id))
+                    entry.committed.unlink(missing_ok=True)
                 else:
                     entry.mark.unlink(missing_ok=True)
                 entry.replacing = False
+                entry.completed = True
                 renamed = True
+            elif entry.sync_id is not None:
+                _write_durably(entry.committed, str(entry.covered_size).encode())
         if renamed:
             _fsync_directory(self.directory)
 
-    def drop_staged(self) -> dict[StreamKey, int]:
-        dropped: dict[StreamKey, int] = {}
+    def leave_staged(self) -> dict[StreamKey, tuple[int, int]]:
+        left: dict[StreamKey, tuple[int, int]] = {}
         for key, entry in self.files.items():
-            if entry.replacing:
+            if not entry.replacing:
+                continue
+            entry.replacing = False
+            self.records -= entry.staged
+            if entry.sync_id is None:
                 entry.handle.close()
-                entry.tmp.unlink(missing_ok=True)
-                entry.replacing = False
-                dropped[key] = entry.staged
-                self.records -= entry.staged
-        return dropped
+                entry.staging.unlink(missing_ok=True)
+                left[key] = (0, entry.staged)
+            else:  # what came after the last state is sent again by the next attempt
+                entry.handle.truncate(entry.covered_size)
+                left[key] = (entry.covered, entry.staged - entry.covered)
+        return left
 
     def close(self) -> None:
         for entry in self.files.values():
             entry.handle.close()
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``, on disk before this returns."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_directory(path.parent)
 
 
 def _resumed(final: Path, sync_id: int | None) -> bool:

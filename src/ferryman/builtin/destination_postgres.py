@@ -23,13 +23,17 @@ after the transaction holding every record before it is committed; a destination
 leaves its open transaction to be rolled back by the server. Sync modes behave as in
 destination-duckdb: ``append``; ``append_dedup`` (rows copied into a temporary table and merged
 at each commit: the latest by cursor, else by arrival, wins; ``_ab_cdc_deleted_at`` deletes);
-``overwrite`` (a staging table replaces the table, in the commit's transaction, once a state
-covers the stream or it completed; otherwise it is dropped and the old table kept; a retry of
-the same sync whose table already holds that sync's rows writes straight into it).
+``overwrite`` (a staging table of the sync's own, ``_ferryman_staging_<hash>_s<sync_id>``,
+replaces the table in the last commit's transaction if the stream completed; a state commits the
+records before it into it, those after it wait in a temporary table until a later state covers
+them; otherwise the old table is kept and the staging table left to the sync's next attempt,
+which takes it over; a retry of the same sync whose table already holds that sync's rows writes
+straight into it).
 """
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import uuid
@@ -56,6 +60,9 @@ from ferryman.builtin._postgres_tables import (
 from ferryman.builtin._runtime import ConfigError, Connector, Output, object_schema, require_int, run
 
 NAME = "destination-postgres"
+# One stream's flush: the records copied straight into an append_dedup table that was empty, the
+# records for the table (or its batch table), and those held until a state covers them.
+_Handed = tuple[Encoded | None, Encoded | None, Encoded | None]
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -216,20 +223,38 @@ class PostgresSink:
     # --- the loader's side ---
 
     def flush(self) -> None:
-        handed: dict[StreamKey, tuple[Encoded | None, Encoded]] = {}
+        handed: dict[StreamKey, _Handed] = {}
         for key, lines in self.buffers.items():
             if lines:
                 table = self.tables[key]
-                if table.batch is None:
-                    handed[key] = (None, encode(rows(table, lines)))
+                if table.batch is not None:
+                    handed[key] = (*encode_batch(table, lines), None)
+                elif table.overwrite and table.covered < len(lines):  # the rest waits for a state
+                    covered = encode(rows(table, lines[: table.covered])) if table.covered else None
+                    handed[key] = (None, covered, encode(rows(table, lines[table.covered :])))
+                    table.held += len(lines) - table.covered
                 else:
-                    handed[key] = encode_batch(table, lines)
+                    handed[key] = (None, encode(rows(table, lines)), None)
+                table.covered = 0
                 self.buffers[key] = []
         if handed:
             self._submit(lambda: self._copy(handed))
 
-    def start_commit(self, scopes: set[StreamKey] | None) -> None:
+    def checkpoint(self, scope: StreamKey | None) -> None:
+        for key, table in self.tables.items():
+            if table.overwrite and (scope is None or key == scope):
+                table.covered = len(self.buffers[key])
+                if table.held:
+                    table.held = 0
+                    self._submit(functools.partial(self._unhold, table))
+
+    def start_commit(self, complete: set[StreamKey]) -> None:
         """Flush, then commit in the background everything flushed so far (see commit_done)."""
+        for key in complete:
+            table = self.tables.get(key)
+            if table is not None and table.overwrite:
+                self.checkpoint(key)
+                table.completed = True
         self.flush()
         self.commit_done(block=True)  # one commit in flight at most
         repeated = {key: table.repeated for key, table in self.tables.items()}
@@ -237,7 +262,7 @@ class PostgresSink:
             table.batch_keys = set()
             table.repeated = False
         self._committed.clear()
-        self._submit(lambda: self._commit(scopes, repeated))
+        self._submit(lambda: self._commit(repeated))
 
     def commit_done(self, block: bool) -> bool:
         """Whether the last commit started is durable (waiting for it when ``block``); raises
@@ -247,17 +272,17 @@ class PostgresSink:
             raise self._failed
         return done
 
-    def commit(self, scopes: set[StreamKey] | None) -> None:
-        self.start_commit(scopes)
+    def commit(self, complete: set[StreamKey]) -> None:
+        self.start_commit(complete)
         self.commit_done(block=True)
 
-    def drop_staged(self) -> dict[StreamKey, int]:
-        dropped: dict[StreamKey, int] = {}
+    def leave_staged(self) -> dict[StreamKey, tuple[int, int]]:
+        left: dict[StreamKey, tuple[int, int]] = {}
         self.commit_done(block=True)
         self._committed.clear()
-        self._submit(lambda: dropped.update(self._drop_staged()))
+        self._submit(lambda: left.update(self._leave_staged()))
         self.commit_done(block=True)
-        return dropped
+        return left
 
     def close(self) -> None:
         self._tasks.put(None)
@@ -281,28 +306,44 @@ class PostgresSink:
             if self._failed is not None:
                 self._committed.set()  # wakes the loader, to raise what failed
 
-    def _copy(self, handed: dict[StreamKey, tuple[Encoded | None, Encoded]]) -> None:
-        for key, (direct, encoded) in handed.items():
+    def _copy(self, handed: dict[StreamKey, _Handed]) -> None:
+        for key, (direct, encoded, held) in handed.items():
             table = self.tables[key]
             if direct is not None:  # first records of their keys, into a table empty at the start
                 copy_encoded(self._conn, table, table.target, table.names, direct)
                 table.pending += direct.rows
-            into, names = (
-                (table.target, table.names) if table.batch is None else (table.batch, batch_names(table))
-            )
-            copy_encoded(self._conn, table, into, names, encoded)
-            table.pending += encoded.rows
+            if encoded is not None:
+                into, names = (
+                    (table.target, table.names) if table.batch is None else (table.batch, batch_names(table))
+                )
+                copy_encoded(self._conn, table, into, names, encoded)
+                table.pending += encoded.rows
+            if held is not None:
+                copy_encoded(self._conn, table, self._hold(table), table.names, held)
+                table.holding += held.rows
 
-    def _commit(self, scopes: set[StreamKey] | None, repeated: dict[StreamKey, bool]) -> None:
+    def _hold(self, table: Table) -> str:
+        """The session's temporary table for the stream's records after its last state."""
+        if table.hold is None:
+            table.hold = quote(f"_ferryman_hold_{list(self.tables.values()).index(table)}")
+            self._conn.execute(f"CREATE TEMP TABLE {table.hold} (LIKE {table.target} INCLUDING DEFAULTS)")
+        return table.hold
+
+    def _unhold(self, table: Table) -> None:
+        """A state covers the held records: they join the others, in the open transaction."""
+        if table.hold is not None and table.holding:
+            names = f"_airbyte_raw_id, {table.names}"
+            self._conn.execute(f"INSERT INTO {table.target} ({names}) SELECT {names} FROM {table.hold}")
+            self._conn.execute(f"TRUNCATE {table.hold}")
+            table.pending += table.holding
+            table.holding = 0
+
+    def _commit(self, repeated: dict[StreamKey, bool]) -> None:
         conn = self._conn
         for key, table in self.tables.items():
             if table.batch is not None and table.pending:
                 merge_batch(conn, table, repeated[key])
-        due = [
-            table
-            for key, table in self.tables.items()
-            if table.staging is not None and (scopes is None or key in scopes)
-        ]
+        due = [table for table in self.tables.values() if table.staging is not None and table.completed]
         for table in due:
             conn.execute(f"DROP TABLE IF EXISTS {quote(table.schema)}.{quote(table.name)}")
             conn.execute(f"ALTER TABLE {table.target} RENAME TO {quote(table.name)}")
@@ -316,19 +357,24 @@ class PostgresSink:
             table.staging = None
         self._committed.set()
 
-    def _drop_staged(self) -> dict[StreamKey, int]:
-        left = {key: table for key, table in self.tables.items() if table.staging is not None}
-        dropped: dict[StreamKey, int] = {}
-        if left:
-            for table in left.values():
+    def _leave_staged(self) -> dict[StreamKey, tuple[int, int]]:
+        left: dict[StreamKey, tuple[int, int]] = {}
+        gone = []  # staging tables nobody can resume: a sync without a sync_id
+        for key, table in self.tables.items():
+            if not table.overwrite or table.completed or table.staging is None:
+                continue
+            if table.sync_id is None:
+                gone.append(table)
+                left[key] = (0, table.holding + table.staged)
+            else:
+                left[key] = (table.staged, table.holding)
+            self.records -= table.staged
+        if gone:
+            for table in gone:
                 self._conn.execute(f"DROP TABLE IF EXISTS {table.target}")
             self._conn.commit()
-            for key, table in left.items():
-                table.staging = None
-                dropped[key] = table.staged
-                self.records -= table.staged
         self._committed.set()
-        return dropped
+        return left
 
 
 def write(config: PostgresConfig, catalog: list[ConfiguredStream], out: Output) -> None:
