@@ -488,6 +488,43 @@ def test_request_cancel_in_each_state(store: SqlJobStore) -> None:
     assert store.schedule_retry(job.id, later(10)).status is JobStatus.CANCELLED
 
 
+def test_a_cancel_racing_a_claim_flags_the_running_job_and_never_ends_it_under_its_attempt(
+    store: SqlJobStore, store_url: str
+) -> None:
+    """``jobs cancel`` reads the job pending while an engine's claim, not yet committed, starts
+    it. Before, the cancel's write, retried on a fresh read, moved the now running job straight
+    to cancelled: reported cancelled while its attempt ran on, and its connection free for a
+    second sync beside it. Postgres only: SQLite runs one writer at a time, so cannot race."""
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite serialises writers: the claim and the cancel cannot interleave")
+    job = store.enqueue(JobType.SYNC, "1", {})
+    claimer = sa.create_engine(store_url)
+    database = store_url.rsplit("/", 1)[1]
+    try:
+        with claimer.connect() as conn:
+            held = conn.begin()
+            conn.execute(sa.text("UPDATE jobs SET status = 'running' WHERE id = :id"), {"id": job.id})
+            done: list[object] = []
+            cancel = threading.Thread(target=lambda: done.append(store.request_cancel(job.id)))
+            cancel.start()
+            waiting = sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND wait_event_type = 'Lock'"
+            )
+            with claimer.connect() as probe:
+                while not probe.execute(waiting, {"db": database}).scalar():
+                    assert cancel.is_alive(), done
+                    probe.rollback()
+            held.commit()  # the claim lands first; the cancel's write finds the job running
+            cancel.join(timeout=30)
+    finally:
+        claimer.dispose()
+    (answer,) = done
+    after = store.get_job(job.id)
+    assert (after.status, after.cancel_requested) == (JobStatus.RUNNING, True)
+    assert answer == after
+    assert store.cancel_requested([job.id]) == {job.id}  # its engine stops the attempt
+
+
 def test_stale_attempts_are_those_whose_engine_went_quiet(store: SqlJobStore) -> None:
     _, quiet = running_sync(store, "1")
     _, alive = running_sync(store, "2")

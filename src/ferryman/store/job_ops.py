@@ -574,7 +574,18 @@ class JobOps:
                 if status.terminal:
                     return rows.job(row)
                 if status is not JobStatus.RUNNING:
-                    return move_job(conn, job_id, JobStatus.CANCELLED, now, cancel_requested=True)
+                    # Compare-and-set on the status read: an engine that claimed the job since
+                    # runs an attempt now, which must be stopped first (the flag, below), never
+                    # the job ended under it (its connection would be free for a second sync).
+                    moved = conn.execute(
+                        jobs.update()
+                        .where(jobs.c.id == job_id, jobs.c.status == status.value)
+                        .values(status=JobStatus.CANCELLED.value, cancel_requested=True, updated_at=now)
+                        .returning(*jobs.c)
+                    ).first()
+                    if moved is not None:
+                        return _moved(conn, rows.job(moved), JobStatus.CANCELLED, now)
+                    continue
                 flagged = conn.execute(
                     jobs.update()
                     .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
