@@ -10,7 +10,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from ferryman.engines.execution import decide_retry
 from ferryman.errors import UserInputError
+from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
+from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import AttemptStatus, IllegalTransition, JobStatus, JobType
 from ferryman.service import JobService
 from ferryman.store import (
@@ -390,6 +393,28 @@ def test_an_outcome_returns_the_attempt_as_it_ended_and_none_when_it_came_late(s
     assert ended_job == failed and ended is not None and ended.status is AttemptStatus.SUCCEEDED
 
 
+@pytest.mark.parametrize("attempts_done", [1, 3], ids=["retry", "no-retry-left"])
+def test_a_retry_decided_on_an_overtaken_read_never_moves_the_newer_attempts_job(
+    store: SqlJobStore, attempts_done: int
+) -> None:
+    """Two engines fail the same attempt (both found its engine gone, or the engine itself came
+    back late): each decides the retry on the job it read as incomplete. If the other has claimed
+    the retry meanwhile, the late decision must leave that running job alone. Before, it moved
+    it back to incomplete (a third engine then ran the job twice at once) or failed it while its
+    attempt ran."""
+    job, first = running_sync(store)
+    seen = store.fail_attempt(first, None, failure(), T0)
+    assert seen.status is JobStatus.INCOMPLETE
+    store.schedule_retry(job.id, T0)  # the first engine's decision
+    _, second = claim_one(store, later(1), engine="engine-b")
+
+    failures = [FailureReason.of(FailureOrigin.PLATFORM, FailureType.SYSTEM_ERROR, "gone", 0)]
+    late = decide_retry(store, RetryPolicy(backoff_min_s=0), seen, attempts_done, failures, later(2))
+    assert late.status is JobStatus.RUNNING
+    assert store.claim("engine-c", ALL_SLOTS, later(3), log_path) == []  # not claimable twice
+    assert store.succeed_attempt(second, {}, later(4)).status is JobStatus.SUCCEEDED
+
+
 def test_claim_counts_the_attempts_a_job_had_across_slots(store: SqlJobStore) -> None:
     job, first = running_sync(store)
     spec = store.enqueue(JobType.SPEC, None, {})
@@ -463,6 +488,43 @@ def test_request_cancel_in_each_state(store: SqlJobStore) -> None:
     assert store.schedule_retry(job.id, later(10)).status is JobStatus.CANCELLED
 
 
+def test_a_cancel_racing_a_claim_flags_the_running_job_and_never_ends_it_under_its_attempt(
+    store: SqlJobStore, store_url: str
+) -> None:
+    """``jobs cancel`` reads the job pending while an engine's claim, not yet committed, starts
+    it. Before, the cancel's write, retried on a fresh read, moved the now running job straight
+    to cancelled: reported cancelled while its attempt ran on, and its connection free for a
+    second sync beside it. Postgres only: SQLite runs one writer at a time, so cannot race."""
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite serialises writers: the claim and the cancel cannot interleave")
+    job = store.enqueue(JobType.SYNC, "1", {})
+    claimer = sa.create_engine(store_url)
+    database = store_url.rsplit("/", 1)[1]
+    try:
+        with claimer.connect() as conn:
+            held = conn.begin()
+            conn.execute(sa.text("UPDATE jobs SET status = 'running' WHERE id = :id"), {"id": job.id})
+            done: list[object] = []
+            cancel = threading.Thread(target=lambda: done.append(store.request_cancel(job.id)))
+            cancel.start()
+            waiting = sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND wait_event_type = 'Lock'"
+            )
+            with claimer.connect() as probe:
+                while not probe.execute(waiting, {"db": database}).scalar():
+                    assert cancel.is_alive(), done
+                    probe.rollback()
+            held.commit()  # the claim lands first; the cancel's write finds the job running
+            cancel.join(timeout=30)
+    finally:
+        claimer.dispose()
+    (answer,) = done
+    after = store.get_job(job.id)
+    assert (after.status, after.cancel_requested) == (JobStatus.RUNNING, True)
+    assert answer == after
+    assert store.cancel_requested([job.id]) == {job.id}  # its engine stops the attempt
+
+
 def test_stale_attempts_are_those_whose_engine_went_quiet(store: SqlJobStore) -> None:
     _, quiet = running_sync(store, "1")
     _, alive = running_sync(store, "2")
@@ -504,6 +566,47 @@ def test_stream_stats_are_upserted_per_stream(store: SqlJobStore) -> None:
     ]
     with pytest.raises(NotFound):
         store.save_stream_stats(attempt.id + 99, [StreamStat(attempt.id + 99, "x", None, 0, 0, 0, 0)])
+
+
+def _cursor_state(cursor: int) -> list[dict[str, object]]:
+    return [
+        {"type": "STREAM", "stream": {"stream_descriptor": {"name": "users"}, "stream_state": {"c": cursor}}}
+    ]
+
+
+def test_a_late_save_from_an_attempt_another_engine_failed_never_replaces_the_newer_state(
+    store: SqlJobStore,
+) -> None:
+    """Engine A is cut off from the store past the stale limit; engine B fails A's attempt and
+    runs the retry, which commits further. A comes back with its last confirmed state: the
+    store refuses it (and its stats), and A's heartbeat tells it the attempt is gone. Before,
+    A's save replaced the retry's state, so the next sync re-read what the retry had committed
+    (or, with a state ahead of it, skipped records never delivered)."""
+    source = store.create_actor("source", "s", "builtin:bench", {})
+    dest = store.create_actor("destination", "d", "builtin:devnull", {})
+    conn = store.create_connection("c", source.id, dest.id, {"streams": []})
+    job = store.enqueue(JobType.SYNC, str(conn.id), {})
+    _, first = claim_one(store, T0, engine="engine-a")
+    stat = StreamStat(first.id, "users", None, 10, 100, 10, 100)
+    assert store.save_progress(first.id, [stat], conn.id, _cursor_state(10), job.id)
+
+    # Engine B: A went quiet, so its attempt is failed and the job retried by B.
+    store.fail_attempt(first, None, failure("engine-a stopped heartbeating"), later(60))
+    store.schedule_retry(job.id, later(60))
+    _, second = claim_one(store, later(61), engine="engine-b")
+    assert store.save_progress(second.id, [], conn.id, _cursor_state(50), job.id)
+
+    # Engine A comes back, still at cursor 20.
+    late = StreamStat(first.id, "users", None, 20, 200, 20, 200)
+    assert not store.save_progress(first.id, [late], conn.id, _cursor_state(20), job.id)
+    assert not store.save_progress(first.id, [late])
+    assert store.get_state(conn.id) == _cursor_state(50)
+    assert store.list_stream_stats(first.id) == [stat]
+    assert store.heartbeat("engine-a", [first.id], later(62)) == set()
+    assert store.heartbeat("engine-b", [second.id], later(62)) == {second.id}
+    assert store.heartbeat("engine-a", [second.id], later(62)) == set()  # not A's to renew
+    with pytest.raises(NotFound):
+        store.save_progress(second.id, [], conn.id + 5, _cursor_state(1))
 
 
 def test_connection_state_is_saved_read_and_cleared(store: SqlJobStore) -> None:

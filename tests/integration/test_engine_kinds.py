@@ -189,14 +189,14 @@ def wait_for_state(store: JobStore, connection_id: int, workers: Workers, failur
     assert store.get_state(connection_id), f"{failure}: {workers.stderr()}"
 
 
-def connector_processes(job_id: int) -> list[psutil.Process]:
-    """Processes started for this job's attempts (connectors carry WORKER_JOB_ID)."""
+def connector_processes(job_id: int, home: Path) -> list[psutil.Process]:
+    """Processes started for this job's attempts (connectors carry WORKER_JOB_ID) by this test's
+    workers: other tests on the host (other checkouts too) number their jobs from 1 as well."""
     found = []
     for proc in psutil.process_iter(["pid", "status"]):
         with contextlib.suppress(psutil.Error):
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and proc.environ().get("WORKER_JOB_ID") == str(
-                job_id
-            ):
+            environ = proc.environ() if proc.info["status"] != psutil.STATUS_ZOMBIE else {}
+            if environ.get("WORKER_JOB_ID") == str(job_id) and environ.get("FERRYMAN_HOME") == str(home):
                 found.append(proc)
     return found
 
@@ -228,7 +228,7 @@ def test_sigkill_of_the_worker_running_a_sync_hands_it_to_the_other_and_loses_no
     assert second.engine_id != first.engine_id  # the other worker ran it
     assert (second.output or {})["records_emitted"] < 1_000_000  # it resumed from the committed state
     assert rows(home / "big.duckdb") == (1_000_000, 1_000_000)
-    assert connector_processes(job.id) == []  # the dead worker's connectors did not live on
+    assert connector_processes(job.id, home) == []  # the dead worker's connectors did not live on
 
 
 def test_two_workers_on_one_postgres_share_twenty_jobs_and_run_none_twice(

@@ -9,6 +9,8 @@ import dataclasses
 import json
 import threading
 import time
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +58,15 @@ def held_service(store: JobStore, home: Path, flush_s: float) -> JobService:
 
 
 def count_state_writes(store: JobStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the store's save_state calls (it still saves: a real store, counted)."""
+    """Counts the store's writes of a sync's state (it still saves: a real store, counted)."""
     writes = [0]
-    save = store.save_state
+    save = store.save_progress
 
-    def counted(*args: Any, **kwargs: Any) -> None:
-        writes[0] += 1
-        save(*args, **kwargs)
+    def counted(*args: Any, **kwargs: Any) -> bool:
+        writes[0] += kwargs.get("state", args[3] if len(args) > 3 else None) is not None
+        return save(*args, **kwargs)
 
-    monkeypatch.setattr(store, "save_state", counted)
+    monkeypatch.setattr(store, "save_progress", counted)
     return writes
 
 
@@ -166,3 +168,78 @@ def test_a_sigkilled_worker_leaves_its_last_confirmed_state_for_the_next_attempt
     assert first.status is AttemptStatus.FAILED and second.status is AttemptStatus.SUCCEEDED
     given = json.loads(state_copy.read_text())
     assert [m["stream"]["stream_state"]["cursor"] for m in given] == [200]
+
+
+def test_a_worker_back_after_another_engine_failed_its_attempt_stops_and_saves_nothing(
+    store: JobStore, tmp_path: Path
+) -> None:
+    """Engine A runs a sync whose source waits after 10 checkpoints. Engine B's clock is an hour
+    ahead, so A's heartbeats look stale to it (as when A is cut off from the store): B fails A's
+    attempt and the job's retry commits cursor 30. When A's source goes on, A must neither save
+    its cursor 11 over the retry's 30 nor keep its connectors running: it hears from its next
+    heartbeat that the attempt is no longer its own. Before, it ran the sync to its end and saved
+    its state over the newer one."""
+    go = tmp_path / "go"
+    config = settings(tmp_path / "home")
+    steps = [*checkpoints(10), {"wait_for_file": str(go), "timeout": 60}, *checkpoints(1)]
+    start = ManualClock().now()
+    options: dict[str, Any] = {"limits": LIMITS, "retry": RetryPolicy(backoff_min_s=0)}
+    # Engine A as if on another host: B cannot kill its connectors, only fail its attempt.
+    engine_a = LocalEngine(
+        store,
+        config,
+        clock=ManualClock(start),
+        engine_id="other-host:1:a",
+        heartbeat_interval_s=0.05,
+        poll_interval_s=0.05,
+        **options,
+    )
+    scripted_connection(JobService(store, config, engine_a), tmp_path, steps)
+    connection = store.get_connection("s")
+    job = JobService(store, config).enqueue_replication("s")
+    engine_b = LocalEngine(store, config, clock=ManualClock(start + timedelta(hours=1)), **options)
+    ended: list[Job] = []
+    runner = threading.Thread(target=lambda: ended.extend(engine_a.run_jobs([job.id], timeout_s=120)))
+    runner.start()
+    try:
+        _until(lambda: cursor(store, connection.id) == 10, "engine A saves cursor 10")
+        (first,) = store.list_attempts(job.id)
+        (recovered,) = engine_b.recover(sweep=False)
+        assert recovered.id == first.id
+        [(_, second)] = store.claim(engine_b.engine_id, LIMITS, start + timedelta(hours=1), engine_b.log_path)
+        newer = [
+            {
+                "type": "STREAM",
+                "stream": {"stream_descriptor": {"name": "users"}, "stream_state": {"cursor": 30}},
+            }
+        ]
+        store.save_state(connection.id, newer, job.id)  # the retry commits cursor 30
+        go.touch()  # A's source goes on, if A still lets it
+        _until(lambda: not engine_a.running_attempt_ids(), "engine A stops the attempt it lost")
+        assert cursor(store, connection.id) == 30
+        assert all(_gone(pid) for pid in first.pids or store.list_attempts(job.id)[0].pids)
+        store.succeed_attempt(second, {}, start + timedelta(hours=1, seconds=5))
+    finally:
+        go.touch()
+        runner.join(timeout=120)
+    assert ended and ended[0].status is JobStatus.SUCCEEDED
+    assert cursor(store, connection.id) == 30
+    first, second = store.list_attempts(job.id)
+    assert (first.status, second.status) == (AttemptStatus.FAILED, AttemptStatus.SUCCEEDED)
+    assert "stopped heartbeating" in json.dumps(first.failure_summary)
+    assert "no longer running in the store" in Path(first.log_path).read_text()
+
+
+def _until(check: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.02)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except FileNotFoundError:
+        return True

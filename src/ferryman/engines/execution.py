@@ -104,6 +104,8 @@ class AttemptExecution:
     checkpoints: StateCheckpoints | None = dataclasses.field(default=None, init=False)
     # The attempt as its outcome ended it (None until then, and when the outcome came late).
     ended: Attempt | None = dataclasses.field(default=None, init=False)
+    # Set once the store showed the attempt ended by someone else (see lost()).
+    _lost: threading.Event = dataclasses.field(default_factory=threading.Event, init=False)
 
     def run(self) -> Job:
         """Run the attempt to its end and record the outcome; returns the job as it ends up."""
@@ -120,6 +122,20 @@ class AttemptExecution:
         this when it heartbeats); True if it saved one."""
         checkpoints = self.checkpoints
         return checkpoints is not None and checkpoints.flush()
+
+    def lost(self) -> None:
+        """The store shows this attempt ended while it still runs here: another engine failed it
+        (this one was cut off from the store longer than the stale limit) and may be running
+        the job's next attempt. Its connectors are stopped; nothing more of it is saved."""
+        if self._lost.is_set():
+            return
+        self._lost.set()
+        self._log(
+            f"attempt {self.attempt.number} is no longer running in the store (another engine "
+            "failed it after missing its heartbeats): its connectors are stopped and its state "
+            "is not saved, so it cannot replace the state of a newer attempt"
+        )
+        self.cancel.set()
 
     def _log(self, message: str) -> None:
         log = AttemptLog(Path(self.attempt.log_path))  # never raises: a full disk loses the line
@@ -243,14 +259,14 @@ class AttemptExecution:
         sync = dataclasses.replace(sync, sync_id=self.job.id, generation_id=self._generation(connection_id))
         secrets = self._secrets(config.source, source.connector, "source")
         secrets += self._secrets(config.destination, destination.connector, "destination")
-        saver = _ProgressSaver(self.store, self.attempt.id, connection_id, self.job.id)
+        saver = _ProgressSaver(self.store, self.attempt.id, connection_id, self.job.id, self.lost)
         self.checkpoints = StateCheckpoints(saver.commit, self.settings.state_flush_s, self.clock)
         worker = ReplicationWorker(self._launcher())
         output = worker.run(sync, self._context(secrets), self.cancel, saver.progress, self.checkpoints)
         files.forget_configs(Path(self.attempt.log_path).parent)
         self._remember("source", output.source_config_update)
         self._remember("destination", output.destination_config_update)
-        self.store.save_stream_stats(self.attempt.id, _stream_stats(self.attempt.id, output.streams))
+        self.store.save_progress(self.attempt.id, _stream_stats(self.attempt.id, output.streams))
         self._apply_config_updates(config, output)
         document = {"version": VERSION, **output.to_dict()}  # a ReplicationOutcome document
         if output.status is ReplicationStatus.CANCELLED:
@@ -266,7 +282,8 @@ class AttemptExecution:
         is dropped from the store, so this job's retries resume from this job's progress only."""
         kept = without_streams(state, full_refresh_streams(catalog))
         if kept != state:
-            self.store.save_state(connection_id, kept, job_id=self.job.id)
+            if not self.store.save_progress(self.attempt.id, [], connection_id, kept, self.job.id):
+                self.lost()
             self._log("the full-refresh streams start from scratch: their state from earlier jobs is dropped")
         return kept
 
@@ -327,6 +344,8 @@ class AttemptExecution:
         job = self._end(
             AttemptStatus.FAILED, JobStatus.INCOMPLETE, now, output=output, failure_summary=summary
         )
+        if self.ended is None:  # the attempt had ended already: whoever ended it decided
+            return job
         return self._stored(
             lambda: decide_retry(self.store, self.retry, job, self.attempt.number + 1, failures, now)
         )
@@ -345,14 +364,14 @@ class AttemptExecution:
 
     def _stored(self, write: Callable[[], _T]) -> _T:
         """``write`` to the store; with ``give_up``, tried again while the store does not answer,
-        each time after saving the last confirmed state the sync could not save (while this
-        attempt is still running in the store: once another engine has failed it, a newer
-        attempt's state may be there)."""
+        each time after saving the last confirmed state the sync could not save (the store
+        takes it only while this attempt is still running there: once another engine has failed
+        it, a newer attempt's state may be there)."""
         delay = _STORE_RETRY_FIRST_S
         retrying = False
         while True:
             try:
-                if retrying and self._still_running():
+                if retrying:
                     self.save_state()
                 return write()
             except StoreUnavailable as exc:
@@ -363,10 +382,6 @@ class AttemptExecution:
                 if self.give_up.wait(delay):
                     raise
                 delay, retrying = min(delay * 2, _STORE_RETRY_MAX_S), True
-
-    def _still_running(self) -> bool:
-        attempts = self.store.list_attempts(self.job.id)
-        return any(a.id == self.attempt.id and a.status is AttemptStatus.RUNNING for a in attempts)
 
 
 def _os_error(exc: OSError) -> str:
@@ -389,28 +404,36 @@ def decide_retry(
     """After a failed attempt: schedule the next one after its backoff, or fail the job.
 
     Only for a job the failed attempt left incomplete: if the outcome came late (the job was
-    cancelled, or already retried by another engine), there is nothing to decide."""
+    cancelled, or already retried by another engine), there is nothing to decide. Both writes
+    move the job only while it is still incomplete, so a decision taken on a read that another
+    engine's claim has overtaken never touches the newer attempt's job."""
     if job.status is not JobStatus.INCOMPLETE:
         return job
     if retry.should_retry(job.type, attempts_done, failures):
         return store.schedule_retry(job.id, now + timedelta(seconds=retry.backoff_s(attempts_done)))
-    return store.fail_job(job.id, now)
+    return store.fail_waiting_job(job.id, now) or store.get_job(job.id)
 
 
 class _ProgressSaver:
     """Saves a commit (state + stats) when the checkpoints hand one over, and stats every few
-    seconds."""
+    seconds; ``lost`` when the store refuses them because the attempt ended there."""
 
-    def __init__(self, store: JobStore, attempt_id: int, connection_id: int, job_id: int) -> None:
+    def __init__(
+        self, store: JobStore, attempt_id: int, connection_id: int, job_id: int, lost: Callable[[], None]
+    ) -> None:
         self.store = store
         self.attempt_id = attempt_id
         self.connection_id = connection_id
         self.job_id = job_id
+        self.lost = lost
         self._next_stats = 0.0
 
     def commit(self, commit: StateCommit) -> None:
-        self.store.save_state(self.connection_id, commit.aggregated, self.job_id)
-        self.store.save_stream_stats(self.attempt_id, _stream_stats(self.attempt_id, commit.streams))
+        stats = _stream_stats(self.attempt_id, commit.streams)
+        if not self.store.save_progress(
+            self.attempt_id, stats, self.connection_id, commit.aggregated, self.job_id
+        ):
+            self.lost()
 
     def progress(self, progress: SyncProgress) -> None:
         """Running counts, every few seconds; a store that does not answer skips them (the state
@@ -420,7 +443,8 @@ class _ProgressSaver:
             self._next_stats = now + _STATS_EVERY_S
             stats = _stream_stats(self.attempt_id, progress.streams)
             with contextlib.suppress(StoreUnavailable):
-                self.store.save_stream_stats(self.attempt_id, stats)
+                if not self.store.save_progress(self.attempt_id, stats):
+                    self.lost()
 
 
 def _stream_stats(attempt_id: int, streams: list[StreamStats]) -> list[StreamStat]:

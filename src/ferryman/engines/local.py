@@ -132,7 +132,9 @@ class LocalEngine:
         now = time.monotonic()
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.heartbeat_interval_s
-            self.store.heartbeat(self.engine_id, self.running_attempt_ids(), self.clock.now())
+            beating = self.running_attempt_ids()
+            renewed = self.store.heartbeat(self.engine_id, beating, self.clock.now())
+            self._stop_lost(set(beating) - renewed)
             self.save_states()
             self.recover()
         claimed = []
@@ -159,6 +161,22 @@ class LocalEngine:
                     log.warning("saving the state of job %s failed: %s", item.job.id, first_line(exc))
                 except Exception:
                     log.warning("saving the state of job %s failed", item.job.id, exc_info=True)
+
+    def _stop_lost(self, attempt_ids: set[int]) -> None:
+        """Stop the attempts running here that the store shows ended though they never ended
+        here: another engine failed them (this one missed heartbeats: a network cut, a stalled
+        process) and may be running their job's next attempt."""
+        with self._lock:
+            lost = [self._running[key] for key in attempt_ids if key in self._running]
+        for item in lost:
+            execution = item.execution
+            if execution is not None and execution.ended is None and not item.cancel.is_set():
+                log.warning(
+                    "attempt %s of job %s was failed by another engine: stopping it here",
+                    item.attempt.number,
+                    item.job.id,
+                )
+                execution.lost()
 
     def free_slots(self) -> dict[str, int]:
         with self._lock:
@@ -317,9 +335,13 @@ class LocalEngine:
             FailureOrigin.PLATFORM, FailureType.SYSTEM_ERROR, why, int(time.time() * 1000)
         )
         summary = FailureSummary(failures=[failure]).to_document()
-        job = self.store.fail_attempt(attempt, None, summary, now)
+        job, ended = self.store.end_attempt(
+            attempt, AttemptStatus.FAILED, JobStatus.INCOMPLETE, now, failure_summary=summary
+        )
+        if ended is None:  # another engine recovered it first, or it ended on its own: theirs to decide
+            return job
         if _is_foreground(attempt.engine_id):
-            return self.store.fail_job(job.id) if job.status is JobStatus.INCOMPLETE else job
+            return self.store.fail_waiting_job(job.id, now) or self.store.get_job(job.id)
         return decide_retry(self.store, self.retry, job, attempt.number + 1, [failure], now)
 
     def _fail_orphaned_retries(self, now: datetime) -> list[Attempt]:

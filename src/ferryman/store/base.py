@@ -330,7 +330,10 @@ class JobStore(Protocol):
         Postgres: FOR UPDATE SKIP LOCKED; SQLite: one BEGIN IMMEDIATE transaction.
         ``only``: consider only these job ids (the CLI running its own job in-process)."""
 
-    def heartbeat(self, engine_id: str, attempt_ids: list[int], now: datetime) -> None: ...
+    def heartbeat(self, engine_id: str, attempt_ids: list[int], now: datetime) -> set[int]:
+        """Renew these running attempts of ``engine_id``; returns those renewed (one that is
+        missing has ended, or another engine failed it as stale)."""
+
     def set_attempt_pids(self, attempt_id: int, pids: list[int]) -> None: ...
 
     def set_job_config(self, job_id: int, config: dict[str, Any]) -> None:
@@ -387,6 +390,18 @@ class JobStore(Protocol):
 
     def save_stream_stats(self, attempt_id: int, stats: list[StreamStat]) -> None:
         """Replace the attempt's per-stream stats (upsert on attempt, name, namespace)."""
+
+    def save_progress(
+        self,
+        attempt_id: int,
+        stats: list[StreamStat],
+        connection_id: int | None = None,
+        state: list[dict[str, Any]] | None = None,
+        job_id: int | None = None,
+    ) -> bool:
+        """A running attempt's stats and (given ``state``) its connection's committed state, in
+        one transaction; False, nothing written, once the attempt has ended (failed by another
+        engine, say): a late save never replaces a newer attempt's state."""
 
     def list_stream_stats(self, attempt_id: int) -> list[StreamStat]: ...
 

@@ -272,23 +272,22 @@ class ConfigOps:
 
     def save_state(self, connection_id: int, state: list[dict[str, Any]], job_id: int | None = None) -> None:
         """The connection's committed state, replacing the previous one."""
-        values = {
-            "connection_id": connection_id,
-            "state": state,
-            "updated_at": rows.utcnow(),
-            "job_id": job_id,
-        }
-        statement = self._db.insert(connection_state).values(**values)
-        statement = statement.on_conflict_do_update(
-            index_elements=[connection_state.c.connection_id],
-            set_={name: statement.excluded[name] for name in ("state", "updated_at", "job_id")},
-        )
         try:
             with self._db.write() as conn:
-                conn.execute(statement)
+                conn.execute(state_upsert(self._db, connection_id, state, job_id))
         except IntegrityError:
             raise NotFound(f"no connection with id {connection_id}") from None
 
     def clear_state(self, connection_id: int) -> None:
         with self._db.write() as conn:
             conn.execute(connection_state.delete().where(connection_state.c.connection_id == connection_id))
+
+
+def state_upsert(db: Database, connection_id: int, state: list[dict[str, Any]], job_id: int | None) -> Any:
+    """The statement that makes ``state`` the connection's committed state."""
+    values = {"connection_id": connection_id, "state": state, "updated_at": rows.utcnow(), "job_id": job_id}
+    statement = db.insert(connection_state).values(**values)
+    return statement.on_conflict_do_update(
+        index_elements=[connection_state.c.connection_id],
+        set_={name: statement.excluded[name] for name in ("state", "updated_at", "job_id")},
+    )

@@ -33,6 +33,7 @@ from ferryman.jobs.states import (
 )
 from ferryman.store import notify_ops, rows
 from ferryman.store.base import Attempt, ConnectionBusy, Job, NotFound, StaleWrite, StreamStat
+from ferryman.store.config_ops import state_upsert
 from ferryman.store.db import Database
 from ferryman.store.schema import LIVE_STATUSES, REPLICATION_TYPES, UtcDateTime, attempts, jobs, stream_stats
 
@@ -413,11 +414,13 @@ class JobOps:
         row = conn.execute(attempts.insert().values(**values).returning(*attempts.c)).one()
         return job, rows.attempt(row)
 
-    def heartbeat(self, engine_id: str, attempt_ids: list[int], now: datetime) -> None:
+    def heartbeat(self, engine_id: str, attempt_ids: list[int], now: datetime) -> set[int]:
+        """Renew the heartbeat of these attempts of ``engine_id``; returns those renewed. One
+        missing has ended: on its own, or failed by another engine that took this one for dead."""
         if not attempt_ids:
-            return
+            return set()
         with self._db.write_statement() as conn:
-            conn.execute(
+            renewed = conn.execute(
                 attempts.update()
                 .where(
                     attempts.c.id.in_(attempt_ids),
@@ -425,7 +428,9 @@ class JobOps:
                     attempts.c.status == AttemptStatus.RUNNING.value,
                 )
                 .values(heartbeat_at=now)
+                .returning(attempts.c.id)
             )
+            return set(renewed.scalars())
 
     def set_job_config(self, job_id: int, config: dict[str, Any]) -> None:
         with self._db.write_statement() as conn:
@@ -514,12 +519,28 @@ class JobOps:
         )[0]
 
     def schedule_retry(self, job_id: int, at: datetime) -> Job:
-        """The job waits until ``at``; a job whose cancel was asked for is cancelled instead."""
+        """The incomplete job waits until ``at``; a job whose cancel was asked for is cancelled
+        instead. A job no longer incomplete comes back unchanged: the decision was taken on a
+        read that is out of date (another engine that recovered the same attempt has already
+        claimed the retry, say), and moving it would free a running job for a second claim."""
         with self._db.write() as conn:
             row = _job_row(conn, job_id)
-            if row.cancel_requested:
-                return move_job(conn, job_id, JobStatus.CANCELLED, rows.utcnow())
-            return move_job(conn, job_id, JobStatus.INCOMPLETE, rows.utcnow(), next_attempt_at=at)
+            seen = JobStatus(row.status)
+            if seen is not JobStatus.INCOMPLETE:
+                if seen is not JobStatus.RUNNING:
+                    apply(seen, JobStatus.INCOMPLETE)  # a terminal job: a no-op; else it raises
+                return rows.job(row)
+            target = JobStatus.CANCELLED if row.cancel_requested else JobStatus.INCOMPLETE
+            values = {} if row.cancel_requested else {"next_attempt_at": at}
+            moved = conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.status == JobStatus.INCOMPLETE.value)
+                .values(status=target.value, updated_at=rows.utcnow(), **values)
+                .returning(*jobs.c)
+            ).first()
+            if moved is None:  # claimed or cancelled since the read
+                return rows.job(_job_row(conn, job_id))
+            return _moved(conn, rows.job(moved), target, rows.utcnow())
 
     def fail_job(self, job_id: int, now: datetime | None = None) -> Job:
         with self._db.write() as conn:
@@ -553,7 +574,18 @@ class JobOps:
                 if status.terminal:
                     return rows.job(row)
                 if status is not JobStatus.RUNNING:
-                    return move_job(conn, job_id, JobStatus.CANCELLED, now, cancel_requested=True)
+                    # Compare-and-set on the status read: an engine that claimed the job since
+                    # runs an attempt now, which must be stopped first (the flag, below), never
+                    # the job ended under it (its connection would be free for a second sync).
+                    moved = conn.execute(
+                        jobs.update()
+                        .where(jobs.c.id == job_id, jobs.c.status == status.value)
+                        .values(status=JobStatus.CANCELLED.value, cancel_requested=True, updated_at=now)
+                        .returning(*jobs.c)
+                    ).first()
+                    if moved is not None:
+                        return _moved(conn, rows.job(moved), JobStatus.CANCELLED, now)
+                    continue
                 flagged = conn.execute(
                     jobs.update()
                     .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
@@ -569,17 +601,53 @@ class JobOps:
     def save_stream_stats(self, attempt_id: int, stats: list[StreamStat]) -> None:
         if not stats:
             return
-        statement = self._db.insert(stream_stats)
-        statement = statement.on_conflict_do_update(
-            index_elements=[stream_stats.c.attempt_id, stream_stats.c.name, stream_stats.c.namespace],
-            set_={name: statement.excluded[name] for name in _STAT_COLUMNS},
-        )
         values = [rows.stream_stat_values(attempt_id, stat) for stat in stats]
         try:
             with self._db.write() as conn:
-                conn.execute(statement, values)
+                conn.execute(self._stats_upsert(), values)
         except IntegrityError:
             raise NotFound(f"no attempt {attempt_id}") from None
+
+    def _stats_upsert(self) -> Any:
+        statement = self._db.insert(stream_stats)
+        return statement.on_conflict_do_update(
+            index_elements=[stream_stats.c.attempt_id, stream_stats.c.name, stream_stats.c.namespace],
+            set_={name: statement.excluded[name] for name in _STAT_COLUMNS},
+        )
+
+    def save_progress(
+        self,
+        attempt_id: int,
+        stats: list[StreamStat],
+        connection_id: int | None = None,
+        state: list[dict[str, Any]] | None = None,
+        job_id: int | None = None,
+    ) -> bool:
+        """A running attempt's progress in one transaction: its per-stream stats and, given
+        ``state``, the connection's committed state. Written only while the attempt is running;
+        False, with nothing written, once it has ended. An engine cut off from the store for
+        longer than the stale limit comes back to find its attempt failed by another engine and
+        the job retried: its late save must not replace the newer attempt's state.
+
+        Postgres: the attempt's row is held (FOR SHARE) until the commit, so an outcome written
+        meanwhile waits for this save and never lands between the check and the write."""
+        running = (
+            sa.select(attempts.c.id)
+            .where(attempts.c.id == attempt_id, attempts.c.status == AttemptStatus.RUNNING.value)
+            .with_for_update(read=True)  # SQLite: nothing; its write transaction holds the file
+        )
+        try:
+            with self._db.write() as conn:
+                if conn.execute(running).first() is None:
+                    return False
+                if state is not None and connection_id is not None:
+                    conn.execute(state_upsert(self._db, connection_id, state, job_id))
+                if stats:
+                    values = [rows.stream_stat_values(attempt_id, stat) for stat in stats]
+                    conn.execute(self._stats_upsert(), values)
+        except IntegrityError:  # the attempt is there (it was just read): the connection is not
+            raise NotFound(f"no connection with id {connection_id}") from None
+        return True
 
     def list_stream_stats(self, attempt_id: int) -> list[StreamStat]:
         query = (
