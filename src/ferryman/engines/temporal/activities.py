@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy.exc import OperationalError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -33,6 +34,10 @@ from ferryman.jobs.states import AttemptStatus, JobStatus
 from ferryman.store.base import Attempt, Job
 
 _JOIN_S = 0.5  # how often the activity looks for a cancel while its attempt runs
+# A heartbeat carries the state only up to this size. Temporal refuses a payload over 2 MB (its
+# blob size limit; the SDK then drops every heartbeat and the activity times out as if its worker
+# died) and warns past 512 KB; states of many streams or partitions reach that.
+HEARTBEAT_STATE_MAX_BYTES = 256 * 1024
 log = logging.getLogger(__name__)
 
 
@@ -103,17 +108,19 @@ class Activities:
 
     def _progress(self, job: Job) -> dict[str, Any]:
         """What the heartbeat carries: the connection's last committed state, for the UI (saved
-        first, if the sync's coalescing still held it back)."""
+        first, if the sync's coalescing still held it back); only its size when it is large."""
         if not job.type.is_replication or job.scope is None:
             return {}
         self.local.save_states(job.id)
         try:
-            return {"state": self.local.store.get_state(int(job.scope))}
+            state = self.local.store.get_state(int(job.scope))
         except (StoreUnavailable, OperationalError) as exc:
             # The heartbeat still goes (Temporal must not think this worker lost); the attempt
             # waits for the store on its own to save its state and its end.
             log.warning("heartbeat of job %s without its state: %s", job.id, first_line(exc))
             return {}
+        size = len(orjson.dumps(state))
+        return {"state": state} if size <= HEARTBEAT_STATE_MAX_BYTES else {"state_bytes": size}
 
     @activity.defn(name=SETTLE_ATTEMPT)
     def settle_attempt(self, given: JobInput) -> AttemptOutcome:
