@@ -30,7 +30,6 @@ NAMESPACE = "default"  # start-dev creates it
 class TemporalServer:
     address: str  # host:port of its gRPC frontend, FERRYMAN_TEMPORAL_ADDRESS
     namespace: str
-    ui_port: int
 
 
 def temporal_binary() -> str | None:
@@ -68,6 +67,29 @@ def _wait_until_serving(server: subprocess.Popen[str], binary: str, address: str
     raise RuntimeError(f"temporal server start-dev did not answer in {START_TIMEOUT_S}s: {log.read_text()}")
 
 
+def start_dev_server(
+    binary: str, log: Path, grpc_port: int, db_file: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """``temporal server start-dev`` on that gRPC port (its history in ``db_file``, else in
+    memory), once it serves; returns the process and its address."""
+    command = [binary, "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(grpc_port)]
+    for option in ("--ui-port", "--http-port", "--metrics-port"):
+        command += [option, str(free_port())]
+    command += ["--log-level", "warn"]
+    if db_file is not None:
+        command += ["--db-filename", str(db_file)]
+    with log.open("a") as output:
+        server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True, env=env)
+    address = f"127.0.0.1:{grpc_port}"
+    try:
+        _wait_until_serving(server, binary, address, log)
+    except BaseException:
+        server.kill()
+        server.wait()
+        raise
+    return server, address
+
+
 @pytest.fixture(scope="session")
 def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalServer]:
     binary = temporal_binary()
@@ -76,35 +98,13 @@ def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tempor
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
-    grpc_port, ui_port, http_port, metrics_port = (free_port() for _ in range(4))
     log = tmp_path_factory.mktemp("temporal") / "server.log"
     # Started by whichever test first asks, but it is the session's: without that test's tag, so
     # the leak check does not count it as that test's leftover.
     env = {name: value for name, value in os.environ.items() if name != TAG}
-    command = [
-        binary,
-        "server",
-        "start-dev",
-        "--headless",
-        "--ip",
-        "127.0.0.1",
-        "--port",
-        str(grpc_port),
-        "--ui-port",
-        str(ui_port),
-        "--http-port",
-        str(http_port),
-        "--metrics-port",
-        str(metrics_port),
-        "--log-level",
-        "warn",
-    ]
-    with log.open("w") as output:
-        server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True, env=env)
-    address = f"127.0.0.1:{grpc_port}"
+    server, address = start_dev_server(binary, log, free_port(), env=env)
     try:
-        _wait_until_serving(server, binary, address, log)
-        yield TemporalServer(address, NAMESPACE, ui_port)
+        yield TemporalServer(address, NAMESPACE)
     finally:
         server.terminate()
         try:

@@ -13,7 +13,7 @@ catalog, read emits nothing.
 Each step is a one-key object (plus options):
 
     {"records": N, "stream": S, "namespace": NS, "pad": BYTES}   N RECORD messages
-    {"state": {"name": S, "namespace": NS}}          a STREAM state, cursor = records so far
+    {"state": {"name": S, "namespace": NS, "pad": BYTES}}   a STREAM state, cursor = records so far
     {"log": TEXT, "level": LEVEL}                    a LOG message
     {"trace_error": {failure_type, message, ...}}    a TRACE ERROR message
     {"estimate": {name, namespace, row_estimate, byte_estimate}}   a TRACE ESTIMATE message
@@ -107,15 +107,15 @@ class Script:
                 record["data"]["pad"] = "p" * pad
             self.emit({"type": "RECORD", "record": record}, protocol_data=True)
 
-    def state(self, stream: str, namespace: str | None) -> None:
+    def state(self, stream: str, namespace: str | None, pad: int = 0) -> None:
         descriptor = {"name": stream}
         if namespace is not None:
             descriptor["namespace"] = namespace
         cursor = self.counts.get((stream, namespace), 0)
-        state = {
-            "type": "STREAM",
-            "stream": {"stream_descriptor": descriptor, "stream_state": {"cursor": cursor}},
-        }
+        stream_state: dict = {"cursor": cursor}
+        if pad:
+            stream_state["pad"] = "s" * pad
+        state = {"type": "STREAM", "stream": {"stream_descriptor": descriptor, "stream_state": stream_state}}
         self.emit({"type": "STATE", "state": state}, protocol_data=True)
         self.flush()
 
@@ -136,7 +136,7 @@ class Script:
                 step["records"], step.get("stream", "users"), step.get("namespace"), step.get("pad", 0)
             )
         elif "state" in step:
-            self.state(step["state"]["name"], step["state"].get("namespace"))
+            self.state(step["state"]["name"], step["state"].get("namespace"), step["state"].get("pad", 0))
         elif "log" in step:
             level = step.get("level", "INFO")
             self.emit({"type": "LOG", "log": {"level": level, "message": step["log"]}})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import threading
 import time
@@ -77,7 +78,7 @@ class Worker:
 def worker_for(store: JobStore, tmp_path: Path, temporal: TemporalSettings) -> Iterator[Any]:
     started: list[Worker] = []
 
-    def start(retry: RetryPolicy | None = None) -> Worker:
+    def start(retry: RetryPolicy | None = None, temporal: TemporalSettings = temporal) -> Worker:
         started.append(Worker(store, tmp_path, temporal, retry or RetryPolicy(backoff_min_s=0.01)))
         return started[-1]
 
@@ -211,3 +212,60 @@ def test_a_job_started_twice_runs_once(
     assert ended.status is JobStatus.SUCCEEDED
     assert len(store.list_attempts(job.id)) == 1
     assert rows(tmp_path / "once.duckdb") == (100, 100)
+
+
+def pending_heartbeats(temporal: TemporalSettings, job_id: int) -> list[dict[str, Any]]:
+    """What the running activities of the job's workflow last heartbeated, as Temporal holds it."""
+
+    async def describe() -> list[dict[str, Any]]:
+        from temporalio.client import Client
+
+        client = await Client.connect(temporal.address, namespace=temporal.namespace)
+        description = await client.get_workflow_handle(temporal.workflow_id(job_id)).describe()
+        converter = client.data_converter.payload_converter
+        return [
+            converter.from_payloads(list(pending.heartbeat_details.payloads))[0]
+            for pending in description.raw_description.pending_activities
+            if pending.heartbeat_details.payloads
+        ]
+
+    return asyncio.run(describe())
+
+
+def test_a_state_over_temporals_payload_limit_does_not_fail_the_sync(
+    store: JobStore, tmp_path: Path, temporal: TemporalSettings, worker_for: Any
+) -> None:
+    """A connection whose state is over 2 MB (many streams or partitions): the activity's heartbeat
+    carried the whole state, which Temporal refuses over its 2 MB payload limit, so every heartbeat
+    was dropped, the attempt failed as "the worker running this attempt was lost", and so did each
+    retry: the job failed. Now a large state is left out of the heartbeat (its size goes instead)."""
+    worker_for(temporal=dataclasses.replace(temporal, heartbeat_s=0.2))
+    service = client_service(store, tmp_path, temporal)
+    go = tmp_path / "go"
+    steps = [
+        {"records": 3, "stream": "users"},
+        {"state": {"name": "users", "pad": 3_000_000}},
+        {"wait_for_file": str(go), "timeout": 120},
+        {"records": 3, "stream": "users"},
+        {"state": {"name": "users", "pad": 3_000_000}},
+    ]
+    scripted_connection(service, tmp_path, steps)
+    job = service.enqueue_replication("s")
+    connection_id = store.get_connection("s").id
+    wait_for_state(store, connection_id, 60, "no state was committed")
+
+    deadline = (
+        time.monotonic() + 60
+    )  # until Temporal holds a heartbeat sent after the state, or the attempt failed
+    while not any("state_bytes" in beat for beat in pending_heartbeats(temporal, job.id)):
+        if store.list_attempts(job.id)[0].status is not AttemptStatus.RUNNING:
+            break
+        assert time.monotonic() < deadline, "no heartbeat reached Temporal"
+        time.sleep(0.1)
+    go.touch()
+
+    ended = service.run(job, timeout_s=120)
+    attempts = store.list_attempts(job.id)
+    assert [a.status for a in attempts] == [AttemptStatus.SUCCEEDED], attempts[0].failure_summary
+    assert ended.status is JobStatus.SUCCEEDED
+    assert store.get_state(connection_id)[0]["stream"]["stream_state"]["cursor"] == 6

@@ -344,6 +344,17 @@ class LocalEngine:
             return self.store.fail_waiting_job(job.id, now) or self.store.get_job(job.id)
         return decide_retry(self.store, self.retry, job, attempt.number + 1, [failure], now)
 
+    def engine_gone(self, attempt: Attempt) -> bool:
+        """Whether the engine running this attempt is gone, by the rules of ``recover``: its
+        process dead on this host, or its store heartbeat stale; this engine, when it no longer
+        runs the attempt. False while it lives, however Temporal sees it."""
+        if attempt.engine_id == self.engine_id:
+            return attempt.id not in self.running_attempt_ids()
+        if _local_process_gone(attempt.engine_id):
+            return True
+        cutoff = self.clock.now() - timedelta(seconds=self.stale_after_s)
+        return any(stale.id == attempt.id for stale in self.store.stale_attempts(cutoff))
+
     def _fail_orphaned_retries(self, now: datetime) -> list[Attempt]:
         """Fail the incomplete jobs whose retries a command of this host would have run, had its
         process not died between two attempts (the connection stays busy until the job ends).

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy.exc import OperationalError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -33,6 +34,10 @@ from ferryman.jobs.states import AttemptStatus, JobStatus
 from ferryman.store.base import Attempt, Job
 
 _JOIN_S = 0.5  # how often the activity looks for a cancel while its attempt runs
+# A heartbeat carries the state only up to this size. Temporal refuses a payload over 2 MB (its
+# blob size limit; the SDK then drops every heartbeat and the activity times out as if its worker
+# died) and warns past 512 KB; states of many streams or partitions reach that.
+HEARTBEAT_STATE_MAX_BYTES = 256 * 1024
 log = logging.getLogger(__name__)
 
 
@@ -87,13 +92,16 @@ class Activities:
             # The first beat after one interval, not at once: Temporal counts the heartbeat timeout
             # from the activity's start, and a spec or check that ends sooner spares a round trip.
             next_beat = time.monotonic() + self.heartbeat_every_s
+            cancel_ignored = False
             try:
                 while thread.is_alive():
                     if time.monotonic() >= next_beat:
                         next_beat = time.monotonic() + self.heartbeat_every_s
                         activity.heartbeat(self._progress(job))
-                    if activity.is_cancelled():
-                        self.local.cancel(job.id)
+                    if activity.is_cancelled() and not cancel_ignored:
+                        cancel_ignored = _lost_by_temporal(job)
+                        if not cancel_ignored:
+                            self.local.cancel(job.id)
                     thread.join(_JOIN_S)
             finally:
                 if thread.is_alive():  # something of ours broke: never leave connectors behind
@@ -103,26 +111,31 @@ class Activities:
 
     def _progress(self, job: Job) -> dict[str, Any]:
         """What the heartbeat carries: the connection's last committed state, for the UI (saved
-        first, if the sync's coalescing still held it back)."""
+        first, if the sync's coalescing still held it back); only its size when it is large."""
         if not job.type.is_replication or job.scope is None:
             return {}
         self.local.save_states(job.id)
         try:
-            return {"state": self.local.store.get_state(int(job.scope))}
+            state = self.local.store.get_state(int(job.scope))
         except (StoreUnavailable, OperationalError) as exc:
             # The heartbeat still goes (Temporal must not think this worker lost); the attempt
             # waits for the store on its own to save its state and its end.
             log.warning("heartbeat of job %s without its state: %s", job.id, first_line(exc))
             return {}
+        size = len(orjson.dumps(state))
+        return {"state": state} if size <= HEARTBEAT_STATE_MAX_BYTES else {"state_bytes": size}
 
     @activity.defn(name=SETTLE_ATTEMPT)
     def settle_attempt(self, given: JobInput) -> AttemptOutcome:
-        """The attempt's activity was lost (its worker died): fail the attempt if the store
-        still shows it running, killing what it left on this host, and say where the job is."""
+        """The attempt's activity was lost (its worker died, or Temporal lost sight of it): fail
+        the attempt if the store still shows it running and its worker gone, killing what it left
+        on this host, and say where the job is. A worker that lives is waited for."""
         with _store_outage_in_one_line():
             store = self.local.store
             running = [a for a in store.list_attempts(given.job_id) if a.status is AttemptStatus.RUNNING]
             for attempt in running:
+                if not self.local.engine_gone(attempt):
+                    raise _still_running(given.job_id, attempt)
                 self.local.fail_abandoned(
                     attempt, f"the worker running this attempt ({attempt.engine_id}) was lost"
                 )
@@ -151,6 +164,36 @@ class Activities:
             retryable=bool(failure.get("retryable", True)) if failure else True,
             rules=self._rules,
         )
+
+
+def _still_running(job_id: int, attempt: Attempt) -> ApplicationError:
+    """Temporal lost sight of a worker that lives (Temporal itself was away, or the worker's link
+    to it): failing its attempt would start another beside it, on another host, writing to the
+    same destination. Temporal retries settle_attempt until the attempt ends, or its worker's
+    store heartbeat goes stale."""
+    log.warning(
+        "job %s: attempt %s still runs on %s, which heartbeats the store: waiting for its end",
+        job_id,
+        attempt.number,
+        attempt.engine_id,
+    )
+    return ApplicationError(
+        f"attempt {attempt.number} still runs on {attempt.engine_id}",
+        type="AttemptStillRunning",
+        category=ApplicationErrorCategory.BENIGN,
+    )
+
+
+def _lost_by_temporal(job: Job) -> bool:
+    """Whether the activity's cancel only says that Temporal gave it up (its heartbeat timed out
+    while Temporal was away, or the workflow is gone with Temporal's data), not that anyone asked:
+    the attempt then runs on to its end, which the store records (the workflow's settle_attempt
+    waits for it; a lost workflow's job is started again by the workers' sweep)."""
+    details = activity.cancellation_details()
+    if details is None or not (details.timed_out or details.not_found):
+        return False
+    log.warning("job %s: Temporal gave up its running attempt's activity; the attempt runs on", job.id)
+    return True
 
 
 def _first_failure(attempt: Attempt | None) -> dict[str, Any] | None:

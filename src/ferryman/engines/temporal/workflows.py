@@ -32,6 +32,9 @@ ATTEMPT_START_TO_CLOSE = timedelta(days=3)
 HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 BOOKKEEPING_TIMEOUT = timedelta(minutes=5)
 _ONCE = ActivityRetries(maximum_attempts=1)  # an attempt is never re-run by Temporal itself
+# Bookkeeping is idempotent and retried until it succeeds: a store away, or settle_attempt waiting
+# for an attempt whose worker lives, asked again every 10 s at most.
+_UNTIL_DONE = ActivityRetries(maximum_interval=timedelta(seconds=10))
 
 
 @workflow.defn(name="FerrymanJob")
@@ -77,7 +80,11 @@ class JobWorkflow:
 
     async def _bookkeeping(self, name: str, job: JobInput, *args: bool) -> AttemptOutcome:
         outcome: AttemptOutcome = await workflow.execute_activity(
-            name, args=[job, *args], result_type=AttemptOutcome, start_to_close_timeout=BOOKKEEPING_TIMEOUT
+            name,
+            args=[job, *args],
+            result_type=AttemptOutcome,
+            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+            retry_policy=_UNTIL_DONE,
         )
         return outcome
 
