@@ -100,13 +100,15 @@ def plan_catalog(
     prefer_incremental: bool = True,
 ) -> CatalogPlan:
     """A configured catalog from a discovered one: the selected streams (all when none is named,
-    in ``streams`` or ``choices``), each in its requested mode or the best mode both sides support."""
+    in ``streams``, as a user writes them (see :mod:`ferryman.protocol.stream_refs`), or
+    ``choices``), each in its requested mode or the best mode both sides support."""
     available = catalog.get("streams", [])
     refs = [StreamRef.parse(text) for text in streams or []]
-    wanted = list(dict.fromkeys(resolve(refs, available, "the source offers")))
+    wanted = dict.fromkeys(resolve(refs, available, "the source offers"))
     by_choice = _by_key(choices or [], available, "the source offers")
-    wanted += [k for k in by_choice if k not in wanted]
-    chosen = [s for k in wanted for s in available if key(s) == k] if wanted else list(available)
+    wanted.update(dict.fromkeys(by_choice))  # in --streams order, then the rest of --stream's
+    by_key = {key(s): s for s in available}
+    chosen = [by_key[k] for k in wanted] if wanted else list(available)
     plan = CatalogPlan({"streams": []})
     for stream in chosen:
         choice = by_choice.get(key(stream), StreamChoice(StreamRef.named(stream["name"])))

@@ -76,14 +76,6 @@ class StreamRef:
             return cls(parts[0], None, exact=True)
         return cls(parts[1], parts[0], exact=True)
 
-    def fits(self, stream: dict[str, Any]) -> bool:
-        namespace, name = stream.get("namespace"), stream["name"]
-        if self.exact:
-            return (namespace, name) == (self.namespace, self.name)
-        if name == self.name:
-            return True
-        return self.dotted and namespace is not None and f"{namespace}.{name}" == self.name
-
     def __str__(self) -> str:
         if not self.exact or self.else_by_name:
             return self.name
@@ -123,43 +115,67 @@ def label(namespace: str | None, name: str) -> str:
     return name if namespace is None else f"{namespace}.{name}"
 
 
-def written(stream: dict[str, Any], among: Iterable[dict[str, Any]]) -> str:
+def written(stream: dict[str, Any], among: list[dict[str, Any]]) -> str:
     """How to write ``stream`` so that it fits no other stream of ``among``: its label when that
     is enough, else quoted."""
-    namespace, name = key(stream)
-    plain = label(namespace, name)
-    typeable = plain == plain.strip() and not any(char in plain for char in SPECIAL)
-    alone = all(not StreamRef(plain, dotted=True).fits(o) or key(o) == (namespace, name) for o in among)
-    if typeable and alone:
-        return plain
-    return _quoted(name) if namespace is None else f"{_quoted(namespace)}.{_quoted(name)}"
+    return _Index(among).written(stream)
+
+
+class _Index:
+    """The streams by name and by ``namespace.name``: resolving a thousand names among ten
+    thousand streams must not compare each with each."""
+
+    def __init__(self, streams: list[dict[str, Any]]) -> None:
+        self.streams = streams
+        self.by_key = {key(s): s for s in streams}
+        self.by_text: dict[str, list[StreamKey]] = {}
+        for stream in streams:
+            namespace, name = key(stream)
+            self.by_text.setdefault(name, []).append((namespace, name))
+            if namespace is not None:
+                self.by_text.setdefault(f"{namespace}.{name}", []).append((namespace, name))
+
+    def fitting(self, ref: StreamRef) -> list[StreamKey]:
+        if ref.exact:
+            found = [(ref.namespace, ref.name)] if (ref.namespace, ref.name) in self.by_key else []
+            if found or not ref.else_by_name:
+                return found
+        keys = dict.fromkeys(k for k in self.by_text.get(ref.name, []) if ref.dotted or k[1] == ref.name)
+        return list(keys)
+
+    def written(self, stream: dict[str, Any]) -> str:
+        namespace, name = key(stream)
+        plain = label(namespace, name)
+        typeable = plain == plain.strip() and not any(char in plain for char in SPECIAL)
+        if typeable and len(set(self.by_text.get(plain, []))) == 1:
+            return plain
+        return _quoted(name) if namespace is None else f"{_quoted(namespace)}.{_quoted(name)}"
 
 
 def resolve(refs: Iterable[StreamRef], streams: list[dict[str, Any]], offered_by: str) -> list[StreamKey]:
     """The stream each reference names, in order; unknown, ambiguous or repeated ones are
     refused in one line that says what to write instead."""
-    found: list[StreamKey] = []
+    index = _Index(streams)
+    found: dict[StreamKey, None] = {}
     unknown = []
     for ref in refs:
-        fitting = [s for s in streams if ref.fits(s)]
-        if not fitting and ref.else_by_name:
-            fitting = [s for s in streams if s["name"] == ref.name]
+        fitting = index.fitting(ref)
         if not fitting:
             unknown.append(str(ref))
             continue
         if len(fitting) > 1:
-            candidates = ", ".join(written(s, streams) for s in fitting)
-            how = "with its namespace" if len({s["name"] for s in fitting}) == 1 else "as written here"
+            candidates = ", ".join(index.written(index.by_key[k]) for k in fitting)
+            how = "with its namespace" if len({k[1] for k in fitting}) == 1 else "as written here"
             raise UserInputError(
                 f"stream {str(ref)!r} is ambiguous: it could be {candidates}; name one {how}"
             )
-        if key(fitting[0]) in found:
+        if fitting[0] in found:
             raise UserInputError(f"stream {str(ref)!r} is named twice: name each stream once")
-        found.append(key(fitting[0]))
+        found[fitting[0]] = None
     if unknown:
-        offered = ", ".join(sorted(written(s, streams) for s in streams)) or "no streams"
+        offered = ", ".join(sorted(index.written(s) for s in streams)) or "no streams"
         raise UserInputError(f"unknown stream(s) {', '.join(unknown)}: {offered_by} {offered}")
-    return found
+    return list(found)
 
 
 def split_written(text: str, separators: str) -> list[str]:
