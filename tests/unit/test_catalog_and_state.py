@@ -26,6 +26,7 @@ from ferryman.protocol.state import (
     state_key,
     without_streams,
 )
+from ferryman.protocol.stream_refs import StreamRef
 from ferryman.protocol.sync_modes import UNDECLARED_DESTINATION_MODES, StreamMode
 from ferryman.workers.tracker import MessageTracker
 
@@ -68,14 +69,17 @@ def test_full_refresh_and_stream_selection() -> None:
 
 def test_unknown_stream_is_one_clear_error() -> None:
     with pytest.raises(
-        UserInputError, match=r"unknown stream\(s\) nope: the source offers events, static, users"
+        UserInputError, match=r"unknown stream\(s\) nope: the source offers events, public.users, static"
     ):
         configure_catalog(DISCOVERED, ["nope"])
 
 
 def test_a_stream_named_twice_in_one_request_is_refused_not_last_one_wins() -> None:
     """A PATCH (or create) listing ``users`` twice with two modes must not pick one silently."""
-    twice = [StreamChoice("users", StreamMode("full_refresh", "overwrite")), StreamChoice("users")]
+    twice = [
+        StreamChoice(StreamRef.named("users"), StreamMode("full_refresh", "overwrite")),
+        StreamChoice(StreamRef.named("users")),
+    ]
     with pytest.raises(UserInputError, match="stream 'users' is named twice"):
         plan_catalog(DISCOVERED, UNDECLARED_DESTINATION_MODES, choices=twice)
     configured = configure_catalog(DISCOVERED)

@@ -9,6 +9,7 @@ import pytest
 from ferryman.errors import UserInputError
 from ferryman.protocol.catalog import StreamChoice, plan_catalog, replan_catalog
 from ferryman.protocol.discovered import check_discovered
+from ferryman.protocol.stream_refs import StreamRef
 from ferryman.protocol.sync_modes import StreamKeys, choose_mode, destination_modes, parse_mode
 
 EVERYTHING = frozenset({"append", "overwrite", "append_dedup"})
@@ -71,7 +72,7 @@ def test_a_fallback_comes_with_a_note_saying_why() -> None:
 
 def test_a_requested_mode_either_side_lacks_is_refused_in_one_line() -> None:
     catalog = {"streams": [stream(["full_refresh", "incremental"])]}
-    dedup = [StreamChoice("users", parse_mode("incremental:append_dedup"))]
+    dedup = [StreamChoice(StreamRef.named("users"), parse_mode("incremental:append_dedup"))]
     with pytest.raises(UserInputError) as refused:
         plan_catalog(catalog, NO_DEDUP, choices=dedup)
     assert str(refused.value) == (
@@ -81,14 +82,14 @@ def test_a_requested_mode_either_side_lacks_is_refused_in_one_line() -> None:
     no_key = {"streams": [stream(["incremental"], key=False)]}
     with pytest.raises(UserInputError, match="append_dedup needs a primary key"):
         plan_catalog(no_key, EVERYTHING, choices=dedup)
-    full = [StreamChoice("users", parse_mode("full_refresh_overwrite"))]
+    full = [StreamChoice(StreamRef.named("users"), parse_mode("full_refresh_overwrite"))]
     with pytest.raises(UserInputError, match="the source reads it only as incremental"):
         plan_catalog({"streams": [stream(["incremental"])]}, EVERYTHING, choices=full)
 
 
 def test_user_keys_make_a_mode_possible() -> None:
     bare = {"streams": [stream(["incremental"], cursor=False, key=False)]}
-    choice = StreamChoice("users", parse_mode("incremental:append_dedup"), ["ts"], [["id"]])
+    choice = StreamChoice(StreamRef.named("users"), parse_mode("incremental:append_dedup"), ["ts"], [["id"]])
     (configured,) = plan_catalog(bare, EVERYTHING, choices=[choice]).catalog["streams"]
     assert configured["cursor_field"] == ["ts"] and configured["primary_key"] == [["id"]]
     assert configured["destination_sync_mode"] == "append_dedup"
@@ -100,12 +101,12 @@ def test_replanning_changes_only_the_named_streams() -> None:
         {"streams": [stream(["full_refresh", "incremental"]), other]}, EVERYTHING
     ).catalog
     changed = replan_catalog(
-        configured, EVERYTHING, [StreamChoice("users", parse_mode("full_refresh:append"))]
+        configured, EVERYTHING, [StreamChoice(StreamRef.named("users"), parse_mode("full_refresh:append"))]
     )
     modes = {c["stream"]["name"]: (c["sync_mode"], c["destination_sync_mode"]) for c in changed["streams"]}
     assert modes == {"users": ("full_refresh", "append"), "products": ("full_refresh", "overwrite")}
     with pytest.raises(UserInputError, match="unknown stream"):
-        replan_catalog(configured, EVERYTHING, [StreamChoice("nope")])
+        replan_catalog(configured, EVERYTHING, [StreamChoice(StreamRef.named("nope"))])
 
 
 def test_destination_modes_from_the_spec() -> None:

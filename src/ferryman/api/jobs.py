@@ -26,6 +26,7 @@ from ferryman.api.problems import Problem
 from ferryman.jobs import schedules
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.protocol.catalog import StreamChoice
+from ferryman.protocol.stream_refs import StreamRef
 from ferryman.protocol.sync_modes import AIRBYTE_NAMES
 from ferryman.service import ConnectionPlan
 from ferryman.store.base import Actor, Connection, ConnectionBusy, Job, JobQuery, NotFound
@@ -40,6 +41,7 @@ SyncMode = Literal[
 class StreamConfiguration(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str
+    namespace: str | None = None
     syncMode: SyncMode | None = None
     cursorField: list[str] | None = None
     primaryKey: list[list[str]] | None = None
@@ -96,9 +98,22 @@ def _choices(configurations: StreamConfigurations | None) -> list[StreamChoice] 
     if configurations is None or not configurations.streams:
         return None
     return [
-        StreamChoice(s.name, AIRBYTE_NAMES[s.syncMode] if s.syncMode else None, s.cursorField, s.primaryKey)
+        StreamChoice(
+            _stream(s),
+            AIRBYTE_NAMES[s.syncMode] if s.syncMode else None,
+            s.cursorField,
+            s.primaryKey,
+        )
         for s in configurations.streams
     ]
+
+
+def _stream(configuration: StreamConfiguration) -> StreamRef:
+    """The stream of (namespace, name); without a namespace, the name alone when only one stream
+    has it; with ``"namespace": null``, the one without a namespace when there is one."""
+    if configuration.namespace is None and "namespace" in configuration.model_fields_set:
+        return StreamRef.null_namespace(configuration.name)
+    return StreamRef.named(configuration.name, configuration.namespace)
 
 
 def _connection(context: ApiContext, ident: str) -> Connection:

@@ -26,6 +26,7 @@ import typer
 from ferryman.errors import ConnectionBusy, FerrymanError, FieldError, StoreUnavailable, UserInputError
 from ferryman.jobs.failures import FailureReason, most_specific_message
 from ferryman.protocol.catalog import StreamChoice
+from ferryman.protocol.stream_refs import StreamRef, split_written
 from ferryman.protocol.sync_modes import StreamMode, parse_mode
 from ferryman.secrets import mask_strings, mask_text
 from ferryman.views import aware as _aware
@@ -243,7 +244,12 @@ class Namespace(StrEnum):
 
 
 StreamsOption = Annotated[
-    str | None, typer.Option("--streams", help="Comma-separated streams (default: all).")
+    str | None,
+    typer.Option(
+        "--streams",
+        help="Comma-separated streams (default: all), each NAME or NAMESPACE.NAME as listed "
+        "(quote a part that holds a dot, comma or colon: '\"my.schema\".users').",
+    ),
 ]
 NamespaceOption = Annotated[Namespace, typer.Option("--namespace", help="Where streams land.")]
 FormatOption = Annotated[
@@ -260,8 +266,10 @@ StreamOption = Annotated[
     list[str] | None,
     typer.Option(
         "--stream",
-        help="A stream and its mode, e.g. users:incremental:append_dedup or products:full_refresh:overwrite "
-        "(or Airbyte's users:incremental_deduped_history); just 'users' for the best mode. Repeatable.",
+        help="A stream and its mode, e.g. users:incremental:append_dedup or "
+        "crm.products:full_refresh:overwrite (or Airbyte's users:incremental_deduped_history); "
+        "just 'users' for the best mode. Write a stream NAMESPACE.NAME when two namespaces "
+        "have it. Repeatable.",
     ),
 ]
 CursorOption = Annotated[
@@ -280,33 +288,42 @@ PrimaryKeyOption = Annotated[
 
 
 def stream_names(streams: str | None) -> list[str] | None:
-    return [s.strip() for s in streams.split(",") if s.strip()] if streams else None
+    if not streams:
+        return None
+    return [s.strip() for s in split_written(streams, ",") if s.strip()] or None
 
 
 def stream_choices(
     streams: list[str] | None, cursors: list[str] | None, primary_keys: list[str] | None
 ) -> list[StreamChoice]:
-    """The per-stream requests of ``--stream``, ``--cursor`` and ``--primary-key``, one per stream."""
-    modes: dict[str, StreamMode | None] = {}
+    """The per-stream requests of ``--stream``, ``--cursor`` and ``--primary-key``, one per stream
+    (written ``name`` or ``namespace.name``: see ``ferryman.protocol.stream_refs``)."""
+    modes: dict[StreamRef, StreamMode | None] = {}
     for text in streams or []:
-        name, _, mode = text.partition(":")
+        name, _, mode = _cut(text, ":")
         if not name.strip():
             raise UserInputError(f"--stream {text!r}: expected STREAM or STREAM:SYNC_MODE:DESTINATION_MODE")
-        modes[name.strip()] = parse_mode(mode.strip()) if mode.strip() else None
-    cursor = {name: [p.strip() for p in value.split(".")] for name, value in _pairs(cursors, "--cursor")}
+        modes[StreamRef.parse(name)] = parse_mode(mode.strip()) if mode.strip() else None
+    cursor = {ref: [p.strip() for p in value.split(".")] for ref, value in _pairs(cursors, "--cursor")}
     keys = {
-        name: [[p.strip()] for p in value.split(",")] for name, value in _pairs(primary_keys, "--primary-key")
+        ref: [[p.strip()] for p in value.split(",")] for ref, value in _pairs(primary_keys, "--primary-key")
     }
-    names = list(dict.fromkeys([*modes, *cursor, *keys]))
-    return [StreamChoice(name, modes.get(name), cursor.get(name), keys.get(name)) for name in names]
+    refs = list(dict.fromkeys([*modes, *cursor, *keys]))
+    return [StreamChoice(ref, modes.get(ref), cursor.get(ref), keys.get(ref)) for ref in refs]
 
 
-def _pairs(values: list[str] | None, option: str) -> list[tuple[str, str]]:
+def _cut(text: str, separator: str) -> tuple[str, str, str]:
+    """``str.partition`` at the first ``separator`` outside a quoted stream name."""
+    head, *rest = split_written(text, separator)
+    return head, separator if rest else "", separator.join(rest)
+
+
+def _pairs(values: list[str] | None, option: str) -> list[tuple[StreamRef, str]]:
     pairs = []
     for text in values or []:
-        name, _, value = text.partition("=")
+        name, _, value = _cut(text, "=")
         parts = [p.strip() for p in value.replace(".", ",").split(",")]
         if not name.strip() or not value or not all(parts):
             raise UserInputError(f"{option} {text!r}: expected STREAM=FIELD, e.g. users=updated_at")
-        pairs.append((name.strip(), value.strip()))
+        pairs.append((StreamRef.parse(name), value.strip()))
     return pairs

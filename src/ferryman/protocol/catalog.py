@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ferryman.errors import UserInputError
+from ferryman.protocol.stream_refs import StreamKey, StreamRef, key, resolve
 from ferryman.protocol.sync_modes import (
     APPEND_DEDUP,
     INCREMENTAL,
@@ -67,7 +67,7 @@ class NamespaceMapping:
 class StreamChoice:
     """What a user asked for one stream: a mode, and the cursor or primary key the source lacks."""
 
-    name: str
+    stream: StreamRef
     mode: StreamMode | None = None
     cursor: list[str] | None = None
     primary_key: list[list[str]] | None = None
@@ -100,21 +100,18 @@ def plan_catalog(
     prefer_incremental: bool = True,
 ) -> CatalogPlan:
     """A configured catalog from a discovered one: the selected streams (all when none is named,
-    in ``streams`` or ``choices``), each in its requested mode or the best mode both sides support."""
+    in ``streams``, as a user writes them (see :mod:`ferryman.protocol.stream_refs`), or
+    ``choices``), each in its requested mode or the best mode both sides support."""
     available = catalog.get("streams", [])
-    by_choice = _by_name(choices or [])
-    wanted = list(dict.fromkeys([*(streams or []), *by_choice]))
-    offered = {s["name"] for s in available}
-    unknown = [name for name in wanted if name not in offered]
-    if unknown:
-        raise UserInputError(
-            f"unknown stream(s) {', '.join(unknown)}: the source offers "
-            f"{', '.join(sorted(offered)) or 'no streams'}"
-        )
-    chosen = [s for name in wanted for s in available if s["name"] == name] if wanted else list(available)
+    refs = [StreamRef.parse(text) for text in streams or []]
+    wanted = dict.fromkeys(resolve(refs, available, "the source offers"))
+    by_choice = _by_key(choices or [], available, "the source offers")
+    wanted.update(dict.fromkeys(by_choice))  # in --streams order, then the rest of --stream's
+    by_key = {key(s): s for s in available}
+    chosen = [by_key[k] for k in wanted] if wanted else list(available)
     plan = CatalogPlan({"streams": []})
     for stream in chosen:
-        choice = by_choice.get(stream["name"], StreamChoice(stream["name"]))
+        choice = by_choice.get(key(stream), StreamChoice(StreamRef.named(stream["name"])))
         keys = StreamKeys.of(stream, choice.cursor, choice.primary_key)
         mode, note = choose_mode(stream, dest_modes, keys, choice.mode, prefer_incremental)
         plan.catalog["streams"].append(_configured_stream(stream, mode, keys))
@@ -128,17 +125,10 @@ def replan_catalog(
 ) -> dict[str, Any]:
     """A connection's configured catalog with the ``choices`` applied to the streams they name."""
     entries = configured.get("streams", [])
-    names = {entry["stream"]["name"] for entry in entries}
-    unknown = [choice.name for choice in choices if choice.name not in names]
-    if unknown:
-        raise UserInputError(
-            f"unknown stream(s) {', '.join(unknown)}: the connection syncs "
-            f"{', '.join(sorted(names)) or 'no streams'}"
-        )
-    by_choice = _by_name(choices)
+    by_choice = _by_key(choices, [entry["stream"] for entry in entries], "the connection syncs")
     updated = []
     for entry in entries:
-        choice = by_choice.get(entry["stream"]["name"])
+        choice = by_choice.get(key(entry["stream"]))
         if choice is None:
             updated.append(entry)
             continue
@@ -153,14 +143,13 @@ def replan_catalog(
     return {**configured, "streams": updated}
 
 
-def _by_name(choices: list[StreamChoice]) -> dict[str, StreamChoice]:
-    """The choices by stream; a stream named twice is refused rather than the last one winning."""
-    by_name: dict[str, StreamChoice] = {}
-    for choice in choices:
-        if choice.name in by_name:
-            raise UserInputError(f"stream {choice.name!r} is named twice: name each stream once")
-        by_name[choice.name] = choice
-    return by_name
+def _by_key(
+    choices: list[StreamChoice], streams: list[dict[str, Any]], offered_by: str
+) -> dict[StreamKey, StreamChoice]:
+    """The choices by the (namespace, name) of the stream each names; a name that fits several
+    streams, or a stream named twice, is refused rather than a guess or the last one winning."""
+    found = resolve([choice.stream for choice in choices], streams, offered_by)
+    return dict(zip(found, choices, strict=True))
 
 
 def _configured_stream(stream: dict[str, Any], mode: StreamMode, keys: StreamKeys) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ferryman.errors import FieldError, UserInputError
+from ferryman.protocol.stream_refs import label
 
 FULL_REFRESH, INCREMENTAL = "full_refresh", "incremental"
 APPEND, OVERWRITE, APPEND_DEDUP = "append", "overwrite", "append_dedup"
@@ -131,7 +132,7 @@ def choose_mode(
 ) -> tuple[StreamMode, str | None]:
     """The stream's mode: the requested one if both sides support it, else the preferred one;
     and a note when the preferred one had to give way to a lesser one."""
-    name = stream.get("name")
+    name = label(stream.get("namespace"), stream.get("name", ""))
     both = supported_modes(stream, dest_modes, keys)
     if requested is not None:
         if requested in both:
@@ -181,9 +182,8 @@ def _fallback_note(
     why = source_refusal(stream, ideal, keys) or (
         f"the destination writes only {_listing(sorted(dest_modes))}"
     )
-    return FieldError(
-        f"stream {stream.get('name')!r} syncs as {chosen}, not {ideal}: {why}", *KEY_FIELDS
-    ).message
+    name = label(stream.get("namespace"), stream.get("name", ""))
+    return FieldError(f"stream {name!r} syncs as {chosen}, not {ideal}: {why}", *KEY_FIELDS).message
 
 
 def _listing(items: Iterable[str]) -> str:

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from ferryman.errors import FerrymanError, UserInputError
 from ferryman.protocol.catalog import StreamChoice
+from ferryman.protocol.stream_refs import StreamRef, label
 from ferryman.protocol.sync_modes import parse_mode
 from ferryman.service import DESTINATION, SOURCE, ConnectionPlan
 from ferryman.store.base import Actor, Connection, ConnectionBusy, Job, NotFound
@@ -214,19 +215,19 @@ def set_schedule(request: Request, connection_id: int, form: Posted) -> Response
 def set_streams(request: Request, connection_id: int, form: Posted) -> Response:
     web = web_of(request)
     conn = _connection(web, connection_id)
-    current = {c["stream"]["name"]: c for c in conn.catalog.get("streams", [])}
     choices = []
     try:
-        for name, configured in current.items():
-            wanted = form.get(f"mode.{name}")
+        for configured in conn.catalog.get("streams", []):
+            namespace, name = configured["stream"].get("namespace"), configured["stream"]["name"]
+            wanted = form.get(pages.mode_field(namespace, name))
             if wanted and wanted != f"{configured['sync_mode']}:{configured['destination_sync_mode']}":
-                choices.append(StreamChoice(name, parse_mode(wanted)))
+                choices.append(StreamChoice(StreamRef.named(name, namespace, exact=True), parse_mode(wanted)))
         if not choices:
             return redirect(request, _back(conn.id) + "#streams", ("ok", "No stream changed."))
         web.service.update_streams(conn, choices)
     except (FerrymanError, ValueError) as exc:
         return redirect(request, _back(conn.id) + "#streams", ("error", _line(exc)))
-    names = ", ".join(choice.name for choice in choices)
+    names = ", ".join(label(choice.stream.namespace, choice.stream.name) for choice in choices)
     return redirect(request, _back(conn.id) + "#streams", ("ok", f"Sync modes saved ({names})."))
 
 

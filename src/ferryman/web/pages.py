@@ -4,6 +4,7 @@ outputs, state and log lines by the secret values of the job or connection they 
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from ferryman import masking
 from ferryman.jobs.failures import most_specific_message
 from ferryman.jobs.outcomes import ConnectorOutcome, failure_summary
 from ferryman.jobs.states import JobStatus, JobType
+from ferryman.protocol.stream_refs import label
 from ferryman.protocol.sync_modes import StreamKeys, StreamMode, supported_modes
 from ferryman.secrets import mask_strings, mask_text
 from ferryman.service import DESTINATION, SOURCE, JobService, tail_lines
@@ -138,6 +140,22 @@ class StreamRow:
     modes: list[str]
     cursor: list[str]
     primary_key: list[list[str]]
+
+    @property
+    def label(self) -> str:
+        return label(self.namespace, self.name)
+
+    @property
+    def field(self) -> str:
+        """The form field of its mode: keyed by (namespace, name), never by the name alone."""
+        return mode_field(self.namespace, self.name)
+
+
+def mode_field(namespace: str | None, name: str) -> str:
+    """``mode.`` and the stream's (namespace, name) as URL-safe base64 of its JSON: one field per
+    stream, whatever characters the name holds, and two namespaces' ``users`` never share one."""
+    token = base64.urlsafe_b64encode(json.dumps([namespace, name]).encode()).rstrip(b"=")
+    return "mode." + token.decode("ascii")
 
 
 def stream_rows(service: JobService, conn: Connection, destination: Actor) -> list[StreamRow]:
