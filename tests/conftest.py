@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,10 @@ pytest_plugins = ["tests.temporal_support"]
 TESTS = Path(__file__).parent
 TEST_CONNECTORS = TESTS / "connectors"
 FAKER_REF = "pypi:airbyte-source-faker==7.2.1"
+# 0.5.40 to 0.6.0 pin a dependency version that does not exist on PyPI; 0.5.39 installs.
+FILE_REF = "pypi:airbyte-source-file==0.5.39"
+# The newest release when this was written; it installs on Python 3.11.
+MANIFEST_REF = "pypi:airbyte-source-declarative-manifest==6.5.2"
 TAG = "FERRYMAN_TEST_TAG"
 
 
@@ -78,6 +83,49 @@ def venvs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def faker(venvs_dir: Path) -> ResolvedConnector:
     """airbyte-source-faker from PyPI, installed by ferryman itself into a managed venv."""
     return resolve(parse_reference(FAKER_REF), venvs_dir)
+
+
+# The session fixtures that install a PyPI connector into `venvs_dir`, and what each installs.
+INSTALLED_BY_FIXTURE = {"faker": FAKER_REF, "source_file": FILE_REF, "declarative_manifest": MANIFEST_REF}
+# Ferryman's own installer, as `resolve` runs it for a `pypi:` reference.
+_INSTALL = """\
+import sys
+from pathlib import Path
+from ferryman.connectors import parse_reference, resolve
+resolve(parse_reference(sys.argv[1]), Path(sys.argv[2]))
+"""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def early_installs(
+    request: pytest.FixtureRequest, venvs_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Start installing, each in a process of its own, the PyPI connectors that the selected tests
+    will ask for, so the installs (about a minute each, mostly pip waiting on downloads) run while
+    the tests before them do. Each is Ferryman's own install into the session's venvs; the fixture
+    that needs one calls the installer again, which waits on the package's install lock and then
+    finds it done (or, had the early one failed, installs it and fails in its own words)."""
+    wanted = sorted(
+        {
+            ref
+            for item in request.session.items
+            for name, ref in INSTALLED_BY_FIXTURE.items()
+            if name in getattr(item, "fixturenames", ())
+        }
+    )
+    log = tmp_path_factory.mktemp("early-installs") / "installs.log"
+    # The session's, not the first test's: without its tag, so its leak check does not count them.
+    env = {name: value for name, value in os.environ.items() if name != TAG}
+    started = []
+    with log.open("w") as output:
+        for ref in wanted:
+            command = [sys.executable, "-c", _INSTALL, ref, str(venvs_dir)]
+            started.append(subprocess.Popen(command, stdout=output, stderr=output, env=env))
+    yield
+    for process in started:  # still installing when the session ends early: the guard ends pip
+        if process.poll() is None:
+            process.kill()
+        process.wait()
 
 
 def builtin(name: str) -> ResolvedConnector:

@@ -10,7 +10,8 @@
   that resumes it after a failed page keeps the pages read before.
 
 Each package is installed once per session into the shared venvs dir (``FERRYMAN_TEST_VENVS``
-keeps them between sessions); after that, the tests here take about a minute in all.
+keeps them between sessions), started when the session starts (tests/conftest.py,
+``early_installs``); after that, the tests here take about a minute in all.
 """
 
 from __future__ import annotations
@@ -29,14 +30,11 @@ import duckdb
 import pytest
 
 from ferryman.connectors.pypi import InstalledConnector, ensure_installed
+from tests.conftest import FILE_REF, MANIFEST_REF
 from tests.e2e.test_cli_jobs import Cli, committed, emitted
 
 pytestmark = pytest.mark.slow
 
-# 0.5.40 to 0.6.0 pin a dependency version that does not exist on PyPI; 0.5.39 installs.
-FILE_REF = "pypi:airbyte-source-file==0.5.39"
-# The newest release when this was written; it installs on Python 3.11.
-MANIFEST_REF = "pypi:airbyte-source-declarative-manifest==6.5.2"
 # For tests about one attempt: a failed sync is not tried again, so no backoff is waited out.
 ONE_ATTEMPT = {"SYNC_JOB_MAX_ATTEMPTS": "1"}
 

@@ -5,8 +5,10 @@ with ``FERRYMAN_ENGINE`` set to that kind and ``FERRYMAN_DATABASE_URL`` to the t
 for Temporal it also gets the session's dev server (``FERRYMAN_TEMPORAL_ADDRESS``,
 ``FERRYMAN_TEMPORAL_NAMESPACE``) and a task queue prefix of this test's own
 (``FERRYMAN_TEMPORAL_TASK_QUEUE_PREFIX``), so tests sharing the server never take each other's
-work. Jobs are queued through the store, as ``connections sync --detach`` and the API do, and
-cancelled through it, as ``jobs cancel`` does; the test reads their outcome from the store.
+work, and starts the workflow of a job queued in the store within a second
+(``FERRYMAN_TEMPORAL_RESUBMIT_AFTER_S``). Jobs are queued through the store, as ``connections
+sync --detach`` and the API do on the local engine, and cancelled through it, as ``jobs
+cancel`` does; the test reads their outcome from the store.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ def engine_env(engine_kind: str, tmp_path: Path, request: pytest.FixtureRequest)
         env["FERRYMAN_TEMPORAL_ADDRESS"] = server.address
         env["FERRYMAN_TEMPORAL_NAMESPACE"] = server.namespace
         env["FERRYMAN_TEMPORAL_TASK_QUEUE_PREFIX"] = f"t{uuid.uuid4().hex[:10]}-"
+        # The jobs here are queued through the store alone, with no workflow: a worker starts
+        # one for each as it finds it, not after the 10 s a real submit is given to do it.
+        env["FERRYMAN_TEMPORAL_RESUBMIT_AFTER_S"] = "0.5"
     return env
 
 

@@ -209,7 +209,11 @@ def test_sigkill_of_the_worker_running_a_sync_hands_it_to_the_other_and_loses_no
     store = open_store(postgres_url)
     connection = store.get_connection("big")
     workers = workers_for(postgres_url)
-    pair = {worker.engine_id: worker for worker in (workers.start(), workers.start())}
+    # Temporal takes the killed worker's attempt for lost when its heartbeats stop for this long
+    # (30 s unless set); the local kind sees the dead process at once.
+    heartbeats = {"FERRYMAN_TEMPORAL_HEARTBEAT_S": "2", "FERRYMAN_TEMPORAL_HEARTBEAT_TIMEOUT_S": "10"}
+    heartbeats = heartbeats if engine_kind == "temporal" else {}
+    pair = {worker.engine_id: worker for worker in (workers.start(**heartbeats), workers.start(**heartbeats))}
     job = queue_only(store, home).enqueue_replication("big")
 
     wait_for_state(store, connection.id, workers, "no worker committed a state")

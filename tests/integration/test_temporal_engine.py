@@ -15,11 +15,13 @@ from typing import Any
 
 import psutil
 import pytest
+from temporalio.client import Client
 
 from ferryman.engines.local import LocalEngine
 from ferryman.engines.temporal.engine import TemporalEngine, start_job
-from ferryman.engines.temporal.settings import TemporalSettings
-from ferryman.engines.temporal.worker import RESUBMIT_AFTER_S, TemporalWorker
+from ferryman.engines.temporal.settings import RESUBMIT_AFTER_S, TemporalSettings
+from ferryman.engines.temporal.shapes import RUN_ATTEMPT
+from ferryman.engines.temporal.worker import TemporalWorker
 from ferryman.jobs.failures import FailureType
 from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
@@ -107,6 +109,33 @@ def test_a_sync_runs_as_a_workflow_and_the_store_shows_its_job_attempt_and_stats
     stats = store.list_stream_stats(attempt.id)
     assert sum(s.records_committed or 0 for s in stats) == 5_000
     assert rows(tmp_path / "t.duckdb") == (5_000, 5_000)
+
+
+def test_the_attempt_times_out_after_the_heartbeat_timeout_given_where_the_job_was_submitted(
+    store: JobStore, tmp_path: Path, temporal: TemporalSettings, worker_for: Any
+) -> None:
+    """FERRYMAN_TEMPORAL_HEARTBEAT_TIMEOUT_S travels with the job's input: the attempt activity
+    in the workflow's history carries it (30 s when unset, the heartbeat timeout of before)."""
+    worker_for()
+    given = dataclasses.replace(temporal, heartbeat_timeout_s=7.0)
+    service = client_service(store, tmp_path, given)
+    bench_connection(service, "t", tmp_path, 10)
+
+    job = service.run(service.enqueue_replication("t"), timeout_s=120)
+
+    assert job.status is JobStatus.SUCCEEDED
+    assert asyncio.run(attempt_heartbeat_timeouts(given, job.id)) == [7.0]
+
+
+async def attempt_heartbeat_timeouts(temporal: TemporalSettings, job_id: int) -> list[float]:
+    client = await Client.connect(temporal.address, namespace=temporal.namespace)
+    history = await client.get_workflow_handle(temporal.workflow_id(job_id)).fetch_history()
+    return [
+        event.activity_task_scheduled_event_attributes.heartbeat_timeout.ToTimedelta().total_seconds()
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+        and event.activity_task_scheduled_event_attributes.activity_type.name == RUN_ATTEMPT
+    ]
 
 
 def test_a_job_waiting_to_retry_whose_workflow_was_lost_gets_its_next_attempt(

@@ -44,7 +44,7 @@ async def start_job(client: Client, temporal: TemporalSettings, job: Job) -> boo
     try:
         await client.start_workflow(
             JobWorkflow.run,
-            JobInput(job.id, job.type.value),
+            JobInput(job.id, job.type.value, temporal.heartbeat_timeout_s),
             id=temporal.workflow_id(job.id),
             task_queue=temporal.queue_of(job.type),
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

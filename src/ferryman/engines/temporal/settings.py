@@ -22,9 +22,16 @@ def engine_name(env: Mapping[str, str], chosen: str | None = None) -> str:
     return name
 
 
-# How often a running attempt's activity heartbeats Temporal; its heartbeat timeout is 30 s.
+# How often a running attempt's activity heartbeats Temporal, and how long Temporal waits for a
+# heartbeat before it takes the attempt's worker for lost (the next attempt then runs elsewhere).
 HEARTBEAT_S = 10.0
 _HEARTBEAT_RANGE = (0.1, 20.0)
+HEARTBEAT_TIMEOUT_S = 30.0
+_HEARTBEAT_TIMEOUT_RANGE = (1.0, 3600.0)
+# A worker starts the workflow of a job pending this long without one (its submit could not
+# reach Temporal), or of an incomplete job whose next attempt is this late (its workflow was lost).
+RESUBMIT_AFTER_S = 10.0
+_RESUBMIT_AFTER_RANGE = (0.0, 3600.0)
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,8 @@ class TemporalSettings:
     namespace: str = "default"
     task_queue_prefix: str = ""
     heartbeat_s: float = HEARTBEAT_S
+    heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S
+    resubmit_after_s: float = RESUBMIT_AFTER_S
 
     def queue(self, slot: str) -> str:
         return self.task_queue_prefix + QUEUES[slot]
@@ -49,25 +58,37 @@ class TemporalSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TemporalSettings:
         env = os.environ if env is None else env
+        heartbeat_s = _seconds(env, "FERRYMAN_TEMPORAL_HEARTBEAT_S", HEARTBEAT_S, _HEARTBEAT_RANGE)
+        timeout_s = _seconds(
+            env, "FERRYMAN_TEMPORAL_HEARTBEAT_TIMEOUT_S", HEARTBEAT_TIMEOUT_S, _HEARTBEAT_TIMEOUT_RANGE
+        )
+        if timeout_s <= heartbeat_s:
+            raise UserInputError(
+                f"FERRYMAN_TEMPORAL_HEARTBEAT_TIMEOUT_S={timeout_s:g} is not more than"
+                f" FERRYMAN_TEMPORAL_HEARTBEAT_S={heartbeat_s:g}: every attempt would time out;"
+                " give a timeout a few heartbeats long"
+            )
         return cls(
             address=env.get("FERRYMAN_TEMPORAL_ADDRESS") or cls.address,
             namespace=env.get("FERRYMAN_TEMPORAL_NAMESPACE") or cls.namespace,
             task_queue_prefix=env.get("FERRYMAN_TEMPORAL_TASK_QUEUE_PREFIX") or "",
-            heartbeat_s=_heartbeat_s(env.get("FERRYMAN_TEMPORAL_HEARTBEAT_S", "")),
+            heartbeat_s=heartbeat_s,
+            heartbeat_timeout_s=timeout_s,
+            resubmit_after_s=_seconds(
+                env, "FERRYMAN_TEMPORAL_RESUBMIT_AFTER_S", RESUBMIT_AFTER_S, _RESUBMIT_AFTER_RANGE
+            ),
         )
 
 
-def _heartbeat_s(text: str) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float, allowed: tuple[float, float]) -> float:
+    text = env.get(name, "")
     if not text.strip():
-        return HEARTBEAT_S
-    low, high = _HEARTBEAT_RANGE
+        return default
+    low, high = allowed
     try:
         seconds = float(text)
     except ValueError:
         seconds = -1.0
     if not low <= seconds <= high:  # also NaN
-        raise UserInputError(
-            f"FERRYMAN_TEMPORAL_HEARTBEAT_S={text!r}: give seconds from {low:g} to {high:g}"
-            " (the activity's heartbeat timeout is 30 s)"
-        )
+        raise UserInputError(f"{name}={text!r}: give seconds from {low:g} to {high:g}")
     return seconds

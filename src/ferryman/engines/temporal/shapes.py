@@ -13,6 +13,9 @@ END_JOB = "end_job"
 class JobInput:
     job_id: int
     job_type: str
+    # FERRYMAN_TEMPORAL_HEARTBEAT_TIMEOUT_S where the job was submitted; the default is for the
+    # workflows started before the field existed.
+    heartbeat_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)

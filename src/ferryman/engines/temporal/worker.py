@@ -34,8 +34,7 @@ from ferryman.store.base import Attempt, Job, JobStore
 
 log = logging.getLogger(__name__)
 
-RESUBMIT_EVERY_S = 5.0
-RESUBMIT_AFTER_S = 10.0  # a pending job this old (a retry this late) has had its chance to start
+RESUBMIT_EVERY_S = 5.0  # at most; twice per FERRYMAN_TEMPORAL_RESUBMIT_AFTER_S when that is shorter
 _DRAIN = timedelta(days=3)  # a stopping worker lets its attempts finish (a second signal cancels)
 # The sandbox still guards the workflow's calls into the standard library, but our own modules
 # are imported once, not again for every workflow run: re-running workflows.py and the packages
@@ -121,7 +120,7 @@ class TemporalWorker:
             while not stop.is_set() and not any(task.done() for task in running):
                 await asyncio.to_thread(self._tick)
                 if loop.time() >= next_resubmit:
-                    next_resubmit = loop.time() + RESUBMIT_EVERY_S
+                    next_resubmit = loop.time() + min(RESUBMIT_EVERY_S, self.temporal.resubmit_after_s / 2)
                     await self._resubmit(client)
                 await asyncio.sleep(self.local.poll_interval_s)
         finally:
@@ -151,12 +150,12 @@ class TemporalWorker:
         except (StoreUnavailable, OperationalError):
             return
         now = self.local.clock.now()
-        due = [job for job in pending if (now - job.created_at).total_seconds() >= RESUBMIT_AFTER_S]
+        after_s = self.temporal.resubmit_after_s  # a pending job this old has had its chance to start
+        due = [job for job in pending if (now - job.created_at).total_seconds() >= after_s]
         due += [
             job
             for job in waiting
-            if job.next_attempt_at is not None
-            and (now - job.next_attempt_at).total_seconds() >= RESUBMIT_AFTER_S
+            if job.next_attempt_at is not None and (now - job.next_attempt_at).total_seconds() >= after_s
         ]
         for job in sorted(due, key=lambda job: job.id):  # oldest first, in the order queued
             await start_job(client, self.temporal, job)

@@ -27,9 +27,9 @@ with workflow.unsafe.imports_passed_through():
     from ferryman.jobs.retry import RetryPolicy
     from ferryman.jobs.states import JobStatus, JobType
 
-# As Airbyte: a sync may run for days; its heartbeat proves the worker alive.
+# As Airbyte: a sync may run for days; its heartbeat proves the worker alive (its timeout comes
+# with the job's input: FERRYMAN_TEMPORAL_HEARTBEAT_TIMEOUT_S where it was submitted).
 ATTEMPT_START_TO_CLOSE = timedelta(days=3)
-HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 BOOKKEEPING_TIMEOUT = timedelta(minutes=5)
 _ONCE = ActivityRetries(maximum_attempts=1)  # an attempt is never re-run by Temporal itself
 # Bookkeeping is idempotent and retried until it succeeds: a store away, or settle_attempt waiting
@@ -68,7 +68,7 @@ class JobWorkflow:
                 job,
                 result_type=AttemptOutcome,
                 start_to_close_timeout=ATTEMPT_START_TO_CLOSE,
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                heartbeat_timeout=timedelta(seconds=job.heartbeat_timeout_s),
                 retry_policy=_ONCE,
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
