@@ -12,11 +12,13 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from ferryman.connectors.docker import run_docker
 from ferryman.engines.local import LocalEngine
 from ferryman.jobs.states import AttemptStatus, JobStatus
 from ferryman.launchers import ConnectorProcess, DockerLauncher, DockerSettings, LaunchRequest
@@ -290,3 +292,32 @@ def test_each_image_has_its_own_spec_fetched_once(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(specs, "_memory", {})  # a new process: only the cache on disk is left
     again = resolve(parse_reference(f"docker:{image('source-faker')}"), venvs)
     assert connector_spec(again, NoLaunches(), tmp_path / "workspace", short_lifecycle()) == faker_spec
+
+
+def test_a_reset_clears_the_destination_when_the_source_image_is_gone(
+    store: JobStore, tmp_path: Path, local_root: Path
+) -> None:
+    """A reset runs the empty source, never the source's image: before, it pulled that image all
+    the same, so a source image removed (or a registry out of reach) failed the reset, three
+    attempts long, and left the destination's data and the state as they were."""
+    docker_support.require_docker("scripted-source")
+    gone = f"ferryman-test/removed-source:{uuid.uuid4().hex[:12]}"  # pulled from nowhere: fails
+    assert run_docker("tag", image("scripted-source"), gone).returncode == 0
+    service = service_for(store, tmp_path / "home")
+    steps = [{"records": 4}, {"state": {"name": "users"}}]
+    service.create_actor("source", "src", f"docker:{gone}", {"read_steps": steps})
+    out = tmp_path / "out"
+    service.create_actor("destination", "dst", "builtin:destination-jsonl", {"path": str(out)})
+    conn = service.create_connection("conn", "src", "dst", full_refresh=True)
+    try:
+        synced = service.run(service.enqueue_replication(conn), timeout_s=120)
+    finally:
+        assert run_docker("rmi", gone).returncode == 0
+    assert synced.status is JobStatus.SUCCEEDED
+    assert len((out / "users.jsonl").read_text().splitlines()) == 4
+
+    reset = service.run(service.enqueue_replication(conn, reset=True), timeout_s=120)
+
+    assert reset.status is JobStatus.SUCCEEDED, service.job_document(reset.id)
+    assert (out / "users.jsonl").read_text() == ""
+    assert [s["stream"]["stream_state"] for s in store.get_state(conn.id)] == [None]

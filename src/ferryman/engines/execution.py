@@ -181,6 +181,12 @@ class AttemptExecution:
         self.rules[side] = SecretRules.of(spec, actor.config or {})
         return self._remember(side, actor.config or {})
 
+    def _kept_secrets(self, actor: ActorSnapshot, side: str) -> list[str]:
+        """The values to mask by the spec the actor kept (by their names without one), for a
+        side whose connector does not run."""
+        self.rules[side] = SecretRules.of(actor.spec, actor.config or {})
+        return self._remember(side, actor.config or {})
+
     def _remember(self, side: str, config: dict[str, Any] | None) -> list[str]:
         """The secret values of one side's config, masked from now on in what is stored."""
         found = secret_values(config, self.rules.get(side) or SecretRules.of(None, config)) if config else []
@@ -221,7 +227,7 @@ class AttemptExecution:
     def _replicate(self) -> Job:
         config = ReplicationConfig.from_document(self.job.config)
         connection_id = config.connection_id
-        source = ConnectorInput(self._connector(config.source), config.source.config or {})
+        reset = self.job.type is JobType.RESET
         destination = ConnectorInput(self._connector(config.destination), config.destination.config or {})
         mapping = NamespaceMapping(
             NamespaceDefinition(config.namespace.definition or "source"),
@@ -236,12 +242,16 @@ class AttemptExecution:
             if state
             else "no committed state yet: starting from scratch"
         )
-        if self.job.type is JobType.RESET:
+        if reset:
+            # A reset runs the empty source, never the configured one: that one is not resolved
+            # (no image pulled, no venv installed), so a source that is gone cannot stop a reset.
             sync = reset_input(destination, config.catalog, state, mapping)
+            secrets = self._kept_secrets(config.source, "source")
         else:
+            source = ConnectorInput(self._connector(config.source), config.source.config or {})
             sync = SyncInput(source, destination, config.catalog, state, mapping)
+            secrets = self._secrets(config.source, source.connector, "source")
         sync = dataclasses.replace(sync, sync_id=self.job.id, generation_id=self._generation(connection_id))
-        secrets = self._secrets(config.source, source.connector, "source")
         secrets += self._secrets(config.destination, destination.connector, "destination")
         saver = _ProgressSaver(self.store, self.attempt.id, connection_id, self.job.id)
         self.checkpoints = StateCheckpoints(saver.commit, self.settings.state_flush_s, self.clock)
