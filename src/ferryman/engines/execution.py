@@ -32,7 +32,7 @@ from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
 from ferryman.launchers import ConnectorProcess, Launcher, LaunchRequest
 from ferryman.private import secure_home
-from ferryman.protocol.catalog import NamespaceDefinition, NamespaceMapping
+from ferryman.protocol.catalog import NamespaceDefinition, NamespaceMapping, check_mapping
 from ferryman.protocol.state import full_refresh_streams, without_streams
 from ferryman.secrets import SecretRules, longest_first, mask_strings, secret_values
 from ferryman.settings import Settings
@@ -234,6 +234,7 @@ class AttemptExecution:
             config.namespace.format,
             config.namespace.prefix or "",
         )
+        check_mapping(config.catalog, mapping)  # a connection stored before it was checked
         state = self.store.get_state(connection_id)  # the last committed state, from any attempt
         if self.job.type is JobType.SYNC and self.attempt.number == 0:
             state = self._forget_full_refresh_state(connection_id, config.catalog, state)
