@@ -321,3 +321,41 @@ def test_a_reset_clears_the_destination_when_the_source_image_is_gone(
     assert reset.status is JobStatus.SUCCEEDED, service.job_document(reset.id)
     assert (out / "users.jsonl").read_text() == ""
     assert [s["stream"]["stream_state"] for s in store.get_state(conn.id)] == [None]
+
+
+def test_a_container_sees_only_the_files_it_is_given_not_the_other_sides_config(tmp_path: Path) -> None:
+    """The source of a sync runs beside the destination's config (its database password) and the
+    attempt's log. Before, the whole attempt dir was mounted into both containers: any source
+    image could read the destination's credentials, and write lines into the log."""
+    connector = docker_support.docker_connector("scripted-source")
+    workdir = tmp_path / "attempt"
+    workdir.mkdir(mode=0o700)
+    (workdir / "source_config.json").write_text(json.dumps({"steps": [{"hang": True}]}))
+    (workdir / "source_catalog.json").write_text(json.dumps({"streams": []}))
+    (workdir / "destination_config.json").write_text(json.dumps({"password": "db-password-42"}))
+    (workdir / "logs.log").write_text("the attempt's log\n")
+    args = ["read", "--config", str(workdir / "source_config.json")]
+    args += ["--catalog", str(workdir / "source_catalog.json")]
+    request = LaunchRequest(connector, args, workdir, "source", job_id="91", attempt=0, job_type="sync")
+    process = DockerLauncher(DockerSettings(user=docker_support.HOST_USER)).launch(request)
+    try:
+        wait_for_container(process.name)
+        listed = run_docker("exec", process.name, "ls", "-A", "/data/91/0")
+        peek = run_docker("exec", process.name, "cat", "/data/91/0/destination_config.json")
+        scratch = run_docker("exec", process.name, "touch", "/data/91/0/scratch-file")
+    finally:
+        process.kill()
+        process.kill_leftovers()
+        process.wait(30)
+        process.close()
+
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(listed.stdout.split()) == ["source_catalog.json", "source_config.json"]
+    assert peek.returncode != 0 and "db-password-42" not in peek.stdout
+    assert scratch.returncode == 0, scratch.stderr  # its working directory is writable, as before
+    assert sorted(p.name for p in workdir.iterdir()) == [  # and gone with the container
+        "destination_config.json",
+        "logs.log",
+        "source_catalog.json",
+        "source_config.json",
+    ]
