@@ -22,7 +22,7 @@ from ferryman.connectors.docker import run_docker
 from ferryman.engines.local import LocalEngine
 from ferryman.jobs.states import AttemptStatus, JobStatus
 from ferryman.launchers import ConnectorProcess, DockerLauncher, DockerSettings, LaunchRequest
-from ferryman.launchers.docker import ResourceLimits
+from ferryman.launchers.docker import SCRATCH_PREFIX, ResourceLimits
 from ferryman.settings import Settings
 from ferryman.store import open_store
 from ferryman.store.base import JobStore
@@ -138,6 +138,8 @@ def test_sigkill_of_an_engine_mid_sync_leaves_no_container_and_loses_no_record(
         total, distinct = db.execute('select count(*), count(distinct id) from "stream_0"').fetchall()[0]
     assert (total, distinct) == (1_000_000, 1_000_000)
     assert store_containers(service._engine()) == []
+    # The killed engine's containers' working directories went with its attempt's config files.
+    assert list((home / "workspace").glob(f"*/*/{SCRATCH_PREFIX}*")) == []
     wait_for_exit_of_tagged_clients()
 
 

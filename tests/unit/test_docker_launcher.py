@@ -104,7 +104,7 @@ def test_the_run_command_is_airbytes_with_labels_mounts_and_limits(
     volumes = {argv[i + 1] for i, arg in enumerate(argv) if arg == "-v"}
     # Only the files it is given (not the destination's config, nor the log), in a directory of its own.
     assert volumes == {
-        f"{request.workdir}/.the-name:/data/42/1",
+        f"{request.workdir}/.container-the-name:/data/42/1",
         f"{request.workdir}/source_config.json:/data/42/1/source_config.json",
         f"{request.workdir}/c.json:/data/42/1/c.json",
         f"{tmp_path / 'local'}:/local",

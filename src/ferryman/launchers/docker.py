@@ -1,7 +1,7 @@
 """Connectors in Docker containers, started as the Airbyte platform's DockerProcessFactory did.
 
     docker run --rm --init -i -w /data/<job>/<attempt> --log-driver none --name <name>
-        --label io.ferryman.*=... [--network N] -v <attempt dir>/.<name>:/data/<job>/<attempt>
+        --label io.ferryman.*=... [--network N] -v <attempt dir>/.container-<name>:/data/<job>/<attempt>
         -v <attempt dir>/<file>:/data/<job>/<attempt>/<file> ... -v <local>:/local
         [--user UID:GID] -e K ... [--cpus C] [--memory-reservation R] [--memory M] <image> <args>
 
@@ -44,6 +44,7 @@ LOCAL_MOUNT = "/local"  # a host dir for connectors' own output (Airbyte's LOCAL
 LABEL = "io.ferryman"
 REMOVE_WAIT_S = 30.0  # how long the end of an attempt waits for the engine to remove a container
 MANAGED = f"{LABEL}.managed"
+SCRATCH_PREFIX = ".container-"  # a container's working directory in the attempt dir: .container-<name>
 _NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]+")
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmgBKMG]|[KMGkmg]i)?[bB]?$")
 
@@ -313,7 +314,7 @@ def _attempt_files(request: LaunchRequest) -> list[str]:
 
 def scratch_dir(workdir: Path, name: str) -> Path:
     """The host directory a container works in: in the attempt dir, gone when it ends."""
-    return workdir.absolute() / f".{name}"
+    return workdir.absolute() / f"{SCRATCH_PREFIX}{name}"
 
 
 def _inside(arg: str, host_dir: str, inside: str) -> str:
