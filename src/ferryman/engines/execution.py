@@ -34,7 +34,7 @@ from ferryman.launchers import ConnectorProcess, Launcher, LaunchRequest
 from ferryman.private import secure_home
 from ferryman.protocol.catalog import NamespaceDefinition, NamespaceMapping, check_mapping
 from ferryman.protocol.state import full_refresh_streams, without_streams
-from ferryman.secrets import SecretRules, longest_first, mask_strings, secret_values
+from ferryman.secrets import SecretRules, longest_first, mask_strings, mask_text, secret_values
 from ferryman.settings import Settings
 from ferryman.store.base import Attempt, Job, JobStore, StreamStat
 from ferryman.workers import (
@@ -135,6 +135,8 @@ class AttemptExecution:
         except UserInputError as exc:  # a job config that cannot work: never retried
             return self._failed(None, [self._failure(FailureType.CONFIG_ERROR, str(exc))])
         except FerrymanError as exc:
+            if self.cancel.is_set():  # the cancel stopped an image pull (or what it came in)
+                return self._interrupted(str(exc))
             return self._failed(None, [self._failure(FailureType.SYSTEM_ERROR, str(exc))])
         except OSError as exc:  # the machine said no: most often a full disk
             return self._failed(None, [self._failure(FailureType.SYSTEM_ERROR, _os_error(exc))])
@@ -149,7 +151,7 @@ class AttemptExecution:
 
     def _connector(self, actor: ActorSnapshot) -> ResolvedConnector:
         """The connector of a job's actor snapshot (or of a spec job's config), ready to launch."""
-        resolved = resolve(parse_reference(actor.connector), self.settings.venvs)
+        resolved = resolve(parse_reference(actor.connector), self.settings.venvs, self.cancel)
         if actor.resources:
             resolved = dataclasses.replace(resolved, limits=dict(actor.resources))
         return resolved
@@ -326,6 +328,15 @@ class AttemptExecution:
         summary = self._summary(failures, partial)
         return self._end(
             AttemptStatus.FAILED, JobStatus.CANCELLED, output=self._masked(output), failure_summary=summary
+        )
+
+    def _interrupted(self, error: str) -> Job:
+        """Cancelled before the connectors ran: what failed then (a pull the same Ctrl-C ended)
+        is the cancel's doing, logged, not reported as the attempt's failure."""
+        self._log(f"cancelled while getting the connectors ready ({mask_text(error, self.secrets)})")
+        what = "reset" if self.job.type is JobType.RESET else self.job.type.value.split("_")[0]
+        return self._cancelled(
+            None, [self._failure(FailureType.MANUAL_CANCELLATION, f"the {what} was cancelled")]
         )
 
     def _failed(
