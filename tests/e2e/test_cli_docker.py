@@ -215,3 +215,36 @@ def pulls_of(pid: int) -> list[psutil.Process]:
     except psutil.NoSuchProcess:
         return []
     return [child for child in children if "pull" in child.cmdline()]
+
+
+def test_ctrl_c_during_a_reset_stops_its_container_and_says_the_reset_was_cancelled(tmp_path: Path) -> None:
+    """A destination that stops reading and ignores SIGTERM: the cancel's grace, then SIGKILL.
+    Before, the cancelled reset's failure read `the sync was cancelled`."""
+    docker_support.require_docker("scripted-destination")
+    home = tmp_path / "home"
+    stuck = json.dumps({"stop_reading": True, "ignore_sigterm": True})
+    created = [
+        ferryman(home, "sources", "create", "src", "--connector", "builtin:source-bench",
+                 "--config", json.dumps({"count": 10})),
+        ferryman(home, "destinations", "create", "dst", "--connector",
+                 f"docker:{image('scripted-destination')}", "--config", stuck),
+        ferryman(home, "connections", "create", "conn", "-s", "src", "-d", "dst", "--full-refresh"),
+    ]  # fmt: skip
+    assert [c.returncode for c in created] == [0, 0, 0], [c.stderr for c in created]
+    reset = subprocess.Popen(
+        [sys.executable, "-m", "ferryman", "connections", "reset", "conn"],
+        env={**os.environ, "FERRYMAN_HOME": str(home), "FERRYMAN_CANCEL_GRACE_S": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    name = wait_for(lambda: [c for c in docker_support.containers() if "-reset_connection-" in c], "it")[0]
+    os.killpg(reset.pid, signal.SIGINT)
+    _, stderr = reset.communicate(timeout=60)
+
+    assert reset.returncode == 1, stderr
+    assert "manual_cancellation (not retryable): the reset was cancelled" in stderr
+    assert name not in docker_support.containers()
+    shown = json.loads(ferryman(home, "jobs", "list", "--type", "reset_connection", "--json").stdout)["jobs"]
+    assert [job["status"] for job in shown] == ["cancelled"]
