@@ -20,7 +20,7 @@ from ferryman.errors import WorkerError
 from ferryman.jobs.failures import most_specific_message
 from ferryman.launchers import ConnectorLauncher, Launcher
 from ferryman.private import private_dirs, secure_home
-from ferryman.protocol.catalog import NamespaceMapping, configure_catalog
+from ferryman.protocol.catalog import NamespaceMapping, check_mapping, configure_catalog
 from ferryman.protocol.discovered import check_discovered
 from ferryman.protocol.state import full_refresh_streams, without_streams
 from ferryman.protocol.sync_modes import DESTINATION_SYNC_MODES, destination_modes
@@ -153,6 +153,8 @@ class Runner:
         on_state: StateSink | None = None,
         reset: bool = False,
     ) -> tuple[str, SyncOutput]:
+        mapping = mapping or NamespaceMapping()
+        check_mapping(catalog, mapping)
         job_id = new_job_id()
         secret = self.secrets(source.connector, source.config) + self.secrets(
             destination.connector, destination.config
@@ -162,7 +164,6 @@ class Runner:
             "destination": self.rules(destination.connector, destination.config),
         }
         ctx = self.attempt(job_id, secret, rules)
-        mapping = mapping or NamespaceMapping()
         if reset:
             sync = reset_input(destination, catalog, state, mapping)
         else:

@@ -27,7 +27,14 @@ from ferryman.jobs.outcomes import ConnectorOutcome
 from ferryman.jobs.schedules import InvalidSchedule, Schedule, from_document
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.launchers import ConnectorLauncher
-from ferryman.protocol.catalog import NamespaceDefinition, StreamChoice, plan_catalog, replan_catalog
+from ferryman.protocol.catalog import (
+    NamespaceDefinition,
+    NamespaceMapping,
+    StreamChoice,
+    check_mapping,
+    plan_catalog,
+    replan_catalog,
+)
 from ferryman.protocol.discovered import check_configured, check_discovered
 from ferryman.protocol.state import load_state
 from ferryman.protocol.sync_modes import destination_modes
@@ -215,6 +222,7 @@ class JobService:
         for text in plan.notes:
             (on_note or _ignore)(text)
         configured = plan.catalog
+        check_mapping(configured, _mapping(namespace_definition, namespace_format, prefix))
         return self.store.create_connection(
             name,
             src.id,
@@ -260,6 +268,7 @@ class JobService:
         configured = plan_catalog(
             catalog, self.destination_modes(destination), None, plan.choices, prefer_incremental=False
         ).catalog
+        check_mapping(configured, _mapping(plan.namespace_definition, plan.namespace_format, plan.prefix))
         return self.store.create_connection(
             name,
             source.id,
@@ -321,6 +330,13 @@ class JobService:
             values["next_run_at"] = self.next_run(current, new_status)
         if not values:
             return conn
+        if {"namespace_definition", "namespace_format", "prefix"} & values.keys():
+            mapping = _mapping(
+                values.get("namespace_definition", conn.namespace_definition),
+                values.get("namespace_format", conn.namespace_format),
+                values.get("prefix", conn.prefix),
+            )
+            check_mapping(conn.catalog, mapping)
         return self.store.update_connection(conn.id, **values)
 
     def update_streams(self, conn: Connection, choices: list[StreamChoice]) -> Connection:
@@ -554,6 +570,10 @@ def follow(path: Path, stop: Any, start: int | None = None, poll_s: float = 0.25
 
 def _ignore(text: str) -> None:
     pass
+
+
+def _mapping(definition: str | None, namespace_format: str | None, prefix: str | None) -> NamespaceMapping:
+    return NamespaceMapping(NamespaceDefinition(definition or "source"), namespace_format, prefix or "")
 
 
 def _stored_schedule(conn: Connection) -> Schedule | None:

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import psutil
+import pytest
 
 from ferryman.connectors.docker import image_id, parse_image, run_docker
 from tests import docker_support
@@ -152,3 +156,95 @@ def test_a_sync_killed_with_sigkill_leaves_no_container_running(tmp_path: Path) 
         sync.wait()
 
     wait_for(lambda: name not in docker_support.containers(), "the killed sync's container to go")
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_an_image_pull_is_a_cancel_not_a_pull_failure(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches the `docker pull` the sync started as well, which ends with no
+    reason. Before, the cancelled job reported `could not pull image ...: no reason given`, a
+    retryable system error, as what went wrong."""
+    docker_support.require_docker("scripted-source")
+    context = tmp_path / "image"
+    context.mkdir()
+    (context / "weight").write_bytes(os.urandom(200 << 20))  # a layer the engine has nowhere else
+    (context / "Dockerfile").write_text(f"FROM {image('scripted-source')}\nCOPY weight /weight\n")
+    home = tmp_path / "home"
+    with docker_support.LocalRegistry(tmp_path / "registry") as registry:
+        heavy = f"{registry.address}/ferryman-test/heavy-source:1"
+        try:
+            for args in (("build", "--quiet", "-t", heavy, str(context)), ("push", "--quiet", heavy)):
+                done = run_docker(*args, timeout_s=300)
+                assert done.returncode == 0, done.stderr
+            steps = json.dumps({"read_steps": [{"records": 1}]})
+            created = [
+                ferryman(home, "sources", "create", "src", "--connector", f"docker:{heavy}",
+                         "--config", steps),
+                ferryman(home, "destinations", "create", "dst", "--connector", "builtin:destination-jsonl",
+                         "--config", json.dumps({"path": str(tmp_path / "out")})),
+                ferryman(home, "connections", "create", "conn", "-s", "src", "-d", "dst", "--full-refresh"),
+            ]  # fmt: skip
+            assert [c.returncode for c in created] == [0, 0, 0], [c.stderr for c in created]
+            assert run_docker("rmi", heavy).returncode == 0  # the sync must pull it again
+            sync = subprocess.Popen(
+                [sys.executable, "-m", "ferryman", "connections", "sync", "conn", "--json"],
+                env={**os.environ, "FERRYMAN_HOME": str(home)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,  # its own process group, as a terminal's foreground job
+            )
+            wait_for(lambda: pulls_of(sync.pid), "the sync's docker pull", deadline_s=60)
+            os.killpg(sync.pid, signal.SIGINT)  # Ctrl-C: to the whole foreground group
+            sync.communicate(timeout=60)
+        finally:
+            run_docker("rmi", heavy)
+
+    shown = json.loads(ferryman(home, "jobs", "list", "--type", "sync", "--json").stdout)["jobs"][0]
+    details = json.loads(ferryman(home, "jobs", "show", str(shown["id"]), "--json").stdout)
+    assert details["job"]["status"] == "cancelled"
+    failures = [f for attempt in details["attempts"] for f in attempt["failures"]]
+    assert [(f["type"], f["message"]) for f in failures] == [
+        ("manual_cancellation", "the sync was cancelled")
+    ]
+
+
+def pulls_of(pid: int) -> list[psutil.Process]:
+    """The `docker pull` commands among a process's descendants."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [child for child in children if "pull" in child.cmdline()]
+
+
+def test_ctrl_c_during_a_reset_stops_its_container_and_says_the_reset_was_cancelled(tmp_path: Path) -> None:
+    """A destination that stops reading and ignores SIGTERM: the cancel's grace, then SIGKILL.
+    Before, the cancelled reset's failure read `the sync was cancelled`."""
+    docker_support.require_docker("scripted-destination")
+    home = tmp_path / "home"
+    stuck = json.dumps({"stop_reading": True, "ignore_sigterm": True})
+    created = [
+        ferryman(home, "sources", "create", "src", "--connector", "builtin:source-bench",
+                 "--config", json.dumps({"count": 10})),
+        ferryman(home, "destinations", "create", "dst", "--connector",
+                 f"docker:{image('scripted-destination')}", "--config", stuck),
+        ferryman(home, "connections", "create", "conn", "-s", "src", "-d", "dst", "--full-refresh"),
+    ]  # fmt: skip
+    assert [c.returncode for c in created] == [0, 0, 0], [c.stderr for c in created]
+    reset = subprocess.Popen(
+        [sys.executable, "-m", "ferryman", "connections", "reset", "conn"],
+        env={**os.environ, "FERRYMAN_HOME": str(home), "FERRYMAN_CANCEL_GRACE_S": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    name = wait_for(lambda: [c for c in docker_support.containers() if "-reset_connection-" in c], "it")[0]
+    os.killpg(reset.pid, signal.SIGINT)
+    _, stderr = reset.communicate(timeout=60)
+
+    assert reset.returncode == 1, stderr
+    assert "manual_cancellation (not retryable): the reset was cancelled" in stderr
+    assert name not in docker_support.containers()
+    shown = json.loads(ferryman(home, "jobs", "list", "--type", "reset_connection", "--json").stdout)["jobs"]
+    assert [job["status"] for job in shown] == ["cancelled"]

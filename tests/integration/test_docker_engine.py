@@ -12,15 +12,17 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from ferryman.connectors.docker import run_docker
 from ferryman.engines.local import LocalEngine
 from ferryman.jobs.states import AttemptStatus, JobStatus
 from ferryman.launchers import ConnectorProcess, DockerLauncher, DockerSettings, LaunchRequest
-from ferryman.launchers.docker import ResourceLimits
+from ferryman.launchers.docker import SCRATCH_PREFIX, ResourceLimits
 from ferryman.settings import Settings
 from ferryman.store import open_store
 from ferryman.store.base import JobStore
@@ -136,6 +138,8 @@ def test_sigkill_of_an_engine_mid_sync_leaves_no_container_and_loses_no_record(
         total, distinct = db.execute('select count(*), count(distinct id) from "stream_0"').fetchall()[0]
     assert (total, distinct) == (1_000_000, 1_000_000)
     assert store_containers(service._engine()) == []
+    # The killed engine's containers' working directories went with its attempt's config files.
+    assert list((home / "workspace").glob(f"*/*/{SCRATCH_PREFIX}*")) == []
     wait_for_exit_of_tagged_clients()
 
 
@@ -290,3 +294,70 @@ def test_each_image_has_its_own_spec_fetched_once(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(specs, "_memory", {})  # a new process: only the cache on disk is left
     again = resolve(parse_reference(f"docker:{image('source-faker')}"), venvs)
     assert connector_spec(again, NoLaunches(), tmp_path / "workspace", short_lifecycle()) == faker_spec
+
+
+def test_a_reset_clears_the_destination_when_the_source_image_is_gone(
+    store: JobStore, tmp_path: Path, local_root: Path
+) -> None:
+    """A reset runs the empty source, never the source's image: before, it pulled that image all
+    the same, so a source image removed (or a registry out of reach) failed the reset, three
+    attempts long, and left the destination's data and the state as they were."""
+    docker_support.require_docker("scripted-source")
+    gone = f"ferryman-test/removed-source:{uuid.uuid4().hex[:12]}"  # pulled from nowhere: fails
+    assert run_docker("tag", image("scripted-source"), gone).returncode == 0
+    service = service_for(store, tmp_path / "home")
+    steps = [{"records": 4}, {"state": {"name": "users"}}]
+    service.create_actor("source", "src", f"docker:{gone}", {"read_steps": steps})
+    out = tmp_path / "out"
+    service.create_actor("destination", "dst", "builtin:destination-jsonl", {"path": str(out)})
+    conn = service.create_connection("conn", "src", "dst", full_refresh=True)
+    try:
+        synced = service.run(service.enqueue_replication(conn), timeout_s=120)
+    finally:
+        assert run_docker("rmi", gone).returncode == 0
+    assert synced.status is JobStatus.SUCCEEDED
+    assert len((out / "users.jsonl").read_text().splitlines()) == 4
+
+    reset = service.run(service.enqueue_replication(conn, reset=True), timeout_s=120)
+
+    assert reset.status is JobStatus.SUCCEEDED, service.job_document(reset.id)
+    assert (out / "users.jsonl").read_text() == ""
+    assert [s["stream"]["stream_state"] for s in store.get_state(conn.id)] == [None]
+
+
+def test_a_container_sees_only_the_files_it_is_given_not_the_other_sides_config(tmp_path: Path) -> None:
+    """The source of a sync runs beside the destination's config (its database password) and the
+    attempt's log. Before, the whole attempt dir was mounted into both containers: any source
+    image could read the destination's credentials, and write lines into the log."""
+    connector = docker_support.docker_connector("scripted-source")
+    workdir = tmp_path / "attempt"
+    workdir.mkdir(mode=0o700)
+    (workdir / "source_config.json").write_text(json.dumps({"steps": [{"hang": True}]}))
+    (workdir / "source_catalog.json").write_text(json.dumps({"streams": []}))
+    (workdir / "destination_config.json").write_text(json.dumps({"password": "db-password-42"}))
+    (workdir / "logs.log").write_text("the attempt's log\n")
+    args = ["read", "--config", str(workdir / "source_config.json")]
+    args += ["--catalog", str(workdir / "source_catalog.json")]
+    request = LaunchRequest(connector, args, workdir, "source", job_id="91", attempt=0, job_type="sync")
+    process = DockerLauncher(DockerSettings(user=docker_support.HOST_USER)).launch(request)
+    try:
+        wait_for_container(process.name)
+        listed = run_docker("exec", process.name, "ls", "-A", "/data/91/0")
+        peek = run_docker("exec", process.name, "cat", "/data/91/0/destination_config.json")
+        scratch = run_docker("exec", process.name, "touch", "/data/91/0/scratch-file")
+    finally:
+        process.kill()
+        process.kill_leftovers()
+        process.wait(30)
+        process.close()
+
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(listed.stdout.split()) == ["source_catalog.json", "source_config.json"]
+    assert peek.returncode != 0 and "db-password-42" not in peek.stdout
+    assert scratch.returncode == 0, scratch.stderr  # its working directory is writable, as before
+    assert sorted(p.name for p in workdir.iterdir()) == [  # and gone with the container
+        "destination_config.json",
+        "logs.log",
+        "source_catalog.json",
+        "source_config.json",
+    ]

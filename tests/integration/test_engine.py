@@ -22,7 +22,7 @@ import pytest
 
 from ferryman.clock import ManualClock
 from ferryman.engines.local import LocalEngine
-from ferryman.errors import WorkerError
+from ferryman.errors import UserInputError, WorkerError
 from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
 from ferryman.service import JobService
@@ -142,6 +142,47 @@ def test_a_retry_runs_the_config_the_connector_handed_back(store: JobStore, tmp_
     assert [a.status for a in store.list_attempts(job.id)] == [AttemptStatus.FAILED, AttemptStatus.SUCCEEDED]
     assert store.get_actor("source", "s-src").config == rotated
     assert store.get_job(job.id).config["source"]["config"] == rotated  # what the retry ran
+
+
+def test_a_mapping_that_sends_two_streams_to_one_is_refused_before_it_saves_a_wrong_state(
+    store: JobStore, tmp_path: Path
+) -> None:
+    """Two schemas' ``users`` with namespace ``destination`` (the public API's default) both go
+    to ``users``: the destination echoes one state per stream under the same name, so before,
+    schema a's cursor was saved as schema b's (b's next sync skipping what lay between) and a's
+    was lost. Creating such a connection is refused; one stored before the check (or changed
+    since) fails its job as a config error, before any connector runs."""
+    service = service_for(store, tmp_path)
+    stream = {"json_schema": {}, "supported_sync_modes": ["full_refresh", "incremental"]}
+    catalog = {"streams": [{"name": "users", "namespace": ns, **stream} for ns in ("a", "b")]}
+    steps: list[dict[str, Any]] = []
+    for ns, count in (("b", 2), ("a", 9)):
+        steps += [{"records": count, "stream": "users", "namespace": ns}]
+        steps += [{"state": {"name": "users", "namespace": ns}}]
+    service.create_actor(
+        "source", "pg", scripted(tmp_path), {"discover_steps": [{"catalog": catalog}], "steps": steps}
+    )
+    echo = tmp_path / "scripted-destination"
+    echo.write_text(f'#!/bin/sh\nexec {sys.executable} {TEST_CONNECTORS / "scripted_destination.py"} "$@"\n')
+    echo.chmod(0o755)
+    service.create_actor("destination", "echo", f"exec:{echo}", {"output": str(tmp_path / "got")})
+
+    with pytest.raises(
+        UserInputError, match=r"streams 'a\.users' and 'b\.users' would both be written to 'users'"
+    ):
+        service.create_connection("two", "pg", "echo", namespace_definition="destination")
+    kept = service.create_connection("two", "pg", "echo")  # namespace source: a.users, b.users
+    stored = store.update_connection(kept.id, namespace_definition="destination")  # past the check
+    job = service.run(service.enqueue_replication(stored))
+
+    assert job.status is JobStatus.FAILED
+    (attempt,) = store.list_attempts(job.id)  # a config error: not retried
+    assert attempt.failure_summary is not None
+    (failure,) = attempt.failure_summary["failures"]
+    assert failure["type"] == "config_error", failure
+    assert "streams 'a.users' and 'b.users' would both be written to 'users'" in failure["message"]
+    assert store.get_state(stored.id) == []
+    assert not (tmp_path / "got").exists()  # nothing ran
 
 
 def test_backoff_between_attempts_follows_the_clock_and_stops_after_three(

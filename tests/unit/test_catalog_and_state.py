@@ -12,6 +12,7 @@ from ferryman.protocol.catalog import (
     NamespaceDefinition,
     NamespaceMapping,
     StreamChoice,
+    check_mapping,
     configure_catalog,
     map_catalog,
     plan_catalog,
@@ -110,6 +111,49 @@ def test_namespace_mapping_of_the_destination_catalog(
 def test_custom_format_without_source_namespace_falls_back_to_destination_default() -> None:
     mapping = NamespaceMapping(NamespaceDefinition.CUSTOM_FORMAT, "${SOURCE_NAMESPACE}")
     assert mapping.namespace(None) is None
+
+
+def two_schemas(*namespaces: str | None) -> dict[str, Any]:
+    """A configured catalog with a ``users`` stream in each namespace (a Postgres source with two
+    schemas, say)."""
+    streams = [{"name": "users", "json_schema": {}, "supported_sync_modes": ["full_refresh"]}]
+    return {
+        "streams": [
+            {"stream": {**streams[0], **({"namespace": ns} if ns else {})}, "sync_mode": "full_refresh"}
+            for ns in namespaces
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    "mapping",
+    [
+        NamespaceMapping(NamespaceDefinition.DESTINATION),
+        NamespaceMapping(NamespaceDefinition.CUSTOM_FORMAT, "raw", prefix="p_"),
+        NamespaceMapping(NamespaceDefinition.CUSTOM_FORMAT, "${SOURCE_NAMESPACE}"),  # "" and " " blank
+    ],
+)
+def test_a_mapping_that_sends_two_streams_to_one_is_refused_naming_both(mapping: NamespaceMapping) -> None:
+    catalog = (
+        two_schemas("public", "sales") if mapping.format != "${SOURCE_NAMESPACE}" else two_schemas("", " ")
+    )
+    with pytest.raises(
+        UserInputError, match=r"^streams '.*users' and '.*users' would both be written to"
+    ) as raised:
+        check_mapping(catalog, mapping)
+    assert "${SOURCE_NAMESPACE}" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "mapping",
+    [
+        NamespaceMapping(),
+        NamespaceMapping(NamespaceDefinition.CUSTOM_FORMAT, "raw_${SOURCE_NAMESPACE}", prefix="p_"),
+    ],
+)
+def test_a_mapping_that_keeps_streams_apart_is_accepted(mapping: NamespaceMapping) -> None:
+    check_mapping(two_schemas("public", "sales"), mapping)
+    check_mapping(two_schemas("public"), NamespaceMapping(NamespaceDefinition.DESTINATION))
 
 
 def test_reset_catalog_overwrites_every_stream() -> None:

@@ -90,6 +90,9 @@ def test_the_run_command_is_airbytes_with_labels_mounts_and_limits(
 ) -> None:
     monkeypatch.setattr(docker_launcher, "docker_command", lambda: "docker")
     request = request_for(tmp_path)
+    request.workdir.mkdir(parents=True)
+    for name in ("source_config.json", "c.json", "destination_config.json", "logs.log"):
+        (request.workdir / name).write_text("{}")
 
     argv, _ = DockerLauncher(settings).command(request, IMAGE, "the-name")
 
@@ -99,7 +102,13 @@ def test_the_run_command_is_airbytes_with_labels_mounts_and_limits(
     assert {"io.ferryman.managed=true", "io.ferryman.job-id=42", "io.ferryman.attempt=1"} <= labels
     assert {"io.ferryman.role=source", "io.ferryman.job-type=sync", "io.ferryman.store=abc"} <= labels
     volumes = {argv[i + 1] for i, arg in enumerate(argv) if arg == "-v"}
-    assert volumes == {f"{request.workdir}:/data/42/1", f"{tmp_path / 'local'}:/local"}
+    # Only the files it is given (not the destination's config, nor the log), in a directory of its own.
+    assert volumes == {
+        f"{request.workdir}/.container-the-name:/data/42/1",
+        f"{request.workdir}/source_config.json:/data/42/1/source_config.json",
+        f"{request.workdir}/c.json:/data/42/1/c.json",
+        f"{tmp_path / 'local'}:/local",
+    }
     assert argv[argv.index("--network") + 1] == "host"
     assert argv[argv.index("--user") + 1] == "1000:1000"
     assert limit_args(argv) == ["--cpus=1.5", "--memory-reservation=1g", "--memory=2g"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 
 from ferryman.errors import ConnectorReferenceError, LaunchError
@@ -31,6 +33,7 @@ _REFERENCE = re.compile(
 )
 PULL_TIMEOUT_S = 600.0  # Airbyte's image_exists.sh gave a pull 10 minutes
 COMMAND_TIMEOUT_S = 60.0
+CANCEL_POLL_S = 0.1  # how soon a pull notices its job's cancel
 
 
 class DockerUnavailable(LaunchError):
@@ -125,17 +128,17 @@ def image_id(image: ImageName) -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
-def ensure_image(image: ImageName) -> str:
+def ensure_image(image: ImageName, cancel: threading.Event | None = None) -> str:
     """Use the image if the engine has it, pull it if not; returns its id. A failed pull is one
-    clear line."""
+    clear line; a ``cancel`` set while it pulls stops the pull (a LaunchError saying so)."""
     found = image_id(image)
     if found:
         return found
-    done = run_docker("pull", "--quiet", image.reference, timeout_s=PULL_TIMEOUT_S)
-    found = image_id(image) if done.returncode == 0 else None
+    code, stderr = _pull(image, cancel)
+    found = image_id(image) if code == 0 else None
     if found:
         return found
-    reason = engine_reason(done.stderr)
+    reason = engine_reason(stderr)
     message = (
         f"could not pull image {image.repository} (tag {image.tag}): {reason}; "
         "check the name and tag, or build or load the image locally (docker images lists them)"
@@ -143,3 +146,42 @@ def ensure_image(image: ImageName) -> str:
     if any(marker in reason.lower() for marker in _NOT_FOUND):
         raise ConnectorReferenceError(message)
     raise LaunchError(message)
+
+
+def _pull(image: ImageName, cancel: threading.Event | None) -> tuple[int, str]:
+    """``docker pull``: its exit code and stderr. It runs in a session of its own: a terminal's
+    Ctrl-C is for Ferryman, whose cancel then stops the pull (killed the pull would only have
+    looked like one that failed)."""
+    with subprocess.Popen(
+        [docker_command(), "pull", "--quiet", image.reference],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as pull:
+        deadline = time.monotonic() + PULL_TIMEOUT_S
+        while True:
+            try:
+                _, stderr = pull.communicate(timeout=CANCEL_POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                stopped = cancel is not None and cancel.is_set()
+                if not stopped and time.monotonic() < deadline:
+                    continue
+                pull.kill()
+                pull.communicate()
+                if stopped:
+                    raise LaunchError(
+                        f"the pull of image {image.reference} was stopped: the job was cancelled"
+                    ) from None
+                raise DockerUnavailable(
+                    f"the Docker engine did not answer `docker pull` within {PULL_TIMEOUT_S:g}s: "
+                    "check that dockerd is healthy (docker info)"
+                ) from None
+    if pull.returncode != 0 and unreachable(stderr):
+        raise DockerUnavailable(
+            f"no Docker engine answers ({engine_reason(stderr)}): start one "
+            "(sudo systemctl start docker, or sudo dockerd &) or point DOCKER_HOST at one"
+        )
+    return pull.returncode, stderr

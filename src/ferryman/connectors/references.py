@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,8 +87,9 @@ def parse_reference(text: str) -> ConnectorRef:
     return ConnectorRef(kind, rest)
 
 
-def resolve(ref: ConnectorRef, venvs_dir: Path) -> ResolvedConnector:
-    """Turn a reference into a command, installing a PyPI connector on first use."""
+def resolve(ref: ConnectorRef, venvs_dir: Path, cancel: threading.Event | None = None) -> ResolvedConnector:
+    """Turn a reference into a command, installing a PyPI connector on first use; a docker
+    image is pulled if the engine lacks it (stopped if ``cancel`` is set meanwhile)."""
     if ref.kind == "builtin":
         return ResolvedConnector(ref, [sys.executable, "-m", BUILTIN_MODULES[ref.name]])
     if ref.kind == "exec":
@@ -105,7 +107,7 @@ def resolve(ref: ConnectorRef, venvs_dir: Path) -> ResolvedConnector:
         from ferryman.connectors.docker import ensure_image, parse_image
 
         image = parse_image(ref.name)
-        identity = ensure_image(image).removeprefix("sha256:")[:32]
+        identity = ensure_image(image, cancel).removeprefix("sha256:")[:32]
         # An image id names its content, so facts about it (its spec) can be kept next to the venvs.
         return ResolvedConnector(
             ref, [], cache_dir=venvs_dir.parent / "images" / identity, image=image.reference

@@ -32,9 +32,9 @@ from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
 from ferryman.launchers import ConnectorProcess, Launcher, LaunchRequest
 from ferryman.private import secure_home
-from ferryman.protocol.catalog import NamespaceDefinition, NamespaceMapping
+from ferryman.protocol.catalog import NamespaceDefinition, NamespaceMapping, check_mapping
 from ferryman.protocol.state import full_refresh_streams, without_streams
-from ferryman.secrets import SecretRules, longest_first, mask_strings, secret_values
+from ferryman.secrets import SecretRules, longest_first, mask_strings, mask_text, secret_values
 from ferryman.settings import Settings
 from ferryman.store.base import Attempt, Job, JobStore, StreamStat
 from ferryman.workers import (
@@ -151,6 +151,8 @@ class AttemptExecution:
         except UserInputError as exc:  # a job config that cannot work: never retried
             return self._failed(None, [self._failure(FailureType.CONFIG_ERROR, str(exc))])
         except FerrymanError as exc:
+            if self.cancel.is_set():  # the cancel stopped an image pull (or what it came in)
+                return self._interrupted(str(exc))
             return self._failed(None, [self._failure(FailureType.SYSTEM_ERROR, str(exc))])
         except OSError as exc:  # the machine said no: most often a full disk
             return self._failed(None, [self._failure(FailureType.SYSTEM_ERROR, _os_error(exc))])
@@ -165,7 +167,7 @@ class AttemptExecution:
 
     def _connector(self, actor: ActorSnapshot) -> ResolvedConnector:
         """The connector of a job's actor snapshot (or of a spec job's config), ready to launch."""
-        resolved = resolve(parse_reference(actor.connector), self.settings.venvs)
+        resolved = resolve(parse_reference(actor.connector), self.settings.venvs, self.cancel)
         if actor.resources:
             resolved = dataclasses.replace(resolved, limits=dict(actor.resources))
         return resolved
@@ -195,6 +197,12 @@ class AttemptExecution:
             if spec is not None and actor.actor_id is not None:
                 self.store.set_actor_spec(actor.actor_id, actor.connector, spec)
         self.rules[side] = SecretRules.of(spec, actor.config or {})
+        return self._remember(side, actor.config or {})
+
+    def _kept_secrets(self, actor: ActorSnapshot, side: str) -> list[str]:
+        """The values to mask by the spec the actor kept (by their names without one), for a
+        side whose connector does not run."""
+        self.rules[side] = SecretRules.of(actor.spec, actor.config or {})
         return self._remember(side, actor.config or {})
 
     def _remember(self, side: str, config: dict[str, Any] | None) -> list[str]:
@@ -237,13 +245,14 @@ class AttemptExecution:
     def _replicate(self) -> Job:
         config = ReplicationConfig.from_document(self.job.config)
         connection_id = config.connection_id
-        source = ConnectorInput(self._connector(config.source), config.source.config or {})
+        reset = self.job.type is JobType.RESET
         destination = ConnectorInput(self._connector(config.destination), config.destination.config or {})
         mapping = NamespaceMapping(
             NamespaceDefinition(config.namespace.definition or "source"),
             config.namespace.format,
             config.namespace.prefix or "",
         )
+        check_mapping(config.catalog, mapping)  # a connection stored before it was checked
         state = self.store.get_state(connection_id)  # the last committed state, from any attempt
         if self.job.type is JobType.SYNC and self.attempt.number == 0:
             state = self._forget_full_refresh_state(connection_id, config.catalog, state)
@@ -252,12 +261,16 @@ class AttemptExecution:
             if state
             else "no committed state yet: starting from scratch"
         )
-        if self.job.type is JobType.RESET:
+        if reset:
+            # A reset runs the empty source, never the configured one: that one is not resolved
+            # (no image pulled, no venv installed), so a source that is gone cannot stop a reset.
             sync = reset_input(destination, config.catalog, state, mapping)
+            secrets = self._kept_secrets(config.source, "source")
         else:
+            source = ConnectorInput(self._connector(config.source), config.source.config or {})
             sync = SyncInput(source, destination, config.catalog, state, mapping)
+            secrets = self._secrets(config.source, source.connector, "source")
         sync = dataclasses.replace(sync, sync_id=self.job.id, generation_id=self._generation(connection_id))
-        secrets = self._secrets(config.source, source.connector, "source")
         secrets += self._secrets(config.destination, destination.connector, "destination")
         saver = _ProgressSaver(self.store, self.attempt.id, connection_id, self.job.id, self.lost)
         self.checkpoints = StateCheckpoints(saver.commit, self.settings.state_flush_s, self.clock)
@@ -332,6 +345,15 @@ class AttemptExecution:
         summary = self._summary(failures, partial)
         return self._end(
             AttemptStatus.FAILED, JobStatus.CANCELLED, output=self._masked(output), failure_summary=summary
+        )
+
+    def _interrupted(self, error: str) -> Job:
+        """Cancelled before the connectors ran: what failed then (a pull the same Ctrl-C ended)
+        is the cancel's doing, logged, not reported as the attempt's failure."""
+        self._log(f"cancelled while getting the connectors ready ({mask_text(error, self.secrets)})")
+        what = "reset" if self.job.type is JobType.RESET else self.job.type.value.split("_")[0]
+        return self._cancelled(
+            None, [self._failure(FailureType.MANUAL_CANCELLATION, f"the {what} was cancelled")]
         )
 
     def _failed(

@@ -1,8 +1,13 @@
 """Connectors in Docker containers, started as the Airbyte platform's DockerProcessFactory did.
 
     docker run --rm --init -i -w /data/<job>/<attempt> --log-driver none --name <name>
-        --label io.ferryman.*=... [--network N] -v <attempt dir>:/data/<job>/<attempt> -v <local>:/local
+        --label io.ferryman.*=... [--network N] -v <attempt dir>/.container-<name>:/data/<job>/<attempt>
+        -v <attempt dir>/<file>:/data/<job>/<attempt>/<file> ... -v <local>:/local
         [--user UID:GID] -e K ... [--cpus C] [--memory-reservation R] [--memory M] <image> <args>
+
+A container sees only the files of the attempt dir its arguments name: the source never the
+destination's config (its credentials), nor either one the attempt's log. Its working directory
+is an empty directory of its own, writable as the attempt dir was.
 
 The worker talks to the ``docker run`` client's stdio, which the engine attaches to the
 container's. Ending the client does not end the container, so every stop goes to the container by
@@ -18,6 +23,7 @@ import json
 import os
 import random
 import re
+import shutil
 import socket
 import string
 import time
@@ -38,6 +44,7 @@ LOCAL_MOUNT = "/local"  # a host dir for connectors' own output (Airbyte's LOCAL
 LABEL = "io.ferryman"
 REMOVE_WAIT_S = 30.0  # how long the end of an attempt waits for the engine to remove a container
 MANAGED = f"{LABEL}.managed"
+SCRATCH_PREFIX = ".container-"  # a container's working directory in the attempt dir: .container-<name>
 _NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]+")
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmgBKMG]|[KMGkmg]i)?[bB]?$")
 
@@ -164,14 +171,18 @@ def owner_alive(owner: str) -> bool | None:
 class DockerProcess(LocalProcess):
     """The ``docker run`` client, whose stops go to the container it attached to."""
 
-    def __init__(self, request: LaunchRequest, argv: list[str], env: dict[str, str], name: str) -> None:
+    def __init__(
+        self, request: LaunchRequest, argv: list[str], env: dict[str, str], name: str, scratch: Path
+    ) -> None:
         self.name = name
+        self.scratch = scratch
         self._term_pending = False
         WATCHDOG.watch_container(name, argv[0])  # before it exists: the watchdog's rm is harmless
         try:
             super().__init__(request, argv, env)
         except BaseException:
             WATCHDOG.forget_container(name)
+            shutil.rmtree(scratch, ignore_errors=True)
             raise
 
     def _container(self, *args: str) -> str | None:
@@ -212,6 +223,8 @@ class DockerProcess(LocalProcess):
     def close(self) -> None:
         super().close()
         WATCHDOG.forget_container(self.name)
+        # Its working directory, and the empty mount points the engine made in it for the files.
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
     def kill_leftovers(self, warn: Callable[[str], None] | None = None) -> None:
         # --init ends whatever the connector started when it exits; the container itself may
@@ -239,7 +252,14 @@ class DockerLauncher:
             raise LaunchError(f"{request.connector.ref} is not a docker: connector")
         name = container_name(image, request.job_type, request.job_id, request.attempt, request.role)
         argv, env = self.command(request, image, name)
-        return DockerProcess(request, argv, env, name)
+        scratch = scratch_dir(request.workdir, name)
+        scratch.mkdir(mode=0o700)
+        for path in _attempt_files(request):
+            # The mount point of each file: made by us, empty and private (the engine's are 0755).
+            point = scratch / os.path.relpath(path, request.workdir.absolute())
+            point.parent.mkdir(parents=True, exist_ok=True)
+            point.touch(mode=0o600)
+        return DockerProcess(request, argv, env, name, scratch)
 
     def command(self, request: LaunchRequest, image: str, name: str) -> tuple[list[str], dict[str, str]]:
         """The ``docker run`` argv and the client's environment (values of ``-e`` come from it,
@@ -262,7 +282,11 @@ class DockerLauncher:
             argv += ["--label", f"{key}={value}"]
         if settings.network:
             argv += ["--network", settings.network]
-        argv += ["-v", f"{host_dir}:{inside}"]
+        # Only the files its arguments name, each at its place in an empty working directory
+        # of its own: the attempt dir also holds the other connector's config and the log.
+        argv += ["-v", f"{scratch_dir(request.workdir, name)}:{inside}"]
+        for path in _attempt_files(request):
+            argv += ["-v", f"{path}:{_inside(path, host_dir, inside)}"]
         if settings.local_root is not None:
             settings.local_root.mkdir(parents=True, exist_ok=True)
             argv += ["-v", f"{settings.local_root.absolute()}:{LOCAL_MOUNT}"]
@@ -280,6 +304,17 @@ class DockerLauncher:
         argv.append(image)
         argv += [_inside(arg, host_dir, inside) for arg in request.args]
         return argv, {**os.environ, **variables}
+
+
+def _attempt_files(request: LaunchRequest) -> list[str]:
+    """The files of the attempt dir that the request's arguments name."""
+    host_dir = str(request.workdir.absolute())
+    return [arg for arg in request.args if arg.startswith(host_dir + os.sep) and os.path.isfile(arg)]
+
+
+def scratch_dir(workdir: Path, name: str) -> Path:
+    """The host directory a container works in: in the attempt dir, gone when it ends."""
+    return workdir.absolute() / f"{SCRATCH_PREFIX}{name}"
 
 
 def _inside(arg: str, host_dir: str, inside: str) -> str:

@@ -171,6 +171,31 @@ def stream_descriptors(configured_catalog: dict[str, Any]) -> list[tuple[str, st
     ]
 
 
+def check_mapping(configured_catalog: dict[str, Any], mapping: NamespaceMapping) -> None:
+    """Refuse a mapping that sends two streams to one stream of the destination: their records
+    would mix in one table, and the states the destination echoes for it could not be told
+    apart (one stream's cursor would be saved as the other's, and its next sync skip records)."""
+    seen: dict[tuple[str, str | None], tuple[str, str | None]] = {}
+    for name, namespace in stream_descriptors(configured_catalog):
+        target = (mapping.name(name), mapping.namespace(namespace))
+        first = seen.setdefault(target, (name, namespace))
+        if first != (name, namespace):
+            how = mapping.definition.value
+            if mapping.definition is NamespaceDefinition.CUSTOM_FORMAT:
+                how += f" {mapping.format!r}"
+            raise UserInputError(
+                f"streams {_shown(first)} and {_shown((name, namespace))} would both be written to "
+                f"{_shown(target)} of the destination (namespace {how}): keep their namespaces "
+                "apart (namespace source, or a custom format with ${SOURCE_NAMESPACE}), "
+                "or sync only one of them"
+            )
+
+
+def _shown(stream: tuple[str, str | None]) -> str:
+    name, namespace = stream
+    return repr(f"{namespace}.{name}" if namespace else name)
+
+
 def map_catalog(configured_catalog: dict[str, Any], mapping: NamespaceMapping) -> dict[str, Any]:
     """The catalog the destination sees: stream names and namespaces after the mapping."""
     if mapping.is_identity:

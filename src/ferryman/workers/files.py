@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from ferryman.launchers.docker import SCRATCH_PREFIX
 from ferryman.private import open_private
 
 SOURCE_CONFIG = "source_config.json"
@@ -29,6 +32,10 @@ def write_private_json(path: Path, document: Any) -> Path:
 
 
 def forget_configs(workdir: Path) -> None:
-    """Config files hold secrets: they stay on disk only while the connectors run."""
+    """Config files hold secrets: they stay on disk only while the connectors run. So do the
+    working directories of containers (a crashed engine's are removed by the recovery's call)."""
     for name in (SOURCE_CONFIG, DESTINATION_CONFIG):
         (workdir / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        for scratch in workdir.glob(f"{SCRATCH_PREFIX}*"):
+            shutil.rmtree(scratch, ignore_errors=True)

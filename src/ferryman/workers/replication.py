@@ -633,7 +633,7 @@ class _Replication:
                 FailureReason.of(
                     FailureOrigin.PLATFORM,
                     FailureType.MANUAL_CANCELLATION,
-                    "the sync was cancelled",
+                    f"the {'reset' if self.ctx.job_type == 'reset_connection' else 'sync'} was cancelled",
                     _now_ms(),
                 ),
             )
