@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from ferryman.errors import UserInputError
 from ferryman.protocol.stream_refs import StreamKey, StreamRef, key, resolve
 from ferryman.protocol.sync_modes import (
     APPEND_DEDUP,
