@@ -49,6 +49,13 @@ class LifecycleSettings:
     spec_timeout_s: float = 3600.0
     check_timeout_s: float = 300.0
     discover_timeout_s: float = 7200.0
+    # The longest line read from a connector's stdout (FERRYMAN_MAX_LINE_MB, MiB): one longer
+    # fails the job rather than growing the worker's memory without end.
+    max_line_mb: float = 256.0
+
+    @property
+    def max_line_bytes(self) -> int:
+        return int(self.max_line_mb * (1 << 20))
 
     def command_timeout_s(self, command: str) -> float:
         return {"spec": self.spec_timeout_s, "check": self.check_timeout_s}.get(
@@ -75,7 +82,15 @@ class LifecycleSettings:
             spec_timeout_s=_seconds("FERRYMAN_SPEC_TIMEOUT_S", cls.spec_timeout_s),
             check_timeout_s=_seconds("FERRYMAN_CHECK_TIMEOUT_S", cls.check_timeout_s),
             discover_timeout_s=_seconds("FERRYMAN_DISCOVER_TIMEOUT_S", cls.discover_timeout_s),
+            max_line_mb=_max_line_mb(),
         )
+
+
+def _max_line_mb() -> float:
+    value = _seconds("FERRYMAN_MAX_LINE_MB", LifecycleSettings.max_line_mb, unit="MiB")
+    if value < 1:
+        raise UserInputError(f"FERRYMAN_MAX_LINE_MB must be 1 or more (MiB), got {value:g}")
+    return value
 
 
 def _whole(name: str, default: int) -> int:

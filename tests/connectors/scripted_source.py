@@ -23,6 +23,7 @@ Each step is a one-key object (plus options):
     {"spec": SPEC} | {"connection_status": STATUS, "message": TEXT} | {"catalog": CATALOG}
     {"stdout_hex": HEX}                              raw bytes (plus a newline) on stdout
     {"garbage_line": BYTES}                          one line of that many non-JSON bytes
+    {"endless_line": true}                           bytes without a newline, until killed
     {"stderr": TEXT, "repeat": N}                    N numbered lines on stderr
     {"stderr_line": BYTES}                           one line of that many bytes on stderr
     {"wait_for_file": PATH, "timeout": SECONDS}      block until PATH exists (exit 3 if never)
@@ -173,6 +174,10 @@ class Script:
             self.emit({"type": "CATALOG", "catalog": step["catalog"]})
         elif "stdout_hex" in step:
             OUT.write(bytes.fromhex(step["stdout_hex"]) + b"\n")
+        elif "endless_line" in step:
+            chunk = b"x" * 65536
+            while True:
+                OUT.write(chunk)
         elif "garbage_line" in step:
             size = step["garbage_line"]
             chunk = b"not json at all; " * 4096

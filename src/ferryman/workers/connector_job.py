@@ -19,7 +19,8 @@ from ferryman.launchers.base import ConnectorProcess
 from ferryman.protocol.codec import parse_message
 from ferryman.workers.attempt_log import AttemptLog
 from ferryman.workers.files import LOG_FILE, SOURCE_CONFIG, forget_configs, write_private_json
-from ferryman.workers.lifecycle import WORKER, ConnectorLifecycle, StderrDrain
+from ferryman.workers.lifecycle import WORKER, ConnectorLifecycle, Phase, StderrDrain
+from ferryman.workers.lines import MAX_LINE_BYTES, LineTooLong, lines_of
 from ferryman.workers.local_paths import local_root_for, to_host, to_mount
 from ferryman.workers.models import AttemptContext, ConnectorInput, ConnectorJobOutput
 
@@ -89,7 +90,12 @@ class ConnectorJobWorker:
             )
             log.info(WORKER, f"{command}: runs as {process.describe()}")
             reader = _StdoutReader(
-                process.stdout, log, origin, command, lambda config: ctx.secrets_of(origin.value, config)
+                process.stdout,
+                log,
+                origin,
+                command,
+                lambda config: ctx.secrets_of(origin.value, config),
+                ctx.lifecycle.max_line_bytes,
             )
             stderr = StderrDrain(process, log, origin.value)
             lifecycle = ConnectorLifecycle(process, ctx.lifecycle, log)
@@ -132,6 +138,8 @@ class ConnectorJobWorker:
             if cancel.is_set() and not cancelled:
                 cancelled = True
                 lifecycle.stop(now, "cancelled")
+            if reader.too_long and lifecycle.phase in (Phase.RUNNING, Phase.GRACE):
+                lifecycle.stop(now, "its output is not read any more")  # it would only block
             if reader.done.is_set() or reader.found is not None:
                 # Its answer is in (or its stdout ended): the connector has its grace period to exit.
                 lifecycle.input_ended(now)
@@ -217,7 +225,10 @@ class _StdoutReader:
         origin: FailureOrigin,
         command: str,
         secrets_of: Callable[[dict[str, Any]], list[str]],
+        max_line: int = MAX_LINE_BYTES,
     ) -> None:
+        self.max_line = max_line
+        self.too_long = False  # it sent a line over max_line: nothing more is read
         self.found: dict[str, Any] | None = None
         self.failures: list[FailureReason] = []
         self.last_config: dict[str, Any] | None = None
@@ -235,8 +246,15 @@ class _StdoutReader:
 
     def _run(self) -> None:
         try:
-            for raw in self._stream:
+            for raw in lines_of(self._stream, self.max_line, "connector"):
                 self._accept(raw)
+        except LineTooLong as exc:
+            self.too_long = True
+            failure = FailureReason.of(
+                self._origin, FailureType.SYSTEM_ERROR, str(exc), int(time.time() * 1000)
+            )
+            self.failures.append(failure)
+            self._log.error(self._origin.value, str(exc))
         except (OSError, ValueError):
             pass
         finally:

@@ -58,6 +58,7 @@ from ferryman.launchers.pipes import PipeReader
 from ferryman.protocol.catalog import NamespaceMapping
 from ferryman.protocol.codec import SourceEnvelope, message_type, peek_head
 from ferryman.settings import native_extensions_enabled
+from ferryman.workers.lines import MAX_LINE_BYTES, LineTooLong, lines_of
 from ferryman.workers.tracker import MessageTracker, StreamKey
 
 _ENVELOPE = msgspec.json.Decoder(SourceEnvelope)
@@ -155,19 +156,22 @@ def forward(
     mapping: NamespaceMapping,
     scanner: Scanner | None = SCANNER,
     tee: Tee | None = TEE,
+    max_line: int = MAX_LINE_BYTES,
 ) -> None:
-    """Copy until the source's stdout ends. An OSError means the destination went away.
+    """Copy until the source's stdout ends. An OSError means the destination went away; a
+    BadSourceMessage a message the source should not have sent; LineTooLong a line over
+    ``max_line`` (see :mod:`ferryman.workers.lines`).
     ``scanner``: the C extension's (the default when it is built) or None for the Python loop;
     ``tee``: the extension's tee (Linux), used when both ends are the launcher's pipes, or None."""
     remap = record_mapper(mapping)
     if scanner is None or remap is not None or not hasattr(source, "readinto"):
-        _python_forward(source, sink, tracker, handler, remap)  # any iterable of lines will do
+        _python_forward(source, sink, tracker, handler, remap, max_line)  # any iterable of lines will do
         return
     ends = _splice_ends(source, sink) if tee is not None else None
     if ends is None or tee is None:
-        _chunked_forward(source, sink, tracker, handler, scanner)
+        _chunked_forward(source, sink, tracker, handler, scanner, max_line)
     else:
-        _spliced_forward(source, sink, ends, tracker, handler, scanner, tee)
+        _spliced_forward(source, sink, ends, tracker, handler, scanner, tee, max_line)
 
 
 def _python_forward(
@@ -176,10 +180,11 @@ def _python_forward(
     tracker: MessageTracker,
     handler: RecordPathHandler,
     remap: Callable[[bytes], bytes] | None,
+    max_line: int,
 ) -> None:
     write = sink.write
     by_head = _shortcut_streams(tracker)
-    for line in source:
+    for line in lines_of(source, max_line, "source"):
         size = len(line)
         # The line's head up to the data's opening brace, looked up whole: a hit proves the
         # compact prefix, the stream and that data is an object in one slice and one dict get.
@@ -218,7 +223,12 @@ def _is_json(line: bytes) -> bool:
 
 
 def _chunked_forward(
-    source: BinaryIO, sink: Sink, tracker: MessageTracker, handler: RecordPathHandler, scan: Scanner
+    source: BinaryIO,
+    sink: Sink,
+    tracker: MessageTracker,
+    handler: RecordPathHandler,
+    scan: Scanner,
+    max_line: int,
 ) -> None:
     """The loop around the C scan: read a chunk, forward its runs of shortcut RECORDs whole, hand
     every other complete line to :func:`_decoded`, carry an unfinished line to the next read. A
@@ -226,7 +236,7 @@ def _chunked_forward(
     newly read bytes are searched for its end, so a huge line costs time in its length only."""
     # A BufferedReader's readinto1 (one read of the pipe at most); BytesIO and files have it too.
     readinto: Callable[[memoryview], int] = getattr(source, "readinto1", None) or source.readinto  # type: ignore[attr-defined]
-    chunks = _Chunks(_shortcut_streams(tracker), sink, tracker, handler, scan)
+    chunks = _Chunks(_shortcut_streams(tracker), sink, tracker, handler, scan, max_line)
     try:
         filled = 0  # buffer[:filled]: the start of a line whose end is not read yet
         while count := readinto(chunks.view[filled:]):
@@ -249,8 +259,10 @@ class _Chunks:
         tracker: MessageTracker,
         handler: RecordPathHandler,
         scan: Scanner,
+        max_line: int,
     ) -> None:
         self.by_head, self.sink, self.tracker, self.handler, self.scan = by_head, sink, tracker, handler, scan
+        self.max_line = max_line
         self.buffer = mmap.mmap(-1, _CHUNK_BYTES)
         self.view = memoryview(self.buffer)
 
@@ -275,6 +287,8 @@ class _Chunks:
             filled = end - stop
             if stop:
                 view[:filled] = view[stop:end]
+        if filled >= self.max_line:  # an unfinished line already this long
+            raise LineTooLong(self.max_line, "source")
         if filled == len(buffer) or (len(buffer) > _CHUNK_BYTES and filled < _CHUNK_BYTES // 2):
             self._resize(filled, 2 * len(buffer) if filled == len(buffer) else _CHUNK_BYTES)
         return filled
@@ -316,6 +330,7 @@ def _spliced_forward(
     handler: RecordPathHandler,
     scan: Scanner,
     tee: Tee,
+    max_line: int,
 ) -> None:
     """The chunked loop with one copy fewer while the source keeps its pipe full: the bytes at
     the head of the source's pipe are duplicated into a private pipe with tee(2) (no copy) and
@@ -333,7 +348,7 @@ def _spliced_forward(
     ``source`` must not have buffered anything yet: its pipe is read directly."""
     reader, writer = ends
     src, dst = reader.fileno(), writer.fileno()
-    chunks = _Chunks(_shortcut_streams(tracker), sink, tracker, handler, scan)
+    chunks = _Chunks(_shortcut_streams(tracker), sink, tracker, handler, scan, max_line)
     peek_out, peek_in = make_pipe()  # the launcher's pipe size, as the source's
     try:
         # What one tee may take: the smaller pipe (a full system limit leaves ours the default).

@@ -42,6 +42,7 @@ from ferryman.workers import files, record_path
 from ferryman.workers.attempt_log import AttemptLog
 from ferryman.workers.checkpoints import StateSink, checkpoints_for
 from ferryman.workers.lifecycle import WORKER, ConnectorLifecycle, Phase, StderrDrain
+from ferryman.workers.lines import LineTooLong, lines_of
 from ferryman.workers.local_paths import local_root_for, to_host, to_mount
 from ferryman.workers.models import (
     AttemptContext,
@@ -402,9 +403,16 @@ class _Replication:
         """The record path until the source's stdout ends; False when it stopped early, after
         reading the rest of the source's output (so the source never blocks on a full pipe)."""
         try:
-            record_path.forward(source.stdout, sink, self.tracker, self, self.sync.namespace_mapping)
+            record_path.forward(
+                source.stdout,
+                sink,
+                self.tracker,
+                self,
+                self.sync.namespace_mapping,
+                max_line=self.ctx.lifecycle.max_line_bytes,
+            )
             return True
-        except record_path.BadSourceMessage as exc:
+        except (record_path.BadSourceMessage, LineTooLong) as exc:
             self._fail(FailureOrigin.SOURCE, FailureType.SYSTEM_ERROR, str(exc))
             self.stop_requested = "the source broke the protocol"
             self.wake.set()
@@ -502,8 +510,13 @@ class _Replication:
 
     def _read_destination(self, destination: ConnectorProcess) -> None:
         try:
-            for line in destination.stdout:
+            for line in lines_of(destination.stdout, self.ctx.lifecycle.max_line_bytes, "destination"):
                 self._destination_line(line)
+        except LineTooLong as exc:
+            self._fail(FailureOrigin.DESTINATION, FailureType.SYSTEM_ERROR, str(exc))
+            self.stop_destination = True
+            self.wake.set()
+            _discard(destination.stdout)
         except (OSError, ValueError):
             pass
         except Exception as exc:  # never a dead thread and a success
