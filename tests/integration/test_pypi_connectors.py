@@ -417,3 +417,53 @@ def test_an_install_interrupted_mid_pip_leaves_no_pip_and_the_next_one_installs(
     (installed,) = list_installed(venvs)
     assert installed.version == "1.0.0" and (installed.venv / MARKER).is_file()
     assert [p.name for p in staging_dirs(venvs) if how == "ctrl-c"] == []
+
+
+def test_ctrl_c_during_an_install_inside_a_job_stops_pip_and_cancels_the_job(
+    wheels: Path, tmp_path: Path
+) -> None:
+    """A source whose venv is gone is installed again by the job that needs it (here the discover
+    of `connections create`), on the engine's thread: the Ctrl-C that cancels the job must stop
+    pip too (it ran on, and the command with it, until pip was done)."""
+    home = tmp_path / "home"
+    build_wheel(wheels, "1.0.0")
+    created = ferryman(
+        home, "sources", "create", "demo", "--connector", f"pypi:{DEMO}==1.0.0", "--config", "{}"
+    )
+    assert created.returncode == 0, created.stderr
+    for installed in list_installed(home / "venvs"):  # the venv is lost (a new machine, a clean-up)
+        shutil.rmtree(installed.venv)
+    (wheels / "airbyte_source_ferryman_demo-1.0.0-py3-none-any.whl").unlink()
+    building, release = tmp_path / "building", tmp_path / "release"
+    build_blocking_sdist(wheels, "1.0.0", building, release)
+    env = {**os.environ, "FERRYMAN_HOME": str(home)}
+    env.pop("FERRYMAN_DATABASE_URL", None)
+    create = ["connections", "create", "c", "--source", "demo", "--destination", "sink"]
+    assert (
+        ferryman(
+            home, "destinations", "create", "sink", "--connector", "builtin:destination-devnull"
+        ).returncode
+        == 0
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ferryman", *create],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal gives a command
+    )
+    deadline = time.monotonic() + 120
+    while not building.exists():  # the file, not a pause: pip is in the package's build
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    build_pid = int(building.read_text())
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        _, stderr = process.communicate(timeout=60)  # the build waits for `release`: for ever
+    finally:
+        release.touch()
+    assert process.returncode != 0 and "Traceback" not in stderr, stderr
+    assert "cancel" in stderr, stderr
+    assert process_gone(build_pid)
+    assert list_installed(home / "venvs") == []

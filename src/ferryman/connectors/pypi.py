@@ -39,6 +39,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -50,7 +51,7 @@ from typing import IO, Any
 from ferryman.connectors.install_progress import InstallProgress, start_progress
 from ferryman.connectors.pip_errors import EXAMPLE, pip_failure
 from ferryman.connectors.versions import version_key
-from ferryman.errors import ConnectorInstallError
+from ferryman.errors import ConnectorInstallError, LaunchError
 
 MARKER = "ferryman-connector.json"
 STAGING_PREFIX = ".staging-"
@@ -59,6 +60,7 @@ STALE_STAGING_S = 3600.0
 _NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 _VERSION_TEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]*$")
 # Not --quiet: the install log keeps pip's whole story, and its "Collecting" lines feed the spinner.
+_CANCEL_POLL_S = 0.1  # how soon an install notices its job's cancel
 _PIP_INSTALL = ("-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off")
 _CONNECTOR_SCRIPT = re.compile(r"^(airbyte-)?(source|destination)-")
 _COLLECTING = re.compile(r"^Collecting ([A-Za-z0-9._-]+)")
@@ -107,11 +109,14 @@ class InstalledConnector:
     command: list[str]
 
 
-def ensure_installed(name: str, version: str | None, venvs_dir: Path) -> InstalledConnector:
+def ensure_installed(
+    name: str, version: str | None, venvs_dir: Path, cancel: threading.Event | None = None
+) -> InstalledConnector:
     """Return the venv of ``name`` (``==version`` if given), installing it from PyPI if needed.
 
     Without a version, an installed venv of the package is reused (the newest if several);
-    only when there is none is the latest release installed.
+    only when there is none is the latest release installed. A ``cancel`` set while it installs
+    stops the install (a LaunchError saying so) and leaves nothing of it.
     """
     if not _NAME.match(name):
         raise ConnectorInstallError(f"{name!r} is not a valid PyPI package name; e.g. {EXAMPLE}")
@@ -136,7 +141,7 @@ def ensure_installed(name: str, version: str | None, venvs_dir: Path) -> Install
                 return found
             _remove_stale_staging(venvs_dir)
             started = time.monotonic()
-            installed = _install(name, version, venvs_dir, progress)
+            installed = _install(name, version, venvs_dir, progress, cancel)
             seconds = time.monotonic() - started
             outcome = f"installed {installed.version} in {seconds:.0f}s into {installed.venv}"
             return installed
@@ -273,7 +278,11 @@ def _remove_stale_staging(venvs_dir: Path) -> None:
 
 
 def _install(
-    name: str, version: str | None, venvs_dir: Path, progress: InstallProgress
+    name: str,
+    version: str | None,
+    venvs_dir: Path,
+    progress: InstallProgress,
+    cancel: threading.Event | None = None,
 ) -> InstalledConnector:
     requirement = f"{name}=={version}" if version else name
     log_path = venvs_dir / f"{name}-install.log"
@@ -282,7 +291,9 @@ def _install(
         with log_path.open("w", encoding="utf-8") as transcript:
             progress.step("creating a virtualenv")
             # The prompt of bin/activate would name the staging directory.
-            made = _run([sys.executable, "-m", "venv", "--prompt", name, str(staging)], transcript)
+            made = _run(
+                [sys.executable, "-m", "venv", "--prompt", name, str(staging)], transcript, cancel=cancel
+            )
             if made.returncode != 0:
                 raise ConnectorInstallError(
                     f"could not create a virtualenv for {name} with {sys.executable}: "
@@ -291,12 +302,12 @@ def _install(
                 )
             python = staging / "bin" / "python"
             progress.step("pip install, with dependencies (a minute or more)")
-            pip = _run([str(python), *_PIP_INSTALL, requirement], transcript, _pip_detail(progress))
+            pip = _run([str(python), *_PIP_INSTALL, requirement], transcript, _pip_detail(progress), cancel)
             if pip.returncode != 0:
                 raise ConnectorInstallError(pip_failure(name, version, pip.stderr, pip.returncode, log_path))
             installed_version, script, entry_point = _entry_point(python, name, transcript, log_path)
             progress.step(f"checking that {installed_version}'s entry point {script} loads")
-            verified = _run([str(python), "-c", _VERIFY, entry_point], transcript)
+            verified = _run([str(python), "-c", _VERIFY, entry_point], transcript, cancel=cancel)
             if verified.returncode != 0:
                 raise ConnectorInstallError(
                     f"package {name} installed but its entry point {entry_point} does not load: "
@@ -359,9 +370,16 @@ class _Finished:
     stderr: str
 
 
-def _run(command: list[str], transcript: IO[str], on_line: Callable[[str], None] | None = None) -> _Finished:
+def _run(
+    command: list[str],
+    transcript: IO[str],
+    on_line: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> _Finished:
     """Run ``command``; its stdout goes to the transcript as it comes (and line by line to
-    ``on_line``), its stderr is kept apart, for the error message, and appended after."""
+    ``on_line``), its stderr is kept apart, for the error message, and appended after. A
+    ``cancel`` set meanwhile kills it and its children (a terminal's Ctrl-C is not for them: it
+    cancels the job that installs, which lands here) and raises a LaunchError."""
     transcript.write("$ " + " ".join(command) + "\n")
     transcript.flush()
     lines: list[str] = []
@@ -381,6 +399,8 @@ def _run(command: list[str], transcript: IO[str], on_line: Callable[[str], None]
             )
         finally:
             os.close(alive_read)
+        if cancel is not None:
+            threading.Thread(target=_stop_on_cancel, args=(process, cancel), daemon=True).start()
         try:
             assert process.stdout is not None
             for line in process.stdout:
@@ -399,7 +419,18 @@ def _run(command: list[str], transcript: IO[str], on_line: Callable[[str], None]
         stderr = errors.read()
     transcript.write(f"{stderr}[exit code {code}]\n\n")
     transcript.flush()
+    if cancel is not None and cancel.is_set() and code != 0:
+        raise LaunchError(f"the install was stopped: the job was cancelled ({command[-1]})")
     return _Finished(code, "".join(lines), stderr)
+
+
+def _stop_on_cancel(process: subprocess.Popen[str], cancel: threading.Event) -> None:
+    """Kill the guard's group (the command and what it started) once ``cancel`` is set."""
+    while process.poll() is None:
+        if cancel.wait(_CANCEL_POLL_S):
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGKILL)
+            return
 
 
 def _inspect(python: Path, name: str, transcript: IO[str], log_path: Path) -> tuple[str, dict[str, str]]:

@@ -97,7 +97,7 @@ def resolve(ref: ConnectorRef, venvs_dir: Path, cancel: threading.Event | None =
     if ref.kind == "pypi":
         from ferryman.connectors.pypi import ensure_installed
 
-        installed = ensure_installed(ref.name, ref.version, venvs_dir)
+        installed = ensure_installed(ref.name, ref.version, venvs_dir, cancel)
         return ResolvedConnector(
             ConnectorRef("pypi", ref.name, installed.version),
             installed.command,
