@@ -71,6 +71,7 @@ def test_webhooks_are_managed_through_the_api_without_showing_their_urls(tmp_pat
         assert "connectionId" not in hook  # every connection of the workspace
         assert api.get(f"{HOOKS}/{hook['notificationId']}").json() == hook
         assert api.post(HOOKS, json={"url": "ftp://x/yyyyyy"}).status_code == 422
+        assert api.post(HOOKS, json={"url": "https://x:443a/yyyyyy"}).status_code == 422
         assert api.post(HOOKS, json={"url": "https://x/y", "events": ["sometimes"]}).status_code == 422
         missing = "00000000-0000-0000-0000-000000000000"
         assert api.post(HOOKS, json={"url": "https://x/y", "connectionId": missing}).status_code == 404
@@ -78,3 +79,22 @@ def test_webhooks_are_managed_through_the_api_without_showing_their_urls(tmp_pat
         assert api.get(f"{HOOKS}/{hook['notificationId']}").status_code == 404
         assert api.get(HOOKS).json()["data"] == []
         assert "sEcReT" not in (home / "server.log").read_text()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:80a/hook",
+        "http://user:pa55word/hook",
+        "https://[::1/hook",
+        "http://exa mple.com/hook",
+    ],
+)
+def test_a_webhook_url_that_cannot_be_read_is_refused_in_one_line(tmp_path: Path, url: str) -> None:
+    # It used to be stored, with a traceback: then `list` showed the traceback for ever, and the
+    # dispatcher failed each pass on it.
+    added = ferryman(tmp_path, "notifications", "add", "--url", url)
+    assert added.returncode != 0
+    assert added.stderr.startswith("error: invalid webhook URL") and len(added.stderr.splitlines()) == 1
+    assert "pa55word" not in added.stderr  # a password where the port should be is not echoed
+    assert cli(tmp_path, "notifications", "list", "--json").strip() == "[]"

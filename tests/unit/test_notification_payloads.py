@@ -68,6 +68,8 @@ def test_a_cancelled_reset_reads_as_one() -> None:
     [
         ("https://hooks.slack.com/services/T000/B000/XXXXtoken", "https://hooks.slack.com/..."),
         ("http://user:pw@127.0.0.1:8080/hook?key=abc", "http://127.0.0.1:8080/..."),
+        ("http://127.0.0.1:80a/hook", "http://(invalid URL)/..."),  # stored before URLs were checked
+        ("https://user:pw@[::1/hook", "https://(invalid URL)/..."),
     ],
 )
 def test_a_webhook_url_is_shown_as_scheme_and_host(url: str, shown: str) -> None:

@@ -21,9 +21,11 @@ def job_link(base_url: str, job_id: int) -> str:
 def shown_url(url: str) -> str:
     """A webhook URL as logs and API responses show it: scheme and host only (Slack's URLs carry
     their token in the path)."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "?", f":{parts.port}" if parts.port else ""
+    except ValueError:  # a URL stored before it was checked ("host:80a", "[::1"): never a crash
+        return f"{url.partition('://')[0]}://(invalid URL)/..."
     return f"{parts.scheme}://{host}{port}/..."
 
 
