@@ -63,6 +63,21 @@ def test_a_cancelled_reset_reads_as_one() -> None:
     assert text.endswith("\nhttps://ferryman.example.com/v1/jobs/42")
 
 
+def test_a_long_failure_message_is_cut_in_the_slack_text_and_whole_in_the_json() -> None:
+    # An API's error body quoted whole by a connector: one line of 50,000 characters. Discord's
+    # /slack endpoint refuses a text over 2,000 characters with a 400, so nobody was told.
+    message = "HTTP 400 from the API: " + '{"error": "bad request", "field": "x"}' * 1300
+    detail = {
+        **FAILED,
+        "connection": {**CONNECTION, "name": "n" * 255},
+        "failure": {**FAILED["failure"], "message": message},
+    }
+    text = render("failure", detail, "slack", BASE, 17)["text"]
+    assert len(text) < 1000
+    assert "\nsource config_error: HTTP 400 from the API: {" in text and "...\nhttps://" in text
+    assert render("failure", detail, "json", BASE, 17)["failure"]["message"] == message
+
+
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
