@@ -252,17 +252,22 @@ class Dispatcher:
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Tick every ``poll_s`` until ``stop`` is set. A store that fails a pass is tried again
-        at the next one; the loop itself never ends on an error."""
+        """Tick every ``poll_s`` until ``stop`` is set, then once more: a server that stops lets
+        its running jobs end first, and their events go out now, not at its next start. A store
+        that fails a pass is tried again at the next one; the loop itself never ends on an error."""
         while not stop.is_set():
-            try:
-                busy = len(self.tick()) >= self.policy.batch
-            except Exception as exc:
-                log.warning("notifications: pass failed, trying again: %s", _first(str(exc)))
-                busy = False
+            busy = self._pass() >= self.policy.batch
             if not busy:
                 stop.wait(self.policy.poll_s)
+        self._pass()
         self.close()
+
+    def _pass(self) -> int:
+        try:
+            return len(self.tick())
+        except Exception as exc:
+            log.warning("notifications: pass failed, trying again: %s", _first(str(exc)))
+            return 0
 
     def start(self, stop: threading.Event) -> threading.Thread:
         thread = threading.Thread(target=self.run, args=(stop,), name="notifications", daemon=True)
