@@ -1,5 +1,5 @@
-"""The payload examples in docs/notifications.md are what the code sends for the same event, and a
-webhook URL is shown without the path that holds its token."""
+"""The payload examples in docs/notifications.md are what the code sends for the same event, a
+webhook URL is shown without the path that holds its token, and the delivery knobs are checked."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from ferryman.errors import UserInputError
+from ferryman.notifications import DeliveryPolicy
 from ferryman.notifications.payloads import render, shown_url
 
 DOC = Path(__file__).parents[2] / "docs" / "notifications.md"
@@ -89,3 +91,21 @@ def test_a_long_failure_message_is_cut_in_the_slack_text_and_whole_in_the_json()
 )
 def test_a_webhook_url_is_shown_as_scheme_and_host(url: str, shown: str) -> None:
     assert shown_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FERRYMAN_NOTIFY_TIMEOUT_S", "inf"),
+        ("FERRYMAN_NOTIFY_BACKOFF_S", "nan"),
+        ("FERRYMAN_NOTIFY_POLL_S", "inf"),
+    ],
+)
+def test_a_delivery_knob_that_is_not_a_finite_number_is_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    # Taken before: an endless timeout made an endless lease, and every pass failed on it
+    # ("cannot convert float infinity to integer"); nothing was ever posted.
+    monkeypatch.setenv(name, value)
+    with pytest.raises(UserInputError, match=f"{name} must be a finite number, got '{value}'"):
+        DeliveryPolicy.from_env()
