@@ -55,7 +55,7 @@ class DeliveryPolicy:
     max_tries: int = 6
     backoff_s: float = 30.0
     timeout_s: float = 10.0
-    batch: int = 20  # events claimed per pass, posted in parallel
+    batch: int = 20  # events claimed per pass, posted 8 at a time
     poll_s: float = 2.0
 
     @property
