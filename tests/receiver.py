@@ -5,6 +5,7 @@ It keeps every POST it gets (path and JSON body) and answers 200, or the statuse
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -86,3 +87,38 @@ def receiving(port: int | None = None) -> Iterator[Receiver]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@contextmanager
+def trickling(byte_every_s: float = 0.2) -> Iterator[str]:
+    """A receiver that reads the request, then answers a byte at a time, a header that never
+    ends, until the block ends: each read is prompt, the answer never whole. Its URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+    clients: list[socket.socket] = []
+
+    def answer(client: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            client.recv(65536)
+            client.sendall(b"HTTP/1.1 200 OK\r\nx-slow: ")
+            while not stop.wait(byte_every_s):
+                client.sendall(b"a")
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):  # the listener closed
+            while not stop.is_set():
+                client, _ = listener.accept()
+                clients.append(client)
+                threading.Thread(target=answer, args=(client,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/slow"
+    finally:
+        stop.set()
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the accept()
+        listener.close()
+        for client in clients:
+            client.close()

@@ -5,9 +5,12 @@ CLI process of their own. The API's routes show a webhook's URL as scheme and ho
 from __future__ import annotations
 
 import json
+import signal
+import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from tests.e2e.api_server import ferryman, running_server
@@ -57,6 +60,32 @@ def test_the_server_posts_the_end_of_jobs_ended_by_its_engine_and_by_a_cli_proce
     assert "sEcReT" not in log
 
 
+def test_a_sync_that_ends_as_the_server_stops_is_posted_before_it_exits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIGTERM lets the running sync finish; its event was written, but the dispatcher was stopped
+    # with the engine, between two passes: it went out at the next start, if there was one.
+    monkeypatch.setenv("FERRYMAN_NOTIFY_POLL_S", "600")  # a pass as it starts, then none till the stop
+    home = tmp_path / "home"
+    home.mkdir()
+    config = '{"count": 3000000, "state_every": 100000}'
+    cli(home, "sources", "create", "src", "--connector", "builtin:source-bench", "--config", config)
+    cli(home, "destinations", "create", "dst", "--connector", "builtin:destination-devnull")
+    cli(home, "connections", "create", "c", "--source", "src", "--destination", "dst")
+    with receiving() as receiver:
+        cli(home, "notifications", "add", "--url", receiver.url(), "--format", "json", "--on", "success")
+        with running_server(home, "--auth", "none") as server, httpx.Client(base_url=server.v1) as api:
+            connection = api.get("/connections").json()["data"][0]["connectionId"]
+            job = api.post("/jobs", json={"connectionId": connection, "jobType": "sync"}).json()["jobId"]
+            while not psutil.Process(server.process.pid).children(recursive=True):
+                time.sleep(0.05)  # the sync's connectors run: the test timeout bounds the wait
+            server.process.send_signal(signal.SIGTERM)
+            assert server.process.wait(timeout=240) == 0
+        posted = receiver.bodies()
+    assert "waiting for 1 running attempt" in (home / "server.log").read_text()
+    assert [(body["event"], body["job"]["jobId"]) for body in posted] == [("success", job)]
+
+
 def test_webhooks_are_managed_through_the_api_without_showing_their_urls(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
@@ -71,6 +100,7 @@ def test_webhooks_are_managed_through_the_api_without_showing_their_urls(tmp_pat
         assert "connectionId" not in hook  # every connection of the workspace
         assert api.get(f"{HOOKS}/{hook['notificationId']}").json() == hook
         assert api.post(HOOKS, json={"url": "ftp://x/yyyyyy"}).status_code == 422
+        assert api.post(HOOKS, json={"url": "https://x:443a/yyyyyy"}).status_code == 422
         assert api.post(HOOKS, json={"url": "https://x/y", "events": ["sometimes"]}).status_code == 422
         missing = "00000000-0000-0000-0000-000000000000"
         assert api.post(HOOKS, json={"url": "https://x/y", "connectionId": missing}).status_code == 404
@@ -78,3 +108,22 @@ def test_webhooks_are_managed_through_the_api_without_showing_their_urls(tmp_pat
         assert api.get(f"{HOOKS}/{hook['notificationId']}").status_code == 404
         assert api.get(HOOKS).json()["data"] == []
         assert "sEcReT" not in (home / "server.log").read_text()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:80a/hook",
+        "http://user:pa55word/hook",
+        "https://[::1/hook",
+        "http://exa mple.com/hook",
+    ],
+)
+def test_a_webhook_url_that_cannot_be_read_is_refused_in_one_line(tmp_path: Path, url: str) -> None:
+    # It used to be stored, with a traceback: then `list` showed the traceback for ever, and the
+    # dispatcher failed each pass on it.
+    added = ferryman(tmp_path, "notifications", "add", "--url", url)
+    assert added.returncode != 0
+    assert added.stderr.startswith("error: invalid webhook URL") and len(added.stderr.splitlines()) == 1
+    assert "pa55word" not in added.stderr  # a password where the port should be is not echoed
+    assert cli(tmp_path, "notifications", "list", "--json").strip() == "[]"

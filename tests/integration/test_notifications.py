@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,13 +22,13 @@ import pytest
 
 from ferryman.clock import ManualClock
 from ferryman.jobs.states import JobStatus
-from ferryman.notifications import DeliveryPolicy, Dispatcher
+from ferryman.notifications import Delivery, DeliveryPolicy, Dispatcher
 from ferryman.service import JobService
 from ferryman.settings import Settings
 from ferryman.store import SqlJobStore, open_store
 from tests.contract.store_support import store_url  # noqa: F401 - a fixture: one database per test
 from tests.integration.test_engine import bench_connection, scripted_connection, service_for
-from tests.receiver import free_port, receiving
+from tests.receiver import free_port, receiving, trickling
 
 SECRET = "sk-live-7Hq2ZxW9never-sent"
 MASK = "**********"
@@ -178,6 +179,60 @@ def test_a_receiver_that_keeps_failing_is_given_up_after_the_last_try(
     assert tried == [("pending", 503), ("pending", 503), ("failed", 503)]
     (event,) = store.list_events()
     assert (event.status, event.tries, event.last_error) == ("failed", 3, "HTTP 503")
+
+
+def plain_connection(store: SqlJobStore) -> int:
+    source = store.create_actor("source", "src", "builtin:source-bench", {"count": 1})
+    destination = store.create_actor("destination", "dst", "builtin:destination-devnull", {})
+    return store.create_connection("c", source.id, destination.id, {"streams": []}).id
+
+
+def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_timeout_and_holds_up_no_one(
+    store: SqlJobStore,
+) -> None:
+    # Each byte of its answer comes well within the timeout, the answer never: httpx's timeouts,
+    # which bound each read, never fired, and the pass (every other webhook with it) waited.
+    connection = plain_connection(store)
+    with trickling() as slow_url, receiving() as receiver:
+        store.add_webhook(slow_url, "json", ["disabled"])
+        store.add_webhook(receiver.url("/prompt"), "json", ["disabled"])
+        assert store.record_event("disabled", connection, detail={"reason": "test"}) == 2
+        sender = dispatcher(store, clock_now(), timeout_s=1)
+        passes: list[list[Delivery]] = []
+        one_pass = threading.Thread(target=lambda: passes.append(sender.tick()), daemon=True)
+        one_pass.start()
+        one_pass.join(DEADLINE_S / 2)
+        assert not one_pass.is_alive(), "a pass waited on a receiver trickling its answer"
+    ((slow, prompt),) = passes
+    assert (slow.status, slow.status_code, slow.error) == ("pending", None, "no answer within 1 s")
+    assert (prompt.status, prompt.status_code) == ("delivered", 200)
+    assert len(receiver.got) == 1
+
+
+def test_a_webhook_url_that_cannot_be_read_fails_alone_and_others_are_posted_once(
+    store: SqlJobStore, tmp_path: Path
+) -> None:
+    # A URL with a port that is not a number, stored before URLs were checked on the way in
+    # (written here with SQL: the store refuses it now). It made every pass fail, the claims of
+    # the events posted in it ran out, and their receivers got them again, and again.
+    connection = plain_connection(store)
+    with receiving() as receiver:
+        typo = store.add_webhook("http://127.0.0.1:8080/hook", "json", ["disabled"])
+        with sqlite3.connect(tmp_path / "ferryman.db") as db:
+            db.execute("UPDATE webhooks SET url = 'http://127.0.0.1:80a/hook' WHERE id = ?", (typo.id,))
+        store.add_webhook(receiver.url(), "json", ["disabled"])
+        store.record_event("disabled", connection, detail={"reason": "test"})
+        clock = clock_now()
+        sender = dispatcher(store, clock)
+        first = sender.tick()
+        clock.advance(DeliveryPolicy().lease_s + 1)
+        second = sender.tick()
+    assert [(d.webhook, d.status) for d in first] == [
+        ("http://(invalid URL)/...", "pending"),
+        (f"http://127.0.0.1:{receiver.port}/...", "delivered"),
+    ]
+    assert [(d.webhook, d.tries) for d in second] == [("http://(invalid URL)/...", 2)]
+    assert len(receiver.got) == 1
 
 
 def test_a_disabled_connection_is_told_with_its_secrets_masked(store: SqlJobStore, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from ferryman.errors import UserInputError
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
 from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.statedoc import render
@@ -58,6 +59,9 @@ def test_retry_settings_from_the_environment() -> None:
     assert policy.backoff_s(2) == pytest.approx(0.3)
     with pytest.raises(ValueError, match="SYNC_JOB_MAX_ATTEMPTS"):
         RetryPolicy.from_env({"SYNC_JOB_MAX_ATTEMPTS": "0"})
+    for endless in ("inf", "nan"):  # float() takes them: a traceback (OverflowError) from every sync
+        with pytest.raises(UserInputError, match="SYNC_JOB_MAX_ATTEMPTS must be a finite number"):
+            RetryPolicy.from_env({"SYNC_JOB_MAX_ATTEMPTS": endless})
 
 
 def test_slots_group_job_types_by_worker() -> None:

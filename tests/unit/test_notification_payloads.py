@@ -1,5 +1,5 @@
-"""The payload examples in docs/notifications.md are what the code sends for the same event, and a
-webhook URL is shown without the path that holds its token."""
+"""The payload examples in docs/notifications.md are what the code sends for the same event, a
+webhook URL is shown without the path that holds its token, and the delivery knobs are checked."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from ferryman.errors import UserInputError
+from ferryman.notifications import DeliveryPolicy
 from ferryman.notifications.payloads import render, shown_url
 
 DOC = Path(__file__).parents[2] / "docs" / "notifications.md"
@@ -63,12 +65,47 @@ def test_a_cancelled_reset_reads_as_one() -> None:
     assert text.endswith("\nhttps://ferryman.example.com/v1/jobs/42")
 
 
+def test_a_long_failure_message_is_cut_in_the_slack_text_and_whole_in_the_json() -> None:
+    # An API's error body quoted whole by a connector: one line of 50,000 characters. Discord's
+    # /slack endpoint refuses a text over 2,000 characters with a 400, so nobody was told.
+    message = "HTTP 400 from the API: " + '{"error": "bad request", "field": "x"}' * 1300
+    detail = {
+        **FAILED,
+        "connection": {**CONNECTION, "name": "n" * 255},
+        "failure": {**FAILED["failure"], "message": message},
+    }
+    text = render("failure", detail, "slack", BASE, 17)["text"]
+    assert len(text) < 1000
+    assert "\nsource config_error: HTTP 400 from the API: {" in text and "...\nhttps://" in text
+    assert render("failure", detail, "json", BASE, 17)["failure"]["message"] == message
+
+
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
         ("https://hooks.slack.com/services/T000/B000/XXXXtoken", "https://hooks.slack.com/..."),
         ("http://user:pw@127.0.0.1:8080/hook?key=abc", "http://127.0.0.1:8080/..."),
+        ("http://127.0.0.1:80a/hook", "http://(invalid URL)/..."),  # stored before URLs were checked
+        ("https://user:pw@[::1/hook", "https://(invalid URL)/..."),
     ],
 )
 def test_a_webhook_url_is_shown_as_scheme_and_host(url: str, shown: str) -> None:
     assert shown_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FERRYMAN_NOTIFY_TIMEOUT_S", "inf"),
+        ("FERRYMAN_NOTIFY_BACKOFF_S", "nan"),
+        ("FERRYMAN_NOTIFY_POLL_S", "inf"),
+    ],
+)
+def test_a_delivery_knob_that_is_not_a_finite_number_is_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    # Taken before: an endless timeout made an endless lease, and every pass failed on it
+    # ("cannot convert float infinity to integer"); nothing was ever posted.
+    monkeypatch.setenv(name, value)
+    with pytest.raises(UserInputError, match=f"{name} must be a finite number, got '{value}'"):
+        DeliveryPolicy.from_env()

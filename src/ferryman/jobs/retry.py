@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -57,6 +58,8 @@ def env_number(env: Mapping[str, str], name: str, default: float, minimum: float
         value = float(raw)
     except ValueError:
         raise UserInputError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):  # float() takes "inf" and "nan": durations and counts overflowed
+        raise UserInputError(f"{name} must be a finite number, got {raw!r}")
     if value < minimum:
         raise UserInputError(f"{name} must be at least {minimum:g}, got {raw!r}")
     return value

@@ -21,6 +21,7 @@ import logging
 import os
 import secrets
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -54,7 +55,7 @@ class DeliveryPolicy:
     max_tries: int = 6
     backoff_s: float = 30.0
     timeout_s: float = 10.0
-    batch: int = 20  # events claimed per pass, posted in parallel
+    batch: int = 20  # events claimed per pass, posted 8 at a time
     poll_s: float = 2.0
 
     @property
@@ -92,21 +93,48 @@ class Delivery:
 
 
 def http_post(timeout_s: float) -> Post:
-    """A poster on one pooled HTTP client (httpx is thread-safe); redirects are not followed."""
+    """A poster whose every try ends within ``timeout_s``, answered or not; redirects are not
+    followed, and the answer's body is not read (its status is all we keep).
+
+    httpx's timeouts bound each read, not the request: a receiver that trickles its answer a byte
+    at a time would hold a try, and with it the pass and every other event, for as long as it
+    liked. So each try runs on an event loop of its own, cancelled at its deadline."""
+    import asyncio
+
     import httpx
 
     from ferryman import __version__
 
-    client = httpx.Client(
-        timeout=timeout_s,
-        follow_redirects=False,
-        headers={"content-type": "application/json", "user-agent": f"ferryman/{__version__}"},
-    )
+    headers = {"content-type": "application/json", "user-agent": f"ferryman/{__version__}"}
+    verify = httpx.create_ssl_context()  # once: loading the CA bundle takes ~20 ms
+
+    async def post_once(url: str, body: bytes) -> int:
+        async with (
+            httpx.AsyncClient(timeout=timeout_s, verify=verify, headers=headers) as client,
+            client.stream("POST", url, content=body) as response,
+        ):
+            return response.status_code
 
     def post(url: str, body: bytes) -> int:
-        return client.post(url, content=body).status_code
+        try:
+            return asyncio.run(asyncio.wait_for(post_once(url, body), timeout_s))
+        except TimeoutError:  # asyncio's has no message; httpx's own timeouts have theirs
+            raise TimeoutError(f"no answer within {timeout_s:g} s") from None
+        except httpx.ConnectError as exc:  # anyio says "All connection attempts failed": say why
+            raise httpx.ConnectError(_connect_failure(exc)) from exc
 
     return post
+
+
+def _connect_failure(exc: BaseException) -> str:
+    """The socket's own reason (``[Errno 111] Connection refused``) from under a connect error."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        errno = getattr(cause, "errno", None)
+        if isinstance(cause, OSError) and not isinstance(cause, ssl.SSLError) and (errno or 0) > 0:
+            return f"[Errno {errno}] {os.strerror(errno or 0)}"
+        cause = cause.__cause__ or cause.__context__
+    return str(exc)
 
 
 def public_url(default: str) -> str:
@@ -224,17 +252,22 @@ class Dispatcher:
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Tick every ``poll_s`` until ``stop`` is set. A store that fails a pass is tried again
-        at the next one; the loop itself never ends on an error."""
+        """Tick every ``poll_s`` until ``stop`` is set, then once more: a server that stops lets
+        its running jobs end first, and their events go out now, not at its next start. A store
+        that fails a pass is tried again at the next one; the loop itself never ends on an error."""
         while not stop.is_set():
-            try:
-                busy = len(self.tick()) >= self.policy.batch
-            except Exception as exc:
-                log.warning("notifications: pass failed, trying again: %s", _first(str(exc)))
-                busy = False
+            busy = self._pass() >= self.policy.batch
             if not busy:
                 stop.wait(self.policy.poll_s)
+        self._pass()
         self.close()
+
+    def _pass(self) -> int:
+        try:
+            return len(self.tick())
+        except Exception as exc:
+            log.warning("notifications: pass failed, trying again: %s", _first(str(exc)))
+            return 0
 
     def start(self, stop: threading.Event) -> threading.Thread:
         thread = threading.Thread(target=self.run, args=(stop,), name="notifications", daemon=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from ferryman.jobs.failures import MAX_SHOWN_CHARS
+
 _VERB = {"failure": "failed", "success": "succeeded", "cancelled": "was cancelled"}
 _NOUN = {"sync": "Sync", "reset_connection": "Reset"}
 
@@ -21,9 +23,11 @@ def job_link(base_url: str, job_id: int) -> str:
 def shown_url(url: str) -> str:
     """A webhook URL as logs and API responses show it: scheme and host only (Slack's URLs carry
     their token in the path)."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "?", f":{parts.port}" if parts.port else ""
+    except ValueError:  # a URL stored before it was checked ("host:80a", "[::1"): never a crash
+        return f"{url.partition('://')[0]}://(invalid URL)/..."
     return f"{parts.scheme}://{host}{port}/..."
 
 
@@ -72,10 +76,14 @@ def _plural(count: int, noun: str) -> str:
 
 
 def _first_line(text: str) -> str:
+    """The first line, cut at MAX_SHOWN_CHARS: a connector's message may be one line of 50,000
+    characters (an API's error body), and chat tools refuse a long text (Discord's ``/slack``
+    over 2,000 characters) with a 400, so the failure would be told to nobody."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     if not lines:
         return "(no message)"
-    return lines[0] + (" [...]" if len(lines) > 1 else "")
+    first = lines[0] if len(lines[0]) <= MAX_SHOWN_CHARS else lines[0][: MAX_SHOWN_CHARS - 3] + "..."
+    return first + (" [...]" if len(lines) > 1 else "")
 
 
 def json_document(kind: str, detail: dict[str, Any], base_url: str, event_id: int) -> dict[str, Any]:

@@ -39,5 +39,5 @@ def dispatching(
         yield
     finally:
         stop.set()
-        thread.join(policy.timeout_s + 5)  # a post in flight ends within its timeout
+        thread.join(2 * policy.timeout_s + 5)  # the pass in flight, then the last one: each post is bounded
         log.removeHandler(handler)

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -67,6 +68,23 @@ def check_events(events: Collection[str]) -> tuple[str, ...]:
 def check_webhook(url: str, format: str) -> None:
     if not url.startswith(("http://", "https://")) or len(url) < len("http://x"):
         raise UserInputError("a webhook URL starts with http:// or https://")
+    # Checked here, not at the first post: a URL the dispatcher cannot read failed every pass. The
+    # messages never quote the URL: it may hold a token, or a password in place of the port.
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # a port that is not a number up to 65535, an unclosed "[" of an IPv6 host
+        port_ok = False
+    if not port_ok:
+        raise UserInputError(
+            "invalid webhook URL: its host or port cannot be read (a port is a number from 1 to "
+            "65535); give it as http(s)://host[:port]/path"
+        )
+    if not parts.hostname or any(c.isspace() or not c.isprintable() for c in url):
+        raise UserInputError(
+            "invalid webhook URL: it has no host, or a space or control character in it; give it "
+            "as http(s)://host[:port]/path, with %20 for a space"
+        )
     if format not in FORMATS:
         raise UserInputError(f"unknown format {format!r}: choose from {', '.join(FORMATS)}")
 
