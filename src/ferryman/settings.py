@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ def _seconds(name: str, default: float, unit: str = "seconds") -> float:
         value = float(raw)
     except ValueError:
         raise UserInputError(f"{name} must be a number of {unit}, got {raw!r}") from None
+    if not math.isfinite(value):  # float() takes "inf" and "nan"
+        raise UserInputError(f"{name} must be a finite number of {unit}, got {raw!r}")
     if value < 0:
         raise UserInputError(f"{name} must not be negative, got {raw!r}")
     return value

@@ -30,8 +30,15 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: object
     assert settings.workspace == settings.home / "workspace"
 
 
-@pytest.mark.parametrize("value", ["soon", "-1"])
-def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    monkeypatch.setenv("FERRYMAN_CANCEL_GRACE_S", value)
-    with pytest.raises(UserInputError, match="FERRYMAN_CANCEL_GRACE_S"):
+@pytest.mark.parametrize("value", ["soon", "-1", "inf", "nan"])
+@pytest.mark.parametrize("name", ["FERRYMAN_CANCEL_GRACE_S", "FERRYMAN_MAX_LINE_MB"])
+def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(UserInputError, match=name):
+        LifecycleSettings.from_env()
+
+
+def test_a_line_limit_under_a_mebibyte_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FERRYMAN_MAX_LINE_MB", "0.5")
+    with pytest.raises(UserInputError, match="FERRYMAN_MAX_LINE_MB must be 1 or more"):
         LifecycleSettings.from_env()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -535,9 +536,12 @@ def _seconds(name: str, default: float) -> float:
     if not raw:
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise UserInputError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:  # "inf", "nan" and 0 would never beat or never age
+        raise UserInputError(f"{name} must be a finite number of seconds above 0, got {raw!r}")
+    return value
 
 
 def _belongs_to(pid: int, attempt: Attempt) -> bool:
