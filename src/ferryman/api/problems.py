@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from ferryman.errors import StoreUnavailable
-from ferryman.store.base import AlreadyExists, ConnectionBusy, NotFound
+from ferryman.store.base import AlreadyExists, ConnectionBusy, NotFound, StaleWrite
 
 DOCS = "https://reference.airbyte.com/reference/errors"
 log = logging.getLogger("ferryman.api")
@@ -97,6 +97,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ConnectionBusy)
     async def _busy(request: Request, exc: ConnectionBusy) -> Response:
+        return _respond(request, Problem(409, str(exc), "try-again-later"))
+
+    @app.exception_handler(StaleWrite)  # a compare-and-set lost every try: others keep writing
+    async def _stale(request: Request, exc: StaleWrite) -> Response:
         return _respond(request, Problem(409, str(exc), "try-again-later"))
 
     @app.exception_handler(AlreadyExists)
