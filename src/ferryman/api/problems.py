@@ -27,6 +27,7 @@ _TITLES = {
     404: "resource-not-found",
     405: "method-not-allowed",
     409: "state-conflict",
+    413: "payload-too-large",
     422: "unprocessable-entity",
     503: "service-unavailable",
 }
