@@ -94,3 +94,25 @@ def test_a_body_over_10_mib_is_refused_before_it_is_read(
     # Under the ceiling a body is read as before (here: a connectionId that is no UUID).
     almost = client.post("/v1/jobs", json={"connectionId": "x" * (9 << 20), "jobType": "sync"})
     assert almost.status_code == 422, almost.text[:300]
+
+
+def test_a_body_that_is_no_json_object_is_told_what_to_send(
+    served: tuple[Server, httpx.Client, dict[str, Any]],
+) -> None:
+    """A JSON body sent as text/plain or a form, or no body, was a 422 'Input should be a valid
+    dictionary or object to extract fields from': it did not say what was wrong with it."""
+    _, client, job = served
+    body = f'{{"connectionId": "{job["connectionId"]}", "jobType": "sync"}}'
+    for content_type, said in (
+        ("text/plain", "not text/plain"),
+        ("application/x-www-form-urlencoded", "not application/x-www-form-urlencoded"),
+        (None, "not none"),
+    ):
+        headers = {"content-type": content_type} if content_type else {}
+        refused = client.post("/v1/jobs", content=body, headers=headers)
+        assert refused.status_code == 422, refused.text
+        detail = refused.json()["detail"]
+        assert "must be a JSON object sent as Content-Type: application/json" in detail and said in detail
+    for sent in ("", "[1, 2]"):
+        refused = client.post("/v1/jobs", content=sent, headers={"content-type": "application/json"})
+        assert (refused.status_code, refused.json()["detail"]) == (422, "the body must be a JSON object")

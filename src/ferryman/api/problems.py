@@ -86,7 +86,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        return _respond(request, Problem(422, _first_error(exc)))
+        return _respond(request, Problem(422, _first_error(exc, request.headers.get("content-type", ""))))
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:
@@ -127,11 +127,18 @@ def install(app: FastAPI) -> None:
         return _respond(request, Problem(500, "the server met an unexpected problem; see its log"))
 
 
-def _first_error(exc: RequestValidationError) -> str:
+def _first_error(exc: RequestValidationError, content_type: str) -> str:
     errors = exc.errors()
     if not errors:
         return "the request is not valid"
     first = errors[0]
+    if tuple(first.get("loc", ())) == ("body",):  # no object at all: what was sent, and how
+        sent = content_type.split(";")[0].strip().lower()
+        if sent != "application/json":
+            return (
+                f"the body must be a JSON object sent as Content-Type: application/json, not {sent or 'none'}"
+            )
+        return "the body must be a JSON object"
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
     return f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid"))
 
