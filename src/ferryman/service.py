@@ -49,12 +49,16 @@ from ferryman.store.base import (
     JobStore,
     NotFound,
     ScheduledJob,
+    StaleWrite,
     StreamStat,
 )
 from ferryman.store.config_ops import check_new_name
 from ferryman.workers.specs import connector_spec
 
 SOURCE, DESTINATION = "source", "destination"
+# Compare-and-set tries of one config edit: each miss means another edit landed, so this many
+# clients may edit one actor at once before one is asked to send its edit again.
+CONFIG_WRITE_TRIES = 50
 
 
 @dataclass(frozen=True)
@@ -136,22 +140,36 @@ class JobService:
         return actor
 
     def update_actor(
-        self, actor: Actor, name: str | None = None, config: dict[str, Any] | None = None
+        self,
+        actor: Actor,
+        name: str | None = None,
+        config: dict[str, Any] | None = None,
+        edit: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> Actor:
-        """A new name and/or config; a secret sent back masked keeps its stored value. A name
+        """A new name and/or config: ``config`` replaces the stored one, ``edit`` makes the new
+        one from it (a PATCH's merge). A secret sent back masked keeps its stored value. A name
         that cannot be taken is refused before anything is written."""
         if name is not None and name != actor.name:
             check_new_name(actor.kind, name)
             _refuse_taken_name(actor.kind, name, partial(self.store.get_actor, actor.kind))
-        if config is not None:
-            config = masking.restore_masked(config, actor)
-            config = settle_paths(
-                parse_reference(actor.connector), config, Path.cwd(), self.settings.local_root
-            )
-            self.store.update_actor_config(actor.id, config)
+        if config is not None or edit is not None:
+            self._write_config(actor, edit or (lambda _stored: config or {}))
         if name is not None and name != actor.name:
             return self.store.rename_actor(actor.id, name)
         return self.store.get_actor_by_id(actor.kind, actor.id)
+
+    def _write_config(self, actor: Actor, edit: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Store the config ``edit`` makes of the stored one, compare-and-set on the one it was
+        made from: when another edit landed first (two PATCHes at once), it is made again from
+        the newer config, so neither edit is lost and a masked secret keeps the newest value."""
+        ref = parse_reference(actor.connector)
+        for _ in range(CONFIG_WRITE_TRIES):
+            config = masking.restore_masked(edit(actor.config), actor)
+            config = settle_paths(ref, config, Path.cwd(), self.settings.local_root)
+            if self.store.update_actor_config(actor.id, config, expected=actor.config):
+                return
+            actor = self.store.get_actor_by_id(actor.kind, actor.id)
+        raise StaleWrite(f"the configuration of {actor.kind} {actor.name!r} keeps changing; send it again")
 
     def fetch_spec(self, connector: str) -> dict[str, Any] | None:
         """The connector's spec, by running it if no cache has it (None when it fails); a

@@ -70,6 +70,25 @@ def test_actors_are_created_found_updated_and_deleted(store: SqlJobStore) -> Non
         store.list_actors("sink")
 
 
+def test_a_config_written_from_a_stale_read_keeps_what_was_written_since(store: SqlJobStore) -> None:
+    """Two clients read the source, then each writes: the second one's masked secret stands for
+    the secret stored when it writes, and its edit is made from the config stored then (an API
+    PATCH), so neither undoes the first one's write. Before, the secret read at first came back."""
+    service = JobService(store)
+    stale = store.create_actor("source", "s", "builtin:source-bench", {"count": 1, "api_key": "old-secret"})
+    service.update_actor(stale, config={"count": 2, "api_key": "new-secret"})
+
+    service.update_actor(stale, config={"count": 3, "api_key": "**********"})
+    assert store.get_actor("source", "s").config == {"count": 3, "api_key": "new-secret"}
+    service.update_actor(stale, edit=lambda stored: {**stored, "streams": 2})
+    assert store.get_actor("source", "s").config == {"count": 3, "api_key": "new-secret", "streams": 2}
+
+    fresh = store.get_actor("source", "s")
+    assert store.update_actor_config(fresh.id, {"count": 4}, expected=stale.config) is False
+    assert store.get_actor("source", "s") == fresh  # a compare-and-set that missed wrote nothing
+    assert store.update_actor_config(fresh.id, {"count": 4}, expected=fresh.config) is True
+
+
 def test_connections_name_their_actors_and_keep_them_alive(store: SqlJobStore) -> None:
     source = store.create_actor("source", "s", "builtin:bench", {})
     dest = store.create_actor("destination", "d", "builtin:jsonl", {"path": "/tmp/x"})

@@ -65,3 +65,54 @@ def test_config_api_jobs_list_counts_a_status_named_twice_once(
     assert listed.status_code == 200, listed.text
     assert [j["job"]["id"] for j in listed.json()["jobs"]] == [job["jobId"]]
     assert listed.json()["totalJobCount"] == 1
+
+
+def test_a_body_over_10_mib_is_refused_before_it_is_read(
+    served: tuple[Server, httpx.Client, dict[str, Any]],
+) -> None:
+    """A 100 MB PATCH was read, parsed (about 1 GB of the server's memory) and stored into the
+    source's configuration, then into every job's snapshot. Now: a 413 problem, nothing stored;
+    a chunked body (no Content-Length) is stopped once it passes the ceiling."""
+    _, client, _ = served
+    (source,) = client.get("/v1/sources").json()["data"]
+    url = f"/v1/sources/{source['sourceId']}"
+    json_type = {"content-type": "application/json"}
+    huge = b'{"configuration": {"blob": "' + b"x" * (100 << 20) + b'"}}'
+
+    def chunked() -> Iterator[bytes]:
+        yield b'{"configuration": {"blob": "'
+        for _ in range(11):
+            yield b"x" * (1 << 20)
+        yield b'"}}'
+
+    for body in (huge, chunked()):
+        refused = client.patch(url, content=body, headers=json_type)
+        assert refused.status_code == 413, refused.text[:300]
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "at most 10485760 bytes" in refused.json()["detail"]
+    assert client.get(url).json()["configuration"] == source["configuration"]
+    # Under the ceiling a body is read as before (here: a connectionId that is no UUID).
+    almost = client.post("/v1/jobs", json={"connectionId": "x" * (9 << 20), "jobType": "sync"})
+    assert almost.status_code == 422, almost.text[:300]
+
+
+def test_a_body_that_is_no_json_object_is_told_what_to_send(
+    served: tuple[Server, httpx.Client, dict[str, Any]],
+) -> None:
+    """A JSON body sent as text/plain or a form, or no body, was a 422 'Input should be a valid
+    dictionary or object to extract fields from': it did not say what was wrong with it."""
+    _, client, job = served
+    body = f'{{"connectionId": "{job["connectionId"]}", "jobType": "sync"}}'
+    for content_type, said in (
+        ("text/plain", "not text/plain"),
+        ("application/x-www-form-urlencoded", "not application/x-www-form-urlencoded"),
+        (None, "not none"),
+    ):
+        headers = {"content-type": content_type} if content_type else {}
+        refused = client.post("/v1/jobs", content=body, headers=headers)
+        assert refused.status_code == 422, refused.text
+        detail = refused.json()["detail"]
+        assert "must be a JSON object sent as Content-Type: application/json" in detail and said in detail
+    for sent in ("", "[1, 2]"):
+        refused = client.post("/v1/jobs", content=sent, headers={"content-type": "application/json"})
+        assert (refused.status_code, refused.json()["detail"]) == (422, "the body must be a JSON object")

@@ -111,9 +111,11 @@ def _update(
     config = None if configuration is None else dict(configuration)
     if config is not None:
         config.pop(f"{kind}Type", None)
-        if merge:
-            config = merged(actor.config or {}, config)
-    updated = context.service.update_actor(actor, name, config)
+    if config is not None and merge:
+        sent = config  # merged into the config stored when the write lands, not the one read now
+        updated = context.service.update_actor(actor, name, edit=lambda stored: merged(stored or {}, sent))
+    else:
+        updated = context.service.update_actor(actor, name, config)
     return actor_doc(updated, context.lookups())
 
 

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from ferryman.errors import StoreUnavailable
-from ferryman.store.base import AlreadyExists, ConnectionBusy, NotFound
+from ferryman.store.base import AlreadyExists, ConnectionBusy, NotFound, StaleWrite
 
 DOCS = "https://reference.airbyte.com/reference/errors"
 log = logging.getLogger("ferryman.api")
@@ -27,6 +27,7 @@ _TITLES = {
     404: "resource-not-found",
     405: "method-not-allowed",
     409: "state-conflict",
+    413: "payload-too-large",
     422: "unprocessable-entity",
     503: "service-unavailable",
 }
@@ -85,7 +86,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        return _respond(request, Problem(422, _first_error(exc)))
+        return _respond(request, Problem(422, _first_error(exc, request.headers.get("content-type", ""))))
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:
@@ -97,6 +98,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ConnectionBusy)
     async def _busy(request: Request, exc: ConnectionBusy) -> Response:
+        return _respond(request, Problem(409, str(exc), "try-again-later"))
+
+    @app.exception_handler(StaleWrite)  # a compare-and-set lost every try: others keep writing
+    async def _stale(request: Request, exc: StaleWrite) -> Response:
         return _respond(request, Problem(409, str(exc), "try-again-later"))
 
     @app.exception_handler(AlreadyExists)
@@ -122,11 +127,18 @@ def install(app: FastAPI) -> None:
         return _respond(request, Problem(500, "the server met an unexpected problem; see its log"))
 
 
-def _first_error(exc: RequestValidationError) -> str:
+def _first_error(exc: RequestValidationError, content_type: str) -> str:
     errors = exc.errors()
     if not errors:
         return "the request is not valid"
     first = errors[0]
+    if tuple(first.get("loc", ())) == ("body",):  # no object at all: what was sent, and how
+        sent = content_type.split(";")[0].strip().lower()
+        if sent != "application/json":
+            return (
+                f"the body must be a JSON object sent as Content-Type: application/json, not {sent or 'none'}"
+            )
+        return "the body must be a JSON object"
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
     return f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid"))
 

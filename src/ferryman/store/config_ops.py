@@ -167,11 +167,22 @@ class ConfigOps:
                 f"{kind} {actor_id} is used by a connection: delete the connection first"
             ) from None
 
-    def update_actor_config(self, actor_id: int, config: dict[str, Any]) -> None:
+    def update_actor_config(
+        self, actor_id: int, config: dict[str, Any], expected: dict[str, Any] | None = None
+    ) -> bool:
+        """Store ``config`` as the actor's. Given ``expected`` (the config the new one was made
+        from), a compare-and-set: when the stored config is another by now, nothing is written
+        and the answer is False (an edit made meanwhile, which a blind write would lose)."""
         with self._db.write() as conn:
-            result = conn.execute(actors.update().where(actors.c.id == actor_id).values(config=config))
-            if result.rowcount == 0:
+            stored = conn.execute(
+                sa.select(actors.c.config).where(actors.c.id == actor_id).with_for_update()
+            ).first()  # Postgres: the row is held until the write; SQLite: the write lock is
+            if stored is None:
                 raise NotFound(f"no source or destination with id {actor_id}")
+            if expected is not None and stored.config != expected:
+                return False
+            conn.execute(actors.update().where(actors.c.id == actor_id).values(config=config))
+        return True
 
     def set_actor_spec(self, actor_id: int, connector: str, spec: dict[str, Any]) -> None:
         with self._db.write() as conn:
