@@ -67,7 +67,7 @@ import duckdb
 
 from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 from ferryman.builtin._columns import quote
-from ferryman.builtin._destination import load, refuse_shared_tables
+from ferryman.builtin._destination import Unfinished, load, refuse_shared_tables
 from ferryman.builtin._duckdb_file import SharedFile, Spill, open_database
 from ferryman.builtin._duckdb_tables import MODES, Table, load_spill, prepare, table_for
 from ferryman.builtin._runtime import (
@@ -171,7 +171,7 @@ class DuckDBSink:
 
     def _spill(self, table: Table) -> None:
         lines = table.lines
-        if table.overwrite and table.covered < len(lines):  # the rest waits for a state in the tail
+        if table.holds and table.covered < len(lines):  # the rest waits for a state in the tail
             if table.covered:
                 self._append(table, lines[: table.covered], tail=False)
             self._append(table, lines[table.covered :], tail=True)
@@ -197,7 +197,7 @@ class DuckDBSink:
 
     def checkpoint(self, scope: StreamKey | None) -> None:
         for key, table in self.tables.items():
-            if table.overwrite and (scope is None or key == scope):
+            if table.holds and (scope is None or key == scope):
                 self._cover(table)
 
     def _cover(self, table: Table) -> None:
@@ -217,7 +217,7 @@ class DuckDBSink:
         self.flush()
         for key in complete:
             table = self.tables.get(key)
-            if table is not None and table.overwrite:
+            if table is not None and table.holds:
                 self._cover(table)
                 table.completed = True
         pending = self._pending()
@@ -248,22 +248,26 @@ class DuckDBSink:
         """The overwrite streams whose staging table replaces their table at this commit."""
         return [table for table in self.tables.values() if table.staging is not None and table.completed]
 
-    def leave_staged(self) -> dict[StreamKey, tuple[int, int]]:
-        left: dict[StreamKey, tuple[int, int]] = {}
+    def leave_staged(self) -> dict[StreamKey, Unfinished]:
+        left: dict[StreamKey, Unfinished] = {}
         gone: list[Table] = []  # staging tables nobody can resume: a sync without a sync_id
         for key, table in self.tables.items():
-            if not table.overwrite or table.completed:
+            if not table.holds or table.completed:
                 continue
             dropped = table.tail.lines if table.tail is not None else 0
             if table.tail is not None:
                 table.tail.clear()
+            if not table.overwrite:
+                if dropped:
+                    left[key] = Unfinished(False, 0, dropped)
+                continue
             if table.staging is None:  # it writes into a table an earlier attempt put in place
                 continue
             if table.sync_id is None:
                 gone.append(table)
-                left[key] = (0, dropped + table.staged)
+                left[key] = Unfinished(True, 0, dropped + table.staged)
             else:
-                left[key] = (table.staged, dropped)
+                left[key] = Unfinished(True, table.staged, dropped)
             self.records -= table.staged
         if gone and self.prepared:
             with self._transaction() as con:
