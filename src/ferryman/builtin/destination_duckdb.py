@@ -17,20 +17,25 @@ the stream's JSON schema. A value that does not fit its column is stored as NULL
 
 Sync modes:
 
-* ``append`` adds this sync's records to the table.
+* ``append`` adds this sync's records to the table. A commit loads the records before the
+  stream's last state; those after it wait in a spill file of their own (the tail) until a later
+  state covers them or the stream completes, and are dropped otherwise (the next attempt resumes
+  from that state and sends them again). When nothing else waits to load, the tail becomes the
+  load spill without a copy.
 * ``append_dedup`` upserts on the primary key (the configured one, else the source's): for
   each key the record with the latest cursor value wins (the record received last when there is
   no cursor column, or on a tie), whether it arrived in this sync or earlier; a winning record
-  whose ``_ab_cdc_deleted_at`` is set deletes the key's row.
+  whose ``_ab_cdc_deleted_at`` is set deletes the key's row. Nothing is held after the last
+  state: a retry's copies of what a failed attempt merged replace it.
   A record without a usable value for a key field (missing, null, or not of the key's type)
   fails the sync with a ``config_error`` before anything of its commit is stored: it would
   otherwise become a row no later record can replace.
 * ``overwrite`` writes the sync's records into a staging table of its own
   (``_ferryman_staging_<stream>_<pid>_s<sync_id>``; without a ``sync_id``, ``..._<pid>``). A
   commit loads into it the records before the stream's last state (a STREAM state for it, or
-  any GLOBAL or LEGACY state); those after it wait in a spill file until a later state covers
-  them. The old table is replaced by the staging table, in one transaction, only when a TRACE
-  ``STREAM_STATUS`` message marks the stream ``COMPLETE`` (sent once the source has succeeded).
+  any GLOBAL or LEGACY state); those after it wait in the tail, as under ``append``. The old
+  table is replaced by the staging table, in one transaction, only when a TRACE ``STREAM_STATUS``
+  message marks the stream ``COMPLETE`` (sent once the source has succeeded).
   Otherwise the old table is kept as it was, what came after the last state is dropped, a
   warning is logged, and the staging table is left to the sync's next attempt: a later process
   with the same ``sync_id`` (the job) takes it over once its owner is gone and resumes filling

@@ -9,7 +9,12 @@ path separators in names become ``_``), one line per record holding the record's
 
 Sync modes:
 
-* ``append`` appends to the file.
+* ``append`` appends to the file. Records after the stream's last state (a STREAM state for it,
+  or any GLOBAL or LEGACY state) are written too, but the size the file had at that state is
+  noted durably at each commit in ``<file>.ferryman-committed``, before the state is echoed; a
+  sync that ends without the stream completing cuts the file back to it and removes the note, and
+  after a kill the next sync writing the file (which resumes from that state) cuts it back first.
+  So a retry never stores those records twice. Two syncs must not append to one file at once.
 * ``append_dedup`` is treated as ``append``: a JSON-lines file has no keys to upsert on.
 * ``overwrite`` writes into a staging file of the sync's own, ``<file>.ferryman-staging-<sync_id>``
   (``<file>.ferryman-tmp`` for a sync without a ``sync_id``), and renames it over the file only

@@ -21,14 +21,15 @@ Loading: records are buffered per stream and copied (``COPY ... FROM STDIN``) in
 the buffers are full, inside one transaction that the next commit ends. So a state is echoed only
 after the transaction holding every record before it is committed; a destination that is killed
 leaves its open transaction to be rolled back by the server. Sync modes behave as in
-destination-duckdb: ``append``; ``append_dedup`` (rows copied into a temporary table and merged
-at each commit: the latest by cursor, else by arrival, wins; ``_ab_cdc_deleted_at`` deletes);
-``overwrite`` (a staging table of the sync's own, ``_ferryman_staging_<hash>_s<sync_id>``,
-replaces the table in the last commit's transaction if the stream completed; a state commits the
-records before it into it, those after it wait in a temporary table until a later state covers
-them; otherwise the old table is kept and the staging table left to the sync's next attempt,
-which takes it over; a retry of the same sync whose table already holds that sync's rows writes
-straight into it).
+destination-duckdb: ``append`` (the records after a stream's last state wait in a temporary
+table of the session until a state covers them or the stream completes, and are dropped
+otherwise); ``append_dedup`` (rows copied into a temporary table and merged at each commit: the
+latest by cursor, else by arrival, wins; ``_ab_cdc_deleted_at`` deletes); ``overwrite`` (a
+staging table of the sync's own, ``_ferryman_staging_<hash>_s<sync_id>``, replaces the table in
+the last commit's transaction if the stream completed; a state commits the records before it
+into it, those after it are held as under ``append``; otherwise the old table is kept and the
+staging table left to the sync's next attempt, which takes it over; a retry of the same sync
+whose table already holds that sync's rows writes straight into it).
 """
 
 from __future__ import annotations
