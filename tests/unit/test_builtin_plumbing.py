@@ -21,7 +21,7 @@ from ferryman.builtin._catalog import (
     parse_input_state,
     state_scope,
 )
-from ferryman.builtin._destination import load, read_chunks
+from ferryman.builtin._destination import Unfinished, load, read_chunks
 from ferryman.builtin._duckdb_file import LockTimeout, Spill, open_database
 from ferryman.builtin._duckdb_tables import LoadError, load_spill, prepare, table_for
 from ferryman.builtin._runtime import Output, json_text
@@ -169,7 +169,7 @@ class _FakeSink:
         self.buffers: dict[StreamKey, list[bytes]] = {key: [] for key in keys}
         self.checkpoints: list[tuple[StreamKey | None, int]] = []  # with the records before each
         self.commits: list[set[StreamKey]] = []
-        self.left: dict[StreamKey, tuple[int, int]] = {}
+        self.left: dict[StreamKey, Unfinished] = {}
 
     def flush(self) -> None:
         for lines in self.buffers.values():
@@ -182,7 +182,7 @@ class _FakeSink:
         self.flush()
         self.commits.append(set(complete))
 
-    def leave_staged(self) -> dict[StreamKey, tuple[int, int]]:
+    def leave_staged(self) -> dict[StreamKey, Unfinished]:
         return self.left
 
 
@@ -200,7 +200,11 @@ def _load(tmp_path: Path, sink: _FakeSink, *lines: bytes) -> list[dict[str, obje
 
 def test_the_last_commit_replaces_only_the_completed_streams(tmp_path: Path) -> None:
     sink = _FakeSink((None, "s"), (None, "t"), ("n", "s"))
-    sink.left = {(None, "t"): (0, 4), (None, "s"): (2, 1)}
+    sink.left = {
+        (None, "t"): Unfinished(True, 0, 4),
+        (None, "s"): Unfinished(True, 2, 1),
+        (None, "a"): Unfinished(False, 0, 3),
+    }
     out = _load(
         tmp_path,
         sink,
@@ -212,12 +216,14 @@ def test_the_last_commit_replaces_only_the_completed_streams(tmp_path: Path) -> 
     )
     assert sink.checkpoints == [((None, "u"), 1)]  # told at once, the record before it still buffered
     assert sink.commits == [{("n", "s")}]  # a state covering a stream does not complete it
-    assert [message["type"] for message in out] == ["STATE", "LOG", "LOG"]
+    assert [message["type"] for message in out] == ["STATE", "LOG", "LOG", "LOG"]
     logs = [message["log"]["message"] for message in out[1:]]  # type: ignore[index]
-    assert all("kept the old data" in log for log in logs)
+    assert all("kept the old data" in log for log in logs[:2])
     assert "'t'" in logs[0] and "dropped the 4 records received after its last state" in logs[0]
     assert "'s'" in logs[1] and "2 records committed with its states stay staged" in logs[1]
     assert "1 record received" in logs[1]
+    assert "dropped the 3 records of stream 'a' received after its last state" in logs[2]
+    assert "kept the old data" not in logs[2] and "reads them again" in logs[2]
 
 
 def test_a_global_state_covers_every_stream(tmp_path: Path) -> None:

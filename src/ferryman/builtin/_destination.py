@@ -14,19 +14,26 @@ bursts (most do: a page, a batch, a pool of generators) leaves stdin empty for a
 milliseconds many times a second; committing at each such gap made commits of a few hundred
 records, each costing DuckDB a statement's fixed price, about half the destination's CPU.
 
-Overwritten streams: a sink keeps what it receives for an overwrite stream apart (a staging
-table, a staging file) until the stream *completes*, and only then replaces the old data with
-it, in one transaction. A stream completes when a TRACE ``STREAM_STATUS`` message marks it
+Held records: records of an ``append`` or ``overwrite`` stream received after the stream's last
+state are *held*, never made durable, until a later state covers them or the stream
+*completes*. A state covering a stream is a STREAM state for it, or any GLOBAL or LEGACY state
+(checkpointed progress). A stream completes when a TRACE ``STREAM_STATUS`` message marks it
 ``COMPLETE``: Ferryman's worker, like the Airbyte platform, sends one for every configured stream
-after the source has ended successfully, and none when it failed. A state covering the stream (a
-STREAM state for it, or any GLOBAL or LEGACY state: checkpointed progress) makes the records
-received before it durable in the staging table, which belongs to the sync (its ``sync_id``, the
-job): an attempt that fails leaves the old data as it was and the staging table for the job's
-next attempt, which resumes from that state and adds to it. Records received after the stream's
-last state are never made durable there (the next attempt sends them again). At the end of the
-input the sink leaves what is staged for each overwrite stream that did not complete (or drops
-it, for a sync without a ``sync_id``: nothing can resume it), and :func:`load` logs a warning for
-it. Every other TRACE message is ignored.
+after the source has ended successfully, and none when it failed. At the end of the input what is
+held for a stream that did not complete is dropped, and :func:`load` logs a warning for it: the
+next attempt (or the next job) resumes from the stream's last state and sends those records
+again, so each is stored once. ``append_dedup`` streams are not held in the typed destinations:
+their merge makes a record sent again replace its first copy. Where the held records wait (a
+spill file, a temporary table, the part of a file past its committed size) is the sink's own.
+
+Overwritten streams: a sink keeps what it receives for an overwrite stream apart (a staging
+table, a staging file) until the stream completes, and only then replaces the old data with it,
+in one transaction. A state covering the stream makes the records received before it durable in
+the staging table, which belongs to the sync (its ``sync_id``, the job): an attempt that fails
+leaves the old data as it was and the staging table for the job's next attempt, which resumes
+from that state and adds to it. At the end of the input the sink leaves what is staged for each
+overwrite stream that did not complete (or drops it, for a sync without a ``sync_id``: nothing
+can resume it). Every other TRACE message is ignored.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ import os
 import select
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import msgspec
 
@@ -131,6 +138,14 @@ def refuse_shared_tables(
             raise ConfigError(f"streams '{owner}' and '{stream.label}' would share table {table.target}")
 
 
+class Unfinished(NamedTuple):
+    """A held stream that did not complete, as the sink left it at the end of the input."""
+
+    overwrite: bool  # its old data was kept (an overwrite stream); else an append stream
+    kept: int  # records committed with its states, staged for the sync's next attempt (overwrite)
+    dropped: int  # records dropped: received after its last state, or staged with no sync to resume
+
+
 class Sink(Protocol):
     """Where a destination puts records.
 
@@ -145,21 +160,20 @@ class Sink(Protocol):
         """Move the buffered records out of memory (not necessarily durably)."""
 
     def checkpoint(self, scope: StreamKey | None) -> None:
-        """A STATE covering ``scope`` (None: every stream) was received: the records of an
-        overwrite stream received before it are made durable by the commit that releases it;
-        those after it are not, until a later state covers them or the stream completes."""
+        """A STATE covering ``scope`` (None: every stream) was received: the records of a held
+        stream received before it are made durable by the commit that releases it; those after
+        it are not, until a later state covers them or the stream completes."""
 
     def commit(self, complete: set[StreamKey]) -> None:
-        """Flush, then make durable every record received so far but those of an overwrite
-        stream after its last state; each overwrite stream in ``complete`` (only the last commit
-        names any) takes everything it received and replaces its old data with it.
+        """Flush, then make durable every record received so far but those of a held stream
+        after its last state; each held stream in ``complete`` (only the last commit names any)
+        takes everything it received, and an overwrite stream replaces its old data with it.
         """
 
-    def leave_staged(self) -> dict[StreamKey, tuple[int, int]]:
-        """After the last commit: each overwrite stream that did not complete keeps its old data;
-        returns those streams with the number of records left staged for the sync's next attempt
-        and the number dropped (received after the stream's last state, or with no sync to
-        resume them)."""
+    def leave_staged(self) -> dict[StreamKey, Unfinished]:
+        """After the last commit: drop what is held for each stream that did not complete; each
+        such overwrite stream keeps its old data. Returns those overwrite streams, and the append
+        streams that had records dropped."""
 
 
 @runtime_checkable
@@ -292,16 +306,24 @@ def load(
         states.settle(block=False)
     states.release(complete=complete)
     states.settle(block=True)
-    for (namespace, stream), (kept, dropped) in sink.leave_staged().items():
+    for (namespace, stream), left in sink.leave_staged().items():
         label = f"{namespace}.{stream}" if namespace else stream
+        if not left.overwrite:
+            out.log(
+                "WARN",
+                f"{name}: dropped the {_records(left.dropped)} of stream '{label}' received"
+                " after its last state: it did not complete (no COMPLETE status); the next attempt"
+                " reads them again from that state",
+            )
+            continue
         what = [f"kept the old data of overwrite stream '{label}': it did not complete (no COMPLETE status)"]
-        if kept:
+        if left.kept:
             what.append(
-                f"{_records(kept)} committed with its states stay staged for the next attempt of"
+                f"{_records(left.kept)} committed with its states stay staged for the next attempt of"
                 " this sync, which resumes from its last state"
             )
-        if dropped:
-            what.append(f"dropped the {_records(dropped)} received after its last state")
+        if left.dropped:
+            what.append(f"dropped the {_records(left.dropped)} received after its last state")
         out.log("WARN", f"{name}: " + "; ".join(what))
 
 

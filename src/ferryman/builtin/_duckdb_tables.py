@@ -98,9 +98,9 @@ class Table:
     received: int = 0  # records spilled so far; under append_dedup, their sequence numbers
     lines: list[bytes] = field(default_factory=list)  # the loader's buffer for this stream
     spill: Spill | None = None
-    # Under overwrite: how many of ``lines`` a received state covers; the spilled records after
-    # the stream's last state (kept out of the database until a state covers them); whether the
-    # stream completed.
+    # Held streams (see ``holds``): how many of ``lines`` a received state covers; the spilled
+    # records after the stream's last state (kept out of the database until a state covers them
+    # or the stream completes); whether the stream completed.
     covered: int = 0
     tail: Spill | None = None
     completed: bool = False
@@ -112,6 +112,13 @@ class Table:
     @property
     def overwrite(self) -> bool:
         return self.mode == "overwrite"
+
+    @property
+    def holds(self) -> bool:
+        """Whether records after the stream's last state wait for a state or its completion
+        (:mod:`ferryman.builtin._destination`): append and overwrite. Not append_dedup: its
+        merge makes a record a retry sends again replace the first copy."""
+        return self.mode != "append_dedup"
 
     @property
     def target(self) -> str:

@@ -115,10 +115,10 @@ class Table:
     batch_keys: set[Any] = field(default_factory=set)  # the keys in the batch table
     repeated: bool = False  # whether the batch table may hold a key more than once
     fresh_keys: set[Any] | None = None  # keys of this sync, while they are copied straight in
-    # Under overwrite: how many lines of the loader's buffer a received state covers; the records
-    # after the stream's last state, sent to the session's temporary ``hold`` table until a state
-    # covers them (``held``: counted by the loader; ``holding``: by the database's thread);
-    # whether the stream completed.
+    # Held streams (see ``holds``): how many lines of the loader's buffer a received state covers;
+    # the records after the stream's last state, sent to the session's temporary ``hold`` table
+    # until a state covers them or the stream completes (``held``: counted by the loader;
+    # ``holding``: by the database's thread); whether the stream completed.
     covered: int = 0
     hold: str | None = None
     held: int = 0
@@ -128,6 +128,13 @@ class Table:
     @property
     def overwrite(self) -> bool:
         return self.mode == "overwrite"
+
+    @property
+    def holds(self) -> bool:
+        """Whether records after the stream's last state wait for a state or its completion
+        (:mod:`ferryman.builtin._destination`): append and overwrite. Not append_dedup: its
+        merge makes a record a retry sends again replace the first copy."""
+        return self.mode != "append_dedup"
 
     @property
     def target(self) -> str:

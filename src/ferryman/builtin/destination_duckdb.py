@@ -17,20 +17,25 @@ the stream's JSON schema. A value that does not fit its column is stored as NULL
 
 Sync modes:
 
-* ``append`` adds this sync's records to the table.
+* ``append`` adds this sync's records to the table. A commit loads the records before the
+  stream's last state; those after it wait in a spill file of their own (the tail) until a later
+  state covers them or the stream completes, and are dropped otherwise (the next attempt resumes
+  from that state and sends them again). When nothing else waits to load, the tail becomes the
+  load spill without a copy.
 * ``append_dedup`` upserts on the primary key (the configured one, else the source's): for
   each key the record with the latest cursor value wins (the record received last when there is
   no cursor column, or on a tie), whether it arrived in this sync or earlier; a winning record
-  whose ``_ab_cdc_deleted_at`` is set deletes the key's row.
+  whose ``_ab_cdc_deleted_at`` is set deletes the key's row. Nothing is held after the last
+  state: a retry's copies of what a failed attempt merged replace it.
   A record without a usable value for a key field (missing, null, or not of the key's type)
   fails the sync with a ``config_error`` before anything of its commit is stored: it would
   otherwise become a row no later record can replace.
 * ``overwrite`` writes the sync's records into a staging table of its own
   (``_ferryman_staging_<stream>_<pid>_s<sync_id>``; without a ``sync_id``, ``..._<pid>``). A
   commit loads into it the records before the stream's last state (a STREAM state for it, or
-  any GLOBAL or LEGACY state); those after it wait in a spill file until a later state covers
-  them. The old table is replaced by the staging table, in one transaction, only when a TRACE
-  ``STREAM_STATUS`` message marks the stream ``COMPLETE`` (sent once the source has succeeded).
+  any GLOBAL or LEGACY state); those after it wait in the tail, as under ``append``. The old
+  table is replaced by the staging table, in one transaction, only when a TRACE ``STREAM_STATUS``
+  message marks the stream ``COMPLETE`` (sent once the source has succeeded).
   Otherwise the old table is kept as it was, what came after the last state is dropped, a
   warning is logged, and the staging table is left to the sync's next attempt: a later process
   with the same ``sync_id`` (the job) takes it over once its owner is gone and resumes filling
@@ -67,7 +72,7 @@ import duckdb
 
 from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 from ferryman.builtin._columns import quote
-from ferryman.builtin._destination import load, refuse_shared_tables
+from ferryman.builtin._destination import Unfinished, load, refuse_shared_tables
 from ferryman.builtin._duckdb_file import SharedFile, Spill, open_database
 from ferryman.builtin._duckdb_tables import MODES, Table, load_spill, prepare, table_for
 from ferryman.builtin._runtime import (
@@ -171,7 +176,7 @@ class DuckDBSink:
 
     def _spill(self, table: Table) -> None:
         lines = table.lines
-        if table.overwrite and table.covered < len(lines):  # the rest waits for a state in the tail
+        if table.holds and table.covered < len(lines):  # the rest waits for a state in the tail
             if table.covered:
                 self._append(table, lines[: table.covered], tail=False)
             self._append(table, lines[table.covered :], tail=True)
@@ -197,7 +202,7 @@ class DuckDBSink:
 
     def checkpoint(self, scope: StreamKey | None) -> None:
         for key, table in self.tables.items():
-            if table.overwrite and (scope is None or key == scope):
+            if table.holds and (scope is None or key == scope):
                 self._cover(table)
 
     def _cover(self, table: Table) -> None:
@@ -217,7 +222,7 @@ class DuckDBSink:
         self.flush()
         for key in complete:
             table = self.tables.get(key)
-            if table is not None and table.overwrite:
+            if table is not None and table.holds:
                 self._cover(table)
                 table.completed = True
         pending = self._pending()
@@ -248,22 +253,26 @@ class DuckDBSink:
         """The overwrite streams whose staging table replaces their table at this commit."""
         return [table for table in self.tables.values() if table.staging is not None and table.completed]
 
-    def leave_staged(self) -> dict[StreamKey, tuple[int, int]]:
-        left: dict[StreamKey, tuple[int, int]] = {}
+    def leave_staged(self) -> dict[StreamKey, Unfinished]:
+        left: dict[StreamKey, Unfinished] = {}
         gone: list[Table] = []  # staging tables nobody can resume: a sync without a sync_id
         for key, table in self.tables.items():
-            if not table.overwrite or table.completed:
+            if not table.holds or table.completed:
                 continue
             dropped = table.tail.lines if table.tail is not None else 0
             if table.tail is not None:
                 table.tail.clear()
+            if not table.overwrite:
+                if dropped:
+                    left[key] = Unfinished(False, 0, dropped)
+                continue
             if table.staging is None:  # it writes into a table an earlier attempt put in place
                 continue
             if table.sync_id is None:
                 gone.append(table)
-                left[key] = (0, dropped + table.staged)
+                left[key] = Unfinished(True, 0, dropped + table.staged)
             else:
-                left[key] = (table.staged, dropped)
+                left[key] = Unfinished(True, table.staged, dropped)
             self.records -= table.staged
         if gone and self.prepared:
             with self._transaction() as con:

@@ -9,7 +9,12 @@ path separators in names become ``_``), one line per record holding the record's
 
 Sync modes:
 
-* ``append`` appends to the file.
+* ``append`` appends to the file. Records after the stream's last state (a STREAM state for it,
+  or any GLOBAL or LEGACY state) are written too, but the size the file had at that state is
+  noted durably at each commit in ``<file>.ferryman-committed``, before the state is echoed; a
+  sync that ends without the stream completing cuts the file back to it and removes the note, and
+  after a kill the next sync writing the file (which resumes from that state) cuts it back first.
+  So a retry never stores those records twice. Two syncs must not append to one file at once.
 * ``append_dedup`` is treated as ``append``: a JSON-lines file has no keys to upsert on.
 * ``overwrite`` writes into a staging file of the sync's own, ``<file>.ferryman-staging-<sync_id>``
   (``<file>.ferryman-tmp`` for a sync without a ``sync_id``), and renames it over the file only
@@ -38,7 +43,7 @@ from typing import Any, BinaryIO
 import msgspec
 
 from ferryman.builtin._catalog import ConfiguredStream, StreamKey
-from ferryman.builtin._destination import load
+from ferryman.builtin._destination import Unfinished, load
 from ferryman.builtin._runtime import ConfigError, Connector, Output, object_schema, require_str, run
 
 NAME = "destination-jsonl"
@@ -47,6 +52,7 @@ TMP_SUFFIX = ".ferryman-tmp"  # a staging file of a sync without a sync_id
 STAGING_SUFFIX = ".ferryman-staging-"  # then the sync_id: a sync's staging file, its attempts resume
 COMMITTED_SUFFIX = ".committed"  # beside a staging file: its size as of the last committed state
 SYNC_SUFFIX = ".ferryman-sync"  # beside an overwritten file: the sync_id that put it in place
+IN_PLACE_COMMITTED_SUFFIX = ".ferryman-committed"  # beside a file written in place: as COMMITTED_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -110,12 +116,14 @@ class _File:
     replacing: bool  # overwrite mode, not yet renamed over the final file
     lines: list[bytes] = field(default_factory=list)
     dirty: bool = False
-    staged: int = 0  # records written to the staging file by this attempt
+    staged: int = 0  # records written to the file by this attempt
     sync_id: int | None = None
-    # Under overwrite: the staging file's size and records up to the stream's last state, and
-    # whether the stream completed.
+    # The file's size and this attempt's records up to the stream's last state (what is past
+    # them is held: cut off unless a state covers it or the stream completes); the size the
+    # file's committed-size note says (None: there is none); whether the stream completed.
     covered_size: int = 0
     covered: int = 0
+    noted: int | None = None
     completed: bool = False
 
     @property
@@ -124,8 +132,17 @@ class _File:
 
     @property
     def committed(self) -> Path:
-        """Beside a sync's staging file: its size as of the last state committed."""
-        return self.staging.with_name(self.staging.name + COMMITTED_SUFFIX)
+        """The note of the size the written file had at its last committed state: beside a sync's
+        staging file, or beside the final file written in place."""
+        if self.replacing:
+            return self.staging.with_name(self.staging.name + COMMITTED_SUFFIX)
+        return self.final.with_name(self.final.name + IN_PLACE_COMMITTED_SUFFIX)
+
+    @property
+    def resumable(self) -> bool:
+        """Whether a later writer cuts the file back to its note: any, for the final file (every
+        sync resumes from the stream's last state); the sync's next attempt, for its staging."""
+        return not self.replacing or self.sync_id is not None
 
     @property
     def mark(self) -> Path:
@@ -155,11 +172,28 @@ def _open_staging(final: Path, sync_id: int | None) -> tuple[BinaryIO, int]:
             size = int(path.with_name(path.name + COMMITTED_SUFFIX).read_text())
         except (OSError, ValueError):
             size = 0
+    return _open_cut(path, size)
+
+
+def _open_in_place(final: Path) -> tuple[BinaryIO, int, int | None]:
+    """The final file, opened to append, its size and its note's. A sync killed while it wrote
+    records after a stream's last state left a note of the size the file had at that state: the
+    file is cut back to it (every later sync resumes from that state and sends them again)."""
+    try:
+        noted: int | None = int(final.with_name(final.name + IN_PLACE_COMMITTED_SUFFIX).read_text())
+    except (OSError, ValueError):
+        noted = None
+    handle, size = _open_cut(final, noted)
+    return handle, size, None if noted is None else size
+
+
+def _open_cut(path: Path, size: int | None) -> tuple[BinaryIO, int]:
+    """``path`` opened to append, cut back to ``size`` first (None: as it is), and its size."""
     handle = open(path, "ab")  # noqa: SIM115
-    size = min(size, handle.tell())
-    handle.truncate(size)
-    handle.seek(size)  # appends go to the end; tell() must say where that is before the first
-    return handle, size
+    if size is not None and size < handle.tell():
+        handle.truncate(size)
+    handle.seek(0, os.SEEK_END)  # appends go to the end; tell() must say where that is before the first
+    return handle, handle.tell()
 
 
 class JsonlSink:
@@ -171,11 +205,12 @@ class JsonlSink:
             final = directory / file_name(stream)
             if stream.destination_sync_mode == "overwrite" and not _resumed(final, stream.sync_id):
                 handle, size = _open_staging(final, stream.sync_id)
-                self.files[stream.key] = _File(
-                    final, handle, replacing=True, sync_id=stream.sync_id, covered_size=size
-                )
+                entry = _File(final, handle, replacing=True, sync_id=stream.sync_id, covered_size=size)
+                entry.noted = size  # no note reads as 0, the size of a new staging file
             else:
-                self.files[stream.key] = _File(final, open(final, "ab"), replacing=False)  # noqa: SIM115
+                handle, size, noted = _open_in_place(final)
+                entry = _File(final, handle, replacing=False, covered_size=size, noted=noted)
+            self.files[stream.key] = entry
         self.buffers = {key: entry.lines for key, entry in self.files.items()}
         self.records = 0
         self.skipped = 0
@@ -187,6 +222,8 @@ class JsonlSink:
     def _write(self, entry: _File) -> None:
         if not entry.lines:
             return
+        if entry.noted is None:  # a kill from here on leaves a note to cut the file back to
+            self._note(entry)
         decode = _decoder.decode
         chunk: list[Any] = []
         for line in entry.lines:
@@ -198,57 +235,76 @@ class JsonlSink:
         entry.handle.write(b"\n".join(chunk))
         entry.dirty = True
         self.records += len(chunk) - 1
-        if entry.replacing:
-            entry.staged += len(chunk) - 1
+        entry.staged += len(chunk) - 1
         entry.lines.clear()
 
     def checkpoint(self, scope: StreamKey | None) -> None:
         for key, entry in self.files.items():
-            if entry.replacing and (scope is None or key == scope):
+            if scope is None or key == scope:
                 self._write(entry)
                 entry.covered_size, entry.covered = entry.handle.tell(), entry.staged
 
+    def _note(self, entry: _File) -> None:
+        """Write, durably, the size the file had at the stream's last state."""
+        _write_durably(entry.committed, str(entry.covered_size).encode())
+        entry.noted = entry.covered_size
+
     def commit(self, complete: set[StreamKey]) -> None:
         self.flush()
-        renamed = False
+        renamed = False  # or a note removed: the directory is synced
         for key, entry in self.files.items():
+            if key in complete:
+                self.checkpoint(key)
             if entry.dirty:
                 entry.handle.flush()
                 os.fsync(entry.handle.fileno())
                 entry.dirty = False
-            if not entry.replacing:
-                continue
             if key in complete:
-                os.replace(entry.staging, entry.final)
-                # After the rename, never before: a mark beside the old file would make a retry
-                # add to it.
-                if entry.sync_id is not None:
-                    entry.mark.write_text(str(entry.sync_id))
-                    entry.committed.unlink(missing_ok=True)
-                else:
-                    entry.mark.unlink(missing_ok=True)
-                entry.replacing = False
                 entry.completed = True
-                renamed = True
-            elif entry.sync_id is not None:
-                _write_durably(entry.committed, str(entry.covered_size).encode())
+                if entry.replacing:
+                    os.replace(entry.staging, entry.final)
+                    # After the rename, never before: a mark beside the old file would make a
+                    # retry add to it.
+                    if entry.sync_id is not None:
+                        entry.mark.write_text(str(entry.sync_id))
+                    else:
+                        entry.mark.unlink(missing_ok=True)
+                    entry.committed.unlink(missing_ok=True)
+                    entry.replacing = False
+                    renamed = True
+                if entry.committed.exists():  # the final file's: nothing is held any more
+                    entry.committed.unlink()
+                    renamed = True
+                entry.noted = None
+            elif entry.resumable and entry.noted not in (None, entry.covered_size):
+                self._note(entry)
         if renamed:
             _fsync_directory(self.directory)
 
-    def leave_staged(self) -> dict[StreamKey, tuple[int, int]]:
-        left: dict[StreamKey, tuple[int, int]] = {}
+    def leave_staged(self) -> dict[StreamKey, Unfinished]:
+        left: dict[StreamKey, Unfinished] = {}
         for key, entry in self.files.items():
-            if not entry.replacing:
+            if entry.completed:
                 continue
-            entry.replacing = False
+            dropped = entry.staged - entry.covered
+            if not entry.replacing:  # written in place: cut back to its last state, then no note
+                self.records -= dropped
+                if dropped:
+                    entry.handle.truncate(entry.covered_size)
+                    os.fsync(entry.handle.fileno())
+                    left[key] = Unfinished(False, 0, dropped)
+                if entry.noted is not None:
+                    entry.committed.unlink(missing_ok=True)
+                continue
             self.records -= entry.staged
             if entry.sync_id is None:
                 entry.handle.close()
                 entry.staging.unlink(missing_ok=True)
-                left[key] = (0, entry.staged)
+                left[key] = Unfinished(True, 0, entry.staged)
             else:  # what came after the last state is sent again by the next attempt
                 entry.handle.truncate(entry.covered_size)
-                left[key] = (entry.covered, entry.staged - entry.covered)
+                left[key] = Unfinished(True, entry.covered, dropped)
+            entry.replacing = False
         return left
 
     def close(self) -> None:

@@ -21,14 +21,15 @@ Loading: records are buffered per stream and copied (``COPY ... FROM STDIN``) in
 the buffers are full, inside one transaction that the next commit ends. So a state is echoed only
 after the transaction holding every record before it is committed; a destination that is killed
 leaves its open transaction to be rolled back by the server. Sync modes behave as in
-destination-duckdb: ``append``; ``append_dedup`` (rows copied into a temporary table and merged
-at each commit: the latest by cursor, else by arrival, wins; ``_ab_cdc_deleted_at`` deletes);
-``overwrite`` (a staging table of the sync's own, ``_ferryman_staging_<hash>_s<sync_id>``,
-replaces the table in the last commit's transaction if the stream completed; a state commits the
-records before it into it, those after it wait in a temporary table until a later state covers
-them; otherwise the old table is kept and the staging table left to the sync's next attempt,
-which takes it over; a retry of the same sync whose table already holds that sync's rows writes
-straight into it).
+destination-duckdb: ``append`` (the records after a stream's last state wait in a temporary
+table of the session until a state covers them or the stream completes, and are dropped
+otherwise); ``append_dedup`` (rows copied into a temporary table and merged at each commit: the
+latest by cursor, else by arrival, wins; ``_ab_cdc_deleted_at`` deletes); ``overwrite`` (a
+staging table of the sync's own, ``_ferryman_staging_<hash>_s<sync_id>``, replaces the table in
+the last commit's transaction if the stream completed; a state commits the records before it
+into it, those after it are held as under ``append``; otherwise the old table is kept and the
+staging table left to the sync's next attempt, which takes it over; a retry of the same sync
+whose table already holds that sync's rows writes straight into it).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import psycopg
 
 from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 from ferryman.builtin._columns import quote
-from ferryman.builtin._destination import load, refuse_shared_tables
+from ferryman.builtin._destination import Unfinished, load, refuse_shared_tables
 from ferryman.builtin._postgres_dedup import batch_names, encode_batch, merge_batch, prepare_dedup
 from ferryman.builtin._postgres_tables import (
     MODES,
@@ -229,7 +230,7 @@ class PostgresSink:
                 table = self.tables[key]
                 if table.batch is not None:
                     handed[key] = (*encode_batch(table, lines), None)
-                elif table.overwrite and table.covered < len(lines):  # the rest waits for a state
+                elif table.holds and table.covered < len(lines):  # the rest waits for a state
                     covered = encode(rows(table, lines[: table.covered])) if table.covered else None
                     handed[key] = (None, covered, encode(rows(table, lines[table.covered :])))
                     table.held += len(lines) - table.covered
@@ -242,7 +243,7 @@ class PostgresSink:
 
     def checkpoint(self, scope: StreamKey | None) -> None:
         for key, table in self.tables.items():
-            if table.overwrite and (scope is None or key == scope):
+            if table.holds and (scope is None or key == scope):
                 table.covered = len(self.buffers[key])
                 if table.held:
                     table.held = 0
@@ -252,7 +253,7 @@ class PostgresSink:
         """Flush, then commit in the background everything flushed so far (see commit_done)."""
         for key in complete:
             table = self.tables.get(key)
-            if table is not None and table.overwrite:
+            if table is not None and table.holds:
                 self.checkpoint(key)
                 table.completed = True
         self.flush()
@@ -276,8 +277,8 @@ class PostgresSink:
         self.start_commit(complete)
         self.commit_done(block=True)
 
-    def leave_staged(self) -> dict[StreamKey, tuple[int, int]]:
-        left: dict[StreamKey, tuple[int, int]] = {}
+    def leave_staged(self) -> dict[StreamKey, Unfinished]:
+        left: dict[StreamKey, Unfinished] = {}
         self.commit_done(block=True)
         self._committed.clear()
         self._submit(lambda: left.update(self._leave_staged()))
@@ -357,17 +358,23 @@ class PostgresSink:
             table.staging = None
         self._committed.set()
 
-    def _leave_staged(self) -> dict[StreamKey, tuple[int, int]]:
-        left: dict[StreamKey, tuple[int, int]] = {}
+    def _leave_staged(self) -> dict[StreamKey, Unfinished]:
+        left: dict[StreamKey, Unfinished] = {}
         gone = []  # staging tables nobody can resume: a sync without a sync_id
         for key, table in self.tables.items():
-            if not table.overwrite or table.completed or table.staging is None:
+            if not table.holds or table.completed:
+                continue
+            if not table.overwrite:  # the held rows go with the session's temporary table
+                if table.holding:
+                    left[key] = Unfinished(False, 0, table.holding)
+                continue
+            if table.staging is None:
                 continue
             if table.sync_id is None:
                 gone.append(table)
-                left[key] = (0, table.holding + table.staged)
+                left[key] = Unfinished(True, 0, table.holding + table.staged)
             else:
-                left[key] = (table.staged, table.holding)
+                left[key] = Unfinished(True, table.staged, table.holding)
             self.records -= table.staged
         if gone:
             for table in gone:
