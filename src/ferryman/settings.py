@@ -140,6 +140,9 @@ class Settings:
     # Confirmed states are saved at most this often (and always when a stream's status changes
     # and when the attempt ends): a crash loses at most this much confirmed progress. 0 = each.
     state_flush_s: float = 1.0
+    # The largest request body the HTTP API reads (FERRYMAN_API_MAX_BODY_MB, MiB; Micronaut's
+    # default, which Airbyte's server keeps): a catalog of tens of thousands of streams needs more.
+    api_max_body_mb: float = 10.0
 
     @property
     def workspace(self) -> Path:
@@ -160,6 +163,7 @@ class Settings:
             lifecycle=LifecycleSettings.from_env(),
             scheduler=SchedulerSettings.from_env(),
             state_flush_s=_seconds("FERRYMAN_STATE_FLUSH_S", cls.state_flush_s),
+            api_max_body_mb=_seconds("FERRYMAN_API_MAX_BODY_MB", cls.api_max_body_mb, unit="MiB"),
         )
 
 

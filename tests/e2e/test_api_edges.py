@@ -89,7 +89,7 @@ def test_a_body_over_10_mib_is_refused_before_it_is_read(
         refused = client.patch(url, content=body, headers=json_type)
         assert refused.status_code == 413, refused.text[:300]
         assert refused.headers["content-type"] == "application/problem+json"
-        assert "at most 10485760 bytes" in refused.json()["detail"]
+        assert "at most 10485760 bytes are accepted (FERRYMAN_API_MAX_BODY_MB)" in refused.json()["detail"]
     assert client.get(url).json()["configuration"] == source["configuration"]
     # Under the ceiling a body is read as before (here: a connectionId that is no UUID).
     almost = client.post("/v1/jobs", json={"connectionId": "x" * (9 << 20), "jobType": "sync"})

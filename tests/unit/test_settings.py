@@ -42,3 +42,12 @@ def test_a_line_limit_under_a_mebibyte_is_refused(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("FERRYMAN_MAX_LINE_MB", "0.5")
     with pytest.raises(UserInputError, match="FERRYMAN_MAX_LINE_MB must be 1 or more"):
         LifecycleSettings.from_env()
+
+
+def test_the_api_body_ceiling_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings.from_env().api_max_body_mb == 10  # Micronaut's default, as Airbyte's server
+    monkeypatch.setenv("FERRYMAN_API_MAX_BODY_MB", "64")  # a catalog of tens of thousands of streams
+    assert Settings.from_env().api_max_body_mb == 64
+    monkeypatch.setenv("FERRYMAN_API_MAX_BODY_MB", "inf")
+    with pytest.raises(UserInputError, match="FERRYMAN_API_MAX_BODY_MB must be a finite number of MiB"):
+        Settings.from_env()

@@ -52,7 +52,7 @@ def create_app(context: ApiContext, auth_required: bool, metrics: MetricsOptions
     app.include_router(config_api.open_router, prefix=CONFIG_PREFIX)
     app.include_router(config_api.router, prefix=CONFIG_PREFIX, dependencies=[Depends(guard)])
     problems.document(app)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, max_bytes=int(context.service.settings.api_max_body_mb * (1 << 20)))
     app.middleware("http")(_access_line)  # added last: outermost, so its line tells of a 413 too
     return app
 

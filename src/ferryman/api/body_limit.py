@@ -62,7 +62,10 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, size: str, scope: Scope, receive: Receive, send: Send) -> None:
-        detail = f"the request body is {size}; at most {self.max_bytes} bytes are accepted"
+        detail = (
+            f"the request body is {size}; at most {self.max_bytes} bytes are accepted "
+            "(FERRYMAN_API_MAX_BODY_MB)"
+        )
         response = problem_response(Problem(413, detail))
         response.headers["Connection"] = "close"  # the rest of the body is not read
         await response(scope, receive, send)
