@@ -38,6 +38,23 @@ class ConfiguredStream:
         return f"{self.namespace}.{self.name}" if self.namespace else self.name
 
 
+class WriteMode:
+    """What a destination's table of one stream does by its ``destination_sync_mode``."""
+
+    mode: str
+
+    @property
+    def overwrite(self) -> bool:
+        return self.mode == "overwrite"
+
+    @property
+    def holds(self) -> bool:
+        """Whether records after the stream's last state wait for a state or its completion
+        (:mod:`ferryman.builtin._destination`): append and overwrite. Not append_dedup: its
+        merge makes a record a retry sends again replace the first copy."""
+        return self.mode != "append_dedup"
+
+
 def _str_or_none(value: Any, what: str) -> str | None:
     if value is None or isinstance(value, str):
         return value

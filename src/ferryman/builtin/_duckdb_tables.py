@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 import duckdb
 import orjson
 
-from ferryman.builtin._catalog import ConfiguredStream
+from ferryman.builtin._catalog import ConfiguredStream, WriteMode
 from ferryman.builtin._columns import (
     EMITTED_MS_MAX,
     EMITTED_MS_MIN,
@@ -83,7 +83,7 @@ class LoadError(Exception):
 
 
 @dataclass
-class Table:
+class Table(WriteMode):
     label: str
     schema: str
     name: str
@@ -108,17 +108,6 @@ class Table:
     @property
     def dedup(self) -> bool:
         return self.mode == "append_dedup"
-
-    @property
-    def overwrite(self) -> bool:
-        return self.mode == "overwrite"
-
-    @property
-    def holds(self) -> bool:
-        """Whether records after the stream's last state wait for a state or its completion
-        (:mod:`ferryman.builtin._destination`): append and overwrite. Not append_dedup: its
-        merge makes a record a retry sends again replace the first copy."""
-        return self.mode != "append_dedup"
 
     @property
     def target(self) -> str:

@@ -26,7 +26,7 @@ from psycopg._copy_base import TextFormatter  # pinned psycopg: its formatter, w
 from psycopg.abc import Buffer
 from psycopg.adapt import Transformer
 
-from ferryman.builtin._catalog import ConfiguredStream
+from ferryman.builtin._catalog import ConfiguredStream, WriteMode
 from ferryman.builtin._columns import (
     CONVERTERS,
     MAX_NAME,
@@ -97,7 +97,7 @@ class StagingBusy(Exception):
 
 
 @dataclass
-class Table:
+class Table(WriteMode):
     label: str
     schema: str
     name: str
@@ -124,17 +124,6 @@ class Table:
     held: int = 0
     holding: int = 0
     completed: bool = False
-
-    @property
-    def overwrite(self) -> bool:
-        return self.mode == "overwrite"
-
-    @property
-    def holds(self) -> bool:
-        """Whether records after the stream's last state wait for a state or its completion
-        (:mod:`ferryman.builtin._destination`): append and overwrite. Not append_dedup: its
-        merge makes a record a retry sends again replace the first copy."""
-        return self.mode != "append_dedup"
 
     @property
     def target(self) -> str:
