@@ -66,6 +66,12 @@ class Watchdog:
                     return
             try:
                 os.write(self._fd, data)  # a short line: one atomic write
+            except BlockingIOError:
+                # The watchdog is behind (stopped, starved) and its pipe full: this line is lost,
+                # never the pipe, whose end would make it stop every connector of this live
+                # process. A lost "+" leaves recovery as the safety net; a lost "-" names a group
+                # that ended (its start time spares a reused pid).
+                return
             except OSError:  # the watchdog is gone (someone killed it): go on without
                 with contextlib.suppress(OSError):
                     os.close(self._fd)
