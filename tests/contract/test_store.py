@@ -626,6 +626,11 @@ def test_a_late_save_from_an_attempt_another_engine_failed_never_replaces_the_ne
     assert store.heartbeat("engine-a", [second.id], later(62)) == set()  # not A's to renew
     with pytest.raises(NotFound):
         store.save_progress(second.id, [], conn.id + 5, _cursor_state(1))
+    # The connection deleted while its sync runs: the state has nowhere to go, the counts are kept.
+    counted = StreamStat(second.id, "users", None, 60, 600, 60, 600)
+    with pytest.raises(NotFound, match="deleted"):
+        store.save_progress(second.id, [counted], conn.id + 5, _cursor_state(60), job.id)
+    assert store.list_stream_stats(second.id) == [counted]
 
 
 def test_connection_state_is_saved_read_and_cleared(store: SqlJobStore) -> None:

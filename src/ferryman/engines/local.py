@@ -46,7 +46,7 @@ from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
 from ferryman.launchers import ConnectorLauncher, Launcher
 from ferryman.launchers.docker import LABEL, list_containers, remove_containers, remove_orphans
 from ferryman.settings import Settings
-from ferryman.store.base import Attempt, Job, JobStore
+from ferryman.store.base import Attempt, Job, JobStore, NotFound
 from ferryman.workers import files
 
 # How often an engine looks for containers nobody will stop (and at its first pass).
@@ -158,7 +158,7 @@ class LocalEngine:
             if item.execution is not None:
                 try:
                     item.execution.save_state()
-                except (StoreUnavailable, OperationalError) as exc:  # expected: one line, no traceback
+                except (StoreUnavailable, OperationalError, NotFound) as exc:  # expected: one line
                     log.warning("saving the state of job %s failed: %s", item.job.id, first_line(exc))
                 except Exception:
                     log.warning("saving the state of job %s failed", item.job.id, exc_info=True)

@@ -646,7 +646,10 @@ class JobOps:
                     values = [rows.stream_stat_values(attempt_id, stat) for stat in stats]
                     conn.execute(self._stats_upsert(), values)
         except IntegrityError:  # the attempt is there (it was just read): the connection is not
-            raise NotFound(f"no connection with id {connection_id}") from None
+            # Deleted while its sync ran: the state has nowhere to go, the attempt's counts do.
+            if stats:
+                self.save_progress(attempt_id, stats)
+            raise NotFound(f"no connection with id {connection_id} (deleted?)") from None
         return True
 
     def list_stream_stats(self, attempt_id: int) -> list[StreamStat]:
