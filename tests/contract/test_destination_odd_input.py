@@ -20,6 +20,7 @@ import pytest
 from tests.contract.destination_support import (
     TYPED,
     Target,
+    complete,
     echoed,
     make_target,
     parse,
@@ -34,14 +35,27 @@ def typed(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
     return make_target(request.param, tmp_path, request)
 
 
+def completed(catalog: Path) -> list[dict[str, Any]]:
+    """The COMPLETE status of each stream of the catalog, as the worker sends them after a source
+    that succeeded: without them a destination keeps nothing of a stream after its last state."""
+    return [complete(entry["stream"]["name"]) for entry in orjson.loads(catalog.read_bytes())["streams"]]
+
+
 def write_lines(target: Target, catalog: Path, *lines: bytes) -> subprocess.CompletedProcess[bytes]:
-    """The destination given these raw input lines; its exit status is the caller's to judge."""
+    """The destination given these raw input lines, then each stream's COMPLETE; its exit status
+    is the caller's to judge."""
+    ends = [orjson.dumps(message) for message in completed(catalog)]
     return subprocess.run(
         target.command(catalog),
-        input=b"".join(line + b"\n" for line in lines),
+        input=b"".join(line + b"\n" for line in [*lines, *ends]),
         capture_output=True,
         timeout=120,
     )
+
+
+def write(target: Target, catalog: Path, *messages: dict[str, Any]) -> list[dict[str, Any]]:
+    """A sync whose source succeeded: ``messages``, then each stream's COMPLETE."""
+    return target.write(catalog, *messages, *completed(catalog))
 
 
 def one_line_error(done: subprocess.CompletedProcess[bytes]) -> str:
@@ -84,9 +98,9 @@ def test_streams_whose_names_differ_only_in_case(typed: Target) -> None:
 
 def test_a_stream_renamed_in_case_between_syncs_lands_in_duckdbs_one_table(typed: Target) -> None:
     first = {"id": {"type": "integer"}}
-    typed.write(typed.catalog(stream("Users", first)), record("Users", {"id": 1}))
+    write(typed, typed.catalog(stream("Users", first)), record("Users", {"id": 1}))
     second = {**first, "v": {"type": "string"}}  # and a new property
-    typed.write(typed.catalog(stream("users", second)), record("users", {"id": 2, "v": "b"}))
+    write(typed, typed.catalog(stream("users", second)), record("users", {"id": 2, "v": "b"}))
     if typed.module == "destination_postgres":
         assert typed.rows("Users", "id") == [(1,)] and typed.rows("users", "id, v") == [(2, "b")]
     else:
@@ -97,7 +111,7 @@ def test_a_stream_wider_than_postgres_tables_is_refused_in_one_line(typed: Targe
     """PostgreSQL holds at most 1,600 columns in a table; a wider stream (at once, or by columns
     a later sync adds) is a config error, which no retry would mend. DuckDB stores it."""
     first = {f"a{i}": {"type": "integer"} for i in range(1000)}
-    typed.write(typed.catalog(stream("wide", first)), record("wide", {"a0": 1}))
+    write(typed, typed.catalog(stream("wide", first)), record("wide", {"a0": 1}))
     more = {"a0": {"type": "integer"}, **{f"b{i}": {"type": "integer"} for i in range(700)}}
     done = write_lines(
         typed,
@@ -126,7 +140,7 @@ def test_properties_with_odd_names_are_stored_in_their_columns(typed: Target) ->
     properties = {"id": {"type": "integer"}, **{name: {"type": "string"} for name in names}}
     catalog = typed.catalog(stream("odd", properties))
     data = {"id": 1, **{name: f"value {i}" for i, name in enumerate(names)}}
-    found = typed.write(catalog, record("odd", data), state("odd", 1))
+    found = write(typed, catalog, record("odd", data), state("odd", 1))
     assert echoed(found) == [1]
     columns = sorted(c for c in typed.types("odd") if c != "id" and not c.startswith("_airbyte"))
     assert len(columns) == 5
@@ -141,7 +155,8 @@ def test_an_emitted_at_outside_years_1_to_9999_is_a_null_extracted_at(typed: Tar
     """A source that writes emitted_at in microseconds (or nonsense) still gets its records
     stored: only their _airbyte_extracted_at is NULL, as for a missing emitted_at."""
     catalog = typed.catalog(stream("events", {"id": {"type": "integer"}}))
-    found = typed.write(
+    found = write(
+        typed,
         catalog,
         record("events", {"id": 1}, emitted_at=1_700_000_000_000_000),  # microseconds
         record("events", {"id": 2}, emitted_at=-(10**15)),
@@ -203,8 +218,8 @@ def test_a_time_with_time_zone_written_with_z_is_stored(typed: Target) -> None:
     only in case)."""
     timetz = {"type": "string", "format": "time", "airbyte_type": "time_with_timezone"}
     catalog = typed.catalog(stream("shifts", {"id": {"type": "integer"}, "at": timetz, "At": timetz}))
-    found = typed.write(
-        catalog, record("shifts", {"id": 1, "at": "10:00:00Z", "At": "11:30:00Z"}), state("shifts", 1)
+    found = write(
+        typed, catalog, record("shifts", {"id": 1, "at": "10:00:00Z", "At": "11:30:00Z"}), state("shifts", 1)
     )
     assert echoed(found) == [1]
     columns = sorted(c for c in typed.types("shifts") if c != "id" and not c.startswith("_airbyte"))
