@@ -36,7 +36,9 @@ def served(tmp_path: Path, venvs_dir: Path, faker: ResolvedConnector) -> Iterato
                 token_url="v1/applications/token",
             )
         )
-        yield server, AirbyteAPI(server_url=server.v1, security=security)
+        # The SDK's client waits 5 s by default (httpx's); a source's first spec (faker imports
+        # the CDK) and a connection's discover take longer on a loaded 2-core machine.
+        yield server, AirbyteAPI(server_url=server.v1, security=security, timeout_ms=120_000)
 
 
 def _sync(sdk: AirbyteAPI, connection_id: str) -> Any:

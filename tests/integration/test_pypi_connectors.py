@@ -467,3 +467,22 @@ def test_ctrl_c_during_an_install_inside_a_job_stops_pip_and_cancels_the_job(
     assert "cancel" in stderr, stderr
     assert process_gone(build_pid)
     assert list_installed(home / "venvs") == []
+
+
+def test_a_definition_is_installed_and_asked_for_its_spec_when_it_is_added(
+    wheels: Path, tmp_path: Path
+) -> None:
+    """As in Airbyte, adding a definition fetches its spec: a package that does not install is
+    refused in one line and not added (before, it was listed, and every source made from it
+    failed later); one that does is ready, so an API client's first create answers at once."""
+    home = tmp_path / "home"
+    missing = ferryman(home, "definitions", "add", "demo", f"pypi:{DEMO}==1.0.0")
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert len(missing.stderr.strip().splitlines()[-1]) < 400
+    assert "demo" not in ferryman(home, "definitions", "list").stdout
+    build_wheel(wheels, "1.0.0")
+    added = ferryman(home, "definitions", "add", "demo", f"pypi:{DEMO}==1.0.0")
+    assert added.returncode == 0, added.stderr
+    (installed,) = list_installed(home / "venvs")
+    assert installed.version == "1.0.0"
+    assert "demo" in ferryman(home, "definitions", "list").stdout

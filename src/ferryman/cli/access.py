@@ -14,7 +14,7 @@ from ferryman.cli.common import JsonOption, guarded, note, print_json, say, when
 from ferryman.cli.context import job_service
 from ferryman.connectors import parse_reference
 from ferryman.connectors.references import definition_slug
-from ferryman.errors import UserInputError
+from ferryman.errors import UserInputError, WorkerError
 
 definitions_app = typer.Typer(
     help="Connector definitions: the slugs (faker, postgres, ...) that API clients create sources with.",
@@ -47,6 +47,13 @@ def add_definition(
         if side is None:
             raise UserInputError(f"cannot tell whether {connector} is a source or a destination: add --kind")
         with job_service() as service:
+            # Installed and asked for its spec now, as Airbyte does when a definition is added: a
+            # reference that does not work is refused here, and the first source or destination
+            # an API client creates from it answers at once (a client waits 5 s by default).
+            if service.fetch_spec(connector) is None:
+                raise WorkerError(
+                    f"{connector} did not answer spec: not added (run `ferryman spec {connector}`)"
+                )
             definition = service.store.add_definition(side, slug, connector)
         if json:
             print_json(definition.__dict__, [])
