@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.exc import IntegrityError
@@ -118,6 +118,49 @@ def test_after_downtime_one_catch_up_run_not_one_per_missed_slot(store: SqlJobSt
     world.finish(job, at(5.05))
     assert world.at(at(5.1)) == []
     assert len(world.sync_jobs(conn)) == 1
+
+
+def _night(world: World, conn: Connection, start: datetime, end: datetime) -> list[datetime]:
+    """Passes every 5 minutes from ``start`` to ``end``, each job ending 2 minutes after it was
+    made; the due times of the jobs made, after the catch-up run at ``start``."""
+    [catch_up] = world.at(start)
+    world.finish(catch_up, start + timedelta(minutes=2))
+    moment = start
+    while moment < end:
+        moment += timedelta(minutes=5)
+        for job in world.at(moment):
+            world.finish(job, moment + timedelta(minutes=2))
+    return [job.scheduled_for for job in world.sync_jobs(conn) if job.id != catch_up.id]
+
+
+def test_an_hourly_cron_runs_every_hour_through_the_night_the_clocks_go_back(store: SqlJobStore) -> None:
+    # Berlin, 25 October: 02:00-02:59 happens twice. Every real hour gets its run, none twice.
+    world = World(store)
+    conn = world.connection("cron 0 0 * * * ?", timezone="Europe/Berlin")
+    due = _night(
+        world, conn, datetime(2026, 10, 24, 21, 30, tzinfo=UTC), datetime(2026, 10, 25, 4, tzinfo=UTC)
+    )
+    assert due == [datetime(2026, 10, 24, 22, tzinfo=UTC) + timedelta(hours=n) for n in range(7)]
+
+
+def test_a_daily_run_in_the_repeated_hour_runs_once(store: SqlJobStore) -> None:
+    # New York, 1 November: 01:30 happens at 05:30Z (EDT) and again at 06:30Z (EST).
+    world = World(store)
+    conn = world.connection("cron 0 30 1 * * ?", timezone="America/New_York")
+    due = _night(world, conn, datetime(2026, 11, 1, 4, tzinfo=UTC), datetime(2026, 11, 2, 8, tzinfo=UTC))
+    assert due == [datetime(2026, 11, 1, 5, 30, tzinfo=UTC), datetime(2026, 11, 2, 6, 30, tzinfo=UTC)]
+
+
+def test_a_daily_run_at_a_time_the_clocks_skip_runs_an_hour_later(store: SqlJobStore) -> None:
+    # New York, 8 March: 02:30 does not exist; the day keeps its run, at 03:30 EDT (07:30Z).
+    world = World(store)
+    conn = world.connection("cron 0 30 2 * * ?", timezone="America/New_York")
+    due = _night(world, conn, datetime(2026, 3, 7, 4, tzinfo=UTC), datetime(2026, 3, 9, 8, tzinfo=UTC))
+    assert due == [
+        datetime(2026, 3, 7, 7, 30, tzinfo=UTC),
+        datetime(2026, 3, 8, 7, 30, tzinfo=UTC),
+        datetime(2026, 3, 9, 6, 30, tzinfo=UTC),
+    ]
 
 
 def test_inactive_and_manual_connections_are_never_scheduled(store: SqlJobStore) -> None:
