@@ -163,6 +163,39 @@ def test_a_daily_run_at_a_time_the_clocks_skip_runs_an_hour_later(store: SqlJobS
     ]
 
 
+def test_a_clock_set_days_ahead_then_corrected_does_not_stop_the_syncs(store: SqlJobStore) -> None:
+    # The host's clock was 3 days ahead, then NTP put it right: the runs planned meanwhile are
+    # planned again from the right time, instead of waiting out the 3 days.
+    world = World(store)
+    basic = world.connection("every 1h", "basic")
+    daily = world.connection("cron 0 0 12 * * ?", "daily")  # T0 is 12:00: next noon is at(24)
+    for job in world.at(at(72.5)):  # 3 days ahead: one catch-up run each, as after downtime
+        world.finish(job, at(72.6))
+    assert world.reread(basic).next_run_at == at(73.5)
+    world.clock.advance(-72 * HOUR)  # corrected: it is at(0.6)
+    assert world.at(at(0.7)) == []
+    assert world.reread(basic).next_run_at == at(1.7)  # from the corrected now, not at(73.5)
+    assert world.reread(daily).next_run_at == at(24)
+    [job] = world.at(at(1.7))
+    assert (job.scope, job.scheduled_for) == (str(basic.id), at(1.7))
+    # A scheduler started after the correction (the old one was stopped) does the same.
+    world.finish(job, at(1.8))
+    world.store.set_next_run(basic.id, at(2.7), at(80))
+    assert Scheduler(world.service, SchedulerSettings(), world.clock).plan() == 1
+    assert world.reread(basic).next_run_at == at(2.8)
+
+
+def test_a_small_step_back_of_the_clock_makes_no_second_job(store: SqlJobStore) -> None:
+    world = World(store)  # NTP steps of seconds, schedulers' clocks a little apart
+    conn = world.connection("cron 0 0 * * * ?")
+    [job] = world.at(at(1))
+    world.finish(job, at(1) + timedelta(seconds=30))
+    world.clock.advance(-60)
+    assert world.at(at(1) - timedelta(seconds=10)) == []
+    assert world.reread(conn).next_run_at == at(2)
+    assert len(world.sync_jobs(conn)) == 1
+
+
 def test_inactive_and_manual_connections_are_never_scheduled(store: SqlJobStore) -> None:
     world = World(store)
     paused = world.service.update_connection(world.connection("every 1h", "paused"), status="inactive")
