@@ -75,6 +75,9 @@ def test_manual_never_runs() -> None:
         ("cron 0 0 12 L-3 * ?", "LW and L-n"),
         ("cron 0 0 0 31 2 ?", "never fires"),
         ("cron 0 0 12 * * ? * * *", "has 9 fields"),
+        # Quartz's W needs a day: croniter's own text ("[0 12 w * ? 0]") is not what was written.
+        ("cron 0 0 12 W * ?", "'0 0 12 W * ?': a field holds a value that is not valid there"),
+        ("cron 0 0 12 15W,L * ?", "'W' can only be used with a single day value"),
     ],
 )
 def test_a_bad_schedule_is_one_clear_line(text: str, expected: str) -> None:
@@ -82,6 +85,7 @@ def test_a_bad_schedule_is_one_clear_line(text: str, expected: str) -> None:
         parse_schedule(text)
     message = str(raised.value)
     assert expected in message and "\n" not in message
+    assert "[0 " not in message  # croniter's re-ordered copy of the expression
 
 
 def test_time_zones_are_iana_names_and_only_for_cron() -> None:
@@ -238,3 +242,13 @@ def test_api_shapes_of_a_cron_schedule() -> None:
         from_document({"scheduleType": "cron"})
     with pytest.raises(InvalidSchedule, match="unknown scheduleType"):
         from_document({"scheduleType": "hourly"})
+
+
+def test_a_feb_29_cron_in_a_non_leap_year_runs_in_the_next_leap_year_shown_in_days() -> None:
+    from ferryman.cli.common import duration
+
+    after = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    [upcoming] = runs("cron 0 0 12 29 2 ?", after=after, count=1)
+    assert upcoming == datetime(2028, 2, 29, 12, tzinfo=UTC)
+    assert duration((upcoming - after).total_seconds()) == "456d 00h"  # as `connections show` says
+    assert duration(2 * 3600 + 5 * 60) == "2h 05m"

@@ -350,7 +350,10 @@ def _reason(expression: str, exc: Exception) -> str:
     if "LW" in upper or "L-" in upper:
         return "Quartz's LW and L-n (days before the end of the month) are not supported"
     text = " ".join(str(exc).split())
-    return text[:200] or type(exc).__name__
+    # croniter quotes the expression in its own field order, lower-cased ("[0 12 w * ? 0] is not
+    # acceptable"): not what the user wrote, so only the explanation that may follow is kept.
+    text = re.sub(r"^\[[^\]]*\] is not acceptable[.,]?\s*", "", text)
+    return text[:200] or "a field holds a value that is not valid there"
 
 
 def _from_quartz(expression: str, fields: list[str]) -> str:
