@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 # Jobs per transaction: a pass is bound by commits (a Postgres commit waits for its WAL flush),
 # and a shorter transaction holds SQLite's write lock for less time.
 _COMMIT_EVERY = 100
+# How far the clock may go back (NTP steps, schedulers' clocks a little apart) before the runs
+# planned by the later time are planned again from now.
+_CLOCK_SLACK = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ class Scheduler:
         self.settings = settings or service.settings.scheduler
         self.clock = clock or SystemClock()
         self.observer = observer
+        self._latest: datetime | None = None  # the latest now seen: a clock going back shows
 
     # -- planning -----------------------------------------------------------------------------
 
@@ -126,7 +130,32 @@ class Scheduler:
             schedule = self._schedule(conn)
             if schedule is not None and self.store.set_next_run(conn.id, None, schedule.next_run(now)):
                 planned += 1
-        return planned
+        self._latest = now
+        return planned + self.replan_ahead(now)
+
+    def replan_ahead(self, now: datetime) -> int:
+        """Move back the next runs planned further ahead than their schedule gives from ``now``
+        (by more than a few minutes): they were planned by a clock that was ahead (set wrong,
+        then corrected by NTP), and would otherwise wait out the jump, days of no syncs."""
+        moved = 0
+        for conn in self.store.list_connections():
+            seen = conn.next_run_at
+            schedule = self._schedule(conn) if conn.status == "active" and seen is not None else None
+            if schedule is None or seen is None:
+                continue
+            upcoming = schedule.next_run(now + _CLOCK_SLACK)
+            if upcoming is not None and seen > upcoming:
+                planned = schedule.next_run(now)
+                if self.store.set_next_run(conn.id, seen, planned):
+                    log.warning(
+                        "connection %s (%s): next run moved back from %s to %s (planned by a clock ahead)",
+                        conn.id,
+                        conn.name,
+                        f"{seen:%Y-%m-%d %H:%M:%S}",
+                        f"{planned:%Y-%m-%d %H:%M:%S}" if planned else None,
+                    )
+                    moved += 1
+        return moved
 
     # -- one pass -----------------------------------------------------------------------------
 
@@ -135,6 +164,9 @@ class Scheduler:
         for each commit, so a job's ``created_at`` and lag say when it was really made)."""
         fixed = now
         now = now or self.clock.now()
+        if self._latest is not None and now < self._latest - _CLOCK_SLACK:
+            self.replan_ahead(now)  # the clock went back: see replan_ahead
+        self._latest = now if self._latest is None else max(self._latest, now)
         done = Pass()
         after: tuple[datetime, int] | None = None
         while True:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.exc import IntegrityError
@@ -117,6 +117,82 @@ def test_after_downtime_one_catch_up_run_not_one_per_missed_slot(store: SqlJobSt
     assert world.reread(conn).next_run_at == at(5 + 10 / 60)
     world.finish(job, at(5.05))
     assert world.at(at(5.1)) == []
+    assert len(world.sync_jobs(conn)) == 1
+
+
+def _night(world: World, conn: Connection, start: datetime, end: datetime) -> list[datetime]:
+    """Passes every 5 minutes from ``start`` to ``end``, each job ending 2 minutes after it was
+    made; the due times of the jobs made, after the catch-up run at ``start``."""
+    [catch_up] = world.at(start)
+    world.finish(catch_up, start + timedelta(minutes=2))
+    moment = start
+    while moment < end:
+        moment += timedelta(minutes=5)
+        for job in world.at(moment):
+            world.finish(job, moment + timedelta(minutes=2))
+    return [job.scheduled_for for job in world.sync_jobs(conn) if job.id != catch_up.id]
+
+
+def test_an_hourly_cron_runs_every_hour_through_the_night_the_clocks_go_back(store: SqlJobStore) -> None:
+    # Berlin, 25 October: 02:00-02:59 happens twice. Every real hour gets its run, none twice.
+    world = World(store)
+    conn = world.connection("cron 0 0 * * * ?", timezone="Europe/Berlin")
+    due = _night(
+        world, conn, datetime(2026, 10, 24, 21, 30, tzinfo=UTC), datetime(2026, 10, 25, 4, tzinfo=UTC)
+    )
+    assert due == [datetime(2026, 10, 24, 22, tzinfo=UTC) + timedelta(hours=n) for n in range(7)]
+
+
+def test_a_daily_run_in_the_repeated_hour_runs_once(store: SqlJobStore) -> None:
+    # New York, 1 November: 01:30 happens at 05:30Z (EDT) and again at 06:30Z (EST).
+    world = World(store)
+    conn = world.connection("cron 0 30 1 * * ?", timezone="America/New_York")
+    due = _night(world, conn, datetime(2026, 11, 1, 4, tzinfo=UTC), datetime(2026, 11, 2, 8, tzinfo=UTC))
+    assert due == [datetime(2026, 11, 1, 5, 30, tzinfo=UTC), datetime(2026, 11, 2, 6, 30, tzinfo=UTC)]
+
+
+def test_a_daily_run_at_a_time_the_clocks_skip_runs_an_hour_later(store: SqlJobStore) -> None:
+    # New York, 8 March: 02:30 does not exist; the day keeps its run, at 03:30 EDT (07:30Z).
+    world = World(store)
+    conn = world.connection("cron 0 30 2 * * ?", timezone="America/New_York")
+    due = _night(world, conn, datetime(2026, 3, 7, 4, tzinfo=UTC), datetime(2026, 3, 9, 8, tzinfo=UTC))
+    assert due == [
+        datetime(2026, 3, 7, 7, 30, tzinfo=UTC),
+        datetime(2026, 3, 8, 7, 30, tzinfo=UTC),
+        datetime(2026, 3, 9, 6, 30, tzinfo=UTC),
+    ]
+
+
+def test_a_clock_set_days_ahead_then_corrected_does_not_stop_the_syncs(store: SqlJobStore) -> None:
+    # The host's clock was 3 days ahead, then NTP put it right: the runs planned meanwhile are
+    # planned again from the right time, instead of waiting out the 3 days.
+    world = World(store)
+    basic = world.connection("every 1h", "basic")
+    daily = world.connection("cron 0 0 12 * * ?", "daily")  # T0 is 12:00: next noon is at(24)
+    for job in world.at(at(72.5)):  # 3 days ahead: one catch-up run each, as after downtime
+        world.finish(job, at(72.6))
+    assert world.reread(basic).next_run_at == at(73.5)
+    world.clock.advance(-72 * HOUR)  # corrected: it is at(0.6)
+    assert world.at(at(0.7)) == []
+    assert world.reread(basic).next_run_at == at(1.7)  # from the corrected now, not at(73.5)
+    assert world.reread(daily).next_run_at == at(24)
+    [job] = world.at(at(1.7))
+    assert (job.scope, job.scheduled_for) == (str(basic.id), at(1.7))
+    # A scheduler started after the correction (the old one was stopped) does the same.
+    world.finish(job, at(1.8))
+    world.store.set_next_run(basic.id, at(2.7), at(80))
+    assert Scheduler(world.service, SchedulerSettings(), world.clock).plan() == 1
+    assert world.reread(basic).next_run_at == at(2.8)
+
+
+def test_a_small_step_back_of_the_clock_makes_no_second_job(store: SqlJobStore) -> None:
+    world = World(store)  # NTP steps of seconds, schedulers' clocks a little apart
+    conn = world.connection("cron 0 0 * * * ?")
+    [job] = world.at(at(1))
+    world.finish(job, at(1) + timedelta(seconds=30))
+    world.clock.advance(-60)
+    assert world.at(at(1) - timedelta(seconds=10)) == []
+    assert world.reread(conn).next_run_at == at(2)
     assert len(world.sync_jobs(conn)) == 1
 
 

@@ -75,6 +75,9 @@ def test_manual_never_runs() -> None:
         ("cron 0 0 12 L-3 * ?", "LW and L-n"),
         ("cron 0 0 0 31 2 ?", "never fires"),
         ("cron 0 0 12 * * ? * * *", "has 9 fields"),
+        # Quartz's W needs a day: croniter's own text ("[0 12 w * ? 0]") is not what was written.
+        ("cron 0 0 12 W * ?", "'0 0 12 W * ?': a field holds a value that is not valid there"),
+        ("cron 0 0 12 15W,L * ?", "'W' can only be used with a single day value"),
     ],
 )
 def test_a_bad_schedule_is_one_clear_line(text: str, expected: str) -> None:
@@ -82,6 +85,7 @@ def test_a_bad_schedule_is_one_clear_line(text: str, expected: str) -> None:
         parse_schedule(text)
     message = str(raised.value)
     assert expected in message and "\n" not in message
+    assert "[0 " not in message  # croniter's re-ordered copy of the expression
 
 
 def test_time_zones_are_iana_names_and_only_for_cron() -> None:
@@ -161,6 +165,47 @@ def test_a_skipped_time_runs_after_the_change_and_a_repeated_one_runs_once() -> 
     assert autumn == [utc(25, 0, 30, month=10), utc(26, 1, 30, month=10)]
 
 
+def test_an_hourly_cron_stays_hourly_in_elapsed_time_across_both_changes() -> None:
+    # 25 October, Berlin: 02:00-02:59 happens twice (00:00Z-00:59Z CEST, then 01:00Z-01:59Z CET).
+    # A schedule that fires every hour fires in both passes, as Quartz and cron do: no hour lost.
+    hourly = runs("cron 0 0 * * * ?", after=utc(24, 22, month=10), count=5, timezone="Europe/Berlin")
+    assert hourly == [utc(24, 23, month=10)] + [utc(25, hour, month=10) for hour in range(4)]
+    quarter = runs("cron */15 * * * *", after=utc(25, 0, 30, month=10), count=6, timezone="Europe/Berlin")
+    assert quarter == [utc(25, 0, minute, month=10) for minute in (45,)] + [
+        utc(25, 1, minute, month=10) for minute in (0, 15, 30, 45)
+    ] + [utc(25, 2, month=10)]
+    # Asked from inside the second pass (a scheduler pass at 02:10 CET), the next slot is the next
+    # minute, not the end of the hour; and a slot every second still has a next run.
+    inside = utc(25, 1, 10, month=10)
+    assert runs("cron * * * * *", after=inside, count=1, timezone="Europe/Berlin") == [
+        utc(25, 1, 11, month=10)
+    ]
+    assert runs("cron * * * * * ?", after=inside, count=1, timezone="Europe/Berlin") == [
+        inside + timedelta(seconds=1)
+    ]
+    # The first pass, with no slot left in it: the second pass of 02:00 is next (01:00Z).
+    assert runs("cron 0 * * * *", after=utc(25, 0, 30, month=10), count=1, timezone="Europe/Berlin") == [
+        utc(25, 1, month=10)
+    ]
+    # 29 March: 02:00 does not exist; the hourly run comes one real hour after the last one.
+    spring = runs("cron 0 0 * * * ?", after=utc(28, 23), count=3, timezone="Europe/Berlin")
+    assert spring == [utc(29, 0), utc(29, 1), utc(29, 2)]
+    # New York, 1 November: 01:00 EDT (05:00Z), 01:00 EST (06:00Z), 02:00 EST (07:00Z).
+    new_york = runs("cron 0 * * * *", after=utc(1, 4, 30, month=11), count=3, timezone="America/New_York")
+    assert new_york == [utc(1, 5, month=11), utc(1, 6, month=11), utc(1, 7, month=11)]
+
+
+def test_a_fixed_time_in_the_repeated_hour_runs_once_even_when_asked_from_the_second_pass() -> None:
+    # Once the 01:30 EDT run is made, and from anywhere in the second pass: the next is tomorrow.
+    for after in (utc(1, 5, 30, month=11), utc(1, 6, 10, month=11), utc(1, 6, 45, month=11)):
+        found = runs("cron 0 30 1 * * ?", after=after, count=1, timezone="America/New_York")
+        assert found == [utc(2, 6, 30, month=11)]
+    # A slot every second of the 02:00 hour only: the second pass does not run it again.
+    assert runs("cron * * 2 * * ?", after=utc(25, 1, 10, month=10), count=1, timezone="Europe/Berlin") == [
+        utc(26, 1, month=10)
+    ]
+
+
 def test_basic_intervals_ignore_time_zones() -> None:
     assert runs("every 1d", after=utc(28, 8), count=2) == [utc(29, 8), utc(30, 8)]
 
@@ -197,3 +242,13 @@ def test_api_shapes_of_a_cron_schedule() -> None:
         from_document({"scheduleType": "cron"})
     with pytest.raises(InvalidSchedule, match="unknown scheduleType"):
         from_document({"scheduleType": "hourly"})
+
+
+def test_a_feb_29_cron_in_a_non_leap_year_runs_in_the_next_leap_year_shown_in_days() -> None:
+    from ferryman.cli.common import duration
+
+    after = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    [upcoming] = runs("cron 0 0 12 29 2 ?", after=after, count=1)
+    assert upcoming == datetime(2028, 2, 29, 12, tzinfo=UTC)
+    assert duration((upcoming - after).total_seconds()) == "456d 00h"  # as `connections show` says
+    assert duration(2 * 3600 + 5 * 60) == "2h 05m"

@@ -227,7 +227,10 @@ def duration(seconds: float | None) -> str:
     if minutes < 60:
         return f"{minutes}m {rest:02d}s"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
+    if hours < 24:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)  # a Feb 29 cron's next run: 455d 00h, not 10920h 00m
+    return f"{days}d {hours:02d}h"
 
 
 def count(value: int | None) -> str:

@@ -12,7 +12,8 @@ Three kinds, as Airbyte's ``scheduleType``:
 :func:`next_run` is the rule the scheduler applies (``docs/scheduling.md``): the first slot
 strictly after a moment. A cron slot is a wall-clock time in the schedule's zone: a time the
 clock skips (spring forward) runs at the same distance after the change, 02:30 becomes 03:30; a
-time the clock passes twice (fall back) runs once, the first time.
+time the clock passes twice (fall back) runs once, the first time, unless the expression fires
+every hour (``0 0 * * * ?``, ``*/15 * * * *``): that one runs in both passes, every real hour.
 
 croniter evaluates the expressions, Quartz ones after their day of week is renumbered (``6#3``,
 the third Friday, becomes croniter's ``5#3``; ``6L``, the last Friday, ``L5``). What croniter
@@ -256,29 +257,67 @@ _DAY_NAMES = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
 class _Cron:
     expression: str  # what croniter evaluates
     seconds_first: bool  # a Quartz expression: seconds, ..., [year]
+    every_hour: bool  # the hour field matches every hour: a repeated hour runs twice, as elapsed time
 
     def next_after(self, after: datetime, timezone: str) -> datetime | None:
+        zone = ZoneInfo(timezone)
+        local = after.astimezone(zone)
+        start = local.replace(tzinfo=None)
+        found = self._search(start, after, zone)
+        repeat = _repeated_by(start, zone)
+        if self.every_hour and repeat and not local.fold and not _in_repeat(found, zone):
+            # In the first pass of a repeated span with no slot left in it: the second pass of
+            # the slots just passed comes before the next one.
+            found = self._search(start - repeat, after, zone)
+        return found
+
+    def _search(self, start: datetime, after: datetime, zone: ZoneInfo) -> datetime | None:
+        """The first slot after ``after`` among the walls after ``start``. Each wall is placed in
+        the zone with fold=0: a skipped time after the change, a repeated one at its first
+        occurrence; an expression that fires every hour also fires in the second pass (fold=1),
+        so an hourly run stays hourly in elapsed time, as in Quartz and cron."""
         from croniter import CroniterBadDateError, croniter
 
-        zone = ZoneInfo(timezone)
-        # Iterate over wall-clock times (naive), then place each in the zone: fold=0 puts a
-        # skipped time after the change and a repeated one at its first occurrence.
-        local = after.astimezone(zone).replace(tzinfo=None)
         slots = croniter(
             self.expression,
-            local,
+            start,
             second_at_beginning=self.seconds_first,
             max_years_between_matches=_SEARCH_YEARS,
         )
-        for _ in range(1000):  # a repeated hour can yield slots before ``after``: skip them
+        best: datetime | None = None
+        while True:
             try:
-                naive = slots.get_next(datetime)
+                wall: datetime = slots.get_next(datetime)
             except (CroniterBadDateError, StopIteration):
-                return None
-            slot: datetime = naive.replace(tzinfo=zone).astimezone(UTC)
-            if slot > after:
-                return slot
-        return None
+                return best
+            first = wall.replace(tzinfo=zone).astimezone(UTC)
+            if _repeated_by(wall, zone):
+                # Every later wall is later than this one's first pass and its second pass.
+                if first > after:
+                    return first if best is None else min(best, first)
+                second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+                if self.every_hour and second > after:
+                    return second if best is None else min(best, second)
+                continue
+            if first > after and (best is None or first < best):
+                best = first
+            # A skipped wall runs after the change, possibly after walls that follow it: look on
+            # to the first wall that exists, after which walls and instants are in order again.
+            if best is not None and first.astimezone(zone).replace(tzinfo=None) == wall:
+                return best
+
+
+def _in_repeat(moment: datetime | None, zone: ZoneInfo) -> bool:
+    return moment is not None and bool(_repeated_by(moment.astimezone(zone).replace(tzinfo=None), zone))
+
+
+def _repeated_by(wall: datetime, zone: ZoneInfo) -> timedelta:
+    """How much longer than usual the wall time lasts in the zone: the length of the repeated
+    span when the clocks go back and ``wall`` happens twice, else zero."""
+    first = wall.replace(tzinfo=zone).utcoffset()
+    second = wall.replace(tzinfo=zone, fold=1).utcoffset()
+    assert first is not None and second is not None
+    return max(first - second, timedelta(0))
 
 
 @lru_cache(maxsize=4096)
@@ -286,19 +325,21 @@ def _compiled(expression: str) -> _Cron:
     from croniter import CroniterError, croniter
 
     fields = expression.split(" ")
-    if len(fields) == 5:
-        compiled = _Cron(expression, seconds_first=False)
-    elif len(fields) in (6, 7):
-        compiled = _Cron(_from_quartz(expression, fields), seconds_first=True)
+    if len(fields) in (5, 6, 7):
+        seconds_first = len(fields) > 5
+        converted = _from_quartz(expression, fields) if seconds_first else expression
     else:
         raise InvalidSchedule(
             f"cron expression {expression!r} has {len(fields)} fields: expected 5 (minute hour day month "
             "weekday) or Quartz's 6-7 (second minute hour day month weekday [year])"
         )
     try:
-        croniter(compiled.expression, datetime(2000, 1, 1), second_at_beginning=compiled.seconds_first)
+        croniter(converted, datetime(2000, 1, 1), second_at_beginning=seconds_first)
+        # expand() gives the fields in croniter's order, minute first: the hours are the second.
+        hours = croniter.expand(converted, second_at_beginning=seconds_first)[0][1]
     except CroniterError as exc:
         raise InvalidSchedule(f"invalid cron expression {expression!r}: {_reason(expression, exc)}") from None
+    compiled = _Cron(converted, seconds_first, every_hour=hours == ["*"] or len(hours) == 24)
     if compiled.next_after(datetime(2000, 1, 1, tzinfo=UTC), DEFAULT_TIMEZONE) is None and len(fields) < 7:
         raise InvalidSchedule(f"cron expression {expression!r} never fires")
     return compiled
@@ -309,7 +350,10 @@ def _reason(expression: str, exc: Exception) -> str:
     if "LW" in upper or "L-" in upper:
         return "Quartz's LW and L-n (days before the end of the month) are not supported"
     text = " ".join(str(exc).split())
-    return text[:200] or type(exc).__name__
+    # croniter quotes the expression in its own field order, lower-cased ("[0 12 w * ? 0] is not
+    # acceptable"): not what the user wrote, so only the explanation that may follow is kept.
+    text = re.sub(r"^\[[^\]]*\] is not acceptable[.,]?\s*", "", text)
+    return text[:200] or "a field holds a value that is not valid there"
 
 
 def _from_quartz(expression: str, fields: list[str]) -> str:
