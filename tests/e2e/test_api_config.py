@@ -187,6 +187,11 @@ def test_state_get_set_clear_and_409_while_a_sync_is_live(server: tuple[Server, 
     assert client.get(path).json()["state"] == state
     bad = client.put(path, json={"state": [{"type": "STREAM", "stream": {}}]})
     assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+    # A client that sends an unset field (null) gets told, and the stored state stays.
+    for malformed in ('{"state": null}', '{"state": [1, 2]}', '{"state": "x"}', '{"state": [{"cursor": 1}]}'):
+        refused = client.put(path, content=malformed, headers={"content-type": "application/json"})
+        assert refused.status_code == 422 and "\n" not in refused.json()["detail"], (malformed, refused.text)
+        assert client.get(path).json()["state"] == state
     job = client.post("/v1/jobs", json={"connectionId": conn["connectionId"], "jobType": "sync"}).json()
     assert client.put(path, json={"state": state}).status_code == 409
     assert client.delete(path).status_code == 409

@@ -78,3 +78,20 @@ def test_the_state_a_sync_committed_can_be_set_back_and_reaches_the_source(
     assert json.loads(cli("state", "show", "c").stdout) == [sent]
     cli("connections", "sync", "c")
     assert json.loads(given.read_text()) == source_reads
+
+
+def test_a_malformed_state_is_one_line_naming_the_entry_and_nothing_is_stored(
+    cli: Cli, tmp_path: Path
+) -> None:
+    scripted_connection(cli, tmp_path, "c", [])
+    kept = [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "users"}, "stream_state": {"id": 7}}}]
+    cli("state", "set", "c", json.dumps(kept))
+    for document, words in [
+        ("{not json", "not valid"),
+        ("[1, 2]", "state 0 is a number"),
+        (json.dumps([kept[0], None]), "state 1 is null"),
+        ('[{"cursor": 1}]', "state 0 has no type"),
+        ('[{"type": "GLOBAL", "global": {"shared_state": 5}}]', "global.shared_state"),
+    ]:
+        assert words in cli.bad_input("state", "set", "c", document), document
+        assert cli.json("state", "show", "c")["state"] == kept

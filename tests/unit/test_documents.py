@@ -68,7 +68,7 @@ def _stream(**stream: Any) -> dict[str, Any]:
         ({"type": "GLOBAL", "global": [1]}, "needs a 'global' object"),
         ({"type": "GLOBAL", "global": {"stream_states": [{"stream_state": {}}]}}, "stream_states[0]"),
         ({"type": "GLOBAL", "global": {"shared_state": [1]}}, "shared_state must be an object or null"),
-        ({"cursor": 3}, "STATE objects with type STREAM, GLOBAL or LEGACY"),  # in a list: not a bare state
+        ({"cursor": 3}, "state 0 has no type STREAM, GLOBAL or LEGACY"),  # in a list: not a bare state
     ],
 )
 def test_malformed_or_incomplete_states_are_refused(state: dict[str, Any], words: str) -> None:

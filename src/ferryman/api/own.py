@@ -50,7 +50,7 @@ MAX_TAIL = 10_000
 
 
 class StateBody(BaseModel):
-    state: Any  # a state document as `ferryman connections state set` takes it: checked by load_state
+    state: Any  # a state document as `ferryman state set` takes it: checked by load_state
 
 
 # -- documents -----------------------------------------------------------------------------------
@@ -280,6 +280,8 @@ def get_state(connectionId: UUID, context: Context) -> dict[str, Any]:
 def set_state(connectionId: UUID, body: Annotated[StateBody, Body()], context: Context) -> dict[str, Any]:
     """Replace the state the next sync starts from; 409 while a sync or reset is live."""
     conn = _connection(context, connectionId)
+    if body.state is None:  # a client's unset field, not a request to forget the connection's progress
+        raise Problem(422, "state is null: PUT a list of STATE messages ([] for none), or DELETE the state")
     _refuse_if_live(context, conn)
     state = context.service.set_state(conn, body.state)
     return {"connectionId": conn.uuid, "state": state}

@@ -149,7 +149,7 @@ def load_state(document: Any) -> list[dict[str, Any]]:
 
     A list of STATE messages (or of whole ``{"type": "STATE", "state": ...}`` messages), one
     STATE object, or a bare legacy state object. Each STATE is checked against the protocol
-    (a STREAM state names its stream and carries ``stream_state``), so a malformed or incomplete
+    (a STREAM state names its stream, its ``stream_state`` is an object), so a malformed
     one is refused here with one line instead of reaching a connector.
     """
     if document is None:
@@ -158,7 +158,9 @@ def load_state(document: Any) -> list[dict[str, Any]]:
     states: list[dict[str, Any]] = []
     for number, item in enumerate(items):
         if not isinstance(item, dict):
-            raise UserInputError("a state file must hold a JSON object or a list of STATE objects")
+            what = _JSON_KINDS.get(type(item), "not an object")
+            where = f"state {number} is {what}" if isinstance(document, list) else f"the state is {what}"
+            raise UserInputError(f"{where}: a state is a JSON object or a list of STATE objects")
         if item.get("type") == "STATE" and isinstance(item.get("state"), dict):
             item = item["state"]
         if item.get("type") in STATE_TYPES or (isinstance(document, list) and _untyped_legacy(item)):
@@ -170,10 +172,17 @@ def load_state(document: Any) -> list[dict[str, Any]]:
         elif not isinstance(document, list):
             states.append({"type": "LEGACY", "data": item})
         else:
-            raise UserInputError("a state list must hold STATE objects with type STREAM, GLOBAL or LEGACY")
+            raise UserInputError(
+                f"state {number} has no type STREAM, GLOBAL or LEGACY (nor a LEGACY 'data'): "
+                "a state list holds STATE objects"
+            )
     StateAggregator(states)  # refuses mixed types with one clear line
     _refuse_repeated_streams(states)
     return states
+
+
+_JSON_KINDS = {list: "a list", str: "text", int: "a number", float: "a number", bool: "true/false"}
+_JSON_KINDS[type(None)] = "null"
 
 
 def _untyped_legacy(item: dict[str, Any]) -> bool:
