@@ -36,7 +36,9 @@ from ferryman.protocol.catalog import (
     replan_catalog,
 )
 from ferryman.protocol.discovered import check_configured, check_discovered
-from ferryman.protocol.state import load_state
+from ferryman.protocol.state import load_state, state_streams, state_type, without_streams
+from ferryman.protocol.stream_refs import StreamRef
+from ferryman.protocol.stream_refs import resolve as resolve_streams
 from ferryman.protocol.sync_modes import destination_modes
 from ferryman.secrets import mask_strings
 from ferryman.settings import Settings
@@ -512,9 +514,23 @@ class JobService:
         self.store.save_state(conn.id, state)
         return state
 
-    def clear_state(self, conn: Connection) -> None:
+    def clear_state(self, conn: Connection, streams: list[StreamRef] | None = None) -> list[dict[str, Any]]:
+        """Forget the state, or (``streams``) only what it holds for those streams, as Airbyte
+        clears a stream: a GLOBAL state keeps its shared state and the other streams'. The
+        state left."""
         self._refuse_if_live(conn, "changing its state")
-        self.store.clear_state(conn.id)
+        if not streams:
+            self.store.clear_state(conn.id)
+            return []
+        state = self.store.get_state(conn.id)
+        if any(state_type(s) == "LEGACY" for s in state):
+            raise UserInputError(
+                f"the state of connection {conn.name!r} is LEGACY: it names no stream, so clear it whole"
+            )
+        keys = resolve_streams(streams, state_streams(state), "its state holds streams")
+        left = without_streams(state, {(name, namespace) for namespace, name in keys})
+        self.store.save_state(conn.id, left)
+        return left
 
     def _refuse_if_live(self, conn: Connection, what: str) -> None:
         for status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.INCOMPLETE):

@@ -197,6 +197,14 @@ def test_state_get_set_clear_and_409_while_a_sync_is_live(server: tuple[Server, 
     assert client.delete(path).status_code == 409
     client.delete(f"/v1/jobs/{job['jobId']}")
     assert _wait(client, job["jobId"])["status"] == "cancelled"
+    two = [*state, {**state[0], "stream": {**state[0]["stream"], "stream_descriptor": {"name": "stream_1"}}}]
+    assert client.put(path, json={"state": two}).status_code == 200
+    assert (
+        client.delete(path, params={"stream": "stream_1"}).status_code == 204
+    )  # one stream's, as Airbyte clears
+    assert client.get(path).json()["state"] == state
+    unknown = client.delete(path, params={"stream": "nope"})
+    assert unknown.status_code == 422 and "unknown stream(s) nope" in unknown.json()["detail"]
     assert client.delete(path).status_code == 204
     assert client.get(path).json()["state"] == []
 

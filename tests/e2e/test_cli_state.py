@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TEST_CONNECTORS
-from tests.e2e.test_cli_jobs import Cli
+from tests.e2e.test_cli_jobs import Cli, bench_connection, emitted, stream_state
 
 
 @pytest.fixture
@@ -95,3 +95,28 @@ def test_a_malformed_state_is_one_line_naming_the_entry_and_nothing_is_stored(
     ]:
         assert words in cli.bad_input("state", "set", "c", document), document
         assert cli.json("state", "show", "c")["state"] == kept
+
+
+def test_clearing_one_streams_state_rereads_that_stream_alone(cli: Cli, tmp_path: Path) -> None:
+    """As Airbyte clears one stream: the others keep their progress, and so does a GLOBAL
+    state's shared part (a CDC position)."""
+    bench_connection(cli, tmp_path, "bench", 200, streams=2, state_every=100)
+    cli("connections", "sync", "bench")
+    assert (
+        cli("state", "clear", "bench", "--stream", "stream_1")
+        .stdout.strip()
+        .endswith("1 state message(s) left")
+    )
+    assert cli.json("state", "show", "bench")["state"] == [stream_state("stream_0", 200)]
+    assert emitted(cli.json("connections", "sync", "bench")) == {"stream_0": 0, "stream_1": 200}
+
+    assert "unknown stream(s) nope" in cli.bad_input("state", "clear", "bench", "--stream", "nope")
+    shared = {"type": "GLOBAL", "global": {"shared_state": {"lsn": 9}, "stream_states": [
+        stream_state("stream_0", 5)["stream"], stream_state("stream_1", 5)["stream"]]}}  # fmt: skip
+    cli("state", "set", "bench", json.dumps([shared]))
+    left = cli.json("state", "clear", "bench", "--stream", "stream_0")["state"]
+    assert left == [{"type": "GLOBAL", "global": {"shared_state": {"lsn": 9}, "stream_states": [
+        stream_state("stream_1", 5)["stream"]]}}]  # fmt: skip
+    cli("state", "set", "bench", '{"cursor": 3}')
+    assert "LEGACY" in cli.bad_input("state", "clear", "bench", "--stream", "stream_0")
+    assert cli.json("state", "show", "bench")["state"] == [{"type": "LEGACY", "data": {"cursor": 3}}]

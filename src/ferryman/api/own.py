@@ -32,6 +32,7 @@ from ferryman.api.models import (
 )
 from ferryman.api.problems import Problem
 from ferryman.jobs.states import JobStatus, JobType
+from ferryman.protocol.stream_refs import StreamRef
 from ferryman.secrets import mask_text
 from ferryman.service import follow, tail_lines
 from ferryman.store.base import Actor, Attempt, Connection, Job, JobQuery, NotFound
@@ -288,10 +289,16 @@ def set_state(connectionId: UUID, body: Annotated[StateBody, Body()], context: C
 
 
 @router.delete("/connections/{connectionId}/state", status_code=204, response_class=Response)
-def clear_state(connectionId: UUID, context: Context) -> Response:
+def clear_state(
+    connectionId: UUID,
+    context: Context,
+    stream: Annotated[
+        list[str] | None, Query(description="Clear only these streams (NAME or NAMESPACE.NAME).")
+    ] = None,
+) -> Response:
     conn = _connection(context, connectionId)
     _refuse_if_live(context, conn)
-    context.service.clear_state(conn)
+    context.service.clear_state(conn, [StreamRef.parse(text) for text in stream or []])
     return Response(status_code=204)
 
 

@@ -249,6 +249,20 @@ def without_streams(
     return kept
 
 
+def state_streams(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The streams a state holds something for, as catalog streams (``name``, ``namespace``):
+    its STREAM states' and its GLOBAL state's ``stream_states``. A LEGACY state names none."""
+    found: dict[tuple[str, str | None], None] = {}
+    for state in states:
+        kind, shared = state_type(state), state.get("global")
+        if kind == "STREAM":
+            found[_descriptor_key(state)] = None
+        elif kind == "GLOBAL" and isinstance(shared, dict):
+            for entry in shared.get("stream_states") or []:
+                found[_stream_state_key(entry)] = None
+    return [{"name": name, "namespace": namespace} for name, namespace in found]
+
+
 def _stream_state_key(entry: dict[str, Any]) -> tuple[str, str | None]:
     descriptor = entry.get("stream_descriptor") or {}
     return str(descriptor.get("name")), descriptor.get("namespace")
