@@ -120,3 +120,19 @@ def test_clearing_one_streams_state_rereads_that_stream_alone(cli: Cli, tmp_path
     cli("state", "set", "bench", '{"cursor": 3}')
     assert "LEGACY" in cli.bad_input("state", "clear", "bench", "--stream", "stream_0")
     assert cli.json("state", "show", "bench")["state"] == [{"type": "LEGACY", "data": {"cursor": 3}}]
+
+
+def test_connections_show_counts_the_streams_a_global_state_holds(cli: Cli, tmp_path: Path) -> None:
+    scripted_connection(cli, tmp_path, "c", [])
+    streams = [stream_state(name, 1)["stream"] for name in ("a", "b", "c")]
+    cli(
+        "state",
+        "set",
+        "c",
+        json.dumps({"type": "GLOBAL", "global": {"shared_state": {}, "stream_states": streams}}),
+    )
+    shown = cli.json("connections", "show", "c")
+    assert (shown["state_type"], shown["state_streams"]) == ("GLOBAL", 3)
+    assert "state: GLOBAL, 3 stream(s)" in cli("connections", "show", "c").stdout
+    cli("state", "set", "c", '{"cursor": 3}')
+    assert cli.json("connections", "show", "c")["state_streams"] == 0  # a LEGACY state names no stream
