@@ -205,6 +205,13 @@ def test_state_get_set_clear_and_409_while_a_sync_is_live(server: tuple[Server, 
     assert client.get(path).json()["state"] == state
     unknown = client.delete(path, params={"stream": "nope"})
     assert unknown.status_code == 422 and "unknown stream(s) nope" in unknown.json()["detail"]
+    # A source's secret its connector keeps in its state is masked, and kept when sent back.
+    secret = [{**state[0], "stream": {**state[0]["stream"], "stream_state": {"id": 7, "token": SECRET}}}]
+    assert SECRET not in client.put(path, json={"state": secret}).text
+    shown = client.get(path).json()["state"]
+    assert SECRET not in json.dumps(shown) and shown[0]["stream"]["stream_state"]["token"] == "**********"
+    assert client.put(path, json={"state": shown}).status_code == 200
+    assert client.get(path).json()["state"] == shown
     assert client.delete(path).status_code == 204
     assert client.get(path).json()["state"] == []
 

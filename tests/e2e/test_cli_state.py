@@ -21,7 +21,9 @@ def cli(tmp_path: Path) -> Cli:
     return Cli(tmp_path / "home")
 
 
-def scripted_connection(cli: Cli, tmp_path: Path, name: str, read_steps: list[dict[str, Any]]) -> Path:
+def scripted_connection(
+    cli: Cli, tmp_path: Path, name: str, read_steps: list[dict[str, Any]], **extra: Any
+) -> Path:
     """A scripted source whose reads run ``read_steps`` and copy their state file to the path
     returned, a JSONL destination, and an incremental connection of stream ``users``."""
     script = tmp_path / "scripted-source"
@@ -31,7 +33,7 @@ def scripted_connection(cli: Cli, tmp_path: Path, name: str, read_steps: list[di
         )
         script.chmod(0o755)
     copy = tmp_path / f"{name}-state-given.json"
-    config = {"read_steps": read_steps, "state_copy": str(copy)}
+    config = {"read_steps": read_steps, "state_copy": str(copy), **extra}
     cli("sources", "create", name, "--connector", f"exec:{script}", "--config", json.dumps(config))
     destination = {"path": str(tmp_path / f"{name}-out")}
     cli(
@@ -136,3 +138,30 @@ def test_connections_show_counts_the_streams_a_global_state_holds(cli: Cli, tmp_
     assert "state: GLOBAL, 3 stream(s)" in cli("connections", "show", "c").stdout
     cli("state", "set", "c", '{"cursor": 3}')
     assert cli.json("connections", "show", "c")["state_streams"] == 0  # a LEGACY state names no stream
+
+
+TOKEN = "sk-live-4c1d-never-printed"  # the source's api_key, which its connector keeps in its state too
+
+
+def test_a_secret_a_connector_keeps_in_its_state_is_masked_and_set_back_unchanged(
+    cli: Cli, tmp_path: Path
+) -> None:
+    given = scripted_connection(cli, tmp_path, "c", [], api_key=TOKEN)
+    auth = {"token": TOKEN, "header": f"Bearer {TOKEN}"}
+    users = {
+        "type": "STREAM",
+        "stream": {"stream_descriptor": {"name": "users"}, "stream_state": {"cursor": 1, "auth": auth}},
+    }
+    assert TOKEN not in cli("state", "set", "c", json.dumps([users])).stdout
+    shown = tmp_path / "shown.json"
+    shown.write_text(cli("state", "show", "c").stdout)
+    assert TOKEN not in shown.read_text() and "**********" in shown.read_text()
+    assert TOKEN not in cli("state", "show", "c", "--json").stdout
+
+    cli("state", "set", "c", str(shown))  # the masked values sent back keep the stored ones
+    cli("connections", "sync", "c")
+    assert json.loads(given.read_text()) == [users]
+
+    edited = json.loads(shown.read_text())
+    edited[0]["stream"]["stream_state"]["other"] = "**********"  # a mask where no secret was
+    assert "masked secret" in cli.bad_input("state", "set", "c", json.dumps(edited))

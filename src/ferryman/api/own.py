@@ -274,7 +274,7 @@ def _refuse_if_live(context: ApiContext, conn: Connection) -> None:
 @router.get("/connections/{connectionId}/state", **ok(ConnectionState))
 def get_state(connectionId: UUID, context: Context) -> dict[str, Any]:
     conn = _connection(context, connectionId)
-    return {"connectionId": conn.uuid, "state": context.store.get_state(conn.id)}
+    return {"connectionId": conn.uuid, "state": context.service.shown_state(conn)}
 
 
 @router.put("/connections/{connectionId}/state", **ok(ConnectionState))

@@ -29,7 +29,7 @@ def show(connection: ConnectionArgument, json: JsonOption = False) -> None:
     def action() -> int:
         with job_service() as service:
             conn = service.store.get_connection(connection)
-            state = service.store.get_state(conn.id)
+            state = service.shown_state(conn)
         if json:
             print_json({"connection": conn.name, "connection_id": conn.id, "state": state}, [])
         else:
