@@ -36,9 +36,11 @@ from ferryman.protocol.catalog import (
     replan_catalog,
 )
 from ferryman.protocol.discovered import check_configured, check_discovered
-from ferryman.protocol.state import load_state
+from ferryman.protocol.state import load_state, state_streams, state_type, without_streams
+from ferryman.protocol.stream_refs import StreamRef
+from ferryman.protocol.stream_refs import resolve as resolve_streams
 from ferryman.protocol.sync_modes import destination_modes
-from ferryman.secrets import mask_strings
+from ferryman.secrets import MASK, mask_strings
 from ferryman.settings import Settings
 from ferryman.store.base import (
     Actor,
@@ -506,15 +508,63 @@ class JobService:
 
     # -- state ------------------------------------------------------------------------------
 
+    def _state_secrets(self, conn: Connection) -> list[str]:
+        source = self.store.get_actor_by_id("source", conn.source_id)
+        return masking.actor_secrets(source, self.store.get_actor_by_id("destination", conn.destination_id))
+
+    def shown_state(
+        self, conn: Connection, state: list[dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
+        """The state as surfaces show it: a value of the source's or destination's secrets that
+        a connector copied into its state (a token it refreshes, say) masked, as the web UI and
+        job outputs mask it. ``set_state`` takes this form back."""
+        found = self.store.get_state(conn.id) if state is None else state
+        return list(mask_strings(found, self._state_secrets(conn)))
+
     def set_state(self, conn: Connection, document: Any) -> list[dict[str, Any]]:
+        """Replace the state; the masked state's strings sent back unchanged keep their stored
+        values. Returns the state as shown."""
         state = load_state(document)  # a malformed state is refused before anything is checked
         self._refuse_if_live(conn, "changing its state")
+        stored = self.store.get_state(conn.id)
+        if stored:
+            # Each STATE pairs with the stored one of its stream (or type), never by its place.
+            pairs = dict(
+                zip(
+                    map(_state_slot, stored),
+                    zip(stored, self.shown_state(conn, stored), strict=True),
+                    strict=True,
+                )
+            )
+            matched = [pairs.get(_state_slot(item), (None, None)) for item in state]
+            state = [
+                _unmasked(item, o, v, f"state {i}")
+                for i, (item, (o, v)) in enumerate(zip(state, matched, strict=True))
+            ]
+        elif _holds_mask(state):
+            raise UserInputError(
+                f"the state holds {MASK} (a masked secret) but none is stored: send the value itself"
+            )
         self.store.save_state(conn.id, state)
-        return state
+        return self.shown_state(conn, state)
 
-    def clear_state(self, conn: Connection) -> None:
+    def clear_state(self, conn: Connection, streams: list[StreamRef] | None = None) -> list[dict[str, Any]]:
+        """Forget the state, or (``streams``) only what it holds for those streams, as Airbyte
+        clears a stream: a GLOBAL state keeps its shared state and the other streams'. The
+        state left."""
         self._refuse_if_live(conn, "changing its state")
-        self.store.clear_state(conn.id)
+        if not streams:
+            self.store.clear_state(conn.id)
+            return []
+        state = self.store.get_state(conn.id)
+        if any(state_type(s) == "LEGACY" for s in state):
+            raise UserInputError(
+                f"the state of connection {conn.name!r} is LEGACY: it names no stream, so clear it whole"
+            )
+        keys = resolve_streams(streams, state_streams(state), "its state holds streams")
+        left = without_streams(state, {(name, namespace) for namespace, name in keys})
+        self.store.save_state(conn.id, left)
+        return self.shown_state(conn, left)
 
     def _refuse_if_live(self, conn: Connection, what: str) -> None:
         for status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.INCOMPLETE):
@@ -524,6 +574,45 @@ class JobService:
                     f"connection {conn.name!r} has a {status} job ({live[0].id}): cancel it or let it "
                     f"finish before {what}"
                 )
+
+
+def _state_slot(state: dict[str, Any]) -> tuple[str, str | None, str | None]:
+    descriptor = (state.get("stream") or {}).get("stream_descriptor") or {}
+    return state_type(state), descriptor.get("name"), descriptor.get("namespace")
+
+
+def _holds_mask(value: Any) -> bool:
+    if isinstance(value, str):
+        return MASK in value
+    if isinstance(value, dict):
+        return any(_holds_mask(v) for v in value.values())
+    return isinstance(value, list) and any(_holds_mask(v) for v in value)
+
+
+def _unmasked(new: Any, old: Any, shown: Any, path: str) -> Any:
+    """A state sent back: a string that is as it was shown (masked) takes the stored value at
+    the same place; a mask anywhere else would store the mask in place of a credential."""
+    if isinstance(new, str):
+        if new == shown and old is not None:
+            return old
+        if MASK in new:
+            raise UserInputError(
+                f"{path} holds {MASK} (a masked secret) where the stored state shows no such value: "
+                "send the value itself"
+            )
+        return new
+    if isinstance(new, dict):
+        keyed, seen = (old if isinstance(old, dict) else {}), (shown if isinstance(shown, dict) else {})
+        return {k: _unmasked(v, keyed.get(k), seen.get(k), f"{path}.{k}") for k, v in new.items()}
+    if isinstance(new, list):
+        olds, views = (old if isinstance(old, list) else []), (shown if isinstance(shown, list) else [])
+        return [
+            _unmasked(
+                v, olds[i] if i < len(olds) else None, views[i] if i < len(views) else None, f"{path}[{i}]"
+            )
+            for i, v in enumerate(new)
+        ]
+    return new
 
 
 # What a log's tail holds at most unless a caller asks otherwise: a connector's lines may be 64 kB

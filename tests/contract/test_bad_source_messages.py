@@ -94,6 +94,16 @@ BAD_MESSAGES = {
     "state-unknown-type": (b'{"type":"STATE","state":{"type":"PER_TABLE","data":{}}}', "unknown type"),
     "state-not-an-object": (b'{"type":"STATE","state":[1]}', "without a state object"),
     "state-no-descriptor": (b'{"type":"STATE","state":{"type":"STREAM","stream":{}}}', "descriptor"),
+    # What `state set` would refuse: a sync must not commit a state the user cannot set back.
+    "state-stream-state-not-an-object": (
+        b'{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"users"},'
+        b'"stream_state":"abc"}}}',
+        "stream_state of 'users' must be an object or null",
+    ),
+    "state-empty-stream-name": (
+        b'{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":""},"stream_state":{}}}}',
+        "stream_descriptor.name",
+    ),
     "state-mixes-types": (
         b'{"type":"STATE","state":{"type":"GLOBAL","global":{"shared_state":{}}}}',
         "STREAM and GLOBAL",

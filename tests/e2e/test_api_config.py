@@ -187,11 +187,31 @@ def test_state_get_set_clear_and_409_while_a_sync_is_live(server: tuple[Server, 
     assert client.get(path).json()["state"] == state
     bad = client.put(path, json={"state": [{"type": "STREAM", "stream": {}}]})
     assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+    # A client that sends an unset field (null) gets told, and the stored state stays.
+    for malformed in ('{"state": null}', '{"state": [1, 2]}', '{"state": "x"}', '{"state": [{"cursor": 1}]}'):
+        refused = client.put(path, content=malformed, headers={"content-type": "application/json"})
+        assert refused.status_code == 422 and "\n" not in refused.json()["detail"], (malformed, refused.text)
+        assert client.get(path).json()["state"] == state
     job = client.post("/v1/jobs", json={"connectionId": conn["connectionId"], "jobType": "sync"}).json()
     assert client.put(path, json={"state": state}).status_code == 409
     assert client.delete(path).status_code == 409
     client.delete(f"/v1/jobs/{job['jobId']}")
     assert _wait(client, job["jobId"])["status"] == "cancelled"
+    two = [*state, {**state[0], "stream": {**state[0]["stream"], "stream_descriptor": {"name": "stream_1"}}}]
+    assert client.put(path, json={"state": two}).status_code == 200
+    assert (
+        client.delete(path, params={"stream": "stream_1"}).status_code == 204
+    )  # one stream's, as Airbyte clears
+    assert client.get(path).json()["state"] == state
+    unknown = client.delete(path, params={"stream": "nope"})
+    assert unknown.status_code == 422 and "unknown stream(s) nope" in unknown.json()["detail"]
+    # A source's secret its connector keeps in its state is masked, and kept when sent back.
+    secret = [{**state[0], "stream": {**state[0]["stream"], "stream_state": {"id": 7, "token": SECRET}}}]
+    assert SECRET not in client.put(path, json={"state": secret}).text
+    shown = client.get(path).json()["state"]
+    assert SECRET not in json.dumps(shown) and shown[0]["stream"]["stream_state"]["token"] == "**********"
+    assert client.put(path, json={"state": shown}).status_code == 200
+    assert client.get(path).json()["state"] == shown
     assert client.delete(path).status_code == 204
     assert client.get(path).json()["state"] == []
 

@@ -62,19 +62,31 @@ def _stream(**stream: Any) -> dict[str, Any]:
     [
         (_stream(stream_state={"id": 1}), "needs stream_descriptor.name"),
         (_stream(stream_descriptor={"name": ""}, stream_state={}), "needs stream_descriptor.name"),
-        (_stream(stream_descriptor={"name": "users"}), "'users' has no stream_state"),
         (_stream(stream_descriptor={"name": "users"}, stream_state=[1]), "must be an object or null"),
         (_stream(stream_descriptor={"name": "u", "namespace": 3}, stream_state={}), "namespace"),
         ({"type": "STREAM", "stream": "users"}, "must be an object"),
         ({"type": "GLOBAL", "global": [1]}, "needs a 'global' object"),
         ({"type": "GLOBAL", "global": {"stream_states": [{"stream_state": {}}]}}, "stream_states[0]"),
-        ({"type": "LEGACY"}, "needs a 'data' field"),
+        ({"type": "GLOBAL", "global": {"shared_state": [1]}}, "shared_state must be an object or null"),
+        ({"cursor": 3}, "state 0 has no type STREAM, GLOBAL or LEGACY"),  # in a list: not a bare state
     ],
 )
 def test_malformed_or_incomplete_states_are_refused(state: dict[str, Any], words: str) -> None:
     with pytest.raises(UserInputError) as raised:
         load_state([state])
     assert words in str(raised.value)
+
+
+def test_what_the_protocol_leaves_optional_is_taken_as_a_sync_commits_it() -> None:
+    """``state show`` prints what a sync committed; ``state set`` takes it back. The protocol's
+    AirbyteStateMessage leaves these out of ``required``, and sources do leave them out."""
+    no_state = _stream(stream_descriptor={"name": "users"})
+    assert load_state([no_state]) == [no_state]
+    untyped_legacy = {"data": {"cursor": 3}}  # what legacy sources send: no type means LEGACY
+    assert load_state([untyped_legacy]) == [untyped_legacy]
+    assert load_state([{"type": "LEGACY"}]) == [{"type": "LEGACY"}]
+    shared_only = {"type": "GLOBAL", "global": {"shared_state": {"lsn": 1}}}
+    assert load_state([shared_only]) == [shared_only]
 
 
 def test_a_stream_named_twice_is_refused_and_good_states_pass() -> None:

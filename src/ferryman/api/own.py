@@ -32,6 +32,7 @@ from ferryman.api.models import (
 )
 from ferryman.api.problems import Problem
 from ferryman.jobs.states import JobStatus, JobType
+from ferryman.protocol.stream_refs import StreamRef
 from ferryman.secrets import mask_text
 from ferryman.service import follow, tail_lines
 from ferryman.store.base import Actor, Attempt, Connection, Job, JobQuery, NotFound
@@ -50,7 +51,7 @@ MAX_TAIL = 10_000
 
 
 class StateBody(BaseModel):
-    state: Any  # a state document as `ferryman connections state set` takes it: checked by load_state
+    state: Any  # a state document as `ferryman state set` takes it: checked by load_state
 
 
 # -- documents -----------------------------------------------------------------------------------
@@ -273,23 +274,31 @@ def _refuse_if_live(context: ApiContext, conn: Connection) -> None:
 @router.get("/connections/{connectionId}/state", **ok(ConnectionState))
 def get_state(connectionId: UUID, context: Context) -> dict[str, Any]:
     conn = _connection(context, connectionId)
-    return {"connectionId": conn.uuid, "state": context.store.get_state(conn.id)}
+    return {"connectionId": conn.uuid, "state": context.service.shown_state(conn)}
 
 
 @router.put("/connections/{connectionId}/state", **ok(ConnectionState))
 def set_state(connectionId: UUID, body: Annotated[StateBody, Body()], context: Context) -> dict[str, Any]:
     """Replace the state the next sync starts from; 409 while a sync or reset is live."""
     conn = _connection(context, connectionId)
+    if body.state is None:  # a client's unset field, not a request to forget the connection's progress
+        raise Problem(422, "state is null: PUT a list of STATE messages ([] for none), or DELETE the state")
     _refuse_if_live(context, conn)
     state = context.service.set_state(conn, body.state)
     return {"connectionId": conn.uuid, "state": state}
 
 
 @router.delete("/connections/{connectionId}/state", status_code=204, response_class=Response)
-def clear_state(connectionId: UUID, context: Context) -> Response:
+def clear_state(
+    connectionId: UUID,
+    context: Context,
+    stream: Annotated[
+        list[str] | None, Query(description="Clear only these streams (NAME or NAMESPACE.NAME).")
+    ] = None,
+) -> Response:
     conn = _connection(context, connectionId)
     _refuse_if_live(context, conn)
-    context.service.clear_state(conn)
+    context.service.clear_state(conn, [StreamRef.parse(text) for text in stream or []])
     return Response(status_code=204)
 
 

@@ -41,6 +41,7 @@ from ferryman.cli.foreground import run_and_watch
 from ferryman.cli.progress import progress_display
 from ferryman.cli.summary import print_outcome
 from ferryman.errors import UserInputError
+from ferryman.protocol.state import state_streams, state_type
 from ferryman.views import connection_doc, utcnow
 
 if TYPE_CHECKING:
@@ -96,6 +97,12 @@ def _print_streams(document: dict[str, Any], json: bool) -> int:
         say(_headline(document))
         out().print(streams_table(document["streams"]))
     return 0
+
+
+def _state_summary(kind: str | None, streams: int) -> str:
+    if kind is None:
+        return "none"
+    return "LEGACY (names no stream)" if kind == "LEGACY" else f"{kind}, {streams} stream(s)"
 
 
 def _headline(document: dict[str, Any]) -> str:
@@ -258,7 +265,9 @@ def show(name: NameArgument, json: JsonOption = False) -> None:
             document = _doc(service, connection)
             state = service.store.get_state(connection.id)
             jobs = service.store.list_jobs(scope=str(connection.id), limit=5)
-        document["state_streams"] = len(state)
+        kind = state_type(state[0]) if state else None
+        document["state_type"] = kind
+        document["state_streams"] = len(state_streams(state))  # a GLOBAL state is one message, many streams
         document["latest_jobs"] = [{"id": j.id, "type": j.type.value, "status": j.status.value} for j in jobs]
         if json:
             print_json(document, [])
@@ -268,7 +277,7 @@ def show(name: NameArgument, json: JsonOption = False) -> None:
             f"namespace: {connection.namespace_definition}"
             + (f" ({connection.namespace_format})" if connection.namespace_format else "")
             + (f", prefix {connection.prefix!r}" if connection.prefix else "")
-            + f"; state: {len(state)} stream(s)"
+            + f"; state: {_state_summary(kind, document['state_streams'])}"
         )
         for line in _schedule_lines(document):
             say(line)

@@ -15,6 +15,7 @@ import typer
 from ferryman.cli.common import JsonOption, guarded, print_json, say
 from ferryman.cli.context import job_service
 from ferryman.documents import load_document
+from ferryman.protocol.stream_refs import StreamRef
 
 app = typer.Typer(help="A connection's state: what its next sync starts from.", no_args_is_help=True)
 
@@ -28,7 +29,7 @@ def show(connection: ConnectionArgument, json: JsonOption = False) -> None:
     def action() -> int:
         with job_service() as service:
             conn = service.store.get_connection(connection)
-            state = service.store.get_state(conn.id)
+            state = service.shown_state(conn)
         if json:
             print_json({"connection": conn.name, "connection_id": conn.id, "state": state}, [])
         else:
@@ -61,15 +62,26 @@ def set_(
 
 
 @app.command("clear")
-def clear(connection: ConnectionArgument, json: JsonOption = False) -> None:
+def clear(
+    connection: ConnectionArgument,
+    stream: Annotated[
+        list[str] | None,
+        typer.Option("--stream", help="Clear only this stream's state (NAME or NAMESPACE.NAME). Repeatable."),
+    ] = None,
+    json: JsonOption = False,
+) -> None:
     """Forget the stored state: the next sync starts from scratch (the data stays)."""
 
     def action() -> int:
+        refs = [StreamRef.parse(text) for text in stream or []]
         with job_service() as service:
             conn = service.store.get_connection(connection)
-            service.clear_state(conn)
+            left = service.clear_state(conn, refs)
         if json:
-            print_json({"connection": conn.name, "connection_id": conn.id, "state": []}, [])
+            print_json({"connection": conn.name, "connection_id": conn.id, "state": left}, [])
+        elif refs:
+            names = ", ".join(str(ref) for ref in refs)
+            say(f"state of connection {conn.name} cleared for {names}: {len(left)} state message(s) left")
         else:
             say(f"state of connection {conn.name} cleared")
         return 0

@@ -33,25 +33,62 @@ STATE_TYPES = ("STREAM", "GLOBAL", "LEGACY")
 
 def state_problem(state: Any, sync_type: str | None) -> str | None:
     """What is wrong with a source's STATE, or None; ``sync_type`` is the type of the sync's
-    earlier STATEs (None before the first). Never quotes the state's content."""
+    earlier STATEs (None before the first). Never quotes the state's content.
+
+    The rules are those ``load_state`` holds a user's state to: what a sync commits, ``state
+    show`` prints and ``state set`` must take back, so a state is refused here, with the
+    source to blame, rather than stored where the user cannot put it back."""
     if not isinstance(state, dict):
         return "a STATE message without a state object"
     kind = state.get("type") or "LEGACY"
     if kind not in STATE_TYPES:
         shown = repr(kind)[:40] if isinstance(kind, str) else type(kind).__name__
         return f"a STATE of unknown type {shown} (expected STREAM, GLOBAL or LEGACY)"
-    if kind == "STREAM":
-        stream = state.get("stream")
-        descriptor = stream.get("stream_descriptor") if isinstance(stream, dict) else None
-        if not isinstance(descriptor, dict) or not isinstance(descriptor.get("name"), str):
-            return "a STREAM state without a stream descriptor name"
-        namespace = descriptor.get("namespace")
-        if namespace is not None and not isinstance(namespace, str):
-            return f"a STREAM state of stream {descriptor['name']!r} whose namespace is not a string"
-    elif kind == "GLOBAL" and not isinstance(state.get("global"), dict):
-        return "a GLOBAL state without a global object"
+    problem = _content_problem(state, f"a {kind} STATE")
+    if problem is not None:
+        return problem
     if sync_type is not None and kind != sync_type:
         return f"{sync_type} and {kind} STATE messages mixed in one sync (the protocol allows one type)"
+    return None
+
+
+def _content_problem(state: dict[str, Any], where: str) -> str | None:
+    """What the protocol's AirbyteStateMessage schema refuses in a STATE of a known type, or
+    None. Optional there, and so here: a stream's ``stream_state`` (absent is no state, as
+    null), a GLOBAL's ``shared_state``, a LEGACY's ``data``."""
+    kind = state.get("type") or "LEGACY"
+    if kind == "STREAM":
+        return _stream_state_problem(state.get("stream"), f"{where}: stream")
+    if kind == "GLOBAL":
+        shared = state.get("global")
+        if not isinstance(shared, dict):
+            return f"{where} needs a 'global' object"
+        if not isinstance(shared.get("shared_state"), dict | None):
+            return f"{where}: global.shared_state must be an object or null"
+        streams = shared.get("stream_states", [])
+        if not isinstance(streams, list):
+            return f"{where}: global.stream_states must be a list"
+        for index, stream in enumerate(streams):
+            problem = _stream_state_problem(stream, f"{where}: global.stream_states[{index}]")
+            if problem is not None:
+                return problem
+    return None
+
+
+def _stream_state_problem(stream: Any, where: str) -> str | None:
+    """One AirbyteStreamState: ``stream_descriptor.name`` (text) and, when there, ``stream_state``
+    (an object, or null to say the stream starts over)."""
+    if not isinstance(stream, dict):
+        return f"{where} must be an object with stream_descriptor and stream_state"
+    descriptor = stream.get("stream_descriptor")
+    name = descriptor.get("name") if isinstance(descriptor, dict) else None
+    if not isinstance(name, str) or not name:
+        return f"{where} needs stream_descriptor.name, the stream's name"
+    namespace = descriptor.get("namespace") if isinstance(descriptor, dict) else None
+    if namespace is not None and not isinstance(namespace, str):
+        return f"{where}: stream_descriptor.namespace of {name!r} must be text or null"
+    if not isinstance(stream.get("stream_state"), dict | None):
+        return f"{where}: stream_state of {name!r} must be an object or null"
     return None
 
 
@@ -112,7 +149,7 @@ def load_state(document: Any) -> list[dict[str, Any]]:
 
     A list of STATE messages (or of whole ``{"type": "STATE", "state": ...}`` messages), one
     STATE object, or a bare legacy state object. Each STATE is checked against the protocol
-    (a STREAM state names its stream and carries ``stream_state``), so a malformed or incomplete
+    (a STREAM state names its stream, its ``stream_state`` is an object), so a malformed
     one is refused here with one line instead of reaching a connector.
     """
     if document is None:
@@ -121,54 +158,37 @@ def load_state(document: Any) -> list[dict[str, Any]]:
     states: list[dict[str, Any]] = []
     for number, item in enumerate(items):
         if not isinstance(item, dict):
-            raise UserInputError("a state file must hold a JSON object or a list of STATE objects")
+            what = _JSON_KINDS.get(type(item), "not an object")
+            where = f"state {number} is {what}" if isinstance(document, list) else f"the state is {what}"
+            raise UserInputError(f"{where}: a state is a JSON object or a list of STATE objects")
         if item.get("type") == "STATE" and isinstance(item.get("state"), dict):
             item = item["state"]
-        if item.get("type") in ("STREAM", "GLOBAL", "LEGACY"):
-            _check_state(item, f"state {number}" if isinstance(document, list) else "the state")
+        if item.get("type") in STATE_TYPES or (isinstance(document, list) and _untyped_legacy(item)):
+            where = f"state {number}" if isinstance(document, list) else "the state"
+            problem = _content_problem(item, f"{where} ({state_type(item)})")
+            if problem is not None:
+                raise UserInputError(problem)
             states.append(item)
         elif not isinstance(document, list):
             states.append({"type": "LEGACY", "data": item})
         else:
-            raise UserInputError("a state list must hold STATE objects with type STREAM, GLOBAL or LEGACY")
+            raise UserInputError(
+                f"state {number} has no type STREAM, GLOBAL or LEGACY (nor a LEGACY 'data'): "
+                "a state list holds STATE objects"
+            )
     StateAggregator(states)  # refuses mixed types with one clear line
     _refuse_repeated_streams(states)
     return states
 
 
-def _check_state(state: dict[str, Any], where: str) -> None:
-    kind = state["type"]
-    if kind == "STREAM":
-        _check_stream_state(state.get("stream"), f"{where} (STREAM): stream")
-    elif kind == "GLOBAL":
-        shared = state.get("global")
-        if not isinstance(shared, dict):
-            raise UserInputError(f"{where} (GLOBAL) needs a 'global' object")
-        streams = shared.get("stream_states", [])
-        if not isinstance(streams, list):
-            raise UserInputError(f"{where} (GLOBAL): global.stream_states must be a list")
-        for index, stream in enumerate(streams):
-            _check_stream_state(stream, f"{where} (GLOBAL): global.stream_states[{index}]")
-    elif "data" not in state:
-        raise UserInputError(f"{where} (LEGACY) needs a 'data' field")
+_JSON_KINDS = {list: "a list", str: "text", int: "a number", float: "a number", bool: "true/false"}
+_JSON_KINDS[type(None)] = "null"
 
 
-def _check_stream_state(stream: Any, where: str) -> None:
-    """One AirbyteStreamState: ``stream_descriptor.name`` (text) and ``stream_state`` (an object,
-    or null to say the stream starts over)."""
-    if not isinstance(stream, dict):
-        raise UserInputError(f"{where} must be an object with stream_descriptor and stream_state")
-    descriptor = stream.get("stream_descriptor")
-    name = descriptor.get("name") if isinstance(descriptor, dict) else None
-    if not isinstance(name, str) or not name:
-        raise UserInputError(f"{where} needs stream_descriptor.name, the stream's name")
-    namespace = descriptor.get("namespace") if isinstance(descriptor, dict) else None
-    if namespace is not None and not isinstance(namespace, str):
-        raise UserInputError(f"{where}: stream_descriptor.namespace of {name!r} must be text or null")
-    if "stream_state" not in stream:
-        raise UserInputError(f"{where}: stream {name!r} has no stream_state (use null to start it over)")
-    if not isinstance(stream["stream_state"], dict | None):
-        raise UserInputError(f"{where}: stream_state of {name!r} must be an object or null")
+def _untyped_legacy(item: dict[str, Any]) -> bool:
+    """A STATE with no type, as legacy sources send it: ``{"data": ...}`` (the protocol reads a
+    missing type as LEGACY, and a sync commits it as it came)."""
+    return item.get("type") is None and "data" in item and not ({"stream", "global"} & item.keys())
 
 
 def _refuse_repeated_streams(states: list[dict[str, Any]]) -> None:
@@ -227,6 +247,20 @@ def without_streams(
                 state = {**state, "global": {**shared, "stream_states": remaining}}
         kept.append(state)
     return kept
+
+
+def state_streams(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The streams a state holds something for, as catalog streams (``name``, ``namespace``):
+    its STREAM states' and its GLOBAL state's ``stream_states``. A LEGACY state names none."""
+    found: dict[tuple[str, str | None], None] = {}
+    for state in states:
+        kind, shared = state_type(state), state.get("global")
+        if kind == "STREAM":
+            found[_descriptor_key(state)] = None
+        elif kind == "GLOBAL" and isinstance(shared, dict):
+            for entry in shared.get("stream_states") or []:
+                found[_stream_state_key(entry)] = None
+    return [{"name": name, "namespace": namespace} for name, namespace in found]
 
 
 def _stream_state_key(entry: dict[str, Any]) -> tuple[str, str | None]:

@@ -144,8 +144,8 @@ class _Replication:
             "--catalog",
             str(files.write_private_json(workdir / files.SOURCE_CATALOG, sync.catalog)),
         ]
-        if sync.state:
-            state = connector_state_file(sync.state)
+        state = connector_state_file(sync.state) if sync.state else None
+        if state is not None:  # as Airbyte: no --state for a LEGACY state without data
             read += ["--state", str(files.write_private_json(workdir / files.INPUT_STATE, state))]
         write = [
             "write",

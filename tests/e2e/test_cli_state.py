@@ -1,0 +1,167 @@
+"""Connection state as users edit and read it: ``ferryman state show|set|clear`` and the state
+the next sync hands its source. The source is the scripted one, which copies the state file it
+is given (``state_copy``), so each test compares what ``state show`` printed with what the
+source read."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import TEST_CONNECTORS
+from tests.e2e.test_cli_jobs import Cli, bench_connection, emitted, stream_state
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path / "home")
+
+
+def scripted_connection(
+    cli: Cli, tmp_path: Path, name: str, read_steps: list[dict[str, Any]], **extra: Any
+) -> Path:
+    """A scripted source whose reads run ``read_steps`` and copy their state file to the path
+    returned, a JSONL destination, and an incremental connection of stream ``users``."""
+    script = tmp_path / "scripted-source"
+    if not script.exists():
+        script.write_text(
+            f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / "scripted_source.py"}" "$@"\n'
+        )
+        script.chmod(0o755)
+    copy = tmp_path / f"{name}-state-given.json"
+    config = {"read_steps": read_steps, "state_copy": str(copy), **extra}
+    cli("sources", "create", name, "--connector", f"exec:{script}", "--config", json.dumps(config))
+    destination = {"path": str(tmp_path / f"{name}-out")}
+    cli(
+        "destinations",
+        "create",
+        name,
+        "--connector",
+        "builtin:destination-jsonl",
+        "--config",
+        json.dumps(destination),
+    )
+    cli("connections", "create", name, "--source", name, "--destination", name,
+        "--stream", "users:incremental:append", "--cursor", "users=id")  # fmt: skip
+    return copy
+
+
+def raw_state(state: dict[str, Any]) -> dict[str, Any]:
+    return {"stdout_hex": json.dumps({"type": "STATE", "state": state}).encode().hex()}
+
+
+@pytest.mark.parametrize(
+    ("sent", "source_reads"),
+    [
+        # A legacy source: no type, which the protocol reads as LEGACY; it gets its data back.
+        ({"data": {"cursor": 3}}, {"cursor": 3}),
+        # The protocol's AirbyteStreamState leaves stream_state optional.
+        (
+            {"type": "STREAM", "stream": {"stream_descriptor": {"name": "users"}}},
+            [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "users"}}}],
+        ),
+    ],
+    ids=["untyped-legacy", "stream-without-stream-state"],
+)
+def test_the_state_a_sync_committed_can_be_set_back_and_reaches_the_source(
+    cli: Cli, tmp_path: Path, sent: dict[str, Any], source_reads: Any
+) -> None:
+    given = scripted_connection(cli, tmp_path, "c", [{"records": 1, "stream": "users"}, raw_state(sent)])
+    cli("connections", "sync", "c")
+    shown = tmp_path / "shown.json"
+    shown.write_text(cli("state", "show", "c").stdout)
+    assert json.loads(shown.read_text()) == [sent]
+
+    cli("state", "set", "c", str(shown))  # the form `show` prints is the form `set` takes back
+    assert json.loads(cli("state", "show", "c").stdout) == [sent]
+    cli("connections", "sync", "c")
+    assert json.loads(given.read_text()) == source_reads
+
+
+def test_a_malformed_state_is_one_line_naming_the_entry_and_nothing_is_stored(
+    cli: Cli, tmp_path: Path
+) -> None:
+    scripted_connection(cli, tmp_path, "c", [])
+    kept = [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "users"}, "stream_state": {"id": 7}}}]
+    cli("state", "set", "c", json.dumps(kept))
+    for document, words in [
+        ("{not json", "not valid"),
+        ("[1, 2]", "state 0 is a number"),
+        (json.dumps([kept[0], None]), "state 1 is null"),
+        ('[{"cursor": 1}]', "state 0 has no type"),
+        ('[{"type": "GLOBAL", "global": {"shared_state": 5}}]', "global.shared_state"),
+    ]:
+        assert words in cli.bad_input("state", "set", "c", document), document
+        assert cli.json("state", "show", "c")["state"] == kept
+
+
+def test_clearing_one_streams_state_rereads_that_stream_alone(cli: Cli, tmp_path: Path) -> None:
+    """As Airbyte clears one stream: the others keep their progress, and so does a GLOBAL
+    state's shared part (a CDC position)."""
+    bench_connection(cli, tmp_path, "bench", 200, streams=2, state_every=100)
+    cli("connections", "sync", "bench")
+    assert (
+        cli("state", "clear", "bench", "--stream", "stream_1")
+        .stdout.strip()
+        .endswith("1 state message(s) left")
+    )
+    assert cli.json("state", "show", "bench")["state"] == [stream_state("stream_0", 200)]
+    assert emitted(cli.json("connections", "sync", "bench")) == {"stream_0": 0, "stream_1": 200}
+
+    assert "unknown stream(s) nope" in cli.bad_input("state", "clear", "bench", "--stream", "nope")
+    shared = {"type": "GLOBAL", "global": {"shared_state": {"lsn": 9}, "stream_states": [
+        stream_state("stream_0", 5)["stream"], stream_state("stream_1", 5)["stream"]]}}  # fmt: skip
+    cli("state", "set", "bench", json.dumps([shared]))
+    left = cli.json("state", "clear", "bench", "--stream", "stream_0")["state"]
+    assert left == [{"type": "GLOBAL", "global": {"shared_state": {"lsn": 9}, "stream_states": [
+        stream_state("stream_1", 5)["stream"]]}}]  # fmt: skip
+    cli("state", "set", "bench", '{"cursor": 3}')
+    assert "LEGACY" in cli.bad_input("state", "clear", "bench", "--stream", "stream_0")
+    assert cli.json("state", "show", "bench")["state"] == [{"type": "LEGACY", "data": {"cursor": 3}}]
+
+
+def test_connections_show_counts_the_streams_a_global_state_holds(cli: Cli, tmp_path: Path) -> None:
+    scripted_connection(cli, tmp_path, "c", [])
+    streams = [stream_state(name, 1)["stream"] for name in ("a", "b", "c")]
+    cli(
+        "state",
+        "set",
+        "c",
+        json.dumps({"type": "GLOBAL", "global": {"shared_state": {}, "stream_states": streams}}),
+    )
+    shown = cli.json("connections", "show", "c")
+    assert (shown["state_type"], shown["state_streams"]) == ("GLOBAL", 3)
+    assert "state: GLOBAL, 3 stream(s)" in cli("connections", "show", "c").stdout
+    cli("state", "set", "c", '{"cursor": 3}')
+    assert cli.json("connections", "show", "c")["state_streams"] == 0  # a LEGACY state names no stream
+
+
+TOKEN = "sk-live-4c1d-never-printed"  # the source's api_key, which its connector keeps in its state too
+
+
+def test_a_secret_a_connector_keeps_in_its_state_is_masked_and_set_back_unchanged(
+    cli: Cli, tmp_path: Path
+) -> None:
+    given = scripted_connection(cli, tmp_path, "c", [], api_key=TOKEN)
+    auth = {"token": TOKEN, "header": f"Bearer {TOKEN}"}
+    users = {
+        "type": "STREAM",
+        "stream": {"stream_descriptor": {"name": "users"}, "stream_state": {"cursor": 1, "auth": auth}},
+    }
+    assert TOKEN not in cli("state", "set", "c", json.dumps([users])).stdout
+    shown = tmp_path / "shown.json"
+    shown.write_text(cli("state", "show", "c").stdout)
+    assert TOKEN not in shown.read_text() and "**********" in shown.read_text()
+    assert TOKEN not in cli("state", "show", "c", "--json").stdout
+
+    cli("state", "set", "c", str(shown))  # the masked values sent back keep the stored ones
+    cli("connections", "sync", "c")
+    assert json.loads(given.read_text()) == [users]
+
+    edited = json.loads(shown.read_text())
+    edited[0]["stream"]["stream_state"]["other"] = "**********"  # a mask where no secret was
+    assert "masked secret" in cli.bad_input("state", "set", "c", json.dumps(edited))
