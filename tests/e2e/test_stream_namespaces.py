@@ -135,9 +135,11 @@ def api(tmp_path: Path) -> Iterator[tuple[httpx.Client, dict[str, str]]]:
         yield client, ids
 
 
-def _create(client: httpx.Client, ids: dict[str, str], streams: list[dict[str, Any]]) -> httpx.Response:
+def _create(
+    client: httpx.Client, ids: dict[str, str], streams: list[dict[str, Any]], **more: Any
+) -> httpx.Response:
     """POST /connections (a new name each time), again while the source's discover still runs."""
-    body = {**ids, "name": f"c{time.monotonic_ns()}", "configurations": {"streams": streams}}
+    body = {**ids, "name": f"c{time.monotonic_ns()}", "configurations": {"streams": streams}, **more}
     deadline = time.monotonic() + 60
     while True:
         answer = client.post("/connections", json=body)
@@ -166,10 +168,14 @@ def test_api_honours_the_namespace_of_a_stream_configuration(
     assert only_crm.status_code == 200, only_crm.text
     assert _api_modes(only_crm.json()) == {("crm", "users"): "full_refresh_append"}
 
-    both = _create(client, ids, [
+    two = [
         {"name": "users", "namespace": "public", "syncMode": "full_refresh_append"},
         {"name": "users", "namespace": "crm", "syncMode": "incremental_deduped_history"},
-    ])  # fmt: skip
+    ]
+    # The API's default namespace is the destination's: both would land in one table.
+    merged = _create(client, ids, two)
+    assert merged.status_code == 422 and "would both be written to 'users'" in merged.json()["detail"]
+    both = _create(client, ids, two, namespaceDefinition="source")
     assert both.status_code == 200, both.text
     connection_id = both.json()["connectionId"]
     assert _api_modes(both.json()) == {
