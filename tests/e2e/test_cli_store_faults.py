@@ -126,8 +126,13 @@ def test_bad_documents_are_one_line(cli: Cli, tmp_path: Path) -> None:
     )
     bench_connection(cli, tmp_path, "c", 5)
     cli("state", "set", "c", json.dumps([stream_state("stream_0", 3)]))
-    incomplete = {"type": "STREAM", "stream": {"stream_descriptor": {"name": "stream_0"}}}
-    assert "no stream_state" in cli.bad_input("state", "set", "c", json.dumps([incomplete]))
+    not_an_object = {
+        "type": "STREAM",
+        "stream": {"stream_descriptor": {"name": "stream_0"}, "stream_state": 3},
+    }
+    assert "stream_state of 'stream_0' must be an object or null" in cli.bad_input(
+        "state", "set", "c", json.dumps([not_an_object])
+    )
     malformed = {"type": "STREAM", "stream": "stream_0"}
     assert "must be an object" in cli.bad_input("state", "set", "c", json.dumps(malformed))
     assert cli.json("state", "show", "c")["state"] == [stream_state("stream_0", 3)]
