@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
 from ferryman.service import JobService
 from ferryman.store import open_store
 from ferryman.store.base import JobStore
+from tests.conftest import TEST_CONNECTORS
 from tests.integration.engine_kinds import (
     Workers,
     engine_env,
@@ -236,15 +239,22 @@ def test_sigkill_of_the_worker_running_a_sync_hands_it_to_the_other_and_loses_no
 
 
 def test_two_workers_on_one_postgres_share_twenty_jobs_and_run_none_twice(
-    postgres_url: str, workers_for: type[Workers]
+    postgres_url: str, workers_for: type[Workers], tmp_path: Path
 ) -> None:
     store = open_store(postgres_url)
     workers = workers_for(postgres_url)
+    # Each spec takes a third of a second: twenty of them, two at a time, keep one worker busy
+    # for over three seconds, far past the other's next poll (half a second). A spec that ends at
+    # once let the first worker run all twenty on a loaded host before the second looked.
+    script = tmp_path / "slow-spec"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / "scripted_source.py"}" "$@"\n')
+    script.chmod(0o755)
+    slow = json.dumps([{"sleep": 0.35}, {"spec": {"connectionSpecification": {"type": "object"}}}])
     for _ in range(2):
-        workers.start(MAX_SPEC_WORKERS="2")
+        workers.start(MAX_SPEC_WORKERS="2", SCRIPTED_SPEC_STEPS=slow)
     # Queued once both are up: on a slow host the first could otherwise run them all before the
     # second has started.
-    jobs = [store.enqueue(JobType.SPEC, None, {"connector": "builtin:source-bench"}) for _ in range(20)]
+    jobs = [store.enqueue(JobType.SPEC, None, {"connector": f"exec:{script}"}) for _ in range(20)]
 
     wait_until_terminal(store, [job.id for job in jobs], workers)
     workers.stop_all()
