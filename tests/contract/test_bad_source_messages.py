@@ -144,8 +144,8 @@ def test_an_unexpected_error_on_the_record_path_fails_the_sync_and_stops_the_sou
     handles (the fuzz tests try), so the fault is injected into forward after its first lines."""
     real = record_path.forward
 
-    def broken(source: Any, sink: Any, *args: Any) -> None:
-        real(_first_lines(source, 3), sink, *args)
+    def broken(source: Any, sink: Any, *args: Any, **options: Any) -> None:
+        real(_first_lines(source, 3), sink, *args, **options)
         raise RuntimeError("a secret-looking record value")
 
     monkeypatch.setattr(record_path, "forward", broken)
