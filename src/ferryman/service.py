@@ -655,13 +655,15 @@ def tail_lines(path: Path, count: int, max_bytes: int | None = TAIL_MAX_BYTES) -
 
 def follow(path: Path, stop: Any, start: int | None = None, poll_s: float = 0.25) -> Iterator[str]:
     """New lines of a growing log from ``start`` (default: its end), until ``stop()`` is true and
-    nothing more arrives."""
+    nothing more arrives: the log is read once more a poll after ``stop()`` turned true, since
+    an attempt's last lines (its end, the job's status) are written just after its end is stored."""
     with path.open("rb") as handle:
         if start is None:
             handle.seek(0, 2)
         else:
             handle.seek(start)
         pending = b""
+        stopping = False
         while True:
             chunk = handle.read()
             if chunk:
@@ -669,9 +671,10 @@ def follow(path: Path, stop: Any, start: int | None = None, poll_s: float = 0.25
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
                     yield line.decode("utf-8", errors="replace")
-            elif stop():
+            elif stopping:
                 return
             else:
+                stopping = stop()
                 time.sleep(poll_s)
 
 
