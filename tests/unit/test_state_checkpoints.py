@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -98,3 +99,44 @@ def test_without_a_saver_nothing_is_due() -> None:
     checkpoints.confirmed(commit(1))
     assert checkpoints.seconds_to_due() is None
     assert not checkpoints.flush()
+
+
+class _WatchedLock:
+    """A lock that tells when a second caller waits on it. The race below (a state confirmed
+    while the first save is still writing) depends on thread timing that a real run hits only
+    under load; this makes the interleaving certain."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.waiting = threading.Event()
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            self.waiting.set()
+            self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def test_a_state_confirmed_during_the_first_save_waits_for_the_interval() -> None:
+    """The first save was still writing (slow store) when the next state came: that state found
+    the interval not begun and was saved right after, one store write more per sync than the
+    interval allows (seen as 3 writes where 2 were due, under load)."""
+    saved: list[StateCommit] = []
+    lock = _WatchedLock()
+
+    def slow_save(c: StateCommit) -> None:
+        if not saved:  # the first save: the second state comes while it writes
+            second.start()
+            assert lock.waiting.wait(10)
+        saved.append(c)
+
+    checkpoints = StateCheckpoints(slow_save, interval_s=3600.0, clock=ManualClock())
+    checkpoints._saving = lock  # type: ignore[assignment]
+    second = threading.Thread(target=lambda: checkpoints.confirmed(commit(2)))
+    checkpoints.confirmed(commit(1))
+    second.join(10)
+    assert cursors(saved) == [1]  # the second waits for the interval, not one write apiece
+    assert checkpoints.flush()  # and the attempt's end saves it
+    assert cursors(saved) == [1, 2]

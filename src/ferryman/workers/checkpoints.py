@@ -54,17 +54,24 @@ class StateCheckpoints:
         with self._lock:
             self._latest = commit
             self._confirmed += 1
-        return self.seconds_to_due() == 0.0 and self.flush()
+        return self._flush(due_only=True)
 
     def flush(self) -> bool:
         """Save the latest confirmed state now, unless it is saved already; True if it saved."""
-        if self._save is None:
-            return False
+        return self._flush(due_only=False)
+
+    def _flush(self, due_only: bool) -> bool:
+        if self._save is None or (due_only and self.seconds_to_due() != 0.0):
+            return False  # the record path's common case: no wait for a save in progress
         with self._saving:
+            # Due-ness is decided here, under the save lock: a save that waited for another one
+            # to end (the record path's and the supervisor's at once) finds the interval begun.
             with self._lock:
                 commit, count = self._latest, self._confirmed
-            if commit is None or count == self._saved:
-                return False
+                if commit is None or count == self._saved:
+                    return False
+                if due_only and self._due_in_locked() != 0.0:
+                    return False
             try:
                 self._save(commit)
             except BaseException:
@@ -78,14 +85,17 @@ class StateCheckpoints:
 
     def save_if_due(self) -> bool:
         """Save a waiting state whose interval has passed (the supervisor calls this)."""
-        return self.flush() if self.seconds_to_due() == 0.0 else False
+        return self._flush(due_only=True)
 
     def seconds_to_due(self) -> float | None:
         """How long until the waiting state is due; None when nothing waits to be saved."""
         with self._lock:
             if self._save is None or self._confirmed == self._saved:
                 return None
-            saved_at = self._saved_at
+            return self._due_in_locked()
+
+    def _due_in_locked(self) -> float:
+        saved_at = self._saved_at
         if saved_at is None or self.interval_s <= 0:
             return 0.0
         return max(0.0, self.interval_s - (self._clock.now() - saved_at).total_seconds())
