@@ -641,6 +641,8 @@ def test_duckdb_waits_while_another_process_holds_the_file(tmp_path: Path) -> No
         proc.stdout.close()
         assert proc.wait() == 0
         assert [m["state"]["stream"]["stream_state"] for m in of_type(rest, "STATE")] == [{"n": schema}]
+    # Read once both have ended: while one still writes, a reader of the file would wait for it.
+    for schema in procs:
         assert rows(tmp_path, f"SELECT count(*), count(DISTINCT id) FROM {schema}.users") == [(1000, 1000)]
 
 
