@@ -47,6 +47,7 @@ from ferryman.store.base import (
     AlreadyExists,
     Attempt,
     Connection,
+    ConnectionBusy,
     Job,
     JobStore,
     NotFound,
@@ -523,30 +524,34 @@ class JobService:
 
     def set_state(self, conn: Connection, document: Any) -> list[dict[str, Any]]:
         """Replace the state; the masked state's strings sent back unchanged keep their stored
-        values. Returns the state as shown."""
+        values. Returns the state as shown. Refused while a sync or reset of the connection is
+        live: its attempts read the state at their start and save over it."""
         state = load_state(document)  # a malformed state is refused before anything is checked
         self._refuse_if_live(conn, "changing its state")
-        stored = self.store.get_state(conn.id)
-        if stored:
-            # Each STATE pairs with the stored one of its stream (or type), never by its place.
-            pairs = dict(
-                zip(
-                    map(_state_slot, stored),
-                    zip(stored, self.shown_state(conn, stored), strict=True),
-                    strict=True,
+        return self._edit_state(conn, partial(self._restore_masked_state, conn, state))
+
+    def _restore_masked_state(
+        self, conn: Connection, state: list[dict[str, Any]], stored: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        if not stored:
+            if _holds_mask(state):
+                raise UserInputError(
+                    f"the state holds {MASK} (a masked secret) but none is stored: send the value itself"
                 )
+            return state
+        # Each STATE pairs with the stored one of its stream (or type), never by its place.
+        pairs = dict(
+            zip(
+                map(_state_slot, stored),
+                zip(stored, self.shown_state(conn, stored), strict=True),
+                strict=True,
             )
-            matched = [pairs.get(_state_slot(item), (None, None)) for item in state]
-            state = [
-                _unmasked(item, o, v, f"state {i}")
-                for i, (item, (o, v)) in enumerate(zip(state, matched, strict=True))
-            ]
-        elif _holds_mask(state):
-            raise UserInputError(
-                f"the state holds {MASK} (a masked secret) but none is stored: send the value itself"
-            )
-        self.store.save_state(conn.id, state)
-        return self.shown_state(conn, state)
+        )
+        matched = [pairs.get(_state_slot(item), (None, None)) for item in state]
+        return [
+            _unmasked(item, o, v, f"state {i}")
+            for i, (item, (o, v)) in enumerate(zip(state, matched, strict=True))
+        ]
 
     def clear_state(self, conn: Connection, streams: list[StreamRef] | None = None) -> list[dict[str, Any]]:
         """Forget the state, or (``streams``) only what it holds for those streams, as Airbyte
@@ -554,26 +559,46 @@ class JobService:
         state left."""
         self._refuse_if_live(conn, "changing its state")
         if not streams:
-            self.store.clear_state(conn.id)
-            return []
-        state = self.store.get_state(conn.id)
-        if any(state_type(s) == "LEGACY" for s in state):
-            raise UserInputError(
-                f"the state of connection {conn.name!r} is LEGACY: it names no stream, so clear it whole"
-            )
-        keys = resolve_streams(streams, state_streams(state), "its state holds streams")
-        left = without_streams(state, {(name, namespace) for namespace, name in keys})
-        self.store.save_state(conn.id, left)
-        return self.shown_state(conn, left)
+            return self._edit_state(conn, lambda _stored: None)
+
+        def without(state: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            if any(state_type(s) == "LEGACY" for s in state):
+                raise UserInputError(
+                    f"the state of connection {conn.name!r} is LEGACY: it names no stream, so clear it whole"
+                )
+            keys = resolve_streams(streams, state_streams(state), "its state holds streams")
+            return without_streams(state, {(name, namespace) for namespace, name in keys})
+
+        return self._edit_state(conn, without)
+
+    def _edit_state(
+        self, conn: Connection, edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None]
+    ) -> list[dict[str, Any]]:
+        """Store the state ``edit`` makes of the stored one (None: forget it), compare-and-set on
+        the one it was made from, in one transaction with the check that no sync or reset of the
+        connection is live (one that started after ``_refuse_if_live`` is caught there). The
+        state as shown."""
+        for _ in range(CONFIG_WRITE_TRIES):
+            stored = self.store.get_state(conn.id)
+            state = edit(stored)
+            try:
+                if self.store.replace_state(conn.id, state, expected=stored):
+                    return self.shown_state(conn, state or [])
+            except ConnectionBusy as busy:  # the words of the check before; the API's 409
+                live = busy.context
+                message = _live_job(conn, live["status"], live["job_id"], "changing its state")
+                raise ConnectionBusy(message, job_id=live["job_id"], status=live["status"]) from None
+        raise StaleWrite(f"the state of connection {conn.name!r} keeps changing; send it again")
 
     def _refuse_if_live(self, conn: Connection, what: str) -> None:
         for status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.INCOMPLETE):
             live = self.store.list_jobs(scope=str(conn.id), status=status, limit=1)
             if live:
-                raise UserInputError(
-                    f"connection {conn.name!r} has a {status} job ({live[0].id}): cancel it or let it "
-                    f"finish before {what}"
-                )
+                raise UserInputError(_live_job(conn, status, live[0].id, what))
+
+
+def _live_job(conn: Connection, status: str, job_id: int, what: str) -> str:
+    return f"connection {conn.name!r} has a {status} job ({job_id}): cancel it or let it finish before {what}"
 
 
 def _state_slot(state: dict[str, Any]) -> tuple[str, str | None, str | None]:

@@ -6,6 +6,7 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -648,6 +649,101 @@ def test_connection_state_is_saved_read_and_cleared(store: SqlJobStore) -> None:
     assert store.get_state(conn.id) == []
     with pytest.raises(NotFound):
         store.save_state(conn.id + 5, first)
+
+
+def test_a_state_edit_overtaken_by_a_sync_start_is_refused_not_lost(
+    store: SqlJobStore, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ferryman connections state set` (and the API's) checks that no sync of the connection is
+    live, reads the stored state (to restore masked secrets), then writes. A sync that another
+    process starts in between reads the old state for its attempt and saves over the edit. Before,
+    the edit was accepted all the same, and lost at the sync's first save; now the write is refused
+    in its own transaction, saying why, and the state stays the one the sync started from."""
+    conn = _connection(store, "c")
+    store.save_state(conn.id, _cursor_state(10), job_id=1)
+    service = JobService(store)
+    other = open_store(store_url)  # the scheduler or an API server: another process
+    started: list[object] = []
+    shown = service.shown_state
+
+    def a_sync_starts(c: Connection, state: list[dict[str, object]] | None = None) -> list[dict[str, object]]:
+        if not started:  # between the edit's check and its write
+            job = other.enqueue(JobType.SYNC, str(conn.id), {})
+            claim_one(other)
+            started.extend([job, other.get_state(conn.id)])  # what its attempt reads
+        return shown(c, state)
+
+    monkeypatch.setattr(service, "shown_state", a_sync_starts)
+    try:
+        with pytest.raises(
+            UserInputError, match=r"'c' has a running job \(\d+\): cancel it or let it finish"
+        ):
+            service.set_state(conn, _cursor_state(99))
+    finally:
+        other.close()
+    assert store.get_state(conn.id) == started[1] == _cursor_state(10)
+    with pytest.raises(ConnectionBusy):  # forgetting it is refused the same way
+        store.replace_state(conn.id, None, expected=_cursor_state(10))
+    assert store.get_state(conn.id) == _cursor_state(10)
+
+
+def test_a_state_edit_is_a_compare_and_set_on_the_state_it_was_made_from(store: SqlJobStore) -> None:
+    conn = _connection(store, "c")
+    store.save_state(conn.id, _cursor_state(10))
+    assert not store.replace_state(conn.id, _cursor_state(99), expected=[])  # a stale read
+    assert store.get_state(conn.id) == _cursor_state(10)
+    assert store.replace_state(conn.id, _cursor_state(99), expected=_cursor_state(10))
+    assert store.replace_state(conn.id, None, expected=_cursor_state(99))
+    assert store.get_state(conn.id) == []
+    with pytest.raises(NotFound):
+        store.replace_state(conn.id + 5, None, expected=[])
+
+
+def _a_session_waits_for_a_lock(store_url: str) -> bool:
+    with psycopg.connect(store_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def test_a_sync_enqueued_during_a_state_edit_waits_for_it_and_reads_the_edited_state(
+    store: SqlJobStore, store_url: str
+) -> None:
+    """The other order, on Postgres (READ COMMITTED): the edit has passed its check and is writing
+    when another process enqueues a sync and starts it. The enqueue waits for the edit's commit,
+    so the attempt reads the edited state. Before, the attempt read the old state while the edit
+    was being written, and its first save put it back."""
+    if store.dialect == "sqlite":
+        pytest.skip("SQLite: a write transaction holds the whole file, so no enqueue starts inside one")
+    conn = _connection(store, "c")
+    store.save_state(conn.id, _cursor_state(10))
+    other = open_store(store_url)
+    read: list[list[dict[str, object]]] = []
+
+    def a_sync_starts() -> None:
+        other.enqueue(JobType.SYNC, str(conn.id), {})
+        claim_one(other)
+        read.append(other.get_state(conn.id))
+
+    starter = threading.Thread(target=a_sync_starts)
+
+    def while_writing(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("INSERT INTO connection_state") and not starter.ident:
+            starter.start()
+            while starter.is_alive() and not _a_session_waits_for_a_lock(store_url):
+                starter.join(0.01)  # until the sync has started, or waits for this edit
+
+    sa.event.listen(store.engine, "before_cursor_execute", while_writing)
+    try:
+        JobService(store).set_state(conn, _cursor_state(99))
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", while_writing)
+        starter.join()
+        other.close()
+    assert read == [_cursor_state(99)]
+    assert store.get_state(conn.id) == _cursor_state(99)
 
 
 # -- opening the store --------------------------------------------------------------------------

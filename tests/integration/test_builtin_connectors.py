@@ -945,7 +945,138 @@ def test_jsonl_overwrite_and_append(tmp_path: Path) -> None:
     assert [orjson.loads(line)["id"] for line in lines] == list(range(1, 2501))
     pipe(tmp_path, "destination_jsonl", config, "append", 2500)
     assert len((tmp_path / "files" / "stream_1.jsonl").read_bytes().splitlines()) == 5000
-    assert sorted(p.name for p in (tmp_path / "files").iterdir()) == ["stream_0.jsonl", "stream_1.jsonl"]
+    # The lock file stays (hidden, empty); nothing else is left beside the files.
+    left = sorted(p.name for p in (tmp_path / "files").iterdir())
+    assert left == [".ferryman-jsonl.lock", "stream_0.jsonl", "stream_1.jsonl"]
+
+
+def start_jsonl(config: Path, catalog: Path, lines: bytes, close: bool) -> subprocess.Popen[bytes]:
+    """destination-jsonl given ``lines``; its stdin left open unless ``close``."""
+    proc = subprocess.Popen(
+        command("destination_jsonl", "write", "--config", config, "--catalog", catalog),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(lines)
+    proc.stdin.flush()
+    if close:
+        proc.stdin.close()
+    return proc
+
+
+def read_until_state(proc: subprocess.Popen[bytes]) -> None:
+    assert proc.stdout is not None
+    while line := proc.stdout.readline():
+        if orjson.loads(line)["type"] == "STATE":
+            return
+    raise AssertionError("the destination ended without echoing a state")
+
+
+def finish(proc: subprocess.Popen[bytes]) -> list[dict[str, Any]]:
+    assert proc.stdout is not None
+    rest = parse(proc.stdout.read())
+    proc.stdout.close()
+    assert proc.wait() == 0
+    return rest
+
+
+def jsonl_ids(path: Path) -> list[int]:
+    return [orjson.loads(line)["id"] for line in path.read_bytes().splitlines()]
+
+
+def test_jsonl_append_waits_while_another_sync_writes_the_file(tmp_path: Path) -> None:
+    """Two syncs append to one file (two connections into one directory, or an ad-hoc sync
+    beside a connection's): the second waits, saying so, and each one's rows land whole, once.
+    Before, the second cut the file back to the first's last state and both wrote into it."""
+    catalog = write_json(tmp_path / "catalog.json", configure([USERS], "incremental", "append"))
+    config = write_json(tmp_path / "jsonl.json", {"path": str(tmp_path / "files")})
+    first = start_jsonl(
+        config,
+        catalog,
+        messages_in(*(record("users", {"id": i}) for i in range(10)), state("users", {"n": 1}))
+        + messages_in(*(record("users", {"id": i}) for i in range(10, 15))),  # past its state
+        close=False,
+    )
+    read_until_state(first)
+    second = start_jsonl(
+        config,
+        catalog,
+        messages_in(*(record("users", {"id": i}) for i in range(100, 110)), state("users", {"n": 2})),
+        close=True,
+    )
+    seen = read_until_waiting(second)
+    assert of_type(seen, "STATE") == []
+    assert "users.jsonl, which another sync writes" in seen[-1]["log"]["message"]
+    assert first.stdin is not None
+    first.stdin.write(
+        messages_in(*(record("users", {"id": i}) for i in range(15, 20)), state("users", {"n": 3}))
+    )
+    first.stdin.close()
+    assert [m["state"]["stream"]["stream_state"] for m in of_type(finish(first), "STATE")] == [{"n": 3}]
+    assert [m["state"]["stream"]["stream_state"] for m in of_type(finish(second), "STATE")] == [{"n": 2}]
+    assert jsonl_ids(tmp_path / "files" / "users.jsonl") == [*range(20), *range(100, 110)]
+
+
+def test_jsonl_writer_killed_lets_the_waiting_sync_in(tmp_path: Path) -> None:
+    """A sync killed while it holds the file releases it; the waiting one cuts off what the killed
+    one wrote past its last state and appends its own rows."""
+    catalog = write_json(tmp_path / "catalog.json", configure([USERS], "incremental", "append"))
+    config = write_json(tmp_path / "jsonl.json", {"path": str(tmp_path / "files")})
+    first = start_jsonl(
+        config,
+        catalog,
+        messages_in(*(record("users", {"id": i}) for i in range(10)), state("users", {"n": 1}))
+        + messages_in(*(record("users", {"id": i}) for i in range(10, 15))),  # past its state
+        close=False,
+    )
+    read_until_state(first)
+    second = start_jsonl(
+        config,
+        catalog,
+        messages_in(*(record("users", {"id": i}) for i in range(100, 105)), state("users", {"n": 2})),
+        close=True,
+    )
+    read_until_waiting(second)
+    first.kill()
+    assert first.wait() == -9
+    assert first.stdout is not None and first.stdin is not None
+    first.stdout.close()
+    first.stdin.close()
+    assert [m["state"]["stream"]["stream_state"] for m in of_type(finish(second), "STATE")] == [{"n": 2}]
+    assert jsonl_ids(tmp_path / "files" / "users.jsonl") == [*range(10), *range(100, 105)]
+
+
+def test_jsonl_gives_up_waiting_for_a_file_after_its_lock_timeout(tmp_path: Path) -> None:
+    catalog = write_json(tmp_path / "catalog.json", configure([USERS], "incremental", "append"))
+    config = write_json(tmp_path / "jsonl.json", {"path": str(tmp_path / "files")})
+    holder = start_jsonl(config, catalog, messages_in(record("users", {"id": 1}), state("users", {})), False)
+    read_until_state(holder)
+    impatient = write_json(
+        tmp_path / "now.json", {"path": str(tmp_path / "files"), "lock_timeout_seconds": 0}
+    )
+    done = run("destination_jsonl", "write", "--config", impatient, "--catalog", catalog, stdin=b"")
+    assert holder.stdin is not None
+    holder.stdin.close()
+    finish(holder)
+    assert done.returncode == 1
+    (trace,) = of_type(parse(done.stdout), "TRACE")
+    message = trace["trace"]["error"]["message"]
+    assert "gave up after waiting 0s" in message and "users.jsonl, which another sync writes" in message
+
+
+def test_jsonl_syncs_of_other_files_in_one_directory_run_side_by_side(tmp_path: Path) -> None:
+    config = write_json(tmp_path / "jsonl.json", {"path": str(tmp_path / "files")})
+    procs = []
+    for name in ("users", "orders"):
+        catalog = write_json(tmp_path / f"{name}.json", configure([{**USERS, "name": name}], "incremental"))
+        lines = messages_in(record(name, {"id": 1}), state(name, {}))
+        procs.append(start_jsonl(config, catalog, lines, close=False))
+    for proc in procs:
+        read_until_state(proc)  # both hold their files at once
+        assert proc.stdin is not None
+        proc.stdin.close()
+        finish(proc)
 
 
 def test_devnull_echoes_every_state_and_nothing_else(tmp_path: Path) -> None:

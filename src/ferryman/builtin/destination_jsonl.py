@@ -2,7 +2,9 @@
 
 Config::
 
-    path   the directory to write to (required; created if missing)
+    path                  the directory to write to (required; created if missing)
+    lock_timeout_seconds  how long to wait for a file another sync writes before failing
+                          (default 3600)
 
 Each stream goes to ``<namespace>__<stream>.jsonl`` (``<stream>.jsonl`` without a namespace;
 path separators in names become ``_``), one line per record holding the record's ``data``.
@@ -14,7 +16,7 @@ Sync modes:
   noted durably at each commit in ``<file>.ferryman-committed``, before the state is echoed; a
   sync that ends without the stream completing cuts the file back to it and removes the note, and
   after a kill the next sync writing the file (which resumes from that state) cuts it back first.
-  So a retry never stores those records twice. Two syncs must not append to one file at once.
+  So a retry never stores those records twice.
 * ``append_dedup`` is treated as ``append``: a JSON-lines file has no keys to upsert on.
 * ``overwrite`` writes into a staging file of the sync's own, ``<file>.ferryman-staging-<sync_id>``
   (``<file>.ferryman-tmp`` for a sync without a ``sync_id``), and renames it over the file only
@@ -28,14 +30,27 @@ Sync modes:
   ``<file>.ferryman-sync``: a later attempt of the same sync (the stream completed, then the
   attempt failed) appends to the file instead.
 
+One destination process at a time writes a file: before it opens (or cuts back) any of its
+files it locks, for each, one byte of ``.ferryman-jsonl.lock`` in the directory (a POSIX record
+lock at an offset hashed from the file's name), in the order of those bytes (so two syncs sharing
+several files cannot each wait for the other), and holds them until it exits. Another sync
+writing the same file (another connection, an ad-hoc ``ferryman sync``) logs that it waits for
+it, waits up to ``lock_timeout_seconds``, and fails after that saying so; syncs writing other
+files of the directory go on side by side. The kernel drops the locks with their process, a
+killed one too; the lock file stays (empty).
+
 A state is echoed after the records received before it are written and the files fsync'ed.
 TRACE messages other than the COMPLETE stream statuses are ignored.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
+import hashlib
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -44,7 +59,15 @@ import msgspec
 
 from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 from ferryman.builtin._destination import Unfinished, load
-from ferryman.builtin._runtime import ConfigError, Connector, Output, object_schema, require_str, run
+from ferryman.builtin._runtime import (
+    ConfigError,
+    Connector,
+    Output,
+    object_schema,
+    require_int,
+    require_str,
+    run,
+)
 
 NAME = "destination-jsonl"
 MODES = ("append", "overwrite", "append_dedup")
@@ -53,15 +76,23 @@ STAGING_SUFFIX = ".ferryman-staging-"  # then the sync_id: a sync's staging file
 COMMITTED_SUFFIX = ".committed"  # beside a staging file: its size as of the last committed state
 SYNC_SUFFIX = ".ferryman-sync"  # beside an overwritten file: the sync_id that put it in place
 IN_PLACE_COMMITTED_SUFFIX = ".ferryman-committed"  # beside a file written in place: as COMMITTED_SUFFIX
+LOCK_FILE = ".ferryman-jsonl.lock"  # in the directory: a byte of it locked per file being written
+LOCK_TIMEOUT_S = 3600
+FIRST_RETRY_S = 0.02
+LONGEST_RETRY_S = 1.0
 
 
 @dataclass(frozen=True)
 class JsonlConfig:
     path: str
+    lock_timeout_s: int = LOCK_TIMEOUT_S
 
 
 def parse_config(raw: dict[str, Any]) -> JsonlConfig:
-    return JsonlConfig(path=os.path.expanduser(require_str(raw, "path")))
+    return JsonlConfig(
+        path=os.path.expanduser(require_str(raw, "path")),
+        lock_timeout_s=require_int(raw, "lock_timeout_seconds", LOCK_TIMEOUT_S),
+    )
 
 
 SPECIFICATION = object_schema(
@@ -70,7 +101,13 @@ SPECIFICATION = object_schema(
             "type": "string",
             "minLength": 1,
             "description": "Directory for the files, one per stream.",
-        }
+        },
+        "lock_timeout_seconds": {
+            "type": "integer",
+            "minimum": 0,
+            "default": LOCK_TIMEOUT_S,
+            "description": "How long to wait while another sync writes one of the files before failing.",
+        },
     },
     required=("path",),
     title="JSON-lines destination",
@@ -196,8 +233,63 @@ def _open_cut(path: Path, size: int | None) -> tuple[BinaryIO, int]:
     return handle, handle.tell()
 
 
+class LockTimeout(Exception):
+    """Another sync wrote one of the files for longer than the destination would wait."""
+
+
+def _lock_offset(final: Path) -> int:
+    """The byte of the lock file that stands for ``final`` (56 bits of its name's hash)."""
+    return int.from_bytes(hashlib.sha256(final.name.encode("utf-8", "surrogateescape")).digest()[:7], "big")
+
+
+def lock_files(
+    directory: Path,
+    finals: list[Path],
+    timeout_s: float,
+    on_wait: Callable[[Path], None],
+    clock: Callable[[], float] = time.monotonic,
+    pause: Callable[[float], None] = time.sleep,
+) -> int:
+    """Lock each file for writing: one byte per file of ``directory``'s lock file, taken in the
+    order of those bytes, waiting up to ``timeout_s`` (in all) while another process holds one.
+    ``on_wait`` is called once per file waited for. Returns the descriptor holding the locks:
+    closing it (or the process ending, however it ends) releases them."""
+    import fcntl  # Unix only, as the rest of the runtime
+
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline: float | None = None
+    try:
+        for offset, final in sorted({_lock_offset(f): f for f in finals}.items()):
+            delay, waiting = FIRST_RETRY_S, False
+            while True:
+                try:
+                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+                    break
+                except OSError as exc:  # EAGAIN or EACCES: held by another process
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                now = clock()
+                if deadline is None:
+                    deadline = now + timeout_s
+                if not waiting:
+                    waiting = True
+                    on_wait(final)
+                if now >= deadline:
+                    raise LockTimeout(
+                        f"gave up after waiting {timeout_s:g}s for {final}, which another sync writes"
+                        " (one sync at a time writes a file)"
+                    )
+                pause(min(delay, deadline - now))
+                delay = min(delay * 2, LONGEST_RETRY_S)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class JsonlSink:
     def __init__(self, directory: Path, catalog: list[ConfiguredStream]) -> None:
+        """Open the streams' files; the caller holds their locks (:func:`lock_files`)."""
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.files: dict[StreamKey, _File] = {}
@@ -358,11 +450,26 @@ def _validate(catalog: list[ConfiguredStream]) -> None:
 
 def write(config: JsonlConfig, catalog: list[ConfiguredStream], out: Output) -> None:
     _validate(catalog)
-    sink = JsonlSink(Path(config.path), catalog)
+    directory = Path(config.path)
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def waiting(final: Path) -> None:
+        out.log(
+            "INFO",
+            f"{NAME}: waiting for {final}, which another sync writes (up to {config.lock_timeout_s}s)",
+        )
+        out.flush()
+
+    # Held until the process ends: cutting a file back, staging and renaming are all done under it.
+    locks = lock_files(directory, [directory / file_name(s) for s in catalog], config.lock_timeout_s, waiting)
     try:
-        load(NAME, sink, out)
+        sink = JsonlSink(directory, catalog)
+        try:
+            load(NAME, sink, out)
+        finally:
+            sink.close()
     finally:
-        sink.close()
+        os.close(locks)
     if sink.skipped:
         out.log("WARN", f"{NAME}: skipped {sink.skipped} RECORD messages without a data field")
     out.log("INFO", f"{NAME}: wrote {sink.records} records to {len(catalog)} files")

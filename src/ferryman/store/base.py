@@ -417,6 +417,12 @@ class JobStore(Protocol):
         self, connection_id: int, state: list[dict[str, Any]], job_id: int | None = None
     ) -> None: ...
     def clear_state(self, connection_id: int) -> None: ...
+    def replace_state(
+        self, connection_id: int, state: list[dict[str, Any]] | None, expected: list[dict[str, Any]]
+    ) -> bool:
+        """A user's edit of the state (None: forget it), refused with ConnectionBusy while a
+        sync or reset of the connection is live, compare-and-set on ``expected``; one
+        transaction, which a sync or reset being enqueued meanwhile waits for."""
 
     # -- what the HTTP API adds (store/api_ops.py) ------------------------------------------
     def get_actor_by_uuid(self, kind: str, uuid: str) -> Actor: ...

@@ -13,9 +13,16 @@ from sqlalchemy.exc import IntegrityError
 
 from ferryman.errors import UserInputError
 from ferryman.store import rows
-from ferryman.store.base import Actor, AlreadyExists, Connection, NotFound
+from ferryman.store.base import Actor, AlreadyExists, Connection, ConnectionBusy, NotFound
 from ferryman.store.db import Database
-from ferryman.store.schema import actors, connection_state, connections
+from ferryman.store.schema import (
+    LIVE_STATUSES,
+    REPLICATION_TYPES,
+    actors,
+    connection_state,
+    connections,
+    jobs,
+)
 
 KINDS = ("source", "destination")
 
@@ -292,6 +299,55 @@ class ConfigOps:
     def clear_state(self, connection_id: int) -> None:
         with self._db.write() as conn:
             conn.execute(connection_state.delete().where(connection_state.c.connection_id == connection_id))
+
+    def replace_state(
+        self, connection_id: int, state: list[dict[str, Any]] | None, expected: list[dict[str, Any]]
+    ) -> bool:
+        """A user's edit of the connection's state (None: forget it), in one transaction with its
+        checks: refused with :class:`ConnectionBusy` while a sync or reset of the connection is
+        live (pending, running or incomplete: its attempts read the state at their start and
+        save over it), and a compare-and-set on ``expected``, the state the edit was made from
+        (False, nothing written, when it changed meanwhile).
+
+        The connection's row is held (Postgres: FOR UPDATE) until the commit, and enqueueing a
+        sync or reset reads it FOR KEY SHARE first, so a job enqueued meanwhile either waits for
+        this edit (and its attempt reads the new state) or is seen by the check. SQLite: the
+        write transaction holds the file."""
+        with self._db.write() as conn:
+            found = conn.execute(
+                sa.select(connections.c.id).where(connections.c.id == connection_id).with_for_update()
+            ).first()
+            if found is None:
+                raise NotFound(f"no connection with id {connection_id}")
+            live = conn.execute(live_replication(str(connection_id))).first()
+            if live is not None:
+                raise ConnectionBusy(
+                    f"connection {connection_id} has a {live.status} {live.type} job ({live.id}): cancel it "
+                    "or let it finish before changing its state",
+                    job_id=live.id,
+                    status=live.status,
+                )
+            stored = conn.execute(
+                sa.select(connection_state.c.state).where(connection_state.c.connection_id == connection_id)
+            ).scalar()
+            if list(stored or []) != expected:
+                return False
+            if state is None:
+                conn.execute(
+                    connection_state.delete().where(connection_state.c.connection_id == connection_id)
+                )
+            else:
+                conn.execute(state_upsert(self._db, connection_id, state, None))
+        return True
+
+
+def live_replication(scope: str) -> Any:
+    """The query for the connection's live sync or reset job (at most one: a unique index)."""
+    return sa.select(jobs.c.id, jobs.c.type, jobs.c.status).where(
+        jobs.c.scope == scope,
+        jobs.c.type.in_(REPLICATION_TYPES),
+        jobs.c.status.in_(LIVE_STATUSES),
+    )
 
 
 def state_upsert(db: Database, connection_id: int, state: list[dict[str, Any]], job_id: int | None) -> Any:

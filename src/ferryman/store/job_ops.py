@@ -12,6 +12,7 @@ nothing and returns the job as it is.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection
 from datetime import datetime
 from types import SimpleNamespace
@@ -35,8 +36,17 @@ from ferryman.store import notify_ops, rows
 from ferryman.store.base import Attempt, ConnectionBusy, Job, NotFound, StaleWrite, StreamStat
 from ferryman.store.config_ops import state_upsert
 from ferryman.store.db import Database
-from ferryman.store.schema import LIVE_STATUSES, REPLICATION_TYPES, UtcDateTime, attempts, jobs, stream_stats
+from ferryman.store.schema import (
+    LIVE_STATUSES,
+    REPLICATION_TYPES,
+    UtcDateTime,
+    attempts,
+    connections,
+    jobs,
+    stream_stats,
+)
 
+_CONNECTION_ID = re.compile(r"[0-9]{1,18}")  # a replication job's scope: its connection's id
 _STAT_COLUMNS = (
     "records_emitted",
     "bytes_emitted",
@@ -45,6 +55,16 @@ _STAT_COLUMNS = (
     "estimated_records",
     "estimated_bytes",
 )
+
+
+def _wait_for_state_edit(conn: SqlConnection, scope: str) -> None:
+    """Postgres: hold the connection's row FOR KEY SHARE until the commit. A state edit in
+    progress (``replace_state``, which holds it FOR UPDATE) is waited for, so the job's attempts
+    read the edited state; one that comes later waits for this job and sees it live."""
+    if _CONNECTION_ID.fullmatch(scope):
+        conn.execute(
+            sa.select(connections.c.id).where(connections.c.id == int(scope)).with_for_update(key_share=True)
+        )
 
 
 def _job_row(conn: SqlConnection, job_id: int) -> Any:
@@ -281,6 +301,8 @@ class JobOps:
         for _ in range(2):
             try:
                 with self._db.write() as conn:
+                    if type.is_replication and scope and not self._db.is_sqlite:
+                        _wait_for_state_edit(conn, scope)
                     row = conn.execute(jobs.insert().values(**values).returning(*jobs.c)).one()
                     if claim is None:
                         return rows.job(row), None
