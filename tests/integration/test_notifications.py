@@ -335,3 +335,55 @@ def test_a_job_ended_by_a_worker_process_is_notified(tmp_path: Path, monkeypatch
         assert document["failure"]["message"]
     finally:
         store.close()
+
+
+def test_text_from_names_and_failures_cannot_ping_a_channel_or_disguise_a_link(
+    store: SqlJobStore, tmp_path: Path
+) -> None:
+    # A connection named, and a connector failing, with Slack's control sequences in the text: sent
+    # raw, the channel was pinged (<!channel>, @here for Mattermost and Discord) and a link read
+    # "the docs" while it led elsewhere. Ferryman's own job link still works.
+    service = service_for(store, tmp_path)
+    message = "<!channel> quota hit, see <http://evil.example/x|the docs> & retry @here"
+    steps = [{"trace_error": {"failure_type": "config_error", "message": message}}, {"exit": 1}]
+    scripted_connection(service, tmp_path, steps)
+    connection = store.get_connection("s")
+    store.update_connection(connection.id, name="<@U123> pg>duck")
+    with receiving() as receiver:
+        store.add_webhook(receiver.url("/slack"), "slack", ["failure"])
+        store.add_webhook(receiver.url("/json"), "json", ["failure"])
+        job_id = run_sync(service, "<@U123> pg>duck", JobStatus.FAILED)
+        assert len(dispatcher(store, clock_now()).tick()) == 2
+    (slack,) = receiver.bodies("/slack")
+    head, reason, link = slack["text"].split("\n")
+    assert head.startswith("Sync of connection &lt;@\u200bU123&gt; pg&gt;duck failed (job ")
+    assert reason == (
+        "source config_error: &lt;!channel&gt; quota hit, see &lt;http://evil.example/x|the docs&gt; "
+        "&amp; retry @\u200bhere"
+    )
+    assert link == f"{PUBLIC}/v1/jobs/{job_id}"
+    (document,) = receiver.bodies("/json")  # a program gets the text as it was
+    assert document["connection"]["name"] == "<@U123> pg>duck"
+    assert document["failure"]["message"] == message
+
+
+def test_a_sync_that_failed_just_before_its_connection_was_deleted_is_still_told(
+    store: SqlJobStore, tmp_path: Path
+) -> None:
+    # The connection's own webhook went with the connection, and its undelivered events with it:
+    # the person watching that connection never heard of the failure.
+    service = failing_connection(store, tmp_path)
+    connection = store.get_connection("s")
+    with receiving() as receiver:
+        store.add_webhook(receiver.url("/mine"), "slack", ["failure"], connection_id=connection.id)
+        job_id = run_sync(service, "s", JobStatus.FAILED)
+        store.delete_connection(connection.id)  # before any dispatcher posted the failure
+        assert store.list_webhooks() == []
+        clock = clock_now()
+        (told,) = dispatcher(store, clock).tick()
+        assert told.status == "delivered"
+        clock.advance(3600)
+        assert dispatcher(store, clock).tick() == []
+    (slack,) = receiver.bodies("/mine")
+    assert slack["text"].startswith(f"Sync of connection s failed (job {job_id}, 1 attempt)")
+    assert f"login refused for key {MASK}" in slack["text"] and SECRET not in slack["text"]
