@@ -28,7 +28,7 @@ from ferryman.settings import Settings
 from ferryman.store import SqlJobStore, open_store
 from tests.contract.store_support import store_url  # noqa: F401 - a fixture: one database per test
 from tests.integration.test_engine import bench_connection, scripted_connection, service_for
-from tests.receiver import free_port, receiving, trickling
+from tests.receiver import free_port, holding_open, receiving, trickling
 
 SECRET = "sk-live-7Hq2ZxW9never-sent"
 MASK = "**********"
@@ -387,3 +387,43 @@ def test_a_sync_that_failed_just_before_its_connection_was_deleted_is_still_told
     (slack,) = receiver.bodies("/mine")
     assert slack["text"].startswith(f"Sync of connection s failed (job {job_id}, 1 attempt)")
     assert f"login refused for key {MASK}" in slack["text"] and SECRET not in slack["text"]
+
+
+def test_a_redirect_to_another_host_is_not_followed_and_says_where_it_points_without_its_token(
+    store: SqlJobStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given up at once as before, but the line read only "HTTP 308": the owner could not tell the
+    # webhook had moved, nor where to. Following it would post the event to a host nobody set.
+    connection = plain_connection(store)
+    caplog.set_level(logging.INFO, logger="ferryman.notifications")
+    with receiving() as moved, receiving() as elsewhere:
+        moved.answers.append(308)
+        moved.location = f"http://localhost:{elsewhere.port}/services/T0/B0/NEWtokenSEKRIT"
+        store.add_webhook(moved.url("/services/T0/B0/OLDtokenSEKRIT"), "json", ["disabled"])
+        store.record_event("disabled", connection, detail={"reason": "test"})
+        clock = clock_now()
+        (tried,) = dispatcher(store, clock).tick()
+        clock.advance(3600)
+        assert dispatcher(store, clock).tick() == []
+    assert len(moved.got) == 1 and elsewhere.got == []
+    expected = (
+        f"HTTP 308: redirected to http://localhost:{elsewhere.port}/..., which is not followed; "
+        "set the webhook's new URL"
+    )
+    assert (tried.status, tried.status_code, tried.error) == ("failed", 308, expected)
+    (event,) = store.list_events()
+    assert (event.status, event.last_error) == ("failed", expected)
+    assert expected in caplog.text and "SEKRIT" not in caplog.text
+
+
+def test_a_receiver_that_answers_and_never_closes_the_connection_holds_nothing_up(
+    store: SqlJobStore,
+) -> None:
+    # Its status line and headers come at once, then a body that never ends: the status is all a
+    # try needs, so it is delivered at once, well before the timeout would cut it off.
+    connection = plain_connection(store)
+    with holding_open() as url:
+        store.add_webhook(url, "json", ["disabled"])
+        store.record_event("disabled", connection, detail={"reason": "test"})
+        (tried,) = dispatcher(store, clock_now(), timeout_s=DEADLINE_S).tick()
+    assert (tried.status, tried.status_code, tried.error) == ("delivered", 200, None)

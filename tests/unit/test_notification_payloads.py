@@ -85,6 +85,7 @@ def test_a_long_failure_message_is_cut_in_the_slack_text_and_whole_in_the_json()
     [
         ("https://hooks.slack.com/services/T000/B000/XXXXtoken", "https://hooks.slack.com/..."),
         ("http://user:pw@127.0.0.1:8080/hook?key=abc", "http://127.0.0.1:8080/..."),
+        ("http://user:pw@[::1]:8080/hook", "http://[::1]:8080/..."),  # was "http://::1:8080/..."
         ("http://127.0.0.1:80a/hook", "http://(invalid URL)/..."),  # stored before URLs were checked
         ("https://user:pw@[::1/hook", "https://(invalid URL)/..."),
     ],

@@ -38,6 +38,7 @@ def shown_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         host, port = parts.hostname or "?", f":{parts.port}" if parts.port else ""
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address, as it is written in a URL
     except ValueError:  # a URL stored before it was checked ("host:80a", "[::1"): never a crash
         return f"{url.partition('://')[0]}://(invalid URL)/..."
     return f"{parts.scheme}://{host}{port}/..."
