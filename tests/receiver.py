@@ -29,6 +29,7 @@ class Receiver:
     port: int
     got: list[Received] = field(default_factory=list)
     answers: list[int] = field(default_factory=list)  # statuses to answer first, then 200
+    location: str | None = None  # sent with a 3xx answer
     lock: threading.Condition = field(default_factory=threading.Condition)
 
     def url(self, path: str = "/hook") -> str:
@@ -68,6 +69,8 @@ def receiving(port: int | None = None) -> Iterator[Receiver]:
                 receiver.got.append(Received(self.path, json.loads(raw), dict(self.headers)))
                 receiver.lock.notify_all()
             self.send_response(status)
+            if 300 <= status < 400 and receiver.location:
+                self.send_header("location", receiver.location)
             self.send_header("content-length", "2")
             self.end_headers()
             self.wfile.write(b"ok")
@@ -119,6 +122,33 @@ def trickling(byte_every_s: float = 0.2) -> Iterator[str]:
         stop.set()
         with contextlib.suppress(OSError):
             listener.shutdown(socket.SHUT_RDWR)  # wakes the accept()
+        listener.close()
+        for client in clients:
+            client.close()
+
+
+@contextmanager
+def holding_open() -> Iterator[str]:
+    """A receiver that reads the request, answers 200 with a body it promises and never sends,
+    and keeps the connection open until the block ends. Its URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    clients: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):  # the listener closed
+            while True:
+                client, _ = listener.accept()
+                clients.append(client)
+                client.recv(65536)
+                client.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\nok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/open"
+    finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
         listener.close()
         for client in clients:
             client.close()

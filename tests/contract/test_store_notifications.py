@@ -82,10 +82,34 @@ def test_a_webhook_of_one_connection_hears_only_of_it(store: SqlJobStore) -> Non
     store.add_webhook("http://127.0.0.1:9/mine", "json", ["disabled"], connection_id=mine)
     assert store.record_event("disabled", other.id, detail={"reason": "r"}) == 0
     assert store.record_event("disabled", mine, detail={"reason": "r"}) == 1
-    store.delete_connection(mine)  # its webhooks go with it, and their events
-    assert store.list_webhooks() == [] and store.list_events() == []
+    store.delete_connection(mine)  # its webhooks go with it, once they have told what they owe
+    assert store.list_webhooks() == []
     with pytest.raises(NotFound):
         store.add_webhook("http://127.0.0.1:9/x", "json", ["failure"], connection_id=mine)
+
+
+def test_a_deleted_connection_s_webhook_still_tells_what_happened_before_then_goes(
+    store: SqlJobStore,  # noqa: F811
+) -> None:
+    # Deleting a connection deleted its webhooks' undelivered events with them: a sync that failed
+    # just before the deletion was never told to anyone listening to that connection.
+    mine = connection_id(store)
+    store.add_webhook("http://127.0.0.1:9/owes", "json", ["failure", "cancelled"], connection_id=mine)
+    store.add_webhook("http://127.0.0.1:9/quiet", "json", ["success"], connection_id=mine)
+    job = store.enqueue(JobType.SYNC, str(mine), {})
+    _, attempt = claim_one(store)
+    store.fail_attempt(attempt, None, failure("token expired"), T0)
+    store.fail_job(job.id, later(1))
+    store.delete_connection(mine)
+
+    assert store.list_webhooks() == []  # neither is listed, nor hears of anything new
+    ((event, hook),) = store.claim_events("a", later(2), lease_s=60, limit=5)
+    assert (event.kind, event.job_id, hook.url) == ("failure", job.id, "http://127.0.0.1:9/owes")
+    assert event.detail["failure"]["message"] == "token expired" and event.detail["connection"]["name"] == "c"
+    assert store.list_events()[0].status == PENDING
+    assert store.end_event_try(event.id, "a", later(3), DELIVERED, None, 200, None)
+    assert store.list_events() == []  # told: the webhook is gone, with its events
+    assert store.claim_events("a", later(3600), lease_s=60, limit=5) == []
 
 
 def test_a_claim_belongs_to_one_dispatcher_until_its_lease_runs_out(store: SqlJobStore) -> None:  # noqa: F811

@@ -28,7 +28,7 @@ from ferryman.settings import Settings
 from ferryman.store import SqlJobStore, open_store
 from tests.contract.store_support import store_url  # noqa: F401 - a fixture: one database per test
 from tests.integration.test_engine import bench_connection, scripted_connection, service_for
-from tests.receiver import free_port, receiving, trickling
+from tests.receiver import free_port, holding_open, receiving, trickling
 
 SECRET = "sk-live-7Hq2ZxW9never-sent"
 MASK = "**********"
@@ -335,3 +335,95 @@ def test_a_job_ended_by_a_worker_process_is_notified(tmp_path: Path, monkeypatch
         assert document["failure"]["message"]
     finally:
         store.close()
+
+
+def test_text_from_names_and_failures_cannot_ping_a_channel_or_disguise_a_link(
+    store: SqlJobStore, tmp_path: Path
+) -> None:
+    # A connection named, and a connector failing, with Slack's control sequences in the text: sent
+    # raw, the channel was pinged (<!channel>, @here for Mattermost and Discord) and a link read
+    # "the docs" while it led elsewhere. Ferryman's own job link still works.
+    service = service_for(store, tmp_path)
+    message = "<!channel> quota hit, see <http://evil.example/x|the docs> & retry @here"
+    steps = [{"trace_error": {"failure_type": "config_error", "message": message}}, {"exit": 1}]
+    scripted_connection(service, tmp_path, steps)
+    connection = store.get_connection("s")
+    store.update_connection(connection.id, name="<@U123> pg>duck")
+    with receiving() as receiver:
+        store.add_webhook(receiver.url("/slack"), "slack", ["failure"])
+        store.add_webhook(receiver.url("/json"), "json", ["failure"])
+        job_id = run_sync(service, "<@U123> pg>duck", JobStatus.FAILED)
+        assert len(dispatcher(store, clock_now()).tick()) == 2
+    (slack,) = receiver.bodies("/slack")
+    head, reason, link = slack["text"].split("\n")
+    assert head.startswith("Sync of connection &lt;@\u200bU123&gt; pg&gt;duck failed (job ")
+    assert reason == (
+        "source config_error: &lt;!channel&gt; quota hit, see &lt;http://evil.example/x|the docs&gt; "
+        "&amp; retry @\u200bhere"
+    )
+    assert link == f"{PUBLIC}/v1/jobs/{job_id}"
+    (document,) = receiver.bodies("/json")  # a program gets the text as it was
+    assert document["connection"]["name"] == "<@U123> pg>duck"
+    assert document["failure"]["message"] == message
+
+
+def test_a_sync_that_failed_just_before_its_connection_was_deleted_is_still_told(
+    store: SqlJobStore, tmp_path: Path
+) -> None:
+    # The connection's own webhook went with the connection, and its undelivered events with it:
+    # the person watching that connection never heard of the failure.
+    service = failing_connection(store, tmp_path)
+    connection = store.get_connection("s")
+    with receiving() as receiver:
+        store.add_webhook(receiver.url("/mine"), "slack", ["failure"], connection_id=connection.id)
+        job_id = run_sync(service, "s", JobStatus.FAILED)
+        store.delete_connection(connection.id)  # before any dispatcher posted the failure
+        assert store.list_webhooks() == []
+        clock = clock_now()
+        (told,) = dispatcher(store, clock).tick()
+        assert told.status == "delivered"
+        clock.advance(3600)
+        assert dispatcher(store, clock).tick() == []
+    (slack,) = receiver.bodies("/mine")
+    assert slack["text"].startswith(f"Sync of connection s failed (job {job_id}, 1 attempt)")
+    assert f"login refused for key {MASK}" in slack["text"] and SECRET not in slack["text"]
+
+
+def test_a_redirect_to_another_host_is_not_followed_and_says_where_it_points_without_its_token(
+    store: SqlJobStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given up at once as before, but the line read only "HTTP 308": the owner could not tell the
+    # webhook had moved, nor where to. Following it would post the event to a host nobody set.
+    connection = plain_connection(store)
+    caplog.set_level(logging.INFO, logger="ferryman.notifications")
+    with receiving() as moved, receiving() as elsewhere:
+        moved.answers.append(308)
+        moved.location = f"http://localhost:{elsewhere.port}/services/T0/B0/NEWtokenSEKRIT"
+        store.add_webhook(moved.url("/services/T0/B0/OLDtokenSEKRIT"), "json", ["disabled"])
+        store.record_event("disabled", connection, detail={"reason": "test"})
+        clock = clock_now()
+        (tried,) = dispatcher(store, clock).tick()
+        clock.advance(3600)
+        assert dispatcher(store, clock).tick() == []
+    assert len(moved.got) == 1 and elsewhere.got == []
+    expected = (
+        f"HTTP 308: redirected to http://localhost:{elsewhere.port}/..., which is not followed; "
+        "set the webhook's new URL"
+    )
+    assert (tried.status, tried.status_code, tried.error) == ("failed", 308, expected)
+    (event,) = store.list_events()
+    assert (event.status, event.last_error) == ("failed", expected)
+    assert expected in caplog.text and "SEKRIT" not in caplog.text
+
+
+def test_a_receiver_that_answers_and_never_closes_the_connection_holds_nothing_up(
+    store: SqlJobStore,
+) -> None:
+    # Its status line and headers come at once, then a body that never ends: the status is all a
+    # try needs, so it is delivered at once, well before the timeout would cut it off.
+    connection = plain_connection(store)
+    with holding_open() as url:
+        store.add_webhook(url, "json", ["disabled"])
+        store.record_event("disabled", connection, detail={"reason": "test"})
+        (tried,) = dispatcher(store, clock_now(), timeout_s=DEADLINE_S).tick()
+    assert (tried.status, tried.status_code, tried.error) == ("delivered", 200, None)

@@ -85,6 +85,7 @@ def test_a_long_failure_message_is_cut_in_the_slack_text_and_whole_in_the_json()
     [
         ("https://hooks.slack.com/services/T000/B000/XXXXtoken", "https://hooks.slack.com/..."),
         ("http://user:pw@127.0.0.1:8080/hook?key=abc", "http://127.0.0.1:8080/..."),
+        ("http://user:pw@[::1]:8080/hook", "http://[::1]:8080/..."),  # was "http://::1:8080/..."
         ("http://127.0.0.1:80a/hook", "http://(invalid URL)/..."),  # stored before URLs were checked
         ("https://user:pw@[::1/hook", "https://(invalid URL)/..."),
     ],
@@ -109,3 +110,31 @@ def test_a_delivery_knob_that_is_not_a_finite_number_is_refused(
     monkeypatch.setenv(name, value)
     with pytest.raises(UserInputError, match=f"{name} must be a finite number, got '{value}'"):
         DeliveryPolicy.from_env()
+
+
+def test_a_name_stored_before_names_were_checked_stays_on_one_short_line_of_the_slack_text() -> None:
+    # Names with a line break, or 10,000 characters long, were refused only from some release on;
+    # SQLite kept older ones. A line break forged a line ("...succeeded\nhttps://evil"), and a
+    # name of 10,000 "&" (50,000 characters escaped) made a text every chat tool refuses.
+    forged = "pg\nSync of connection pg succeeded.\u2028https://evil.example\u202e"
+    detail = {**FAILED, "connection": {**CONNECTION, "name": forged}}
+    text = render("failure", detail, "slack", BASE, 17)["text"]
+    assert text.startswith(
+        "Sync of connection pg Sync of connection pg succeeded. https://evil.example failed (job 42,"
+    )
+    assert len(text.split("\n")) == 3
+    huge = {**FAILED, "connection": {**CONNECTION, "name": "&" * 10_000}}
+    head = render("failure", huge, "slack", BASE, 17)["text"].split("\n")[0]
+    assert head.startswith("Sync of connection " + "&amp;" * 39 + "... failed (job 42,")  # no cut "&am"
+    assert render("failure", huge, "json", BASE, 17)["connection"]["name"] == "&" * 10_000
+
+
+def test_unicode_in_a_name_and_a_message_is_kept_as_written() -> None:
+    detail = {
+        **FAILED,
+        "connection": {**CONNECTION, "name": "Ventes — été 📈 日本"},
+        "failure": {**FAILED["failure"], "message": "Ошибка: ops@example.com denied"},
+    }
+    text = render("failure", detail, "slack", BASE, 17)["text"]
+    assert text.startswith("Sync of connection Ventes — été 📈 日本 failed")
+    assert "\nsource config_error: Ошибка: ops@example.com denied\n" in text  # an address is no mention

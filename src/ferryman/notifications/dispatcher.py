@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urljoin
 
 import orjson
 
@@ -92,9 +93,22 @@ class Delivery:
     tries: int
 
 
+class Redirected(Exception):
+    """A receiver answered a redirect, which is not followed: the body (a failure, a connection's
+    name) would go to a host nobody configured, and a webhook that moved is for its owner to
+    update. The message names the target by scheme and host only (it may hold a token)."""
+
+    def __init__(self, status_code: int, target: str | None) -> None:
+        where = f" to {shown_url(target)}" if target else ""
+        super().__init__(
+            f"HTTP {status_code}: redirected{where}, which is not followed; set the webhook's new URL"
+        )
+        self.status_code = status_code
+
+
 def http_post(timeout_s: float) -> Post:
     """A poster whose every try ends within ``timeout_s``, answered or not; redirects are not
-    followed, and the answer's body is not read (its status is all we keep).
+    followed (:class:`Redirected`), and the answer's body is not read (its status is all we keep).
 
     httpx's timeouts bound each read, not the request: a receiver that trickles its answer a byte
     at a time would hold a try, and with it the pass and every other event, for as long as it
@@ -113,6 +127,8 @@ def http_post(timeout_s: float) -> Post:
             httpx.AsyncClient(timeout=timeout_s, verify=verify, headers=headers) as client,
             client.stream("POST", url, content=body) as response,
         ):
+            if response.is_redirect:  # 301, 302, 303, 307, 308
+                raise Redirected(response.status_code, _target(url, response.headers.get("location")))
             return response.status_code
 
     def post(url: str, body: bytes) -> int:
@@ -124,6 +140,14 @@ def http_post(timeout_s: float) -> Post:
             raise httpx.ConnectError(_connect_failure(exc)) from exc
 
     return post
+
+
+def _target(url: str, location: str | None) -> str | None:
+    """Where a redirect points, made absolute; None when it says nowhere readable."""
+    try:
+        return urljoin(url, location) if location else None
+    except ValueError:  # "http://[::1" and the like
+        return None
 
 
 def _connect_failure(exc: BaseException) -> str:
@@ -190,6 +214,8 @@ class Dispatcher:
             if isinstance(body, Exception):
                 raise body
             return self._post(hook.url, body), None
+        except Redirected as exc:  # an answer, but not one to wait for: given up at once
+            return exc.status_code, str(exc)
         except Exception as exc:  # a network error: one line
             return None, _error_line(exc, hook.url, shown_url(hook.url))
 

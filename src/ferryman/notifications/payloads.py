@@ -2,15 +2,27 @@
 
 Pure functions of an outbox event's ``detail`` (already masked by the caller), its kind and the
 public URL the job links point under. docs/notifications.md shows both, for each kind.
+
+In the slack text, every piece Ferryman did not write (connection names, failure messages, a
+disabled connection's reason) goes through :func:`shown_text`: Slack reads ``<!channel>``,
+``<@U123>`` and ``<http://evil|click here>`` in a text as a ping or a disguised link, so ``&``,
+``<`` and ``>`` are escaped as its message formatting asks; a line break in a name cannot forge
+a line of its own; and an ``@here`` or ``@everyone`` (which Mattermost, Rocket.Chat and Discord
+read as a ping) is broken by a zero-width space. The JSON document carries the text as it is.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
 from ferryman.jobs.failures import MAX_SHOWN_CHARS
 
+MAX_NAME_CHARS = 200  # of a connection's name in the slack text, escaped; the JSON has it whole
+_SLACK_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_MENTION = re.compile(r"(?<![\w@])@(?=\w)")  # "@here", "@channel": not "ops@example.com"
+_ZERO_WIDTH_SPACE = "\u200b"
 _VERB = {"failure": "failed", "success": "succeeded", "cancelled": "was cancelled"}
 _NOUN = {"sync": "Sync", "reset_connection": "Reset"}
 
@@ -26,6 +38,7 @@ def shown_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         host, port = parts.hostname or "?", f":{parts.port}" if parts.port else ""
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address, as it is written in a URL
     except ValueError:  # a URL stored before it was checked ("host:80a", "[::1"): never a crash
         return f"{url.partition('://')[0]}://(invalid URL)/..."
     return f"{parts.scheme}://{host}{port}/..."
@@ -40,17 +53,35 @@ def _size(count: int) -> str:
     return f"{value:.1f} TB"  # pragma: no cover - the loop returns at GB
 
 
+def shown_text(text: str, limit: int) -> str:
+    """``text``, which Ferryman did not write, as the slack text shows it: on one line, mentions
+    broken, ``&``, ``<`` and ``>`` escaped, and cut (with "...") so that the escaped text is at
+    most ``limit`` characters long; an escape is never cut in two."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    quiet = _MENTION.sub("@" + _ZERO_WIDTH_SPACE, flat)
+    pieces = [_SLACK_ESCAPES.get(c, c) for c in quiet]
+    if sum(map(len, pieces)) <= limit:
+        return "".join(pieces)
+    kept, size = [], 0
+    for piece in pieces:
+        if size + len(piece) > limit - 3:
+            break
+        kept.append(piece)
+        size += len(piece)
+    return "".join(kept) + "..."
+
+
 def _connection_name(detail: dict[str, Any]) -> str:
     connection = detail.get("connection") or {}
     name = connection.get("name")
-    return str(name) if name else f"#{connection.get('id')} (deleted)"
+    return shown_text(str(name), MAX_NAME_CHARS) if name else f"#{connection.get('id')} (deleted)"
 
 
 def slack_text(kind: str, detail: dict[str, Any], base_url: str) -> str:
     """One or two lines a person reads in a channel."""
     name = _connection_name(detail)
     if kind == "disabled":
-        reason = detail.get("reason") or "too many failed jobs in a row"
+        reason = shown_text(str(detail.get("reason") or "too many failed jobs in a row"), MAX_SHOWN_CHARS)
         return f"Connection {name} was disabled: {reason}. It runs again once it is set active."
     job = detail.get("job") or {}
     noun = _NOUN.get(str(job.get("type")), "Job")
@@ -65,7 +96,8 @@ def slack_text(kind: str, detail: dict[str, Any], base_url: str) -> str:
     reason = ""
     if kind == "failure" and failure:
         reason = (
-            f"\n{failure.get('origin')} {failure.get('type')}: {_first_line(str(failure.get('message')))}"
+            f"\n{shown_text(str(failure.get('origin')), 40)} {shown_text(str(failure.get('type')), 40)}: "
+            f"{_first_line(str(failure.get('message')))}"
         )
     link = f"\n{job_link(base_url, int(job['id']))}" if job.get("id") is not None else ""
     return head + reason + link
@@ -76,14 +108,13 @@ def _plural(count: int, noun: str) -> str:
 
 
 def _first_line(text: str) -> str:
-    """The first line, cut at MAX_SHOWN_CHARS: a connector's message may be one line of 50,000
-    characters (an API's error body), and chat tools refuse a long text (Discord's ``/slack``
-    over 2,000 characters) with a 400, so the failure would be told to nobody."""
+    """The first line, escaped and cut at MAX_SHOWN_CHARS: a connector's message may be one line
+    of 50,000 characters (an API's error body), and chat tools refuse a long text (Discord's
+    ``/slack`` over 2,000 characters) with a 400, so the failure would be told to nobody."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     if not lines:
         return "(no message)"
-    first = lines[0] if len(lines[0]) <= MAX_SHOWN_CHARS else lines[0][: MAX_SHOWN_CHARS - 3] + "..."
-    return first + (" [...]" if len(lines) > 1 else "")
+    return shown_text(lines[0], MAX_SHOWN_CHARS) + (" [...]" if len(lines) > 1 else "")
 
 
 def json_document(kind: str, detail: dict[str, Any], base_url: str, event_id: int) -> dict[str, Any]:

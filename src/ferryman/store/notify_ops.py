@@ -13,6 +13,11 @@ job; by default nobody is told). ``disabled`` comes from :meth:`NotifyOps.record
 An event's ``detail`` is built from rows the engines stored masked already (failure messages,
 counts, names); dispatchers mask it once more with the job's secrets before sending.
 
+A connection's own webhooks go with it, but not the events they still owe: a job that failed just
+before its connection was deleted is still told (:func:`retire_webhooks`). Such a webhook stays,
+hidden, detached and wanting no new event (``events`` empty, which no user can set), until its last
+event has been delivered or given up on.
+
 Dispatchers claim due rows in one statement (Postgres: the rows are picked ``FOR UPDATE SKIP
 LOCKED``; SQLite: one ``BEGIN IMMEDIATE`` writer at a time) by moving ``next_attempt_at`` ahead by
 a lease and stamping ``claimed_by``; the outcome of a try is written only while that claim holds.
@@ -242,6 +247,38 @@ def write_events(
     return written
 
 
+def retire_webhooks(conn: SqlConnection, connection_id: int) -> None:
+    """In the transaction that deletes the connection, before the delete: its webhooks that owe
+    an event are kept, detached and retired (they want no new event); the others are removed."""
+    hooks = set(
+        conn.execute(sa.select(webhooks.c.id).where(webhooks.c.connection_id == connection_id)).scalars()
+    )
+    if not hooks:
+        return
+    conn.execute(webhooks.update().where(webhooks.c.id.in_(hooks)).values(connection_id=None, events=[]))
+    _drop_if_done(conn, hooks)
+
+
+def _drop_if_done(conn: SqlConnection, hooks: Collection[int]) -> None:
+    """Remove those of these retired webhooks that owe no event any more."""
+    lock = sa.select(webhooks.c.id).where(webhooks.c.id.in_(hooks))
+    if conn.dialect.name != "sqlite":
+        # Waits for a job's end that is writing an event for one of them (its insert holds a key
+        # share lock on the webhook row): the next statement sees that event, and keeps its webhook.
+        lock = lock.with_for_update()
+    conn.execute(lock).all()
+    owing = set(
+        conn.execute(
+            sa.select(notification_events.c.webhook_id).where(
+                notification_events.c.webhook_id.in_(hooks), notification_events.c.status == PENDING
+            )
+        ).scalars()
+    )
+    done = set(hooks) - owing
+    if done:
+        conn.execute(webhooks.delete().where(webhooks.c.id.in_(done)))
+
+
 def job_ended(conn: SqlConnection, job: Job, now: datetime) -> int:
     """Called by ``move_job`` in the transaction that moved ``job`` to a terminal status."""
     kind = _KIND_OF_END.get(job.status)
@@ -282,8 +319,10 @@ class NotifyOps:
         return _webhook(row)
 
     def list_webhooks(self) -> list[Webhook]:
+        """The webhooks users set (not those retired with their connection, see the module)."""
         with self._db.read() as conn:
-            return [_webhook(row) for row in conn.execute(sa.select(webhooks).order_by(webhooks.c.id))]
+            found = [_webhook(row) for row in conn.execute(sa.select(webhooks).order_by(webhooks.c.id))]
+        return [hook for hook in found if hook.events]
 
     def get_webhook(self, ident: str) -> Webhook:
         text = ident.strip().lower()
@@ -382,8 +421,16 @@ class NotifyOps:
                     notification_events.c.claimed_by == dispatcher_id,
                 )
                 .values(**values)
+                .returning(notification_events.c.webhook_id)
             )
-        return bool(result.rowcount)
+            ended = result.scalars().all()
+            if ended and status != PENDING:
+                retired = conn.execute(
+                    sa.select(webhooks.c.id, webhooks.c.events).where(webhooks.c.id.in_(ended))
+                ).all()
+                if any(not row.events for row in retired):  # its connection's deletion left it owing
+                    _drop_if_done(conn, [row.id for row in retired if not row.events])
+        return bool(ended)
 
     def list_events(self, limit: int = 50) -> list[NotificationEvent]:
         query = sa.select(notification_events).order_by(notification_events.c.id.desc()).limit(limit)
