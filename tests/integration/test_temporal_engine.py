@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import subprocess
 import threading
 import time
 import uuid
@@ -37,7 +38,7 @@ from tests.integration.test_engine import (
     settings,
     wait_for_state,
 )
-from tests.temporal_support import TemporalServer
+from tests.temporal_support import TemporalServer, temporal_binary
 
 
 @pytest.fixture(scope="module")
@@ -298,3 +299,108 @@ def test_a_state_over_temporals_payload_limit_does_not_fail_the_sync(
     assert [a.status for a in attempts] == [AttemptStatus.SUCCEEDED], attempts[0].failure_summary
     assert ended.status is JobStatus.SUCCEEDED
     assert store.get_state(connection_id)[0]["stream"]["stream_state"]["cursor"] == 6
+
+
+def waiting_sync(service: JobService, tmp_path: Path) -> tuple[int, Path]:
+    """A sync whose source commits a state, then waits for a file that comes only once the test
+    creates it; returns the connection's id and that file."""
+    go = tmp_path / "go"
+    steps = [
+        {"records": 3, "stream": "users"},
+        {"state": {"name": "users"}},
+        {"wait_for_file": str(go), "timeout": 600},
+        {"records": 2, "stream": "users"},
+        {"state": {"name": "users"}},
+    ]
+    scripted_connection(service, tmp_path, steps)
+    return service.store.get_connection("s").id, go
+
+
+def end_workflow_outside(temporal: TemporalSettings, job_id: int, how: str) -> None:
+    """What an operator does: ``temporal workflow terminate`` (or ``cancel``) with the CLI."""
+    binary = temporal_binary()
+    assert binary is not None
+    command = [binary, "workflow", how, "--address", temporal.address, "--namespace", temporal.namespace]
+    command += ["--workflow-id", temporal.workflow_id(job_id)]
+    if how == "terminate":
+        command += ["--reason", "an operator's clean-up"]
+    subprocess.run(command, check=True, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("how", "job_status", "failure_type", "said"),
+    [
+        ("terminate", JobStatus.FAILED, FailureType.SYSTEM_ERROR, "was terminated outside Ferryman"),
+        ("cancel", JobStatus.CANCELLED, FailureType.MANUAL_CANCELLATION, "was cancelled through Temporal"),
+    ],
+)
+def test_a_sync_whose_workflow_is_ended_through_temporal_ends_and_stops_its_connectors(
+    store: JobStore,
+    tmp_path: Path,
+    temporal: TemporalSettings,
+    worker_for: Any,
+    how: str,
+    job_status: JobStatus,
+    failure_type: FailureType,
+    said: str,
+) -> None:
+    """An operator terminates a running sync's workflow (or cancels it) with the temporal CLI.
+    A terminated workflow runs no more code, and its activity ran on, so the job stayed running
+    for ever, its connectors alive and its connection busy. Now the activity, told at its next
+    heartbeat that its workflow is gone, finds it ended and stops the attempt: the job fails (or
+    is cancelled) with a reason that says what happened, and the committed state is kept."""
+    # A heartbeat timeout of a few seconds: Temporal hears the activity's heartbeats (and answers
+    # that its workflow is gone) at most every 0.8 of it.
+    submitted = dataclasses.replace(temporal, heartbeat_s=0.2, heartbeat_timeout_s=5.0)
+    worker_for(temporal=submitted)
+    service = client_service(store, tmp_path, submitted)
+    connection_id, go = waiting_sync(service, tmp_path)
+    job = service.enqueue_replication("s")
+    wait_for_state(store, connection_id, 60, "no state was committed")
+
+    end_workflow_outside(temporal, job.id, how)
+
+    ended = service.run(job, timeout_s=120)
+    assert ended.status is job_status
+    (attempt,) = store.list_attempts(job.id)
+    assert attempt.status is AttemptStatus.FAILED
+    assert attempt.failure_summary is not None
+    failure = attempt.failure_summary["failures"][0]
+    assert failure["type"] == failure_type
+    assert said in failure["message"] and temporal.workflow_id(job.id) in failure["message"]
+    assert failure["retryable"] is False
+    assert [p for p in attempt.pids if psutil.pid_exists(p)] == []  # connectors gone
+    assert store.get_state(connection_id)[0]["stream"]["stream_state"]["cursor"] == 3  # kept
+
+    go.touch()  # the connection is free: the next sync goes on from the committed state
+    again = service.run(service.enqueue_replication("s"), timeout_s=120)
+    assert again.status is JobStatus.SUCCEEDED
+    assert store.get_state(connection_id)[0]["stream"]["stream_state"]["cursor"] == 5
+
+
+def test_a_job_waiting_to_retry_whose_workflow_is_terminated_fails_with_the_reason(
+    store: JobStore, tmp_path: Path, temporal: TemporalSettings, worker_for: Any
+) -> None:
+    """Terminated while it waits out its backoff, the workflow never starts the next attempt, and
+    no attempt runs to notice: the workers' sweep does. The job fails at once (not after its
+    backoff), with an attempt that ran no connector and says why."""
+    worker_for(RetryPolicy(backoff_min_s=3600), temporal=dataclasses.replace(temporal, resubmit_after_s=1))
+    service = client_service(store, tmp_path, temporal)
+    scripted_connection(service, tmp_path, [{"records": 1, "stream": "users"}, {"exit": 1}])
+    job = service.enqueue_replication("s")
+    deadline = time.monotonic() + 120
+    while store.get_job(job.id).next_attempt_at is None:  # the first attempt failed: waiting an hour
+        assert time.monotonic() < deadline, "the first attempt did not fail"
+        time.sleep(0.1)
+
+    end_workflow_outside(temporal, job.id, "terminate")
+
+    ended = service.run(job, timeout_s=120)
+    assert ended.status is JobStatus.FAILED
+    first, last = store.list_attempts(job.id)
+    assert first.failure_summary is not None and last.failure_summary is not None
+    assert first.failure_summary["failures"][0]["type"] == FailureType.SYSTEM_ERROR  # the source's exit
+    failure = last.failure_summary["failures"][0]
+    assert "was terminated outside Ferryman" in failure["message"]
+    assert last.status is AttemptStatus.FAILED and last.pids == []  # no connector ran
+    assert "no connector runs in this attempt" in Path(last.log_path).read_text()

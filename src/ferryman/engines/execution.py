@@ -106,6 +106,8 @@ class AttemptExecution:
     ended: Attempt | None = dataclasses.field(default=None, init=False)
     # Set once the store showed the attempt ended by someone else (see lost()).
     _lost: threading.Event = dataclasses.field(default_factory=threading.Event, init=False)
+    # Why the attempt was stopped when it is not a cancel (see stop()), and how the job ends.
+    _stopped: tuple[FailureReason, JobStatus] | None = dataclasses.field(default=None, init=False)
 
     def run(self) -> Job:
         """Run the attempt to its end and record the outcome; returns the job as it ends up."""
@@ -135,6 +137,15 @@ class AttemptExecution:
             "failed it after missing its heartbeats): its connectors are stopped and its state "
             "is not saved, so it cannot replace the state of a newer attempt"
         )
+        self.cancel.set()
+
+    def stop(self, failure: FailureReason, job_status: JobStatus) -> None:
+        """Stop the connectors as a cancel does, but end the attempt with ``failure`` (first among
+        its failures) and the job ``job_status``: nothing is left to run the job's next attempt
+        (its Temporal workflow ended outside Ferryman), so no retry is decided."""
+        if self._stopped is None:
+            self._stopped = (failure, job_status)
+            self._log(f"stopping the attempt: {failure.message}")
         self.cancel.set()
 
     def _log(self, message: str) -> None:
@@ -342,6 +353,8 @@ class AttemptExecution:
     def _cancelled(
         self, output: dict[str, Any] | None, failures: list[FailureReason], partial: bool | None = None
     ) -> Job:
+        if self._stopped is not None:
+            return self._ended_by_stop(output, failures, partial)
         summary = self._summary(failures, partial)
         return self._end(
             AttemptStatus.FAILED, JobStatus.CANCELLED, output=self._masked(output), failure_summary=summary
@@ -359,6 +372,8 @@ class AttemptExecution:
     def _failed(
         self, output: dict[str, Any] | None, failures: list[FailureReason], partial: bool | None = None
     ) -> Job:
+        if self._stopped is not None:  # a connector that failed as it was stopped: the stop says why
+            return self._ended_by_stop(output, failures, partial)
         failures = ordered(failures)
         now = self.clock.now()
         summary = self._summary(failures, partial)
@@ -370,6 +385,19 @@ class AttemptExecution:
             return job
         return self._stored(
             lambda: decide_retry(self.store, self.retry, job, self.attempt.number + 1, failures, now)
+        )
+
+    def _ended_by_stop(
+        self, output: dict[str, Any] | None, failures: list[FailureReason], partial: bool | None
+    ) -> Job:
+        """The attempt failed and the job ended as ``stop()`` said; the stop's failure goes first,
+        before what the connectors reported (the cancel's own reason, which the stop is not, left out)."""
+        assert self._stopped is not None
+        failure, job_status = self._stopped
+        kept = [f for f in failures if f.type is not FailureType.MANUAL_CANCELLATION]
+        summary = self._summary([failure, *ordered(kept)], partial)
+        return self._end(
+            AttemptStatus.FAILED, job_status, output=self._masked(output), failure_summary=summary
         )
 
     def _end(

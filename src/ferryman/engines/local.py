@@ -505,6 +505,15 @@ class LocalEngine:
                 if item.job.id == job_id:
                     item.cancel.set()
 
+    def stop(self, job_id: int, failure: FailureReason, job_status: JobStatus) -> None:
+        """Stop the job's running attempt here as a cancel would, but end it with ``failure`` and
+        the job ``job_status`` (see AttemptExecution.stop)."""
+        with self._lock:
+            running = [item for item in self._running.values() if item.job.id == job_id]
+        for item in running:
+            if item.execution is not None:
+                item.execution.stop(failure, job_status)
+
     def cancel_all(self) -> None:
         """Stop every running attempt's connectors (used when the process must exit); an
         attempt waiting for the store to save its end stops waiting (recovery fails it later)."""

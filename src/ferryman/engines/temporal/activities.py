@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -17,9 +17,11 @@ from typing import Any
 import orjson
 from sqlalchemy.exc import OperationalError
 from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from ferryman.engines.local import LocalEngine
+from ferryman.engines.temporal.outside import ending
 from ferryman.engines.temporal.settings import HEARTBEAT_S
 from ferryman.engines.temporal.shapes import (
     END_JOB,
@@ -61,6 +63,9 @@ def _store_outage_in_one_line() -> Iterator[None]:
 class Activities:
     local: LocalEngine  # the worker's engine: runs attempts, heartbeats them in the store
     heartbeat_every_s: float = HEARTBEAT_S  # FERRYMAN_TEMPORAL_HEARTBEAT_S
+    # How a workflow stands, by its id (None: Temporal has none); asked on the worker's client
+    # when Temporal gives up an attempt's activity. None: never asked (the attempt runs on).
+    workflow_status: Callable[[str], WorkflowExecutionStatus | None] | None = None
 
     def all(self) -> list[Any]:
         return [self.run_attempt, self.settle_attempt, self.end_job]
@@ -93,6 +98,7 @@ class Activities:
             # from the activity's start, and a spec or check that ends sooner spares a round trip.
             next_beat = time.monotonic() + self.heartbeat_every_s
             cancel_ignored = False
+            ask_at = 0.0  # when to ask Temporal (again) whether a workflow it gave up on ended
             try:
                 while thread.is_alive():
                     if time.monotonic() >= next_beat:
@@ -101,13 +107,51 @@ class Activities:
                     if activity.is_cancelled() and not cancel_ignored:
                         cancel_ignored = _lost_by_temporal(job)
                         if not cancel_ignored:
-                            self.local.cancel(job.id)
+                            self._cancel(job)
+                    if cancel_ignored and 0.0 <= ask_at <= time.monotonic():
+                        ask_at = self._stop_if_workflow_ended(job)
                     thread.join(_JOIN_S)
             finally:
                 if thread.is_alive():  # something of ours broke: never leave connectors behind
                     self.local.cancel(job.id)
                     thread.join()
             return self._outcome(store.get_job(job.id), attempt.id)
+
+    def _cancel(self, job: Job) -> None:
+        """Stop the attempt as cancelled. A cancel asked of the workflow, with none asked in the
+        store, came through Temporal (``temporal workflow cancel``, its UI): the reason says so."""
+        details = activity.cancellation_details()
+        try:
+            through_temporal = bool(details and details.cancel_requested) and not (
+                self.local.store.get_job(job.id).cancel_requested
+            )
+        except (StoreUnavailable, OperationalError):
+            through_temporal = False
+        ended = ending(WorkflowExecutionStatus.CANCELED, _workflow_id(), job.id)
+        if through_temporal and ended is not None:
+            self.local.stop(job.id, *ended)
+        else:
+            self.local.cancel(job.id)
+
+    def _stop_if_workflow_ended(self, job: Job) -> float:
+        """Temporal gave up the attempt's activity: if that is because its workflow ended outside
+        Ferryman (terminated, timed out), stop the attempt and end the job (outside.py). Returns
+        when to ask again: never (-1) once Temporal answered, a heartbeat on when it did not."""
+        if self.workflow_status is None:
+            return -1.0
+        workflow_id = _workflow_id()
+        try:
+            status = self.workflow_status(workflow_id)
+        except Exception as exc:  # Temporal away: the attempt runs on, and we ask again
+            log.warning(
+                "job %s: cannot ask Temporal how workflow %s stands: %s", job.id, workflow_id, first_line(exc)
+            )
+            return time.monotonic() + self.heartbeat_every_s
+        ended = ending(status, workflow_id, job.id)
+        if ended is not None:
+            log.warning("job %s: %s", job.id, ended[0].message)
+            self.local.stop(job.id, *ended)
+        return -1.0
 
     def _progress(self, job: Job) -> dict[str, Any]:
         """What the heartbeat carries: the connection's last committed state, for the UI (saved
@@ -205,3 +249,8 @@ def _first_failure(attempt: Attempt | None) -> dict[str, Any] | None:
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(getattr(value, "value", value))
+
+
+def _workflow_id() -> str:
+    """The id of the workflow that scheduled this activity (every attempt's has one)."""
+    return activity.info().workflow_id or ""

@@ -14,17 +14,19 @@ import logging
 import threading
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import OperationalError
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from ferryman.engines.base import AttemptObserver
 from ferryman.engines.local import LocalEngine
 from ferryman.engines.temporal.activities import Activities
-from ferryman.engines.temporal.engine import TemporalEngine, connect, start_job
+from ferryman.engines.temporal.engine import TemporalEngine, connect, start_job, workflow_status
+from ferryman.engines.temporal.outside import end_unrun, ending
 from ferryman.engines.temporal.settings import TemporalSettings
 from ferryman.engines.temporal.workflows import JobWorkflow
 from ferryman.errors import StoreUnavailable, first_line
@@ -35,6 +37,7 @@ from ferryman.store.base import Attempt, Job, JobStore
 log = logging.getLogger(__name__)
 
 RESUBMIT_EVERY_S = 5.0  # at most; twice per FERRYMAN_TEMPORAL_RESUBMIT_AFTER_S when that is shorter
+_ASK_TIMEOUT_S = 30.0
 _DRAIN = timedelta(days=3)  # a stopping worker lets its attempts finish (a second signal cancels)
 # The sandbox still guards the workflow's calls into the standard library, but our own modules
 # are imported once, not again for every workflow run: re-running workflows.py and the packages
@@ -98,7 +101,13 @@ class TemporalWorker:
 
     async def _serve(self, stop: threading.Event) -> None:
         client = await connect(self.temporal)
-        activities = Activities(self.local, self.temporal.heartbeat_s)
+        loop = asyncio.get_running_loop()
+
+        def status_of(workflow_id: str) -> WorkflowExecutionStatus | None:  # from an activity's thread
+            asking = asyncio.run_coroutine_threadsafe(workflow_status(client, workflow_id), loop)
+            return asking.result(_ASK_TIMEOUT_S)
+
+        activities = Activities(self.local, self.temporal.heartbeat_s, status_of)
         executor = ThreadPoolExecutor(max_workers=sum(self.limits.values()) + 4)
         workers = [
             Worker(
@@ -114,7 +123,6 @@ class TemporalWorker:
             for slot, limit in self.limits.items()
         ]
         running = [asyncio.create_task(worker.run()) for worker in workers]
-        loop = asyncio.get_running_loop()
         next_resubmit = 0.0
         try:
             while not stop.is_set() and not any(task.done() for task in running):
@@ -140,10 +148,14 @@ class TemporalWorker:
             log.warning("store unavailable: %s", first_line(exc, limit=10_000))
 
     async def _resubmit(self, client: Client) -> None:
-        """Start the workflow of jobs that have none: pending ones (their submit failed) and
-        incomplete ones whose next attempt is overdue (their workflow, which sleeps out the
-        backoff, was lost with a Temporal server's data). A job whose workflow exists is left
-        alone (``start_job`` is a no-op for it)."""
+        """Look after the jobs no attempt runs, by how their workflow stands:
+        * none: start it, for a pending job (its submit failed) or an incomplete one whose next
+          attempt is overdue (the workflow sleeping out its backoff was lost with a Temporal
+          server's data);
+        * ended (terminated or timed out outside Ferryman): end the job (outside.py), however
+          long it has waited;
+        * running: leave it alone.
+        A running job's own activity notices its workflow ending (Activities.run_attempt)."""
         try:
             pending = await asyncio.to_thread(self.store.list_jobs, None, JobStatus.PENDING, None, 500)
             waiting = await asyncio.to_thread(self.store.list_jobs, None, JobStatus.INCOMPLETE, None, 500)
@@ -151,11 +163,29 @@ class TemporalWorker:
             return
         now = self.local.clock.now()
         after_s = self.temporal.resubmit_after_s  # a pending job this old has had its chance to start
-        due = [job for job in pending if (now - job.created_at).total_seconds() >= after_s]
-        due += [
-            job
-            for job in waiting
-            if job.next_attempt_at is not None and (now - job.next_attempt_at).total_seconds() >= after_s
-        ]
-        for job in sorted(due, key=lambda job: job.id):  # oldest first, in the order queued
-            await start_job(client, self.temporal, job)
+        looked_at = [job for job in pending if (now - job.created_at).total_seconds() >= after_s]
+        looked_at += waiting
+        for job in sorted(looked_at, key=lambda job: job.id):  # oldest first, in the order queued
+            workflow_id = self.temporal.workflow_id(job.id)
+            try:
+                status = await workflow_status(client, workflow_id)
+            except RPCError as exc:  # Temporal away: the next sweep looks again
+                log.warning("cannot ask Temporal how workflow %s stands: %s", workflow_id, first_line(exc))
+                return
+            if status is None:
+                if job.status is JobStatus.PENDING or _overdue(job, now, after_s):
+                    await start_job(client, self.temporal, job)
+                continue
+            ended = ending(status, workflow_id, job.id)
+            if ended is not None:
+                log.warning("job %s: %s", job.id, ended[0].message)
+                try:
+                    await asyncio.to_thread(end_unrun, self.local, job, *ended)
+                except (StoreUnavailable, OperationalError):
+                    return
+
+
+def _overdue(job: Job, now: datetime, after_s: float) -> bool:
+    """An incomplete job whose next attempt is ``after_s`` late: its workflow's timer is not
+    coming (a pending job is looked at only once it is as old)."""
+    return job.next_attempt_at is not None and (now - job.next_attempt_at).total_seconds() >= after_s
