@@ -252,3 +252,21 @@ def test_a_feb_29_cron_in_a_non_leap_year_runs_in_the_next_leap_year_shown_in_da
     assert upcoming == datetime(2028, 2, 29, 12, tzinfo=UTC)
     assert duration((upcoming - after).total_seconds()) == "456d 00h"  # as `connections show` says
     assert duration(2 * 3600 + 5 * 60) == "2h 05m"
+
+
+def test_a_moment_shown_in_full_names_its_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`connections show` says when a cron runs next: in the machine's zone, which it names, so
+    a cron set for New York read on a UTC server is not taken for the wrong hour."""
+    import time
+
+    from ferryman.cli.common import when
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        noon_utc = datetime(2026, 7, 1, 12, tzinfo=UTC)
+        assert when(noon_utc) == "2026-07-01 08:00:00 EDT"
+        assert when(noon_utc, short=True) == "07-01 08:00:00"
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -212,10 +212,12 @@ class SignalCounter:
 
 
 def when(moment: datetime | None, short: bool = False) -> str:
-    """A moment in local time, to the second (``short``: without the year); "" for none."""
+    """A moment in the machine's local time, to the second, naming the zone ("2026-07-01
+    08:00:00 EDT": a cron in another zone, or a server far from its user, is read right);
+    ``short`` (table columns): without the year and the zone. "" for none."""
     if moment is None:
         return ""
-    return _aware(moment).astimezone().strftime("%m-%d %H:%M:%S" if short else "%Y-%m-%d %H:%M:%S")
+    return _aware(moment).astimezone().strftime("%m-%d %H:%M:%S" if short else "%Y-%m-%d %H:%M:%S %Z")
 
 
 def duration(seconds: float | None) -> str:
