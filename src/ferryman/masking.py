@@ -111,3 +111,38 @@ def _stored_item(item: Any, i: int, shown: list[Any], count: int) -> int | None:
     if len(alike) == 1:
         return alike[0]  # moved, or others added or removed around it
     return None
+
+
+def holds_mask(value: Any) -> bool:
+    if isinstance(value, str):
+        return MASK in value
+    if isinstance(value, dict):
+        return any(holds_mask(v) for v in value.values())
+    return isinstance(value, list) and any(holds_mask(v) for v in value)
+
+
+def unmask_sent_back(new: Any, old: Any, shown: Any, path: str) -> Any:
+    """A document sent back (a connection's state): a string that is as it was shown (masked)
+    takes the stored value at the same place; a mask anywhere else would store the mask in place
+    of a credential."""
+    if isinstance(new, str):
+        if new == shown and old is not None:
+            return old
+        if MASK in new:
+            raise UserInputError(
+                f"{path} holds {MASK} (a masked secret) where the stored state shows no such value: "
+                "send the value itself"
+            )
+        return new
+    if isinstance(new, dict):
+        keyed, seen = (old if isinstance(old, dict) else {}), (shown if isinstance(shown, dict) else {})
+        return {k: unmask_sent_back(v, keyed.get(k), seen.get(k), f"{path}.{k}") for k, v in new.items()}
+    if isinstance(new, list):
+        olds, views = (old if isinstance(old, list) else []), (shown if isinstance(shown, list) else [])
+        return [
+            unmask_sent_back(
+                v, olds[i] if i < len(olds) else None, views[i] if i < len(views) else None, f"{path}[{i}]"
+            )
+            for i, v in enumerate(new)
+        ]
+    return new

@@ -8,8 +8,7 @@ local engine limited to the jobs of its command; a server gives the engine it se
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -534,7 +533,7 @@ class JobService:
         self, conn: Connection, state: list[dict[str, Any]], stored: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
         if not stored:
-            if _holds_mask(state):
+            if masking.holds_mask(state):
                 raise UserInputError(
                     f"the state holds {MASK} (a masked secret) but none is stored: send the value itself"
                 )
@@ -549,7 +548,7 @@ class JobService:
         )
         matched = [pairs.get(_state_slot(item), (None, None)) for item in state]
         return [
-            _unmasked(item, o, v, f"state {i}")
+            masking.unmask_sent_back(item, o, v, f"state {i}")
             for i, (item, (o, v)) in enumerate(zip(state, matched, strict=True))
         ]
 
@@ -604,103 +603,6 @@ def _live_job(conn: Connection, status: str, job_id: int, what: str) -> str:
 def _state_slot(state: dict[str, Any]) -> tuple[str, str | None, str | None]:
     descriptor = (state.get("stream") or {}).get("stream_descriptor") or {}
     return state_type(state), descriptor.get("name"), descriptor.get("namespace")
-
-
-def _holds_mask(value: Any) -> bool:
-    if isinstance(value, str):
-        return MASK in value
-    if isinstance(value, dict):
-        return any(_holds_mask(v) for v in value.values())
-    return isinstance(value, list) and any(_holds_mask(v) for v in value)
-
-
-def _unmasked(new: Any, old: Any, shown: Any, path: str) -> Any:
-    """A state sent back: a string that is as it was shown (masked) takes the stored value at
-    the same place; a mask anywhere else would store the mask in place of a credential."""
-    if isinstance(new, str):
-        if new == shown and old is not None:
-            return old
-        if MASK in new:
-            raise UserInputError(
-                f"{path} holds {MASK} (a masked secret) where the stored state shows no such value: "
-                "send the value itself"
-            )
-        return new
-    if isinstance(new, dict):
-        keyed, seen = (old if isinstance(old, dict) else {}), (shown if isinstance(shown, dict) else {})
-        return {k: _unmasked(v, keyed.get(k), seen.get(k), f"{path}.{k}") for k, v in new.items()}
-    if isinstance(new, list):
-        olds, views = (old if isinstance(old, list) else []), (shown if isinstance(shown, list) else [])
-        return [
-            _unmasked(
-                v, olds[i] if i < len(olds) else None, views[i] if i < len(views) else None, f"{path}[{i}]"
-            )
-            for i, v in enumerate(new)
-        ]
-    return new
-
-
-# What a log's tail holds at most unless a caller asks otherwise: a connector's lines may be 64 kB
-# each, and a thousand of them, in a response an API client polls every few seconds, are 64 MB.
-TAIL_MAX_BYTES = 1 << 20
-
-
-def tail_lines(path: Path, count: int, max_bytes: int | None = TAIL_MAX_BYTES) -> tuple[list[str], int]:
-    """The last ``count`` complete lines of a file, read from its end (fast on multi-GB logs),
-    and the offset just after them, where :func:`follow` picks up without a gap or a repeat.
-    No more than ``max_bytes`` is read (None: no limit). The first line then starts where the
-    read did (cut, it begins with ``…``)."""
-    if not path.exists():
-        return [], 0
-    with path.open("rb") as handle:
-        handle.seek(0, 2)
-        end = handle.tell()
-        floor = 0 if max_bytes is None else max(0, end - max_bytes)
-        block, data, start = 1 << 16, b"", end
-        while start > floor and data.count(b"\n") <= count:
-            step = max(floor, start - block)
-            handle.seek(step)
-            data = handle.read(start - step) + data
-            start = step
-        cut = start > 0 and data.count(b"\n") <= count
-        if cut:
-            handle.seek(start - 1)
-            cut = handle.read(1) != b"\n"  # the read began inside a line
-    complete = data[: data.rfind(b"\n") + 1]  # a line still being written is for follow()
-    offset = start + len(complete)
-    lines = (
-        [line.decode("utf-8", errors="replace") for line in complete.splitlines()[-count:]]
-        if count > 0
-        else []
-    )
-    if cut and lines and len(complete.splitlines()) <= count:
-        lines[0] = "…" + lines[0]
-    return lines, offset
-
-
-def follow(path: Path, stop: Any, start: int | None = None, poll_s: float = 0.25) -> Iterator[str]:
-    """New lines of a growing log from ``start`` (default: its end), until ``stop()`` is true and
-    nothing more arrives: the log is read once more a poll after ``stop()`` turned true, since
-    an attempt's last lines (its end, the job's status) are written just after its end is stored."""
-    with path.open("rb") as handle:
-        if start is None:
-            handle.seek(0, 2)
-        else:
-            handle.seek(start)
-        pending = b""
-        stopping = False
-        while True:
-            chunk = handle.read()
-            if chunk:
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    yield line.decode("utf-8", errors="replace")
-            elif stopping:
-                return
-            else:
-                stopping = stop()
-                time.sleep(poll_s)
 
 
 def _ignore(text: str) -> None:

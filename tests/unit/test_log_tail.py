@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ferryman.service import follow, tail_lines
+from ferryman.logtail import follow, tail_lines
 
 
 def test_tail_reads_the_last_lines_of_a_large_log(tmp_path: Path) -> None:

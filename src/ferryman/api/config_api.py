@@ -34,8 +34,8 @@ from ferryman.api.models import (
 )
 from ferryman.jobs import schedules
 from ferryman.jobs.states import JobStatus, JobType
+from ferryman.logtail import tail_lines
 from ferryman.secrets import mask_text
-from ferryman.service import tail_lines
 from ferryman.store.base import Actor, Connection, ConnectionBusy, Job, JobQuery, NotFound
 
 router = APIRouter(tags=["config API"])

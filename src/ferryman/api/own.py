@@ -32,9 +32,9 @@ from ferryman.api.models import (
 )
 from ferryman.api.problems import Problem
 from ferryman.jobs.states import JobStatus, JobType
+from ferryman.logtail import follow, tail_lines
 from ferryman.protocol.stream_refs import StreamRef
 from ferryman.secrets import mask_text
-from ferryman.service import follow, tail_lines
 from ferryman.store.base import Actor, Attempt, Connection, Job, JobQuery, NotFound
 
 router = APIRouter(prefix="/ferryman", tags=["ferryman"])

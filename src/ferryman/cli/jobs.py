@@ -137,7 +137,7 @@ def logs(
     """
 
     def action() -> int:
-        from ferryman.service import tail_lines
+        from ferryman.logtail import tail_lines
 
         with job_service() as service:
             job = service.store.get_job(job_id)
@@ -163,7 +163,7 @@ def logs(
 def _follow(
     service: JobService, job_id: int, number: int, path: Path, json: bool, secrets: list[str], offset: int
 ) -> None:
-    from ferryman.service import follow
+    from ferryman.logtail import follow
 
     def ended() -> bool:
         return _ended(service, job_id, number)

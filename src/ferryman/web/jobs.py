@@ -167,7 +167,7 @@ async def _follow(
     path: Path, start: int, status: Callable[[], Attempt], web: Web, stopping: Callable[[], bool]
 ) -> AsyncIterator[str]:
     """The lines of a growing log from byte ``start``, until the attempt has ended and nothing
-    more arrives (as :func:`ferryman.service.follow`, without holding a thread while it waits)."""
+    more arrives (as :func:`ferryman.logtail.follow`, without holding a thread while it waits)."""
     handle = await to_thread.run_sync(_open_binary, path)
     try:
         await to_thread.run_sync(handle.seek, start)

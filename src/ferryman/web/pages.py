@@ -16,10 +16,11 @@ from ferryman import masking
 from ferryman.jobs.failures import most_specific_message
 from ferryman.jobs.outcomes import ConnectorOutcome, failure_summary
 from ferryman.jobs.states import JobStatus, JobType
+from ferryman.logtail import tail_lines
 from ferryman.protocol.stream_refs import label
 from ferryman.protocol.sync_modes import StreamKeys, StreamMode, supported_modes
 from ferryman.secrets import mask_strings, mask_text
-from ferryman.service import DESTINATION, SOURCE, JobService, tail_lines
+from ferryman.service import DESTINATION, SOURCE, JobService
 from ferryman.store.base import Actor, Attempt, Connection, Job, JobQuery, StreamStat
 from ferryman.views import seconds_between
 from ferryman.web.schedule import describe, next_run
