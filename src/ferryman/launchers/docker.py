@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import re
@@ -124,6 +125,11 @@ class ResourceLimits:
         return cls(**{name: limits.get(name) for name in options}, origins=origins)
 
 
+MIN_MEMORY_BYTES = 6 << 20  # Docker refuses a --memory or --memory-reservation below 6 MB
+MIN_CPUS = 0.01  # and --cpus below 0.01 (above the host's CPU count too, which only it knows)
+_UNIT_BYTES = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
 def memory(name: str, raw: str | None) -> str | None:
     """A memory size as Docker takes it; Kubernetes' 512Mi / 2Gi (Airbyte's style) are accepted."""
     if raw is None or not raw.strip():
@@ -132,7 +138,15 @@ def memory(name: str, raw: str | None) -> str | None:
     if not match:
         raise UserInputError(f"{name} must be a memory size such as 512m, 2g or 2Gi, got {raw!r}")
     number, unit = match.groups()
-    return f"{number}{(unit or 'b')[0].lower()}"
+    unit = (unit or "b")[0].lower()
+    # A bare number is bytes (Docker's and Kubernetes' rule): "0.5" or "2" meant gigabytes, most
+    # likely, and Docker would refuse them only when the job runs (or round half a byte to none).
+    if float(number) * _UNIT_BYTES[unit] < MIN_MEMORY_BYTES:
+        raise UserInputError(
+            f"{name} must be at least 6m (Docker's minimum), got {raw!r}: write a unit, such as 512m "
+            "or 2g, or leave it unset for no limit"
+        )
+    return f"{number}{unit}"
 
 
 def cpus(name: str, raw: str | None) -> str | None:
@@ -142,8 +156,10 @@ def cpus(name: str, raw: str | None) -> str | None:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if value <= 0:
+    if not math.isfinite(value) or value <= 0:
         raise UserInputError(f"{name} must be a positive number of CPUs such as 0.5 or 2, got {raw!r}")
+    if value < MIN_CPUS:
+        raise UserInputError(f"{name} must be at least {MIN_CPUS:g} CPUs (Docker's minimum), got {raw!r}")
     return raw.strip()
 
 
@@ -366,7 +382,7 @@ class DockerLauncher:
             found.append(UserSetting("--user", settings.user, "FERRYMAN_DOCKER_USER", words))
         if settings.local_root is not None:
             root = str(settings.local_root.absolute())
-            found.append(UserSetting("-v", root, "FERRYMAN_DOCKER_LOCAL_ROOT", (root.lower(), "mount")))
+            found.append(UserSetting("-v", root, "FERRYMAN_DOCKER_LOCAL_ROOT", (root.lower(),)))
         return found
 
 
