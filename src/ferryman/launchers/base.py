@@ -86,7 +86,7 @@ class ConnectorProcess(Protocol):
     def describe(self) -> str:
         """Where to look for it: ``pid N``, or the container's name."""
 
-    def start_failure(self, code: int | None, stderr_tail: str) -> FerrymanError | None:
+    def launcher_failure(self, code: int | None, stderr_tail: str) -> FerrymanError | None:
         """Why the connector never ran, told by its exit ``code`` and last stderr lines (Docker's
         125/126/127): a UserInputError when a setting of the user's is wrong, else a
         LaunchError; None when the exit was the connector's own."""

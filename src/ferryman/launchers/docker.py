@@ -35,7 +35,8 @@ from pathlib import Path
 from ferryman.connectors.docker import DockerUnavailable, docker_command, run_docker
 from ferryman.errors import FerrymanError, LaunchError, UserInputError
 from ferryman.launchers.base import LaunchRequest
-from ferryman.launchers.docker_exits import UserSetting, start_failure
+from ferryman.launchers.docker_exits import UserSetting, launcher_failure
+from ferryman.launchers.docker_reaper import REAPER
 from ferryman.launchers.local import LocalProcess
 from ferryman.launchers.watchdog import WATCHDOG, start_time
 from ferryman.settings import ferryman_home
@@ -234,6 +235,7 @@ class DockerProcess(LocalProcess):
         self.scratch = scratch
         self._term_pending = False
         self.user_settings: list[UserSetting] = []
+        self.engine_lost = False  # a command to the container found no engine answering
         WATCHDOG.watch_container(name, argv[0])  # before it exists: the watchdog's rm is harmless
         try:
             super().__init__(request, argv, env)
@@ -247,6 +249,7 @@ class DockerProcess(LocalProcess):
         try:
             done = run_docker(*args, self.name, timeout_s=30)
         except DockerUnavailable as exc:
+            self.engine_lost = True
             return str(exc)
         return None if done.returncode == 0 else done.stderr.strip() or f"exit code {done.returncode}"
 
@@ -277,12 +280,13 @@ class DockerProcess(LocalProcess):
     def describe(self) -> str:
         return f"container {self.name} (docker run client pid {self.pid})"
 
-    def start_failure(self, code: int | None, stderr_tail: str) -> FerrymanError | None:
-        return start_failure(code, stderr_tail, self.role, self.user_settings)
+    def launcher_failure(self, code: int | None, stderr_tail: str) -> FerrymanError | None:
+        return launcher_failure(code, stderr_tail, self.role, self.user_settings)
 
     def close(self) -> None:
         super().close()
-        WATCHDOG.forget_container(self.name)
+        if not REAPER.pending(self.name):  # else the reaper forgets it once it is removed
+            WATCHDOG.forget_container(self.name)
         # Its working directory, and the empty mount points the engine made in it for the files.
         shutil.rmtree(self.scratch, ignore_errors=True)
 
@@ -294,6 +298,14 @@ class DockerProcess(LocalProcess):
         deadline = time.monotonic() + REMOVE_WAIT_S
         pause = 0.02
         while (reason := self._container("rm", "--force")) is not None:
+            if self.engine_lost:  # it may live on in an engine we cannot reach now
+                REAPER.remove_later(self.name)
+                if warn is not None:
+                    warn(
+                        f"container {self.name} could not be removed ({reason}); "
+                        "it is removed as soon as the engine answers again"
+                    )
+                break
             if "in progress" not in reason or time.monotonic() >= deadline:
                 break
             time.sleep(pause)

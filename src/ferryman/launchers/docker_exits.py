@@ -10,7 +10,10 @@ Docker documents three exit codes of its own (``docker run --help``, "Exit statu
 With ``--init``, 126 and 127 come from docker-init (tini), which prints ``[FATAL tini ...] exec
 X failed: ...``; a connector may exit with those codes too, so only the launcher's own marks
 (the docker CLI's ``docker run --help`` hint, tini's FATAL line) make them a start failure.
-A 125 about a setting the user gave (limits, network, user, the /local mount) is that user's
+A 125 after which the CLI logs ``error waiting for container`` is an engine that went away under
+a running container (dockerd restarted, its socket unreachable): the connector's end was not
+seen, so it is reported as the engine lost, never as the connector's exit. A 125 about a
+setting the user gave (limits, network, user, the /local mount) is that user's
 to fix: a config error, never retried. Any other 125 (an unknown default runtime, a full disk,
 an engine that went away) is the platform's: a system error, retried as a failed start is.
 """
@@ -28,6 +31,8 @@ NOT_FOUND = 127
 _CLI_HINT = re.compile(r"^(?:Run|See) 'docker run --help'", re.MULTILINE)
 _TINI_FATAL = re.compile(r"\[FATAL tini \(\d+\)\]\s*(.*)")
 _DAEMON_PREFIX = re.compile(r"^(?:docker:\s*)?(?:Error response from daemon:\s*)?", re.IGNORECASE)
+# What the docker CLI logs when the engine went away under a running container.
+_LOST = re.compile(r"error waiting for container: [^\"]*")
 _UNREACHABLE = ("cannot connect to the docker daemon", "error during connect", "is the docker daemon running")
 
 
@@ -48,10 +53,17 @@ class UserSetting:
         return f"{self.origin} ({self.value})"
 
 
-def start_failure(
+def launcher_failure(
     code: int | None, stderr_tail: str, role: str, settings: list[UserSetting]
 ) -> FerrymanError | None:
     """Why a container never ran its connector, or None when the exit was the connector's own."""
+    lost = next(filter(None, map(_LOST.search, stderr_tail.splitlines())), None)
+    if code == CLI_FAILED and lost is not None:
+        # The client's attach to the engine broke: whether the connector ended, nobody saw.
+        return LaunchError(
+            f"lost the Docker engine while the {role} container ran ({lost.group(0)}): "
+            "check that dockerd is healthy (docker info)"
+        )
     if code == CLI_FAILED and _CLI_HINT.search(stderr_tail):
         reason = _cli_reason(stderr_tail)
         lowered = reason.lower()

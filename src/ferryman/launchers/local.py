@@ -122,7 +122,7 @@ class LocalProcess:
     def describe(self) -> str:
         return f"pid {self.pid}"
 
-    def start_failure(self, code: int | None, stderr_tail: str) -> FerrymanError | None:
+    def launcher_failure(self, code: int | None, stderr_tail: str) -> FerrymanError | None:
         return None  # a local process that cannot start fails in launch(), before it has a code
 
     def close(self) -> None:

@@ -187,7 +187,7 @@ class ConnectorJobWorker:
         elif (
             found is None
             and not out.failures
-            and (started := lifecycle.start_failure(stderr.last_lines(), origin))
+            and (started := lifecycle.launcher_failure(stderr.last_lines(), origin))
         ):
             out.failures.append(started)  # Docker refused the container: the reason is the whole story
         elif found is None and not out.failures:

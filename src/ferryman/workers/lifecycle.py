@@ -92,12 +92,12 @@ class ConnectorLifecycle:
             self.deadline = None
         return False
 
-    def start_failure(self, stderr_tail: str, origin: FailureOrigin) -> FailureReason | None:
+    def launcher_failure(self, stderr_tail: str, origin: FailureOrigin) -> FailureReason | None:
         """The connector never ran (Docker refused the container, or its command is missing):
         a config_error when a setting of the user's is to blame, else a system_error."""
         if self.exit_code is None or self.killed:
             return None
-        error = self.process.start_failure(self.exit_code, stderr_tail)
+        error = self.process.launcher_failure(self.exit_code, stderr_tail)
         if error is None:
             return None
         type_ = FailureType.CONFIG_ERROR if isinstance(error, UserInputError) else FailureType.SYSTEM_ERROR

@@ -606,8 +606,8 @@ class _Replication:
     ) -> None:
         if self.cancelled:
             return
-        source_start = src.start_failure(drains[0].last_lines(), FailureOrigin.SOURCE)
-        destination_start = dst.start_failure(drains[1].last_lines(), FailureOrigin.DESTINATION)
+        source_start = src.launcher_failure(drains[0].last_lines(), FailureOrigin.SOURCE)
+        destination_start = dst.launcher_failure(drains[1].last_lines(), FailureOrigin.DESTINATION)
         for failure in (source_start, destination_start):
             if failure is not None:  # the connector never ran: the reason is the whole story
                 self.log.error(
