@@ -142,3 +142,67 @@ class LocalRegistry:
 
     def _tail(self) -> str:
         return self._log_path.read_text()[-2000:]
+
+
+class EngineProxy:
+    """A unix socket that forwards to the Docker engine's, for a client pointed at it with
+    DOCKER_HOST; ``cut()`` closes the socket and every connection through it at once, as a
+    restarted dockerd (or a network between them) would, while the engine itself lives on."""
+
+    def __init__(self, path: Path, engine: str = "/var/run/docker.sock") -> None:
+        import threading
+
+        self.path = path
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+        self._threading = threading
+
+    @property
+    def docker_host(self) -> str:
+        return f"unix://{self.path}"
+
+    def start(self) -> EngineProxy:
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(self.path))
+        listener.listen(64)
+        self._listener = listener
+        self._threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def cut(self) -> None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+            sockets, self._open = self._open, []
+        for sock in ([listener] if listener else []) + sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(self._engine)
+            with self._lock:
+                if self._listener is not listener:
+                    client.close()
+                    upstream.close()
+                    return
+                self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                self._threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)

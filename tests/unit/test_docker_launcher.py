@@ -180,3 +180,32 @@ def test_engine_messages_are_read_for_their_reason() -> None:
     assert unreachable(down)
     assert not unreachable(pull)
     assert engine_reason(pull) == "pull access denied for nope/nope, repository does not exist"
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "says"),
+    [
+        ("JOB_MAIN_CONTAINER_CPU_LIMIT", "nan", "positive number"),
+        ("JOB_MAIN_CONTAINER_CPU_LIMIT", "inf", "positive number"),
+        ("JOB_MAIN_CONTAINER_CPU_LIMIT", "0.001", "at least 0.01"),
+        ("JOB_MAIN_CONTAINER_MEMORY_LIMIT", "0.5", "at least 6m"),
+        ("JOB_MAIN_CONTAINER_MEMORY_LIMIT", "2", "at least 6m"),
+        ("JOB_MAIN_CONTAINER_MEMORY_REQUEST", "1k", "at least 6m"),
+        ("JOB_MAIN_CONTAINER_MEMORY_LIMIT", "-1", "memory size"),
+    ],
+)
+def test_a_limit_docker_would_refuse_is_refused_before_any_container_starts(
+    name: str, raw: str, says: str
+) -> None:
+    """Before, nan / inf CPUs and memory under Docker's 6 MB minimum (a bare "2" is 2 bytes)
+    passed, and every job of the connector failed when Docker refused the container; half a
+    byte ("0.5") even ran with no limit at all."""
+    with pytest.raises(UserInputError, match=f"{name} must be .*{says}"):
+        ResourceLimits.from_env("JOB_MAIN_CONTAINER", {name: raw})
+
+
+@pytest.mark.parametrize(("raw", "docker"), [("1g", "1g"), ("6m", "6m"), ("1.5Gi", "1.5g"), (" 2 g ", "2g")])
+def test_memory_sizes_at_or_above_the_minimum_are_kept(raw: str, docker: str) -> None:
+    limits = ResourceLimits.from_env("JOB_MAIN_CONTAINER", {"JOB_MAIN_CONTAINER_MEMORY_LIMIT": raw})
+
+    assert limits.memory_limit == docker

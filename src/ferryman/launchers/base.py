@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from ferryman.connectors import ResolvedConnector
+from ferryman.errors import FerrymanError
 
 # Linux lets a pipe grow to /proc/sys/fs/pipe-max-size (1 MiB by default); a 1 MiB pipe and
 # 1 MiB buffers at both ends doubled the throughput of a Python pipeline on a 2-core machine.
@@ -84,6 +85,11 @@ class ConnectorProcess(Protocol):
 
     def describe(self) -> str:
         """Where to look for it: ``pid N``, or the container's name."""
+
+    def launcher_failure(self, code: int | None, stderr_tail: str) -> FerrymanError | None:
+        """Why the connector never ran, told by its exit ``code`` and last stderr lines (Docker's
+        125/126/127): a UserInputError when a setting of the user's is wrong, else a
+        LaunchError; None when the exit was the connector's own."""
 
 
 class Launcher(Protocol):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import re
@@ -32,8 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferryman.connectors.docker import DockerUnavailable, docker_command, run_docker
-from ferryman.errors import LaunchError, UserInputError
+from ferryman.errors import FerrymanError, LaunchError, UserInputError
 from ferryman.launchers.base import LaunchRequest
+from ferryman.launchers.docker_exits import UserSetting, launcher_failure
+from ferryman.launchers.docker_reaper import REAPER
 from ferryman.launchers.local import LocalProcess
 from ferryman.launchers.watchdog import WATCHDOG, start_time
 from ferryman.settings import ferryman_home
@@ -49,6 +52,9 @@ _NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]+")
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmgBKMG]|[KMGkmg]i)?[bB]?$")
 
 
+_LIMIT_FLAGS = {"memory_limit": "--memory", "memory_request": "--memory-reservation", "cpu_limit": "--cpus"}
+
+
 @dataclass(frozen=True)
 class ResourceLimits:
     """Docker's --memory, --memory-reservation and --cpus; None = no limit (Airbyte's default)."""
@@ -56,13 +62,19 @@ class ResourceLimits:
     memory_limit: str | None = None
     memory_request: str | None = None
     cpu_limit: str | None = None
+    # Which variable or option set each limit, for the one line that blames it when Docker refuses it.
+    origins: dict[str, str] = field(default_factory=dict, compare=False)
 
     def merged_over(self, base: ResourceLimits) -> ResourceLimits:
-        return ResourceLimits(
-            self.memory_limit or base.memory_limit,
-            self.memory_request or base.memory_request,
-            self.cpu_limit or base.cpu_limit,
-        )
+        values = {}
+        origins = {}
+        for name in _LIMIT_FLAGS:
+            own = getattr(self, name)
+            chosen, source = (own, self) if own else (getattr(base, name), base)
+            values[name] = chosen
+            if chosen and name in source.origins:
+                origins[name] = source.origins[name]
+        return ResourceLimits(**values, origins=origins)
 
     def docker_args(self) -> list[str]:
         args = []
@@ -74,14 +86,49 @@ class ResourceLimits:
             args.append(f"--memory={self.memory_limit}")
         return args
 
+    def user_settings(self) -> list[UserSetting]:
+        """The limits as settings Docker may refuse, each with the name the user set it by."""
+        found = []
+        for name, flag in _LIMIT_FLAGS.items():
+            value = getattr(self, name)
+            if value:
+                words = ("cpu",) if name == "cpu_limit" else ("memory",)
+                found.append(UserSetting(flag, value, self.origins.get(name, flag), words))
+        return found
+
     @classmethod
     def from_env(cls, prefix: str, environ: dict[str, str] | None = None) -> ResourceLimits:
         env = os.environ if environ is None else environ
-        return cls(
+        limits = cls(
             memory(f"{prefix}_MEMORY_LIMIT", env.get(f"{prefix}_MEMORY_LIMIT")),
             memory(f"{prefix}_MEMORY_REQUEST", env.get(f"{prefix}_MEMORY_REQUEST")),
             cpus(f"{prefix}_CPU_LIMIT", env.get(f"{prefix}_CPU_LIMIT")),
         )
+        suffixes = {
+            "memory_limit": "MEMORY_LIMIT",
+            "memory_request": "MEMORY_REQUEST",
+            "cpu_limit": "CPU_LIMIT",
+        }
+        limits.origins.update(
+            {name: f"{prefix}_{suffixes[name]}" for name in suffixes if getattr(limits, name)}
+        )
+        return limits
+
+    @classmethod
+    def of_connector(cls, limits: dict[str, str]) -> ResourceLimits:
+        """A connector's own limits (``sources create --memory-limit ...``)."""
+        options = {
+            "memory_limit": "--memory-limit",
+            "memory_request": "--memory-request",
+            "cpu_limit": "--cpu-limit",
+        }
+        origins = {name: f"the connector's {options[name]}" for name in options if limits.get(name)}
+        return cls(**{name: limits.get(name) for name in options}, origins=origins)
+
+
+MIN_MEMORY_BYTES = 6 << 20  # Docker refuses a --memory or --memory-reservation below 6 MB
+MIN_CPUS = 0.01  # and --cpus below 0.01 (above the host's CPU count too, which only it knows)
+_UNIT_BYTES = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 
 def memory(name: str, raw: str | None) -> str | None:
@@ -92,7 +139,15 @@ def memory(name: str, raw: str | None) -> str | None:
     if not match:
         raise UserInputError(f"{name} must be a memory size such as 512m, 2g or 2Gi, got {raw!r}")
     number, unit = match.groups()
-    return f"{number}{(unit or 'b')[0].lower()}"
+    unit = (unit or "b")[0].lower()
+    # A bare number is bytes (Docker's and Kubernetes' rule): "0.5" or "2" meant gigabytes, most
+    # likely, and Docker would refuse them only when the job runs (or round half a byte to none).
+    if float(number) * _UNIT_BYTES[unit] < MIN_MEMORY_BYTES:
+        raise UserInputError(
+            f"{name} must be at least 6m (Docker's minimum), got {raw!r}: write a unit, such as 512m "
+            "or 2g, or leave it unset for no limit"
+        )
+    return f"{number}{unit}"
 
 
 def cpus(name: str, raw: str | None) -> str | None:
@@ -102,8 +157,10 @@ def cpus(name: str, raw: str | None) -> str | None:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if value <= 0:
+    if not math.isfinite(value) or value <= 0:
         raise UserInputError(f"{name} must be a positive number of CPUs such as 0.5 or 2, got {raw!r}")
+    if value < MIN_CPUS:
+        raise UserInputError(f"{name} must be at least {MIN_CPUS:g} CPUs (Docker's minimum), got {raw!r}")
     return raw.strip()
 
 
@@ -177,6 +234,8 @@ class DockerProcess(LocalProcess):
         self.name = name
         self.scratch = scratch
         self._term_pending = False
+        self.user_settings: list[UserSetting] = []
+        self.engine_lost = False  # a command to the container found no engine answering
         WATCHDOG.watch_container(name, argv[0])  # before it exists: the watchdog's rm is harmless
         try:
             super().__init__(request, argv, env)
@@ -190,6 +249,7 @@ class DockerProcess(LocalProcess):
         try:
             done = run_docker(*args, self.name, timeout_s=30)
         except DockerUnavailable as exc:
+            self.engine_lost = True
             return str(exc)
         return None if done.returncode == 0 else done.stderr.strip() or f"exit code {done.returncode}"
 
@@ -220,9 +280,13 @@ class DockerProcess(LocalProcess):
     def describe(self) -> str:
         return f"container {self.name} (docker run client pid {self.pid})"
 
+    def launcher_failure(self, code: int | None, stderr_tail: str) -> FerrymanError | None:
+        return launcher_failure(code, stderr_tail, self.role, self.user_settings)
+
     def close(self) -> None:
         super().close()
-        WATCHDOG.forget_container(self.name)
+        if not REAPER.pending(self.name):  # else the reaper forgets it once it is removed
+            WATCHDOG.forget_container(self.name)
         # Its working directory, and the empty mount points the engine made in it for the files.
         shutil.rmtree(self.scratch, ignore_errors=True)
 
@@ -234,6 +298,14 @@ class DockerProcess(LocalProcess):
         deadline = time.monotonic() + REMOVE_WAIT_S
         pause = 0.02
         while (reason := self._container("rm", "--force")) is not None:
+            if self.engine_lost:  # it may live on in an engine we cannot reach now
+                REAPER.remove_later(self.name)
+                if warn is not None:
+                    warn(
+                        f"container {self.name} could not be removed ({reason}); "
+                        "it is removed as soon as the engine answers again"
+                    )
+                break
             if "in progress" not in reason or time.monotonic() >= deadline:
                 break
             time.sleep(pause)
@@ -259,7 +331,9 @@ class DockerLauncher:
             point = scratch / os.path.relpath(path, request.workdir.absolute())
             point.parent.mkdir(parents=True, exist_ok=True)
             point.touch(mode=0o600)
-        return DockerProcess(request, argv, env, name, scratch)
+        process = DockerProcess(request, argv, env, name, scratch)
+        process.user_settings = self.user_settings(request)
+        return process
 
     def command(self, request: LaunchRequest, image: str, name: str) -> tuple[list[str], dict[str, str]]:
         """The ``docker run`` argv and the client's environment (values of ``-e`` come from it,
@@ -297,13 +371,31 @@ class DockerLauncher:
         variables = request.variables()
         for key in variables:
             argv += ["-e", key]
-        limits = settings.check_limits if request.job_type.startswith("check") else settings.limits
-        if request.connector.limits is not None:
-            limits = ResourceLimits(**request.connector.limits).merged_over(limits)
-        argv += limits.docker_args()
+        argv += self.limits(request).docker_args()
         argv.append(image)
         argv += [_inside(arg, host_dir, inside) for arg in request.args]
         return argv, {**os.environ, **variables}
+
+    def limits(self, request: LaunchRequest) -> ResourceLimits:
+        limits = self.settings.check_limits if request.job_type.startswith("check") else self.settings.limits
+        if request.connector.limits is not None:
+            limits = ResourceLimits.of_connector(request.connector.limits).merged_over(limits)
+        return limits
+
+    def user_settings(self, request: LaunchRequest) -> list[UserSetting]:
+        """The flags of ``docker run`` that come from the user's settings, which the engine may
+        refuse (exit code 125): that is a config error naming the setting."""
+        settings = self.settings
+        found = self.limits(request).user_settings()
+        if settings.network:
+            found.append(UserSetting("--network", settings.network, "FERRYMAN_DOCKER_NETWORK", ("network",)))
+        if settings.user:
+            words = ("user", "passwd", "group")
+            found.append(UserSetting("--user", settings.user, "FERRYMAN_DOCKER_USER", words))
+        if settings.local_root is not None:
+            root = str(settings.local_root.absolute())
+            found.append(UserSetting("-v", root, "FERRYMAN_DOCKER_LOCAL_ROOT", (root.lower(),)))
+        return found
 
 
 def _attempt_files(request: LaunchRequest) -> list[str]:

@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Callable
 from typing import BinaryIO
 
-from ferryman.errors import LaunchError
+from ferryman.errors import FerrymanError, LaunchError
 from ferryman.launchers.base import BUFFER_SIZE, LaunchRequest, TimedPipeWriter, make_pipe
 from ferryman.launchers.pipes import LEFTOVER_DRAIN_S, PipeReader, kill_marked, pipe_holders
 from ferryman.launchers.watchdog import WATCHDOG
@@ -121,6 +121,9 @@ class LocalProcess:
 
     def describe(self) -> str:
         return f"pid {self.pid}"
+
+    def launcher_failure(self, code: int | None, stderr_tail: str) -> FerrymanError | None:
+        return None  # a local process that cannot start fails in launch(), before it has a code
 
     def close(self) -> None:
         for stream in (self.stdout, self.stderr, self.stdin):

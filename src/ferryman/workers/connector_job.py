@@ -184,6 +184,12 @@ class ConnectorJobWorker:
                     origin, FailureType.MANUAL_CANCELLATION, f"{command} was cancelled", _now_ms()
                 ),
             )
+        elif (
+            found is None
+            and not out.failures
+            and (started := lifecycle.launcher_failure(stderr.last_lines(), origin))
+        ):
+            out.failures.append(started)  # Docker refused the container: the reason is the whole story
         elif found is None and not out.failures:
             why = lifecycle.exit_failure() or f"the connector exited with code {lifecycle.exit_code}"
             if timed_out:

@@ -11,6 +11,8 @@ import time
 from collections import deque
 from enum import StrEnum
 
+from ferryman.errors import UserInputError
+from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
 from ferryman.launchers.base import ConnectorProcess
 from ferryman.settings import LifecycleSettings
 from ferryman.workers.attempt_log import MAX_LINE_CHARS, AttemptLog, decode_line
@@ -89,6 +91,17 @@ class ConnectorLifecycle:
             self.phase = Phase.KILLED
             self.deadline = None
         return False
+
+    def launcher_failure(self, stderr_tail: str, origin: FailureOrigin) -> FailureReason | None:
+        """The connector never ran (Docker refused the container, or its command is missing):
+        a config_error when a setting of the user's is to blame, else a system_error."""
+        if self.exit_code is None or self.killed:
+            return None
+        error = self.process.launcher_failure(self.exit_code, stderr_tail)
+        if error is None:
+            return None
+        type_ = FailureType.CONFIG_ERROR if isinstance(error, UserInputError) else FailureType.SYSTEM_ERROR
+        return FailureReason.of(origin, type_, str(error), int(time.time() * 1000))
 
     def exit_failure(self) -> str | None:
         """Why the exit counts as a failure, or None when it ended as expected."""

@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from ferryman.errors import FerrymanError, first_line
+from ferryman.errors import FerrymanError, UserInputError, first_line
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType, ordered
 from ferryman.launchers import ConnectorLauncher, ConnectorProcess, Launcher, LaunchRequest
 from ferryman.protocol import messages
@@ -606,9 +606,19 @@ class _Replication:
     ) -> None:
         if self.cancelled:
             return
+        source_start = src.launcher_failure(drains[0].last_lines(), FailureOrigin.SOURCE)
+        destination_start = dst.launcher_failure(drains[1].last_lines(), FailureOrigin.DESTINATION)
+        for failure in (source_start, destination_start):
+            if failure is not None:  # the connector never ran: the reason is the whole story
+                self.log.error(
+                    WORKER, f"{failure.origin.value} failure ({failure.type.value}): {failure.message}"
+                )
+                self.failures.append(failure)
         source_why = src.exit_failure()
-        if source_why and self._source_stopped_for is None:
+        if source_why and self._source_stopped_for is None and source_start is None:
             self._fail(FailureOrigin.SOURCE, FailureType.SYSTEM_ERROR, _with_tail(source_why, drains[0]))
+        if destination_start is not None:
+            return
         destination_why = dst.exit_failure()
         if destination_why is None and (self.destination_gone or self.destination_quit_early):
             destination_why = "the destination exited before the end of its input"
@@ -632,7 +642,9 @@ class _Replication:
         destination.close()
 
     def _launch_failed(self, origin: FailureOrigin, exc: FerrymanError, started_ms: int) -> SyncOutput:
-        self._fail(origin, FailureType.SYSTEM_ERROR, str(exc))
+        # A setting of the user's that cannot work (JOB_MAIN_CONTAINER_CPU_LIMIT=abc) is not retried.
+        type_ = FailureType.CONFIG_ERROR if isinstance(exc, UserInputError) else FailureType.SYSTEM_ERROR
+        self._fail(origin, type_, str(exc))
         return self._output(started_ms)
 
     def _output(self, started_ms: int) -> SyncOutput:
