@@ -1,4 +1,9 @@
-"""Time, injected: engines take a Clock so backoff and heartbeats are tested without sleeping."""
+"""Time, injected: engines take a Clock so backoff and retries are tested without sleeping.
+
+Whether an engine is alive is not judged by any engine's Clock: heartbeats are stamped, and
+found stale, by the store's own time (see ``JobStore.heartbeat``), so hosts whose clocks
+disagree never take each other for dead.
+"""
 
 from __future__ import annotations
 
@@ -26,3 +31,14 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
+
+
+class OffsetClock:
+    """The system clock, ``offset_s`` seconds off: a host whose clock is wrong, without touching
+    this machine's."""
+
+    def __init__(self, offset_s: float) -> None:
+        self._offset = timedelta(seconds=offset_s)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -28,7 +28,7 @@ from ferryman.store import (
 )
 from ferryman.store.base import Actor, Connection
 from ferryman.store.migrate import VERSION_TABLE, head_revision
-from ferryman.store.schema import actors, connections, jobs
+from ferryman.store.schema import actors, attempts, connections, jobs
 from tests.contract.store_support import (
     ALL_SLOTS,
     T0,
@@ -237,7 +237,8 @@ def test_enqueue_claim_succeed_round_trip(store: SqlJobStore) -> None:
     [(job, attempt)] = store.claim("engine-a", ALL_SLOTS, T0, log_path)
     assert (job.id, job.status, job.started_at) == (queued.id, JobStatus.RUNNING, T0)
     assert (attempt.number, attempt.status, attempt.engine_id) == (0, AttemptStatus.RUNNING, "engine-a")
-    assert (attempt.log_path, attempt.heartbeat_at) == (log_path(job.id, 0), T0)
+    assert attempt.log_path == log_path(job.id, 0)
+    assert _by_the_stores_clock(attempt.heartbeat_at)
     assert store.claim("engine-b", ALL_SLOTS, T0, log_path) == []  # nothing else to run
 
     store.set_attempt_pids(attempt.id, [4242])
@@ -255,12 +256,18 @@ def test_enqueue_claim_succeed_round_trip(store: SqlJobStore) -> None:
         store.get_job(done.id + 100)
 
 
+def _by_the_stores_clock(stamp: datetime | None) -> bool:
+    """A claim stamps the attempt's first heartbeat with the store's time (this machine's, for
+    the stores under test), never the claimer's (T0, months off)."""
+    return stamp is not None and abs(stamp - datetime.now(UTC)) < timedelta(minutes=10)
+
+
 def test_a_job_queued_running_is_claimed_in_the_same_transaction(store: SqlJobStore) -> None:
     """What a command that runs its own job queues: never pending, so never a job nobody runs."""
     job, attempt = store.enqueue_running(JobType.SYNC, "7", {"connection_id": 7}, "engine-a", T0, log_path)
     assert (job.status, job.started_at, job.config) == (JobStatus.RUNNING, T0, {"connection_id": 7})
     assert (attempt.job_id, attempt.number, attempt.status) == (job.id, 0, AttemptStatus.RUNNING)
-    assert (attempt.engine_id, attempt.heartbeat_at) == ("engine-a", T0)
+    assert attempt.engine_id == "engine-a" and _by_the_stores_clock(attempt.heartbeat_at)
     assert attempt.log_path == log_path(job.id, 0)
     assert store.claim("engine-b", ALL_SLOTS, T0, log_path) == []
     assert store.list_attempts(job.id) == [attempt]
@@ -455,7 +462,7 @@ def test_no_call_fails_after_the_database_ended_every_session(store: SqlJobStore
         pass  # two connections in the pool
     calls = [
         lambda: store.get_job(job.id),  # a read
-        lambda: store.heartbeat("e", [1], T0),  # a write of one statement
+        lambda: store.heartbeat("e", [1]),  # a write of one statement
         lambda: store.claim("e", ALL_SLOTS, T0, log_path),  # a write transaction
     ]
     for call in calls:
@@ -545,14 +552,24 @@ def test_a_cancel_racing_a_claim_flags_the_running_job_and_never_ends_it_under_i
     assert store.cancel_requested([job.id]) == {job.id}  # its engine stops the attempt
 
 
-def test_stale_attempts_are_those_whose_engine_went_quiet(store: SqlJobStore) -> None:
+def test_stale_attempts_are_those_whose_engine_went_quiet_by_the_stores_clock(store: SqlJobStore) -> None:
+    """Heartbeats are stamped, and judged stale, by the store's clock: what the claiming
+    engine's clock said (T0, months off this machine's) plays no part."""
     _, quiet = running_sync(store, "1")
     _, alive = running_sync(store, "2")
-    store.heartbeat("engine-a", [alive.id], later(60))
-    store.heartbeat("impostor", [quiet.id], later(60))  # only the owner's heartbeat counts
-    assert [a.id for a in store.stale_attempts(later(30))] == [quiet.id]
+    assert store.stale_attempts(60) == []  # just claimed, whatever the claimer's clock said
+    assert [a.id for a in store.running_attempts()] == [quiet.id, alive.id]
+    with store.engine.begin() as conn:  # both quiet since long ago
+        long_ago = datetime(2000, 1, 1, tzinfo=UTC)
+        conn.execute(
+            attempts.update().where(attempts.c.id.in_([quiet.id, alive.id])).values(heartbeat_at=long_ago)
+        )
+    assert store.heartbeat("engine-a", [alive.id]) == {alive.id}
+    assert store.heartbeat("impostor", [quiet.id]) == set()  # only the owner's heartbeat counts
+    assert [a.id for a in store.stale_attempts(60)] == [quiet.id]
     store.fail_attempt(quiet, None, failure(), later(61))
-    assert store.stale_attempts(later(90)) == [store.list_attempts(alive.job_id)[0]]
+    assert store.stale_attempts(60) == []
+    assert store.running_attempts() == store.list_attempts(alive.job_id)
 
 
 def test_waiting_attempts_are_the_last_of_each_incomplete_job(store: SqlJobStore) -> None:
@@ -622,9 +639,9 @@ def test_a_late_save_from_an_attempt_another_engine_failed_never_replaces_the_ne
     assert not store.save_progress(first.id, [late])
     assert store.get_state(conn.id) == _cursor_state(50)
     assert store.list_stream_stats(first.id) == [stat]
-    assert store.heartbeat("engine-a", [first.id], later(62)) == set()
-    assert store.heartbeat("engine-b", [second.id], later(62)) == {second.id}
-    assert store.heartbeat("engine-a", [second.id], later(62)) == set()  # not A's to renew
+    assert store.heartbeat("engine-a", [first.id]) == set()
+    assert store.heartbeat("engine-b", [second.id]) == {second.id}
+    assert store.heartbeat("engine-a", [second.id]) == set()  # not A's to renew
     with pytest.raises(NotFound):
         store.save_progress(second.id, [], conn.id + 5, _cursor_state(1))
     # The connection deleted while its sync runs: the state has nowhere to go, the counts are kept.

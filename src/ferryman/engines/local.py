@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +53,6 @@ from ferryman.workers import files
 _SWEEP_EVERY_S = 60.0
 # The mark of an engine that runs only the jobs of one CLI command (``run_jobs``).
 FOREGROUND = "fg"
-# Far enough ahead that every running attempt's heartbeat is older.
-_EVERY_RUNNING = timedelta(days=36500)
 
 
 log = logging.getLogger(__name__)
@@ -105,7 +103,8 @@ class LocalEngine:
         self.clock = clock or SystemClock()
         self.engine_id = engine_id or new_engine_id(foreground)
         self.heartbeat_interval_s = heartbeat_interval_s or _seconds("FERRYMAN_ENGINE_HEARTBEAT_S", 10.0)
-        # An attempt whose engine has not heartbeaten for this long is failed and retried.
+        # An attempt whose engine has not heartbeaten for this long (by the store's clock: hosts'
+        # clocks may disagree by more than this) is failed and retried.
         self.stale_after_s = stale_after_s or _seconds("FERRYMAN_ENGINE_STALE_AFTER_S", 60.0)
         self.poll_interval_s = poll_interval_s
         self._running: dict[int, _Running] = {}
@@ -134,7 +133,7 @@ class LocalEngine:
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.heartbeat_interval_s
             beating = self.running_attempt_ids()
-            renewed = self.store.heartbeat(self.engine_id, beating, self.clock.now())
+            renewed = self.store.heartbeat(self.engine_id, beating)
             self._stop_lost(set(beating) - renewed)
             self.save_states()
             self.recover()
@@ -295,7 +294,7 @@ class LocalEngine:
         nobody will stop (see remove_orphan_containers), at most once a minute."""
         now = self.clock.now()
         recovered = []
-        for attempt, why in self._abandoned(now):
+        for attempt, why in self._abandoned():
             self.fail_abandoned(attempt, why)
             recovered.append(attempt)
         recovered.extend(self._fail_orphaned_retries(now))
@@ -353,8 +352,7 @@ class LocalEngine:
             return attempt.id not in self.running_attempt_ids()
         if _local_process_gone(attempt.engine_id):
             return True
-        cutoff = self.clock.now() - timedelta(seconds=self.stale_after_s)
-        return any(stale.id == attempt.id for stale in self.store.stale_attempts(cutoff))
+        return any(stale.id == attempt.id for stale in self.store.stale_attempts(self.stale_after_s))
 
     def _fail_orphaned_retries(self, now: datetime) -> list[Attempt]:
         """Fail the incomplete jobs whose retries a command of this host would have run, had its
@@ -369,11 +367,12 @@ class LocalEngine:
                 orphaned.append(attempt)
         return orphaned
 
-    def _abandoned(self, now: datetime) -> list[tuple[Attempt, str]]:
-        """Running attempts of other engines that are gone, each with why we think so."""
-        stale = {a.id for a in self.store.stale_attempts(now - timedelta(seconds=self.stale_after_s))}
+    def _abandoned(self) -> list[tuple[Attempt, str]]:
+        """Running attempts of other engines that are gone, each with why we think so. Stale by
+        the store's clock, never this host's (see ``JobStore.stale_attempts``)."""
+        stale = {a.id for a in self.store.stale_attempts(self.stale_after_s)}
         found = []
-        for attempt in self.store.stale_attempts(now + _EVERY_RUNNING):
+        for attempt in self.store.running_attempts():
             if attempt.engine_id == self.engine_id:
                 continue
             if _local_process_gone(attempt.engine_id):

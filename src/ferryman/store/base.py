@@ -336,9 +336,10 @@ class JobStore(Protocol):
         Postgres: FOR UPDATE SKIP LOCKED; SQLite: one BEGIN IMMEDIATE transaction.
         ``only``: consider only these job ids (the CLI running its own job in-process)."""
 
-    def heartbeat(self, engine_id: str, attempt_ids: list[int], now: datetime) -> set[int]:
-        """Renew these running attempts of ``engine_id``; returns those renewed (one that is
-        missing has ended, or another engine failed it as stale)."""
+    def heartbeat(self, engine_id: str, attempt_ids: list[int]) -> set[int]:
+        """Renew these running attempts of ``engine_id`` at the store's time (not the engine's);
+        returns those renewed (one that is missing has ended, or another engine failed it as
+        stale)."""
 
     def set_attempt_pids(self, attempt_id: int, pids: list[int]) -> None: ...
 
@@ -388,8 +389,12 @@ class JobStore(Protocol):
     ) -> Job:
         """Attempt failed (manual_cancellation), job cancelled."""
 
-    def stale_attempts(self, older_than: datetime) -> list[Attempt]:
-        """Running attempts whose engine has not heartbeaten since ``older_than``."""
+    def stale_attempts(self, stale_after_s: float) -> list[Attempt]:
+        """Running attempts whose engine has not heartbeaten for ``stale_after_s`` seconds, by
+        the store's clock: a host's wrong clock never makes a live engine look dead."""
+
+    def running_attempts(self) -> list[Attempt]:
+        """Every running attempt, whoever runs it."""
 
     def waiting_attempts(self) -> list[Attempt]:
         """The last attempt of each incomplete sync/reset job (the one its retry follows)."""

@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -52,6 +53,7 @@ from ferryman.errors import UserInputError
 from ferryman.private import create_private_file, tighten
 from ferryman.settings import ferryman_home
 from ferryman.store.faults import translate_errors
+from ferryman.store.schema import UtcDateTime
 
 DATABASE_URL_ENV = "FERRYMAN_DATABASE_URL"
 SQLITE_FILENAME = "ferryman.db"
@@ -297,6 +299,18 @@ class Database:
         with self.engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
+
+    def now(self, before_s: float = 0.0) -> sa.ColumnElement[datetime]:
+        """The database's own time, ``before_s`` seconds ago, as SQL: what liveness is judged by,
+        so every engine, whatever its host's clock says, reads the same time. Postgres: the
+        server's ``clock_timestamp()``; SQLite (one host): its ``'now'``, in the text form
+        UtcDateTime stores (milliseconds, padded to six digits, so it sorts with the rest)."""
+        if self.is_sqlite:
+            return sa.func.strftime(
+                "%Y-%m-%d %H:%M:%f000", "now", f"{-before_s:+.6f} seconds", type_=UtcDateTime
+            )
+        now = sa.func.clock_timestamp(type_=UtcDateTime)
+        return now if not before_s else now - sa.cast(f"{before_s:.6f} seconds", sa.Interval)
 
     def dispose(self) -> None:
         self.engine.dispose()

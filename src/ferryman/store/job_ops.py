@@ -430,15 +430,16 @@ class JobOps:
             "created_at": now,
             "updated_at": now,
             "engine_id": engine_id,
-            "heartbeat_at": now,
+            "heartbeat_at": self._db.now(),  # the store's time, as every heartbeat (see heartbeat)
             "pids": [],
         }
         row = conn.execute(attempts.insert().values(**values).returning(*attempts.c)).one()
         return job, rows.attempt(row)
 
-    def heartbeat(self, engine_id: str, attempt_ids: list[int], now: datetime) -> set[int]:
+    def heartbeat(self, engine_id: str, attempt_ids: list[int]) -> set[int]:
         """Renew the heartbeat of these attempts of ``engine_id``; returns those renewed. One
-        missing has ended: on its own, or failed by another engine that took this one for dead."""
+        missing has ended: on its own, or failed by another engine that took this one for dead.
+        Stamped with the database's time, never the engine's: see ``stale_attempts``."""
         if not attempt_ids:
             return set()
         with self._db.write_statement() as conn:
@@ -449,7 +450,7 @@ class JobOps:
                     attempts.c.engine_id == engine_id,
                     attempts.c.status == AttemptStatus.RUNNING.value,
                 )
-                .values(heartbeat_at=now)
+                .values(heartbeat_at=self._db.now())
                 .returning(attempts.c.id)
             )
             return set(renewed.scalars())
@@ -467,10 +468,19 @@ class JobOps:
             if result.rowcount == 0:
                 raise NotFound(f"no attempt {attempt_id}")
 
-    def stale_attempts(self, older_than: datetime) -> list[Attempt]:
+    def stale_attempts(self, stale_after_s: float) -> list[Attempt]:
+        """Both ends of the comparison are the database's time (heartbeats are stamped with it):
+        engines on hosts whose clocks disagree still agree on who is alive."""
+        stale = attempts.c.heartbeat_at < self._db.now(before_s=stale_after_s)
+        return self._running_attempts(stale)
+
+    def running_attempts(self) -> list[Attempt]:
+        return self._running_attempts(sa.true())
+
+    def _running_attempts(self, condition: sa.ColumnElement[bool]) -> list[Attempt]:
         query = (
             sa.select(attempts)
-            .where(attempts.c.status == AttemptStatus.RUNNING.value, attempts.c.heartbeat_at < older_than)
+            .where(attempts.c.status == AttemptStatus.RUNNING.value, condition)
             .order_by(attempts.c.id)
         )
         with self._db.read() as conn:
