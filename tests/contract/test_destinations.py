@@ -7,6 +7,7 @@ and reads back what they stored, the way a user would query it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 from tests.contract.destination_support import (
     ALL,
     TYPED,
+    PostgresTarget,
     Target,
     command,
     complete,
@@ -211,7 +213,7 @@ def test_an_append_never_checkpointed_stores_nothing_of_a_failed_attempt(target:
 
 def test_an_append_failing_after_flushing_past_its_state_stores_each_record_once(target: Target) -> None:
     """~40 MB after the last state (past the 32 MB flush: DuckDB has spilled them, PostgreSQL
-    copied them into a temporary table, JSON lines written them to the file), then the input ends
+    spilled them and copied them under a savepoint, JSON lines written them to the file), then the input ends
     without COMPLETE: the source failed. Its retry sends them again."""
     pad = "p" * 1000
     catalog = target.catalog(stream("users", {**USERS, "pad": {"type": "string"}}, "append"))
@@ -228,6 +230,44 @@ def test_an_append_failing_after_flushing_past_its_state_stores_each_record_once
         assert list((target.tmp_path / "files").glob("*.ferryman-committed")) == []
     target.write(catalog, *batch(range(1001, 41_001)), complete("users"))
     assert [row[0] for row in target.rows("users", "id")] == list(range(1, 41_001))  # each once
+
+
+def test_two_appends_held_past_a_flush_commit_only_what_their_states_cover(target: Target) -> None:
+    """~20 MB of each of two streams after their states, together past the 32 MB flush (PostgreSQL
+    copies both into the table under one savepoint), then a state covering one of them and the
+    end of a failed attempt: that one's records are stored, the other's wait for its retry, which
+    stores each record once."""
+    pad = "p" * 1000
+    schema = {**USERS, "pad": {"type": "string"}}
+    catalog = target.catalog(stream("users", schema), stream("items", schema))
+
+    def batch(name: str, ids: range) -> list[dict[str, Any]]:
+        return [record(name, {"id": i, "v": "x", "pad": pad}) for i in ids]
+
+    mixed = [
+        m
+        for pair in zip(batch("users", range(2, 20_002)), batch("items", range(2, 20_002)), strict=True)
+        for m in pair
+    ]
+    proc = target.start(catalog)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(
+        messages_in(*batch("users", range(1, 2)), state("users", {"n": 1}), *batch("items", range(1, 2)))
+    )
+    proc.stdin.flush()
+    assert read_until_state(proc.stdout)["state"]["stream"]["stream_state"] == {"n": 1}
+    proc.stdin.write(messages_in(state("items", {"n": 1})))
+    proc.stdin.flush()
+    assert read_until_state(proc.stdout)["state"]["stream"]["stream_state"] == {"n": 1}
+    # No state waits when the 32 MB flush comes: both streams' records after their states are held.
+    found, _ = proc.communicate(messages_in(*mixed, state("users", {"n": 20_001})), timeout=120)
+    assert proc.returncode == 0
+    assert echoed(parse(found)) == [{"n": 20_001}]
+    assert [row[0] for row in target.rows("users", "id")] == list(range(1, 20_002))
+    assert target.rows("items", "id") == [(1,)]
+    target.write(catalog, *batch("items", range(2, 20_002)), complete("users"), complete("items"))
+    assert [row[0] for row in target.rows("items", "id")] == list(range(1, 20_002))  # each once
+    assert [row[0] for row in target.rows("users", "id")] == list(range(1, 20_002))
 
 
 def test_append_dedup_keeps_the_last_record_per_key_across_syncs(typed: Target) -> None:
@@ -511,3 +551,69 @@ def test_postgres_check_by_fields_or_url_and_never_shows_the_password(
     assert (
         check(tmp_path, {"host": PG_HOST})["message"] == "config field 'database' is required (or give a url)"
     )
+
+
+def _deleted_files_in(pid: int, directory: Path) -> list[int]:
+    """The sizes of the files ``pid`` holds open in ``directory`` that have no name any more."""
+    sizes = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            if os.readlink(fd).startswith(f"{directory}/") and os.readlink(fd).endswith(" (deleted)"):
+                sizes.append(os.stat(fd).st_size)
+    return sizes
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads the destination's open files in /proc")
+@pytest.mark.parametrize("mode", ["append", "overwrite"])
+def test_postgres_holds_the_records_after_a_state_on_its_own_disk_and_sends_them_once(
+    tmp_path: Path, pg_database: str, mode: str
+) -> None:
+    """~40 MB of a stream after its last state, past the 32 MB flush, while another stream's state
+    makes the destination commit: they wait in a file on the destination's disk (TMPDIR), not in a
+    temporary table on the server, which stored such a stream twice (copied in, then moved to the
+    table once a state covered it). Killed, the destination leaves no file behind; the retry
+    stores each record once."""
+    target = PostgresTarget(tmp_path, pg_database)
+    spill_dir = tmp_path / "spill"
+    spill_dir.mkdir()
+    pad = "p" * 1000
+    schema = {**USERS, "pad": {"type": "string"}}
+    catalog = target.catalog(stream("users", schema, mode, sync_id=9), stream("items", USERS))
+
+    def batch(ids: range) -> list[dict[str, Any]]:
+        return [record("users", {"id": i, "v": "x", "pad": pad}) for i in ids]
+
+    proc = subprocess.Popen(
+        target.command(catalog),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "TMPDIR": str(spill_dir)},
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(messages_in(*batch(range(1, 1001)), state("users", {"n": 1000})))
+        proc.stdin.flush()
+        assert read_until_state(proc.stdout)["state"]["stream"]["stream_state"] == {"n": 1000}
+        proc.stdin.write(
+            messages_in(*batch(range(1001, 41_001)), record("items", {"id": 1}), state("items", {"n": 1}))
+        )
+        proc.stdin.flush()
+        assert read_until_state(proc.stdout)["state"]["stream"]["stream_state"] == {"n": 1}
+
+        assert target.query("SELECT relname FROM pg_class WHERE relpersistence = 't' AND relkind = 'r'") == []
+        held = _deleted_files_in(proc.pid, spill_dir)
+        assert len(held) == 1 and held[0] >= 40_000 * len(pad)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
+    assert list(spill_dir.iterdir()) == []
+    assert target.rows("items", "id") == [(1,)]
+    if mode == "append":
+        assert [row[0] for row in target.rows("users", "id")] == list(range(1, 1001))
+    else:
+        assert target.staged("users") == 1000
+
+    target.write(catalog, *batch(range(1001, 41_001)), complete("users"), complete("items"))
+    assert [row[0] for row in target.rows("users", "id")] == list(range(1, 41_001))  # each once

@@ -22,9 +22,10 @@ from ferryman.builtin._catalog import (
     state_scope,
 )
 from ferryman.builtin._destination import Unfinished, load, read_chunks
-from ferryman.builtin._duckdb_file import LockTimeout, Spill, open_database
+from ferryman.builtin._duckdb_file import LockTimeout, open_database
 from ferryman.builtin._duckdb_tables import LoadError, load_spill, prepare, table_for
 from ferryman.builtin._runtime import Output, json_text
+from ferryman.builtin._spill import Spill
 from ferryman.builtin.destination_devnull import discard
 from ferryman.builtin.source_bench import record_template
 

@@ -19,8 +19,8 @@ import pytest
 
 from ferryman.builtin._catalog import ConfiguredStream
 from ferryman.builtin._columns import Kind, change, quote
-from ferryman.builtin._duckdb_file import Spill
 from ferryman.builtin._duckdb_tables import SQL_TYPES, Table, _rows, table_for
+from ferryman.builtin._spill import Spill
 
 # --- the reference: the load SQL as it was ----------------------------------------------------
 

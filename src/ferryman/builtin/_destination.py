@@ -24,7 +24,7 @@ held for a stream that did not complete is dropped, and :func:`load` logs a warn
 next attempt (or the next job) resumes from the stream's last state and sends those records
 again, so each is stored once. ``append_dedup`` streams are not held in the typed destinations:
 their merge makes a record sent again replace its first copy. Where the held records wait (a
-spill file, a temporary table, the part of a file past its committed size) is the sink's own.
+spill file, the part of a file past its committed size) is the sink's own.
 
 Overwritten streams: a sink keeps what it receives for an overwrite stream apart (a staging
 table, a staging file) until the stream completes, and only then replaces the old data with it,

@@ -1,4 +1,4 @@
-"""The two files behind destination-duckdb: the shared database and a private spill file per stream.
+"""The shared database file behind destination-duckdb (its spill files: :mod:`ferryman.builtin._spill`).
 
 DuckDB lets one process at a time open a database file for writing, and every connection of
 the README's setup shares one file. So the destination keeps what it receives between commits
@@ -17,9 +17,7 @@ where it fails, the holder closes after every commit.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -160,56 +158,3 @@ class SharedFile:
         if self._signal is not None:
             os.close(self._signal)
             self._signal = None
-
-
-class Spill:
-    """A private NDJSON file for one stream's records between two commits.
-
-    Created in ``directory`` (next to the database, on the disk the data goes to). On Linux it
-    is unlinked at once and read through ``/proc/self/fd``, so it disappears with the process
-    even when the process is killed.
-    """
-
-    def __init__(self, directory: str) -> None:
-        self.fd, named = tempfile.mkstemp(prefix=".ferryman-spill-", suffix=".ndjson", dir=directory)
-        self.path = f"/proc/self/fd/{self.fd}"
-        self.size = 0
-        self.lines = 0
-        self.longest = 0
-        if os.path.exists(self.path):
-            os.unlink(named)
-            self._named: str | None = None
-        else:
-            self.path = self._named = named
-
-    def append(self, data: bytes, count: int, longest: int) -> None:
-        """Add ``count`` lines (each ending with a newline) whose longest is ``longest`` bytes."""
-        view, offset = memoryview(data), 0
-        while offset < len(data):
-            offset += os.pwrite(self.fd, view[offset:], self.size + offset)
-        self.size += len(data)
-        self.lines += count
-        self.longest = max(self.longest, longest)
-
-    def take(self, other: Spill) -> None:
-        """Append ``other``'s lines after this one's, and empty ``other``."""
-        offset = 0
-        while offset < other.size:
-            data = os.pread(other.fd, min(other.size - offset, 1 << 20), offset)
-            if not data:
-                break
-            self.append(data, 0, 0)
-            offset += len(data)
-        self.lines += other.lines
-        self.longest = max(self.longest, other.longest)
-        other.clear()
-
-    def clear(self) -> None:
-        os.ftruncate(self.fd, 0)
-        self.size = self.lines = self.longest = 0
-
-    def close(self) -> None:
-        os.close(self.fd)
-        if self._named is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self._named)

@@ -37,8 +37,8 @@ from ferryman.builtin._columns import (
     stream_columns,
     widen,
 )
-from ferryman.builtin._duckdb_file import Spill
 from ferryman.builtin._runtime import ConfigError
+from ferryman.builtin._spill import Spill
 
 MODES = ("append", "overwrite", "append_dedup")
 SQL_TYPES: dict[Kind, str] = {

@@ -45,6 +45,7 @@ from ferryman.builtin._columns import (
     widen,
 )
 from ferryman.builtin._runtime import ConfigError
+from ferryman.builtin._spill import Spill
 
 MODES = ("append", "overwrite", "append_dedup")
 SQL_TYPES: dict[Kind, str] = {
@@ -116,14 +117,19 @@ class Table(WriteMode):
     repeated: bool = False  # whether the batch table may hold a key more than once
     fresh_keys: set[Any] | None = None  # keys of this sync, while they are copied straight in
     # Held streams (see ``holds``): how many lines of the loader's buffer a received state covers;
-    # the records after the stream's last state, sent to the session's temporary ``hold`` table
-    # until a state covers them or the stream completes (``held``: counted by the loader;
-    # ``holding``: by the database's thread); whether the stream completed.
+    # the records after the stream's last state, in COPY's format in the ``hold`` spill file until
+    # a state covers them or the stream completes (``held``: counted by the loader; the spill's
+    # ``lines``: by the database's thread), and whether they are in the open transaction too,
+    # under a savepoint (:mod:`ferryman.builtin._postgres_hold`); whether the stream completed.
     covered: int = 0
-    hold: str | None = None
+    hold: Spill | None = None
     held: int = 0
-    holding: int = 0
+    hold_sent: bool = False
     completed: bool = False
+
+    @property
+    def holding(self) -> int:
+        return self.hold.lines if self.hold is not None else 0
 
     @property
     def target(self) -> str:
@@ -387,13 +393,20 @@ def copy_encoded(
     conn: psycopg.Connection[Any], table: Table, into: str, names: str, encoded: Encoded
 ) -> None:
     """COPY ``encoded`` into ``into`` (``names`` its columns), in the open transaction."""
+    copy_chunks(conn, table, into, names, encoded.chunks, encoded.rows)
+
+
+def copy_chunks(
+    conn: psycopg.Connection[Any], table: Table, into: str, names: str, chunks: Iterable[bytes], count: int
+) -> None:
+    """COPY ``count`` rows in COPY's text format (``chunks``, split anywhere) into ``into``."""
     with conn.cursor() as cur:
         with cur.copy(f"COPY {into} ({names}) FROM STDIN") as copy:
-            for chunk in encoded.chunks:
+            for chunk in chunks:
                 copy.write(chunk)
         stored = cur.rowcount
-    if stored != encoded.rows:
+    if stored != count:
         raise LoadError(
-            f"stream '{table.label}': PostgreSQL stored {stored} of {encoded.rows} records;"
+            f"stream '{table.label}': PostgreSQL stored {stored} of {count} records;"
             " no state covering them was confirmed"
         )

@@ -73,7 +73,7 @@ import duckdb
 from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 from ferryman.builtin._columns import quote
 from ferryman.builtin._destination import Unfinished, load, refuse_shared_tables
-from ferryman.builtin._duckdb_file import SharedFile, Spill, open_database
+from ferryman.builtin._duckdb_file import SharedFile, open_database
 from ferryman.builtin._duckdb_tables import MODES, Table, load_spill, prepare, table_for
 from ferryman.builtin._runtime import (
     ConfigError,
@@ -84,6 +84,7 @@ from ferryman.builtin._runtime import (
     require_str,
     run,
 )
+from ferryman.builtin._spill import Spill
 
 NAME = "destination-duckdb"
 LOCK_TIMEOUT_S = 3600

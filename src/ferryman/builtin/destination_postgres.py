@@ -21,15 +21,16 @@ Loading: records are buffered per stream and copied (``COPY ... FROM STDIN``) in
 the buffers are full, inside one transaction that the next commit ends. So a state is echoed only
 after the transaction holding every record before it is committed; a destination that is killed
 leaves its open transaction to be rolled back by the server. Sync modes behave as in
-destination-duckdb: ``append`` (the records after a stream's last state wait in a temporary
-table of the session until a state covers them or the stream completes, and are dropped
-otherwise); ``append_dedup`` (rows copied into a temporary table and merged at each commit: the
-latest by cursor, else by arrival, wins; ``_ab_cdc_deleted_at`` deletes); ``overwrite`` (a
-staging table of the sync's own, ``_ferryman_staging_<hash>_s<sync_id>``, replaces the table in
-the last commit's transaction if the stream completed; a state commits the records before it
-into it, those after it are held as under ``append``; otherwise the old table is kept and the
-staging table left to the sync's next attempt, which takes it over; a retry of the same sync
-whose table already holds that sync's rows writes straight into it).
+destination-duckdb: ``append`` (the records after a stream's last state wait in a spill file
+until a state covers them or the stream completes, and are dropped otherwise; see
+:mod:`ferryman.builtin._postgres_hold`); ``append_dedup`` (rows copied into a temporary table
+and merged at each commit: the latest by cursor, else by arrival, wins; ``_ab_cdc_deleted_at``
+deletes); ``overwrite`` (a staging table of the sync's own,
+``_ferryman_staging_<hash>_s<sync_id>``, replaces the table in the last commit's transaction if
+the stream completed; a state commits the records before it into it, those after it are held as
+under ``append``; otherwise the old table is kept and the staging table left to the sync's next
+attempt, which takes it over; a retry of the same sync whose table already holds that sync's
+rows writes straight into it).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 from ferryman.builtin._columns import quote
 from ferryman.builtin._destination import Unfinished, load, refuse_shared_tables
 from ferryman.builtin._postgres_dedup import batch_names, encode_batch, merge_batch, prepare_dedup
+from ferryman.builtin._postgres_hold import Holds
 from ferryman.builtin._postgres_tables import (
     MODES,
     Encoded,
@@ -214,6 +216,7 @@ class PostgresSink:
         except BaseException:
             self._conn.close()
             raise
+        self._holds = Holds(self._conn, list(tables.values()))
         self._tasks: queue.Queue[Callable[[], None] | None] = queue.Queue(self.QUEUED)
         self._failed: BaseException | None = None
         self._committed = threading.Event()
@@ -223,7 +226,9 @@ class PostgresSink:
 
     # --- the loader's side ---
 
-    def flush(self) -> None:
+    def flush(self, committing: bool = False) -> None:
+        """Hand the buffers over; ``committing``: for a commit, which ends the transaction
+        without the records a state does not cover yet (so they only go to the spill files)."""
         handed: dict[StreamKey, _Handed] = {}
         for key, lines in self.buffers.items():
             if lines:
@@ -239,7 +244,7 @@ class PostgresSink:
                 table.covered = 0
                 self.buffers[key] = []
         if handed:
-            self._submit(lambda: self._copy(handed))
+            self._submit(lambda: self._copy(handed, send_held=not committing))
 
     def checkpoint(self, scope: StreamKey | None) -> None:
         for key, table in self.tables.items():
@@ -256,7 +261,7 @@ class PostgresSink:
             if table is not None and table.holds:
                 self.checkpoint(key)
                 table.completed = True
-        self.flush()
+        self.flush(committing=True)
         self.commit_done(block=True)  # one commit in flight at most
         repeated = {key: table.repeated for key, table in self.tables.items()}
         for table in self.tables.values():  # the batch tables' keys are the commit's from here on
@@ -289,6 +294,7 @@ class PostgresSink:
         self._tasks.put(None)
         self._thread.join()
         self._conn.close()  # an open transaction is rolled back
+        self._holds.close()
 
     def _submit(self, task: Callable[[], None]) -> None:
         if self._failed is not None:
@@ -307,9 +313,11 @@ class PostgresSink:
             if self._failed is not None:
                 self._committed.set()  # wakes the loader, to raise what failed
 
-    def _copy(self, handed: dict[StreamKey, _Handed]) -> None:
-        for key, (direct, encoded, held) in handed.items():
+    def _copy(self, handed: dict[StreamKey, _Handed], send_held: bool) -> None:
+        for key, (direct, encoded, _) in handed.items():
             table = self.tables[key]
+            if direct is not None or encoded is not None:
+                self._holds.before_other_copy()
             if direct is not None:  # first records of their keys, into a table empty at the start
                 copy_encoded(self._conn, table, table.target, table.names, direct)
                 table.pending += direct.rows
@@ -319,28 +327,17 @@ class PostgresSink:
                 )
                 copy_encoded(self._conn, table, into, names, encoded)
                 table.pending += encoded.rows
+        for key, (_, _, held) in handed.items():  # last: nothing else comes after the savepoint
             if held is not None:
-                copy_encoded(self._conn, table, self._hold(table), table.names, held)
-                table.holding += held.rows
-
-    def _hold(self, table: Table) -> str:
-        """The session's temporary table for the stream's records after its last state."""
-        if table.hold is None:
-            table.hold = quote(f"_ferryman_hold_{list(self.tables.values()).index(table)}")
-            self._conn.execute(f"CREATE TEMP TABLE {table.hold} (LIKE {table.target} INCLUDING DEFAULTS)")
-        return table.hold
+                self._holds.keep(self.tables[key], held, send=send_held)
 
     def _unhold(self, table: Table) -> None:
         """A state covers the held records: they join the others, in the open transaction."""
-        if table.hold is not None and table.holding:
-            names = f"_airbyte_raw_id, {table.names}"
-            self._conn.execute(f"INSERT INTO {table.target} ({names}) SELECT {names} FROM {table.hold}")
-            self._conn.execute(f"TRUNCATE {table.hold}")
-            table.pending += table.holding
-            table.holding = 0
+        table.pending += self._holds.cover(table)
 
     def _commit(self, repeated: dict[StreamKey, bool]) -> None:
         conn = self._conn
+        self._holds.before_other_copy()  # records no state covers are not committed
         for key, table in self.tables.items():
             if table.batch is not None and table.pending:
                 merge_batch(conn, table, repeated[key])
@@ -364,7 +361,7 @@ class PostgresSink:
         for key, table in self.tables.items():
             if not table.holds or table.completed:
                 continue
-            if not table.overwrite:  # the held rows go with the session's temporary table
+            if not table.overwrite:  # the held rows go with the spill file
                 if table.holding:
                     left[key] = Unfinished(False, 0, table.holding)
                 continue

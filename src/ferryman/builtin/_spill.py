@@ -1,0 +1,71 @@
+"""Spill files: a destination's private files for records it keeps outside the database a while.
+
+destination-duckdb keeps each stream's records between two commits in one (NDJSON, which DuckDB
+reads itself); destination-postgres the records of an append or overwrite stream after its last
+state (COPY text, sent once a state covers them or the stream completes). Each file lives on the
+destination's own disk, and on Linux it is unlinked at once and reached through
+``/proc/self/fd``: it disappears with the process, even when the process is killed, so a spill
+file never outlives its destination nor reaches the next attempt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+
+_CHUNK = 1 << 20
+
+
+class Spill:
+    """A private file of lines (records), in ``directory`` (None: the temporary directory)."""
+
+    def __init__(self, directory: str | None, suffix: str = ".ndjson") -> None:
+        self.fd, named = tempfile.mkstemp(prefix=".ferryman-spill-", suffix=suffix, dir=directory)
+        self.path = f"/proc/self/fd/{self.fd}"
+        self.size = 0
+        self.lines = 0
+        self.longest = 0
+        if os.path.exists(self.path):
+            os.unlink(named)
+            self._named: str | None = None
+        else:
+            self.path = self._named = named
+
+    def append(self, data: bytes, count: int, longest: int) -> None:
+        """Add ``count`` lines (each ending with a newline) whose longest is ``longest`` bytes."""
+        view, offset = memoryview(data), 0
+        while offset < len(data):
+            offset += os.pwrite(self.fd, view[offset:], self.size + offset)
+        self.size += len(data)
+        self.lines += count
+        self.longest = max(self.longest, longest)
+
+    def chunks(self) -> Iterator[bytes]:
+        """The file's content, in pieces of ~1 MiB (split anywhere, also inside a line)."""
+        offset = 0
+        while offset < self.size:
+            data = os.pread(self.fd, min(self.size - offset, _CHUNK), offset)
+            if not data:
+                break
+            offset += len(data)
+            yield data
+
+    def take(self, other: Spill) -> None:
+        """Append ``other``'s lines after this one's, and empty ``other``."""
+        for data in other.chunks():
+            self.append(data, 0, 0)
+        self.lines += other.lines
+        self.longest = max(self.longest, other.longest)
+        other.clear()
+
+    def clear(self) -> None:
+        os.ftruncate(self.fd, 0)
+        self.size = self.lines = self.longest = 0
+
+    def close(self) -> None:
+        os.close(self.fd)
+        if self._named is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._named)
