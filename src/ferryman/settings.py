@@ -55,10 +55,17 @@ class LifecycleSettings:
     # The longest line read from a connector's stdout (FERRYMAN_MAX_LINE_MB, MiB): one longer
     # fails the job rather than growing the worker's memory without end.
     max_line_mb: float = 256.0
+    # The size of an attempt's log past which connector lines are left out, but for the last
+    # ones (FERRYMAN_MAX_ATTEMPT_LOG_MB, MiB; 0: no limit), so one job cannot fill the disk.
+    max_attempt_log_mb: float = 256.0
 
     @property
     def max_line_bytes(self) -> int:
         return int(self.max_line_mb * (1 << 20))
+
+    @property
+    def max_attempt_log_bytes(self) -> int:
+        return int(self.max_attempt_log_mb * (1 << 20))
 
     def command_timeout_s(self, command: str) -> float:
         return {"spec": self.spec_timeout_s, "check": self.check_timeout_s}.get(
@@ -86,6 +93,7 @@ class LifecycleSettings:
             check_timeout_s=_seconds("FERRYMAN_CHECK_TIMEOUT_S", cls.check_timeout_s),
             discover_timeout_s=_seconds("FERRYMAN_DISCOVER_TIMEOUT_S", cls.discover_timeout_s),
             max_line_mb=_max_line_mb(),
+            max_attempt_log_mb=_max_attempt_log_mb(),
         )
 
 
@@ -93,6 +101,14 @@ def _max_line_mb() -> float:
     value = _seconds("FERRYMAN_MAX_LINE_MB", LifecycleSettings.max_line_mb, unit="MiB")
     if value < 1:
         raise UserInputError(f"FERRYMAN_MAX_LINE_MB must be 1 or more (MiB), got {value:g}")
+    return value
+
+
+def _max_attempt_log_mb() -> float:
+    name = "FERRYMAN_MAX_ATTEMPT_LOG_MB"
+    value = _seconds(name, LifecycleSettings.max_attempt_log_mb, unit="MiB")
+    if 0 < value < 1:
+        raise UserInputError(f"{name} must be 1 or more (MiB), or 0 for no limit, got {value:g}")
     return value
 
 

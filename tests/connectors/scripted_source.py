@@ -14,7 +14,7 @@ Each step is a one-key object (plus options):
 
     {"records": N, "stream": S, "namespace": NS, "pad": BYTES}   N RECORD messages
     {"state": {"name": S, "namespace": NS, "pad": BYTES}}   a STREAM state, cursor = records so far
-    {"log": TEXT, "level": LEVEL}                    a LOG message
+    {"log": TEXT, "level": LEVEL, "repeat": N}       a LOG message (N numbered ones with repeat)
     {"trace_error": {failure_type, message, ...}}    a TRACE ERROR message
     {"estimate": {name, namespace, row_estimate, byte_estimate}}   a TRACE ESTIMATE message
     {"stream_status": {name, namespace, status}}     a TRACE STREAM_STATUS message (STARTED, COMPLETE...)
@@ -140,7 +140,10 @@ class Script:
             self.state(step["state"]["name"], step["state"].get("namespace"), step["state"].get("pad", 0))
         elif "log" in step:
             level = step.get("level", "INFO")
-            self.emit({"type": "LOG", "log": {"level": level, "message": step["log"]}})
+            if "repeat" not in step:
+                self.emit({"type": "LOG", "log": {"level": level, "message": step["log"]}})
+            for i in range(step.get("repeat", 0)):
+                self.emit({"type": "LOG", "log": {"level": level, "message": f"{step['log']} {i}"}})
         elif "trace_error" in step:
             self.trace("ERROR", step["trace_error"])
             self.flush()

@@ -31,7 +31,9 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: object
 
 
 @pytest.mark.parametrize("value", ["soon", "-1", "inf", "nan"])
-@pytest.mark.parametrize("name", ["FERRYMAN_CANCEL_GRACE_S", "FERRYMAN_MAX_LINE_MB"])
+@pytest.mark.parametrize(
+    "name", ["FERRYMAN_CANCEL_GRACE_S", "FERRYMAN_MAX_LINE_MB", "FERRYMAN_MAX_ATTEMPT_LOG_MB"]
+)
 def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(UserInputError, match=name):
@@ -41,6 +43,15 @@ def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: s
 def test_a_line_limit_under_a_mebibyte_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FERRYMAN_MAX_LINE_MB", "0.5")
     with pytest.raises(UserInputError, match="FERRYMAN_MAX_LINE_MB must be 1 or more"):
+        LifecycleSettings.from_env()
+
+
+def test_the_attempt_log_limit_is_a_mebibyte_or_more_or_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert LifecycleSettings.from_env().max_attempt_log_bytes == 256 << 20
+    monkeypatch.setenv("FERRYMAN_MAX_ATTEMPT_LOG_MB", "0")  # no limit
+    assert LifecycleSettings.from_env().max_attempt_log_bytes == 0
+    monkeypatch.setenv("FERRYMAN_MAX_ATTEMPT_LOG_MB", "0.5")
+    with pytest.raises(UserInputError, match="FERRYMAN_MAX_ATTEMPT_LOG_MB must be 1 or more"):
         LifecycleSettings.from_env()
 
 

@@ -68,7 +68,7 @@ class ConnectorJobWorker:
         origin: FailureOrigin,
     ) -> ConnectorJobOutput:
         cancel = cancel or threading.Event()
-        log = AttemptLog(ctx.workdir / LOG_FILE, ctx.secrets)
+        log = AttemptLog(ctx.workdir / LOG_FILE, ctx.secrets, ctx.lifecycle.max_attempt_log_bytes)
         args = [command]
         if command != "spec":
             # Airbyte passes source_config.json for checks of either side; so do we.
@@ -109,6 +109,7 @@ class ConnectorJobWorker:
             reader.thread.join()
             stderr.join(5)
             process.close()
+            log.flush_tail()
             output = self._output(
                 command, reader, lifecycle, cancelled, timed_out, stderr, origin, connector.config
             )

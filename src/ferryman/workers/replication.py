@@ -96,7 +96,7 @@ class _Replication:
         self.sync = sync
         self.ctx = ctx
         self.cancel = cancel
-        self.log = AttemptLog(ctx.workdir / files.LOG_FILE, ctx.secrets)
+        self.log = AttemptLog(ctx.workdir / files.LOG_FILE, ctx.secrets, ctx.lifecycle.max_attempt_log_bytes)
         self.tracker = MessageTracker(stream_descriptors(sync.catalog))
         self.states = StateAggregator(sync.state)
         self.state_names = StateNames(sync.catalog, sync.namespace_mapping)
@@ -246,6 +246,7 @@ class _Replication:
         source.close()
         destination.close()
         self._add_cpu(sum(drain.cpu_s for drain in drains))
+        self.log.flush_tail()  # the connectors' last lines, before what the worker says of their exit
         self._exit_failures(src, dst, drains)
 
     def _timed(self, target: Callable[..., None]) -> Callable[..., None]:
