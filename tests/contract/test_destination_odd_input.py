@@ -109,7 +109,16 @@ def test_a_stream_renamed_in_case_between_syncs_lands_in_duckdbs_one_table(typed
 
 def test_a_stream_wider_than_postgres_tables_is_refused_in_one_line(typed: Target) -> None:
     """PostgreSQL holds at most 1,600 columns in a table; a wider stream (at once, or by columns
-    a later sync adds) is a config error, which no retry would mend. DuckDB stores it."""
+    a later sync adds) is a config error, which no retry would mend. DuckDB stores it (checked
+    at once only: 700 columns added one ALTER at a time cost DuckDB a minute of CI; adding
+    columns is tested in the typed tables' own tests)."""
+    wide = typed.catalog(stream("wider", {f"c{i}": {"type": "integer"} for i in range(1700)}))
+    at_once = write_lines(typed, wide, orjson.dumps(record("wider", {"c0": 1, "c1699": 2})))
+    if typed.module != "destination_postgres":
+        assert at_once.returncode == 0
+        assert typed.rows("wider", "c0, c1699") == [(1, 2)]
+        return
+    assert "properties would need more than PostgreSQL" in one_line_error(at_once)
     first = {f"a{i}": {"type": "integer"} for i in range(1000)}
     write(typed, typed.catalog(stream("wide", first)), record("wide", {"a0": 1}))
     more = {"a0": {"type": "integer"}, **{f"b{i}": {"type": "integer"} for i in range(700)}}
@@ -119,18 +128,11 @@ def test_a_stream_wider_than_postgres_tables_is_refused_in_one_line(typed: Targe
         orjson.dumps(record("wide", {"a0": 2, "b699": 3})),
         orjson.dumps(state("wide", 1)),
     )
-    wide = typed.catalog(stream("wider", {f"c{i}": {"type": "integer"} for i in range(1700)}))
-    at_once = write_lines(typed, wide, orjson.dumps(record("wider", {"c0": 1})))
-    if typed.module == "destination_postgres":
-        assert one_line_error(done) == (
-            "stream 'wide': table public.wide would need more than PostgreSQL's 1600 columns; "
-            "leave the stream out of the connection, or load it into DuckDB or JSONL"
-        )
-        assert typed.rows("wide", "a0") == [(1,)]  # the first sync's row, as it was
-        assert "properties would need more than PostgreSQL" in one_line_error(at_once)
-        return
-    assert done.returncode == 0 and at_once.returncode == 0
-    assert typed.rows("wide", "a0, b699") == [(1, None), (2, 3)]
+    assert one_line_error(done) == (
+        "stream 'wide': table public.wide would need more than PostgreSQL's 1600 columns; "
+        "leave the stream out of the connection, or load it into DuckDB or JSONL"
+    )
+    assert typed.rows("wide", "a0") == [(1,)]  # the first sync's row, as it was
 
 
 def test_properties_with_odd_names_are_stored_in_their_columns(typed: Target) -> None:
