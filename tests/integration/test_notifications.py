@@ -4,6 +4,7 @@ dispatchers. Each test reads what the receiver got, as the person on the other e
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -38,9 +39,13 @@ DEADLINE_S = 60.0
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqlJobStore]:
-    opened = open_store(f"sqlite:///{tmp_path / 'ferryman.db'}")
+    opened = open_store(store_url_of(tmp_path))
     yield opened
     opened.close()
+
+
+def store_url_of(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ferryman.db'}"
 
 
 def clock_now() -> ManualClock:
@@ -377,8 +382,21 @@ def test_a_sync_that_failed_just_before_its_connection_was_deleted_is_still_told
     with receiving() as receiver:
         store.add_webhook(receiver.url("/mine"), "slack", ["failure"], connection_id=connection.id)
         job_id = run_sync(service, "s", JobStatus.FAILED)
+        hook = store.list_webhooks()[0]
         store.delete_connection(connection.id)  # before any dispatcher posted the failure
         assert store.list_webhooks() == []
+        # What the CLI shows of the event still owed names the webhook that will deliver it (it
+        # showed "webhook": null once the webhook was retired with its connection).
+        env = {**os.environ, "FERRYMAN_HOME": str(tmp_path), "FERRYMAN_DATABASE_URL": store_url_of(tmp_path)}
+        shown = subprocess.run(
+            [sys.executable, "-m", "ferryman", "notifications", "events", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        (owed,) = json.loads(shown.stdout)
+        assert (owed["webhook"], owed["status"], owed["job_id"]) == (hook.uuid, "pending", job_id)
         clock = clock_now()
         (told,) = dispatcher(store, clock).tick()
         assert told.status == "delivered"

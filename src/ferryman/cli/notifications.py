@@ -135,7 +135,8 @@ def events(
 
     def action() -> int:
         with job_service() as service:
-            hooks = {h.id: h.uuid for h in service.store.list_webhooks()}
+            # A webhook retired with its deleted connection still delivers what it owes: name it.
+            hooks = {h.id: h.uuid for h in service.store.list_webhooks(retired=True)}
             docs = [event_doc(e, hooks) for e in service.store.list_events(limit)]
         if json:
             print_json(docs, [])

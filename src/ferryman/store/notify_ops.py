@@ -318,11 +318,12 @@ class NotifyOps:
             ).one()
         return _webhook(row)
 
-    def list_webhooks(self) -> list[Webhook]:
-        """The webhooks users set (not those retired with their connection, see the module)."""
+    def list_webhooks(self, retired: bool = False) -> list[Webhook]:
+        """The webhooks users set; ``retired`` adds those retired with their connection that still
+        owe an event (see the module)."""
         with self._db.read() as conn:
             found = [_webhook(row) for row in conn.execute(sa.select(webhooks).order_by(webhooks.c.id))]
-        return [hook for hook in found if hook.events]
+        return [hook for hook in found if hook.events or retired]
 
     def get_webhook(self, ident: str) -> Webhook:
         text = ident.strip().lower()
