@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -1045,6 +1047,48 @@ def test_jsonl_writer_killed_lets_the_waiting_sync_in(tmp_path: Path) -> None:
     first.stdin.close()
     assert [m["state"]["stream"]["stream_state"] for m in of_type(finish(second), "STATE")] == [{"n": 2}]
     assert jsonl_ids(tmp_path / "files" / "users.jsonl") == [*range(10), *range(100, 105)]
+
+
+@pytest.mark.parametrize("mode", ["append", "overwrite"])
+def test_jsonl_on_a_full_disk_says_so_and_leaves_only_what_it_committed(small_disk: Path, mode: str) -> None:
+    """The disk fills while the destination writes rows past its committed state. Before, the line
+    was "destination-jsonl failed: [Errno 28] No space left on device", naming no file, and the
+    file kept the uncommitted rows (which the user read as synced) and the disk stayed full
+    until some later sync cut it back."""
+    catalog = write_json(small_disk.parent / "catalog.json", configure([USERS], "incremental", mode))
+    config = write_json(small_disk.parent / "jsonl.json", {"path": str(small_disk / "files")})
+    row = {"name": "x" * 400}
+    writer = start_jsonl(
+        config,
+        catalog,
+        messages_in(*(record("users", {"id": i, **row}) for i in range(1000)), state("users", {"n": 1})),
+        close=False,
+    )
+    read_until_state(writer)  # the first 1,000 rows are committed (~420 KB)
+    assert writer.stdin is not None and writer.stdout is not None
+    with contextlib.suppress(BrokenPipeError):  # ~4.2 MB more, then its state: more than the disk holds
+        writer.stdin.write(
+            messages_in(
+                *(record("users", {"id": i, **row}) for i in range(1000, 11000)), state("users", {"n": 2})
+            )
+        )
+        writer.stdin.close()
+    found = parse(writer.stdout.read())
+    writer.stdout.close()
+    assert writer.wait() == 1
+    assert of_type(found, "STATE") == []  # the second state was never confirmed
+    (trace,) = of_type(found, "TRACE")
+    written = small_disk / "files" / ("users.jsonl" if mode == "append" else "users.jsonl.ferryman-tmp")
+    assert trace["trace"]["error"]["message"] == (
+        f"destination-jsonl: no space left on the device writing {written}: free space there, or point"
+        " the destination at another disk, then sync again (what was committed is kept; the sync resumes"
+        " from its last state)"
+    )
+    if mode == "append":
+        assert jsonl_ids(written) == list(range(1000))  # committed rows only: the rest was cut off
+    else:  # a staging file without a sync_id: nobody can resume it
+        assert not written.exists()
+    assert shutil.disk_usage(small_disk).used < 500_000  # the space is back (2 MiB, full a moment ago)
 
 
 def test_jsonl_gives_up_waiting_for_a_file_after_its_lock_timeout(tmp_path: Path) -> None:

@@ -225,8 +225,9 @@ def main(connector: Connector, argv: Sequence[str] | None = None) -> int:
         import traceback
 
         stack = traceback.format_exc()
-        sys.stderr.write(stack)
-        text = f"{connector.name} failed: {exc}" if str(exc) else f"{connector.name} failed"
+        full = _disk_full(connector.name, exc)
+        sys.stderr.write(stack if full is None else full + "\n")
+        text = full or (f"{connector.name} failed: {exc}" if str(exc) else f"{connector.name} failed")
         out.emit(messages.trace_error(text, now_ms(), internal_message=repr(exc), stack_trace=stack))
         code = 1
     try:
@@ -235,6 +236,21 @@ def main(connector: Connector, argv: Sequence[str] | None = None) -> int:
         out.discard()
         return 1
     return code
+
+
+def _disk_full(name: str, exc: Exception) -> str | None:
+    """The one line for a write refused for lack of space (or quota), naming the file; None for
+    any other failure."""
+    import errno
+
+    if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    what = "no space left" if exc.errno == errno.ENOSPC else "the disk quota is used up"
+    where = f" writing {exc.filename}" if exc.filename else ""
+    return (
+        f"{name}: {what} on the device{where}: free space there, or point the destination at another"
+        " disk, then sync again (what was committed is kept; the sync resumes from its last state)"
+    )
 
 
 def _spec(connector: Connector) -> int:

@@ -45,12 +45,13 @@ TRACE messages other than the COMPLETE stream statuses are ignored.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import glob
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -324,7 +325,8 @@ class JsonlSink:
             except (msgspec.DecodeError, msgspec.ValidationError):
                 self.skipped += 1
         chunk.append(b"")
-        entry.handle.write(b"\n".join(chunk))
+        with _naming(entry):
+            entry.handle.write(b"\n".join(chunk))
         entry.dirty = True
         self.records += len(chunk) - 1
         entry.staged += len(chunk) - 1
@@ -348,8 +350,9 @@ class JsonlSink:
             if key in complete:
                 self.checkpoint(key)
             if entry.dirty:
-                entry.handle.flush()
-                os.fsync(entry.handle.fileno())
+                with _naming(entry):
+                    entry.handle.flush()
+                    os.fsync(entry.handle.fileno())
                 entry.dirty = False
             if key in complete:
                 entry.completed = True
@@ -399,9 +402,40 @@ class JsonlSink:
             entry.replacing = False
         return left
 
+    def abandon(self) -> None:
+        """After a failure (a full disk, the worker gone, a signal): cut each file back at once to
+        the size its note says was committed, as the next writer would, so that nothing
+        uncommitted is left for anyone to read and a full disk gets its space back. A sync's own
+        staging files are kept that far for its next attempt; one without a ``sync_id`` goes."""
+        for entry in self.files.values():
+            if entry.handle.closed or entry.completed:
+                continue
+            with contextlib.suppress(OSError):
+                if entry.replacing and entry.sync_id is None:
+                    entry.staging.unlink(missing_ok=True)
+                elif entry.noted is not None:
+                    fd = entry.handle.fileno()
+                    os.ftruncate(fd, entry.noted)
+                    os.fsync(fd)
+            # What the handle still buffers belongs past the cut: dropped with its descriptor.
+            entry.handle.raw.close()  # type: ignore[attr-defined]
+            with contextlib.suppress(OSError, ValueError):
+                entry.handle.close()
+
     def close(self) -> None:
         for entry in self.files.values():
             entry.handle.close()
+
+
+@contextlib.contextmanager
+def _naming(entry: _File) -> Iterator[None]:
+    """An OSError writing a stream's file names that file (a write or fsync error names none)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(entry.staging if entry.replacing else entry.final)
+        raise
 
 
 def _write_durably(path: Path, data: bytes) -> None:
@@ -466,6 +500,9 @@ def write(config: JsonlConfig, catalog: list[ConfiguredStream], out: Output) -> 
         sink = JsonlSink(directory, catalog)
         try:
             load(NAME, sink, out)
+        except BaseException:
+            sink.abandon()
+            raise
         finally:
             sink.close()
     finally:
