@@ -20,15 +20,18 @@ import pytest
 from tests.contract.destination_support import (
     ALL,
     TYPED,
+    DuckDBTarget,
     PostgresTarget,
     Target,
     command,
     complete,
     echoed,
+    grow_disk,
     make_target,
     messages_in,
     parse,
     record,
+    small_disk,
     state,
     stream,
 )
@@ -617,3 +620,145 @@ def test_postgres_holds_the_records_after_a_state_on_its_own_disk_and_sends_them
 
     target.write(catalog, *batch(range(1001, 41_001)), complete("users"), complete("items"))
     assert [row[0] for row in target.rows("users", "id")] == list(range(1, 41_001))  # each once
+
+
+# --- where the spill files go, and a full disk there --------------------------------------------
+
+
+def spill_config(target: PostgresTarget, directory: Path | str) -> None:
+    target.config.write_bytes(orjson.dumps({**target.config_body(), "spill_directory": str(directory)}))
+
+
+def test_postgres_spec_offers_the_spill_directory() -> None:
+    done = subprocess.run(command("destination_postgres", "spec"), capture_output=True, timeout=60)
+    (message,) = parse(done.stdout)
+    field = message["spec"]["connectionSpecification"]["properties"]["spill_directory"]
+    assert field["type"] == "string" and "temporary directory" in field["description"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads the destination's open files in /proc")
+def test_postgres_holds_the_records_after_a_state_in_the_configured_spill_directory(
+    tmp_path: Path, pg_database: str
+) -> None:
+    """Not in TMPDIR (often a small RAM disk): in ``spill_directory``, while they are held, and
+    nothing is left there once the sync ends."""
+    target = PostgresTarget(tmp_path, pg_database)
+    spill_dir, tmp_dir = tmp_path / "spill", tmp_path / "tmp"
+    spill_dir.mkdir()
+    tmp_dir.mkdir()
+    spill_config(target, f"{spill_dir}/")
+    catalog = target.catalog(stream("users", USERS), stream("items", USERS))
+    proc = subprocess.Popen(
+        target.command(catalog),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "TMPDIR": str(tmp_dir)},
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(messages_in(*users(range(1, 11)), state("users", {"n": 10})))
+        proc.stdin.flush()
+        assert read_until_state(proc.stdout)["state"]["stream"]["stream_state"] == {"n": 10}
+        # Another stream's state commits while users 11-500 wait for one of their own.
+        proc.stdin.write(
+            messages_in(*users(range(11, 501)), record("items", {"id": 1}), state("items", {"n": 1}))
+        )
+        proc.stdin.flush()
+        assert read_until_state(proc.stdout)["state"]["stream"]["stream_state"] == {"n": 1}
+        held = _deleted_files_in(proc.pid, spill_dir)
+        assert len(held) == 1 and held[0] > 0
+        assert _deleted_files_in(proc.pid, tmp_dir) == [] and list(tmp_dir.iterdir()) == []
+        proc.stdin.write(messages_in(complete("users"), complete("items")))
+    finally:
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+        proc.stdout.close()
+    assert list(spill_dir.iterdir()) == []
+    assert [row[0] for row in target.rows("users", "id")] == list(range(1, 501))
+
+
+def test_postgres_refuses_a_spill_directory_it_cannot_use_in_one_line(
+    tmp_path: Path, pg_database: str
+) -> None:
+    target = PostgresTarget(tmp_path, pg_database)
+    catalog = target.catalog(stream("users", USERS))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for directory, problem in [
+        (tmp_path / "missing", "does not exist"),
+        (a_file, "is not a directory"),
+    ]:
+        status = check(tmp_path, {**target.config_body(), "spill_directory": str(directory)})
+        expected = (
+            f"config field 'spill_directory': {directory} {problem}; give an existing directory the"
+            " destination can write to, or leave the field out for the system's temporary directory"
+        )
+        assert status == {"status": "FAILED", "message": expected}
+
+        spill_config(target, directory)
+        done = subprocess.run(
+            target.command(catalog), input=messages_in(*users(range(1, 3))), capture_output=True, timeout=60
+        )
+        assert done.returncode == 1 and done.stderr == b""  # no traceback
+        (trace,) = parse(done.stdout)
+        assert trace["trace"]["error"]["failure_type"] == "config_error"
+        assert trace["trace"]["error"]["message"] == expected
+    relative = check(tmp_path, {**target.config_body(), "spill_directory": "spill"})
+    assert relative["message"] == "config field 'spill_directory' must be an absolute path, got 'spill'"
+    assert target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
+
+
+@pytest.mark.parametrize("kind", TYPED)
+def test_a_full_spill_disk_fails_the_sync_in_one_line_and_the_retry_resumes(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A real full disk (a small tmpfs) where the spill files go: PostgreSQL's spill_directory,
+    DuckDB's database directory. The attempt fails saying where and what to do; what its states
+    committed stays; once there is room, the retry from the last state stores each record once."""
+    if kind == "postgres":
+        target: Target = PostgresTarget(tmp_path, request.getfixturevalue("pg_database"))
+        disk = small_disk(tmp_path / "spill", "256k")
+    else:
+        target = DuckDBTarget(tmp_path)
+        disk = small_disk(tmp_path / "out", "1m")  # the database file's directory
+    pad = "p" * 1000
+    catalog = target.catalog(stream("users", {**USERS, "pad": {"type": "string"}}), stream("items", USERS))
+
+    def batch(ids: range) -> list[dict[str, Any]]:
+        return [record("users", {"id": i, "v": "x", "pad": pad}) for i in ids]
+
+    with disk as directory:
+        if isinstance(target, PostgresTarget):
+            spill_config(target, directory)
+        proc = target.start(catalog)
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(messages_in(*batch(range(1, 11)), state("users", {"n": 10})))
+        proc.stdin.flush()
+        assert read_until_state(proc.stdout)["state"]["stream"]["stream_state"] == {"n": 10}
+        # ~3 MB held after users' state, written to a spill file when items' state commits.
+        proc.stdin.write(
+            messages_in(*batch(range(11, 3001)), record("items", {"id": 1}), state("items", {"n": 1}))
+        )
+        proc.stdin.close()
+        rest = parse(proc.stdout.read())
+        proc.stdout.close()
+        assert proc.wait(timeout=60) == 1
+        assert echoed(rest) == []
+        (trace,) = [m for m in rest if m["type"] == "TRACE"]
+        message = trace["trace"]["error"]["message"]
+        assert "\n" not in message and "stream 'users': cannot " in message
+        assert f" in {directory}" in message and "No space left on device" in message
+        assert ("'spill_directory'" if kind == "postgres" else "move the database file") in message
+        assert [row[0] for row in target.rows("users", "id")] == list(range(1, 11))
+
+        grow_disk(directory, "64m")
+        retry = target.write(
+            catalog,
+            *batch(range(11, 3001)),
+            record("items", {"id": 1}),
+            state("items", {"n": 1}),
+            complete("users"),
+        )
+        assert echoed(retry) == [{"n": 1}]
+        assert [row[0] for row in target.rows("users", "id")] == list(range(1, 3001))
+        assert target.rows("items", "id") == [(1,)]

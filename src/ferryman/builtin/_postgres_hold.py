@@ -18,23 +18,24 @@ covered: such a stream cost the server a second copy, half as long again as its 
 
 from __future__ import annotations
 
-import tempfile
 from typing import Any
 
 import psycopg
 
 from ferryman.builtin._postgres_tables import Encoded, Table, copy_chunks, copy_encoded
-from ferryman.builtin._spill import Spill
+from ferryman.builtin._spill import Spill, SpillError
 
 SAVEPOINT = "_ferryman_held"
 
 
 class Holds:
-    """The held records of every stream, on the sink's database thread."""
+    """The held records of every stream, on the sink's database thread; their spill files in
+    ``directory`` (None: the temporary directory)."""
 
-    def __init__(self, conn: psycopg.Connection[Any], tables: list[Table]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], tables: list[Table], directory: str | None) -> None:
         self.conn = conn
         self.tables = tables
+        self.directory = directory
         self.open = False  # the savepoint, after which only held records were copied
 
     def keep(self, table: Table, held: Encoded, send: bool) -> None:
@@ -44,13 +45,17 @@ class Holds:
             self.before_other_copy()  # a stream's held records are all under the savepoint or none
         spilled_only = not send or (table.holding > 0 and not table.hold_sent)
         try:
-            table.hold = table.hold or Spill(None, suffix=".copy")
+            table.hold = table.hold or Spill(self.directory, suffix=".copy")
             for chunk in held.chunks:
                 table.hold.append(chunk, 0, 0)
-        except OSError as exc:
-            raise OSError(
-                f"stream '{table.label}': cannot keep the records after its last state in"
-                f" {tempfile.gettempdir()} until a state covers them: {exc.strerror or exc}"
+        except SpillError as exc:
+            # One line for the attempt's failure; the committed rows stay, the retry resumes.
+            raise SpillError(
+                exc.directory,
+                exc.reason,
+                f"stream '{table.label}': cannot hold its records after the last state in"
+                f" {exc.directory}: {exc.reason}; free space there or set the config field"
+                " 'spill_directory' to a directory with more room",
             ) from None
         table.hold.lines += held.rows
         if spilled_only:

@@ -6,6 +6,9 @@ state (COPY text, sent once a state covers them or the stream completes). Each f
 destination's own disk, and on Linux it is unlinked at once and reached through
 ``/proc/self/fd``: it disappears with the process, even when the process is killed, so a spill
 file never outlives its destination nor reaches the next attempt.
+
+Writing one fails with :class:`SpillError`, which names the directory (a full disk, most often):
+each destination adds what its user can do about it.
 """
 
 from __future__ import annotations
@@ -18,11 +21,38 @@ from collections.abc import Iterator
 _CHUNK = 1 << 20
 
 
+class SpillError(OSError):
+    """A spill file could not be created or written: ``reason`` is the system's (``No space left
+    on device``); ``message`` replaces the default one (a destination's, saying what to do)."""
+
+    def __init__(self, directory: str, reason: str, message: str | None = None) -> None:
+        super().__init__(message or f"cannot write a spill file in {directory}: {reason}")
+        self.directory = directory
+        self.reason = reason
+
+
+def directory_problem(directory: str) -> str | None:
+    """Why spill files cannot be created in ``directory``, or None when they can (a file is
+    created there and removed, so that a read-only mount or missing permission shows)."""
+    if not os.path.isdir(directory):
+        return "does not exist" if not os.path.exists(directory) else "is not a directory"
+    try:
+        with tempfile.TemporaryFile(prefix=".ferryman-probe-", dir=directory):
+            pass
+    except OSError as exc:
+        return f"is not writable ({exc.strerror or exc})"
+    return None
+
+
 class Spill:
     """A private file of lines (records), in ``directory`` (None: the temporary directory)."""
 
     def __init__(self, directory: str | None, suffix: str = ".ndjson") -> None:
-        self.fd, named = tempfile.mkstemp(prefix=".ferryman-spill-", suffix=suffix, dir=directory)
+        self.directory = directory or tempfile.gettempdir()
+        try:
+            self.fd, named = tempfile.mkstemp(prefix=".ferryman-spill-", suffix=suffix, dir=self.directory)
+        except OSError as exc:
+            raise SpillError(self.directory, exc.strerror or str(exc)) from None
         self.path = f"/proc/self/fd/{self.fd}"
         self.size = 0
         self.lines = 0
@@ -36,8 +66,11 @@ class Spill:
     def append(self, data: bytes, count: int, longest: int) -> None:
         """Add ``count`` lines (each ending with a newline) whose longest is ``longest`` bytes."""
         view, offset = memoryview(data), 0
-        while offset < len(data):
-            offset += os.pwrite(self.fd, view[offset:], self.size + offset)
+        try:
+            while offset < len(data):
+                offset += os.pwrite(self.fd, view[offset:], self.size + offset)
+        except OSError as exc:
+            raise SpillError(self.directory, exc.strerror or str(exc)) from None
         self.size += len(data)
         self.lines += count
         self.longest = max(self.longest, longest)

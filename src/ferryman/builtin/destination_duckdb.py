@@ -84,7 +84,7 @@ from ferryman.builtin._runtime import (
     require_str,
     run,
 )
-from ferryman.builtin._spill import Spill
+from ferryman.builtin._spill import Spill, SpillError
 
 NAME = "destination-duckdb"
 LOCK_TIMEOUT_S = 3600
@@ -193,13 +193,29 @@ class DuckDBSink:
         else:
             lines.append(b"")  # a newline after the last line too, without another copy
             data = b"\n".join(lines)
-        if tail:
-            table.tail = table.tail or Spill(self.directory)
-            table.tail.append(data, count, longest + 32)
-        else:
-            table.spill = table.spill or Spill(self.directory)
-            table.spill.append(data, count, longest + 32)
+        with self._spilling(table):
+            if tail:
+                table.tail = table.tail or Spill(self.directory)
+                table.tail.append(data, count, longest + 32)
+            else:
+                table.spill = table.spill or Spill(self.directory)
+                table.spill.append(data, count, longest + 32)
         table.received += count
+
+    @contextmanager
+    def _spilling(self, table: Table) -> Iterator[None]:
+        """A spill file that cannot be written fails the sync in one line saying where and what to
+        do; the rows committed so far stay, and the next attempt resumes from the last state."""
+        try:
+            yield
+        except SpillError as exc:
+            raise SpillError(
+                exc.directory,
+                exc.reason,
+                f"stream '{table.label}': cannot spill its records in {exc.directory} (beside the"
+                f" database file): {exc.reason}; free space on that disk or move the database file"
+                " to one with more room",
+            ) from None
 
     def checkpoint(self, scope: StreamKey | None) -> None:
         for key, table in self.tables.items():
@@ -214,7 +230,8 @@ class DuckDBSink:
         if table.spill is None or not table.spill.lines:  # no copy: the tail becomes the spill
             table.spill, table.tail = table.tail, table.spill
         else:
-            table.spill.take(table.tail)
+            with self._spilling(table):
+                table.spill.take(table.tail)
 
     def _pending(self) -> list[Table]:
         return [table for table in self.tables.values() if table.spill is not None and table.spill.lines]

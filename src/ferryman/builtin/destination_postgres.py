@@ -11,6 +11,9 @@ Config::
                           (secret)
     schema                the schema for streams without a namespace (default "public"); a
                           stream's namespace, when it has one, is its schema
+    spill_directory       an existing, writable directory (absolute path) for the spill files of
+                          the held records below (default: the system's temporary directory,
+                          TMPDIR else /tmp); checked by ``check`` and before a ``write`` starts
 
 Tables are named after their streams (at most 63 bytes, PostgreSQL's limit) and have the typed
 shape of ``docs/destinations.md``, with PostgreSQL types (``bigint``, ``double precision``,
@@ -36,6 +39,7 @@ rows writes straight into it).
 from __future__ import annotations
 
 import functools
+import os
 import queue
 import threading
 import uuid
@@ -61,6 +65,7 @@ from ferryman.builtin._postgres_tables import (
     table_for,
 )
 from ferryman.builtin._runtime import ConfigError, Connector, Output, object_schema, require_int, run
+from ferryman.builtin._spill import directory_problem
 
 NAME = "destination-postgres"
 # One stream's flush: the records copied straight into an append_dedup table that was empty, the
@@ -74,6 +79,7 @@ class PostgresConfig:
     schema: str
     connect: dict[str, Any]  # keyword arguments of psycopg.connect
     hidden: tuple[str, ...] = ()  # secrets to keep out of error messages
+    spill_directory: str | None = None  # None: the system's temporary directory
 
     def describe(self) -> str:
         """Where it connects, without the password."""
@@ -101,14 +107,39 @@ def _ssl_mode(raw: dict[str, Any]) -> str:
     return str(value)
 
 
+def _spill_directory(raw: dict[str, Any]) -> str | None:
+    value = _optional_str(raw, "spill_directory")
+    if value is None:
+        return None
+    path = os.path.expanduser(value)
+    if not os.path.isabs(path):
+        # Relative to what? The engine's working directory is nothing a user chooses on purpose.
+        raise ConfigError(f"config field 'spill_directory' must be an absolute path, got {value!r}")
+    return os.path.normpath(path)
+
+
+def require_spill_directory(config: PostgresConfig) -> None:
+    """A configured spill directory must exist and take files: said in one line before any
+    record is read, rather than as a failure once the first records are held."""
+    directory = config.spill_directory
+    problem = None if directory is None else directory_problem(directory)
+    if problem is not None:
+        raise ConfigError(
+            f"config field 'spill_directory': {directory} {problem}; give an existing directory"
+            " the destination can write to, or leave the field out for the system's temporary"
+            " directory"
+        )
+
+
 def parse_config(raw: dict[str, Any]) -> PostgresConfig:
     schema = _optional_str(raw, "schema") or "public"
     url = _optional_str(raw, "url")
+    spill = _spill_directory(raw)
     common = {"connect_timeout": 10, "application_name": NAME}
     if url is not None:
         if not url.startswith(("postgresql://", "postgres://")):
             raise ConfigError("config field 'url' must start with postgresql://")
-        return PostgresConfig(schema, {"conninfo": url, **common}, hidden=(url,))
+        return PostgresConfig(schema, {"conninfo": url, **common}, hidden=(url,), spill_directory=spill)
     missing = [key for key in ("host", "database", "username") if _optional_str(raw, key) is None]
     if missing:
         raise ConfigError(f"config field '{missing[0]}' is required (or give a url)")
@@ -125,7 +156,8 @@ def parse_config(raw: dict[str, Any]) -> PostgresConfig:
     }
     if password:
         connect["password"] = password
-    return PostgresConfig(schema, connect, hidden=(password,) if password else ())
+    hidden = (password,) if password else ()
+    return PostgresConfig(schema, connect, hidden=hidden, spill_directory=spill)
 
 
 SPECIFICATION = object_schema(
@@ -156,6 +188,15 @@ SPECIFICATION = object_schema(
             "description": "postgresql://user:password@host:port/database, instead of the fields above.",
             "order": 7,
         },
+        "spill_directory": {
+            "type": "string",
+            "title": "Spill directory",
+            "description": "Absolute path of an existing, writable directory for the files that hold"
+            " a stream's records after its last state until a state covers them (up to about their"
+            " size as JSON). Default: the system's temporary directory (TMPDIR, else /tmp), often"
+            " a small RAM disk.",
+            "order": 8,
+        },
     },
     title="PostgreSQL destination",
 )
@@ -179,6 +220,7 @@ def connect(config: PostgresConfig) -> psycopg.Connection[Any]:
 
 
 def check(config: PostgresConfig) -> str | None:
+    require_spill_directory(config)
     with connect(config) as conn:
         probe = f"{quote(config.schema)}.{quote('_ferryman_check_' + uuid.uuid4().hex)}"
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(config.schema)}")
@@ -216,7 +258,7 @@ class PostgresSink:
         except BaseException:
             self._conn.close()
             raise
-        self._holds = Holds(self._conn, list(tables.values()))
+        self._holds = Holds(self._conn, list(tables.values()), config.spill_directory)
         self._tasks: queue.Queue[Callable[[], None] | None] = queue.Queue(self.QUEUED)
         self._failed: BaseException | None = None
         self._committed = threading.Event()
@@ -382,6 +424,7 @@ class PostgresSink:
 
 
 def write(config: PostgresConfig, catalog: list[ConfiguredStream], out: Output) -> None:
+    require_spill_directory(config)
     tables = {stream.key: table_for(stream, config.schema) for stream in catalog}
     refuse_shared_tables(catalog, tables)
     sink = PostgresSink(config, tables)
