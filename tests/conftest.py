@@ -65,20 +65,30 @@ def no_leftover_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     assert not leftovers, f"processes left behind: {[p.info for p in leftovers]}"
 
 
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (``64k``, ``2m``) mounted at ``path`` (created), for a real full disk:
+    ENOSPC from the kernel, as a connector or the store meets it. Skips where mounting is not
+    allowed (not root, as CI is): no fake filesystem stands in for it."""
+    path.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"fills a small tmpfs, which this user cannot mount: {done.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=False)
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs: a real full disk (root only, as in CI; skips elsewhere)."""
-    mountpoint = tmp_path / "small"
-    mountpoint.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mountpoint)], capture_output=True, text=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs to fill up (needs root): {mounted.stderr.strip()}")
-    try:
-        yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+    """A 2 MiB tmpfs: a real full disk (root only)."""
+    with small_tmpfs(tmp_path / "small", "2m") as mounted:
+        yield mounted
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ back from their real storage (a DuckDB file, a PostgreSQL database of the test's
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 import subprocess
 import sys
 import uuid
@@ -267,26 +265,6 @@ def make_target(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Ta
     if kind == "jsonl":
         return JsonlTarget(tmp_path)
     return PostgresTarget(tmp_path, request.getfixturevalue("pg_database"))
-
-
-@contextlib.contextmanager
-def small_disk(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` (``64k``, ``2m``) mounted at ``path`` (created), for a real full disk:
-    ENOSPC from the kernel, as a destination meets it. Skips where mounting is not allowed (not
-    root): no fake filesystem stands in for it."""
-    path.mkdir()
-    mount = shutil.which("mount")
-    if mount is None:
-        pytest.skip("fills a small tmpfs: no mount command here")
-    done = subprocess.run(
-        [mount, "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"fills a small tmpfs, which this user cannot mount: {done.stderr.decode().strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "--lazy", str(path)], check=True)
 
 
 def grow_disk(path: Path, size: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.conftest import small_tmpfs
 from tests.contract.destination_support import (
     ALL,
     TYPED,
@@ -31,7 +32,6 @@ from tests.contract.destination_support import (
     messages_in,
     parse,
     record,
-    small_disk,
     state,
     stream,
 )
@@ -717,10 +717,10 @@ def test_a_full_spill_disk_fails_the_sync_in_one_line_and_the_retry_resumes(
     committed stays; once there is room, the retry from the last state stores each record once."""
     if kind == "postgres":
         target: Target = PostgresTarget(tmp_path, request.getfixturevalue("pg_database"))
-        disk = small_disk(tmp_path / "spill", "256k")
+        disk = small_tmpfs(tmp_path / "spill", "256k")
     else:
         target = DuckDBTarget(tmp_path)
-        disk = small_disk(tmp_path / "out", "1m")  # the database file's directory
+        disk = small_tmpfs(tmp_path / "out", "1m")  # the database file's directory
     pad = "p" * 1000
     catalog = target.catalog(stream("users", {**USERS, "pad": {"type": "string"}}), stream("items", USERS))
 
