@@ -1,8 +1,11 @@
-"""Time, injected: engines take a Clock so backoff and retries are tested without sleeping.
+"""Time, injected: engines, schedulers and dispatchers take a Clock so they are tested without
+sleeping.
 
-Whether an engine is alive is not judged by any engine's Clock: heartbeats are stamped, and
-found stale, by the store's own time (see ``JobStore.heartbeat``), so hosts whose clocks
-disagree never take each other for dead.
+Two questions are never answered by any engine's Clock, but by the store's own time: whether an
+engine is alive (heartbeats are stamped, and found stale, by it: ``JobStore.heartbeat``) and
+whether a retry's backoff is over (``JobStore.schedule_retry`` counts it from the store's time,
+``JobStore.claim`` compares with it). So hosts whose clocks disagree never take each other for
+dead, nor start a retry early or late.
 """
 
 from __future__ import annotations

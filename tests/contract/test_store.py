@@ -371,6 +371,13 @@ def test_concurrent_claimers_never_share_a_job(store: SqlJobStore, store_url: st
     assert all(len(store.list_attempts(job_id)) == 1 for job_id in queued)
 
 
+def _backoff_over(store: SqlJobStore, job_id: int) -> None:
+    """As if the job's backoff had passed by the store's clock: its due time moved to long ago."""
+    with store.engine.begin() as conn:
+        long_ago = datetime(2000, 1, 1, tzinfo=UTC)
+        conn.execute(jobs.update().where(jobs.c.id == job_id).values(next_attempt_at=long_ago))
+
+
 def test_failed_attempts_retry_after_their_backoff(store: SqlJobStore) -> None:
     job, attempt = running_sync(store)
     for number in range(3):
@@ -379,11 +386,14 @@ def test_failed_attempts_retry_after_their_backoff(store: SqlJobStore) -> None:
         failed = store.fail_attempt(attempt, {"records": number}, failure(f"try {number}"), start)
         assert failed.status is JobStatus.INCOMPLETE
         assert store.claim("e", ALL_SLOTS, start, log_path) == []  # no retry decided yet
-        retry_at = start + timedelta(seconds=30)
-        assert store.schedule_retry(job.id, retry_at).next_attempt_at == retry_at
-        assert store.claim("e", ALL_SLOTS, retry_at - timedelta(seconds=1), log_path) == []  # too early
+        before = store.now()
+        retry_at = store.schedule_retry(job.id, 30).next_attempt_at
+        assert retry_at is not None
+        assert before + timedelta(seconds=30) <= retry_at <= store.now() + timedelta(seconds=30)
+        assert store.claim("e", ALL_SLOTS, start, log_path) == []  # too early
         if number < 2:
-            job, attempt = claim_one(store, retry_at)
+            _backoff_over(store, job.id)
+            job, attempt = claim_one(store, start)
     assert store.fail_job(job.id).status is JobStatus.FAILED
     history = store.list_attempts(job.id)
     assert [(a.number, a.status) for a in history] == [(n, AttemptStatus.FAILED) for n in range(3)]
@@ -391,10 +401,33 @@ def test_failed_attempts_retry_after_their_backoff(store: SqlJobStore) -> None:
     assert store.enqueue(JobType.SYNC, "1", {}).status is JobStatus.PENDING  # connection free again
 
 
+def test_a_retry_is_due_by_the_stores_clock_whatever_the_claimers_clock_says(store: SqlJobStore) -> None:
+    """Engines on hosts whose clocks are off claim with their own ``now``: it stamps the attempt,
+    and plays no part in whether the backoff is over. Before, ``next_attempt_at`` came from the
+    failing engine's clock and was compared with the claimer's: a host minutes fast started a
+    retry that much early, one minutes slow left it waiting."""
+    job, attempt = running_sync(store)
+    store.fail_attempt(attempt, None, failure(), T0)
+    store.schedule_retry(job.id, 3600)
+    far_ahead = store.now() + timedelta(days=1)
+    assert store.claim("fast-host", ALL_SLOTS, far_ahead, log_path) == []
+    store.schedule_retry(job.id, 0)  # due at once
+    far_behind = store.now() - timedelta(days=1)
+    (claimed, second) = claim_one(store, far_behind, engine="slow-host")
+    assert (claimed.status, second.number, second.created_at) == (JobStatus.RUNNING, 1, far_behind)
+    assert claimed.next_attempt_at is None
+    # A Temporal workflow's timer has fired: the claim takes the job, whatever the store says.
+    store.fail_attempt(second, None, failure(), T0)
+    store.schedule_retry(job.id, 3600)
+    assert store.claim("timer", ALL_SLOTS, T0, log_path, backoff_waited=True) == []  # only with ``only``
+    [(_, third)] = store.claim("timer", ALL_SLOTS, T0, log_path, only=[job.id], backoff_waited=True)
+    assert third.number == 2
+
+
 def test_a_late_outcome_for_an_old_attempt_does_not_touch_the_retry(store: SqlJobStore) -> None:
     job, first = running_sync(store)
     store.fail_attempt(first, None, failure(), T0)
-    store.schedule_retry(job.id, T0)
+    store.schedule_retry(job.id, 0)
     _, second = claim_one(store, later(1))
     # The engine that ran the first attempt reports again (or another engine reaped it).
     assert store.fail_attempt(first, None, failure("again"), later(2)).status is JobStatus.RUNNING
@@ -432,7 +465,7 @@ def test_a_retry_decided_on_an_overtaken_read_never_moves_the_newer_attempts_job
     job, first = running_sync(store)
     seen = store.fail_attempt(first, None, failure(), T0)
     assert seen.status is JobStatus.INCOMPLETE
-    store.schedule_retry(job.id, T0)  # the first engine's decision
+    store.schedule_retry(job.id, 0)  # the first engine's decision
     _, second = claim_one(store, later(1), engine="engine-b")
 
     failures = [FailureReason.of(FailureOrigin.PLATFORM, FailureType.SYSTEM_ERROR, "gone", 0)]
@@ -446,7 +479,7 @@ def test_claim_counts_the_attempts_a_job_had_across_slots(store: SqlJobStore) ->
     job, first = running_sync(store)
     spec = store.enqueue(JobType.SPEC, None, {})
     store.fail_attempt(first, None, failure(), T0)
-    store.schedule_retry(job.id, T0)
+    store.schedule_retry(job.id, 0)
     claimed = {j.id: a for j, a in store.claim("e", ALL_SLOTS, later(1), log_path)}
     assert (claimed[job.id].number, claimed[spec.id].number) == (1, 0)
     assert claimed[job.id].log_path == log_path(job.id, 1)
@@ -476,7 +509,7 @@ def test_writes_to_a_terminal_job_change_nothing(store: SqlJobStore) -> None:
     done = store.succeed_attempt(attempt, {"ok": True}, later(1))
     assert store.fail_job(job.id) == done
     assert store.request_cancel(job.id) == done
-    assert store.schedule_retry(job.id, later(60)) == done
+    assert store.schedule_retry(job.id, 60) == done
     assert store.fail_attempt(attempt, None, failure(), later(2)) == done
     assert store.cancel_attempt(attempt, None, failure(), later(2)) == done
     assert store.list_attempts(job.id)[0].status is AttemptStatus.SUCCEEDED
@@ -485,7 +518,7 @@ def test_writes_to_a_terminal_job_change_nothing(store: SqlJobStore) -> None:
 def test_an_illegal_transition_raises_and_changes_nothing(store: SqlJobStore) -> None:
     pending = store.enqueue(JobType.SYNC, "1", {})
     with pytest.raises(IllegalTransition, match="pending"):
-        store.schedule_retry(pending.id, later(10))  # pending -> incomplete is not in the table
+        store.schedule_retry(pending.id, 10)  # pending -> incomplete is not in the table
     assert store.get_job(pending.id) == pending
 
 
@@ -495,7 +528,7 @@ def test_request_cancel_in_each_state(store: SqlJobStore) -> None:
 
     job, attempt = running_sync(store, "2")
     store.fail_attempt(attempt, None, failure(), T0)
-    store.schedule_retry(job.id, later(30))
+    store.schedule_retry(job.id, 30)
     assert store.request_cancel(job.id).status is JobStatus.CANCELLED  # incomplete: at once
     assert store.claim("e", ALL_SLOTS, later(60), log_path) == []
 
@@ -512,7 +545,7 @@ def test_request_cancel_in_each_state(store: SqlJobStore) -> None:
     job, attempt = running_sync(store, "4")
     store.request_cancel(job.id)  # the attempt fails before the engine notices the cancel
     store.fail_attempt(attempt, None, failure(), later(1))
-    assert store.schedule_retry(job.id, later(10)).status is JobStatus.CANCELLED
+    assert store.schedule_retry(job.id, 10).status is JobStatus.CANCELLED
 
 
 def test_a_cancel_racing_a_claim_flags_the_running_job_and_never_ends_it_under_its_attempt(
@@ -575,7 +608,7 @@ def test_stale_attempts_are_those_whose_engine_went_quiet_by_the_stores_clock(st
 def test_waiting_attempts_are_the_last_of_each_incomplete_job(store: SqlJobStore) -> None:
     job, first = running_sync(store, "1")
     store.fail_attempt(first, None, failure(), later(1))
-    store.schedule_retry(job.id, later(2))
+    store.schedule_retry(job.id, 0)
     [(_, second)] = store.claim("engine-b", {"sync": 1}, later(2), lambda j, n: f"/logs/{j}/{n}")
     store.fail_attempt(second, None, failure(), later(3))
     running_sync(store, "2")  # running, not waiting
@@ -629,7 +662,7 @@ def test_a_late_save_from_an_attempt_another_engine_failed_never_replaces_the_ne
 
     # Engine B: A went quiet, so its attempt is failed and the job retried by B.
     store.fail_attempt(first, None, failure("engine-a stopped heartbeating"), later(60))
-    store.schedule_retry(job.id, later(60))
+    store.schedule_retry(job.id, 0)
     _, second = claim_one(store, later(61), engine="engine-b")
     assert store.save_progress(second.id, [], conn.id, _cursor_state(50), job.id)
 

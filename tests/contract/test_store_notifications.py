@@ -45,7 +45,7 @@ def test_only_the_end_of_a_sync_or_reset_is_told_and_only_once(store: SqlJobStor
     _, attempt = claim_one(store)
     store.fail_attempt(attempt, None, failure("first try"), T0)  # incomplete: a retry follows
     assert store.list_events() == []
-    store.schedule_retry(job.id, later(10))
+    store.schedule_retry(job.id, 0)
     _, attempt = claim_one(store, later(10))
     store.fail_attempt(attempt, None, failure("second try"), later(11))
     assert store.fail_job(job.id).status is JobStatus.FAILED

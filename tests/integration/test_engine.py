@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
 from ferryman.service import JobService
 from ferryman.settings import Settings
-from ferryman.store import open_store
+from ferryman.store import SqlJobStore, open_store
 from ferryman.store.base import Attempt, JobStore
+from ferryman.store.schema import jobs
 from tests.conftest import TEST_CONNECTORS, short_lifecycle
 
 HERE = Path(__file__).parent
@@ -185,31 +187,45 @@ def test_a_mapping_that_sends_two_streams_to_one_is_refused_before_it_saves_a_wr
     assert not (tmp_path / "got").exists()  # nothing ran
 
 
-def test_backoff_between_attempts_follows_the_clock_and_stops_after_three(
+def backoff_over(store: SqlJobStore, job_id: int) -> None:
+    """As if the job's backoff had passed by the store's clock: its due time set to long ago (a
+    test cannot move the database's clock, only what it compares with it)."""
+    with store.engine.begin() as conn:
+        long_ago = datetime(2000, 1, 1, tzinfo=UTC)
+        conn.execute(jobs.update().where(jobs.c.id == job_id).values(next_attempt_at=long_ago))
+
+
+def test_backoff_between_attempts_is_counted_by_the_stores_clock_and_stops_after_three(
     store: JobStore, tmp_path: Path
 ) -> None:
-    clock = ManualClock()
-    service = service_for(store, tmp_path, clock=clock, retry=RetryPolicy())
+    """10 s, then 30 s, from the store's time when the attempt failed: the engine's own clock (a
+    ManualClock, months behind) plays no part. Before, the due time was the engine's clock plus
+    the backoff, and only an engine whose clock read past it would claim the retry."""
+    service = service_for(store, tmp_path, clock=ManualClock(), retry=RetryPolicy())
     scripted_connection(service, tmp_path, [{"records": 1, "stream": "users"}, {"exit": 1}])
     engine = service._engine()
     job = service.enqueue_replication("s")
 
-    def attempt_ends() -> JobStatus:
+    def attempt_ends_waiting(backoff_s: float) -> None:
+        before = store.now()
         assert engine.tick(only=[job.id]) == 1
         while engine.running_attempt_ids():
             engine.tick(only=[job.id], claim=False)
             time.sleep(0.02)
-        return store.get_job(job.id).status
+        waiting = store.get_job(job.id)
+        assert waiting.status is JobStatus.INCOMPLETE and waiting.next_attempt_at is not None
+        backoff = timedelta(seconds=backoff_s)
+        assert before + backoff <= waiting.next_attempt_at <= store.now() + backoff
+        assert engine.tick(only=[job.id]) == 0  # the backoff is not over
+        backoff_over(store, job.id)
 
-    assert attempt_ends() is JobStatus.INCOMPLETE
-    clock.advance(9.9)
-    assert engine.tick(only=[job.id]) == 0  # 10 s backoff not over
-    clock.advance(0.1)
-    assert attempt_ends() is JobStatus.INCOMPLETE
-    clock.advance(29.9)
-    assert engine.tick(only=[job.id]) == 0  # then 30 s
-    clock.advance(0.1)
-    assert attempt_ends() is JobStatus.FAILED  # SYNC_JOB_MAX_ATTEMPTS = 3
+    attempt_ends_waiting(10)
+    attempt_ends_waiting(30)
+    assert engine.tick(only=[job.id]) == 1
+    while engine.running_attempt_ids():
+        engine.tick(only=[job.id], claim=False)
+        time.sleep(0.02)
+    assert store.get_job(job.id).status is JobStatus.FAILED  # SYNC_JOB_MAX_ATTEMPTS = 3
     assert [a.number for a in store.list_attempts(job.id)] == [0, 1, 2]
 
 

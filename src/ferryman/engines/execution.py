@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -451,7 +451,9 @@ def decide_retry(
     failures: list[FailureReason],
     now: datetime,
 ) -> Job:
-    """After a failed attempt: schedule the next one after its backoff, or fail the job.
+    """After a failed attempt: schedule the next one after its backoff, or fail the job. The
+    backoff is counted by the store's clock, not ``now`` (this host's), so the engine that
+    claims the retry, whatever its own clock says, waits exactly as long.
 
     Only for a job the failed attempt left incomplete: if the outcome came late (the job was
     cancelled, or already retried by another engine), there is nothing to decide. Both writes
@@ -460,7 +462,7 @@ def decide_retry(
     if job.status is not JobStatus.INCOMPLETE:
         return job
     if retry.should_retry(job.type, attempts_done, failures):
-        return store.schedule_retry(job.id, now + timedelta(seconds=retry.backoff_s(attempts_done)))
+        return store.schedule_retry(job.id, retry.backoff_s(attempts_done))
     return store.fail_waiting_job(job.id, now) or store.get_job(job.id)
 
 

@@ -328,13 +328,20 @@ class JobStore(Protocol):
         now: datetime,
         log_path_for: Any,
         only: Collection[int] | None = None,
+        backoff_waited: bool = False,
     ) -> list[tuple[Job, Attempt]]:
         """Atomically start runnable jobs, oldest first, at most ``free_slots[job.type.slot]``
-        of each slot: pending jobs, and incomplete jobs whose ``next_attempt_at`` has passed.
-        Each becomes running with a new running attempt (number = attempts so far) owned by
-        ``engine_id``; ``log_path_for(job_id, attempt_number) -> str`` names its log.
+        of each slot: pending jobs, and incomplete jobs whose ``next_attempt_at`` has passed by
+        the store's clock (never ``now``, the engine's: hosts' clocks disagree). Each becomes
+        running with a new running attempt (number = attempts so far) owned by ``engine_id``,
+        stamped ``now``; ``log_path_for(job_id, attempt_number) -> str`` names its log.
         Postgres: FOR UPDATE SKIP LOCKED; SQLite: one BEGIN IMMEDIATE transaction.
-        ``only``: consider only these job ids (the CLI running its own job in-process)."""
+        ``only``: consider only these job ids (the CLI running its own job in-process).
+        ``backoff_waited`` (with ``only``): the caller waited out the backoff itself (a Temporal
+        workflow's timer), so those jobs are taken whatever their ``next_attempt_at``."""
+
+    def now(self) -> datetime:
+        """The store's own time: what retry backoffs and heartbeats are judged by."""
 
     def heartbeat(self, engine_id: str, attempt_ids: list[int]) -> set[int]:
         """Renew these running attempts of ``engine_id`` at the store's time (not the engine's);
@@ -370,8 +377,9 @@ class JobStore(Protocol):
     ) -> Job:
         """Attempt failed, job incomplete."""
 
-    def schedule_retry(self, job_id: int, at: datetime) -> Job:
-        """An incomplete job waits until ``at`` for its next attempt."""
+    def schedule_retry(self, job_id: int, backoff_s: float) -> Job:
+        """An incomplete job waits ``backoff_s`` seconds for its next attempt, by the store's
+        clock: ``next_attempt_at`` is the store's time plus the backoff."""
 
     def fail_job(self, job_id: int, now: datetime | None = None) -> Job: ...
     def fail_waiting_job(self, job_id: int, now: datetime) -> Job | None:

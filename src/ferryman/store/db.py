@@ -300,17 +300,19 @@ class Database:
             conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
-    def now(self, before_s: float = 0.0) -> sa.ColumnElement[datetime]:
-        """The database's own time, ``before_s`` seconds ago, as SQL: what liveness is judged by,
-        so every engine, whatever its host's clock says, reads the same time. Postgres: the
-        server's ``clock_timestamp()``; SQLite (one host): its ``'now'``, in the text form
-        UtcDateTime stores (milliseconds, padded to six digits, so it sorts with the rest)."""
+    def now(self, before_s: float = 0.0, after_s: float = 0.0) -> sa.ColumnElement[datetime]:
+        """The database's own time, ``before_s`` seconds ago or ``after_s`` seconds ahead, as
+        SQL: what liveness and retry backoffs are judged by, so every engine, whatever its host's
+        clock says, reads the same time. Postgres: the server's ``clock_timestamp()``; SQLite (one
+        host): its ``'now'``, in the text form UtcDateTime stores (milliseconds, padded to six
+        digits, so it sorts with the rest)."""
+        shift_s = after_s - before_s
         if self.is_sqlite:
             return sa.func.strftime(
-                "%Y-%m-%d %H:%M:%f000", "now", f"{-before_s:+.6f} seconds", type_=UtcDateTime
+                "%Y-%m-%d %H:%M:%f000", "now", f"{shift_s:+.6f} seconds", type_=UtcDateTime
             )
         now = sa.func.clock_timestamp(type_=UtcDateTime)
-        return now if not before_s else now - sa.cast(f"{before_s:.6f} seconds", sa.Interval)
+        return now if not shift_s else now + sa.cast(f"{shift_s:.6f} seconds", sa.Interval)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -76,12 +76,15 @@ def _job_row(conn: SqlConnection, job_id: int) -> Any:
     return row
 
 
-def _runnable(now: datetime) -> sa.ColumnElement[bool]:
+def _runnable(store_now: sa.ColumnElement[datetime] | None) -> sa.ColumnElement[bool]:
+    """Pending jobs, and incomplete ones whose backoff is over by the store's clock (``store_now``;
+    None: whatever ``next_attempt_at`` says, the caller having waited it out itself)."""
+    due: sa.ColumnElement[bool] = sa.true() if store_now is None else jobs.c.next_attempt_at <= store_now
     return sa.and_(
         sa.not_(jobs.c.cancel_requested),
         sa.or_(
             jobs.c.status == JobStatus.PENDING.value,
-            sa.and_(jobs.c.status == JobStatus.INCOMPLETE.value, jobs.c.next_attempt_at <= now),
+            sa.and_(jobs.c.status == JobStatus.INCOMPLETE.value, due),
         ),
     )
 
@@ -379,10 +382,12 @@ class JobOps:
         now: datetime,
         log_path_for: Callable[[int, int], str],
         only: Collection[int] | None = None,
+        backoff_waited: bool = False,
     ) -> list[tuple[Job, Attempt]]:
         wanted = {slot: count for slot, count in free_slots.items() if count > 0}
         if not wanted or (only is not None and not only):
             return []
+        runnable = _runnable(None if backoff_waited and only is not None else self._db.now())
         picks = []
         for slot, count in sorted(wanted.items()):
             types = [t.value for t in JobType if t.slot == slot]
@@ -390,7 +395,7 @@ class JobOps:
                 continue
             query = (
                 sa.select(jobs.c.id, jobs.c.status, sa.literal(slot).label("slot"))
-                .where(jobs.c.type.in_(types), _runnable(now))
+                .where(jobs.c.type.in_(types), runnable)
                 .order_by(jobs.c.id)
                 .limit(count)
             )
@@ -435,6 +440,11 @@ class JobOps:
         }
         row = conn.execute(attempts.insert().values(**values).returning(*attempts.c)).one()
         return job, rows.attempt(row)
+
+    def now(self) -> datetime:
+        """The store's own time, read: what retry backoffs and heartbeats are judged by."""
+        with self._db.read() as conn:
+            return conn.execute(sa.select(self._db.now())).scalar_one()
 
     def heartbeat(self, engine_id: str, attempt_ids: list[int]) -> set[int]:
         """Renew the heartbeat of these attempts of ``engine_id``; returns those renewed. One
@@ -550,11 +560,13 @@ class JobOps:
             failure_summary=failure_summary,
         )[0]
 
-    def schedule_retry(self, job_id: int, at: datetime) -> Job:
-        """The incomplete job waits until ``at``; a job whose cancel was asked for is cancelled
-        instead. A job no longer incomplete comes back unchanged: the decision was taken on a
-        read that is out of date (another engine that recovered the same attempt has already
-        claimed the retry, say), and moving it would free a running job for a second claim."""
+    def schedule_retry(self, job_id: int, backoff_s: float) -> Job:
+        """The incomplete job waits ``backoff_s`` seconds, counted from the store's time (as the
+        claim that ends the wait reads it, whichever engine's host clock is off); a job whose
+        cancel was asked for is cancelled instead. A job no longer incomplete comes back
+        unchanged: the decision was taken on a read that is out of date (another engine that
+        recovered the same attempt has already claimed the retry, say), and moving it would
+        free a running job for a second claim."""
         with self._db.write() as conn:
             row = _job_row(conn, job_id)
             seen = JobStatus(row.status)
@@ -563,7 +575,7 @@ class JobOps:
                     apply(seen, JobStatus.INCOMPLETE)  # a terminal job: a no-op; else it raises
                 return rows.job(row)
             target = JobStatus.CANCELLED if row.cancel_requested else JobStatus.INCOMPLETE
-            values = {} if row.cancel_requested else {"next_attempt_at": at}
+            values = {} if row.cancel_requested else {"next_attempt_at": self._db.now(after_s=backoff_s)}
             moved = conn.execute(
                 jobs.update()
                 .where(jobs.c.id == job_id, jobs.c.status == JobStatus.INCOMPLETE.value)

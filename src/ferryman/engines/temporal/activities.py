@@ -85,11 +85,17 @@ class Activities:
             job = store.get_job(given.job_id)
             if job.status.terminal or job.status is JobStatus.RUNNING:
                 return self._outcome(job, None)  # ended (a cancel), or run by an engine not ours
-            now = self.local.clock.now()
-            if job.next_attempt_at is not None and job.next_attempt_at > now:
-                now = job.next_attempt_at  # the workflow's timer has fired: clocks may differ a little
             slots = {slot: 0 for slot in self.local.limits} | {job.type.slot: 1}
-            claimed = store.claim(self.local.engine_id, slots, now, self.local.log_path, [job.id])
+            # The workflow's timer has fired: the backoff is over, whatever the store's clock
+            # says (Temporal's and the store's may differ a little).
+            claimed = store.claim(
+                self.local.engine_id,
+                slots,
+                self.local.clock.now(),
+                self.local.log_path,
+                [job.id],
+                backoff_waited=True,
+            )
             if not claimed:
                 return self._outcome(store.get_job(job.id), None)
             job, attempt = claimed[0]

@@ -79,11 +79,11 @@ def end_unrun(local: LocalEngine, job: Job, failure: FailureReason, job_status: 
     started. None when the job is no longer pending or due (it was claimed or ended meanwhile:
     the claim is compare-and-set)."""
     store = local.store
-    now = local.clock.now()
-    if job.next_attempt_at is not None and job.next_attempt_at > now:
-        now = job.next_attempt_at  # waiting out a backoff no timer will end
     slots = {slot: 0 for slot in local.limits} | {job.type.slot: 1}
-    claimed = store.claim(local.engine_id, slots, now, local.log_path, [job.id])
+    # No timer will end the backoff it may be waiting out: claimed whatever its next_attempt_at.
+    claimed = store.claim(
+        local.engine_id, slots, local.clock.now(), local.log_path, [job.id], backoff_waited=True
+    )
     if not claimed:
         return None
     job, attempt = claimed[0]

@@ -159,6 +159,7 @@ class TemporalWorker:
         try:
             pending = await asyncio.to_thread(self.store.list_jobs, None, JobStatus.PENDING, None, 500)
             waiting = await asyncio.to_thread(self.store.list_jobs, None, JobStatus.INCOMPLETE, None, 500)
+            store_now = await asyncio.to_thread(self.store.now) if waiting else None
         except (StoreUnavailable, OperationalError):
             return
         now = self.local.clock.now()
@@ -173,7 +174,7 @@ class TemporalWorker:
                 log.warning("cannot ask Temporal how workflow %s stands: %s", workflow_id, first_line(exc))
                 return
             if status is None:
-                if job.status is JobStatus.PENDING or _overdue(job, now, after_s):
+                if job.status is JobStatus.PENDING or _overdue(job, store_now, after_s):
                     await start_job(client, self.temporal, job)
                 continue
             ended = ending(status, workflow_id, job.id)
@@ -185,7 +186,9 @@ class TemporalWorker:
                     return
 
 
-def _overdue(job: Job, now: datetime, after_s: float) -> bool:
-    """An incomplete job whose next attempt is ``after_s`` late: its workflow's timer is not
-    coming (a pending job is looked at only once it is as old)."""
-    return job.next_attempt_at is not None and (now - job.next_attempt_at).total_seconds() >= after_s
+def _overdue(job: Job, store_now: datetime | None, after_s: float) -> bool:
+    """An incomplete job whose next attempt is ``after_s`` late by the store's clock (which set
+    ``next_attempt_at``): its workflow's timer is not coming (a pending job is looked at only
+    once it is as old)."""
+    due = job.next_attempt_at
+    return due is not None and store_now is not None and (store_now - due).total_seconds() >= after_s
