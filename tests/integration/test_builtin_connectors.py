@@ -987,10 +987,12 @@ def jsonl_ids(path: Path) -> list[int]:
     return [orjson.loads(line)["id"] for line in path.read_bytes().splitlines()]
 
 
-def test_jsonl_append_waits_while_another_sync_writes_the_file(tmp_path: Path) -> None:
-    """Two syncs append to one file (two connections into one directory, or an ad-hoc sync
-    beside a connection's): the second waits, saying so, and each one's rows land whole, once.
-    Before, the second cut the file back to the first's last state and both wrote into it."""
+def jsonl_second_writer_waiting(
+    tmp_path: Path, second_ids: range
+) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], list[dict[str, Any]]]:
+    """Two syncs appending to one file: the first has committed 10 rows and written 5 past its
+    state, and holds the file; the second, given ``second_ids`` and its state, waits for it.
+    Returns both and what the second said while it waited."""
     catalog = write_json(tmp_path / "catalog.json", configure([USERS], "incremental", "append"))
     config = write_json(tmp_path / "jsonl.json", {"path": str(tmp_path / "files")})
     first = start_jsonl(
@@ -1004,10 +1006,17 @@ def test_jsonl_append_waits_while_another_sync_writes_the_file(tmp_path: Path) -
     second = start_jsonl(
         config,
         catalog,
-        messages_in(*(record("users", {"id": i}) for i in range(100, 110)), state("users", {"n": 2})),
+        messages_in(*(record("users", {"id": i}) for i in second_ids), state("users", {"n": 2})),
         close=True,
     )
-    seen = read_until_waiting(second)
+    return first, second, read_until_waiting(second)
+
+
+def test_jsonl_append_waits_while_another_sync_writes_the_file(tmp_path: Path) -> None:
+    """Two syncs append to one file (two connections into one directory, or an ad-hoc sync
+    beside a connection's): the second waits, saying so, and each one's rows land whole, once.
+    Before, the second cut the file back to the first's last state and both wrote into it."""
+    first, second, seen = jsonl_second_writer_waiting(tmp_path, range(100, 110))
     assert of_type(seen, "STATE") == []
     assert "users.jsonl, which another sync writes" in seen[-1]["log"]["message"]
     assert first.stdin is not None
@@ -1023,23 +1032,7 @@ def test_jsonl_append_waits_while_another_sync_writes_the_file(tmp_path: Path) -
 def test_jsonl_writer_killed_lets_the_waiting_sync_in(tmp_path: Path) -> None:
     """A sync killed while it holds the file releases it; the waiting one cuts off what the killed
     one wrote past its last state and appends its own rows."""
-    catalog = write_json(tmp_path / "catalog.json", configure([USERS], "incremental", "append"))
-    config = write_json(tmp_path / "jsonl.json", {"path": str(tmp_path / "files")})
-    first = start_jsonl(
-        config,
-        catalog,
-        messages_in(*(record("users", {"id": i}) for i in range(10)), state("users", {"n": 1}))
-        + messages_in(*(record("users", {"id": i}) for i in range(10, 15))),  # past its state
-        close=False,
-    )
-    read_until_state(first)
-    second = start_jsonl(
-        config,
-        catalog,
-        messages_in(*(record("users", {"id": i}) for i in range(100, 105)), state("users", {"n": 2})),
-        close=True,
-    )
-    read_until_waiting(second)
+    first, second, _ = jsonl_second_writer_waiting(tmp_path, range(100, 105))
     first.kill()
     assert first.wait() == -9
     assert first.stdout is not None and first.stdin is not None
