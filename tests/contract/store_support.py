@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 
 from ferryman.jobs.states import JobType
 from ferryman.store import Attempt, Job, SqlJobStore, open_store
@@ -119,6 +120,27 @@ def failure(message: str = "boom", type_: str = "system_error") -> dict[str, Any
 
 def later(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
+
+
+def elapse(store: SqlJobStore, seconds: float) -> None:
+    """What ``seconds`` passing does to the notification outbox: each pending event's due time
+    (its next try, or the end of its claim's lease) comes that much sooner. The store's clock,
+    which judges them, cannot be moved by a test; what it is compared with can."""
+    from ferryman.store.schema import notification_events
+
+    with store.engine.begin() as conn:
+        found = conn.execute(
+            sa.select(notification_events.c.id, notification_events.c.next_attempt_at).where(
+                notification_events.c.status == "pending"
+            )
+        ).all()
+        for event_id, due in found:
+            sooner = due - timedelta(seconds=seconds)
+            conn.execute(
+                notification_events.update()
+                .where(notification_events.c.id == event_id)
+                .values(next_attempt_at=sooner)
+            )
 
 
 # -- several processes at once -------------------------------------------------------------------

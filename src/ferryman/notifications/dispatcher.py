@@ -26,7 +26,6 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin
 
@@ -65,8 +64,9 @@ class DeliveryPolicy:
         claimed again by another dispatcher."""
         return self.timeout_s * 3 + 30
 
-    def retry_at(self, now: datetime, tries: int) -> datetime:
-        return now + timedelta(seconds=self.backoff_s * 2 ** max(0, tries - 1))
+    def retry_in_s(self, tries: int) -> float:
+        """How long after the ``tries``-th failed try the next one is due."""
+        return float(self.backoff_s * 2 ** max(0, tries - 1))
 
     @classmethod
     def from_env(cls) -> DeliveryPolicy:
@@ -184,10 +184,10 @@ class Dispatcher:
 
     # -- one pass ----------------------------------------------------------------------------
 
-    def tick(self, now: datetime | None = None) -> list[Delivery]:
-        """Claim the due events, post them in parallel, record each outcome; what happened."""
-        moment = now or self.clock.now()
-        claimed = self.store.claim_events(self.dispatcher_id, moment, self.policy.lease_s, self.policy.batch)
+    def tick(self) -> list[Delivery]:
+        """Claim the due events, post them in parallel, record each outcome; what happened.
+        What is due, and when a failed try is tried again, the store's clock decides."""
+        claimed = self.store.claim_events(self.dispatcher_id, self.policy.lease_s, self.policy.batch)
         # Only the posts run in parallel (a slow receiver holds one thread, not the pass); the
         # payloads are built, and the outcomes written, here, one after the other: SQLite takes one
         # writer at a time, and threads queueing on the store only slowed every post down.
@@ -198,7 +198,7 @@ class Dispatcher:
             for (_, hook), body in zip(claimed, bodies, strict=True)
         ]
         return [
-            self._record(event, hook, *future.result(), moment)
+            self._record(event, hook, *future.result())
             for (event, hook), future in zip(claimed, futures, strict=True)
         ]
 
@@ -225,23 +225,22 @@ class Dispatcher:
         hook: Webhook,
         status_code: int | None,
         error: str | None,
-        now: datetime,
     ) -> Delivery:
         tries = event.tries + 1
         delivered = status_code is not None and 200 <= status_code < 300
         if delivered:
-            status, retry_at = DELIVERED, None
+            status, retry_in_s = DELIVERED, None
         elif tries >= self.policy.max_tries or not _worth_retrying(status_code):
-            status, retry_at = FAILED, None
+            status, retry_in_s = FAILED, None
         else:
-            status, retry_at = PENDING, self.policy.retry_at(now, tries)
+            status, retry_in_s = PENDING, self.policy.retry_in_s(tries)
         if error is None and not delivered:
             error = f"HTTP {status_code}"
         kept = self.store.end_event_try(
-            event.id, self.dispatcher_id, self.clock.now(), status, retry_at, status_code, error
+            event.id, self.dispatcher_id, self.clock.now(), status, retry_in_s, status_code, error
         )
         result = Delivery(event.id, shown_url(hook.url), status, status_code, error, tries)
-        _log(result, event, kept, retry_at)
+        _log(result, event, kept, retry_in_s)
         return result
 
     # -- what is sent ------------------------------------------------------------------------
@@ -321,7 +320,7 @@ def _error_line(exc: Exception, url: str, shown: str) -> str:
     return mask_text(text, [path]) if len(path) >= 6 else text
 
 
-def _log(result: Delivery, event: NotificationEvent, kept: bool, retry_at: datetime | None) -> None:
+def _log(result: Delivery, event: NotificationEvent, kept: bool, retry_in_s: float | None) -> None:
     what = f"{event.kind} event {event.id}" + (f" of job {event.job_id}" if event.job_id else "")
     code = f" HTTP {result.status_code}" if result.status_code is not None else ""
     if not kept:
@@ -331,10 +330,9 @@ def _log(result: Delivery, event: NotificationEvent, kept: bool, retry_at: datet
     elif result.status == DELIVERED:
         log.info("notification %s delivered to %s:%s (try %d)", what, result.webhook, code, result.tries)
     elif result.status == PENDING:
-        when = retry_at.isoformat() if retry_at else "?"
         log.warning(
-            "notification %s to %s failed (try %d): %s; next try at %s",
-            what, result.webhook, result.tries, result.error, when,
+            "notification %s to %s failed (try %d): %s; next try in %.0fs",
+            what, result.webhook, result.tries, result.error, retry_in_s or 0,
         )  # fmt: skip
     else:
         log.warning(

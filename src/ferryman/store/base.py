@@ -494,9 +494,10 @@ class JobStore(Protocol):
         ...
 
     def claim_events(
-        self, dispatcher_id: str, now: datetime, lease_s: float, limit: int
+        self, dispatcher_id: str, lease_s: float, limit: int
     ) -> list[tuple[NotificationEvent, Webhook]]:
-        """Due pending events, each claimed by one dispatcher until ``now + lease_s``."""
+        """Due pending events, each claimed by one dispatcher for ``lease_s`` seconds; due and
+        the lease by the store's clock, never a dispatcher's (hosts' clocks disagree)."""
         ...
 
     def end_event_try(
@@ -505,11 +506,13 @@ class JobStore(Protocol):
         dispatcher_id: str,
         now: datetime,
         status: str,
-        next_attempt_at: datetime | None,
+        retry_in_s: float | None,
         status_code: int | None,
         error: str | None,
     ) -> bool:
-        """Record one delivery try of a claimed event; False if the claim was lost."""
+        """Record one delivery try of a claimed event (``now``: its end, as shown); a pending
+        one is tried again ``retry_in_s`` seconds on by the store's clock. False if the claim
+        was lost."""
         ...
 
     def list_events(self, limit: int = 50) -> list[NotificationEvent]: ...

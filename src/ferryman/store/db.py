@@ -247,6 +247,15 @@ def _use_wal(cursor: Any) -> None:
         pause = min(pause * 2, 0.2)
 
 
+def sql_now(is_sqlite: bool, shift_s: float = 0.0) -> sa.ColumnElement[datetime]:
+    """:meth:`Database.now` ``shift_s`` seconds ahead (behind, when negative), for code that has a
+    connection but not its Database."""
+    if is_sqlite:
+        return sa.func.strftime("%Y-%m-%d %H:%M:%f000", "now", f"{shift_s:+.6f} seconds", type_=UtcDateTime)
+    now = sa.func.clock_timestamp(type_=UtcDateTime)
+    return now if not shift_s else now + sa.cast(f"{shift_s:.6f} seconds", sa.Interval)
+
+
 class Database:
     """An engine plus the two kinds of transaction the store uses."""
 
@@ -306,13 +315,7 @@ class Database:
         clock says, reads the same time. Postgres: the server's ``clock_timestamp()``; SQLite (one
         host): its ``'now'``, in the text form UtcDateTime stores (milliseconds, padded to six
         digits, so it sorts with the rest)."""
-        shift_s = after_s - before_s
-        if self.is_sqlite:
-            return sa.func.strftime(
-                "%Y-%m-%d %H:%M:%f000", "now", f"{shift_s:+.6f} seconds", type_=UtcDateTime
-            )
-        now = sa.func.clock_timestamp(type_=UtcDateTime)
-        return now if not shift_s else now + sa.cast(f"{shift_s:.6f} seconds", sa.Interval)
+        return sql_now(self.is_sqlite, after_s - before_s)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,7 +42,7 @@ from ferryman.jobs.outcomes import failure_summary
 from ferryman.jobs.states import JobStatus
 from ferryman.store import rows
 from ferryman.store.base import Job, NotFound, NotificationEvent, Webhook
-from ferryman.store.db import Database
+from ferryman.store.db import Database, sql_now
 from ferryman.store.schema import (
     attempts,
     connections,
@@ -237,7 +237,7 @@ def write_events(
                 detail=detail,
                 status=PENDING,
                 tries=0,
-                next_attempt_at=now,
+                next_attempt_at=sql_now(conn.dialect.name == "sqlite"),  # due at once, by the store's clock
                 created_at=now,
             )
             .on_conflict_do_nothing()
@@ -357,11 +357,15 @@ class NotifyOps:
             return write_events(conn, kind, connection_id, job, detail, moment)
 
     def claim_events(
-        self, dispatcher_id: str, now: datetime, lease_s: float, limit: int
+        self, dispatcher_id: str, lease_s: float, limit: int
     ) -> list[tuple[NotificationEvent, Webhook]]:
         if limit <= 0:
             return []
-        due = sa.and_(notification_events.c.status == PENDING, notification_events.c.next_attempt_at <= now)
+        # Due, and the lease, by the store's clock: a dispatcher on a host whose clock runs ahead
+        # must not take over another's claim early (and post its event twice).
+        due = sa.and_(
+            notification_events.c.status == PENDING, notification_events.c.next_attempt_at <= self._db.now()
+        )
         pick = (
             sa.select(notification_events.c.id)
             .where(due)
@@ -380,7 +384,7 @@ class NotifyOps:
             claim = (
                 notification_events.update()
                 .where(notification_events.c.id.in_(picked), due)
-                .values(claimed_by=dispatcher_id, next_attempt_at=now + timedelta(seconds=lease_s))
+                .values(claimed_by=dispatcher_id, next_attempt_at=self._db.now(after_s=lease_s))
                 .returning(*notification_events.c)
             )
             claimed = [_event(row) for row in conn.execute(claim)]
@@ -399,7 +403,7 @@ class NotifyOps:
         dispatcher_id: str,
         now: datetime,
         status: str,
-        next_attempt_at: datetime | None,
+        retry_in_s: float | None,
         status_code: int | None,
         error: str | None,
     ) -> bool:
@@ -410,7 +414,7 @@ class NotifyOps:
             "last_error": error,
         }
         if status == PENDING:
-            values["next_attempt_at"] = next_attempt_at or now
+            values["next_attempt_at"] = self._db.now(after_s=retry_in_s or 0.0)
         else:
             values["ended_at"] = now
         with self._db.write() as conn:
