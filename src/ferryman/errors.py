@@ -6,6 +6,8 @@
     |   |                              names in its own words (a CLI flag, a JSON property)
     |   +-- ConnectorReferenceError    a connector reference that cannot be parsed or found
     |   +-- ConnectorInstallError      a PyPI package that does not exist or is not a connector
+    |   +-- ConfigSpecError            a connector config that does not fulfill the connector's
+    |                                  spec; each problem by its field's path, never its value
     +-- LaunchError                    a connector process could not be started
     +-- ProtocolError                  a connector broke the Airbyte protocol
     +-- WorkerError                    a job could not produce its output
@@ -19,7 +21,7 @@ or a CLI error carries what is needed to act on it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -66,6 +68,23 @@ class ConnectorReferenceError(UserInputError):
 
 class ConnectorInstallError(UserInputError):
     pass
+
+
+class ConfigSpecError(UserInputError):
+    """A config that does not fulfill its connector's spec (``connector``); ``problems`` tells
+    each by the field's path and what the spec expects, never by the value sent."""
+
+    MAX_TOLD = 5  # problems told in full in the message; past that, counted
+
+    def __init__(self, connector: str, problems: Sequence[str]) -> None:
+        told = list(problems[: self.MAX_TOLD])
+        if len(problems) > self.MAX_TOLD:
+            told.append(f"and {len(problems) - self.MAX_TOLD} more")
+        super().__init__(
+            f"the configuration does not fulfill the specification of {connector}: " + "; ".join(told)
+        )
+        self.connector = connector
+        self.problems = list(problems)
 
 
 class LaunchError(FerrymanError):

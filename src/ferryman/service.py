@@ -35,6 +35,7 @@ from ferryman.protocol.catalog import (
     replan_catalog,
 )
 from ferryman.protocol.discovered import check_configured, check_discovered
+from ferryman.protocol.spec_check import check_config
 from ferryman.protocol.state import load_state, state_streams, state_type, without_streams
 from ferryman.protocol.stream_refs import StreamRef
 from ferryman.protocol.stream_refs import resolve as resolve_streams
@@ -126,7 +127,8 @@ class JobService:
         resources: dict[str, str] | None = None,
         on_note: Callable[[str], None] | None = None,
     ) -> Actor:
-        """Store a connector and its config; ``on_note`` hears of each relative path made absolute."""
+        """Store a connector and its config, once the config fulfills the connector's spec;
+        ``on_note`` hears of each relative path made absolute."""
         ref = parse_reference(connector)  # one clear line now rather than a failed job later
         check_new_name(kind, name)
         limits = {key: value for key, value in (resources or {}).items() if value}
@@ -137,6 +139,7 @@ class JobService:
         config = settle_paths(ref, config, Path.cwd(), self.settings.local_root, on_note)
         connector = pin_reference(connector, self.settings.venvs)  # installs a PyPI connector now
         spec = self.fetch_spec(connector)
+        check_config(spec, config, connector)  # as Airbyte's server does; no spec: not checked
         actor = self.store.create_actor(kind, name, connector, config, limits or None, spec)
         self.store.definition_for(kind, connector)  # an API client may now name it by slug
         return actor
@@ -150,7 +153,8 @@ class JobService:
     ) -> Actor:
         """A new name and/or config: ``config`` replaces the stored one, ``edit`` makes the new
         one from it (a PATCH's merge). A secret sent back masked keeps its stored value. A name
-        that cannot be taken is refused before anything is written."""
+        that cannot be taken, or a config that does not fulfill the connector's spec (checked
+        with the secrets it would store), is refused before anything is written."""
         if name is not None and name != actor.name:
             check_new_name(actor.kind, name)
             _refuse_taken_name(actor.kind, name, partial(self.store.get_actor, actor.kind))
@@ -168,6 +172,7 @@ class JobService:
         for _ in range(CONFIG_WRITE_TRIES):
             config = masking.restore_masked(edit(actor.config), actor)
             config = settle_paths(ref, config, Path.cwd(), self.settings.local_root)
+            check_config(actor.spec, config, actor.connector)  # with the secrets it will store
             if self.store.update_actor_config(actor.id, config, expected=actor.config):
                 return
             actor = self.store.get_actor_by_id(actor.kind, actor.id)

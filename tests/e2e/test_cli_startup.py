@@ -20,7 +20,7 @@ from ferryman.store.migrate import alembic_config, head_revision
 
 NEVER_AT_START = {
     "alembic", "duckdb", "fastapi", "uvicorn", "starlette", "jinja2", "prometheus_client",
-    "temporalio", "httpx", "croniter",
+    "temporalio", "httpx", "croniter", "jsonschema",
 }  # fmt: skip
 NEVER_WITH_JSON = {"rich", "yaml", "markdown_it", "pygments"}  # people's output, YAML files
 POSTGRES_DIALECT = "sqlalchemy.dialects.postgresql"
