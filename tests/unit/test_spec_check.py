@@ -161,3 +161,36 @@ def _numbers(value: Any) -> list[str]:
     if isinstance(value, list):
         return [leaf for v in value for leaf in _numbers(v)]
     return [str(value)] if isinstance(value, int | float) and not isinstance(value, bool) else []
+
+
+def test_a_declarative_manifest_s_own_spec_is_checked_too() -> None:
+    # airbyte-source-declarative-manifest's spec is generic: the source's real one is in the
+    # manifest the config carries, and the runner checks the rest of the config against it when
+    # it runs. Before, a config missing the manifest's required fields was stored as fine.
+    runner = spec(
+        {"__injected_declarative_manifest": {"type": "object"}}, required=["__injected_declarative_manifest"]
+    )
+    manifest = {
+        "version": "6.5.2",
+        "spec": {
+            "type": "Spec",
+            "connection_specification": {
+                "type": "object",
+                "required": ["base_url", "api_key"],
+                "additionalProperties": False,
+                "properties": {
+                    "base_url": {"type": "string"},
+                    "api_key": {"type": "string", "airbyte_secret": True},
+                    "page_size": {"type": "integer", "minimum": 1},
+                },
+            },
+        },
+    }
+    secret = "tok-NEVER-shown-81f2"
+    config = {"__injected_declarative_manifest": manifest, "api_key": secret, "page_size": "ten"}
+    with pytest.raises(ConfigSpecError) as refused:
+        check_config(runner, config, "pypi:airbyte-source-declarative-manifest")
+    assert refused.value.problems == ["'base_url' is required", "'page_size' must be an integer"]
+    assert secret not in str(refused.value)
+    # The manifest's field itself is not one the manifest's spec must define.
+    check_config(runner, {**config, "page_size": 10, "base_url": "http://x"}, "pypi:x")

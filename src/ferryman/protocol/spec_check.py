@@ -7,6 +7,10 @@ fails its pattern, a token sent as an object). Airbyte's own keywords (``airbyte
 ``order``, ``group``, ...) are not JSON Schema's and are ignored; so is ``format``, which the
 Airbyte CDK does not check either (``"format": "date"`` beside a looser ``pattern`` is common).
 
+A config that carries a declarative manifest (``__injected_declarative_manifest``, run by
+``airbyte-source-declarative-manifest``) is also checked, without that field, against the
+manifest's own spec: the runner's spec is generic, the manifest's is what the source needs.
+
 A ``oneOf`` (an auth method, a replication mode, ...) is told by the choice the config picked:
 when its discriminator (a property each choice fixes with ``const``) or its type singles out one
 choice, the problems inside that choice; otherwise that the field matches none of the choices,
@@ -23,7 +27,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ferryman.errors import ConfigSpecError
-from ferryman.secrets import SecretRules, mask_text, secret_values
+from ferryman.secrets import MANIFEST_KEY, SecretRules, mask_text, secret_values
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
@@ -46,6 +50,10 @@ def check_config(spec: dict[str, Any] | None, config: Any, connector: str) -> No
     checked without a spec (it could not be fetched), or with one that is not a usable draft-07
     schema (the connector's fault, not the user's: it is stored as before)."""
     problems = spec_problems(spec, config)
+    manifest = _manifest_spec(config)
+    if manifest is not None:  # what the runner will check it against when it runs
+        given = {key: value for key, value in config.items() if key != MANIFEST_KEY}
+        problems += [p for p in spec_problems(manifest, given) if p not in problems]
     if not problems:
         return
     # Defence in depth: no problem quotes a value, but should one ever, no secret goes with it.
@@ -75,6 +83,14 @@ def spec_problems(spec: dict[str, Any] | None, config: Any) -> list[str]:
             continue
         problems += [p for p in _describe(error) if p not in problems]
     return problems
+
+
+def _manifest_spec(config: Any) -> dict[str, Any] | None:
+    """The spec of a declarative manifest carried in the config: ``airbyte-source-declarative-
+    manifest`` reads its real spec from there, and checks the rest of the config against it."""
+    manifest = config.get(MANIFEST_KEY) if isinstance(config, dict) else None
+    spec = manifest.get("spec") if isinstance(manifest, dict) else None
+    return spec if isinstance(spec, dict) else None
 
 
 def connection_schema(spec: dict[str, Any] | None) -> dict[str, Any] | None:
