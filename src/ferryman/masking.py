@@ -4,7 +4,8 @@ The rules are in :mod:`ferryman.secrets`; this module applies them to what the s
 goes by the spec kept on each actor (and in each job's snapshot of it), so showing an actor, a
 job or a log never starts a connector: a connector whose ``spec`` hangs, or no longer works,
 cannot hang or unmask a display command. An actor whose spec is not known yet (created before
-specs were kept, or whose ``spec`` failed) is masked by field names until a job of its fetches it.
+specs were kept, or whose ``spec`` failed) is masked by field names until a job of its, or an
+update of its config, fetches it.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from ferryman.clock import Clock, SystemClock
 from ferryman.connectors import parse_reference, pin_reference, resolve
 from ferryman.connectors.config_paths import settle_paths
 from ferryman.engines.base import Engine, StartsHere
-from ferryman.errors import FieldError, UserInputError, WorkerError
+from ferryman.errors import FerrymanError, FieldError, UserInputError, WorkerError
 from ferryman.jobs.configs import ActorSnapshot, ConnectorJobConfig, NamespaceConfig, ReplicationConfig
 from ferryman.jobs.outcomes import ConnectorOutcome
 from ferryman.jobs.schedules import InvalidSchedule, Schedule, from_document
@@ -154,7 +154,8 @@ class JobService:
         """A new name and/or config: ``config`` replaces the stored one, ``edit`` makes the new
         one from it (a PATCH's merge). A secret sent back masked keeps its stored value. A name
         that cannot be taken, or a config that does not fulfill the connector's spec (checked
-        with the secrets it would store), is refused before anything is written."""
+        with the secrets it would store), is refused before anything is written. An actor with
+        no spec kept has it fetched now, and kept with the new config."""
         if name is not None and name != actor.name:
             check_new_name(actor.kind, name)
             _refuse_taken_name(actor.kind, name, partial(self.store.get_actor, actor.kind))
@@ -169,11 +170,15 @@ class JobService:
         made from: when another edit landed first (two PATCHes at once), it is made again from
         the newer config, so neither edit is lost and a masked secret keeps the newest value."""
         ref = parse_reference(actor.connector)
+        fetched = None if actor.spec is not None else self._spec_for_update(actor.connector)
         for _ in range(CONFIG_WRITE_TRIES):
             config = masking.restore_masked(edit(actor.config), actor)
             config = settle_paths(ref, config, Path.cwd(), self.settings.local_root)
-            check_config(actor.spec, config, actor.connector)  # with the secrets it will store
+            spec = actor.spec if actor.spec is not None else fetched
+            check_config(spec, config, actor.connector)  # with the secrets it will store
             if self.store.update_actor_config(actor.id, config, expected=actor.config):
+                if actor.spec is None and fetched is not None:  # kept with the config, not before
+                    self.store.set_actor_spec(actor.id, actor.connector, fetched)
                 return
             actor = self.store.get_actor_by_id(actor.kind, actor.id)
         raise StaleWrite(f"the configuration of {actor.kind} {actor.name!r} keeps changing; send it again")
@@ -183,6 +188,15 @@ class JobService:
         reference that cannot be resolved (a package that will not install) raises."""
         resolved = resolve(parse_reference(connector), self.settings.venvs)
         return connector_spec(resolved, ConnectorLauncher(), self.settings.workspace, self.settings.lifecycle)
+
+    def _spec_for_update(self, connector: str) -> dict[str, Any] | None:
+        """The spec of an actor that has none kept (its ``spec`` failed at create, or an older
+        Ferryman made it), fetched as create does; None when it still cannot be had, so the
+        update goes on unchecked as before rather than fail for a connector that will not run."""
+        try:
+            return self.fetch_spec(connector)
+        except FerrymanError:  # a package that no longer installs, an image that will not pull
+            return None
 
     # -- read views: what a surface may show ----------------------------------------------------
 

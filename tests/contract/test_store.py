@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from ferryman.engines.execution import decide_retry
-from ferryman.errors import UserInputError
+from ferryman.errors import ConfigSpecError, UserInputError
 from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
 from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import AttemptStatus, IllegalTransition, JobStatus, JobType
@@ -88,6 +89,32 @@ def test_a_config_written_from_a_stale_read_keeps_what_was_written_since(store: 
     assert store.update_actor_config(fresh.id, {"count": 4}, expected=stale.config) is False
     assert store.get_actor("source", "s") == fresh  # a compare-and-set that missed wrote nothing
     assert store.update_actor_config(fresh.id, {"count": 4}, expected=fresh.config) is True
+
+
+def test_a_spec_is_kept_on_an_actor_that_still_runs_its_connector(store: SqlJobStore) -> None:
+    """An actor made without a spec (by an older Ferryman, or when the connector's ``spec``
+    failed) keeps the one fetched later; its config is left as it is, and a spec fetched for a
+    connector the actor no longer runs is not kept."""
+    spec = {"connectionSpecification": {"properties": {"blob": {"type": "string", "airbyte_secret": True}}}}
+    source = store.create_actor("source", "s", "builtin:source-bench", {"count": 1, "blob": "b"})
+    other = store.create_actor("source", "o", "builtin:source-bench", {"count": 2})
+    assert source.spec is None
+
+    store.set_actor_spec(source.id, "builtin:other", spec)
+    assert store.get_actor("source", "s").spec is None
+    store.set_actor_spec(source.id, "builtin:source-bench", spec)
+    assert store.get_actor("source", "s") == replace(source, spec=spec)
+    assert store.get_actor("source", "o") == other  # one actor's spec, not every one of its connector
+
+    # An update of its config fetches the spec as create does: a config it refuses is refused
+    # (and nothing is kept), one it allows is stored with the spec.
+    service = JobService(store)
+    with pytest.raises(ConfigSpecError, match="'count' must be an integer"):
+        service.update_actor(other, config={"count": "many"})
+    assert store.get_actor("source", "o") == other
+    updated = service.update_actor(other, config={"count": 3})
+    assert updated.config == {"count": 3}
+    assert updated.spec is not None and updated.spec == service.fetch_spec("builtin:source-bench")
 
 
 def test_connections_name_their_actors_and_keep_them_alive(store: SqlJobStore) -> None:
