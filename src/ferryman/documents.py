@@ -34,6 +34,15 @@ def load_config(text: str, what: str) -> dict[str, Any]:
     return document
 
 
+def merged(stored: Any, sent: Any) -> Any:
+    """``sent`` merged into ``stored`` as Airbyte merges a PATCH's configuration: an object sent
+    where an object is stored is merged key by key; anything else sent replaces what is stored
+    (arrays whole); keys not sent are kept, secrets included."""
+    if not isinstance(stored, dict) or not isinstance(sent, dict):
+        return sent
+    return {**stored, **{key: merged(stored.get(key), value) for key, value in sent.items()}}
+
+
 def _load(text: str, what: str) -> Any:
     stripped = text.strip()
     if stripped.startswith(("{", "[")):

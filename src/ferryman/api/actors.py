@@ -13,6 +13,7 @@ from ferryman.api.context import Context, Limit, Offset, check_workspaces, not_f
 from ferryman.api.documents import actor_doc, workspace_doc
 from ferryman.api.models import ok
 from ferryman.api.problems import Problem
+from ferryman.documents import merged
 from ferryman.store.base import Actor, NotFound
 
 router = APIRouter()
@@ -93,15 +94,6 @@ def _actor(context: Context, kind: str, ident: str) -> Actor:
         return context.store.get_actor_by_uuid(kind, ident)
     except NotFound:
         raise not_found(kind, ident) from None
-
-
-def merged(stored: Any, sent: Any) -> Any:
-    """``sent`` merged into ``stored`` as Airbyte merges a PATCH's configuration: an object sent
-    where an object is stored is merged key by key; anything else sent replaces what is stored
-    (arrays whole); keys not sent are kept, secrets included."""
-    if not isinstance(stored, dict) or not isinstance(sent, dict):
-        return sent
-    return {**stored, **{key: merged(stored.get(key), value) for key, value in sent.items()}}
 
 
 def _update(

@@ -13,7 +13,7 @@ import typer
 
 from ferryman.cli.common import JsonOption, escape, guarded, note, out, print_json, say, when
 from ferryman.cli.context import DESTINATION, SOURCE, job_service
-from ferryman.documents import load_config
+from ferryman.documents import load_config, merged
 from ferryman.errors import UserInputError
 from ferryman.masking import actor_secrets
 from ferryman.secrets import mask_strings
@@ -106,6 +106,53 @@ def actor_app(kind: str) -> typer.Typer:
             if actor.connector != connector and not json:
                 note(f"{connector} pinned to the version installed now: {actor.connector}")
             _show(actor, json)
+            return 0
+
+        guarded(action)
+
+    @app.command("update")
+    def update(
+        name: NameArgument,
+        config: Annotated[
+            str | None,
+            typer.Option(
+                "--config",
+                "-c",
+                help="JSON/YAML file or inline JSON that replaces the stored config (a secret given as"
+                " ********** keeps its stored value).",
+            ),
+        ] = None,
+        merge: Annotated[
+            str | None,
+            typer.Option(
+                "--merge",
+                help="JSON/YAML file or inline JSON merged into the stored config key by key, as the"
+                ' API\'s PATCH: e.g. --merge \'{"password": "new"}\' changes that field alone.',
+            ),
+        ] = None,
+        rename: Annotated[
+            str | None, typer.Option("--name", help="A new name, unique among its kind.")
+        ] = None,
+        json: JsonOption = False,
+    ) -> None:
+        """Change its config (checked against the connector's spec) or its name."""
+
+        def action() -> int:
+            if config is not None and merge is not None:
+                raise UserInputError("give --config (the whole config) or --merge (some fields), not both")
+            if config is None and merge is None and rename is None:
+                raise UserInputError("nothing to change: give --config, --merge or --name")
+            replacing = None if config is None else load_config(config, "--config")
+            sent = None if merge is None else load_config(merge, "--merge")
+            with job_service() as service:
+                actor = service.store.get_actor(kind, name)
+                if sent is not None:  # merged into the config stored when the write lands
+                    updated = service.update_actor(
+                        actor, rename, edit=lambda stored: merged(stored or {}, sent)
+                    )
+                else:
+                    updated = service.update_actor(actor, rename, replacing)
+            _show(updated, json)
             return 0
 
         guarded(action)
