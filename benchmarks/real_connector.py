@@ -4,7 +4,8 @@
                                         [--interval 0.05] [--cache-dir ~/.cache/ferryman-bench]
 
 airbyte-source-faker 7.2.1, config ``{"count": N, "seed": S}``, all three streams (products,
-users, purchases) full refresh, interleaved per round (bare, Ferryman, ad hoc, PyAirbyte):
+users, purchases) full refresh, interleaved per round (bare, Ferryman, Ferryman into devnull, ad
+hoc, PyAirbyte):
 
 - **bare**: ``source-faker read --config ... --catalog ...`` with stdout to /dev/null; the
   configured catalog (every stream, full refresh, overwrite) is made once from its discover,
@@ -15,6 +16,9 @@ users, purchases) full refresh, interleaved per round (bare, Ferryman, ad hoc, P
   ``destinations create`` (builtin:destination-duckdb), ``connections create --full-refresh``
   (faker's discover). Timed: ``ferryman connections sync bench --json``. The aim is judged on
   this row.
+- **Ferryman into devnull** (``devnull``): the same stored connection with
+  ``builtin:destination-devnull`` in place of DuckDB: Ferryman's own cost (start, record path,
+  state saves, end) without a destination's load competing with the source for the CPU.
 - **Ferryman ad hoc** (``adhoc``): ``ferryman sync --source pypi:airbyte-source-faker==7.2.1
   --destination builtin:destination-duckdb --full-refresh --json`` in a fresh FERRYMAN_HOME,
   which runs faker's discover (and, the first time a venv is used, its spec) before the read.
@@ -68,7 +72,7 @@ from _venvs import DEFAULT_CACHE_DIR, FAKER, prepare_tools  # noqa: E402
 
 STREAMS = ("products", "users", "purchases")
 CONNECTION = "bench"
-TOOLS = ("bare", "ferryman", "adhoc", "pyairbyte")
+TOOLS = ("bare", "ferryman", "devnull", "adhoc", "pyairbyte")
 
 
 @dataclass
@@ -166,12 +170,19 @@ def ferryman_home(workdir: Path, cache_dir: Path, name: str) -> dict[str, str]:
     return env
 
 
-def create_connection(env: dict[str, str], config: dict[str, Any], target: Path) -> None:
-    """Faker, the DuckDB destination and a full-refresh connection between them: the set-up a
-    user does once, untimed (like the bare run's catalog)."""
+def create_connection(env: dict[str, str], config: dict[str, Any], target: Path | None) -> None:
+    """Faker, the DuckDB destination (``target`` None: destination-devnull) and a full-refresh
+    connection between them: the set-up a user does once, untimed (like the bare run's catalog)."""
     ferryman = [sys.executable, "-m", "ferryman"]
     source = ["--connector", f"pypi:{FAKER[0]}=={FAKER[1]}", "--config", json.dumps(config)]
-    destination = ["--connector", "builtin:destination-duckdb", "--config", json.dumps({"path": str(target)})]
+    destination = ["--connector", "builtin:destination-devnull"]
+    if target is not None:
+        destination = [
+            "--connector",
+            "builtin:destination-duckdb",
+            "--config",
+            json.dumps({"path": str(target)}),
+        ]
     steps = [
         ["sources", "create", "faker", *source],
         ["destinations", "create", "duckdb", *destination],
@@ -247,9 +258,9 @@ def main() -> None:
                     if tool == "bare":
                         command = [str(executable), "read", "--config", str(config_path)]
                         command += ["--catalog", str(catalog_path)]
-                    elif tool == "ferryman":
+                    elif tool in ("ferryman", "devnull"):
                         env = ferryman_home(workdir, cache_dir, f"{tool}-{count}-{number}")
-                        create_connection(env, config, target)
+                        create_connection(env, config, target if tool == "ferryman" else None)
                         command = [sys.executable, "-m", "ferryman", "connections", "sync", CONNECTION]
                         command.append("--json")
                     elif tool == "adhoc":
@@ -270,17 +281,17 @@ def main() -> None:
                         command = [str(python), str(runner), json.dumps({**job, "path": str(target)})]
                         env.update(AIRBYTE_OFFLINE_MODE="1", DO_NOT_TRACK="1")
                     measured = measure(command, env, out, args.interval)
-                    if tool != "bare":
+                    if tool == "bare":  # the connector is the root: its own CPU is the source's too
+                        bare_seconds = measured.seconds
+                        measured.source_cpu += measured.worker_cpu
+                        measured.worker_cpu = 0.0
+                        measured.source_starts = 1
+                    elif tool != "devnull":  # devnull stores nothing to count
                         counts = count_rows(target)
                         stored = stored or counts
                         if counts != stored:
                             raise SystemExit(f"{tool} stored {counts}, another tool {stored}")
                         target.unlink()
-                    else:  # the connector is the root: its own CPU is the source's too
-                        bare_seconds = measured.seconds
-                        measured.source_cpu += measured.worker_cpu
-                        measured.worker_cpu = 0.0
-                        measured.source_starts = 1
                     # faker makes 100 products, N users and N purchases (checked against the tools' counts)
                     records = sum(stored.values()) if stored else count + 100 + count
                     ratio = bare_seconds / measured.seconds if bare_seconds else float("nan")
