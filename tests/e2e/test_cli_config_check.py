@@ -150,27 +150,3 @@ def test_faker_from_pypi_refuses_fields_of_the_wrong_type(
     )
     cli("sources", "create", "f", "--connector", FAKER_REF, "--config", '{"count": 10, "seed": 42}')
     assert cli.json("sources", "show", "f")["config"] == {"count": 10, "seed": 42}
-
-
-def test_an_ad_hoc_sync_checks_both_configs_before_it_runs_anything(tmp_path: Path) -> None:
-    # The ad-hoc sync stores no source or destination, but a config its connector's spec refuses
-    # is refused the same way, before a discover or a read starts (and a destination writes).
-    cli = Cli(tmp_path / "home")
-    target = tmp_path / "out.duckdb"
-    bad_source = json.dumps({"count": "many", "api_key": [SECRET]})
-    good_target = json.dumps({"path": str(target)})
-    line = cli.bad_input(
-        "sync", "--source", "builtin:source-bench", "--source-config", bad_source,
-        "--destination", "builtin:destination-duckdb", "--destination-config", good_target,
-    )  # fmt: skip
-    assert line == (
-        "error: the configuration does not fulfill the specification of builtin:source-bench: "
-        "'count' must be an integer; 'api_key' must be a string"
-    )
-    line = cli.bad_input(
-        "sync", "--source", "builtin:source-bench", "--source-config", '{"count": 5}',
-        "--destination", "builtin:destination-duckdb", "--destination-config", '{"path": 5}',
-    )  # fmt: skip
-    assert line.endswith("builtin:destination-duckdb: 'path' must be a string")
-    assert not target.exists() and not list((cli.home / "workspace").glob("*/0/logs.log"))  # no sync ran
-    assert all(SECRET not in text for text in cli.printed)

@@ -134,15 +134,11 @@ class Replication:
         json: bool,
         reset: bool,
     ) -> int:
-        from ferryman.protocol.spec_check import check_config
         from ferryman.workers import ReplicationStatus
 
         initial_state = load_state(load_document(str(state), "--state")) if state else []
         names = stream_names(streams)
         cancel = cancel_on_signals()
-        for given in (self.source, self.destination):  # as for a saved source or destination
-            spec = self.runner.spec(given.connector, cancel).spec
-            check_config(spec, given.config, str(given.connector.ref))
         catalog = self.runner.configured_catalog(
             self.source,
             names,
