@@ -158,6 +158,15 @@ def builtin(name: str) -> ResolvedConnector:
     return resolve(parse_reference(f"builtin:{name}"), Path("/nonexistent"))
 
 
+def scripted_source(tmp_path: Path, name: str = "scripted-source") -> Path:
+    """An executable that runs tests/connectors/scripted_source.py with this interpreter: for
+    ``exec:`` references (its spec, when set, from ``SCRIPTED_SPEC_STEPS`` in its environment)."""
+    script = tmp_path / name
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / "scripted_source.py"}" "$@"\n')
+    script.chmod(0o755)
+    return script
+
+
 def test_connector(name: str) -> ResolvedConnector:
     """A misbehaving connector from tests/connectors, run with this interpreter."""
     path = TEST_CONNECTORS / f"{name}.py"

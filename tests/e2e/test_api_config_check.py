@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,10 @@ import httpx
 import pytest
 
 from ferryman.store import open_store
+from tests.conftest import scripted_source
 from tests.e2e.api_server import Server, ferryman, running_server
 from tests.e2e.test_cli_config_check import SECRET, SPEC
 
-TEST_CONNECTORS = Path(__file__).resolve().parent.parent / "connectors"
 GOOD = {"start_date": "2024-01-01", "credentials": {"auth_type": "key", "api_key": "sk-0123456789abcdef"}}
 
 
@@ -28,9 +27,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Server, str]]:
     """A server whose ``vault`` source definition runs the scripted source with ``SPEC``."""
     home = tmp_path / "home"
     home.mkdir()
-    script = tmp_path / "scripted-source"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / "scripted_source.py"}" "$@"\n')
-    script.chmod(0o755)
+    script = scripted_source(tmp_path)
     added = ferryman(home, "definitions", "add", "vault", f"exec:{script}", "--kind", "source")
     assert added.returncode == 0, added.stderr
     with running_server(home, env={"SCRIPTED_SPEC_STEPS": json.dumps([{"spec": SPEC}])}) as server:

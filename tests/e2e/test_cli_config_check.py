@@ -5,13 +5,12 @@ stored, and never the value that was sent (it may be a secret)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from ferryman.connectors import ResolvedConnector
-from tests.conftest import FAKER_REF, TEST_CONNECTORS
+from tests.conftest import FAKER_REF, scripted_source
 from tests.e2e.test_cli_jobs import Cli
 
 SECRET = "sk-NOT-valid-3f9e7a1c5b"  # fails the key's pattern: must appear nowhere
@@ -100,9 +99,7 @@ def test_a_oneof_is_told_by_the_choice_picked_and_a_secret_that_fails_its_patter
     tmp_path: Path,
 ) -> None:
     cli = Cli(tmp_path / "home", SCRIPTED_SPEC_STEPS=json.dumps([{"spec": SPEC}]))
-    script = tmp_path / "scripted-source"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / "scripted_source.py"}" "$@"\n')
-    script.chmod(0o755)
+    script = scripted_source(tmp_path)
     connector = f"exec:{script}"
     spec_of = f"the configuration does not fulfill the specification of {connector}: "
 

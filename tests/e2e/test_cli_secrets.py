@@ -10,14 +10,13 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from ferryman.secrets import encoded_forms
 from ferryman.workers.attempt_log import MAX_LINE_CHARS
-from tests.conftest import TEST_CONNECTORS
+from tests.conftest import scripted_source
 from tests.e2e.test_cli_jobs import MASK, Cli
 
 # Named like nothing secret: only the kept spec says it is. A quote, a backslash, a tab and
@@ -36,13 +35,6 @@ SPEC = {
         },
     }
 }
-
-
-def scripted_source(tmp_path: Path) -> Path:
-    script = tmp_path / "scripted-source"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / "scripted_source.py"}" "$@"\n')
-    script.chmod(0o755)
-    return script
 
 
 def every_form(secret: str) -> set[str]:

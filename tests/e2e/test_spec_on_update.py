@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from ferryman.store import open_store
-from tests.conftest import TEST_CONNECTORS
+from tests.conftest import scripted_source
 from tests.e2e.api_server import running_server
 from tests.e2e.test_cli_jobs import Cli
 
@@ -34,10 +33,7 @@ SPEC = {
 
 
 def _scripted(tmp_path: Path) -> str:
-    script = tmp_path / "scripted-source"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / "scripted_source.py"}" "$@"\n')
-    script.chmod(0o755)
-    return f"exec:{script}"
+    return f"exec:{scripted_source(tmp_path)}"
 
 
 def _kept(home: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
