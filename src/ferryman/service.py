@@ -19,6 +19,7 @@ from ferryman import masking, views
 from ferryman.clock import Clock, SystemClock
 from ferryman.connectors import parse_reference, pin_reference, resolve
 from ferryman.connectors.config_paths import settle_paths
+from ferryman.documents import merged
 from ferryman.engines.base import Engine, StartsHere
 from ferryman.errors import FerrymanError, FieldError, UserInputError, WorkerError
 from ferryman.jobs.configs import ActorSnapshot, ConnectorJobConfig, NamespaceConfig, ReplicationConfig
@@ -150,15 +151,25 @@ class JobService:
         name: str | None = None,
         config: dict[str, Any] | None = None,
         edit: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        patch: dict[str, Any] | None = None,
     ) -> Actor:
         """A new name and/or config: ``config`` replaces the stored one, ``edit`` makes the new
-        one from it (a PATCH's merge). A secret sent back masked keeps its stored value. A name
+        one from it, ``patch`` is merged into it key by key (a PATCH's merge, the CLI's
+        ``--merge``; into the config stored when the write lands, not the one read now). A
+        secret sent back masked keeps its stored value. A name
         that cannot be taken, or a config that does not fulfill the connector's spec (checked
         with the secrets it would store), is refused before anything is written. An actor with
         no spec kept has it fetched now, and kept with the new config."""
         if name is not None and name != actor.name:
             check_new_name(actor.kind, name)
             _refuse_taken_name(actor.kind, name, partial(self.store.get_actor, actor.kind))
+        if patch is not None:
+            sent = patch
+
+            def edit(stored: dict[str, Any]) -> dict[str, Any]:
+                combined: dict[str, Any] = merged(stored or {}, sent)  # an object into an object
+                return combined
+
         if config is not None or edit is not None:
             self._write_config(actor, edit or (lambda _stored: config or {}))
         if name is not None and name != actor.name:

@@ -13,7 +13,6 @@ from ferryman.api.context import Context, Limit, Offset, check_workspaces, not_f
 from ferryman.api.documents import actor_doc, workspace_doc
 from ferryman.api.models import ok
 from ferryman.api.problems import Problem
-from ferryman.documents import merged
 from ferryman.store.base import Actor, NotFound
 
 router = APIRouter()
@@ -104,8 +103,7 @@ def _update(
     if config is not None:
         config.pop(f"{kind}Type", None)
     if config is not None and merge:
-        sent = config  # merged into the config stored when the write lands, not the one read now
-        updated = context.service.update_actor(actor, name, edit=lambda stored: merged(stored or {}, sent))
+        updated = context.service.update_actor(actor, name, patch=config)
     else:
         updated = context.service.update_actor(actor, name, config)
     return actor_doc(updated, context.lookups())

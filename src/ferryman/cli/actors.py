@@ -13,7 +13,7 @@ import typer
 
 from ferryman.cli.common import JsonOption, escape, guarded, note, out, print_json, say, when
 from ferryman.cli.context import DESTINATION, SOURCE, job_service
-from ferryman.documents import load_config, merged
+from ferryman.documents import load_config
 from ferryman.errors import UserInputError
 from ferryman.masking import actor_secrets
 from ferryman.secrets import mask_strings
@@ -146,12 +146,7 @@ def actor_app(kind: str) -> typer.Typer:
             sent = None if merge is None else load_config(merge, "--merge")
             with job_service() as service:
                 actor = service.store.get_actor(kind, name)
-                if sent is not None:  # merged into the config stored when the write lands
-                    updated = service.update_actor(
-                        actor, rename, edit=lambda stored: merged(stored or {}, sent)
-                    )
-                else:
-                    updated = service.update_actor(actor, rename, replacing)
+                updated = service.update_actor(actor, rename, replacing, patch=sent)
             _show(updated, json)
             return 0
 
