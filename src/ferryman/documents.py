@@ -34,6 +34,22 @@ def load_config(text: str, what: str) -> dict[str, Any]:
     return document
 
 
+MAX_CONFIG_DEPTH = 64  # Airbyte configs nest a few levels; this is far past any real one
+
+
+def refuse_deep(config: Any, what: str = "the configuration", limit: int = MAX_CONFIG_DEPTH) -> None:
+    """One line for a config nested more than ``limit`` levels deep, found without recursion:
+    whatever walks a config later (paths, masking, the spec check, the store) recurses, and
+    Python's stack ends near 1,000 frames, well within what a JSON parser accepts."""
+    stack = [(config, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            raise UserInputError(f"{what} nests more than {limit} levels deep; no connector's config does")
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
 def merged(stored: Any, sent: Any) -> Any:
     """``sent`` merged into ``stored`` as Airbyte merges a PATCH's configuration: an object sent
     where an object is stored is merged key by key; anything else sent replaces what is stored

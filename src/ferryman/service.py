@@ -19,7 +19,7 @@ from ferryman import masking, views
 from ferryman.clock import Clock, SystemClock
 from ferryman.connectors import parse_reference, pin_reference, resolve
 from ferryman.connectors.config_paths import settle_paths
-from ferryman.documents import merged
+from ferryman.documents import merged, refuse_deep
 from ferryman.engines.base import Engine, StartsHere
 from ferryman.errors import FerrymanError, FieldError, UserInputError, WorkerError
 from ferryman.jobs.configs import ActorSnapshot, ConnectorJobConfig, NamespaceConfig, ReplicationConfig
@@ -137,6 +137,7 @@ class JobService:
             raise UserInputError(
                 f"container limits apply to docker: connectors only, and {connector} runs as a local process"
             )
+        refuse_deep(config)  # before anything walks it
         config = settle_paths(ref, config, Path.cwd(), self.settings.local_root, on_note)
         connector = pin_reference(connector, self.settings.venvs)  # installs a PyPI connector now
         spec = self.fetch_spec(connector)
@@ -183,7 +184,9 @@ class JobService:
         ref = parse_reference(actor.connector)
         fetched = None if actor.spec is not None else self._spec_for_update(actor.connector)
         for _ in range(CONFIG_WRITE_TRIES):
-            config = masking.restore_masked(edit(actor.config), actor)
+            config = edit(actor.config)
+            refuse_deep(config)  # before anything walks it
+            config = masking.restore_masked(config, actor)
             config = settle_paths(ref, config, Path.cwd(), self.settings.local_root)
             spec = actor.spec if actor.spec is not None else fetched
             check_config(spec, config, actor.connector)  # with the secrets it will store

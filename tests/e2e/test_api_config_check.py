@@ -130,3 +130,33 @@ def test_the_web_form_shows_the_problem_without_the_secret_typed(served: tuple[S
         assert "&#39;credentials.api_key&#39; must match the pattern" in page.text
         assert SECRET not in page.text
         assert _stored(server) == []
+
+
+def deep(levels: int) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    inner = config
+    for _ in range(levels):
+        inner["n"] = {}
+        inner = inner["n"]
+    return config
+
+
+def test_a_configuration_nested_900_levels_deep_is_a_4xx_not_a_500(served: tuple[Server, str]) -> None:
+    # Valid JSON, but what walks a config (its paths, the masking, the spec check) recursed past
+    # Python's stack: a 500 with a RecursionError in the server's log.
+    server, _ = served
+    with httpx.Client(base_url=server.v1, timeout=60) as client:
+        workspace = client.get("/workspaces").json()["data"][0]["workspaceId"]
+        body = {
+            "name": "deep",
+            "workspaceId": workspace,
+            "configuration": {"sourceType": "vault", **deep(900)},
+        }
+        answer = client.post("/sources", json=body)
+        assert 400 <= answer.status_code < 500, answer.text
+        assert "nests more than 64 levels deep" in answer.text
+        created = client.post("/sources", json={**body, "configuration": {"sourceType": "vault", **GOOD}})
+        assert created.status_code == 200, created.text
+        patched = client.patch(f"/sources/{created.json()['sourceId']}", json={"configuration": deep(900)})
+        assert 400 <= patched.status_code < 500, patched.text
+    assert _stored(server) == [GOOD]

@@ -89,3 +89,24 @@ def test_a_destination_is_pointed_at_a_new_file(tmp_path: Path) -> None:
         "'path' must be a string"
     )
     assert cli.json("destinations", "show", "d")["config"] == {"path": str(second)}
+
+
+def test_a_config_nested_900_levels_deep_is_one_line_on_create_and_update(tmp_path: Path) -> None:
+    # Valid JSON, but the walk that makes its paths absolute recursed past Python's stack: a
+    # RecursionError traceback.
+    cli = Cli(tmp_path / "home")
+    config: dict[str, Any] = {"count": 5}
+    inner = config
+    for _ in range(900):
+        inner["n"] = {}
+        inner = inner["n"]
+    deep = tmp_path / "deep.json"
+    deep.write_text(json.dumps(config))
+    expected = "error: the configuration nests more than 64 levels deep; no connector's config does"
+    assert (
+        cli.bad_input("sources", "create", "s", "--connector", "builtin:source-bench", "--config", str(deep))
+        == expected
+    )
+    cli("sources", "create", "s", "--connector", "builtin:source-bench", "--config", '{"count": 5}')
+    assert cli.bad_input("sources", "update", "s", "--merge", str(deep)) == expected
+    assert stored_config(cli, "s") == {"count": 5}
