@@ -22,9 +22,11 @@ MAX_EXPANDED_VALUES = 1_000_000
 def load_document(text: str, what: str) -> Any:
     """A JSON or YAML file, or inline JSON; ``what`` names it in errors (``--config``, ``STATE``)."""
     try:
-        return _load(text, what)
+        document = _load(text, what)
     except RecursionError:
         raise UserInputError(f"{what}: nested too deeply to read") from None
+    refuse_deep(document, what)
+    return document
 
 
 def load_config(text: str, what: str) -> dict[str, Any]:
@@ -45,7 +47,9 @@ def refuse_deep(config: Any, what: str = "the configuration", limit: int = MAX_C
     while stack:
         value, depth = stack.pop()
         if depth > limit:
-            raise UserInputError(f"{what} nests more than {limit} levels deep; no connector's config does")
+            raise UserInputError(
+                f"{what} nests more than {limit} levels deep; no connector's config or state does"
+            )
         children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 

@@ -558,6 +558,7 @@ class JobService:
         """Replace the state; the masked state's strings sent back unchanged keep their stored
         values. Returns the state as shown. Refused while a sync or reset of the connection is
         live: its attempts read the state at their start and save over it."""
+        refuse_deep(document, "the state")  # before anything walks it
         state = load_state(document)  # a malformed state is refused before anything is checked
         self._refuse_if_live(conn, "changing its state")
         return self._edit_state(conn, partial(self._restore_masked_state, conn, state))

@@ -91,9 +91,9 @@ def test_a_destination_is_pointed_at_a_new_file(tmp_path: Path) -> None:
     assert cli.json("destinations", "show", "d")["config"] == {"path": str(second)}
 
 
-def test_a_config_nested_900_levels_deep_is_one_line_on_create_and_update(tmp_path: Path) -> None:
-    # Valid JSON, but the walk that makes its paths absolute recursed past Python's stack: a
-    # RecursionError traceback.
+def test_a_config_or_state_nested_900_levels_deep_is_one_line(tmp_path: Path) -> None:
+    # Valid JSON, but what walks a config or state (making its paths absolute, masking it)
+    # recursed past Python's stack: a RecursionError traceback.
     cli = Cli(tmp_path / "home")
     config: dict[str, Any] = {"count": 5}
     inner = config
@@ -102,11 +102,23 @@ def test_a_config_nested_900_levels_deep_is_one_line_on_create_and_update(tmp_pa
         inner = inner["n"]
     deep = tmp_path / "deep.json"
     deep.write_text(json.dumps(config))
-    expected = "error: the configuration nests more than 64 levels deep; no connector's config does"
+    too_deep = "nests more than 64 levels deep; no connector's config or state does"
+    bench = ["--connector", "builtin:source-bench"]
     assert (
-        cli.bad_input("sources", "create", "s", "--connector", "builtin:source-bench", "--config", str(deep))
-        == expected
+        cli.bad_input("sources", "create", "s", *bench, "--config", str(deep))
+        == f"error: --config {too_deep}"
     )
-    cli("sources", "create", "s", "--connector", "builtin:source-bench", "--config", '{"count": 5}')
-    assert cli.bad_input("sources", "update", "s", "--merge", str(deep)) == expected
+    cli("sources", "create", "s", *bench, "--config", '{"count": 5}')
+    assert cli.bad_input("sources", "update", "s", "--merge", str(deep)) == f"error: --merge {too_deep}"
     assert stored_config(cli, "s") == {"count": 5}
+    # The ad-hoc sync's config and a state set by hand went the same way.
+    adhoc = cli.bad_input("sync", "--source", "builtin:source-bench", "--source-config", str(deep))
+    assert adhoc == f"error: --source-config {too_deep}"
+    cli("destinations", "create", "d", "--connector", "builtin:destination-devnull")
+    cli("connections", "create", "c", "--source", "s", "--destination", "d")
+    state = [
+        {"type": "STREAM", "stream": {"stream_descriptor": {"name": "stream_0"}, "stream_state": config}}
+    ]
+    deep_state = tmp_path / "state.json"
+    deep_state.write_text(json.dumps(state))
+    assert cli.bad_input("state", "set", "c", str(deep_state)) == f"error: STATE {too_deep}"

@@ -96,3 +96,21 @@ def test_a_stream_named_twice_is_refused_and_good_states_pass() -> None:
     restart = _stream(stream_descriptor={"name": "orders", "namespace": "shop"}, stream_state=None)
     assert load_state([users, restart]) == [users, restart]
     assert load_state({"cursor": 3}) == [{"type": "LEGACY", "data": {"cursor": 3}}]
+
+
+def test_refuse_deep_counts_levels_without_recursing() -> None:
+    from ferryman.documents import refuse_deep
+
+    def nested(levels: int) -> dict[str, Any]:
+        document: dict[str, Any] = {}
+        inner = document
+        for _ in range(levels - 1):
+            inner["n"] = [{}]
+            inner = inner["n"][0]
+        return document
+
+    refuse_deep(nested(32), "--config")  # 32 objects in 31 lists: 63 levels
+    with pytest.raises(UserInputError, match=r"^--config nests more than 64 levels deep"):
+        refuse_deep(nested(33), "--config")
+    with pytest.raises(UserInputError):  # far past the stack: found by a loop, not recursion
+        refuse_deep(nested(200_000), "the state")
