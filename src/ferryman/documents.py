@@ -36,7 +36,9 @@ def load_config(text: str, what: str) -> dict[str, Any]:
     return document
 
 
-MAX_CONFIG_DEPTH = 64  # Airbyte configs nest a few levels; this is far past any real one
+MAX_CONFIG_DEPTH = (
+    200  # a declarative manifest with inline schemas nests tens of levels; walkers need 2 frames a level
+)
 
 
 def refuse_deep(config: Any, what: str = "the configuration", limit: int = MAX_CONFIG_DEPTH) -> None:

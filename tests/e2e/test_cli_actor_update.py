@@ -102,7 +102,7 @@ def test_a_config_or_state_nested_900_levels_deep_is_one_line(tmp_path: Path) ->
         inner = inner["n"]
     deep = tmp_path / "deep.json"
     deep.write_text(json.dumps(config))
-    too_deep = "nests more than 64 levels deep; no connector's config or state does"
+    too_deep = "nests more than 200 levels deep; no connector's config or state does"
     bench = ["--connector", "builtin:source-bench"]
     assert (
         cli.bad_input("sources", "create", "s", *bench, "--config", str(deep))

@@ -109,8 +109,8 @@ def test_refuse_deep_counts_levels_without_recursing() -> None:
             inner = inner["n"][0]
         return document
 
-    refuse_deep(nested(32), "--config")  # 32 objects in 31 lists: 63 levels
-    with pytest.raises(UserInputError, match=r"^--config nests more than 64 levels deep"):
-        refuse_deep(nested(33), "--config")
+    refuse_deep(nested(100), "--config")  # 100 objects in 99 lists: 199 levels
+    with pytest.raises(UserInputError, match=r"^--config nests more than 200 levels deep"):
+        refuse_deep(nested(101), "--config")
     with pytest.raises(UserInputError):  # far past the stack: found by a loop, not recursion
         refuse_deep(nested(200_000), "the state")
