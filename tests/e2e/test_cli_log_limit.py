@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from tests.e2e.api_server import running_server
-from tests.e2e.test_cli_jobs import Cli
+from tests.e2e.test_cli_jobs import Cli, wait_for
 from tests.e2e.test_cli_wedged import scripted_connection
 
 LIMIT_MB = 1  # the default is 256 MiB; a test shows the cut with a little of it
@@ -111,3 +111,38 @@ def test_a_source_in_a_loop_of_log_messages_keeps_its_log_under_the_limit_and_su
     assert sum("of connector output left out of this log" in line for line in lines) == 1
     assert any(line.endswith("source INFO the end of the read") for line in lines)
     assert lines[-1].endswith(f"job {job_id} attempt 0 ended: job is succeeded")
+
+
+def test_a_sync_killed_past_the_limit_keeps_the_connectors_last_lines(tmp_path: Path) -> None:
+    """Past the limit, the connectors' last lines wait to be written at the end. A SIGKILLed sync
+    never gets there: the next command's recovery of its attempt writes them from the file the
+    worker kept beside the log. Before, they died with the process: the lines that say why."""
+    cli = _cli(tmp_path)
+    started, release = tmp_path / "started", tmp_path / "release"
+    steps = [
+        {"records": 5},
+        {"state": {"name": "users"}},
+        {"stderr": NOISE, "repeat": 20_000},  # ~2.6 MB: past the 1 MiB limit
+        {"stderr": "last words of the source"},
+        {"touch": str(started)},
+        {"wait_for_file": str(release), "timeout": 600},
+    ]
+    scripted_connection(cli, tmp_path, steps, tmp_path / "out.jsonl")
+    sync = cli.start("connections", "sync", "conn")
+    wait_for(started.exists, "the source to write its lines")
+    (running,) = cli.json("jobs", "list", "--type", "sync")["jobs"]
+    job_id = str(running["id"])
+    ring = tmp_path / "home" / "workspace" / job_id / "0" / "logs.log.tail"
+    # The worker reads stderr on a thread of its own: wait until it has taken the last line.
+    wait_for(lambda: ring.exists() and b"last words of the source" in ring.read_bytes(), "the last line")
+    sync.kill()
+    cli.finish(sync)
+    release.touch()  # the next sync (which recovers the killed one's attempt) runs to its end
+
+    cli("connections", "sync", "conn")
+    (killed,) = [j for j in cli.json("jobs", "list", "--type", "sync")["jobs"] if str(j["id"]) == job_id]
+    assert killed["status"] == "failed"
+    lines = cli.json("jobs", "logs", job_id, "--tail", "600")["lines"]
+    assert any(line.endswith("source INFO last words of the source 0") for line in lines[-5:]), lines[-5:]
+    assert any("the worker ended before writing the connectors' last lines" in line for line in lines)
+    assert not ring.exists()

@@ -48,6 +48,7 @@ from ferryman.launchers.docker import LABEL, list_containers, remove_containers,
 from ferryman.settings import Settings
 from ferryman.store.base import Attempt, Job, JobStore, NotFound
 from ferryman.workers import files
+from ferryman.workers.attempt_log import recover_tail
 
 # How often an engine looks for containers nobody will stop (and at its first pass).
 _SWEEP_EVERY_S = 60.0
@@ -331,6 +332,10 @@ class LocalEngine:
         now = self.clock.now()
         self._kill_leftovers(attempt)
         files.forget_configs(Path(attempt.log_path).parent)
+        # Past its size limit, the log's last connector lines were only in the dead worker's
+        # memory and in the file beside the log: they tell why the job died, keep them.
+        with contextlib.suppress(OSError):
+            recover_tail(Path(attempt.log_path))
         failure = FailureReason.of(
             FailureOrigin.PLATFORM, FailureType.SYSTEM_ERROR, why, int(time.time() * 1000)
         )

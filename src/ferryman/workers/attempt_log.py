@@ -10,6 +10,12 @@ connectors' lines are kept only in a ring of the last few (``TAIL_KEEP_*``), wri
 of what was left out when the connectors are done (:meth:`AttemptLog.flush_tail`); the worker's
 and the platform's own lines (a stop, a failure, the attempt's end) are still written at once.
 Nothing is stopped for logging too much: the sync goes on as before.
+
+The ring is also on disk, in ``logs.log.tail`` beside the log: each line is appended to it as it
+comes, and the file is rewritten with the ring alone once it holds twice the ring's size. A worker
+killed with SIGKILL (or a power cut) never writes its ring; the engine that recovers its attempt
+moves the file's last lines to the log (:func:`recover_tail`), so the connectors' last words,
+the ones that tell why a job died, are not lost with the process.
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ TAIL_KEEP_BYTES = 1 << 20
 # ... and how far our own lines may take the log beyond it. Our lines are few (a stop, a
 # failure), but some repeat once per thing a connector does (a stream not in the catalog).
 OWN_RESERVE_BYTES = 1 << 20
+TAIL_SUFFIX = ".tail"  # logs.log.tail: the ring, on disk, while it is not written to the log
+
+
+def tail_path(log_path: Path) -> Path:
+    return log_path.with_name(log_path.name + TAIL_SUFFIX)
 
 
 class AttemptLog:
@@ -60,6 +71,8 @@ class AttemptLog:
         self._tail: deque[bytes] = deque()
         self._tail_bytes = 0
         self._own_past_limit = 0
+        self._tail_fd = -1  # logs.log.tail, open while the ring holds lines
+        self._tail_file_bytes = 0
         self.left_out_lines = 0  # connector lines dropped for the limit (not counted as lost)
         self.left_out_bytes = 0
         self._noted = (0, 0)  # what the notes written so far told of
@@ -143,6 +156,36 @@ class AttemptLog:
             self._tail_bytes -= len(dropped)
             self.left_out_lines += 1
             self.left_out_bytes += len(dropped)
+        self._keep_on_disk(line)
+
+    def _keep_on_disk(self, line: bytes) -> None:
+        """Append ``line`` to the ring's file; past twice the ring's size, rewrite the file with
+        the ring alone (written aside, then renamed over: a kill mid-way leaves one whole file).
+        A failure only costs that copy: the ring in memory is still written at the end."""
+        try:
+            if self._tail_fd >= 0 and self._tail_file_bytes + len(line) <= 2 * self._tail_keep:
+                os.write(self._tail_fd, line)
+                self._tail_file_bytes += len(line)
+                return
+            self._drop_tail_fd()
+            path = tail_path(self.path)
+            aside = path.with_name(path.name + ".new")
+            fd = open_private(aside, os.O_WRONLY | os.O_TRUNC)
+            ring = b"".join(self._tail)
+            try:
+                os.write(fd, ring)
+                os.replace(aside, path)
+            except OSError:
+                os.close(fd)
+                raise
+            self._tail_fd, self._tail_file_bytes = fd, len(ring)
+        except OSError:
+            self._drop_tail_fd()
+
+    def _drop_tail_fd(self) -> None:
+        if self._tail_fd >= 0:
+            os.close(self._tail_fd)
+            self._tail_fd = -1
 
     def flush_tail(self) -> None:
         """Write the last lines kept past the limit, after one note of how much was left out
@@ -164,6 +207,8 @@ class AttemptLog:
             self._put(b"".join(self._tail))
             self._tail.clear()
             self._tail_bytes = 0
+            self._drop_tail_fd()
+            tail_path(self.path).unlink(missing_ok=True)  # written to the log now
 
     @staticmethod
     def _own_line(message: str) -> bytes:
@@ -199,6 +244,36 @@ class AttemptLog:
 
 
 _second: tuple[int, str] = (-1, "")  # the last second formatted: strftime costs more than a line
+
+
+def recover_tail(log_path: Path) -> bool:
+    """Move the ring a killed worker left in ``logs.log.tail`` to the end of ``log_path``, after
+    one note (its last ``TAIL_KEEP_LINES`` lines and ``TAIL_KEEP_BYTES`` at most, as the worker
+    would have written them). Returns whether there was one. Lines in it are masked already."""
+    path = tail_path(log_path)
+    try:
+        kept = path.read_bytes()
+    except OSError:  # none (the usual case), or unreadable: nothing to move
+        return False
+    lines = kept.splitlines(keepends=True)
+    if lines and not lines[-1].endswith(b"\n"):
+        lines.pop()  # a line cut by the kill, mid-write
+    lines = lines[-TAIL_KEEP_LINES:]
+    while lines and sum(map(len, lines)) > TAIL_KEEP_BYTES:
+        lines.pop(0)
+    if lines:
+        note = AttemptLog._own_line(
+            "the worker ended before writing the connectors' last lines (this log had reached "
+            f"FERRYMAN_MAX_ATTEMPT_LOG_MB); the last {len(lines)} it kept follow"
+        )
+        fd = open_private(log_path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, note + b"".join(lines))
+        finally:
+            os.close(fd)
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".new").unlink(missing_ok=True)
+    return True
 
 
 def _stamp() -> str:
