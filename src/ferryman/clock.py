@@ -5,7 +5,9 @@ Two questions are never answered by any engine's Clock, but by the store's own t
 engine is alive (heartbeats are stamped, and found stale, by it: ``JobStore.heartbeat``) and
 whether a retry's backoff is over (``JobStore.schedule_retry`` counts it from the store's time,
 ``JobStore.claim`` compares with it). So hosts whose clocks disagree never take each other for
-dead, nor start a retry early or late.
+dead, nor start a retry early or late. The Temporal workers' sweep judges by it too: whether a
+pending job is old enough for its missing workflow to be started, and when to ask Temporal again
+about a job.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from ferryman.engines.local import LocalEngine
 from ferryman.engines.temporal.engine import TemporalEngine, start_job
 from ferryman.engines.temporal.settings import RESUBMIT_AFTER_S, TemporalSettings
 from ferryman.engines.temporal.shapes import RUN_ATTEMPT
-from ferryman.engines.temporal.worker import TemporalWorker
+from ferryman.engines.temporal.worker import ASK_AGAIN_AFTER_S, TemporalWorker
 from ferryman.jobs.failures import FailureType
 from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
@@ -61,11 +61,13 @@ def temporal(temporal_address: str) -> TemporalSettings:
 class Worker:
     """A Temporal worker engine on a thread of the test process."""
 
-    def __init__(self, store: JobStore, home: Path, temporal: TemporalSettings, retry: RetryPolicy) -> None:
+    def __init__(
+        self, store: JobStore, home: Path, temporal: TemporalSettings, retry: RetryPolicy, ask_again_s: float
+    ) -> None:
         config = settings(home)
         local = LocalEngine(store, config, retry=retry, limits=LIMITS, heartbeat_interval_s=0.2)
         local.poll_interval_s = 0.05
-        self.engine = TemporalWorker(store, config, temporal, local=local)
+        self.engine = TemporalWorker(store, config, temporal, local=local, ask_again_s=ask_again_s)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.engine.run, args=(self.stop,), daemon=True)
         self.thread.start()
@@ -80,8 +82,14 @@ class Worker:
 def worker_for(store: JobStore, tmp_path: Path, temporal: TemporalSettings) -> Iterator[Any]:
     started: list[Worker] = []
 
-    def start(retry: RetryPolicy | None = None, temporal: TemporalSettings = temporal) -> Worker:
-        started.append(Worker(store, tmp_path, temporal, retry or RetryPolicy(backoff_min_s=0.01)))
+    def start(
+        retry: RetryPolicy | None = None,
+        temporal: TemporalSettings = temporal,
+        ask_again_s: float = ASK_AGAIN_AFTER_S,
+    ) -> Worker:
+        started.append(
+            Worker(store, tmp_path, temporal, retry or RetryPolicy(backoff_min_s=0.01), ask_again_s)
+        )
         return started[-1]
 
     yield start
@@ -381,9 +389,11 @@ def test_a_job_waiting_to_retry_whose_workflow_is_terminated_fails_with_the_reas
     store: JobStore, tmp_path: Path, temporal: TemporalSettings, worker_for: Any
 ) -> None:
     """Terminated while it waits out its backoff, the workflow never starts the next attempt, and
-    no attempt runs to notice: the workers' sweep does. The job fails at once (not after its
-    backoff), with an attempt that ran no connector and says why."""
-    worker_for(RetryPolicy(backoff_min_s=3600), temporal=dataclasses.replace(temporal, resubmit_after_s=1))
+    no attempt runs to notice: the workers' sweep does. The job fails within the sweep's
+    ask-again interval (1 s here, 60 s by default), not after its backoff, with an attempt that
+    ran no connector and says why."""
+    quick = dataclasses.replace(temporal, resubmit_after_s=1)
+    worker_for(RetryPolicy(backoff_min_s=3600), temporal=quick, ask_again_s=1.0)
     service = client_service(store, tmp_path, temporal)
     scripted_connection(service, tmp_path, [{"records": 1, "stream": "users"}, {"exit": 1}])
     job = service.enqueue_replication("s")

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy.exc import OperationalError
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 
 RESUBMIT_EVERY_S = 5.0  # at most; twice per FERRYMAN_TEMPORAL_RESUBMIT_AFTER_S when that is shorter
 _ASK_TIMEOUT_S = 30.0
+# The sweep asks Temporal about a job no attempt runs at most this often (per worker), and once
+# more when an incomplete job becomes overdue: a workflow ended outside Ferryman ends its pending
+# or waiting job within this and one sweep (docs/temporal.md).
+ASK_AGAIN_AFTER_S = 60.0
 _DRAIN = timedelta(days=3)  # a stopping worker lets its attempts finish (a second signal cancels)
 # The sandbox still guards the workflow's calls into the standard library, but our own modules
 # are imported once, not again for every workflow run: re-running workflows.py and the packages
@@ -56,6 +61,7 @@ class TemporalWorker:
         settings: Settings | None = None,
         temporal: TemporalSettings | None = None,
         local: LocalEngine | None = None,
+        ask_again_s: float = ASK_AGAIN_AFTER_S,
     ) -> None:
         self.store = store
         self.temporal = temporal or TemporalSettings.from_env()
@@ -63,6 +69,8 @@ class TemporalWorker:
         self.client = TemporalEngine(store, settings, self.temporal)
         self.engine_id = self.local.engine_id
         self.limits = self.local.limits
+        self.ask_again_s = ask_again_s
+        self._asked: dict[int, _Asked] = {}  # by job id: what the sweep asked Temporal, and when
 
     @property
     def observer(self) -> AttemptObserver | None:
@@ -129,7 +137,7 @@ class TemporalWorker:
                 await asyncio.to_thread(self._tick)
                 if loop.time() >= next_resubmit:
                     next_resubmit = loop.time() + min(RESUBMIT_EVERY_S, self.temporal.resubmit_after_s / 2)
-                    await self._resubmit(client)
+                    await self.sweep(client)
                 await asyncio.sleep(self.local.poll_interval_s)
         finally:
             stopping = asyncio.gather(*(worker.shutdown() for worker in workers), return_exceptions=True)
@@ -147,34 +155,46 @@ class TemporalWorker:
         except (StoreUnavailable, OperationalError) as exc:
             log.warning("store unavailable: %s", first_line(exc, limit=10_000))
 
-    async def _resubmit(self, client: Client) -> None:
-        """Look after the jobs no attempt runs, by how their workflow stands:
+    async def sweep(self, client: Client) -> None:
+        """One look after the jobs no attempt runs, by how their workflow stands:
         * none: start it, for a pending job (its submit failed) or an incomplete one whose next
           attempt is overdue (the workflow sleeping out its backoff was lost with a Temporal
           server's data);
         * ended (terminated or timed out outside Ferryman): end the job (outside.py), however
           long it has waited;
         * running: leave it alone.
-        A running job's own activity notices its workflow ending (Activities.run_attempt)."""
+        A running job's own activity notices its workflow ending (Activities.run_attempt).
+
+        Ages are judged by the store's clock, never this host's: a pending job is looked at once
+        it is ``resubmit_after_s`` old (the store's time against its ``created_at``). Temporal is
+        asked about a job at most every ``ask_again_s`` (60 s), and once more as an incomplete job
+        becomes overdue: many jobs waiting out long backoffs cost each worker one describe per
+        job a minute, not one per job every sweep (5 s)."""
         try:
             pending = await asyncio.to_thread(self.store.list_jobs, None, JobStatus.PENDING, None, 500)
             waiting = await asyncio.to_thread(self.store.list_jobs, None, JobStatus.INCOMPLETE, None, 500)
-            store_now = await asyncio.to_thread(self.store.now) if waiting else None
+            store_now = await asyncio.to_thread(self.store.now) if pending or waiting else None
         except (StoreUnavailable, OperationalError):
             return
-        now = self.local.clock.now()
+        listed = {job.id: job for job in pending + waiting}
+        self._asked = {job_id: asked for job_id, asked in self._asked.items() if job_id in listed}
+        if store_now is None:
+            return
         after_s = self.temporal.resubmit_after_s  # a pending job this old has had its chance to start
-        looked_at = [job for job in pending if (now - job.created_at).total_seconds() >= after_s]
-        looked_at += waiting
-        for job in sorted(looked_at, key=lambda job: job.id):  # oldest first, in the order queued
+        for job_id in sorted(listed):  # oldest first, in the order queued
+            job = listed[job_id]
+            if not self._to_ask(job, store_now):
+                continue
             workflow_id = self.temporal.workflow_id(job.id)
             try:
                 status = await workflow_status(client, workflow_id)
             except RPCError as exc:  # Temporal away: the next sweep looks again
                 log.warning("cannot ask Temporal how workflow %s stands: %s", workflow_id, first_line(exc))
                 return
+            overdue = _overdue(job, store_now, after_s)
+            self._asked[job.id] = _Asked(store_now, job.next_attempt_at if overdue else None)
             if status is None:
-                if job.status is JobStatus.PENDING or _overdue(job, store_now, after_s):
+                if job.status is JobStatus.PENDING or overdue:
                     await start_job(client, self.temporal, job)
                 continue
             ended = ending(status, workflow_id, job.id)
@@ -185,10 +205,29 @@ class TemporalWorker:
                 except (StoreUnavailable, OperationalError):
                     return
 
+    def _to_ask(self, job: Job, store_now: datetime) -> bool:
+        """Whether this sweep asks Temporal how the job's workflow stands."""
+        after_s = self.temporal.resubmit_after_s
+        if job.status is JobStatus.PENDING and (store_now - job.created_at).total_seconds() < after_s:
+            return False  # its submit may be starting the workflow right now
+        asked = self._asked.get(job.id)
+        if asked is None:
+            return True
+        if _overdue(job, store_now, after_s) and asked.overdue_for != job.next_attempt_at:
+            return True  # its timer should have fired: a lost workflow is started without waiting
+        return (store_now - asked.at).total_seconds() >= self.ask_again_s
 
-def _overdue(job: Job, store_now: datetime | None, after_s: float) -> bool:
+
+class _Asked(NamedTuple):
+    """When a worker last asked Temporal about a job's workflow."""
+
+    at: datetime  # the store's time
+    overdue_for: datetime | None  # the job's next_attempt_at, if it was overdue then
+
+
+def _overdue(job: Job, store_now: datetime, after_s: float) -> bool:
     """An incomplete job whose next attempt is ``after_s`` late by the store's clock (which set
     ``next_attempt_at``): its workflow's timer is not coming (a pending job is looked at only
     once it is as old)."""
     due = job.next_attempt_at
-    return due is not None and store_now is not None and (store_now - due).total_seconds() >= after_s
+    return due is not None and (store_now - due).total_seconds() >= after_s
