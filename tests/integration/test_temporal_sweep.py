@@ -23,6 +23,7 @@ from temporalio.client import (
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
 )
+from temporalio.service import RPCError, RPCStatusCode
 
 from ferryman.clock import OffsetClock
 from ferryman.engines.local import LocalEngine
@@ -199,3 +200,50 @@ def test_a_worker_with_a_wrong_clock_judges_a_pending_jobs_age_by_the_stores_clo
     assert young_asked == [] and young_workflow is None  # left alone: not asked about, not started
     assert old_asked == [temporal.workflow_id(job.id)]  # asked about once, found without one, started
     assert store.get_job(job.id).status is JobStatus.PENDING  # no worker polls this test's queues
+
+
+class RefuseOneStart(Interceptor):
+    """Refuses the first workflow start as an unreachable server would (an RPCError the real server
+    cannot be made to send at that instant: between its answer to the describe and the start);
+    passes every other call on."""
+
+    def __init__(self) -> None:
+        self.refused = 0
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        return _RefusingOneStart(next, self)
+
+
+class _RefusingOneStart(OutboundInterceptor):
+    def __init__(self, next: OutboundInterceptor, owner: RefuseOneStart) -> None:
+        super().__init__(next)
+        self.owner = owner
+
+    async def start_workflow(self, input: Any) -> Any:
+        if not self.owner.refused:
+            self.owner.refused += 1
+            raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+        return await super().start_workflow(input)
+
+
+def test_a_start_refused_mid_sweep_is_tried_again_at_the_next_sweep_and_the_worker_lives(
+    store: JobStore, tmp_path: Path, temporal: TemporalSettings
+) -> None:
+    """Temporal answered the describe (no workflow), then refused the start. Before, the error left
+    the sweep and ended the worker's loop: the worker stopped running jobs. Now the sweep logs it
+    and the next one starts the workflow, without waiting out the minute between asks."""
+    config = settings(tmp_path)
+    job = JobService(store, config).enqueue_spec("builtin:destination-jsonl", "sweep-test")
+    sweeper = TemporalWorker(store, config, dataclasses.replace(temporal, resubmit_after_s=0.0))
+    refuse = RefuseOneStart()
+
+    async def sweeps() -> WorkflowExecutionStatus | None:
+        client = await Client.connect(temporal.address, namespace=temporal.namespace, interceptors=[refuse])
+        await sweeper.sweep(client)  # refused: must not raise
+        await sweeper.sweep(client)
+        return await workflow_status(client, temporal.workflow_id(job.id))
+
+    status = asyncio.run(sweeps())
+
+    assert refuse.refused == 1
+    assert status is WorkflowExecutionStatus.RUNNING

@@ -195,7 +195,12 @@ class TemporalWorker:
             self._asked[job.id] = _Asked(store_now, job.next_attempt_at if overdue else None)
             if status is None:
                 if job.status is JobStatus.PENDING or overdue:
-                    await start_job(client, self.temporal, job)
+                    try:
+                        await start_job(client, self.temporal, job)
+                    except RPCError as exc:  # Temporal went away since it answered: try next sweep
+                        self._asked.pop(job.id, None)
+                        log.warning("cannot start workflow %s: %s", workflow_id, first_line(exc))
+                        return
                 continue
             ended = ending(status, workflow_id, job.id)
             if ended is not None:
