@@ -19,7 +19,13 @@ again once its job has ended), and for each:
 Several schedulers may share one store: a job is made only together with moving the
 connection's ``next_run_at`` from the value that scheduler read (compare-and-set), and the
 database's unique index on (scope, scheduled_for) refuses a second job for a due run whatever
-happens. Time is injected: ``tick(now)`` and a Clock, never a sleep in a test.
+happens.
+
+"Now" is the store's time, not this host's: given no Clock, a pass starts by reading the store's
+time (one query) and counts on from it with the monotonic clock (:class:`StoreClock`), so
+schedulers on hosts whose clocks disagree make each run's job when the store's time reaches it,
+neither early nor late. Tests inject a Clock (``tick(now)``, a ManualClock), which wins; never a
+sleep in a test.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Protocol
 
-from ferryman.clock import Clock, SystemClock
+from ferryman.clock import Clock, StoreClock
 from ferryman.errors import StoreUnavailable
 from ferryman.jobs.schedules import InvalidSchedule, Schedule, ScheduleType, from_document
 from ferryman.service import DueSync, JobService
@@ -115,7 +121,8 @@ class Scheduler:
         self.service = service
         self.store = service.store
         self.settings = settings or service.settings.scheduler
-        self.clock = clock or SystemClock()
+        # Given none: the store's time, so a host whose clock is off fires no run early or late.
+        self.clock: Clock = clock if clock is not None else StoreClock(self.store)
         self.observer = observer
         self._latest: datetime | None = None  # the latest now seen: a clock going back shows
 
@@ -124,7 +131,7 @@ class Scheduler:
     def plan(self, now: datetime | None = None) -> int:
         """Give a first ``next_run_at`` to the active scheduled connections that have none (made
         before the scheduler existed); returns how many were planned."""
-        now = now or self.clock.now()
+        now = now or self._pass_start()
         planned = 0
         for conn in self.store.unplanned_connections():
             schedule = self._schedule(conn)
@@ -163,7 +170,7 @@ class Scheduler:
         """Create the job of every run due at ``now`` (default: the clock's now, read again
         for each commit, so a job's ``created_at`` and lag say when it was really made)."""
         fixed = now
-        now = now or self.clock.now()
+        now = now or self._pass_start()
         if self._latest is not None and now < self._latest - _CLOCK_SLACK:
             self.replan_ahead(now)  # the clock went back: see replan_ahead
         self._latest = now if self._latest is None else max(self._latest, now)
@@ -184,6 +191,10 @@ class Scheduler:
             last = due[-1].connection
             assert last.next_run_at is not None
             after = (last.next_run_at, last.id)  # past the runs left due (busy since the query)
+
+    def _pass_start(self) -> datetime:
+        """The time a pass starts at: the store's, read afresh (one query), or the injected clock's."""
+        return self.clock.read() if isinstance(self.clock, StoreClock) else self.clock.now()
 
     def _streaks(self, ids: list[int]) -> dict[int, FailureStreak]:
         """The failure streaks of the connections whose newest sync failed (the others have none)."""

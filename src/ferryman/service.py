@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ferryman import masking, views
-from ferryman.clock import Clock, SystemClock
+from ferryman.clock import Clock
 from ferryman.connectors import parse_reference, pin_reference, resolve
 from ferryman.connectors.config_paths import settle_paths
 from ferryman.documents import merged, refuse_deep
@@ -102,8 +102,9 @@ class JobService:
     # How the jobs the service runs for itself (the discover of a new connection) are run here;
     # the CLI's turns Ctrl-C into a cancel of the job. Default: run, and wait.
     foreground: Callable[[Job], Job] | None = None
-    # What "now" is when a schedule's next run is computed (tests move a ManualClock).
-    clock: Clock = field(default_factory=SystemClock)
+    # What "now" is when a schedule's next run is computed; None: the store's time (see now()).
+    # Tests move a ManualClock.
+    clock: Clock | None = None
 
     def _engine(self) -> Engine:
         if self.engine is None:
@@ -337,17 +338,23 @@ class JobService:
 
     # -- schedules ----------------------------------------------------------------------------
 
+    def now(self) -> datetime:
+        """The time schedules are planned from: the injected clock's, else the store's (one
+        query), as the scheduler judges them; a server whose clock is off then neither skips
+        a cron slot coming within its error nor plans a run late."""
+        return self.store.now() if self.clock is None else self.clock.now()
+
     def next_run(self, schedule: Schedule | None, status: str) -> datetime | None:
         """When a connection with this schedule and status runs next, counted from now; None
         for a manual or inactive one."""
         if schedule is None or status != "active":
             return None
-        return schedule.next_run(self.clock.now())
+        return schedule.next_run(self.now())
 
     def check_runs(self, schedule: Schedule | None) -> None:
         """Refuse a schedule that would never run (a cron whose year field is past): saved, it
         would sit on the connection looking scheduled while no sync ever starts."""
-        if schedule is not None and schedule.next_run(self.clock.now()) is None:
+        if schedule is not None and schedule.next_run(self.now()) is None:
             raise InvalidSchedule(
                 f"{schedule.describe()} has no run in the coming years (is its year in the past?): "
                 "give it a time still to come"
@@ -377,7 +384,7 @@ class JobService:
             values["status"] = status
             values["status_reason"] = None
             if status == "active":
-                values["active_since"] = self.clock.now()
+                values["active_since"] = self.now()
         if schedule is not None or "status" in values:
             current = schedule if schedule is not None else from_document(conn.schedule)
             values["next_run_at"] = self.next_run(current, new_status)

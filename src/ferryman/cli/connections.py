@@ -42,9 +42,11 @@ from ferryman.cli.progress import progress_display
 from ferryman.cli.summary import print_outcome
 from ferryman.errors import UserInputError
 from ferryman.protocol.state import state_streams, state_type
-from ferryman.views import connection_doc, utcnow
+from ferryman.views import connection_doc
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ferryman.jobs.schedules import Schedule
     from ferryman.service import JobService
     from ferryman.store.base import Connection
@@ -187,12 +189,13 @@ def update(
             if choices:
                 connection = service.update_streams(connection, choices)
             document = _doc(service, connection)
+            now = service.store.now()
         if planned is not None or status is not None:
             if json:
                 print_json(document, [])
                 return 0
             say(_headline(document))
-            for line in _schedule_lines(document):
+            for line in _schedule_lines(document, now):
                 say(line)
             return 0
         return _print_streams(document, json)
@@ -210,12 +213,14 @@ def _schedule(text: str | None, timezone: str | None) -> Schedule | None:
     return parse_schedule(text, timezone)
 
 
-def _schedule_lines(document: dict[str, Any]) -> list[str]:
-    """``schedule: every 2h; next run 2026-01-01 13:00:00 (in 59m 12s)``, and why it is inactive."""
+def _schedule_lines(document: dict[str, Any], now: datetime) -> list[str]:
+    """``schedule: every 2h; next run 2026-01-01 13:00:00 (in 59m 12s)``, and why it is inactive.
+    ``now``: the store's time, which the scheduler goes by, so the wait shown is the scheduler's
+    whatever this machine's clock says."""
     line = f"schedule: {document['schedule']}"
     upcoming = document.get("next_run_at")
     if upcoming is not None:
-        wait = max(0.0, (upcoming - utcnow()).total_seconds())
+        wait = max(0.0, (upcoming - now).total_seconds())
         line += f"; next run {when(upcoming)} ({'due now' if wait == 0 else 'in ' + duration(wait)})"
     elif document["status"] != "active":
         line += "; not scheduled: the connection is inactive"
@@ -265,6 +270,7 @@ def show(name: NameArgument, json: JsonOption = False) -> None:
             document = _doc(service, connection)
             state = service.store.get_state(connection.id)
             jobs = service.store.list_jobs(scope=str(connection.id), limit=5)
+            now = service.store.now()
         kind = state_type(state[0]) if state else None
         document["state_type"] = kind
         document["state_streams"] = len(state_streams(state))  # a GLOBAL state is one message, many streams
@@ -279,7 +285,7 @@ def show(name: NameArgument, json: JsonOption = False) -> None:
             + (f", prefix {connection.prefix!r}" if connection.prefix else "")
             + f"; state: {_state_summary(kind, document['state_streams'])}"
         )
-        for line in _schedule_lines(document):
+        for line in _schedule_lines(document, now):
             say(line)
         from ferryman.cli.render import streams_table
 
