@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ferryman.errors import UserInputError
+from ferryman.protocol.depth import MAX_DEPTH, nests_deeper_than
 
 # Values (scalars, lists and objects) a YAML document may hold once its aliases are expanded.
 # Configs and state files hold thousands; a billion laughs reaches this within a few levels.
@@ -36,24 +37,17 @@ def load_config(text: str, what: str) -> dict[str, Any]:
     return document
 
 
-MAX_CONFIG_DEPTH = (
-    200  # a declarative manifest with inline schemas nests tens of levels; walkers need 2 frames a level
-)
+MAX_CONFIG_DEPTH = MAX_DEPTH
 
 
 def refuse_deep(config: Any, what: str = "the configuration", limit: int = MAX_CONFIG_DEPTH) -> None:
     """One line for a config nested more than ``limit`` levels deep, found without recursion:
     whatever walks a config later (paths, masking, the spec check, the store) recurses, and
     Python's stack ends near 1,000 frames, well within what a JSON parser accepts."""
-    stack = [(config, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > limit:
-            raise UserInputError(
-                f"{what} nests more than {limit} levels deep; no connector's config or state does"
-            )
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    if nests_deeper_than(config, limit):
+        raise UserInputError(
+            f"{what} nests more than {limit} levels deep; no connector's config or state does"
+        )
 
 
 def merged(stored: Any, sent: Any) -> Any:

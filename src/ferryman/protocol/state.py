@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from ferryman.errors import UserInputError
+from ferryman.protocol.depth import MAX_DEPTH, nests_deeper_than
 
 # Fields that connectors add to a STATE on its way and that do not change what it checkpoints.
 _STATS_FIELDS = ("sourceStats", "destinationStats", "id")
@@ -47,6 +48,12 @@ def state_problem(state: Any, sync_type: str | None) -> str | None:
     problem = _content_problem(state, f"a {kind} STATE")
     if problem is not None:
         return problem
+    if nests_deeper_than(state, MAX_DEPTH - 1):  # one level under the list `state show` prints
+        stream = f" of stream {_descriptor_key(state)[0]!r}" if kind == "STREAM" else ""
+        return (
+            f"a {kind} STATE{stream} nested more than {MAX_DEPTH} levels deep "
+            "(the most a state may nest, as `state set` takes it)"
+        )
     if sync_type is not None and kind != sync_type:
         return f"{sync_type} and {kind} STATE messages mixed in one sync (the protocol allows one type)"
     return None

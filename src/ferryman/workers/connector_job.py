@@ -17,12 +17,14 @@ from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType
 from ferryman.launchers import ConnectorLauncher, Launcher, LaunchRequest
 from ferryman.launchers.base import ConnectorProcess
 from ferryman.protocol.codec import parse_message
+from ferryman.protocol.depth import MAX_DEPTH, nests_deeper_than
 from ferryman.workers.attempt_log import AttemptLog
 from ferryman.workers.files import LOG_FILE, SOURCE_CONFIG, forget_configs, write_private_json
 from ferryman.workers.lifecycle import WORKER, ConnectorLifecycle, Phase, StderrDrain
 from ferryman.workers.lines import MAX_LINE_BYTES, LineTooLong, lines_of
 from ferryman.workers.local_paths import local_root_for, to_host, to_mount
 from ferryman.workers.models import AttemptContext, ConnectorInput, ConnectorJobOutput
+from ferryman.workers.notices import DEEP_CONFIG_IGNORED
 
 _TICK_S = 0.05
 _WANTED = {"spec": "SPEC", "check": "CONNECTION_STATUS", "discover": "CATALOG"}
@@ -248,6 +250,7 @@ class _StdoutReader:
         self._origin = origin
         self._command = command
         self._secrets_of = secrets_of  # the values to mask of a config the connector updated
+        self._refused = False  # its answer was refused (nested too deep): no later one is taken
         self.thread = threading.Thread(target=self._run, name=f"{command}-stdout", daemon=True)
         self.thread.start()
 
@@ -278,8 +281,8 @@ class _StdoutReader:
             return
         kind = message["type"]
         if kind == self._wanted:
-            if self.found is None:
-                self.found = _payload(message, kind)
+            if self.found is None and not self._refused:
+                self.found = self._kept(_payload(message, kind), kind)
         elif kind == "LOG":
             body = message.get("log") or {}
             self._log.write(side, str(body.get("level") or "INFO"), str(body.get("message", "")))
@@ -293,11 +296,28 @@ class _StdoutReader:
             control = message.get("control") or {}
             config = (control.get("connectorConfig") or {}).get("config")
             if control.get("type") == "CONNECTOR_CONFIG" and isinstance(config, dict):
+                if nests_deeper_than(config):
+                    self._log.warn(side, DEEP_CONFIG_IGNORED)
+                    return
                 self._log.add_secrets(self._secrets_of(config))
                 self.last_config = config
                 self._log.info(side, "the connector updated its configuration")
         else:
             self._log.info(side, f"ignored a {kind} message during {self._command}")
+
+    def _kept(self, payload: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
+        """The answer, unless it nests deeper than anything that keeps, shows or checks it can
+        walk (a spec's schema is checked with jsonschema, a catalog copied and stored): then the
+        job fails in one line, as it would without an answer."""
+        if payload is None or not nests_deeper_than(payload):
+            return payload
+        self._refused = True
+        deepest = _deep_stream(payload) if kind == "CATALOG" else None
+        where = f" (stream {deepest!r})" if deepest is not None else ""
+        why = f"the connector sent a {kind}{where} nested more than {MAX_DEPTH} levels deep; no real one does"
+        self.failures.append(FailureReason.of(self._origin, FailureType.SYSTEM_ERROR, why, _now_ms()))
+        self._log.error(self._origin.value, why)
+        return None
 
 
 def _abandon(process: ConnectorProcess, log: AttemptLog, command: str) -> None:
@@ -306,6 +326,16 @@ def _abandon(process: ConnectorProcess, log: AttemptLog, command: str) -> None:
     process.wait(5)
     process.kill_leftovers()
     process.close()
+
+
+def _deep_stream(catalog: dict[str, Any]) -> str | None:
+    """The name of the first stream of a catalog that nests too deep within it."""
+    streams = catalog.get("streams")
+    for stream in streams if isinstance(streams, list) else []:
+        if isinstance(stream, dict) and nests_deeper_than(stream, MAX_DEPTH - 2):
+            name = stream.get("name")
+            return name if isinstance(name, str) else None
+    return None
 
 
 def _payload(message: dict[str, Any], kind: str) -> dict[str, Any] | None:

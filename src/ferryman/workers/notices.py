@@ -10,8 +10,15 @@ from typing import Any
 import orjson
 
 from ferryman.jobs.failures import FailureOrigin, FailureReason
+from ferryman.protocol.depth import MAX_DEPTH
 from ferryman.workers.attempt_log import AttemptLog
 from ferryman.workers.tracker import MessageTracker
+
+# Said when a connector's CONTROL message hands back a config nested deeper than a config may be.
+DEEP_CONFIG_IGNORED = (
+    f"ignored a configuration update nested more than {MAX_DEPTH} levels deep "
+    "(the most a config may nest); the configuration is kept as it was"
+)
 
 
 class Notices:
@@ -54,7 +61,11 @@ class Notices:
             if changed and self.on_status is not None:
                 self.on_status()
         else:
-            self.log.info(side, f"trace {kind}: {orjson.dumps(trace).decode()[:2000]}")
+            try:
+                shown = orjson.dumps(trace).decode()[:2000]
+            except orjson.JSONEncodeError:  # nested past orjson's 255 levels
+                shown = "(nested too deeply to show)"
+            self.log.info(side, f"trace {kind}: {shown}")
 
     def log_message(self, side: str, message: dict[str, Any]) -> None:
         body = as_object(message.get("log"))

@@ -63,6 +63,7 @@ from ferryman.workers.tracker import MessageTracker, StreamKey
 
 _ENVELOPE = msgspec.json.Decoder(SourceEnvelope)
 _RAW = msgspec.json.Decoder(msgspec.Raw)
+_FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _COMPACT_RECORD = b'{"type":"RECORD","record":{"stream":"'
 _NAME_AT = len(_COMPACT_RECORD)
 _DATA_OBJECT = b'","data":{'  # the name's closing quote, then data as an object
@@ -128,9 +129,17 @@ def record_mapper(mapping: NamespaceMapping) -> Callable[[bytes], bytes] | None:
         return None
 
     def remap(line: bytes) -> bytes:
-        message = orjson.loads(line)
-        mapping.rename(message["record"], "stream")
-        return orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE)
+        # Only the names are decoded: every other field, ``data`` above all, is copied as the
+        # source wrote it (re-encoding data would cost its size and stop at orjson's 255 levels).
+        message = _FIELDS.decode(line)
+        record: dict[str, Any] = _FIELDS.decode(message["record"])
+        names: dict[str, Any] = {"stream": msgspec.json.decode(record["stream"])}
+        if "namespace" in record:
+            names["namespace"] = msgspec.json.decode(record.pop("namespace"))
+        mapping.rename(names, "stream")
+        record.update((key, msgspec.Raw(msgspec.json.encode(value))) for key, value in names.items())
+        message["record"] = msgspec.Raw(msgspec.json.encode(record))
+        return msgspec.json.encode(message) + b"\n"
 
     return remap
 

@@ -37,6 +37,7 @@ from ferryman.launchers import ConnectorLauncher, ConnectorProcess, Launcher, La
 from ferryman.protocol import messages
 from ferryman.protocol.catalog import StateNames, map_catalog, stream_descriptors, with_generation
 from ferryman.protocol.codec import encode, parse_message
+from ferryman.protocol.depth import nests_deeper_than
 from ferryman.protocol.state import StateAggregator, connector_state_file, state_problem, state_type
 from ferryman.workers import files, record_path
 from ferryman.workers.attempt_log import AttemptLog
@@ -53,7 +54,7 @@ from ferryman.workers.models import (
     SyncOutput,
     SyncProgress,
 )
-from ferryman.workers.notices import Notices, as_object, control_config
+from ferryman.workers.notices import DEEP_CONFIG_IGNORED, Notices, as_object, control_config
 from ferryman.workers.tracker import MessageTracker
 
 _TICK_S = 0.05  # how often the supervisor looks while a connector is on its way out
@@ -488,6 +489,14 @@ class _Replication:
     def not_a_message(self, line: bytes) -> None:
         self.notices.not_a_message(SOURCE, line)
 
+    def _config_update(self, side: str, message: dict[str, Any]) -> dict[str, Any] | None:
+        """The config a CONTROL message hands back, unless it nests too deep to keep."""
+        config = control_config(message)
+        if config is not None and nests_deeper_than(config):
+            self.log.warn(side, DEEP_CONFIG_IGNORED)
+            return None
+        return config
+
     def source_message(self, line: bytes) -> None:
         message = parse_message(line)
         if message is None:
@@ -499,11 +508,11 @@ class _Replication:
         elif kind == "LOG":
             self.notices.log_message(SOURCE, message)
         elif kind == "CONTROL":
-            update = to_mount(control_config(message), self._local_root(SOURCE))
+            update = to_mount(self._config_update(SOURCE, message), self._local_root(SOURCE))
             if update is not None:
                 self.log.add_secrets(self.ctx.secrets_of(SOURCE, update))
+                self.log.info(SOURCE, "the source updated its configuration")
             self.source_update = update or self.source_update
-            self.log.info(SOURCE, "the source updated its configuration")
         else:
             self.log.info(SOURCE, f"ignored a {kind} message: only RECORD and STATE are forwarded")
 
@@ -538,11 +547,11 @@ class _Replication:
         elif kind == "LOG":
             self.notices.log_message(DESTINATION, message)
         elif kind == "CONTROL":
-            update = to_mount(control_config(message), self._local_root(DESTINATION))
+            update = to_mount(self._config_update(DESTINATION, message), self._local_root(DESTINATION))
             if update is not None:
                 self.log.add_secrets(self.ctx.secrets_of(DESTINATION, update))
+                self.log.info(DESTINATION, "the destination updated its configuration")
             self.destination_update = update or self.destination_update
-            self.log.info(DESTINATION, "the destination updated its configuration")
         else:
             self.log.info(DESTINATION, f"ignored a {kind} message from the destination")
 

@@ -1,0 +1,29 @@
+"""How deep a JSON document nests, found without recursion.
+
+Python's stack ends near 1,000 frames, and what walks a document (copying, masking, encoding it
+with orjson, which stops at 255 levels, checking it against a JSON schema) takes one to several
+frames a level, while the decoders accept about 1,000 levels. So whatever Ferryman keeps (a
+config, a state, a spec, a catalog: a user's or a connector's) is held to one limit, checked
+before anything walks it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# A declarative manifest with inline schemas nests tens of levels, a deeply nested stream schema
+# about a hundred (two levels per nested object); walkers need up to 2 frames a level.
+MAX_DEPTH = 200
+
+
+def nests_deeper_than(document: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether objects and lists in ``document`` nest more than ``limit`` levels (the document
+    itself, an object or a list, is level 1)."""
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
