@@ -109,6 +109,35 @@ def test_a_service_without_an_engine_queues_jobs_for_the_engine_that_serves_the_
     assert rows(tmp_path / "queued.duckdb") == (100, 100)
 
 
+def test_a_bug_of_ours_fails_the_attempt_and_leaves_its_traceback_masked_in_the_attempt_log(
+    store: JobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception in the engine fails the attempt with one line (its type and
+    message); its traceback goes to the attempt's log, where `jobs logs` shows it for a bug
+    report, with the config's secrets masked. A bug cannot be made by a real part once it is
+    fixed, so one is patched in (where the sync's stream stats are built)."""
+    secret = "s3cr3t-key-4242"
+    service = service_for(store, tmp_path, retry=RetryPolicy(backoff_min_s=0, sync_max_attempts=1))
+    bench_connection(service, "bug", tmp_path, 10, api_key=secret)
+
+    def broken(*_: Any) -> Any:
+        raise TypeError(f"a bug of ours, holding {secret}")
+
+    monkeypatch.setattr("ferryman.engines.execution._stream_stats", broken)
+    job = service.run(service.enqueue_replication("bug"))
+
+    assert job.status is JobStatus.FAILED
+    [attempt] = store.list_attempts(job.id)
+    assert attempt.failure_summary is not None
+    [failure] = attempt.failure_summary["failures"]
+    assert failure["message"] == "TypeError: a bug of ours, holding **********"
+    log = Path(attempt.log_path).read_text()
+    assert "platform ERROR unexpected error in Ferryman" in log
+    assert "platform ERROR Traceback (most recent call last):" in log
+    assert "in broken" in log and "TypeError: a bug of ours, holding **********" in log
+    assert secret not in log
+
+
 def scripted(tmp_path: Path) -> str:
     """The scripted test source as an executable, for an exec: reference."""
     wrapper = tmp_path / "scripted-source"

@@ -14,6 +14,7 @@ import dataclasses
 import errno
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -153,6 +154,13 @@ class AttemptExecution:
         log.info("platform", message)
         log.close()
 
+    def _log_traceback(self, exc: Exception) -> None:
+        log = AttemptLog(Path(self.attempt.log_path), self.secrets)
+        log.error("platform", "unexpected error in Ferryman (please report it with these lines):")
+        for line in "".join(traceback.format_exception(exc)).splitlines():
+            log.error("platform", line)
+        log.close()
+
     def _run(self) -> Job:
         try:
             secure_home(self.settings.home)  # the attempt dirs below it hold configs and logs
@@ -169,6 +177,8 @@ class AttemptExecution:
             return self._failed(None, [self._failure(FailureType.SYSTEM_ERROR, _os_error(exc))])
         except Exception as exc:  # a bug of ours: the attempt fails, the engine lives on
             message = f"{type(exc).__name__}: {exc}"
+            # Its traceback goes to the attempt's log (never the terminal): what a bug report needs.
+            self._log_traceback(exc)
             return self._failed(None, [self._failure(FailureType.SYSTEM_ERROR, message)])
         finally:
             # Config files hold secrets: gone however the attempt ended.
