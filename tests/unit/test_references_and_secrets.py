@@ -48,3 +48,20 @@ def test_trace_errors_come_first_and_config_errors_are_not_retryable() -> None:
     assert ordered([exit_failure, trace]) == [trace, exit_failure]
     assert trace.retryable is False and trace.stack_trace == "tb"
     assert unknown.type is FailureType.SYSTEM_ERROR and unknown.retryable is True
+
+
+def test_a_trace_error_whose_text_fields_are_objects_reads_them_as_missing() -> None:
+    """A broken connector's TRACE: the failure message is never Python's rendering of a dict."""
+    odd = FailureReason.from_trace(
+        FailureOrigin.SOURCE,
+        {"error": {"message": {"nested": [1, 2]}, "internal_message": ["x"], "stack_trace": {"a": 1}}},
+        "read",
+    )
+    assert odd.message == "the connector reported an error"
+    assert odd.internal_message is None and odd.stack_trace is None
+    fallback = FailureReason.from_trace(
+        FailureOrigin.SOURCE, {"error": {"message": {"x": 1}, "internal_message": "KeyError: 'id'"}}, "read"
+    )
+    assert fallback.message == "KeyError: 'id'"
+    coded = FailureReason.from_trace(FailureOrigin.SOURCE, {"error": {"message": 404}}, "read")
+    assert coded.message == "404"

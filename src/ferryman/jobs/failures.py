@@ -68,15 +68,15 @@ class FailureReason:
         descriptor: dict[str, Any] = found if isinstance(found, dict) else {}
         emitted_at = trace.get("emitted_at")
         name = descriptor.get("name")
-        stack = error.get("stack_trace")
-        internal = error.get("internal_message")
+        stack = _text(error.get("stack_trace"))
+        internal = _text(error.get("internal_message"))
         return cls.of(
             origin,
             type_,
-            str(error.get("message") or internal or "the connector reported an error"),
+            _text(error.get("message")) or internal or "the connector reported an error",
             int(emitted_at) if isinstance(emitted_at, int | float) and abs(emitted_at) < 1e15 else 0,
-            internal_message=str(internal)[:MAX_MESSAGE_CHARS] if internal else None,
-            stack_trace=str(stack)[:MAX_STACK_TRACE_CHARS] if stack else None,
+            internal_message=internal[:MAX_MESSAGE_CHARS] if internal else None,
+            stack_trace=stack[:MAX_STACK_TRACE_CHARS] if stack else None,
             from_trace_message=True,
             stream=name if isinstance(name, str) else None,
             metadata={"connector_command": command},
@@ -100,6 +100,16 @@ MAX_SHOWN_CHARS = 300
 def is_generic(message: str) -> bool:
     text = message.strip().lower()
     return not text or text.startswith(GENERIC_MESSAGES)
+
+
+def _text(value: Any) -> str | None:
+    """A TRACE field meant as text: a number is written out, anything else (an object, a list:
+    a broken connector's) reads as missing rather than as Python's rendering of it."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
 
 
 def most_specific_message(message: str, internal_message: str | None, stack_trace: str | None) -> str:
