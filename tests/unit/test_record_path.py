@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 
+import msgspec
 import orjson
 import pytest
 
@@ -178,6 +179,21 @@ def test_mapping_renames_records_for_the_destination_only(scanner: Scanner | Non
     out, counts, _ = run([line], [("users", None)], scanner, NamespaceMapping(prefix="raw_"))
     assert orjson.loads(out)["record"]["stream"] == "raw_users"
     assert counts == {("users", None): (1, len(line))}
+
+
+def test_a_renamed_record_keeps_its_data_byte_for_byte(scanner: Scanner | None) -> None:
+    """Under a prefix, only the names are rewritten. Before, the whole record was decoded and
+    encoded again with orjson: a 30-digit id became 1.2345678901234568e+29 (a float, its digits
+    lost), a number past a double's range failed the sync, 5.000 came out as 5.0."""
+    data = b'{"id":123456789012345678901234567890,"big":1.5e400,"ratio":5.000,"name":"\\u00e9"}'
+    head = b'{"type":"RECORD","record":{"namespace":"crm","stream":"users","data":'
+    line = head + data + b',"emitted_at":1}}\n'
+    out, counts, _ = run([line], [("users", "crm")], scanner, NamespaceMapping(prefix="raw_"))
+    assert data in out
+    fields = msgspec.json.Decoder(dict[str, msgspec.Raw])
+    record = {key: bytes(value) for key, value in fields.decode(fields.decode(out)["record"]).items()}
+    assert record == {"stream": b'"raw_users"', "namespace": b'"crm"', "data": data, "emitted_at": b"1"}
+    assert counts == {("users", "crm"): (1, len(line))}
 
 
 def test_a_last_line_without_newline_is_still_framed_for_the_destination(scanner: Scanner | None) -> None:
