@@ -50,6 +50,15 @@ def scripted_connection(
     return copy
 
 
+BIG_CURSOR = {
+    "type": "STREAM",
+    "stream": {
+        "stream_descriptor": {"name": "users"},
+        "stream_state": {"cursor": 123456789012345678901234567890},
+    },
+}
+
+
 def raw_state(state: dict[str, Any]) -> dict[str, Any]:
     return {"stdout_hex": json.dumps({"type": "STATE", "state": state}).encode().hex()}
 
@@ -64,8 +73,12 @@ def raw_state(state: dict[str, Any]) -> dict[str, Any]:
             {"type": "STREAM", "stream": {"stream_descriptor": {"name": "users"}}},
             [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "users"}}}],
         ),
+        # A cursor past 64 bits (a NUMERIC(38) key): every digit, both ways. Before, it was read
+        # as a float, stored as 1.2345678901234568e+29 and handed back so to the source.
+        (BIG_CURSOR, [BIG_CURSOR]),
+        ({"data": {"cursor": -(2**64) - 1}}, {"cursor": -(2**64) - 1}),
     ],
-    ids=["untyped-legacy", "stream-without-stream-state"],
+    ids=["untyped-legacy", "stream-without-stream-state", "cursor-past-64-bits", "legacy-past-64-bits"],
 )
 def test_the_state_a_sync_committed_can_be_set_back_and_reaches_the_source(
     cli: Cli, tmp_path: Path, sent: dict[str, Any], source_reads: Any

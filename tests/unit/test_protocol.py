@@ -8,7 +8,7 @@ import orjson
 import pytest
 from airbyte_protocol import models as official
 
-from ferryman.protocol import messages
+from ferryman.protocol import codec, messages
 from ferryman.protocol.codec import decode_envelope, encode, parse_message
 
 NOW = 1_700_000_000_000
@@ -228,3 +228,31 @@ def _contains(whole: Any, part: Any) -> bool:
     if isinstance(part, list):
         return isinstance(whole, list) and len(whole) == len(part) and all(map(_contains, whole, part))
     return bool(whole == part)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        0,
+        orjson.OPT_INDENT_2,
+        orjson.OPT_SORT_KEYS,
+        orjson.OPT_APPEND_NEWLINE,
+        orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS,
+    ],
+)
+def test_integers_past_64_bits_keep_every_digit_in_the_layout_orjson_would_give(option: int) -> None:
+    document = {"z": [1, {"é": "x"}, []], "a": {}, "cursor": 2**64}
+    small = {**document, "cursor": 7}
+    written = codec.dumps(document, option)
+    assert written == orjson.dumps(small, option=option).replace(b"7", str(2**64).encode())
+    assert codec.loads(written) == document and type(codec.loads(written)["cursor"]) is int
+    assert (
+        codec.loads(b'{"cursor": -123456789012345678901234567890}')["cursor"]
+        == -123456789012345678901234567890
+    )
+    assert codec.loads(b'{"id": "12345678901234567890123", "f": 0.5}') == {
+        "id": "12345678901234567890123",
+        "f": 0.5,
+    }
+    with pytest.raises(TypeError):
+        codec.dumps({"x": object()})  # what orjson refuses for another reason still fails

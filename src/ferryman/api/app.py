@@ -22,6 +22,7 @@ from ferryman.api.metrics import MetricsOptions, metrics_router
 from ferryman.api.models import Token, ok
 from ferryman.api.problems import Problem
 from ferryman.credentials import Verifier
+from ferryman.protocol.codec import loads
 
 PUBLIC_PREFIXES = ("/v1", "/api/public/v1")
 CONFIG_PREFIX = "/api/v1"
@@ -81,7 +82,7 @@ async def _token_fields(request: Request) -> dict[str, Any]:
     """client_id and client_secret from a form (the SDK, Airflow) or JSON (dagster) body."""
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
-            body = orjson.loads(await request.body())
+            body = loads(await request.body())
         except orjson.JSONDecodeError:
             raise Problem(400, "the body is not JSON") from None
         if not isinstance(body, dict):

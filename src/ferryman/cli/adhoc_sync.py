@@ -36,6 +36,7 @@ from ferryman.cli.progress import progress_display
 from ferryman.documents import load_config, load_document
 from ferryman.errors import UserInputError
 from ferryman.protocol.catalog import NamespaceDefinition, NamespaceMapping
+from ferryman.protocol.codec import dumps
 from ferryman.protocol.state import load_state
 from ferryman.secrets import mask_text
 
@@ -84,7 +85,7 @@ def _state_saver(path: Path | None, interval_s: float) -> StateCheckpoints | Non
     def save(commit: StateCommit) -> None:
         # Atomic replace: a crash leaves either the previous or the new committed state.
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(orjson.dumps(commit.aggregated, option=orjson.OPT_INDENT_2))
+        tmp.write_bytes(dumps(commit.aggregated, option=orjson.OPT_INDENT_2))
         os.replace(tmp, path)
 
     return StateCheckpoints(save, interval_s)

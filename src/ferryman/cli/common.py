@@ -26,6 +26,7 @@ import typer
 from ferryman.errors import ConnectionBusy, FerrymanError, FieldError, StoreUnavailable, UserInputError
 from ferryman.jobs.failures import FailureReason, most_specific_message
 from ferryman.protocol.catalog import StreamChoice
+from ferryman.protocol.codec import dumps
 from ferryman.protocol.stream_refs import StreamRef, split_written
 from ferryman.protocol.sync_modes import StreamMode, parse_mode
 from ferryman.secrets import mask_strings, mask_text
@@ -126,7 +127,7 @@ def reader_gone() -> None:
 def print_json(document: Any, secrets: list[str], one_line: bool = False) -> None:
     """``document`` on stdout with the ``secrets`` masked; ``one_line`` for a stream of events."""
     option = 0 if one_line else orjson.OPT_INDENT_2
-    text = orjson.dumps(mask_strings(document, secrets), option=option, default=_encode)
+    text = dumps(mask_strings(document, secrets), option=option, default=_encode)
     sys.stdout.write(text.decode() + "\n")
     sys.stdout.flush()
 

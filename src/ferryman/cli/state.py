@@ -15,6 +15,7 @@ import typer
 from ferryman.cli.common import JsonOption, guarded, print_json, say
 from ferryman.cli.context import job_service
 from ferryman.documents import load_document
+from ferryman.protocol.codec import dumps
 from ferryman.protocol.stream_refs import StreamRef
 
 app = typer.Typer(help="A connection's state: what its next sync starts from.", no_args_is_help=True)
@@ -33,7 +34,7 @@ def show(connection: ConnectionArgument, json: JsonOption = False) -> None:
         if json:
             print_json({"connection": conn.name, "connection_id": conn.id, "state": state}, [])
         else:
-            sys.stdout.write(orjson.dumps(state, option=orjson.OPT_INDENT_2).decode() + "\n")
+            sys.stdout.write(dumps(state, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
 
     guarded(action)

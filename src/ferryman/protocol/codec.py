@@ -8,11 +8,20 @@ Neither decoder raises on hostile input. msgspec refuses JSON nested deeper than
 interpreter's recursion limit (about 1,000 levels) with RecursionError, orjson deeper than 1,024
 levels with a decode error; both are "not a message" here. :func:`peek_head` reads the type and
 record stream of such a line without recursion, so the worker can still say whose line it was.
+
+Integers past 64 bits (a NUMERIC(38) cursor, a 30-digit id) keep every digit: orjson reads them
+as floats, so :func:`loads` reads a document holding a run of 20 digits or more again with
+msgspec, which keeps them as Python ints, and :func:`dumps` writes such ints with the standard
+library where orjson refuses them. A connector's state goes through both on its way to the store
+and back to the connector: before, a cursor of 123456789012345678901234567890 came back as
+1.2345678901234568e+29. Fractions stay doubles, as the Airbyte platform reads them.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -115,10 +124,45 @@ def peek_head(line: bytes) -> tuple[str | None, str | None]:
     return kind, stream
 
 
+_LONG_NUMBER = re.compile(rb"[0-9]{20}")  # where an integer past 64 bits may be (or a long string)
+
+
+def loads(data: bytes) -> Any:
+    """JSON as orjson reads it (its errors, its depth limit), but integers past 64 bits exact."""
+    value = orjson.loads(data)
+    if _LONG_NUMBER.search(data) is None:
+        return value
+    try:
+        return msgspec.json.decode(data)
+    except (RecursionError, msgspec.DecodeError):  # deeper than msgspec goes: orjson's reading
+        return value
+
+
+def dumps(value: Any, option: int = 0, default: Callable[[Any], Any] | None = None) -> bytes:
+    """``orjson.dumps``, except that integers past 64 bits, which it refuses, are written exact
+    (by the standard library, in the same layout: compact, or indented by two, keys sorted when
+    asked, a newline appended when asked)."""
+    try:
+        return orjson.dumps(value, option=option, default=default)
+    except TypeError as exc:
+        if "64-bit" not in str(exc):
+            raise
+    indent = 2 if option & orjson.OPT_INDENT_2 else None
+    text = json.dumps(
+        value,
+        indent=indent,
+        separators=(",", ": ") if indent else (",", ":"),
+        sort_keys=bool(option & orjson.OPT_SORT_KEYS),
+        ensure_ascii=False,
+        default=default,
+    )
+    return text.encode() + (b"\n" if option & orjson.OPT_APPEND_NEWLINE else b"")
+
+
 def parse_message(line: bytes) -> dict[str, Any] | None:
     """A whole message as a dict, or None when the line is not a JSON object with a type."""
     try:
-        message = orjson.loads(line)
+        message = loads(line)
     except orjson.JSONDecodeError:
         return None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
@@ -128,4 +172,4 @@ def parse_message(line: bytes) -> dict[str, Any] | None:
 
 def encode(message: dict[str, Any]) -> bytes:
     """One message as a protocol line, newline included."""
-    return orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE)
+    return dumps(message, option=orjson.OPT_APPEND_NEWLINE)

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from ferryman.errors import UserInputError
+from ferryman.protocol.codec import dumps
 from ferryman.protocol.depth import MAX_DEPTH, nests_deeper_than
 
 # Fields that connectors add to a STATE on its way and that do not change what it checkpoints.
@@ -26,7 +27,7 @@ def state_key(state: dict[str, Any]) -> bytes:
     content = {k: v for k, v in state.items() if k not in _STATS_FIELDS}
     if content.get("type") is None:
         content["type"] = "LEGACY"
-    return orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+    return dumps(content, option=orjson.OPT_SORT_KEYS)
 
 
 STATE_TYPES = ("STREAM", "GLOBAL", "LEGACY")

@@ -8,10 +8,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from ferryman.launchers.docker import SCRATCH_PREFIX
 from ferryman.private import open_private
+from ferryman.protocol.codec import dumps
 
 SOURCE_CONFIG = "source_config.json"
 SOURCE_CATALOG = "source_catalog.json"
@@ -25,7 +24,7 @@ def write_private_json(path: Path, document: Any) -> Path:
     """Write JSON with mode 0600 from the first byte: never world-readable, not even briefly."""
     fd = open_private(path, os.O_WRONLY | os.O_TRUNC)
     try:
-        os.write(fd, orjson.dumps(document))
+        os.write(fd, dumps(document))
     finally:
         os.close(fd)
     return path

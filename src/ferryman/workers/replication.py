@@ -36,7 +36,7 @@ from ferryman.jobs.failures import FailureOrigin, FailureReason, FailureType, or
 from ferryman.launchers import ConnectorLauncher, ConnectorProcess, Launcher, LaunchRequest
 from ferryman.protocol import messages
 from ferryman.protocol.catalog import StateNames, map_catalog, stream_descriptors, with_generation
-from ferryman.protocol.codec import encode, parse_message
+from ferryman.protocol.codec import encode, loads, parse_message
 from ferryman.protocol.depth import nests_deeper_than
 from ferryman.protocol.state import StateAggregator, connector_state_file, state_problem, state_type
 from ferryman.workers import files, record_path
@@ -472,7 +472,7 @@ class _Replication:
 
     def source_state(self, line: bytes) -> bytes | None:
         try:
-            message = orjson.loads(line)
+            message = loads(line)
         except orjson.JSONDecodeError as exc:  # its message says where, never what
             why = f"the source sent a STATE that cannot be read: {exc}"
             raise record_path.BadSourceMessage(why) from None

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy.exc import OperationalError
 from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
@@ -33,6 +32,7 @@ from ferryman.engines.temporal.shapes import (
 )
 from ferryman.errors import StoreUnavailable, first_line
 from ferryman.jobs.states import AttemptStatus, JobStatus
+from ferryman.protocol.codec import dumps
 from ferryman.store.base import Attempt, Job
 
 _JOIN_S = 0.5  # how often the activity looks for a cancel while its attempt runs
@@ -172,7 +172,7 @@ class Activities:
             # waits for the store on its own to save its state and its end.
             log.warning("heartbeat of job %s without its state: %s", job.id, first_line(exc))
             return {}
-        size = len(orjson.dumps(state))
+        size = len(dumps(state))
         return {"state": state} if size <= HEARTBEAT_STATE_MAX_BYTES else {"state_bytes": size}
 
     @activity.defn(name=SETTLE_ATTEMPT)
