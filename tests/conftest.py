@@ -158,13 +158,30 @@ def builtin(name: str) -> ResolvedConnector:
     return resolve(parse_reference(f"builtin:{name}"), Path("/nonexistent"))
 
 
-def scripted_source(tmp_path: Path, name: str = "scripted-source") -> Path:
-    """An executable that runs tests/connectors/scripted_source.py with this interpreter: for
-    ``exec:`` references (its spec, when set, from ``SCRIPTED_SPEC_STEPS`` in its environment)."""
+def connector_script(tmp_path: Path, connector: str, name: str, first: str = "") -> Path:
+    """An executable ``tmp_path/name`` that runs tests/connectors/``connector``.py with this
+    interpreter, for ``exec:`` references; ``first``, when given, is a shell line it runs before.
+    Asked again for the same script, it leaves the one there as it is (a connector may be running
+    it)."""
     script = tmp_path / name
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / "scripted_source.py"}" "$@"\n')
-    script.chmod(0o755)
+    lines = ["#!/bin/sh", first, f'exec "{sys.executable}" "{TEST_CONNECTORS / f"{connector}.py"}" "$@"']
+    text = "".join(f"{line}\n" for line in lines if line)
+    if not (script.exists() and script.read_text() == text):
+        script.write_text(text)
+        script.chmod(0o755)
     return script
+
+
+def scripted_source(tmp_path: Path, name: str = "scripted-source", first: str = "") -> Path:
+    """tests/connectors/scripted_source.py as an executable (see ``connector_script``); its spec,
+    when set, from ``SCRIPTED_SPEC_STEPS`` in its environment."""
+    return connector_script(tmp_path, "scripted_source", name, first)
+
+
+def scripted_destination(tmp_path: Path, name: str = "scripted-destination") -> Path:
+    """tests/connectors/scripted_destination.py as an executable (see ``connector_script``); its
+    spec, when set, from ``SCRIPTED_DESTINATION_SPEC`` in its environment."""
+    return connector_script(tmp_path, "scripted_destination", name)
 
 
 def test_connector(name: str) -> ResolvedConnector:

@@ -5,7 +5,6 @@ where nothing is stored refused rather than stored as the mask."""
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,9 @@ import pytest
 
 from ferryman.secrets import MASK
 from ferryman.store import open_store
+from tests.conftest import scripted_source
 from tests.e2e.api_server import Server, ferryman, running_server
 
-TEST_CONNECTORS = Path(__file__).resolve().parent.parent / "connectors"
 SPEC = {
     "connectionSpecification": {
         "type": "object",
@@ -64,9 +63,7 @@ STORED = {
 def served(tmp_path: Path) -> Iterator[tuple[Server, httpx.Client]]:
     home = tmp_path / "home"
     home.mkdir()
-    script = tmp_path / "scripted-source"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / "scripted_source.py"}" "$@"\n')
-    script.chmod(0o755)
+    script = scripted_source(tmp_path)
     added = ferryman(home, "definitions", "add", "vault", f"exec:{script}", "--kind", "source")
     assert added.returncode == 0, added.stderr
     with (

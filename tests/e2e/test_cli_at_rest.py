@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import TEST_CONNECTORS
+from tests.conftest import scripted_source
 from tests.e2e.test_cli_jobs import MASK, Cli
 
 API_KEY = "k3y-5e1f-never-stored"  # marked airbyte_secret by the source's spec below
@@ -72,11 +72,9 @@ def test_a_home_left_open_by_an_older_version_is_closed_when_opened(tmp_path: Pa
     assert stat.S_IMODE((home / "ferryman.db").stat().st_mode) == 0o600
 
 
-def scripted_source(cli: Cli, tmp_path: Path, error: dict[str, Any]) -> None:
+def failing_scripted_connection(cli: Cli, tmp_path: Path, error: dict[str, Any]) -> None:
     """An exec: source whose spec marks api_key secret and whose read emits ``error`` as a TRACE."""
-    script = tmp_path / "scripted-source"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / "scripted_source.py"}" "$@"\n')
-    script.chmod(0o755)
+    script = scripted_source(tmp_path)
     steps = [{"records": 3}, {"trace_error": {"failure_type": "config_error", **error}}, {"exit": 1}]
     config = {"api_key": API_KEY, "read_steps": steps}
     cli("sources", "create", "s", "--connector", f"exec:{script}", "--config", json.dumps(config))
@@ -97,7 +95,7 @@ SECRET_SPEC = {
 
 def test_failure_text_is_stored_with_the_secrets_masked(tmp_path: Path) -> None:
     cli = Cli(tmp_path / "home", SCRIPTED_SPEC_STEPS=json.dumps([{"spec": SECRET_SPEC}]))
-    scripted_source(
+    failing_scripted_connection(
         cli,
         tmp_path,
         {
@@ -120,7 +118,9 @@ def test_the_specific_message_is_shown_when_the_connector_says_only_something_we
     tmp_path: Path,
 ) -> None:
     cli = Cli(tmp_path / "home")
-    scripted_source(cli, tmp_path, {"message": CDK_GENERIC, "internal_message": f"{SPECIFIC}\nmore"})
+    failing_scripted_connection(
+        cli, tmp_path, {"message": CDK_GENERIC, "internal_message": f"{SPECIFIC}\nmore"}
+    )
     summary = cli("connections", "sync", "c", code=1)
     assert SPECIFIC in summary.stderr + summary.stdout
     job_id = str(cli.json("jobs", "list")["jobs"][0]["id"])
@@ -130,7 +130,9 @@ def test_the_specific_message_is_shown_when_the_connector_says_only_something_we
 
 def test_the_internal_message_is_masked_where_it_is_shown(tmp_path: Path) -> None:
     cli = Cli(tmp_path / "home", SCRIPTED_SPEC_STEPS=json.dumps([{"spec": SECRET_SPEC}]))
-    scripted_source(cli, tmp_path, {"message": CDK_GENERIC, "internal_message": f"bad key {API_KEY}"})
+    failing_scripted_connection(
+        cli, tmp_path, {"message": CDK_GENERIC, "internal_message": f"bad key {API_KEY}"}
+    )
     summary = cli("connections", "sync", "c", code=1)
     job_id = str(cli.json("jobs", "list")["jobs"][0]["id"])
     shown = cli("jobs", "show", job_id).stdout
@@ -140,9 +142,7 @@ def test_the_internal_message_is_masked_where_it_is_shown(tmp_path: Path) -> Non
 
 def test_an_ad_hoc_sync_whose_discover_fails_names_the_specific_cause_masked(tmp_path: Path) -> None:
     cli = Cli(tmp_path / "home", SCRIPTED_SPEC_STEPS=json.dumps([{"spec": SECRET_SPEC}]))
-    script = tmp_path / "scripted-source"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / "scripted_source.py"}" "$@"\n')
-    script.chmod(0o755)
+    script = scripted_source(tmp_path)
     error = {
         "failure_type": "system_error",
         "message": CDK_GENERIC,

@@ -22,7 +22,7 @@ import duckdb
 import pytest
 
 from ferryman.connectors import ResolvedConnector
-from tests.conftest import FAKER_REF, TEST_CONNECTORS
+from tests.conftest import FAKER_REF, scripted_source
 
 PASSWORD = "pw-9f3c-never-printed"  # a credential-like field: masked by its name
 SHARD_KEY = "zebra-7d1e-never-printed"  # marked airbyte_secret by the scripted source's spec
@@ -251,9 +251,7 @@ def test_secrets_are_masked_in_every_output_and_log(tmp_path: Path) -> None:
         }
     }
     cli = Cli(tmp_path / "home", SCRIPTED_SPEC_STEPS=json.dumps([{"spec": spec}]))
-    script = tmp_path / "scripted-source"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / "scripted_source.py"}" "$@"\n')
-    script.chmod(0o755)
+    script = scripted_source(tmp_path)
     steps = [
         {"log": f"connecting with shard {SHARD_KEY}"},
         {"trace_error": {"failure_type": "config_error", "message": f"shard {SHARD_KEY} was refused"}},

@@ -6,13 +6,12 @@ source read."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import TEST_CONNECTORS
+from tests.conftest import scripted_source
 from tests.e2e.test_cli_jobs import Cli, bench_connection, emitted, stream_state
 
 
@@ -26,12 +25,7 @@ def scripted_connection(
 ) -> Path:
     """A scripted source whose reads run ``read_steps`` and copy their state file to the path
     returned, a JSONL destination, and an incremental connection of stream ``users``."""
-    script = tmp_path / "scripted-source"
-    if not script.exists():
-        script.write_text(
-            f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / "scripted_source.py"}" "$@"\n'
-        )
-        script.chmod(0o755)
+    script = scripted_source(tmp_path)  # left as it is where an earlier connection made it
     copy = tmp_path / f"{name}-state-given.json"
     config = {"read_steps": read_steps, "state_copy": str(copy), **extra}
     cli("sources", "create", name, "--connector", f"exec:{script}", "--config", json.dumps(config))

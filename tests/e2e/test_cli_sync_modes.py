@@ -7,11 +7,10 @@ and append (as many third-party destinations do); the source discovers what each
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import TEST_CONNECTORS
+from tests.conftest import connector_script
 from tests.e2e.test_cli_jobs import Cli
 
 NO_DEDUP_SPEC = {
@@ -30,10 +29,7 @@ PRODUCTS = {**USERS, "name": "products"}
 
 
 def executable(tmp_path: Path, name: str) -> str:
-    script = tmp_path / name
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / (name + ".py")}" "$@"\n')
-    script.chmod(0o755)
-    return f"exec:{script}"
+    return f"exec:{connector_script(tmp_path, name, name)}"
 
 
 def setup(tmp_path: Path, streams: list[Any], read_steps: list[dict[str, Any]] | None = None) -> Cli:

@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import TEST_CONNECTORS, watchdogs_of
+from tests.conftest import connector_script, watchdogs_of
 from tests.e2e.test_cli_jobs import Cli, wait_for
 
 
@@ -34,10 +34,7 @@ def configs_left(home: Path) -> list[Path]:
 
 def wrapper(tmp_path: Path, name: str) -> str:
     """An exec: reference to a test connector, run with this interpreter."""
-    script = tmp_path / name
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / f"{name}.py"}" "$@"\n')
-    script.chmod(0o755)
-    return f"exec:{script}"
+    return f"exec:{connector_script(tmp_path, name, name)}"
 
 
 def scripted_connection(cli: Cli, tmp_path: Path, steps: list[dict[str, Any]], output: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import scripted_source
 from tests.e2e.api_server import Server, running_server
 
-TEST_CONNECTORS = Path(__file__).resolve().parent.parent / "connectors"
 THREAD_POOL = 40  # worker threads Starlette runs sync routes in, shared by every page and the API
 SPEC = {
     "connectionSpecification": {
@@ -40,18 +39,10 @@ class Site:
         return httpx.Client(base_url=self.server.url, timeout=60)
 
 
-def _script(tmp: Path, name: str, body: str) -> Path:
-    path = tmp / name
-    path.write_text(body)
-    path.chmod(0o755)
-    return path
-
-
 def _serve(tmp_path: Path, spec: dict[str, object]) -> Iterator[Site]:
     home = tmp_path / "home"
     home.mkdir()
-    source = TEST_CONNECTORS / "scripted_source.py"
-    script = _script(tmp_path, "scripted-source", f'#!/bin/sh\nexec "{sys.executable}" "{source}" "$@"\n')
+    script = scripted_source(tmp_path)
     with running_server(home, env={"SCRIPTED_SPEC_STEPS": json.dumps([{"spec": spec}])}) as server:
         yield Site(server, f"exec:{script}", tmp_path)
 
@@ -98,10 +89,7 @@ def test_live_logs_of_a_quiet_job_left_by_many_reloads_do_not_stop_the_server(si
 
 def test_a_page_of_another_site_cannot_make_the_server_run_or_install_a_connector(site: Site) -> None:
     ran = site.tmp / "ran"
-    source = TEST_CONNECTORS / "scripted_source.py"
-    script = _script(
-        site.tmp, "marking-source", f'#!/bin/sh\ntouch "{ran}"\nexec "{sys.executable}" "{source}" "$@"\n'
-    )
+    script = scripted_source(site.tmp, "marking-source", first=f'touch "{ran}"')
     reference = f"exec:{script}"
     # What <img src="http://127.0.0.1:8000/sources/new?connector=..."> on any web page sends
     # (no cookie needed when the server asks for no login); pypi:ANY-PACKAGE would install it.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +12,9 @@ import httpx
 import pytest
 
 from ferryman.store import open_store
+from tests.conftest import scripted_source
 from tests.e2e.api_server import Server, running_server
 
-TEST_CONNECTORS = Path(__file__).resolve().parent.parent / "connectors"
 PIN = 98765432101
 SPEC = {
     "connectionSpecification": {
@@ -36,9 +35,7 @@ SPEC = {
 def served(tmp_path: Path) -> Iterator[tuple[Server, str]]:
     home = tmp_path / "home"
     home.mkdir()
-    script = tmp_path / "scripted-source"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / "scripted_source.py"}" "$@"\n')
-    script.chmod(0o755)
+    script = scripted_source(tmp_path)
     with running_server(home, env={"SCRIPTED_SPEC_STEPS": json.dumps([{"spec": SPEC}])}) as server:
         yield server, f"exec:{script}"
 

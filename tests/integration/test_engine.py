@@ -31,7 +31,7 @@ from ferryman.settings import Settings
 from ferryman.store import SqlJobStore, open_store
 from ferryman.store.base import Attempt, JobStore
 from ferryman.store.schema import jobs
-from tests.conftest import TEST_CONNECTORS, short_lifecycle
+from tests.conftest import scripted_destination, scripted_source, short_lifecycle
 
 HERE = Path(__file__).parent
 LIMITS = {"spec": 5, "check": 5, "discover": 5, "sync": 5}
@@ -140,10 +140,7 @@ def test_a_bug_of_ours_fails_the_attempt_and_leaves_its_traceback_masked_in_the_
 
 def scripted(tmp_path: Path) -> str:
     """The scripted test source as an executable, for an exec: reference."""
-    wrapper = tmp_path / "scripted-source"
-    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {TEST_CONNECTORS / "scripted_source.py"} "$@"\n')
-    wrapper.chmod(0o755)
-    return f"exec:{wrapper}"
+    return f"exec:{scripted_source(tmp_path)}"
 
 
 def scripted_connection(service: JobService, tmp_path: Path, steps: list[dict[str, Any]]) -> str:
@@ -193,9 +190,7 @@ def test_a_mapping_that_sends_two_streams_to_one_is_refused_before_it_saves_a_wr
     service.create_actor(
         "source", "pg", scripted(tmp_path), {"discover_steps": [{"catalog": catalog}], "steps": steps}
     )
-    echo = tmp_path / "scripted-destination"
-    echo.write_text(f'#!/bin/sh\nexec {sys.executable} {TEST_CONNECTORS / "scripted_destination.py"} "$@"\n')
-    echo.chmod(0o755)
+    echo = scripted_destination(tmp_path)
     service.create_actor("destination", "echo", f"exec:{echo}", {"output": str(tmp_path / "got")})
 
     with pytest.raises(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
 from ferryman.service import JobService
 from ferryman.store import open_store
 from ferryman.store.base import JobStore
-from tests.conftest import TEST_CONNECTORS
+from tests.conftest import scripted_source
 from tests.integration.engine_kinds import (
     Workers,
     engine_env,
@@ -246,9 +245,7 @@ def test_two_workers_on_one_postgres_share_twenty_jobs_and_run_none_twice(
     # Each spec takes a third of a second: twenty of them, two at a time, keep one worker busy
     # for over three seconds, far past the other's next poll (half a second). A spec that ends at
     # once let the first worker run all twenty on a loaded host before the second looked.
-    script = tmp_path / "slow-spec"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TEST_CONNECTORS / "scripted_source.py"}" "$@"\n')
-    script.chmod(0o755)
+    script = scripted_source(tmp_path, "slow-spec")
     slow = json.dumps([{"sleep": 0.35}, {"spec": {"connectionSpecification": {"type": "object"}}}])
     for _ in range(2):
         workers.start(MAX_SPEC_WORKERS="2", SCRIPTED_SPEC_STEPS=slow)
