@@ -12,7 +12,15 @@ Some questions are never answered by a host's own clock, but by the store's time
   once per pass (:class:`StoreClock`), and the job service plans a connection's next run from it
   when the connection is made, re-scheduled or made active again;
 * in the Temporal workers' sweep, whether a pending job is old enough for its missing workflow
-  to be started, and when to ask Temporal again about a job.
+  to be started, and when to ask Temporal again about a job;
+* how old a job is, and whether its failure counts after a connection was made active again:
+  a job's ``created_at`` is stamped by the database in the insert that queues it
+  (``JobStore.enqueue``), and ``/metrics`` counts the oldest pending job's age to the store's
+  time read with its figures.
+
+What only one host reads back, or only shows (an attempt's start and end, a cancel's
+``updated_at``, the ``created_at`` of actors and connections), is still stamped by that host's
+clock: docs/reliability.md lists each stamp and why.
 
 So a host whose clock is fast or slow never takes a live engine for dead, starts a retry or a
 scheduled sync early or late, nor skips a cron slot. An injected Clock (a ManualClock in tests)

@@ -4,9 +4,10 @@ whose clock is off plans a connection's next run from the store's time too. Real
 SQLite, where one file stands for the shared store), schedulers built as `ferryman server` and
 `ferryman scheduler` build them (no Clock given).
 
-A host's clock is this process's wall clock as Ferryman reads it (``SystemClock``), set
-``OffsetClock`` seconds off for the time of that host's pass; the store's time is untouched
-(Postgres' own clock; SQLite's, read by SQLite itself)."""
+A host's clock is this process's wall clock as Ferryman reads it (``SystemClock``, and the
+stamps the store and the read views take from it), set ``OffsetClock`` seconds off for the time
+of that host's pass; the store's time is untouched (Postgres' own clock; SQLite's, read by SQLite
+itself)."""
 
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ from pathlib import Path
 import pytest
 from _pytest.fixtures import FixtureRequest
 
+from ferryman import views
 from ferryman.clock import OffsetClock, SystemClock
 from ferryman.jobs.schedules import parse_schedule
 from ferryman.jobs.states import JobType
 from ferryman.scheduler import Pass, Scheduler
 from ferryman.service import JobService
 from ferryman.settings import SchedulerSettings
-from ferryman.store import open_store
+from ferryman.store import open_store, rows
 from ferryman.store.base import Connection, JobStore
 from tests.integration.test_engine import postgres_url, settings
 from tests.integration.test_state_saving import _until
@@ -46,6 +48,8 @@ def on_host(offset_s: float) -> Iterator[None]:
     wrong = OffsetClock(offset_s)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(SystemClock, "now", lambda self: wrong.now())
+        patch.setattr(rows, "utcnow", wrong.now)
+        patch.setattr(views, "utcnow", wrong.now)
         yield
 
 

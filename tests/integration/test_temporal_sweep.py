@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,10 @@ from ferryman.jobs.failures import FailureType
 from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import AttemptStatus, JobStatus
 from ferryman.service import JobService
+from ferryman.store import open_store
 from ferryman.store.base import Job, JobStore
-from tests.integration.test_engine import scripted, settings
+from tests.integration.test_engine import postgres_url, scripted, settings
+from tests.integration.test_scheduler_clock_skew import on_host
 from tests.integration.test_temporal_engine import (
     client_service,
     end_workflow_outside,
@@ -45,7 +48,7 @@ from tests.integration.test_temporal_engine import (
     worker_for,
 )
 
-__all__ = ["store", "temporal", "temporal_address", "worker_for"]  # fixtures used here
+__all__ = ["postgres_url", "store", "temporal", "temporal_address", "worker_for"]  # fixtures used here
 
 WAITING_JOBS = 3
 SWEEPS = 5
@@ -200,6 +203,59 @@ def test_a_worker_with_a_wrong_clock_judges_a_pending_jobs_age_by_the_stores_clo
     assert young_asked == [] and young_workflow is None  # left alone: not asked about, not started
     assert old_asked == [temporal.workflow_id(job.id)]  # asked about once, found without one, started
     assert store.get_job(job.id).status is JobStatus.PENDING  # no worker polls this test's queues
+
+
+@pytest.mark.parametrize("offset_s", [-FIVE_MINUTES_S, FIVE_MINUTES_S], ids=["5-min-behind", "5-min-ahead"])
+@pytest.mark.parametrize("store_kind", ["postgres", "sqlite"])
+def test_a_job_queued_on_a_host_with_a_wrong_clock_is_judged_by_the_stores_clock(
+    store_kind: str,
+    offset_s: float,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    temporal: TemporalSettings,
+) -> None:
+    """A job queued through the store alone (its submit never reached Temporal) by a host whose
+    clock is 5 minutes off; a worker whose clock is right sweeps. It must leave the job alone
+    while the job is younger than FERRYMAN_TEMPORAL_RESUBMIT_AFTER_S by the store's time, and
+    start its workflow at the first sweep after. Before, the job was stamped by the queueing
+    host: from one 5 minutes behind it looked 5 minutes old and its workflow was started at once
+    (beside the submit that may be starting it); from one 5 minutes ahead it waited 5 minutes
+    more without a workflow."""
+    url = (
+        request.getfixturevalue("postgres_url")
+        if store_kind == "postgres"
+        else f"sqlite:///{tmp_path / 'f.db'}"
+    )
+    store = open_store(url)
+    config = settings(tmp_path)
+    with on_host(offset_s):
+        job = JobService(store, config).enqueue_spec("builtin:destination-jsonl", "sweep-test")
+    queued_to = store.now()
+
+    def sweeper(resubmit_after_s: float) -> TemporalWorker:
+        local = LocalEngine(store, config)
+        return TemporalWorker(
+            store, config, dataclasses.replace(temporal, resubmit_after_s=resubmit_after_s), local=local
+        )
+
+    async def sweeps() -> tuple[list[str], WorkflowExecutionStatus | None, WorkflowExecutionStatus | None]:
+        client, asked = await counting_client(temporal)
+        looking = await Client.connect(temporal.address, namespace=temporal.namespace)  # the test's own
+        workflow_id = temporal.workflow_id(job.id)
+        await sweeper(60.0).sweep(client)  # the job is seconds old by the store's time
+        young_asked, young_workflow = list(asked), await workflow_status(looking, workflow_id)
+        # One second old by the store's time, whatever its stamp says: one sweep starts it.
+        await asyncio.to_thread(until, lambda: store.now() >= queued_to + timedelta(seconds=1), "1 s passes")
+        await sweeper(1.0).sweep(client)
+        return young_asked, young_workflow, await workflow_status(looking, workflow_id)
+
+    try:
+        young_asked, young_workflow, old_workflow = asyncio.run(sweeps())
+        assert young_asked == [] and young_workflow is None  # left alone: not asked, not started
+        assert old_workflow is not None  # started at the first sweep once it was old enough
+        assert store.get_job(job.id).status is JobStatus.PENDING  # no worker polls this test's queues
+    finally:
+        store.close()
 
 
 class RefuseOneStart(Interceptor):

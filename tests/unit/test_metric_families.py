@@ -112,7 +112,7 @@ def test_a_whole_scrape_from_tallies() -> None:
         DurationTally("sync", "failed", Histogram(DURATION_BUCKETS_S, (0, 0, 1, 1, 1, 1, 2, 2), 2, 1210.0))
     ]
     streams = [StreamTotals("sync", 120, 5000, 100, 4000)]
-    tallies = Tallies([JobCount("sync", "failed", 1)], {}, durations, streams, None)
+    tallies = Tallies([JobCount("sync", "failed", 1)], {}, durations, streams, None, NOW)
     samples = scrape(list(store_families(tallies, {}, NOW)))
     key = (("le", "900.0"), ("status", "failed"), ("type", "sync"))
     assert samples["ferryman_attempt_duration_seconds_bucket"][key] == 1

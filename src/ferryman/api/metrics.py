@@ -26,7 +26,7 @@ from ferryman import __version__
 from ferryman.api.auth import Guard
 from ferryman.api.metric_families import PREFIX, store_families
 from ferryman.api.server import MetricsAuth, is_loopback
-from ferryman.clock import Clock, SystemClock
+from ferryman.clock import Clock
 from ferryman.errors import StoreError
 from ferryman.store.base import JobStore
 
@@ -41,12 +41,16 @@ class MetricsOptions:
 
 
 class StoreCollector:
-    """A prometheus_client collector whose every ``collect`` reads the store afresh."""
+    """A prometheus_client collector whose every ``collect`` reads the store afresh.
+
+    Ages (the oldest pending job's) are counted to the store's time, read with the figures, as
+    jobs are stamped with it: a server whose clock is off shows them true. A ``clock`` given
+    (tests) counts them to its time instead."""
 
     def __init__(self, store: JobStore, limits: Mapping[str, int], clock: Clock | None = None) -> None:
         self.store = store
         self.limits = dict(limits)
-        self.clock = clock or SystemClock()
+        self.clock = clock
 
     def collect(self) -> Iterator[Metric]:
         info = GaugeMetricFamily(
@@ -70,7 +74,8 @@ class StoreCollector:
         took.add_metric([], elapsed)
         yield took
         if tallies is not None:
-            yield from store_families(tallies, self.limits, self.clock.now())
+            now = tallies.read_at if self.clock is None else self.clock.now()
+            yield from store_families(tallies, self.limits, now)
 
 
 @dataclass(eq=False)  # hashed: FastAPI caches dependencies by callable

@@ -294,8 +294,9 @@ class JobStore(Protocol):
 
     # -- jobs and attempts ----------------------------------------------------------------
     def enqueue(self, type: JobType, scope: str | None, config: dict[str, Any]) -> Job:
-        """A pending job. For sync/reset: ConnectionBusy if the scope has a live one (the
-        database enforces it: a partial unique index on scope where status is live)."""
+        """A pending job, its ``created_at`` the store's time (never this host's). For sync/reset:
+        ConnectionBusy if the scope has a live one (the database enforces it: a partial unique
+        index on scope where status is live)."""
 
     def enqueue_running(
         self,
@@ -309,7 +310,8 @@ class JobStore(Protocol):
         """A job and its first attempt, claimed by ``engine_id``, in one transaction: the job is
         never pending, so a process killed right after queueing it leaves a running attempt
         whose engine is gone (recovered like any other), never a pending job nobody runs.
-        ConnectionBusy as for :meth:`enqueue`."""
+        The job's ``created_at`` is the store's time, as for :meth:`enqueue`; ``now`` (the
+        engine's clock) stamps its start and the attempt. ConnectionBusy as for :meth:`enqueue`."""
 
     def get_job(self, job_id: int) -> Job: ...
     def list_jobs(
@@ -519,7 +521,8 @@ class JobStore(Protocol):
 
     # -- what /metrics shows (store/tallies.py) -----------------------------------------------
     def tallies(self) -> Tallies:
-        """Counts over every job, attempt and stream, read in one transaction."""
+        """Counts over every job, attempt and stream, read in one transaction, with the store's
+        time they were read at (what the oldest pending job's age is counted to)."""
         ...
 
     # -- what the scheduler needs (store/schedule_ops.py) -------------------------------------

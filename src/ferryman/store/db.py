@@ -317,6 +317,15 @@ class Database:
         digits, so it sorts with the rest)."""
         return sql_now(self.is_sqlite, after_s - before_s)
 
+    def stamp(self) -> sa.ColumnElement[datetime]:
+        """The database's time, as one statement's stamp: the same value wherever it appears in
+        that statement (a new row's ``created_at`` and ``updated_at`` alike), read back with
+        RETURNING. Postgres: the statement's start, ``statement_timestamp()``; SQLite: its
+        ``'now'``, which SQLite reads once per statement."""
+        if self.is_sqlite:
+            return sql_now(True)
+        return sa.func.statement_timestamp(type_=UtcDateTime)
+
     def dispose(self) -> None:
         self.engine.dispose()
 

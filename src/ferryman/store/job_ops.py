@@ -291,14 +291,17 @@ class JobOps:
         type = JobType(type)
         if type.is_replication and not scope:
             raise UserInputError(f"a {type} job needs its connection id as scope")
-        now = rows.utcnow()
+        # The store's time, not this host's: a job's age is judged against the store's time (the
+        # Temporal sweep, /metrics) and its created_at against a connection's active_since (the
+        # scheduler's failure streak), whichever host queued it.
+        stamp = self._db.stamp()
         values = {
             "type": type.value,
             "scope": scope,
             "config": config,
             "status": JobStatus.PENDING.value,
-            "created_at": now,
-            "updated_at": now,
+            "created_at": stamp,
+            "updated_at": stamp,
             "cancel_requested": False,
         }
         for _ in range(2):

@@ -9,7 +9,9 @@ host) moved the jobs. No query runs per job or per connection:
   (an index finds the few pending rows);
 * attempt durations, bucketed in SQL: ended attempts joined to their job, ``GROUP BY type, status``;
 * records and bytes: stream stats joined to attempt and job, ``GROUP BY type``;
-* scheduler lag (``jobs.scheduled_for``, when the schema has it): one aggregate and one row.
+* scheduler lag (``jobs.scheduled_for``, when the schema has it): one aggregate and one row;
+* the store's time, last: the oldest pending job's age is counted to it (``created_at`` is the
+  store's time too), so a server whose clock is off still shows the true age.
 
 Durations are seconds computed by the database: ``julianday`` differences on SQLite (which keeps
 UTC text), ``EXTRACT(EPOCH FROM ...)`` on Postgres.
@@ -89,6 +91,7 @@ class Tallies:
     durations: list[DurationTally]
     streams: list[StreamTotals]
     lag: LagTally | None  # None: not read (families from plain values in tests)
+    read_at: datetime  # the store's time at the reading: ages are counted to it, not a host's
 
 
 class TallyOps:
@@ -103,6 +106,7 @@ class TallyOps:
                 durations=_durations(conn, self._db.is_sqlite),
                 streams=_stream_totals(conn),
                 lag=_lag(conn, self._db.is_sqlite),
+                read_at=conn.execute(sa.select(self._db.now())).scalar_one(),
             )
 
 
