@@ -256,3 +256,22 @@ def test_integers_past_64_bits_keep_every_digit_in_the_layout_orjson_would_give(
     }
     with pytest.raises(TypeError):
         codec.dumps({"x": object()})  # what orjson refuses for another reason still fails
+
+
+def test_a_state_too_deep_is_found_with_its_line_and_a_shallow_one_skips_the_walk() -> None:
+    from ferryman.protocol.depth import MAX_DEPTH, may_nest_deeper_than
+    from ferryman.protocol.state import state_problem
+
+    deep: Any = {"cursor": 1}
+    for _ in range(MAX_DEPTH):
+        deep = {"x": deep}
+    state = {"type": "STREAM", "stream": {"stream_descriptor": {"name": "users"}, "stream_state": deep}}
+    line = orjson.dumps({"type": "STATE", "state": state})
+    problem = state_problem(state, None, raw=line)
+    assert problem is not None and "'users' nested more than 200 levels" in problem
+    shallow = {
+        "type": "STREAM",
+        "stream": {"stream_descriptor": {"name": "users"}, "stream_state": {"c": "[[[{{{"}},
+    }
+    assert state_problem(shallow, None, raw=orjson.dumps(shallow)) is None
+    assert may_nest_deeper_than(b"[" * 201) and not may_nest_deeper_than(b'{"a": [1, {"b": 2}]}')

@@ -124,13 +124,15 @@ def peek_head(line: bytes) -> tuple[str | None, str | None]:
     return kind, stream
 
 
+_DIGITS = b"0123456789"
 _LONG_NUMBER = re.compile(rb"[0-9]{20}")  # where an integer past 64 bits may be (or a long string)
 
 
 def loads(data: bytes) -> Any:
     """JSON as orjson reads it (its errors, its depth limit), but integers past 64 bits exact."""
     value = orjson.loads(data)
-    if _LONG_NUMBER.search(data) is None:
+    # Twenty digits in all first (a count in C), then a run of them (the regex, ~1 µs a line).
+    if len(data) - len(data.translate(None, _DIGITS)) < 20 or _LONG_NUMBER.search(data) is None:
         return value
     try:
         return msgspec.json.decode(data)

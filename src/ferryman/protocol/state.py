@@ -12,7 +12,7 @@ import orjson
 
 from ferryman.errors import UserInputError
 from ferryman.protocol.codec import dumps
-from ferryman.protocol.depth import MAX_DEPTH, nests_deeper_than
+from ferryman.protocol.depth import MAX_DEPTH, may_nest_deeper_than, nests_deeper_than
 
 # Fields that connectors add to a STATE on its way and that do not change what it checkpoints.
 _STATS_FIELDS = ("sourceStats", "destinationStats", "id")
@@ -33,13 +33,14 @@ def state_key(state: dict[str, Any]) -> bytes:
 STATE_TYPES = ("STREAM", "GLOBAL", "LEGACY")
 
 
-def state_problem(state: Any, sync_type: str | None) -> str | None:
+def state_problem(state: Any, sync_type: str | None, raw: bytes | None = None) -> str | None:
     """What is wrong with a source's STATE, or None; ``sync_type`` is the type of the sync's
     earlier STATEs (None before the first). Never quotes the state's content.
 
     The rules are those ``load_state`` holds a user's state to: what a sync commits, ``state
     show`` prints and ``state set`` must take back, so a state is refused here, with the
-    source to blame, rather than stored where the user cannot put it back."""
+    source to blame, rather than stored where the user cannot put it back. ``raw``: the line it
+    came in, which spares the depth walk when it holds too few brackets to nest too deep."""
     if not isinstance(state, dict):
         return "a STATE message without a state object"
     kind = state.get("type") or "LEGACY"
@@ -49,7 +50,8 @@ def state_problem(state: Any, sync_type: str | None) -> str | None:
     problem = _content_problem(state, f"a {kind} STATE")
     if problem is not None:
         return problem
-    if nests_deeper_than(state, MAX_DEPTH - 1):  # one level under the list `state show` prints
+    deep = MAX_DEPTH - 1  # one level under the list `state show` prints
+    if (raw is None or may_nest_deeper_than(raw, deep)) and nests_deeper_than(state, deep):
         stream = f" of stream {_descriptor_key(state)[0]!r}" if kind == "STREAM" else ""
         return (
             f"a {kind} STATE{stream} nested more than {MAX_DEPTH} levels deep "

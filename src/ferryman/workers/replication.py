@@ -477,7 +477,7 @@ class _Replication:
             why = f"the source sent a STATE that cannot be read: {exc}"
             raise record_path.BadSourceMessage(why) from None
         state = message.get("state")
-        problem = state_problem(state, self._source_state_type)
+        problem = state_problem(state, self._source_state_type, raw=line)
         if problem is not None:
             raise record_path.BadSourceMessage(f"the source sent {problem}")
         self._source_state_type = state_type(state)
