@@ -27,7 +27,6 @@ bound by them, not by CPU, so they are counted:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import select
@@ -41,7 +40,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -51,6 +49,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from ferryman.errors import UserInputError
 from ferryman.private import create_private_file, tighten
+from ferryman.protocol.codec import dumps
 from ferryman.settings import ferryman_home
 from ferryman.store.faults import translate_errors
 from ferryman.store.schema import UtcDateTime
@@ -104,10 +103,7 @@ def _redacted(url: str) -> str:
 
 
 def _dumps(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # integers beyond 64 bits and the like: the slower encoder copes
-        return json.dumps(value)
+    return dumps(value).decode()  # integers past 64 bits too (a state's cursor): codec.dumps
 
 
 # A JSON-escaped NUL (not an escaped backslash followed by "u0000"): an even run of backslashes,
