@@ -10,6 +10,8 @@ Config fields (all optional):
     catalog_copy         file that receives a copy of the configured catalog it was given
     output               file that receives every input line, byte for byte, as it arrives
     echo_states          echo each STATE after the output is flushed (default true)
+    own_state_depth      echo, in place of each STATE, one of its own for the same stream whose
+                         stream_state nests that many levels (a destination rewriting states)
     fail_after_records   after that many records: a TRACE system_error, then exit 1
     exit_at_start        exit at once with this code, without reading any input
     exit_on_input        wait until input is pending, then exit 0 without reading it
@@ -112,7 +114,14 @@ def main(argv: list[str]) -> int:
         elif message["type"] == "STATE":
             if output is not None:
                 output.flush()
-            if echo:
+            if config.get("own_state_depth"):
+                nested: object = {"cursor": 1}
+                for _ in range(config["own_state_depth"]):
+                    nested = {"x": nested}
+                state = message["state"]
+                own = {"type": "STREAM", "stream": {**state["stream"], "stream_state": nested}}
+                send({"type": "STATE", "state": own})
+            elif echo:
                 OUT.write(line)
                 OUT.flush()
     if output is not None:

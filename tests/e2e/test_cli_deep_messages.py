@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import scripted_source
+from tests.conftest import scripted_destination, scripted_source
 from tests.e2e.test_cli_jobs import Cli
 from tests.e2e.test_cli_state import scripted_connection
 
@@ -75,6 +75,27 @@ def test_a_state_nested_deeper_than_a_state_file_may_fails_the_sync_and_keeps_th
     cli("state", "set", "c", str(shown))
     one_line_failure(cli, "connections", "sync", "c")
     assert json.loads(given.read_text()) == [KEPT]  # the next sync starts from it
+
+
+@pytest.mark.parametrize("levels", [250, 300], ids=["under-orjson", "past-orjson"])
+def test_a_destination_inventing_a_deep_state_fails_the_sync_and_keeps_the_committed_one(
+    cli: Cli, tmp_path: Path, levels: int
+) -> None:
+    """A destination may send states of its own rather than echoes. One nested past the limit is
+    not committed (`state set` could not take it back). Before: 201-254 levels were committed, and
+    past that the attempt failed as an internal TypeError."""
+    scripted_connection(cli, tmp_path, "c", [{"records": 1}, {"state": {"name": "users"}}])
+    destination = scripted_destination(tmp_path)
+    config = json.dumps({"own_state_depth": levels})
+    cli("destinations", "create", "deep", "--connector", f"exec:{destination}", "--config", config)
+    cli("connections", "create", "d", "--source", "c", "--destination", "deep",
+        "--stream", "users:incremental:append", "--cursor", "users=id")  # fmt: skip
+    cli("state", "set", "d", json.dumps([KEPT]))
+
+    told = one_line_failure(cli, "connections", "sync", "d")
+
+    assert "the destination sent a STATE nested more than 200 levels deep" in told
+    assert cli.json("state", "show", "d")["state"] == [KEPT]
 
 
 def test_a_state_as_deep_as_a_state_file_may_be_is_committed_shown_and_set_back(

@@ -37,7 +37,7 @@ from ferryman.launchers import ConnectorLauncher, ConnectorProcess, Launcher, La
 from ferryman.protocol import messages
 from ferryman.protocol.catalog import StateNames, map_catalog, stream_descriptors, with_generation
 from ferryman.protocol.codec import encode, loads, parse_message
-from ferryman.protocol.depth import nests_deeper_than
+from ferryman.protocol.depth import MAX_DEPTH, may_nest_deeper_than, nests_deeper_than
 from ferryman.protocol.state import StateAggregator, connector_state_file, state_problem, state_type
 from ferryman.workers import files, record_path
 from ferryman.workers.attempt_log import AttemptLog
@@ -541,6 +541,14 @@ class _Replication:
             return
         kind = message["type"]
         if kind == "STATE" and isinstance(message.get("state"), dict):
+            if may_nest_deeper_than(line, MAX_DEPTH - 1) and nests_deeper_than(
+                message["state"], MAX_DEPTH - 1
+            ):
+                # Not an echo (the source's was checked): a state of its own, which `state set`
+                # could not take back; the state committed before it stays.
+                why = f"the destination sent a STATE nested more than {MAX_DEPTH} levels deep; it is not kept"
+                self._fail(FailureOrigin.DESTINATION, FailureType.SYSTEM_ERROR, why)
+                return
             self._commit(message["state"])
         elif kind == "TRACE":
             self.notices.trace(FailureOrigin.DESTINATION, as_object(message.get("trace")), "write")
