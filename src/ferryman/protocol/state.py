@@ -33,6 +33,14 @@ def state_key(state: dict[str, Any]) -> bytes:
 STATE_TYPES = ("STREAM", "GLOBAL", "LEGACY")
 
 
+def state_too_deep(state: Any, raw: bytes | None = None) -> bool:
+    """Whether a state nests deeper than a state file may (``state set`` takes the list `state
+    show` prints, one level above each state). ``raw``, the line it came in, spares the walk when
+    it holds too few brackets for that."""
+    deep = MAX_DEPTH - 1
+    return (raw is None or may_nest_deeper_than(raw, deep)) and nests_deeper_than(state, deep)
+
+
 def state_problem(state: Any, sync_type: str | None, raw: bytes | None = None) -> str | None:
     """What is wrong with a source's STATE, or None; ``sync_type`` is the type of the sync's
     earlier STATEs (None before the first). Never quotes the state's content.
@@ -50,8 +58,7 @@ def state_problem(state: Any, sync_type: str | None, raw: bytes | None = None) -
     problem = _content_problem(state, f"a {kind} STATE")
     if problem is not None:
         return problem
-    deep = MAX_DEPTH - 1  # one level under the list `state show` prints
-    if (raw is None or may_nest_deeper_than(raw, deep)) and nests_deeper_than(state, deep):
+    if state_too_deep(state, raw):
         stream = f" of stream {_descriptor_key(state)[0]!r}" if kind == "STREAM" else ""
         return (
             f"a {kind} STATE{stream} nested more than {MAX_DEPTH} levels deep "

@@ -24,7 +24,7 @@ from ferryman.workers.lifecycle import WORKER, ConnectorLifecycle, Phase, Stderr
 from ferryman.workers.lines import MAX_LINE_BYTES, LineTooLong, lines_of
 from ferryman.workers.local_paths import local_root_for, to_host, to_mount
 from ferryman.workers.models import AttemptContext, ConnectorInput, ConnectorJobOutput
-from ferryman.workers.notices import DEEP_CONFIG_IGNORED
+from ferryman.workers.notices import control_config
 
 _TICK_S = 0.05
 _WANTED = {"spec": "SPEC", "check": "CONNECTION_STATUS", "discover": "CATALOG"}
@@ -293,12 +293,8 @@ class _StdoutReader:
                 self.failures.append(failure)
                 self._log.error(side, f"trace error: {failure.message}")
         elif kind == "CONTROL":
-            control = message.get("control") or {}
-            config = (control.get("connectorConfig") or {}).get("config")
-            if control.get("type") == "CONNECTOR_CONFIG" and isinstance(config, dict):
-                if nests_deeper_than(config):
-                    self._log.warn(side, DEEP_CONFIG_IGNORED)
-                    return
+            config = control_config(message, self._log, side)
+            if config is not None:
                 self._log.add_secrets(self._secrets_of(config))
                 self.last_config = config
                 self._log.info(side, "the connector updated its configuration")

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from ferryman.jobs.failures import FailureOrigin, FailureReason
-from ferryman.protocol.depth import MAX_DEPTH
+from ferryman.protocol.depth import MAX_DEPTH, nests_deeper_than
 from ferryman.workers.attempt_log import AttemptLog
 from ferryman.workers.tracker import MessageTracker
 
@@ -83,7 +83,14 @@ def as_object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def control_config(message: dict[str, Any]) -> dict[str, Any] | None:
+def control_config(message: dict[str, Any], log: AttemptLog, side: str) -> dict[str, Any] | None:
+    """The config a CONTROL message hands back; None for any other CONTROL, and for a config
+    nested deeper than a config may be (said in the log: it is not kept)."""
     control = as_object(message.get("control"))
     config = as_object(control.get("connectorConfig")).get("config")
-    return config if control.get("type") == "CONNECTOR_CONFIG" and isinstance(config, dict) else None
+    if control.get("type") != "CONNECTOR_CONFIG" or not isinstance(config, dict):
+        return None
+    if nests_deeper_than(config):
+        log.warn(side, DEEP_CONFIG_IGNORED)
+        return None
+    return config

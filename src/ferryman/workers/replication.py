@@ -37,8 +37,14 @@ from ferryman.launchers import ConnectorLauncher, ConnectorProcess, Launcher, La
 from ferryman.protocol import messages
 from ferryman.protocol.catalog import StateNames, map_catalog, stream_descriptors, with_generation
 from ferryman.protocol.codec import encode, loads, parse_message
-from ferryman.protocol.depth import MAX_DEPTH, may_nest_deeper_than, nests_deeper_than
-from ferryman.protocol.state import StateAggregator, connector_state_file, state_problem, state_type
+from ferryman.protocol.depth import MAX_DEPTH
+from ferryman.protocol.state import (
+    StateAggregator,
+    connector_state_file,
+    state_problem,
+    state_too_deep,
+    state_type,
+)
 from ferryman.workers import files, record_path
 from ferryman.workers.attempt_log import AttemptLog
 from ferryman.workers.checkpoints import StateSink, checkpoints_for
@@ -54,7 +60,7 @@ from ferryman.workers.models import (
     SyncOutput,
     SyncProgress,
 )
-from ferryman.workers.notices import DEEP_CONFIG_IGNORED, Notices, as_object, control_config
+from ferryman.workers.notices import Notices, as_object, control_config
 from ferryman.workers.tracker import MessageTracker
 
 _TICK_S = 0.05  # how often the supervisor looks while a connector is on its way out
@@ -489,14 +495,6 @@ class _Replication:
     def not_a_message(self, line: bytes) -> None:
         self.notices.not_a_message(SOURCE, line)
 
-    def _config_update(self, side: str, message: dict[str, Any]) -> dict[str, Any] | None:
-        """The config a CONTROL message hands back, unless it nests too deep to keep."""
-        config = control_config(message)
-        if config is not None and nests_deeper_than(config):
-            self.log.warn(side, DEEP_CONFIG_IGNORED)
-            return None
-        return config
-
     def source_message(self, line: bytes) -> None:
         message = parse_message(line)
         if message is None:
@@ -508,7 +506,7 @@ class _Replication:
         elif kind == "LOG":
             self.notices.log_message(SOURCE, message)
         elif kind == "CONTROL":
-            update = to_mount(self._config_update(SOURCE, message), self._local_root(SOURCE))
+            update = to_mount(control_config(message, self.log, SOURCE), self._local_root(SOURCE))
             if update is not None:
                 self.log.add_secrets(self.ctx.secrets_of(SOURCE, update))
                 self.log.info(SOURCE, "the source updated its configuration")
@@ -541,9 +539,7 @@ class _Replication:
             return
         kind = message["type"]
         if kind == "STATE" and isinstance(message.get("state"), dict):
-            if may_nest_deeper_than(line, MAX_DEPTH - 1) and nests_deeper_than(
-                message["state"], MAX_DEPTH - 1
-            ):
+            if state_too_deep(message["state"], raw=line):
                 # Not an echo (the source's was checked): a state of its own, which `state set`
                 # could not take back; the state committed before it stays.
                 why = f"the destination sent a STATE nested more than {MAX_DEPTH} levels deep; it is not kept"
@@ -555,7 +551,7 @@ class _Replication:
         elif kind == "LOG":
             self.notices.log_message(DESTINATION, message)
         elif kind == "CONTROL":
-            update = to_mount(self._config_update(DESTINATION, message), self._local_root(DESTINATION))
+            update = to_mount(control_config(message, self.log, DESTINATION), self._local_root(DESTINATION))
             if update is not None:
                 self.log.add_secrets(self.ctx.secrets_of(DESTINATION, update))
                 self.log.info(DESTINATION, "the destination updated its configuration")
