@@ -195,3 +195,17 @@ def test_a_spec_nested_300_levels_deep_is_not_kept_and_the_source_is_saved_unche
     cli("sources", "update", "s", "--merge", '{"api_key": "k2"}')
     with sqlite3.connect(tmp_path / "home" / "ferryman.db") as db:
         assert db.execute("select spec from actors where name = 's'").fetchall() == [(None,)]
+
+
+def test_a_control_message_whose_control_is_not_an_object_is_skipped_during_a_check(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Not deep, but the same reader: before, `control` as a list raised in the thread reading the
+    connector, which printed a traceback and reported "check produced no CONNECTION_STATUS" for a
+    check that succeeded."""
+    odd = raw_line({"type": "CONTROL", "control": [1, 2]})
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"check_steps": [odd, {"connection_status": "SUCCEEDED"}]}))
+    checked = cli("check", f"exec:{scripted_source(tmp_path)}", "--config", str(config))
+    assert "check succeeded" in checked.stdout + checked.stderr
+    assert "Traceback" not in checked.stdout + checked.stderr
