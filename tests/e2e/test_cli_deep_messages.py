@@ -197,13 +197,14 @@ def test_a_spec_nested_300_levels_deep_is_not_kept_and_the_source_is_saved_unche
         assert db.execute("select spec from actors where name = 's'").fetchall() == [(None,)]
 
 
-def test_a_control_message_whose_control_is_not_an_object_is_skipped_during_a_check(
-    cli: Cli, tmp_path: Path
+@pytest.mark.parametrize("kind", ["CONTROL", "LOG", "TRACE"])
+def test_a_message_whose_body_is_not_an_object_is_skipped_during_a_check(
+    cli: Cli, tmp_path: Path, kind: str
 ) -> None:
-    """Not deep, but the same reader: before, `control` as a list raised in the thread reading the
-    connector, which printed a traceback and reported "check produced no CONNECTION_STATUS" for a
-    check that succeeded."""
-    odd = raw_line({"type": "CONTROL", "control": [1, 2]})
+    """Not deep, but the same reader: before, a `control`, `log` or `trace` that is a list raised
+    in the thread reading the connector, which printed a traceback and reported "check produced no
+    CONNECTION_STATUS" for a check that succeeded."""
+    odd = raw_line({"type": kind, kind.lower(): [1, 2]})
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"check_steps": [odd, {"connection_status": "SUCCEEDED"}]}))
     checked = cli("check", f"exec:{scripted_source(tmp_path)}", "--config", str(config))

@@ -24,7 +24,7 @@ from ferryman.workers.lifecycle import WORKER, ConnectorLifecycle, Phase, Stderr
 from ferryman.workers.lines import MAX_LINE_BYTES, LineTooLong, lines_of
 from ferryman.workers.local_paths import local_root_for, to_host, to_mount
 from ferryman.workers.models import AttemptContext, ConnectorInput, ConnectorJobOutput
-from ferryman.workers.notices import control_config
+from ferryman.workers.notices import as_object, control_config
 
 _TICK_S = 0.05
 _WANTED = {"spec": "SPEC", "check": "CONNECTION_STATUS", "discover": "CATALOG"}
@@ -284,10 +284,10 @@ class _StdoutReader:
             if self.found is None and not self._refused:
                 self.found = self._kept(_payload(message, kind), kind)
         elif kind == "LOG":
-            body = message.get("log") or {}
+            body = as_object(message.get("log"))  # a broken connector's fields: read as missing
             self._log.write(side, str(body.get("level") or "INFO"), str(body.get("message", "")))
         elif kind == "TRACE":
-            trace = message.get("trace") or {}
+            trace = as_object(message.get("trace"))
             if trace.get("type") == "ERROR":
                 failure = FailureReason.from_trace(self._origin, trace, self._command)
                 self.failures.append(failure)
