@@ -79,3 +79,28 @@ def test_a_program_that_is_no_connector_is_told_by_what_it_printed(tmp_path: Pat
     tool.write_text("#!/bin/sh\nprintf 'PK\\003\\004\\377\\376\\n'\n")  # binary, not text
     result = cli("check", f"exec:{tool}", "--config", str(tmp_path / "config.json"), code=1)
     assert "the last: 6 bytes that are not UTF-8 text" in result.stderr, result.stderr
+
+
+def test_an_exec_connector_that_cannot_start_says_what_to_fix(tmp_path: Path) -> None:
+    """The kernel's ENOENT names no interpreter, and "no such file" for a directory misleads: each
+    case is one line that points at the fix."""
+    cli = Cli(tmp_path / "home")
+    assert cli.bad_input("spec", f"exec:{tmp_path}") == (
+        f"error: exec:{tmp_path} is a directory; give a path to an executable file"
+    )
+    cases = {
+        "interp.sh": (
+            b"#!/no/such/python3 -u\n",
+            "its interpreter was not found (first line: #!/no/such/python3 -u)",
+        ),
+        "plain.sh": (b"echo spec\n", "a script needs a #! first line"),
+    }
+    for name, (body, expected) in cases.items():
+        script = tmp_path / name
+        script.write_bytes(body)
+        script.chmod(0o755)
+        result = cli("spec", f"exec:{script}", code=1)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert lines[0].startswith("error: could not start the spec connector: "), lines[0]
+        assert expected in lines[0], lines[0]

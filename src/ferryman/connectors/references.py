@@ -127,6 +127,8 @@ def pin_reference(text: str, venvs_dir: Path) -> str:
 
 def _executable(path: str) -> str:
     found = shutil.which(path) if os.sep not in path else path
+    if found is not None and os.path.isdir(found):
+        raise ConnectorReferenceError(f"exec:{path} is a directory; give a path to an executable file")
     if found is None or not os.path.isfile(found):
         raise ConnectorReferenceError(f"exec:{path}: no such file; give a path to an executable")
     if not os.access(found, os.X_OK):

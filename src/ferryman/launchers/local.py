@@ -9,6 +9,7 @@ own is out of the group's reach; its hold on the connector's output is ended by 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import signal
@@ -20,6 +21,25 @@ from ferryman.errors import FerrymanError, LaunchError
 from ferryman.launchers.base import BUFFER_SIZE, LaunchRequest, TimedPipeWriter, make_pipe
 from ferryman.launchers.pipes import LEFTOVER_DRAIN_S, PipeReader, kill_marked, pipe_holders
 from ferryman.launchers.watchdog import WATCHDOG
+
+
+def _start_failure(exc: OSError, program: str) -> str:
+    """Why ``program`` could not be started, in words that point at the fix: the kernel says
+    "No such file or directory" also when the file is there but its ``#!`` interpreter is not."""
+    reason = exc.strerror or str(exc)
+    if not os.path.isfile(program):
+        return reason
+    try:
+        with open(program, "rb") as file:
+            head = file.readline(256)
+    except OSError:
+        return reason
+    shebang = head[2:].strip().decode("utf-8", "replace") if head.startswith(b"#!") else ""
+    if exc.errno == errno.ENOENT and shebang:
+        return f"its interpreter was not found (first line: #!{shebang}); fix that line or install it"
+    if exc.errno == errno.ENOEXEC:
+        return f"{reason}: not a program this machine runs (a script needs a #! first line)"
+    return reason
 
 
 class LocalProcess:
@@ -52,7 +72,7 @@ class LocalProcess:
                 if fd >= 0:
                     os.close(fd)
             raise LaunchError(
-                f"could not start the {request.role} connector: {exc.strerror or exc}",
+                f"could not start the {request.role} connector: {_start_failure(exc, argv[0])}",
                 command=argv[0],
             ) from exc
         os.close(stdout_w)
