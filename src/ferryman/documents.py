@@ -4,11 +4,17 @@ Everything that can go wrong reading one is one :class:`UserInputError` line: a 
 UTF-8, invalid JSON or YAML, nesting deeper than the parsers go, and YAML whose aliases expand
 to far more than was written (a "billion laughs": a few hundred bytes that expand to billions of
 values once anything walks them, as saving the config as JSON does).
+
+Python's JSON reader takes ``NaN``, ``Infinity`` and numbers past a double's range (``1e999``),
+and YAML has ``.nan`` and ``.inf``; none of them is JSON, and written out for a connector or the
+store each became ``null``, a different config than the user gave. They are refused. A UTF-8
+byte order mark (Windows editors write one) is skipped, as JSON's RFC lets a reader do.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +33,7 @@ def load_document(text: str, what: str) -> Any:
     except RecursionError:
         raise UserInputError(f"{what}: nested too deeply to read") from None
     refuse_deep(document, what)
+    _refuse_not_finite(document, what)
     return document
 
 
@@ -64,7 +71,7 @@ def _load(text: str, what: str) -> Any:
     if stripped.startswith(("{", "[")):
         try:
             stripped.encode("utf-8")  # arguments that are not UTF-8 arrive with surrogates
-            return json.loads(stripped)
+            return _json(stripped)
         except UnicodeEncodeError:
             raise UserInputError(f"{what}: inline JSON is not UTF-8 text") from None
         except json.JSONDecodeError as exc:
@@ -74,10 +81,10 @@ def _load(text: str, what: str) -> Any:
     path = Path(text).expanduser()
     if not path.is_file():
         raise UserInputError(f"{what}: {text!r} is neither a file nor inline JSON")
-    raw = _utf8(path.read_bytes(), path, what)
+    raw = _utf8(path.read_bytes(), path, what).removeprefix("\ufeff")
     if path.suffix.lower() not in (".yaml", ".yml"):
         try:
-            return json.loads(raw)
+            return _json(raw)
         except json.JSONDecodeError as exc:
             raise _invalid(exc, path, what, "JSON") from None
     import yaml  # here, not at the top: ~10 ms on every command, and only YAML files need it
@@ -88,6 +95,45 @@ def _load(text: str, what: str) -> Any:
         raise _invalid(exc, path, what, "YAML") from None
     _refuse_expansion(document, f"{what}: {path}")
     return document
+
+
+class _NotJsonNumber(ValueError):
+    pass
+
+
+def _not_a_number(word: str) -> Any:
+    raise _NotJsonNumber(f"{word} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _NotJsonNumber(f"{text} is beyond the range of a JSON number (a double)")
+    return value
+
+
+def _json(text: str) -> Any:
+    """Strict JSON: a ``NaN``, ``Infinity`` or ``1e999`` raises JSONDecodeError naming it."""
+    try:
+        return json.loads(text, parse_constant=_not_a_number, parse_float=_finite)
+    except _NotJsonNumber as exc:
+        # Where it is: json reports no position for a value its hooks refuse; find the word.
+        word = str(exc).split(" ", 1)[0]
+        raise json.JSONDecodeError(str(exc), text, max(text.find(word), 0)) from None
+
+
+def _refuse_not_finite(document: Any, what: str) -> None:
+    """One line for a NaN or infinity a YAML document holds (``.nan``, ``.inf``); JSON's are
+    refused as they are read. Walked without recursion: the depth was checked before."""
+    pending = [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserInputError(f"{what} holds {value}, which is not a JSON number: write a number, or null")
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
 
 
 def _invalid(exc: Exception, path: Path, what: str, kind: str) -> UserInputError:

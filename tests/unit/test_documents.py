@@ -114,3 +114,32 @@ def test_refuse_deep_counts_levels_without_recursing() -> None:
         refuse_deep(nested(101), "--config")
     with pytest.raises(UserInputError):  # far past the stack: found by a loop, not recursion
         refuse_deep(nested(200_000), "the state")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        ("nan.json", b'{"count": NaN}', "NaN is not a JSON number"),
+        ("inf.json", b'{"ratio": [1, -Infinity]}', "-Infinity is not a JSON number"),
+        ("huge.json", b'{"ratio": 1e999}', "1e999 is beyond the range of a JSON number"),
+        ("nan.yaml", b"count: .nan\n", "holds nan, which is not a JSON number"),
+        ("inf.yaml", b"limits: {low: -.inf}\n", "holds -inf, which is not a JSON number"),
+    ],
+)
+def test_numbers_json_cannot_hold_are_refused(tmp_path: Path, name: str, content: bytes, words: str) -> None:
+    """Read as Python floats they were written out as null (orjson's choice) to the connector and
+    the store: the config the connector ran with was not the one the user gave."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(UserInputError, match=words):
+        load_config(str(path), "--config")
+    inline = content.decode()
+    if name.endswith(".json"):
+        with pytest.raises(UserInputError, match=f"inline JSON is not valid \\({words}"):
+            load_config(inline, "--config")
+
+
+def test_a_byte_order_mark_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "notepad.json"
+    path.write_bytes(b'\xef\xbb\xbf{"count": 3, "ratio": 0.5, "big": 1e300}')
+    assert load_config(str(path), "--config") == {"count": 3, "ratio": 0.5, "big": 1e300}
