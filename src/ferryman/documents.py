@@ -71,7 +71,7 @@ def _load(text: str, what: str) -> Any:
     if stripped.startswith(("{", "[")):
         try:
             stripped.encode("utf-8")  # arguments that are not UTF-8 arrive with surrogates
-            return _json(stripped)
+            return strict_json(stripped)
         except UnicodeEncodeError:
             raise UserInputError(f"{what}: inline JSON is not UTF-8 text") from None
         except json.JSONDecodeError as exc:
@@ -84,7 +84,7 @@ def _load(text: str, what: str) -> Any:
     raw = _utf8(path.read_bytes(), path, what).removeprefix("\ufeff")
     if path.suffix.lower() not in (".yaml", ".yml"):
         try:
-            return _json(raw)
+            return strict_json(raw)
         except json.JSONDecodeError as exc:
             raise _invalid(exc, path, what, "JSON") from None
     import yaml  # here, not at the top: ~10 ms on every command, and only YAML files need it
@@ -112,7 +112,7 @@ def _finite(text: str) -> float:
     return value
 
 
-def _json(text: str) -> Any:
+def strict_json(text: str) -> Any:
     """Strict JSON: a ``NaN``, ``Infinity`` or ``1e999`` raises JSONDecodeError naming it."""
     try:
         return json.loads(text, parse_constant=_not_a_number, parse_float=_finite)

@@ -188,3 +188,27 @@ def test_a_secret_list_or_key_file_is_never_filled_in_and_an_edit_that_leaves_it
     typed = {"cfg.keys": "k1\r\nk2\r\n", "cfg.key_file": "-----BEGIN-----\r\nAAAA\r\n-----END-----"}
     config, _ = forms.read(root, forms.keep_secrets(root, typed, shown))
     assert config == {"keys": ["k1", "k2"], "key_file": "-----BEGIN-----\nAAAA\n-----END-----"}
+
+
+def test_numbers_json_cannot_hold_are_named_not_saved_as_null() -> None:
+    """float() reads "nan", "inf" and "1e999", and json.loads reads NaN: each was stored, then
+    written out for the connector as null."""
+    spec = {
+        "type": "object",
+        "properties": {
+            "ratio": {"type": "number"},
+            "pin": {"type": "number", "airbyte_secret": True},
+            "extra": {"type": "object"},
+        },
+    }
+    root = forms.build(spec)
+    assert [f.widget for f in root.children] == ["number", "password", "json"]
+    posted = {"cfg.ratio": "nan", "cfg.pin": "1e999", "cfg.extra": '{"limit": Infinity}'}
+    _, errors = forms.read(root, posted)
+    assert errors == [
+        "ratio must be a finite number, not 'nan'",
+        "pin must be a finite number",
+        "extra must be JSON",
+    ]
+    config, errors = forms.read(root, {"cfg.ratio": "0.25", "cfg.pin": "12", "cfg.extra": '{"limit": 1.5}'})
+    assert errors == [] and config == {"ratio": 0.25, "pin": 12, "extra": {"limit": 1.5}}

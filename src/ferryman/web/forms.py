@@ -14,10 +14,12 @@ Field names are paths: ``cfg.credentials.api_key``; an option of a oneOf adds ``
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ferryman.documents import strict_json
 from ferryman.secrets import MASK
 
 ROOT = "cfg"
@@ -230,6 +232,9 @@ def _convert(node: Field, text: str, errors: FormErrors, label: str) -> Any:
         except ValueError:
             errors.append(f"{label} must be a number, not {text!r}")
             return _MISSING
+        if not math.isfinite(number):  # float() takes "nan" and "inf", and "1e999" overflows
+            errors.append(f"{label} must be a finite number, not {text!r}")
+            return _MISSING
         return int(number) if number.is_integer() and "." not in text else number
     if node.widget == "lines":
         return [line.strip() for line in text.splitlines() if line.strip()]
@@ -237,8 +242,8 @@ def _convert(node: Field, text: str, errors: FormErrors, label: str) -> Any:
         return text.replace("\r\n", "\n")  # a browser sends a textarea's lines ended by CRLF
     if node.widget == "json":
         try:
-            return json.loads(text)
-        except ValueError:
+            return strict_json(text)
+        except ValueError:  # NaN and Infinity too: JSON has no such numbers
             errors.append(f"{label} must be JSON")
             return _MISSING
     return text
@@ -250,6 +255,9 @@ def _secret_number(kind: str, text: str, errors: FormErrors, label: str) -> Any:
         number = float(text) if kind == "number" else int(text)
     except ValueError:
         errors.append(f"{label} must be a {'number' if kind == 'number' else 'whole number'}")
+        return _MISSING
+    if isinstance(number, float) and not math.isfinite(number):
+        errors.append(f"{label} must be a finite number")
         return _MISSING
     return int(number) if isinstance(number, float) and number.is_integer() and "." not in text else number
 
