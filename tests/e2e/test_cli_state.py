@@ -172,3 +172,40 @@ def test_a_secret_a_connector_keeps_in_its_state_is_masked_and_set_back_unchange
     edited = json.loads(shown.read_text())
     edited[0]["stream"]["stream_state"]["other"] = "**********"  # a mask where no secret was
     assert "masked secret" in cli.bad_input("state", "set", "c", json.dumps(edited))
+
+
+def test_a_save_state_the_sync_could_not_write_is_refused_before_any_connector_runs(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Found at the first save, the records were already in the destination and their state
+    nowhere (the sync 'failed' after delivering them); and a typo overwrote a config file."""
+    out = tmp_path / "out"
+    destination = (
+        "--destination",
+        "builtin:destination-jsonl",
+        "--destination-config",
+        json.dumps({"path": str(out)}),
+    )
+    sync = ("sync", "--source", "builtin:source-bench", "--source-config", '{"count": 3}', *destination)
+    config = tmp_path / "source.json"
+    config.write_text('{"api_key": "abcdefgh", "start_date": "2020-01-01"}')
+    cases = {
+        str(tmp_path / "missing" / "state.json"): f"the directory {tmp_path / 'missing'} does not exist",
+        str(tmp_path): "is a directory; give a file name",
+        "/dev/null": "is not a regular file",
+        str(config): "holds something other than a state, which the sync would overwrite",
+    }
+    for target, words in cases.items():
+        line = cli.bad_input(*sync, "--save-state", target)
+        assert line.startswith("error: --save-state: ") and words in line, line
+    assert not out.exists(), "a connector ran"
+    assert json.loads(config.read_text())["api_key"] == "abcdefgh"
+    # A state file, or a legacy one the sync also starts from, is updated in place.
+    saved = tmp_path / "state.json"
+    cli(*sync, "--save-state", str(saved))
+    cli(*sync, "--state", str(saved), "--save-state", str(saved))
+    legacy = tmp_path / "legacy.json"
+    legacy.write_text('{"cursor": 1}')
+    cli(*sync, "--state", str(legacy), "--save-state", str(legacy))
+    for written in (saved, legacy):
+        assert json.loads(written.read_text())[0]["stream"]["stream_state"] == {"id": 3}

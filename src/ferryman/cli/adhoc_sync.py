@@ -83,12 +83,56 @@ def _state_saver(path: Path | None, interval_s: float) -> StateCheckpoints | Non
     from ferryman.workers.checkpoints import StateCheckpoints
 
     def save(commit: StateCommit) -> None:
-        # Atomic replace: a crash leaves either the previous or the new committed state.
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(dumps(commit.aggregated, option=orjson.OPT_INDENT_2))
+        # Atomic replace of a file whose bytes are on disk: a crash, or the power going, leaves
+        # either the previous or the new committed state, never an empty file.
+        tmp = _temporary(path)
+        with open(tmp, "wb") as file:
+            file.write(dumps(commit.aggregated, option=orjson.OPT_INDENT_2))
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(tmp, path)
 
     return StateCheckpoints(save, interval_s)
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
+
+
+def check_save_state(path: Path | None, state: Path | None) -> None:
+    """Refuse a --save-state the sync could not write, or that holds something else, before any
+    connector runs: found at the first save, the records would be in the destination with their
+    state nowhere, and a typo such as --save-state source.json would overwrite a config.
+
+    What the sync writes is a list of STATE messages; a file that holds anything else is only
+    overwritten when it is also the --state the sync starts from (a bare legacy state object)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise UserInputError(f"--save-state: {path} is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise UserInputError(f"--save-state: the directory {path.parent} does not exist; create it first")
+    if path.exists():
+        if not path.is_file():
+            raise UserInputError(f"--save-state: {path} is not a regular file; give a file name")
+        if path.stat().st_size and not (state is not None and path.samefile(state)):
+            try:
+                document = load_document(str(path), "--save-state")
+                if not isinstance(document, list):
+                    raise UserInputError("not a list of states")
+                load_state(document)
+            except UserInputError:
+                raise UserInputError(
+                    f"--save-state: {path} holds something other than a state, which the sync would "
+                    "overwrite; give a new file, or the state file to update"
+                ) from None
+    tmp = _temporary(path)
+    try:
+        with open(tmp, "wb"):
+            pass
+        tmp.unlink()
+    except OSError as exc:
+        raise UserInputError(f"--save-state: cannot write beside {path}: {exc.strerror or exc}") from None
 
 
 def mapping(namespace: Namespace, namespace_format: str | None, prefix: str) -> NamespaceMapping:
@@ -138,6 +182,7 @@ class Replication:
         from ferryman.workers import ReplicationStatus
 
         initial_state = load_state(load_document(str(state), "--state")) if state else []
+        check_save_state(save_state, state)
         names = stream_names(streams)
         cancel = cancel_on_signals()
         catalog = self.runner.configured_catalog(
