@@ -229,8 +229,9 @@ def test_names_no_store_can_keep_alike_are_refused_with_one_line(store: SqlJobSt
 
 
 def test_a_nul_from_a_connector_never_breaks_a_write(store: SqlJobStore) -> None:
-    """A connector's error message or cursor may hold a NUL; Postgres' JSONB cannot keep one, so
-    there it is kept as U+FFFD (SQLite keeps it as is). Before, ending the attempt failed."""
+    """A connector's error message or config may hold a NUL; Postgres' JSONB cannot keep one, so
+    there it is kept as U+FFFD (SQLite keeps it as is). Before, ending the attempt failed. A
+    connection's state keeps it on both (test_store_state.py)."""
     job, attempt = running_sync(store)
     kept = "\x00" if store.dialect == "sqlite" else "\ufffd"
     state = [
@@ -241,11 +242,14 @@ def test_a_nul_from_a_connector_never_breaks_a_write(store: SqlJobStore) -> None
     destination = store.create_actor("destination", "d", "builtin:destination-devnull", {})
     conn = store.create_connection("c", source.id, destination.id, {"streams": []})
     store.save_state(conn.id, state)
-    assert store.get_state(conn.id)[0]["stream"]["stream_state"] == {"c": f"a{kept}"}
+    assert store.get_state(conn.id)[0]["stream"]["stream_state"] == {"c": "a\x00"}
     store.fail_attempt(attempt, {"state": state}, failure("boom \x00 nul"), later(1))
     [ended] = store.list_attempts(job.id)
     assert ended.status is AttemptStatus.FAILED
     assert ended.failure_summary == failure(f"boom {kept} nul")
+    # The attempt's output shows the state (masked), a copy never handed back to a source: JSONB.
+    assert ended.output is not None
+    assert ended.output["state"][0]["stream"]["stream_state"] == {"c": f"a{kept}"}
 
     # A text column (not JSON): Postgres cannot keep a NUL there at all; one line, nothing stored.
     if store.dialect == "postgresql":

@@ -12,7 +12,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import scripted_source
+from tests.contract.store_support import store_url
 from tests.e2e.test_cli_jobs import Cli, bench_connection, emitted, stream_state
+
+__all__ = ["store_url"]  # a fixture, imported for pytest
 
 
 @pytest.fixture
@@ -145,6 +148,49 @@ def test_connections_show_counts_the_streams_a_global_state_holds(cli: Cli, tmp_
     assert "state: GLOBAL, 3 stream(s)" in cli("connections", "show", "c").stdout
     cli("state", "set", "c", '{"cursor": 3}')
     assert cli.json("connections", "show", "c")["state_streams"] == 0  # a LEGACY state names no stream
+
+
+# A cursor as a source reading a database may keep one: a string key holding a NUL. Its keys are
+# in no sorted order, JSONB's (shorter keys first, then bytewise) least of all.
+NUL_CURSOR = {
+    "type": "STREAM",
+    "stream": {
+        "stream_descriptor": {"name": "users"},
+        "stream_state": {"zz_key": "tenant\u0000042", "aa_key": 7, "mm": {"b": 1, "a": 2}},
+    },
+}
+
+
+def test_a_cursor_with_a_nul_comes_back_to_the_source_as_it_sent_it(tmp_path: Path, store_url: str) -> None:
+    """On either store, the next sync's input_state.json holds the state the source sent, NUL and
+    key order included, and `state show` prints the NUL as its JSON escape. Before, on Postgres
+    (JSONB) the NUL came back as U+FFFD and the keys sorted: the source got another cursor."""
+    cli = Cli(tmp_path / "home")
+    cli.env["FERRYMAN_DATABASE_URL"] = store_url  # Cli drops the caller's by default
+    sent = json.dumps({"type": "STATE", "state": NUL_CURSOR})  # "tenant\u0000042" on the wire
+    steps = [{"records": 1, "stream": "users"}, {"stdout_hex": sent.encode().hex()}]
+    scripted_connection(cli, tmp_path, "c", steps)
+    cli("connections", "sync", "c")
+
+    shown = cli("state", "show", "c").stdout
+    assert '"tenant\\u0000042"' in shown and "\ufffd" not in shown  # the escape, not U+FFFD
+    assert shown.index('"zz_key"') < shown.index('"aa_key"') < shown.index('"mm"')
+    assert json.dumps(json.loads(shown)) == json.dumps([NUL_CURSOR])  # same keys in the same order
+
+    job = cli.json("connections", "sync", "c")
+    given = Path(job["attempts"][-1]["log"]).with_name("input_state.json").read_text()
+    assert '"tenant\\u0000042"' in given
+    assert json.dumps(json.loads(given)) == json.dumps([NUL_CURSOR])
+
+    # `state set` (a compare-and-set on the state it read) and `state clear --stream` keep NULs too.
+    orders_state = {"z": "\u0000", "a": "\\u0000 is text"}  # a NUL, and a backslash-u that is text
+    orders = {"stream_descriptor": {"name": "orders"}, "stream_state": orders_state}
+    other = {"type": "STREAM", "stream": orders}
+    cli("state", "set", "c", json.dumps([NUL_CURSOR, other]))
+    cli("state", "set", "c", cli("state", "show", "c").stdout)  # what it read compares equal
+    assert json.dumps(json.loads(cli("state", "show", "c").stdout)) == json.dumps([NUL_CURSOR, other])
+    left = cli("state", "clear", "c", "--stream", "users", "--json").stdout
+    assert json.dumps(json.loads(left)["state"]) == json.dumps([other])
 
 
 TOKEN = "sk-live-4c1d-never-printed"  # the source's api_key, which its connector keeps in its state too

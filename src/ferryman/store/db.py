@@ -113,8 +113,9 @@ _NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 def _dumps_for_postgres(value: Any) -> str:
     """JSON for a JSONB column: each NUL character becomes U+FFFD, the replacement character.
-    Connectors do send NULs (in a log or error message, a state's cursor), and a NUL in a job's
-    failure would otherwise make the write that ends the attempt fail."""
+    Connectors do send NULs (in a log or error message, a config), and a NUL in a job's failure
+    would otherwise make the write that ends the attempt fail. A connection's state is not
+    written through here: it is a ``json`` column that keeps NULs (``schema.ExactJson``)."""
     text = _dumps(value)
     return _NUL_ESCAPE.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
 

@@ -1,12 +1,17 @@
 """The store's tables as SQLAlchemy Core objects, and the column types they share.
 
 The migrations in ``migrations/versions`` create these tables; this module only describes them to
-the queries. Two portable types smooth over SQLite and Postgres:
+the queries. Three portable types smooth over SQLite and Postgres:
 
 * :class:`UtcDateTime` always hands back timezone-aware UTC datetimes. Postgres keeps
   ``timestamptz``; SQLite keeps naive UTC text (``YYYY-MM-DD HH:MM:SS.ffffff``), which sorts and
   compares correctly as text.
 * :data:`Json` is JSONB on Postgres and JSON text on SQLite; Python ``None`` is SQL NULL.
+  JSONB cannot hold a NUL character (``db._dumps_for_postgres`` writes U+FFFD instead), sorts
+  object keys and keeps the last of duplicate keys.
+* :class:`ExactJson` is for the one document ferryman hands back to a connector, a connection's
+  state: ``json`` on Postgres, which keeps the text as written (NULs and key order included),
+  and the same JSON text as :data:`Json` on SQLite.
 
 Nothing here imports SQLAlchemy's Postgres dialect (~20 ms and a few MB, with its drivers'
 modules): on a SQLite store every command would pay for it.
@@ -19,6 +24,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
+
+from ferryman.protocol.codec import dumps, loads
 
 # A job is live in these statuses; the migration's partial unique index
 # uq_jobs_one_live_replication_per_scope keeps one live job of these types per scope.
@@ -63,6 +70,46 @@ class PortableJson(sa.types.TypeDecorator[Any]):
 
             return JSONB(none_as_null=True)
         return self.impl_instance
+
+
+class _PostgresJsonText(sa.types.UserDefinedType[str]):
+    """Postgres' ``json``, bound as JSON text we wrote ourselves and cast by the server
+    (``%(state)s::JSON``): psycopg's own JSON dumping, which the engine's serializer drives, would
+    turn NULs into U+FFFD as it must for JSONB."""
+
+    cache_ok = True
+    render_bind_cast = True
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        return "JSON"
+
+
+class ExactJson(sa.types.TypeDecorator[Any]):
+    """A JSON document (an array or object) that comes back as it was written: ``json`` on
+    Postgres (what migration 0009 makes of ``connection_state.state``), JSON text on SQLite.
+
+    Postgres' ``json`` stores the text itself, so a NUL (``\\u0000``, which JSONB refuses) and
+    the order of keys survive. It has no equality operator: compare what is read, in Python, never
+    the column in SQL. psycopg hands the document back parsed; a driver that hands back its text
+    gets it parsed here (the column never holds a bare JSON string)."""
+
+    impl = sa.JSON(none_as_null=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return _PostgresJsonText()
+        return self.impl_instance
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if dialect.name != "postgresql" or value is None:
+            return value  # SQLite: sa.JSON writes it with the engine's serializer, codec.dumps
+        return dumps(value).decode()  # integers past 64 bits exact, NULs as \u0000
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if dialect.name == "postgresql" and isinstance(value, str | bytes):
+            return loads(value.encode() if isinstance(value, str) else value)
+        return value
 
 
 def json_type() -> sa.types.TypeEngine[Any]:
@@ -174,7 +221,8 @@ connection_state = sa.Table(
         primary_key=True,
         autoincrement=False,
     ),
-    sa.Column("state", Json, nullable=False),
+    # Handed back to the source as it sent it: json on Postgres, not JSONB (see ExactJson).
+    sa.Column("state", ExactJson(), nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("job_id", Id, nullable=True),
 )
