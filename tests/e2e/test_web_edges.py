@@ -303,3 +303,31 @@ def test_without_auth_a_request_for_another_host_name_is_refused(site: Site) -> 
         # The names of this machine are served as before.
         for name in ("localhost", "127.0.0.1", "app.localhost"):
             assert client.get("/", headers={"Host": f"{name}:{port}"}).status_code == 200, name
+
+
+def test_a_job_page_shows_a_stream_name_and_failure_message_as_text_set_apart(site: Site) -> None:
+    """A stream named with HTML and a right-to-left override, in a failure: escaped, and the name
+    in <bdi>, so the override cannot reverse the rest of the line (`· retryable`). Before: the
+    failure's stream was not set apart."""
+    from tests.e2e.test_cli_jobs import Cli
+
+    stream = "us<script>alert(1)</script>\u202eers"
+    catalog = {"streams": [{"name": stream, "json_schema": {"type": "object"},
+                            "supported_sync_modes": ["full_refresh"]}]}  # fmt: skip
+    failure = {"failure_type": "system_error", "message": "<b>boom</b>\u202e",
+               "stream_descriptor": {"name": stream}}  # fmt: skip
+    config = {"discover_steps": [{"catalog": catalog}],
+              "read_steps": [{"records": 1, "stream": stream}, {"trace_error": failure}]}  # fmt: skip
+    cli = Cli(site.server.home, SYNC_JOB_MAX_ATTEMPTS="1")
+    cli("sources", "create", "s", "--connector", site.connector, "--config", json.dumps(config))
+    cli("destinations", "create", "d", "--connector", "builtin:destination-devnull", "--config", "{}")
+    cli("connections", "create", "c", "--source", "s", "--destination", "d")
+    cli("connections", "sync", "c", code=1)
+    job_id = cli.json("jobs", "list", "--connection", "c")["jobs"][0]["id"]
+    with site.client() as client:
+        page = client.get(f"/jobs/{job_id}").text
+    escaped = "us&lt;script&gt;alert(1)&lt;/script&gt;\u202eers"
+    assert "<script>alert" not in page and "<b>boom" not in page
+    assert f"stream <bdi>{escaped}</bdi> · retryable" in page
+    assert f"<bdi>{escaped}</bdi></td>" in page  # the stats table's
+    assert "&lt;b&gt;boom&lt;/b&gt;\u202e" in page

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ferryman.cli.common import JsonOption, escape, guarded, note, out, print_json, say, when
+from ferryman.cli.common import JsonOption, guarded, note, out, print_json, say, when
 from ferryman.cli.context import DESTINATION, SOURCE, job_service
 from ferryman.documents import load_config
 from ferryman.errors import UserInputError
@@ -71,7 +71,9 @@ def _show(actor: Actor, json: bool) -> None:
     say(f"{actor.kind} {actor.name} (id {actor.id}): {actor.connector}, created {when(actor.created_at)}")
     if actor.resources:
         say("container limits: " + ", ".join(f"{k}={v}" for k, v in sorted(actor.resources.items())))
-    out().print_json(data=mask_strings(document["config"], actor_secrets(actor)))
+    from ferryman.cli.terminal import json_view
+
+    out().print(json_view(mask_strings(document["config"], actor_secrets(actor))))
 
 
 def actor_app(kind: str) -> typer.Typer:
@@ -167,7 +169,7 @@ def actor_app(kind: str) -> typer.Typer:
 
             table = Table("id", "name", "connector", "created")
             for actor in actors:
-                table.add_row(str(actor.id), escape(actor.name), actor.connector, when(actor.created_at))
+                table.add_row(str(actor.id), actor.name, actor.connector, when(actor.created_at))
             out().print(table)
             return 0
 

@@ -51,7 +51,9 @@ def spec(
             failures = [f.to_dict() for f in output.failures]
             print_json({"status": status, "spec": output.spec, "failures": failures}, [])
         elif output.spec is not None:
-            out().print_json(data=output.spec)
+            from ferryman.cli.terminal import json_view
+
+            out().print(json_view(output.spec))
         print_failures(output.failures, [])
         return 0 if output.spec is not None else 1
 
@@ -82,9 +84,14 @@ def check(reference: str, config: ConfigOption, json: JsonOption = False) -> Non
             }
             print_json(document, secrets)
         elif output.check_succeeded is not None:
+            from rich.text import Text
+
+            from ferryman.cli.terminal import plain
+
             colour = "green" if succeeded else "red"
             message = f": {mask_text(output.check_message, secrets)}" if output.check_message else ""
-            out().print(f"check [{colour}]{verdict}[/]{message}", highlight=False, soft_wrap=True)
+            line = Text.assemble("check ", (verdict, colour), plain(message))
+            out().print(line, highlight=False, soft_wrap=True)
         print_failures(output.failures, secrets)
         return 0 if succeeded else 1
 

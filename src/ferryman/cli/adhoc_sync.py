@@ -24,7 +24,6 @@ from ferryman.cli.common import (
     StreamsOption,
     cancel_on_signals,
     err,
-    escape,
     guarded,
     note,
     out,
@@ -33,6 +32,7 @@ from ferryman.cli.common import (
     stream_names,
 )
 from ferryman.cli.progress import progress_display
+from ferryman.cli.terminal import plain
 from ferryman.documents import load_config, load_document
 from ferryman.errors import UserInputError
 from ferryman.protocol.catalog import NamespaceDefinition, NamespaceMapping
@@ -224,6 +224,7 @@ class Replication:
 
 def _print_summary(output: SyncOutput, log_path: Path, target: str) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from ferryman.workers import ReplicationStatus
 
@@ -239,13 +240,12 @@ def _print_summary(output: SyncOutput, log_path: Path, target: str) -> None:
     out().print(table)
     seconds = max(0.001, (output.ended_at_ms - output.started_at_ms) / 1000)
     colour = "green" if output.status is ReplicationStatus.COMPLETED else "red"
-    out().print(
-        f"[{colour}]{output.status.value}[/]: {output.records_emitted:,} records in {seconds:,.1f}s "
+    figures = (
+        f": {output.records_emitted:,} records in {seconds:,.1f}s "
         f"({output.records_emitted / seconds:,.0f}/s), {output.states_committed} states committed "
-        f"into {escape(target)}; log: {log_path}",
-        highlight=False,
-        soft_wrap=True,
+        f"into {target}; log: {log_path}"
     )
+    out().print(Text.assemble((output.status.value, colour), plain(figures)), highlight=False, soft_wrap=True)
 
 
 def sync(

@@ -40,23 +40,24 @@ if TYPE_CHECKING:
 
 @cache
 def out() -> Console:
-    """The console for people on stdout, made on first use."""
+    """The console for people on stdout, made on first use: strings are plain text, control
+    characters visible (see :mod:`ferryman.cli.terminal`)."""
     return _stdout_console_class()()
 
 
 @cache
 def err() -> Console:
-    """The console for people on stderr, made on first use."""
-    from rich.console import Console
+    """The console for people on stderr, made on first use, plain as :func:`out`."""
+    from ferryman.cli.terminal import console_class
 
-    return Console(stderr=True)
+    return console_class()(stderr=True)
 
 
 @cache
 def _stdout_console_class() -> type[Console]:
-    from rich.console import Console
+    from ferryman.cli.terminal import console_class
 
-    class _Console(Console):
+    class _Console(console_class()):  # type: ignore[misc]
         def on_broken_pipe(self) -> None:
             # Rich exits 1 here, as if the command had failed; guarded() ends it as `cat` would
             # (exit 0) when the reader went away (`ferryman jobs list | head -1`).
@@ -66,20 +67,18 @@ def _stdout_console_class() -> type[Console]:
     return _Console
 
 
-def escape(text: str) -> str:
-    """``text`` with rich markup escaped, for a line printed with markup."""
-    from rich.markup import escape as rich_escape
-
-    return rich_escape(text)
-
-
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 ConfigOption = Annotated[str, typer.Option("--config", "-c", help="JSON/YAML file or inline JSON.")]
 
 
 def fail(message: str, code: int) -> NoReturn:
-    """One line on stderr and exit; ``message`` is rich markup (escape user text)."""
-    err().print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    """One line on stderr and exit; ``message`` is printed as it reads (no markup)."""
+    from rich.text import Text
+
+    from ferryman.cli.terminal import plain
+
+    line = Text.assemble(("error:", "bold red"), " ", plain(message))
+    err().print(line, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -99,14 +98,14 @@ def guarded(action: Callable[[], int]) -> None:
     try:
         code = action()
     except FieldError as exc:
-        fail(escape(exc.phrase(FLAGS)), 2)
+        fail(exc.phrase(FLAGS), 2)
     except ConnectionBusy as exc:  # the store says what is live; the CLI says how to cancel it
         job_id = exc.context.get("job_id")
-        fail(escape(f"{exc.message} (ferryman jobs cancel {job_id})" if job_id else str(exc)), 2)
+        fail(f"{exc.message} (ferryman jobs cancel {job_id})" if job_id else str(exc), 2)
     except (UserInputError, StoreUnavailable) as exc:  # the store's message names it and what to do
-        fail(escape(str(exc)), 2)
+        fail(str(exc), 2)
     except FerrymanError as exc:
-        fail(escape(str(exc)), 1)
+        fail(str(exc), 1)
     except KeyboardInterrupt:
         fail("interrupted", 130)
     except BrokenPipeError:
@@ -115,7 +114,7 @@ def guarded(action: Callable[[], int]) -> None:
         code = 0
     except OSError as exc:  # the machine said no: a full disk, a missing or unwritable directory
         where = f": {exc.filename}" if exc.filename else ""
-        fail(escape(f"{exc.strerror or exc}{where} (check FERRYMAN_HOME and the disk)"), 2)
+        fail(f"{exc.strerror or exc}{where} (check FERRYMAN_HOME and the disk)", 2)
     raise typer.Exit(code)
 
 
@@ -139,12 +138,13 @@ def _encode(value: Any) -> Any:
 
 
 def say(text: str) -> None:
-    """A line for people on stdout, printed as is (no markup, no highlighting)."""
+    """A line for people on stdout, printed as it reads (no markup, no highlighting, control
+    characters visible)."""
     out().print(text, highlight=False, soft_wrap=True, markup=False)
 
 
 def note(text: str) -> None:
-    """A line for people on stderr, printed as is."""
+    """A line for people on stderr, printed as :func:`say` prints."""
     err().print(text, highlight=False, soft_wrap=True, markup=False)
 
 

@@ -26,7 +26,6 @@ from ferryman.cli.common import (
     StreamsOption,
     duration,
     err,
-    escape,
     guarded,
     note,
     out,
@@ -246,12 +245,12 @@ def list_(json: JsonOption = False) -> None:
         for doc in documents:
             table.add_row(
                 str(doc["id"]),
-                escape(str(doc["name"])),
-                escape(str(doc["source"])),
-                escape(str(doc["destination"])),
+                str(doc["name"]),
+                str(doc["source"]),
+                str(doc["destination"]),
                 str(len(doc["streams"])),
                 str(doc["status"]),
-                escape(str(doc["schedule"])),
+                str(doc["schedule"]),
                 when(doc["next_run_at"]),
             )
         out().print(table)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ferryman.cli.terminal import plain
 from ferryman.connectors.install_progress import InstallProgress, report_installs
 
 if TYPE_CHECKING:
@@ -32,19 +33,15 @@ class ConsoleInstallProgress:
                 pass
 
     def step(self, text: str) -> None:
-        from rich.markup import escape
-
         self._step = text
         if self._status is not None:
-            self._status.update(escape(self._prefix + text))
+            self._status.update(plain(self._prefix + text))  # a status takes a str as markup
         else:
             self._line(text)
 
     def detail(self, text: str) -> None:
-        from rich.markup import escape
-
         if self._status is not None:
-            self._status.update(escape(f"{self._prefix}{self._step}: {text}"))
+            self._status.update(plain(f"{self._prefix}{self._step}: {text}"))
 
     def finish(self, text: str | None) -> None:
         if self._status is not None:

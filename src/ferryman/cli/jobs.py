@@ -6,7 +6,9 @@ prints new lines until the attempt ends.
 
 from __future__ import annotations
 
+import sys
 import time
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,6 +17,7 @@ import typer
 from ferryman.cli.common import JsonOption, guarded, out, print_json, say
 from ferryman.cli.context import job_service
 from ferryman.cli.summary import print_details
+from ferryman.cli.terminal import visible
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.secrets import mask_text
 from ferryman.views import job_doc
@@ -112,11 +115,19 @@ def _ended(service: JobService, job_id: int, number: int) -> bool:
 
 
 def _emit(line: str, json: bool, job_id: int, number: int, secrets: list[str]) -> None:
-    line = mask_text(line, secrets)
+    line = mask_text(line, secrets)  # before visible(): a secret is masked as the log holds it
     if json:
         print_json({"job_id": job_id, "attempt": number, "line": line}, [], one_line=True)
     else:
-        typer.echo(line)
+        # On a terminal a connector's control characters are shown, not obeyed (see docs/cli.md);
+        # into a pipe or a file the lines go as the log holds them (color=True: click would cut
+        # its colour codes, and only those).
+        typer.echo(visible(line) if _on_terminal() else line, color=True)
+
+
+@cache
+def _on_terminal() -> bool:
+    return sys.stdout.isatty()
 
 
 @app.command("logs")

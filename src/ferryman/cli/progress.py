@@ -11,6 +11,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
+from ferryman.cli.terminal import visible
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -95,13 +97,12 @@ class PlainProgress:
             f"{s.name} {s.records_emitted:,}" + (f" ({_percent(s)})" if _percent(s) else "")
             for s in progress.streams
         ]
-        print(
+        line = (
             f"sync {progress.elapsed_s:,.0f}s: {total:,} records "
             f"({_rate(total, progress.elapsed_s):,.0f}/s), {_committed(progress)} committed; "
-            + ", ".join(parts),
-            file=self._stream,
-            flush=True,
+            + ", ".join(parts)
         )
+        print(visible(line), file=self._stream, flush=True)  # stream names come from the source
 
     def close(self) -> None:
         pass

@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from rich import box
-from rich.markup import escape
 from rich.table import Table
-from rich.text import Text
 
 from ferryman.cli.common import count, duration, when
+from ferryman.cli.terminal import plain
 
 # -- tables -------------------------------------------------------------------------------------
 
@@ -40,7 +39,7 @@ def jobs_table(rows: list[dict[str, Any]]) -> Table:
         table.add_row(
             str(row["id"]),
             SHORT_TYPES.get(row["type"], row["type"]),
-            Text(row["label"], no_wrap=True, overflow="ellipsis"),
+            plain(row["label"], no_wrap=True, overflow="ellipsis"),
             "cancelling" if cancelling else row["status"],
             str(row["attempts"]),
             when(row["created_at"], short=True),
@@ -53,7 +52,7 @@ def stats_table(stats: list[dict[str, Any]], title: str | None = None) -> Table:
     table = Table("stream", "emitted", "committed", "MB", title=title, title_justify="left")
     for stat in stats:
         table.add_row(
-            escape(stat["name"] if not stat["namespace"] else f"{stat['namespace']}.{stat['name']}"),
+            stat["name"] if not stat["namespace"] else f"{stat['namespace']}.{stat['name']}",
             count(stat["records_emitted"]),
             count(stat["records_committed"]),
             f"{stat['bytes_emitted'] / 1e6:,.1f}",
@@ -65,7 +64,7 @@ def streams_table(streams: list[dict[str, Any]]) -> Table:
     table = Table("stream", "sync mode", "destination sync mode", "cursor", "primary key")
     for stream in streams:
         table.add_row(
-            escape(stream["name"] if not stream["namespace"] else f"{stream['namespace']}.{stream['name']}"),
+            stream["name"] if not stream["namespace"] else f"{stream['namespace']}.{stream['name']}",
             stream["sync_mode"] or "",
             stream["destination_sync_mode"] or "",
             ".".join(stream["cursor_field"]),
