@@ -116,3 +116,16 @@ def test_a_body_that_is_no_json_object_is_told_what_to_send(
     for sent in ("", "[1, 2]"):
         refused = client.post("/v1/jobs", content=sent, headers={"content-type": "application/json"})
         assert (refused.status_code, refused.json()["detail"]) == (422, "the body must be a JSON object")
+
+
+def test_a_path_with_escape_sequences_is_logged_visibly_not_obeyed(
+    served: tuple[Server, httpx.Client, dict[str, Any]],
+) -> None:
+    """The access log printed the decoded path: `GET /%1b]0;x%07` set the title of the terminal
+    reading the server's log, `%1b[2J` cleared it."""
+    srv, client, _ = served
+    answer = client.get("/v1/%1b]0;owned%07%1b[2J%e2%80%aeabc")
+    assert answer.status_code == 404
+    logged = (srv.home / "server.log").read_text(errors="replace")
+    assert "\x1b" not in logged and "\u202e" not in logged
+    assert "GET /v1/\\x1b]0;owned\\x07\\x1b[2J\\u202eabc 404" in logged, logged[-2000:]

@@ -22,6 +22,7 @@ from ferryman.api.metrics import MetricsOptions, metrics_router
 from ferryman.api.models import Token, ok
 from ferryman.api.problems import Problem
 from ferryman.credentials import Verifier
+from ferryman.printable import visible
 from ferryman.protocol.codec import loads
 
 PUBLIC_PREFIXES = ("/v1", "/api/public/v1")
@@ -97,6 +98,8 @@ async def _access_line(request: Request, call_next: Callable[[Request], Awaitabl
     response = await call_next(request)
     millis = (time.perf_counter() - start) * 1000
     client = request.client.host if request.client else "-"
-    line = f"{client} {request.method} {request.url.path} {response.status_code} {millis:.1f}ms"
+    # The path as decoded holds what a client escaped into it (%1b: a terminal's ESC): shown, not obeyed.
+    path = visible(request.url.path)
+    line = f"{client} {request.method} {path} {response.status_code} {millis:.1f}ms"
     sys.stderr.write(line + "\n")
     return response

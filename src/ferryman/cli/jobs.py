@@ -17,8 +17,8 @@ import typer
 from ferryman.cli.common import JsonOption, guarded, out, print_json, say
 from ferryman.cli.context import job_service
 from ferryman.cli.summary import print_details
-from ferryman.cli.terminal import visible
 from ferryman.jobs.states import JobStatus, JobType
+from ferryman.printable import visible
 from ferryman.secrets import mask_text
 from ferryman.views import job_doc
 

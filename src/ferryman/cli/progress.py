@@ -11,7 +11,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from ferryman.cli.terminal import visible
+from ferryman.printable import visible
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -23,29 +23,16 @@ import re
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from ferryman.printable import CONTROLS, visible
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.style import Style
     from rich.text import Text
 
-# C0 controls but tab and newline, DEL, C1 controls; the Unicode bidirectional marks, embeddings,
-# overrides and isolates (U+061C, U+200E-F, U+202A-E, U+2066-9); the line and paragraph separators.
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
-
-
-def _shown(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
 
 def _shown_in_json(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group()):04x}"
-
-
-def visible(text: str) -> str:
-    """``text`` with each control character written out as its escape: ESC as ``\\x1b``, a
-    right-to-left override as ``\\u202e`` (tab and newline stay)."""
-    return _CONTROLS.sub(_shown, text)
 
 
 def plain(text: object, style: str | Style = "", **options: Any) -> Text:
@@ -65,7 +52,7 @@ def json_view(document: Any) -> Text:
     from rich.highlighter import JSONHighlighter
 
     text = json.dumps(document, indent=2, ensure_ascii=False, default=str)
-    view = JSONHighlighter()(_CONTROLS.sub(_shown_in_json, text))
+    view = JSONHighlighter()(CONTROLS.sub(_shown_in_json, text))
     view.no_wrap = True
     view.overflow = None
     return view
