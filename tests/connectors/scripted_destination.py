@@ -12,6 +12,7 @@ Config fields (all optional):
     echo_states          echo each STATE after the output is flushed (default true)
     own_state_depth      echo, in place of each STATE, one of its own for the same stream whose
                          stream_state nests that many levels (a destination rewriting states)
+    own_state_text       echo, in place of each STATE, this line as it is (say, one holding a NaN)
     fail_after_records   after that many records: a TRACE system_error, then exit 1
     exit_at_start        exit at once with this code, without reading any input
     exit_on_input        wait until input is pending, then exit 0 without reading it
@@ -114,7 +115,10 @@ def main(argv: list[str]) -> int:
         elif message["type"] == "STATE":
             if output is not None:
                 output.flush()
-            if config.get("own_state_depth"):
+            if config.get("own_state_text"):
+                OUT.write(config["own_state_text"].encode() + b"\n")
+                OUT.flush()
+            elif config.get("own_state_depth"):
                 nested: object = {"cursor": 1}
                 for _ in range(config["own_state_depth"]):
                     nested = {"x": nested}

@@ -7,6 +7,7 @@ not turned off with FERRYMAN_NO_EXTENSION=1) and the Python loop a wheel without
 from __future__ import annotations
 
 import io
+import json
 import os
 
 import msgspec
@@ -139,6 +140,76 @@ def test_a_compact_record_that_is_not_json_is_neither_counted_nor_forwarded(scan
     assert out == good + good
     assert counts == {("users", None): (2, 2 * len(good))}
     assert handler.garbage == broken
+
+
+@pytest.mark.parametrize("value", [b"NaN", b"Infinity", b"-Infinity"])
+def test_a_record_holding_a_nan_fails_the_source_naming_its_stream(
+    scanner: Scanner | None, value: bytes
+) -> None:
+    """What Python's json.dumps writes for such floats (older CDKs, pandas). Before, it was logged
+    as a line of text, data and all, and skipped: the sync succeeded with the record missing."""
+    good = b'{"type":"RECORD","record":{"stream":"users","data":{"id":1},"emitted_at":1}}\n'
+    for bad in (
+        b'{"type":"RECORD","record":{"stream":"users","data":{"x":' + value + b'},"emitted_at":1}}\n',
+        b'{"type": "RECORD", "record": {"stream": "users", "data": {"x": [' + value + b"]}}}\n",
+    ):
+        tracker, sink = MessageTracker([("users", None)]), io.BytesIO()
+        why = f"the source sent a RECORD of stream 'users' that is not valid JSON: {value.decode()} is not"
+        with pytest.raises(BadSourceMessage, match=why):
+            forward(io.BytesIO(good + bad + good), sink, tracker, Handler(), NamespaceMapping(), scanner)
+        assert sink.getvalue() == good
+        assert tracker.emitted[("users", None)] == [1, len(good)]
+
+
+def test_a_state_holding_a_nan_or_a_lone_surrogate_fails_the_source(scanner: Scanner | None) -> None:
+    """Before, both were logged as text and skipped: the sync succeeded with the checkpoint missing."""
+    head = b'{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"users"},'
+    for cursor, why in ((b"NaN", "is not valid JSON"), (b'"\\ud800"', "cannot be stored")):
+        handler = Handler()
+        with pytest.raises(BadSourceMessage, match=f"a STATE of stream 'users' that {why}"):
+            forward(io.BytesIO(head + b'"stream_state":{"cursor":' + cursor + b"}}}}\n"), io.BytesIO(),
+                    MessageTracker([("users", None)]), handler, NamespaceMapping(), scanner)  # fmt: skip
+        assert handler.states == [] and handler.garbage == []
+
+
+def test_records_with_lone_surrogates_are_forwarded_and_counted_whichever_way_they_are_written(
+    scanner: Scanner | None,
+) -> None:
+    """JSON by the grammar, read by Python's json and Jackson. The extension's shortcut took a
+    short compact one; before, the Python loop, a long one and a spaced one were logged and
+    skipped while the sync succeeded."""
+    lines = [
+        b'{"type":"RECORD","record":{"stream":"users","data":{"s":"\\ud800"},"emitted_at":1}}\n',
+        b'{"type": "RECORD", "record": {"stream": "users", "data": {"s": "\\udc00\\ud800"}}}\n',
+        b'{"type":"RECORD","record":{"stream":"users","data":{"s":"\\ud800","p":"' + b"p" * 3000 + b'"}}}\n',
+        b'{"type":"RECORD","record":{"stream":"users","data":{"\\udfff":1},"emitted_at":1}}',  # no newline
+    ]
+    out, counts, handler = run(lines, [("users", None)], scanner)
+    assert out == b"".join(lines) + b"\n"
+    assert counts == {("users", None): (4, sum(map(len, lines)) + 1)}
+    assert handler.garbage == []
+
+
+def test_a_record_with_a_lone_surrogate_keeps_it_when_renamed(scanner: Scanner | None) -> None:
+    line = b'{"type":"RECORD","record":{"namespace":"crm","stream":"users","data":{"s":"\\ud800\xc3\xa9"}}}\n'
+    out, counts, _ = run([line], [("users", "crm")], scanner, NamespaceMapping(prefix="raw_"))
+    record = json.loads(out)["record"]
+    assert record == {"stream": "raw_users", "namespace": "crm", "data": {"s": "\ud800\u00e9"}}
+    assert counts == {("users", "crm"): (1, len(line))}
+
+
+def test_a_record_holding_a_nan_in_a_line_nobody_reads_as_a_record_is_only_logged(
+    scanner: Scanner | None,
+) -> None:
+    """Text and other messages stay as they were: logged (by the handler) and skipped."""
+    lines = [
+        b'NaN {"type":"RECORD","record":{"stream":"users","data":{"x":NaN}}}\n',
+        b'{"type":"LOG","log":{"level":"INFO","message":"x","n":NaN}}\n',
+        b'{"type":"RECORD","record":{"stream":"users","data":{"x":NaN},\n',  # not JSON even so
+    ]
+    out, counts, handler = run(lines, [("users", None)], scanner)
+    assert out == b"" and handler.garbage == lines
+    assert counts == {("users", None): (0, 0)}
 
 
 def test_same_name_in_two_namespaces_is_counted_per_namespace(scanner: Scanner | None) -> None:

@@ -18,6 +18,7 @@ from ferryman.launchers import ConnectorLauncher, Launcher, LaunchRequest
 from ferryman.launchers.base import ConnectorProcess
 from ferryman.protocol.codec import parse_message
 from ferryman.protocol.depth import MAX_DEPTH, nests_deeper_than
+from ferryman.protocol.lenient import read_leniently
 from ferryman.workers.attempt_log import AttemptLog
 from ferryman.workers.files import LOG_FILE, SOURCE_CONFIG, forget_configs, write_private_json
 from ferryman.workers.lifecycle import WORKER, ConnectorLifecycle, Phase, StderrDrain
@@ -274,6 +275,8 @@ class _StdoutReader:
         side = self._origin.value
         message = parse_message(raw)
         if message is None:
+            if self._unreadable_answer(raw):
+                return
             if raw.strip():
                 self._log.write_bytes(side, "INFO", raw)
                 self.other_lines += 1
@@ -300,6 +303,24 @@ class _StdoutReader:
                 self._log.info(side, "the connector updated its configuration")
         else:
             self._log.info(side, f"ignored a {kind} message during {self._command}")
+
+    def _unreadable_answer(self, raw: bytes) -> bool:
+        """Whether ``raw``, which orjson reads no message in, is plainly the answer (a SPEC,
+        CONNECTION_STATUS or CATALOG holding a NaN, a lone surrogate, a number past a double):
+        then the job fails in one line saying what is wrong, as for an answer nested too deep,
+        rather than "produced no CATALOG" with the line quoted as if it were not the protocol."""
+        try:
+            lenient = read_leniently(raw)
+        except RecursionError:
+            return False
+        if lenient is None or lenient.type != self._wanted:
+            return False
+        if self.found is None and not self._refused:
+            self._refused = True
+            failure = lenient.failure("connector")
+            self.failures.append(FailureReason.of(self._origin, FailureType.SYSTEM_ERROR, failure, _now_ms()))
+            self._log.error(self._origin.value, failure)
+        return True
 
     def _kept(self, payload: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
         """The answer, unless it nests deeper than anything that keeps, shows or checks it can

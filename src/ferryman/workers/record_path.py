@@ -34,6 +34,10 @@ no data (:func:`_spliced_forward`). Everything else (STATE, other messages, brok
 unfinished line the source has not completed yet) is read off the pipe and goes through the same
 code as in the chunked loop, so what reaches the destination, in what order, is the same bytes.
 
+A line msgspec refuses as JSON is logged and skipped, unless Python's json (lenient: NaN,
+Infinity, lone surrogate escapes) reads it as a RECORD or STATE (:func:`_not_strict_json`): only
+those lines pay for that second reading.
+
 Tried and dropped: forwarding whole runs of one stream's records as one slice, checked with
 ``bytes.count``; the two scans per run cost as much as the per-line work they replaced.
 """
@@ -41,6 +45,7 @@ Tried and dropped: forwarding whole runs of one stream's records as one slice, c
 from __future__ import annotations
 
 import fcntl
+import json
 import mmap
 import os
 import select
@@ -57,6 +62,7 @@ from ferryman.launchers.base import TimedPipeWriter, make_pipe
 from ferryman.launchers.pipes import PipeReader
 from ferryman.protocol.catalog import NamespaceMapping
 from ferryman.protocol.codec import SourceEnvelope, message_type, peek_head
+from ferryman.protocol.lenient import read_leniently
 from ferryman.settings import native_extensions_enabled
 from ferryman.workers.lines import MAX_LINE_BYTES, LineTooLong, lines_of
 from ferryman.workers.tracker import MessageTracker, StreamKey
@@ -131,7 +137,10 @@ def record_mapper(mapping: NamespaceMapping) -> Callable[[bytes], bytes] | None:
     def remap(line: bytes) -> bytes:
         # Only the names are decoded: every other field, ``data`` above all, is copied as the
         # source wrote it (re-encoding data would cost its size and stop at orjson's 255 levels).
-        message = _FIELDS.decode(line)
+        try:
+            message = _FIELDS.decode(line)
+        except msgspec.DecodeError:  # a lone surrogate escape, which msgspec refuses
+            return _remap_leniently(line, mapping)
         record: dict[str, Any] = _FIELDS.decode(message["record"])
         names: dict[str, Any] = {"stream": msgspec.json.decode(record["stream"])}
         if "namespace" in record:
@@ -142,6 +151,22 @@ def record_mapper(mapping: NamespaceMapping) -> Callable[[bytes], bytes] | None:
         return msgspec.json.encode(message) + b"\n"
 
     return remap
+
+
+def _remap_leniently(line: bytes, mapping: NamespaceMapping) -> bytes:
+    """Rename a RECORD only Python's json reads (see :func:`_not_strict_json`): the whole line is
+    re-encoded with it, every character outside ASCII escaped, so a lone surrogate stays one."""
+    message = json.loads(line.decode())
+    record = message["record"]
+    stream = record["stream"]
+    names = {key: record.pop(key) for key in ("stream", "namespace") if key in record}
+    mapping.rename(names, "stream")
+    record.update(names)
+    try:
+        return json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+    except ValueError:  # a number past a double, read as infinity: written again, it would not be JSON
+        why = "holds a number beyond the range of a double, which renaming its stream would change"
+        raise BadSourceMessage(f"the source sent a RECORD of stream {stream!r} that {why}") from None
 
 
 def _shortcut_streams(tracker: MessageTracker) -> dict[bytes, list[int]]:
@@ -459,8 +484,8 @@ def _decoded(
     except msgspec.ValidationError as exc:  # JSON of the wrong shape
         _misshapen(line, handler, str(exc))
         return
-    except msgspec.DecodeError:
-        handler.not_a_message(line)
+    except msgspec.DecodeError as exc:
+        _not_strict_json(line, sink, tracker, handler, remap, str(exc))
         return
     except RecursionError:
         _too_deep(line, tracker, handler)
@@ -471,6 +496,7 @@ def _decoded(
         record = envelope.record
         if record is None:
             raise BadSourceMessage("the source sent a RECORD message without a record")
+        # As _record does; kept inline here, where every record over the shortcut's length passes.
         key = (record.stream, record.namespace)
         try:
             counter = tracker.lookup[key]
@@ -493,7 +519,73 @@ def _decoded(
         handler.source_message(line)
 
 
-def _check_record(line: bytes, stream: str, data: msgspec.Raw) -> None:
+def _record(
+    line: bytes,
+    sink: Sink,
+    tracker: MessageTracker,
+    handler: RecordPathHandler,
+    remap: Callable[[bytes], bytes] | None,
+    stream: str,
+    namespace: str | None,
+    data: msgspec.Raw | bytes,
+) -> None:
+    """Check, count and forward a RECORD only Python's json reads, as :func:`_decoded` does one
+    msgspec reads; ``data``: all :func:`_check_record` needs of its JSON (empty when missing,
+    else its first byte)."""
+    key = (stream, namespace)
+    try:
+        counter = tracker.lookup[key]
+    except KeyError:
+        counter = tracker.counter_for(key)
+        if counter is None:
+            handler.unknown_stream(key)
+    if counter is None:
+        return
+    _check_record(line, stream, data)
+    counter[0] += 1
+    counter[1] += len(line)
+    sink.write(line if remap is None else remap(line))
+
+
+def _not_strict_json(
+    line: bytes,
+    sink: Sink,
+    tracker: MessageTracker,
+    handler: RecordPathHandler,
+    remap: Callable[[bytes], bytes] | None,
+    why: str,
+) -> None:
+    """A line msgspec refused as JSON. Only here does a line pay for a lenient parse
+    (:mod:`ferryman.protocol.lenient`): a line of text is logged and skipped, but a RECORD or
+    STATE that Python's json reads must not vanish while the sync succeeds. One holding a NaN or
+    an Infinity (which no JSON reader of a destination must take), and a STATE Ferryman cannot
+    store, fail the source. A RECORD whose only oddity is a lone surrogate escape is JSON by the
+    grammar, which the destinations' readers (Python's json, Jackson) take: it is forwarded, as
+    the shortcut forwards a short one."""
+    try:
+        message = read_leniently(line)
+    except RecursionError:
+        _too_deep(line, tracker, handler)
+        return
+    if message is None or message.type not in ("RECORD", "STATE"):
+        handler.not_a_message(line)
+        return
+    if message.type == "STATE" or message.not_json is not None:
+        raise BadSourceMessage(message.failure("source", why))
+    record = message.body
+    stream = record.get("stream") if isinstance(record, dict) else None
+    namespace = record.get("namespace") if isinstance(record, dict) else None
+    if not isinstance(stream, str) or not isinstance(namespace, str | None):
+        raise BadSourceMessage("the source sent a RECORD that breaks the protocol: no stream name as text")
+    data = record.get("data")
+    if not line.endswith(b"\n"):
+        line += b"\n"
+    # All _check_record reads of the data: whether it is there, and its first byte.
+    first = b"" if "data" not in record else b"{" if isinstance(data, dict) else b"["
+    _record(line, sink, tracker, handler, remap, stream, namespace, first)
+
+
+def _check_record(line: bytes, stream: str, data: msgspec.Raw | bytes) -> None:
     if len(data) == 0:
         raise BadSourceMessage("the source sent a RECORD without data", stream=stream)
     if memoryview(data)[0] != _OPEN_BRACE:

@@ -38,6 +38,7 @@ from ferryman.protocol import messages
 from ferryman.protocol.catalog import StateNames, map_catalog, stream_descriptors, with_generation
 from ferryman.protocol.codec import encode, loads, parse_message
 from ferryman.protocol.depth import MAX_DEPTH
+from ferryman.protocol.lenient import LenientMessage, read_leniently
 from ferryman.protocol.state import (
     StateAggregator,
     connector_state_file,
@@ -480,8 +481,7 @@ class _Replication:
         try:
             message = loads(line)
         except orjson.JSONDecodeError as exc:  # its message says where, never what
-            why = f"the source sent a STATE that cannot be read: {exc}"
-            raise record_path.BadSourceMessage(why) from None
+            raise record_path.BadSourceMessage(_unreadable(SOURCE, line, str(exc))) from None
         state = message.get("state")
         problem = state_problem(state, self._source_state_type, raw=line)
         if problem is not None:
@@ -535,7 +535,7 @@ class _Replication:
     def _destination_line(self, line: bytes) -> None:
         message = parse_message(line)
         if message is None:
-            self.notices.not_a_message(DESTINATION, line)
+            self._not_a_destination_message(line)
             return
         kind = message["type"]
         if kind == "STATE" and isinstance(message.get("state"), dict):
@@ -558,6 +558,17 @@ class _Replication:
             self.destination_update = update or self.destination_update
         else:
             self.log.info(DESTINATION, f"ignored a {kind} message from the destination")
+
+    def _not_a_destination_message(self, line: bytes) -> None:
+        """A line of the destination's that orjson does not read as a message: logged, unless it
+        is plainly a STATE (a NaN, a lone surrogate, a number past a double, broken UTF-8). That
+        one is not committed, as a state nested too deep is not: the sync fails in one line, the
+        state committed before it stays."""
+        lenient = _read_leniently(line)
+        if lenient is None or lenient.type != "STATE":
+            self.notices.not_a_message(DESTINATION, line)
+            return
+        self._fail(FailureOrigin.DESTINATION, FailureType.SYSTEM_ERROR, lenient.failure(DESTINATION))
 
     def _commit(self, state: dict[str, Any]) -> None:
         state = self.state_names.to_source(state)
@@ -704,6 +715,23 @@ class _Replication:
             worker_cpu_s=self.cpu_s,
             worker_peak_rss_bytes=_peak_rss_bytes(),
         )
+
+
+def _read_leniently(line: bytes) -> LenientMessage | None:
+    """The message a line orjson refused holds, read as Python's json reads it, or None."""
+    try:
+        return read_leniently(line)
+    except RecursionError:
+        return None
+
+
+def _unreadable(who: str, line: bytes, why: str) -> str:
+    """The failure for a STATE the strict decoders refused: what is wrong with it when a lenient
+    reading tells (a NaN, a lone surrogate, a number past a double), else the decoder's reason."""
+    lenient = _read_leniently(line)
+    if lenient is None:
+        return f"the {who} sent a STATE that cannot be read: {why}"
+    return lenient.failure(who, why)
 
 
 def _abandon(process: ConnectorProcess) -> None:
