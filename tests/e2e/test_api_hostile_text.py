@@ -9,7 +9,6 @@ Bodies are sent as raw bytes: httpx's JSON encoder would not write a lone surrog
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -121,6 +120,9 @@ def test_a_lone_surrogate_anywhere_in_a_body_is_one_422_naming_where(
     # A pair is a character, not a fault: the same body with both halves is taken.
     paired = _send(served, "PATCH", f"/connections/{connection}", '{"name": "c \\ud83d\\ude00"}')
     assert paired.status_code == 200 and paired.json()["name"] == "c \N{GRINNING FACE}", paired.text
+    # An escaped backslash before "ud800" is a backslash and text, not an escape.
+    literal = _send(served, "PATCH", f"/connections/{connection}", '{"name": "c \\\\ud800"}')
+    assert literal.status_code == 200 and literal.json()["name"] == "c \\ud800", literal.text
 
     names = [s["name"] for s in httpx.get(f"{served.v1}/sources").json()["data"]]
     assert names == ["src"]
