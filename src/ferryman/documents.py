@@ -57,6 +57,56 @@ def refuse_deep(config: Any, what: str = "the configuration", limit: int = MAX_C
         )
 
 
+def text_fault(document: Any, nul: bool = True) -> tuple[str, str] | None:
+    """A string of ``document`` (a key or a value, walked without recursion) that a store cannot
+    keep as sent, as (where, what): a lone surrogate (JSON's ``\\ud800`` escape without
+    its pair: not Unicode text, which neither store can encode), or, with ``nul``, a NUL (which
+    Postgres cannot keep in text or JSONB: its JSON writer would store U+FFFD instead). ``where``
+    is a path of keys and indexes (``tunnel.hosts[0]``); None when every string is fine."""
+    stack: list[tuple[Any, str]] = [(document, "")]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            fault = _string_fault(value, nul)
+            if fault is not None:
+                return where or "the top level", fault
+        elif isinstance(value, dict):
+            for key, child in value.items():
+                path = f"{where}.{_shown_key(key)}" if where else _shown_key(key)
+                fault = _string_fault(key, nul) if isinstance(key, str) else None
+                if fault is not None:
+                    return f"the key {path}", fault
+                stack.append((child, path))
+        elif isinstance(value, list):
+            stack.extend((child, f"{where}[{index}]") for index, child in enumerate(value))
+    return None
+
+
+def _string_fault(text: str, nul: bool) -> str | None:
+    if nul and "\x00" in text:
+        return "a NUL character (\\u0000), which a Postgres store cannot keep"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"a lone surrogate (\\u{ord(text[exc.start]):04x}), which is not Unicode text"
+    return None
+
+
+def _shown_key(key: object) -> str:
+    """A key as a path shows it: control characters and surrogates escaped, never raw."""
+    return str(key).encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
+def refuse_unstorable_text(document: Any, what: str = "the configuration", nul: bool = True) -> None:
+    """One line for a document holding text a store cannot keep as sent (:func:`text_fault`),
+    naming where, never the value (it may be a secret). A NUL is refused on SQLite too, so that
+    what a client does against one store works against the other."""
+    found = text_fault(document, nul)
+    if found is not None:
+        where, fault = found
+        raise UserInputError(f"{what} holds {fault}, at {where}: remove it")
+
+
 def merged(stored: Any, sent: Any) -> Any:
     """``sent`` merged into ``stored`` as Airbyte merges a PATCH's configuration: an object sent
     where an object is stored is merged key by key; anything else sent replaces what is stored

@@ -19,7 +19,7 @@ from ferryman import masking, views
 from ferryman.clock import Clock
 from ferryman.connectors import parse_reference, pin_reference, resolve
 from ferryman.connectors.config_paths import settle_paths
-from ferryman.documents import merged, refuse_deep
+from ferryman.documents import merged, refuse_deep, refuse_unstorable_text
 from ferryman.engines.base import Engine, StartsHere
 from ferryman.errors import FerrymanError, FieldError, UserInputError, WorkerError
 from ferryman.jobs.configs import ActorSnapshot, ConnectorJobConfig, NamespaceConfig, ReplicationConfig
@@ -139,6 +139,7 @@ class JobService:
                 f"container limits apply to docker: connectors only, and {connector} runs as a local process"
             )
         refuse_deep(config)  # before anything walks it
+        refuse_unstorable_text(config)
         config = settle_paths(ref, config, Path.cwd(), self.settings.local_root, on_note)
         connector = pin_reference(connector, self.settings.venvs)  # installs a PyPI connector now
         spec = self.fetch_spec(connector)
@@ -187,6 +188,7 @@ class JobService:
         for _ in range(CONFIG_WRITE_TRIES):
             config = edit(actor.config)
             refuse_deep(config)  # before anything walks it
+            refuse_unstorable_text(config)
             config = masking.restore_masked(config, actor)
             config = settle_paths(ref, config, Path.cwd(), self.settings.local_root)
             spec = actor.spec if actor.spec is not None else fetched
@@ -566,6 +568,9 @@ class JobService:
         values. Returns the state as shown. Refused while a sync or reset of the connection is
         live: its attempts read the state at their start and save over it."""
         refuse_deep(document, "the state")  # before anything walks it
+        # A NUL is kept: connectors' states hold them, and both stores keep it (a json column on
+        # Postgres), as for the states connectors send.
+        refuse_unstorable_text(document, "the state", nul=False)
         state = load_state(document)  # a malformed state is refused before anything is checked
         self._refuse_if_live(conn, "changing its state")
         return self._edit_state(conn, partial(self._restore_masked_state, conn, state))

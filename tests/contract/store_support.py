@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,15 @@ def require_postgres() -> None:
 @pytest.fixture(params=ENGINES)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of a brand-new, empty database (no schema yet)."""
-    if request.param == "sqlite":
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
+@contextmanager
+def fresh_database(engine: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of a new, empty database on ``engine`` (sqlite: a file under ``tmp_path``;
+    postgres: a database dropped afterwards), for fixtures of any scope."""
+    if engine == "sqlite":
         yield f"sqlite:///{tmp_path / 'db' / 'ferryman.db'}"
         return
     require_postgres()

@@ -251,11 +251,15 @@ def test_a_nul_from_a_connector_never_breaks_a_write(store: SqlJobStore) -> None
     assert ended.output is not None
     assert ended.output["state"][0]["stream"]["stream_state"] == {"c": f"a{kept}"}
 
-    # A text column (not JSON): Postgres cannot keep a NUL there at all; one line, nothing stored.
-    if store.dialect == "postgresql":
-        with pytest.raises(UserInputError, match="NUL character"):
-            store.create_connection("p", source.id, destination.id, {"streams": []}, prefix="a\x00b")
-        assert [c.name for c in store.list_connections()] == ["c"]
+    # A text column (not JSON): Postgres cannot keep a NUL there at all. A prefix or namespace
+    # format becomes part of table names: a control character is refused on every store, in one
+    # line naming the field, and nothing is stored (SQLite stored it before).
+    for field, label in (("prefix", "prefix"), ("namespace_format", "namespace format")):
+        with pytest.raises(UserInputError, match=f"{label} 'a\\\\x00b' holds a control character"):
+            store.create_connection("p", source.id, destination.id, {"streams": []}, **{field: "a\x00b"})
+        with pytest.raises(UserInputError, match=f"{label} .* holds a control character"):
+            store.update_connection(conn.id, **{field: "a\tb"})
+    assert [(c.name, c.prefix, c.namespace_format) for c in store.list_connections()] == [("c", "", None)]
 
 
 # -- jobs and attempts --------------------------------------------------------------------------

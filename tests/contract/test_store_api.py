@@ -56,6 +56,18 @@ def test_new_rows_get_their_own_uuid_and_are_found_by_it(store: SqlJobStore) -> 
     assert changed.schedule == {"scheduleType": "cron", "cronExpression": "0 0 * * * ?"}
 
 
+def test_an_id_that_is_no_uuid_names_nothing_on_every_store(store: SqlJobStore) -> None:
+    """A NUL in an id a client sends (a path, a client id) was a 422 about the store on Postgres
+    ("a text value holds a NUL character"), a plain miss on SQLite: a miss on both now."""
+    store.create_actor("source", "a", "builtin:source-bench", {})
+    for ident in ("a\x00b", "\x00", "not-a-uuid", ""):
+        with pytest.raises(NotFound):
+            store.get_actor_by_uuid("source", ident)
+        with pytest.raises(NotFound):
+            store.get_connection_by_uuid(ident)
+        assert store.get_application(ident) is None
+
+
 def test_definitions_builtins_added_and_registered_from_references(store: SqlJobStore) -> None:
     slugs = {(d.kind, d.slug) for d in store.list_definitions()}
     assert {("source", "bench"), ("destination", "duckdb"), ("destination", "dev-null")} <= slugs

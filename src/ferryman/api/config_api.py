@@ -336,6 +336,8 @@ def _scope(context: ApiContext, config_id: str | None) -> str | None:
 def list_jobs(body: JobListBody, context: Context) -> dict[str, Any]:
     """Newest first by default, as Airbyte lists them; attempts are not wrapped here."""
     types = tuple(dict.fromkeys(TYPES_IN[t] for t in body.configTypes if t in TYPES_IN))
+    if body.configId is not None and not _is_uuid(body.configId):
+        return {"jobs": [], "totalJobCount": 0}  # it names nothing (a NUL in it would not reach Postgres)
     pagination = body.pagination or Pagination()
     # Each status once: a status named twice would list its jobs twice (and count them twice).
     statuses: list[str | None] = [*dict.fromkeys(body.statuses)] if body.statuses else [None]
@@ -360,6 +362,14 @@ def list_jobs(body: JobListBody, context: Context) -> dict[str, Any]:
         info = job_info(context, job, logs=False)
         jobs.append({"job": info["job"], "attempts": [a["attempt"] for a in info["attempts"]]})
     return {"jobs": jobs, "totalJobCount": len(found)}
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _all(context: ApiContext, query: JobQuery, page: int = 1000) -> list[Job]:

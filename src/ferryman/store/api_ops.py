@@ -23,7 +23,7 @@ from ferryman.store.base import (
     NotFound,
     Workspace,
 )
-from ferryman.store.config_ops import check_name_text, check_new_name
+from ferryman.store.config_ops import check_mapping_text, check_name_text, check_new_name
 from ferryman.store.db import Database
 from ferryman.store.schema import actors, applications, connections, definitions, jobs, workspaces
 
@@ -73,6 +73,8 @@ class ApiOps:
     # -- UUID lookups and updates -------------------------------------------------------------
 
     def get_actor_by_uuid(self, kind: str, uuid_text: str) -> Actor:
+        if not _valid_uuid(uuid_text):  # names nothing; a NUL in it would not even reach Postgres
+            raise NotFound(f"no {kind} with id {uuid_text}")
         with self._db.read() as conn:
             row = conn.execute(
                 sa.select(actors).where(actors.c.uuid == uuid_text.lower(), actors.c.kind == kind)
@@ -95,6 +97,8 @@ class ApiOps:
         return rows.actor(row)
 
     def get_connection_by_uuid(self, uuid_text: str) -> Connection:
+        if not _valid_uuid(uuid_text):
+            raise NotFound(f"no connection with id {uuid_text}")
         with self._db.read() as conn:
             row = conn.execute(sa.select(connections).where(connections.c.uuid == uuid_text.lower())).first()
         if row is None:
@@ -107,6 +111,7 @@ class ApiOps:
             raise ValueError(f"not a connection field: {', '.join(sorted(unknown))}")
         if "name" in values:
             check_new_name("connection", values["name"])
+        check_mapping_text(values.get("prefix"), values.get("namespace_format"))
         try:
             with self._db.write() as conn:
                 row = conn.execute(
@@ -194,6 +199,8 @@ class ApiOps:
         return app
 
     def get_application(self, client_id: str) -> Application | None:
+        if not _valid_uuid(client_id):  # client ids are UUIDs: anything else is unknown, not an error
+            return None
         with self._db.read() as conn:
             row = conn.execute(sa.select(applications).where(applications.c.client_id == client_id)).first()
         return None if row is None else Application(row.client_id, row.name, row.secret_hash, row.created_at)

@@ -65,6 +65,18 @@ def check_name_text(what: str, name: str) -> None:
         )
 
 
+def check_mapping_text(prefix: str | None, namespace_format: str | None) -> None:
+    """Refuse control characters in a connection's prefix or namespace format: they become
+    part of the destination's table and schema names (and a NUL is not kept by Postgres)."""
+    for what, text in (("prefix", prefix), ("namespace format", namespace_format)):
+        control = _CONTROL.search(text or "")
+        if control is not None:
+            raise UserInputError(
+                f"a connection's {what} {text!r} holds a control character ({control.group()!r}): "
+                "use printable text"
+            )
+
+
 def check_new_name(kind: str, name: str) -> None:
     """Refuse a name that reads as an id: ``12`` or ``id:12`` would make lookups ambiguous."""
     check_name_text(f"a {kind}", name)
@@ -215,6 +227,7 @@ class ConfigOps:
         next_run_at: datetime | None = None,
     ) -> Connection:
         check_new_name("connection", name)
+        check_mapping_text(prefix, namespace_format)
         values = {
             "name": name,
             "source_id": source_id,

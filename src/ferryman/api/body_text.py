@@ -1,0 +1,75 @@
+"""Refuse a JSON body that holds a lone surrogate, wherever it is, before any route reads it.
+
+JSON lets a string escape one half of a UTF-16 surrogate pair alone (``"\\ud800"``); Python's
+decoder turns it into a ``str`` that is not Unicode text, and nothing downstream can encode it:
+not the store (a 500 from the JSON writer of a configuration or a state, a codec's message from
+a name's column), not even the error response that would quote it back. One check here covers
+every route and every field (names, configurations, states, prefixes, webhooks), so no route
+needs its own.
+
+Only a body that has such an escape in it is parsed here (a search in C); FastAPI still parses
+every body itself, and answers malformed JSON as before.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ferryman.api.problems import Problem, problem_response
+from ferryman.documents import text_fault
+
+# A \uD800-\uDFFF escape, either half of a pair; whether it is alone is for the decoded text to tell.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+class SurrogateGuard:
+    """Answer 422 to a JSON body holding a lone surrogate, naming where it is."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: the app hears of it
+                break
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        where = _lone_surrogate(body)
+        if where is not None:
+            detail = (
+                f"the request body holds {where[1]}, at {where[0]}: send UTF-8 text "
+                "(a character past U+FFFF escaped as a pair, \\ud83d\\ude00)"
+            )
+            await problem_response(Problem(422, detail))(scope, receive, send)
+            return
+        read: Message | None = {"type": "http.request", "body": body, "more_body": False}
+
+        async def replay() -> Message:
+            nonlocal read
+            if read is None:
+                return await receive()
+            message, read = read, None
+            return message
+
+        await self.app(scope, replay, send)
+
+
+def _lone_surrogate(body: bytes) -> tuple[str, str] | None:
+    if _SURROGATE_ESCAPE.search(body) is None:
+        return None
+    try:
+        document: Any = json.loads(body)
+    except (ValueError, RecursionError):  # not JSON (a form), or not readable: the route says so
+        return None
+    return text_fault(document, nul=False)
