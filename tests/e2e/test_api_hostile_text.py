@@ -194,3 +194,41 @@ def test_an_id_with_a_nul_names_nothing(served: Server, seeded: dict[str, str]) 
     listed = httpx.post(f"{served.url}/api/v1/jobs/list", json={"configTypes": ["sync"], "configId": "c\x00"})
     assert listed.status_code == 200 and listed.json() == {"jobs": [], "totalJobCount": 0}, listed.text
     _no_traceback(served)
+
+
+def test_a_number_json_has_not_is_one_422_not_stored_as_null(served: Server, seeded: dict[str, str]) -> None:
+    """FastAPI reads bodies with Python's json, which takes NaN, Infinity and 1e999 as floats;
+    written to the store they became null: a config the connector ran with was not the one sent."""
+    workspace, source, connection = seeded["workspace"], seeded["source"], seeded["connection"]
+    config = '{"sourceType": "bench", "count": 5, "ratio": NaN}'
+    created = _send(
+        served,
+        "POST",
+        "/sources",
+        f'{{"name": "s3", "workspaceId": "{workspace}", "configuration": {config}}}',
+    )
+    _problem(created, 422, "not valid JSON: NaN is not a JSON number")
+    patched = _send(served, "PATCH", f"/sources/{source}", '{"configuration": {"limit": -Infinity}}')
+    _problem(patched, 422, "-Infinity is not a JSON number")
+    huge = _send(served, "PATCH", f"/sources/{source}", '{"configuration": {"limit": 1e999}}')
+    _problem(huge, 422, "1e999 is beyond the range of a JSON number")
+    state = _send(
+        served,
+        "PUT",
+        f"/ferryman/connections/{connection}/state",
+        '{"state": [{"type": "LEGACY", "data": {"c": NaN}}]}',
+    )
+    _problem(state, 422, "NaN is not a JSON number")
+    # The words in a string are text, and a large but finite exponent is a number.
+    fine = _send(
+        served,
+        "PATCH",
+        f"/sources/{source}",
+        '{"configuration": {"note": "NaN Infinity 1e999", "big": 1e300}}',
+    )
+    assert fine.status_code == 200, fine.text
+    stored = httpx.get(f"{served.v1}/sources/{source}").json()["configuration"]
+    # JSONB keeps 1e300 as a numeric, read back as the integer 10**300: the same number.
+    assert stored["note"] == "NaN Infinity 1e999" and float(stored["big"]) == 1e300 and "limit" not in stored
+    assert [s["name"] for s in httpx.get(f"{served.v1}/sources").json()["data"]] == ["src"]
+    _no_traceback(served)

@@ -17,7 +17,7 @@ from ferryman import __version__
 from ferryman.api import actors, config_api, jobs, notifications, own, problems
 from ferryman.api.auth import Guard
 from ferryman.api.body_limit import BodyLimit
-from ferryman.api.body_text import SurrogateGuard
+from ferryman.api.body_text import JsonBodyGuard
 from ferryman.api.context import ApiContext
 from ferryman.api.metrics import MetricsOptions, metrics_router
 from ferryman.api.models import Token, ok
@@ -55,7 +55,7 @@ def create_app(context: ApiContext, auth_required: bool, metrics: MetricsOptions
     app.include_router(config_api.open_router, prefix=CONFIG_PREFIX)
     app.include_router(config_api.router, prefix=CONFIG_PREFIX, dependencies=[Depends(guard)])
     problems.document(app)
-    app.add_middleware(SurrogateGuard)  # inside BodyLimit: what it reads is within the ceiling
+    app.add_middleware(JsonBodyGuard)  # inside BodyLimit: what it reads is within the ceiling
     app.add_middleware(BodyLimit, max_bytes=int(context.service.settings.api_max_body_mb * (1 << 20)))
     app.middleware("http")(_access_line)  # added last: outermost, so its line tells of a 413 too
     return app

@@ -1,4 +1,5 @@
-"""Refuse a JSON body that holds a lone surrogate, wherever it is, before any route reads it.
+"""Refuse a JSON body that holds a lone surrogate, or a number JSON has not (``NaN``, ``Infinity``,
+``1e999``), wherever it is, before any route reads it.
 
 JSON lets a string escape one half of a UTF-16 surrogate pair alone (``"\\ud800"``); Python's
 decoder turns it into a ``str`` that is not Unicode text, and nothing downstream can encode it:
@@ -20,14 +21,17 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ferryman.api.problems import Problem, problem_response
-from ferryman.documents import text_fault
+from ferryman.documents import strict_json, text_fault
 
 # A \uD800-\uDFFF escape, either half of a pair; whether it is alone is for the decoded text to tell.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+# What may be a number JSON has not (NaN, Infinity) or one past a double (1e999), which Python's
+# reader (FastAPI's) takes as floats, written out later as null; a strict reading tells.
+_ODD_NUMBER = re.compile(rb"NaN|Infinity|[0-9][eE]\+?[0-9]{3}")
 
 
-class SurrogateGuard:
-    """Answer 422 to a JSON body holding a lone surrogate, naming where it is."""
+class JsonBodyGuard:
+    """Answer 422 to a JSON body holding a lone surrogate or a number JSON has not, naming where."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -45,6 +49,11 @@ class SurrogateGuard:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        odd = _odd_number(body)
+        if odd is not None:
+            detail = f"the request body is not valid JSON: {odd}; send a number, or null"
+            await problem_response(Problem(422, detail))(scope, receive, send)
+            return
         where = _lone_surrogate(body)
         if where is not None:
             detail = (
@@ -63,6 +72,25 @@ class SurrogateGuard:
             return message
 
         await self.app(scope, replay, send)
+
+
+def _odd_number(body: bytes) -> str | None:
+    """What in ``body`` is a number JSON cannot hold, with where it is; None when nothing is."""
+    if _ODD_NUMBER.search(body) is None:
+        return None
+    try:
+        strict_json(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None  # the route answers it
+    except json.JSONDecodeError as exc:
+        if exc.msg.endswith(_NUMBER_FAULTS):
+            return f"{exc.msg} (at character {exc.pos})"
+    except RecursionError:
+        return None
+    return None
+
+
+_NUMBER_FAULTS = ("is not a JSON number", "is beyond the range of a JSON number (a double)")
 
 
 def _lone_surrogate(body: bytes) -> tuple[str, str] | None:
