@@ -489,13 +489,15 @@ class _ProgressSaver:
         self.job_id = job_id
         self.lost = lost
         self._next_stats = 0.0
+        self._saved: dict[tuple[str, str | None], tuple[int | None, ...]] = {}  # the store's figures
 
     def commit(self, commit: StateCommit) -> None:
-        stats = _stream_stats(self.attempt_id, commit.streams)
+        stats = self._changed(commit.streams)
         if not self.store.save_progress(
             self.attempt_id, stats, self.connection_id, commit.aggregated, self.job_id
         ):
             self.lost()
+        self._remember(stats)
 
     def progress(self, progress: SyncProgress) -> None:
         """Running counts, every few seconds; a store that does not answer skips them (the state
@@ -503,10 +505,37 @@ class _ProgressSaver:
         now = time.monotonic()
         if now >= self._next_stats:
             self._next_stats = now + _STATS_EVERY_S
-            stats = _stream_stats(self.attempt_id, progress.streams)
+            stats = self._changed(progress.streams)
             with contextlib.suppress(StoreUnavailable):
                 if not self.store.save_progress(self.attempt_id, stats):
                     self.lost()
+                self._remember(stats)
+
+    def _changed(self, streams: list[StreamStats]) -> list[StreamStat]:
+        """The stats of the streams whose figures differ from what the store holds: a save writes
+        what changed, not a row per stream (a source with thousands of streams reads one at a
+        time, and every save wrote them all)."""
+        return _stream_stats(self.attempt_id, [s for s in streams if self._saved.get(_key(s)) != _figures(s)])
+
+    def _remember(self, stats: list[StreamStat]) -> None:
+        """Only after the store took them: a save that raised is made again whole."""
+        for stat in stats:
+            self._saved[(stat.name, stat.namespace)] = _figures(stat)
+
+
+def _key(stats: StreamStats) -> tuple[str, str | None]:
+    return stats.name, stats.namespace
+
+
+def _figures(stats: StreamStats | StreamStat) -> tuple[int | None, ...]:
+    return (
+        stats.records_emitted,
+        stats.bytes_emitted,
+        stats.records_committed,
+        stats.bytes_committed,
+        stats.estimated_records,
+        stats.estimated_bytes,
+    )
 
 
 def _stream_stats(attempt_id: int, streams: list[StreamStats]) -> list[StreamStat]:

@@ -115,6 +115,8 @@ class _Replication:
         self._flush_asked = False  # a stream's status changed: save the confirmed state now
         # ... and once the destination has confirmed this many states (those sent before it)
         self._save_when_committed: int | None = None
+        self._commit_lock = threading.Lock()  # a confirmed state and what it adds to the stats
+        self._last_committed: dict[str, Any] = {}
         self._unsaved_since: float | None = None  # a save failed then, none has succeeded since
         self.source_eof = threading.Event()  # the source's stdout ended
         self.source_exited = threading.Event()  # ... and the source process is gone
@@ -337,7 +339,7 @@ class _Replication:
                 self.source_exited.set()
             if src_gone and dst_gone and self.pump_done.is_set() and not dest_reader.is_alive():
                 break
-            if self._flush_asked:
+            if self._flush_asked and self.checkpoints.flush_gap_s() == 0.0:
                 self._flush_asked = False
                 self._save_checkpoint(self.checkpoints.flush)
             else:
@@ -368,6 +370,8 @@ class _Replication:
         save_in = self.checkpoints.seconds_to_due()
         if save_in is not None:
             deadlines.append(now + save_in)
+        if self._flush_asked:
+            deadlines.append(now + self.checkpoints.flush_gap_s())
         if not self.source_eof.is_set() and self._source_stopped_for is None:
             deadlines.append(last_change + settings.source_heartbeat_timeout_s)
         blocked_since = self._blocked_since(destination)
@@ -572,25 +576,40 @@ class _Replication:
 
     def _commit(self, state: dict[str, Any]) -> None:
         state = self.state_names.to_source(state)
-        self.tracker.destination_state(state)
-        try:
-            self.states.accept(state)
-        except FerrymanError as exc:
-            self._fail(FailureOrigin.DESTINATION, FailureType.SYSTEM_ERROR, str(exc))
-            return
+        with self._commit_lock:
+            self.tracker.destination_state(state)
+            try:
+                self.states.accept(state)
+            except FerrymanError as exc:
+                self._fail(FailureOrigin.DESTINATION, FailureType.SYSTEM_ERROR, str(exc))
+                return
+            self._last_committed = state
         if self.checkpoints.saves_anything:
-            commit = StateCommit(state, self.states.snapshot(), self.tracker.snapshot())
-            self._save_checkpoint(lambda: self.checkpoints.confirmed(commit))
+            # Saved here only when due (the first at once, then by the interval); the commit is
+            # made then, not for each state: it grows with the streams, and made per state a
+            # source with thousands of streams made the sync quadratic.
+            self._save_checkpoint(lambda: self.checkpoints.confirmed(self._latest_commit))
             save_at = self._save_when_committed
             if save_at is not None and self.tracker.states_committed >= save_at:
+                # A stream's status changed and every state sent before it is confirmed: the
+                # supervisor saves (after a short gap behind the last save, so thousands of streams
+                # ending one after another share their saves), and this thread reads on.
                 self._save_when_committed = None
-                self._save_checkpoint(self.checkpoints.flush)
+                self._flush_asked = True
+                self.wake.set()
+
+    def _latest_commit(self) -> StateCommit:
+        """The last confirmed state, the state merged over every stream and the streams' stats,
+        as of one moment: made when a save takes it, never while a commit is half done."""
+        with self._commit_lock:
+            return StateCommit(self._last_committed, self.states.snapshot(), self.tracker.snapshot())
 
     def _status_changed(self) -> None:
         """A stream's status changed (a STREAM_STATUS trace): whatever the interval, the
-        supervisor saves the confirmed state now, and the destination reader saves it again once
-        the destination has confirmed every state the source sent before the status (the state
-        that ends a stream is often confirmed just after the source said the stream is done)."""
+        supervisor saves the confirmed state now, and again once the destination has confirmed every
+        state the source sent before the status (the state that ends a stream is often confirmed
+        just after the source said the stream is done); each such save waits a short gap behind
+        the one before (``StateCheckpoints.flush_gap_s``)."""
         sent = self.tracker.states_emitted
         if self._save_when_committed is None or sent > self._save_when_committed:
             self._save_when_committed = sent
