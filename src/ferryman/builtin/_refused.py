@@ -12,8 +12,8 @@ Now :class:`RefusedLines` reads each refused line leniently
   :meth:`~ferryman.builtin._destination.Sink.storable_line`, which returns the line to buffer:
   destination-jsonl keeps it as it is and writes its ``data`` byte for byte
   (:func:`data_text`), the SQL destinations rewrite it (:func:`without_lone_surrogates`);
-* any other plainly-RECORD line (a NaN, broken UTF-8, no stream name) fails the destination in
-  one line naming the stream and what is wrong (:class:`UnstorableRecord`).
+* any other plainly-RECORD line (a NaN, broken UTF-8, no stream name, nested too deep) fails
+  the destination in one line naming the stream and what is wrong (:class:`UnstorableRecord`).
 
 Other messages msgspec refuses (a STATE, a TRACE) are ignored, as before: a state the
 destination does not echo is not committed. Only refused lines come here, so valid records
@@ -32,6 +32,7 @@ import msgspec
 
 from ferryman.builtin._catalog import StreamKey
 from ferryman.builtin._columns import SERIALIZATION_ERROR, Column, change
+from ferryman.protocol.codec import peek_head
 from ferryman.protocol.lenient import lone_surrogate, read_leniently
 
 REPLACEMENT = "\ufffd"
@@ -66,7 +67,9 @@ class RefusedLines:
             return
         try:
             message = read_leniently(line)
-        except RecursionError:  # deeper than Python's json goes: what msgspec refused as well
+        except RecursionError:  # deeper than Python's json goes
+            if peek_head(line)[0] == "RECORD":
+                raise UnstorableRecord("the source sent a RECORD nested too deeply to decode") from None
             message = None
         if message is None:
             self.not_messages += 1
