@@ -517,6 +517,52 @@ def test_the_state_messages_come_back_as_they_were_sent(target: Target) -> None:
     assert parse(messages_in(*sent)) == [m for m in found if m["type"] == "STATE"]
 
 
+# --- lines msgspec refuses ------------------------------------------------------------------------
+# Written as text: orjson writes neither a NaN nor a lone surrogate escape. Ferryman's worker
+# fails a source sending a NaN and never hands such a RECORD on (tests/e2e/test_cli_unreadable_
+# messages.py); these feed the destination directly, as another platform could.
+
+
+def _feed(target: Target, catalog: Path, *lines: bytes) -> subprocess.CompletedProcess[bytes]:
+    data = b"".join(line + b"\n" for line in lines)
+    return subprocess.run(target.command(catalog), input=data, capture_output=True, timeout=120)
+
+
+def test_a_record_it_cannot_store_fails_the_destination_in_one_line(target: Target) -> None:
+    """Before: the RECORD was skipped unread, the state after it echoed, and the destination
+    exited 0 with the record missing."""
+    catalog = target.catalog(stream("users", USERS, "append"))
+    nan = b'{"type":"RECORD","record":{"stream":"users","data":{"id":7,"v":NaN},"emitted_at":1}}'
+    done = _feed(target, catalog, orjson.dumps(users(range(1, 2))[0]), nan, orjson.dumps(state("users", 1)))
+
+    assert done.returncode == 1
+    found = parse(done.stdout)
+    assert echoed(found) == []  # the state after it is never confirmed
+    [error] = [m["trace"]["error"] for m in found if m["type"] == "TRACE"]
+    module = target.module.replace("_", "-")
+    assert error["message"] == (
+        f"{module} failed: the source sent a RECORD of stream 'users' that is not valid JSON:"
+        " NaN is not a JSON number"
+    )
+    assert error["failure_type"] == "system_error"
+
+
+def test_a_line_that_is_no_message_is_skipped_and_logged(target: Target) -> None:
+    """Before: skipped without a word."""
+    catalog = target.catalog(stream("users", USERS, "append"))
+    done = _feed(
+        target, catalog, b"plain text", orjson.dumps(users(range(1, 2))[0]), orjson.dumps(state("users", 1))
+    )
+
+    assert done.returncode == 0, done.stderr
+    found = parse(done.stdout)
+    assert echoed(found) == [1]
+    logs = [m["log"]["message"] for m in found if m["type"] == "LOG"]
+    module = target.module.replace("_", "-")
+    assert f"{module}: skipped 1 line of input that is no protocol message" in logs
+    assert target.rows("users", "id") == [(1,)]
+
+
 # --- destination-postgres's config --------------------------------------------------------------
 
 

@@ -48,6 +48,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import msgspec
 
 from ferryman.builtin._catalog import ConfiguredStream, StreamKey, completed_stream, state_scope
+from ferryman.builtin._refused import RefusedLines, stream_label
 from ferryman.builtin._runtime import BUFFER_SIZE, ConfigError, Output
 from ferryman.protocol.codec import Envelope, parse_message
 
@@ -175,6 +176,12 @@ class Sink(Protocol):
         such overwrite stream keeps its old data. Returns those overwrite streams, and the append
         streams that had records dropped."""
 
+    def storable_line(self, key: StreamKey, line: bytes) -> bytes:
+        """A RECORD line of stream ``key`` that msgspec refused for a lone UTF-16 surrogate escape
+        (Python's json reads it): the line to buffer in its place, which :meth:`flush` stores as
+        faithfully as the target can hold it. Raises :class:`~ferryman.builtin._refused.UnstorableRecord`
+        to fail the destination instead (see :mod:`ferryman.builtin._refused`)."""
+
 
 @runtime_checkable
 class BackgroundSink(Sink, Protocol):
@@ -251,8 +258,11 @@ def load(
 
     Records of streams missing from ``sink.buffers`` are skipped with one warning per stream.
     TRACE ``STREAM_STATUS`` ``COMPLETE`` messages mark their streams done for the last commit;
-    lines that are not protocol messages, other TRACE messages and messages other than RECORD,
-    STATE and TRACE are ignored. ``on_quiet`` is called, after the waiting states are released,
+    other TRACE messages and messages other than RECORD, STATE and TRACE are ignored. Lines
+    msgspec refuses take the slow path of :mod:`ferryman.builtin._refused`: a RECORD holding a
+    lone surrogate escape is stored (:meth:`Sink.storable_line`), any other plainly-RECORD line
+    fails the destination, and lines that are no protocol message are skipped, their count
+    logged at the end. ``on_quiet`` is called, after the waiting states are released,
     whenever the input has had nothing to read for ``QUIET_S`` seconds (the source is slow or
     idle), so a sink can let go of what other processes may be waiting for.
     """
@@ -261,6 +271,13 @@ def load(
     complete: set[StreamKey] = set()
     states = _StateQueue(sink, out)
     decode = _decoder.decode
+
+    def unknown_stream(key: StreamKey) -> None:
+        if key not in unknown:
+            unknown.add(key)
+            out.log("WARN", f"{name}: skipping records of '{stream_label(key)}', not in the catalog")
+
+    refused = RefusedLines(sink, unknown_stream)
 
     def idle() -> None:
         if states.lines and not _would_block(fd, IDLE_COMMIT_S):
@@ -278,16 +295,15 @@ def load(
             try:
                 envelope = decode(line)
             except _NOT_A_MESSAGE:
+                refused.take(line)
                 continue
             head = envelope.record
             if head is not None and envelope.type == "RECORD":
                 buffer = buffers.get((head.namespace, head.stream))
                 if buffer is not None:
                     buffer.append(line)
-                elif (head.namespace, head.stream) not in unknown:
-                    unknown.add((head.namespace, head.stream))
-                    label = f"{head.namespace}.{head.stream}" if head.namespace else head.stream
-                    out.log("WARN", f"{name}: skipping records of '{label}', not in the catalog")
+                else:
+                    unknown_stream((head.namespace, head.stream))
             elif envelope.type == "STATE":
                 states.add(line)
             elif envelope.type == "TRACE":
@@ -306,6 +322,10 @@ def load(
         states.settle(block=False)
     states.release(complete=complete)
     states.settle(block=True)
+    if refused.not_messages:
+        count = refused.not_messages
+        lines = "1 line of input that is" if count == 1 else f"{count} lines of input that are"
+        out.log("WARN", f"{name}: skipped {lines} no protocol message")
     for (namespace, stream), left in sink.leave_staged().items():
         label = f"{namespace}.{stream}" if namespace else stream
         if not left.overwrite:

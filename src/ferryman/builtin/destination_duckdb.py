@@ -13,7 +13,9 @@ Tables are named after their streams and have Airbyte's typed shape (``docs/dest
 :mod:`ferryman.builtin._columns`): ``_airbyte_raw_id``, ``_airbyte_extracted_at``,
 ``_airbyte_meta``, ``_airbyte_generation_id``, then one typed column per top-level property of
 the stream's JSON schema. A value that does not fit its column is stored as NULL and listed in
-``_airbyte_meta``. A new property adds a column; a widening type change alters the column.
+``_airbyte_meta``; so is one holding a lone UTF-16 surrogate escape, which DuckDB's JSON reader
+refuses (:mod:`ferryman.builtin._refused`). A new property adds a column; a widening type change
+alters the column.
 
 Sync modes:
 
@@ -75,6 +77,7 @@ from ferryman.builtin._columns import quote
 from ferryman.builtin._destination import Unfinished, load, refuse_shared_tables
 from ferryman.builtin._duckdb_file import SharedFile, open_database
 from ferryman.builtin._duckdb_tables import MODES, Table, load_spill, prepare, table_for
+from ferryman.builtin._refused import without_lone_surrogates
 from ferryman.builtin._runtime import (
     ConfigError,
     Connector,
@@ -174,6 +177,10 @@ class DuckDBSink:
         for table in self.tables.values():
             if table.lines:
                 self._spill(table)
+
+    def storable_line(self, key: StreamKey, line: bytes) -> bytes:
+        """DuckDB's JSON reader refuses a lone surrogate too: each column holding one is NULL."""
+        return without_lone_surrogates(line, self.tables[key].columns)
 
     def _spill(self, table: Table) -> None:
         lines = table.lines

@@ -7,7 +7,9 @@ Config::
                           (default 3600)
 
 Each stream goes to ``<namespace>__<stream>.jsonl`` (``<stream>.jsonl`` without a namespace;
-path separators in names become ``_``), one line per record holding the record's ``data``.
+path separators in names become ``_``), one line per record holding the record's ``data`` as
+the source wrote it (a lone UTF-16 surrogate escape, ``"\\ud800"``, which msgspec refuses, is
+kept as those six characters: the line is JSON that Python's json and Jackson read).
 
 Sync modes:
 
@@ -60,6 +62,7 @@ import msgspec
 
 from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 from ferryman.builtin._destination import Unfinished, load
+from ferryman.builtin._refused import data_text
 from ferryman.builtin._runtime import (
     ConfigError,
     Connector,
@@ -323,7 +326,11 @@ class JsonlSink:
             try:
                 chunk.append(decode(line).record.data)
             except (msgspec.DecodeError, msgspec.ValidationError):
-                self.skipped += 1
+                data = data_text(line)  # a lone surrogate escape msgspec refuses: kept as written
+                if data is None:
+                    self.skipped += 1
+                else:
+                    chunk.append(data)
         chunk.append(b"")
         with _naming(entry):
             entry.handle.write(b"\n".join(chunk))
@@ -331,6 +338,10 @@ class JsonlSink:
         self.records += len(chunk) - 1
         entry.staged += len(chunk) - 1
         entry.lines.clear()
+
+    def storable_line(self, key: StreamKey, line: bytes) -> bytes:
+        """As it is: :meth:`_write` writes its data as the source wrote it, escapes and all."""
+        return line
 
     def checkpoint(self, scope: StreamKey | None) -> None:
         for key, entry in self.files.items():

@@ -18,7 +18,8 @@ Config::
 Tables are named after their streams (at most 63 bytes, PostgreSQL's limit) and have the typed
 shape of ``docs/destinations.md``, with PostgreSQL types (``bigint``, ``double precision``,
 ``text``, ``jsonb``, ``timestamp with time zone``...). A value that does not fit its column, or
-that PostgreSQL cannot store (a NUL character), is NULL and listed in ``_airbyte_meta``.
+that PostgreSQL cannot store (a NUL character, a lone UTF-16 surrogate escape), is NULL and
+listed in ``_airbyte_meta``.
 
 Loading: records are buffered per stream and copied (``COPY ... FROM STDIN``) into the table when
 the buffers are full, inside one transaction that the next commit ends. So a state is echoed only
@@ -64,6 +65,7 @@ from ferryman.builtin._postgres_tables import (
     rows,
     table_for,
 )
+from ferryman.builtin._refused import without_lone_surrogates
 from ferryman.builtin._runtime import ConfigError, Connector, Output, object_schema, require_int, run
 from ferryman.builtin._spill import directory_problem
 
@@ -287,6 +289,10 @@ class PostgresSink:
                 self.buffers[key] = []
         if handed:
             self._submit(lambda: self._copy(handed, send_held=not committing))
+
+    def storable_line(self, key: StreamKey, line: bytes) -> bytes:
+        """No PostgreSQL text holds a lone surrogate: each column holding one is NULL."""
+        return without_lone_surrogates(line, self.tables[key].columns)
 
     def checkpoint(self, scope: StreamKey | None) -> None:
         for key, table in self.tables.items():

@@ -100,7 +100,7 @@ def read_leniently(line: bytes) -> LenientMessage | None:
     body = message.get({"RECORD": "record", "STATE": "state"}.get(kind, ""))
     not_json = f"{constants[0]} is not a JSON number" if constants else None
     not_storable = None
-    lone = _lone_surrogate(message)
+    lone = lone_surrogate(message)
     if lone is not None:
         not_storable = f"it holds a lone UTF-16 surrogate ({lone}), which is no character"
     elif huge:
@@ -108,7 +108,7 @@ def read_leniently(line: bytes) -> LenientMessage | None:
     return LenientMessage(kind, _stream_of(kind, body), body, not_json, not_storable, line)
 
 
-def _lone_surrogate(value: Any) -> str | None:
+def lone_surrogate(value: Any) -> str | None:
     """The first lone surrogate in a key or string of ``value``, as its escape (json.loads joins
     every valid pair into one character, so any surrogate left is alone). Walked with a stack:
     the value may nest as deep as json.loads goes."""
