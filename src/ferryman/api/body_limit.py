@@ -16,6 +16,21 @@ from ferryman.api.problems import Problem, problem_response
 MAX_BODY_BYTES = 10 * 1024 * 1024
 
 
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app ``body``, read already, as one message, then whatever
+    ``receive`` has next (the client going away)."""
+    read: Message | None = {"type": "http.request", "body": body, "more_body": False}
+
+    async def replay() -> Message:
+        nonlocal read
+        if read is None:
+            return await receive()
+        message, read = read, None
+        return message
+
+    return replay
+
+
 class BodyLimit:
     """Answer 413 to a body over ``max_bytes``: at once when its Content-Length says so (nothing
     is read); a body without one (chunked) is read first, up to the ceiling, and then handed on.
@@ -50,16 +65,7 @@ class BodyLimit:
                 return
             if not message.get("more_body", False):
                 break
-        read: Message | None = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-
-        async def replay() -> Message:
-            nonlocal read
-            if read is None:
-                return await receive()
-            message, read = read, None
-            return message
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(b"".join(chunks), receive), send)
 
     async def _refuse(self, size: str, scope: Scope, receive: Receive, send: Send) -> None:
         detail = (

@@ -18,8 +18,9 @@ import json
 import re
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ferryman.api.body_limit import replaying
 from ferryman.api.problems import Problem, problem_response
 from ferryman.documents import strict_json, text_fault
 
@@ -62,16 +63,7 @@ class JsonBodyGuard:
             )
             await problem_response(Problem(422, detail))(scope, receive, send)
             return
-        read: Message | None = {"type": "http.request", "body": body, "more_body": False}
-
-        async def replay() -> Message:
-            nonlocal read
-            if read is None:
-                return await receive()
-            message, read = read, None
-            return message
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
 
 def _odd_number(body: bytes) -> str | None:
