@@ -520,7 +520,7 @@ class JobService:
     def names(self) -> views.Names:
         """Connection and actor names for labelling jobs."""
         return views.Names(
-            self.store.list_connections(),
+            self.store.connection_labels(),
             self.store.list_actors(SOURCE) + self.store.list_actors(DESTINATION),
         )
 

@@ -17,7 +17,7 @@ from ferryman.masking import masked_config
 # (zoneinfo) are imported by the functions that read them: the CLI imports this module at
 # start-up, `--help` included.
 if TYPE_CHECKING:
-    from ferryman.store.base import Actor, Attempt, Connection, Job, StreamStat
+    from ferryman.store.base import Actor, Attempt, Connection, ConnectionLabel, Job, StreamStat
 
 
 def utcnow() -> datetime:
@@ -38,7 +38,7 @@ def seconds_between(start: datetime | None, end: datetime | None) -> float | Non
 class Names:
     """Connection and actor names for job scopes (``"3"`` or ``"source:2"``)."""
 
-    def __init__(self, connections: list[Connection], actors: list[Actor]) -> None:
+    def __init__(self, connections: list[ConnectionLabel], actors: list[Actor]) -> None:
         self._connections = {str(c.id): c.name for c in connections}
         self._actors = {f"{a.kind}:{a.id}": f"{a.kind} {a.name}" for a in actors}
 

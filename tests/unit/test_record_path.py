@@ -110,7 +110,7 @@ def test_records_with_valid_utf8_take_the_shortcut_and_invalid_utf8_fails_the_so
     if scanner is not None:  # the whole run in one pass of the extension
         data = bytearray(b"".join(encoded))
         users = b'{"type":"RECORD","record":{"stream":"users","data":{'
-        assert scanner(data, 0, len(data), {users: [0, 0]}, 1900) == len(data)
+        assert scanner(data, 0, len(data), {users: [0, 0]}, 1900, set()) == len(data)
     head = b'{"type":"RECORD","record":{"stream":"users","data":{"n":"'
     for bad in (
         b"\xc0\x80",  # an overlong NUL
@@ -330,3 +330,63 @@ def test_the_extension_is_built_in_ci() -> None:
     if os.environ.get("CI") != "true" or os.environ.get("FERRYMAN_NO_EXTENSION", "") not in ("", "0"):
         pytest.skip("only CI promises a C compiler")
     assert SCANNER is not None
+
+
+class StreamWalks(dict[StreamKey, list[int]]):
+    """The tracker's counters, counting how many streams are visited by walks over all of them."""
+
+    visits = 0
+
+    def _walked(self, items):  # type: ignore[no-untyped-def]
+        for item in items:
+            self.visits += 1
+            yield item
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return self._walked(super().__iter__())
+
+    def items(self):  # type: ignore[no-untyped-def]
+        return self._walked(super().items())
+
+    def values(self):  # type: ignore[no-untyped-def]
+        return self._walked(super().values())
+
+
+def test_a_state_and_the_heartbeat_look_at_the_streams_that_moved_not_at_every_stream(
+    scanner: Scanner | None,
+) -> None:
+    """A source of many streams sends a STATE per stream at least: walking every stream's counts
+    on each (and on each heartbeat check) made a sync quadratic in the streams."""
+    streams: list[StreamKey] = [(f"table_{n}", None) for n in range(400)]
+    tracker = MessageTracker(streams)
+    tracker.emitted = walks = StreamWalks(tracker.emitted)
+    heartbeats: list[int] = []
+
+    class Tracking(Handler):
+        def source_state(self, line: bytes) -> bytes | None:
+            tracker.source_state(json.loads(line)["state"])
+            heartbeats.append(tracker.messages_seen())
+            return super().source_state(line)
+
+    lines, sent = [], 0
+    for n, (name, _) in enumerate(streams):
+        for _ in range(n % 3 + 1):  # 1 to 3 records, in one run
+            body = {"stream": name, "data": {"n": n}, "emitted_at": 1}
+            lines.append(orjson.dumps({"type": "RECORD", "record": body}) + b"\n")
+        state = {"type": "STREAM", "stream": {"stream_descriptor": {"name": name}, "stream_state": {"n": n}}}
+        lines.append(json.dumps({"type": "STATE", "state": state}).encode() + b"\n")
+        sent += n % 3 + 1
+        if n % 50 == 49:  # a state naming a stream that moved long ago: no records since
+            lines.append(lines[-1])
+    forward(io.BytesIO(b"".join(lines)), io.BytesIO(), tracker, Tracking(), NamespaceMapping(), scanner)
+
+    # Once over the streams to set up (the shortcut's heads), not once per STATE.
+    assert walks.visits <= 2 * len(streams)
+    assert heartbeats[-1] == sent + len(heartbeats)
+    assert heartbeats == sorted(heartbeats)
+    for line in lines:  # the destination confirms every state: each stream's records are committed
+        if line.startswith(b'{"type": "STATE"'):
+            tracker.destination_state(json.loads(line)["state"])
+    committed = {(s.name, s.namespace): (s.records_committed, s.bytes_committed) for s in tracker.snapshot()}
+    assert committed == {key: tuple(counter) for key, counter in dict.items(walks)}
+    assert committed[("table_2", None)][0] == 3

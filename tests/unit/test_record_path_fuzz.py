@@ -101,6 +101,12 @@ def test_forward_returns_or_blames_the_source_and_forwards_only_what_it_counted(
     assert sum(counter[1] for counter in tracker.emitted.values()) == sum(map(len, forwarded_records))
     for line in out:
         assert _is_forwardable(line)
+    # Every stream counted was noted as moved: a STATE now sets aside all that was counted.
+    tracker.source_state({"type": "STREAM", "stream": {"stream_descriptor": {"name": "users"}}})
+    tracker.destination_state({"type": "STREAM", "stream": {"stream_descriptor": {"name": "users"}}})
+    assert [(s.records_committed, s.bytes_committed) for s in tracker.snapshot()] == [
+        tuple(counter) for counter in tracker.emitted.values()
+    ]
 
 
 @FUZZ
@@ -143,7 +149,7 @@ def test_the_extension_takes_a_record_exactly_when_the_envelope_decode_would(
         SHORTCUT_HEAD + b'"p":' + soup + b'},"emitted_at":1}}\n',
     ):
         buffer = bytearray(line)
-        stop = IMPLEMENTATIONS["c"](buffer, 0, len(buffer), {SHORTCUT_HEAD: [0, 0]}, 1900)  # type: ignore[misc]
+        stop = IMPLEMENTATIONS["c"](buffer, 0, len(buffer), {SHORTCUT_HEAD: [0, 0]}, 1900, set())  # type: ignore[misc]
         assert stop == (len(line) if _decodes(line[:-1]) else 0), line
 
 
@@ -179,9 +185,10 @@ def _reference_scan(data: bytes, heads: dict[bytes, list[int]], max_bytes: int) 
 
 
 def _scan(data: bytes, max_bytes: int = 1900) -> int:
-    heads = _heads()
-    stop: int = IMPLEMENTATIONS["c"](bytearray(data), 0, len(data), heads, max_bytes)  # type: ignore[misc]
+    heads, moved = _heads(), set()
+    stop: int = IMPLEMENTATIONS["c"](bytearray(data), 0, len(data), heads, max_bytes, moved)  # type: ignore[misc]
     assert sum(counter[1] for counter in heads.values()) == stop
+    assert moved == {id(counter) for counter in heads.values() if counter[0]}
     return stop
 
 

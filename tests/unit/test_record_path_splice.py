@@ -67,6 +67,8 @@ class Outcome:
 
 def _outcome(tracker: MessageTracker, handler: Handler, output: bytes, error: str | None) -> Outcome:
     counts = {key: (counter[0], counter[1]) for key, counter in tracker.emitted.items()}
+    # Every stream counted was noted as moved (what the next STATE sets aside, the splice too).
+    assert tracker.moved == {id(counter) for counter in tracker.emitted.values() if counter[0]}
     handed = {
         "states": list(handler.states),
         "others": list(handler.others),

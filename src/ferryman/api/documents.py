@@ -3,7 +3,7 @@ masked, and null fields left out (dagster parses every date field that is presen
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
@@ -58,7 +58,7 @@ class Lookups:
     store: JobStore
     _workspace: Workspace | None = None
     _definitions: list[Definition] | None = None
-    _connections: dict[int, str] = field(default_factory=dict)
+    _connections: dict[int, str] | None = None
 
     @property
     def workspace(self) -> Workspace:
@@ -77,14 +77,11 @@ class Lookups:
     def connection_uuid(self, scope: str | None) -> str:
         if not scope or not scope.isdigit():
             return str(uuid5(NAMESPACE_URL, f"ferryman:scope:{scope}"))
+        if self._connections is None:  # their ids alone: a catalog can be megabytes
+            self._connections = {c.id: c.uuid for c in self.store.connection_labels()}
         key = int(scope)
-        if key not in self._connections:
-            found = [c for c in self.store.list_connections() if c.id == key]
-            # A deleted connection's jobs keep a stable id of their own.
-            self._connections[key] = (
-                found[0].uuid if found else str(uuid5(NAMESPACE_URL, f"ferryman:c:{key}"))
-            )
-        return self._connections[key]
+        # A deleted connection's jobs keep a stable id of their own.
+        return self._connections.get(key) or str(uuid5(NAMESPACE_URL, f"ferryman:c:{key}"))
 
 
 def actor_doc(actor: Actor, lookups: Lookups) -> dict[str, Any]:
@@ -160,12 +157,8 @@ def connection_doc(conn: Connection, lookups: Lookups) -> dict[str, Any]:
 
 def job_totals(store: JobStore, job: Job) -> tuple[int, int]:
     """Records and bytes committed, summed over the job's attempts (Airbyte's aggregatedStats)."""
-    rows = bytes_ = 0
-    for attempt in store.list_attempts(job.id):
-        for stat in store.list_stream_stats(attempt.id):
-            rows += stat.records_committed or 0
-            bytes_ += stat.bytes_committed or 0
-    return rows, bytes_
+    totals = store.job_totals(job.id)
+    return totals.records_committed, totals.bytes_committed
 
 
 def job_doc(job: Job, lookups: Lookups) -> dict[str, Any]:

@@ -116,9 +116,9 @@ def discover(reference: str, config: ConfigOption, json: JsonOption = False) -> 
             }
             print_json(document, secrets)
         elif output.catalog is not None:
-            from rich.table import Table
+            from ferryman.cli.plain_table import PlainTable
 
-            table = Table("stream", "namespace", "sync modes", "primary key")
+            table = PlainTable("stream", "namespace", "sync modes", "primary key")
             for stream in output.catalog.get("streams", []):
                 table.add_row(
                     stream.get("name"),

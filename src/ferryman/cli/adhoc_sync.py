@@ -223,12 +223,12 @@ class Replication:
 
 
 def _print_summary(output: SyncOutput, log_path: Path, target: str) -> None:
-    from rich.table import Table
     from rich.text import Text
 
+    from ferryman.cli.plain_table import PlainTable
     from ferryman.workers import ReplicationStatus
 
-    table = Table("stream", "emitted", "committed", "MB")
+    table = PlainTable("stream", "emitted", "committed", "MB")
     for stream in output.streams:
         committed = stream.records_committed
         table.add_row(

@@ -47,9 +47,15 @@ def list_(
     def action() -> int:
         with job_service() as service:
             scope = str(service.store.get_connection(connection).id) if connection else None
-            jobs = service.store.list_jobs(scope=scope, status=status, type=type_, limit=limit)
+            from ferryman.store.base import JobQuery
+            from ferryman.store.rows import MAX_ID
+
+            # page_jobs leaves a sync's config (megabytes for thousands of streams) unread.
+            types = () if type_ is None else (JobType(type_),)
+            query = JobQuery(scope, types, status, order_by="id", descending=True, limit=min(limit, MAX_ID))
+            jobs = service.store.page_jobs(query)
             names = service.names()
-            rows = [job_doc(job, names, len(service.store.list_attempts(job.id))) for job in jobs]
+            rows = [job_doc(job, names, service.store.job_totals(job.id).attempts) for job in jobs]
         if json:
             print_json({"jobs": rows}, [])
         else:

@@ -23,7 +23,7 @@ app = typer.Typer(
 
 
 def _connection_names(store: JobStore) -> dict[int, str]:
-    return {c.id: c.name for c in store.list_connections()}
+    return {c.id: c.name for c in store.connection_labels()}
 
 
 def webhook_doc(hook: Webhook, names: dict[int, str]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from rich import box
 from rich.table import Table
 
 from ferryman.cli.common import count, duration, when
+from ferryman.cli.plain_table import PlainTable
 from ferryman.cli.terminal import plain
 
 # -- tables -------------------------------------------------------------------------------------
@@ -48,8 +49,8 @@ def jobs_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def stats_table(stats: list[dict[str, Any]], title: str | None = None) -> Table:
-    table = Table("stream", "emitted", "committed", "MB", title=title, title_justify="left")
+def stats_table(stats: list[dict[str, Any]], title: str | None = None) -> PlainTable:
+    table = PlainTable("stream", "emitted", "committed", "MB", title=title, title_justify="left")
     for stat in stats:
         table.add_row(
             stat["name"] if not stat["namespace"] else f"{stat['namespace']}.{stat['name']}",
@@ -60,8 +61,8 @@ def stats_table(stats: list[dict[str, Any]], title: str | None = None) -> Table:
     return table
 
 
-def streams_table(streams: list[dict[str, Any]]) -> Table:
-    table = Table("stream", "sync mode", "destination sync mode", "cursor", "primary key")
+def streams_table(streams: list[dict[str, Any]]) -> PlainTable:
+    table = PlainTable("stream", "sync mode", "destination sync mode", "cursor", "primary key")
     for stream in streams:
         table.add_row(
             stream["name"] if not stream["namespace"] else f"{stream['namespace']}.{stream['name']}",

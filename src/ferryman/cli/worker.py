@@ -108,7 +108,7 @@ class JobLines:
         names = Names([], [])  # a spec job is named by its connector or definition: no reads
         if job.type.is_replication or (job.scope or "").split(":")[0] in (SOURCE, DESTINATION):
             names = Names(
-                self._store.list_connections(),
+                self._store.connection_labels(),
                 [*self._store.list_actors(SOURCE), *self._store.list_actors(DESTINATION)],
             )
         scope = names.scope(job)

@@ -25,7 +25,15 @@ from ferryman.store.base import (
 )
 from ferryman.store.config_ops import check_mapping_text, check_name_text, check_new_name
 from ferryman.store.db import Database
-from ferryman.store.schema import actors, applications, connections, definitions, jobs, workspaces
+from ferryman.store.schema import (
+    REPLICATION_TYPES,
+    actors,
+    applications,
+    connections,
+    definitions,
+    jobs,
+    workspaces,
+)
 
 # Built-in definitions have the same UUID in every store: derived from their reference.
 _BUILTIN_NAMESPACE = uuid.UUID("6c0c3f1e-5d0e-4b47-9a36-3f6f6c7a0b11")
@@ -223,9 +231,18 @@ class ApiOps:
     # -- jobs ---------------------------------------------------------------------------------
 
     def page_jobs(self, query: JobQuery) -> list[Job]:
-        column = jobs.c.updated_at if query.order_by == "updated_at" else jobs.c.created_at
+        column = {"updated_at": jobs.c.updated_at, "id": jobs.c.id}.get(query.order_by, jobs.c.created_at)
         order = (column.desc(), jobs.c.id.desc()) if query.descending else (column, jobs.c.id)
-        select = sa.select(jobs).order_by(*order).offset(query.offset).limit(query.limit)
+        # A replication job's config holds its catalog: megabytes for thousands of streams, and
+        # nothing a list shows. The others' (a connector and its config) names a spec job.
+        config = sa.case((jobs.c.type.in_(REPLICATION_TYPES), sa.null()), else_=jobs.c.config)
+        listed = [column for column in jobs.c if column.name != "config"]
+        select: sa.Select[Any] = (
+            sa.select(*listed, sa.type_coerce(config, jobs.c.config.type).label("config"))
+            .order_by(*order)
+            .offset(query.offset)
+            .limit(query.limit)
+        )
         if query.scope is not None:
             select = select.where(jobs.c.scope == query.scope)
         if query.types:

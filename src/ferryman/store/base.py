@@ -52,6 +52,18 @@ class Actor:
 
 
 @dataclass(frozen=True)
+class ConnectionLabel:
+    """What names a connection and its ends, without its catalog: a source with thousands of
+    streams makes a catalog megabytes of JSON, too much to read to put a name on a job."""
+
+    id: int
+    name: str
+    uuid: str
+    source_id: int
+    destination_id: int
+
+
+@dataclass(frozen=True)
 class Connection:
     id: int
     name: str
@@ -69,6 +81,26 @@ class Connection:
     next_run_at: datetime | None = None  # when the scheduler runs it next; None: not scheduled
     status_reason: str | None = None  # why it is inactive, when the scheduler disabled it
     active_since: datetime | None = None  # re-enabled then: failures before do not count
+
+
+class UnreadConfig:
+    """The config of a sync or reset job read for a list (:meth:`JobStore.page_jobs`): left in
+    the store, where a sync of thousands of streams keeps megabytes of it. Not a dict: reading
+    it raises, so that it never passes for an empty config (masking by a job's secrets reads
+    them there). ``get_job`` reads the job with its config."""
+
+    def _unread(self, *args: Any) -> Any:
+        raise StoreError("a job listed by page_jobs has no config: read it with get_job(job.id)")
+
+    __getitem__ = __iter__ = __len__ = __contains__ = __getattr__ = _unread
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UnreadConfig)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return "UnreadConfig()"
 
 
 @dataclass(frozen=True)
@@ -201,6 +233,19 @@ class NotificationEvent:
 
 
 @dataclass(frozen=True)
+class JobTotals:
+    """A job's attempts, and its streams' figures summed over them: ``records_committed`` and
+    ``bytes_committed`` count what was committed (nothing where unknown), ``records`` and
+    ``bytes`` what moved (committed where known, else emitted)."""
+
+    attempts: int
+    records_committed: int
+    bytes_committed: int
+    records: int
+    bytes: int
+
+
+@dataclass(frozen=True)
 class StreamStat:
     attempt_id: int
     name: str
@@ -221,7 +266,7 @@ class StreamStat:
 
 @dataclass(frozen=True)
 class JobQuery:
-    """A page of jobs: filters, order (by created_at or updated_at, then id), offset and limit."""
+    """A page of jobs: filters, order (by created_at or updated_at, then id; or by id), offset and limit."""
 
     scope: str | None = None
     types: tuple[JobType, ...] = ()
@@ -290,6 +335,7 @@ class JobStore(Protocol):
     def get_connection_by_id(self, connection_id: int) -> Connection: ...
     def update_connection_catalog(self, connection_id: int, catalog: dict[str, Any]) -> Connection: ...
     def list_connections(self) -> list[Connection]: ...
+    def connection_labels(self) -> list[ConnectionLabel]: ...
     def delete_connection(self, connection_id: int) -> None: ...
 
     # -- jobs and attempts ----------------------------------------------------------------
@@ -425,6 +471,7 @@ class JobStore(Protocol):
         engine, say): a late save never replaces a newer attempt's state."""
 
     def list_stream_stats(self, attempt_id: int) -> list[StreamStat]: ...
+    def job_totals(self, job_id: int) -> JobTotals: ...
 
     # -- connection state -----------------------------------------------------------------
     def get_state(self, connection_id: int) -> list[dict[str, Any]]: ...
@@ -468,7 +515,10 @@ class JobStore(Protocol):
     def get_application(self, client_id: str) -> Application | None: ...
     def list_applications(self) -> list[Application]: ...
     def delete_application(self, client_id_or_name: str) -> Application: ...
-    def page_jobs(self, query: JobQuery) -> list[Job]: ...
+    def page_jobs(self, query: JobQuery) -> list[Job]:
+        """A page of jobs for a list: a sync's or reset's config is left unread
+        (:class:`UnreadConfig`), a spec, check or discover job's is read."""
+        ...
 
     # -- notifications (store/notify_ops.py) -----------------------------------------------
     def add_webhook(

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ferryman.errors import UserInputError
 from ferryman.store import notify_ops, rows
-from ferryman.store.base import Actor, AlreadyExists, Connection, ConnectionBusy, NotFound
+from ferryman.store.base import Actor, AlreadyExists, Connection, ConnectionBusy, ConnectionLabel, NotFound
 from ferryman.store.db import Database
 from ferryman.store.schema import (
     LIVE_STATUSES,
@@ -287,6 +287,13 @@ class ConfigOps:
         with self._db.read() as conn:
             result = conn.execute(sa.select(connections).order_by(connections.c.id))
             return [rows.connection(row) for row in result]
+
+    def connection_labels(self) -> list[ConnectionLabel]:
+        """Every connection's id, name and ends, by id, without reading its catalog."""
+        columns = [connections.c[name] for name in ("id", "name", "uuid", "source_id", "destination_id")]
+        with self._db.read() as conn:
+            result = conn.execute(sa.select(*columns).order_by(connections.c.id))
+            return [ConnectionLabel(*row) for row in result]
 
     def _delete_connection_row(self, connection_id: int) -> None:
         with self._db.write() as conn:

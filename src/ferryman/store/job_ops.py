@@ -33,7 +33,7 @@ from ferryman.jobs.states import (
     apply_attempt,
 )
 from ferryman.store import notify_ops, rows
-from ferryman.store.base import Attempt, ConnectionBusy, Job, NotFound, StaleWrite, StreamStat
+from ferryman.store.base import Attempt, ConnectionBusy, Job, JobTotals, NotFound, StaleWrite, StreamStat
 from ferryman.store.config_ops import state_upsert
 from ferryman.store.db import Database
 from ferryman.store.schema import (
@@ -698,6 +698,32 @@ class JobOps:
                 self.save_progress(attempt_id, stats)
             raise NotFound(f"no connection with id {connection_id} (deleted?)") from None
         return True
+
+    def job_totals(self, job_id: int) -> JobTotals:
+        """The job's attempts and figures, added up by the database over its attempts and their
+        streams (a sync of thousands of streams has thousands of rows to add up, and reading an
+        attempt reads its output, megabytes for such a sync)."""
+        if not 0 < job_id <= rows.MAX_ID:
+            return JobTotals(0, 0, 0, 0, 0)
+        stat = stream_stats.c
+
+        def total(value: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+            return sa.func.coalesce(sa.func.sum(value), 0)
+
+        query = (
+            sa.select(
+                sa.func.count(sa.distinct(attempts.c.id)),
+                total(stat.records_committed),
+                total(stat.bytes_committed),
+                total(sa.func.coalesce(stat.records_committed, stat.records_emitted)),
+                total(sa.func.coalesce(stat.bytes_committed, stat.bytes_emitted)),
+            )
+            .select_from(attempts.outerjoin(stream_stats, attempts.c.id == stat.attempt_id))
+            .where(attempts.c.job_id == job_id)
+        )
+        with self._db.read() as conn:
+            found = conn.execute(query).one()
+        return JobTotals(*(int(value) for value in found))
 
     def list_stream_stats(self, attempt_id: int) -> list[StreamStat]:
         query = (

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.engine import Row
 
 from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
-from ferryman.store.base import Actor, Attempt, Connection, Job, StreamStat
+from ferryman.store.base import Actor, Attempt, Connection, Job, StreamStat, UnreadConfig
 
 # Ids are 64-bit integers in both databases: a larger number names no row (and would overflow).
 MAX_ID = 2**63 - 1
@@ -57,7 +57,8 @@ def job(row: Row[Any]) -> Job:
         id=row.id,
         type=JobType(row.type),
         scope=row.scope,
-        config=row.config,
+        # None: page_jobs left it unread (see UnreadConfig)
+        config=cast(dict[str, Any], UnreadConfig()) if row.config is None else row.config,
         status=JobStatus(row.status),
         created_at=row.created_at,
         updated_at=row.updated_at,

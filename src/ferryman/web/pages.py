@@ -21,7 +21,7 @@ from ferryman.protocol.stream_refs import label
 from ferryman.protocol.sync_modes import StreamKeys, StreamMode, supported_modes
 from ferryman.secrets import mask_strings, mask_text
 from ferryman.service import DESTINATION, SOURCE, JobService
-from ferryman.store.base import Actor, Attempt, Connection, Job, JobQuery, StreamStat
+from ferryman.store.base import Actor, Attempt, Connection, ConnectionLabel, Job, JobQuery, StreamStat
 from ferryman.views import seconds_between
 from ferryman.web.schedule import describe, next_run
 
@@ -76,7 +76,10 @@ HEALTH_LABELS = {
 
 def figures(service: JobService, job: Job, attempts: list[Attempt] | None = None) -> Figures:
     """Records and bytes a job moved: committed where known (else emitted), over its attempts."""
-    found = service.store.list_attempts(job.id) if attempts is None else attempts
+    if attempts is None:  # a row of a list: the store adds them up
+        totals = service.store.job_totals(job.id)
+        return Figures(totals.records, totals.bytes, totals.attempts)
+    found = attempts
     records = size = 0
     for attempt in found:
         for stat in service.store.list_stream_stats(attempt.id):
@@ -231,7 +234,7 @@ class AttemptView:
 class JobView:
     job: Job
     label: str
-    connection: Connection | None
+    connection: ConnectionLabel | None
     attempts: list[AttemptView]
     figures: Figures
     check: tuple[str, str] | None  # a check job's verdict and message
@@ -266,7 +269,7 @@ def job_view(service: JobService, job_id: int) -> JobView:
         views[-1].log_offset = offset
     connection = None
     if job.type.is_replication and job.scope and job.scope.isdigit():
-        connection = next((c for c in service.store.list_connections() if str(c.id) == job.scope), None)
+        connection = next((c for c in service.store.connection_labels() if str(c.id) == job.scope), None)
     return JobView(
         job,
         service.names().scope(job),
@@ -333,12 +336,12 @@ def connection_counts(service: JobService, kind: str) -> Counter[int]:
     """How many connections each source (or destination) is in, from one read of them all (one
     read per actor made the list of 1,000 sources take a minute)."""
     column = "source_id" if kind == SOURCE else "destination_id"
-    return Counter(getattr(c, column) for c in service.store.list_connections())
+    return Counter(getattr(c, column) for c in service.store.connection_labels())
 
 
-def actor_connections(service: JobService, actor: Actor) -> list[Connection]:
+def actor_connections(service: JobService, actor: Actor) -> list[ConnectionLabel]:
     column = "source_id" if actor.kind == SOURCE else "destination_id"
-    return [c for c in service.store.list_connections() if getattr(c, column) == actor.id]
+    return [c for c in service.store.connection_labels() if getattr(c, column) == actor.id]
 
 
 def spec_schema(spec: dict[str, Any] | None) -> dict[str, Any]:

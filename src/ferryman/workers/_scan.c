@@ -1,6 +1,6 @@
 /* The record path's inner loop in C: framing and counting of compact RECORD lines in one pass.
  *
- * scan_records(buffer, start, end, heads, max_bytes) -> stop
+ * scan_records(buffer, start, end, heads, max_bytes, moved) -> stop
  *
  * Walks the complete lines of buffer[start:end] and stops at the first one that is not a
  * shortcut RECORD, or at the first byte of a line that has no newline yet. A shortcut RECORD is
@@ -9,7 +9,9 @@
  * is a key of ``heads``, the line is shorter than ``max_bytes``, ends with ``}\n`` and is valid JSON
  * in valid UTF-8 (checked in one pass: bytes >= 0x80 may only be in strings).
  * Every such line is counted in its stream's counter (``heads[key]``, a list [records, bytes]),
- * added once per run of one stream rather than once per line. Returns ``stop``: the lines of
+ * added once per run of one stream rather than once per line, and the counter's id() is added to
+ * the set ``moved`` (once per run too: the tracker then looks only at the streams that moved since
+ * the last STATE, not at every stream). Returns ``stop``: the lines of
  * buffer[start:stop] were all counted and are to be forwarded unchanged; buffer[stop:] begins
  * with a line for the Python path (or an unfinished line, or stop == end).
  *
@@ -378,10 +380,19 @@ json_end_after_head(const unsigned char *p, Py_ssize_t n, Py_ssize_t i)
     }
 }
 
-/* Adds a run's counts to a [records, bytes] list. */
+/* Adds a run's counts to a [records, bytes] list, and the list's id() to the set moved. */
 static int
-add_counts(PyObject *counter, Py_ssize_t records, Py_ssize_t size)
+add_counts(PyObject *counter, Py_ssize_t records, Py_ssize_t size, PyObject *moved)
 {
+    PyObject *ident = PyLong_FromVoidPtr(counter);
+    if (ident == NULL) {
+        return -1;
+    }
+    int added = PySet_Add(moved, ident);
+    Py_DECREF(ident);
+    if (added < 0) {
+        return -1;
+    }
     Py_ssize_t add[2] = {records, size};
     for (Py_ssize_t i = 0; i < 2; i++) {
         PyObject *old = PyList_GET_ITEM(counter, i);
@@ -405,8 +416,10 @@ scan_records(PyObject *module, PyObject *args)
 {
     Py_buffer view;
     Py_ssize_t start, end, max_bytes;
-    PyObject *heads;
-    if (!PyArg_ParseTuple(args, "y*nnO!n", &view, &start, &end, &PyDict_Type, &heads, &max_bytes)) {
+    PyObject *heads, *moved;
+    if (!PyArg_ParseTuple(
+            args, "y*nnO!nO!", &view, &start, &end, &PyDict_Type, &heads, &max_bytes, &PySet_Type, &moved
+        )) {
         return NULL;
     }
     if (start < 0 || end > view.len || start > end) {
@@ -469,7 +482,7 @@ scan_records(PyObject *module, PyObject *args)
                 failed = 1;
                 break;
             }
-            if (counter != NULL && records > 0 && add_counts(counter, records, size) < 0) {
+            if (counter != NULL && records > 0 && add_counts(counter, records, size, moved) < 0) {
                 failed = 1;
                 break;
             }
@@ -482,7 +495,7 @@ scan_records(PyObject *module, PyObject *args)
         size += length;
         pos += length;
     }
-    if (!failed && counter != NULL && records > 0 && add_counts(counter, records, size) < 0) {
+    if (!failed && counter != NULL && records > 0 && add_counts(counter, records, size, moved) < 0) {
         failed = 1;
     }
     PyBuffer_Release(&view);
@@ -529,8 +542,9 @@ pipe_tee(PyObject *module, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"scan_records", scan_records, METH_VARARGS,
-     "scan_records(buffer, start, end, heads, max_bytes) -> stop: count the shortcut RECORD lines "
-     "of buffer[start:end] up to the first other or unfinished line, at stop."},
+     "scan_records(buffer, start, end, heads, max_bytes, moved) -> stop: count the shortcut RECORD "
+     "lines of buffer[start:end] up to the first other or unfinished line, at stop; the id() of "
+     "each counter that moved is added to the set moved."},
 #if defined(__linux__)
     {"tee", pipe_tee, METH_VARARGS,
      "tee(fd_in, fd_out, length) -> count: duplicate up to length bytes at the head of the pipe fd_in "

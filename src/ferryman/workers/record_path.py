@@ -51,6 +51,7 @@ import os
 import select
 import stat
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, BinaryIO, Protocol
 
@@ -84,7 +85,7 @@ _CHUNK_BYTES = 2 << 20  # over the launcher's 1 MiB reader buffer: reads skip it
 # Less than this waiting in the source's pipe: read and buffer rather than splice (see _spliced_forward).
 _SPLICE_MIN_BYTES = 128 << 10
 
-Scanner = Callable[[mmap.mmap, int, int, dict[bytes, list[int]], int], int]
+Scanner = Callable[[mmap.mmap, int, int, dict[bytes, list[int]], int, set[int]], int]
 Tee = Callable[[int, int, int], int]
 
 
@@ -173,11 +174,11 @@ def _shortcut_streams(tracker: MessageTracker) -> dict[bytes, list[int]]:
     """Counters by the head of a compact RECORD line (prefix, name, ``","data":{``), for names
     that identify one configured stream on their own (so the namespace, wherever it sits in the
     line, cannot change which stream counts the record) and that JSON writes without escapes."""
-    names = [name for name, _ in tracker.emitted]
+    names = Counter(name for name, _ in tracker.emitted)
     shortcut = {}
     for (name, _namespace), counter in tracker.emitted.items():
         encoded = orjson.dumps(name)[1:-1]
-        if names.count(name) == 1 and encoded == name.encode():
+        if names[name] == 1 and encoded == name.encode():
             shortcut[_COMPACT_RECORD + encoded + _DATA_OBJECT] = counter
     return shortcut
 
@@ -216,8 +217,9 @@ def _python_forward(
     remap: Callable[[bytes], bytes] | None,
     max_line: int,
 ) -> None:
-    write = sink.write
+    write, moved = sink.write, tracker.moved.add
     by_head = _shortcut_streams(tracker)
+    last = None  # the counter of the run of shortcut records this line may continue
     for line in lines_of(source, max_line, "source"):
         size = len(line)
         # The line's head up to the data's opening brace, looked up whole: a hit proves the
@@ -232,8 +234,12 @@ def _python_forward(
         ):
             counter[0] += 1
             counter[1] += size
+            if counter is not last:  # noted once a run, as the C scan does
+                moved(id(counter))
+                last = counter
             write(line if remap is None else remap(line))
             continue
+        last = None  # this line may be a STATE, which empties moved
         _decoded(line, sink, tracker, handler, remap)
 
 
@@ -310,7 +316,7 @@ class _Chunks:
         else:
             start = 0
             while True:
-                stop = self.scan(buffer, start, end, self.by_head, _SHORTCUT_MAX_BYTES)
+                stop = self.scan(buffer, start, end, self.by_head, _SHORTCUT_MAX_BYTES, self.tracker.moved)
                 if stop > start:
                     self.sink.write(view[start:stop])
                 newline = buffer.find(b"\n", stop, end)
@@ -430,7 +436,7 @@ def _splice_lines(chunks: _Chunks, whole: int, src: int, dst: int, writer: Timed
     """Forward the lines of buffer[:whole], which are also the head of the pipe ``src``."""
     buffer, start = chunks.buffer, 0
     while True:
-        stop = chunks.scan(buffer, start, whole, chunks.by_head, _SHORTCUT_MAX_BYTES)
+        stop = chunks.scan(buffer, start, whole, chunks.by_head, _SHORTCUT_MAX_BYTES, chunks.tracker.moved)
         if stop > start:
             chunks.sink.flush()  # what _decoded wrote goes first
             _splice(src, dst, stop - start, writer)
@@ -509,6 +515,7 @@ def _decoded(
         _check_record(line, record.stream, record.data)
         counter[0] += 1
         counter[1] += len(line)
+        tracker.moved.add(id(counter))
         sink.write(line if remap is None else remap(line))
     elif envelope.type == "STATE":
         forwarded = handler.source_state(line)
@@ -544,6 +551,7 @@ def _record(
     _check_record(line, stream, data)
     counter[0] += 1
     counter[1] += len(line)
+    tracker.moved.add(id(counter))
     sink.write(line if remap is None else remap(line))
 
 
