@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from ferryman.api.app import create_app
 from ferryman.api.context import ApiContext
-from ferryman.cli import connections as cli_connections
 from ferryman.cli import app as cli_app
+from ferryman.cli import connections as cli_connections
 from ferryman.errors import StoreError
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.service import JobService
@@ -183,7 +183,9 @@ def test_the_config_apis_job_count_is_the_databases(store: SqlJobStore) -> None:
         done = client.post("/api/v1/jobs/list", json={**body, "statuses": ["succeeded"]}).json()
     newest_first = [running.id, *reversed([j.id for j in syncs])]
     assert page["totalJobCount"] == later.json()["totalJobCount"] == 6
-    assert [j["job"]["id"] for j in page["jobs"] + later.json()["jobs"]] == newest_first[:2] + newest_first[4:]
+    assert [j["job"]["id"] for j in page["jobs"] + later.json()["jobs"]] == newest_first[:2] + newest_first[
+        4:
+    ]
     assert [j["job"]["id"] for j in oldest["jobs"]] == newest_first[::-1][:2]
     assert (ended["totalJobCount"], done["totalJobCount"]) == (6, 5)
     assert page["jobs"][0]["job"]["status"] == JobStatus.PENDING.value

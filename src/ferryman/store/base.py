@@ -119,7 +119,9 @@ class UnreadCatalog:
     Reading it raises, so that it never passes for a catalog of no streams."""
 
     def _unread(self, *args: Any) -> Any:
-        raise StoreError("a connection listed without its catalog has none: read it with get_connection_by_id")
+        raise StoreError(
+            "a connection listed without its catalog has none: read it with get_connection_by_id"
+        )
 
     __getitem__ = __iter__ = __len__ = __contains__ = __getattr__ = _unread
 
@@ -364,7 +366,9 @@ class JobStore(Protocol):
 
     def get_connection_by_id(self, connection_id: int) -> Connection: ...
     def update_connection_catalog(self, connection_id: int, catalog: dict[str, Any]) -> Connection: ...
-    def list_connections(self, catalogs: bool = True, offset: int = 0, limit: int | None = None) -> list[Connection]:
+    def list_connections(
+        self, catalogs: bool = True, offset: int = 0, limit: int | None = None
+    ) -> list[Connection]:
         """Connections by id, from ``offset``, at most ``limit``. Without ``catalogs``, each
         catalog is left unread (:class:`UnreadCatalog`) and its streams counted by the database
         (:attr:`Connection.stream_count`)."""

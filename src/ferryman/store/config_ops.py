@@ -283,7 +283,9 @@ class ConfigOps:
             raise NotFound(f"no connection with id {connection_id}")
         return rows.connection(row)
 
-    def list_connections(self, catalogs: bool = True, offset: int = 0, limit: int | None = None) -> list[Connection]:
+    def list_connections(
+        self, catalogs: bool = True, offset: int = 0, limit: int | None = None
+    ) -> list[Connection]:
         if catalogs:
             select = sa.select(connections)
         else:  # megabytes of JSON each for thousands of streams: the database counts them
