@@ -17,6 +17,13 @@ With ``--paths``: what a user does around such a connection, each the median wal
 show``, ``jobs show`` of a sync (5,000 stream stats), ``jobs list``, the ad-hoc ``discover``, and,
 from a ``ferryman server``, ``GET /v1/jobs/{id}``, ``GET /v1/jobs?connectionId=``, ``GET
 /v1/connections/{id}`` and the web UI's ``/jobs`` and ``/connections/{id}``.
+
+With ``--lists``: the lists of connections and the counts of jobs, over ``--connections``
+connections (default 20) of ``--streams`` streams (the first figure given) with one sync each:
+``connections list`` (and ``--json``), and from a ``ferryman server`` the web UI's ``/``, ``GET
+/v1/connections`` (a page of 20 and of 1), the config API's ``connections/list`` and
+``jobs/list`` (a page of 1 with its total) and ``/metrics``. ``--home DIR`` keeps the home (made
+when it is empty), so two builds can be timed on the same data.
 """
 
 from __future__ import annotations
@@ -176,6 +183,89 @@ def measure_paths(streams: int, runs: int, syncs: int = 3) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in figures.items()}
 
 
+def _post(url: str, body: dict[str, object]) -> float:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}, method="POST"
+    )
+    start = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        answer.read()
+    return time.perf_counter() - start
+
+
+def _prepare_lists(env: dict[str, str], streams: int, connections: int) -> None:
+    config = json.dumps({"count": 1, "streams": streams})
+    for args in (
+        ("sources", "create", "many", "--connector", "builtin:source-bench", "--config", config),
+        ("destinations", "create", "out", "--connector", DESTINATIONS["devnull"], "--config", "{}"),
+    ):
+        subprocess.run([*FERRYMAN, *args], env=env, capture_output=True, check=True)
+    for n in range(connections):  # each discovers the source
+        create = ("connections", "create", f"c{n}", "--source", "many", "--destination", "out")
+        subprocess.run([*FERRYMAN, *create], env=env, capture_output=True, check=True)
+        subprocess.run([*FERRYMAN, "connections", "sync", f"c{n}"], env=env, capture_output=True, check=True)
+
+
+def measure_lists(home: str, streams: int, connections: int, runs: int) -> dict[str, float]:
+    env = {**os.environ, "FERRYMAN_HOME": home}
+    env.pop("FERRYMAN_DATABASE_URL", None)
+    if not (Path(home) / "ferryman.db").exists():
+        _prepare_lists(env, streams, connections)
+    figures: dict[str, list[float]] = {"connections list": [], "connections list --json": []}
+    for _ in range(runs):
+        figures["connections list"].append(timed([*FERRYMAN, "connections", "list"], env)[0])
+        figures["connections list --json"].append(timed([*FERRYMAN, "connections", "list", "--json"], env)[0])
+    port = _free_port()
+    server = subprocess.Popen(
+        [*FERRYMAN, "server", "--port", str(port), "--auth", "none", "--no-scheduler"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    gets = {
+        "web /": "/",
+        "GET /v1/connections (20)": "/v1/connections?limit=20",
+        "GET /v1/connections?limit=1": "/v1/connections?limit=1",
+        "/metrics": "/metrics",
+    }
+    posts: dict[str, tuple[str, dict[str, object]]] = {
+        "POST /api/v1/connections/list": ("/api/v1/connections/list", {}),
+        "POST /api/v1/jobs/list (1 of the syncs)": (
+            "/api/v1/jobs/list",
+            {"configTypes": ["sync"], "pagination": {"pageSize": 1, "rowOffset": 0}},
+        ),
+    }
+    try:
+        for _ in range(600):  # up to a minute for it to listen
+            try:
+                _get(f"{base}/health")
+                break
+            except OSError:
+                time.sleep(0.1)
+        for name in [*gets, *posts]:
+            figures[name] = []
+        for _ in range(runs):
+            for name, path in gets.items():
+                figures[name].append(_get(base + path)[0])
+            for name, (path, body) in posts.items():
+                figures[name].append(_post(base + path, body))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    return {name: statistics.median(values) for name, values in figures.items()}
+
+
+def main_lists(home: str | None, streams: int, connections: int, runs: int) -> None:
+    print(f"# {platform.node()} {platform.machine()} {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}")
+    print(f"# {connections} connections of {streams:,} streams, one sync each; medians of {runs}, wall s")
+    with tempfile.TemporaryDirectory(prefix="many-streams-") as scratch:
+        found = measure_lists(home or scratch, streams, connections, runs)
+    for name, seconds in found.items():
+        print(f"| {name} | {seconds:.2f} |")
+    print(f"# load at the end {os.getloadavg()[0]:.1f}")
+
+
 def main_paths(streams: list[int], runs: int) -> None:
     print(f"# {platform.node()} {platform.machine()} {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}")
     print(f"# source-bench, one record per stream, three syncs into devnull; medians of {runs}, wall s")
@@ -194,7 +284,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--destination", choices=sorted(DESTINATIONS), default="devnull")
     parser.add_argument("--paths", action="store_true", help="time the CLI, API and web paths instead")
+    parser.add_argument("--lists", action="store_true", help="time the lists of connections and jobs instead")
+    parser.add_argument("--connections", type=int, default=20, help="with --lists")
+    parser.add_argument("--home", help="with --lists: a FERRYMAN_HOME to keep (made when empty)")
     args = parser.parse_args()
+    if args.lists:
+        main_lists(args.home, args.streams[0], args.connections, args.runs)
+        return
     if args.paths:
         main_paths(args.streams, args.runs)
         return

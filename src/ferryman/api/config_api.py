@@ -37,6 +37,7 @@ from ferryman.jobs.states import JobStatus, JobType
 from ferryman.logtail import tail_lines
 from ferryman.secrets import mask_text
 from ferryman.store.base import Actor, Connection, ConnectionBusy, Job, JobQuery, NotFound
+from ferryman.store.rows import MAX_ID
 
 router = APIRouter(tags=["config API"])
 open_router = APIRouter(tags=["config API"])
@@ -339,29 +340,23 @@ def list_jobs(body: JobListBody, context: Context) -> dict[str, Any]:
     if body.configId is not None and not _is_uuid(body.configId):
         return {"jobs": [], "totalJobCount": 0}  # it names nothing (a NUL in it would not reach Postgres)
     pagination = body.pagination or Pagination()
-    # Each status once: a status named twice would list its jobs twice (and count them twice).
-    statuses: list[str | None] = [*dict.fromkeys(body.statuses)] if body.statuses else [None]
+    if not types:
+        return {"jobs": [], "totalJobCount": 0}
     query = JobQuery(
         scope=_scope(context, body.configId),
         types=types,
+        statuses=tuple(JobStatus(status) for status in dict.fromkeys(body.statuses or ())),
         order_by="updated_at" if body.orderByField == "updatedAt" else "created_at",
         descending=body.orderByMethod != "ASC",
+        offset=min(pagination.rowOffset, MAX_ID),
+        limit=pagination.pageSize,
     )
-    if not types:
-        return {"jobs": [], "totalJobCount": 0}
-    found: list[Job] = []
-    for status in statuses:  # one status at a time: the store filters by one
-        wanted = JobStatus(status) if status else None
-        found += _all(context, JobQuery(**{**query.__dict__, "status": wanted}))
-    found.sort(key=lambda j: (j.updated_at if query.order_by == "updated_at" else j.created_at, j.id))
-    if query.descending:
-        found.reverse()
-    shown = found[pagination.rowOffset : pagination.rowOffset + pagination.pageSize]
     jobs = []
-    for job in shown:
+    for job in context.store.page_jobs(query):
         info = job_info(context, job, logs=False)
         jobs.append({"job": info["job"], "attempts": [a["attempt"] for a in info["attempts"]]})
-    return {"jobs": jobs, "totalJobCount": len(found)}
+    # Counted by the database: the total once read every job it counted.
+    return {"jobs": jobs, "totalJobCount": context.store.count_jobs(query)}
 
 
 def _is_uuid(text: str) -> bool:
@@ -370,16 +365,6 @@ def _is_uuid(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _all(context: ApiContext, query: JobQuery, page: int = 1000) -> list[Job]:
-    """Every job the query matches (totalJobCount needs them all): pages of the store's."""
-    found: list[Job] = []
-    while True:
-        batch = context.store.page_jobs(JobQuery(**{**query.__dict__, "offset": len(found), "limit": page}))
-        found += batch
-        if len(batch) < page:
-            return found
 
 
 @router.post("/operations/list", **ok(ConfigOperations))

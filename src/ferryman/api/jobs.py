@@ -176,9 +176,15 @@ def list_connections(
     limit: Limit = 20,
     offset: Offset = 0,
 ) -> dict[str, Any]:
-    found = context.store.list_connections() if check_workspaces(context, workspaceIds) else []
     lookups = context.lookups()
-    return page(request, found, limit, offset, lambda c: connection_doc(c, lookups))
+    if not check_workspaces(context, workspaceIds):
+        return page(request, [], limit, offset, lambda c: connection_doc(c, lookups))
+
+    def fetch(count: int, start: int) -> list[Connection]:
+        # Each shows its streams, so each is read whole: those of the page (and one more) only.
+        return context.store.list_connections(offset=start, limit=count)
+
+    return page(request, fetch, limit, offset, lambda c: connection_doc(c, lookups))
 
 
 @router.get("/connections/{connectionId}", tags=["connections"], **ok(models.Connection))

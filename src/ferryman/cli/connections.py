@@ -41,14 +41,14 @@ from ferryman.cli.progress import progress_display
 from ferryman.cli.summary import print_outcome
 from ferryman.errors import UserInputError
 from ferryman.protocol.state import state_streams, state_type
-from ferryman.views import connection_doc
+from ferryman.views import connection_doc, schedule_text
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from ferryman.jobs.schedules import Schedule
     from ferryman.service import JobService
-    from ferryman.store.base import Connection
+    from ferryman.store.base import Actor, Connection
 
 
 class Status(StrEnum):
@@ -84,9 +84,12 @@ StatusOption = Annotated[
 
 
 def _doc(service: JobService, connection: Connection) -> dict[str, Any]:
+    return connection_doc(connection, *_ends(service, connection))
+
+
+def _ends(service: JobService, connection: Connection) -> tuple[Actor, Actor]:
     source = service.store.get_actor_by_id(SOURCE, connection.source_id)
-    destination = service.store.get_actor_by_id(DESTINATION, connection.destination_id)
-    return connection_doc(connection, source, destination)
+    return source, service.store.get_actor_by_id(DESTINATION, connection.destination_id)
 
 
 def _print_streams(document: dict[str, Any], json: bool) -> int:
@@ -235,23 +238,26 @@ def list_(json: JsonOption = False) -> None:
 
     def action() -> int:
         with job_service() as service:
-            documents = [_doc(service, c) for c in service.store.list_connections()]
+            # The table shows how many streams each has, not which: their catalogs (megabytes
+            # for thousands of streams) are read for --json only, and counted by the database.
+            found = service.store.list_connections(catalogs=json)
+            ends = [(c, *_ends(service, c)) for c in found]
         if json:
-            print_json({"connections": documents}, [])
+            print_json({"connections": [connection_doc(*listed) for listed in ends]}, [])
             return 0
         from rich.table import Table
 
         table = Table("id", "name", "source", "destination", "streams", "status", "schedule", "next run")
-        for doc in documents:
+        for conn, source, destination in ends:
             table.add_row(
-                str(doc["id"]),
-                str(doc["name"]),
-                str(doc["source"]),
-                str(doc["destination"]),
-                str(len(doc["streams"])),
-                str(doc["status"]),
-                str(doc["schedule"]),
-                when(doc["next_run_at"]),
+                str(conn.id),
+                str(conn.name),
+                str(source.name),
+                str(destination.name),
+                str(conn.stream_count),
+                str(conn.status),
+                schedule_text(conn),
+                when(conn.next_run_at),
             )
         out().print(table)
         return 0

@@ -243,20 +243,32 @@ class ApiOps:
             .offset(query.offset)
             .limit(query.limit)
         )
-        if query.scope is not None:
-            select = select.where(jobs.c.scope == query.scope)
-        if query.types:
-            select = select.where(jobs.c.type.in_([t.value for t in query.types]))
-        if query.status is not None:
-            select = select.where(jobs.c.status == str(query.status))
-        bounds = [
-            (jobs.c.created_at, query.created_from, query.created_to),
-            (jobs.c.updated_at, query.updated_from, query.updated_to),
-        ]
-        for column_, low, high in bounds:
-            if low is not None:
-                select = select.where(column_ >= low)
-            if high is not None:
-                select = select.where(column_ <= high)
         with self._db.read() as conn:
-            return [rows.job(row) for row in conn.execute(select)]
+            return [rows.job(row) for row in conn.execute(select.where(*_job_filters(query)))]
+
+    def count_jobs(self, query: JobQuery) -> int:
+        select = sa.select(sa.func.count()).select_from(jobs).where(*_job_filters(query))
+        with self._db.read() as conn:
+            return int(conn.execute(select).scalar_one())
+
+
+def _job_filters(query: JobQuery) -> list[sa.ColumnElement[bool]]:
+    found: list[sa.ColumnElement[bool]] = []
+    if query.scope is not None:
+        found.append(jobs.c.scope == query.scope)
+    if query.types:
+        found.append(jobs.c.type.in_([t.value for t in query.types]))
+    if query.status is not None:
+        found.append(jobs.c.status == str(query.status))
+    if query.statuses:
+        found.append(jobs.c.status.in_([str(s) for s in query.statuses]))
+    bounds = [
+        (jobs.c.created_at, query.created_from, query.created_to),
+        (jobs.c.updated_at, query.updated_from, query.updated_to),
+    ]
+    for column, low, high in bounds:
+        if low is not None:
+            found.append(column >= low)
+        if high is not None:
+            found.append(column <= high)
+    return found

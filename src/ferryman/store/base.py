@@ -81,6 +81,15 @@ class Connection:
     next_run_at: datetime | None = None  # when the scheduler runs it next; None: not scheduled
     status_reason: str | None = None  # why it is inactive, when the scheduler disabled it
     active_since: datetime | None = None  # re-enabled then: failures before do not count
+    # Counted by the database when the catalog was left unread (see UnreadCatalog).
+    counted_streams: int | None = None
+
+    @property
+    def stream_count(self) -> int:
+        """How many streams the connection syncs, read or counted."""
+        if self.counted_streams is not None:
+            return self.counted_streams
+        return len(self.catalog.get("streams", []))
 
 
 class UnreadConfig:
@@ -101,6 +110,28 @@ class UnreadConfig:
 
     def __repr__(self) -> str:
         return "UnreadConfig()"
+
+
+class UnreadCatalog:
+    """The catalog of a connection listed without it (``list_connections(catalogs=False)``):
+    megabytes of JSON for a source of thousands of streams, read for a list that shows how many
+    streams there are at most (:attr:`Connection.stream_count`, counted by the database).
+    Reading it raises, so that it never passes for a catalog of no streams."""
+
+    def _unread(self, *args: Any) -> Any:
+        raise StoreError(
+            "a connection listed without its catalog has none: read it with get_connection_by_id"
+        )
+
+    __getitem__ = __iter__ = __len__ = __contains__ = __getattr__ = _unread
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UnreadCatalog)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return "UnreadCatalog()"
 
 
 @dataclass(frozen=True)
@@ -271,6 +302,7 @@ class JobQuery:
     scope: str | None = None
     types: tuple[JobType, ...] = ()
     status: JobStatus | None = None
+    statuses: tuple[JobStatus, ...] = ()  # any of these (with ``status``: and that one)
     created_from: datetime | None = None
     created_to: datetime | None = None
     updated_from: datetime | None = None
@@ -334,7 +366,14 @@ class JobStore(Protocol):
 
     def get_connection_by_id(self, connection_id: int) -> Connection: ...
     def update_connection_catalog(self, connection_id: int, catalog: dict[str, Any]) -> Connection: ...
-    def list_connections(self) -> list[Connection]: ...
+    def list_connections(
+        self, catalogs: bool = True, offset: int = 0, limit: int | None = None
+    ) -> list[Connection]:
+        """Connections by id, from ``offset``, at most ``limit``. Without ``catalogs``, each
+        catalog is left unread (:class:`UnreadCatalog`) and its streams counted by the database
+        (:attr:`Connection.stream_count`)."""
+        ...
+
     def connection_labels(self) -> list[ConnectionLabel]: ...
     def delete_connection(self, connection_id: int) -> None: ...
 
@@ -518,6 +557,10 @@ class JobStore(Protocol):
     def page_jobs(self, query: JobQuery) -> list[Job]:
         """A page of jobs for a list: a sync's or reset's config is left unread
         (:class:`UnreadConfig`), a spec, check or discover job's is read."""
+        ...
+
+    def count_jobs(self, query: JobQuery) -> int:
+        """How many jobs the query's filters match (its order, offset and limit aside)."""
         ...
 
     # -- notifications (store/notify_ops.py) -----------------------------------------------

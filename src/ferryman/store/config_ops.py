@@ -283,10 +283,17 @@ class ConfigOps:
             raise NotFound(f"no connection with id {connection_id}")
         return rows.connection(row)
 
-    def list_connections(self) -> list[Connection]:
+    def list_connections(
+        self, catalogs: bool = True, offset: int = 0, limit: int | None = None
+    ) -> list[Connection]:
+        if catalogs:
+            select = sa.select(connections)
+        else:  # megabytes of JSON each for thousands of streams: the database counts them
+            listed = [column for column in connections.c if column.name != "catalog"]
+            select = sa.select(*listed, _stream_count(self._db.dialect).label("counted_streams"))
+        select = select.order_by(connections.c.id).offset(offset).limit(limit)
         with self._db.read() as conn:
-            result = conn.execute(sa.select(connections).order_by(connections.c.id))
-            return [rows.connection(row) for row in result]
+            return [rows.connection(row) for row in conn.execute(select)]
 
     def connection_labels(self) -> list[ConnectionLabel]:
         """Every connection's id, name and ends, by id, without reading its catalog."""
@@ -379,3 +386,13 @@ def state_upsert(db: Database, connection_id: int, state: list[dict[str, Any]], 
         index_elements=[connection_state.c.connection_id],
         set_={name: statement.excluded[name] for name in ("state", "updated_at", "job_id")},
     )
+
+
+def _stream_count(dialect: str) -> sa.ColumnElement[int]:
+    """The length of a connection's ``catalog.streams`` (0 when it is no array), in SQL."""
+    if dialect == "postgresql":  # JSONB
+        streams = connections.c.catalog.op("->")(sa.literal("streams", sa.Text))
+        is_array = sa.func.jsonb_typeof(streams) == "array"
+        return sa.case((is_array, sa.func.jsonb_array_length(streams)), else_=0)
+    # SQLite's JSON text: 0 when it is no array, NULL when there is none
+    return sa.func.coalesce(sa.func.json_array_length(connections.c.catalog, "$.streams"), 0)

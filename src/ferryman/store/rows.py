@@ -8,7 +8,7 @@ from typing import Any, cast
 from sqlalchemy.engine import Row
 
 from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
-from ferryman.store.base import Actor, Attempt, Connection, Job, StreamStat, UnreadConfig
+from ferryman.store.base import Actor, Attempt, Connection, Job, StreamStat, UnreadCatalog, UnreadConfig
 
 # Ids are 64-bit integers in both databases: a larger number names no row (and would overflow).
 MAX_ID = 2**63 - 1
@@ -38,7 +38,7 @@ def connection(row: Row[Any]) -> Connection:
         name=row.name,
         source_id=row.source_id,
         destination_id=row.destination_id,
-        catalog=row.catalog,
+        catalog=row.catalog if "catalog" in row._fields else cast(dict[str, Any], UnreadCatalog()),
         namespace_definition=row.namespace_definition,
         namespace_format=row.namespace_format,
         prefix=row.prefix,
@@ -49,6 +49,7 @@ def connection(row: Row[Any]) -> Connection:
         next_run_at=row.next_run_at,
         status_reason=row.status_reason,
         active_since=row.active_since,
+        counted_streams=getattr(row, "counted_streams", None),  # list_connections(catalogs=False)
     )
 
 

@@ -108,7 +108,7 @@ def connection_rows(service: JobService, wanted: str = "") -> list[ConnectionRow
     store = service.store
     actors = {(a.kind, a.id): a for kind in (SOURCE, DESTINATION) for a in store.list_actors(kind)}
     rows = []
-    for conn in store.list_connections():
+    for conn in store.list_connections(catalogs=False):  # the list shows none of their streams
         last_jobs = store.page_jobs(JobQuery(scope=str(conn.id), types=REPLICATION, descending=True, limit=1))
         last = job_row(service, last_jobs[0]) if last_jobs else None
         row = ConnectionRow(
