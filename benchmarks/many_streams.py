@@ -105,8 +105,7 @@ def _get(url: str) -> tuple[float, bytes]:
     return time.perf_counter() - start, body
 
 
-def _served(env: dict[str, str], runs: int, sync_job: int, connection: int) -> dict[str, list[float]]:
-    """The API's and the web UI's pages of the connection and its jobs, from a ferryman server."""
+def _start_server(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     server = subprocess.Popen(
         [*FERRYMAN, "server", "--port", str(port), "--auth", "none", "--no-scheduler"],
@@ -114,14 +113,23 @@ def _served(env: dict[str, str], runs: int, sync_job: int, connection: int) -> d
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    base = f"http://127.0.0.1:{port}"
+    return server, f"http://127.0.0.1:{port}"
+
+
+def _wait_listening(base: str) -> None:
+    for _ in range(600):  # up to a minute for it to listen
+        try:
+            _get(f"{base}/health")
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
+def _served(env: dict[str, str], runs: int, sync_job: int, connection: int) -> dict[str, list[float]]:
+    """The API's and the web UI's pages of the connection and its jobs, from a ferryman server."""
+    server, base = _start_server(env)
     try:
-        for _ in range(600):  # up to a minute for it to listen
-            try:
-                _get(f"{base}/health")
-                break
-            except OSError:
-                time.sleep(0.1)
+        _wait_listening(base)
         listed = json.loads(_get(f"{base}/v1/connections")[1])["data"]
         uuid = next(c["connectionId"] for c in listed if c["name"] == "c")
         pages = {
@@ -215,14 +223,7 @@ def measure_lists(home: str, streams: int, connections: int, runs: int) -> dict[
     for _ in range(runs):
         figures["connections list"].append(timed([*FERRYMAN, "connections", "list"], env)[0])
         figures["connections list --json"].append(timed([*FERRYMAN, "connections", "list", "--json"], env)[0])
-    port = _free_port()
-    server = subprocess.Popen(
-        [*FERRYMAN, "server", "--port", str(port), "--auth", "none", "--no-scheduler"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = _start_server(env)
     gets = {
         "web /": "/",
         "GET /v1/connections (20)": "/v1/connections?limit=20",
@@ -237,12 +238,7 @@ def measure_lists(home: str, streams: int, connections: int, runs: int) -> dict[
         ),
     }
     try:
-        for _ in range(600):  # up to a minute for it to listen
-            try:
-                _get(f"{base}/health")
-                break
-            except OSError:
-                time.sleep(0.1)
+        _wait_listening(base)
         for name in [*gets, *posts]:
             figures[name] = []
         for _ in range(runs):

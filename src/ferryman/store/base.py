@@ -92,46 +92,42 @@ class Connection:
         return len(self.catalog.get("streams", []))
 
 
-class UnreadConfig:
+class _Unread:
+    """A value a list left in the store (see the subclasses): reading it raises, so that it never
+    passes for an empty one."""
+
+    _message = ""
+
+    def _unread(self, *args: Any) -> Any:
+        raise StoreError(self._message)
+
+    __getitem__ = __iter__ = __len__ = __contains__ = __getattr__ = _unread
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class UnreadConfig(_Unread):
     """The config of a sync or reset job read for a list (:meth:`JobStore.page_jobs`): left in
     the store, where a sync of thousands of streams keeps megabytes of it. Not a dict: reading
     it raises, so that it never passes for an empty config (masking by a job's secrets reads
     them there). ``get_job`` reads the job with its config."""
 
-    def _unread(self, *args: Any) -> Any:
-        raise StoreError("a job listed by page_jobs has no config: read it with get_job(job.id)")
-
-    __getitem__ = __iter__ = __len__ = __contains__ = __getattr__ = _unread
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, UnreadConfig)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return "UnreadConfig()"
+    _message = "a job listed by page_jobs has no config: read it with get_job(job.id)"
 
 
-class UnreadCatalog:
+class UnreadCatalog(_Unread):
     """The catalog of a connection listed without it (``list_connections(catalogs=False)``):
     megabytes of JSON for a source of thousands of streams, read for a list that shows how many
     streams there are at most (:attr:`Connection.stream_count`, counted by the database).
     Reading it raises, so that it never passes for a catalog of no streams."""
 
-    def _unread(self, *args: Any) -> Any:
-        raise StoreError(
-            "a connection listed without its catalog has none: read it with get_connection_by_id"
-        )
-
-    __getitem__ = __iter__ = __len__ = __contains__ = __getattr__ = _unread
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, UnreadCatalog)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return "UnreadCatalog()"
+    _message = "a connection listed without its catalog has none: read it with get_connection_by_id"
 
 
 @dataclass(frozen=True)
