@@ -224,11 +224,15 @@ def test_committed_counts_follow_the_echoed_states() -> None:
         messages.stream_state("users", {"id": 2})["state"],
         messages.stream_state("orders", {"id": 1})["state"],
     )
+    # As the record path counts: the counter's two integers, and its id noted as moved.
     users[0], users[1] = 2, 200
+    tracker.moved.add(id(users))
     tracker.source_state(first)
     orders[0], orders[1] = 1, 50
+    tracker.moved.add(id(orders))
     tracker.source_state(second)
     users[0], users[1] = 3, 300  # not yet checkpointed
+    tracker.moved.add(id(users))
     tracker.destination_state(first)
     committed = {s.name: s.records_committed for s in tracker.snapshot()}
     assert committed == {"users": 2, "orders": 0}
@@ -241,6 +245,7 @@ def test_committed_counts_follow_the_echoed_states() -> None:
 def test_an_unmatched_echo_makes_committed_counts_unknown_not_wrong() -> None:
     tracker = MessageTracker([("users", None)])
     tracker.emitted[("users", None)][0] = 4
+    tracker.moved.add(id(tracker.emitted[("users", None)]))
     tracker.source_state(messages.stream_state("users", {"id": 4})["state"])
     tracker.destination_state(messages.stream_state("users", {"rewritten": True})["state"])
     assert tracker.snapshot()[0].records_committed is None
