@@ -33,10 +33,9 @@ import msgspec
 from ferryman.builtin._catalog import StreamKey
 from ferryman.builtin._columns import SERIALIZATION_ERROR, Column, change
 from ferryman.protocol.codec import peek_head
-from ferryman.protocol.lenient import lone_surrogate, read_leniently
+from ferryman.protocol.lenient import SURROGATE, lone_surrogate, read_leniently
 
 REPLACEMENT = "\ufffd"
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _value_at = json.JSONDecoder().raw_decode
 _scan_string: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
@@ -201,13 +200,13 @@ def _replace_lone_surrogates(value: dict[str, Any]) -> None:
     a stack: the value may nest as deep as json.loads goes)."""
 
     def clean(text: str) -> str:
-        return _SURROGATE.sub(REPLACEMENT, text) if _SURROGATE.search(text) else text
+        return SURROGATE.sub(REPLACEMENT, text) if SURROGATE.search(text) else text
 
     stack: list[Any] = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
-            if any(_SURROGATE.search(key) for key in item):
+            if any(SURROGATE.search(key) for key in item):
                 entries = list(item.items())
                 item.clear()
                 item.update((clean(key), entry) for key, entry in entries)

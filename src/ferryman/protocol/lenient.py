@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+SURROGATE = re.compile("[\ud800-\udfff]")  # any half of a pair; read text holds only lone ones
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def lone_surrogate(value: Any) -> str | None:
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-        elif isinstance(item, str) and (found := _SURROGATE.search(item)) is not None:
+        elif isinstance(item, str) and (found := SURROGATE.search(item)) is not None:
             return f"\\u{ord(found[0]):04x}"
     return None
 
@@ -137,7 +137,7 @@ def _stream_of(kind: str, body: Any) -> str | None:
         name = descriptor.get("name") if isinstance(descriptor, dict) else None
     else:
         return None
-    if not isinstance(name, str) or _SURROGATE.search(name):
+    if not isinstance(name, str) or SURROGATE.search(name):
         return None
     return name[:200]
 
