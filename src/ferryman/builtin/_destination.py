@@ -34,6 +34,11 @@ leaves the old data as it was and the staging table for the job's next attempt, 
 from that state and adds to it. At the end of the input the sink leaves what is staged for each
 overwrite stream that did not complete (or drops it, for a sync without a ``sync_id``: nothing
 can resume it). Every other TRACE message is ignored.
+
+Streams per commit: a sink may say how many streams one commit may touch
+(``streams_per_commit``; destination-postgres does, from the server's lock table). The loader
+then commits the waiting states before a RECORD or a STREAM state would open one stream more
+than that since the last commit, so each commit stays one transaction with its states.
 """
 
 from __future__ import annotations
@@ -205,24 +210,40 @@ class _StateQueue:
         self.lines: list[bytes] = []
         self.since = 0.0
         self.buffered = 0  # bytes read since the sink last flushed
+        # The sink's streams_per_commit, and the streams opened since the last commit.
+        self.limit: int | None = getattr(sink, "streams_per_commit", None)
+        self.opened: set[StreamKey] = set()
 
     def add(self, line: bytes) -> None:
+        message = parse_message(line)
+        scope = state_scope(message) if message is not None else None
+        if scope is not None and self.limit is not None:
+            self.open(scope)
         if not self.lines:
             self.since = time.monotonic()
         self.lines.append(line)
-        message = parse_message(line)
-        self.sink.checkpoint(state_scope(message) if message is not None else None)
+        self.sink.checkpoint(scope)
 
-    def release(self, complete: set[StreamKey] | None = None) -> None:
+    def open(self, key: StreamKey) -> None:
+        """A RECORD or STATE of stream ``key`` comes (with a sink's ``limit``): past the limit,
+        the commit of what came before it first."""
+        if key not in self.opened:
+            if len(self.opened) >= self.limit:  # type: ignore[operator]
+                self.release(force=True)
+            self.opened.add(key)
+
+    def release(self, complete: set[StreamKey] | None = None, force: bool = False) -> None:
         """Commit, then echo every waiting state in order.
 
         ``complete`` is given for the last commit, at the end of the input: the streams marked
-        COMPLETE, whose staged data replaces their old data.
+        COMPLETE, whose staged data replaces their old data. ``force``: commit even with no
+        state waiting.
         """
-        if not self.lines and complete is None:
+        if not self.lines and complete is None and not force:
             return
         done = complete or set()
         self.buffered = 0
+        self.opened.clear()
         if self.background is not None:
             self.settle(block=True)
             self.background.start_commit(done)
@@ -270,6 +291,7 @@ def load(
     unknown: set[StreamKey] = set()
     complete: set[StreamKey] = set()
     states = _StateQueue(sink, out)
+    limited = states.limit is not None
     decode = _decoder.decode
 
     def unknown_stream(key: StreamKey) -> None:
@@ -299,18 +321,22 @@ def load(
                 continue
             head = envelope.record
             if head is not None and envelope.type == "RECORD":
-                buffer = buffers.get((head.namespace, head.stream))
+                key = (head.namespace, head.stream)
+                buffer = buffers.get(key)
                 if buffer is not None:
+                    if limited and not buffer:  # its first record since the last flush
+                        states.open(key)
+                        buffer = buffers[key]  # a commit puts new lists in the flushed ones' place
                     buffer.append(line)
                 else:
-                    unknown_stream((head.namespace, head.stream))
+                    unknown_stream(key)
             elif envelope.type == "STATE":
                 states.add(line)
             elif envelope.type == "TRACE":
                 message = parse_message(line)
-                key = completed_stream(message) if message is not None else None
-                if key is not None:
-                    complete.add(key)
+                done = completed_stream(message) if message is not None else None
+                if done is not None:
+                    complete.add(done)
         if states.buffered >= flush_bytes:
             if states.lines:
                 states.release()

@@ -39,18 +39,32 @@ FRESH_KEYS = 5_000_000
 _EXACT_KEYS = ("integer", "string", "boolean", "date", "timestamp", "timestamptz")
 
 
-def prepare_dedup(conn: psycopg.Connection[Any], table: Table, number: int) -> None:
-    """Give the table its unique key and, when it is merged in SQL, a batch table."""
+def prepare_dedup(conn: psycopg.Connection[Any], table: Table, number: int, lasting: bool = True) -> None:
+    """Give the table its unique key and a batch table: one for the session when ``lasting``,
+    else one made in each transaction that copies into it (see :func:`create_batch`)."""
     _unique_key(conn, table)
     empty = conn.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {table.target})").fetchone()
     exact = all(column.kind in _EXACT_KEYS for column in table.keys)
     table.fresh_keys = set() if exact and empty is not None and empty[0] else None
     table.batch = f"_ferryman_batch_{number}"
+    if lasting:
+        create_batch(conn, table, lasting=True)
+
+
+def create_batch(conn: psycopg.Connection[Any], table: Table, lasting: bool) -> None:
+    """The table's temporary batch table. One that is not ``lasting`` is dropped by the commit
+    that ends the transaction: a server session holding thousands of temporary tables cannot
+    drop them all when it ends (they take a lock each, in one transaction), so with many
+    append_dedup streams each commit drops the batch tables it used."""
+    assert table.batch is not None
     # Without _airbyte_raw_id: the merge's INSERT draws it from the table's default, once.
     loaded = ", ".join(
         f"{quote(name)} {kind}" for name, kind in table.definitions if name != "_airbyte_raw_id"
     )
-    conn.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table.batch} ({loaded}, _ferryman_seq bigint)")
+    until = "" if lasting else " ON COMMIT DROP"
+    conn.execute(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {table.batch} ({loaded}, _ferryman_seq bigint){until}"
+    )
 
 
 def _unique_key(conn: psycopg.Connection[Any], table: Table) -> None:

@@ -84,9 +84,21 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
+# Staging tables share their advisory locks: those of one sync (one owner) are spread over this
+# many locks. A session-level advisory lock holds a slot of the server's lock table for the whole
+# session (``max_locks_per_transaction`` slots per connection, shared by all), so a lock per
+# staging table made a sync of a few thousand overwrite streams fail with "out of shared memory".
+LOCK_BUCKETS = 16
+
+
 def lock_key(name: str) -> int:
-    """The advisory lock (a signed 64-bit key) that marks a staging table as in use."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    """The advisory lock (a signed 64-bit key) that marks staging table ``name`` as in use: one
+    of the ``LOCK_BUCKETS`` locks of its owner (the sync). Two owners do not share one; a live
+    attempt of a sync keeps its next attempt off every staging table in its buckets."""
+    owner = name.rsplit("_", 1)[-1]
+    bucket = hashlib.sha256(name.encode()).digest()[0] % LOCK_BUCKETS
+    key = f"{_STAGING_PREFIX}{owner}:{bucket}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
 
 
 class LoadError(Exception):

@@ -53,7 +53,13 @@ import psycopg
 from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 from ferryman.builtin._columns import quote
 from ferryman.builtin._destination import Unfinished, load, refuse_shared_tables
-from ferryman.builtin._postgres_dedup import batch_names, encode_batch, merge_batch, prepare_dedup
+from ferryman.builtin._postgres_dedup import (
+    batch_names,
+    create_batch,
+    encode_batch,
+    merge_batch,
+    prepare_dedup,
+)
 from ferryman.builtin._postgres_hold import Holds
 from ferryman.builtin._postgres_tables import (
     MODES,
@@ -74,6 +80,13 @@ NAME = "destination-postgres"
 # records for the table (or its batch table), and those held until a state covers them.
 _Handed = tuple[Encoded | None, Encoded | None, Encoded | None]
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# How many streams one transaction may touch: each stream's table, its indexes, its TOAST table
+# and its batch table hold a lock until the transaction ends, up to about ten, and the server's
+# lock table has max_locks_per_transaction x max_connections slots, shared by every session. A
+# transaction of the destination takes at most an eighth of them: 80 streams with PostgreSQL's
+# defaults (64 x 100 / 80). This environment variable sets another number (at least 1).
+STREAMS_PER_TRANSACTION_ENV = "FERRYMAN_POSTGRES_STREAMS_PER_TRANSACTION"
+_SLOTS_PER_STREAM = 80
 
 
 @dataclass(frozen=True)
@@ -221,6 +234,21 @@ def connect(config: PostgresConfig) -> psycopg.Connection[Any]:
     return conn
 
 
+def streams_per_transaction(conn: psycopg.Connection[Any]) -> int:
+    """How many streams a transaction may touch on this server (see STREAMS_PER_TRANSACTION_ENV)."""
+    given = os.environ.get(STREAMS_PER_TRANSACTION_ENV, "").strip()
+    if given:
+        if not given.isdigit() or int(given) < 1:
+            raise ConfigError(
+                f"{STREAMS_PER_TRANSACTION_ENV} must be a whole number of at least 1, got {given!r}"
+            )
+        return int(given)
+    row = conn.execute(
+        "SELECT current_setting('max_locks_per_transaction')::int * current_setting('max_connections')::int"
+    ).fetchone()
+    return max(4, (row[0] if row is not None else 6400) // _SLOTS_PER_STREAM)
+
+
 def check(config: PostgresConfig) -> str | None:
     require_spill_directory(config)
     with connect(config) as conn:
@@ -242,6 +270,17 @@ class PostgresSink:
     its states only then). At most ``QUEUED`` converted flushes wait for the thread. The tables
     are created or altered when the sink starts, before any record is converted, so that records
     are converted to the types the stored columns have.
+
+    Many streams: a transaction touches at most ``streams_per_commit`` streams (see
+    :data:`STREAMS_PER_TRANSACTION_ENV`), or the server runs out of lock slots. The set-up
+    commits after each such group of tables. The loader commits its waiting states before a
+    record or state would open one stream more (:func:`~ferryman.builtin._destination.load`), so
+    the commits stay whole, each with its states. Only what one state or the last commit covers
+    on its own past that number (a GLOBAL state over the held records of many streams, the
+    swaps of many overwrite streams) is committed in parts, in several transactions: a
+    destination killed between two parts has stored records whose state was not yet echoed,
+    which the next attempt sends again (``append`` then stores them twice; see
+    docs/destinations.md).
     """
 
     QUEUED = 1
@@ -252,11 +291,21 @@ class PostgresSink:
         self.buffers: dict[StreamKey, list[bytes]] = {key: [] for key in tables}
         self.records = 0
         self._conn = connect(config)
+        # The database thread's: the streams the open transaction touched (their tables' ids),
+        # the tables with rows in their batch table, and the batch tables made in it.
+        self._touched: set[int] = set()
+        self._batched: set[int] = set()
+        self._made: set[int] = set()
         try:
+            self.streams_per_commit = streams_per_transaction(self._conn)
+            dedup = sum(1 for table in tables.values() if table.mode == "append_dedup")
+            self._lasting_batches = dedup <= self.streams_per_commit
             for number, table in enumerate(tables.values()):
+                if number and number % self.streams_per_commit == 0:
+                    self._conn.commit()  # the tables made so far: nothing but their set-up
                 prepare(self._conn, table)
                 if table.mode == "append_dedup":
-                    prepare_dedup(self._conn, table, number)
+                    prepare_dedup(self._conn, table, number, lasting=self._lasting_batches)
         except BaseException:
             self._conn.close()
             raise
@@ -365,42 +414,85 @@ class PostgresSink:
         for key, (direct, encoded, _) in handed.items():
             table = self.tables[key]
             if direct is not None or encoded is not None:
+                self._room(table)
                 self._holds.before_other_copy()
             if direct is not None:  # first records of their keys, into a table empty at the start
                 copy_encoded(self._conn, table, table.target, table.names, direct)
                 table.pending += direct.rows
             if encoded is not None:
-                into, names = (
-                    (table.target, table.names) if table.batch is None else (table.batch, batch_names(table))
-                )
-                copy_encoded(self._conn, table, into, names, encoded)
+                if table.batch is None:
+                    copy_encoded(self._conn, table, table.target, table.names, encoded)
+                else:
+                    if not self._lasting_batches and id(table) not in self._made:
+                        create_batch(self._conn, table, lasting=False)
+                        self._made.add(id(table))
+                    copy_encoded(self._conn, table, table.batch, batch_names(table), encoded)
+                    self._batched.add(id(table))
                 table.pending += encoded.rows
         for key, (_, _, held) in handed.items():  # last: nothing else comes after the savepoint
             if held is not None:
-                self._holds.keep(self.tables[key], held, send=send_held)
+                table = self.tables[key]
+                # Held records wait in their spill file alone rather than end the transaction.
+                send = send_held and self._has_room(table)
+                if send:
+                    self._touched.add(id(table))
+                self._holds.keep(table, held, send=send)
 
     def _unhold(self, table: Table) -> None:
         """A state covers the held records: they join the others, in the open transaction."""
+        if table.holding:
+            self._room(table)
         table.pending += self._holds.cover(table)
+
+    def _has_room(self, table: Table) -> bool:
+        return id(table) in self._touched or len(self._touched) < self.streams_per_commit
+
+    def _room(self, table: Table) -> None:
+        """Make room for the open transaction to touch ``table``'s stream: past the number of
+        streams it may touch, what it holds is committed first, as a part of the commit to come."""
+        if not self._has_room(table):
+            self._holds.before_other_copy()  # records no state covers are not committed
+            self._merge(repeated=None)
+            self._end_transaction()
+        self._touched.add(id(table))
+
+    def _merge(self, repeated: dict[StreamKey, bool] | None) -> None:
+        """Merge each batch table that holds rows (``repeated``: whether each may hold a key
+        twice; None: any may)."""
+        for key, table in self.tables.items():
+            if id(table) in self._batched:
+                merge_batch(self._conn, table, True if repeated is None else repeated[key])
+        self._batched.clear()
+
+    def _end_transaction(self, swapped: tuple[Table, ...] = ()) -> None:
+        """Commit; ``swapped``: the staging tables that took their tables' place in it."""
+        self._conn.commit()
+        for table in self.tables.values():
+            if table.pending:
+                self.records += table.pending
+                if table.staging is not None:
+                    table.staged += table.pending
+                table.pending = 0
+        for table in swapped:
+            table.staging = None
+        self._touched.clear()
+        self._made.clear()
 
     def _commit(self, repeated: dict[StreamKey, bool]) -> None:
         conn = self._conn
         self._holds.before_other_copy()  # records no state covers are not committed
-        for key, table in self.tables.items():
-            if table.batch is not None and table.pending:
-                merge_batch(conn, table, repeated[key])
-        due = [table for table in self.tables.values() if table.staging is not None and table.completed]
-        for table in due:
-            conn.execute(f"DROP TABLE IF EXISTS {quote(table.schema)}.{quote(table.name)}")
-            conn.execute(f"ALTER TABLE {table.target} RENAME TO {quote(table.name)}")
-        conn.commit()
+        self._merge(repeated)
+        swapped: list[Table] = []
         for table in self.tables.values():
-            self.records += table.pending
-            if table.staging is not None:
-                table.staged += table.pending
-            table.pending = 0
-        for table in due:
-            table.staging = None
+            if table.staging is not None and table.completed:
+                if not self._has_room(table):
+                    self._end_transaction(tuple(swapped))
+                    swapped = []
+                self._touched.add(id(table))
+                conn.execute(f"DROP TABLE IF EXISTS {quote(table.schema)}.{quote(table.name)}")
+                conn.execute(f"ALTER TABLE {table.target} RENAME TO {quote(table.name)}")
+                swapped.append(table)
+        self._end_transaction(tuple(swapped))
         self._committed.set()
 
     def _leave_staged(self) -> dict[StreamKey, Unfinished]:
@@ -423,8 +515,9 @@ class PostgresSink:
             self.records -= table.staged
         if gone:
             for table in gone:
+                self._room(table)
                 self._conn.execute(f"DROP TABLE IF EXISTS {table.target}")
-            self._conn.commit()
+            self._end_transaction()
         self._committed.set()
         return left
 
