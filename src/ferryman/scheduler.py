@@ -145,9 +145,9 @@ class Scheduler:
         (by more than a few minutes): they were planned by a clock that was ahead (set wrong,
         then corrected by NTP), and would otherwise wait out the jump, days of no syncs."""
         moved = 0
-        for conn in self.store.list_connections():
+        for conn in self.store.planned_connections():  # without their catalogs: none is needed
             seen = conn.next_run_at
-            schedule = self._schedule(conn) if conn.status == "active" and seen is not None else None
+            schedule = self._schedule(conn)
             if schedule is None or seen is None:
                 continue
             upcoming = schedule.next_run(now + _CLOCK_SLACK)

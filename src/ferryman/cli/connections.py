@@ -308,7 +308,7 @@ def delete(name: NameArgument, json: JsonOption = False) -> None:
 
     def action() -> int:
         with job_service() as service:
-            connection = service.store.get_connection(name)
+            connection = service.store.get_connection(name, catalog=False)  # its id and name
             service.store.delete_connection(connection.id)
         if json:
             print_json({"deleted": {"id": connection.id, "name": connection.name}}, [])

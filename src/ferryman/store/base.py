@@ -356,8 +356,9 @@ class JobStore(Protocol):
         status: str = "active",
         next_run_at: datetime | None = None,
     ) -> Connection: ...
-    def get_connection(self, id_or_name: str) -> Connection:
-        """What a user typed, resolved as :meth:`get_actor` does."""
+    def get_connection(self, id_or_name: str, catalog: bool = True) -> Connection:
+        """What a user typed, resolved as :meth:`get_actor` does. Without ``catalog``, its
+        catalog is left unread (:class:`UnreadCatalog`): for commands that never look at it."""
         ...
 
     def get_connection_by_id(self, connection_id: int) -> Connection: ...
@@ -622,7 +623,13 @@ class JobStore(Protocol):
         ...
 
     def unplanned_connections(self) -> list[Connection]:
-        """Active connections with a schedule but no ``next_run_at`` (made before the scheduler)."""
+        """Active connections with a schedule but no ``next_run_at`` (made before the scheduler),
+        their catalogs left unread (:class:`UnreadCatalog`)."""
+        ...
+
+    def planned_connections(self) -> list[Connection]:
+        """Active connections with a ``next_run_at``, by id, their catalogs left unread
+        (:class:`UnreadCatalog`): what the scheduler checks when its clock went back."""
         ...
 
     def set_next_run(self, connection_id: int, seen: datetime | None, next_run_at: datetime | None) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from ferryman.store import notify_ops, rows
 from ferryman.store.base import Actor, AlreadyExists, Connection, ConnectionBusy, ConnectionLabel, NotFound
 from ferryman.store.db import Database
 from ferryman.store.schema import (
+    CONNECTION_BUT_CATALOG,
     LIVE_STATUSES,
     REPLICATION_TYPES,
     actors,
@@ -87,23 +89,28 @@ def check_new_name(kind: str, name: str) -> None:
         )
 
 
-def _find(conn: SqlConnection, table: sa.Table, id_or_name: str, *where: Any) -> Any:
+def _find(
+    conn: SqlConnection, table: sa.Table, id_or_name: str, *where: Any, columns: Sequence[Any] = ()
+) -> Any:
     """The row the user means: ``id:12`` is id 12 only; otherwise the row with that exact name,
-    else, for a bare number, the row with that id (a name wins; new names cannot be numbers)."""
+    else, for a bare number, the row with that id (a name wins; new names cannot be numbers).
+    ``columns``: only these (default: the whole row)."""
     if id_or_name.startswith(ID_PREFIX):
         wanted = as_id(id_or_name[len(ID_PREFIX) :])
-        return None if wanted is None else _by_id(conn, table, wanted, *where)
-    row = conn.execute(sa.select(table).where(table.c.name == id_or_name, *where)).first()
+        return None if wanted is None else _by_id(conn, table, wanted, *where, columns=columns)
+    row = conn.execute(sa.select(*(columns or [table])).where(table.c.name == id_or_name, *where)).first()
     wanted = as_id(id_or_name)
     if row is None and wanted is not None:
-        row = _by_id(conn, table, wanted, *where)
+        row = _by_id(conn, table, wanted, *where, columns=columns)
     return row
 
 
-def _by_id(conn: SqlConnection, table: sa.Table, row_id: int, *where: Any) -> Any:
+def _by_id(
+    conn: SqlConnection, table: sa.Table, row_id: int, *where: Any, columns: Sequence[Any] = ()
+) -> Any:
     if not 0 < row_id <= MAX_ID:
         return None
-    return conn.execute(sa.select(table).where(table.c.id == row_id, *where)).first()
+    return conn.execute(sa.select(*(columns or [table])).where(table.c.id == row_id, *where)).first()
 
 
 class ConfigOps:
@@ -255,10 +262,11 @@ class ConfigOps:
             raise AlreadyExists(f"a connection named {name!r} exists already") from None
         return rows.connection(row)
 
-    def get_connection(self, id_or_name: str) -> Connection:
-        """The connection a user names: by name, ``id:N``, or a bare number that is no name."""
+    def get_connection(self, id_or_name: str, catalog: bool = True) -> Connection:
+        """The connection a user names: by name, ``id:N``, or a bare number that is no name.
+        Without ``catalog``, its catalog is left unread (:class:`UnreadCatalog`)."""
         with self._db.read() as conn:
-            row = _find(conn, connections, id_or_name)
+            row = _find(conn, connections, id_or_name, columns=() if catalog else CONNECTION_BUT_CATALOG)
         if row is None:
             raise NotFound(f"no connection named or numbered {id_or_name!r}")
         return rows.connection(row)
@@ -289,8 +297,9 @@ class ConfigOps:
         if catalogs:
             select = sa.select(connections)
         else:  # megabytes of JSON each for thousands of streams: the database counts them
-            listed = [column for column in connections.c if column.name != "catalog"]
-            select = sa.select(*listed, _stream_count(self._db.dialect).label("counted_streams"))
+            select = sa.select(
+                *CONNECTION_BUT_CATALOG, _stream_count(self._db.dialect).label("counted_streams")
+            )
         select = select.order_by(connections.c.id).offset(offset).limit(limit)
         with self._db.read() as conn:
             return [rows.connection(row) for row in conn.execute(select)]

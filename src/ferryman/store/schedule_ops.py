@@ -20,7 +20,14 @@ from ferryman.store import rows
 from ferryman.store.base import Connection, DueRun, FailureStreak, Job, ScheduledJob
 from ferryman.store.db import Database
 from ferryman.store.notify_ops import write_events
-from ferryman.store.schema import LIVE_STATUSES, REPLICATION_TYPES, UtcDateTime, connections, jobs
+from ferryman.store.schema import (
+    CONNECTION_BUT_CATALOG,
+    LIVE_STATUSES,
+    REPLICATION_TYPES,
+    UtcDateTime,
+    connections,
+    jobs,
+)
 
 ACTIVE = "active"
 INACTIVE = "inactive"
@@ -89,7 +96,7 @@ class ScheduleOps:
 
     def unplanned_connections(self) -> list[Connection]:
         query = (
-            sa.select(connections)
+            sa.select(*CONNECTION_BUT_CATALOG)
             .where(
                 connections.c.status == ACTIVE,
                 connections.c.next_run_at.is_(None),
@@ -100,6 +107,15 @@ class ScheduleOps:
         with self._db.read() as conn:
             found = [rows.connection(row) for row in conn.execute(query)]
         return [c for c in found if (c.schedule or {}).get("scheduleType", "manual") != "manual"]
+
+    def planned_connections(self) -> list[Connection]:
+        query = (
+            sa.select(*CONNECTION_BUT_CATALOG)
+            .where(connections.c.status == ACTIVE, connections.c.next_run_at.is_not(None))
+            .order_by(connections.c.id)
+        )
+        with self._db.read() as conn:
+            return [rows.connection(row) for row in conn.execute(query)]
 
     def set_next_run(self, connection_id: int, seen: datetime | None, next_run_at: datetime | None) -> bool:
         current = (

@@ -156,6 +156,9 @@ connections = sa.Table(
     sa.Column("status_reason", sa.Text, nullable=True),  # why it is inactive (disabled by the scheduler)
     sa.Column("active_since", UtcDateTime, nullable=True),  # failures before it do not count
 )
+# Every column of a connection but its catalog (megabytes of JSON for a source of thousands of
+# tables): what the reads that never look at the catalog select (rows.connection: UnreadCatalog).
+CONNECTION_BUT_CATALOG = tuple(column for column in connections.c if column.name != "catalog")
 
 jobs = sa.Table(
     "jobs",

@@ -60,8 +60,8 @@ class SqlJobStore(ConfigOps, JobOps, ApiOps, NotifyOps, TallyOps, ScheduleOps, E
     def delete_connection(self, connection_id: int) -> None:
         """Delete the connection with this id and its state; its live sync/reset job is cancelled
         first (a running one is flagged, and its engine stops it), as Airbyte does on delete."""
-        with self._db.read() as conn:
-            row = _by_id(conn, connections, connection_id)
+        with self._db.read() as conn:  # its id only: its catalog may be megabytes
+            row = _by_id(conn, connections, connection_id, columns=[connections.c.id])
             if row is None:
                 raise NotFound(f"no connection with id {connection_id}")
             live = (
