@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -167,9 +168,23 @@ def strict_json(text: str) -> Any:
     try:
         return json.loads(text, parse_constant=_not_a_number, parse_float=_finite)
     except _NotJsonNumber as exc:
-        # Where it is: json reports no position for a value its hooks refuse; find the word.
+        # json reports no position for a value its hooks refuse: it is where the word first
+        # stands as a value of its own (json reads in order, and refused the first it met).
         word = str(exc).split(" ", 1)[0]
-        raise json.JSONDecodeError(str(exc), text, max(text.find(word), 0)) from None
+        raise json.JSONDecodeError(str(exc), text, _bare_token_at(text, word)) from None
+
+
+# A JSON string (its escapes included), or a run of characters a bare value is made of.
+_STRING_OR_BARE = re.compile(r'"(?:[^"\\]|\\.)*"|[\w.+-]+', re.DOTALL)
+
+
+def _bare_token_at(text: str, word: str) -> int:
+    """Where ``word`` first stands alone outside a string (not ``"NaN"``, not a key, not part of
+    ``1e9999``); 0 when it does not."""
+    for token in _STRING_OR_BARE.finditer(text):
+        if token.group() == word:
+            return token.start()
+    return 0
 
 
 def _refuse_not_finite(document: Any, what: str) -> None:

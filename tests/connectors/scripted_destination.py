@@ -21,6 +21,7 @@ Config fields (all optional):
     stderr_lines         that many numbered lines on stderr before reading
     log                  a LOG message to send before reading
     control_config       a CONTROL connector-config update to send before reading
+    lines_before         lines to send as they are before reading (say, a CONTROL holding a NaN)
     exit_code            the exit code once the input has ended (default 0)
 """
 
@@ -80,6 +81,9 @@ def main(argv: list[str]) -> int:
             "connectorConfig": {"config": config["control_config"]},
         }
         send({"type": "CONTROL", "control": control})
+    for line in config.get("lines_before", []):
+        OUT.write(line.encode() + b"\n")
+        OUT.flush()
     if config.get("exit_on_input"):
         select.select([sys.stdin.buffer], [], [], 20)
         sys.stderr.write("leaving with input still unread\n")

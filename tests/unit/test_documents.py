@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,28 @@ def test_numbers_json_cannot_hold_are_refused(tmp_path: Path, name: str, content
     if name.endswith(".json"):
         with pytest.raises(UserInputError, match=f"inline JSON is not valid \\({words}"):
             load_config(inline, "--config")
+
+
+# Each text is before + the bare value + after: the column must point at the bare value.
+WHERE = {
+    "after-a-string-value": ('{"note": "NaN", "x": ', "NaN", "}"),
+    "after-a-key": ('{"NaN": 1, "list": [1, ', "NaN", "]}"),
+    "after-an-escaped-quote": ('{"a": "say \\" -Infinity", "b": ', "-Infinity", "}"),
+    "on-a-second-line": ('{"a": "Infinity",\n "b": ', "Infinity", "}"),
+    "not-inside-a-longer-number": ('{"a": 0.1e309, "b": ', "1e309", "}"),  # 0.1e309: 1e308
+}
+
+
+@pytest.mark.parametrize(("before", "word", "after"), WHERE.values(), ids=WHERE.keys())
+def test_a_number_json_cannot_hold_is_placed_at_the_value_not_at_a_string_holding_its_word(
+    before: str, word: str, after: str
+) -> None:
+    """Before, the column was where the word first appeared in the text, inside a string or a
+    key, or inside a longer number."""
+    column = len(before.splitlines()[-1]) + 1
+    told = rf"^--config: inline JSON is not valid \({re.escape(word)} is .* at column {column}\)$"
+    with pytest.raises(UserInputError, match=told):
+        load_config(before + word + after, "--config")
 
 
 def test_a_byte_order_mark_is_skipped(tmp_path: Path) -> None:

@@ -20,6 +20,10 @@ a built-in (a spec job, ``sources create``) costs little more than starting Pyth
 commands import what they need (argparse, orjson, msgspec, the catalog helpers) when they run,
 and so should the connector modules: their top level stays light, their heavy imports live in
 the functions that need them.
+
+Numbers in the config, catalog and state files are read exactly: an integer past 64 bits stays
+an integer (orjson alone reads ``99999999999999999999999`` as ``1e+23``), and a config number
+written with a fraction or an exponent keeps its text for the error that refuses it.
 """
 
 from __future__ import annotations
@@ -141,20 +145,57 @@ def _parser(connector: Connector) -> argparse.ArgumentParser:
     return parser
 
 
-def _load_json(path: str, what: str) -> Any:
+def _load_json(path: str, what: str, decode: Callable[[bytes], Any] | None = None) -> Any:
+    """The JSON document in ``path``, read by ``decode`` (by default the protocol's ``loads``:
+    orjson, with integers past 64 bits exact, which orjson alone reads as floats)."""
     import orjson
+
+    from ferryman.protocol.codec import loads
 
     try:
         with open(path, "rb") as handle:
-            return orjson.loads(handle.read())
+            data = handle.read()
     except OSError as exc:
         raise ConfigError(f"cannot read the {what} file {path}: {exc.strerror}") from exc
+    try:
+        return (decode or loads)(data)
     except orjson.JSONDecodeError as exc:
         raise ConfigError(f"the {what} file {path} is not valid JSON: {exc}") from exc
 
 
+class WrittenNumber(float):
+    """A config number written with a fraction or an exponent: a float that shows as it was
+    written (``1e2``, not ``100.0``), so that a value refused is named as the user wrote it."""
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> WrittenNumber:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+
+def decode_config(data: bytes) -> Any:
+    """A config file's JSON: integers of any size exact, other numbers as :class:`WrittenNumber`.
+    What msgspec refuses is read by orjson for its reason, which says where (line and column)."""
+    import msgspec
+
+    from ferryman.protocol.codec import loads
+
+    try:
+        return msgspec.json.Decoder(float_hook=WrittenNumber).decode(data)
+    except (msgspec.DecodeError, RecursionError):
+        return loads(data)  # orjson's error, which says where; what it reads after all, it reads
+
+
 def _load_config(connector: Connector, path: str) -> Any:
-    raw = _load_json(path, "config")
+    raw = _load_json(path, "config", decode_config)
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a JSON object")
     return connector.parse_config(raw)
@@ -306,12 +347,18 @@ def object_schema(properties: dict[str, Any], required: Sequence[str] = (), **ex
     return schema
 
 
-def require_int(config: dict[str, Any], key: str, default: int, minimum: int = 0) -> int:
+def require_int(
+    config: dict[str, Any], key: str, default: int, minimum: int = 0, maximum: int | None = None
+) -> int:
+    """An integer field, exact whatever its size (the config is read so); a wrong value is named
+    as the config file has it (``1e2``, ``99999999999999999999999``)."""
     value = config.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"config field '{key}' must be an integer, got {value!r}")
     if value < minimum:
         raise ConfigError(f"config field '{key}' must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"config field '{key}' must be at most {maximum}, got {value}")
     return value
 
 

@@ -163,7 +163,7 @@ def parse_config(raw: dict[str, Any]) -> PostgresConfig:
         raise ConfigError("config field 'password' must be a string")
     connect = {
         "host": raw["host"],
-        "port": require_int(raw, "port", 5432, minimum=1),
+        "port": require_int(raw, "port", 5432, minimum=1, maximum=65535),
         "dbname": raw["database"],
         "user": raw["username"],
         "sslmode": _ssl_mode(raw),

@@ -10,7 +10,8 @@ msgspec and orjson refuse three things Python's json module reads:
   keep (msgspec's scan lets them through; a RECORD carries them as written).
 
 A line that is plainly a RECORD or STATE but holds one of these must not be logged and skipped
-like a line of text, or the sync would report success with a record or a checkpoint missing.
+like a line of text, or the sync would report success with a record or a checkpoint missing;
+nor may a CONTROL (a config update: a rotated token) or a TRACE error vanish without a word.
 :func:`read_leniently` tells the worker what the line is (type, stream) and what is wrong, in
 words that never quote the data. It costs a parse with the standard library, so only lines the
 fast decoders already refused (the slow path) ever come here.
@@ -27,6 +28,7 @@ from typing import Any
 import orjson
 
 SURROGATE = re.compile("[\ud800-\udfff]")  # any half of a pair; read text holds only lone ones
+_BODY = {"RECORD": "record", "STATE": "state", "CONTROL": "control", "TRACE": "trace"}
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class LenientMessage:
 
     type: str
     stream: str | None
-    body: Any  # the message's ``record`` for a RECORD, its ``state`` for a STATE, else None
+    body: Any  # the message's ``record``, ``state``, ``control`` or ``trace`` by its type, else None
     not_json: str | None
     not_storable: str | None
     line: bytes = field(repr=False, default=b"")
@@ -97,7 +99,7 @@ def read_leniently(line: bytes) -> LenientMessage | None:
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         return None
     kind = message["type"]
-    body = message.get({"RECORD": "record", "STATE": "state"}.get(kind, ""))
+    body = message.get(_BODY.get(kind, ""))
     not_json = f"{constants[0]} is not a JSON number" if constants else None
     not_storable = None
     lone = lone_surrogate(message)

@@ -25,7 +25,13 @@ from ferryman.workers.lifecycle import WORKER, ConnectorLifecycle, Phase, Stderr
 from ferryman.workers.lines import MAX_LINE_BYTES, LineTooLong, lines_of
 from ferryman.workers.local_paths import local_root_for, to_host, to_mount
 from ferryman.workers.models import AttemptContext, ConnectorInput, ConnectorJobOutput
-from ferryman.workers.notices import as_object, control_config
+from ferryman.workers.notices import (
+    as_object,
+    control_config,
+    lenient_trace_error,
+    trace_kept,
+    unsaved_update,
+)
 
 _TICK_S = 0.05
 _WANTED = {"spec": "SPEC", "check": "CONNECTION_STATUS", "discover": "CATALOG"}
@@ -308,11 +314,22 @@ class _StdoutReader:
         """Whether ``raw``, which orjson reads no message in, is plainly the answer (a SPEC,
         CONNECTION_STATUS or CATALOG holding a NaN, a lone surrogate, a number past a double):
         then the job fails in one line saying what is wrong, as for an answer nested too deep,
-        rather than "produced no CATALOG" with the line quoted as if it were not the protocol."""
+        rather than "produced no CATALOG" with the line quoted as if it were not the protocol.
+        A CONTROL or a TRACE error such a line holds is taken too (see Notices.unreadable)."""
         try:
             lenient = read_leniently(raw)
         except RecursionError:
             return False
+        if lenient is not None and lenient.type == "CONTROL":
+            self._log.warn(self._origin.value, unsaved_update(lenient, "connector"))
+            return True  # never logged as a line: its config may hold a new secret
+        trace = lenient_trace_error(lenient)
+        if lenient is not None and trace is not None:
+            reported = FailureReason.from_trace(self._origin, trace, self._command)
+            self.failures.append(reported)
+            self._log.warn(self._origin.value, trace_kept(lenient, "connector"))
+            self._log.error(self._origin.value, f"trace error: {reported.message}")
+            return True
         if lenient is None or lenient.type != self._wanted:
             return False
         if self.found is None and not self._refused:

@@ -11,6 +11,7 @@ import orjson
 
 from ferryman.jobs.failures import FailureOrigin, FailureReason
 from ferryman.protocol.depth import MAX_DEPTH, nests_deeper_than
+from ferryman.protocol.lenient import SURROGATE, LenientMessage
 from ferryman.workers.attempt_log import AttemptLog
 from ferryman.workers.tracker import MessageTracker
 
@@ -77,6 +78,23 @@ class Notices:
         if line.strip():
             self.log.write_bytes(side, "INFO", line)
 
+    def unreadable(
+        self, origin: FailureOrigin, lenient: LenientMessage | None, line: bytes, command: str
+    ) -> None:
+        """A line orjson reads no message in (a RECORD or STATE is the caller's to fail). A CONTROL
+        Python's json reads is said in one warning, never logged (its config may hold a new secret);
+        a TRACE error's failure is kept; anything else is logged as a line."""
+        side = origin.value
+        if lenient is not None and lenient.type == "CONTROL":
+            self.log.warn(side, unsaved_update(lenient, side))
+            return
+        trace = lenient_trace_error(lenient)
+        if lenient is not None and trace is not None:
+            self.log.warn(side, trace_kept(lenient, side))
+            self.trace(origin, trace, command)
+            return
+        self.not_a_message(side, line)
+
 
 def as_object(value: Any) -> dict[str, Any]:
     """A message field that should be a JSON object; anything else reads as an empty one."""
@@ -94,3 +112,38 @@ def control_config(message: dict[str, Any], log: AttemptLog, side: str) -> dict[
         log.warn(side, DEEP_CONFIG_IGNORED)
         return None
     return config
+
+
+def unsaved_update(lenient: LenientMessage, who: str) -> str:
+    """The warning for a CONTROL that only Python's json reads (a NaN, an Infinity, a lone
+    surrogate, a number past a double): its config is not saved, as Airbyte's platform, whose
+    parser refuses such a line, does not save it; said plainly, since the next job then runs with
+    the config as it was (a token the connector rotated may be revoked by then). Never quotes it."""
+    return (
+        f"{lenient.failure(who)}; the configuration update it carries was not saved, and the next job"
+        " runs with the configuration as it was"
+    )
+
+
+def trace_kept(lenient: LenientMessage, who: str) -> str:
+    """The warning for a TRACE error that only Python's json reads: its failure is kept."""
+    return f"{lenient.failure(who)}; its error is kept as Python's json reads it"
+
+
+def lenient_trace_error(lenient: LenientMessage | None) -> dict[str, Any] | None:
+    """The trace of a TRACE ERROR only Python's json reads, its texts made storable (a lone
+    surrogate as U+FFFD) for the failure made of it; None for any other line. (A NaN or an
+    infinity where a number belongs, ``emitted_at``, reads as missing there.)"""
+    if lenient is None or lenient.type != "TRACE":
+        return None
+    trace = as_object(lenient.body)
+    if trace.get("type") != "ERROR":
+        return None
+    error = {key: _storable(value) for key, value in as_object(trace.get("error")).items()}
+    descriptor = as_object(error.get("stream_descriptor"))
+    error["stream_descriptor"] = {key: _storable(value) for key, value in descriptor.items()}
+    return {**trace, "error": error}
+
+
+def _storable(value: Any) -> Any:
+    return SURROGATE.sub("\ufffd", value) if isinstance(value, str) else value

@@ -565,7 +565,8 @@ def _not_strict_json(
 ) -> None:
     """A line msgspec refused as JSON. Only here does a line pay for a lenient parse
     (:mod:`ferryman.protocol.lenient`): a line of text is logged and skipped, but a RECORD or
-    STATE that Python's json reads must not vanish while the sync succeeds. One holding a NaN or
+    STATE that Python's json reads must not vanish while the sync succeeds (a CONTROL or a TRACE
+    goes to the handler, which says what of it is lost). One holding a NaN or
     an Infinity (which no JSON reader of a destination must take), and a STATE Ferryman cannot
     store, fail the source. A RECORD whose only oddity is a lone surrogate escape is JSON by the
     grammar, which the destinations' readers (Python's json, Jackson) take: it is forwarded, as
@@ -574,6 +575,9 @@ def _not_strict_json(
         message = read_leniently(line)
     except RecursionError:
         _too_deep(line, tracker, handler)
+        return
+    if message is not None and message.type in ("CONTROL", "TRACE"):
+        handler.source_message(line)  # a config update or an error: the handler says what is lost
         return
     if message is None or message.type not in ("RECORD", "STATE"):
         handler.not_a_message(line)

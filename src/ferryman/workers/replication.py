@@ -502,7 +502,7 @@ class _Replication:
     def source_message(self, line: bytes) -> None:
         message = parse_message(line)
         if message is None:
-            self.notices.not_a_message(SOURCE, line)
+            self.notices.unreadable(FailureOrigin.SOURCE, _read_leniently(line), line, "read")
             return
         kind = message["type"]
         if kind == "TRACE":
@@ -567,10 +567,10 @@ class _Replication:
         """A line of the destination's that orjson does not read as a message: logged, unless it
         is plainly a STATE (a NaN, a lone surrogate, a number past a double, broken UTF-8). That
         one is not committed, as a state nested too deep is not: the sync fails in one line, the
-        state committed before it stays."""
+        state committed before it stays. (A CONTROL or a TRACE error: see Notices.unreadable.)"""
         lenient = _read_leniently(line)
         if lenient is None or lenient.type != "STATE":
-            self.notices.not_a_message(DESTINATION, line)
+            self.notices.unreadable(FailureOrigin.DESTINATION, lenient, line, "write")
             return
         self._fail(FailureOrigin.DESTINATION, FailureType.SYSTEM_ERROR, lenient.failure(DESTINATION))
 
