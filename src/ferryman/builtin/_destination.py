@@ -346,6 +346,11 @@ def load(
         elif states.due(commit_interval):
             states.release()
         states.settle(block=False)
+    if limited and len(states.opened | complete) > states.limit:  # type: ignore[operator]
+        # The last commit would be cut into parts (the swaps, the held records of the completed
+        # streams): the waiting states get a commit of their own first, so no part stores
+        # records whose state is not echoed, which a killed destination's retry would send again.
+        states.release()
     states.release(complete=complete)
     states.settle(block=True)
     if refused.not_messages:

@@ -10,8 +10,10 @@ Config (all optional)::
                  only the one at the end of each stream                    (default 1000)
 
 Every record is ``{"id": n, "name": "record-n", "payload": "..."}`` with ids 1..count. The state
-of a stream is ``{"id": <last id emitted>}``: an incremental stream given state ``{"id": N}``
-emits ids N+1..count, a full-refresh stream always starts again from 1. Records are the same
+of a stream is ``{"id": <last id emitted>}``: a stream given state ``{"id": N}`` emits ids
+N+1..count, in either sync mode. A full-refresh stream resumes too (as the CDK's resumable full
+refresh does): the engine hands it a state only in a retry of the job that left it, whose
+destination keeps what that state covers; a new job starts it from 1. Records are the same
 bytes for the same config and catalog, except ``emitted_at``, which is the start time of the
 run (one value for the whole run).
 
@@ -166,8 +168,6 @@ def record_template(
 
 
 def _start_after(stream: ConfiguredStream, states: dict[StreamKey, Any]) -> int:
-    if stream.sync_mode != "incremental":
-        return 0
     state = states.get(stream.key, states.get((None, stream.name)))
     if state is None:
         return 0
