@@ -611,7 +611,12 @@ class JobService:
                 raise UserInputError(
                     f"the state of connection {conn.name!r} is LEGACY: it names no stream, so clear it whole"
                 )
-            keys = resolve_streams(streams, state_streams(state), "its state holds streams")
+            if not state:
+                raise UserInputError(
+                    f"the state of connection {conn.name!r} is empty: there is nothing to clear"
+                )
+            holds = f"the state of connection {conn.name!r} holds"
+            keys = resolve_streams(streams, state_streams(state), holds)
             return without_streams(state, {(name, namespace) for namespace, name in keys})
 
         return self._edit_state(conn, without)

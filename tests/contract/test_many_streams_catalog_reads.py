@@ -1,7 +1,8 @@
 """What never looks at a connection's catalog must not read it: the catalog of a source of
 thousands of tables is megabytes of JSON (docs/performance.md, "Session 26"). The scheduler's
-planning, deleting a connection and the ``state`` commands, on SQLite and Postgres alike. The spy
-is the real store's own engine: it notes each statement the database is sent."""
+planning, deleting a connection, the ``state`` commands and the HTTP API's routes that find a
+connection only for its id or state, on SQLite and Postgres alike. The spy is the real store's
+own engine: it notes each statement the database is sent."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from ferryman.api.app import create_app
+from ferryman.api.context import ApiContext
 from ferryman.cli import app as cli_app
 from ferryman.cli import connections as cli_connections
 from ferryman.cli import state as cli_state
@@ -142,3 +146,33 @@ def test_the_state_commands_and_connections_delete_read_no_catalog(store: SqlJob
     assert replaced["state"] == _state(2)
     assert deleted == {"deleted": {"id": conn.id, "name": "many"}}
     assert store.list_connections() == []
+
+
+def test_the_apis_state_routes_job_lists_and_connection_delete_read_no_catalog(store: SqlJobStore) -> None:
+    """The HTTP API found a connection by its UUID reading the whole row: its catalog read to be
+    thrown away on every state request and on DELETE."""
+    conn = _connection(store)
+    other = _connection(store, "other")
+    state = f"/v1/ferryman/connections/{conn.uuid}/state"
+    with (
+        TestClient(create_app(ApiContext(JobService(store)), auth_required=False)) as client,
+        catalog_reads(store) as reads,
+    ):
+        shown = client.get(state)
+        cleared = client.delete(state, params={"stream": "table_7"})
+        replaced = client.put(state, json={"state": _state(2)})
+        listed = [
+            client.get("/v1/jobs", params={"connectionId": conn.uuid}),
+            client.get("/v1/ferryman/jobs", params={"connectionId": conn.uuid}),
+            client.post("/api/v1/jobs/list", json={"configTypes": ["sync"], "configId": conn.uuid}),
+            client.post("/api/v1/operations/list", json={"connectionId": conn.uuid}),
+        ]
+        deleted = client.delete(f"/v1/connections/{conn.uuid}")
+    assert reads == []
+    assert (shown.status_code, shown.json()["state"]) == (200, _state(STREAMS))
+    assert cleared.status_code == 204
+    assert (replaced.status_code, replaced.json()["state"]) == (200, _state(2))
+    assert [answer.status_code for answer in listed] == [200] * 4, [answer.text for answer in listed]
+    assert deleted.status_code == 204
+    assert [c.name for c in store.list_connections()] == [other.name]
+    assert store.get_state(conn.id) == []

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ferryman.store import open_store
 from tests.e2e.api_server import Server, ferryman, running_server
 
 SECRET = "sk-live-0123456789abcdef"
@@ -214,6 +215,40 @@ def test_state_get_set_clear_and_409_while_a_sync_is_live(server: tuple[Server, 
     assert client.get(path).json()["state"] == shown
     assert client.delete(path).status_code == 204
     assert client.get(path).json()["state"] == []
+
+
+def test_deleting_a_connection_cancels_its_live_sync_and_forgets_it_and_its_state(
+    server: tuple[Server, httpx.Client],
+) -> None:
+    srv, client = server
+    conn = _connection(srv, client, count=500_000_000)
+    ident = conn["connectionId"]
+    state = [
+        {"type": "STREAM", "stream": {"stream_descriptor": {"name": "stream_0"}, "stream_state": {"id": 7}}}
+    ]
+    assert client.put(f"/v1/ferryman/connections/{ident}/state", json={"state": state}).status_code == 200
+    store = open_store(f"sqlite:///{srv.home / 'ferryman.db'}")
+    stored_id = store.get_connection_by_uuid(ident).id
+    job = client.post("/v1/jobs", json={"connectionId": ident, "jobType": "sync"}).json()
+    while client.get(f"/v1/ferryman/jobs/{job['jobId']}").json()["status"] != "running":
+        time.sleep(POLL_S)  # the test's global timeout bounds this
+
+    deleted = client.delete(f"/v1/connections/{ident}")
+    assert (deleted.status_code, deleted.content) == (204, b"")
+    assert _wait(client, job["jobId"])["status"] == "cancelled"  # its engine stopped it
+    answers = [
+        client.get(f"/v1/connections/{ident}"),
+        client.get(f"/v1/ferryman/connections/{ident}/state"),
+        client.delete(f"/v1/connections/{ident}"),  # a second DELETE: gone already
+        client.delete("/v1/connections/00000000-0000-4000-8000-000000000000"),
+        client.delete("/v1/connections/not-a-uuid"),
+    ]
+    assert [a.status_code for a in answers] == [404] * 5, [a.text for a in answers]
+    assert all(a.headers["content-type"] == "application/problem+json" for a in answers)
+    assert "no connection" in answers[2].json()["detail"]
+    assert [c["connectionId"] for c in client.get("/v1/connections").json()["data"]] == []
+    assert store.get_state(stored_id) == []
+    assert SECRET not in deleted.text + "".join(a.text for a in answers)
 
 
 def test_spec_check_and_discover_as_jobs_and_their_history(server: tuple[Server, httpx.Client]) -> None:

@@ -118,6 +118,34 @@ def test_a_body_that_is_no_json_object_is_told_what_to_send(
         assert (refused.status_code, refused.json()["detail"]) == (422, "the body must be a JSON object")
 
 
+def test_a_body_nested_thousands_deep_is_told_so_in_one_line(
+    served: tuple[Server, httpx.Client, dict[str, Any]],
+) -> None:
+    """It was FastAPI's 400 "There was an error parsing the body": its JSON reader recurses and
+    ran out of stack. Brackets inside strings nest nothing, and are taken."""
+    _, client, job = served
+    (source,) = client.get("/v1/sources").json()["data"]
+    state = f"/v1/ferryman/connections/{job['connectionId']}/state"
+    deep = "[" * 5000 + "]" * 5000
+    for method, path, body in (
+        ("PATCH", f"/v1/sources/{source['sourceId']}", f'{{"configuration": {{"x": {deep}}}}}'),
+        ("PUT", state, f'{{"state": {deep}}}'),
+        ("POST", "/api/v1/connections/get", f'{{"connectionId": {deep}}}'),
+    ):
+        refused = client.request(method, path, content=body, headers={"content-type": "application/json"})
+        assert refused.status_code == 422, (path, refused.text[:300])
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["detail"] == (
+            "the request body nests more than 400 levels deep; no configuration, state or catalog "
+            "nests more than 200"
+        )
+    assert client.get(f"/v1/sources/{source['sourceId']}").json()["configuration"] == source["configuration"]
+    brackets = [{"type": "LEGACY", "data": {"note": "[{" * 5000}}]
+    taken = client.put(state, json={"state": brackets})
+    assert (taken.status_code, taken.json()["state"]) == (200, brackets)
+    assert client.delete(state).status_code == 204
+
+
 def test_a_path_with_escape_sequences_is_logged_visibly_not_obeyed(
     served: tuple[Server, httpx.Client, dict[str, Any]],
 ) -> None:

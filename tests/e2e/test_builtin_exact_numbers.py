@@ -90,6 +90,28 @@ WRONG = {
         '{"path": "out", "lock_timeout_seconds": 2.5E1}',
         "config field 'lock_timeout_seconds' must be an integer, got 2.5E1",
     ),
+    # Read exactly, a huge value was taken: streams died with a MemoryError and a traceback
+    # (a name made for each), a record_size when the sync began, a lock timeout overflowed.
+    "bench-streams-past-any-catalog": (
+        "source_bench",
+        f'{{"streams": {BIG}}}',
+        f"config field 'streams' must be at most 100000, got {BIG}",
+    ),
+    "bench-record-past-any-line": (
+        "source_bench",
+        '{"record_size": 1000000000000}',
+        "config field 'record_size' must be at most 67108864, got 1000000000000",
+    ),
+    "duckdb-timeout-past-a-day": (
+        "destination_duckdb",
+        '{"path": "x.duckdb", "lock_timeout_seconds": 86401}',
+        "config field 'lock_timeout_seconds' must be at most 86400, got 86401",
+    ),
+    "jsonl-timeout-past-a-day": (
+        "destination_jsonl",
+        f'{{"path": "out", "lock_timeout_seconds": {BIG}}}',
+        f"config field 'lock_timeout_seconds' must be at most 86400, got {BIG}",
+    ),
 }
 
 
@@ -105,4 +127,20 @@ def test_invalid_json_in_a_config_still_says_where(tmp_path: Path) -> None:
     message = check_message("source_bench", '{"count": NaN}', tmp_path)
     assert message.endswith(
         "not valid JSON: unexpected character, expected a JSON value: line 1 column 11 (char 10)"
+    )
+
+
+def test_a_huge_stream_count_or_record_size_is_refused_by_the_spec_in_one_line(tmp_path: Path) -> None:
+    """The spec says the maxima the built-in keeps, so a source is refused when it is made, not
+    at its first sync; and a sync run at once (no source made) is refused by the built-in."""
+    cli = Cli(tmp_path / "home")
+    for field, value, most in (("streams", BIG, 100_000), ("record_size", 2**40, 64 << 20)):
+        config = json.dumps({field: value})
+        told = cli.bad_input(
+            "sources", "create", field, "--connector", "builtin:source-bench", "--config", config
+        )
+        assert told.endswith(f"'{field}' must be at most {most}"), told
+    done = cli("discover", "builtin:source-bench", "--config", json.dumps({"streams": BIG}), code=1)
+    assert done.stderr.strip() == (
+        f"source config_error (not retryable): config field 'streams' must be at most 100000, got {BIG}"
     )

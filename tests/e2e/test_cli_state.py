@@ -134,6 +134,28 @@ def test_clearing_one_streams_state_rereads_that_stream_alone(cli: Cli, tmp_path
     assert cli.json("state", "show", "bench")["state"] == [{"type": "LEGACY", "data": {"cursor": 3}}]
 
 
+def test_clearing_a_stream_the_state_does_not_hold_says_what_it_holds_in_one_line(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """An empty state was "its state holds streams no streams"; a state of thousands of streams
+    listed every one of them in the line."""
+    scripted_connection(cli, tmp_path, "c", [])
+    assert cli.bad_input("state", "clear", "c", "--stream", "users") == (
+        "error: the state of connection 'c' is empty: there is nothing to clear"
+    )
+    only_shared = [{"type": "GLOBAL", "global": {"shared_state": {"lsn": 9}, "stream_states": []}}]
+    cli("state", "set", "c", json.dumps(only_shared))
+    assert cli.bad_input("state", "clear", "c", "--stream", "users") == (
+        "error: unknown stream(s) users: the state of connection 'c' holds no streams"
+    )
+    cli("state", "set", "c", json.dumps([stream_state(f"t{n:02}", 1) for n in range(25)]))
+    listed = ", ".join(f"t{n:02}" for n in range(20))
+    assert cli.bad_input("state", "clear", "c", "--stream", "nope") == (
+        f"error: unknown stream(s) nope: the state of connection 'c' holds {listed} and 5 more"
+    )
+    assert len(cli.json("state", "show", "c")["state"]) == 25  # nothing was cleared
+
+
 def test_connections_show_counts_the_streams_a_global_state_holds(cli: Cli, tmp_path: Path) -> None:
     scripted_connection(cli, tmp_path, "c", [])
     streams = [stream_state(name, 1)["stream"] for name in ("a", "b", "c")]

@@ -250,6 +250,31 @@ def test_bench_output_is_deterministic_and_sized(tmp_path: Path, record_size: in
     assert abs(average - record_size) < record_size * 0.1
 
 
+def test_bench_records_of_megabytes_are_written_a_few_at_a_time(tmp_path: Path) -> None:
+    """2,048 records were formatted before each write whatever their size: 300 records of 2 MiB
+    took 1.2 GB at once (64 MiB records, the most allowed, 128 GiB). Now a batch is about a MiB.
+    The limit on the process's memory is the kernel's, as a small container's would be."""
+    import resource
+
+    size, count = 2 << 20, 300
+    config = write_json(tmp_path / "config.json", {"count": count, "record_size": size})
+    catalog = bench_catalog(tmp_path, config)
+
+    def small_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (768 << 20, 768 << 20))
+
+    out = tmp_path / "out.jsonl"
+    with out.open("wb") as sink:
+        done = subprocess.run(
+            command("source_bench", "read", "--config", config, "--catalog", catalog),
+            stdout=sink, stderr=subprocess.PIPE, preexec_fn=small_memory, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    with out.open("rb") as lines:
+        sizes = [len(line) for line in lines if line.startswith(b'{"type":"RECORD"')]
+    assert len(sizes) == count and all(abs(found - size) < 100 for found in sizes)
+
+
 # --- source-empty ----------------------------------------------------------------------------
 
 

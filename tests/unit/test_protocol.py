@@ -275,3 +275,21 @@ def test_a_state_too_deep_is_found_with_its_line_and_a_shallow_one_skips_the_wal
     }
     assert state_problem(shallow, None, raw=orjson.dumps(shallow)) is None
     assert may_nest_deeper_than(b"[" * 201) and not may_nest_deeper_than(b'{"a": [1, {"b": 2}]}')
+
+
+@pytest.mark.parametrize(
+    ("text", "deeper"),
+    [
+        (b"[" * 200 + b"]" * 200, False),
+        (b"[" * 201 + b"]" * 201, True),
+        (b'{"a":' * 201 + b"1" + b"}" * 201, True),
+        (b"[" * 5000, True),  # no JSON, but its brackets tell
+        (orjson.dumps([[1]] * 10_000), False),  # many brackets, side by side
+        (orjson.dumps({"note": "[{" * 5000}), False),  # inside a string, nothing nests
+        (orjson.dumps({'a"[': ['\\"' + "[" * 300]}), False),  # escaped quotes end no string
+    ],
+)
+def test_how_deep_json_text_nests_is_told_by_its_brackets_outside_strings(text: bytes, deeper: bool) -> None:
+    from ferryman.protocol.depth import text_nests_deeper_than
+
+    assert text_nests_deeper_than(text, 200) is deeper

@@ -1,5 +1,5 @@
 """Refuse a JSON body that holds a lone surrogate, or a number JSON has not (``NaN``, ``Infinity``,
-``1e999``), wherever it is, before any route reads it.
+``1e999``), wherever it is, or that nests too deep, before any route reads it.
 
 JSON lets a string escape one half of a UTF-16 surrogate pair alone (``"\\ud800"``); Python's
 decoder turns it into a ``str`` that is not Unicode text, and nothing downstream can encode it:
@@ -10,6 +10,10 @@ needs its own.
 
 Only a body that has such an escape in it is parsed here (a search in C); FastAPI still parses
 every body itself, and answers malformed JSON as before.
+
+A body nested deeper than :data:`MAX_BODY_DEPTH` is refused here too, told from its brackets
+without parsing it: FastAPI's reader recurses, and at about a thousand levels it fails with a
+400 that says only "There was an error parsing the body".
 """
 
 from __future__ import annotations
@@ -23,16 +27,22 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ferryman.api.body_limit import replaying
 from ferryman.api.problems import Problem, problem_response
 from ferryman.documents import strict_json, text_fault
+from ferryman.protocol.depth import MAX_DEPTH, text_nests_deeper_than
 
 # A \uD800-\uDFFF escape, either half of a pair; whether it is alone is for the decoded text to tell.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 # What may be a number JSON has not (NaN, Infinity) or one past a double (1e999), which Python's
 # reader (FastAPI's) takes as floats, written out later as null; a strict reading tells.
 _ODD_NUMBER = re.compile(rb"NaN|Infinity|[0-9][eE]\+?[0-9]{3}")
+# Room for what a body wraps around a document (a configuration, a state) that may nest
+# MAX_DEPTH levels: up to here the route refuses a document too deep naming it ("the
+# configuration nests..."), and Python's reader is far from the end of its stack.
+MAX_BODY_DEPTH = 2 * MAX_DEPTH
 
 
 class JsonBodyGuard:
-    """Answer 422 to a JSON body holding a lone surrogate or a number JSON has not, naming where."""
+    """Answer 422 to a JSON body nested too deep, or holding a lone surrogate or a number JSON has
+    not, naming where."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -50,6 +60,13 @@ class JsonBodyGuard:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        if text_nests_deeper_than(body, MAX_BODY_DEPTH):
+            detail = (
+                f"the request body nests more than {MAX_BODY_DEPTH} levels deep; "
+                f"no configuration, state or catalog nests more than {MAX_DEPTH}"
+            )
+            await problem_response(Problem(422, detail))(scope, receive, send)
+            return
         odd = _odd_number(body)
         if odd is not None:
             detail = f"the request body is not valid JSON: {odd}; send a number, or null"

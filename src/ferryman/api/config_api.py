@@ -257,9 +257,10 @@ def get_workspace(body: WorkspaceIdBody, context: Context) -> dict[str, Any]:
     return document
 
 
-def _connection(context: ApiContext, ident: UUID) -> Connection:
+def _connection(context: ApiContext, ident: UUID, catalog: bool = True) -> Connection:
+    """The connection of ``ident``, or a 404; without ``catalog``, its catalog is left unread."""
     try:
-        return context.store.get_connection_by_uuid(str(ident))
+        return context.store.get_connection_by_uuid(str(ident), catalog=catalog)
     except NotFound:
         raise not_found("connection", str(ident)) from None
 
@@ -322,7 +323,7 @@ def _scope(context: ApiContext, config_id: str | None) -> str | None:
     if config_id is None:
         return None
     try:
-        return str(context.store.get_connection_by_uuid(config_id).id)
+        return str(context.store.get_connection_by_uuid(config_id, catalog=False).id)
     except NotFound:
         pass
     for kind in ("source", "destination"):
@@ -369,7 +370,7 @@ def _is_uuid(text: str) -> bool:
 
 @router.post("/operations/list", **ok(ConfigOperations))
 def list_operations(body: ConnectionIdBody, context: Context) -> dict[str, Any]:
-    _connection(context, body.connectionId)
+    _connection(context, body.connectionId, catalog=False)
     return {"operations": []}  # Ferryman runs no normalization or webhook operations
 
 

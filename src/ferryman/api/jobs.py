@@ -116,9 +116,11 @@ def _stream(configuration: StreamConfiguration) -> StreamRef:
     return StreamRef.named(configuration.name, configuration.namespace)
 
 
-def _connection(context: ApiContext, ident: str) -> Connection:
+def _connection(context: ApiContext, ident: str, catalog: bool = True) -> Connection:
+    """The connection of ``ident``, or a 404; without ``catalog``, its catalog (megabytes for a
+    source of thousands of tables) is left unread, for routes that never look at it."""
     try:
-        return context.store.get_connection_by_uuid(ident)
+        return context.store.get_connection_by_uuid(ident, catalog=catalog)
     except NotFound:
         raise not_found("connection", ident) from None
 
@@ -212,7 +214,7 @@ def patch_connection(connectionId: str, body: ConnectionPatch, context: Context)
 
 @router.delete("/connections/{connectionId}", tags=["connections"], status_code=204, response_class=Response)
 def delete_connection(connectionId: str, context: Context) -> Response:
-    context.store.delete_connection(_connection(context, connectionId).id)
+    context.store.delete_connection(_connection(context, connectionId, catalog=False).id)
     return Response(status_code=204)
 
 
@@ -328,7 +330,7 @@ def list_jobs(
     offset: Offset = 0,
 ) -> dict[str, Any]:
     order_by, descending = order_clause(orderBy)
-    scope = None if connectionId is None else str(_connection(context, str(connectionId)).id)
+    scope = None if connectionId is None else str(_connection(context, str(connectionId), catalog=False).id)
     types = {None: (JobType.SYNC, JobType.RESET), "sync": (JobType.SYNC,), "refresh": ()}.get(
         jobType, (JobType.RESET,)
     )

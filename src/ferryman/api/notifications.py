@@ -69,7 +69,7 @@ def create_notification(body: NotificationCreate, context: Context) -> dict[str,
     connection_id = None
     if body.connectionId is not None:
         try:
-            connection_id = context.store.get_connection_by_uuid(str(body.connectionId)).id
+            connection_id = context.store.get_connection_by_uuid(str(body.connectionId), catalog=False).id
         except NotFound:
             raise not_found("connection", str(body.connectionId)) from None
     hook = context.store.add_webhook(body.url, body.format, body.events, connection_id)

@@ -7,7 +7,7 @@ Config::
     schema                the schema for streams without a namespace (default "main"); a
                           stream's namespace, when it has one, is its schema
     lock_timeout_seconds  how long to wait for a database file another process holds before
-                          failing (default 3600)
+                          failing (default 3600, at most 86400)
 
 Tables are named after their streams and have Airbyte's typed shape (``docs/destinations.md``,
 :mod:`ferryman.builtin._columns`): ``_airbyte_raw_id``, ``_airbyte_extracted_at``,
@@ -91,6 +91,7 @@ from ferryman.builtin._spill import Spill, SpillError
 
 NAME = "destination-duckdb"
 LOCK_TIMEOUT_S = 3600
+MAX_LOCK_TIMEOUT_S = 86_400  # a sync waiting longer than a day for a lock is stuck, not patient
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def parse_config(raw: dict[str, Any]) -> DuckDBConfig:
     return DuckDBConfig(
         path=os.path.expanduser(path),
         schema=require_str(raw, "schema", "main"),
-        lock_timeout_s=require_int(raw, "lock_timeout_seconds", LOCK_TIMEOUT_S),
+        lock_timeout_s=require_int(raw, "lock_timeout_seconds", LOCK_TIMEOUT_S, maximum=MAX_LOCK_TIMEOUT_S),
     )
 
 
@@ -133,6 +134,7 @@ SPECIFICATION = object_schema(
         "lock_timeout_seconds": {
             "type": "integer",
             "minimum": 0,
+            "maximum": MAX_LOCK_TIMEOUT_S,
             "default": LOCK_TIMEOUT_S,
             "description": "How long to wait while another process (another sync, a DuckDB shell)"
             " holds the database file before failing.",

@@ -4,7 +4,7 @@ Config::
 
     path                  the directory to write to (required; created if missing)
     lock_timeout_seconds  how long to wait for a file another sync writes before failing
-                          (default 3600)
+                          (default 3600, at most 86400)
 
 Each stream goes to ``<namespace>__<stream>.jsonl`` (``<stream>.jsonl`` without a namespace;
 path separators in names become ``_``), one line per record holding the record's ``data`` as
@@ -82,6 +82,7 @@ SYNC_SUFFIX = ".ferryman-sync"  # beside an overwritten file: the sync_id that p
 IN_PLACE_COMMITTED_SUFFIX = ".ferryman-committed"  # beside a file written in place: as COMMITTED_SUFFIX
 LOCK_FILE = ".ferryman-jsonl.lock"  # in the directory: a byte of it locked per file being written
 LOCK_TIMEOUT_S = 3600
+MAX_LOCK_TIMEOUT_S = 86_400  # a sync waiting longer than a day for a lock is stuck, not patient
 FIRST_RETRY_S = 0.02
 LONGEST_RETRY_S = 1.0
 
@@ -95,7 +96,7 @@ class JsonlConfig:
 def parse_config(raw: dict[str, Any]) -> JsonlConfig:
     return JsonlConfig(
         path=os.path.expanduser(require_str(raw, "path")),
-        lock_timeout_s=require_int(raw, "lock_timeout_seconds", LOCK_TIMEOUT_S),
+        lock_timeout_s=require_int(raw, "lock_timeout_seconds", LOCK_TIMEOUT_S, maximum=MAX_LOCK_TIMEOUT_S),
     )
 
 
@@ -109,6 +110,7 @@ SPECIFICATION = object_schema(
         "lock_timeout_seconds": {
             "type": "integer",
             "minimum": 0,
+            "maximum": MAX_LOCK_TIMEOUT_S,
             "default": LOCK_TIMEOUT_S,
             "description": "How long to wait while another sync writes one of the files before failing.",
         },

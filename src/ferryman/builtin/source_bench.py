@@ -3,9 +3,9 @@
 Config (all optional)::
 
     count        records per stream                                       (default 1000)
-    streams      how many streams (named stream_0 .. stream_{n-1}), or a
-                 list of stream names                                     (default 1)
-    record_size  approximate bytes per RECORD line                        (default 450)
+    streams      how many streams (named stream_0 .. stream_{n-1}, at most
+                 100,000), or a list of stream names                      (default 1)
+    record_size  approximate bytes per RECORD line, at most 64 MiB        (default 450)
     state_every  a STREAM state after every N records of a stream; 0 means
                  only the one at the end of each stream                    (default 1000)
 
@@ -45,7 +45,13 @@ if TYPE_CHECKING:
     from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 
 NAME = "source-bench"
-BATCH = 2048
+BATCH = 2048  # records formatted and written at once, within BATCH_BYTES
+BATCH_BYTES = 1 << 20
+# Past these a value can only be a slip of the keyboard: a catalog of a million streams is
+# hundreds of megabytes, and a record past the worker's longest line (256 MiB) fails the sync.
+# ``count`` has none: a huge one is a sync that runs until cancelled, or ids past 64 bits.
+MAX_STREAMS = 100_000
+MAX_RECORD_SIZE = 64 << 20
 _FILLER = b"abcdefghijklmnopqrstuvwxyz0123456789"
 
 
@@ -70,12 +76,12 @@ def parse_config(raw: dict[str, Any]) -> BenchConfig:
             raise ConfigError("config field 'streams' lists a stream name twice")
         names = tuple(streams_value)
     else:
-        number = require_int(raw, "streams", 1)
+        number = require_int(raw, "streams", 1, maximum=MAX_STREAMS)
         names = tuple(f"stream_{i}" for i in range(number))
     return BenchConfig(
         count=require_int(raw, "count", 1000),
         streams=names,
-        record_size=require_int(raw, "record_size", 450),
+        record_size=require_int(raw, "record_size", 450, maximum=MAX_RECORD_SIZE),
         state_every=require_int(raw, "state_every", 1000),
     )
 
@@ -90,7 +96,7 @@ SPECIFICATION = object_schema(
         },
         "streams": {
             "oneOf": [
-                {"type": "integer", "minimum": 0},
+                {"type": "integer", "minimum": 0, "maximum": MAX_STREAMS},
                 {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True},
             ],
             "default": 1,
@@ -99,6 +105,7 @@ SPECIFICATION = object_schema(
         "record_size": {
             "type": "integer",
             "minimum": 0,
+            "maximum": MAX_RECORD_SIZE,
             "default": 450,
             "description": "Approximate size in bytes of each RECORD line.",
         },
@@ -189,10 +196,11 @@ def _emit_stream(
     template = record_template(name, namespace, emitted_at, config.record_size, len(str(count)))
     write = out.write
     every = config.state_every or max(count, 1)
+    batch = max(1, min(BATCH, BATCH_BYTES // len(template)))  # large records: fewer at once
     since_state = 0
     next_id = first
     while next_id <= count:
-        stop = min(count + 1, next_id + BATCH, next_id + every - since_state)
+        stop = min(count + 1, next_id + batch, next_id + every - since_state)
         write(b"".join([template % (i, i) for i in range(next_id, stop)]))
         since_state += stop - next_id
         next_id = stop

@@ -9,11 +9,18 @@ before anything walks it.
 
 from __future__ import annotations
 
+import re
+from itertools import accumulate
 from typing import Any
 
 # A declarative manifest with inline schemas nests tens of levels, a deeply nested stream schema
 # about a hundred (two levels per nested object); walkers need up to 2 frames a level.
 MAX_DEPTH = 200
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # brackets inside strings do not nest
+_NOT_A_BRACKET = re.compile(rb"[^][{}]+")
+# Each bracket as one signed byte: +1 opens, -1 closes; their running sum is the depth.
+_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 
 
 def may_nest_deeper_than(raw: bytes, limit: int = MAX_DEPTH) -> bool:
@@ -33,3 +40,14 @@ def nests_deeper_than(document: Any, limit: int = MAX_DEPTH) -> bool:
         children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return False
+
+
+def text_nests_deeper_than(raw: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether the JSON text ``raw`` nests more than ``limit`` levels, told without parsing it:
+    Python's JSON reader recurses, and a document of thousands of levels ends its stack. The
+    brackets outside strings are summed in C; text that is no JSON gets an answer too (the
+    depth its brackets reach), for the reader to refuse it in its own words."""
+    if not may_nest_deeper_than(raw, limit):
+        return False
+    brackets = _NOT_A_BRACKET.sub(b"", _JSON_STRING.sub(b"", raw)).translate(_STEPS)
+    return max(accumulate(memoryview(brackets).cast("b")), default=0) > limit

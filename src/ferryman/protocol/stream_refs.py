@@ -154,7 +154,8 @@ class _Index:
 
 def resolve(refs: Iterable[StreamRef], streams: list[dict[str, Any]], offered_by: str) -> list[StreamKey]:
     """The stream each reference names, in order; unknown, ambiguous or repeated ones are
-    refused in one line that says what to write instead."""
+    refused in one line that says what to write instead. ``offered_by`` starts the list of the
+    streams there are: "the source offers" reads "the source offers a, b" or "... no streams"."""
     index = _Index(streams)
     found: dict[StreamKey, None] = {}
     unknown = []
@@ -173,9 +174,19 @@ def resolve(refs: Iterable[StreamRef], streams: list[dict[str, Any]], offered_by
             raise UserInputError(f"stream {str(ref)!r} is named twice: name each stream once")
         found[fitting[0]] = None
     if unknown:
-        offered = ", ".join(sorted(index.written(s) for s in streams)) or "no streams"
-        raise UserInputError(f"unknown stream(s) {', '.join(unknown)}: {offered_by} {offered}")
+        offered = _listed(sorted(index.written(s) for s in streams)) or "no streams"
+        raise UserInputError(f"unknown stream(s) {_listed(unknown)}: {offered_by} {offered}")
     return list(found)
+
+
+LISTED_AT_MOST = 20
+
+
+def _listed(names: list[str]) -> str:
+    """Names for an error line: a source of ten thousand tables must not make it a page."""
+    if len(names) <= LISTED_AT_MOST:
+        return ", ".join(names)
+    return ", ".join(names[:LISTED_AT_MOST]) + f" and {len(names) - LISTED_AT_MOST} more"
 
 
 def split_written(text: str, separators: str) -> list[str]:

@@ -26,6 +26,7 @@ from ferryman.store.base import (
 from ferryman.store.config_ops import check_mapping_text, check_name_text, check_new_name
 from ferryman.store.db import Database
 from ferryman.store.schema import (
+    CONNECTION_BUT_CATALOG,
     REPLICATION_TYPES,
     actors,
     applications,
@@ -104,11 +105,14 @@ class ApiOps:
             raise NotFound(f"no source or destination with id {actor_id}")
         return rows.actor(row)
 
-    def get_connection_by_uuid(self, uuid_text: str) -> Connection:
+    def get_connection_by_uuid(self, uuid_text: str, catalog: bool = True) -> Connection:
+        """The connection of this UUID; without ``catalog``, its catalog is left unread
+        (:class:`UnreadCatalog`), as :meth:`get_connection` leaves it."""
         if not _valid_uuid(uuid_text):
             raise NotFound(f"no connection with id {uuid_text}")
+        columns = [connections] if catalog else CONNECTION_BUT_CATALOG
         with self._db.read() as conn:
-            row = conn.execute(sa.select(connections).where(connections.c.uuid == uuid_text.lower())).first()
+            row = conn.execute(sa.select(*columns).where(connections.c.uuid == uuid_text.lower())).first()
         if row is None:
             raise NotFound(f"no connection with id {uuid_text}")
         return rows.connection(row)
