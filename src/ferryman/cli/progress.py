@@ -35,6 +35,36 @@ def _committed(progress: SyncProgress) -> str:
     return "?" if any(c is None for c in counts) else f"{sum(c or 0 for c in counts):,}"
 
 
+# How many streams a display names; a source of thousands of tables would otherwise make the
+# plain line a hundred kilobytes and the live table taller than any terminal.
+LINE_STREAMS = 5
+TABLE_STREAMS = 15
+_DONE = ("COMPLETE", "INCOMPLETE")
+
+
+def shown_streams(streams: list[StreamStats], limit: int) -> tuple[list[StreamStats], list[StreamStats]]:
+    """The streams to name (at most ``limit``, in their order) and the rest. Past the limit, the
+    streams being read come first (a status other than done, or records without a status), then
+    those with the most records."""
+    if len(streams) <= limit:
+        return streams, []
+
+    def rank(item: tuple[int, StreamStats]) -> tuple[bool, int, int]:
+        at, stream = item
+        reading = stream.status not in _DONE and (stream.status is not None or stream.records_emitted > 0)
+        return (not reading, -stream.records_emitted, at)
+
+    chosen = {at for at, _ in sorted(enumerate(streams), key=rank)[:limit]}
+    shown = [stream for at, stream in enumerate(streams) if at in chosen]
+    rest = [stream for at, stream in enumerate(streams) if at not in chosen]
+    return shown, rest
+
+
+def _more(rest: list[StreamStats]) -> str:
+    records = sum(s.records_emitted for s in rest)
+    return f"{len(rest):,} more streams {records:,}"
+
+
 def from_stream_stats(stats: list[StreamStat], elapsed_s: float) -> SyncProgress:
     """A progress snapshot from the stats an engine saved for the running attempt."""
     from ferryman.workers.models import StreamStats, SyncProgress  # the workers package: not at --help
@@ -63,7 +93,8 @@ class LiveProgress:
         table = Table(title=f"sync {progress.elapsed_s:,.0f}s", title_justify="left")
         for column in ("stream", "records", "rate/s", "done", "committed"):
             table.add_column(column, justify="left" if column == "stream" else "right")
-        for stream in progress.streams:
+        shown, rest = shown_streams(progress.streams, TABLE_STREAMS)
+        for stream in shown:
             committed = stream.records_committed
             table.add_row(
                 stream.name,
@@ -71,6 +102,17 @@ class LiveProgress:
                 f"{_rate(stream.records_emitted, progress.elapsed_s):,.0f}",
                 _percent(stream),
                 "?" if committed is None else f"{committed:,}",
+            )
+        if rest:
+            records = sum(s.records_emitted for s in rest)
+            counts = [s.records_committed for s in rest]
+            committed_rest = "?" if any(c is None for c in counts) else f"{sum(c or 0 for c in counts):,}"
+            table.add_row(
+                f"({len(rest):,} more streams)",
+                f"{records:,}",
+                f"{_rate(records, progress.elapsed_s):,.0f}",
+                "",
+                committed_rest,
             )
         self._live.update(table, refresh=True)
 
@@ -93,10 +135,10 @@ class PlainProgress:
             return
         self._next = now + self._interval_s
         total = progress.records_emitted
-        parts = [
-            f"{s.name} {s.records_emitted:,}" + (f" ({_percent(s)})" if _percent(s) else "")
-            for s in progress.streams
-        ]
+        shown, rest = shown_streams(progress.streams, LINE_STREAMS)
+        parts = [f"{s.name} {s.records_emitted:,}" + (f" ({_percent(s)})" if _percent(s) else "") for s in shown]
+        if rest:
+            parts.append(_more(rest))
         line = (
             f"sync {progress.elapsed_s:,.0f}s: {total:,} records "
             f"({_rate(total, progress.elapsed_s):,.0f}/s), {_committed(progress)} committed; "
