@@ -136,7 +136,9 @@ class PlainProgress:
         self._next = now + self._interval_s
         total = progress.records_emitted
         shown, rest = shown_streams(progress.streams, LINE_STREAMS)
-        parts = [f"{s.name} {s.records_emitted:,}" + (f" ({_percent(s)})" if _percent(s) else "") for s in shown]
+        parts = [
+            f"{s.name} {s.records_emitted:,}" + (f" ({_percent(s)})" if _percent(s) else "") for s in shown
+        ]
         if rest:
             parts.append(_more(rest))
         line = (
