@@ -259,3 +259,40 @@ def test_web_form_sets_each_streams_mode_whatever_its_name(tmp_path: Path) -> No
     labels = [html.unescape(re.sub(r"</?bdi>", "", label)) for label, _, _ in rows]
     assert labels == ["public.users", "crm.users", "users", "x y.a.b \"c\" 'd' <é>", "x.y.ü s"]
     assert "Sync mode of crm.users" in page  # what a screen reader says of its select
+
+
+def test_web_form_saves_a_mode_for_a_connection_of_more_than_a_thousand_streams(tmp_path: Path) -> None:
+    """A browser sends one field per stream: the form of a source of 1,200 tables was refused
+    with Starlette's "Too many fields" (1,000 at most) and the mode was not saved."""
+    home = tmp_path / "home"
+    home.mkdir()
+    for args in (
+        ("sources", "create", "s", "--connector", "builtin:source-bench", "--config", '{"streams": 1200}'),
+        ("destinations", "create", "d", "--connector", "builtin:destination-devnull"),
+        ("connections", "create", "c", "--source", "s", "--destination", "d"),
+    ):
+        made = ferryman(home, *args)
+        assert made.returncode == 0, made.stderr
+    with running_server(home, "--auth", "none") as srv, httpx.Client(base_url=srv.url, timeout=60) as client:
+        page = client.get("/connections/1").text
+        rows = ROW.findall(page)
+        token = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert token and len(rows) == 1200
+        chosen = re.compile(r'<option value="([^"]+)"[^>]*selected')
+        form = [("csrf", token.group(1))]
+        for label, field, options in rows:
+            current = chosen.search(options)
+            assert current is not None, label
+            name = html.unescape(re.sub(r"</?bdi>", "", label))
+            wanted = "full_refresh:overwrite" if name == "stream_1199" else current.group(1)
+            form.append((html.unescape(field), wanted))
+        saved = client.post(
+            "/connections/1/streams",
+            content=urlencode(form),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert saved.status_code == 303, saved.text
+        (connection,) = client.get("/v1/connections").json()["data"]
+    modes = {s["name"]: s["syncMode"] for s in connection["configurations"]["streams"]}
+    assert modes["stream_1199"] == "full_refresh_overwrite"
+    assert len(modes) == 1200 and modes["stream_0"] != "full_refresh_overwrite"

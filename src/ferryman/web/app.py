@@ -145,6 +145,9 @@ def current_session(request: Request) -> Session:
 
 
 SessionDep = Annotated[Session, Depends(current_session)]
+# A connection's form holds one field per stream, and sources of thousands of tables are common:
+# Starlette's default (1,000 fields) refused such a form. The body's size limit bounds it anyway.
+MAX_FORM_FIELDS = 1_000_000
 
 
 async def posted_form(request: Request) -> dict[str, str]:
@@ -153,7 +156,7 @@ async def posted_form(request: Request) -> dict[str, str]:
     origin = request.headers.get("origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.url.netloc:
         raise FormRefused()
-    form = await request.form()
+    form = await request.form(max_fields=MAX_FORM_FIELDS)
     values = {key: value for key, value in form.items() if isinstance(value, str)}
     if not web_of(request).signer.csrf_ok(session, values.pop("csrf", None)):
         raise FormRefused()
