@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 
 from ferryman.builtin._columns import CDC_DELETED_AT, quote
+from ferryman.builtin._postgres_catalog import Catalog
 from ferryman.builtin._postgres_tables import LOADED, SQL_TYPES, Encoded, Table, digest, encode, rows
 from ferryman.builtin._runtime import ConfigError
 
@@ -39,13 +40,19 @@ FRESH_KEYS = 5_000_000
 _EXACT_KEYS = ("integer", "string", "boolean", "date", "timestamp", "timestamptz")
 
 
-def prepare_dedup(conn: psycopg.Connection[Any], table: Table, number: int, lasting: bool = True) -> None:
+def prepare_dedup(
+    conn: psycopg.Connection[Any], table: Table, number: int, catalog: Catalog, lasting: bool = True
+) -> None:
     """Give the table its unique key and a batch table: one for the session when ``lasting``,
     else one made in each transaction that copies into it (see :func:`create_batch`)."""
-    _unique_key(conn, table)
-    empty = conn.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {table.target})").fetchone()
+    _unique_key(conn, table, catalog)
+    if table.created:
+        empty = True
+    else:
+        found = conn.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {table.target})").fetchone()
+        empty = found is not None and bool(found[0])
     exact = all(column.kind in _EXACT_KEYS for column in table.keys)
-    table.fresh_keys = set() if exact and empty is not None and empty[0] else None
+    table.fresh_keys = set() if exact and empty else None
     table.batch = f"_ferryman_batch_{number}"
     if lasting:
         create_batch(conn, table, lasting=True)
@@ -67,30 +74,28 @@ def create_batch(conn: psycopg.Connection[Any], table: Table, lasting: bool) -> 
     )
 
 
-def _unique_key(conn: psycopg.Connection[Any], table: Table) -> None:
+def _unique_key(conn: psycopg.Connection[Any], table: Table, catalog: Catalog) -> None:
     """The unique index on the primary key. A table that holds a key twice (it was appended to
     before) is first reduced to one row per key, the latest by cursor, then by
     ``_airbyte_extracted_at``, then the one stored last."""
     hashed = digest(table.schema + "." + table.name)
-    found = conn.execute(
-        "SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = %s",
-        (table.schema, f"_ferryman_pk_{hashed}"),
-    ).fetchone()
-    if found is not None:
+    if catalog.is_index(table.schema, f"_ferryman_pk_{hashed}"):
         return
     keys = ", ".join(quote(column.name) for column in table.keys)
-    order = "_airbyte_extracted_at DESC NULLS LAST, ctid DESC"
-    if table.cursor is not None:
-        order = f"{quote(table.cursor.name)} DESC NULLS LAST, {order}"
-    present = " AND ".join(f"{quote(column.name)} IS NOT NULL" for column in table.keys)
-    conn.execute(
-        f"DELETE FROM {table.target} WHERE ctid IN (SELECT ctid FROM (SELECT ctid, row_number() OVER"
-        f" (PARTITION BY {keys} ORDER BY {order}) AS n FROM {table.target} WHERE {present}) AS ranked"
-        " WHERE n > 1)"
-    )
+    if not table.created:
+        order = "_airbyte_extracted_at DESC NULLS LAST, ctid DESC"
+        if table.cursor is not None:
+            order = f"{quote(table.cursor.name)} DESC NULLS LAST, {order}"
+        present = " AND ".join(f"{quote(column.name)} IS NOT NULL" for column in table.keys)
+        conn.execute(
+            f"DELETE FROM {table.target} WHERE ctid IN (SELECT ctid FROM (SELECT ctid, row_number() OVER"
+            f" (PARTITION BY {keys} ORDER BY {order}) AS n FROM {table.target} WHERE {present}) AS ranked"
+            " WHERE n > 1)"
+        )
     conn.execute(f"CREATE UNIQUE INDEX {quote(f'_ferryman_pk_{hashed}')} ON {table.target} ({keys})")
     # The plain index of earlier versions is redundant beside it.
-    conn.execute(f"DROP INDEX IF EXISTS {quote(table.schema)}.{quote('_ferryman_key_' + hashed)}")
+    if catalog.is_index(table.schema, f"_ferryman_key_{hashed}"):
+        conn.execute(f"DROP INDEX IF EXISTS {quote(table.schema)}.{quote('_ferryman_key_' + hashed)}")
 
 
 def _refuse(table: Table, number: int) -> ConfigError:

@@ -44,6 +44,7 @@ from ferryman.builtin._columns import (
     stream_columns,
     widen,
 )
+from ferryman.builtin._postgres_catalog import Catalog, read_catalog
 from ferryman.builtin._runtime import ConfigError
 from ferryman.builtin._spill import Spill
 
@@ -138,6 +139,7 @@ class Table(WriteMode):
     held: int = 0
     hold_sent: bool = False
     completed: bool = False
+    created: bool = False  # the set-up made the table it fills: empty, without an index
 
     @property
     def holding(self) -> int:
@@ -197,45 +199,50 @@ def table_for(stream: ConfiguredStream, default_schema: str) -> Table:
     return table
 
 
-def _stored_columns(conn: psycopg.Connection[Any], schema: str, name: str) -> dict[str, str]:
-    rows = conn.execute(
-        "SELECT column_name, data_type FROM information_schema.columns"
-        " WHERE table_schema = %s AND table_name = %s",
-        (schema, name),
-    ).fetchall()
-    return {str(column): str(kind) for column, kind in rows}
+def read_tables(conn: psycopg.Connection[Any], tables: Iterable[Table]) -> Catalog:
+    """What the set-up of ``tables`` reads of the catalog, in one query (see
+    :mod:`ferryman.builtin._postgres_catalog`)."""
+    tables = list(tables)
+    catalog = read_catalog(conn, [(table.schema, table.name) for table in tables])
+    catalog.ours = {(table.schema, table.staging) for table in tables if table.staging is not None}
+    return catalog
 
 
-def _drop_abandoned_staging(conn: psycopg.Connection[Any], table: Table) -> None:
+def _made(catalog: Catalog, table: Table) -> None:
+    """The set-up created the table it fills (the staging table under overwrite): empty, no index."""
+    table.created = True
+    # A column's type as information_schema names it: the definition without its constraints.
+    columns = {name: kind.partition(" NOT NULL")[0] for name, kind in table.definitions}
+    catalog.made(table.schema, table.staging or table.name, columns)
+
+
+def _drop_abandoned_staging(conn: psycopg.Connection[Any], table: Table, catalog: Catalog) -> None:
     prefix = _staging_prefix(table.schema, table.name)
-    names = conn.execute(
-        "SELECT table_name FROM information_schema.tables"
-        " WHERE table_schema = %s AND starts_with(table_name, %s)",
-        (table.schema, prefix),
-    ).fetchall()
-    for (name,) in names:
-        if name == table.staging:
+    for name in catalog.named(table.schema, prefix):
+        if (table.schema, name) in catalog.ours:  # this sync's: a stream whose hash is the same
             continue
         taken = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(name),)).fetchone()
         if taken and taken[0]:  # nobody holds it: its destination is gone
             conn.execute(f"DROP TABLE IF EXISTS {quote(table.schema)}.{quote(name)}")
             conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(name),))
+            catalog.dropped(table.schema, name)
 
 
-def _resumed(conn: psycopg.Connection[Any], table: Table) -> bool:
+def _resumed(conn: psycopg.Connection[Any], table: Table, catalog: Catalog) -> bool:
     """Whether an earlier attempt of this sync (same ``sync_id``: the job) already put its
     records in place of the overwritten table (see the DuckDB destination's ``_resumed``)."""
-    if table.sync_id is None or "_airbyte_meta" not in _stored_columns(conn, table.schema, table.name):
+    if table.sync_id is None or "_airbyte_meta" not in catalog.columns(table.schema, table.name):
         return False
     final = f"{quote(table.schema)}.{quote(table.name)}"
     row = conn.execute(f"SELECT _airbyte_meta->>'sync_id' FROM {final} LIMIT 1").fetchone()
     return row is not None and row[0] == str(table.sync_id)
 
 
-def prepare(conn: psycopg.Connection[Any], table: Table) -> None:
-    """Create the table (or staging table), or bring a stored one up to the stream's schema."""
+def prepare(conn: psycopg.Connection[Any], table: Table, catalog: Catalog) -> None:
+    """Create the table (or staging table), or bring a stored one up to the stream's schema;
+    ``catalog``: what :func:`read_tables` read, which this keeps up to date."""
     try:
-        _prepare(conn, table)
+        _prepare(conn, table, catalog)
     except psycopg.errors.TooManyColumns:
         # Columns dropped earlier still count in PostgreSQL's limit: a retry would fail the same.
         raise ConfigError(_too_wide(table.label, f"table {table.schema}.{table.name}")) from None
@@ -248,28 +255,39 @@ def _too_wide(label: str, what: str) -> str:
     )
 
 
-def _prepare(conn: psycopg.Connection[Any], table: Table) -> None:
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}")
+def _prepare(conn: psycopg.Connection[Any], table: Table, catalog: Catalog) -> None:
+    if table.schema not in catalog.schemas:  # CREATE SCHEMA needs CREATE on the database, even
+        # with IF NOT EXISTS: a role that may not create schemas loads into the one it has.
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}")
+        catalog.schemas.add(table.schema)
     definition = ", ".join(f"{quote(column)} {kind}" for column, kind in table.definitions)
-    if table.staging is not None and _resumed(conn, table):
+    if table.staging is not None and _resumed(conn, table, catalog):
         table.staging = None  # an earlier attempt of this sync swapped: go on filling its table
     if table.staging is not None:
-        taken = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(table.staging),)).fetchone()
-        if not (taken and taken[0]):
-            raise StagingBusy(
-                f"stream '{table.label}': another session is filling staging table"
-                f" {quote(table.schema)}.{quote(table.staging)} of this sync (sync_id {table.sync_id});"
-                " is an earlier attempt of the job still running? Try again once it has ended"
-            )
-        _drop_abandoned_staging(conn, table)
-        if not _stored_columns(conn, table.schema, table.staging):
+        key = lock_key(table.staging)
+        if key not in catalog.locks:  # the sync's staging tables share a few (LOCK_BUCKETS)
+            taken = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            if not (taken and taken[0]):
+                raise StagingBusy(
+                    f"stream '{table.label}': another session is filling staging table"
+                    f" {quote(table.schema)}.{quote(table.staging)} of this sync (sync_id {table.sync_id});"
+                    " is an earlier attempt of the job still running? Try again once it has ended"
+                )
+            catalog.locks.add(key)
+        _drop_abandoned_staging(conn, table, catalog)
+        if not catalog.exists(table.schema, table.staging):
             conn.execute(f"CREATE TABLE {table.target} ({definition})")
+            _made(catalog, table)
             return
         # An earlier attempt of this sync staged what this one resumes after: brought up to the
         # stream's schema like a stored table.
-    storage = " WITH (fillfactor = 50)" if table.mode == "append_dedup" else ""
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {table.target} ({definition}){storage}")
-    stored = _stored_columns(conn, table.schema, table.staging or table.name)
+    if not catalog.exists(table.schema, table.name if table.staging is None else table.staging):
+        storage = " WITH (fillfactor = 50)" if table.mode == "append_dedup" else ""
+        # IF NOT EXISTS: another session may have made it since the catalog was read.
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table.target} ({definition}){storage}")
+        _made(catalog, table)
+        return
+    stored = catalog.columns(table.schema, table.staging or table.name)
     for name, kind in AIRBYTE:
         if name not in stored:
             conn.execute(f"ALTER TABLE {table.target} ADD COLUMN {quote(name)} {kind}")

@@ -12,8 +12,10 @@ gives it the Airbyte CDK's command line::
 Only the commands the connector implements are offered; anything else prints the usage on
 stderr and exits with 2. A bad config (or catalog, or state) makes ``check`` report a FAILED
 connection status and exit 0, and every other command emit a TRACE error with failure type
-``config_error`` and exit 1. An unexpected exception becomes a TRACE ``system_error`` with its
-stack trace inside the message, and exit 1. Nothing but protocol messages is written to stdout.
+``config_error`` and exit 1. A :class:`TransientError` (a failure a later attempt may not meet)
+becomes a TRACE ``transient_error`` and the same line on stderr, and exit 1. An unexpected
+exception becomes a TRACE ``system_error`` with its stack trace inside the message, and exit 1.
+Nothing but protocol messages is written to stdout.
 
 ``spec`` is answered before anything but the standard library's ``json`` is imported: the spec of
 a built-in (a spec job, ``sources create``) costs little more than starting Python. The other
@@ -52,6 +54,11 @@ DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 
 class ConfigError(Exception):
     """The config, catalog or state handed to a connector cannot be used."""
+
+
+class TransientError(Exception):
+    """A failure that the next attempt may not meet (a server short of something others held),
+    said in one line that tells what to do if it keeps coming; retried, unlike a config error."""
 
 
 def now_ms() -> float:
@@ -262,6 +269,10 @@ def main(connector: Connector, argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         out.discard()
         return 1
+    except TransientError as exc:
+        sys.stderr.write(f"{exc}\n")
+        out.emit(messages.trace_error(str(exc), now_ms(), failure_type="transient_error"))
+        code = 1
     except Exception as exc:
         import traceback
 

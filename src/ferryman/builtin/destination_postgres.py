@@ -68,11 +68,20 @@ from ferryman.builtin._postgres_tables import (
     copy_encoded,
     encode,
     prepare,
+    read_tables,
     rows,
     table_for,
 )
 from ferryman.builtin._refused import without_lone_surrogates
-from ferryman.builtin._runtime import ConfigError, Connector, Output, object_schema, require_int, run
+from ferryman.builtin._runtime import (
+    ConfigError,
+    Connector,
+    Output,
+    TransientError,
+    object_schema,
+    require_int,
+    run,
+)
 from ferryman.builtin._spill import directory_problem
 
 NAME = "destination-postgres"
@@ -249,11 +258,31 @@ def streams_per_transaction(conn: psycopg.Connection[Any]) -> int:
     return max(4, (row[0] if row is not None else 6400) // _SLOTS_PER_STREAM)
 
 
+def out_of_lock_slots(exc: BaseException, per_transaction: int | None) -> BaseException:
+    """``exc`` as the one line to say, when it is the server's lock table found full (``out of
+    shared memory``, hinting at max_locks_per_transaction); else ``exc`` itself. Other sessions
+    may hold most of the slots and let go of them, so it is a transient error: retried."""
+    if not isinstance(exc, psycopg.errors.OutOfMemory):
+        return exc
+    if "max_locks_per_transaction" not in (exc.diag.message_hint or ""):
+        return exc
+    now = f" (now {per_transaction})" if per_transaction is not None else ""
+    return TransientError(
+        f"{NAME}: PostgreSQL ran out of lock slots (out of shared memory): its lock table"
+        " (max_locks_per_transaction x max_connections slots, shared by every session) was full."
+        " A retry may pass once other sessions let go of theirs; if it keeps failing, set"
+        f" {STREAMS_PER_TRANSACTION_ENV} lower{now} in the destination's environment, or raise the"
+        " server's max_locks_per_transaction (which takes a restart)"
+    )
+
+
 def check(config: PostgresConfig) -> str | None:
     require_spill_directory(config)
     with connect(config) as conn:
         probe = f"{quote(config.schema)}.{quote('_ferryman_check_' + uuid.uuid4().hex)}"
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(config.schema)}")
+        # Only when missing: CREATE SCHEMA needs CREATE on the database, even with IF NOT EXISTS.
+        if conn.execute("SELECT FROM pg_namespace WHERE nspname = %s", (config.schema,)).fetchone() is None:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(config.schema)}")
         conn.execute(f"CREATE TABLE {probe} (probe integer)")
         conn.execute(f"INSERT INTO {probe} VALUES (1)")
         conn.rollback()  # leaves nothing behind
@@ -300,15 +329,19 @@ class PostgresSink:
             self.streams_per_commit = streams_per_transaction(self._conn)
             dedup = sum(1 for table in tables.values() if table.mode == "append_dedup")
             self._lasting_batches = dedup <= self.streams_per_commit
+            catalog = read_tables(self._conn, tables.values())
             for number, table in enumerate(tables.values()):
                 if number and number % self.streams_per_commit == 0:
                     self._conn.commit()  # the tables made so far: nothing but their set-up
-                prepare(self._conn, table)
+                prepare(self._conn, table, catalog)
                 if table.mode == "append_dedup":
-                    prepare_dedup(self._conn, table, number, lasting=self._lasting_batches)
-        except BaseException:
+                    prepare_dedup(self._conn, table, number, catalog, lasting=self._lasting_batches)
+        except BaseException as exc:
             self._conn.close()
-            raise
+            failure = out_of_lock_slots(exc, getattr(self, "streams_per_commit", None))
+            if failure is exc:
+                raise
+            raise failure from None
         self._holds = Holds(self._conn, list(tables.values()), config.spill_directory)
         self._tasks: queue.Queue[Callable[[], None] | None] = queue.Queue(self.QUEUED)
         self._failed: BaseException | None = None
@@ -406,7 +439,7 @@ class PostgresSink:
                 try:
                     task()
                 except BaseException as exc:  # handed to the loader
-                    self._failed = exc
+                    self._failed = out_of_lock_slots(exc, self.streams_per_commit)
             if self._failed is not None:
                 self._committed.set()  # wakes the loader, to raise what failed
 
