@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from ferryman.builtin._duckdb_file import open_database
-from ferryman.builtin._postgres_tables import digest
+from ferryman.builtin._postgres_tables import staging_prefix
 from tests.contract.store_support import PG_HOST, PG_PORT, PG_USER, _admin, require_postgres
 
 TYPED = ["duckdb", "postgres"]
@@ -187,7 +187,7 @@ class PostgresTarget(Target):
         return {name: kind.lower() for name, kind in found}
 
     def staged(self, table: str) -> int:
-        prefix = f"_ferryman_staging_{digest('public.' + table)}_"
+        prefix = staging_prefix("public", table)
         names = self.query(
             "SELECT table_name FROM information_schema.tables"
             f" WHERE table_schema = 'public' AND starts_with(table_name, '{prefix}')"

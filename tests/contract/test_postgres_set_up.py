@@ -167,3 +167,55 @@ def test_a_lock_table_that_runs_full_is_one_line_and_a_failure_to_retry(target: 
     assert "raise the server's max_locks_per_transaction" in message
     assert done.stderr.decode().strip() == message  # the same one line, for the attempt's log
     assert "\n" not in message and "stack_trace" not in error
+
+
+def test_an_overwrite_staged_by_an_earlier_version_is_resumed_and_hashes_no_longer_collide(
+    tmp_path: Path, pg_database: str
+) -> None:
+    """Staging tables were named with 8 hex characters of a hash of schema.name: of 5,000 streams
+    in a schema, two shared a name in about one sync of 300, and one stream's staging table was
+    taken, or dropped as abandoned, by the other. Names now hold 16; a staging table an attempt
+    of an earlier version left under the shorter name is still resumed by the job's retry."""
+    from ferryman.builtin._postgres_tables import LEGACY_DIGEST, staging_prefix
+
+    target = PostgresTarget(tmp_path, pg_database)
+    properties = {"id": {"type": "integer"}, "v": {"type": "string"}}
+    # orders_10932 and orders_50904 share the first 8 hex characters of their hash.
+    assert staging_prefix("public", "orders_10932", LEGACY_DIGEST) == staging_prefix(
+        "public", "orders_50904", LEGACY_DIGEST
+    )
+    assert staging_prefix("public", "orders_10932") != staging_prefix("public", "orders_50904")
+    job = target.catalog(stream("users", properties, "overwrite", sync_id=7))
+    found = target.write(job, record("users", {"id": 1, "v": "a"}), state("users", {"page": 1}))
+    assert echoed(found) == [{"page": 1}]
+    # What an earlier version's attempt would have left: the same table under the shorter name.
+    legacy = staging_prefix("public", "users", LEGACY_DIGEST) + "s7"
+    (name,) = [
+        n
+        for (n,) in target.query("SELECT tablename FROM pg_tables WHERE tablename LIKE '_ferryman_staging_%'")
+    ]
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=pg_database) as conn:
+        conn.execute(f'ALTER TABLE public."{name}" RENAME TO "{legacy}"')
+    target.write(job, record("users", {"id": 2, "v": "b"}), complete("users"))
+    assert target.rows("users", "id, v") == [(1, "a"), (2, "b")]  # the first attempt's row kept
+    assert target.query("SELECT count(*) FROM pg_tables WHERE tablename LIKE '_ferryman_staging_%'") == [(0,)]
+
+
+def test_a_dedup_tables_unique_index_from_an_earlier_version_is_kept_not_doubled(
+    tmp_path: Path, pg_database: str
+) -> None:
+    from ferryman.builtin._postgres_tables import LEGACY_DIGEST, digest
+
+    target = PostgresTarget(tmp_path, pg_database)
+    catalog = target.catalog(
+        stream("users", {"id": {"type": "integer"}, "v": {"type": "string"}}, "append_dedup")
+    )
+    target.write(catalog, record("users", {"id": 1, "v": "a"}), state("users", {"n": 1}))
+    (index,) = [n for (n,) in target.query("SELECT indexname FROM pg_indexes WHERE tablename = 'users'")]
+    legacy = f"_ferryman_pk_{digest('public.users', LEGACY_DIGEST)}"
+    assert index != legacy
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=pg_database) as conn:
+        conn.execute(f'ALTER INDEX public."{index}" RENAME TO "{legacy}"')  # as an earlier version named it
+    target.write(catalog, record("users", {"id": 1, "v": "b"}), state("users", {"n": 2}))
+    assert target.query("SELECT indexname FROM pg_indexes WHERE tablename = 'users'") == [(legacy,)]
+    assert target.rows("users", "id, v") == [(1, "b")]

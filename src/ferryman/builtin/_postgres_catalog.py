@@ -98,6 +98,10 @@ class Catalog:
         self.kinds[(schema, name)] = "r"
         self.stored[(schema, name)] = dict(columns)
 
+    def renamed(self, schema: str, name: str, to: str) -> None:
+        self.kinds[(schema, to)] = self.kinds.pop((schema, name))
+        self.stored[(schema, to)] = self.stored.pop((schema, name), {})
+
     def dropped(self, schema: str, name: str) -> None:
         self.kinds.pop((schema, name), None)
         self.stored.pop((schema, name), None)

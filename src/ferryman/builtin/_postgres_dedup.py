@@ -25,7 +25,16 @@ import psycopg
 
 from ferryman.builtin._columns import CDC_DELETED_AT, quote
 from ferryman.builtin._postgres_catalog import Catalog
-from ferryman.builtin._postgres_tables import LOADED, SQL_TYPES, Encoded, Table, digest, encode, rows
+from ferryman.builtin._postgres_tables import (
+    LEGACY_DIGEST,
+    LOADED,
+    SQL_TYPES,
+    Encoded,
+    Table,
+    digest,
+    encode,
+    rows,
+)
 from ferryman.builtin._runtime import ConfigError
 
 # A table empty when the sync starts (its first sync, or after a reset) is filled the way append
@@ -81,6 +90,11 @@ def _unique_key(conn: psycopg.Connection[Any], table: Table, catalog: Catalog) -
     hashed = digest(table.schema + "." + table.name)
     if catalog.is_index(table.schema, f"_ferryman_pk_{hashed}"):
         return
+    legacy = digest(table.schema + "." + table.name, LEGACY_DIGEST)
+    if catalog.is_index(table.schema, f"_ferryman_pk_{legacy}") and _indexes(
+        conn, table, f"_ferryman_pk_{legacy}"
+    ):
+        return  # made by an earlier version, under the shorter hash
     keys = ", ".join(quote(column.name) for column in table.keys)
     if not table.created:
         order = "_airbyte_extracted_at DESC NULLS LAST, ctid DESC"
@@ -94,8 +108,21 @@ def _unique_key(conn: psycopg.Connection[Any], table: Table, catalog: Catalog) -
         )
     conn.execute(f"CREATE UNIQUE INDEX {quote(f'_ferryman_pk_{hashed}')} ON {table.target} ({keys})")
     # The plain index of earlier versions is redundant beside it.
-    if catalog.is_index(table.schema, f"_ferryman_key_{hashed}"):
-        conn.execute(f"DROP INDEX IF EXISTS {quote(table.schema)}.{quote('_ferryman_key_' + hashed)}")
+    if catalog.is_index(table.schema, f"_ferryman_key_{legacy}") and _indexes(
+        conn, table, f"_ferryman_key_{legacy}"
+    ):
+        conn.execute(f"DROP INDEX IF EXISTS {quote(table.schema)}.{quote('_ferryman_key_' + legacy)}")
+
+
+def _indexes(conn: psycopg.Connection[Any], table: Table, index: str) -> bool:
+    """Whether ``index`` (in the table's schema) is an index of the table: a name of the shorter
+    hash may be another table's."""
+    found = conn.execute(
+        "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " WHERE c.relname = %s AND c.relnamespace = %s::regnamespace AND i.indrelid = %s::regclass",
+        (index, quote(table.schema), table.target),
+    ).fetchone()
+    return found is not None
 
 
 def _refuse(table: Table, number: int) -> ConfigError:

@@ -81,8 +81,16 @@ _CHUNK = 1 << 20
 _STAGING_PREFIX = "_ferryman_staging_"
 
 
-def digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
+# Staging tables and unique indexes are named after a hash of their table's schema and name: 16
+# hex characters (64 bits). Earlier versions used 8, and two streams of 5,000 in one schema then
+# shared a name about once in 300 syncs (the birthday bound): one stream's staging table was
+# taken, or dropped as abandoned, by the other. Names of that length are still found (LEGACY).
+DIGEST = 16
+LEGACY_DIGEST = 8
+
+
+def digest(text: str, length: int = DIGEST) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 # Staging tables share their advisory locks: those of one sync (one owner) are spread over this
@@ -161,8 +169,10 @@ class Table(WriteMode):
 MAX_COLUMNS = 1600  # PostgreSQL's limit on a table's columns, dropped ones included
 
 
-def _staging_prefix(schema: str, name: str) -> str:
-    return f"{_STAGING_PREFIX}{digest(schema + '.' + name)}_"
+def staging_prefix(schema: str, name: str, length: int = DIGEST) -> str:
+    """How the names of the staging tables of table ``schema.name`` start (``length``: of the
+    hash in them; LEGACY_DIGEST for those of earlier versions)."""
+    return f"{_STAGING_PREFIX}{digest(schema + '.' + name, length)}_"
 
 
 def table_for(stream: ConfiguredStream, default_schema: str) -> Table:
@@ -195,7 +205,7 @@ def table_for(stream: ConfiguredStream, default_schema: str) -> Table:
     if mode == "overwrite":
         # Named after the sync (the job) when there is one: its next attempt resumes it.
         owner = secrets.token_hex(4) if stream.sync_id is None else f"s{stream.sync_id}"
-        table.staging = _staging_prefix(schema, stream.name) + owner
+        table.staging = staging_prefix(schema, stream.name) + owner
     return table
 
 
@@ -217,8 +227,12 @@ def _made(catalog: Catalog, table: Table) -> None:
 
 
 def _drop_abandoned_staging(conn: psycopg.Connection[Any], table: Table, catalog: Catalog) -> None:
-    prefix = _staging_prefix(table.schema, table.name)
-    for name in catalog.named(table.schema, prefix):
+    found = [
+        name
+        for length in (DIGEST, LEGACY_DIGEST)
+        for name in catalog.named(table.schema, staging_prefix(table.schema, table.name, length))
+    ]
+    for name in found:
         if (table.schema, name) in catalog.ours:  # this sync's: a stream whose hash is the same
             continue
         taken = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(name),)).fetchone()
@@ -226,6 +240,21 @@ def _drop_abandoned_staging(conn: psycopg.Connection[Any], table: Table, catalog
             conn.execute(f"DROP TABLE IF EXISTS {quote(table.schema)}.{quote(name)}")
             conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(name),))
             catalog.dropped(table.schema, name)
+
+
+def _take_legacy_staging(conn: psycopg.Connection[Any], table: Table, catalog: Catalog) -> None:
+    """An earlier attempt of this sync, run by an earlier version, staged under the shorter hash:
+    its staging table gets this version's name, so that this attempt resumes it (else the records
+    before the state it resumes from would be missing from the table it swaps in)."""
+    assert table.staging is not None
+    if table.sync_id is None or catalog.exists(table.schema, table.staging):
+        return
+    owner = table.staging.rsplit("_", 1)[1]
+    legacy = staging_prefix(table.schema, table.name, LEGACY_DIGEST) + owner
+    if not catalog.exists(table.schema, legacy) or (table.schema, legacy) in catalog.ours:
+        return
+    conn.execute(f"ALTER TABLE {quote(table.schema)}.{quote(legacy)} RENAME TO {quote(table.staging)}")
+    catalog.renamed(table.schema, legacy, table.staging)
 
 
 def _resumed(conn: psycopg.Connection[Any], table: Table, catalog: Catalog) -> bool:
@@ -274,6 +303,7 @@ def _prepare(conn: psycopg.Connection[Any], table: Table, catalog: Catalog) -> N
                     " is an earlier attempt of the job still running? Try again once it has ended"
                 )
             catalog.locks.add(key)
+        _take_legacy_staging(conn, table, catalog)
         _drop_abandoned_staging(conn, table, catalog)
         if not catalog.exists(table.schema, table.staging):
             conn.execute(f"CREATE TABLE {table.target} ({definition})")
