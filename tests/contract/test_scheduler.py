@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy.exc import IntegrityError
 
 from ferryman.clock import ManualClock
@@ -370,3 +372,38 @@ def test_the_database_refuses_a_second_job_for_one_due_run(store: SqlJobStore) -
     with store.engine.begin() as db:  # another due time, or none (a manual sync), is fine
         db.execute(jobs.insert().values(**{**values, "scheduled_for": None, "status": "succeeded"}))
         db.execute(jobs.insert().values(**{**values, "scheduled_for": at(2), "status": "succeeded"}))
+
+
+def test_a_run_made_due_while_its_connection_is_deleted_leaves_no_job_to_run(store: SqlJobStore) -> None:
+    """A pass that makes a due run's job while the connection is being deleted. The delete read
+    the connection's live jobs (none), the pass made the job, then the delete removed the row:
+    a pending sync of a connection that was gone, which an engine ran (records written to the
+    destination, then three attempts failed saving the state). Now the job is cancelled with
+    the delete, or never made.
+
+    Nothing real pauses a delete between two statements, so an event hook runs the other
+    scheduler's pass there: once the delete has read the live jobs, unless that read is in the
+    transaction that deleted the row, which no other writer can come between."""
+    world = World(store)
+    conn = world.connection("every 1h")
+    other = Scheduler(world.service, SchedulerSettings(), world.clock)
+    world.clock.advance(HOUR)  # due
+    deleting: list[object] = []
+    passes: list[int] = []
+
+    def between(db: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        text = " ".join(statement.split()).lower()
+        if text.startswith("delete from connections"):
+            deleting.append(db.get_transaction())
+        elif text.startswith("select jobs.id from jobs") and "scope" in text and not passes:
+            outside = db.get_transaction() not in deleting  # a pass cannot come inside
+            passes.append(len(other.tick().created) if outside else 0)
+
+    sa_event.listen(store.engine, "after_cursor_execute", between)
+    try:
+        store.delete_connection(conn.id)
+    finally:
+        sa_event.remove(store.engine, "after_cursor_execute", between)
+    assert world.scheduler.tick().created == [], passes
+    live = store.live_job(str(conn.id))
+    assert live is None, f"job {live.id} of deleted connection {conn.id} is {live.status}"

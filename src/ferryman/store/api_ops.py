@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ferryman.connectors.references import BUILTIN_MODULES, definition_slug
 from ferryman.errors import UserInputError
+from ferryman.jobs.states import JobType
 from ferryman.store import rows
 from ferryman.store.base import (
     Actor,
@@ -248,7 +249,8 @@ class ApiOps:
             .limit(query.limit)
         )
         with self._db.read() as conn:
-            return [rows.job(row) for row in conn.execute(select.where(*_job_filters(query)))]
+            filters = _job_filters(query, bulk_types_unindexed=self._db.is_sqlite)
+            return [rows.job(row) for row in conn.execute(select.where(*filters))]
 
     def count_jobs(self, query: JobQuery) -> int:
         select = sa.select(sa.func.count()).select_from(jobs).where(*_job_filters(query))
@@ -256,12 +258,19 @@ class ApiOps:
             return int(conn.execute(select).scalar_one())
 
 
-def _job_filters(query: JobQuery) -> list[sa.ColumnElement[bool]]:
+def _job_filters(query: JobQuery, bulk_types_unindexed: bool = False) -> list[sa.ColumnElement[bool]]:
+    """``bulk_types_unindexed`` (SQLite, for a page): a filter on types that include syncs, which
+    are nearly every job of a scheduled store, is written so that SQLite cannot use the type
+    index for it. SQLite (no statistics) takes an index on an equality over the one that gives the
+    order, and then read and sorted every sync to return 20 of them: `GET /v1/jobs` took 0.12 s at
+    100,000 jobs, growing with them. Walking the order's index instead stops at the page's end."""
     found: list[sa.ColumnElement[bool]] = []
     if query.scope is not None:
         found.append(jobs.c.scope == query.scope)
     if query.types:
-        found.append(jobs.c.type.in_([t.value for t in query.types]))
+        names = [t.value for t in query.types]
+        unindexed = bulk_types_unindexed and JobType.SYNC in query.types
+        found.append((jobs.c.type.concat("") if unindexed else jobs.c.type).in_(names))
     if query.status is not None:
         found.append(jobs.c.status == str(query.status))
     if query.statuses:

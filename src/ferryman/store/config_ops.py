@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection as SqlConnection
 from sqlalchemy.exc import IntegrityError
 
 from ferryman.errors import UserInputError
-from ferryman.store import notify_ops, rows
+from ferryman.store import rows
 from ferryman.store.base import Actor, AlreadyExists, Connection, ConnectionBusy, ConnectionLabel, NotFound
 from ferryman.store.db import Database
 from ferryman.store.schema import (
@@ -310,11 +310,6 @@ class ConfigOps:
         with self._db.read() as conn:
             result = conn.execute(sa.select(*columns).order_by(connections.c.id))
             return [ConnectionLabel(*row) for row in result]
-
-    def _delete_connection_row(self, connection_id: int) -> None:
-        with self._db.write() as conn:
-            notify_ops.retire_webhooks(conn, connection_id)  # what they owe is still told
-            conn.execute(connections.delete().where(connections.c.id == connection_id))
 
     # -- connection state -------------------------------------------------------------------
 

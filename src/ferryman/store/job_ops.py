@@ -76,6 +76,38 @@ def _job_row(conn: SqlConnection, job_id: int) -> Any:
     return row
 
 
+def cancel_in(conn: SqlConnection, job_id: int, now: datetime) -> Job:
+    """Cancel a job in the caller's transaction: a pending or incomplete one at once, a running
+    one flagged (its engine stops it)."""
+    for _ in range(2):
+        row = _job_row(conn, job_id)
+        status = JobStatus(row.status)
+        if status.terminal:
+            return rows.job(row)
+        if status is not JobStatus.RUNNING:
+            # Compare-and-set on the status read: an engine that claimed the job since
+            # runs an attempt now, which must be stopped first (the flag, below), never
+            # the job ended under it (its connection would be free for a second sync).
+            moved = conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.status == status.value)
+                .values(status=JobStatus.CANCELLED.value, cancel_requested=True, updated_at=now)
+                .returning(*jobs.c)
+            ).first()
+            if moved is not None:
+                return _moved(conn, rows.job(moved), JobStatus.CANCELLED, now)
+            continue
+        flagged = conn.execute(
+            jobs.update()
+            .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
+            .values(cancel_requested=True, updated_at=now)
+            .returning(*jobs.c)
+        ).first()
+        if flagged is not None:
+            return rows.job(flagged)
+    raise StaleWrite(f"job {job_id} keeps changing under us; cancel not recorded", job_id=job_id)
+
+
 def _runnable(store_now: sa.ColumnElement[datetime] | None) -> sa.ColumnElement[bool]:
     """Pending jobs, and incomplete ones whose backoff is over by the store's clock (``store_now``;
     None: whatever ``next_attempt_at`` says, the caller having waited it out itself)."""
@@ -613,35 +645,8 @@ class JobOps:
             return set(conn.execute(query).scalars())
 
     def request_cancel(self, job_id: int) -> Job:
-        now = rows.utcnow()
         with self._db.write() as conn:
-            for _ in range(2):
-                row = _job_row(conn, job_id)
-                status = JobStatus(row.status)
-                if status.terminal:
-                    return rows.job(row)
-                if status is not JobStatus.RUNNING:
-                    # Compare-and-set on the status read: an engine that claimed the job since
-                    # runs an attempt now, which must be stopped first (the flag, below), never
-                    # the job ended under it (its connection would be free for a second sync).
-                    moved = conn.execute(
-                        jobs.update()
-                        .where(jobs.c.id == job_id, jobs.c.status == status.value)
-                        .values(status=JobStatus.CANCELLED.value, cancel_requested=True, updated_at=now)
-                        .returning(*jobs.c)
-                    ).first()
-                    if moved is not None:
-                        return _moved(conn, rows.job(moved), JobStatus.CANCELLED, now)
-                    continue
-                flagged = conn.execute(
-                    jobs.update()
-                    .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
-                    .values(cancel_requested=True, updated_at=now)
-                    .returning(*jobs.c)
-                ).first()
-                if flagged is not None:
-                    return rows.job(flagged)
-        raise StaleWrite(f"job {job_id} keeps changing under us; cancel not recorded", job_id=job_id)
+            return cancel_in(conn, job_id, rows.utcnow())
 
     # -- stream stats -----------------------------------------------------------------------
 

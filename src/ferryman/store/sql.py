@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ferryman.store import migrate
+from ferryman.store import migrate, notify_ops, rows
 from ferryman.store.api_ops import ApiOps
 from ferryman.store.base import JobStore, NotFound
 from ferryman.store.config_ops import ConfigOps, _by_id
 from ferryman.store.db import Database, parse_url
 from ferryman.store.engine_ops import EngineOps
-from ferryman.store.job_ops import JobOps
+from ferryman.store.job_ops import JobOps, cancel_in
 from ferryman.store.notify_ops import NotifyOps
 from ferryman.store.schedule_ops import ScheduleOps
 from ferryman.store.schema import LIVE_STATUSES, REPLICATION_TYPES, connections, jobs
@@ -59,25 +59,28 @@ class SqlJobStore(ConfigOps, JobOps, ApiOps, NotifyOps, TallyOps, ScheduleOps, E
 
     def delete_connection(self, connection_id: int) -> None:
         """Delete the connection with this id and its state; its live sync/reset job is cancelled
-        first (a running one is flagged, and its engine stops it), as Airbyte does on delete."""
-        with self._db.read() as conn:  # its id only: its catalog may be megabytes
+        (a running one is flagged, and its engine stops it), as Airbyte does on delete.
+
+        One transaction: a job made meanwhile (a scheduler's pass, a sync asked for through the
+        API) is either seen here and cancelled, or made after the delete and dropped by the
+        scheduler (its next run's compare-and-set finds no row). Read first and deleted later,
+        such a job ran for a connection that no longer existed, writing to its destination."""
+        now = rows.utcnow()
+        with self._db.write() as conn:  # its id only: its catalog may be megabytes
             row = _by_id(conn, connections, connection_id, columns=[connections.c.id])
             if row is None:
                 raise NotFound(f"no connection with id {connection_id}")
-            live = (
-                conn.execute(
-                    sa.select(jobs.c.id).where(
-                        jobs.c.scope == str(row.id),
-                        jobs.c.type.in_(REPLICATION_TYPES),
-                        jobs.c.status.in_(LIVE_STATUSES),
-                    )
+            notify_ops.retire_webhooks(conn, row.id)  # what they owe is still told
+            conn.execute(connections.delete().where(connections.c.id == row.id))
+            live = conn.execute(
+                sa.select(jobs.c.id).where(
+                    jobs.c.scope == str(row.id),
+                    jobs.c.type.in_(REPLICATION_TYPES),
+                    jobs.c.status.in_(LIVE_STATUSES),
                 )
-                .scalars()
-                .all()
-            )
-        for job_id in live:
-            self.request_cancel(job_id)
-        self._delete_connection_row(row.id)
+            ).scalars()
+            for job_id in list(live):
+                cancel_in(conn, job_id, now)
 
 
 def _implements(store: SqlJobStore) -> JobStore:
