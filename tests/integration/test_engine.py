@@ -453,6 +453,32 @@ def start_engine(url: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return process
 
 
+def test_an_engine_told_to_stop_ends_once_its_last_attempt_is_reaped_not_a_poll_later(
+    store: JobStore, tmp_path: Path
+) -> None:
+    """A stopping engine waits for its running attempts. Once a pass reaped the last one, the
+    loop waited a whole poll interval (here an hour) before it looked again: a server stopped
+    with a sync running stayed up that long after the sync ended (CI once spent 60 s in the test
+    above on it). The attempt's end had set the wake-up, and a clear after the wait lost it."""
+    config = settings(tmp_path)
+    engine = LocalEngine(store, config, limits=LIMITS, poll_interval_s=3600)
+    service = JobService(store, config, engine)
+    job = service.enqueue_spec("builtin:source-bench", "definition:bench")
+    engine.tick(claim=True)  # claims and starts it, in a thread of the engine's
+    (running,) = list(engine._running.values())
+    running.thread.join(60)
+    assert store.get_job(job.id).status is JobStatus.SUCCEEDED
+    engine._wake.clear()  # its end's wake-up was taken by a wait that ended meanwhile
+    stop = threading.Event()
+    stop.set()
+    loop = threading.Thread(target=engine.run, args=(stop,), daemon=True)
+    loop.start()
+    loop.join(60)
+    stopped = not loop.is_alive()
+    engine._wake.set()  # lets an old loop go, whatever the assertion says
+    assert stopped, "the engine waited for a poll after reaping its last attempt"
+
+
 def test_a_job_submitted_in_the_engines_process_starts_without_waiting_for_a_poll(
     store: JobStore, tmp_path: Path
 ) -> None:

@@ -433,14 +433,18 @@ class LocalEngine:
         loop: the observer hears of it once per try, and the engine tries again after 1 s,
         doubling to 30 s, until the store answers."""
         backoff = _Backoff()
+        # The wake-up is cleared before each pass, never after the wait: a submit or an attempt's
+        # end that sets it during the pass (or between the wait and a clear) is not lost, which
+        # left a job queued here waiting for the next poll.
         while not stop.is_set():
+            self._wake.clear()
             if self._tick_or_back_off(backoff, stop, claim=True):
                 self._wake.wait(self.poll_interval_s)
-                self._wake.clear()
         while self.running_attempt_ids():
-            if self._tick_or_back_off(backoff, self._wake, claim=False):
+            self._wake.clear()
+            # The pass reaps the attempts that ended: the last one ends the loop without a wait.
+            if self._tick_or_back_off(backoff, self._wake, claim=False) and self.running_attempt_ids():
                 self._wake.wait(self.poll_interval_s)
-                self._wake.clear()
 
     def _tick_or_back_off(self, backoff: _Backoff, interrupt: threading.Event, claim: bool) -> bool:
         """One tick; False after waiting out a store that failed it (``interrupt`` cuts the wait)."""
@@ -462,6 +466,7 @@ class LocalEngine:
         backoff = _Backoff()
         while True:
             pause = self.poll_interval_s
+            self._wake.clear()  # before the pass (see run)
             try:
                 # While each of them runs here there is nothing to claim and none can be over: a
                 # pass only heartbeats and looks for cancels (an attempt's end wakes the loop).
@@ -484,7 +489,6 @@ class LocalEngine:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"jobs {list(job_ids)} still running after {timeout_s}s")
             self._wake.wait(pause)
-            self._wake.clear()
 
     def _all_running(self, job_ids: Collection[int]) -> bool:
         with self._lock:
