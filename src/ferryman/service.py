@@ -477,12 +477,16 @@ class JobService:
             connection_id=conn.id,
             source=_snapshot(known[SOURCE, conn.source_id]),
             destination=_snapshot(known[DESTINATION, conn.destination_id]),
-            catalog=conn.catalog,
+            catalog={},
             namespace=NamespaceConfig(
                 definition=conn.namespace_definition, format=conn.namespace_format, prefix=conn.prefix
             ),
         )
-        return config.to_document()
+        # The connection's catalog as it was read (JSON already), not copied whole by to_document:
+        # megabytes for thousands of streams, and the store writes it as JSON either way.
+        document = config.to_document()
+        document["catalog"] = conn.catalog
+        return document
 
     def _submit(self, job: Job) -> Job:
         """Hand a job just enqueued to the engine (Temporal starts its workflow now)."""
@@ -524,17 +528,22 @@ class JobService:
             self.store.list_actors(SOURCE) + self.store.list_actors(DESTINATION),
         )
 
-    def job_document(self, job_id: int) -> dict[str, Any]:
+    def job_document(self, job_id: int, ended: Job | None = None) -> dict[str, Any]:
         """A job with its attempts, failures and per-stream stats, every string masked by the
-        job's secret values: what ``jobs show`` prints and a sync's summary is made of."""
-        job, attempts = self.job_details(job_id)
+        job's secret values: what ``jobs show`` prints and a sync's summary is made of.
+        ``ended``: the job read already as it ended (a terminal job's row no longer changes), so
+        that its config, a sync's whole catalog, is not decoded a second time."""
+        job, attempts = self.job_details(job_id, ended)
         document: dict[str, Any] = mask_strings(
             views.details_doc(job, self.names(), attempts), self.job_secrets(job)
         )
         return document
 
-    def job_details(self, job_id: int) -> tuple[Job, list[tuple[Attempt, list[StreamStat]]]]:
-        job = self.store.get_job(job_id)
+    def job_details(
+        self, job_id: int, ended: Job | None = None
+    ) -> tuple[Job, list[tuple[Attempt, list[StreamStat]]]]:
+        job = ended if ended is not None and ended.id == job_id and ended.status.terminal else None
+        job = job or self.store.get_job(job_id)
         attempts = self.store.list_attempts(job_id)
         return job, [(a, self.store.list_stream_stats(a.id)) for a in attempts]
 

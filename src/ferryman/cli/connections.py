@@ -330,6 +330,7 @@ def _replicate(name: str, reset: bool, detach: bool, json: bool) -> int:
             return 0
         display = progress_display(err()) if not json or sys.stderr.isatty() else None
         ended = run_and_watch(service, job, display, service.job_secrets(job))
+        del job  # as it was queued, with its config (a sync's whole catalog): ``ended`` has one
         return print_outcome(service, ended, json)
 
 

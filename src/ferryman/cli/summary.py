@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 def print_outcome(service: JobService, job: Job, json: bool) -> int:
     """The summary of a finished job; its exit code: 0 succeeded, 1 anything else."""
-    document = service.job_document(job.id)
+    document = service.job_document(job.id, job)
     masked = service.job_secrets(job)
     try:
         if json:

@@ -109,6 +109,8 @@ class AttemptExecution:
     _lost: threading.Event = dataclasses.field(default_factory=threading.Event, init=False)
     # Why the attempt was stopped when it is not a cancel (see stop()), and how the job ends.
     _stopped: tuple[FailureReason, JobStatus] | None = dataclasses.field(default=None, init=False)
+    # Set once the job's config in the store was replaced (_apply_config_updates): see _end.
+    _config_changed: bool = dataclasses.field(default=False, init=False)
 
     def run(self) -> Job:
         """Run the attempt to its end and record the outcome; returns the job as it ends up."""
@@ -343,6 +345,7 @@ class AttemptExecution:
                 sides[side] = msgspec.structs.replace(actor, config=update)
         if sides:
             self.store.set_job_config(self.job.id, msgspec.structs.replace(config, **sides).to_document())
+            self._config_changed = True
 
     # -- outcomes ---------------------------------------------------------------------------
 
@@ -415,12 +418,16 @@ class AttemptExecution:
     ) -> Job:
         """Save the attempt's outcome (``store.end_attempt``); keep the attempt as it ended, so
         whoever reports the end need not read it back."""
+        # The job's config is the one this attempt read as it started, unless a connector's config
+        # update replaced it: it is not decoded from the store once more (a sync's config is its
+        # whole catalog, megabytes for thousands of streams).
+        read = self._config_changed
         job, self.ended = self._stored(
             lambda: self.store.end_attempt(
-                self.attempt, status, job_status, now or self.clock.now(), **values
+                self.attempt, status, job_status, now or self.clock.now(), read_config=read, **values
             )
         )
-        return job
+        return job if read else dataclasses.replace(job, config=self.job.config)
 
     def _stored(self, write: Callable[[], _T]) -> _T:
         """``write`` to the store; with ``give_up``, tried again while the store does not answer,

@@ -31,6 +31,7 @@ from ferryman.store.schema import (
     REPLICATION_TYPES,
     actors,
     applications,
+    bound_late,
     connections,
     definitions,
     jobs,
@@ -126,12 +127,14 @@ class ApiOps:
             check_new_name("connection", values["name"])
         check_mapping_text(values.get("prefix"), values.get("namespace_format"))
         try:
+            kept, late = bound_late(values)  # a catalog: see bound_late
             with self._db.write() as conn:
                 row = conn.execute(
                     connections.update()
                     .where(connections.c.id == connection_id)
-                    .values(**values)
-                    .returning(*connections.c)
+                    .values(**kept)
+                    .returning(*connections.c),
+                    late,
                 ).first()
         except IntegrityError:
             raise AlreadyExists(f"a connection named {values.get('name')!r} exists already") from None

@@ -445,13 +445,16 @@ class JobStore(Protocol):
         attempt_status: AttemptStatus,
         job_status: JobStatus,
         now: datetime,
+        read_config: bool = True,
         **attempt_values: Any,
     ) -> tuple[Job, Attempt | None]:
         """An attempt's outcome, one transaction: the running attempt moved to ``attempt_status``
         (ended ``now``, with ``attempt_values``: output, failure_summary), then the job to
         ``job_status``. Returns the job and the attempt as it ended; None and the job as it is
         when the attempt had ended already (an outcome reported late changes nothing).
-        ``succeed_attempt``, ``fail_attempt`` and ``cancel_attempt`` are its three uses."""
+        ``succeed_attempt``, ``fail_attempt`` and ``cancel_attempt`` are its three uses.
+        Without ``read_config`` the job comes back with its config unread (:class:`UnreadConfig`),
+        for a caller that holds it already: a sync's is the whole catalog."""
 
     def succeed_attempt(self, attempt: Attempt, output: dict[str, Any], now: datetime) -> Job:
         """Attempt succeeded, job succeeded (no-op if the job is terminal already)."""

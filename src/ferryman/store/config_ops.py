@@ -21,6 +21,7 @@ from ferryman.store.schema import (
     LIVE_STATUSES,
     REPLICATION_TYPES,
     actors,
+    bound_late,
     connection_state,
     connections,
     jobs,
@@ -257,7 +258,8 @@ class ConfigOps:
                     ).first()
                     if found is None:
                         raise NotFound(f"no {kind} with id {actor_id}")
-                row = conn.execute(connections.insert().values(**values).returning(*connections.c)).one()
+                kept, late = bound_late(values)  # the catalog: see bound_late
+                row = conn.execute(connections.insert().values(**kept).returning(*connections.c), late).one()
         except IntegrityError:
             raise AlreadyExists(f"a connection named {name!r} exists already") from None
         return rows.connection(row)
@@ -284,8 +286,9 @@ class ConfigOps:
             row = conn.execute(
                 connections.update()
                 .where(connections.c.id == connection_id)
-                .values(catalog=catalog)
-                .returning(*connections.c)
+                .values(catalog=sa.bindparam("late_catalog"))  # see bound_late
+                .returning(*connections.c),
+                {"late_catalog": catalog},
             ).first()
         if row is None:
             raise NotFound(f"no connection with id {connection_id}")
@@ -324,7 +327,7 @@ class ConfigOps:
         """The connection's committed state, replacing the previous one."""
         try:
             with self._db.write() as conn:
-                conn.execute(state_upsert(self._db, connection_id, state, job_id))
+                conn.execute(*state_upsert(self._db, connection_id, state, job_id))
         except IntegrityError:
             raise NotFound(f"no connection with id {connection_id}") from None
 
@@ -369,7 +372,7 @@ class ConfigOps:
                     connection_state.delete().where(connection_state.c.connection_id == connection_id)
                 )
             else:
-                conn.execute(state_upsert(self._db, connection_id, state, None))
+                conn.execute(*state_upsert(self._db, connection_id, state, None))
         return True
 
 
@@ -382,14 +385,19 @@ def live_replication(scope: str) -> Any:
     )
 
 
-def state_upsert(db: Database, connection_id: int, state: list[dict[str, Any]], job_id: int | None) -> Any:
-    """The statement that makes ``state`` the connection's committed state."""
+def state_upsert(
+    db: Database, connection_id: int, state: list[dict[str, Any]], job_id: int | None
+) -> tuple[Any, dict[str, Any]]:
+    """The statement that makes ``state`` the connection's committed state, and its parameters
+    (the state is bound at execution: see ``schema.bound_late``)."""
     values = {"connection_id": connection_id, "state": state, "updated_at": rows.utcnow(), "job_id": job_id}
-    statement = db.insert(connection_state).values(**values)
-    return statement.on_conflict_do_update(
+    kept, late = bound_late(values)
+    statement = db.insert(connection_state).values(**kept)
+    upsert = statement.on_conflict_do_update(
         index_elements=[connection_state.c.connection_id],
         set_={name: statement.excluded[name] for name in ("state", "updated_at", "job_id")},
     )
+    return upsert, late
 
 
 def _stream_count(dialect: str) -> sa.ColumnElement[int]:

@@ -41,6 +41,7 @@ from ferryman.store.schema import (
     REPLICATION_TYPES,
     UtcDateTime,
     attempts,
+    bound_late,
     connections,
     jobs,
     stream_stats,
@@ -121,24 +122,37 @@ def _runnable(store_now: sa.ColumnElement[datetime] | None) -> sa.ColumnElement[
     )
 
 
+def _job_columns(read_config: bool) -> list[sa.ColumnElement[Any]]:
+    """What a write returns of a job: every column, or all but the config (NULL in its place,
+    which rows.job reads as UnreadConfig)."""
+    return list(jobs.c) if read_config else _JOB_BUT_CONFIG
+
+
+_JOB_BUT_CONFIG: list[sa.ColumnElement[Any]] = [
+    sa.null().label("config") if column.name == "config" else column for column in jobs.c
+]
+
+
 def move_job(
     conn: SqlConnection,
     job_id: int,
     target: JobStatus,
     now: datetime,
     expected: JobStatus | None = None,
+    read_config: bool = True,
     **values: Any,
 ) -> Job:
     """Compare-and-set the job to ``target`` (plus ``values``); a terminal job comes back unchanged.
 
     ``expected``: the status the caller believes the job has; the write is tried on that belief
-    first, sparing the read (one statement instead of two in the common case)."""
+    first, sparing the read (one statement instead of two in the common case). Without
+    ``read_config``, the job written comes back with its config unread (see end_attempt)."""
     if expected is not None and not expected.terminal and target in JOB_TRANSITIONS[expected]:
         moved = conn.execute(
             jobs.update()
             .where(jobs.c.id == job_id, jobs.c.status == expected.value)
             .values(status=target.value, updated_at=now, **values)
-            .returning(*jobs.c)
+            .returning(*_job_columns(read_config))
         ).first()
         if moved is not None:
             return _moved(conn, rows.job(moved), target, now)
@@ -152,7 +166,7 @@ def move_job(
             jobs.update()
             .where(jobs.c.id == job_id, jobs.c.status == seen.value)
             .values(status=to.value, updated_at=now, **values)
-            .returning(*jobs.c)
+            .returning(*_job_columns(read_config))
         )
         moved = conn.execute(statement).first()
         if moved is not None:
@@ -173,12 +187,14 @@ def move_attempt(
 
     Tried first as running -> ``target`` without a read: an attempt's outcome nearly always
     finds it running."""
+    values, late = bound_late(values)  # an output: not kept by SQLAlchemy's statement cache
     if target in ATTEMPT_TRANSITIONS[AttemptStatus.RUNNING]:
         moved = conn.execute(
             attempts.update()
             .where(attempts.c.id == attempt_id, attempts.c.status == AttemptStatus.RUNNING.value)
             .values(status=target.value, updated_at=now, **values)
-            .returning(*attempts.c)
+            .returning(*attempts.c),
+            late,
         ).first()
         if moved is not None:
             return rows.attempt(moved)
@@ -196,7 +212,7 @@ def move_attempt(
             .values(status=to.value, updated_at=now, **values)
             .returning(*attempts.c)
         )
-        moved = conn.execute(statement).first()
+        moved = conn.execute(statement, late).first()
         if moved is not None:
             return rows.attempt(moved)
     raise StaleWrite(f"attempt {attempt_id} keeps changing under us; not moved to {target}")
@@ -249,12 +265,14 @@ def _end_at_once(
     now: datetime,
     attempt_values: dict[str, Any],
     job_values: dict[str, Any],
+    read_config: bool = True,
 ) -> tuple[Attempt, Job | None] | None:
     """Postgres: an outcome's two compare-and-set writes in one statement, one round trip: the
     running attempt to ``attempt_status``, and, only if that moved it, the running job to
     ``job_status`` (two data-modifying CTEs, their rows joined). None when the attempt had
     ended already; the job None when the attempt moved but the job was not running. The
     caller writes the notices of a job that ended (``_moved``), in the same transaction."""
+    attempt_values, late = bound_late(attempt_values)  # not kept by the statement cache
     ended = (
         attempts.update()
         .where(attempts.c.id == attempt.id, attempts.c.status == AttemptStatus.RUNNING.value)
@@ -270,14 +288,14 @@ def _end_at_once(
             sa.exists(sa.select(ended.c.id)),
         )
         .values(status=job_status.value, updated_at=now, **job_values)
-        .returning(*jobs.c)
+        .returning(*_job_columns(read_config))
         .cte("moved")
     )
     query = sa.select(
         *(column.label(f"a_{column.name}") for column in ended.c),
         *(column.label(f"j_{column.name}") for column in moved.c),
     ).select_from(ended.outerjoin(moved, sa.true()))
-    row = conn.execute(query).first()
+    row = conn.execute(query, late).first()
     if row is None:
         return None
     values = row._mapping
@@ -336,12 +354,18 @@ class JobOps:
             "updated_at": stamp,
             "cancel_requested": False,
         }
+        # The config (the whole catalog, for a sync) is bound at execution: see bound_late.
+        kept, late = bound_late(values)
+        # A job claimed at once comes back from its move to running: the insert returns its id
+        # only, not a config decoded for nothing.
+        returned = list(jobs.c) if claim is None else [jobs.c.id]
         for _ in range(2):
             try:
                 with self._db.write() as conn:
                     if type.is_replication and scope and not self._db.is_sqlite:
                         _wait_for_state_edit(conn, scope)
-                    row = conn.execute(jobs.insert().values(**values).returning(*jobs.c)).one()
+                    insert = jobs.insert().values(**kept).returning(*returned)
+                    row = conn.execute(insert, late).one()
                     if claim is None:
                         return rows.job(row), None
                     engine_id, now, log_path_for = claim
@@ -503,7 +527,8 @@ class JobOps:
     def set_job_config(self, job_id: int, config: dict[str, Any]) -> None:
         with self._db.write_statement() as conn:
             live = jobs.c.status.in_(LIVE_STATUSES)
-            conn.execute(jobs.update().where(jobs.c.id == job_id, live).values(config=config))
+            update = jobs.update().where(jobs.c.id == job_id, live).values(config=sa.bindparam("late_config"))
+            conn.execute(update, {"late_config": config})  # not kept by the cache: see bound_late
 
     def set_attempt_pids(self, attempt_id: int, pids: list[int]) -> None:
         with self._db.write_statement() as conn:
@@ -551,22 +576,29 @@ class JobOps:
         attempt_status: AttemptStatus,
         job_status: JobStatus,
         now: datetime,
+        read_config: bool = True,
         **attempt_values: Any,
     ) -> tuple[Job, Attempt | None]:
         extra = {"next_attempt_at": None} if job_status is JobStatus.INCOMPLETE else {}
         with self._db.write() as conn:
             if not self._db.is_sqlite and _ends_a_running_job(attempt_status, job_status):
-                ended = _end_at_once(conn, attempt, attempt_status, job_status, now, attempt_values, extra)
+                ended = _end_at_once(
+                    conn, attempt, attempt_status, job_status, now, attempt_values, extra, read_config
+                )
                 if ended is None:  # the attempt had ended already
                     return rows.job(_job_row(conn, attempt.job_id)), None
                 ended_attempt, job = ended
                 if job is None:  # the job was not running: decided on a fresh read
-                    return move_job(conn, attempt.job_id, job_status, now, **extra), ended_attempt
+                    moved_job = move_job(
+                        conn, attempt.job_id, job_status, now, read_config=read_config, **extra
+                    )
+                    return moved_job, ended_attempt
                 return _moved(conn, job, job_status, now), ended_attempt  # with its notices
             moved = move_attempt(conn, attempt.id, attempt_status, now, ended_at=now, **attempt_values)
             if moved is None:
                 return rows.job(_job_row(conn, attempt.job_id)), None
-            return move_job(conn, attempt.job_id, job_status, now, JobStatus.RUNNING, **extra), moved
+            job = move_job(conn, attempt.job_id, job_status, now, JobStatus.RUNNING, read_config, **extra)
+            return job, moved
 
     def succeed_attempt(self, attempt: Attempt, output: dict[str, Any], now: datetime) -> Job:
         return self.end_attempt(attempt, AttemptStatus.SUCCEEDED, JobStatus.SUCCEEDED, now, output=output)[0]
@@ -693,7 +725,7 @@ class JobOps:
                 if conn.execute(running).first() is None:
                     return False
                 if state is not None and connection_id is not None:
-                    conn.execute(state_upsert(self._db, connection_id, state, job_id))
+                    conn.execute(*state_upsert(self._db, connection_id, state, job_id))
                 if stats:
                     values = [rows.stream_stat_values(attempt_id, stat) for stat in stats]
                     conn.execute(self._stats_upsert(), values)

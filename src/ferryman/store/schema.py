@@ -57,6 +57,26 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+def bound_late(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``values`` for a statement's ``.values()``, each JSON document (a dict or a list) replaced
+    by a named parameter, and the parameters that carry them, to pass to ``execute``.
+
+    SQLAlchemy caches a compiled statement with the cache key of the first statement of its
+    shape, and that key holds the first statement's values: a job's config (the whole catalog,
+    megabytes for thousands of streams) or an attempt's output put in ``.values()`` stayed
+    referenced by the cache for as long as the process lived. A parameter given to ``execute``
+    is not part of the key."""
+    kept: dict[str, Any] = {}
+    late: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, dict | list):
+            kept[name] = sa.bindparam(f"late_{name}")
+            late[f"late_{name}"] = value
+        else:
+            kept[name] = value
+    return kept, late
+
+
 class PortableJson(sa.types.TypeDecorator[Any]):
     """JSON text on SQLite, JSONB on Postgres (what the migrations create): the JSONB type is
     looked up when a Postgres engine first compiles a statement, not when this module loads."""
