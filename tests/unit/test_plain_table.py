@@ -101,3 +101,12 @@ def test_thousands_of_streams_are_printed_without_rich_laying_out_each_row(
         assert text.count("\n") == 3000 + 4 + (table.title is not None)
         assert "│ public.table_2999 │ incremental │" in text or "│ table_2999 " in text
     assert rows_rich_laid_out == [1, 1]  # the frame of each: its first row only
+
+
+def test_a_cell_that_starts_with_a_combining_mark_is_laid_out_as_rich_does() -> None:
+    """Found by the property above in CI: a stream name of one combining acute accent."""
+    table = PlainTable("", "")
+    table.add_row("", "")
+    table.add_row("", "\u0301")
+    for terminal in (True, False):
+        assert printed(table, 80, terminal) == printed(table.rich_table(), 80, terminal)

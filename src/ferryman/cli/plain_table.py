@@ -68,14 +68,14 @@ class PlainTable:
         # What the plain console shows of each cell (see ferryman.cli.terminal); one line each.
         texts = [[visible(cell) for cell in row] for row in self.rows]
         headers = [visible(header) for header in self.headers]
-        if not all(header.isprintable() for header in headers):
+        if not all(header.isprintable() and not _leads_with_a_mark(header) for header in headers):
             return None
         widths = [cell_len(header) for header in headers]
         for row in texts:
             if len(row) != len(widths):
                 return None
             for at, text in enumerate(row):
-                if not text.isprintable():  # a newline, a tab, a format character: rich's way
+                if not text.isprintable() or _leads_with_a_mark(text):  # rich's way (see below)
                     return None
                 widths[at] = max(widths[at], cell_len(text))
         if sum(widths) + 3 * len(widths) + 1 > options.max_width:
@@ -100,6 +100,14 @@ class PlainTable:
         if line(texts[0]) != shown:
             return None
         return _segments(frame[:-1], (line(row) for row in texts[1:]), bottom)
+
+
+def _leads_with_a_mark(text: str) -> bool:
+    """Whether ``text`` starts with a combining mark (of no width of its own): rich lays such a
+    cell out its own way, the mark joined to the padding before it."""
+    import unicodedata
+
+    return bool(text) and unicodedata.combining(text[0]) != 0
 
 
 def _segments(head: list[list[Segment]], body: Iterator[str], bottom: list[Segment]) -> Iterator[Segment]:
