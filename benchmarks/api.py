@@ -9,6 +9,8 @@ sync jobs of one connection in bulk with SQL, then measures, from one client, on
 time (latency is what a client waits; requests per second are those of one client):
 
   * ``GET /v1/jobs?limit=20`` (the first page, Airbyte's default order),
+  * ``GET /v1/jobs?limit=20&orderBy=updatedAt|DESC`` (the newest changes first, as an
+    orchestrator's client polls for finished jobs),
   * ``GET /v1/jobs/{id}`` of random jobs,
   * ``POST /v1/jobs`` + ``DELETE /v1/jobs/{id}`` pairs (a sync enqueued, then cancelled).
 """
@@ -119,6 +121,10 @@ def run(url: str | None, count: int, requests: int, pairs: int) -> list[dict[str
             def page() -> None:
                 client.get("/jobs", params={"limit": 20}).raise_for_status()
 
+            def by_update() -> None:
+                params = {"limit": 20, "orderBy": "updatedAt|DESC"}
+                client.get("/jobs", params=params).raise_for_status()
+
             def one() -> None:
                 client.get(f"/jobs/{random.randint(low, high)}").raise_for_status()
 
@@ -129,6 +135,7 @@ def run(url: str | None, count: int, requests: int, pairs: int) -> list[dict[str
 
             return [
                 measure("GET /v1/jobs?limit=20", requests, page),
+                measure("GET /v1/jobs?limit=20&orderBy=updatedAt|DESC", requests, by_update),
                 measure("GET /v1/jobs/{id}", requests, one),
                 measure("POST /v1/jobs + DELETE /v1/jobs/{id}", pairs, pair),
             ]

@@ -439,14 +439,19 @@ class JobService:
         ConnectionBusy if one is live already. ``here``: the caller runs it in this process
         (``run``): with an engine that runs attempts here, the job is queued already started, so
         a command killed right after queueing never leaves a pending job nobody will run.
+        NotFound if the connection was deleted since it was read: it gets no job.
 
         Its actors are read by id: a source *named* like another's id must not stand in for it."""
         conn = self.store.get_connection(connection) if isinstance(connection, str) else connection
         job_type = JobType.RESET if reset else JobType.SYNC
         config = self._replication_config(conn)
-        if here and isinstance(self.engine, StartsHere):
-            return self.engine.enqueue_and_start(job_type, str(conn.id), config)
-        return self._submit(self.store.enqueue(job_type, str(conn.id), config))
+        try:
+            if here and isinstance(self.engine, StartsHere):
+                return self.engine.enqueue_and_start(job_type, str(conn.id), config)
+            job = self.store.enqueue(job_type, str(conn.id), config, require_connection=True)
+        except NotFound:  # deleted since it was read: checked where the job would be inserted
+            raise NotFound(f"connection {conn.name} was deleted: no {job_type} job was queued") from None
+        return self._submit(job)
 
     def enqueue_scheduled(self, runs: list[DueSync]) -> list[Job | None]:
         """The sync jobs of due runs, made in one transaction (see ``JobStore.enqueue_scheduled``):

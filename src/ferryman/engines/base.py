@@ -61,7 +61,8 @@ class Engine(Protocol):
 @runtime_checkable
 class StartsHere(Protocol):
     """An engine that runs attempts in this process (the local engine): a command that runs a
-    job itself queues it already started here, in one transaction (``JobStore.enqueue_running``)."""
+    job itself queues it already started here, in one transaction (``JobStore.enqueue_running``).
+    A sync/reset of a connection deleted meanwhile gets no job: NotFound."""
 
     def enqueue_and_start(self, type: JobType, scope: str, config: dict[str, Any]) -> Job: ...
 

@@ -200,7 +200,7 @@ class LocalEngine:
         """Queue a job already claimed by this engine and start its first attempt (see
         ``JobStore.enqueue_running``): what a command that runs its own job does."""
         job, attempt = self.store.enqueue_running(
-            type, scope, config, self.engine_id, self.clock.now(), self.log_path
+            type, scope, config, self.engine_id, self.clock.now(), self.log_path, require_connection=True
         )
         self._start(job, attempt)
         return job

@@ -375,10 +375,14 @@ class JobStore(Protocol):
     def delete_connection(self, connection_id: int) -> None: ...
 
     # -- jobs and attempts ----------------------------------------------------------------
-    def enqueue(self, type: JobType, scope: str | None, config: dict[str, Any]) -> Job:
+    def enqueue(
+        self, type: JobType, scope: str | None, config: dict[str, Any], require_connection: bool = False
+    ) -> Job:
         """A pending job, its ``created_at`` the store's time (never this host's). For sync/reset:
         ConnectionBusy if the scope has a live one (the database enforces it: a partial unique
-        index on scope where status is live)."""
+        index on scope where status is live); with ``require_connection``, NotFound if the
+        connection the scope names is gone, checked in the insert's transaction (a sync asked
+        for by a user: the connection may have been deleted since it was read)."""
 
     def enqueue_running(
         self,
@@ -388,12 +392,14 @@ class JobStore(Protocol):
         engine_id: str,
         now: datetime,
         log_path_for: Callable[[int, int], str],
+        require_connection: bool = False,
     ) -> tuple[Job, Attempt]:
         """A job and its first attempt, claimed by ``engine_id``, in one transaction: the job is
         never pending, so a process killed right after queueing it leaves a running attempt
         whose engine is gone (recovered like any other), never a pending job nobody runs.
         The job's ``created_at`` is the store's time, as for :meth:`enqueue`; ``now`` (the
-        engine's clock) stamps its start and the attempt. ConnectionBusy as for :meth:`enqueue`."""
+        engine's clock) stamps its start and the attempt. ConnectionBusy and NotFound as for
+        :meth:`enqueue`."""
 
     def get_job(self, job_id: int) -> Job: ...
     def list_jobs(

@@ -58,14 +58,23 @@ _STAT_COLUMNS = (
 )
 
 
-def _wait_for_state_edit(conn: SqlConnection, scope: str) -> None:
-    """Postgres: hold the connection's row FOR KEY SHARE until the commit. A state edit in
-    progress (``replace_state``, which holds it FOR UPDATE) is waited for, so the job's attempts
-    read the edited state; one that comes later waits for this job and sees it live."""
-    if _CONNECTION_ID.fullmatch(scope):
-        conn.execute(
-            sa.select(connections.c.id).where(connections.c.id == int(scope)).with_for_update(key_share=True)
-        )
+def _hold_connection(conn: SqlConnection, type: JobType, scope: str, postgres: bool, required: bool) -> None:
+    """A sync/reset job's connection, held for the insert's transaction.
+
+    Postgres: its row is held FOR KEY SHARE until the commit. A delete in progress is waited for
+    (the row is gone then); one that comes later waits for this job, sees it and cancels it. A
+    state edit in progress (``replace_state``, which holds the row FOR UPDATE) is waited for too,
+    so the job's attempts read the edited state. SQLite: the write transaction is the lock.
+
+    ``required``: a connection that no longer exists gets no job (NotFound). Its caller read it
+    first (a sync asked for through the API or the CLI); deleted since, its job would have run
+    against a destination nobody configures any more, or failed three times."""
+    found = None
+    if _CONNECTION_ID.fullmatch(scope) and (postgres or required):
+        query = sa.select(connections.c.id).where(connections.c.id == int(scope))
+        found = conn.execute(query.with_for_update(key_share=True) if postgres else query).first()
+    if required and found is None:
+        raise NotFound(f"connection {scope} was deleted: no {type} job was queued")
 
 
 def _job_row(conn: SqlConnection, job_id: int) -> Any:
@@ -315,8 +324,10 @@ class JobOps:
 
     # -- creating and reading jobs ----------------------------------------------------------
 
-    def enqueue(self, type: JobType, scope: str | None, config: dict[str, Any]) -> Job:
-        return self._enqueue(type, scope, config, None)[0]
+    def enqueue(
+        self, type: JobType, scope: str | None, config: dict[str, Any], require_connection: bool = False
+    ) -> Job:
+        return self._enqueue(type, scope, config, None, require_connection)[0]
 
     def enqueue_running(
         self,
@@ -326,8 +337,10 @@ class JobOps:
         engine_id: str,
         now: datetime,
         log_path_for: Callable[[int, int], str],
+        require_connection: bool = False,
     ) -> tuple[Job, Attempt]:
-        job, attempt = self._enqueue(type, scope, config, (engine_id, now, log_path_for))
+        claim = (engine_id, now, log_path_for)
+        job, attempt = self._enqueue(type, scope, config, claim, require_connection)
         assert attempt is not None
         return job, attempt
 
@@ -337,6 +350,7 @@ class JobOps:
         scope: str | None,
         config: dict[str, Any],
         claim: tuple[str, datetime, Callable[[int, int], str]] | None,
+        require_connection: bool,
     ) -> tuple[Job, Attempt | None]:
         type = JobType(type)
         if type.is_replication and not scope:
@@ -362,8 +376,8 @@ class JobOps:
         for _ in range(2):
             try:
                 with self._db.write() as conn:
-                    if type.is_replication and scope and not self._db.is_sqlite:
-                        _wait_for_state_edit(conn, scope)
+                    if type.is_replication and scope:
+                        _hold_connection(conn, type, scope, not self._db.is_sqlite, require_connection)
                     insert = jobs.insert().values(**kept).returning(*returned)
                     row = conn.execute(insert, late).one()
                     if claim is None:

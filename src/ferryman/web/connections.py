@@ -184,6 +184,8 @@ def _replicate(request: Request, connection_id: int, reset: bool) -> Response:
         job = web.service.enqueue_replication(conn, reset=reset)
     except ConnectionBusy as busy:
         return redirect(request, _back(conn.id), ("error", _line(busy)))
+    except NotFound as gone:  # deleted meanwhile: its page is gone too
+        return redirect(request, "/connections", ("error", _line(gone)))
     return redirect(
         request, f"/jobs/{job.id}", ("ok", f"{'Reset' if reset else 'Sync'} job {job.id} queued.")
     )
