@@ -3,9 +3,7 @@
 Both live under a cache dir (``~/.cache/ferryman-bench`` by default) and are installed once:
 faker by Ferryman's own PyPI installer (``<cache>/venvs``, the layout of ``FERRYMAN_HOME/venvs``),
 PyAirbyte into a venv of its own (it needs Python 3.10 to 3.12 and ~360 packages, none of which
-become the project's dependencies). Imported by ``vs_pyairbyte.py`` and ``real_connector.py``
-after their own directory has left ``sys.path`` (``queue.py`` here would shadow the standard
-library's), so they append it back at the end.
+become the project's dependencies). Imported by ``vs_pyairbyte.py`` and ``real_connector.py``.
 """
 
 from __future__ import annotations

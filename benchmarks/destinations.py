@@ -27,12 +27,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-# benchmarks/queue.py would shadow the standard library's queue, which psycopg imports.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import psycopg
 
-import psycopg  # noqa: E402
-
-from ferryman.launchers.base import make_pipe  # noqa: E402
+from ferryman.launchers.base import make_pipe
 
 PY = sys.executable
 

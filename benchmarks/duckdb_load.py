@@ -27,12 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-# benchmarks/queue.py would shadow the standard library's queue.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.append(str(Path(__file__).resolve().parent))  # after the standard library
-
-from _venvs import DEFAULT_CACHE_DIR, faker_venv  # noqa: E402
-from real_connector import configured_catalog  # noqa: E402
+from _venvs import DEFAULT_CACHE_DIR, faker_venv
+from real_connector import configured_catalog
 
 
 def record_input(cache_dir: Path, count: int, seed: int) -> tuple[Path, Path, Path]:

@@ -18,34 +18,29 @@ by hand, and set on every sync) and without it, it times, median of ``--runs``:
 
 from __future__ import annotations
 
+import argparse
 import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
-# benchmarks/queue.py shadows the standard library's queue module when this folder comes first on
-# sys.path (as it does for a script run from here), and psycopg imports queue.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+import httpx
+import psutil
+import sqlalchemy as sa
 
-import argparse  # noqa: E402
-import random  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import httpx  # noqa: E402
-import psutil  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-
-from ferryman.store import SqlJobStore, open_store  # noqa: E402
-from ferryman.store import tallies as queries  # noqa: E402
-from ferryman.store.schema import attempts, jobs, stream_stats  # noqa: E402
+from ferryman.store import SqlJobStore, open_store
+from ferryman.store import tallies as queries
+from ferryman.store.schema import attempts, jobs, stream_stats
 
 TYPES = [("sync", 70), ("check_connection_source", 10), ("check_connection_destination", 8)]
 TYPES += [("discover_schema", 8), ("spec", 4)]

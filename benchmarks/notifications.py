@@ -22,16 +22,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-# benchmarks/queue.py would shadow the standard library's queue module: this folder leaves the
-# path, the repository (for tests.receiver) joins it.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [str(HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for tests.receiver
 
-from tests.receiver import receiving  # noqa: E402
+from tests.receiver import receiving
 
-from ferryman.jobs.states import JobType  # noqa: E402
-from ferryman.notifications import DeliveryPolicy, Dispatcher  # noqa: E402
-from ferryman.store import SqlJobStore, open_store  # noqa: E402
+from ferryman.jobs.states import JobType
+from ferryman.notifications import DeliveryPolicy, Dispatcher
+from ferryman.store import SqlJobStore, open_store
 
 SLOTS = {"sync": 1}
 

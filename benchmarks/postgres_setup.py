@@ -26,21 +26,17 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import sys
 import tempfile
 import time
 from typing import Any
 
-# This folder's queue.py would shadow the standard library's for psycopg, which imports it.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+import orjson
+import psycopg
 
-import orjson  # noqa: E402
-import psycopg  # noqa: E402
-
-from ferryman.builtin._catalog import parse_catalog  # noqa: E402
-from ferryman.builtin._destination import load  # noqa: E402
-from ferryman.builtin._runtime import Output  # noqa: E402
-from ferryman.builtin.destination_postgres import NAME, PostgresSink, parse_config, table_for  # noqa: E402
+from ferryman.builtin._catalog import parse_catalog
+from ferryman.builtin._destination import load
+from ferryman.builtin._runtime import Output
+from ferryman.builtin.destination_postgres import NAME, PostgresSink, parse_config, table_for
 
 PROPERTIES = {"id": {"type": "integer"}, "v": {"type": "string"}}
 SPENT: collections.Counter[str] = collections.Counter()  # --by-statement: seconds per statement kind

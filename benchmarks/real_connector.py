@@ -60,15 +60,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-# benchmarks/queue.py would shadow the standard library's queue.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-import duckdb  # noqa: E402
-import psutil  # noqa: E402
-
-sys.path.append(str(Path(__file__).resolve().parent))  # after the standard library
-
-from _venvs import DEFAULT_CACHE_DIR, FAKER, prepare_tools  # noqa: E402
+import duckdb
+import psutil
+from _venvs import DEFAULT_CACHE_DIR, FAKER, prepare_tools
 
 STREAMS = ("products", "users", "purchases")
 CONNECTION = "bench"

@@ -21,32 +21,25 @@ builds each job's config snapshot as ``connections sync --detach`` does.
 
 from __future__ import annotations
 
-import os
-import sys
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
-# benchmarks/queue.py is the standard library's queue module's name: run as a script, this
-# folder comes first on sys.path and would shadow it for psycopg.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+import psycopg
+import sqlalchemy as sa
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import psycopg  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-
-from ferryman.jobs.schedules import parse_schedule  # noqa: E402
-from ferryman.scheduler import Scheduler  # noqa: E402
-from ferryman.service import JobService  # noqa: E402
-from ferryman.settings import SchedulerSettings, Settings  # noqa: E402
-from ferryman.store import SqlJobStore, open_store  # noqa: E402
-from ferryman.store.schema import connections, jobs  # noqa: E402
+from ferryman.jobs.schedules import parse_schedule
+from ferryman.scheduler import Scheduler
+from ferryman.service import JobService
+from ferryman.settings import SchedulerSettings, Settings
+from ferryman.store import SqlJobStore, open_store
+from ferryman.store.schema import connections, jobs
 
 SCHEDULES = [
     ("every 1h", None),

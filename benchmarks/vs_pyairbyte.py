@@ -38,15 +38,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-# benchmarks/queue.py would shadow the standard library's queue, which psycopg imports.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-import duckdb  # noqa: E402
-import psycopg  # noqa: E402
-
-sys.path.append(str(Path(__file__).resolve().parent))  # after the standard library
-
-from _venvs import DEFAULT_CACHE_DIR, prepare_tools  # noqa: E402
+import duckdb
+import psycopg
+from _venvs import DEFAULT_CACHE_DIR, prepare_tools
 
 STREAMS = ("products", "users", "purchases")
 

@@ -29,33 +29,28 @@ execution on, and stopped after.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import signal
+import socket
+import statistics
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
 
-# This file's name is the standard library's queue module's: run as a script, its folder comes
-# first on sys.path and would shadow it for everything imported below (psycopg uses queue).
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from ferryman.engines.choose import command_engine  # noqa: E402
-from ferryman.service import JobService  # noqa: E402
-from ferryman.settings import Settings  # noqa: E402
-from ferryman.store import open_store  # noqa: E402
-from ferryman.store.base import JobStore  # noqa: E402
+from ferryman.engines.choose import command_engine
+from ferryman.service import JobService
+from ferryman.settings import Settings
+from ferryman.store import open_store
+from ferryman.store.base import JobStore
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 # Eager activity execution: the worker that completes a workflow task starts the activity it
