@@ -20,6 +20,7 @@ from ferryman.cli import app as cli_app
 from ferryman.cli import connections as cli_connections
 from ferryman.errors import StoreError
 from ferryman.jobs.states import JobStatus, JobType
+from ferryman.notifications import Dispatcher
 from ferryman.service import JobService
 from ferryman.store import SqlJobStore
 from ferryman.store.base import Connection, Job, JobQuery
@@ -46,9 +47,10 @@ class ListCounting:
         self.catalogs += sum(isinstance(c.catalog, dict) for c in found)
         return found
 
-    def get_connection_by_id(self, connection_id: int) -> Connection:
-        self.catalogs += 1
-        return self.real.get_connection_by_id(connection_id)
+    def get_connection_by_id(self, connection_id: int, *args: Any, **kwargs: Any) -> Connection:
+        found: Connection = self.real.get_connection_by_id(connection_id, *args, **kwargs)
+        self.catalogs += isinstance(found.catalog, dict)  # not left unread (UnreadCatalog)
+        return found
 
     def page_jobs(self, query: JobQuery) -> list[Job]:
         found = self.real.page_jobs(query)
@@ -189,3 +191,28 @@ def test_the_config_apis_job_count_is_the_databases(store: SqlJobStore) -> None:
     assert [j["job"]["id"] for j in oldest["jobs"]] == newest_first[::-1][:2]
     assert (ended["totalJobCount"], done["totalJobCount"]) == (6, 5)
     assert page["jobs"][0]["job"]["status"] == JobStatus.PENDING.value
+
+
+def test_a_webhook_and_its_events_name_their_connection_without_its_catalog(store: SqlJobStore) -> None:
+    """A webhook of a connection shows its UUID, its events are masked by the connection's ends,
+    and a sync's API documents name it: none of them reads its catalog (docs/performance.md,
+    "Session 27")."""
+    (conn,) = _connections(store, [STREAMS])
+    (sync,) = _syncs(store, conn, 1)
+    hook = store.add_webhook("http://127.0.0.1:9/hook", "json", ["disabled"], connection_id=conn.id)
+    store.record_event("disabled", conn.id, detail={"reason": "too many failures"})
+    counting = ListCounting(store)
+    with _api(counting) as client:
+        listed = client.get("/v1/ferryman/notifications").json()["data"]
+        one = client.get(f"/v1/ferryman/notifications/{hook.uuid}").json()
+        own = client.get(f"/v1/ferryman/jobs/{sync.id}").json()
+        config = client.post("/api/v1/jobs/get", json={"id": sync.id}).json()
+    assert [d["connectionId"] for d in listed] == [one["connectionId"]] == [conn.uuid]
+    assert own["connectionId"] == conn.uuid
+    assert config["job"]["configId"] == conn.uuid
+    dispatcher = Dispatcher(counting, "http://ferryman.test")  # type: ignore[arg-type]
+    ((event, claimed),) = counting.claim_events("d1", 60, 10)
+    payload = dispatcher.payload(event, claimed)
+    assert payload["event"] == "disabled" and payload["connection"]["connectionId"] == conn.uuid
+    assert payload["reason"] == "too many failures"
+    assert counting.catalogs == 0

@@ -1,7 +1,7 @@
 """A sync of thousands of streams holds its catalog (megabytes of JSON, several times that once
 decoded) as few times as it can (docs/performance.md, "Memory of a sync of many streams"): the
 store keeps no document it was given once the write returns, and a sync run by `connections
-sync` decodes its job's config once to run it and once as the job ends, on SQLite and Postgres.
+sync` decodes its job's config once, to run it, on SQLite and Postgres.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import ferryman.store
 from ferryman.cli import app as cli_app
 from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
 from ferryman.store import SqlJobStore, rows
-from ferryman.store.base import Job
+from ferryman.store.base import Attempt, Job
 from tests.contract.store_support import T0, later, store, store_url
 
 __all__ = ["store", "store_url"]  # fixtures, imported for pytest
@@ -109,7 +109,23 @@ def _configs_decoded(decoded: list[int]) -> Iterator[None]:
         yield
 
 
-def test_a_sync_of_many_streams_decodes_its_config_twice(
+@contextmanager
+def _outputs_decoded(decoded: list[int]) -> Iterator[None]:
+    """Count each attempt row built with a sync's output read (its stats and states per stream)."""
+    real = rows.attempt
+
+    def counting(row: Any) -> Attempt:
+        attempt = real(row)
+        if isinstance(attempt.output, dict) and "streams" in attempt.output:
+            decoded.append(attempt.id)
+        return attempt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rows, "attempt", counting)
+        yield
+
+
+def test_a_sync_of_many_streams_decodes_its_config_and_its_output_once(
     store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FERRYMAN_HOME", str(tmp_path / "home"))
@@ -128,15 +144,24 @@ def test_a_sync_of_many_streams_decodes_its_config_twice(
         assert done.exit_code == 0, done.output
 
     decoded: list[int] = []
-    with _configs_decoded(decoded):
+    outputs: list[int] = []
+    with _configs_decoded(decoded), _outputs_decoded(outputs):
         done = run.invoke(cli_app, ["connections", "sync", "c", "--json"])
     assert done.exit_code == 0, done.output
     summary = json.loads(done.output)
     assert summary["job"]["status"] == JobStatus.SUCCEEDED.value
     assert len(summary["attempts"][-1]["streams"]) == STREAMS
-    # Once as the attempt starts (it runs that config), once as the job ended (what the engine
-    # returns); not again as the attempt's end is written, nor for the summary. Before: four
-    # times, and the insert's RETURNING decoded it once more below the rows.
-    assert len(decoded) == 2, decoded
+    # Once as the attempt starts (it runs that config); not again as the attempt's end is
+    # written, nor as the engine hands the ended job back (the attempt's end left it so), nor for
+    # the summary. Session 25: four times, and the insert's RETURNING decoded it once more below
+    # the rows; session 26: twice.
+    assert len(decoded) == 1, decoded
+    # The attempt's output (a stat and a state per stream) once, for the summary: the write that
+    # ends the attempt does not read back what it wrote.
+    assert len(outputs) == 1, outputs
     with ferryman.store.open_store(home=tmp_path / "home") as opened:
         assert [a.status for a in opened.list_attempts(decoded[0])] == [AttemptStatus.SUCCEEDED]
+    # The summary is the job as the store keeps it: what `jobs show` prints of it afterwards.
+    shown = run.invoke(cli_app, ["jobs", "show", str(decoded[0]), "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output) == summary

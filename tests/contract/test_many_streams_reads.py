@@ -13,7 +13,7 @@ from ferryman.errors import StoreError
 from ferryman.jobs.states import JobType
 from ferryman.service import JobService
 from ferryman.store import SqlJobStore, StreamStat
-from ferryman.store.base import JobQuery
+from ferryman.store.base import Connection, JobQuery
 from ferryman.views import job_doc as cli_job_doc
 from ferryman.web.pages import figures
 from tests.contract.store_support import T0, claim_one, failure, later, store, store_url
@@ -43,9 +43,10 @@ class ReadCounting:
         self.catalogs += len(found)
         return found
 
-    def get_connection_by_id(self, connection_id: int) -> Any:
-        self.catalogs += 1
-        return self.real.get_connection_by_id(connection_id)
+    def get_connection_by_id(self, connection_id: int, *args: Any, **kwargs: Any) -> Any:
+        found: Connection = self.real.get_connection_by_id(connection_id, *args, **kwargs)
+        self.catalogs += isinstance(found.catalog, dict)  # not left unread (UnreadCatalog)
+        return found
 
     def list_attempts(self, job_id: int) -> Any:
         found = self.real.list_attempts(job_id)

@@ -120,7 +120,7 @@ def scope_ids(store: JobStore, job: Job) -> dict[str, str]:
     kind, _, key = scope.partition(":")
     try:
         if scope.isdigit():
-            return {"connectionId": store.get_connection_by_id(int(scope)).uuid}
+            return {"connectionId": store.get_connection_by_id(int(scope), catalog=False).uuid}
         if kind in ("source", "destination") and key.isdigit():
             return {f"{kind}Id": store.get_actor_by_id(kind, int(key)).uuid}
     except NotFound:

@@ -32,7 +32,7 @@ def notification_doc(context: Context, hook: Webhook) -> dict[str, Any]:
     connection = None
     if hook.connection_id is not None:
         try:
-            connection = context.store.get_connection_by_id(hook.connection_id).uuid
+            connection = context.store.get_connection_by_id(hook.connection_id, catalog=False).uuid
         except NotFound:
             connection = None
     return omit_nulls(

@@ -110,6 +110,9 @@ class LocalEngine:
         self.poll_interval_s = poll_interval_s
         self._running: dict[int, _Running] = {}
         self._unsaved: dict[int, _Running] = {}  # by job id: attempts whose end was not saved
+        # By job id: the jobs run_jobs waits for, each with the terminal job an attempt here left
+        # (None until then), so that its config, a sync's whole catalog, is not read once more.
+        self._awaited: dict[int, Job | None] = {}
         self._lock = threading.Lock()
         self._next_heartbeat = 0.0
         self._next_sweep = 0.0  # the first recover pass sweeps containers
@@ -247,6 +250,8 @@ class LocalEngine:
             for ended in reaped:
                 if ended.error is not None:
                     self._unsaved[ended.job.id] = ended
+                elif ended.job.id in self._awaited and ended.ended and ended.ended.status.terminal:
+                    self._awaited[ended.job.id] = ended.ended  # a terminal job's row changes no more
         if self.observer is not None:
             for ended in reaped:
                 if ended.error is None:
@@ -461,7 +466,24 @@ class LocalEngine:
         return True
 
     def run_jobs(self, job_ids: Collection[int], timeout_s: float | None = None) -> list[Job]:
-        """Run these jobs (and their retries) in this process until each is terminal."""
+        """Run these jobs (and their retries) in this process until each is terminal. A job that
+        an attempt here ended comes back as that attempt's end left it, not read again."""
+        with self._lock:
+            for job_id in job_ids:
+                self._awaited.setdefault(job_id, None)
+        try:
+            return self._run_jobs(job_ids, timeout_s)
+        finally:
+            with self._lock:
+                for job_id in job_ids:
+                    self._awaited.pop(job_id, None)
+
+    def _job_now(self, job_id: int) -> Job:
+        with self._lock:
+            ended = self._awaited.get(job_id)
+        return ended or self.store.get_job(job_id)
+
+    def _run_jobs(self, job_ids: Collection[int], timeout_s: float | None) -> list[Job]:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         backoff = _Backoff()
         while True:
@@ -473,7 +495,7 @@ class LocalEngine:
                 self.tick(only=job_ids, claim=not self._all_running(job_ids))
                 self._raise_unsaved(job_ids)
                 if not self._all_running(job_ids):
-                    jobs = [self.store.get_job(job_id) for job_id in job_ids]
+                    jobs = [self._job_now(job_id) for job_id in job_ids]
                     if all(job.status.terminal for job in jobs) and not self.running_attempt_ids():
                         self.wait_for_sweep()
                         return jobs

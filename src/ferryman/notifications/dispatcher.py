@@ -269,7 +269,8 @@ class Dispatcher:
                 found += masking.job_secrets(self.store.get_job(event.job_id), actors)
         if event.connection_id is not None:
             with contextlib.suppress(NotFound):
-                connection = self.store.get_connection_by_id(event.connection_id)
+                # Its ends only: its catalog (megabytes at thousands of streams) holds no secret.
+                connection = self.store.get_connection_by_id(event.connection_id, catalog=False)
                 ends = {connection.source_id, connection.destination_id}
                 found += masking.actor_secrets(*(a for a in actors if a.id in ends))
         return longest_first(found)

@@ -361,7 +361,10 @@ class JobStore(Protocol):
         catalog is left unread (:class:`UnreadCatalog`): for commands that never look at it."""
         ...
 
-    def get_connection_by_id(self, connection_id: int) -> Connection: ...
+    def get_connection_by_id(self, connection_id: int, catalog: bool = True) -> Connection:
+        """Without ``catalog``, its catalog is left unread (:class:`UnreadCatalog`)."""
+        ...
+
     def update_connection_catalog(self, connection_id: int, catalog: dict[str, Any]) -> Connection: ...
     def list_connections(
         self, catalogs: bool = True, offset: int = 0, limit: int | None = None
@@ -456,8 +459,9 @@ class JobStore(Protocol):
     ) -> tuple[Job, Attempt | None]:
         """An attempt's outcome, one transaction: the running attempt moved to ``attempt_status``
         (ended ``now``, with ``attempt_values``: output, failure_summary), then the job to
-        ``job_status``. Returns the job and the attempt as it ended; None and the job as it is
-        when the attempt had ended already (an outcome reported late changes nothing).
+        ``job_status``. Returns the job and the attempt as it ended (an output it was given is
+        that document, not read back); None and the job as it is when the attempt had ended
+        already (an outcome reported late changes nothing).
         ``succeed_attempt``, ``fail_attempt`` and ``cancel_attempt`` are its three uses.
         Without ``read_config`` the job comes back with its config unread (:class:`UnreadConfig`),
         for a caller that holds it already: a sync's is the whole catalog."""

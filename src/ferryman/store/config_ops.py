@@ -273,9 +273,10 @@ class ConfigOps:
             raise NotFound(f"no connection named or numbered {id_or_name!r}")
         return rows.connection(row)
 
-    def get_connection_by_id(self, connection_id: int) -> Connection:
+    def get_connection_by_id(self, connection_id: int, catalog: bool = True) -> Connection:
+        """Without ``catalog``, its catalog is left unread (:class:`UnreadCatalog`)."""
         with self._db.read() as conn:
-            row = _by_id(conn, connections, connection_id)
+            row = _by_id(conn, connections, connection_id, columns=() if catalog else CONNECTION_BUT_CATALOG)
         if row is None:
             raise NotFound(f"no connection with id {connection_id}")
         return rows.connection(row)

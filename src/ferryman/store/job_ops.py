@@ -12,6 +12,7 @@ nothing and returns the job as it is.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Collection
 from datetime import datetime
@@ -189,24 +190,43 @@ def _moved(conn: SqlConnection, job: Job, to: JobStatus, now: datetime) -> Job:
     return job
 
 
+def _attempt_columns(written: dict[str, Any]) -> list[sa.ColumnElement[Any]]:
+    """What an attempt's end returns of it: every column, but not an output it writes (NULL in
+    its place): the caller holds that document (a sync's: thousands of stream stats and states)."""
+    return _ATTEMPT_BUT_OUTPUT if "output" in written else list(attempts.c)
+
+
+_ATTEMPT_BUT_OUTPUT: list[sa.ColumnElement[Any]] = [
+    sa.null().label("output") if column.name == "output" else column for column in attempts.c
+]
+
+
+def _ended_attempt(row: Any, written: dict[str, Any]) -> Attempt:
+    """The attempt a write returned (``_attempt_columns``), with the output it wrote."""
+    attempt = rows.attempt(row)
+    return dataclasses.replace(attempt, output=written["output"]) if "output" in written else attempt
+
+
 def move_attempt(
     conn: SqlConnection, attempt_id: int, target: AttemptStatus, now: datetime, **values: Any
 ) -> Attempt | None:
     """Compare-and-set the attempt to ``target``; None when it had ended already (a no-op).
+    An output in ``values`` is not read back (see ``_attempt_columns``).
 
     Tried first as running -> ``target`` without a read: an attempt's outcome nearly always
     finds it running."""
+    written, returned = values, _attempt_columns(values)
     values, late = bound_late(values)  # an output: not kept by SQLAlchemy's statement cache
     if target in ATTEMPT_TRANSITIONS[AttemptStatus.RUNNING]:
         moved = conn.execute(
             attempts.update()
             .where(attempts.c.id == attempt_id, attempts.c.status == AttemptStatus.RUNNING.value)
             .values(status=target.value, updated_at=now, **values)
-            .returning(*attempts.c),
+            .returning(*returned),
             late,
         ).first()
         if moved is not None:
-            return rows.attempt(moved)
+            return _ended_attempt(moved, written)
     for _ in range(2):
         row = conn.execute(sa.select(attempts).where(attempts.c.id == attempt_id)).first()
         if row is None:
@@ -219,11 +239,11 @@ def move_attempt(
             attempts.update()
             .where(attempts.c.id == attempt_id, attempts.c.status == seen.value)
             .values(status=to.value, updated_at=now, **values)
-            .returning(*attempts.c)
+            .returning(*returned)
         )
         moved = conn.execute(statement, late).first()
         if moved is not None:
-            return rows.attempt(moved)
+            return _ended_attempt(moved, written)
     raise StaleWrite(f"attempt {attempt_id} keeps changing under us; not moved to {target}")
 
 
@@ -281,12 +301,13 @@ def _end_at_once(
     ``job_status`` (two data-modifying CTEs, their rows joined). None when the attempt had
     ended already; the job None when the attempt moved but the job was not running. The
     caller writes the notices of a job that ended (``_moved``), in the same transaction."""
+    written, returned = attempt_values, _attempt_columns(attempt_values)
     attempt_values, late = bound_late(attempt_values)  # not kept by the statement cache
     ended = (
         attempts.update()
         .where(attempts.c.id == attempt.id, attempts.c.status == AttemptStatus.RUNNING.value)
         .values(status=attempt_status.value, updated_at=now, ended_at=now, **attempt_values)
-        .returning(*attempts.c)
+        .returning(*returned)
         .cte("ended")
     )
     moved = (
@@ -308,7 +329,7 @@ def _end_at_once(
     if row is None:
         return None
     values = row._mapping
-    ended_attempt = rows.attempt(_prefixed(values, "a_"))
+    ended_attempt = _ended_attempt(_prefixed(values, "a_"), written)
     return ended_attempt, None if values["j_id"] is None else rows.job(_prefixed(values, "j_"))
 
 
