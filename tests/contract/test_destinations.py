@@ -411,6 +411,39 @@ def test_a_destination_killed_mid_load_loses_nothing_and_doubles_nothing(target:
     assert [row[0] for row in target.rows("users", "id")] == list(range(1, 41_001))
 
 
+def test_a_global_state_over_many_streams_of_one_shape_stores_each_streams_records_in_its_own_table(
+    typed: Target,
+) -> None:
+    """A CDC source of one table per tenant: many streams of the same shape, a few records each,
+    one GLOBAL state over all. DuckDB loads such streams together (one typed read for all, one
+    insert per table); each table must still get exactly its own records, held ones included."""
+    wide = {**USERS, "w": {"type": "number"}}
+    old = typed.catalog(*(stream(f"o{i}", USERS, "overwrite", sync_id=1) for i in range(2)))
+    typed.write(
+        old, *(record(f"o{i}", {"id": 100 + i, "v": "old"}) for i in range(2)), complete("o0"), complete("o1")
+    )
+    catalog = typed.catalog(
+        *(stream(f"a{i}", USERS) for i in range(4)),
+        *(stream(f"o{i}", USERS, "overwrite", sync_id=2) for i in range(2)),
+        stream("d0", wide),
+    )
+    shared = {
+        "type": "STATE",
+        "state": {"type": "GLOBAL", "global": {"shared_state": {"lsn": 7}, "stream_states": []}},
+    }
+    before = [record(f"a{i}", {"id": 10 * i + n, "v": f"a{i}"}) for n in range(1, 3) for i in range(4)]
+    before += [record(f"o{i}", {"id": 20 + i, "v": f"o{i}"}) for i in range(2)]
+    before.append(record("d0", {"id": 1, "v": "d", "w": 1.5}))
+    after = [record("a0", {"id": 99, "v": "held"}), record("o0", {"id": 98, "v": "o0"})]
+    found = typed.write(catalog, *before, shared, *after, complete("o0"))
+    assert [m["state"]["global"]["shared_state"] for m in found if m["type"] == "STATE"] == [{"lsn": 7}]
+    for i in range(4):  # a0's record after the state was held and dropped: a0 did not complete
+        assert typed.rows(f"a{i}", "id, v") == [(10 * i + 1, f"a{i}"), (10 * i + 2, f"a{i}")]
+    assert typed.rows("o0", "id, v") == [(20, "o0"), (98, "o0")]
+    assert typed.rows("o1", "id, v") == [(101, "old")]  # not completed: the old rows stay
+    assert typed.rows("d0", "id, v, w") == [(1, "d", 1.5)]
+
+
 # --- schema changes and values that do not fit --------------------------------------------------
 
 

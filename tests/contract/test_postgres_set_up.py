@@ -31,6 +31,7 @@ from tests.contract.destination_support import (
     state,
     stream,
 )
+from tests.contract.private_postgres import fill_lock_table, private_cluster
 from tests.contract.store_support import PG_HOST, PG_PORT, PG_USER
 
 STREAMS_PER_TRANSACTION_ENV = "FERRYMAN_POSTGRES_STREAMS_PER_TRANSACTION"  # the destination's
@@ -167,6 +168,55 @@ def test_a_lock_table_that_runs_full_is_one_line_and_a_failure_to_retry(target: 
     assert "raise the server's max_locks_per_transaction" in message
     assert done.stderr.decode().strip() == message  # the same one line, for the attempt's log
     assert "\n" not in message and "stack_trace" not in error
+
+
+@pytest.mark.parametrize("form", ["fields", "url"])
+def test_a_lock_table_full_when_connecting_is_one_line_and_a_failure_to_retry(
+    tmp_path: Path, form: str
+) -> None:
+    """A new session takes a lock on its database: when other sessions hold every slot of the
+    lock table, the server refuses the connection itself. check and write say so in the same
+    one line as a set-up that runs out, as a transient_error (retried), with no traceback and
+    no password; once the slots are free, the same check passes. On a cluster of the test's own:
+    filling the shared server's lock table would fail everyone else's sessions."""
+    password = "pw-" + uuid.uuid4().hex
+    with private_cluster() as cluster:
+        body: dict[str, Any] = {"host": cluster.host, "port": cluster.port, "database": cluster.dbname}
+        body |= {"username": cluster.user, "password": password, "ssl_mode": "disable"}
+        if form == "url":
+            body = {
+                "url": f"postgresql://{cluster.user}:{password}@{cluster.host}:{cluster.port}/{cluster.dbname}"
+            }
+        config = tmp_path / "config.json"
+        config.write_bytes(orjson.dumps(body))
+        catalog = tmp_path / "catalog.json"
+        catalog.write_bytes(orjson.dumps({"streams": [stream("users", {"id": {"type": "integer"}})]}))
+        runs = {
+            "check": command("destination_postgres", "check", "--config", config),
+            "write": command("destination_postgres", "write", "--config", config, "--catalog", catalog),
+        }
+        with cluster.connect(autocommit=True) as holder:
+            assert fill_lock_table(holder) > 0
+            for name, argv in runs.items():
+                done = subprocess.run(
+                    argv, input=messages_in(record("users", {"id": 1})), capture_output=True, timeout=120
+                )
+                assert done.returncode == 1, (name, done.stdout, done.stderr)
+                found = parse(done.stdout)
+                assert [m["type"] for m in found] == ["TRACE"], (name, found)
+                error = found[0]["trace"]["error"]
+                assert error["failure_type"] == "transient_error"
+                message = error["message"]
+                assert message.startswith(
+                    "destination-postgres: PostgreSQL ran out of lock slots (out of shared memory)"
+                )
+                assert "raise the server's max_locks_per_transaction" in message
+                assert done.stderr.decode().strip() == message  # the same one line, for the attempt's log
+                assert "\n" not in message and "stack_trace" not in error
+                assert password not in (done.stdout + done.stderr).decode()
+        again = subprocess.run(runs["check"], capture_output=True, timeout=120)
+    (status,) = parse(again.stdout)
+    assert status["connectionStatus"]["status"] == "SUCCEEDED", status
 
 
 def test_an_overwrite_staged_by_an_earlier_version_is_resumed_and_hashes_no_longer_collide(

@@ -13,10 +13,12 @@ from typing import Any
 import psycopg
 
 from ferryman.builtin._columns import quote
-from ferryman.builtin._runtime import ConfigError, object_schema, require_int
+from ferryman.builtin._runtime import ConfigError, TransientError, object_schema, require_int
 from ferryman.builtin._spill import directory_problem
 
 NAME = "destination-postgres"
+# How many streams one transaction of the destination may touch (see destination_postgres).
+STREAMS_PER_TRANSACTION_ENV = "FERRYMAN_POSTGRES_STREAMS_PER_TRANSACTION"
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -148,12 +150,40 @@ SPECIFICATION = object_schema(
 )
 
 
+def _lock_slots_line(where: str, per_transaction: int | None) -> str:
+    now = f" (now {per_transaction})" if per_transaction is not None else ""
+    return (
+        f"{NAME}: PostgreSQL ran out of lock slots (out of shared memory){where}: its lock table"
+        " (max_locks_per_transaction x max_connections slots, shared by every session) was full."
+        " A retry may pass once other sessions let go of theirs; if it keeps failing, set"
+        f" {STREAMS_PER_TRANSACTION_ENV} lower{now} in the destination's environment, or raise the"
+        " server's max_locks_per_transaction (which takes a restart)"
+    )
+
+
+def out_of_lock_slots(exc: BaseException, per_transaction: int | None) -> BaseException:
+    """``exc`` as the one line to say, when it is the server's lock table found full (``out of
+    shared memory``, hinting at max_locks_per_transaction); else ``exc`` itself. Other sessions
+    may hold most of the slots and let go of them, so it is a transient error: retried."""
+    if not isinstance(exc, psycopg.errors.OutOfMemory):
+        return exc
+    if "max_locks_per_transaction" not in (exc.diag.message_hint or ""):
+        return exc
+    return TransientError(_lock_slots_line("", per_transaction))
+
+
 def connect(config: PostgresConfig) -> psycopg.Connection[Any]:
-    """A connection (not autocommit), or a one-line error without the password in it."""
+    """A connection (not autocommit), or a one-line error without the password in it: a
+    :class:`TransientError` when the server's lock table is full (a new session takes a lock on
+    its database), else a ``ConnectionError``."""
     try:
         conn = psycopg.connect(**config.connect)
     except (psycopg.Error, ValueError) as exc:
         message = " ".join(str(exc).split())
+        # A refused connection carries no SQLSTATE, only the server's text (in English unless
+        # its lc_messages says otherwise; then this reads as any other refusal).
+        if "out of shared memory" in message and "max_locks_per_transaction" in message:
+            raise TransientError(_lock_slots_line(f" at {config.describe()}", None)) from None
         for secret in config.hidden:
             message = message.replace(secret, "****")
         raise ConnectionError(f"cannot connect to PostgreSQL at {config.describe()}: {message}") from None
@@ -169,10 +199,19 @@ def check(config: PostgresConfig) -> str | None:
     require_spill_directory(config)
     with connect(config) as conn:
         probe = f"{quote(config.schema)}.{quote('_ferryman_check_' + uuid.uuid4().hex)}"
-        # Only when missing: CREATE SCHEMA needs CREATE on the database, even with IF NOT EXISTS.
-        if conn.execute("SELECT FROM pg_namespace WHERE nspname = %s", (config.schema,)).fetchone() is None:
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(config.schema)}")
-        conn.execute(f"CREATE TABLE {probe} (probe integer)")
-        conn.execute(f"INSERT INTO {probe} VALUES (1)")
+        try:
+            # Only when missing: CREATE SCHEMA needs CREATE on the database, even with IF NOT EXISTS.
+            if (
+                conn.execute("SELECT FROM pg_namespace WHERE nspname = %s", (config.schema,)).fetchone()
+                is None
+            ):
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(config.schema)}")
+            conn.execute(f"CREATE TABLE {probe} (probe integer)")
+            conn.execute(f"INSERT INTO {probe} VALUES (1)")
+        except psycopg.errors.OutOfMemory as exc:
+            failure = out_of_lock_slots(exc, None)
+            if failure is exc:
+                raise
+            raise failure from None
         conn.rollback()  # leaves nothing behind
     return None

@@ -13,7 +13,8 @@ Only the commands the connector implements are offered; anything else prints the
 stderr and exits with 2. A bad config (or catalog, or state) makes ``check`` report a FAILED
 connection status and exit 0, and every other command emit a TRACE error with failure type
 ``config_error`` and exit 1. A :class:`TransientError` (a failure a later attempt may not meet)
-becomes a TRACE ``transient_error`` and the same line on stderr, and exit 1. An unexpected
+becomes a TRACE ``transient_error`` and the same line on stderr, and exit 1, in ``check`` too (as
+the Airbyte CDK does for any failure but a config error): it says nothing of the config. An unexpected
 exception becomes a TRACE ``system_error`` with its stack trace inside the message, and exit 1.
 Nothing but protocol messages is written to stdout.
 
@@ -231,6 +232,8 @@ def _load_state(path: str | None) -> dict[StreamKey, Any]:
 def _run_check(connector: Connector, args: argparse.Namespace, out: Output) -> None:
     try:
         note = connector.check(_load_config(connector, args.config))
+    except TransientError:
+        raise  # not a verdict on the config: a TRACE transient_error, for a later attempt
     except Exception as exc:
         out.emit(messages.connection_status(False, str(exc) or type(exc).__name__))
     else:

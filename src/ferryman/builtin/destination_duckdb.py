@@ -76,7 +76,7 @@ from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 from ferryman.builtin._columns import quote
 from ferryman.builtin._destination import Unfinished, load, refuse_shared_tables
 from ferryman.builtin._duckdb_file import SharedFile, open_database
-from ferryman.builtin._duckdb_tables import MODES, Table, load_spill, prepare, table_for
+from ferryman.builtin._duckdb_tables import MODES, Table, load_spills, prepare, table_for
 from ferryman.builtin._refused import without_lone_surrogates
 from ferryman.builtin._runtime import (
     ConfigError,
@@ -260,9 +260,7 @@ class DuckDBSink:
                 for table in self.tables.values():
                     prepare(con, table)
             due = self._due()  # after prepare: a resumed sync's table has no staging
-            for table in pending:
-                assert table.spill is not None
-                load_spill(con, table, table.spill)
+            load_spills(con, [(table, table.spill) for table in pending if table.spill is not None])
             for table in due:
                 con.execute(f"DROP TABLE IF EXISTS {quote(table.schema)}.{quote(table.name)}")
                 con.execute(f"ALTER TABLE {table.target} RENAME TO {quote(table.name)}")

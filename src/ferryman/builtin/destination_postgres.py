@@ -54,9 +54,11 @@ from ferryman.builtin._destination import Unfinished, load, refuse_shared_tables
 from ferryman.builtin._postgres_config import (
     NAME,
     SPECIFICATION,
+    STREAMS_PER_TRANSACTION_ENV,
     PostgresConfig,
     check,
     connect,
+    out_of_lock_slots,
     parse_config,
     require_spill_directory,
 )
@@ -84,7 +86,6 @@ from ferryman.builtin._runtime import (
     ConfigError,
     Connector,
     Output,
-    TransientError,
     run,
 )
 
@@ -95,8 +96,7 @@ _Handed = tuple[Encoded | None, Encoded | None, Encoded | None]
 # and its batch table hold a lock until the transaction ends, up to about ten, and the server's
 # lock table has max_locks_per_transaction x max_connections slots, shared by every session. A
 # transaction of the destination takes at most an eighth of them: 80 streams with PostgreSQL's
-# defaults (64 x 100 / 80). This environment variable sets another number (at least 1).
-STREAMS_PER_TRANSACTION_ENV = "FERRYMAN_POSTGRES_STREAMS_PER_TRANSACTION"
+# defaults (64 x 100 / 80). STREAMS_PER_TRANSACTION_ENV sets another number (at least 1).
 _SLOTS_PER_STREAM = 80
 
 
@@ -113,24 +113,6 @@ def streams_per_transaction(conn: psycopg.Connection[Any]) -> int:
         "SELECT current_setting('max_locks_per_transaction')::int * current_setting('max_connections')::int"
     ).fetchone()
     return max(4, (row[0] if row is not None else 6400) // _SLOTS_PER_STREAM)
-
-
-def out_of_lock_slots(exc: BaseException, per_transaction: int | None) -> BaseException:
-    """``exc`` as the one line to say, when it is the server's lock table found full (``out of
-    shared memory``, hinting at max_locks_per_transaction); else ``exc`` itself. Other sessions
-    may hold most of the slots and let go of them, so it is a transient error: retried."""
-    if not isinstance(exc, psycopg.errors.OutOfMemory):
-        return exc
-    if "max_locks_per_transaction" not in (exc.diag.message_hint or ""):
-        return exc
-    now = f" (now {per_transaction})" if per_transaction is not None else ""
-    return TransientError(
-        f"{NAME}: PostgreSQL ran out of lock slots (out of shared memory): its lock table"
-        " (max_locks_per_transaction x max_connections slots, shared by every session) was full."
-        " A retry may pass once other sessions let go of theirs; if it keeps failing, set"
-        f" {STREAMS_PER_TRANSACTION_ENV} lower{now} in the destination's environment, or raise the"
-        " server's max_locks_per_transaction (which takes a restart)"
-    )
 
 
 class PostgresSink:

@@ -1,0 +1,113 @@
+"""A PostgreSQL cluster of a test's own, for faults the shared server must not be driven into.
+
+The tests share one server (127.0.0.1:5432): filling its lock table would fail everyone else's
+sessions. :func:`private_cluster` starts a small cluster instead (initdb, then pg_ctl, from the
+machine's PostgreSQL binaries), on a free port, with a lock table of a few hundred slots, and
+stops it and removes its files when the test ends. initdb refuses root, so as root (CI) the
+cluster runs as the ``postgres`` OS user the server package made.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+
+@dataclass(frozen=True)
+class PrivateCluster:
+    port: int
+    host: str = "127.0.0.1"
+    user: str = "postgres"
+    dbname: str = "postgres"
+
+    def connect(self, **options: Any) -> psycopg.Connection[Any]:
+        return psycopg.connect(host=self.host, port=self.port, user=self.user, dbname=self.dbname, **options)
+
+
+def _bin_directory() -> str | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    if found:
+        return os.path.dirname(found[-1])
+    initdb = shutil.which("initdb")
+    return os.path.dirname(initdb) if initdb else None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _unavailable(why: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{why} (CI=true: this test must run)")
+    pytest.skip(why)
+
+
+@contextmanager
+def private_cluster(*settings: str) -> Iterator[PrivateCluster]:
+    """A running cluster with ``settings`` (``name=value``) on top of a small one's."""
+    bindir = _bin_directory()
+    if bindir is None:
+        _unavailable("no PostgreSQL server binaries (initdb) on this machine")
+    as_root = os.geteuid() == 0
+    user = None
+    if as_root:
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            _unavailable("running as root and no 'postgres' OS user to run initdb as")
+        user = "postgres"
+    top = Path(tempfile.mkdtemp(prefix="ferryman-pg-"))
+    if as_root:
+        os.chown(top, owner.pw_uid, owner.pw_gid)
+    data = top / "data"
+
+    def run(*args: str) -> None:
+        subprocess.run(args, user=user, cwd=top, check=True, capture_output=True, timeout=120)
+
+    cluster = PrivateCluster(_free_port())
+    options = [
+        f"-p {cluster.port}",
+        f"-k {top}",
+        "-c listen_addresses=127.0.0.1",
+        "-c max_connections=5",
+        "-c max_locks_per_transaction=10",
+        "-c autovacuum=off",  # nothing of its own takes or frees lock slots meanwhile
+        "-c fsync=off",
+        *(f"-c {setting}" for setting in settings),
+    ]
+    try:
+        run(f"{bindir}/initdb", "-D", str(data), "-A", "trust", "-U", cluster.user, "--no-sync")
+        run(f"{bindir}/pg_ctl", "-D", str(data), "-l", str(top / "log"), "-w", "-t", "60",
+            "-o", " ".join(options), "start")  # fmt: skip
+        yield cluster
+    finally:
+        if (data / "postmaster.pid").exists():
+            run(f"{bindir}/pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def fill_lock_table(conn: psycopg.Connection[Any]) -> int:
+    """Takes advisory locks in ``conn`` (autocommit) until the server's lock table is full; they
+    stay held until the session ends. Returns how many it holds."""
+    held = 0
+    while True:
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", (held,))
+        except psycopg.errors.OutOfMemory:
+            return held
+        held += 1
