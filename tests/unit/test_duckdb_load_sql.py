@@ -17,6 +17,7 @@ import duckdb
 import orjson
 import pytest
 
+from ferryman.builtin import _duckdb_tables
 from ferryman.builtin._catalog import ConfiguredStream
 from ferryman.builtin._columns import Kind, change, quote
 from ferryman.builtin._duckdb_tables import SQL_TYPES, Table, _rows, table_for
@@ -226,3 +227,45 @@ def test_the_load_sql_stores_what_the_sql_it_replaced_stored(
     old.close()
     if new is not old:
         new.close()
+
+
+def test_spills_loaded_together_in_batches_each_reach_their_own_table_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small spills of streams of one shape share a typed read, cut into batches of a few streams
+    and bytes; whatever the cut, every table gets exactly its own records, none lost or crossed.
+    One spill over the grouped size and one stream of another shape load on their own."""
+    monkeypatch.setattr(_duckdb_tables, "GROUP_STREAMS", 3)
+    monkeypatch.setattr(_duckdb_tables, "GROUP_BYTES", 700)
+    monkeypatch.setattr(_duckdb_tables, "GROUPED_SPILL_BYTES", 10_000)
+    narrow = {"type": "object", "properties": {"id": {"type": "integer"}, "v": {"type": "string"}}}
+    wide = {"type": "object", "properties": {**narrow["properties"], "w": {"type": "number"}}}
+    schemas = [narrow] * 10 + [wide]
+    tables = [table_for(ConfiguredStream(f"s{i}", json_schema=s), "main") for i, s in enumerate(schemas)]
+    counts = [1 + i % 4 for i in range(len(tables))]
+    counts[4] = 1_000  # over GROUPED_SPILL_BYTES: its own statement
+    loads = []
+    for i, (table, count) in enumerate(zip(tables, counts, strict=True)):
+        spill = Spill(str(tmp_path))
+        lines = [_data_line(orjson.dumps({"id": n, "v": f"s{i}"}).decode()) for n in range(count)]
+        spill.append(b"".join(line + b"\n" for line in lines), count, max(map(len, lines)))
+        loads.append((table, spill))
+    assert loads[4][1].size > _duckdb_tables.GROUPED_SPILL_BYTES
+    with duckdb.connect() as con:
+        for table in tables:
+            _duckdb_tables.prepare(con, table)
+        shared: list[int] = []
+        load_group = _duckdb_tables._load_group
+
+        def counted(con: duckdb.DuckDBPyConnection, batch: list[tuple[Table, Spill]]) -> None:
+            shared.append(len(batch))
+            load_group(con, batch)
+
+        monkeypatch.setattr(_duckdb_tables, "_load_group", counted)
+        _duckdb_tables.load_spills(con, loads)
+        assert len(shared) >= 2 and max(shared) <= 3  # the cut made batches, each within its limits
+        for i, (table, count) in enumerate(zip(tables, counts, strict=True)):
+            rows = con.execute(f"SELECT id, v FROM {table.target} ORDER BY id").fetchall()
+            assert rows == [(n, f"s{i}") for n in range(count)]
+    for _, spill in loads:
+        spill.close()

@@ -453,6 +453,11 @@ def _insert(con: duckdb.DuckDBPyConnection, table: Table, spill: Spill) -> int:
 # 27: the SELECT's expressions, not the catalog or the data); a few small records cost far less
 # than that, many large ones far more than the copy the shared statement makes of them.
 GROUPED_SPILL_BYTES = 1 << 20
+# What one shared statement takes at most: each table's INSERT then scans the shared rows for its
+# own, so a statement over thousands of streams of a megabyte each would be quadratic (and hold
+# gigabytes in its temporary table) where one statement a stream was linear.
+GROUP_BYTES = 8 << 20
+GROUP_STREAMS = 256
 
 
 def load_spills(con: duckdb.DuckDBPyConnection, loads: list[tuple[Table, Spill]]) -> None:
@@ -469,10 +474,24 @@ def load_spills(con: duckdb.DuckDBPyConnection, loads: list[tuple[Table, Spill]]
         else:
             shapes.setdefault(_typed(table, ""), []).append((table, spill))
     for group in shapes.values():
-        if len(group) == 1:
-            load_spill(con, *group[0])
-        else:
-            _load_group(con, group)
+        for batch in _batches(group):
+            if len(batch) == 1:
+                load_spill(con, *batch[0])
+            else:
+                _load_group(con, batch)
+
+
+def _batches(group: list[tuple[Table, Spill]]) -> list[list[tuple[Table, Spill]]]:
+    """``group`` cut into runs of at most ``GROUP_STREAMS`` streams and ``GROUP_BYTES`` of spills."""
+    batches: list[list[tuple[Table, Spill]]] = [[]]
+    size = 0
+    for table, spill in group:
+        if batches[-1] and (len(batches[-1]) == GROUP_STREAMS or size + spill.size > GROUP_BYTES):
+            batches.append([])
+            size = 0
+        batches[-1].append((table, spill))
+        size += spill.size
+    return batches
 
 
 def _load_group(con: duckdb.DuckDBPyConnection, group: list[tuple[Table, Spill]]) -> None:
