@@ -48,9 +48,10 @@ from ferryman.store.schema import TALLY_VALUES, UtcDateTime, attempts, jobs, str
 DURATION_BUCKETS_S: tuple[float, ...] = (1, 5, 15, 60, 300, 900, 3600, 10800)
 LAG_BUCKETS_S: tuple[float, ...] = (1, 5, 15, 30, 60, 300, 900, 3600)
 SCHEDULED_FOR = "scheduled_for"  # jobs.scheduled_for: the due time a scheduled job was created for
-# Ended attempts folded by one scrape at most: the first scrapes after the upgrade fold the history
-# in batches of this many (tens of milliseconds each) instead of one long write.
-FOLD_BATCH = 20_000
+# Ended attempts folded by one scrape at most. The first scrapes after the upgrade fold the history
+# in batches of this many: on SQLite the fold holds the write lock, and 20,000 at a time held it
+# for 0.6-1.5 s on a loaded host (docs/performance.md, Session 27); 5,000 keeps it to a fraction.
+FOLD_BATCH = 5_000
 _UNFOLDED = attempts.c.tally_batch.is_(None)
 
 
