@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
+from alembic import command
 
 from ferryman.jobs.states import JobType
-from ferryman.store import SqlJobStore, StreamStat
-from ferryman.store.schema import UtcDateTime, jobs
+from ferryman.store import SqlJobStore, StreamStat, open_store
+from ferryman.store.migrate import alembic_config
+from ferryman.store.schema import UtcDateTime, attempts, jobs
 from ferryman.store.tallies import DURATION_BUCKETS_S, LAG_BUCKETS_S, SCHEDULED_FOR
 from tests.contract.store_support import ALL_SLOTS, T0, failure, later, log_path, store, store_url
 
@@ -101,3 +104,95 @@ def test_scheduler_lag_over_the_scheduled_jobs(store: SqlJobStore) -> None:
     assert lag.histogram.count == 4
     assert abs(lag.histogram.sum_s - 49.5) < 0.01
     assert lag.last_s is not None and abs(lag.last_s - 7) < 0.01
+
+
+def _sync(store: SqlJobStore, scope: str, records: int, seconds: float | None) -> int:
+    """A sync with one stream of ``records`` records: ended after ``seconds``, or left running."""
+    job = store.enqueue(JobType.SYNC, scope, {})
+    ((_, attempt),) = store.claim("engine-b", ALL_SLOTS, T0, log_path, only=[job.id])
+    store.save_progress(
+        attempt.id, [StreamStat(attempt.id, "users", None, records, records * 10, records, None)]
+    )
+    if seconds is not None:
+        store.succeed_attempt(attempt, {}, later(seconds))
+    return attempt.id
+
+
+def test_ended_attempts_are_folded_once_and_every_figure_stays_exact(store: SqlJobStore) -> None:
+    """A scrape folds what ended into tally_seals; the figures are those of every row, folded or
+    not, however often it is scraped and whatever ends in between."""
+    _sync(store, "1", 10, 2)
+    running = _sync(store, "2", 7, None)
+    first = store.tallies()
+    (streams,) = first.streams
+    assert (streams.records_emitted, streams.bytes_emitted, streams.records_committed) == (17, 170, 17)
+    with store.engine.connect() as conn:
+        marks = dict(conn.execute(sa.select(attempts.c.id, attempts.c.tally_batch)).all())
+    assert marks[running] is None and all(batch is not None for id, batch in marks.items() if id != running)
+    for _ in range(2):  # folded once: a second scrape counts nothing twice
+        again = store.tallies()
+        assert (again.durations, again.streams) == (first.durations, first.streams)
+    (attempt,) = [a for a in store.list_attempts(_job_of(store, running))]
+    store.succeed_attempt(attempt, {}, later(400))
+    _sync(store, "3", 5, 20)
+    assert store.fold_tallies(limit=1) == 1  # folds in bounded batches; the rest is read unfolded
+    last = store.tallies()
+    (streams,) = last.streams
+    assert (streams.records_emitted, streams.bytes_emitted, streams.records_committed) == (22, 220, 22)
+    (synced,) = last.durations
+    assert (synced.histogram.count, synced.histogram.cumulative) == (3, (0, 1, 1, 2, 2, 3, 3, 3))
+    assert abs(synced.histogram.sum_s - 422) < 0.01
+
+
+def test_a_scrape_reads_no_folded_attempt_or_stream_stat(store: SqlJobStore) -> None:
+    """What a scrape costs follows the live part of the store, not its history: once folded, the
+    ended attempts and their stream stats are not read again (SQLite's plans say so)."""
+    if store.dialect != "sqlite":
+        pytest.skip("query plans are read from SQLite; Postgres runs the same statements")
+    _sync(store, "1", 10, 2)
+    _sync(store, "2", 7, None)
+    store.tallies()
+    statements: list[tuple[str, object]] = []
+
+    def seen(conn: object, cursor: object, statement: str, parameters: object, *rest: object) -> None:
+        statements.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        store.tallies()
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", seen)
+    scans = []
+    with store.engine.connect() as conn:
+        for statement, parameters in statements:
+            if statement.lstrip().upper().startswith("SELECT"):
+                plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()  # type: ignore[arg-type]
+                scans += [row[3] for row in plan if row[3].startswith(("SCAN attempts", "SCAN stream_stats"))]
+    assert (
+        len(statements) >= 5
+        and scans
+        and all(scan == "SCAN attempts USING INDEX ix_attempts_untallied" for scan in scans)
+    )
+
+
+def _job_of(store: SqlJobStore, attempt_id: int) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(sa.select(attempts.c.job_id).where(attempts.c.id == attempt_id)).scalar_one())
+
+
+def test_a_store_from_before_the_fold_shows_the_same_figures_after_the_upgrade(store_url: str) -> None:
+    """Migration 0011 rewrites no row: the attempts ended before it are folded by the first scrapes."""
+    with open_store(store_url) as old:
+        _sync(old, "1", 10, 2)
+        _sync(old, "2", 7, None)
+        config = alembic_config()
+        with old.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0010")
+    with open_store(store_url) as upgraded:
+        tallies = upgraded.tallies()
+        (streams,) = tallies.streams
+        assert (streams.records_emitted, streams.records_committed) == (17, 17)
+        (synced,) = tallies.durations
+        assert (synced.histogram.count, synced.histogram.cumulative) == (1, (0, 1, 1, 1, 1, 1, 1, 1))
+        assert upgraded.fold_tallies() == 0  # the scrape folded the one ended attempt

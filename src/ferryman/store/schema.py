@@ -213,6 +213,9 @@ attempts = sa.Table(
     sa.Column("engine_id", sa.String(255), nullable=True),
     sa.Column("heartbeat_at", UtcDateTime, nullable=True),
     sa.Column("pids", Json, nullable=False),
+    # The batch that folded this ended attempt (and its stream stats) into tally_seals; NULL while
+    # /metrics still reads it from the rows (store/tallies.py).
+    sa.Column("tally_batch", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("job_id", "number", name="uq_attempts_job_number"),
 )
 
@@ -232,6 +235,21 @@ stream_stats = sa.Table(
     sa.Column("estimated_records", sa.BigInteger, nullable=True),
     sa.Column("estimated_bytes", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("attempt_id", "name", "namespace", name="uq_stream_stats_attempt_stream"),
+)
+
+# What /metrics counted of the attempts already folded (attempts.tally_batch set): per job type
+# and attempt status, the duration histogram (``count``, ``sum_s``, cumulative buckets ``v1``..``v8``);
+# per job type, the stream totals (``v1``..``v4``: records and bytes emitted, then committed).
+TALLY_VALUES = 8
+tally_seals = sa.Table(
+    "tally_seals",
+    metadata,
+    sa.Column("family", sa.String(16), primary_key=True),  # 'durations' or 'streams'
+    sa.Column("type", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), primary_key=True),  # '' for streams
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("sum_s", sa.Float, nullable=False),
+    *(sa.Column(f"v{n}", sa.BigInteger, nullable=False) for n in range(1, TALLY_VALUES + 1)),
 )
 
 connection_state = sa.Table(
