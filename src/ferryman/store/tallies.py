@@ -131,7 +131,15 @@ class TallyOps:
             )
 
     def fold_tallies(self, limit: int = FOLD_BATCH) -> int:
-        """Fold up to ``limit`` ended attempts not yet folded into ``tally_seals``; how many."""
+        """Fold up to ``limit`` ended attempts not yet folded into ``tally_seals``; how many.
+
+        Looked for with a read first (the partial index holds only the unfolded attempts): a
+        scrape with nothing to fold takes no write lock, which on SQLite would make a running
+        sync's state save wait."""
+        waiting = sa.select(attempts.c.id).where(_UNFOLDED, attempts.c.ended_at.is_not(None)).limit(1)
+        with self._db.read() as conn:
+            if conn.execute(waiting).first() is None:
+                return 0
         with self._db.write() as conn:
             oldest = (
                 sa.select(attempts.c.id)
