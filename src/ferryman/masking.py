@@ -13,7 +13,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ferryman.errors import UserInputError
-from ferryman.jobs.configs import ConfigDocumentError, ConnectorJobConfig, ReplicationConfig, snapshots
+from ferryman.jobs.configs import (
+    ConfigDocumentError,
+    ConnectorJobConfig,
+    ReplicationConfig,
+    ReplicationEnds,
+    snapshots,
+)
 from ferryman.secrets import MASK, SecretRules, longest_first, mask_config, secret_values
 
 if TYPE_CHECKING:  # the store package is heavy (SQLAlchemy, Alembic): not at CLI start-up
@@ -41,18 +47,26 @@ def job_config(job: Job) -> ConnectorJobConfig | ReplicationConfig:
     return ConnectorJobConfig.from_document(job.config)
 
 
+def _ends(job: Job) -> ConnectorJobConfig | ReplicationEnds:
+    if job.type.is_replication:
+        return ReplicationEnds.from_document(job.config)
+    return ConnectorJobConfig.from_document(job.config)
+
+
 def job_secrets(job: Job, actors: list[Actor]) -> list[str]:
     """The values of a job's configs to mask in text. Each config goes by the spec in the job's
     snapshot, else by the one its actor (among ``actors``) has kept since. The actor's config as
     stored now is masked too: a connector that updated it (CONTROL) may have written the new
-    secret before the worker read the update."""
+    secret before the worker read the update. Only the configs are read, never a sync's catalog:
+    ``job`` may come from ``get_job(id, catalog=False)``."""
     kept: dict[tuple[Any, Any], dict[str, Any] | None] = {(a.id, a.connector): a.spec for a in actors}
     current: dict[tuple[Any, Any], Actor] = {(a.id, a.connector): a for a in actors}
     found: list[str] = []
     try:
-        taken = snapshots(job_config(job))
+        taken = snapshots(_ends(job))
     except ConfigDocumentError:  # a config that never ran: mask whatever it holds by names alone
-        return longest_first(secret_values(job.config, SecretRules.of(None, job.config)))
+        config = {key: value for key, value in job.config.items() if key != "catalog"}
+        return longest_first(secret_values(config, SecretRules.of(None, config)))
     for snapshot in taken:
         if snapshot.config is None:
             continue

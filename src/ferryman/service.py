@@ -548,7 +548,8 @@ class JobService:
         self, job_id: int, ended: Job | None = None
     ) -> tuple[Job, list[tuple[Attempt, list[StreamStat]]]]:
         job = ended if ended is not None and ended.id == job_id and ended.status.terminal else None
-        job = job or self.store.get_job(job_id)
+        # Without the catalog: the document shows none, and masking reads both sides' configs only.
+        job = job or self.store.get_job(job_id, catalog=False)
         attempts = self.store.list_attempts(job_id)
         return job, [(a, self.store.list_stream_stats(a.id)) for a in attempts]
 

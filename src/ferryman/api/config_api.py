@@ -204,7 +204,7 @@ def job_info(context: ApiContext, job: Job, logs: bool = True) -> dict[str, Any]
     attempts = []
     every_stat = []
     secrets = context.service.job_secrets(job) if logs else []
-    for attempt in context.store.list_attempts(job.id):
+    for attempt in context.store.list_attempts(job.id, outputs=False):  # shown without them
         stats = context.store.list_stream_stats(attempt.id)
         every_stat += stats
         read = _attempt_read(attempt, stats)
@@ -300,7 +300,7 @@ def reset_connection(body: ConnectionIdBody, context: Context) -> dict[str, Any]
 
 def _job(context: ApiContext, job_id: int) -> Job:
     try:
-        return context.store.get_job(job_id)
+        return context.store.get_job(job_id, catalog=False)  # shown without it; masked by its ends
     except NotFound:
         raise not_found("job", str(job_id)) from None
 

@@ -37,7 +37,7 @@ class ApiContext:
         deadline = time.monotonic() + seconds
         while not job.status.terminal and time.monotonic() < deadline:
             time.sleep(self.poll_s)
-            job = self.store.get_job(job.id)
+            job = self.store.get_job(job.id, catalog=False)  # its status, and its ends to mask
         return job
 
 

@@ -247,7 +247,7 @@ def stream_properties(
 
 def _job(context: ApiContext, job_id: int) -> Job:
     try:
-        job = context.store.get_job(job_id)
+        job = context.store.get_job(job_id, catalog=False)  # no route here shows or runs it
     except NotFound:
         raise not_found("job", str(job_id)) from None
     if job.type not in PUBLIC_JOB_TYPES:  # spec/check/discover jobs are Ferryman's own

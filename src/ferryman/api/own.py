@@ -59,8 +59,9 @@ class StateBody(BaseModel):
 
 def job_doc(context: ApiContext, job: Job, with_output: bool) -> dict[str, Any]:
     """A job of any type; with its last attempt's output (spec, check verdict, catalog) when asked."""
-    attempts = context.store.list_attempts(job.id)
-    output = attempts[-1].output if attempts and with_output and job.type in CONNECTOR_JOBS else None
+    shown = with_output and job.type in CONNECTOR_JOBS  # a sync's output: a state per stream, not shown
+    attempts = context.store.list_attempts(job.id, outputs=shown)
+    output = attempts[-1].output if attempts and shown else None
     document = omit_nulls(
         {
             "jobId": job.id,
@@ -80,7 +81,7 @@ def job_doc(context: ApiContext, job: Job, with_output: bool) -> dict[str, Any]:
 
 def _job(context: ApiContext, job_id: int) -> Job:
     try:
-        return context.store.get_job(job_id)
+        return context.store.get_job(job_id, catalog=False)  # shown without it; masked by its ends
     except NotFound:
         raise not_found("job", str(job_id)) from None
 
@@ -157,7 +158,8 @@ def get_job(jobId: int, context: Context) -> dict[str, Any]:
 def list_attempts(jobId: int, context: Context) -> dict[str, Any]:
     job = _job(context, jobId)
     found = [
-        attempt_doc(a, context.store.list_stream_stats(a.id)) for a in context.store.list_attempts(job.id)
+        attempt_doc(a, context.store.list_stream_stats(a.id))
+        for a in context.store.list_attempts(job.id, outputs=False)  # shown without them
     ]
     return {"jobId": job.id, "data": masked(found, context.service.job_secrets(job))}
 
@@ -219,7 +221,7 @@ def _first_attempt(context: ApiContext, job: Job) -> Attempt | Job:
         attempts = context.store.list_attempts(job.id)
         if attempts:
             return attempts[-1]
-        job = context.store.get_job(job.id)
+        job = context.store.get_job(job.id, catalog=False)
         if job.status.terminal:
             return job
         time.sleep(context.poll_s)

@@ -74,7 +74,7 @@ def show(job_id: JobArgument, json: JsonOption = False) -> None:
     def action() -> int:
         with job_service() as service:
             document = service.job_document(job_id)
-            secrets = service.job_secrets(service.store.get_job(job_id))
+            secrets = service.job_secrets(service.store.get_job(job_id, catalog=False))
         if json:
             print_json(document, secrets)
         else:
@@ -106,7 +106,7 @@ def cancel(job_id: JobArgument, json: JsonOption = False) -> None:
 def _wait_for_attempt(service: JobService, job_id: int) -> None:
     """With --follow on a job that has not started yet: wait for its first attempt (or its end)."""
     while not service.store.list_attempts(job_id):
-        if service.store.get_job(job_id).status.terminal:
+        if service.store.get_job(job_id, catalog=False).status.terminal:
             return  # log_path() then says there is no attempt
         time.sleep(WAIT_POLL_S)
 
@@ -157,7 +157,7 @@ def logs(
         from ferryman.logtail import tail_lines
 
         with job_service() as service:
-            job = service.store.get_job(job_id)
+            job = service.store.get_job(job_id, catalog=False)  # for its secrets
             if follow_:
                 _wait_for_attempt(service, job_id)
             path = service.log_path(job_id, attempt)

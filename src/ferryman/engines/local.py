@@ -478,10 +478,10 @@ class LocalEngine:
                 for job_id in job_ids:
                     self._awaited.pop(job_id, None)
 
-    def _job_now(self, job_id: int) -> Job:
+    def _job_now(self, job_id: int, catalog: bool = True) -> Job:
         with self._lock:
             ended = self._awaited.get(job_id)
-        return ended or self.store.get_job(job_id)
+        return ended or self.store.get_job(job_id, catalog=catalog)
 
     def _run_jobs(self, job_ids: Collection[int], timeout_s: float | None) -> list[Job]:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -495,10 +495,12 @@ class LocalEngine:
                 self.tick(only=job_ids, claim=not self._all_running(job_ids))
                 self._raise_unsaved(job_ids)
                 if not self._all_running(job_ids):
-                    jobs = [self._job_now(job_id) for job_id in job_ids]
+                    # Each pass looks at their statuses only: a sync's config holds its catalog,
+                    # megabytes at thousands of streams, read whole once, when it is returned.
+                    jobs = [self._job_now(job_id, catalog=False) for job_id in job_ids]
                     if all(job.status.terminal for job in jobs) and not self.running_attempt_ids():
                         self.wait_for_sweep()
-                        return jobs
+                        return [self._job_now(job_id) for job_id in job_ids]
                 backoff.reset()
             except (StoreUnavailable, OperationalError) as exc:
                 # The attempts running here go on (they keep their confirmed state until the store

@@ -111,8 +111,17 @@ class ReplicationConfig(Versioned, frozen=True, kw_only=True):
     namespace: NamespaceConfig = NamespaceConfig()
 
 
-def snapshots(config: ConnectorJobConfig | ReplicationConfig) -> list[ActorSnapshot]:
+class ReplicationEnds(Versioned, frozen=True, kw_only=True):
+    """Both sides of a sync's or reset's config, read from its document without its catalog
+    (other keys are ignored): all that holds its secrets, so that masking a job of thousands of
+    streams neither reads nor converts them."""
+
+    source: ActorSnapshot
+    destination: ActorSnapshot
+
+
+def snapshots(config: ConnectorJobConfig | ReplicationConfig | ReplicationEnds) -> list[ActorSnapshot]:
     """The actor snapshots of a job's config: its own (spec, check, discover), or both sides'."""
-    if isinstance(config, ReplicationConfig):
+    if isinstance(config, ReplicationConfig | ReplicationEnds):
         return [config.source, config.destination]
     return [config.actor]

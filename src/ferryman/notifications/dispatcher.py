@@ -266,7 +266,7 @@ class Dispatcher:
         found: list[str] = []
         if event.job_id is not None:
             with contextlib.suppress(NotFound):  # a job deleted since: its detail was masked when stored
-                found += masking.job_secrets(self.store.get_job(event.job_id), actors)
+                found += masking.job_secrets(self.store.get_job(event.job_id, catalog=False), actors)
         if event.connection_id is not None:
             with contextlib.suppress(NotFound):
                 # Its ends only: its catalog (megabytes at thousands of streams) holds no secret.

@@ -8,7 +8,7 @@ change goes through :func:`ferryman.jobs.states.apply` and is written compare-an
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -128,6 +128,14 @@ class UnreadCatalog(_Unread):
     Reading it raises, so that it never passes for a catalog of no streams."""
 
     _message = "a connection listed without its catalog has none: read it with get_connection_by_id"
+
+
+class UnreadJobCatalog(_Unread):
+    """The configured catalog of a sync or reset job read without it (``get_job(id,
+    catalog=False)``): its source's and destination's configs (and so their secrets) are read,
+    the streams are not."""
+
+    _message = "a job read without its catalog has none: read it with get_job(job.id)"
 
 
 @dataclass(frozen=True)
@@ -285,10 +293,18 @@ class StreamStat:
     estimated_bytes: int | None = None
 
     def figures(self) -> dict[str, Any]:
-        """The stream and its counts without the attempt: the fields of the worker's StreamStats."""
-        doc = asdict(self)
-        del doc["attempt_id"]
-        return doc
+        """The stream and its counts without the attempt: the fields of the worker's StreamStats.
+        Written out, not ``asdict``: that deep-copies each field, a second at 5,000 streams."""
+        return {
+            "name": self.name,
+            "namespace": self.namespace,
+            "records_emitted": self.records_emitted,
+            "bytes_emitted": self.bytes_emitted,
+            "records_committed": self.records_committed,
+            "bytes_committed": self.bytes_committed,
+            "estimated_records": self.estimated_records,
+            "estimated_bytes": self.estimated_bytes,
+        }
 
 
 @dataclass(frozen=True)
@@ -404,7 +420,12 @@ class JobStore(Protocol):
         engine's clock) stamps its start and the attempt. ConnectionBusy and NotFound as for
         :meth:`enqueue`."""
 
-    def get_job(self, job_id: int) -> Job: ...
+    def get_job(self, job_id: int, catalog: bool = True) -> Job:
+        """The job; without ``catalog``, a sync's or reset's config comes without the configured
+        catalog (:class:`UnreadJobCatalog` in its place), megabytes for thousands of streams that
+        what masks its secrets or shows the job never reads."""
+        ...
+
     def list_jobs(
         self,
         scope: str | None = None,
@@ -412,7 +433,10 @@ class JobStore(Protocol):
         type: JobType | None = None,
         limit: int = 50,
     ) -> list[Job]: ...
-    def list_attempts(self, job_id: int) -> list[Attempt]: ...
+    def list_attempts(self, job_id: int, outputs: bool = True) -> list[Attempt]:
+        """The job's attempts, first first; without ``outputs``, each with its output unread
+        (None): a sync's holds a state and a stat per stream, megabytes for thousands."""
+        ...
 
     def claim(
         self,

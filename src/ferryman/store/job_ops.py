@@ -78,13 +78,26 @@ def _hold_connection(conn: SqlConnection, type: JobType, scope: str, postgres: b
         raise NotFound(f"connection {scope} was deleted: no {type} job was queued")
 
 
-def _job_row(conn: SqlConnection, job_id: int) -> Any:
+def _job_row(conn: SqlConnection, job_id: int, config: sa.ColumnElement[Any] = jobs.c.config) -> Any:
     row = None
     if 0 < job_id <= rows.MAX_ID:  # a larger number names no job, and would overflow the query
-        row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
+        columns = [config if column.name == "config" else column for column in jobs.c]
+        row = conn.execute(sa.select(*columns).where(jobs.c.id == job_id)).first()
     if row is None:
         raise NotFound(f"no job {job_id}")
     return row
+
+
+def _config_but_catalog(dialect: str) -> sa.ColumnElement[Any]:
+    """A job's config with a sync's or reset's catalog taken out by the database, which parses
+    the JSON far faster than Python decodes it (SQLite keeps integers past 64 bits as written)."""
+    removed: sa.ColumnElement[Any]
+    if dialect == "postgresql":  # JSONB
+        removed = jobs.c.config.op("-")(sa.literal("catalog", sa.Text))
+    else:
+        removed = sa.func.json_remove(jobs.c.config, "$.catalog")
+    config = sa.case((jobs.c.type.in_(REPLICATION_TYPES), removed), else_=jobs.c.config)
+    return sa.type_coerce(config, jobs.c.config.type).label("config")
 
 
 def cancel_in(conn: SqlConnection, job_id: int, now: datetime) -> Job:
@@ -436,9 +449,11 @@ class JobOps:
             ).first()
         return None if row is None else rows.job(row)
 
-    def get_job(self, job_id: int) -> Job:
+    def get_job(self, job_id: int, catalog: bool = True) -> Job:
         with self._db.read() as conn:
-            return rows.job(_job_row(conn, job_id))
+            if catalog:
+                return rows.job(_job_row(conn, job_id))
+            return rows.job_without_catalog(_job_row(conn, job_id, _config_but_catalog(self._db.dialect)))
 
     def list_jobs(
         self,
@@ -458,12 +473,13 @@ class JobOps:
         with self._db.read() as conn:
             return [rows.job(row) for row in conn.execute(query)]
 
-    def list_attempts(self, job_id: int) -> list[Attempt]:
+    def list_attempts(self, job_id: int, outputs: bool = True) -> list[Attempt]:
         if not 0 < job_id <= rows.MAX_ID:
             return []
+        columns = list(attempts.c) if outputs else _ATTEMPT_BUT_OUTPUT
         with self._db.read() as conn:
             result = conn.execute(
-                sa.select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.number)
+                sa.select(*columns).where(attempts.c.job_id == job_id).order_by(attempts.c.number)
             )
             return [rows.attempt(row) for row in result]
 

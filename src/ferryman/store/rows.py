@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy.engine import Row
 
 from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
-from ferryman.store.base import Actor, Attempt, Connection, Job, StreamStat, UnreadCatalog, UnreadConfig
+from ferryman.store.base import (
+    Actor,
+    Attempt,
+    Connection,
+    Job,
+    StreamStat,
+    UnreadCatalog,
+    UnreadConfig,
+    UnreadJobCatalog,
+)
 
 # Ids are 64-bit integers in both databases: a larger number names no row (and would overflow).
 MAX_ID = 2**63 - 1
@@ -68,6 +78,14 @@ def job(row: Row[Any]) -> Job:
         cancel_requested=bool(row.cancel_requested),
         scheduled_for=row.scheduled_for,
     )
+
+
+def job_without_catalog(row: Row[Any]) -> Job:
+    """A job whose row was read with a sync's or reset's catalog taken out of its config."""
+    found = job(row)
+    if not found.type.is_replication:
+        return found
+    return dataclasses.replace(found, config={**found.config, "catalog": UnreadJobCatalog()})
 
 
 def attempt(row: Row[Any]) -> Attempt:
