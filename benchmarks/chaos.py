@@ -756,6 +756,13 @@ def make_pg_database(name: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def drop_pg_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as conn:  # type: ignore[arg-type]
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=1)
@@ -827,6 +834,7 @@ def main() -> None:
         print(f"  violations {key:26} {value:5}")
     if not totals.violations:
         print("  violations: none")
+        drop_pg_database(pg_db)  # else kept, with the homes, to look at
 
 
 if __name__ == "__main__":
