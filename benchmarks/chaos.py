@@ -1,0 +1,841 @@
+"""Chaos: `connections sync` killed at random moments, then checked for what the kill left behind.
+
+    python benchmarks/chaos.py [--seed 1] [--rounds 20] [--round N]
+                               [--destination duckdb|postgres|jsonl|any]
+                               [--mode append|append_dedup|overwrite|any]
+                               [--target ferryman|source|destination|watchdog|...|any]
+                               [--signal KILL|TERM|INT|any] [--home fresh|kept] [--store sqlite|postgresql+psycopg://.../DB]
+                               [--max-kills 2] [--work DIR] [--verbose]
+
+Each round (its own RNG, seeded by ``--seed`` and the round's number, so ``--round N`` replays one
+round of a fresh-home run) builds a connection of builtin:source-bench (random streams, count,
+record size and state interval) into the chosen built-in destination, incremental for ``append``
+and ``append_dedup``, full refresh for ``overwrite``, and runs ``ferryman connections sync`` as a
+user does: once undisturbed with a smaller count (so there is an old table, and a state to resume
+from), then with the full count while the harness kills a random target with a random signal at a
+random moment, up to ``--max-kills`` commands in a row, then again until a sync succeeds.
+
+Targets: the ``ferryman`` process, the source, the destination, the watchdog, or several at once;
+signals: SIGKILL, SIGTERM, SIGINT. Moments: as soon as the target runs, after the store holds the
+k-th new saved state, after the attempt's committed records pass a fraction of the total, or at a
+random wall offset within the sync's expected duration.
+
+What is checked, one line per violation (docs/reliability.md is the rule book):
+
+- leftovers: no process of the round (every descendant of each command, and anything whose command
+  line names the round's home) still runs once the round's commands have ended;
+- wedged: no job pending, running or incomplete after the successful sync; a command that hangs;
+- data: the destination holds ids 1..count of each stream, each once, with the source's values,
+  for ``append_dedup`` and ``overwrite``; for ``append`` each at least once, twice only after a
+  SIGKILLed ``ferryman`` or a killed destination (the two cases the fault table allows);
+- state ahead: after every command the saved state of each stream covers only ids stored;
+- overwrite: a command that fails leaves the previous table exactly as it was;
+- told: an attempt running when its ``ferryman``, source or destination was killed ends failed
+  (its job failed or cancelled when ``ferryman`` itself was hit), never succeeded.
+
+Settings: ``FERRYMAN_CANCEL_GRACE_S=2``, ``FERRYMAN_RETRY_BACKOFF_MIN_S=0``, the rest defaults.
+Not a test: randomness is the point; each violation found is reduced to a test in tests/e2e/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# benchmarks/queue.py would stand for the standard library's queue (psycopg imports it).
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import psutil  # noqa: E402
+
+FERRYMAN = [sys.executable, "-m", "ferryman"]
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+GRACE_S = 2
+COMMAND_DEADLINE_S = 240
+FILLER = b"abcdefghijklmnopqrstuvwxyz0123456789".decode()
+SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT}
+TARGETS = ["ferryman", "source", "destination", "watchdog", "ferryman+watchdog", "source+destination", "all"]
+ROLES = {  # the processes a target names
+    "ferryman+watchdog": ["ferryman", "watchdog"],
+    "source+destination": ["source", "destination"],
+    "all": ["watchdog", "source", "destination", "ferryman"],
+}
+TRIGGERS = ["start", "state", "progress", "wall"]
+MODES = ["append", "append_dedup", "overwrite"]
+DESTINATIONS = ["duckdb", "postgres", "jsonl"]
+
+
+@dataclass
+class Kill:
+    target: str
+    signal: str
+    trigger: str
+    detail: str
+    fired: bool = False
+    landed: list[str] = field(default_factory=list)  # the targets alive when signalled
+    attempt: tuple[int, int] | None = None  # (job, attempt number) running at the kill
+    source_running: bool = False  # the source still ran at the kill: the sync was not ending
+    wall_time: float = 0.0  # time.time() at the kill, to compare with the attempt's end
+    at_s: float = 0.0
+
+
+@dataclass
+class Totals:
+    rounds: int = 0
+    commands: int = 0
+    kills: collections.Counter[str] = field(default_factory=collections.Counter)
+    missed: int = 0
+    violations: collections.Counter[str] = field(default_factory=collections.Counter)
+    duplicates_allowed: int = 0
+    seconds: float = 0.0
+
+
+# -- the store, read directly (never through a command: a poll must not recover anything) ------
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        import sqlalchemy as sa
+
+        self.url = url
+        self.engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        self.sa = sa
+
+    def rows(self, sql: str, **params: Any) -> list[Any]:
+        try:
+            with self.engine.connect() as conn:
+                return list(conn.execute(self.sa.text(sql), params))
+        except Exception:  # the store is being created or migrated: nothing yet
+            return []
+
+    def saved(self, connection: str) -> dict[str, int]:
+        """The last id each stream's saved state covers."""
+        found = self.rows(
+            "SELECT s.state FROM connection_state s JOIN connections c ON c.id = s.connection_id"
+            " WHERE c.name = :name",
+            name=connection,
+        )
+        if not found:
+            return {}
+        state = found[0][0]
+        state = json.loads(state) if isinstance(state, str) else state
+        result = {}
+        for message in state if isinstance(state, list) else [state]:
+            stream = message.get("stream") or {}
+            name = (stream.get("stream_descriptor") or {}).get("name")
+            value = stream.get("stream_state") or {}
+            if name is not None and isinstance(value, dict) and isinstance(value.get("id"), int):
+                result[name] = value["id"]
+        return result
+
+    def running_attempt(self, connection: str) -> tuple[int, int, int] | None:
+        """(job id, attempt number, records committed so far) of the connection's running attempt."""
+        found = self.rows(
+            "SELECT a.job_id, a.number, a.id FROM attempts a JOIN jobs j ON j.id = a.job_id"
+            " JOIN connections c ON j.scope = CAST(c.id AS VARCHAR(255))"
+            " WHERE c.name = :name AND a.status = 'running' ORDER BY a.id DESC",
+            name=connection,
+        )
+        if not found:
+            return None
+        job, number, attempt = found[0]
+        committed = self.rows(
+            "SELECT COALESCE(SUM(records_committed), 0) FROM stream_stats WHERE attempt_id = :a", a=attempt
+        )
+        return int(job), int(number), int(committed[0][0]) if committed else 0
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+# -- the destination's rows -------------------------------------------------------------------
+
+
+class Rows:
+    """Reads (id, name, payload) of each stream from the round's destination."""
+
+    def __init__(self, kind: str, where: str) -> None:
+        self.kind, self.where = kind, where
+
+    def config(self) -> dict[str, Any]:
+        if self.kind == "duckdb":
+            return {"path": self.where}
+        if self.kind == "jsonl":
+            return {"path": self.where}
+        database, schema = self.where.split("/")
+        return {"host": PG["host"], "port": PG["port"], "username": PG["user"], "database": database,
+                "schema": schema}  # fmt: skip
+
+    def read(self, streams: list[str]) -> dict[str, list[tuple[int, str, str]]] | None:
+        """Rows per stream (a missing table: none); None when the store cannot be read now."""
+        try:
+            if self.kind == "duckdb":
+                return self._duckdb(streams)
+            if self.kind == "jsonl":
+                return self._jsonl(streams)
+            return self._postgres(streams)
+        except Exception as error:  # a destination still holds the file: try later
+            if "lock" in str(error).lower():
+                return None
+            raise
+
+    def _duckdb(self, streams: list[str]) -> dict[str, list[tuple[int, str, str]]]:
+        import duckdb
+
+        if not Path(self.where).exists():
+            return {name: [] for name in streams}
+        with duckdb.connect(self.where, read_only=True) as db:
+            tables = {row[0] for row in db.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+            return {
+                name: [tuple(r) for r in db.execute(f'SELECT id, name, payload FROM "{name}"').fetchall()]
+                if name in tables
+                else []
+                for name in streams
+            }
+
+    def _jsonl(self, streams: list[str]) -> dict[str, list[tuple[int, str, str]]]:
+        result = {}
+        for name in streams:
+            path = Path(self.where) / f"{name}.jsonl"
+            lines = path.read_text().splitlines() if path.exists() else []
+            result[name] = [(d["id"], d["name"], d["payload"]) for d in map(json.loads, lines)]
+        return result
+
+    def _postgres(self, streams: list[str]) -> dict[str, list[tuple[int, str, str]]]:
+        import psycopg
+
+        database, schema = self.where.split("/")
+        with psycopg.connect(dbname=database, **PG) as conn:  # type: ignore[arg-type]
+            conn.execute("SET lock_timeout = '200ms'")
+            result = {}
+            for name in streams:
+                exists = conn.execute("SELECT to_regclass(%s)", (f'"{schema}"."{name}"',)).fetchone()
+                if not exists or exists[0] is None:
+                    result[name] = []
+                    continue
+                rows = conn.execute(f'SELECT id, name, payload FROM "{schema}"."{name}"').fetchall()
+                result[name] = [tuple(r) for r in rows]
+            conn.rollback()
+            return result
+
+
+def payload_ok(record_id: int, name: str, payload: str) -> bool:
+    return name == f"record-{record_id}" and (FILLER * (len(payload) // len(FILLER) + 1)).startswith(payload)
+
+
+def compare(rows: list[tuple[int, str, str]], count: int, payload_len: int | None) -> dict[str, Any]:
+    counts = collections.Counter(r[0] for r in rows)
+    return {
+        "missing": [i for i in range(1, count + 1) if counts[i] == 0],
+        "twice": sorted(i for i, n in counts.items() if n > 1),
+        "foreign": sorted(i for i in counts if not isinstance(i, int) or not 1 <= i <= count),
+        "bad_values": [
+            r[0] for r in rows if not payload_ok(*r) or (payload_len is not None and len(r[2]) != payload_len)
+        ],
+    }
+
+
+def span(ids: list[int]) -> str:
+    """A short text for a list of ids: its size and first and last."""
+    if not ids:
+        return "none"
+    return f"{len(ids)} ({ids[0]}..{ids[-1]})" if len(ids) > 1 else f"1 ({ids[0]})"
+
+
+# -- one command, attacked or not ---------------------------------------------------------------
+
+
+class Command:
+    """A `ferryman` command whose descendants are watched (and recorded) while it runs."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.me = psutil.Process(self.process.pid)
+        self.seen: dict[int, psutil.Process] = {}
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._watcher.start()
+        self.output: tuple[str, str] = ("", "")
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(psutil.Error):
+                for child in self.me.children(recursive=True):
+                    self.seen.setdefault(child.pid, child)
+            self._stop.wait(0.02)
+
+    def role(self, process: psutil.Process) -> str:
+        try:
+            line = " ".join(process.cmdline())
+        except psutil.Error:
+            return "gone"
+        if "_watchdog_main" in line:
+            return "watchdog"
+        if "source_bench" in line:
+            return "source"
+        if "destination_" in line:
+            return "destination"
+        return "other"
+
+    def find(self, role: str) -> psutil.Process | None:
+        if role == "ferryman":
+            return self.me
+        live = [p for p in list(self.seen.values()) if alive(p) and self.role(p) == role]
+        return max(live, key=lambda p: p.create_time()) if live else None
+
+    def finish(self) -> int | None:
+        try:
+            self.output = self.process.communicate(timeout=COMMAND_DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.output = self.process.communicate()
+            self._stop.set()
+            return None
+        self._stop.set()
+        self._watcher.join()
+        return self.process.returncode
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+# -- a round ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    destination: str
+    mode: str
+    streams: int
+    count: int
+    first_count: int
+    record_size: int
+    state_every: int
+    kills: list[Kill]
+
+    def text(self) -> str:
+        kills = ", ".join(f"{k.target}/SIG{k.signal}@{k.trigger}({k.detail})" for k in self.kills)
+        return (
+            f"dest={self.destination} mode={self.mode} streams={self.streams} count={self.first_count}->"
+            f"{self.count} record_size={self.record_size} state_every={self.state_every} kills=[{kills}]"
+        )
+
+
+def plan_round(rng: random.Random, args: argparse.Namespace) -> Plan:
+    destination = rng.choice(DESTINATIONS) if args.destination == "any" else args.destination
+    mode = rng.choice(MODES) if args.mode == "any" else args.mode
+    count = rng.choice([1000, 10_000, 30_000, 100_000])
+    streams, record_size = rng.randint(1, 4), rng.choice([100, 450, 2000])
+    # About how long the sync takes (1.5 s to start, then ~15 MB/s on a 2-core machine): wall
+    # offsets fall anywhere in it.
+    expected_s = 1.5 + streams * count * record_size / 15e6
+    kills = []
+    for _ in range(rng.randint(1, args.max_kills)):
+        target = rng.choice(TARGETS) if args.target == "any" else args.target
+        trigger = rng.choice(TRIGGERS)
+        detail = {
+            "start": f"{rng.uniform(0, 0.3):.2f}s",
+            "state": str(rng.randint(1, 3)),
+            "progress": f"{rng.uniform(0.05, 0.95):.2f}",
+            "wall": f"{rng.uniform(0.05, 1.1) * expected_s:.2f}s",
+        }[trigger]
+        chosen = rng.choice(list(SIGNALS))
+        kills.append(Kill(target, chosen if args.signal == "any" else args.signal, trigger, detail))
+    return Plan(
+        destination=destination,
+        mode=mode,
+        streams=streams,
+        count=count,
+        first_count=rng.choice([0, count // 10, count // 2]),
+        record_size=record_size,
+        state_every=rng.choice([0, 7, 100, 1000]),
+        kills=kills,
+    )
+
+
+class Round:
+    def __init__(self, number: int, plan: Plan, home: Path, env: dict[str, str], store_url: str, pg_db: str,
+                 totals: Totals, verbose: bool) -> None:  # fmt: skip
+        self.number, self.plan, self.home, self.env = number, plan, home, env
+        self.store = Store(store_url)
+        self.totals, self.verbose = totals, verbose
+        self.connection = f"c{number}"
+        self.streams = [f"stream_{i}" for i in range(plan.streams)]
+        where = {
+            "duckdb": str(home / f"r{number}.duckdb"),
+            "jsonl": str(home / f"r{number}-jsonl"),
+            "postgres": f"{pg_db}/r{number}",
+        }[plan.destination]
+        self.rows = Rows(plan.destination, where)
+        self.commands: list[Command] = []
+        self.previous_count = 0  # what a completed overwrite left
+        self.duplicates_allowed = False
+        self.payload_len: int | None = None
+
+    def say(self, text: str) -> None:
+        print(f"  round {self.number}: {text}", flush=True)
+
+    def violation(self, kind: str, text: str) -> None:
+        self.totals.violations[kind] += 1
+        print(f"  VIOLATION round {self.number} [{kind}]: {text}", flush=True)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [*FERRYMAN, *args], env=self.env, capture_output=True, text=True, timeout=COMMAND_DEADLINE_S
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args[:3])}: exit {done.returncode}: {done.stderr.strip()[-800:]}")
+        return done
+
+    def set_up(self) -> None:
+        p = self.plan
+        source = {
+            "count": p.first_count,
+            "streams": p.streams,
+            "record_size": p.record_size,
+            "state_every": p.state_every,
+        }
+        connector = f"builtin:destination-{p.destination}"
+        self.cli(
+            "sources",
+            "create",
+            f"s{self.number}",
+            "--connector",
+            "builtin:source-bench",
+            "--config",
+            json.dumps(source),
+        )
+        self.cli(
+            "destinations",
+            "create",
+            f"d{self.number}",
+            "--connector",
+            connector,
+            "--config",
+            json.dumps(self.rows.config()),
+        )
+        if p.mode == "overwrite":
+            modes = [f"--stream={s}:full_refresh:overwrite" for s in self.streams]
+        else:
+            modes = [f"--stream={s}:incremental:{p.mode}" for s in self.streams]
+        self.cli(
+            "connections",
+            "create",
+            self.connection,
+            "--source",
+            f"s{self.number}",
+            "--destination",
+            f"d{self.number}",
+            *modes,
+        )
+
+    def sync(self, kills: list[Kill]) -> tuple[int | None, float]:
+        """One `connections sync`, given the kills still to make: it takes them, in turn, while it
+        runs (the next one in the attempt after the last one killed: the command's own retry),
+        until one hits `ferryman` itself or the command ends."""
+        command = Command([*FERRYMAN, "connections", "sync", self.connection, "--json"], self.env)
+        self.commands.append(command)
+        self.totals.commands += 1
+        previous: tuple[int, int] | None = None
+        while kills and command.process.poll() is None:
+            kill = kills.pop(0)
+            self.attack(command, kill, previous)
+            if not kill.fired or "ferryman" in kill.landed:
+                break
+            previous = kill.attempt
+        code = command.finish()
+        wall = time.monotonic() - command.started
+        if code is None:
+            self.violation("wedged", f"`connections sync` still running after {COMMAND_DEADLINE_S}s; killed")
+        if self.verbose:
+            self.say(f"sync exit {code} in {wall:.1f}s: {command.output[1].strip()[-300:]}")
+        return code, wall
+
+    def attack(self, command: Command, kill: Kill, previous: tuple[int, int] | None) -> None:
+        """Wait for the kill's moment (or the command's end), then signal its targets.
+
+        After ``previous`` (an attempt killed before), the moment is counted from the next attempt.
+        """
+        while previous is not None and command.process.poll() is None:
+            running = self.store.running_attempt(self.connection)
+            if running is not None and running[:2] != previous:
+                break
+            time.sleep(0.02)
+        command.started = time.monotonic()
+        roles = ROLES.get(kill.target, [kill.target])
+        connector_roles = [r for r in roles if r != "ferryman"]
+        saved0 = self.store.saved(self.connection)
+        changes, last = 0, saved0
+        while command.process.poll() is None:
+            ready = all(command.find(r) is not None for r in connector_roles)
+            elapsed = time.monotonic() - command.started
+            if kill.trigger == "start" and ready:
+                time.sleep(float(kill.detail[:-1]))
+                break
+            if kill.trigger == "wall" and elapsed >= float(kill.detail[:-1]) and ready:
+                break
+            if kill.trigger == "state":
+                now = self.store.saved(self.connection)
+                if now != last:
+                    changes, last = changes + 1, now
+                if changes >= int(kill.detail) and ready:
+                    break
+            if kill.trigger == "progress":
+                running = self.store.running_attempt(self.connection)
+                total = self.plan.streams * self.plan.count
+                if running and running[2] >= float(kill.detail) * total and ready:
+                    break
+            time.sleep(0.02)
+        if command.process.poll() is not None:
+            self.totals.missed += 1
+            self.say(
+                f"missed {kill.target}/SIG{kill.signal}@{kill.trigger}({kill.detail}): the sync ended first"
+            )
+            return
+        running = self.store.running_attempt(self.connection)
+        kill.attempt = (running[0], running[1]) if running else None
+        kill.at_s = time.monotonic() - command.started
+        kill.wall_time = time.time()
+        source = command.find("source")
+        kill.source_running = source is not None and alive(source)
+        for role in roles:
+            target = command.find(role)
+            if target is None or not alive(target):
+                continue
+            with contextlib.suppress(psutil.Error):
+                target.send_signal(SIGNALS[kill.signal])
+                kill.landed.append(role)
+        kill.fired = bool(kill.landed)
+        if kill.fired:
+            self.totals.kills[f"{kill.target}/SIG{kill.signal}"] += 1
+        else:
+            self.totals.missed += 1
+        if (kill.signal == "KILL" and "ferryman" in kill.landed) or "destination" in kill.landed:
+            self.duplicates_allowed = True
+        self.say(
+            f"killed {'+'.join(kill.landed) or 'nothing'} with SIG{kill.signal} at {kill.at_s:.2f}s"
+            f" ({kill.trigger} {kill.detail}; attempt {kill.attempt}"
+            f"{'' if kill.source_running else ', the source had ended'})"
+        )
+
+    # -- checks --
+
+    def settle(self, deadline_s: float) -> list[psutil.Process]:
+        """Wait (up to the deadline) for every process of the round to end; what is left."""
+        end = time.monotonic() + deadline_s
+        while True:
+            left = [p for c in self.commands for p in list(c.seen.values()) if alive(p)]
+            left += [p for p in named(str(self.home)) if p.pid not in {q.pid for q in left}]
+            if not left or time.monotonic() > end:
+                return left
+            time.sleep(0.1)
+
+    def check_state_behind_data(self, when: str) -> None:
+        if self.plan.mode == "overwrite":
+            return
+        saved = self.store.saved(self.connection)
+        rows = self.read_rows()
+        if rows is None:
+            self.say(f"state check {when}: destination still locked, skipped")
+            return
+        for stream, last in saved.items():
+            have = {r[0] for r in rows.get(stream, [])}
+            missing = [i for i in range(1, last + 1) if i not in have]
+            if missing:
+                self.violation(
+                    "state-ahead",
+                    f"{when}: {stream}'s saved state is id {last} but the destination lacks {span(missing)}",
+                )
+
+    def read_rows(self) -> dict[str, list[tuple[int, str, str]]] | None:
+        for _ in range(50):
+            rows = self.rows.read(self.streams)
+            if rows is not None:
+                return rows
+            time.sleep(0.2)
+        return None
+
+    def check_overwrite_kept(self, when: str) -> None:
+        rows = self.read_rows()
+        if rows is None:
+            return
+        for stream in self.streams:
+            found = compare(rows[stream], self.previous_count, None)
+            if any(found.values()):
+                self.violation(
+                    "overwrite-replaced",
+                    f"{when}: {stream} should still hold ids 1..{self.previous_count} once each; "
+                    + ", ".join(f"{k} {span(v)}" for k, v in found.items() if v),
+                )
+
+    def check_data(self) -> None:
+        rows = self.read_rows()
+        if rows is None:
+            self.violation("data", "the destination could not be read (still locked)")
+            return
+        append_like = self.plan.mode == "append" or (
+            self.plan.mode == "append_dedup" and self.plan.destination == "jsonl"
+        )
+        for stream in self.streams:
+            found = compare(rows[stream], self.plan.count, None)
+            for kind in ("missing", "foreign", "bad_values"):
+                if found[kind]:
+                    self.violation("data", f"{stream}: {kind} ids {span(found[kind])}")
+            if found["twice"]:
+                if append_like and self.duplicates_allowed:
+                    self.totals.duplicates_allowed += len(found["twice"])
+                    self.say(
+                        f"{stream}: {span(found['twice'])} ids stored twice"
+                        " (allowed: a SIGKILLed ferryman or a killed destination)"
+                    )
+                else:
+                    self.violation(
+                        "data",
+                        f"{stream}: ids stored more than once {span(found['twice'])} ({self.plan.mode})",
+                    )
+
+    def check_jobs(self) -> None:
+        mine = json.loads(self.cli("jobs", "list", "--connection", self.connection, "--json").stdout)["jobs"]
+        for job in mine:
+            if job["status"] in ("pending", "running", "incomplete"):
+                self.violation("wedged", f"job {job['id']} is {job['status']} after the successful sync")
+        shown = {}
+        for kill in self.plan.kills:
+            if not kill.fired or kill.attempt is None:
+                continue
+            job_id, number = kill.attempt
+            if job_id not in shown:
+                shown[job_id] = json.loads(self.cli("jobs", "show", str(job_id), "--json").stdout)
+            document = shown[job_id]
+            attempt = next((a for a in document["attempts"] if a["number"] == number), None)
+            hit = [r for r in kill.landed if r != "watchdog"]
+            if not hit:
+                continue
+            if attempt is None:
+                self.violation("told", f"job {job_id} shows no attempt {number}")
+            elif attempt["status"] == "succeeded" and ended_soon(attempt, kill):
+                self.say(
+                    f"job {job_id} attempt {number} succeeded: SIG{kill.signal} came as it ended (within 1s)"
+                )
+                continue
+            elif attempt["status"] == "succeeded":
+                self.violation(
+                    "told",
+                    f"job {job_id} attempt {number} succeeded though its {'+'.join(hit)}"
+                    f" got SIG{kill.signal}",
+                )
+            elif attempt["status"] == "running":
+                self.violation("told", f"job {job_id} attempt {number} still shows running")
+            if "ferryman" in hit and document["job"]["status"] not in ("failed", "cancelled"):
+                self.violation(
+                    "told",
+                    f"job {job_id} is {document['job']['status']} though its ferryman got SIG{kill.signal}",
+                )
+            if self.verbose and attempt is not None:
+                failures = "; ".join(f["message"][:120] for f in attempt.get("failures", []))
+                self.say(f"job {job_id} attempt {number}: {attempt['status']} {failures}")
+
+    def run(self) -> None:
+        p = self.plan
+        self.set_up()
+        code, _ = self.sync([])
+        if code != 0:
+            self.violation(
+                "clean-sync",
+                f"the first, undisturbed sync exited {code}: {self.commands[-1].output[1][-400:]}",
+            )
+            return
+        self.previous_count = p.first_count
+        self.cli("sources", "update", f"s{self.number}", "--merge", json.dumps({"count": p.count}))
+        succeeded = False
+        pending = list(p.kills)
+        while pending:
+            first = len(p.kills) - len(pending)
+            code, _ = self.sync(pending)
+            used = p.kills[first : len(p.kills) - len(pending)]
+            kill = used[-1]
+            when = f"after kill {len(p.kills) - len(pending)} ({kill.target}/SIG{kill.signal}, exit {code})"
+            # Connectors left to the next command: the ferryman SIGKILLed and its watchdog gone too.
+            orphaned = any(k.signal == "KILL" and "ferryman" in k.landed for k in used) and any(
+                "watchdog" in k.landed for k in used
+            )
+            settled = [] if orphaned else self.settle(GRACE_S + 5)
+            for process in settled:  # the command, or its watchdog, should have stopped them
+                with contextlib.suppress(psutil.Error):
+                    self.violation("leftover", f"{when}: pid {process.pid} still runs {GRACE_S + 5}s later: "
+                                   f"{' '.join(process.cmdline())[:160]}")  # fmt: skip
+            if not orphaned:
+                self.check_state_behind_data(when)
+            if code == 0:
+                succeeded = True
+                break
+            if p.mode == "overwrite" and not orphaned:
+                self.check_overwrite_kept(when)
+        tries = 0
+        while not succeeded and tries < 4:
+            tries += 1
+            code, _ = self.sync([])
+            self.check_state_behind_data(f"after clean sync {tries} (exit {code})")
+            succeeded = code == 0
+            if not succeeded:
+                self.say(f"clean sync {tries} exited {code}: {self.commands[-1].output[1].strip()[-400:]}")
+        if not succeeded:
+            self.violation("no-success", "4 syncs after the kills failed")
+        left = self.settle(GRACE_S + 5)
+        for process in left:
+            with contextlib.suppress(psutil.Error):
+                self.violation(
+                    "leftover", f"pid {process.pid} still runs: {' '.join(process.cmdline())[:160]}"
+                )
+                process.kill()
+        if succeeded:
+            self.check_data()
+            saved = self.store.saved(self.connection)
+            if p.mode != "overwrite" and saved != {s: p.count for s in self.streams}:
+                self.violation(
+                    "state", f"after success the saved state is {saved}, not id {p.count} per stream"
+                )
+        self.check_jobs()
+        self.store.close()
+
+
+def ended_soon(attempt: dict[str, Any], kill: Kill) -> bool:
+    """The attempt ended within a second of the signal: it was ending anyway (a race, not a fault).
+
+    A SIGKILLed ``ferryman`` cannot end an attempt succeeded: one that did had ended before the
+    signal, after the harness saw it running. A SIGINT or SIGTERM is looked at by the command's
+    main loop about once a second (cli/foreground.py), so a sync that ends within that second
+    ends succeeded and exits 0.
+    """
+    import datetime
+
+    ended = attempt.get("ended_at")
+    if not ended:
+        return False
+    return datetime.datetime.fromisoformat(ended).timestamp() - kill.wall_time < 1.0
+
+
+def named(text: str) -> list[psutil.Process]:
+    """Processes whose command line or working directory names ``text`` (not this one)."""
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if process.pid == os.getpid():
+            continue
+        line = " ".join(process.info.get("cmdline") or [])
+        if text in line and alive(process):
+            found.append(process)
+    return found
+
+
+def make_pg_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as conn:  # type: ignore[arg-type]
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_pg_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as conn:  # type: ignore[arg-type]
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--round", type=int, default=None, help="run only this round of the seed")
+    parser.add_argument("--destination", choices=[*DESTINATIONS, "any"], default="any")
+    parser.add_argument("--mode", choices=[*MODES, "any"], default="any")
+    parser.add_argument("--target", choices=[*TARGETS, "any"], default="any")
+    parser.add_argument("--signal", choices=[*SIGNALS, "any"], default="any")
+    parser.add_argument("--home", choices=["fresh", "kept"], default="fresh")
+    parser.add_argument(
+        "--store", default="sqlite", help="sqlite, or a postgresql+psycopg:// URL of a database"
+    )
+    parser.add_argument("--max-kills", type=int, default=3)
+    parser.add_argument(
+        "--work", type=Path, default=None, help="the homes go here (default: a temporary dir)"
+    )
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="ferryman-chaos-"))
+    work.mkdir(parents=True, exist_ok=True)
+    run_id = uuid.uuid4().hex[:6]
+    pg_db = f"ferryman_chaos_{args.seed}_{run_id}"
+    make_pg_database(pg_db)
+    if args.store != "sqlite":
+        make_pg_database(args.store.rsplit("/", 1)[1].split("?")[0])
+    print(
+        f"chaos: seed={args.seed} rounds={args.rounds} round={args.round} destination={args.destination}"
+        f" mode={args.mode} target={args.target} signal={args.signal} home={args.home} store={args.store}"
+        f" max_kills={args.max_kills} work={work}",
+        flush=True,
+    )
+    totals = Totals()
+    started = time.monotonic()
+    numbers = [args.round] if args.round is not None else range(1, args.rounds + 1)
+    for number in numbers:
+        rng = random.Random(f"{args.seed}:{number}")
+        plan = plan_round(rng, args)
+        home = work / ("home" if args.home == "kept" else f"home-{number}")
+        env = {**os.environ, "FERRYMAN_HOME": str(home), "FERRYMAN_CANCEL_GRACE_S": str(GRACE_S),
+               "FERRYMAN_RETRY_BACKOFF_MIN_S": "0", "FERRYMAN_PROGRESS_INTERVAL_S": "3600"}  # fmt: skip
+        env.pop("FERRYMAN_DATABASE_URL", None)
+        store_url = f"sqlite:///{home / 'ferryman.db'}"
+        if args.store != "sqlite":
+            env["FERRYMAN_DATABASE_URL"] = store_url = args.store
+        print(f"round {number} (--seed {args.seed} --round {number}): {plan.text()}", flush=True)
+        chaos = Round(number, plan, home, env, store_url, pg_db, totals, args.verbose)
+        before = sum(totals.violations.values())
+        round_started = time.monotonic()
+        try:
+            chaos.run()
+        except Exception as error:  # the harness's own trouble: say it, go on
+            chaos.violation("harness", f"{type(error).__name__}: {error}")
+        totals.rounds += 1
+        found = sum(totals.violations.values()) - before
+        print(f"  round {number}: {time.monotonic() - round_started:.1f}s, {found} violation(s)", flush=True)
+        if args.home == "fresh" and not found:  # a round that found something is kept to look at
+            shutil.rmtree(home, ignore_errors=True)
+    totals.seconds = time.monotonic() - started
+    print(
+        f"summary: {totals.rounds} rounds, {totals.commands} syncs, {totals.seconds:.0f}s;"
+        f" missed kills {totals.missed}"
+    )
+    for key, value in sorted(totals.kills.items()):
+        print(f"  kill {key:32} {value:5}")
+    print(f"  ids stored twice where allowed: {totals.duplicates_allowed}")
+    for key, value in sorted(totals.violations.items()):
+        print(f"  violations {key:26} {value:5}")
+    if not totals.violations:
+        print("  violations: none")
+        drop_pg_database(pg_db)  # else kept, with the homes, to look at
+
+
+if __name__ == "__main__":
+    main()
