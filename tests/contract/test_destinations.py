@@ -381,6 +381,31 @@ def test_a_state_is_echoed_only_once_every_record_before_it_is_stored(target: Ta
         proc.stdout.close()
 
 
+def test_a_destination_whose_reader_is_gone_commits_nothing_more_and_its_retry_stores_each_record_once(
+    target: Target,
+) -> None:
+    """The worker reading the destination's echoes is SIGKILLed: the destination's input ends and
+    nobody can save a state it would echo. It used to commit what those states covered anyway,
+    and the retry, resuming from the last state the worker saved, stored it all again (under
+    append, twice). Now it stops committing once its output has no reader; echoed states before
+    that stay committed."""
+    catalog = target.catalog(stream("users", USERS, "append"))
+    proc = target.start(catalog)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(messages_in(*users(range(1, 101)), state("users", {"n": 100})))
+    proc.stdin.flush()
+    assert read_until_state(proc.stdout)["state"]["stream"]["stream_state"] == {"n": 100}  # saved
+    proc.stdout.close()  # the worker is gone: its end of the pipe closes
+    proc.stdin.write(messages_in(*users(range(101, 301)), state("users", {"n": 300})))
+    proc.stdin.close()
+    assert proc.wait(timeout=60) != 0
+    assert [row[0] for row in target.rows("users", "id")] == list(range(1, 101))
+
+    found = target.write(catalog, *users(range(101, 301)), state("users", {"n": 300}))
+    assert echoed(found) == [{"n": 300}]
+    assert [row[0] for row in target.rows("users", "id")] == list(range(1, 301))
+
+
 @pytest.mark.parametrize("mode", ["append", "append_dedup"])
 def test_a_destination_killed_mid_load_loses_nothing_and_doubles_nothing(target: Target, mode: str) -> None:
     """SIGKILL while the destination takes in ~40 MB after its last state (past its 32 MB flush:

@@ -241,6 +241,11 @@ class _StateQueue:
         """
         if not self.lines and complete is None and not force:
             return
+        if self.out.reader_gone():
+            # The worker that reads the echoes is gone (killed): a commit now would store records
+            # whose states it can never save, so its retry would send them again (twice, under
+            # append). Stop, committing nothing more; the retry resumes from the saved state.
+            raise BrokenPipeError("the destination's output has no reader: nothing more is committed")
         done = complete or set()
         self.buffered = 0
         self.opened.clear()

@@ -90,6 +90,19 @@ class Output:
     def flush(self) -> None:
         self._file.flush()
 
+    def reader_gone(self) -> bool:
+        """Whether stdout is a pipe whose reader has closed it (``poll`` flags the write end of
+        such a pipe with POLLERR, on Linux and the BSDs): nothing written now can arrive. False
+        for files, terminals, /dev/null, or where poll cannot tell."""
+        try:
+            import select
+
+            poller = select.poll()
+            poller.register(self._fd, select.POLLOUT)
+            return any(events & select.POLLERR for _, events in poller.poll(0))
+        except (OSError, ValueError, AttributeError):
+            return False
+
     def discard(self) -> None:
         """The reader went away: point stdout at /dev/null so later flushes cannot fail."""
         with contextlib.suppress(OSError):
