@@ -15,6 +15,7 @@ deleted) and the command reports the cancelled job in its one error line.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
     from ferryman.service import JobService
     from ferryman.store.base import Attempt, Job
 
-POLL_S = 1.0
+POLL_S = 1.0  # how often the store is read for progress
+SIGNAL_POLL_S = 0.1  # how soon a Ctrl-C or SIGTERM is acted on
 
 
 @dataclass
@@ -63,12 +65,17 @@ def run_and_watch(
     outcome = _run_in_background(service, job)
     watcher = _Watcher(service, job, display, secrets)
     acted_on = 0
+    next_watch = time.monotonic() + POLL_S
     try:
-        while not outcome.done.wait(POLL_S):
+        # Signals are looked at ten times a second, the store once a second: a Ctrl-C in a sync's
+        # last second used to wait for the next look, by when the job had ended as if unasked.
+        while not outcome.done.wait(SIGNAL_POLL_S):
             if signals.count > acted_on:
                 acted_on = signals.count
                 _stop(service, job, first=acted_on == 1)
-            watcher.watch()
+            if time.monotonic() >= next_watch:
+                next_watch = time.monotonic() + POLL_S
+                watcher.watch()
     finally:
         if display is not None:
             display.close()
@@ -85,7 +92,7 @@ def run_quietly(service: JobService, job: Job) -> Job:
     outcome = _run_in_background(service, job)
     acted_on = 0
     try:
-        while not outcome.done.wait(POLL_S / 10):
+        while not outcome.done.wait(SIGNAL_POLL_S):
             if signals.count > acted_on:
                 acted_on = signals.count
                 _stop(service, job, first=acted_on == 1, quiet=True)
