@@ -254,7 +254,7 @@ def sql_now(is_sqlite: bool, shift_s: float = 0.0) -> sa.ColumnElement[datetime]
 
 
 class Database:
-    """An engine plus the two kinds of transaction the store uses."""
+    """An engine plus the kinds of transaction the store uses."""
 
     def __init__(self, url: URL, engine: Engine | None = None) -> None:
         self.url = url
@@ -278,6 +278,21 @@ class Database:
             if not self.is_sqlite:
                 conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A transaction that only reads, all its statements on one snapshot (rolled back at the
+        end): SQLite's read transaction is one already; Postgres, whose reads run in autocommit
+        (:meth:`read`), gets REPEATABLE READ. For figures read in several statements that must
+        agree with each other (``/metrics``' folded and unfolded tallies)."""
+        if self.is_sqlite:
+            with self.read() as conn:
+                yield conn
+            return
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

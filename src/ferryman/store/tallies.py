@@ -31,8 +31,8 @@ A scrape so reads the live part of the store, whatever its history.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -120,7 +120,9 @@ class TallyOps:
         with suppress(sa.exc.OperationalError):  # a read-only or busy store: nothing folded,
             self.fold_tallies()  # the unfolded rows are read instead, as exactly
         sqlite = self._db.is_sqlite
-        with self._snapshot() as conn:
+        # One snapshot: folded and unfolded figures read at different moments could count a batch
+        # folded in between twice, or not at all.
+        with self._db.snapshot() as conn:
             return Tallies(
                 jobs=_job_counts(conn),
                 oldest_pending=_oldest_pending(conn),
@@ -207,20 +209,6 @@ class TallyOps:
             set_={name: tally_seals.c[name] + insert.excluded[name] for name in added},
         )
         conn.execute(insert)
-
-    @contextmanager
-    def _snapshot(self) -> Iterator[SqlConnection]:
-        """One snapshot for every query: folded and unfolded figures read at different moments
-        could count a batch folded in between twice, or not at all. SQLite's read transaction is
-        one snapshot; Postgres reads in autocommit elsewhere, so here REPEATABLE READ."""
-        if self._db.is_sqlite:
-            with self._db.read() as conn:
-                yield conn
-            return
-        with self._db.engine.connect() as conn:
-            conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                yield conn
 
 
 def _job_counts(conn: SqlConnection) -> list[JobCount]:
