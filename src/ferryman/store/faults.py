@@ -43,6 +43,11 @@ _ADVICE = (
         "(a running `ferryman worker` waits and retries)",
     ),
     (
+        ("terminating connection due to administrator command", "server closed the connection"),
+        "the database server ended the session (it was stopped, restarted or the session was "
+        "ended): run it again once it is back (a running `ferryman worker` waits and retries)",
+    ),
+    (
         ("connection refused", "connection failed", "timeout", "timed out", "could not translate", "resolve"),
         "cannot reach the database server: is it running, and is FERRYMAN_DATABASE_URL right?",
     ),
