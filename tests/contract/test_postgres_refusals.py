@@ -235,3 +235,28 @@ def test_a_server_stopped_mid_sync_is_a_failure_to_retry(tmp_path: Path, cluster
     assert echoed(parse(out)) == []
     assert error["failure_type"] == "transient_error", error
     assert "the sync is retried from its last state" in error["message"]
+
+
+def test_a_refused_password_is_not_retried_and_never_shown(tmp_path: Path, cluster: PrivateCluster) -> None:
+    """The cluster asks the loader role for its password (scram) from here on; a wrong one was a
+    system_error quoting psycopg, retried twice for nothing."""
+    assert cluster.data is not None
+    hba = cluster.data / "pg_hba.conf"
+    hba.write_text("host all loader 127.0.0.1/32 scram-sha-256\n" + hba.read_text())  # first match wins
+    with cluster.connect(autocommit=True) as conn:
+        conn.execute("SELECT pg_reload_conf()")
+    wrong = {**_fields(cluster), "password": "not-" + SECRET}
+    for _ in range(10_000):  # the postmaster reloads in its own time
+        try:
+            psycopg.connect(
+                host=cluster.host, port=cluster.port, user="loader", password="x", dbname="postgres"
+            ).close()
+        except psycopg.OperationalError:
+            break
+    error = _the_error(*_write(tmp_path, wrong))
+    assert error["failure_type"] == "config_error"
+    assert 'password authentication failed for user "loader"' in error["message"]
+    assert "not-" + SECRET not in error["message"]
+    _, found = _check(tmp_path, wrong)
+    (status,) = found
+    assert status["connectionStatus"]["status"] == "FAILED"
