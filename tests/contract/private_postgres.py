@@ -32,9 +32,21 @@ class PrivateCluster:
     host: str = "127.0.0.1"
     user: str = "postgres"
     dbname: str = "postgres"
+    data: Path | None = None
+    bindir: str = ""
+    os_user: str | None = None  # who runs pg_ctl (the ``postgres`` OS user as root)
+
+    def stop(self, mode: str) -> None:
+        """Tell the server to stop (``smart``: after its sessions end; ``fast``: ending them), and
+        return without waiting for it to be down."""
+        subprocess.run(
+            [f"{self.bindir}/pg_ctl", "-D", str(self.data), "-m", mode, "-W", "stop"],
+            user=self.os_user, check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
 
     def connect(self, **options: Any) -> psycopg.Connection[Any]:
-        return psycopg.connect(host=self.host, port=self.port, user=self.user, dbname=self.dbname, **options)
+        given = {"host": self.host, "port": self.port, "user": self.user, "dbname": self.dbname, **options}
+        return psycopg.connect(**given)
 
 
 def _bin_directory() -> str | None:
@@ -79,7 +91,7 @@ def private_cluster(*settings: str) -> Iterator[PrivateCluster]:
     def run(*args: str) -> None:
         subprocess.run(args, user=user, cwd=top, check=True, capture_output=True, timeout=120)
 
-    cluster = PrivateCluster(_free_port())
+    cluster = PrivateCluster(_free_port(), data=data, bindir=bindir, os_user=user)
     options = [
         f"-p {cluster.port}",
         f"-k {top}",
@@ -96,8 +108,9 @@ def private_cluster(*settings: str) -> Iterator[PrivateCluster]:
             "-o", " ".join(options), "start")  # fmt: skip
         yield cluster
     finally:
-        if (data / "postmaster.pid").exists():
-            run(f"{bindir}/pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
+        if (data / "postmaster.pid").exists():  # a test's stop may have it gone meanwhile
+            subprocess.run([f"{bindir}/pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop"],
+                           user=user, cwd=top, capture_output=True, timeout=120)  # fmt: skip
         shutil.rmtree(top, ignore_errors=True)
 
 

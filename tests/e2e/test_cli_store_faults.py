@@ -14,8 +14,10 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from tests.contract.private_postgres import private_cluster
 from tests.e2e.test_cli_jobs import Cli, bench_connection, stream_state
 
 
@@ -69,6 +71,44 @@ def test_an_unreachable_postgres_is_one_line_without_its_password(cli: Cli) -> N
     line = cli.bad_input("jobs", "list")
     assert "the store postgresql+psycopg://ferry:***@127.0.0.1:1/ferryman cannot be used" in line
     assert "is it running" in line and "s3cret-pw" not in line
+
+
+def test_a_postgres_store_whose_server_is_full_or_stopping_says_so_in_one_line(cli: Cli) -> None:
+    """Every connection slot taken, or a server shutting down, passes on its own: the line says
+    so and to run the command again (before: "cannot reach the database server: is it running,
+    and is FERRYMAN_DATABASE_URL right?", pointing at a URL that was right). On a private cluster:
+    the shared server's slots are everyone's."""
+    with private_cluster() as cluster:
+        cli.env["FERRYMAN_DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:{cluster.port}/postgres"
+        held = []
+        while True:
+            try:
+                held.append(cluster.connect(autocommit=True))
+            except psycopg.OperationalError:
+                break
+        try:
+            line = cli.bad_input("jobs", "list")
+        finally:
+            for conn in held[1:]:
+                conn.close()
+        assert (
+            "FATAL: sorry, too many clients already; the database server has every connection slot taken"
+            in line
+        )
+        assert "run it again once other sessions end" in line and "is it running" not in line
+        cluster.stop("smart")  # held[0] keeps it shutting down, not down
+        for _ in range(10_000):  # the postmaster takes the signal in its own time
+            try:
+                cluster.connect().close()
+            except psycopg.OperationalError:
+                break
+        line = cli.bad_input("jobs", "list")
+        held[0].close()
+    assert (
+        "the database system is shutting down; the database server is starting, stopping or recovering"
+        in line
+    )
+    assert "is it running" not in line
 
 
 def test_a_read_only_store_still_answers_reads_and_refuses_writes_in_one_line(

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 
 from ferryman.builtin._columns import quote
+from ferryman.builtin._postgres_refusals import ServerUnreachable, config_refusal, passing_refusal
 from ferryman.builtin._runtime import ConfigError, TransientError, object_schema, require_int
 from ferryman.builtin._spill import directory_problem
 
@@ -174,8 +175,10 @@ def out_of_lock_slots(exc: BaseException, per_transaction: int | None) -> BaseEx
 
 def connect(config: PostgresConfig) -> psycopg.Connection[Any]:
     """A connection (not autocommit), or a one-line error without the password in it: a
-    :class:`TransientError` when the server's lock table is full (a new session takes a lock on
-    its database), else a ``ConnectionError``."""
+    :class:`TransientError` when the refusal passes on its own (the lock table full, every
+    connection slot taken, the server starting, stopping or not listening: see
+    :mod:`ferryman.builtin._postgres_refusals`), a :class:`ConfigError` when a retry would meet
+    it again (a password, role, database, SSL or host refused), else a ``ConnectionError``."""
     try:
         conn = psycopg.connect(**config.connect)
     except (psycopg.Error, ValueError) as exc:
@@ -184,9 +187,15 @@ def connect(config: PostgresConfig) -> psycopg.Connection[Any]:
         # its lc_messages says otherwise; then this reads as any other refusal).
         if "out of shared memory" in message and "max_locks_per_transaction" in message:
             raise TransientError(_lock_slots_line(f" at {config.describe()}", None)) from None
+        passing = passing_refusal(message, config.describe())
+        if passing is not None:
+            raise passing from None
         for secret in config.hidden:
             message = message.replace(secret, "****")
-        raise ConnectionError(f"cannot connect to PostgreSQL at {config.describe()}: {message}") from None
+        line = f"cannot connect to PostgreSQL at {config.describe()}: {message}"
+        if config_refusal(message):
+            raise ConfigError(line) from None
+        raise ConnectionError(line) from None
     conn.execute("SET TIME ZONE 'UTC'")  # how widened timestamps read as text
     conn.execute("SET jit = off")  # compiling each merge's plan costs more than it saves
     conn.execute("SET temp_buffers = '256MB'")
@@ -197,7 +206,14 @@ def connect(config: PostgresConfig) -> psycopg.Connection[Any]:
 
 def check(config: PostgresConfig) -> str | None:
     require_spill_directory(config)
-    with connect(config) as conn:
+    try:
+        opened = connect(config)
+    except ServerUnreachable:  # a FAILED check: the host or port may be wrong
+        raise ConnectionError(
+            f"cannot connect to PostgreSQL at {config.describe()}: connection refused: is the server"
+            " running, and are the host and port right?"
+        ) from None
+    with opened as conn:
         probe = f"{quote(config.schema)}.{quote('_ferryman_check_' + uuid.uuid4().hex)}"
         try:
             # Only when missing: CREATE SCHEMA needs CREATE on the database, even with IF NOT EXISTS.

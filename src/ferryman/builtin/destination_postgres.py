@@ -70,6 +70,7 @@ from ferryman.builtin._postgres_dedup import (
     prepare_dedup,
 )
 from ferryman.builtin._postgres_hold import Holds
+from ferryman.builtin._postgres_refusals import ended_under_load
 from ferryman.builtin._postgres_tables import (
     MODES,
     Encoded,
@@ -165,6 +166,7 @@ class PostgresSink:
         except BaseException as exc:
             self._conn.close()
             failure = out_of_lock_slots(exc, getattr(self, "streams_per_commit", None))
+            failure = ended_under_load(failure, config.describe())
             if failure is exc:
                 raise
             raise failure from None
@@ -265,7 +267,8 @@ class PostgresSink:
                 try:
                     task()
                 except BaseException as exc:  # handed to the loader
-                    self._failed = out_of_lock_slots(exc, self.streams_per_commit)
+                    failed = out_of_lock_slots(exc, self.streams_per_commit)
+                    self._failed = ended_under_load(failed, self.config.describe())
             if self._failed is not None:
                 self._committed.set()  # wakes the loader, to raise what failed
 

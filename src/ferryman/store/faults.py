@@ -30,6 +30,23 @@ _ADVICE = (
     (("disk is full", "no space left", "disk full"), "the disk is full: free some space and run it again"),
     (("disk i/o error",), "the disk failed a read or write: is the disk full, or failing?"),
     (("unable to open",), "the file cannot be opened: check FERRYMAN_HOME and its permissions"),
+    # Before "connection failed", which psycopg puts in front of every refusal: these pass on
+    # their own, and a worker waits them out (it backs off and tries again).
+    (
+        ("too many clients", "remaining connection slots are reserved"),
+        "the database server has every connection slot taken: run it again once other sessions "
+        "end, or raise its max_connections (a running `ferryman worker` waits and retries)",
+    ),
+    (
+        ("is starting up", "is shutting down", "in recovery mode", "not yet accepting connections"),
+        "the database server is starting, stopping or recovering: run it again in a moment "
+        "(a running `ferryman worker` waits and retries)",
+    ),
+    (
+        ("terminating connection due to administrator command", "server closed the connection"),
+        "the database server ended the session (it was stopped, restarted or the session was "
+        "ended): run it again once it is back (a running `ferryman worker` waits and retries)",
+    ),
     (
         ("connection refused", "connection failed", "timeout", "timed out", "could not translate", "resolve"),
         "cannot reach the database server: is it running, and is FERRYMAN_DATABASE_URL right?",
