@@ -54,7 +54,13 @@ _CONFIG = (
     "authentication failed",
     "does not exist",  # role or database
     "no pg_hba.conf entry",
-    "ssl",  # the server does not support SSL, a certificate refused, ...
+    # SSL the config asks for and the server or its certificate refuses; not "SSL SYSCALL error"
+    # or "SSL connection has been closed unexpectedly", which a network or a restart gives.
+    "does not support ssl",
+    "ssl is not enabled",
+    "certificate verify failed",
+    "root certificate file",
+    "invalid sslmode",
     "failed to resolve host",
     "could not translate host name",
     "name or service not known",
