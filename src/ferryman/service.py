@@ -533,28 +533,29 @@ class JobService:
             self.store.list_actors(SOURCE) + self.store.list_actors(DESTINATION),
         )
 
-    def job_document(self, job_id: int, ended: Job | None = None) -> dict[str, Any]:
+    def job_document(self, job_id: int, ended: Job | None = None, outputs: bool = True) -> dict[str, Any]:
         """A job with its attempts, failures and per-stream stats, every string masked by the
         job's secret values: what ``jobs show`` prints and a sync's summary is made of.
         ``ended``: the job read already as it ended (a terminal job's row no longer changes), so
-        that its config, a sync's whole catalog, is not decoded a second time."""
-        job, attempts = self.job_details(job_id, ended)
+        that its config, a sync's whole catalog, is not decoded a second time. Without
+        ``outputs``, each attempt's ``output`` (a sync's: a state per stream) is left unread, None."""
+        job, attempts = self.job_details(job_id, ended, outputs)
         document: dict[str, Any] = mask_strings(
             views.details_doc(job, self.names(), attempts), self.job_secrets(job)
         )
         return document
 
     def job_details(
-        self, job_id: int, ended: Job | None = None
+        self, job_id: int, ended: Job | None = None, outputs: bool = True
     ) -> tuple[Job, list[tuple[Attempt, list[StreamStat]]]]:
         job = ended if ended is not None and ended.id == job_id and ended.status.terminal else None
         # Without the catalog: the document shows none, and masking reads both sides' configs only.
         job = job or self.store.get_job(job_id, catalog=False)
-        attempts = self.store.list_attempts(job_id)
+        attempts = self.store.list_attempts(job_id, outputs=outputs)
         return job, [(a, self.store.list_stream_stats(a.id)) for a in attempts]
 
     def log_path(self, job_id: int, attempt: int | None = None) -> Path:
-        attempts = self.store.list_attempts(job_id)
+        attempts = self.store.list_attempts(job_id, outputs=False)  # a path is all it needs
         if not attempts:
             self.store.get_job(job_id)  # NotFound for an unknown job
             raise UserInputError(f"job {job_id} has no attempt yet, so no log")

@@ -156,8 +156,29 @@ def test_the_apis_show_a_sync_masked_without_reading_its_catalog_or_outputs(
     assert first["logs"]["logLines"] == ["connecting with **********"]
     assert len(second["attempt"]["streamStats"]) == STREAMS
     assert config["job"]["aggregatedStats"]["recordsCommitted"] == STREAMS
-    # (/api/v1/jobs/get shows failure texts as stored: a worker masks them as it stores them)
-    assert SECRET not in json.dumps([own, attempts, public, config["attempts"][0]["logs"]])
+    assert SECRET not in json.dumps([own, attempts, public, config])
+
+
+def test_the_config_apis_jobs_show_a_stored_failure_masked_as_ferrymans_attempts_do(
+    store: SqlJobStore, tmp_path: Path
+) -> None:
+    """A failure stored with a secret in it (an older version's, or a text no worker masked)
+    comes out of ``/api/v1/jobs/get``, ``/jobs/cancel`` and ``/jobs/list`` masked, as out of
+    ``GET /v1/ferryman/jobs/{id}/attempts``; a listed job's ends are read for it, not its catalog."""
+    job, _ = _sync(store, tmp_path)
+    uuid = store.get_connection_by_id(int(job.scope or 0), catalog=False).uuid
+    counting = JobReadCounting(store)
+    with _api(counting) as client:
+        own = client.get(f"/v1/ferryman/jobs/{job.id}/attempts").json()["data"][0]["failureSummary"]
+        got = client.post("/api/v1/jobs/get", json={"id": job.id}).json()
+        cancelled = client.post("/api/v1/jobs/cancel", json={"id": job.id}).json()
+        listed = client.post("/api/v1/jobs/list", json={"configTypes": ["sync"], "configId": uuid}).json()
+    for document in (got, cancelled):
+        assert document["attempts"][0]["attempt"]["failureSummary"] == own
+    assert listed["jobs"][0]["attempts"][0]["failureSummary"] == own
+    assert own["failures"][0]["externalMessage"] == "refused **********"
+    assert SECRET not in json.dumps([got, cancelled, listed])
+    assert (counting.catalogs, counting.outputs) == (0, 0)
 
 
 @contextmanager
@@ -216,3 +237,64 @@ def test_waiting_for_a_job_reads_its_status_and_its_catalog_once_as_it_returns(
     assert ended.status is JobStatus.CANCELLED
     assert ended.config == config
     assert counting.catalogs == 1
+
+
+def test_a_temporal_wait_for_an_ended_job_reads_its_catalog_once_as_it_returns(
+    store: SqlJobStore, tmp_path: Path
+) -> None:
+    """Another process ended the sync before ``run_jobs`` looked: nothing is submitted (no
+    Temporal server is asked), and the job comes back whole, its config read once."""
+    from ferryman.engines.temporal.engine import TemporalEngine
+
+    job, config = _sync(store, tmp_path)
+    counting = JobReadCounting(store)
+    engine = TemporalEngine(counting, Settings(home=tmp_path / "home"), poll_interval_s=0.01)  # type: ignore[arg-type]
+    (ended,) = engine.run_jobs([job.id], timeout_s=60)
+    assert ended == job and ended.config == config
+    assert counting.catalogs == 1
+
+
+def test_the_web_job_page_and_its_log_show_a_sync_masked_without_its_catalog_or_outputs(
+    store: SqlJobStore, tmp_path: Path
+) -> None:
+    from fastapi import FastAPI
+
+    from ferryman.web.app import mount
+
+    job, _ = _sync(store, tmp_path)
+    counting = JobReadCounting(store)
+    app = FastAPI()
+    mount(app, JobService(counting, Settings(home=tmp_path / "home")), required=False)  # type: ignore[arg-type]
+    with TestClient(app) as client:
+        page = client.get(f"/jobs/{job.id}")
+        log = client.get(f"/jobs/{job.id}/attempts/0/log")
+        stream = client.get(f"/jobs/{job.id}/log/stream?attempt=0")
+        followed = client.get(f"/jobs/{job.id}/log/stream?after=1")
+    assert page.status_code == 200 and "refused **********" in page.text
+    assert "table_299" in page.text  # the last attempt's stats, stream by stream
+    assert log.text == "connecting with **********\n"
+    assert "data: connecting with **********" in stream.text and '"status": "failed"' in stream.text
+    assert '"attempt": 1, "status": "succeeded"' in followed.text
+    assert SECRET not in page.text + log.text + stream.text + followed.text
+    assert (counting.catalogs, counting.outputs) == (0, 0)
+
+
+def test_a_syncs_summary_and_jobs_show_read_the_outputs_only_for_json(
+    store: SqlJobStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ferryman.cli.summary import print_outcome
+
+    job, _ = _sync(store, tmp_path)
+    counting = JobReadCounting(store)
+    service = JobService(counting, Settings(home=tmp_path / "home"))  # type: ignore[arg-type]
+    assert print_outcome(service, job, json=False) == 0
+    summary = capsys.readouterr()
+    assert f"{STREAMS:,} records emitted, {STREAMS:,} committed over 2 attempts" in summary.out + summary.err
+    with _cli_on(counting):
+        shown = CliRunner().invoke(cli_app, ["jobs", "show", str(job.id)])
+    assert shown.exit_code == 0 and "refused **********" in shown.output
+    assert (counting.catalogs, counting.outputs) == (0, 0)
+    assert print_outcome(service, job, json=True) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["attempts"][1]["output"]["states"][7] == {"stream": "table_7", "cursor": 7}
+    assert counting.outputs == 1

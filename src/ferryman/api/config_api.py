@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from ferryman import masking
-from ferryman.api.attempts import CONFIG_TYPES, attempt_doc, scope_ids, stats_doc
+from ferryman.api.attempts import CONFIG_TYPES, attempt_doc, masked, scope_ids, stats_doc
 from ferryman.api.context import CANCEL_WAIT_S, ApiContext, Context, not_found
 from ferryman.api.documents import Lookups, epoch, omit_nulls
 from ferryman.api.jobs import busy_problem
@@ -36,7 +36,7 @@ from ferryman.jobs import schedules
 from ferryman.jobs.states import JobStatus, JobType
 from ferryman.logtail import tail_lines
 from ferryman.secrets import mask_text
-from ferryman.store.base import Actor, Connection, ConnectionBusy, Job, JobQuery, NotFound
+from ferryman.store.base import Actor, Connection, ConnectionBusy, Job, JobQuery, NotFound, UnreadConfig
 from ferryman.store.rows import MAX_ID
 
 router = APIRouter(tags=["config API"])
@@ -199,22 +199,48 @@ def job_read(context: ApiContext, job: Job, with_stats: list[Any] | None = None)
     return omit_nulls(document)
 
 
-def job_info(context: ApiContext, job: Job, logs: bool = True) -> dict[str, Any]:
-    """JobInfoRead: the job and each attempt, with the tail of its log."""
+def job_info(
+    context: ApiContext, job: Job, logs: bool = True, secrets: _Secrets | None = None
+) -> dict[str, Any]:
+    """JobInfoRead: the job and each attempt, with the tail of its log; failures and logs masked
+    by the job's secret values (``secrets``: shared by the jobs of a list)."""
     attempts = []
     every_stat = []
-    secrets = context.service.job_secrets(job) if logs else []
+    secrets = secrets or _Secrets(context)
     for attempt in context.store.list_attempts(job.id, outputs=False):  # shown without them
         stats = context.store.list_stream_stats(attempt.id)
         every_stat += stats
         read = _attempt_read(attempt, stats)
+        if "failureSummary" in read:  # masked once more, as GET /v1/ferryman/jobs/{id}/attempts does
+            read["failureSummary"] = masked(read["failureSummary"], secrets.of(job))
         entry: dict[str, Any] = {"attempt": read}
         if logs:
             lines, _ = tail_lines(Path(attempt.log_path), LOG_LINES)
-            entry["logs"] = {"logLines": [mask_text(line, secrets) for line in lines]}
+            entry["logs"] = {"logLines": [mask_text(line, secrets.of(job)) for line in lines]}
             entry["logType"] = "formatted"
         attempts.append(entry)
     return {"job": job_read(context, job, every_stat), "attempts": attempts}
+
+
+class _Secrets:
+    """Jobs' secret values, each job's read when first asked for, and the actors (whose kept
+    specs and configs masking reads) once for all: a list's page of jobs has none of their
+    configs (``page_jobs``), and only a job with a failure or a log to show needs them."""
+
+    def __init__(self, context: ApiContext) -> None:
+        self.context = context
+        self.actors: list[Actor] | None = None
+        self.values: dict[int, list[str]] = {}
+
+    def of(self, job: Job) -> list[str]:
+        if job.id not in self.values:
+            if isinstance(job.config, UnreadConfig):
+                job = self.context.store.get_job(job.id, catalog=False)  # its ends, to mask
+            if self.actors is None:
+                store = self.context.store
+                self.actors = store.list_actors("source") + store.list_actors("destination")
+            self.values[job.id] = masking.job_secrets(job, self.actors)
+        return self.values[job.id]
 
 
 def _attempt_read(attempt: Any, stats: list[Any]) -> dict[str, Any]:
@@ -352,9 +378,9 @@ def list_jobs(body: JobListBody, context: Context) -> dict[str, Any]:
         offset=min(pagination.rowOffset, MAX_ID),
         limit=pagination.pageSize,
     )
-    jobs = []
+    jobs, secrets = [], _Secrets(context)
     for job in context.store.page_jobs(query):
-        info = job_info(context, job, logs=False)
+        info = job_info(context, job, logs=False, secrets=secrets)
         jobs.append({"job": info["job"], "attempts": [a["attempt"] for a in info["attempts"]]})
     # Counted by the database: the total once read every job it counted.
     return {"jobs": jobs, "totalJobCount": context.store.count_jobs(query)}

@@ -73,7 +73,7 @@ def show(job_id: JobArgument, json: JsonOption = False) -> None:
 
     def action() -> int:
         with job_service() as service:
-            document = service.job_document(job_id)
+            document = service.job_document(job_id, outputs=json)  # only --json prints outputs
             secrets = service.job_secrets(service.store.get_job(job_id, catalog=False))
         if json:
             print_json(document, secrets)

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 def print_outcome(service: JobService, job: Job, json: bool) -> int:
     """The summary of a finished job; its exit code: 0 succeeded, 1 anything else."""
-    document = service.job_document(job.id, job)
+    # The summary shows no output: read it (a sync's, a state per stream) only for --json.
+    document = service.job_document(job.id, job, outputs=json)
     masked = service.job_secrets(job)
     try:
         if json:

@@ -51,7 +51,7 @@ def job_page(request: Request, job_id: int, _: SessionDep) -> Response:
 @router.post("/jobs/{job_id}/cancel")
 def cancel(request: Request, job_id: int, _: Posted) -> Response:
     web = web_of(request)
-    job = web.service.store.get_job(job_id)
+    job = web.service.store.get_job(job_id, catalog=False)  # its status
     if job.status.terminal:
         return redirect(request, f"/jobs/{job.id}", ("error", f"Job {job.id} has ended: it {job.status}."))
     web.service.cancel(job.id)
@@ -71,7 +71,7 @@ def log_stream(
     (without ``attempt``: of the first attempt numbered ``after`` or later, once the engine starts
     it), then one ``end`` with the attempt's (or job's) status."""
     web = web_of(request)
-    job = web.service.store.get_job(job_id)
+    job = web.service.store.get_job(job_id, catalog=False)  # its status, and its ends to mask
     secrets = web.service.job_secrets(job)
     stopping = getattr(request.app.state, "stopping", None) or (lambda: False)
     response = StreamingResponse(
@@ -106,13 +106,23 @@ async def _wait_attempt(
 ) -> Attempt | Job:
     """The attempt to follow once it exists, or the job if it ends without it."""
     while True:
-        for found in await to_thread.run_sync(web.service.store.list_attempts, job.id):
+        for found in await to_thread.run_sync(_attempts, web, job.id):
             if found.number == number or (number is None and found.number >= after):
                 return found
-        job = await to_thread.run_sync(web.service.store.get_job, job.id)
+        job = await to_thread.run_sync(_status, web, job.id)
         if job.status.terminal or number is not None:
             return job
         await _pause(web, stopping)
+
+
+# A followed log looks at statuses only: a sync's catalog (its config) and its attempts' outputs
+# (a state per stream) are megabytes at thousands of streams, and a page polls them every second.
+def _attempts(web: Web, job_id: int) -> list[Attempt]:
+    return web.service.store.list_attempts(job_id, outputs=False)
+
+
+def _status(web: Web, job_id: int) -> Job:
+    return web.service.store.get_job(job_id, catalog=False)
 
 
 async def _events(
@@ -145,7 +155,7 @@ async def _job_events(
     attempt = found
 
     def status() -> Attempt:
-        for current in web.service.store.list_attempts(attempt.job_id):
+        for current in _attempts(web, attempt.job_id):
             if current.id == attempt.id:
                 return current
         return attempt
@@ -203,7 +213,7 @@ def _event(name: str, data: str) -> str:
 def download_log(request: Request, job_id: int, number: int, _: SessionDep) -> Response:
     """The whole log of one attempt, masked, as a text file."""
     web = web_of(request)
-    job = web.service.store.get_job(job_id)
+    job = web.service.store.get_job(job_id, catalog=False)  # its ends, to mask
     try:
         path = web.service.log_path(job.id, number)
     except (NotFound, ValueError) as exc:

@@ -27,6 +27,10 @@ from ferryman.web.schedule import describe, next_run
 
 REPLICATION = (JobType.SYNC, JobType.RESET)
 LIVE = (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.INCOMPLETE)
+CHECKS = (
+    JobType.CHECK_SOURCE,
+    JobType.CHECK_DESTINATION,
+)  # a check job's page shows its verdict (its output)
 LOG_TAIL_LINES = 1000  # of a log shown in the page; the rest is in the download
 LOG_TAIL_BYTES = 1 << 20  # and no more than this of it: a line may be 64 kB long
 
@@ -251,9 +255,11 @@ class JobView:
 
 
 def job_view(service: JobService, job_id: int) -> JobView:
-    job = service.store.get_job(job_id)
+    # Without a sync's catalog and its attempts' outputs (megabytes at thousands of streams): the
+    # page shows neither; a check's verdict is its last output.
+    job = service.store.get_job(job_id, catalog=False)
     secrets = service.job_secrets(job)
-    attempts = service.store.list_attempts(job.id)
+    attempts = service.store.list_attempts(job.id, outputs=job.type in CHECKS)
     views = [
         AttemptView(
             a,
@@ -302,7 +308,7 @@ def failure_views(attempt: Attempt, secrets: list[str]) -> list[FailureView]:
 def _check_verdict(
     service: JobService, job: Job, attempts: list[Attempt], secrets: list[str]
 ) -> tuple[str, str] | None:
-    if job.type not in (JobType.CHECK_SOURCE, JobType.CHECK_DESTINATION) or not attempts:
+    if job.type not in CHECKS or not attempts:
         return None
     outcome = ConnectorOutcome.from_document(attempts[-1].output or {})
     if outcome.check is None:

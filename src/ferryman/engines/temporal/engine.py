@@ -94,14 +94,16 @@ class TemporalEngine:
     def run_jobs(self, job_ids: Collection[int], timeout_s: float | None = None) -> list[Job]:
         """Submit the jobs (again: a job is started once) and wait until the store shows each ended."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        # Submitting needs a job's id and type, and each pass its status: a sync's config holds
+        # its catalog, megabytes at thousands of streams, read whole once, when it is returned.
         for job_id in job_ids:
-            job = self.store.get_job(job_id)
+            job = self.store.get_job(job_id, catalog=False)
             if not job.status.terminal:
                 self.submit(job)
         while True:
-            jobs = [self.store.get_job(job_id) for job_id in job_ids]
+            jobs = [self.store.get_job(job_id, catalog=False) for job_id in job_ids]
             if all(job.status.terminal for job in jobs):
-                return jobs
+                return [self.store.get_job(job_id) for job_id in job_ids]  # ended: no longer changes
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"jobs {list(job_ids)} still running after {timeout_s}s")
             time.sleep(self.poll_interval_s)
