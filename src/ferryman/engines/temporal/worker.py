@@ -7,10 +7,9 @@ recovers the attempts of dead engines (killing what they left on this host). The
 serves Temporal and starts the workflow of any job left pending without one (a submit that
 could not reach Temporal).
 
-The store's loop is not a task of the asyncio loop: there it waited for every await before it,
-a sweep's call to Temporal that does not answer, or an asyncio loop kept busy by the SDK on a
-starved host (seconds between passes at 0.05 s polls), and a user's cancel then
-waited for the attempt's next Temporal heartbeat (10 s), or for ever when that went unanswered.
+The store's loop is not a task of the asyncio loop: there it took turns with the sweep, so a
+call to Temporal that did not answer (a describe had no timeout) stopped it, and a user's cancel
+then waited for the attempt's next Temporal heartbeat answer (10 s), or for ever without one.
 """
 
 from __future__ import annotations
