@@ -230,6 +230,49 @@ def test_cancel_of_a_running_sync_stops_its_connectors_and_keeps_the_committed_s
     assert [p for p in attempt.pids if psutil.pid_exists(p)] == []  # connectors gone
 
 
+def test_a_cancel_reaches_a_running_sync_while_the_worker_waits_on_temporal(
+    store: JobStore, tmp_path: Path, temporal: TemporalSettings, worker_for: Any
+) -> None:
+    """A user's cancel reaches the attempt through the store (the worker's loop reads
+    ``cancel_requested``), whatever Temporal does. That loop took turns on the asyncio loop with
+    the sweep's calls to Temporal: a call Temporal did not answer (a describe had no timeout) or
+    a starved host slowing that loop held the cancel back until the attempt's next heartbeat
+    answer, 10 s later, or for ever. Here the sweep hangs (a stand-in: a real Temporal server
+    answers at once, and one made not to answer would stop the workers too) and the activity
+    heartbeats once an hour, so only the store's path can stop the sync."""
+    quiet = dataclasses.replace(temporal, heartbeat_s=3600.0, heartbeat_timeout_s=7200.0)
+    worker = worker_for(temporal=quiet)
+    hanging, released = threading.Event(), threading.Event()
+
+    async def unanswered(client: Any) -> None:
+        hanging.set()
+        await asyncio.to_thread(released.wait)
+
+    try:
+        service = client_service(store, tmp_path, quiet)
+        steps = [
+            {"records": 3, "stream": "users"},
+            {"state": {"name": "users"}},
+            {"forever": {"stream": "users"}},
+        ]
+        scripted_connection(service, tmp_path, steps)
+        job = service.enqueue_replication("s")
+        wait_for_state(store, store.get_connection("s").id, 60, "no state was committed")
+        worker.engine.sweep = unanswered  # its next sweep waits on "Temporal"
+        assert hanging.wait(60), "the worker never swept again"
+
+        service.cancel(job.id)
+
+        ended = service.run(job, timeout_s=60)
+        assert ended.status is JobStatus.CANCELLED
+        (attempt,) = store.list_attempts(job.id)
+        assert attempt.failure_summary is not None
+        assert attempt.failure_summary["failures"][0]["type"] == FailureType.MANUAL_CANCELLATION
+        assert [p for p in attempt.pids if psutil.pid_exists(p)] == []  # connectors gone
+    finally:
+        released.set()
+
+
 def test_a_job_started_twice_runs_once(
     store: JobStore, tmp_path: Path, temporal: TemporalSettings, worker_for: Any
 ) -> None:

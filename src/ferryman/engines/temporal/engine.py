@@ -12,6 +12,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable, Collection
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
@@ -29,6 +30,9 @@ from ferryman.store.base import Attempt, Job, JobStore
 
 T = TypeVar("T")
 _CALL_TIMEOUT_S = 30.0
+# A describe that Temporal does not answer ends in an RPCError (DEADLINE_EXCEEDED) after this,
+# which its callers take as "Temporal away", instead of waiting for ever.
+_DESCRIBE_TIMEOUT = timedelta(seconds=30)
 
 
 async def connect(temporal: TemporalSettings) -> Client:
@@ -59,7 +63,7 @@ async def workflow_status(client: Client, workflow_id: str) -> WorkflowExecution
     """How the workflow of that id stands (its latest run); None when Temporal has none."""
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
     try:
-        description = await handle.describe()
+        description = await handle.describe(rpc_timeout=_DESCRIBE_TIMEOUT)
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:
             return None

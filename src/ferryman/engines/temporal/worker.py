@@ -1,10 +1,15 @@
 """``ferryman worker --engine temporal``: a Temporal worker per task queue, in one process.
 
 Each queue's worker takes at most MAX_<TYPE>_WORKERS activities at once. Attempts run on the
-process's local engine (never claiming by itself), whose loop goes on here: it heartbeats the
-attempts it runs in the store, passes the store's cancel requests on, and recovers the attempts
-of dead engines (killing what they left on this host). It also starts the workflow of any job
-left pending without one (a submit that could not reach Temporal).
+process's local engine (never claiming by itself), whose loop goes on here, on a thread of its
+own: it heartbeats the attempts it runs in the store, passes the store's cancel requests on, and
+recovers the attempts of dead engines (killing what they left on this host). The asyncio loop
+serves Temporal and starts the workflow of any job left pending without one (a submit that
+could not reach Temporal).
+
+The store's loop is not a task of the asyncio loop: there it took turns with the sweep, so a
+call to Temporal that did not answer (a describe had no timeout) stopped it, and a user's cancel
+then waited for the attempt's next Temporal heartbeat answer (10 s), or for ever without one.
 """
 
 from __future__ import annotations
@@ -131,29 +136,45 @@ class TemporalWorker:
             for slot, limit in self.limits.items()
         ]
         running = [asyncio.create_task(worker.run()) for worker in workers]
+        drained = threading.Event()  # set once the workers stopped: the store's loop ends then
+        ticking = threading.Thread(target=self._keep_ticking, args=(drained,), name="worker-store-loop")
+        ticking.start()
         next_resubmit = 0.0
         try:
             while not stop.is_set() and not any(task.done() for task in running):
-                await asyncio.to_thread(self._tick)
                 if loop.time() >= next_resubmit:
                     next_resubmit = loop.time() + min(RESUBMIT_EVERY_S, self.temporal.resubmit_after_s / 2)
                     await self.sweep(client)
                 await asyncio.sleep(self.local.poll_interval_s)
         finally:
-            stopping = asyncio.gather(*(worker.shutdown() for worker in workers), return_exceptions=True)
-            while not stopping.done():  # attempts still run: keep heartbeating them in the store
-                await asyncio.to_thread(self._tick)
-                await asyncio.wait([stopping], timeout=self.local.poll_interval_s)
-            executor.shutdown(wait=False)
+            # Attempts still run while the workers drain: the store's loop heartbeats them and
+            # passes cancels on until the last one ended.
+            try:
+                await asyncio.gather(*(worker.shutdown() for worker in workers), return_exceptions=True)
+            finally:
+                drained.set()
+                ticking.join()  # at most one pass
+                executor.shutdown(wait=False)
         for task in running:
             if task.done() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
+
+    def _keep_ticking(self, drained: threading.Event) -> None:
+        """The store's side of the attempts run here, every poll interval until ``drained``:
+        the path by which a user's cancel (``cancel_requested``) reaches a running attempt
+        within a poll, whatever Temporal and the asyncio loop are doing."""
+        while True:
+            self._tick()
+            if drained.wait(self.local.poll_interval_s):
+                return
 
     def _tick(self) -> None:
         try:
             self.local.tick(claim=False)
         except (StoreUnavailable, OperationalError) as exc:
             log.warning("store unavailable: %s", first_line(exc, limit=10_000))
+        except Exception:  # the loop must go on: without it no cancel reaches an attempt here
+            log.exception("the worker's pass over the store failed; trying again at the next")
 
     async def sweep(self, client: Client) -> None:
         """One look after the jobs no attempt runs, by how their workflow stands:
