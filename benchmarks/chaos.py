@@ -37,7 +37,8 @@ What is checked, one line per violation (docs/reliability.md is the rule book):
   SIGKILLed ``ferryman`` or a killed destination (its client or its container): the two cases the
   fault table allows;
 - state ahead: after every command the saved state of each stream covers only ids stored;
-- overwrite: a command that fails leaves the previous table exactly as it was;
+- overwrite: a command that fails leaves the previous table exactly as it was, or (the stream was
+  complete when the kill came) the new one whole, never a part;
 - told: an attempt running when its ``ferryman``, source or destination was killed ends failed
   (its job failed or cancelled when ``ferryman`` itself was hit), never succeeded.
 
@@ -689,6 +690,11 @@ class Round:
             return
         for stream in self.streams:
             found = compare(rows[stream], self.previous_count, None)
+            if any(found.values()) and not any(compare(rows[stream], self.plan.count, None).values()):
+                # Replaced whole: the worker had told the destination the stream was complete
+                # (the source had succeeded) before the kill failed the job. Never a part.
+                self.say(f"{when}: {stream} holds the new sync's ids 1..{self.plan.count}, each once")
+                continue
             if any(found.values()):
                 self.violation(
                     "overwrite-replaced",
