@@ -5,7 +5,8 @@
                                [--mode append|append_dedup|overwrite|any]
                                [--target ferryman|source|destination|watchdog|...|any]
                                [--signal KILL|TERM|INT|any] [--home fresh|kept] [--store sqlite|postgresql+psycopg://.../DB]
-                               [--max-kills 2] [--work DIR] [--verbose]
+                               [--docker none|source|destination|both|any]
+                               [--max-kills 2] [--minutes M] [--work DIR] [--verbose]
 
 Each round (its own RNG, seeded by ``--seed`` and the round's number, so ``--round N`` replays one
 round of a fresh-home run) builds a connection of builtin:source-bench (random streams, count,
@@ -16,20 +17,28 @@ from), then with the full count while the harness kills a random target with a r
 random moment, up to ``--max-kills`` commands in a row, then again until a sync succeeds.
 
 Targets: the ``ferryman`` process, the source, the destination, the watchdog, or several at once;
-signals: SIGKILL, SIGTERM, SIGINT. Moments: as soon as the target runs, after the store holds the
-k-th new saved state, after the attempt's committed records pass a fraction of the total, or at a
-random wall offset within the sync's expected duration.
+signals: SIGKILL, SIGTERM, SIGINT. With ``--docker``, the source and/or the destination run as
+``docker:`` connectors (the test images of the built-ins, tests/images/build.py, built when
+missing; a destination in Docker is duckdb or jsonl, writing under ``/local``): ``source`` and
+``destination`` then name the ``docker run`` client, and ``source-container`` and
+``destination-container`` the container itself (``docker kill --signal``). Moments: as soon as
+the target runs, after the store holds the k-th new saved state, after the attempt's committed
+records pass a fraction of the total, or at a random wall offset within the sync's expected
+duration.
 
 What is checked, one line per violation (docs/reliability.md is the rule book):
 
 - leftovers: no process of the round (every descendant of each command, and anything whose command
-  line names the round's home) still runs once the round's commands have ended;
+  line names the round's home) still runs once the round's commands have ended, nor any container
+  of the round (one a command's ``docker run`` named, or one labelled with the round's store);
 - wedged: no job pending, running or incomplete after the successful sync; a command that hangs;
 - data: the destination holds ids 1..count of each stream, each once, with the source's values,
   for ``append_dedup`` and ``overwrite``; for ``append`` each at least once, twice only after a
-  SIGKILLed ``ferryman`` or a killed destination (the two cases the fault table allows);
+  SIGKILLed ``ferryman`` or a killed destination (its client or its container): the two cases the
+  fault table allows;
 - state ahead: after every command the saved state of each stream covers only ids stored;
-- overwrite: a command that fails leaves the previous table exactly as it was;
+- overwrite: a command that fails leaves the previous table exactly as it was, or (the stream was
+  complete when the kill came) the new one whole, never a part;
 - told: an attempt running when its ``ferryman``, source or destination was killed ends failed
   (its job failed or cancelled when ``ferryman`` itself was hit), never succeeded.
 
@@ -42,6 +51,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -60,6 +70,8 @@ from typing import Any
 # benchmarks/queue.py would stand for the standard library's queue (psycopg imports it).
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.images
+
 import psutil  # noqa: E402
 
 FERRYMAN = [sys.executable, "-m", "ferryman"]
@@ -69,6 +81,9 @@ COMMAND_DEADLINE_S = 240
 FILLER = b"abcdefghijklmnopqrstuvwxyz0123456789".decode()
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT}
 TARGETS = ["ferryman", "source", "destination", "watchdog", "ferryman+watchdog", "source+destination", "all"]
+CONTAINER_TARGETS = {"source": "source-container", "destination": "destination-container"}
+DOCKER = ["none", "source", "destination", "both"]
+DOCKER_DESTINATIONS = ["duckdb", "jsonl"]  # the built-ins with a test image
 ROLES = {  # the processes a target names
     "ferryman+watchdog": ["ferryman", "watchdog"],
     "source+destination": ["source", "destination"],
@@ -168,14 +183,13 @@ class Store:
 class Rows:
     """Reads (id, name, payload) of each stream from the round's destination."""
 
-    def __init__(self, kind: str, where: str) -> None:
+    def __init__(self, kind: str, where: str, inside: str | None = None) -> None:
         self.kind, self.where = kind, where
+        self.inside = inside  # the path a destination in Docker is given (under /local)
 
     def config(self) -> dict[str, Any]:
-        if self.kind == "duckdb":
-            return {"path": self.where}
-        if self.kind == "jsonl":
-            return {"path": self.where}
+        if self.kind in ("duckdb", "jsonl"):
+            return {"path": self.inside or self.where}
         database, schema = self.where.split("/")
         return {"host": PG["host"], "port": PG["port"], "username": PG["user"], "database": database,
                 "schema": schema}  # fmt: skip
@@ -268,6 +282,8 @@ class Command:
         )
         self.me = psutil.Process(self.process.pid)
         self.seen: dict[int, psutil.Process] = {}
+        self.containers: dict[str, list[str]] = collections.defaultdict(list)  # role -> names started
+        self._named: set[int] = set()  # the `docker run` clients whose container is noted
         self.started = time.monotonic()
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, daemon=True)
@@ -279,7 +295,21 @@ class Command:
             with contextlib.suppress(psutil.Error):
                 for child in self.me.children(recursive=True):
                     self.seen.setdefault(child.pid, child)
+                    if child.pid not in self._named:  # a fork may not have exec'd `docker` yet
+                        self._name_container(child)
             self._stop.wait(0.02)
+
+    def _name_container(self, process: psutil.Process) -> None:
+        """Note the container a `docker run` client starts, under its role."""
+        with contextlib.suppress(psutil.Error):
+            argv = process.cmdline()
+            if not is_docker_run(argv):
+                return
+            self._named.add(process.pid)
+            name = argv[argv.index("--name") + 1] if "--name" in argv else None
+            role = docker_role(argv)
+            if name and role and name not in self.containers[role]:
+                self.containers[role].append(name)
 
     def role(self, process: psutil.Process) -> str:
         try:
@@ -288,15 +318,24 @@ class Command:
             return "gone"
         if "_watchdog_main" in line:
             return "watchdog"
+        with contextlib.suppress(psutil.Error):
+            argv = process.cmdline()
+            if is_docker_run(argv):
+                return docker_role(argv) or "other"
         if "source_bench" in line:
             return "source"
         if "destination_" in line:
             return "destination"
         return "other"
 
-    def find(self, role: str) -> psutil.Process | None:
+    def find(self, role: str) -> psutil.Process | str | None:
+        """The newest live process of a role; for ``<role>-container``, the name of its newest
+        running container."""
         if role == "ferryman":
             return self.me
+        if role.endswith("-container"):
+            names = self.containers.get(role.removesuffix("-container"), [])
+            return names[-1] if names and container_running(names[-1]) else None
         live = [p for p in list(self.seen.values()) if alive(p) and self.role(p) == role]
         return max(live, key=lambda p: p.create_time()) if live else None
 
@@ -313,7 +352,42 @@ class Command:
         return self.process.returncode
 
 
-def alive(process: psutil.Process) -> bool:
+def is_docker_run(argv: list[str]) -> bool:
+    return len(argv) > 1 and os.path.basename(argv[0]) == "docker" and argv[1] == "run"
+
+
+def docker_role(argv: list[str]) -> str | None:
+    for item in argv:
+        if item.startswith("io.ferryman.role="):
+            return item.split("=", 1)[1]
+    return None
+
+
+def docker(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60)
+
+
+def container_running(name: str) -> bool:
+    return docker("inspect", "--format", "{{.State.Running}}", name).stdout.strip() == "true"
+
+
+def containers_left(names: set[str], store_label: str) -> list[str]:
+    """The round's containers that still exist (running or not): those named, and any labelled
+    with the round's store."""
+    listed = docker("ps", "--all", "--filter", "label=io.ferryman.managed", "--format",
+                    '{{.Names}} {{.Label "io.ferryman.store"}}')  # fmt: skip
+    found = []
+    for line in listed.stdout.splitlines():
+        name, _, store = line.partition(" ")
+        if name in names or store.strip() == store_label:
+            found.append(name)
+    return found
+
+
+def alive(target: psutil.Process | str) -> bool:
+    if isinstance(target, str):
+        return container_running(target)
+    process = target
     try:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -333,17 +407,25 @@ class Plan:
     record_size: int
     state_every: int
     kills: list[Kill]
+    docker: list[str] = field(default_factory=list)  # the roles run as docker: connectors
 
     def text(self) -> str:
         kills = ", ".join(f"{k.target}/SIG{k.signal}@{k.trigger}({k.detail})" for k in self.kills)
         return (
-            f"dest={self.destination} mode={self.mode} streams={self.streams} count={self.first_count}->"
-            f"{self.count} record_size={self.record_size} state_every={self.state_every} kills=[{kills}]"
+            f"dest={self.destination} docker={'+'.join(self.docker) or 'none'} mode={self.mode}"
+            f" streams={self.streams} count={self.first_count}->{self.count} record_size={self.record_size}"
+            f" state_every={self.state_every} kills=[{kills}]"
         )
 
 
 def plan_round(rng: random.Random, args: argparse.Namespace) -> Plan:
-    destination = rng.choice(DESTINATIONS) if args.destination == "any" else args.destination
+    chosen_docker = rng.choice(DOCKER) if args.docker == "any" else args.docker
+    docker = {"none": [], "both": ["source", "destination"]}.get(chosen_docker, [chosen_docker])
+    destinations = DOCKER_DESTINATIONS if "destination" in docker else DESTINATIONS
+    destination = rng.choice(destinations) if args.destination == "any" else args.destination
+    if destination not in destinations:
+        raise SystemExit(f"destination-{destination} has no Docker image: use duckdb or jsonl with --docker")
+    targets = TARGETS + [CONTAINER_TARGETS[role] for role in docker]
     mode = rng.choice(MODES) if args.mode == "any" else args.mode
     count = rng.choice([1000, 10_000, 30_000, 100_000])
     streams, record_size = rng.randint(1, 4), rng.choice([100, 450, 2000])
@@ -352,7 +434,7 @@ def plan_round(rng: random.Random, args: argparse.Namespace) -> Plan:
     expected_s = 1.5 + streams * count * record_size / 15e6
     kills = []
     for _ in range(rng.randint(1, args.max_kills)):
-        target = rng.choice(TARGETS) if args.target == "any" else args.target
+        target = rng.choice(targets) if args.target == "any" else args.target
         trigger = rng.choice(TRIGGERS)
         detail = {
             "start": f"{rng.uniform(0, 0.3):.2f}s",
@@ -371,6 +453,7 @@ def plan_round(rng: random.Random, args: argparse.Namespace) -> Plan:
         record_size=record_size,
         state_every=rng.choice([0, 7, 100, 1000]),
         kills=kills,
+        docker=docker,
     )
 
 
@@ -387,7 +470,12 @@ class Round:
             "jsonl": str(home / f"r{number}-jsonl"),
             "postgres": f"{pg_db}/r{number}",
         }[plan.destination]
-        self.rows = Rows(plan.destination, where)
+        inside = None
+        if "destination" in plan.docker:  # the container sees the home's local/ as /local
+            inside = f"/local/{Path(where).name}"
+            where = str(home / "local" / Path(where).name)
+        self.rows = Rows(plan.destination, where, inside)
+        self.store_label = hashlib.sha256(store_url.encode()).hexdigest()[:12]
         self.commands: list[Command] = []
         self.previous_count = 0  # what a completed overwrite left
         self.duplicates_allowed = False
@@ -417,12 +505,20 @@ class Round:
             "state_every": p.state_every,
         }
         connector = f"builtin:destination-{p.destination}"
+        source_connector = "builtin:source-bench"
+        if p.docker:
+            from tests.images.build import image
+
+            if "destination" in p.docker:
+                connector = f"docker:{image(f'destination-{p.destination}')}"
+            if "source" in p.docker:
+                source_connector = f"docker:{image('source-bench')}"
         self.cli(
             "sources",
             "create",
             f"s{self.number}",
             "--connector",
-            "builtin:source-bench",
+            source_connector,
             "--config",
             json.dumps(source),
         )
@@ -523,6 +619,10 @@ class Round:
             target = command.find(role)
             if target is None or not alive(target):
                 continue
+            if isinstance(target, str):  # the container itself, through the engine
+                if docker("kill", "--signal", kill.signal, target).returncode == 0:
+                    kill.landed.append(role)
+                continue
             with contextlib.suppress(psutil.Error):
                 target.send_signal(SIGNALS[kill.signal])
                 kill.landed.append(role)
@@ -531,7 +631,10 @@ class Round:
             self.totals.kills[f"{kill.target}/SIG{kill.signal}"] += 1
         else:
             self.totals.missed += 1
-        if (kill.signal == "KILL" and "ferryman" in kill.landed) or "destination" in kill.landed:
+        if (kill.signal == "KILL" and "ferryman" in kill.landed) or {
+            "destination",
+            "destination-container",
+        } & set(kill.landed):
             self.duplicates_allowed = True
         self.say(
             f"killed {'+'.join(kill.landed) or 'nothing'} with SIG{kill.signal} at {kill.at_s:.2f}s"
@@ -541,14 +644,19 @@ class Round:
 
     # -- checks --
 
-    def settle(self, deadline_s: float) -> list[psutil.Process]:
-        """Wait (up to the deadline) for every process of the round to end; what is left."""
+    def settle(self, deadline_s: float) -> tuple[list[psutil.Process], list[str]]:
+        """Wait (up to the deadline) for every process and container of the round to end; what
+        is left."""
         end = time.monotonic() + deadline_s
         while True:
             left = [p for c in self.commands for p in list(c.seen.values()) if alive(p)]
             left += [p for p in named(str(self.home)) if p.pid not in {q.pid for q in left}]
-            if not left or time.monotonic() > end:
-                return left
+            boxes: list[str] = []
+            if self.plan.docker:
+                names = {n for c in self.commands for found in c.containers.values() for n in found}
+                boxes = containers_left(names, self.store_label)
+            if (not left and not boxes) or time.monotonic() > end:
+                return left, boxes
             time.sleep(0.1)
 
     def check_state_behind_data(self, when: str) -> None:
@@ -582,6 +690,11 @@ class Round:
             return
         for stream in self.streams:
             found = compare(rows[stream], self.previous_count, None)
+            if any(found.values()) and not any(compare(rows[stream], self.plan.count, None).values()):
+                # Replaced whole: the worker had told the destination the stream was complete
+                # (the source had succeeded) before the kill failed the job. Never a part.
+                self.say(f"{when}: {stream} holds the new sync's ids 1..{self.plan.count}, each once")
+                continue
             if any(found.values()):
                 self.violation(
                     "overwrite-replaced",
@@ -680,11 +793,13 @@ class Round:
             orphaned = any(k.signal == "KILL" and "ferryman" in k.landed for k in used) and any(
                 "watchdog" in k.landed for k in used
             )
-            settled = [] if orphaned else self.settle(GRACE_S + 5)
+            settled, boxes = ([], []) if orphaned else self.settle(GRACE_S + 5)
             for process in settled:  # the command, or its watchdog, should have stopped them
                 with contextlib.suppress(psutil.Error):
                     self.violation("leftover", f"{when}: pid {process.pid} still runs {GRACE_S + 5}s later: "
                                    f"{' '.join(process.cmdline())[:160]}")  # fmt: skip
+            for box in boxes:
+                self.violation("leftover", f"{when}: container {box} still there {GRACE_S + 5}s later")
             if not orphaned:
                 self.check_state_behind_data(when)
             if code == 0:
@@ -702,13 +817,16 @@ class Round:
                 self.say(f"clean sync {tries} exited {code}: {self.commands[-1].output[1].strip()[-400:]}")
         if not succeeded:
             self.violation("no-success", "4 syncs after the kills failed")
-        left = self.settle(GRACE_S + 5)
+        left, boxes = self.settle(GRACE_S + 5)
         for process in left:
             with contextlib.suppress(psutil.Error):
                 self.violation(
                     "leftover", f"pid {process.pid} still runs: {' '.join(process.cmdline())[:160]}"
                 )
                 process.kill()
+        for box in boxes:
+            self.violation("leftover", f"container {box} still there after the round's last command")
+            docker("rm", "--force", box)
         if succeeded:
             self.check_data()
             saved = self.store.saved(self.connection)
@@ -770,19 +888,29 @@ def main() -> None:
     parser.add_argument("--round", type=int, default=None, help="run only this round of the seed")
     parser.add_argument("--destination", choices=[*DESTINATIONS, "any"], default="any")
     parser.add_argument("--mode", choices=[*MODES, "any"], default="any")
-    parser.add_argument("--target", choices=[*TARGETS, "any"], default="any")
+    parser.add_argument("--target", choices=[*TARGETS, *CONTAINER_TARGETS.values(), "any"], default="any")
     parser.add_argument("--signal", choices=[*SIGNALS, "any"], default="any")
     parser.add_argument("--home", choices=["fresh", "kept"], default="fresh")
     parser.add_argument(
         "--store", default="sqlite", help="sqlite, or a postgresql+psycopg:// URL of a database"
     )
+    parser.add_argument(
+        "--docker", choices=[*DOCKER, "any"], default="none", help="which connectors run as docker: ones"
+    )
     parser.add_argument("--max-kills", type=int, default=3)
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="start no round after this long (a summary still prints)"
+    )
     parser.add_argument(
         "--work", type=Path, default=None, help="the homes go here (default: a temporary dir)"
     )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
 
+    if args.docker != "none":
+        from tests.images.build import ensure
+
+        ensure("source-bench", *(f"destination-{d}" for d in DOCKER_DESTINATIONS))
     work = args.work or Path(tempfile.mkdtemp(prefix="ferryman-chaos-"))
     work.mkdir(parents=True, exist_ok=True)
     run_id = uuid.uuid4().hex[:6]
@@ -793,6 +921,7 @@ def main() -> None:
     print(
         f"chaos: seed={args.seed} rounds={args.rounds} round={args.round} destination={args.destination}"
         f" mode={args.mode} target={args.target} signal={args.signal} home={args.home} store={args.store}"
+        f" docker={args.docker}"
         f" max_kills={args.max_kills} work={work}",
         flush=True,
     )
@@ -800,12 +929,16 @@ def main() -> None:
     started = time.monotonic()
     numbers = [args.round] if args.round is not None else range(1, args.rounds + 1)
     for number in numbers:
+        if args.minutes is not None and time.monotonic() - started > args.minutes * 60:
+            print(f"time limit of {args.minutes:g} minutes: round {number} and after not run", flush=True)
+            break
         rng = random.Random(f"{args.seed}:{number}")
         plan = plan_round(rng, args)
         home = work / ("home" if args.home == "kept" else f"home-{number}")
         env = {**os.environ, "FERRYMAN_HOME": str(home), "FERRYMAN_CANCEL_GRACE_S": str(GRACE_S),
                "FERRYMAN_RETRY_BACKOFF_MIN_S": "0", "FERRYMAN_PROGRESS_INTERVAL_S": "3600"}  # fmt: skip
         env.pop("FERRYMAN_DATABASE_URL", None)
+        env.pop("FERRYMAN_DOCKER_LOCAL_ROOT", None)
         store_url = f"sqlite:///{home / 'ferryman.db'}"
         if args.store != "sqlite":
             env["FERRYMAN_DATABASE_URL"] = store_url = args.store

@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -866,3 +867,34 @@ def test_a_full_spill_disk_fails_the_sync_in_one_line_and_the_retry_resumes(
         assert echoed(retry) == [{"n": 1}]
         assert [row[0] for row in target.rows("users", "id")] == list(range(1, 3001))
         assert target.rows("items", "id") == [(1,)]
+
+
+def test_a_retry_resumes_the_staged_rows_even_when_its_first_attempts_pid_is_now_a_thread(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """destination-duckdb in Docker: pids count from 1 again in each container, so the retry's
+    own DuckDB threads hold the pid the failed attempt's destination had (7 or 8 with --init).
+    The staging table was taken for a live writer's and left, the retry's empty one swapped in:
+    a sync that succeeded left the stream empty (benchmarks/chaos.py --docker, seed 90 round 11).
+    Here the first attempt is a real process; a live thread of this test stands for the reused pid
+    (the table is renamed to it), since a host cannot make a container's pid numbering."""
+    target = make_target("duckdb", tmp_path, request)
+    job = target.catalog(stream("users", USERS, "overwrite", sync_id=2))
+    target.write(job, *users(range(1, 3)), state("users", {"page": 2}))  # then the attempt failed
+    (staging,) = target.query(
+        "SELECT table_name FROM information_schema.tables"
+        " WHERE starts_with(table_name, '_ferryman_staging_users_')"
+    )
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait)
+    thread.start()
+    try:
+        assert thread.native_id is not None and thread.native_id != os.getpid()
+        target.query(f'ALTER TABLE "{staging[0]}" RENAME TO "_ferryman_staging_users_{thread.native_id}_s2"')
+        target.write(job, complete("users"))  # the retry resumes after the state: nothing more
+    finally:
+        release.set()
+        thread.join()
+
+    assert target.rows("users", "id") == [(1,), (2,)]
+    assert target.staged("users") == 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import duckdb
 import orjson
@@ -200,13 +201,26 @@ def _resumed(con: duckdb.DuckDBPyConnection, table: Table) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """Whether a process (not a thread) has this pid.
+
+    kill(2) takes a thread's id too, and in a container, whose pids count from 1 again in each
+    run, the retry's own DuckDB threads hold the pid its failed attempt had: that attempt's
+    staging table was taken for a live writer's and left, and an empty one replaced the table.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except OSError:
-        return True  # it exists, and belongs to someone else
-    return True
+        pass  # it exists, and belongs to someone else
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False  # it ended meanwhile
+    except OSError:
+        return True  # no /proc to tell a thread from a process: kill(2) said it exists
+    tgid = next((line.split()[1] for line in status.splitlines() if line.startswith("Tgid:")), None)
+    return tgid is None or tgid == str(pid)
 
 
 def prepare(con: duckdb.DuckDBPyConnection, table: Table) -> None:
