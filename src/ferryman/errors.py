@@ -13,7 +13,9 @@
     +-- WorkerError                    a job could not produce its output
     +-- StoreError                     the store (SQLite or Postgres) refused an operation
         +-- StoreUnavailable           it cannot be opened, read or written: damaged, read-only,
-                                       full or unreachable; the CLI's one line names the store
+                                       full or unreachable; the CLI's one line names the store;
+                                       ``passes``: a refusal that ends on its own (a server
+                                       starting, stopping or full), which a worker waits out
 
 Errors render as ``message (key=value, ...)`` with their structured context, so a log line
 or a CLI error carries what is needed to act on it.
@@ -110,7 +112,13 @@ class StoreError(FerrymanError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be used at all (not one row's problem): the message names the store
-    (its URL without the password), the database's reason, and what to do."""
+    (its URL without the password), the database's reason, and what to do. ``passes``: the
+    refusal ends on its own (a server not up yet, restarting, or with every slot taken), so a
+    long-running command waits for it; a wrong password or a damaged file never does."""
+
+    def __init__(self, message: str, passes: bool = False, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.passes = passes
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:

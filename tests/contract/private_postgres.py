@@ -35,17 +35,36 @@ class PrivateCluster:
     data: Path | None = None
     bindir: str = ""
     os_user: str | None = None  # who runs pg_ctl (the ``postgres`` OS user as root)
+    options: str = ""  # the server's command line options, to start it again
+    password: str | None = None  # the login's password, when it needs one
 
-    def stop(self, mode: str) -> None:
+    def stop(self, mode: str, wait: bool = False) -> None:
         """Tell the server to stop (``smart``: after its sessions end; ``fast``: ending them), and
-        return without waiting for it to be down."""
+        return without waiting for it to be down unless ``wait``."""
         subprocess.run(
-            [f"{self.bindir}/pg_ctl", "-D", str(self.data), "-m", mode, "-W", "stop"],
+            [f"{self.bindir}/pg_ctl", "-D", str(self.data), "-m", mode, "-w" if wait else "-W", "stop"],
             user=self.os_user, check=True, capture_output=True, timeout=120,
         )  # fmt: skip
 
+    def start(self) -> None:
+        """Start the stopped server again, as it was, and return once it accepts connections."""
+        assert self.data is not None
+        subprocess.run(
+            [f"{self.bindir}/pg_ctl", "-D", str(self.data), "-l", str(self.data.parent / "log"), "-w",
+             "-t", "60", "-o", self.options, "start"],
+            user=self.os_user, cwd=self.data.parent, check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+
+    def url(self, password: str | None = None) -> str:
+        """The store URL of this cluster's database (with ``password``, else its own, if any)."""
+        secret = password if password is not None else self.password
+        login = f"{self.user}:{secret}" if secret is not None else self.user
+        return f"postgresql+psycopg://{login}@{self.host}:{self.port}/{self.dbname}"
+
     def connect(self, **options: Any) -> psycopg.Connection[Any]:
         given = {"host": self.host, "port": self.port, "user": self.user, "dbname": self.dbname, **options}
+        if self.password is not None:
+            given.setdefault("password", self.password)
         return psycopg.connect(**given)
 
 
@@ -70,8 +89,9 @@ def _unavailable(why: str) -> None:
 
 
 @contextmanager
-def private_cluster(*settings: str) -> Iterator[PrivateCluster]:
-    """A running cluster with ``settings`` (``name=value``) on top of a small one's."""
+def private_cluster(*settings: str, password: str | None = None) -> Iterator[PrivateCluster]:
+    """A running cluster with ``settings`` (``name=value``) on top of a small one's; logins need
+    ``password`` when one is given (else any login is trusted)."""
     bindir = _bin_directory()
     if bindir is None:
         _unavailable("no PostgreSQL server binaries (initdb) on this machine")
@@ -91,9 +111,9 @@ def private_cluster(*settings: str) -> Iterator[PrivateCluster]:
     def run(*args: str) -> None:
         subprocess.run(args, user=user, cwd=top, check=True, capture_output=True, timeout=120)
 
-    cluster = PrivateCluster(_free_port(), data=data, bindir=bindir, os_user=user)
+    port = _free_port()
     options = [
-        f"-p {cluster.port}",
+        f"-p {port}",
         f"-k {top}",
         "-c listen_addresses=127.0.0.1",
         "-c max_connections=5",
@@ -102,10 +122,19 @@ def private_cluster(*settings: str) -> Iterator[PrivateCluster]:
         "-c fsync=off",
         *(f"-c {setting}" for setting in settings),
     ]
+    cluster = PrivateCluster(
+        port, data=data, bindir=bindir, os_user=user, options=" ".join(options), password=password
+    )
+    auth = ["-A", "trust"]
+    if password is not None:
+        (top / "pw").write_text(password + "\n")
+        if as_root:
+            os.chown(top / "pw", owner.pw_uid, owner.pw_gid)
+        auth = ["-A", "scram-sha-256", f"--pwfile={top / 'pw'}"]
     try:
-        run(f"{bindir}/initdb", "-D", str(data), "-A", "trust", "-U", cluster.user, "--no-sync")
+        run(f"{bindir}/initdb", "-D", str(data), *auth, "-U", cluster.user, "--no-sync")
         run(f"{bindir}/pg_ctl", "-D", str(data), "-l", str(top / "log"), "-w", "-t", "60",
-            "-o", " ".join(options), "start")  # fmt: skip
+            "-o", cluster.options, "start")  # fmt: skip
         yield cluster
     finally:
         if (data / "postmaster.pid").exists():  # a test's stop may have it gone meanwhile

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ferryman.errors import UserInputError
+from ferryman.errors import StoreUnavailable, UserInputError
 from ferryman.settings import Settings
 
 if TYPE_CHECKING:
@@ -26,8 +26,10 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from ferryman.service import JobService
+    from ferryman.store import SqlJobStore
 
 JOIN_POLL_S = 0.2
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # What else the server's app serves, added by the layer above (ferryman.entry: the web UI), so
 # that the API never imports another surface. Each is called with the app, the job service and
 # whether requests need credentials.
@@ -116,10 +118,27 @@ def server(
     try:
         notify = None if no_notifications else (public_url or "")
         code = _serve(host, port, not no_engine, auth, engine_name, notify, metrics_auth, not no_scheduler)
-    except (UserInputError, ValueError) as exc:
+    except (UserInputError, ValueError, StoreUnavailable) as exc:  # a store it cannot use: one line
         sys.stderr.write(f"error: {str(exc).strip().splitlines()[0]}\n")
         code = 2
     raise typer.Exit(code)
+
+
+def _open_store(settings: Settings) -> SqlJobStore:
+    """The store, once it answers (store/waiting.py); SIGTERM or Ctrl-C meanwhile stop the wait."""
+    from ferryman.store.waiting import Stopped, open_store_waiting, wait_bound_s
+
+    bound_s = wait_bound_s()
+    signals: list[int] = []
+    previous = {number: signal.signal(number, lambda n, _: signals.append(n)) for number in _STOP_SIGNALS}
+    try:
+        return open_store_waiting(settings.home, lambda line, *_: _say(line), lambda: bool(signals), bound_s)
+    except Stopped:
+        sys.stderr.write("error: interrupted while waiting for the store\n")
+        raise typer.Exit(130) from None
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _serve(
@@ -141,10 +160,9 @@ def _serve(
     from ferryman.api.metrics import MetricsOptions
     from ferryman.engines.choose import command_engine, is_temporal, worker_engine
     from ferryman.service import JobService
-    from ferryman.store import open_store
 
     settings = Settings.from_env()
-    with open_store(home=settings.home) as store:
+    with _open_store(settings) as store:
         required = auth_required(mode, host, len(store.list_applications()))
         temporal = is_temporal(engine_name)
         engine = worker_engine(store, settings, engine_name) if with_engine else None

@@ -54,6 +54,7 @@ def scheduler(
     """Create the sync jobs of connections whose schedule is due, until SIGTERM or Ctrl-C."""
 
     def action() -> int:
+        from ferryman.cli.store_wait import open_waiting
         from ferryman.engines.choose import command_engine, is_temporal
         from ferryman.scheduler import Scheduler
         from ferryman.service import JobService
@@ -61,7 +62,8 @@ def scheduler(
 
         at = _moment(now, once)
         settings = Settings.from_env()
-        with open_store(home=settings.home) as store:
+        # --once is a one-shot command: it ends at once on a store that refuses, as others do.
+        with open_store(home=settings.home) if once else open_waiting(settings.home, json) as store:
             # Temporal runs a job once its workflow is started: the scheduler submits what it makes.
             submitter = command_engine(store, settings, engine_name) if is_temporal(engine_name) else None
             service = JobService(store, settings, submitter)

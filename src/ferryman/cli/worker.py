@@ -61,11 +61,11 @@ def worker(json: JsonOption = False, engine_name: EngineOption = None, switch: S
     kind, and a worker of the other kind is refused (else both would run the same jobs)."""
 
     def action() -> int:
+        from ferryman.cli.store_wait import open_waiting
         from ferryman.engines.choose import worker_engine
-        from ferryman.store import open_store
 
         settings = Settings.from_env()
-        with open_store(home=settings.home) as store:
+        with open_waiting(settings.home, json) as store:
             engine: WorkerEngine = worker_engine(store, settings, engine_name, switch)
             engine.observer = JobLines(store, json)
             _announce(engine, store.url, json)

@@ -15,47 +15,62 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 
 from ferryman.errors import StoreUnavailable, UserInputError
 
-# (words in the database's message, what to do), the first match wins.
+# (words in the database's message, what to do, whether it passes on its own); the first match
+# wins. A refusal that passes is waited out by the long-running commands (store/waiting.py); one
+# that does not ends every command at once.
 _ADVICE = (
     (
         ("not a database", "malformed", "disk image"),
         "it is damaged or not a ferryman database: restore it from a backup, or move it away "
         "and ferryman starts a new one",
+        False,
     ),
     (
         ("readonly", "read-only", "read only"),
         "it is read-only here: make the file and its directory writable (or point FERRYMAN_HOME "
         "at a writable one)",
+        False,
     ),
-    (("disk is full", "no space left", "disk full"), "the disk is full: free some space and run it again"),
-    (("disk i/o error",), "the disk failed a read or write: is the disk full, or failing?"),
-    (("unable to open",), "the file cannot be opened: check FERRYMAN_HOME and its permissions"),
-    # Before "connection failed", which psycopg puts in front of every refusal: these pass on
-    # their own, and a worker waits them out (it backs off and tries again).
+    (
+        ("disk is full", "no space left", "disk full"),
+        "the disk is full: free some space and run it again",
+        False,
+    ),
+    (("disk i/o error",), "the disk failed a read or write: is the disk full, or failing?", False),
+    (("unable to open",), "the file cannot be opened: check FERRYMAN_HOME and its permissions", False),
+    # Before "connection failed", which psycopg puts in front of every refusal at connect, these
+    # too ("FATAL: database "x" does not exist" was told "cannot reach the database server").
+    (
+        ("password authentication", "authentication failed", "no pg_hba.conf entry", "no password supplied"),
+        "the server refused the login in FERRYMAN_DATABASE_URL",
+        False,
+    ),
+    (("does not exist",), "create that database (or role) first, or fix FERRYMAN_DATABASE_URL", False),
+    # These pass on their own: a worker, scheduler or server waits them out (it backs off and
+    # tries again), at start-up as once running.
     (
         ("too many clients", "remaining connection slots are reserved"),
         "the database server has every connection slot taken: run it again once other sessions "
-        "end, or raise its max_connections (a running `ferryman worker` waits and retries)",
+        "end, or raise its max_connections (a `ferryman worker` waits and retries)",
+        True,
     ),
     (
         ("is starting up", "is shutting down", "in recovery mode", "not yet accepting connections"),
         "the database server is starting, stopping or recovering: run it again in a moment "
-        "(a running `ferryman worker` waits and retries)",
+        "(a `ferryman worker` waits and retries)",
+        True,
     ),
     (
         ("terminating connection due to administrator command", "server closed the connection"),
         "the database server ended the session (it was stopped, restarted or the session was "
-        "ended): run it again once it is back (a running `ferryman worker` waits and retries)",
+        "ended): run it again once it is back (a `ferryman worker` waits and retries)",
+        True,
     ),
     (
         ("connection refused", "connection failed", "timeout", "timed out", "could not translate", "resolve"),
         "cannot reach the database server: is it running, and is FERRYMAN_DATABASE_URL right?",
+        True,
     ),
-    (
-        ("password authentication", "authentication failed"),
-        "the server refused the login in FERRYMAN_DATABASE_URL",
-    ),
-    (("does not exist",), "create that database first, or fix FERRYMAN_DATABASE_URL"),
 )
 _DEFAULT_ADVICE = "check FERRYMAN_HOME or FERRYMAN_DATABASE_URL"
 
@@ -64,8 +79,11 @@ def unavailable(store: str, reason: str) -> StoreUnavailable:
     """The error for the store at ``store`` (a URL without password) failing with ``reason``."""
     reason = " ".join(reason.split()) or "unknown error"
     lowered = reason.lower()
-    advice = next((text for words, text in _ADVICE if any(w in lowered for w in words)), _DEFAULT_ADVICE)
-    return StoreUnavailable(f"the store {store} cannot be used: {reason}; {advice}")
+    advice, passes = next(
+        ((text, passes) for words, text, passes in _ADVICE if any(w in lowered for w in words)),
+        (_DEFAULT_ADVICE, False),
+    )
+    return StoreUnavailable(f"the store {store} cannot be used: {reason}; {advice}", passes=passes)
 
 
 def _about_the_store(error: BaseException | None) -> bool:

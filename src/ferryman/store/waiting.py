@@ -1,0 +1,94 @@
+"""Open the store for a long-running command, waiting while it refuses in a way that passes.
+
+``ferryman worker``, ``scheduler`` and ``server`` started beside their PostgreSQL (docker-compose,
+systemd) often start first: the server is not listening yet, is starting up, or has every slot
+taken. They wait for it as a running worker waits for a store that went away: one line saying
+what is wrong and that they wait (again every minute while it lasts, not a line per try), tries
+1 s, 2 s, 4 s ... 30 s apart, until the store answers (then the schema is migrated as usual) or
+the command is stopped. A refusal that does not pass on its own (a wrong password, an unknown
+database, a damaged or read-only file: ``StoreUnavailable.passes`` is False) ends it at once.
+
+``FERRYMAN_STORE_WAIT_S`` bounds the wait: unset, for ever (a supervisor's restart loop gains
+nothing over waiting, and the line says why it waits); a number of seconds, then the last refusal
+ends the command as it would have at once; 0, no wait at all.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ferryman.errors import StoreUnavailable, UserInputError
+from ferryman.store import SqlJobStore, open_store
+
+WAIT_ENV = "FERRYMAN_STORE_WAIT_S"
+FIRST_TRY_S, MAX_TRY_S = 1.0, 30.0  # as a running worker's backoff (engines/local.py)
+TELL_AGAIN_S = 60.0  # how often the waiting line is repeated while the store stays away
+SIGNAL_POLL_S = 0.1  # how soon a stop is acted on during a pause
+
+
+class Stopped(Exception):
+    """The command was told to stop (SIGTERM, Ctrl-C) while it waited for the store."""
+
+
+def wait_bound_s() -> float | None:
+    """How long to wait for the store at start-up: None for ever (``FERRYMAN_STORE_WAIT_S``)."""
+    raw = os.environ.get(WAIT_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UserInputError(f"{WAIT_ENV} must be a number of seconds, got {raw!r}") from None
+    if value != value or value < 0:  # NaN, or negative
+        raise UserInputError(f"{WAIT_ENV} must be a number of seconds from 0 up, got {raw!r}")
+    return None if value == float("inf") else value
+
+
+def open_store_waiting(
+    home: Path | None,
+    say: Callable[[str, str, float], None],
+    stopped: Callable[[], bool],
+    bound_s: float | None = None,
+    opener: Callable[[], SqlJobStore] | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SqlJobStore:
+    """The store (``open_store(home=home)``), once it answers. ``say`` gets the waiting line, the
+    store's reason and the seconds to the next try;
+    ``stopped`` is polled during each pause and raises :class:`Stopped` once true; after
+    ``bound_s`` (None: never) the last refusal is raised."""
+    opener = opener or (lambda: open_store(home=home))
+    began = monotonic()
+    told_at: float | None = None
+    pause = FIRST_TRY_S
+    while True:
+        try:
+            return opener()
+        except StoreUnavailable as exc:
+            if not exc.passes:
+                raise
+            waited = monotonic() - began
+            if bound_s is not None and waited >= bound_s:
+                if told_at is None:
+                    raise  # FERRYMAN_STORE_WAIT_S=0: the line as before, no wait
+                raise StoreUnavailable(
+                    f"{exc.message} (gave up after waiting {waited:.0f}s: {WAIT_ENV}={bound_s:g})"
+                ) from None
+            if told_at is None or monotonic() - told_at >= TELL_AGAIN_S:
+                told_at = monotonic()
+                until_when = "until it answers" if bound_s is None else f"for up to {bound_s:g}s"
+                line = f"waiting for the store {until_when} (SIGTERM or Ctrl-C to stop): {exc.message}"
+                say(line, exc.message, pause)
+        until = monotonic() + (
+            pause if bound_s is None else min(pause, max(0.0, began + bound_s - monotonic()))
+        )
+        while monotonic() < until:
+            if stopped():
+                raise Stopped
+            sleep(min(SIGNAL_POLL_S, max(0.0, until - monotonic())))
+        if stopped():
+            raise Stopped
+        pause = min(pause * 2, MAX_TRY_S)

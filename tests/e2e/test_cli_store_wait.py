@@ -1,0 +1,120 @@
+"""The long-running commands wait for a store that is away at start-up; the others do not.
+
+Started beside PostgreSQL (docker-compose, systemd), ``ferryman worker`` used to exit 2 at once
+when the server was not up yet: a crash loop on every boot. It now says once that it waits, and
+runs its queue once the server answers. On a private cluster that the test stops and starts:
+the shared server (127.0.0.1:5432) is everyone's.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.contract.private_postgres import PrivateCluster, _free_port, private_cluster
+from tests.e2e.test_cli_jobs import Cli, bench_connection, table_counts, wait_for
+
+WAITING = "waiting for the store until it answers"
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path / "home")
+
+
+def stopped(cluster: PrivateCluster) -> None:
+    cluster.stop("fast", wait=True)
+    with pytest.raises(psycopg.OperationalError):
+        cluster.connect().close()
+
+
+def first_line(process: subprocess.Popen[str]) -> str:
+    assert process.stderr is not None
+    return process.stderr.readline()
+
+
+def test_a_worker_started_before_its_postgres_waits_for_it_then_runs_the_queue(
+    cli: Cli, tmp_path: Path
+) -> None:
+    with private_cluster("max_connections=40") as cluster:
+        cli.env["FERRYMAN_DATABASE_URL"] = cluster.url()
+        database = bench_connection(cli, tmp_path, "queued", 300)
+        job_id = str(cli.json("connections", "sync", "queued", "--detach")["job"]["id"])
+        stopped(cluster)
+        # A one-shot command still ends at once, with the one line.
+        assert "is it running" in cli.bad_input("jobs", "list")
+
+        worker = cli.start("worker")
+        try:
+            line = first_line(worker)
+            assert line.startswith(WAITING), line
+            assert f"the store postgresql+psycopg://postgres@127.0.0.1:{cluster.port}/postgres" in line
+            assert worker.poll() is None  # it waits: no exit 2, no crash loop
+            cluster.start()
+
+            def ended() -> dict[str, Any] | None:
+                document: dict[str, Any] = cli.json("jobs", "show", job_id)
+                return document if document["job"]["status"] in ("succeeded", "failed", "cancelled") else None
+
+            document = wait_for(ended, f"job {job_id} to end on the worker")
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            _, stderr = cli.finish(worker)
+        assert worker.returncode == 0, stderr
+        assert document["job"]["status"] == "succeeded"
+        assert table_counts(database) == {"stream_0": 300}
+        # One waiting line while it waited, not one per try; then it started as usual.
+        assert stderr.count("waiting for the store") == 0, stderr  # the first was read above
+        assert "started: at most" in stderr
+
+
+@pytest.mark.parametrize("command", ["worker", "scheduler", "server"])
+def test_sigterm_while_waiting_for_the_store_ends_it_at_once_as_an_interrupt(cli: Cli, command: str) -> None:
+    # Nothing listens on a free port: "connection refused", as before a server is up.
+    cli.env["FERRYMAN_DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:{_free_port()}/ferryman"
+    argv = [command, "--port", str(_free_port())] if command == "server" else [command]
+    process = cli.start(*argv)
+    try:
+        line = first_line(process)
+        assert line.startswith(WAITING), line
+        assert process.poll() is None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = cli.finish(process)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines() == ["error: interrupted while waiting for the store"]
+    assert "Traceback" not in stderr + stdout
+
+
+def test_a_wrong_password_or_database_still_ends_the_worker_at_once_with_one_line(cli: Cli) -> None:
+    """These do not pass on their own: waiting would hide them. (Before, both were told "cannot
+    reach the database server: is it running?", which they were.)"""
+    with private_cluster(password="right-pw") as cluster:
+        cli.env["FERRYMAN_DATABASE_URL"] = cluster.url(password="wrong-pw")
+        line = cli.bad_input("worker")
+        assert "password authentication failed" in line, line
+        assert "the server refused the login in FERRYMAN_DATABASE_URL" in line and "wrong-pw" not in line
+        assert "waiting" not in line and "is it running" not in line
+        cli.env["FERRYMAN_DATABASE_URL"] = cluster.url().rsplit("/", 1)[0] + "/nosuchdb"
+        line = cli.bad_input("worker")
+        assert 'database "nosuchdb" does not exist; create that database' in line, line
+
+
+def test_ferryman_store_wait_s_bounds_the_wait(cli: Cli) -> None:
+    cli.env["FERRYMAN_DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:{_free_port()}/ferryman"
+    cli.env["FERRYMAN_STORE_WAIT_S"] = "0"  # no wait: the line as before
+    line = cli.bad_input("worker")
+    assert line.startswith("error: the store") and "is it running" in line, line
+    cli.env["FERRYMAN_STORE_WAIT_S"] = "1"
+    result = cli("worker", code=2)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("waiting for the store for up to 1s"), lines
+    assert (
+        lines[1].startswith("error: the store")
+        and "(gave up after waiting 1s: FERRYMAN_STORE_WAIT_S=1)" in lines[1]
+    )
