@@ -47,6 +47,7 @@ from ferryman.launchers import ConnectorLauncher, Launcher
 from ferryman.launchers.docker import LABEL, list_containers, remove_containers, remove_orphans
 from ferryman.settings import Settings
 from ferryman.store.base import Attempt, Job, JobStore, NotFound
+from ferryman.store.waiting import Backoff
 from ferryman.workers import files
 from ferryman.workers.attempt_log import recover_tail
 
@@ -437,7 +438,7 @@ class LocalEngine:
         A store that cannot be reached (a database restarted, a network cut) does not end the
         loop: the observer hears of it once per try, and the engine tries again after 1 s,
         doubling to 30 s, until the store answers."""
-        backoff = _Backoff()
+        backoff = Backoff()
         # The wake-up is cleared before each pass, never after the wait: a submit or an attempt's
         # end that sets it during the pass (or between the wait and a clear) is not lost, which
         # left a job queued here waiting for the next poll.
@@ -451,7 +452,7 @@ class LocalEngine:
             if self._tick_or_back_off(backoff, self._wake, claim=False) and self.running_attempt_ids():
                 self._wake.wait(self.poll_interval_s)
 
-    def _tick_or_back_off(self, backoff: _Backoff, interrupt: threading.Event, claim: bool) -> bool:
+    def _tick_or_back_off(self, backoff: Backoff, interrupt: threading.Event, claim: bool) -> bool:
         """One tick; False after waiting out a store that failed it (``interrupt`` cuts the wait)."""
         try:
             self.tick(claim=claim)
@@ -485,7 +486,7 @@ class LocalEngine:
 
     def _run_jobs(self, job_ids: Collection[int], timeout_s: float | None) -> list[Job]:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        backoff = _Backoff()
+        backoff = Backoff()
         while True:
             pause = self.poll_interval_s
             self._wake.clear()  # before the pass (see run)
@@ -554,22 +555,6 @@ class LocalEngine:
         with self._lock:
             for item in self._running.values():
                 item.cancel.set()
-
-
-class _Backoff:
-    """1 s, 2 s, 4 s ... up to 30 s between tries at a store that does not answer."""
-
-    FIRST_S, MAX_S = 1.0, 30.0
-
-    def __init__(self) -> None:
-        self._next = self.FIRST_S
-
-    def next_s(self) -> float:
-        delay, self._next = self._next, min(self._next * 2, self.MAX_S)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.FIRST_S
 
 
 def _seconds(name: str, default: float) -> float:

@@ -24,9 +24,25 @@ from ferryman.errors import StoreUnavailable, UserInputError
 from ferryman.store import SqlJobStore, open_store
 
 WAIT_ENV = "FERRYMAN_STORE_WAIT_S"
-FIRST_TRY_S, MAX_TRY_S = 1.0, 30.0  # as a running worker's backoff (engines/local.py)
 TELL_AGAIN_S = 60.0  # how often the waiting line is repeated while the store stays away
 SIGNAL_POLL_S = 0.1  # how soon a stop is acted on during a pause
+
+
+class Backoff:
+    """1 s, 2 s, 4 s ... up to 30 s between tries at a store that does not answer: at start-up
+    here, and in a running engine's loop (engines/local.py)."""
+
+    FIRST_S, MAX_S = 1.0, 30.0
+
+    def __init__(self) -> None:
+        self._next = self.FIRST_S
+
+    def next_s(self) -> float:
+        delay, self._next = self._next, min(self._next * 2, self.MAX_S)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.FIRST_S
 
 
 class Stopped(Exception):
@@ -63,13 +79,14 @@ def open_store_waiting(
     opener = opener or (lambda: open_store(home=home))
     began = monotonic()
     told_at: float | None = None
-    pause = FIRST_TRY_S
+    backoff = Backoff()
     while True:
         try:
             return opener()
         except StoreUnavailable as exc:
             if not exc.passes:
                 raise
+            pause = backoff.next_s()
             waited = monotonic() - began
             if bound_s is not None and waited >= bound_s:
                 if told_at is None:
@@ -91,4 +108,3 @@ def open_store_waiting(
             sleep(min(SIGNAL_POLL_S, max(0.0, until - monotonic())))
         if stopped():
             raise Stopped
-        pause = min(pause * 2, MAX_TRY_S)
