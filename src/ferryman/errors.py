@@ -101,6 +101,11 @@ class WorkerError(FerrymanError):
     retryable = True
 
 
+class EngineUnavailable(WorkerError):
+    """The engine cannot take a job now (Temporal refused, or did not answer in time). A job
+    queued already stays queued: the Temporal workers' sweep starts its workflow later."""
+
+
 class ConnectionBusy(UserInputError):
     """The connection already has a live sync or reset job (pending, running or incomplete);
     ``job_id`` and ``status`` say which."""

@@ -8,6 +8,7 @@ local engine limited to the jobs of its command; a server gives the engine it se
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +22,7 @@ from ferryman.connectors import parse_reference, pin_reference, resolve
 from ferryman.connectors.config_paths import settle_paths
 from ferryman.documents import merged, refuse_deep, refuse_unstorable_text
 from ferryman.engines.base import Engine, StartsHere
-from ferryman.errors import FerrymanError, FieldError, UserInputError, WorkerError
+from ferryman.errors import EngineUnavailable, FerrymanError, FieldError, UserInputError, WorkerError
 from ferryman.jobs.configs import ActorSnapshot, ConnectorJobConfig, NamespaceConfig, ReplicationConfig
 from ferryman.jobs.outcomes import ConnectorOutcome
 from ferryman.jobs.schedules import InvalidSchedule, Schedule, from_document
@@ -58,6 +59,8 @@ from ferryman.store.base import (
 )
 from ferryman.store.config_ops import check_new_name
 from ferryman.workers.specs import connector_spec
+
+log = logging.getLogger(__name__)
 
 SOURCE, DESTINATION = "source", "destination"
 # Compare-and-set tries of one config edit: each miss means another edit landed, so this many
@@ -105,6 +108,10 @@ class JobService:
     # What "now" is when a schedule's next run is computed; None: the store's time (see now()).
     # Tests move a ManualClock.
     clock: Clock | None = None
+    # Jobs queued that the engine could not take yet (id: why), and who hears of each (the
+    # server's and the scheduler's log by default; the CLI says it in its own words); see _submit.
+    unsubmitted: dict[int, str] = field(default_factory=dict, init=False, repr=False)
+    on_unsubmitted: Callable[[int, str], None] | None = None
 
     def _engine(self) -> Engine:
         if self.engine is None:
@@ -468,7 +475,17 @@ class JobService:
             )
             for run in runs
         ]
-        return [None if job is None else self._submit(job) for job in self.store.enqueue_scheduled(planned)]
+        queued = self.store.enqueue_scheduled(planned)
+        away: str | None = None
+        for job in queued:
+            if job is None:
+                continue
+            if away is not None:  # one wait for an engine away is enough: the sweep starts the rest
+                self.unsubmitted[job.id] = away
+                continue
+            self._submit(job)
+            away = self.unsubmitted.get(job.id)
+        return queued
 
     def _replication_config(
         self, conn: Connection, actors: dict[tuple[str, int], Actor] | None = None
@@ -494,21 +511,46 @@ class JobService:
         return document
 
     def _submit(self, job: Job) -> Job:
-        """Hand a job just enqueued to the engine (Temporal starts its workflow now)."""
+        """Hand a job just enqueued to the engine (Temporal starts its workflow now). An engine
+        that cannot take it now leaves it queued, as it is in the store: the Temporal workers'
+        sweep starts it later. That is not a failure of the call that queued it (the job exists
+        and will run); the reason is logged and kept in ``unsubmitted`` for the caller to show."""
         if self.engine is not None:
-            self.engine.submit(job)
+            try:
+                self.engine.submit(job)
+            except EngineUnavailable as exc:
+                self.unsubmitted[job.id] = str(exc)
+                if self.on_unsubmitted is not None:
+                    self.on_unsubmitted(job.id, str(exc))
+                else:
+                    log.warning("job %d is queued; %s: a worker starts it later", job.id, exc)
         return job
 
     def run(self, job: Job, timeout_s: float | None = None) -> Job:
-        """Run a job in this process and wait for it (retries included)."""
-        return self._engine().run_jobs([job.id], timeout_s)[0]
+        """Run a job in this process and wait for it (retries included). EngineUnavailable,
+        saying the job stays queued, when the engine cannot take it."""
+        reason = self.unsubmitted.get(job.id)
+        try:
+            if reason is None:
+                return self._engine().run_jobs([job.id], timeout_s)[0]
+        except EngineUnavailable as exc:
+            reason = str(exc)
+        raise EngineUnavailable(
+            f"job {job.id} is queued, not started: {reason}; a worker starts it once it reaches"
+            f" Temporal (to drop it: ferryman jobs cancel {job.id})"
+        )
 
     def cancel(self, job_id: int) -> Job:
         """Ask for the job to stop: recorded in the store (whichever engine runs it stops it),
-        and passed to this service's engine at once in case it runs the job."""
+        and passed to this service's engine at once in case it runs the job. An engine that
+        cannot be reached does not undo the request: the store's reaches the job's worker."""
         job = self.store.request_cancel(job_id)
         if self.engine is not None:
-            self.engine.cancel(job_id)
+            try:
+                self.engine.cancel(job_id)
+            except EngineUnavailable as exc:
+                if not job.status.terminal:  # a job not started is cancelled in the store outright
+                    log.warning("job %d: cancel recorded; %s: its worker sees it in the store", job_id, exc)
         return job
 
     def stop_now(self, job_id: int) -> None:

@@ -8,6 +8,7 @@ from ferryman.engines.temporal.settings import (
     HEARTBEAT_S,
     HEARTBEAT_TIMEOUT_S,
     RESUBMIT_AFTER_S,
+    RPC_TIMEOUT_S,
     TemporalSettings,
 )
 from ferryman.errors import UserInputError
@@ -58,3 +59,11 @@ def test_a_heartbeat_timeout_no_longer_than_the_heartbeat_is_refused() -> None:
         TemporalSettings.from_env(env)
     env["FERRYMAN_TEMPORAL_HEARTBEAT_TIMEOUT_S"] = ""  # the default 30 s is more than 20 s
     assert TemporalSettings.from_env(env).heartbeat_timeout_s == 30.0
+
+
+def test_a_call_to_temporal_waits_30_seconds_by_default_and_the_bound_can_be_set() -> None:
+    assert TemporalSettings.from_env({}).rpc_timeout_s == RPC_TIMEOUT_S == 30.0
+    assert TemporalSettings.from_env({"FERRYMAN_TEMPORAL_RPC_TIMEOUT_S": "2"}).rpc_timeout_s == 2.0
+    for given in ("0", "601", "never"):
+        with pytest.raises(UserInputError, match=r"^FERRYMAN_TEMPORAL_RPC_TIMEOUT_S=.*from 1 to 600"):
+            TemporalSettings.from_env({"FERRYMAN_TEMPORAL_RPC_TIMEOUT_S": given})

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from ferryman.errors import StoreUnavailable
+from ferryman.errors import EngineUnavailable, StoreUnavailable, first_line
 from ferryman.store.base import AlreadyExists, ConnectionBusy, NotFound, StaleWrite
 
 DOCS = "https://reference.airbyte.com/reference/errors"
@@ -114,6 +114,16 @@ def install(app: FastAPI) -> None:
         # engine backs off the same way). The reason goes to the log, not to the client.
         log.warning("%s %s: %s", request.method, request.url.path, exc)
         response = _respond(request, Problem(503, "the store cannot be used right now; try again shortly"))
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.exception_handler(EngineUnavailable)
+    async def _engine_down(request: Request, exc: EngineUnavailable) -> Response:
+        # Temporal refused or did not answer a job this request waits for: the job stays queued
+        # (the workers' sweep starts it), and the client may ask again. The line names Temporal's
+        # address and the reason, nothing of a config.
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        response = _respond(request, Problem(503, first_line(exc, 500)))
         response.headers["Retry-After"] = "5"
         return response
 

@@ -327,6 +327,9 @@ def _replicate(name: str, reset: bool, detach: bool, json: bool) -> int:
                 print_json({"job": {"id": job.id, "type": job.type.value, "status": job.status.value}}, [])
             else:
                 say(f"job {job.id} ({job.type.value}) is {job.status.value}: a `ferryman worker` will run it")
+            reason = service.unsubmitted.get(job.id)
+            if reason is not None:  # queued all the same: the Temporal workers' sweep starts it later
+                note(f"warning: {reason}; job {job.id} stays queued, to start once a worker reaches Temporal")
             return 0
         display = progress_display(err()) if not json or sys.stderr.isatty() else None
         ended = run_and_watch(service, job, display, service.job_secrets(job))

@@ -43,10 +43,15 @@ def job_service() -> Iterator[JobService]:
         # The CLI's jobs run in its own process; a worker or server elsewhere runs the rest.
         service = JobService(store, settings, engine=command_engine(store, settings))
         service.foreground = partial(run_quietly, service)
+        service.on_unsubmitted = _say_nothing  # a command says it itself (see connections._replicate)
         _recover(service)
         yield service
     finally:
         store.close()
+
+
+def _say_nothing(job_id: int, reason: str) -> None:
+    """A job the engine could not take: the command that queued it tells the user its own way."""
 
 
 def _recover(service: JobService) -> None:

@@ -9,6 +9,8 @@ on a loop of its own thread, so this engine is called like the local one.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Collection
@@ -24,23 +26,33 @@ from ferryman.engines.local import LocalEngine
 from ferryman.engines.temporal.settings import TemporalSettings
 from ferryman.engines.temporal.shapes import JobInput
 from ferryman.engines.temporal.workflows import JobWorkflow
-from ferryman.errors import WorkerError, first_line
+from ferryman.errors import EngineUnavailable, first_line
 from ferryman.settings import Settings
 from ferryman.store.base import Attempt, Job, JobStore
 
 T = TypeVar("T")
-_CALL_TIMEOUT_S = 30.0
 # A describe that Temporal does not answer ends in an RPCError (DEADLINE_EXCEEDED) after this,
 # which its callers take as "Temporal away", instead of waiting for ever.
 _DESCRIBE_TIMEOUT = timedelta(seconds=30)
+
+
+# The SDK's connect error is the Rust transport's debug text; its OS message is what a user reads.
+_TRANSPORT_MESSAGE = re.compile(r'message: "([^"]{1,200})"')
+# What Temporal answers when it cannot take a call now (restarting, overloaded, too slow).
+_PASSING_STATUSES = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
+
+
+def where(temporal: TemporalSettings) -> str:
+    return f"Temporal at {temporal.address} (namespace {temporal.namespace})"
 
 
 async def connect(temporal: TemporalSettings) -> Client:
     try:
         return await Client.connect(temporal.address, namespace=temporal.namespace)
     except Exception as exc:  # the SDK raises RuntimeError with the transport's text
-        where = f"{temporal.address} (namespace {temporal.namespace})"
-        raise WorkerError(f"cannot reach Temporal at {where}: {first_line(exc, 200)}") from None
+        found = _TRANSPORT_MESSAGE.search(str(exc))
+        reason = found.group(1) if found else first_line(exc, 200)
+        raise EngineUnavailable(f"cannot reach {where(temporal)}: {reason}") from None
 
 
 async def start_job(client: Client, temporal: TemporalSettings, job: Job) -> bool:
@@ -141,7 +153,22 @@ class TemporalEngine:
                 self._client = await connect(self.temporal)
             return await call(self._client)
 
-        return asyncio.run_coroutine_threadsafe(with_client(), loop).result(_CALL_TIMEOUT_S)
+        future = asyncio.run_coroutine_threadsafe(with_client(), loop)
+        try:
+            return future.result(self.temporal.rpc_timeout_s)
+        except concurrent.futures.TimeoutError:
+            # A Temporal that takes the connection and never answers (a hung or overloaded
+            # frontend, a black-holed route): the call is abandoned, not left to land later.
+            future.cancel()
+            raise EngineUnavailable(
+                f"{where(self.temporal)} did not answer within {self.temporal.rpc_timeout_s:g} s"
+                " (FERRYMAN_TEMPORAL_RPC_TIMEOUT_S)"
+            ) from None
+        except RPCError as exc:
+            if exc.status not in _PASSING_STATUSES:
+                raise
+            reason = first_line(exc, 200)
+            raise EngineUnavailable(f"{where(self.temporal)} cannot take calls now: {reason}") from None
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:

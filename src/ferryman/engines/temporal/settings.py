@@ -32,6 +32,10 @@ _HEARTBEAT_TIMEOUT_RANGE = (1.0, 3600.0)
 # reach Temporal), or of an incomplete job whose next attempt is this late (its workflow was lost).
 RESUBMIT_AFTER_S = 10.0
 _RESUBMIT_AFTER_RANGE = (0.0, 3600.0)
+# How long a command or the server waits for Temporal to answer one call (start a job's workflow,
+# cancel it) before it says Temporal is unavailable; the job stays queued.
+RPC_TIMEOUT_S = 30.0
+_RPC_TIMEOUT_RANGE = (1.0, 600.0)
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class TemporalSettings:
     heartbeat_s: float = HEARTBEAT_S
     heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S
     resubmit_after_s: float = RESUBMIT_AFTER_S
+    rpc_timeout_s: float = RPC_TIMEOUT_S
 
     def queue(self, slot: str) -> str:
         return self.task_queue_prefix + QUEUES[slot]
@@ -77,6 +82,7 @@ class TemporalSettings:
             resubmit_after_s=_seconds(
                 env, "FERRYMAN_TEMPORAL_RESUBMIT_AFTER_S", RESUBMIT_AFTER_S, _RESUBMIT_AFTER_RANGE
             ),
+            rpc_timeout_s=_seconds(env, "FERRYMAN_TEMPORAL_RPC_TIMEOUT_S", RPC_TIMEOUT_S, _RPC_TIMEOUT_RANGE),
         )
 
 
