@@ -23,6 +23,7 @@ from ferryman.builtin._catalog import (
 )
 from ferryman.builtin._destination import Unfinished, load, read_chunks
 from ferryman.builtin._duckdb_file import LockTimeout, open_database
+from ferryman.builtin._duckdb_staging import StagingLocks
 from ferryman.builtin._duckdb_tables import LoadError, load_spill, prepare, table_for
 from ferryman.builtin._runtime import Output, json_text
 from ferryman.builtin._spill import Spill
@@ -288,7 +289,7 @@ def test_a_commit_that_stores_fewer_rows_than_records_fails(tmp_path: Path) -> N
     spill = Spill(str(tmp_path))
     spill.append(_record({"id": 1}) + b"\n" + _record({"id": 2}) + b"\n", 3, 5_000_000)
     with duckdb.connect(str(tmp_path / "db.duckdb")) as con:
-        prepare(con, table)
+        prepare(con, table, StagingLocks(str(tmp_path / "db.duckdb")))
         with pytest.raises(
             LoadError, match=r"stream 'users': DuckDB stored 2 of 3 records \(the largest is 5,000,000"
         ):

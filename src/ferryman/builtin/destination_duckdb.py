@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +76,7 @@ from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 from ferryman.builtin._columns import quote
 from ferryman.builtin._destination import Unfinished, load, refuse_shared_tables
 from ferryman.builtin._duckdb_file import SharedFile, open_database
+from ferryman.builtin._duckdb_staging import StagingLocks
 from ferryman.builtin._duckdb_tables import MODES, Table, load_spills, prepare, table_for
 from ferryman.builtin._refused import without_lone_surrogates
 from ferryman.builtin._runtime import (
@@ -174,6 +175,7 @@ class DuckDBSink:
         self.waited = False
         self.file = SharedFile(config.path, config.lock_timeout_s, self._waiting)
         self.directory = str(Path(config.path).parent)
+        self.locks = StagingLocks(config.path)
 
     def flush(self) -> None:
         for table in self.tables.values():
@@ -255,15 +257,19 @@ class DuckDBSink:
         pending = self._pending()
         if self.prepared and not pending and not self._due():
             return
-        with self._transaction() as con:
+        swapped: list[tuple[str, str]] = []  # their lock files go once the swap is committed
+        with self._transaction(lambda: self._release(swapped)) as con:
             if not self.prepared:
                 for table in self.tables.values():
-                    prepare(con, table)
+                    warning = prepare(con, table, self.locks)
+                    if warning is not None:
+                        self.out.log("WARN", f"{NAME}: {warning}")
             due = self._due()  # after prepare: a resumed sync's table has no staging
             load_spills(con, [(table, table.spill) for table in pending if table.spill is not None])
             for table in due:
                 con.execute(f"DROP TABLE IF EXISTS {quote(table.schema)}.{quote(table.name)}")
                 con.execute(f"ALTER TABLE {table.target} RENAME TO {quote(table.name)}")
+                swapped.append((table.schema, str(table.staging)))
         self.prepared = True
         for table in pending:
             assert table.spill is not None
@@ -300,13 +306,22 @@ class DuckDBSink:
                 left[key] = Unfinished(True, table.staged, dropped)
             self.records -= table.staged
         if gone and self.prepared:
-            with self._transaction() as con:
+            dropped_tables = [(table.schema, str(table.staging)) for table in gone]
+            with self._transaction(lambda: self._release(dropped_tables)) as con:
                 for table in gone:
                     con.execute(f"DROP TABLE IF EXISTS {table.target}")
         return left
 
+    def _release(self, names: list[tuple[str, str]]) -> None:
+        for schema, name in names:
+            self.locks.release(schema, name)
+
     @contextmanager
-    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _transaction(
+        self, committed: Callable[[], None] = lambda: None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """``committed`` runs after the commit, while the database is still open (as lock files
+        are only ever removed: see :mod:`ferryman.builtin._duckdb_staging`)."""
         con = self.file.connection()
         try:
             con.execute("BEGIN TRANSACTION")
@@ -315,6 +330,7 @@ class DuckDBSink:
         except BaseException:
             self.file.let_go()  # closing rolls the transaction back
             raise
+        committed()
         self.file.offer()
 
     def _waiting(self, reason: str) -> None:
@@ -329,6 +345,11 @@ class DuckDBSink:
         self.out.flush()
 
     def close(self) -> None:
+        if not self.prepared:  # the first commit never came or failed: no staging table exists
+            for table in self.tables.values():
+                if table.staging is not None:
+                    self.locks.release(table.schema, table.staging)
+        self.locks.close()  # a staging table left to the job's next attempt keeps its file
         self.file.close()
         for table in self.tables.values():
             for spill in (table.spill, table.tail):
