@@ -74,6 +74,8 @@ class StagingLocks:
             os.close(fd)
             if isinstance(exc, OSError) and exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 return f"{path} is held by another process"
+            with contextlib.suppress(OSError):  # ours (the name is new) and of no use
+                path.unlink()
             return f"cannot lock {path}: {getattr(exc, 'strerror', None) or exc}"
         # For whoever finds the file: which table it guards (the name hashes it), and who held it.
         os.ftruncate(fd, 0)
