@@ -39,10 +39,10 @@ Sync modes:
   stream's last state (a STREAM state for it, or any GLOBAL or LEGACY state); those after it
   wait in the tail, as under ``append``. The old table is replaced by the staging table, in one
   transaction, only when a TRACE ``STREAM_STATUS`` message marks the stream ``COMPLETE`` (sent
-  once the source has succeeded). Otherwise the old table is kept as it was, what came after the last state is dropped, a
-  warning is logged, and the staging table is left to the sync's next attempt: a later process
-  with the same ``sync_id`` (the job) takes it over once its owner is gone (its lock can be
-  taken) and resumes filling it; any other sync drops it. A RESET (null states, no records,
+  once the source has succeeded). Otherwise the old table is kept as it was, what came after
+  the last state is dropped, a warning is logged, and the staging table is left to the sync's
+  next attempt: a later process with the same ``sync_id`` (the job) takes it over once its owner
+  is gone (its lock can be taken) and resumes filling it; any other sync drops it. A RESET (null states, no records,
   COMPLETE) leaves an empty table. An attempt whose table already holds its sync's rows (the
   stream completed, then the attempt failed; or an earlier Ferryman swapped at the first state)
   writes straight into it.
