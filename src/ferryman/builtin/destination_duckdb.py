@@ -33,19 +33,19 @@ Sync modes:
   fails the sync with a ``config_error`` before anything of its commit is stored: it would
   otherwise become a row no later record can replace.
 * ``overwrite`` writes the sync's records into a staging table of its own
-  (``_ferryman_staging_<stream>_r<token>_s<sync_id>``, the token random for each process; without
-  a ``sync_id``, ``..._r<token>``), whose owner holds a lock on a file beside the database
-  (:mod:`ferryman.builtin._duckdb_staging`). A commit loads into it the records before the
-  stream's last state (a STREAM state for it, or any GLOBAL or LEGACY state); those after it
+  (``_ferryman_staging_<stream>_r<token>_s<sync_id>``, the token random for each process;
+  without a ``sync_id``, ``..._r<token>``), whose owner holds a lock on a file beside the
+  database (:mod:`ferryman.builtin._duckdb_staging`). A commit loads into it the records before
+  the stream's last state (a STREAM state for it, or any GLOBAL or LEGACY state); those after it
   wait in the tail, as under ``append``. The old table is replaced by the staging table, in one
   transaction, only when a TRACE ``STREAM_STATUS`` message marks the stream ``COMPLETE`` (sent
-  once the source has succeeded). Otherwise the old table is kept as it was, what came after
-  the last state is dropped, a warning is logged, and the staging table is left to the sync's
-  next attempt: a later process with the same ``sync_id`` (the job) takes it over once its owner
-  is gone (its lock can be taken) and resumes filling it; any other sync drops it. A RESET (null states, no records,
-  COMPLETE) leaves an empty table. An attempt whose table already holds its sync's rows (the
-  stream completed, then the attempt failed; or an earlier Ferryman swapped at the first state)
-  writes straight into it.
+  once the source has succeeded). Otherwise the old table is kept as it was, what came after the
+  last state is dropped, a warning is logged, and the staging table is left to the sync's next
+  attempt: a later process with the same ``sync_id`` (the job) takes it over once its owner is
+  gone (its lock can be taken) and resumes filling it; any other sync drops it. A RESET (null
+  states, no records, COMPLETE) leaves an empty table. An attempt whose table already holds its
+  sync's rows (the stream completed, then the attempt failed; or an earlier Ferryman swapped at
+  the first state) writes straight into it.
 
 Sharing the file: DuckDB lets one process at a time write to a database file, and many syncs
 may share one (see :mod:`ferryman.builtin._duckdb_file`). Records are buffered per stream and,
