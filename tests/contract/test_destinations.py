@@ -8,10 +8,13 @@ and reads back what they stored, the way a user would query it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import subprocess
+import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -898,3 +901,117 @@ def test_a_retry_resumes_the_staged_rows_even_when_its_first_attempts_pid_is_now
 
     assert target.rows("users", "id") == [(1,), (2,)]
     assert target.staged("users") == 0
+
+
+def staging_lock_file(database: Path, schema: str, table: str) -> Path:
+    """The lock file of a destination-duckdb staging table, as docs/destinations.md names it."""
+    digest = hashlib.sha256(f"{schema}\0{table}".encode()).hexdigest()[:16]
+    return database.with_name(f"{database.name}.ferryman-staging-{digest}.lock")
+
+
+def staging_tables(target: DuckDBTarget) -> list[str]:
+    found = target.query(
+        "SELECT table_name FROM information_schema.tables"
+        " WHERE starts_with(table_name, '_ferryman_staging_users_')"
+    )
+    return [name for (name,) in found]
+
+
+def rename_staging(target: DuckDBTarget, name: str, new: str) -> None:
+    """Rename a staging table, and its lock file with it."""
+    target.query(f'ALTER TABLE "{name}" RENAME TO "{new}"')
+    lock = staging_lock_file(target.path, "main", name)
+    if lock.exists():  # (Ferryman before session 29 made none)
+        lock.rename(staging_lock_file(target.path, "main", new))
+
+
+@contextlib.contextmanager
+def lock_holder(path: Path) -> Iterator[None]:
+    """Another process holding the flock on ``path`` until the block ends."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys\n"
+            f"fd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+            "print('locked', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline() == b"locked\n"
+        yield
+    finally:
+        holder.stdin.close()
+        assert holder.wait(timeout=30) == 0
+        holder.stdout.close()
+
+
+def test_a_staging_table_whose_owner_holds_its_lock_is_left_alone_though_no_process_here_has_its_pid(
+    tmp_path: Path,
+) -> None:
+    """Two syncs in Docker overwriting one table of a shared DuckDB file take turns at the file;
+    each sees only its own container's pids, so each took the other's live staging table for a
+    dead one and dropped it: the other's job then failed, or its retry resumed after a state whose
+    rows were gone and swapped in a table without them. A host cannot make a second pid namespace
+    here, so the other container's destination is a process holding the staging table's lock,
+    and the table is named by a pid no process here has (an exited child's)."""
+    target = DuckDBTarget(tmp_path)
+    target.write(
+        target.catalog(stream("users", USERS, "overwrite", sync_id=1)), *users(range(1, 4)), complete("users")
+    )
+    # The other sync's first commit (then it goes on, in its own container: here it stops).
+    other = target.catalog(stream("users", USERS, "overwrite", sync_id=2))
+    target.write(other, *users(range(10, 12)), state("users", {"page": 1}))
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (staged,) = staging_tables(target)
+    elsewhere = f"_ferryman_staging_users_{gone.pid}_s2"
+    rename_staging(target, staged, elsewhere)
+
+    with lock_holder(staging_lock_file(target.path, "main", elsewhere)):
+        mine = target.catalog(stream("users", USERS, "overwrite", sync_id=3))
+        target.write(mine, *users(range(20, 22)), complete("users"))
+
+        assert target.rows("users", "id") == [(20,), (21,)]
+        assert staging_tables(target) == [elsewhere]  # the live sync's rows, kept for its swap
+        assert target.rows(elsewhere, "id") == [(10,), (11,)]
+
+    # Its owner gone, the next overwrite drops it, and no lock file is left.
+    target.write(
+        target.catalog(stream("users", USERS, "overwrite", sync_id=4)),
+        *users(range(30, 31)),
+        complete("users"),
+    )
+    assert target.rows("users", "id") == [(30,)]
+    assert staging_tables(target) == []
+    assert (
+        sorted(path.name for path in target.path.parent.iterdir() if ".ferryman-staging-" in path.name) == []
+    )
+
+
+def test_a_retry_takes_over_its_staged_rows_when_nobody_holds_their_lock_though_their_pid_is_alive_here(
+    tmp_path: Path,
+) -> None:
+    """The failed attempt ran in another container, whose destination had a pid that a live
+    process here has too (here: this test's own). It is gone: its lock file is there, unlocked,
+    so the retry takes over its staged rows and resumes after its state. By the pid, the rows were
+    taken for a live writer's and left behind, and the retry swapped in a table without them."""
+    target = DuckDBTarget(tmp_path)
+    job = target.catalog(stream("users", USERS, "overwrite", sync_id=2))
+    target.write(job, *users(range(1, 3)), state("users", {"page": 2}))  # then the attempt failed
+    (staged,) = staging_tables(target)
+    reused = f"_ferryman_staging_users_{os.getpid()}_s2"
+    rename_staging(target, staged, reused)  # its lock file, left by its owner, with it
+
+    target.write(job, *users(range(3, 4)), complete("users"))  # the retry, after the state
+
+    assert target.rows("users", "id") == [(1,), (2,), (3,)]
+    assert staging_tables(target) == []
+    assert (
+        sorted(path.name for path in target.path.parent.iterdir() if ".ferryman-staging-" in path.name) == []
+    )

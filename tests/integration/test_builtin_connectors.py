@@ -529,7 +529,11 @@ def test_duckdb_overwrite_replaces_the_table_only_once_the_stream_completed(tmp_
     proc.stdin.close()
     proc.stdout.close()
     assert rows(tmp_path, "SELECT count(*), min(id), max(id) FROM users") == [(1, 0, 0)]
-    assert rows(tmp_path, f'SELECT count(*) FROM "_ferryman_staging_users_{proc.pid}"') == [(500,)]
+    (staging,) = rows(
+        tmp_path,
+        "SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, '_ferryman_staging_users_')",
+    )
+    assert rows(tmp_path, f'SELECT count(*) FROM "{staging[0]}"') == [(500,)]
 
 
 def test_reset_with_the_empty_source_empties_overwritten_tables(tmp_path: Path) -> None:
@@ -1173,8 +1177,9 @@ def test_a_million_records_through_devnull_and_duckdb(tmp_path: Path) -> None:
 
 
 def test_duckdb_drops_the_staging_table_a_killed_destination_left_and_no_other(tmp_path: Path) -> None:
-    """Each destination stages an overwrite in a table of its own (named by its pid), so two syncs
-    of one table never drop each other's; the next overwrite drops those whose process is gone."""
+    """Each destination stages an overwrite in a table of its own, so two syncs of one table never
+    drop each other's; the next overwrite drops those whose owner is gone. These two are named by
+    pid, without lock files, as a Ferryman before session 29 left them: the pid still decides."""
     target = OverwriteTarget(tmp_path, "destination_duckdb")
     target.write(*users(range(1, 4)), complete("users"))
     dead = subprocess.Popen(["true"])

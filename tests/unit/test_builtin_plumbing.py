@@ -3,6 +3,7 @@ and destination-duckdb's waiting for its file and checking of what it stored."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import duckdb
 import orjson
 import pytest
 
+from ferryman.builtin import _duckdb_staging
 from ferryman.builtin._catalog import (
     ConfiguredStream,
     StreamKey,
@@ -23,6 +25,7 @@ from ferryman.builtin._catalog import (
 )
 from ferryman.builtin._destination import Unfinished, load, read_chunks
 from ferryman.builtin._duckdb_file import LockTimeout, open_database
+from ferryman.builtin._duckdb_staging import StagingLocks
 from ferryman.builtin._duckdb_tables import LoadError, load_spill, prepare, table_for
 from ferryman.builtin._runtime import Output, json_text
 from ferryman.builtin._spill import Spill
@@ -288,7 +291,7 @@ def test_a_commit_that_stores_fewer_rows_than_records_fails(tmp_path: Path) -> N
     spill = Spill(str(tmp_path))
     spill.append(_record({"id": 1}) + b"\n" + _record({"id": 2}) + b"\n", 3, 5_000_000)
     with duckdb.connect(str(tmp_path / "db.duckdb")) as con:
-        prepare(con, table)
+        prepare(con, table, StagingLocks(str(tmp_path / "db.duckdb")))
         with pytest.raises(
             LoadError, match=r"stream 'users': DuckDB stored 2 of 3 records \(the largest is 5,000,000"
         ):
@@ -315,3 +318,22 @@ def test_the_spec_line_encoder_refuses_what_json_cannot_say() -> None:
     for bad in (float("nan"), float("inf"), {1, 2}, b"bytes"):
         with pytest.raises((ValueError, TypeError)):
             json_text(bad)
+
+
+def test_an_overwrite_that_cannot_lock_its_staging_table_names_it_by_pid_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system without flock (some network mounts) is not at hand here: a flock refusing
+    with ENOLCK stands for it. The staging table is then named by pid, as before lock files, so
+    other destinations judge it by the pid; the warning says what that risks."""
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(_duckdb_staging, "_flock", no_locks)
+    table = table_for(ConfiguredStream("users", destination_sync_mode="overwrite", sync_id=7), "main")
+    with duckdb.connect(str(tmp_path / "db.duckdb")) as con:
+        warning = prepare(con, table, StagingLocks(str(tmp_path / "db.duckdb")))
+    assert table.staging == f"_ferryman_staging_users_{os.getpid()}_s7"
+    assert warning is not None and os.strerror(errno.ENOLCK) in warning and "another container" in warning
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["db.duckdb"]

@@ -20,6 +20,7 @@ import pytest
 from ferryman.builtin import _duckdb_tables
 from ferryman.builtin._catalog import ConfiguredStream
 from ferryman.builtin._columns import Kind, change, quote
+from ferryman.builtin._duckdb_staging import StagingLocks
 from ferryman.builtin._duckdb_tables import SQL_TYPES, Table, _rows, table_for
 from ferryman.builtin._spill import Spill
 
@@ -253,7 +254,7 @@ def test_spills_loaded_together_in_batches_each_reach_their_own_table_whole(
     assert loads[4][1].size > _duckdb_tables.GROUPED_SPILL_BYTES
     with duckdb.connect() as con:
         for table in tables:
-            _duckdb_tables.prepare(con, table)
+            _duckdb_tables.prepare(con, table, StagingLocks(str(tmp_path / "db.duckdb")))
         shared: list[int] = []
         load_group = _duckdb_tables._load_group
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import duckdb
 import orjson
@@ -38,6 +38,7 @@ from ferryman.builtin._columns import (
     stream_columns,
     widen,
 )
+from ferryman.builtin._duckdb_staging import Owner, StagingLocks, pid_alive
 from ferryman.builtin._runtime import ConfigError
 from ferryman.builtin._spill import Spill
 
@@ -66,6 +67,12 @@ _AIRBYTE = [
     ("_airbyte_generation_id", "BIGINT"),
 ]
 _STAGING_PREFIX = "_ferryman_staging_"
+# What follows ``<prefix><stream>_`` in a staging table's name: ``r<8 hex>`` (this version: a
+# token of the process, its lock file says whether it lives) or an earlier version's pid, then
+# ``_s<sync_id>``. Either begins right after one "_", and holds no other "_" than the one of
+# "_s": so a longer stream's staging table (``users_2``'s, under ``users``'s prefix) never matches.
+_OWNER = re.compile(r"(?:r[0-9a-f]{8}|([0-9]+))(?:_s([0-9]+))?")
+_TOKEN: dict[int, str] = {}  # pid -> the process's token (a forked child makes its own)
 _OBJECT_SIZE = 16 << 20  # read_ndjson_objects' own default limit; raised for longer records
 
 
@@ -146,16 +153,41 @@ def table_for(stream: ConfiguredStream, default_schema: str) -> Table:
     if mode == "overwrite":
         # One staging table per destination process: two syncs overwriting the same table at
         # once each swap in their own complete data (the last to commit wins), never a mix. The
-        # sync's id in the name lets the sync's next attempt take it over once this process is gone.
-        sync = "" if stream.sync_id is None else f"_s{stream.sync_id}"
-        table.staging = f"{_STAGING_PREFIX}{stream.name}_{os.getpid()}{sync}"
+        # token is random, not the pid: two containers' destinations often have the same pid.
+        # The sync's id in the name lets the sync's next attempt take it over once this process
+        # is gone (its lock, see prepare()).
+        token = _TOKEN.setdefault(os.getpid(), secrets.token_hex(4))
+        table.staging = _staging_name(stream.name, f"r{token}", stream.sync_id)
     return table
 
 
-def _claim_staging(con: duckdb.DuckDBPyConnection, table: Table) -> bool:
+def _staging_name(stream: str, owner: str, sync_id: int | None) -> str:
+    sync = "" if sync_id is None else f"_s{sync_id}"
+    return f"{_STAGING_PREFIX}{stream}_{owner}{sync}"
+
+
+def _own_staging(table: Table, locks: StagingLocks) -> str | None:
+    """Lock the staging table's file before the table is created; on a clash with a live
+    process (a token drawn twice) draw another. Where no lock can be made, fall back to an
+    earlier version's name, by pid, which others judge by the pid; returns then why."""
+    assert table.staging is not None
+    for _ in range(3):
+        problem = locks.own(table.schema, table.staging)
+        if problem is None:
+            return None
+        if not problem.endswith("held by another process"):
+            break
+        table.staging = _staging_name(table.name, f"r{secrets.token_hex(4)}", table.sync_id)
+    table.staging = _staging_name(table.name, str(os.getpid()), table.sync_id)
+    return problem
+
+
+def _claim_staging(con: duckdb.DuckDBPyConnection, table: Table, locks: StagingLocks) -> bool:
     """Drop the staging tables of this stream left by destinations that died before their swap,
     but take over the one of an earlier attempt of this sync (same ``sync_id``: the job), which
-    its next attempt resumes; returns whether there was one."""
+    its next attempt resumes; returns whether there was one. An owner is dead when its lock
+    file can be locked, or, for a table without one (an earlier version's), when its pid is not
+    a process here (:func:`pid_alive`)."""
     assert table.staging is not None
     prefix = f"{_STAGING_PREFIX}{table.name}_"
     names = con.execute(
@@ -164,18 +196,28 @@ def _claim_staging(con: duckdb.DuckDBPyConnection, table: Table) -> bool:
         [table.schema, prefix],
     ).fetchall()
     claimed = False
-    for (name,) in sorted(names, key=lambda row: row[0] != table.staging):  # ours first (pid reused)
-        owner = re.fullmatch(r"([0-9]+)(?:_s([0-9]+))?", name[len(prefix) :])
+    for (name,) in sorted(names, key=lambda row: row[0] != table.staging):  # ours first
+        owner = _OWNER.fullmatch(name[len(prefix) :])
         if name == table.staging:
-            claimed = True  # a process that had our pid left it, for this very sync
-        elif owner is None or _alive(int(owner[1])):
+            claimed = True  # a dead process of this sync with our name (our pid, by fallback) left it
+        elif owner is None or not _dead(locks, table.schema, name, owner[1]):
             continue
         elif not claimed and table.sync_id is not None and owner[2] == str(table.sync_id):
             con.execute(f"ALTER TABLE {quote(table.schema)}.{quote(name)} RENAME TO {quote(table.staging)}")
             claimed = True
         else:
             con.execute(f"DROP TABLE IF EXISTS {quote(table.schema)}.{quote(name)}")
+        locks.release(table.schema, name)  # its file goes; the rename or drop commits with ours
     return claimed
+
+
+def _dead(locks: StagingLocks, schema: str, name: str, pid: str | None) -> bool:
+    found = locks.owner(schema, name)
+    if found is not Owner.UNKNOWN:
+        return found is Owner.GONE
+    # No lock file: an earlier version's table (by pid), or one whose owner could not lock.
+    # A token's table always had a file until its owner was done with it: nobody owns it.
+    return pid is None or not pid_alive(int(pid))
 
 
 def _resumed(con: duckdb.DuckDBPyConnection, table: Table) -> bool:
@@ -200,42 +242,30 @@ def _resumed(con: duckdb.DuckDBPyConnection, table: Table) -> bool:
     return row is not None and row[0] == str(table.sync_id)
 
 
-def _alive(pid: int) -> bool:
-    """Whether a process (not a thread) has this pid.
-
-    kill(2) takes a thread's id too, and in a container, whose pids count from 1 again in each
-    run, the retry's own DuckDB threads hold the pid its failed attempt had: that attempt's
-    staging table was taken for a live writer's and left, and an empty one replaced the table.
-    """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        pass  # it exists, and belongs to someone else
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False  # it ended meanwhile
-    except OSError:
-        return True  # no /proc to tell a thread from a process: kill(2) said it exists
-    tgid = next((line.split()[1] for line in status.splitlines() if line.startswith("Tgid:")), None)
-    return tgid is None or tgid == str(pid)
-
-
-def prepare(con: duckdb.DuckDBPyConnection, table: Table) -> None:
+def prepare(con: duckdb.DuckDBPyConnection, table: Table, locks: StagingLocks) -> str | None:
     """Create the table, or bring a stored one up to the stream's schema.
 
     New properties add columns; a column whose kind widens (see :func:`widen`) is altered; the
-    kinds the table keeps become the ones records are loaded as.
+    kinds the table keeps become the ones records are loaded as. An overwrite's staging table is
+    locked first (see :mod:`ferryman.builtin._duckdb_staging`); returns a warning when it could
+    not be, and a pid names it instead.
     """
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}")
     definition = ", ".join(f"{quote(column)} {kind}" for column, kind in table.definitions)
     if table.staging is not None and _resumed(con, table):
         table.staging = None  # an earlier attempt of this sync swapped: go on filling its table
-    if table.staging is not None and not _claim_staging(con, table):
+    warning = None
+    if table.staging is not None:
+        problem = _own_staging(table, locks)
+        if problem is not None:
+            warning = (
+                f"stream '{table.label}': no lock for its staging table ({problem}): named"
+                f" {table.staging} instead, by pid, so another destination in another container"
+                " (another pid namespace) may take it for a dead one"
+            )
+    if table.staging is not None and not _claim_staging(con, table, locks):
         con.execute(f"CREATE TABLE {table.target} ({definition})")
-        return
+        return warning
     con.execute(f"CREATE TABLE IF NOT EXISTS {table.target} ({definition})")
     # DESCRIBE finds the table as DuckDB does: a stored "Users" is the stream "users"'s table too.
     stored = {str(row[0]): str(row[1]) for row in con.execute(f"DESCRIBE {table.target}").fetchall()}
@@ -264,6 +294,7 @@ def prepare(con: duckdb.DuckDBPyConnection, table: Table) -> None:
     table.columns = columns
     table.keys = [by_name[key.name] for key in table.keys]
     table.cursor = by_name[table.cursor.name] if table.cursor is not None else None
+    return warning
 
 
 def _whole(double: str) -> str:

@@ -33,17 +33,19 @@ Sync modes:
   fails the sync with a ``config_error`` before anything of its commit is stored: it would
   otherwise become a row no later record can replace.
 * ``overwrite`` writes the sync's records into a staging table of its own
-  (``_ferryman_staging_<stream>_<pid>_s<sync_id>``; without a ``sync_id``, ``..._<pid>``). A
-  commit loads into it the records before the stream's last state (a STREAM state for it, or
-  any GLOBAL or LEGACY state); those after it wait in the tail, as under ``append``. The old
-  table is replaced by the staging table, in one transaction, only when a TRACE ``STREAM_STATUS``
-  message marks the stream ``COMPLETE`` (sent once the source has succeeded).
-  Otherwise the old table is kept as it was, what came after the last state is dropped, a
-  warning is logged, and the staging table is left to the sync's next attempt: a later process
-  with the same ``sync_id`` (the job) takes it over once its owner is gone and resumes filling
-  it; any other sync drops it. A RESET (null states, no records, COMPLETE) leaves an empty
-  table. An attempt whose table already holds its sync's rows (the stream completed, then the
-  attempt failed; or an earlier Ferryman swapped at the first state) writes straight into it.
+  (``_ferryman_staging_<stream>_r<token>_s<sync_id>``, the token random for each process;
+  without a ``sync_id``, ``..._r<token>``), whose owner holds a lock on a file beside the
+  database (:mod:`ferryman.builtin._duckdb_staging`). A commit loads into it the records before
+  the stream's last state (a STREAM state for it, or any GLOBAL or LEGACY state); those after it
+  wait in the tail, as under ``append``. The old table is replaced by the staging table, in one
+  transaction, only when a TRACE ``STREAM_STATUS`` message marks the stream ``COMPLETE`` (sent
+  once the source has succeeded). Otherwise the old table is kept as it was, what came after the
+  last state is dropped, a warning is logged, and the staging table is left to the sync's next
+  attempt: a later process with the same ``sync_id`` (the job) takes it over once its owner is
+  gone (its lock can be taken) and resumes filling it; any other sync drops it. A RESET (null
+  states, no records, COMPLETE) leaves an empty table. An attempt whose table already holds its
+  sync's rows (the stream completed, then the attempt failed; or an earlier Ferryman swapped at
+  the first state) writes straight into it.
 
 Sharing the file: DuckDB lets one process at a time write to a database file, and many syncs
 may share one (see :mod:`ferryman.builtin._duckdb_file`). Records are buffered per stream and,
@@ -64,7 +66,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +78,7 @@ from ferryman.builtin._catalog import ConfiguredStream, StreamKey
 from ferryman.builtin._columns import quote
 from ferryman.builtin._destination import Unfinished, load, refuse_shared_tables
 from ferryman.builtin._duckdb_file import SharedFile, open_database
+from ferryman.builtin._duckdb_staging import StagingLocks
 from ferryman.builtin._duckdb_tables import MODES, Table, load_spills, prepare, table_for
 from ferryman.builtin._refused import without_lone_surrogates
 from ferryman.builtin._runtime import (
@@ -174,6 +177,7 @@ class DuckDBSink:
         self.waited = False
         self.file = SharedFile(config.path, config.lock_timeout_s, self._waiting)
         self.directory = str(Path(config.path).parent)
+        self.locks = StagingLocks(config.path)
 
     def flush(self) -> None:
         for table in self.tables.values():
@@ -255,15 +259,19 @@ class DuckDBSink:
         pending = self._pending()
         if self.prepared and not pending and not self._due():
             return
-        with self._transaction() as con:
+        swapped: list[tuple[str, str]] = []  # their lock files go once the swap is committed
+        with self._transaction(lambda: self._release(swapped)) as con:
             if not self.prepared:
                 for table in self.tables.values():
-                    prepare(con, table)
+                    warning = prepare(con, table, self.locks)
+                    if warning is not None:
+                        self.out.log("WARN", f"{NAME}: {warning}")
             due = self._due()  # after prepare: a resumed sync's table has no staging
             load_spills(con, [(table, table.spill) for table in pending if table.spill is not None])
             for table in due:
                 con.execute(f"DROP TABLE IF EXISTS {quote(table.schema)}.{quote(table.name)}")
                 con.execute(f"ALTER TABLE {table.target} RENAME TO {quote(table.name)}")
+                swapped.append((table.schema, str(table.staging)))
         self.prepared = True
         for table in pending:
             assert table.spill is not None
@@ -300,13 +308,22 @@ class DuckDBSink:
                 left[key] = Unfinished(True, table.staged, dropped)
             self.records -= table.staged
         if gone and self.prepared:
-            with self._transaction() as con:
+            dropped_tables = [(table.schema, str(table.staging)) for table in gone]
+            with self._transaction(lambda: self._release(dropped_tables)) as con:
                 for table in gone:
                     con.execute(f"DROP TABLE IF EXISTS {table.target}")
         return left
 
+    def _release(self, names: list[tuple[str, str]]) -> None:
+        for schema, name in names:
+            self.locks.release(schema, name)
+
     @contextmanager
-    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _transaction(
+        self, committed: Callable[[], None] = lambda: None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """``committed`` runs after the commit, while the database is still open (as lock files
+        are only ever removed: see :mod:`ferryman.builtin._duckdb_staging`)."""
         con = self.file.connection()
         try:
             con.execute("BEGIN TRANSACTION")
@@ -315,6 +332,7 @@ class DuckDBSink:
         except BaseException:
             self.file.let_go()  # closing rolls the transaction back
             raise
+        committed()
         self.file.offer()
 
     def _waiting(self, reason: str) -> None:
@@ -329,6 +347,11 @@ class DuckDBSink:
         self.out.flush()
 
     def close(self) -> None:
+        if not self.prepared:  # the first commit never came or failed: no staging table exists
+            for table in self.tables.values():
+                if table.staging is not None:
+                    self.locks.release(table.schema, table.staging)
+        self.locks.close()  # a staging table left to the job's next attempt keeps its file
         self.file.close()
         for table in self.tables.values():
             for spill in (table.spill, table.tail):
