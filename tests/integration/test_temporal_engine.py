@@ -37,7 +37,7 @@ from tests.integration.test_engine import (
     settings,
     wait_for_state,
 )
-from tests.temporal_support import TemporalServer, temporal_binary
+from tests.temporal_support import TemporalServer, run_or_explain, temporal_binary
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +221,7 @@ def test_cancel_of_a_running_sync_stops_its_connectors_and_keeps_the_committed_s
 
     service.cancel(job.id)  # the store's request, and the workflow's cancel
 
-    ended = service.run(job, timeout_s=60)
+    ended = run_or_explain(service, job, 60)
     assert ended.status is JobStatus.CANCELLED
     (attempt,) = store.list_attempts(job.id)
     assert attempt.failure_summary is not None
@@ -263,7 +263,7 @@ def test_a_cancel_reaches_a_running_sync_while_the_worker_waits_on_temporal(
 
         service.cancel(job.id)
 
-        ended = service.run(job, timeout_s=60)
+        ended = run_or_explain(service, job, 60)
         assert ended.status is JobStatus.CANCELLED
         (attempt,) = store.list_attempts(job.id)
         assert attempt.failure_summary is not None
