@@ -458,7 +458,14 @@ class JobService:
             job = self.store.enqueue(job_type, str(conn.id), config, require_connection=True)
         except NotFound:  # deleted since it was read: checked where the job would be inserted
             raise NotFound(f"connection {conn.name} was deleted: no {job_type} job was queued") from None
-        return self._submit(job)
+        try:
+            return self._submit(job)
+        except KeyboardInterrupt:
+            # Ctrl-C while Temporal is being asked to start it: the caller that would have run
+            # and watched it is leaving, so it must not run later on its own (the sweep's).
+            if here:
+                self.store.request_cancel(job.id)
+            raise
 
     def enqueue_scheduled(self, runs: list[DueSync]) -> list[Job | None]:
         """The sync jobs of due runs, made in one transaction (see ``JobStore.enqueue_scheduled``):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -31,32 +32,43 @@ def closed_address() -> str:
     return f"127.0.0.1:{free_port()}"  # bound and released: nothing listens there now
 
 
-@pytest.fixture
-def silent_address() -> Iterator[str]:
+class Silent:
     """An address that accepts TCP connections and never says a word."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    taken: list[socket.socket] = []
-    stop = threading.Event()
 
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.taken: list[socket.socket] = []
+        self.called = threading.Event()  # someone connected: a client waits for an answer now
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.2)
+        while not self.stop.is_set():
             try:
-                taken.append(listener.accept()[0])
+                self.taken.append(self.listener.accept()[0])
             except OSError:
                 continue
+            self.called.set()
 
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join()
-        for connection in taken:
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        for connection in self.taken:
             connection.close()
+        self.listener.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[Silent]:
+    listener = Silent()
+    try:
+        yield listener
+    finally:
         listener.close()
 
 
@@ -113,7 +125,8 @@ def test_a_sync_queued_while_temporal_refuses_is_queued_and_says_why(cli: Cli) -
     assert "tonic" not in queued.stderr and "Traceback" not in queued.stderr
 
 
-def test_a_sync_run_here_while_temporal_is_silent_ends_in_one_line(cli: Cli, silent_address: str) -> None:
+def test_a_sync_run_here_while_temporal_is_silent_ends_in_one_line(cli: Cli, silent: Silent) -> None:
+    silent_address = silent.address
     ran = cli("connections", "sync", "c", **on_temporal(silent_address, FERRYMAN_TEMPORAL_RPC_TIMEOUT_S="1"))
 
     assert ran.returncode == 1, ran.stderr
@@ -126,6 +139,31 @@ def test_a_sync_run_here_while_temporal_is_silent_ends_in_one_line(cli: Cli, sil
         " did not answer within 1 s (FERRYMAN_TEMPORAL_RPC_TIMEOUT_S); a worker starts it once it"
         f" reaches Temporal (to drop it: ferryman jobs cancel {job['id']})"
     )
+
+
+def test_ctrl_c_while_temporal_is_asked_to_start_a_sync_run_here_leaves_nothing_to_run(
+    cli: Cli, silent: Silent
+) -> None:
+    command = subprocess.Popen(
+        [sys.executable, "-m", "ferryman", "connections", "sync", "c"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**cli.env, **on_temporal(silent.address)},  # 30 s to answer: Ctrl-C comes first
+    )
+    try:
+        assert silent.called.wait(60), "the command never called Temporal"
+        command.send_signal(signal.SIGINT)
+        _, stderr = command.communicate(timeout=60)
+    finally:
+        command.kill()
+        command.wait()
+
+    assert command.returncode == 130, stderr
+    assert stderr.strip() == "error: interrupted"
+    job = cli.jobs()[0]
+    # Not left pending for a worker's sweep to start once Temporal answers: the user stopped it.
+    assert (job["type"], job["status"]) == ("sync", "cancelled")
 
 
 def test_a_cancel_while_temporal_refuses_is_done_in_the_store(cli: Cli) -> None:
