@@ -282,3 +282,47 @@ def test_an_upgrade_that_runs_out_of_disk_keeps_the_store_and_finishes_once_ther
         assert ferryman(url, home, "jobs", "list").returncode == 0
         after = contents(url, {t: v["columns"] for t, v in rows_of(before).items()})
         assert after["revision"] == head_revision() and rows_of(after) == rows_of(before)
+
+
+@pytest.mark.parametrize(
+    ("args", "how"),
+    [(["worker"], signal.SIGTERM), (["worker"], signal.SIGINT), (["scheduler"], signal.SIGTERM),
+     (["server", "--no-engine", "--port", "0"], signal.SIGTERM)],
+    ids=["worker-SIGTERM", "worker-Ctrl-C", "scheduler-SIGTERM", "server-SIGTERM"],
+)  # fmt: skip
+def test_a_long_running_command_stopped_during_its_upgrade_stops_and_the_upgrade_is_whole(
+    tmp_path: Path, args: list[str], how: signal.Signals
+) -> None:
+    """``ferryman worker`` (scheduler, server) told to stop while its start-up upgrade runs: the
+    signal only sets the flag its store wait polls, so the upgrade's transaction runs to its end,
+    and then the command stops instead of starting. Before, the flag was dropped once the store
+    opened: the worker started as if never told (a supervisor's stop took a second signal, or its
+    SIGKILL)."""
+    home = tmp_path / "home"
+    url = sqlite_url(home)
+    old_store_with_history(url)
+    before = contents(url)
+    reached_r, reached_w = os.pipe()
+    go_r, go_w = os.pipe()
+    process = subprocess.Popen(
+        [sys.executable, "-c", PAUSED, str(reached_w), str(go_r), "CREATE INDEX ix_jobs_updated_at_id", *args],
+        env=env_for(url, home), pass_fds=(reached_w, go_r), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    os.close(reached_w)
+    os.close(go_r)
+    try:
+        assert os.read(reached_r, 100) == b"paused\n"
+        process.send_signal(how)  # pending before the pause ends: its handler runs first
+        os.close(go_w)
+        assert process.stdout is not None
+        first = process.stdout.readline().strip()
+        assert first == "error: interrupted while waiting for the store", first
+        assert process.wait(timeout=DEADLINE_S) == 130
+    finally:
+        os.close(reached_r)
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=DEADLINE_S)
+    after = contents(url, {t: v["columns"] for t, v in rows_of(before).items()})
+    assert after["revision"] == head_revision() and rows_of(after) == rows_of(before)
