@@ -33,6 +33,7 @@ from tests.contract.store_support import fresh_database
 from tests.e2e.test_cli_store_faults import mounted
 
 OLD = "0008"  # before the state column's type change (0009), an index (0010) and tallies (0011)
+IN_0010 = "CREATE INDEX ix_jobs_updated_at_id"  # a statement inside the upgrade's transaction
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DEADLINE_S = 120.0
 
@@ -188,7 +189,7 @@ def test_an_upgrade_interrupted_mid_way_keeps_every_row_and_the_next_command_fin
     before = contents(store_url)
     assert before["revision"] == OLD and "ix_jobs_updated_at_id" not in before["indexes"]
     home = tmp_path / "home"
-    with paused_before("CREATE INDEX ix_jobs_updated_at_id", store_url, home, "jobs", "list") as process:
+    with paused_before(IN_0010, store_url, home, "jobs", "list") as process:
         process.send_signal(how)
         _, stderr = process.communicate(timeout=DEADLINE_S)
     if how == signal.SIGINT:
@@ -305,7 +306,7 @@ def test_a_long_running_command_stopped_during_its_upgrade_stops_and_the_upgrade
     reached_r, reached_w = os.pipe()
     go_r, go_w = os.pipe()
     process = subprocess.Popen(
-        [sys.executable, "-c", PAUSED, str(reached_w), str(go_r), "CREATE INDEX ix_jobs_updated_at_id", *args],
+        [sys.executable, "-c", PAUSED, str(reached_w), str(go_r), IN_0010, *args],
         env=env_for(url, home), pass_fds=(reached_w, go_r), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
