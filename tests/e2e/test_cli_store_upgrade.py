@@ -278,6 +278,7 @@ def test_an_upgrade_that_runs_out_of_disk_keeps_the_store_and_finishes_once_ther
         assert full.returncode == 2 and len(lines) == 1, full.stderr
         assert f"could not be upgraded to schema {head_revision()}" in lines[0]
         assert "the disk is full" in lines[0] and "nothing in it was changed" in lines[0]
+        assert lines[0].count("the store ") == 1, lines[0]  # it used to name the store twice
         assert contents(url) == before
         filler.unlink()
         assert ferryman(url, home, "jobs", "list").returncode == 0
