@@ -848,6 +848,40 @@ def test_several_processes_migrate_a_fresh_database_at_once(store_url: str, tmp_
         assert store.list_jobs() == []
 
 
+OTHER_PROCESS_WRITES = """
+from ferryman.store import open_store
+with open_store(sys.argv[2]) as store:
+    store.create_actor("source", sys.argv[3], "builtin:source-bench", {})
+    print(json.dumps(sorted(a.name for a in store.list_actors("source"))))
+"""
+
+
+def test_a_second_store_on_one_sqlite_file_in_a_process_keeps_every_commit(tmp_path: Path) -> None:
+    """Two stores on one SQLite file in one process (a library user's, a test's): opening the
+    second used to open and close the database file, and a close drops every POSIX lock of the
+    process on that file, SQLite's too. Another process then took the first store's connections
+    for gone and deleted the WAL under them: the first store's next commit went to a deleted file
+    (other processes never saw it), and when it closed, its checkpoint overwrote their commits."""
+    url = f"sqlite:///{tmp_path / 'db' / 'ferryman.db'}"
+
+    def other_process_adds(name: str) -> list[str]:
+        (tmp_path / name).mkdir()
+        (names,) = run_together(OTHER_PROCESS_WRITES, [url, name], 1, tmp_path / name, setup="import json")
+        return list(names)
+
+    first = open_store(url)
+    first.create_actor("source", "a", "builtin:source-bench", {})
+    second = SqlJobStore.open(url, migrate_schema=False)
+    assert other_process_adds("b") == ["a", "b"]
+    first.create_actor("source", "c", "builtin:source-bench", {})
+    # Before: ["a", "b", "d"], c unseen; and once the first store closed, d was gone.
+    assert other_process_adds("d") == ["a", "b", "c", "d"]
+    first.close()
+    second.close()
+    with open_store(url) as store:
+        assert sorted(a.name for a in store.list_actors("source")) == ["a", "b", "c", "d"]
+
+
 def test_urls_default_to_sqlite_in_home_and_bad_ones_are_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -57,7 +57,8 @@ from ferryman.store.schema import UtcDateTime
 DATABASE_URL_ENV = "FERRYMAN_DATABASE_URL"
 SQLITE_FILENAME = "ferryman.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-_IMMEDIATE = "ferryman_begin_immediate"
+# An execution option: a SQLite transaction of this connection begins with BEGIN IMMEDIATE.
+BEGIN_IMMEDIATE = "ferryman_begin_immediate"
 # Postgres: a pooled connection idle for this long is pinged before use (see the module doc).
 IDLE_PING_S = 10.0
 _IDLE_SINCE = "ferryman_idle_since"
@@ -188,7 +189,15 @@ def _sqlite_engine(url: URL) -> Engine:
     else:
         # SQLite creates the file 0644 and gives its -wal and -shm files the file's mode: made
         # 0600 first, none of them is ever readable by others (the store holds configs).
-        create_private_file(path)
+        # An existing file is only chmod-ed, never opened here: closing any descriptor of a file
+        # drops every POSIX lock this process holds on it, SQLite's too, so a second store on the
+        # same file in one process (a library user's, a test's) let another process take this
+        # one's connections for gone, checkpoint and delete the WAL under them: their later
+        # commits went to a deleted file and, checkpointed on close, overwrote the others'.
+        if path.exists():
+            tighten(path)
+        else:
+            create_private_file(path)
         for companion in ("-wal", "-shm", "-journal"):
             tighten(path.with_name(path.name + companion))
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
@@ -210,7 +219,7 @@ def _sqlite_engine(url: URL) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+        immediate = conn.get_execution_options().get(BEGIN_IMMEDIATE, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
@@ -305,7 +314,7 @@ class Database:
                 held.enter_context(self._write_lock)
             with self.engine.connect() as conn:
                 if self.is_sqlite:
-                    conn.execution_options(**{_IMMEDIATE: True})
+                    conn.execution_options(**{BEGIN_IMMEDIATE: True})
                 with conn.begin():
                     yield conn
 

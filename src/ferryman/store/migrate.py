@@ -9,6 +9,16 @@ at a time, checks again, imports Alembic and upgrades:
 
 * Postgres: ``pg_advisory_lock`` on a constant key, held by the connection that migrates;
 * SQLite: ``fcntl.flock`` on ``<db>.migrate.lock`` next to the database file.
+
+Every migration runs in one transaction (``env.py``), DDL included, on both databases: a process
+killed, stopped or interrupted mid-upgrade leaves the store as it was, and the next command
+upgrades it from there. On SQLite that transaction is ``BEGIN IMMEDIATE``: it takes the write lock
+up front, so a process of the previous version still writing to the store (a worker's heartbeat)
+is waited for, not a reason to fail ("database is locked": a deferred transaction that has read
+cannot take the write lock once another process has written since).
+
+A store at a revision this build does not know, made by a newer ferryman, is refused in one line,
+never downgraded.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ferryman.errors import StoreUnavailable
 from ferryman.private import open_private
-from ferryman.store.db import Database, sqlite_path
+from ferryman.store.db import BEGIN_IMMEDIATE, Database, sqlite_path
 
 VERSION_TABLE = "ferryman_schema_version"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -47,12 +57,14 @@ def alembic_config() -> Config:
     return config
 
 
+def known_revisions() -> set[str]:
+    """Every migration's revision, read off the file names (``0008_store_settings.py``)."""
+    return {m[1] for path in (MIGRATIONS / "versions").iterdir() if (m := _REVISION_FILE.match(path.name))}
+
+
 def head_revision() -> str | None:
-    """The newest migration's revision, read off the file names (``0008_store_settings.py``)."""
-    revisions = [
-        m[1] for path in (MIGRATIONS / "versions").iterdir() if (m := _REVISION_FILE.match(path.name))
-    ]
-    return max(revisions, default=None)
+    """The newest migration's revision."""
+    return max(known_revisions(), default=None)
 
 
 def current_revision(conn: Connection) -> str | None:
@@ -67,13 +79,16 @@ def upgrade(db: Database) -> None:
     """Migrate ``db`` to head unless it is there already; idempotent and race-free."""
     head = head_revision()
     with db.read() as conn:
-        if current_revision(conn) == head:
-            return
+        current = current_revision(conn)
+    if current == head:
+        return
+    _refuse_unknown(db, current, head)
     with _migration_lock(db) as conn:
-        if current_revision(conn) == head:
-            conn.commit()
-            return
+        current = current_revision(conn)
         conn.commit()  # alembic begins its own transaction on a connection not in one
+        if current == head:
+            return
+        _refuse_unknown(db, current, head)  # a newer ferryman may have upgraded it meanwhile
         from alembic import command
 
         config = alembic_config()
@@ -82,12 +97,26 @@ def upgrade(db: Database) -> None:
             command.upgrade(config, "head")
         except (SQLAlchemyError, StoreUnavailable) as exc:
             # All migrations run in one transaction (env.py): the store is as it was.
-            reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
+            store = db.url.render_as_string(hide_password=True)
+            reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+            reason = reason.removeprefix(f"the store {store} cannot be used: ")[:300]
             raise StoreUnavailable(
-                f"the store {db.url.render_as_string(hide_password=True)} could not be upgraded to "
-                f"schema {head}: {reason}; nothing in it was changed, and the previous version of "
-                "ferryman can still use it"
+                f"the store {store} could not be upgraded to schema {head}: {reason}; nothing in it "
+                "was changed, and the previous version of ferryman can still use it"
             ) from None
+
+
+def _refuse_unknown(db: Database, current: str | None, head: str | None) -> None:
+    """A store at a revision this build has no migration for was upgraded by a newer ferryman:
+    one line, and the store is left alone (Alembic would fail with a traceback; a downgrade would
+    drop what the newer version keeps)."""
+    if current is None or current in known_revisions():
+        return
+    raise StoreUnavailable(
+        f"the store {db.url.render_as_string(hide_password=True)} is at schema {current}, newer than "
+        f"this ferryman knows (its newest is {head}): a newer version of ferryman upgraded it; run "
+        "that version (or newer) on it, this one does not change it"
+    )
 
 
 @contextmanager
@@ -104,6 +133,9 @@ def _migration_lock(db: Database) -> Iterator[Connection]:
             fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
             try:
                 with db.engine.connect() as conn:
+                    # The write lock from the start (see the module doc): waits, up to the busy
+                    # timeout, for a writer of the previous version instead of failing mid-way.
+                    conn.execution_options(**{BEGIN_IMMEDIATE: True})
                     yield conn
             finally:
                 fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)

@@ -82,7 +82,7 @@ def open_store_waiting(
     backoff = Backoff()
     while True:
         try:
-            return opener()
+            store = opener()
         except StoreUnavailable as exc:
             if not exc.passes:
                 raise
@@ -99,6 +99,14 @@ def open_store_waiting(
                 until_when = "until it answers" if bound_s is None else f"for up to {bound_s:g}s"
                 line = f"waiting for the store {until_when} (SIGTERM or Ctrl-C to stop): {exc.message}"
                 say(line, exc.message, pause)
+        else:
+            # A stop asked while the store was being opened (a connect, its upgrade: the signal
+            # only set the flag, and the upgrade's transaction ran to its end) is a stop too: the
+            # command used to go on and start, and took a second signal to end.
+            if stopped():
+                store.close()
+                raise Stopped
+            return store
         until = monotonic() + (
             pause if bound_s is None else min(pause, max(0.0, began + bound_s - monotonic()))
         )
