@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 
@@ -118,3 +119,66 @@ def test_ferryman_store_wait_s_bounds_the_wait(cli: Cli) -> None:
         lines[1].startswith("error: the store")
         and "(gave up after waiting 1s: FERRYMAN_STORE_WAIT_S=1)" in lines[1]
     )
+
+
+def connecting_to(process: subprocess.Popen[str], port: int) -> bool:
+    """Whether ``process`` holds a TCP connection to ``port``: a connect under way to a frozen
+    server (the kernel completed the handshake; the server never answers it)."""
+    connections = psutil.Process(process.pid).net_connections(kind="tcp")
+    return any(c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED for c in connections)
+
+
+def test_a_worker_waits_out_a_frozen_postgres_that_never_answers_its_connect(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """A server that takes the connection but never answers (hung, or behind a firewall that drops
+    its packets: a SIGSTOPped cluster, whose kernel still completes the TCP handshake) is "not
+    reachable" once the URL's connect_timeout is spent: the worker says so and waits, and runs the
+    queue once the server answers. (Before, the URL's connect_timeout was overridden by ferryman's
+    10 s, and the line blamed a server that is not running.)"""
+    with private_cluster("max_connections=40") as cluster:
+        cli.env["FERRYMAN_DATABASE_URL"] = cluster.url() + "?connect_timeout=2"
+        database = bench_connection(cli, tmp_path, "queued", 200)
+        job_id = str(cli.json("connections", "sync", "queued", "--detach")["job"]["id"])
+        cluster.freeze()
+        worker = cli.start("worker")
+        try:
+            line = first_line(worker)
+            assert line.startswith(WAITING), line
+            assert "no answer to a connect within 2s (connection timeout expired)" in line, line
+            assert "did not answer: is it running and not stuck" in line and "?connect_timeout=2" in line
+            assert worker.poll() is None
+            cluster.thaw()
+
+            def ended() -> str | None:
+                status: str = cli.json("jobs", "show", job_id)["job"]["status"]
+                return status if status in ("succeeded", "failed", "cancelled") else None
+
+            status = wait_for(ended, f"job {job_id} to end on the worker")
+        finally:
+            cluster.thaw()
+            worker.send_signal(signal.SIGTERM)
+            _, stderr = cli.finish(worker)
+        assert worker.returncode == 0, stderr
+        assert status == "succeeded"
+        assert table_counts(database) == {"stream_0": 200}
+
+
+@pytest.mark.parametrize("command", ["worker", "server"])
+def test_sigterm_ends_a_command_stuck_in_a_connect_to_a_frozen_postgres(cli: Cli, command: str) -> None:
+    """SIGTERM while the first connect hangs ends the command there and then, one line, exit 130.
+    (Before, the connect went on to its timeout first, then the command said it was waiting, and
+    only then that it was interrupted.)"""
+    with private_cluster() as cluster:
+        cli.env["FERRYMAN_DATABASE_URL"] = cluster.url() + "?connect_timeout=60"
+        cluster.freeze()
+        argv = [command, "--port", str(_free_port())] if command == "server" else [command]
+        process = cli.start(*argv)
+        try:
+            wait_for(lambda: connecting_to(process, cluster.port), f"{command} to connect")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            stdout, stderr = cli.finish(process)
+        assert process.returncode == 130, stderr
+        assert stderr.strip().splitlines() == ["error: interrupted while waiting for the store"]
+        assert "Traceback" not in stderr + stdout

@@ -22,6 +22,11 @@ bound by them, not by CPU, so they are counted:
   closed it), or it sat idle for ``IDLE_PING_S``. A failed ping invalidates the pool, so every
   connection to the old server is replaced, and the request goes on on a new connection: as
   SQLAlchemy's ``pool_pre_ping`` would, without its round trip on every checkout.
+* A connect gives up after ``CONNECT_TIMEOUT_S`` (libpq's ``connect_timeout``) unless the URL
+  sets its own (``?connect_timeout=30``, which wins; under 2 counts as 2, 0 as psycopg's 130): a
+  server that accepts the connection but never answers (frozen, or behind a firewall that drops
+  its packets) is then "not reachable", which the long-running commands wait out, instead of a
+  connect that lasts as long as the operating system's TCP timeout.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _IMMEDIATE = "ferryman_begin_immediate"
 # Postgres: a pooled connection idle for this long is pinged before use (see the module doc).
 IDLE_PING_S = 10.0
+CONNECT_TIMEOUT_S = 10  # Postgres: how long one connect may take, unless the URL says (module doc)
 _IDLE_SINCE = "ferryman_idle_since"
 
 
@@ -131,14 +137,28 @@ def sqlite_path(url: URL) -> Path | None:
 def create_engine(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
+    # SQLAlchemy puts connect_args over the URL's query: given both, the user's setting would lose.
+    connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT_S}
     try:
-        engine = sa.create_engine(
-            url, json_serializer=_dumps_for_postgres, connect_args={"connect_timeout": 10}
-        )
+        engine = sa.create_engine(url, json_serializer=_dumps_for_postgres, connect_args=connect_args)
     except NoSuchModuleError:  # pragma: no cover - psycopg is a dependency
         raise UserInputError(f"no driver for {url.drivername}") from None
     _ping_when_in_doubt(engine)
     return engine
+
+
+def connect_timeout_s(url: URL) -> int | None:
+    """How long a connect to this Postgres store may take, in seconds, as libpq counts it (the
+    URL's ``connect_timeout``, else ``CONNECT_TIMEOUT_S``); None for SQLite, or where the URL
+    leaves it to psycopg (0: its own 130 s)."""
+    if url.get_backend_name() == "sqlite":
+        return None
+    raw = url.query.get("connect_timeout", CONNECT_TIMEOUT_S)
+    try:
+        seconds = int(raw if isinstance(raw, (str, int)) else raw[-1])
+    except ValueError:
+        return None  # libpq refuses it at connect, with its own message
+    return None if seconds <= 0 else max(seconds, 2)
 
 
 def _ping_when_in_doubt(engine: Engine) -> None:
@@ -259,7 +279,7 @@ class Database:
     def __init__(self, url: URL, engine: Engine | None = None) -> None:
         self.url = url
         self.engine = engine or create_engine(url)
-        translate_errors(self.engine, url.render_as_string(hide_password=True))
+        translate_errors(self.engine, url.render_as_string(hide_password=True), connect_timeout_s(url))
         self.dialect = self.engine.dialect.name
         # SQLite: this process's writers queue here. Left to SQLite, a writer that finds the
         # lock taken sleeps in its busy handler (1, 2, 5, 10, 15, 20, 25 ms ...) however soon the
