@@ -16,7 +16,10 @@ from typing import Any
 import psutil
 import psycopg
 import pytest
+from alembic import command
 
+from ferryman.store import open_store
+from ferryman.store.migrate import alembic_config
 from tests.contract.private_postgres import PrivateCluster, _free_port, private_cluster
 from tests.e2e.test_cli_jobs import Cli, bench_connection, table_counts, wait_for
 
@@ -182,3 +185,44 @@ def test_sigterm_ends_a_command_stuck_in_a_connect_to_a_frozen_postgres(cli: Cli
         assert process.returncode == 130, stderr
         assert stderr.strip().splitlines() == ["error: interrupted while waiting for the store"]
         assert "Traceback" not in stderr + stdout
+
+
+def test_a_worker_waits_out_a_server_that_ends_its_session_in_the_middle_of_a_migration(cli: Cli) -> None:
+    """A refusal that passes is one during a migration too: the migration is rolled back whole,
+    and the worker waits and migrates again (before, it exited 2 at once, "could not be upgraded").
+    The test holds a lock on a table the newest migration alters, so the worker's migration waits
+    where the test can see it, then ends the worker's session as a restarting server would."""
+    with private_cluster("max_connections=40") as cluster:
+        cli.env["FERRYMAN_DATABASE_URL"] = cluster.url()
+        with open_store(cluster.url()) as store, store.engine.begin() as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0010")  # 0011 adds a column to attempts
+        with cluster.connect(autocommit=False) as holder, cluster.connect(autocommit=True) as admin:
+            holder.execute("LOCK TABLE attempts IN ACCESS SHARE MODE")
+            worker = cli.start("worker")
+            try:
+
+                def migrating() -> int | None:
+                    row = admin.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> %s",
+                        (holder.info.backend_pid,),
+                    ).fetchone()
+                    return int(row[0]) if row else None
+
+                backend = wait_for(migrating, "the worker's migration to wait for the lock")
+                admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+                line = first_line(worker)
+                holder.rollback()  # the table is free: the next try migrates
+                assert line.startswith(WAITING), line
+                assert "could not be upgraded to schema 0011" in line, line
+                assert "terminating connection due to administrator command" in line, line
+                started = first_line(worker)
+                assert started.startswith("worker ") and "started: at most" in started, started
+                assert worker.poll() is None
+            finally:
+                worker.send_signal(signal.SIGTERM)
+                _, stderr = cli.finish(worker)
+        assert worker.returncode == 0, stderr
+        with cluster.connect() as check:
+            assert check.execute("SELECT version_num FROM ferryman_schema_version").fetchone() == ("0011",)

@@ -81,12 +81,14 @@ def upgrade(db: Database) -> None:
         try:
             command.upgrade(config, "head")
         except (SQLAlchemyError, StoreUnavailable) as exc:
-            # All migrations run in one transaction (env.py): the store is as it was.
+            # All migrations run in one transaction (env.py): the store is as it was. A refusal
+            # that passes (the server went away mid-migration) is still one: a worker waits it out.
             reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
             raise StoreUnavailable(
                 f"the store {db.url.render_as_string(hide_password=True)} could not be upgraded to "
                 f"schema {head}: {reason}; nothing in it was changed, and the previous version of "
-                "ferryman can still use it"
+                "ferryman can still use it",
+                passes=isinstance(exc, StoreUnavailable) and exc.passes,
             ) from None
 
 
