@@ -8,8 +8,10 @@ the shared server (127.0.0.1:5432) is everyone's.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from ferryman.store import open_store
 from ferryman.store.migrate import alembic_config
 from tests.contract.private_postgres import PrivateCluster, _free_port, private_cluster
 from tests.e2e.test_cli_jobs import Cli, bench_connection, table_counts, wait_for
+from tests.temporal_support import TemporalServer
 
 WAITING = "waiting for the store until it answers"
 
@@ -226,3 +229,35 @@ def test_a_worker_waits_out_a_server_that_ends_its_session_in_the_middle_of_a_mi
         assert worker.returncode == 0, stderr
         with cluster.connect() as check:
             assert check.execute("SELECT version_num FROM ferryman_schema_version").fetchone() == ("0011",)
+
+
+def test_a_temporal_worker_started_before_its_postgres_waits_for_it_then_starts(
+    cli: Cli, temporal_server: TemporalServer
+) -> None:
+    """``worker --engine temporal`` opens the store as the local one does: it waits (one
+    ``store_unavailable`` event with ``--json``), then announces itself on its Temporal server
+    (until now only checked by hand). Skips without the temporal CLI, as the Temporal tests do."""
+    with private_cluster("max_connections=40") as cluster:
+        cli.env.update(
+            FERRYMAN_DATABASE_URL=cluster.url(),
+            FERRYMAN_TEMPORAL_ADDRESS=temporal_server.address,
+            FERRYMAN_TEMPORAL_NAMESPACE=temporal_server.namespace,
+            FERRYMAN_TEMPORAL_TASK_QUEUE_PREFIX=f"t{uuid.uuid4().hex[:10]}-",
+        )
+        stopped(cluster)
+        worker = cli.start("worker", "--engine", "temporal", "--json")
+        assert worker.stdout is not None
+        try:
+            waiting = json.loads(worker.stdout.readline())
+            assert waiting["event"] == "store_unavailable" and waiting["starting"] is True, waiting
+            assert "Connection refused" in waiting["reason"] and "is it running" in waiting["reason"]
+            cluster.start()
+            announced = json.loads(worker.stdout.readline())
+            assert announced["event"] == "started", announced
+            assert worker.poll() is None
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            _, stderr = cli.finish(worker)
+        assert worker.returncode == 0, stderr
+        with open_store(cluster.url()) as store:  # the worker recorded its kind: it got that far
+            assert store.engine_kind() == "temporal"
