@@ -27,6 +27,15 @@ bound by them, not by CPU, so they are counted:
   server that accepts the connection but never answers (frozen, or behind a firewall that drops
   its packets) is then "not reachable", which the long-running commands wait out, instead of a
   connect that lasts as long as the operating system's TCP timeout.
+* Once connected, TCP keepalives (after 30 s idle, 3 probes 10 s apart) and ``tcp_user_timeout``
+  (60 s for sent data to be acknowledged) end a connection whose server the network lost: the
+  statement fails as "not reachable" after about a minute, and the engine backs off and tries
+  again as for any outage. Without them a statement in flight waited for ever and one sent into
+  the void ~15 minutes (measured: docs/reliability.md). A server that is only stuck (stopped,
+  swapping) still acknowledges at the TCP level, so nothing here cuts it off: its statements wait
+  and go on when it does, which is what a pause calls for; no ``statement_timeout`` either, which
+  a stuck server could not enforce and which would cut off a long migration. Each option in the
+  URL's query wins over ferryman's.
 """
 
 from __future__ import annotations
@@ -66,6 +75,17 @@ _IMMEDIATE = "ferryman_begin_immediate"
 # Postgres: a pooled connection idle for this long is pinged before use (see the module doc).
 IDLE_PING_S = 10.0
 CONNECT_TIMEOUT_S = 10  # Postgres: how long one connect may take, unless the URL says (module doc)
+# Postgres: libpq's options ferryman sets unless the URL sets them (module doc). TCP keepalives
+# after 30 s idle, 3 probes 10 s apart, and sent data left unacknowledged for 60 s, end a
+# connection whose server the network lost in about a minute, not hours.
+PG_CONNECT_DEFAULTS = {
+    "connect_timeout": CONNECT_TIMEOUT_S,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,  # milliseconds
+}
 _IDLE_SINCE = "ferryman_idle_since"
 
 
@@ -138,7 +158,7 @@ def create_engine(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     # SQLAlchemy puts connect_args over the URL's query: given both, the user's setting would lose.
-    connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT_S}
+    connect_args = {name: value for name, value in PG_CONNECT_DEFAULTS.items() if name not in url.query}
     try:
         engine = sa.create_engine(url, json_serializer=_dumps_for_postgres, connect_args=connect_args)
     except NoSuchModuleError:  # pragma: no cover - psycopg is a dependency
