@@ -9,6 +9,7 @@ cluster runs as the ``postgres`` OS user the server package made.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 
@@ -54,6 +56,23 @@ class PrivateCluster:
              "-t", "60", "-o", self.options, "start"],
             user=self.os_user, cwd=self.data.parent, check=True, capture_output=True, timeout=120,
         )  # fmt: skip
+
+    def freeze(self) -> None:
+        """SIGSTOP every process of the server: it still takes TCP connections (the kernel
+        completes the handshake into its listen queue, and acknowledges what its sessions are
+        sent) but answers nothing, as a hung server, or one whose replies a firewall drops, does."""
+        for process in self._processes():
+            process.suspend()
+
+    def thaw(self) -> None:
+        """SIGCONT every process of the frozen server: it carries on where it stopped."""
+        for process in self._processes():
+            process.resume()
+
+    def _processes(self) -> list[psutil.Process]:
+        assert self.data is not None
+        postmaster = psutil.Process(int((self.data / "postmaster.pid").read_text().split()[0]))
+        return [postmaster, *postmaster.children()]
 
     def url(self, password: str | None = None) -> str:
         """The store URL of this cluster's database (with ``password``, else its own, if any)."""
@@ -138,6 +157,8 @@ def private_cluster(*settings: str, password: str | None = None) -> Iterator[Pri
         yield cluster
     finally:
         if (data / "postmaster.pid").exists():  # a test's stop may have it gone meanwhile
+            with contextlib.suppress(psutil.Error, ValueError, OSError):
+                cluster.thaw()  # a frozen server would not act on the stop
             subprocess.run([f"{bindir}/pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop"],
                            user=user, cwd=top, capture_output=True, timeout=120)  # fmt: skip
         shutil.rmtree(top, ignore_errors=True)

@@ -295,11 +295,11 @@ def test_an_upgrade_that_runs_out_of_disk_keeps_the_store_and_finishes_once_ther
 def test_a_long_running_command_stopped_during_its_upgrade_stops_and_the_upgrade_is_whole(
     tmp_path: Path, args: list[str], how: signal.Signals
 ) -> None:
-    """``ferryman worker`` (scheduler, server) told to stop while its start-up upgrade runs: the
-    signal only sets the flag its store wait polls, so the upgrade's transaction runs to its end,
-    and then the command stops instead of starting. Before, the flag was dropped once the store
-    opened: the worker started as if never told (a supervisor's stop took a second signal, or its
-    SIGKILL)."""
+    """``ferryman worker`` (scheduler, server) told to stop while its start-up upgrade runs stops
+    at once instead of starting, and the upgrade's transaction is rolled back with it: the store
+    is at its old revision with every row, and the next command upgrades it. Before, the signal
+    was only recorded and dropped once the store opened: the worker started as if never told (a
+    supervisor's stop took a second signal, or its SIGKILL)."""
     home = tmp_path / "home"
     url = sqlite_url(home)
     old_store_with_history(url)
@@ -326,5 +326,7 @@ def test_a_long_running_command_stopped_during_its_upgrade_stops_and_the_upgrade
         if process.poll() is None:
             process.kill()
         process.communicate(timeout=DEADLINE_S)
+    assert contents(url) == before  # rolled back whole: the old revision, every row
+    assert ferryman(url, home, "jobs", "list").returncode == 0
     after = contents(url, {t: v["columns"] for t, v in rows_of(before).items()})
     assert after["revision"] == head_revision() and rows_of(after) == rows_of(before)

@@ -8,16 +8,23 @@ the shared server (127.0.0.1:5432) is everyone's.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
+from alembic import command
 
+from ferryman.store import open_store
+from ferryman.store.migrate import alembic_config
 from tests.contract.private_postgres import PrivateCluster, _free_port, private_cluster
 from tests.e2e.test_cli_jobs import Cli, bench_connection, table_counts, wait_for
+from tests.temporal_support import TemporalServer
 
 WAITING = "waiting for the store until it answers"
 
@@ -118,3 +125,139 @@ def test_ferryman_store_wait_s_bounds_the_wait(cli: Cli) -> None:
         lines[1].startswith("error: the store")
         and "(gave up after waiting 1s: FERRYMAN_STORE_WAIT_S=1)" in lines[1]
     )
+
+
+def connecting_to(process: subprocess.Popen[str], port: int) -> bool:
+    """Whether ``process`` holds a TCP connection to ``port``: a connect under way to a frozen
+    server (the kernel completed the handshake; the server never answers it)."""
+    connections = psutil.Process(process.pid).net_connections(kind="tcp")
+    return any(c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED for c in connections)
+
+
+def test_a_worker_waits_out_a_frozen_postgres_that_never_answers_its_connect(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """A server that takes the connection but never answers (hung, or behind a firewall that drops
+    its packets: a SIGSTOPped cluster, whose kernel still completes the TCP handshake) is "not
+    reachable" once the URL's connect_timeout is spent: the worker says so and waits, and runs the
+    queue once the server answers. (Before, the URL's connect_timeout was overridden by ferryman's
+    10 s, and the line blamed a server that is not running.)"""
+    with private_cluster("max_connections=40") as cluster:
+        cli.env["FERRYMAN_DATABASE_URL"] = cluster.url() + "?connect_timeout=2"
+        database = bench_connection(cli, tmp_path, "queued", 200)
+        job_id = str(cli.json("connections", "sync", "queued", "--detach")["job"]["id"])
+        cluster.freeze()
+        worker = cli.start("worker")
+        try:
+            line = first_line(worker)
+            assert line.startswith(WAITING), line
+            assert "no answer to a connect within 2s (connection timeout expired)" in line, line
+            assert "did not answer: is it running and not stuck" in line and "?connect_timeout=2" in line
+            assert worker.poll() is None
+            cluster.thaw()
+
+            def ended() -> str | None:
+                status: str = cli.json("jobs", "show", job_id)["job"]["status"]
+                return status if status in ("succeeded", "failed", "cancelled") else None
+
+            status = wait_for(ended, f"job {job_id} to end on the worker")
+        finally:
+            cluster.thaw()
+            worker.send_signal(signal.SIGTERM)
+            _, stderr = cli.finish(worker)
+        assert worker.returncode == 0, stderr
+        assert status == "succeeded"
+        assert table_counts(database) == {"stream_0": 200}
+
+
+@pytest.mark.parametrize("command", ["worker", "server"])
+def test_sigterm_ends_a_command_stuck_in_a_connect_to_a_frozen_postgres(cli: Cli, command: str) -> None:
+    """SIGTERM while the first connect hangs ends the command there and then, one line, exit 130.
+    (Before, the connect went on to its timeout first, then the command said it was waiting, and
+    only then that it was interrupted.)"""
+    with private_cluster() as cluster:
+        cli.env["FERRYMAN_DATABASE_URL"] = cluster.url() + "?connect_timeout=60"
+        cluster.freeze()
+        argv = [command, "--port", str(_free_port())] if command == "server" else [command]
+        process = cli.start(*argv)
+        try:
+            wait_for(lambda: connecting_to(process, cluster.port), f"{command} to connect")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            stdout, stderr = cli.finish(process)
+        assert process.returncode == 130, stderr
+        assert stderr.strip().splitlines() == ["error: interrupted while waiting for the store"]
+        assert "Traceback" not in stderr + stdout
+
+
+def test_a_worker_waits_out_a_server_that_ends_its_session_in_the_middle_of_a_migration(cli: Cli) -> None:
+    """A refusal that passes is one during a migration too: the migration is rolled back whole,
+    and the worker waits and migrates again (before, it exited 2 at once, "could not be upgraded").
+    The test holds a lock on a table the newest migration alters, so the worker's migration waits
+    where the test can see it, then ends the worker's session as a restarting server would."""
+    with private_cluster("max_connections=40") as cluster:
+        cli.env["FERRYMAN_DATABASE_URL"] = cluster.url()
+        with open_store(cluster.url()) as store, store.engine.begin() as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0010")  # 0011 adds a column to attempts
+        with cluster.connect(autocommit=False) as holder, cluster.connect(autocommit=True) as admin:
+            holder.execute("LOCK TABLE attempts IN ACCESS SHARE MODE")
+            worker = cli.start("worker")
+            try:
+
+                def migrating() -> int | None:
+                    row = admin.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> %s",
+                        (holder.info.backend_pid,),
+                    ).fetchone()
+                    return int(row[0]) if row else None
+
+                backend = wait_for(migrating, "the worker's migration to wait for the lock")
+                admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+                line = first_line(worker)
+                holder.rollback()  # the table is free: the next try migrates
+                assert line.startswith(WAITING), line
+                assert "could not be upgraded to schema 0011" in line, line
+                assert "terminating connection due to administrator command" in line, line
+                started = first_line(worker)
+                assert started.startswith("worker ") and "started: at most" in started, started
+                assert worker.poll() is None
+            finally:
+                worker.send_signal(signal.SIGTERM)
+                _, stderr = cli.finish(worker)
+        assert worker.returncode == 0, stderr
+        with cluster.connect() as check:
+            assert check.execute("SELECT version_num FROM ferryman_schema_version").fetchone() == ("0011",)
+
+
+def test_a_temporal_worker_started_before_its_postgres_waits_for_it_then_starts(
+    cli: Cli, temporal_server: TemporalServer
+) -> None:
+    """``worker --engine temporal`` opens the store as the local one does: it waits (one
+    ``store_unavailable`` event with ``--json``), then announces itself on its Temporal server
+    (until now only checked by hand). Skips without the temporal CLI, as the Temporal tests do."""
+    with private_cluster("max_connections=40") as cluster:
+        cli.env.update(
+            FERRYMAN_DATABASE_URL=cluster.url(),
+            FERRYMAN_TEMPORAL_ADDRESS=temporal_server.address,
+            FERRYMAN_TEMPORAL_NAMESPACE=temporal_server.namespace,
+            FERRYMAN_TEMPORAL_TASK_QUEUE_PREFIX=f"t{uuid.uuid4().hex[:10]}-",
+        )
+        stopped(cluster)
+        worker = cli.start("worker", "--engine", "temporal", "--json")
+        assert worker.stdout is not None
+        try:
+            waiting = json.loads(worker.stdout.readline())
+            assert waiting["event"] == "store_unavailable" and waiting["starting"] is True, waiting
+            assert "Connection refused" in waiting["reason"] and "is it running" in waiting["reason"]
+            cluster.start()
+            announced = json.loads(worker.stdout.readline())
+            assert announced["event"] == "started", announced
+            assert worker.poll() is None
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            _, stderr = cli.finish(worker)
+        assert worker.returncode == 0, stderr
+        with open_store(cluster.url()) as store:  # the worker recorded its kind: it got that far
+            assert store.engine_kind() == "temporal"

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from ferryman.store import SqlJobStore
 
 JOIN_POLL_S = 0.2
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # What else the server's app serves, added by the layer above (ferryman.entry: the web UI), so
 # that the API never imports another surface. Each is called with the app, the job service and
 # whether requests need credentials.
@@ -125,20 +124,18 @@ def server(
 
 
 def _open_store(settings: Settings) -> SqlJobStore:
-    """The store, once it answers (store/waiting.py); SIGTERM or Ctrl-C meanwhile stop the wait."""
-    from ferryman.store.waiting import Stopped, open_store_waiting, wait_bound_s
+    """The store, once it answers (store/waiting.py); SIGTERM or Ctrl-C meanwhile stop the wait,
+    in the middle of a connect too."""
+    from ferryman.store.waiting import Stopped, StopSignals, open_store_waiting, wait_bound_s
 
     bound_s = wait_bound_s()
-    signals: list[int] = []
-    previous = {number: signal.signal(number, lambda n, _: signals.append(n)) for number in _STOP_SIGNALS}
     try:
-        return open_store_waiting(settings.home, lambda line, *_: _say(line), lambda: bool(signals), bound_s)
+        with StopSignals() as signals:
+            say = lambda line, *_: _say(line)  # noqa: E731
+            return open_store_waiting(settings.home, say, signals, bound_s, trying=signals.armed)
     except Stopped:
         sys.stderr.write("error: interrupted while waiting for the store\n")
         raise typer.Exit(130) from None
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def _serve(

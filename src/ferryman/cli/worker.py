@@ -68,8 +68,14 @@ def worker(json: JsonOption = False, engine_name: EngineOption = None, switch: S
         with open_waiting(settings.home, json) as store:
             engine: WorkerEngine = worker_engine(store, settings, engine_name, switch)
             engine.observer = JobLines(store, json)
-            _announce(engine, store.url, json)
-            _run(engine)
+            # Counted from before the "started" line: a supervisor's SIGTERM right after it is a
+            # stop as any other, not the default end by the signal (exit -15).
+            signals = SignalCounter()
+            try:
+                _announce(engine, store.url, json)
+                _run(engine, signals)
+            finally:
+                signals.restore()
         if json:
             print_json({"event": "stopped", "engine_id": engine.engine_id}, [], one_line=True)
         else:
@@ -130,7 +136,7 @@ def _announce(engine: WorkerEngine, url: str, json: bool) -> None:
     note("SIGTERM or Ctrl-C: finish running jobs and exit; twice: cancel them")
 
 
-def _run(engine: WorkerEngine) -> None:
+def _run(engine: WorkerEngine, signals: SignalCounter) -> None:
     stop = threading.Event()
     failure: list[BaseException] = []
 
@@ -140,18 +146,14 @@ def _run(engine: WorkerEngine) -> None:
         except BaseException as exc:  # re-raised on the main thread
             failure.append(exc)
 
-    signals = SignalCounter()
     thread = threading.Thread(target=target, name="engine", daemon=True)
     thread.start()
-    try:
-        acted_on = 0
-        while thread.is_alive():
-            thread.join(POLL_S)
-            if signals.count > acted_on:
-                acted_on = signals.count
-                _on_signal(engine, stop, first=acted_on == 1)
-    finally:
-        signals.restore()
+    acted_on = 0
+    while thread.is_alive():
+        thread.join(POLL_S)
+        if signals.count > acted_on:
+            acted_on = signals.count
+            _on_signal(engine, stop, first=acted_on == 1)
     if failure:
         raise failure[0]
 

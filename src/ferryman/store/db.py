@@ -22,6 +22,20 @@ bound by them, not by CPU, so they are counted:
   closed it), or it sat idle for ``IDLE_PING_S``. A failed ping invalidates the pool, so every
   connection to the old server is replaced, and the request goes on on a new connection: as
   SQLAlchemy's ``pool_pre_ping`` would, without its round trip on every checkout.
+* A connect gives up after ``CONNECT_TIMEOUT_S`` (libpq's ``connect_timeout``) unless the URL
+  sets its own (``?connect_timeout=30``, which wins; under 2 counts as 2, 0 as psycopg's 130): a
+  server that accepts the connection but never answers (frozen, or behind a firewall that drops
+  its packets) is then "not reachable", which the long-running commands wait out, instead of a
+  connect that lasts as long as the operating system's TCP timeout.
+* Once connected, TCP keepalives (after 30 s idle, 3 probes 10 s apart) and ``tcp_user_timeout``
+  (60 s for sent data to be acknowledged) end a connection whose server the network lost: the
+  statement fails as "not reachable" after about a minute, and the engine backs off and tries
+  again as for any outage. Without them a statement in flight waited for ever and one sent into
+  the void ~15 minutes (measured: docs/reliability.md). A server that is only stuck (stopped,
+  swapping) still acknowledges at the TCP level, so nothing here cuts it off: its statements wait
+  and go on when it does, which is what a pause calls for; no ``statement_timeout`` either, which
+  a stuck server could not enforce and which would cut off a long migration. Each option in the
+  URL's query wins over ferryman's.
 """
 
 from __future__ import annotations
@@ -61,6 +75,18 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 BEGIN_IMMEDIATE = "ferryman_begin_immediate"
 # Postgres: a pooled connection idle for this long is pinged before use (see the module doc).
 IDLE_PING_S = 10.0
+CONNECT_TIMEOUT_S = 10  # Postgres: how long one connect may take, unless the URL says (module doc)
+# Postgres: libpq's options ferryman sets unless the URL sets them (module doc). TCP keepalives
+# after 30 s idle, 3 probes 10 s apart, and sent data left unacknowledged for 60 s, end a
+# connection whose server the network lost in about a minute, not hours.
+PG_CONNECT_DEFAULTS = {
+    "connect_timeout": CONNECT_TIMEOUT_S,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,  # milliseconds
+}
 _IDLE_SINCE = "ferryman_idle_since"
 
 
@@ -132,14 +158,28 @@ def sqlite_path(url: URL) -> Path | None:
 def create_engine(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
+    # SQLAlchemy puts connect_args over the URL's query: given both, the user's setting would lose.
+    connect_args = {name: value for name, value in PG_CONNECT_DEFAULTS.items() if name not in url.query}
     try:
-        engine = sa.create_engine(
-            url, json_serializer=_dumps_for_postgres, connect_args={"connect_timeout": 10}
-        )
+        engine = sa.create_engine(url, json_serializer=_dumps_for_postgres, connect_args=connect_args)
     except NoSuchModuleError:  # pragma: no cover - psycopg is a dependency
         raise UserInputError(f"no driver for {url.drivername}") from None
     _ping_when_in_doubt(engine)
     return engine
+
+
+def connect_timeout_s(url: URL) -> int | None:
+    """How long a connect to this Postgres store may take, in seconds, as libpq counts it (the
+    URL's ``connect_timeout``, else ``CONNECT_TIMEOUT_S``); None for SQLite, or where the URL
+    leaves it to psycopg (0: its own 130 s)."""
+    if url.get_backend_name() == "sqlite":
+        return None
+    raw = url.query.get("connect_timeout", CONNECT_TIMEOUT_S)
+    try:
+        seconds = int(raw if isinstance(raw, (str, int)) else raw[-1])
+    except ValueError:
+        return None  # libpq refuses it at connect, with its own message
+    return None if seconds <= 0 else max(seconds, 2)
 
 
 def _ping_when_in_doubt(engine: Engine) -> None:
@@ -268,7 +308,7 @@ class Database:
     def __init__(self, url: URL, engine: Engine | None = None) -> None:
         self.url = url
         self.engine = engine or create_engine(url)
-        translate_errors(self.engine, url.render_as_string(hide_password=True))
+        translate_errors(self.engine, url.render_as_string(hide_password=True), connect_timeout_s(url))
         self.dialect = self.engine.dialect.name
         # SQLite: this process's writers queue here. Left to SQLite, a writer that finds the
         # lock taken sleeps in its busy handler (1, 2, 5, 10, 15, 20, 25 ms ...) however soon the

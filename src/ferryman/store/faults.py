@@ -66,6 +66,14 @@ _ADVICE = (
         "ended): run it again once it is back (a `ferryman worker` waits and retries)",
         True,
     ),
+    # psycopg's words when a connect outlasts connect_timeout (store/db.py): the server took the
+    # connection but never answered, or its packets are dropped. Passes, as a server down does.
+    (
+        ("connection timeout expired",),
+        "the database server did not answer: is it running and not stuck, and does no firewall "
+        "drop its packets? (connect_timeout in FERRYMAN_DATABASE_URL sets how long to wait)",
+        True,
+    ),
     (
         ("connection refused", "connection failed", "timeout", "timed out", "could not translate", "resolve"),
         "cannot reach the database server: is it running, and is FERRYMAN_DATABASE_URL right?",
@@ -91,8 +99,9 @@ def _about_the_store(error: BaseException | None) -> bool:
     return isinstance(error, OperationalError) or type(error) is DatabaseError
 
 
-def translate_errors(engine: Engine, store: str) -> None:
-    """Make ``engine`` raise :class:`StoreUnavailable` for errors about the store as a whole."""
+def translate_errors(engine: Engine, store: str, connect_timeout_s: int | None = None) -> None:
+    """Make ``engine`` raise :class:`StoreUnavailable` for errors about the store as a whole;
+    a connect that timed out says after how long (``connect_timeout_s``, when known)."""
 
     @event.listens_for(engine, "handle_error")
     def _handle(context: ExceptionContext) -> None:
@@ -105,4 +114,6 @@ def translate_errors(engine: Engine, store: str) -> None:
             return  # a pre-ping failure makes the pool reconnect; let it
         original = context.original_exception
         first = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+        if connect_timeout_s is not None and first == "connection timeout expired":
+            first = f"no answer to a connect within {connect_timeout_s}s (connection timeout expired)"
         raise unavailable(store, first) from None

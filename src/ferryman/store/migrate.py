@@ -96,13 +96,15 @@ def upgrade(db: Database) -> None:
         try:
             command.upgrade(config, "head")
         except (SQLAlchemyError, StoreUnavailable) as exc:
-            # All migrations run in one transaction (env.py): the store is as it was.
+            # All migrations run in one transaction (env.py): the store is as it was. A refusal
+            # that passes (the server went away mid-migration) is still one: a worker waits it out.
             store = db.url.render_as_string(hide_password=True)
             reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
             reason = reason.removeprefix(f"the store {store} cannot be used: ")[:300]
             raise StoreUnavailable(
                 f"the store {store} could not be upgraded to schema {head}: {reason}; nothing in it "
-                "was changed, and the previous version of ferryman can still use it"
+                "was changed, and the previous version of ferryman can still use it",
+                passes=isinstance(exc, StoreUnavailable) and exc.passes,
             ) from None
 
 

@@ -11,14 +11,27 @@ database, a damaged or read-only file: ``StoreUnavailable.passes`` is False) end
 ``FERRYMAN_STORE_WAIT_S`` bounds the wait: unset, for ever (a supervisor's restart loop gains
 nothing over waiting, and the line says why it waits); a number of seconds, then the last refusal
 ends the command as it would have at once; 0, no wait at all.
+
+SIGTERM or Ctrl-C ends the wait at once, even in the middle of a connect to a server that takes
+the connection and never answers (frozen, or its packets dropped), which lasts up to
+``connect_timeout`` (store/db.py): while a try is under way, :class:`StopSignals`' handler raises
+:class:`Stopped` where the main thread is, instead of only recording the signal. That is safe
+there: nothing of the command has begun, the process ends right after, and the server rolls back
+whatever a connection had begun (a migration is one transaction). Outside a try (a pause, the
+waiting line) the signal is only recorded and acted on at the next poll: raised in the middle of
+a print, it would leave the console's buffer to be printed twice.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
+from types import TracebackType
+from typing import Any
 
 from ferryman.errors import StoreUnavailable, UserInputError
 from ferryman.store import SqlJobStore, open_store
@@ -45,8 +58,47 @@ class Backoff:
         self._next = self.FIRST_S
 
 
-class Stopped(Exception):
-    """The command was told to stop (SIGTERM, Ctrl-C) while it waited for the store."""
+class Stopped(BaseException):
+    """The command was told to stop (SIGTERM, Ctrl-C) while it waited for the store. Not an
+    Exception, as KeyboardInterrupt is not: raised from a signal handler anywhere in a connect or a
+    migration, no ``except Exception`` on the way may take it for a database error."""
+
+
+class StopSignals:
+    """SIGINT and SIGTERM while the store is waited for (a ``with`` block installs the handlers
+    and puts the previous ones back): recorded, and raised as :class:`Stopped` at once while a try
+    is :meth:`armed` (see the module doc). Called, it tells whether one came."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self._armed = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def __call__(self) -> bool:
+        return self.received
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = True
+        if self._armed:
+            raise Stopped
+
+    @contextmanager
+    def armed(self) -> Iterator[None]:
+        if self.received:
+            raise Stopped
+        self._armed = True
+        try:
+            yield
+        finally:
+            self._armed = False
 
 
 def wait_bound_s() -> float | None:
@@ -71,18 +123,21 @@ def open_store_waiting(
     opener: Callable[[], SqlJobStore] | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    trying: Callable[[], AbstractContextManager[object]] = nullcontext,
 ) -> SqlJobStore:
     """The store (``open_store(home=home)``), once it answers. ``say`` gets the waiting line, the
     store's reason and the seconds to the next try;
-    ``stopped`` is polled during each pause and raises :class:`Stopped` once true; after
-    ``bound_s`` (None: never) the last refusal is raised."""
+    ``stopped`` is polled during each pause and raises :class:`Stopped` once true; each try runs
+    inside ``trying()`` (:meth:`StopSignals.armed`); after ``bound_s`` (None: never) the last
+    refusal is raised."""
     opener = opener or (lambda: open_store(home=home))
     began = monotonic()
     told_at: float | None = None
     backoff = Backoff()
     while True:
         try:
-            store = opener()
+            with trying():
+                store = opener()
         except StoreUnavailable as exc:
             if not exc.passes:
                 raise
@@ -100,9 +155,9 @@ def open_store_waiting(
                 line = f"waiting for the store {until_when} (SIGTERM or Ctrl-C to stop): {exc.message}"
                 say(line, exc.message, pause)
         else:
-            # A stop asked while the store was being opened (a connect, its upgrade: the signal
-            # only set the flag, and the upgrade's transaction ran to its end) is a stop too: the
-            # command used to go on and start, and took a second signal to end.
+            # A stop asked while the store was being opened and not raised there (no StopSignals,
+            # or it came as the try ended) is a stop too: the command used to go on and start,
+            # and took a second signal to end.
             if stopped():
                 store.close()
                 raise Stopped
