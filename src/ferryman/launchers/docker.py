@@ -268,12 +268,12 @@ class DockerProcess(LocalProcess):
             return  # not Linux 5.3+, or already reaped: poll() acts on the exit instead
         try:
             select.select([pidfd], [], [])  # readable once the client has exited
+            # How it ended, leaving it for poll() to reap; by its pidfd, never a reused pid.
+            ended = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+        except (AttributeError, ChildProcessError, OSError):
+            return  # poll() reaped it just now (or no P_PIDFD): poll() acts on the exit itself
         finally:
             os.close(pidfd)
-        try:  # how it ended, leaving it for poll() to reap
-            ended = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
-        except ChildProcessError:
-            return  # poll() reaped it just now and acts on the exit itself
         if ended is not None and ended.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
             self._client_exited(-ended.si_status)
 
