@@ -23,6 +23,11 @@ Config fields (all optional):
     control_config       a CONTROL connector-config update to send before reading
     lines_before         lines to send as they are before reading (say, a CONTROL holding a NaN)
     exit_code            the exit code once the input has ended (default 0)
+    hold_until_end       store nothing before the input ends: records go to ``output``.staged as
+                         they come and are appended to ``output`` (then every STATE echoed) only
+                         at the end of the input, as a destination committing once would
+    pause_after_records  after that many records, read no more until the file ``resume_file``
+                         exists (waiting at most 120 s)
 """
 
 from __future__ import annotations
@@ -92,6 +97,8 @@ def main(argv: list[str]) -> int:
         while True:
             time.sleep(3600)
 
+    if config.get("hold_until_end"):
+        return hold_until_end(config)
     output = open(config["output"], "ab") if config.get("output") else None  # noqa: SIM115
     echo = config.get("echo_states", True)
     fail_after = config.get("fail_after_records")
@@ -134,6 +141,42 @@ def main(argv: list[str]) -> int:
                 OUT.flush()
     if output is not None:
         output.close()
+    return int(config.get("exit_code", 0))
+
+
+def wait_for_file(path: str) -> None:
+    deadline = time.monotonic() + 120
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def hold_until_end(config: dict) -> int:
+    """Stage every record, commit them all (and echo the states) once the input ends."""
+    staged_path = config["output"] + ".staged"
+    states = []
+    records = 0
+    with open(staged_path, "wb") as staged:  # what a killed run staged was never committed
+        for line in sys.stdin.buffer:
+            try:
+                message = json.loads(line)
+            except ValueError:  # a line cut off as its writer died: skipped, as the CDK does
+                sys.stderr.write(f"skipped a line that is not JSON ({len(line)} bytes)\n")
+                continue
+            if message["type"] == "RECORD":
+                staged.write(line)
+                staged.flush()
+                records += 1
+                if records == config.get("pause_after_records"):
+                    wait_for_file(config["resume_file"])
+            elif message["type"] == "STATE":
+                states.append(line)
+    # The end of the input: the one commit (whoever, if anyone, reads the echoes).
+    with open(staged_path, "rb") as staged, open(config["output"], "ab") as output:
+        output.write(staged.read())
+    os.remove(staged_path)
+    for line in states:
+        OUT.write(line)
+    OUT.flush()
     return int(config.get("exit_code", 0))
 
 

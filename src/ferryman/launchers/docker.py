@@ -14,6 +14,12 @@ container's. Ending the client does not end the container, so every stop goes to
 name (``docker kill``), and after every exit ``docker rm -f`` makes sure it is gone. Containers
 carry labels naming their job, attempt and owner, so a restarted engine can remove what a crashed
 one left (:func:`remove_orphans`).
+
+A client that dies by a signal (SIGKILL, the OOM killer) leaves its container running, and ``-i``
+makes the engine close the container's stdin as the client's connection drops: a destination
+takes that for the end of its input and commits what it holds, echoing states nobody reads, so
+the retry sends those records again. A thread per client waits for its exit (a pidfd) and kills
+the container (SIGKILL) the moment the client is seen dead by a signal, before anything else.
 """
 
 from __future__ import annotations
@@ -24,9 +30,12 @@ import math
 import os
 import random
 import re
+import select
 import shutil
+import signal
 import socket
 import string
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -48,6 +57,7 @@ LABEL = "io.ferryman"
 REMOVE_WAIT_S = 30.0  # how long the end of an attempt waits for the engine to remove a container
 MANAGED = f"{LABEL}.managed"
 SCRATCH_PREFIX = ".container-"  # a container's working directory in the attempt dir: .container-<name>
+_SIGNALS = {int(sig) for sig in signal.Signals}
 _NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]+")
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmgBKMG]|[KMGkmg]i)?[bB]?$")
 
@@ -236,6 +246,11 @@ class DockerProcess(LocalProcess):
         self._term_pending = False
         self.user_settings: list[UserSetting] = []
         self.engine_lost = False  # a command to the container found no engine answering
+        # The client died by a signal while its container ran, and the container was killed.
+        self.client_lost: str | None = None
+        self._client_seen = threading.Lock()  # held while the client's exit is acted on
+        self._client_handled = False
+        self._client_killed_by_us = False  # kill() SIGKILLs the client and then the container
         WATCHDOG.watch_container(name, argv[0])  # before it exists: the watchdog's rm is harmless
         try:
             super().__init__(request, argv, env)
@@ -243,6 +258,37 @@ class DockerProcess(LocalProcess):
             WATCHDOG.forget_container(name)
             shutil.rmtree(scratch, ignore_errors=True)
             raise
+        threading.Thread(target=self._watch_client, name=f"{self.role}-client", daemon=True).start()
+
+    def _watch_client(self) -> None:
+        """Wait for the client to exit and act on it at once, whatever the worker is doing then."""
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            return  # not Linux 5.3+, or already reaped: poll() acts on the exit instead
+        try:
+            select.select([pidfd], [], [])  # readable once the client has exited
+            # How it ended, leaving it for poll() to reap; by its pidfd, never a reused pid.
+            ended = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+        except (AttributeError, ChildProcessError, OSError):
+            return  # poll() reaped it just now (or no P_PIDFD): poll() acts on the exit itself
+        finally:
+            os.close(pidfd)
+        if ended is not None and ended.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
+            self._client_exited(-ended.si_status)
+
+    def _client_exited(self, code: int) -> None:
+        """The client ended with ``code``: when a signal ended it, the container may live on
+        with its input ended and nobody reading its output. Kill it: nothing it does now can be
+        seen or confirmed. Once, by whichever thread sees the exit first; the other waits."""
+        with self._client_seen:
+            if self._client_handled:
+                return
+            self._client_handled = True
+            if code >= 0 or self._client_killed_by_us:
+                return  # it ended with its container (or the worker is killing both)
+            if self._container("kill") is None:  # it was running: an exit would say "not running"
+                self.client_lost = signal.Signals(-code).name if -code in _SIGNALS else f"signal {-code}"
 
     def _container(self, *args: str) -> str | None:
         """Send one command to the container: None when it was done, else the engine's reason."""
@@ -255,7 +301,9 @@ class DockerProcess(LocalProcess):
 
     def poll(self) -> int | None:
         code = super().poll()
-        if code is None and self._term_pending:
+        if code is not None:
+            self._client_exited(code)  # at once, if the watching thread has not yet
+        elif self._term_pending:
             self._term_pending = self._container("kill", "--signal", "TERM") is not None
         return code
 
@@ -274,6 +322,7 @@ class DockerProcess(LocalProcess):
     def kill(self) -> None:
         # The client first: a container whose output nobody reads cannot finish exiting (the
         # engine waits to deliver it), and a kill would wait for that too.
+        self._client_killed_by_us = True
         super().kill()
         self._container("kill")
 
@@ -281,6 +330,12 @@ class DockerProcess(LocalProcess):
         return f"container {self.name} (docker run client pid {self.pid})"
 
     def launcher_failure(self, code: int | None, stderr_tail: str) -> FerrymanError | None:
+        if self.client_lost is not None:
+            return LaunchError(
+                f"the docker run client of the {self.role} was killed ({self.client_lost}) while its "
+                f"container {self.name} ran: the container was killed too (SIGKILL), so that it "
+                "stores nothing nobody can confirm"
+            )
         return launcher_failure(code, stderr_tail, self.role, self.user_settings)
 
     def close(self) -> None:
