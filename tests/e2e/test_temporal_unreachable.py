@@ -192,3 +192,24 @@ def test_the_api_queues_a_job_while_temporal_refuses(cli: Cli, tmp_path: Path) -
     assert cli.jobs()[0]["status"] == "pending"
     log = (tmp_path / "home" / "server.log").read_text()
     assert f"job {answer.json()['jobId']} is queued; cannot reach Temporal at {address}" in log
+
+
+def test_a_scheduler_pass_while_temporal_refuses_queues_and_reports_every_due_sync(cli: Cli) -> None:
+    for name in ("c2", "c3"):
+        made = cli("connections", "create", name, "--source", "src", "--destination", "dst")
+        assert made.returncode == 0, made.stderr
+    for name in ("c", "c2", "c3"):
+        assert cli("connections", "update", name, "--schedule", "every 30m").returncode == 0
+    address = closed_address()
+
+    ran = cli("scheduler", "--once", "--now", "2100-01-01T00:00:00Z", "--json", **on_temporal(address))
+
+    assert ran.returncode == 0, ran.stderr
+    events = [json.loads(line) for line in ran.stdout.splitlines()]
+    created = [event["job_id"] for event in events if event["event"] == "job_created"]
+    assert events[-1]["event"] == "pass" and events[-1]["created"] == created
+    assert len(created) == 3  # every due sync is queued and told, though none reached Temporal
+    assert {job["status"] for job in cli.jobs() if job["type"] == "sync"} == {"pending"}
+    lines = ran.stderr.strip().splitlines()
+    assert len(lines) == 1, ran.stderr  # once per pass, not once per connection nor a traceback
+    assert f"cannot reach Temporal at {address}" in lines[0] and "a worker starts it later" in lines[0]
