@@ -542,6 +542,12 @@ class JobService:
                 return self._engine().run_jobs([job.id], timeout_s)[0]
         except EngineUnavailable as exc:
             reason = str(exc)
+        status = self.store.get_job(job.id, catalog=False).status
+        if status is not JobStatus.PENDING:  # started meanwhile: say so, not "queued"
+            raise EngineUnavailable(
+                f"job {job.id} is {status.value}, and this command cannot follow it: {reason}"
+                f" (ferryman jobs show {job.id})"
+            )
         raise EngineUnavailable(
             f"job {job.id} is queued, not started: {reason}; a worker starts it once it reaches"
             f" Temporal (to drop it: ferryman jobs cancel {job.id})"
