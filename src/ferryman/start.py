@@ -16,6 +16,9 @@ def _interrupted() -> None:
 
 
 def main() -> None:
+    from ferryman.open_files import raise_limit
+
+    raise_limit()  # before anything opens a file: a worker may run syncs of thousands of streams
     try:
         from ferryman.entry import main as run
     except KeyboardInterrupt:

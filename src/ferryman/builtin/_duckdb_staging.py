@@ -19,7 +19,11 @@ its file; the attempt that takes the table over removes it.
 Staging tables named by earlier versions (``_<pid>`` or ``_<pid>_s<sync_id>`` after the stream)
 have no lock file: for those the pid still decides, as it did (:func:`pid_alive`). So does it for
 this version's tables where the lock file cannot be made or ``flock`` refuses (a file system
-without locks): the table is then given such a name, and the sync logs a warning.
+without locks): the table is then given such a name, and the sync logs a warning. Not when the
+process may open no more files: that fails the sync, naming the limit (``ferryman.open_files``).
+
+Each lock holds a descriptor for as long as its table is staged, so an overwrite of thousands of
+streams holds thousands: the destination raises its soft limit of open files at start-up.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ class StagingLocks:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                raise  # not a file system without locks: the sync fails saying which limit
             return f"cannot create {path}: {exc.strerror or exc}"
         try:
             _flock(fd, LOCK_EX | LOCK_NB)

@@ -50,12 +50,10 @@ class Holds:
                 table.hold.append(chunk, 0, 0)
         except SpillError as exc:
             # One line for the attempt's failure; the committed rows stay, the retry resumes.
-            raise SpillError(
-                exc.directory,
-                exc.reason,
-                f"stream '{table.label}': cannot hold its records after the last state in"
-                f" {exc.directory}: {exc.reason}; free space there or set the config field"
-                " 'spill_directory' to a directory with more room",
+            raise exc.explained(
+                table.label,
+                "cannot hold its records after the last state",
+                "free space there or set the config field 'spill_directory' to a directory with more room",
             ) from None
         table.hold.lines += held.rows
         if spilled_only:
@@ -89,7 +87,8 @@ class Holds:
         else:
             self.before_other_copy()
             copy_chunks(self.conn, table, table.target, table.names, table.hold.chunks(), count)
-        table.hold.clear()
+        table.hold.close()  # closed, not emptied: only streams with records held keep a descriptor
+        table.hold = None
         return count
 
     def close(self) -> None:

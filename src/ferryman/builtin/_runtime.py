@@ -36,6 +36,7 @@ import os
 import sys
 import time
 
+from ferryman.open_files import describe, is_exhausted, raise_limit
 from ferryman.protocol import messages
 from ferryman.quick_exit import leave
 
@@ -272,6 +273,7 @@ def _dispatch(connector: Connector, args: argparse.Namespace, out: Output) -> No
 
 def main(connector: Connector, argv: Sequence[str] | None = None) -> int:
     """Run one command of ``connector``; returns the process exit code."""
+    raise_limit()  # a file or two per stream: thousands of streams pass a soft limit of 1024
     if list(sys.argv[1:] if argv is None else argv) == ["spec"]:
         return _spec(connector)
     args = _parser(connector).parse_args(argv)
@@ -307,10 +309,12 @@ def main(connector: Connector, argv: Sequence[str] | None = None) -> int:
 
 
 def _disk_full(name: str, exc: Exception) -> str | None:
-    """The one line for a write refused for lack of space (or quota), naming the file; None for
-    any other failure."""
+    """The one line for a write refused for lack of space (or quota), naming the file, or for a
+    file refused for too many open ones; None for any other failure."""
     import errno
 
+    if isinstance(exc, OSError) and is_exhausted(exc):
+        return f"{name}: {describe(exc)}"
     if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
         return None
     what = "no space left" if exc.errno == errno.ENOSPC else "the disk quota is used up"

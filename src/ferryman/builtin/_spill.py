@@ -8,15 +8,23 @@ destination's own disk, and on Linux it is unlinked at once and reached through
 file never outlives its destination nor reaches the next attempt.
 
 Writing one fails with :class:`SpillError`, which names the directory (a full disk, most often):
-each destination adds what its user can do about it.
+each destination adds what its user can do about it (:meth:`SpillError.explained`), except when
+the process may open no more files, which no directory fixes.
+
+A spill file holds a descriptor while it exists; a destination closes the file once it is loaded
+and empty, so that only streams with records waiting hold one (thousands of streams would
+otherwise hold thousands of descriptors for the whole sync).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
+
+from ferryman.open_files import describe
 
 _CHUNK = 1 << 20
 
@@ -25,10 +33,23 @@ class SpillError(OSError):
     """A spill file could not be created or written: ``reason`` is the system's (``No space left
     on device``); ``message`` replaces the default one (a destination's, saying what to do)."""
 
-    def __init__(self, directory: str, reason: str, message: str | None = None) -> None:
+    def __init__(
+        self, directory: str, reason: str, message: str | None = None, code: int | None = None
+    ) -> None:
         super().__init__(message or f"cannot write a spill file in {directory}: {reason}")
         self.directory = directory
         self.reason = reason
+        self.code = code  # the errno, when the system gave one
+
+    def explained(self, label: str, what: str, remedy: str) -> SpillError:
+        """This error told for stream ``label``: ``what`` could not be done in the directory, and
+        ``remedy`` (more room) follows; for too many open files, the limit and how to raise it."""
+        if self.code in (errno.EMFILE, errno.ENFILE):
+            cause = OSError(self.code, self.reason)
+            message = f"stream '{label}': {describe(cause, f'creating a spill file in {self.directory}')}"
+        else:
+            message = f"stream '{label}': {what} in {self.directory}: {self.reason}; {remedy}"
+        return SpillError(self.directory, self.reason, message, self.code)
 
 
 def directory_problem(directory: str) -> str | None:
@@ -52,7 +73,7 @@ class Spill:
         try:
             self.fd, named = tempfile.mkstemp(prefix=".ferryman-spill-", suffix=suffix, dir=self.directory)
         except OSError as exc:
-            raise SpillError(self.directory, exc.strerror or str(exc)) from None
+            raise SpillError(self.directory, exc.strerror or str(exc), code=exc.errno) from None
         self.path = f"/proc/self/fd/{self.fd}"
         self.size = 0
         self.lines = 0
@@ -70,7 +91,7 @@ class Spill:
             while offset < len(data):
                 offset += os.pwrite(self.fd, view[offset:], self.size + offset)
         except OSError as exc:
-            raise SpillError(self.directory, exc.strerror or str(exc)) from None
+            raise SpillError(self.directory, exc.strerror or str(exc), code=exc.errno) from None
         self.size += len(data)
         self.lines += count
         self.longest = max(self.longest, longest)

@@ -222,12 +222,10 @@ class DuckDBSink:
         try:
             yield
         except SpillError as exc:
-            raise SpillError(
-                exc.directory,
-                exc.reason,
-                f"stream '{table.label}': cannot spill its records in {exc.directory} (beside the"
-                f" database file): {exc.reason}; free space on that disk or move the database file"
-                " to one with more room",
+            raise exc.explained(
+                table.label,
+                "cannot spill its records (beside the database file)",
+                "free space on that disk or move the database file to one with more room",
             ) from None
 
     def checkpoint(self, scope: StreamKey | None) -> None:
@@ -241,10 +239,14 @@ class DuckDBSink:
         if table.tail is None or not table.tail.lines:
             return
         if table.spill is None or not table.spill.lines:  # no copy: the tail becomes the spill
-            table.spill, table.tail = table.tail, table.spill
+            if table.spill is not None:
+                table.spill.close()
+            table.spill, table.tail = table.tail, None
         else:
             with self._spilling(table):
                 table.spill.take(table.tail)
+            table.tail.close()  # an empty file need not hold a descriptor (see _spill)
+            table.tail = None
 
     def _pending(self) -> list[Table]:
         return [table for table in self.tables.values() if table.spill is not None and table.spill.lines]
@@ -278,7 +280,10 @@ class DuckDBSink:
             self.records += table.spill.lines
             if table.staging is not None:
                 table.staged += table.spill.lines
-            table.spill.clear()
+            # Closed, not emptied: a stream holds a descriptor only while records wait to load,
+            # so thousands of streams do not hold thousands of files between their commits.
+            table.spill.close()
+            table.spill = None
         for table in due:
             table.staging = None
 

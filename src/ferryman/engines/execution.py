@@ -32,6 +32,7 @@ from ferryman.jobs.outcomes import CheckResult, ConnectorOutcome, FailureSummary
 from ferryman.jobs.retry import RetryPolicy
 from ferryman.jobs.states import AttemptStatus, JobStatus, JobType
 from ferryman.launchers import ConnectorProcess, Launcher, LaunchRequest
+from ferryman.open_files import describe, is_exhausted
 from ferryman.private import secure_home
 from ferryman.protocol.catalog import NamespaceDefinition, NamespaceMapping, check_mapping
 from ferryman.protocol.state import full_refresh_streams, without_streams
@@ -453,6 +454,8 @@ class AttemptExecution:
 
 def _os_error(exc: OSError) -> str:
     """``no space left on device while writing /path``: what failed, and where."""
+    if is_exhausted(exc):  # not a disk's fault: the limit of open files, and how to raise it
+        return describe(exc)
     what = (exc.strerror or str(exc)).lower()
     if not exc.filename:
         return what
