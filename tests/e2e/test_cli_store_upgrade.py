@@ -12,7 +12,9 @@ its migrations are the real ones.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import select
 import signal
 import sqlite3
 import subprocess
@@ -22,12 +24,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from alembic import command
 
 from ferryman.store import SqlJobStore, open_store
-from ferryman.store.migrate import VERSION_TABLE, alembic_config, current_revision, head_revision
+from ferryman.store.migrate import (
+    PG_ADVISORY_KEY,
+    VERSION_TABLE,
+    alembic_config,
+    current_revision,
+    head_revision,
+)
 from ferryman.store.schema import attempts, jobs, stream_stats
 from tests.contract.store_support import fresh_database
 from tests.e2e.test_cli_store_faults import mounted
@@ -330,3 +339,50 @@ def test_a_long_running_command_stopped_during_its_upgrade_stops_and_the_upgrade
     assert ferryman(url, home, "jobs", "list").returncode == 0
     after = contents(url, {t: v["columns"] for t, v in rows_of(before).items()})
     assert after["revision"] == head_revision() and rows_of(after) == rows_of(before)
+
+
+@contextlib.contextmanager
+def migration_lock_held(url: str) -> Iterator[str]:
+    """The store's migration lock, held here as another process's upgrade holds it; yields what
+    the waiting line names as its holder."""
+    if url.startswith("sqlite"):
+        db_path = Path(url.removeprefix("sqlite:///"))
+        with open(db_path.with_name(db_path.name + ".migrate.lock"), "a") as lock_file:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+            yield f"it holds {db_path}.migrate.lock"
+        return
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as holder:
+        holder.execute(f"SELECT pg_advisory_lock({PG_ADVISORY_KEY})")
+        pid = holder.info.backend_pid
+        yield f"it holds pg_advisory_lock({PG_ADVISORY_KEY}): server process {pid}, see pg_stat_activity"
+
+
+def test_a_command_waiting_for_another_process_s_upgrade_says_so_once_then_goes_on(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Another process holds the migration lock (an upgrade stopped or slow, or on Postgres a
+    killed client's statement still running on the server): a command started meanwhile says in
+    one line that it waits, and for whom, then runs once the lock is free. Before, it waited
+    without a word, however long."""
+    old_store_with_history(store_url, jobs_count=30)
+    home = tmp_path / "home"
+    with migration_lock_held(store_url) as holder:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ferryman", "jobs", "list", "--limit", "1"], env=env_for(store_url, home),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert process.stderr is not None
+            # Bounded: the old code waited without a word, for as long as the lock was held.
+            said, _, _ = select.select([process.stderr], [], [], DEADLINE_S)
+            line = process.stderr.readline() if said else "(nothing said)"  # EOF: "" if it ended
+            assert line.startswith("waiting for another process's upgrade of the store "), line
+            assert f"to schema {head_revision()} ({holder})" in line, line
+            assert process.poll() is None  # it waits
+        except BaseException:
+            process.kill()
+            process.communicate(timeout=DEADLINE_S)
+            raise
+    _, stderr = process.communicate(timeout=DEADLINE_S)
+    assert process.returncode == 0 and stderr == "", stderr  # the line was said once
+    assert contents(store_url)["revision"] == head_revision()
