@@ -113,7 +113,8 @@ def guarded(action: Callable[[], int]) -> None:
         if not stdout_reader_gone():
             # A pipe or socket other than stdout (the store's, a server's, a connector's): the
             # command failed, and saying nothing with exit 0 would hide it.
-            fail(f"{exc.strerror or exc}: the other end of a pipe or connection this command used went away", 2)
+            gone = "the other end of a pipe or connection this command used went away"
+            fail(f"{exc.strerror or exc}: {gone}", 2)
         # The reader went away (`ferryman jobs logs 7 | head`): stop quietly, as `cat` would.
         reader_gone()
         code = 0
