@@ -19,6 +19,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -386,3 +387,57 @@ def test_a_command_waiting_for_another_process_s_upgrade_says_so_once_then_goes_
     _, stderr = process.communicate(timeout=DEADLINE_S)
     assert process.returncode == 0 and stderr == "", stderr  # the line was said once
     assert contents(store_url)["revision"] == head_revision()
+
+
+def test_a_postgres_upgrade_behind_a_long_reader_does_not_hold_up_other_queries_on_its_table(
+    tmp_path: Path,
+) -> None:
+    """A session of another version holds a lock on ``attempts`` (a long statement or
+    transaction) while a new command upgrades: 0011's ALTER TABLE waits for it, and Postgres
+    queues every later query on ``attempts`` behind the ALTER. It used to wait for as long as
+    the reader lasted, so every worker's heartbeat and ``jobs list`` hung with it. Now the
+    upgrade gives up after ``lock_timeout`` (rolled back whole), says so once, and tries again:
+    other queries are held up a moment at most, and the upgrade lands once the reader is done."""
+    with fresh_database("postgres", tmp_path) as url:
+        with open_store(url) as store, store.engine.begin() as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0010")  # 0011 adds a column to attempts
+        plain = url.replace("postgresql+psycopg", "postgresql")
+        home = tmp_path / "home"
+        with psycopg.connect(plain) as holder, psycopg.connect(plain, autocommit=True) as other:
+            holder.execute("LOCK TABLE attempts IN ACCESS SHARE MODE")
+            process = subprocess.Popen(
+                [sys.executable, "-m", "ferryman", "jobs", "list"], env=env_for(url, home),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            try:
+                waiting_sql = (
+                    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> %s"
+                    " AND datname = current_database()"
+                )
+
+                def upgrade_waits() -> bool:
+                    return other.execute(waiting_sql, (holder.info.backend_pid,)).fetchone() is not None
+
+                deadline = time.monotonic() + DEADLINE_S
+                while not upgrade_waits():
+                    assert time.monotonic() < deadline and process.poll() is None, "never waited"
+                    time.sleep(0.05)
+                # Bounded, so the old code fails instead of hanging: it queued this for ever.
+                other.execute("SET statement_timeout = '60s'")
+                assert other.execute("SELECT count(*) FROM attempts").fetchone() == (0,)
+                assert process.stderr is not None
+                said, _, _ = select.select([process.stderr], [], [], DEADLINE_S)
+                line = process.stderr.readline() if said else "(nothing said)"
+                assert line.startswith("waiting for other sessions on the store "), line
+                assert "to release the tables its upgrade to schema 0011 changes" in line, line
+                assert process.poll() is None
+            except BaseException:
+                process.kill()
+                process.communicate(timeout=DEADLINE_S)
+                raise
+            holder.rollback()  # the reader is done: the next try upgrades
+            _, stderr = process.communicate(timeout=DEADLINE_S)
+        assert process.returncode == 0 and stderr == "", stderr  # one line, said once
+        assert contents(url)["revision"] == head_revision()

@@ -23,6 +23,12 @@ and says so in one line on stderr once it has waited ``LOCK_QUIET_S`` (two proce
 together do not print it: the upgrade usually takes less), naming the lock and, on Postgres, the
 server process that holds it. It waits until the lock is free, as before.
 
+On Postgres the upgrade's transaction waits at most ``MIGRATION_LOCK_TIMEOUT_MS`` for a lock on a
+table (``lock_timeout``): an ALTER TABLE waiting behind a long reader (a worker of the previous
+version in a long statement or transaction) would otherwise hold up every later query on that
+table, whoever runs it, for as long as the reader lasts. It is then rolled back whole and tried
+again, 1 s, 2 s ... 30 s later, with one line saying so, until it gets its locks.
+
 A store at a revision this build does not know, made by a newer ferryman, is refused in one line,
 never downgraded.
 """
@@ -54,6 +60,8 @@ PG_ADVISORY_KEY = 0x6665727279_6D616E
 _REVISION_FILE = re.compile(r"^(\d{4})_\w+\.py$")
 LOCK_QUIET_S = 2.0  # a lock held that long by another process is said, once
 _LOCK_POLL_S = 0.1  # how often the lock is tried until then
+MIGRATION_LOCK_TIMEOUT_MS = 2000  # Postgres: how long a migration's statement waits for a table lock
+_RETRY_FIRST_S, _RETRY_MAX_S = 1.0, 30.0  # pauses between tries of an upgrade that timed out so
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -110,7 +118,7 @@ def upgrade(db: Database, tell: Callable[[str], None] = _to_stderr) -> None:
         config = alembic_config()
         config.attributes["connection"] = conn
         try:
-            command.upgrade(config, "head")
+            _upgrade_retrying_lock_timeouts(db, head, conn, lambda: command.upgrade(config, "head"), tell)
         except (SQLAlchemyError, StoreUnavailable) as exc:
             # All migrations run in one transaction (env.py): the store is as it was. A refusal
             # that passes (the server went away mid-migration) is still one: a worker waits it out.
@@ -122,6 +130,34 @@ def upgrade(db: Database, tell: Callable[[str], None] = _to_stderr) -> None:
                 "was changed, and the previous version of ferryman can still use it",
                 passes=isinstance(exc, StoreUnavailable) and exc.passes,
             ) from None
+
+
+def _upgrade_retrying_lock_timeouts(
+    db: Database, head: str | None, conn: Connection, run: Callable[[], None], tell: Callable[[str], None]
+) -> None:
+    """``run()`` (the whole upgrade, one transaction), again after a pause each time a statement
+    of it gave up waiting for a table lock (Postgres' ``lock_timeout``): rolled back, it changed
+    nothing. The first time, one line says so."""
+    pause, told = _RETRY_FIRST_S, False
+    while True:
+        try:
+            run()
+            return
+        except (SQLAlchemyError, StoreUnavailable) as exc:
+            if "due to lock timeout" not in str(getattr(exc, "orig", None) or exc):
+                raise
+        conn.rollback()
+        if not told:
+            told = True
+            store = db.url.render_as_string(hide_password=True)
+            tell(
+                f"waiting for other sessions on the store {store} to release the tables its upgrade "
+                f"to schema {head} changes (a long statement or transaction, perhaps of a worker of "
+                "the previous version: see pg_stat_activity); trying again until they do, "
+                f"{MIGRATION_LOCK_TIMEOUT_MS / 1000:g}s at a time (SIGTERM or Ctrl-C to stop)"
+            )
+        time.sleep(pause)
+        pause = min(pause * 2, _RETRY_MAX_S)
 
 
 def _refuse_unknown(db: Database, current: str | None, head: str | None) -> None:
