@@ -217,6 +217,10 @@ def test_a_worker_waits_out_a_server_that_ends_its_session_in_the_middle_of_a_mi
                 backend = wait_for(migrating, "the worker's migration to wait for the lock")
                 admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
                 line = first_line(worker)
+                if line.startswith("waiting for other sessions on the store"):
+                    # The migration's lock_timeout (2 s) was spent before the test ended its
+                    # session, on a slow machine: said once, then it tried again.
+                    line = first_line(worker)
                 holder.rollback()  # the table is free: the next try migrates
                 assert line.startswith(WAITING), line
                 assert "could not be upgraded to schema 0011" in line, line
