@@ -426,3 +426,34 @@ def test_a_reader_that_goes_away_ends_a_command_quietly_with_its_exit_code(cli: 
     failed = run_with_reader_gone(cli, "connections", "sync", "broken")
     assert failed.returncode == 1, failed.stderr  # the job failed: a gone reader does not hide it
     assert "Traceback" not in synced.stderr + failed.stderr
+
+
+# Runs ``ferryman ARGS`` with the store's opening failing on a BrokenPipeError. A mock: a socket
+# whose peer closes it in the middle of a write is a race a test cannot set up, and psycopg and
+# sqlite3 wrap theirs; this is what such a write raises where nothing wraps it.
+BROKEN_PIPE_IN_STORE = """
+import errno, os, sys
+import ferryman.store.migrate as migrate
+
+def upgrade(db):
+    raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+migrate.upgrade = upgrade
+sys.argv = ["ferryman", *sys.argv[1:]]
+from ferryman.start import main
+main()
+"""
+
+
+def test_a_broken_pipe_other_than_stdout_fails_the_command_in_one_line(cli: Cli) -> None:
+    """Only a reader of stdout that went away ends a command quietly with exit 0. A broken pipe
+    elsewhere, with stdout still read, used to be taken for it too: nothing printed, exit 0, for
+    a command that did nothing."""
+    for args in (["jobs", "list"], ["sources", "list", "--json"]):
+        result = subprocess.run(
+            [sys.executable, "-c", BROKEN_PIPE_IN_STORE, *args], capture_output=True, text=True,
+            env=cli.env, timeout=120,
+        )  # fmt: skip
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, (args, result.returncode, result.stderr)
+        assert lines[0].startswith("error: Broken pipe: the other end of a pipe or connection"), lines

@@ -12,22 +12,32 @@ its migrations are the real ones.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import select
 import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from alembic import command
 
 from ferryman.store import SqlJobStore, open_store
-from ferryman.store.migrate import VERSION_TABLE, alembic_config, current_revision, head_revision
+from ferryman.store.migrate import (
+    PG_ADVISORY_KEY,
+    VERSION_TABLE,
+    alembic_config,
+    current_revision,
+    head_revision,
+)
 from ferryman.store.schema import attempts, jobs, stream_stats
 from tests.contract.store_support import fresh_database
 from tests.e2e.test_cli_store_faults import mounted
@@ -330,3 +340,104 @@ def test_a_long_running_command_stopped_during_its_upgrade_stops_and_the_upgrade
     assert ferryman(url, home, "jobs", "list").returncode == 0
     after = contents(url, {t: v["columns"] for t, v in rows_of(before).items()})
     assert after["revision"] == head_revision() and rows_of(after) == rows_of(before)
+
+
+@contextlib.contextmanager
+def migration_lock_held(url: str) -> Iterator[str]:
+    """The store's migration lock, held here as another process's upgrade holds it; yields what
+    the waiting line names as its holder."""
+    if url.startswith("sqlite"):
+        db_path = Path(url.removeprefix("sqlite:///"))
+        with open(db_path.with_name(db_path.name + ".migrate.lock"), "a") as lock_file:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+            yield f"it holds {db_path}.migrate.lock"
+        return
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as holder:
+        holder.execute(f"SELECT pg_advisory_lock({PG_ADVISORY_KEY})")
+        pid = holder.info.backend_pid
+        yield f"it holds pg_advisory_lock({PG_ADVISORY_KEY}): server process {pid}, see pg_stat_activity"
+
+
+def test_a_command_waiting_for_another_process_s_upgrade_says_so_once_then_goes_on(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Another process holds the migration lock (an upgrade stopped or slow, or on Postgres a
+    killed client's statement still running on the server): a command started meanwhile says in
+    one line that it waits, and for whom, then runs once the lock is free. Before, it waited
+    without a word, however long."""
+    old_store_with_history(store_url, jobs_count=30)
+    home = tmp_path / "home"
+    with migration_lock_held(store_url) as holder:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ferryman", "jobs", "list", "--limit", "1"], env=env_for(store_url, home),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert process.stderr is not None
+            # Bounded: the old code waited without a word, for as long as the lock was held.
+            said, _, _ = select.select([process.stderr], [], [], DEADLINE_S)
+            line = process.stderr.readline() if said else "(nothing said)"  # EOF: "" if it ended
+            assert line.startswith("waiting for another process's upgrade of the store "), line
+            assert f"to schema {head_revision()} ({holder})" in line, line
+            assert process.poll() is None  # it waits
+        except BaseException:
+            process.kill()
+            process.communicate(timeout=DEADLINE_S)
+            raise
+    _, stderr = process.communicate(timeout=DEADLINE_S)
+    assert process.returncode == 0 and stderr == "", stderr  # the line was said once
+    assert contents(store_url)["revision"] == head_revision()
+
+
+def test_a_postgres_upgrade_behind_a_long_reader_does_not_hold_up_other_queries_on_its_table(
+    tmp_path: Path,
+) -> None:
+    """A session of another version holds a lock on ``attempts`` (a long statement or
+    transaction) while a new command upgrades: 0011's ALTER TABLE waits for it, and Postgres
+    queues every later query on ``attempts`` behind the ALTER. It used to wait for as long as
+    the reader lasted, so every worker's heartbeat and ``jobs list`` hung with it. Now the
+    upgrade gives up after ``lock_timeout`` (rolled back whole), says so once, and tries again:
+    other queries are held up a moment at most, and the upgrade lands once the reader is done."""
+    with fresh_database("postgres", tmp_path) as url:
+        with open_store(url) as store, store.engine.begin() as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0010")  # 0011 adds a column to attempts
+        plain = url.replace("postgresql+psycopg", "postgresql")
+        home = tmp_path / "home"
+        with psycopg.connect(plain) as holder, psycopg.connect(plain, autocommit=True) as other:
+            holder.execute("LOCK TABLE attempts IN ACCESS SHARE MODE")
+            process = subprocess.Popen(
+                [sys.executable, "-m", "ferryman", "jobs", "list"], env=env_for(url, home),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            try:
+                waiting_sql = (
+                    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> %s"
+                    " AND datname = current_database()"
+                )
+
+                def upgrade_waits() -> bool:
+                    return other.execute(waiting_sql, (holder.info.backend_pid,)).fetchone() is not None
+
+                deadline = time.monotonic() + DEADLINE_S
+                while not upgrade_waits():
+                    assert time.monotonic() < deadline and process.poll() is None, "never waited"
+                    time.sleep(0.05)
+                # Bounded, so the old code fails instead of hanging: it queued this for ever.
+                other.execute("SET statement_timeout = '60s'")
+                assert other.execute("SELECT count(*) FROM attempts").fetchone() == (0,)
+                assert process.stderr is not None
+                said, _, _ = select.select([process.stderr], [], [], DEADLINE_S)
+                line = process.stderr.readline() if said else "(nothing said)"
+                assert line.startswith("waiting for other sessions on the store "), line
+                assert "to release the tables its upgrade to schema 0011 changes" in line, line
+                assert process.poll() is None
+            except BaseException:
+                process.kill()
+                process.communicate(timeout=DEADLINE_S)
+                raise
+            holder.rollback()  # the reader is done: the next try upgrades
+            _, stderr = process.communicate(timeout=DEADLINE_S)
+        assert process.returncode == 0 and stderr == "", stderr  # one line, said once
+        assert contents(url)["revision"] == head_revision()

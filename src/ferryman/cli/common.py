@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
 import sys
 import threading
@@ -108,7 +109,12 @@ def guarded(action: Callable[[], int]) -> None:
         fail(str(exc), 1)
     except KeyboardInterrupt:
         fail("interrupted", 130)
-    except BrokenPipeError:
+    except BrokenPipeError as exc:
+        if not stdout_reader_gone():
+            # A pipe or socket other than stdout (the store's, a server's, a connector's): the
+            # command failed, and saying nothing with exit 0 would hide it.
+            gone = "the other end of a pipe or connection this command used went away"
+            fail(f"{exc.strerror or exc}: {gone}", 2)
         # The reader went away (`ferryman jobs logs 7 | head`): stop quietly, as `cat` would.
         reader_gone()
         code = 0
@@ -116,6 +122,22 @@ def guarded(action: Callable[[], int]) -> None:
         where = f": {exc.filename}" if exc.filename else ""
         fail(f"{exc.strerror or exc}{where} (check FERRYMAN_HOME and the disk)", 2)
     raise typer.Exit(code)
+
+
+def stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe or socket whose reader has closed it (the kernel reports an
+    error condition on the writing end): a tty, a file or a pipe still read is not."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    try:
+        events = poller.poll(0)
+    except OSError:
+        return False
+    return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in events)
 
 
 def reader_gone() -> None:

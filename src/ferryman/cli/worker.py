@@ -61,12 +61,14 @@ def worker(json: JsonOption = False, engine_name: EngineOption = None, switch: S
     kind, and a worker of the other kind is refused (else both would run the same jobs)."""
 
     def action() -> int:
-        from ferryman.cli.store_wait import open_waiting
+        from ferryman.cli.store_wait import engine_waiting, open_waiting
         from ferryman.engines.choose import worker_engine
 
         settings = Settings.from_env()
         with open_waiting(settings.home, json) as store:
-            engine: WorkerEngine = worker_engine(store, settings, engine_name, switch)
+            engine: WorkerEngine = engine_waiting(
+                lambda: worker_engine(store, settings, engine_name, switch), json
+            )
             engine.observer = JobLines(store, json)
             # Counted from before the "started" line: a supervisor's SIGTERM right after it is a
             # stop as any other, not the default end by the signal (exit -15).

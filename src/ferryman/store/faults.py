@@ -66,6 +66,14 @@ _ADVICE = (
         "ended): run it again once it is back (a `ferryman worker` waits and retries)",
         True,
     ),
+    # lock_timeout spent (a store upgrade sets it on Postgres: store/migrate.py): another session
+    # holds a lock the statement needs. Before "timeout" below, which blamed an unreachable server.
+    (
+        ("due to lock timeout",),
+        "another session holds a lock this needs (a long statement or transaction: see "
+        "pg_stat_activity); it passes once that ends",
+        True,
+    ),
     # psycopg's words when a connect outlasts connect_timeout (store/db.py): the server took the
     # connection but never answered, or its packets are dropped. Passes, as a server down does.
     (

@@ -17,6 +17,18 @@ up front, so a process of the previous version still writing to the store (a wor
 is waited for, not a reason to fail ("database is locked": a deferred transaction that has read
 cannot take the write lock once another process has written since).
 
+A process that finds the lock taken (another one upgrading, or stopped or slow while it does; on
+Postgres also a killed client's upgrade whose statement still runs on the server) waits for it,
+and says so in one line on stderr once it has waited ``LOCK_QUIET_S`` (two processes started
+together do not print it: the upgrade usually takes less), naming the lock and, on Postgres, the
+server process that holds it. It waits until the lock is free, as before.
+
+On Postgres the upgrade's transaction waits at most ``MIGRATION_LOCK_TIMEOUT_MS`` for a lock on a
+table (``lock_timeout``): an ALTER TABLE waiting behind a long reader (a worker of the previous
+version in a long statement or transaction) would otherwise hold up every later query on that
+table, whoever runs it, for as long as the reader lasts. It is then rolled back whole and tried
+again, 1 s, 2 s ... 30 s later, with one line saying so, until it gets its locks.
+
 A store at a revision this build does not know, made by a newer ferryman, is refused in one line,
 never downgraded.
 """
@@ -26,7 +38,9 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-from collections.abc import Iterator
+import sys
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,6 +58,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works as long as nothing else in the same Postgres database uses it: "ferryman" in ASCII.
 PG_ADVISORY_KEY = 0x6665727279_6D616E
 _REVISION_FILE = re.compile(r"^(\d{4})_\w+\.py$")
+LOCK_QUIET_S = 2.0  # a lock held that long by another process is said, once
+_LOCK_POLL_S = 0.1  # how often the lock is tried until then
+MIGRATION_LOCK_TIMEOUT_MS = 2000  # Postgres: how long a migration's statement waits for a table lock
+_RETRY_FIRST_S, _RETRY_MAX_S = 1.0, 30.0  # pauses between tries of an upgrade that timed out so
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -75,15 +93,21 @@ def current_revision(conn: Connection) -> str | None:
     return rows[0] if len(rows) == 1 else None
 
 
-def upgrade(db: Database) -> None:
-    """Migrate ``db`` to head unless it is there already; idempotent and race-free."""
+def _to_stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def upgrade(db: Database, tell: Callable[[str], None] = _to_stderr) -> None:
+    """Migrate ``db`` to head unless it is there already; idempotent and race-free. ``tell``
+    gets the line said while another process's upgrade is waited for."""
     head = head_revision()
     with db.read() as conn:
         current = current_revision(conn)
     if current == head:
         return
     _refuse_unknown(db, current, head)
-    with _migration_lock(db) as conn:
+    with _migration_lock(db, head, tell) as conn:
         current = current_revision(conn)
         conn.commit()  # alembic begins its own transaction on a connection not in one
         if current == head:
@@ -94,7 +118,7 @@ def upgrade(db: Database) -> None:
         config = alembic_config()
         config.attributes["connection"] = conn
         try:
-            command.upgrade(config, "head")
+            _upgrade_retrying_lock_timeouts(db, head, conn, lambda: command.upgrade(config, "head"), tell)
         except (SQLAlchemyError, StoreUnavailable) as exc:
             # All migrations run in one transaction (env.py): the store is as it was. A refusal
             # that passes (the server went away mid-migration) is still one: a worker waits it out.
@@ -106,6 +130,34 @@ def upgrade(db: Database) -> None:
                 "was changed, and the previous version of ferryman can still use it",
                 passes=isinstance(exc, StoreUnavailable) and exc.passes,
             ) from None
+
+
+def _upgrade_retrying_lock_timeouts(
+    db: Database, head: str | None, conn: Connection, run: Callable[[], None], tell: Callable[[str], None]
+) -> None:
+    """``run()`` (the whole upgrade, one transaction), again after a pause each time a statement
+    of it gave up waiting for a table lock (Postgres' ``lock_timeout``): rolled back, it changed
+    nothing. The first time, one line says so."""
+    pause, told = _RETRY_FIRST_S, False
+    while True:
+        try:
+            run()
+            return
+        except (SQLAlchemyError, StoreUnavailable) as exc:
+            if "due to lock timeout" not in str(getattr(exc, "orig", None) or exc):
+                raise
+        conn.rollback()
+        if not told:
+            told = True
+            store = db.url.render_as_string(hide_password=True)
+            tell(
+                f"waiting for other sessions on the store {store} to release the tables its upgrade "
+                f"to schema {head} changes (a long statement or transaction, perhaps of a worker of "
+                "the previous version: see pg_stat_activity); trying again until they do, "
+                f"{MIGRATION_LOCK_TIMEOUT_MS / 1000:g}s at a time (SIGTERM or Ctrl-C to stop)"
+            )
+        time.sleep(pause)
+        pause = min(pause * 2, _RETRY_MAX_S)
 
 
 def _refuse_unknown(db: Database, current: str | None, head: str | None) -> None:
@@ -121,8 +173,29 @@ def _refuse_unknown(db: Database, current: str | None, head: str | None) -> None
     )
 
 
+def _waiting_line(db: Database, head: str | None, holder: str) -> str:
+    store = db.url.render_as_string(hide_password=True)
+    return (
+        f"waiting for another process's upgrade of the store {store} to schema {head} ({holder}); "
+        "this command goes on once it ends (SIGTERM or Ctrl-C to stop)"
+    )
+
+
+def _take(try_lock: Callable[[], bool], lock: Callable[[], None], say: Callable[[], None]) -> None:
+    """The lock: tried every ``_LOCK_POLL_S`` for ``LOCK_QUIET_S``, then ``say`` once and wait."""
+    quiet_until = time.monotonic() + LOCK_QUIET_S
+    while time.monotonic() < quiet_until:
+        if try_lock():
+            return
+        time.sleep(_LOCK_POLL_S)
+    if try_lock():
+        return
+    say()
+    lock()
+
+
 @contextmanager
-def _migration_lock(db: Database) -> Iterator[Connection]:
+def _migration_lock(db: Database, head: str | None, tell: Callable[[str], None]) -> Iterator[Connection]:
     if db.is_sqlite:
         path = sqlite_path(db.url)
         if path is None:  # in memory: one process by definition
@@ -132,7 +205,20 @@ def _migration_lock(db: Database) -> Iterator[Connection]:
         lock_path = path.with_name(path.name + ".migrate.lock")
         # Empty, but 0600 like everything else of the store's: nobody else need even open it.
         with open(open_private(lock_path, os.O_WRONLY | os.O_APPEND), "a") as lock_file:
-            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+            fd = lock_file.fileno()
+
+            def try_flock() -> bool:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return False
+                return True
+
+            _take(
+                try_flock,
+                lambda: fcntl.flock(fd, fcntl.LOCK_EX),
+                lambda: tell(_waiting_line(db, head, f"it holds {lock_path}")),
+            )
             try:
                 with db.engine.connect() as conn:
                     # The write lock from the start (see the module doc): waits, up to the busy
@@ -140,11 +226,32 @@ def _migration_lock(db: Database) -> Iterator[Connection]:
                     conn.execution_options(**{BEGIN_IMMEDIATE: True})
                     yield conn
             finally:
-                fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
         return
     with db.engine.connect() as conn:
-        conn.exec_driver_sql(f"SELECT pg_advisory_lock({PG_ADVISORY_KEY})")
-        conn.commit()
+
+        def try_advisory() -> bool:
+            taken = bool(conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({PG_ADVISORY_KEY})").scalar())
+            conn.commit()
+            return taken
+
+        def say() -> None:
+            # pg_locks splits the 64-bit key: its high half in classid, its low half in objid.
+            holder = conn.exec_driver_sql(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                f" AND classid = {PG_ADVISORY_KEY >> 32} AND objid = {PG_ADVISORY_KEY & 0xFFFFFFFF}"
+                " AND objsubid = 1"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ).scalar()
+            conn.commit()
+            who = f"server process {holder}, see pg_stat_activity" if holder else "it has ended since"
+            tell(_waiting_line(db, head, f"it holds pg_advisory_lock({PG_ADVISORY_KEY}): {who}"))
+
+        def lock() -> None:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({PG_ADVISORY_KEY})")
+            conn.commit()
+
+        _take(try_advisory, lock, say)
         try:
             yield conn
         finally:

@@ -108,6 +108,11 @@ class TemporalWorker:
 
     # -- WorkerEngine ------------------------------------------------------------------------
 
+    def reach(self) -> None:
+        """Connect to Temporal once, or raise EngineUnavailable: what ``ferryman worker`` waits on
+        at start-up, before it says it started (:func:`ferryman.cli.store_wait.engine_waiting`)."""
+        asyncio.run(connect(self.temporal))
+
     def run(self, stop: threading.Event) -> None:
         """Serve every task queue until ``stop`` is set, then let the running attempts finish."""
         asyncio.run(self._serve(stop))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from ferryman.store.migrate import VERSION_TABLE
+from ferryman.store.migrate import MIGRATION_LOCK_TIMEOUT_MS, VERSION_TABLE
 
 connection = context.config.attributes.get("connection")
 if not isinstance(connection, Connection):
@@ -22,4 +22,8 @@ context.configure(
     transactional_ddl=True,
 )
 with context.begin_transaction():
+    if connection.dialect.name == "postgresql":
+        # A lock a statement waits for blocks every later query on that table meanwhile (Postgres
+        # queues them behind it): give up soon, and migrate.upgrade tries the whole upgrade again.
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{MIGRATION_LOCK_TIMEOUT_MS}ms'")
     context.run_migrations()
