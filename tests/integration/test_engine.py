@@ -500,3 +500,39 @@ def test_a_job_submitted_in_the_engines_process_starts_without_waiting_for_a_pol
         stop.set()
         engine._wake.set()  # the loop waits an hour between passes otherwise
         loop.join(60)
+
+
+def test_an_attempt_whose_thread_is_still_starting_is_not_reaped_as_ended(
+    store: JobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Temporal activity starts an attempt on its own thread (``LocalEngine.start``) while the
+    worker's store thread reaps ended ones. A reap in the moment between the attempt's
+    registration and its thread's start used to take it for ended: it then ran unknown to the
+    engine, never heartbeaten, and a cancel never reached it (a Temporal cancel test failed so
+    under load). The reap is run in that moment here by a patched ``Thread.start``, since a real
+    run cannot be made to be scheduled so on demand."""
+    service = service_for(store, tmp_path)
+    engine = service.engine
+    assert isinstance(engine, LocalEngine)
+    bench_connection(service, "t", tmp_path, 10**9)
+    job = JobService(store, settings(tmp_path)).enqueue_replication("t")  # queued, not claimed
+    ((job, attempt),) = store.claim(engine.engine_id, LIMITS, engine.clock.now(), engine.log_path, [job.id])
+    real_start = threading.Thread.start
+
+    def start_after_a_reap(thread: threading.Thread) -> None:
+        if thread.name.startswith(f"job-{job.id}-"):
+            engine.tick(claim=False)  # the store thread's pass, in the moment before the start
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_after_a_reap)
+    thread = engine.start(job, attempt)
+    monkeypatch.undo()
+
+    assert engine.running_attempt_ids() == [attempt.id]
+    store.request_cancel(job.id)
+    deadline = time.monotonic() + 60
+    while thread.is_alive() and time.monotonic() < deadline:
+        engine.tick(claim=False)  # passes the store's cancel on, as the worker's store thread does
+        thread.join(0.1)
+    assert not thread.is_alive(), "the cancel never reached the attempt"
+    assert store.get_job(job.id).status is JobStatus.CANCELLED

@@ -246,7 +246,15 @@ class LocalEngine:
 
     def _reap(self) -> None:
         with self._lock:
-            done = [key for key, r in self._running.items() if r.thread and not r.thread.is_alive()]
+            # A thread not started yet (ident None) is not done: start() registers an attempt and
+            # then starts its thread, and a Temporal activity calls it while the worker's store
+            # thread reaps. Taken for ended, the attempt ran on unknown to this engine: never
+            # heartbeaten in the store, and no cancel passed on to it.
+            done = [
+                key
+                for key, r in self._running.items()
+                if r.thread and r.thread.ident is not None and not r.thread.is_alive()
+            ]
             reaped = [self._running.pop(key) for key in done]
             for ended in reaped:
                 if ended.error is not None:
