@@ -2,11 +2,12 @@
 against the ad-hoc `ferryman sync` (no store) of the same source and destination.
 
     python benchmarks/many_streams.py [--streams 1000 5000] [--records 1] [--runs 3]
-                                      [--destination devnull|duckdb] [--paths]
+                                      [--destination devnull|duckdb] [--full-refresh] [--paths]
 
 builtin:source-bench with ``--streams`` streams of ``--records`` records each (a STATE after
 each stream's records, a status trace as each stream starts and ends), into
-builtin:destination-devnull (or destination-duckdb), on a SQLite store in a temporary home.
+builtin:destination-devnull (or destination-duckdb), on a SQLite store in a temporary home;
+every stream in its best mode, or, with ``--full-refresh``, full_refresh overwrite.
 Each stream's status change asks for a save of the confirmed state, so this measures what
 state persistence costs as the number of streams grows: it should grow with the streams, not
 with their square. Prints the median wall time and CPU (the command and its connectors) of each
@@ -60,11 +61,14 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, cpu
 
 
-def measure(streams: int, records: int, destination: str, runs: int) -> dict[str, float]:
+def measure(
+    streams: int, records: int, destination: str, runs: int, full_refresh: bool = False
+) -> dict[str, float]:
     config = json.dumps({"count": records, "streams": streams})
     with tempfile.TemporaryDirectory(prefix="many-streams-") as home:
         env = {**os.environ, "FERRYMAN_HOME": home}
         env.pop("FERRYMAN_DATABASE_URL", None)
+        refresh = ["--full-refresh"] if full_refresh else []
         dest_config = json.dumps({"path": str(Path(home) / "db.duckdb")}) if destination == "duckdb" else "{}"
         for args in (
             ("sources", "create", "many", "--connector", "builtin:source-bench", "--config", config),
@@ -77,11 +81,11 @@ def measure(streams: int, records: int, destination: str, runs: int) -> dict[str
                 "--config",
                 dest_config,
             ),
-            ("connections", "create", "c", "--source", "many", "--destination", "out"),
+            ("connections", "create", "c", "--source", "many", "--destination", "out", *refresh),
         ):
             subprocess.run([*FERRYMAN, *args], env=env, capture_output=True, check=True)
         adhoc = [*FERRYMAN, "sync", "--source", "builtin:source-bench", "--source-config", config]
-        adhoc += ["--destination", DESTINATIONS[destination], "--destination-config", dest_config]
+        adhoc += ["--destination", DESTINATIONS[destination], "--destination-config", dest_config, *refresh]
         job = [*FERRYMAN, "connections", "sync", "c"]
         figures: dict[str, list[float]] = {"adhoc_wall": [], "adhoc_cpu": [], "job_wall": [], "job_cpu": []}
         for _ in range(runs):  # interleaved: this machine's speed drifts
@@ -279,6 +283,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1, help="records per stream")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--destination", choices=sorted(DESTINATIONS), default="devnull")
+    parser.add_argument("--full-refresh", action="store_true", help="full_refresh overwrite every stream")
     parser.add_argument("--paths", action="store_true", help="time the CLI, API and web paths instead")
     parser.add_argument("--lists", action="store_true", help="time the lists of connections and jobs instead")
     parser.add_argument("--connections", type=int, default=20, help="with --lists")
@@ -300,7 +305,7 @@ def main() -> None:
     print("| job / ad hoc wall |")
     print("|---:|---:|---:|---:|")
     for streams in args.streams:
-        f = measure(streams, args.records, args.destination, args.runs)
+        f = measure(streams, args.records, args.destination, args.runs, args.full_refresh)
         adhoc = f"{f['adhoc_wall']:.2f}, {f['adhoc_cpu']:.2f}"
         job = f"{f['job_wall']:.2f}, {f['job_cpu']:.2f}"
         print(f"| {streams:,} | {adhoc} | {job} | {f['job_wall'] / f['adhoc_wall']:.2f} |", flush=True)

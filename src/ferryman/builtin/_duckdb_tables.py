@@ -16,6 +16,7 @@ type); ``tests/unit/test_duckdb_load_sql.py`` keeps that SQL and checks that bot
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import secrets
@@ -182,7 +183,64 @@ def _own_staging(table: Table, locks: StagingLocks) -> str | None:
     return problem
 
 
-def _claim_staging(con: duckdb.DuckDBPyConnection, table: Table, locks: StagingLocks) -> bool:
+@dataclass
+class Catalog:
+    """What :func:`prepare` needs of the database's catalog, read in one go by
+    :func:`read_catalog` and kept up to date as the set-up creates, renames and drops tables.
+
+    Asking ``information_schema`` per stream scanned the whole catalog each time: quadratic in
+    the streams (3,000 overwrite streams spent minutes there). The commit's transaction holds the
+    database file, which no other process can write meanwhile, so what was read stays true.
+    """
+
+    staging: dict[str, list[str]]  # schema -> the names of its staging tables, sorted
+    meta: set[tuple[str, str]]  # (schema, lowercased name) of the tables with an _airbyte_meta column
+
+    def staged(self, schema: str, prefix: str) -> list[str]:
+        names = self.staging.get(schema, [])
+        found = []
+        for name in names[bisect.bisect_left(names, prefix) :]:
+            if not name.startswith(prefix):
+                break
+            found.append(name)
+        return found
+
+    def added(self, schema: str, name: str) -> None:
+        """A table of Airbyte's shape (with ``_airbyte_meta``) was created, or renamed to ``name``."""
+        self.meta.add((schema, name.lower()))
+        names = self.staging.setdefault(schema, [])
+        at = bisect.bisect_left(names, name)
+        if name.startswith(_STAGING_PREFIX) and (at == len(names) or names[at] != name):
+            names.insert(at, name)
+
+    def removed(self, schema: str, name: str) -> None:
+        """The table was dropped, or renamed."""
+        self.meta.discard((schema, name.lower()))
+        names = self.staging.get(schema, [])
+        at = bisect.bisect_left(names, name)
+        if at < len(names) and names[at] == name:
+            del names[at]
+
+
+def read_catalog(con: duckdb.DuckDBPyConnection) -> Catalog:
+    """The staging tables and the tables holding ``_airbyte_meta``, in two queries."""
+    staging: dict[str, list[str]] = {}
+    rows = con.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables WHERE starts_with(table_name, ?)",
+        [_STAGING_PREFIX],
+    ).fetchall()
+    for schema, name in sorted(rows):
+        staging.setdefault(schema, []).append(name)
+    meta = con.execute(
+        "SELECT table_schema, lower(table_name) FROM information_schema.columns"
+        " WHERE column_name = '_airbyte_meta'"
+    ).fetchall()
+    return Catalog(staging, {(schema, name) for schema, name in meta})
+
+
+def _claim_staging(
+    con: duckdb.DuckDBPyConnection, table: Table, locks: StagingLocks, catalog: Catalog
+) -> bool:
     """Drop the staging tables of this stream left by destinations that died before their swap,
     but take over the one of an earlier attempt of this sync (same ``sync_id``: the job), which
     its next attempt resumes; returns whether there was one. An owner is dead when its lock
@@ -190,13 +248,9 @@ def _claim_staging(con: duckdb.DuckDBPyConnection, table: Table, locks: StagingL
     a process here (:func:`pid_alive`)."""
     assert table.staging is not None
     prefix = f"{_STAGING_PREFIX}{table.name}_"
-    names = con.execute(
-        "SELECT table_name FROM information_schema.tables"
-        " WHERE table_schema = ? AND starts_with(table_name, ?)",
-        [table.schema, prefix],
-    ).fetchall()
+    names = catalog.staged(table.schema, prefix)
     claimed = False
-    for (name,) in sorted(names, key=lambda row: row[0] != table.staging):  # ours first
+    for name in sorted(names, key=lambda found: found != table.staging):  # ours first
         owner = _OWNER.fullmatch(name[len(prefix) :])
         if name == table.staging:
             claimed = True  # a dead process of this sync with our name (our pid, by fallback) left it
@@ -204,9 +258,12 @@ def _claim_staging(con: duckdb.DuckDBPyConnection, table: Table, locks: StagingL
             continue
         elif not claimed and table.sync_id is not None and owner[2] == str(table.sync_id):
             con.execute(f"ALTER TABLE {quote(table.schema)}.{quote(name)} RENAME TO {quote(table.staging)}")
+            catalog.removed(table.schema, name)
+            catalog.added(table.schema, table.staging)
             claimed = True
         else:
             con.execute(f"DROP TABLE IF EXISTS {quote(table.schema)}.{quote(name)}")
+            catalog.removed(table.schema, name)
         locks.release(table.schema, name)  # its file goes; the rename or drop commits with ours
     return claimed
 
@@ -220,20 +277,13 @@ def _dead(locks: StagingLocks, schema: str, name: str, pid: str | None) -> bool:
     return pid is None or not pid_alive(int(pid))
 
 
-def _resumed(con: duckdb.DuckDBPyConnection, table: Table) -> bool:
+def _resumed(con: duckdb.DuckDBPyConnection, table: Table, catalog: Catalog) -> bool:
     """Whether an earlier attempt of this sync (same ``sync_id``: the job) already put its
     records in place of the overwritten table: the stream completed (then the attempt failed),
     or an earlier version of Ferryman swapped at the stream's first state. Its retry resumes the
     stream from that attempt's last state, so its records must join those, not replace them.
     After a swap the table holds only that sync's rows, so one row tells."""
-    if table.sync_id is None:
-        return False
-    found = con.execute(
-        "SELECT 1 FROM information_schema.columns WHERE table_schema = ?"
-        " AND lower(table_name) = lower(?) AND column_name = '_airbyte_meta'",
-        [table.schema, table.name],
-    ).fetchone()
-    if found is None:
+    if table.sync_id is None or (table.schema, table.name.lower()) not in catalog.meta:
         return False
     final = f"{quote(table.schema)}.{quote(table.name)}"
     row = con.execute(
@@ -242,17 +292,22 @@ def _resumed(con: duckdb.DuckDBPyConnection, table: Table) -> bool:
     return row is not None and row[0] == str(table.sync_id)
 
 
-def prepare(con: duckdb.DuckDBPyConnection, table: Table, locks: StagingLocks) -> str | None:
+def prepare(
+    con: duckdb.DuckDBPyConnection, table: Table, locks: StagingLocks, catalog: Catalog | None = None
+) -> str | None:
     """Create the table, or bring a stored one up to the stream's schema.
 
     New properties add columns; a column whose kind widens (see :func:`widen`) is altered; the
     kinds the table keeps become the ones records are loaded as. An overwrite's staging table is
     locked first (see :mod:`ferryman.builtin._duckdb_staging`); returns a warning when it could
-    not be, and a pid names it instead.
+    not be, and a pid names it instead. ``catalog``: what :func:`read_catalog` read in this
+    transaction (read here when not given), which this keeps up to date.
     """
+    if catalog is None:
+        catalog = read_catalog(con)
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}")
     definition = ", ".join(f"{quote(column)} {kind}" for column, kind in table.definitions)
-    if table.staging is not None and _resumed(con, table):
+    if table.staging is not None and _resumed(con, table, catalog):
         table.staging = None  # an earlier attempt of this sync swapped: go on filling its table
     warning = None
     if table.staging is not None:
@@ -263,10 +318,12 @@ def prepare(con: duckdb.DuckDBPyConnection, table: Table, locks: StagingLocks) -
                 f" {table.staging} instead, by pid, so another destination in another container"
                 " (another pid namespace) may take it for a dead one"
             )
-    if table.staging is not None and not _claim_staging(con, table, locks):
+    if table.staging is not None and not _claim_staging(con, table, locks, catalog):
         con.execute(f"CREATE TABLE {table.target} ({definition})")
+        catalog.added(table.schema, table.staging)
         return warning
     con.execute(f"CREATE TABLE IF NOT EXISTS {table.target} ({definition})")
+    catalog.added(table.schema, table.staging or table.name)  # it has, or is given, _airbyte_meta
     # DESCRIBE finds the table as DuckDB does: a stored "Users" is the stream "users"'s table too.
     stored = {str(row[0]): str(row[1]) for row in con.execute(f"DESCRIBE {table.target}").fetchall()}
     for name, kind in _AIRBYTE:

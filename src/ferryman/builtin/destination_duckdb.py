@@ -79,7 +79,7 @@ from ferryman.builtin._columns import quote
 from ferryman.builtin._destination import Unfinished, load, refuse_shared_tables
 from ferryman.builtin._duckdb_file import SharedFile, open_database
 from ferryman.builtin._duckdb_staging import StagingLocks
-from ferryman.builtin._duckdb_tables import MODES, Table, load_spills, prepare, table_for
+from ferryman.builtin._duckdb_tables import MODES, Table, load_spills, prepare, read_catalog, table_for
 from ferryman.builtin._refused import without_lone_surrogates
 from ferryman.builtin._runtime import (
     ConfigError,
@@ -229,8 +229,11 @@ class DuckDBSink:
             ) from None
 
     def checkpoint(self, scope: StreamKey | None) -> None:
-        for key, table in self.tables.items():
-            if table.holds and (scope is None or key == scope):
+        # A STREAM state concerns its stream alone: walking every stream for each of them was
+        # quadratic for a source of thousands of streams, which sends a state per stream.
+        covered = self.tables.values() if scope is None else [self.tables.get(scope)]
+        for table in covered:
+            if table is not None and table.holds:
                 self._cover(table)
 
     def _cover(self, table: Table) -> None:
@@ -264,8 +267,9 @@ class DuckDBSink:
         swapped: list[tuple[str, str]] = []  # their lock files go once the swap is committed
         with self._transaction(lambda: self._release(swapped)) as con:
             if not self.prepared:
+                catalog = read_catalog(con)  # once, not per stream: see _duckdb_tables.Catalog
                 for table in self.tables.values():
-                    warning = prepare(con, table, self.locks)
+                    warning = prepare(con, table, self.locks, catalog)
                     if warning is not None:
                         self.out.log("WARN", f"{NAME}: {warning}")
             due = self._due()  # after prepare: a resumed sync's table has no staging
