@@ -7,6 +7,7 @@
                                [--signal KILL|TERM|INT|any] [--home fresh|kept] [--store sqlite|postgresql+psycopg://.../DB]
                                [--docker none|source|destination|both|any]
                                [--max-kills 2] [--minutes M] [--work DIR] [--verbose]
+                               [--engine local|temporal] [--workers 2]
 
 Each round (its own RNG, seeded by ``--seed`` and the round's number, so ``--round N`` replays one
 round of a fresh-home run) builds a connection of builtin:source-bench (random streams, count,
@@ -43,6 +44,20 @@ What is checked, one line per violation (docs/reliability.md is the rule book):
   (its job failed or cancelled when ``ferryman`` itself was hit), never succeeded.
 
 Settings: ``FERRYMAN_CANCEL_GRACE_S=2``, ``FERRYMAN_RETRY_BACKOFF_MIN_S=0``, the rest defaults.
+With ``--engine temporal`` the jobs run on the Temporal engine: one home for the run (its store
+SQLite, or ``--store``), a ``temporal server start-dev`` keeping its history in a file
+(``--db-filename``) and ``--workers`` ``ferryman worker --engine temporal`` processes. The chaos
+sync is ``connections sync`` in the foreground or ``--detach``; the targets are ``worker`` (the
+one running the attempt: SIGKILL, SIGTERM or SIGINT, a replacement started 0-4 s later),
+``source``, ``destination``, ``temporal`` (the dev server, SIGKILL, restarted 0-4 s later on its
+ports and db file), ``cli`` (the foreground command) and ``cancel`` (``jobs cancel``). After the
+kills the harness brings everything up and waits for the round's jobs to end, then checks, besides
+the above: no job with two running attempts, nor the round's sources alive under two workers for
+over 5 s, nor an attempt begun before the one before it ended (twice-at-once); no job still live
+240 s after everything is up (wedged); a job that ended cancelled still cancelled, with no new
+attempt, at the end of the run (cancelled-ran); no connector left once no job is live, nor any
+process of a worker once the workers stop (SIGTERM) at the end (leftover).
+
 Not a test: randomness is the point; each violation found is reduced to a test in tests/e2e/.
 """
 
@@ -52,6 +67,7 @@ import argparse
 import collections
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -838,6 +854,630 @@ class Round:
         self.store.close()
 
 
+# -- the Temporal engine (--engine temporal) -----------------------------------------------------
+
+TEMPORAL_TARGETS = ["worker", "source", "destination", "temporal", "cli", "cancel"]
+LIVE = ("pending", "running", "incomplete")
+SETTLE_JOBS_S = 240  # everything up: a job still live after this is stuck
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def role_of(process: psutil.Process) -> str:
+    try:
+        line = " ".join(process.cmdline())
+    except psutil.Error:
+        return "gone"
+    if "_watchdog_main" in line:
+        return "watchdog"
+    if "source_bench" in line:
+        return "source"
+    if "destination_" in line:
+        return "destination"
+    return "other"
+
+
+class Daemon:
+    """A long-lived process (a worker, the Temporal dev server): output to a log, descendants kept."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        with log.open("a") as output:
+            self.process = subprocess.Popen(argv, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
+        self.me = psutil.Process(self.process.pid)
+        self.seen: dict[int, psutil.Process] = {}
+        self.signalled: str | None = None  # the signal the harness sent it
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set() and self.process.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                for child in self.me.children(recursive=True):
+                    self.seen.setdefault(child.pid, child)
+            self._stop.wait(0.05)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def live(self, role: str) -> list[psutil.Process]:
+        return [p for p in list(self.seen.values()) if alive(p) and role_of(p) == role]
+
+    def signal(self, name: str) -> None:
+        self.signalled = self.signalled or name
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(SIGNALS[name])
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+class Rig:
+    """A Temporal dev server (its history in a file, so it keeps it across its restarts) and
+    ``ferryman worker --engine temporal`` processes on the run's store."""
+
+    def __init__(self, work: Path, env: dict[str, str], workers: int) -> None:
+        self.binary = str(Path(sys.executable).parent / "temporal")
+        self.work, self.wanted = work, workers
+        self.ports = [free_port() for _ in range(4)]
+        self.address = f"127.0.0.1:{self.ports[0]}"
+        self.db_file = work / "temporal.db"
+        self.env = {**env, "FERRYMAN_TEMPORAL_ADDRESS": self.address}
+        self.server: Daemon | None = None
+        self.workers: list[Daemon] = []
+        self.server_starts = 0
+        self.lock = threading.Lock()
+        self.stopped = False
+
+    def start_server(self) -> None:
+        command = [
+            self.binary,
+            "server",
+            "start-dev",
+            "--headless",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.ports[0]),
+            "--ui-port",
+            str(self.ports[1]),
+            "--http-port",
+            str(self.ports[2]),
+            "--metrics-port",
+            str(self.ports[3]),
+            "--log-level",
+            "error",
+            "--db-filename",
+            str(self.db_file),
+        ]
+        for _ in range(3):  # a port of the killed server may linger a moment
+            self.server = Daemon(command, dict(os.environ), self.work / "temporal.log")
+            self.server_starts += 1
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and self.server.alive():
+                health = subprocess.run(
+                    [self.binary, "operator", "cluster", "health", "--address", self.address],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                )
+                if health.returncode == 0 and "SERVING" in health.stdout:
+                    return
+                time.sleep(0.5)
+            self.server.process.kill()
+            self.server.process.wait()
+            time.sleep(2)
+        raise RuntimeError(f"the Temporal dev server did not start: see {self.work / 'temporal.log'}")
+
+    def start_worker(self) -> Daemon:
+        log = self.work / f"worker-{len(self.workers) + 1}.log"
+        worker = Daemon([*FERRYMAN, "worker", "--engine", "temporal"], self.env, log)
+        self.workers.append(worker)
+        return worker
+
+    def serving(self) -> list[Daemon]:
+        return [w for w in self.workers if w.alive() and w.signalled is None]
+
+    def bring_up(self) -> None:
+        with self.lock:
+            if self.stopped:  # a restart timer that fired after the run
+                return
+            if self.server is None or not self.server.alive():
+                self.start_server()
+            while len(self.serving()) < self.wanted:
+                self.start_worker()
+
+    def connectors(self) -> list[tuple[Daemon, psutil.Process]]:
+        return [(w, p) for w in self.workers for role in ("source", "destination") for p in w.live(role)]
+
+    def stop(self) -> list[str]:
+        """SIGTERM every worker, wait, then the server; what was left running."""
+        with self.lock:
+            self.stopped = True
+        left = []
+        for worker in self.workers:
+            if worker.alive():
+                worker.signal("TERM")
+        for worker in self.workers:
+            try:
+                worker.process.wait(120)
+            except subprocess.TimeoutExpired:
+                left.append(f"worker pid {worker.process.pid} still runs 120 s after SIGTERM")
+                worker.process.kill()
+                worker.process.wait()
+        time.sleep(GRACE_S + 3)
+        for worker in self.workers:
+            for process in list(worker.seen.values()):
+                if alive(process):
+                    with contextlib.suppress(psutil.Error):
+                        left.append(
+                            f"pid {process.pid} ({role_of(process)}) of worker {worker.process.pid}"
+                            f" still runs after it stopped: {' '.join(process.cmdline())[:140]}"
+                        )
+                        process.kill()
+            worker.close()
+        if self.server is not None and self.server.alive():
+            self.server.process.terminate()
+            try:
+                self.server.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.server.process.kill()
+                self.server.process.wait()
+            self.server.close()
+        return left
+
+
+class TemporalRound(Round):
+    """A round on the Temporal engine: the job runs on the rig's workers; the harness kills a
+    worker, a connector, the Temporal server, the foreground command, or cancels the job."""
+
+    def __init__(self, rig: Rig, rng: random.Random, *args: Any) -> None:
+        super().__init__(*args)
+        self.rig, self.rng = rig, rng
+        self.detach = rng.random() < 0.5
+        self.twice_seen: dict[
+            int, float
+        ] = {}  # job -> when two of its attempts/sources were first seen at once
+        self.cancelled: dict[int, int] = {}  # job -> attempts it had when it ended cancelled
+        self._stop = threading.Event()
+
+    # -- the store, read directly --
+
+    def jobs(self) -> list[tuple[int, str, bool]]:
+        return [
+            (int(r[0]), r[1], bool(r[2]))
+            for r in self.store.rows(
+                "SELECT j.id, j.status, j.cancel_requested FROM jobs j JOIN connections c"
+                " ON j.scope = CAST(c.id AS VARCHAR(255)) WHERE c.name = :name ORDER BY j.id",
+                name=self.connection,
+            )
+        ]
+
+    def attempts(self, job: int) -> list[tuple[int, str, Any, Any]]:
+        return [
+            tuple(r)
+            for r in self.store.rows(
+                "SELECT number, status, created_at, ended_at FROM attempts WHERE job_id = :j ORDER BY number",
+                j=job,
+            )
+        ]
+
+    def monitor(self) -> None:
+        """Two running attempts of one job, or two sources of the round alive at once (in two
+        process trees): noted while the round runs; over 5 s, a violation."""
+        while not self._stop.wait(0.25):
+            for row in self.store.rows(
+                "SELECT a.job_id, COUNT(*) FROM attempts a JOIN jobs j ON j.id = a.job_id JOIN connections c"
+                " ON j.scope = CAST(c.id AS VARCHAR(255)) WHERE c.name = :name AND a.status = 'running'"
+                " GROUP BY a.job_id HAVING COUNT(*) > 1",
+                name=self.connection,
+            ):
+                self.violation("twice-at-once", f"job {row[0]} has {row[1]} running attempts")
+            sources = [(w, p) for w, p in self.rig.connectors() if role_of(p) == "source"]
+            if len({w.process.pid for w, _ in sources}) > 1:
+                first = self.twice_seen.setdefault(-1, time.monotonic())
+                if time.monotonic() - first > 5 and -2 not in self.twice_seen:
+                    self.twice_seen[-2] = 0
+                    self.violation(
+                        "twice-at-once",
+                        "sources of the round alive under two workers for over 5 s: "
+                        + ", ".join(f"pid {p.pid} (worker {w.process.pid})" for w, p in sources),
+                    )
+            else:
+                self.twice_seen.pop(-1, None)
+
+    # -- attacks --
+
+    def live_job(self) -> int | None:
+        live = [j for j, status, _ in self.jobs() if status in LIVE]
+        return live[-1] if live else None
+
+    def attack_t(
+        self, kill: Kill, command: Command | None, job: int, previous: tuple[int, int] | None
+    ) -> None:
+        started = time.monotonic()
+        while previous is not None and self.live_job() == job:
+            running = self.store.running_attempt(self.connection)
+            if running is not None and running[:2] != previous:
+                break
+            time.sleep(0.05)
+        started = time.monotonic()
+        saved0 = self.store.saved(self.connection)
+        changes, last = 0, saved0
+        needs_connectors = kill.target in ("worker", "source", "destination")
+
+        def target_ready() -> bool:
+            if kill.target == "cli":
+                return command is not None and command.process.poll() is None
+            running = self.store.running_attempt(self.connection)
+            if running is None:
+                return False
+            if needs_connectors:
+                roles = {role_of(p) for _, p in self.rig.connectors()}
+                return (kill.target if kill.target != "worker" else "source") in roles
+            return True
+
+        while self.live_job() == job:
+            ready = target_ready()
+            elapsed = time.monotonic() - started
+            if kill.trigger == "start" and ready:
+                time.sleep(float(kill.detail[:-1]))
+                break
+            if kill.trigger == "wall" and elapsed >= float(kill.detail[:-1]) and ready:
+                break
+            if kill.trigger == "state":
+                now = self.store.saved(self.connection)
+                if now != last:
+                    changes, last = changes + 1, now
+                if changes >= int(kill.detail) and ready:
+                    break
+            if kill.trigger == "progress":
+                running = self.store.running_attempt(self.connection)
+                if (
+                    running
+                    and running[2] >= float(kill.detail) * self.plan.streams * self.plan.count
+                    and ready
+                ):
+                    break
+            time.sleep(0.05)
+        if self.live_job() != job:
+            self.totals.missed += 1
+            self.say(
+                f"missed {kill.target}/SIG{kill.signal}@{kill.trigger}({kill.detail}): job {job} ended first"
+            )
+            return
+        running = self.store.running_attempt(self.connection)
+        kill.attempt = (running[0], running[1]) if running else None
+        kill.at_s = time.monotonic() - started
+        kill.wall_time = time.time()
+        kill.source_running = any(role_of(p) == "source" for _, p in self.rig.connectors())
+        if kill.target == "worker":
+            owners = [w for w, p in self.rig.connectors() if w.alive()] or self.rig.serving()
+            if owners:
+                owners[0].signal(kill.signal)
+                kill.landed.append(f"worker:{owners[0].process.pid}")
+        elif kill.target in ("source", "destination"):
+            for _, process in self.rig.connectors():
+                if role_of(process) == kill.target:
+                    with contextlib.suppress(psutil.Error):
+                        process.send_signal(SIGNALS[kill.signal])
+                        kill.landed.append(kill.target)
+        elif kill.target == "temporal" and self.rig.server is not None and self.rig.server.alive():
+            self.rig.server.signal("KILL")
+            self.rig.server.process.wait()
+            kill.landed.append("temporal")
+        elif kill.target == "cli" and command is not None and command.process.poll() is None:
+            command.process.send_signal(SIGNALS[kill.signal])
+            kill.landed.append("cli")
+        elif kill.target == "cancel":
+            done = subprocess.run(
+                [*FERRYMAN, "jobs", "cancel", str(job), "--json"],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=COMMAND_DEADLINE_S,
+            )
+            answer = json.loads(done.stdout)["job"] if done.returncode == 0 else {}
+            if answer.get("status") == "cancelled" or answer.get("cancel_requested"):
+                kill.landed.append("cancel")  # else the job had ended as the command started
+            self.say(f"jobs cancel {job}: exit {done.returncode} {answer or done.stderr.strip()[-300:]}")
+        kill.fired = bool(kill.landed)
+        key = f"{kill.target}/SIG{kill.signal}" if kill.target not in ("cancel",) else "cancel"
+        if kill.fired:
+            self.totals.kills[key] += 1
+        else:
+            self.totals.missed += 1
+        if (kill.target == "worker" and kill.signal == "KILL") or "destination" in kill.landed:
+            self.duplicates_allowed = True
+        self.say(
+            f"{'+'.join(kill.landed) or 'nothing'}"
+            f" {'cancelled' if kill.target == 'cancel' else 'got SIG' + kill.signal}"
+            f" at {kill.at_s:.2f}s ({kill.trigger} {kill.detail}; attempt {kill.attempt}"
+            f"{'' if kill.source_running else ', no source running'})"
+        )
+        if kill.target in ("worker", "temporal"):  # back after a moment, on the same ports and db file,
+            # while the next kill may already be waiting for its moment (a cancel with Temporal away)
+            threading.Timer(self.rng.uniform(0, 8), self.rig.bring_up).start()
+
+    def wait_jobs(self, when: str) -> bool:
+        self.rig.bring_up()
+        deadline = time.monotonic() + SETTLE_JOBS_S
+        while time.monotonic() < deadline:
+            live = [(j, s) for j, s, _ in self.jobs() if s in LIVE]
+            if not live:
+                return True
+            self.rig.bring_up()  # a worker SIGTERMed or SIGINTed drains and exits: replace it
+            time.sleep(0.5)
+        self.violation("wedged", f"{when}: jobs {live} still live {SETTLE_JOBS_S}s after everything was up")
+        return False
+
+    def foreground(self) -> tuple[int | None, Command]:
+        command = Command([*FERRYMAN, "connections", "sync", self.connection, "--json"], self.env)
+        self.commands.append(command)
+        self.totals.commands += 1
+        return command.finish(), command
+
+    def run(self) -> None:
+        p = self.plan
+        self.rig.bring_up()
+        self.set_up()
+        code, command = self.foreground()
+        if code != 0:
+            self.violation(
+                "clean-sync", f"the first, undisturbed sync exited {code}: {command.output[1][-400:]}"
+            )
+            return
+        self.previous_count = p.first_count
+        self.cli("sources", "update", f"s{self.number}", "--merge", json.dumps({"count": p.count}))
+        watcher = threading.Thread(target=self.monitor, daemon=True)
+        watcher.start()
+        try:
+            self.chaos()
+        finally:
+            self._stop.set()
+            watcher.join()
+        self.store.close()
+
+    def chaos(self) -> None:
+        p = self.plan
+        before = {j for j, _, _ in self.jobs()}
+        fg: Command | None = None
+        if self.detach:
+            self.cli("connections", "sync", self.connection, "--detach", "--json")
+            self.totals.commands += 1
+        else:
+            fg = Command([*FERRYMAN, "connections", "sync", self.connection, "--json"], self.env)
+            self.commands.append(fg)
+            self.totals.commands += 1
+        deadline = time.monotonic() + 60
+        job = None
+        while job is None and time.monotonic() < deadline:
+            new = [j for j, _, _ in self.jobs() if j not in before]
+            job = new[0] if new else None
+            time.sleep(0.05)
+        if job is None:
+            self.violation("harness", "the chaos sync's job never appeared in the store")
+            return
+        previous = None
+        for kill in p.kills:
+            self.attack_t(kill, fg, job, previous)
+            if not kill.fired or kill.target in ("cli", "cancel"):
+                break
+            previous = kill.attempt
+        self.wait_jobs(f"job {job}")
+        if fg is not None:
+            code = fg.finish()
+            if code is None:
+                self.violation(
+                    "wedged", f"`connections sync` of job {job} still running {COMMAND_DEADLINE_S}s on"
+                )
+            elif self.verbose:
+                self.say(f"foreground sync exit {code}: {fg.output[1].strip()[-300:]}")
+        status = dict((j, s) for j, s, _ in self.jobs()).get(job)
+        self.say(f"job {job} ended {status} ({len(self.attempts(job))} attempts)")
+        if status == "cancelled":
+            self.cancelled[job] = len(self.attempts(job))
+        self.check_leftovers(f"after job {job}")
+        self.check_state_behind_data(f"after job {job} ({status})")
+        if status != "succeeded" and p.mode == "overwrite":
+            self.check_overwrite_kept(f"after job {job} ({status})")
+        succeeded, tries = status == "succeeded", 0
+        while not succeeded and tries < 3:
+            tries += 1
+            self.rig.bring_up()
+            code, command = self.foreground()
+            self.check_state_behind_data(f"after clean sync {tries} (exit {code})")
+            succeeded = code == 0
+            if not succeeded:
+                self.say(f"clean sync {tries} exited {code}: {command.output[1].strip()[-400:]}")
+        if not succeeded:
+            self.violation("no-success", "3 clean syncs after the chaos failed")
+        self.wait_jobs("at the round's end")
+        self.check_leftovers("at the round's end")
+        if succeeded:
+            self.check_data()
+            saved = self.store.saved(self.connection)
+            if p.mode != "overwrite" and saved != {s: p.count for s in self.streams}:
+                self.violation(
+                    "state", f"after success the saved state is {saved}, not id {p.count} per stream"
+                )
+        self.check_jobs_t(job)
+
+    def drop_rows(self) -> None:
+        if self.plan.destination == "postgres":
+            import psycopg
+
+            database, schema = self.rows.where.split("/")
+            with psycopg.connect(dbname=database, autocommit=True, **PG) as conn:  # type: ignore[arg-type]
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        elif Path(self.rows.where).is_dir():
+            shutil.rmtree(self.rows.where, ignore_errors=True)
+        else:
+            Path(self.rows.where).unlink(missing_ok=True)
+
+    def check_leftovers(self, when: str) -> None:
+        end = time.monotonic() + GRACE_S + 5
+        while self.rig.connectors() and time.monotonic() < end:
+            time.sleep(0.2)
+        for worker, process in self.rig.connectors():
+            with contextlib.suppress(psutil.Error):
+                self.violation(
+                    "leftover",
+                    f"{when}: {role_of(process)} pid {process.pid} of worker"
+                    f" {worker.process.pid} still runs with no job live",
+                )
+
+    def check_jobs_t(self, job: int) -> None:
+        for j, status, _ in self.jobs():
+            if status in LIVE:
+                self.violation("wedged", f"job {j} is {status} at the round's end")
+            attempts = self.attempts(j)
+            for before, after in itertools.pairwise(attempts):
+                if before[3] is None or str(after[2]) < str(before[3]):
+                    self.violation(
+                        "twice-at-once",
+                        f"job {j} attempt {after[0]} began ({after[2]}) before"
+                        f" attempt {before[0]} ended ({before[3]})",
+                    )
+            if j in self.cancelled and (status != "cancelled" or len(attempts) != self.cancelled[j]):
+                self.violation(
+                    "cancelled-ran",
+                    f"job {j} ended cancelled with {self.cancelled[j]} attempts,"
+                    f" is now {status} with {len(attempts)}",
+                )
+        document = json.loads(self.cli("jobs", "show", str(job), "--json").stdout)
+        for kill in self.plan.kills:
+            if not kill.fired or kill.attempt is None:
+                continue
+            hard = (kill.target == "worker" and kill.signal == "KILL") or kill.target in (
+                "source",
+                "destination",
+            )
+            attempt = next((a for a in document["attempts"] if a["number"] == kill.attempt[1]), None)
+            if attempt is None:
+                self.violation("told", f"job {job} shows no attempt {kill.attempt[1]}")
+            elif attempt["status"] == "running":
+                self.violation("told", f"job {job} attempt {kill.attempt[1]} still shows running")
+            elif hard and attempt["status"] == "succeeded" and not ended_soon(attempt, kill):
+                self.violation(
+                    "told",
+                    f"job {job} attempt {kill.attempt[1]} succeeded though its"
+                    f" {kill.target} got SIG{kill.signal}",
+                )
+            cancel = kill.target == "cancel" or (kill.target == "cli" and kill.signal != "KILL")
+            if cancel and document["job"]["status"] not in ("cancelled", "succeeded"):
+                self.violation(
+                    "told", f"job {job} is {document['job']['status']} after a cancel ({kill.target})"
+                )
+            if self.verbose and attempt is not None:
+                failures = "; ".join(f["message"][:120] for f in attempt.get("failures", []))
+                self.say(f"job {job} attempt {kill.attempt[1]}: {attempt['status']} {failures}")
+
+
+def plan_temporal(rng: random.Random, args: argparse.Namespace) -> Plan:
+    plan = plan_round(
+        rng, argparse.Namespace(**{**vars(args), "target": "ferryman", "signal": "KILL", "docker": "none"})
+    )
+    # A job's start on Temporal takes a second or two, and a command (`jobs cancel`) as long:
+    # syncs of 60-200 MB (4-15 s), so most kills come while the job runs.
+    volume = plan.streams * plan.count * plan.record_size
+    factor = max(1, round(rng.uniform(60e6, 200e6) / volume))
+    plan.count, plan.first_count = plan.count * factor, plan.first_count * factor
+    stretch = (1.5 + volume * factor / 15e6) / (1.5 + volume / 15e6)  # the expected duration's
+    for kill in plan.kills:
+        if kill.trigger == "wall":
+            kill.detail = f"{float(kill.detail[:-1]) * stretch:.2f}s"
+        kill.target = rng.choice(TEMPORAL_TARGETS) if args.target == "any" else args.target
+        kill.signal = rng.choice(list(SIGNALS)) if args.signal == "any" else args.signal
+        if kill.target == "temporal":
+            kill.signal = "KILL"
+    return plan
+
+
+def run_temporal(args: argparse.Namespace, work: Path, pg_db: str, totals: Totals) -> None:
+    home = work / "home"
+    env = {
+        **os.environ,
+        "FERRYMAN_HOME": str(home),
+        "FERRYMAN_CANCEL_GRACE_S": str(GRACE_S),
+        "FERRYMAN_RETRY_BACKOFF_MIN_S": "0",
+        "FERRYMAN_PROGRESS_INTERVAL_S": "3600",
+        "FERRYMAN_ENGINE": "temporal",
+        "FERRYMAN_TEMPORAL_HEARTBEAT_S": "1",
+        "FERRYMAN_TEMPORAL_HEARTBEAT_TIMEOUT_S": "10",
+        "FERRYMAN_TEMPORAL_RESUBMIT_AFTER_S": "2",
+        "FERRYMAN_TEMPORAL_RPC_TIMEOUT_S": "10",
+        "FERRYMAN_ENGINE_HEARTBEAT_S": "1",
+    }
+    for name in (
+        "FERRYMAN_DATABASE_URL",
+        "FERRYMAN_DOCKER_LOCAL_ROOT",
+        "FERRYMAN_TEMPORAL_ADDRESS",
+        "FERRYMAN_TEMPORAL_TASK_QUEUE_PREFIX",
+    ):
+        env.pop(name, None)
+    store_url = f"sqlite:///{home / 'ferryman.db'}"
+    if args.store != "sqlite":
+        env["FERRYMAN_DATABASE_URL"] = store_url = args.store
+    rig = Rig(work, env, args.workers)
+    env = rig.env
+    started = time.monotonic()
+    all_rounds: list[TemporalRound] = []
+    try:
+        rig.bring_up()
+        numbers = [args.round] if args.round is not None else range(1, args.rounds + 1)
+        for number in numbers:
+            if args.minutes is not None and time.monotonic() - started > args.minutes * 60:
+                print(f"time limit of {args.minutes:g} minutes: round {number} and after not run", flush=True)
+                break
+            rng = random.Random(f"{args.seed}:{number}")
+            plan = plan_temporal(rng, args)
+            chaos = TemporalRound(rig, rng, number, plan, home, env, store_url, pg_db, totals, args.verbose)
+            print(
+                f"round {number} (--seed {args.seed} --round {number}): {plan.text()}"
+                f" {'--detach' if chaos.detach else 'foreground'}",
+                flush=True,
+            )
+            before = sum(totals.violations.values())
+            round_started = time.monotonic()
+            try:
+                chaos.run()
+            except Exception as error:  # the harness's own trouble: say it, go on
+                chaos.violation("harness", f"{type(error).__name__}: {error}")
+            all_rounds.append(chaos)
+            totals.rounds += 1
+            found = sum(totals.violations.values()) - before
+            if not found:  # the round's rows, kept only when it found something
+                chaos.drop_rows()
+            print(
+                f"  round {number}: {time.monotonic() - round_started:.1f}s, {found} violation(s)", flush=True
+            )
+        for chaos in all_rounds:  # a cancelled job stays cancelled, with no new attempt, to the end
+            chaos.store = Store(store_url)
+            for job, count in chaos.cancelled.items():
+                now = dict((j, s) for j, s, _ in chaos.jobs()).get(job)
+                if now != "cancelled" or len(chaos.attempts(job)) != count:
+                    chaos.violation(
+                        "cancelled-ran",
+                        f"job {job}: cancelled with {count} attempts, now {now}"
+                        f" with {len(chaos.attempts(job))}",
+                    )
+            chaos.store.close()
+    finally:
+        for line in rig.stop():
+            totals.violations["leftover"] += 1
+            print(f"  VIOLATION [leftover]: {line}", flush=True)
+        print(
+            f"  temporal: {rig.server_starts} server starts, {len(rig.workers)} workers started", flush=True
+        )
+
+
 def ended_soon(attempt: dict[str, Any], kill: Kill) -> bool:
     """The attempt ended within a second of the signal: it was ending anyway (a race, not a fault).
 
@@ -888,7 +1528,11 @@ def main() -> None:
     parser.add_argument("--round", type=int, default=None, help="run only this round of the seed")
     parser.add_argument("--destination", choices=[*DESTINATIONS, "any"], default="any")
     parser.add_argument("--mode", choices=[*MODES, "any"], default="any")
-    parser.add_argument("--target", choices=[*TARGETS, *CONTAINER_TARGETS.values(), "any"], default="any")
+    parser.add_argument(
+        "--target",
+        choices=[*sorted({*TARGETS, *CONTAINER_TARGETS.values(), *TEMPORAL_TARGETS}), "any"],
+        default="any",
+    )
     parser.add_argument("--signal", choices=[*SIGNALS, "any"], default="any")
     parser.add_argument("--home", choices=["fresh", "kept"], default="fresh")
     parser.add_argument(
@@ -905,7 +1549,14 @@ def main() -> None:
         "--work", type=Path, default=None, help="the homes go here (default: a temporary dir)"
     )
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--engine", choices=["local", "temporal"], default="local",
+        help="temporal: a dev server and --workers `ferryman worker --engine temporal` run the jobs",
+    )  # fmt: skip
+    parser.add_argument("--workers", type=int, default=2, help="with --engine temporal: how many workers")
     args = parser.parse_args()
+    if args.engine == "temporal" and args.docker != "none":
+        raise SystemExit("--engine temporal runs the connectors as builtin: only (no --docker)")
 
     if args.docker != "none":
         from tests.images.build import ensure
@@ -921,13 +1572,16 @@ def main() -> None:
     print(
         f"chaos: seed={args.seed} rounds={args.rounds} round={args.round} destination={args.destination}"
         f" mode={args.mode} target={args.target} signal={args.signal} home={args.home} store={args.store}"
-        f" docker={args.docker}"
+        f" docker={args.docker} engine={args.engine}"
         f" max_kills={args.max_kills} work={work}",
         flush=True,
     )
     totals = Totals()
     started = time.monotonic()
     numbers = [args.round] if args.round is not None else range(1, args.rounds + 1)
+    if args.engine == "temporal":
+        run_temporal(args, work, pg_db, totals)
+        numbers = []
     for number in numbers:
         if args.minutes is not None and time.monotonic() - started > args.minutes * 60:
             print(f"time limit of {args.minutes:g} minutes: round {number} and after not run", flush=True)
