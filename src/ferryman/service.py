@@ -108,8 +108,9 @@ class JobService:
     # What "now" is when a schedule's next run is computed; None: the store's time (see now()).
     # Tests move a ManualClock.
     clock: Clock | None = None
-    # Jobs queued that the engine could not take yet (id: why), and who hears of each (the
-    # server's and the scheduler's log by default; the CLI says it in its own words); see _submit.
+    # Who hears of a job queued that the engine could not take yet (the server's and the
+    # scheduler's log by default; the CLI says it in its own words), and, for such a caller,
+    # those jobs (id: why); see _submit.
     unsubmitted: dict[int, str] = field(default_factory=dict, init=False, repr=False)
     on_unsubmitted: Callable[[int, str], None] | None = None
 
@@ -485,13 +486,8 @@ class JobService:
         queued = self.store.enqueue_scheduled(planned)
         away: str | None = None
         for job in queued:
-            if job is None:
-                continue
-            if away is not None:  # one wait for an engine away is enough: the sweep starts the rest
-                self.unsubmitted[job.id] = away
-                continue
-            self._submit(job)
-            away = self.unsubmitted.get(job.id)
+            if job is not None and away is None:  # one wait for an engine away is enough: the
+                away = self._try_submit(job)  # sweep starts the rest
         return queued
 
     def _replication_config(
@@ -521,17 +517,26 @@ class JobService:
         """Hand a job just enqueued to the engine (Temporal starts its workflow now). An engine
         that cannot take it now leaves it queued, as it is in the store: the Temporal workers'
         sweep starts it later. That is not a failure of the call that queued it (the job exists
-        and will run); the reason is logged and kept in ``unsubmitted`` for the caller to show."""
-        if self.engine is not None:
-            try:
-                self.engine.submit(job)
-            except EngineUnavailable as exc:
-                self.unsubmitted[job.id] = str(exc)
-                if self.on_unsubmitted is not None:
-                    self.on_unsubmitted(job.id, str(exc))
-                else:
-                    log.warning("job %d is queued; %s: a worker starts it later", job.id, exc)
+        and will run): the reason is logged, or, for a caller that says it itself (the CLI's
+        ``on_unsubmitted``), kept in ``unsubmitted`` for it (and for :meth:`run`)."""
+        reason = self._try_submit(job)
+        if reason is not None and self.on_unsubmitted is not None:
+            self.unsubmitted[job.id] = reason  # a command's few jobs; a server's would pile up
         return job
+
+    def _try_submit(self, job: Job) -> str | None:
+        """Submit ``job``; None when the engine took it, else why not (told as :meth:`_submit` says)."""
+        if self.engine is None:
+            return None
+        try:
+            self.engine.submit(job)
+        except EngineUnavailable as exc:
+            if self.on_unsubmitted is not None:
+                self.on_unsubmitted(job.id, str(exc))
+            else:
+                log.warning("job %d is queued; %s: a worker starts it later", job.id, exc)
+            return str(exc)
+        return None
 
     def run(self, job: Job, timeout_s: float | None = None) -> Job:
         """Run a job in this process and wait for it (retries included). EngineUnavailable,
