@@ -437,3 +437,20 @@ def test_a_stream_state_covers_its_own_stream_without_walking_the_others(tmp_pat
     sink.tables = _OneAtATime(tables)
     sink.checkpoint((None, "s1"))
     assert [table.covered for table in tables.values()] == [0, 2, 0]
+
+
+def test_a_jsonl_stream_state_covers_its_own_stream_without_walking_the_others(tmp_path: Path) -> None:
+    """As for DuckDB above: a state per stream of thousands must not walk every stream's file."""
+    from ferryman.builtin.destination_jsonl import JsonlSink
+
+    streams = [ConfiguredStream(f"s{i}", destination_sync_mode="append") for i in range(3)]
+    sink = JsonlSink(tmp_path, streams)
+    record = b'{"type":"RECORD","record":{"stream":"s","data":{"id":1},"emitted_at":0}}'
+    for entry in sink.files.values():
+        entry.lines.append(record)
+    files = dict(sink.files)
+    sink.files = _OneAtATime(files)
+    sink.checkpoint((None, "s1"))
+    assert [entry.covered for entry in files.values()] == [0, 1, 0]
+    sink.files = files
+    sink.close()

@@ -346,8 +346,11 @@ class JsonlSink:
         return line
 
     def checkpoint(self, scope: StreamKey | None) -> None:
-        for key, entry in self.files.items():
-            if scope is None or key == scope:
+        # A STREAM state concerns its stream alone: walking every stream for each of them was
+        # quadratic for a source of thousands of streams, which sends a state per stream.
+        covered = self.files.values() if scope is None else [self.files.get(scope)]
+        for entry in covered:
+            if entry is not None:
                 self._write(entry)
                 entry.covered_size, entry.covered = entry.handle.tell(), entry.staged
 

@@ -205,8 +205,12 @@ class PostgresSink:
         return without_lone_surrogates(line, self.tables[key].columns)
 
     def checkpoint(self, scope: StreamKey | None) -> None:
-        for key, table in self.tables.items():
-            if table.holds and (scope is None or key == scope):
+        # A STREAM state concerns its stream alone (walking every stream for each was quadratic
+        # for a source of thousands of streams, which sends a state per stream).
+        keys = self.tables.keys() if scope is None else [scope]
+        for key in keys:
+            table = self.tables.get(key)
+            if table is not None and table.holds:
                 table.covered = len(self.buffers[key])
                 if table.held:
                     table.held = 0
