@@ -9,13 +9,12 @@ its server as for the store: one line, tries 1 s, 2 s ... 30 s apart, bounded by
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ferryman.cli.common import fail, note, print_json
-from ferryman.errors import EngineUnavailable
+from ferryman.errors import EngineUnavailable, FerrymanError
 
 if TYPE_CHECKING:
     from ferryman.engines.base import WorkerEngine
@@ -70,37 +69,16 @@ def engine_waiting(make: Callable[[], WorkerEngine], json: bool) -> WorkerEngine
 def _reach_waiting(
     reach: Callable[[], None], json: bool, signals: StopSignals, bound_s: float | None
 ) -> None:
-    from ferryman.store.waiting import SIGNAL_POLL_S, TELL_AGAIN_S, WAIT_ENV, Backoff, Stopped
+    from ferryman.store.waiting import keep_trying
 
-    began = time.monotonic()
-    told_at: float | None = None
-    backoff = Backoff()
-    while True:
-        try:
-            with signals.armed():
-                reach()
-            return
-        except EngineUnavailable as exc:
-            waited = time.monotonic() - began
-            if bound_s is not None and waited >= bound_s:
-                if told_at is None:
-                    raise
-                raise EngineUnavailable(
-                    f"{exc.message} (gave up after waiting {waited:.0f}s: {WAIT_ENV}={bound_s:g})"
-                ) from None
-            pause = backoff.next_s()
-            if told_at is None or time.monotonic() - told_at >= TELL_AGAIN_S:
-                told_at = time.monotonic()
-                if json:
-                    event = {"event": "engine_unavailable", "reason": exc.message, "retry_in_s": pause}
-                    print_json({**event, "starting": True}, [], one_line=True)
-                else:
-                    until_when = "until it answers" if bound_s is None else f"for up to {bound_s:g}s"
-                    note(f"waiting for Temporal {until_when} (SIGTERM or Ctrl-C to stop): {exc.message}")
-        until = time.monotonic() + (
-            pause if bound_s is None else min(pause, max(0.0, began + bound_s - time.monotonic()))
-        )
-        while time.monotonic() < until:
-            if signals():
-                raise Stopped
-            time.sleep(min(SIGNAL_POLL_S, max(0.0, until - time.monotonic())))
+    def say(line: str, reason: str, retry_in_s: float) -> None:
+        if json:
+            event = {"event": "engine_unavailable", "reason": reason, "retry_in_s": retry_in_s}
+            print_json({**event, "starting": True}, [], one_line=True)
+        else:
+            note(line)
+
+    def passes(exc: FerrymanError) -> bool:
+        return isinstance(exc, EngineUnavailable)
+
+    keep_trying(reach, "Temporal", passes, say, signals, bound_s, trying=signals.armed)

@@ -31,14 +31,15 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-from ferryman.errors import StoreUnavailable, UserInputError
+from ferryman.errors import FerrymanError, StoreUnavailable, UserInputError
 from ferryman.store import SqlJobStore, open_store
 
 WAIT_ENV = "FERRYMAN_STORE_WAIT_S"
 TELL_AGAIN_S = 60.0  # how often the waiting line is repeated while the store stays away
 SIGNAL_POLL_S = 0.1  # how soon a stop is acted on during a pause
+T = TypeVar("T")
 
 
 class Backoff:
@@ -125,43 +126,71 @@ def open_store_waiting(
     sleep: Callable[[float], None] = time.sleep,
     trying: Callable[[], AbstractContextManager[object]] = nullcontext,
 ) -> SqlJobStore:
-    """The store (``open_store(home=home)``), once it answers. ``say`` gets the waiting line, the
-    store's reason and the seconds to the next try;
+    """The store (``open_store(home=home)``), once it answers (see :func:`keep_trying`)."""
+    opener = opener or (lambda: open_store(home=home))
+
+    def passes(exc: FerrymanError) -> bool:
+        return isinstance(exc, StoreUnavailable) and exc.passes
+
+    return keep_trying(
+        opener, "the store", passes, say, stopped, bound_s, monotonic, sleep, trying, on_stop=_close
+    )
+
+
+def _close(store: SqlJobStore) -> None:
+    store.close()
+
+
+def keep_trying(
+    attempt: Callable[[], T],
+    what: str,
+    passes: Callable[[FerrymanError], bool],
+    say: Callable[[str, str, float], None],
+    stopped: Callable[[], bool],
+    bound_s: float | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    trying: Callable[[], AbstractContextManager[object]] = nullcontext,
+    on_stop: Callable[[T], None] | None = None,
+) -> T:
+    """``attempt()``'s result, once it stops raising a :class:`FerrymanError` that ``passes``
+    (the store, or Temporal, not up yet). ``say`` gets the waiting line (naming ``what``), the
+    reason and the seconds to the next try, at the first refusal and once a minute after;
     ``stopped`` is polled during each pause and raises :class:`Stopped` once true; each try runs
     inside ``trying()`` (:meth:`StopSignals.armed`); after ``bound_s`` (None: never) the last
-    refusal is raised."""
-    opener = opener or (lambda: open_store(home=home))
+    refusal is raised. ``on_stop`` gets a result won as a stop came, before Stopped is raised."""
     began = monotonic()
     told_at: float | None = None
     backoff = Backoff()
     while True:
         try:
             with trying():
-                store = opener()
-        except StoreUnavailable as exc:
-            if not exc.passes:
+                result = attempt()
+        except FerrymanError as exc:
+            if not passes(exc):
                 raise
             pause = backoff.next_s()
             waited = monotonic() - began
             if bound_s is not None and waited >= bound_s:
                 if told_at is None:
                     raise  # FERRYMAN_STORE_WAIT_S=0: the line as before, no wait
-                raise StoreUnavailable(
+                raise type(exc)(
                     f"{exc.message} (gave up after waiting {waited:.0f}s: {WAIT_ENV}={bound_s:g})"
                 ) from None
             if told_at is None or monotonic() - told_at >= TELL_AGAIN_S:
                 told_at = monotonic()
                 until_when = "until it answers" if bound_s is None else f"for up to {bound_s:g}s"
-                line = f"waiting for the store {until_when} (SIGTERM or Ctrl-C to stop): {exc.message}"
+                line = f"waiting for {what} {until_when} (SIGTERM or Ctrl-C to stop): {exc.message}"
                 say(line, exc.message, pause)
         else:
-            # A stop asked while the store was being opened and not raised there (no StopSignals,
-            # or it came as the try ended) is a stop too: the command used to go on and start,
-            # and took a second signal to end.
+            # A stop asked during a try and not raised there (no StopSignals, or it came as the
+            # try ended) is a stop too: the command used to go on and start, and took a second
+            # signal to end.
             if stopped():
-                store.close()
+                if on_stop is not None:
+                    on_stop(result)
                 raise Stopped
-            return store
+            return result
         until = monotonic() + (
             pause if bound_s is None else min(pause, max(0.0, began + bound_s - monotonic()))
         )
